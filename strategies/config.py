@@ -280,3 +280,8 @@ class OrderConfig:
             c.add("price_floor", f"must be below price_ceiling ({ceiling!r}), got {floor!r}")
         c.boolean("post_only")
         return c.errors
+
+
+# Public names for the other pure config modules (risk.limits, bots.config) that reuse these.
+FieldChecker = _Checker
+coerce_numbers = _coerce_numbers
