@@ -1,0 +1,452 @@
+"""Bots, their positions, orders, fills, events and snapshots. Every row belongs to a tenant."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from bots.config import InventoryConfig, MarketMakingConfig, config_errors
+from exchanges.models import ExchangeAccount
+from mmplatform.tenancy.models import TenantOwned
+from risk.limits import RiskLimits
+from strategies.config import AS_HORIZON_MODES, STRATEGY_TYPES, OrderConfig, StrategyConfig
+
+MONEY = {"max_digits": 30, "decimal_places": 12}
+
+
+def money_field(default: str | None = None, **kwargs: Any) -> models.DecimalField:
+    """A quote-currency amount, price or quantity: exact decimal, never float."""
+    if default is not None:
+        kwargs["default"] = Decimal(default)
+    return models.DecimalField(**MONEY, **kwargs)
+
+
+class BotStatus(models.TextChoices):
+    STOPPED = "stopped", "Stopped"
+    STARTING = "starting", "Starting"
+    RUNNING = "running", "Running"
+    STOPPING = "stopping", "Stopping"
+    PAUSED = "paused", "Paused"
+    ERROR = "error", "Error"
+
+
+class Bot(TenantOwned):
+    """A market-making bot: its configuration (the spec's config classes, flattened) and its state."""
+
+    name = models.CharField(max_length=100)
+    exchange_accounts = models.ManyToManyField(ExchangeAccount, related_name="bots")
+    trading_pairs = models.CharField(
+        max_length=500, help_text="Comma-separated pairs in BASE/QUOTE form, e.g. BTC/USDT,ETH/USDT."
+    )
+
+    # --- MarketMakingConfig ---
+    monitoring_interval_secs = models.FloatField(default=5.0, help_text="Seconds between monitoring cycles.")
+    error_recovery_delay_secs = models.FloatField(
+        default=10.0, help_text="Pause after a failed cycle before the next one (seconds)."
+    )
+    min_order_size_quote = money_field("10", help_text="Smallest order value, quote currency.")
+    max_order_size_quote = money_field("10000", help_text="Largest order value, quote currency.")
+    performance_tracking = models.BooleanField(default=True)
+    metrics_interval_secs = models.FloatField(default=60.0, help_text="Seconds between performance snapshots.")
+
+    # --- StrategyConfig ---
+    default_strategy = models.CharField(
+        max_length=32, default="GRID_TRADING", choices=[(s, s.replace("_", " ").title()) for s in STRATEGY_TYPES]
+    )
+    adaptation_enabled = models.BooleanField(
+        default=True, help_text="Select the strategy from market analysis and re-tune it as conditions change."
+    )
+    high_volatility_threshold = models.FloatField(
+        default=0.05, help_text="Daily volatility (fraction, 0.05 = 5%/day) above which VOLATILITY_ADAPTIVE is used."
+    )
+    low_liquidity_threshold_quote = money_field(
+        "1000", help_text="Book depth near the mid (quote currency) below which INVENTORY_BASED is used."
+    )
+    strong_trend_threshold = models.FloatField(
+        default=0.7, help_text="Trend strength (0..1) above which TREND_FOLLOWING is used."
+    )
+    grid_levels = models.PositiveIntegerField(default=10, help_text="Orders per side.")
+    spread_bps = models.FloatField(default=20.0, help_text="Total spread of level 0, basis points.")
+    inventory_target_ratio = models.FloatField(default=0.5, help_text="Target base value / total value (0..1).")
+    level_spacing_bps = models.FloatField(default=10.0, help_text="Distance between levels on one side, bps.")
+    inventory_skew_bps = models.FloatField(default=20.0, help_text="Quote shift at full inventory imbalance, bps.")
+    volatility_spread_multiplier = models.FloatField(
+        default=2.0, help_text="Spread added per unit of volatility over the horizon (VOLATILITY_ADAPTIVE)."
+    )
+    volatility_horizon_secs = models.FloatField(default=60.0, help_text="Volatility horizon for spread widening.")
+    risk_aversion = models.FloatField(default=0.01, help_text="Avellaneda–Stoikov gamma, 1/(bps·lot).")
+    as_horizon_mode = models.CharField(
+        max_length=16, default="infinite", choices=[(m, m.title()) for m in AS_HORIZON_MODES]
+    )
+    as_horizon_secs = models.FloatField(default=900.0, help_text="Avellaneda–Stoikov session or window length.")
+    order_arrival_k_per_bps = models.FloatField(default=0.1, help_text="Fallback k of λ(δ)=A·e^(−kδ), 1/bps.")
+    order_arrival_a_per_sec = models.FloatField(default=1.0, help_text="Fallback A of λ(δ)=A·e^(−kδ), fills/s.")
+    volatility_fallback_bps_per_sqrt_sec = models.FloatField(
+        default=0.7, help_text="σ used until enough data is observed, bps/√s."
+    )
+    trend_skew_bps = models.FloatField(default=10.0, help_text="Quote shift along the trend at strength 1, bps.")
+    trend_against_widen_bps = models.FloatField(
+        default=20.0, help_text="Extra distance of the against-trend side at strength 1, bps."
+    )
+    trend_pull_threshold = models.FloatField(
+        default=0.85, help_text="Trend strength above which the against-trend side is pulled."
+    )
+    analysis_band_bps = models.FloatField(default=100.0, help_text="Band around the mid counted as liquidity, bps.")
+    volatility_half_life_secs = models.FloatField(default=300.0, help_text="EWMA half-life of volatility, s.")
+    adapt_volatility_change_ratio = models.FloatField(
+        default=0.25, help_text="Relative change of volatility that triggers re-tuning."
+    )
+
+    # --- OrderConfig ---
+    order_size_quote = money_field("100", help_text="Size of level 0, quote currency.")
+    level_size_multiplier = models.FloatField(default=1.0, help_text="Level i size = size × multiplier^i.")
+    order_refresh_secs = models.FloatField(default=30.0, help_text="Orders older than this are re-placed.")
+    order_refresh_tolerance_bps = models.FloatField(
+        default=5.0, help_text="A live order within this distance of its new price is kept, bps."
+    )
+    min_spread_bps = models.FloatField(default=5.0, help_text="Smallest total spread, bps.")
+    max_spread_bps = models.FloatField(default=1000.0, help_text="Largest total spread, bps.")
+    maker_fee_bps = models.FloatField(default=10.0, help_text="Maker fee per fill, bps (negative: rebate).")
+    price_ceiling = money_field(null=True, blank=True, help_text="No quote above this price (empty: none).")
+    price_floor = money_field(null=True, blank=True, help_text="No quote below this price (empty: none).")
+    post_only = models.BooleanField(default=True, help_text="Send orders post-only; never cross the book.")
+
+    # --- InventoryConfig ---
+    target_ratios = models.JSONField(
+        default=dict, blank=True, help_text='Per pair target base ratio, e.g. {"BTC/USDT": 0.5}.'
+    )
+    rebalance_thresholds = models.JSONField(
+        default=dict, blank=True, help_text='Per pair rebalance threshold, e.g. {"BTC/USDT": 0.1}.'
+    )
+    default_rebalance_threshold = models.FloatField(
+        default=0.15, help_text="|ratio − target| above which a rebalancing trade is made."
+    )
+    min_trade_value_quote = money_field("10", help_text="Smallest rebalancing trade, quote currency.")
+    max_rebalance_slippage_bps = models.FloatField(
+        default=50.0, help_text="Rebalancing trades are IOC limits at most this far through the mid, bps."
+    )
+
+    # --- RiskLimits ---
+    max_position_quote = money_field("100000", help_text="Largest inventory value per pair, quote currency.")
+    max_daily_loss_quote = money_field("1000", help_text="Daily loss that pauses quoting, quote currency.")
+    max_drawdown_ratio = models.FloatField(default=0.1, help_text="Largest fall from the equity peak (fraction).")
+    inventory_deviation_limit = models.FloatField(
+        default=0.3, help_text="Largest |ratio − target| before a forced rebalance."
+    )
+    volatility_pause_threshold = models.FloatField(
+        default=0.1, help_text="Daily volatility (fraction) above which quoting widens or pauses."
+    )
+    max_open_orders = models.PositiveIntegerField(default=50, help_text="Open orders per bot, all pairs.")
+    price_collar_bps = models.FloatField(default=500.0, help_text="Orders further than this from the mid are denied.")
+    volatility_spread_widen_factor = models.FloatField(
+        default=2.0, help_text="Spread multiplier applied on a MARKET_VOLATILITY risk event."
+    )
+    position_size_reduction_factor = models.FloatField(
+        default=0.5, help_text="Size multiplier on the growing side on a POSITION_LIMIT_EXCEEDED event."
+    )
+
+    # --- state ---
+    status = models.CharField(max_length=16, choices=BotStatus.choices, default=BotStatus.STOPPED)
+    epoch = models.PositiveIntegerField(default=0, help_text="Bumped at each start; fences stale cycles.")
+    status_reason = models.TextField(blank=True, default="")
+    last_error = models.TextField(blank=True, default="")
+    kill_switch_engaged = models.BooleanField(default=False)
+    cycle_count = models.PositiveBigIntegerField(default=0)
+    last_cycle_started_at = models.DateTimeField(null=True, blank=True)
+    last_cycle_finished_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    daily_reset_at = models.DateTimeField(null=True, blank=True)
+    daily_pnl_baseline_quote = money_field("0")
+    equity_high_water_quote = money_field("0")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="uniq_bot_name_per_tenant")]
+        ordering = ["tenant_id", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def pairs(self) -> list[str]:
+        return [p.strip() for p in self.trading_pairs.split(",") if p.strip()]
+
+    def strategy_config(self) -> StrategyConfig:
+        return StrategyConfig(**{name: getattr(self, name) for name in StrategyConfig.__dataclass_fields__})
+
+    def order_config(self) -> OrderConfig:
+        return OrderConfig(**{name: getattr(self, name) for name in OrderConfig.__dataclass_fields__})
+
+    def risk_limits(self) -> RiskLimits:
+        return RiskLimits(**{name: getattr(self, name) for name in RiskLimits.__dataclass_fields__})
+
+    def inventory_config(self) -> InventoryConfig:
+        return InventoryConfig(**{name: getattr(self, name) for name in InventoryConfig.__dataclass_fields__})
+
+    def to_config(self, exchange_keys: tuple[str, ...] | None = None) -> MarketMakingConfig:
+        """The pure config the engine runs (exchange keys given when the M2M is not saved yet)."""
+        if exchange_keys is None:
+            exchange_keys = tuple(f"account-{pk}" for pk in self.exchange_accounts.values_list("pk", flat=True))
+        return MarketMakingConfig(
+            bot_id=str(self.pk),
+            exchanges=exchange_keys,
+            trading_pairs=tuple(self.pairs),
+            strategy_settings=self.strategy_config(),
+            inventory_settings=self.inventory_config(),
+            risk_limits=self.risk_limits(),
+            order_settings=self.order_config(),
+            monitoring_interval_secs=self.monitoring_interval_secs,
+            error_recovery_delay_secs=self.error_recovery_delay_secs,
+            min_order_size_quote=self.min_order_size_quote,
+            max_order_size_quote=self.max_order_size_quote,
+            performance_tracking=self.performance_tracking,
+            metrics_interval_secs=self.metrics_interval_secs,
+        )
+
+    def clean(self) -> None:
+        """Field-level errors from the one validation (bots.config.validate_market_making_config)."""
+        config = self.to_config(exchange_keys=("pending",))
+        errors = config_errors(config)
+        if errors:
+            field_names = {f.name for f in self._meta.get_fields()}
+            raise ValidationError(
+                {(name if name in field_names else "__all__"): messages for name, messages in errors.items()}
+            )
+
+
+class LiquidityPosition(TenantOwned):
+    """One pair a bot makes a market in (spec LiquidityPosition), with its running accounting."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="positions")
+    exchange_account = models.ForeignKey(ExchangeAccount, on_delete=models.PROTECT, related_name="+")
+    trading_pair = models.CharField(max_length=40)
+    strategy_type = models.CharField(max_length=32, blank=True, default="")
+    strategy_params = models.JSONField(default=dict, blank=True)
+    is_active = models.BooleanField(default=True)
+    base_position = money_field("0", help_text="Net base bought minus sold by this bot.")
+    average_cost = money_field("0", help_text="Average cost of the open base position, quote per base.")
+    realised_pnl_quote = money_field("0")
+    fees_paid_quote = money_field("0")
+    volume_quote = money_field("0")
+    fill_count = models.PositiveIntegerField(default=0)
+    last_trade_sync_ms = models.BigIntegerField(default=0, help_text="Exchange time of the last trade synced.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bot", "trading_pair"],
+                condition=models.Q(is_active=True),
+                name="uniq_active_position_per_bot_pair",
+            )
+        ]
+        ordering = ["bot_id", "trading_pair"]
+
+    def __str__(self) -> str:
+        return f"{self.bot} {self.trading_pair}"
+
+
+class OrderSide(models.TextChoices):
+    BUY = "buy", "Buy"
+    SELL = "sell", "Sell"
+
+
+class OrderStatus(models.TextChoices):
+    PENDING = "pending", "Pending (stored, not yet acknowledged)"
+    OPEN = "open", "Open"
+    PARTIALLY_FILLED = "partially_filled", "Partially filled"
+    FILLED = "filled", "Filled"
+    CANCEL_PENDING = "cancel_pending", "Cancel pending"
+    CANCELED = "canceled", "Canceled"
+    REJECTED = "rejected", "Rejected"
+    EXPIRED = "expired", "Expired"
+    LOST = "lost", "Lost (never found on the exchange)"
+
+
+OPEN_ORDER_STATUSES = (
+    OrderStatus.PENDING,
+    OrderStatus.OPEN,
+    OrderStatus.PARTIALLY_FILLED,
+    OrderStatus.CANCEL_PENDING,
+)
+
+
+class OrderPurpose(models.TextChoices):
+    QUOTE = "quote", "Quote"
+    REBALANCE = "rebalance", "Rebalance"
+
+
+class Order(TenantOwned):
+    """An order of a bot. The client order id is stored before the order is sent."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="orders")
+    position = models.ForeignKey(
+        LiquidityPosition, on_delete=models.SET_NULL, null=True, blank=True, related_name="orders"
+    )
+    exchange_account = models.ForeignKey(ExchangeAccount, on_delete=models.PROTECT, related_name="+")
+    trading_pair = models.CharField(max_length=40)
+    client_order_id = models.CharField(max_length=36, unique=True)
+    exchange_order_id = models.CharField(max_length=64, blank=True, default="")
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
+    order_type = models.CharField(max_length=16, default="limit")
+    purpose = models.CharField(max_length=16, choices=OrderPurpose.choices, default=OrderPurpose.QUOTE)
+    post_only = models.BooleanField(default=True)
+    price = money_field()
+    amount = money_field()
+    filled = money_field("0")
+    average_price = money_field(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=OrderStatus.choices, default=OrderStatus.PENDING)
+    epoch = models.PositiveIntegerField(default=0)
+    cycle = models.PositiveBigIntegerField(default=0)
+    level = models.IntegerField(default=0)
+    missing_count = models.PositiveSmallIntegerField(
+        default=0, help_text="Consecutive lookups in which the exchange did not know the order."
+    )
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["bot", "status"], name="order_bot_status"),
+            models.Index(fields=["exchange_account", "exchange_order_id"], name="order_account_exchange_id"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="order_amount_positive"),
+            models.CheckConstraint(condition=models.Q(price__gt=0), name="order_price_positive"),
+            models.CheckConstraint(condition=models.Q(filled__gte=0), name="order_filled_non_negative"),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.amount} {self.trading_pair} @ {self.price} ({self.status})"
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.amount - self.filled
+
+
+class Fill(TenantOwned):
+    """An execution of one of a bot's orders. Unique per account and exchange trade id."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="fills")
+    order = models.ForeignKey(Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="fills")
+    position = models.ForeignKey(
+        LiquidityPosition, on_delete=models.SET_NULL, null=True, blank=True, related_name="fills"
+    )
+    exchange_account = models.ForeignKey(ExchangeAccount, on_delete=models.PROTECT, related_name="+")
+    exchange_trade_id = models.CharField(max_length=64)
+    trading_pair = models.CharField(max_length=40)
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
+    price = money_field()
+    amount = money_field()
+    fee = money_field("0")
+    fee_currency = models.CharField(max_length=16, blank=True, default="")
+    fee_quote = money_field("0", help_text="The fee valued in quote currency.")
+    is_maker = models.BooleanField(default=True)
+    executed_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["exchange_account", "exchange_trade_id"], name="uniq_fill_account_trade"
+            )
+        ]
+        indexes = [models.Index(fields=["bot", "executed_at"], name="fill_bot_time")]
+        ordering = ["-executed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.amount} {self.trading_pair} @ {self.price}"
+
+
+class BotEventType(models.TextChoices):
+    EXCHANGE_CONNECTED = "ExchangeConnected"
+    MARKET_MAKING_STARTED = "MarketMakingStarted"
+    MARKET_MAKING_STOPPED = "MarketMakingStopped"
+    ORDERS_PLACED = "OrdersPlaced"
+    ORDERS_ADJUSTED = "OrdersAdjusted"
+    ORDER_FILLED = "OrderFilled"
+    INVENTORY_REBALANCED = "InventoryRebalanced"
+    RISK_EVENT_HANDLED = "RiskEventHandled"
+    STRATEGY_ADAPTED = "StrategyAdapted"
+    BOT_ERROR = "BotError"
+    KILL_SWITCH = "KillSwitchEngaged"
+    RECONCILED = "Reconciled"
+
+
+class BotEvent(TenantOwned):
+    """One row per spec event; the same payload is pushed to the dashboard."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="events")
+    event_type = models.CharField(max_length=40, choices=BotEventType.choices)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["bot", "-created_at"], name="event_bot_time")]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} ({self.bot_id})"
+
+
+class PerformanceSnapshot(TenantOwned):
+    """A bot's performance at a moment, for charts."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="performance_snapshots")
+    taken_at = models.DateTimeField(db_index=True)
+    realised_pnl_quote = money_field("0")
+    unrealised_pnl_quote = money_field("0")
+    fees_paid_quote = money_field("0")
+    volume_quote = money_field("0")
+    fill_count = models.PositiveIntegerField(default=0)
+    inventory_value_quote = money_field("0")
+    equity_quote = money_field("0")
+    spread_capture_bps = models.FloatField(default=0.0)
+    quote_uptime_ratio = models.FloatField(default=0.0)
+
+    class Meta:
+        indexes = [models.Index(fields=["bot", "-taken_at"], name="perf_bot_time")]
+        ordering = ["-taken_at"]
+
+
+class InventorySnapshot(TenantOwned):
+    """A pair's inventory at a moment, for charts."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="inventory_snapshots")
+    trading_pair = models.CharField(max_length=40)
+    taken_at = models.DateTimeField(db_index=True)
+    base_balance = money_field("0")
+    quote_balance = money_field("0")
+    mid_price = money_field("0")
+    base_value_quote = money_field("0")
+    ratio = models.FloatField(default=0.0)
+    target_ratio = models.FloatField(default=0.5)
+
+    class Meta:
+        indexes = [models.Index(fields=["bot", "-taken_at"], name="inv_bot_time")]
+        ordering = ["-taken_at"]
+
+
+class RebalanceRun(TenantOwned):
+    """Exactly one scheduled rebalance per (bot, slot): the unique constraint is the guarantee."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="rebalance_runs")
+    slot_start = models.DateTimeField()
+    trigger = models.CharField(max_length=16, default="schedule")
+    trades_executed = models.PositiveIntegerField(default=0)
+    outcome = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["bot", "slot_start"], name="uniq_rebalance_per_slot")]
+        ordering = ["-slot_start"]

@@ -1,0 +1,167 @@
+"""Admin for tenants and memberships, and the mixin that scopes every tenant-owned admin.
+
+Non-superuser staff see only their tenants' rows; every foreign-key choice is narrowed to the
+same tenants; actions run on the scoped queryset; an object of another tenant is a 404.
+Permissions follow the membership role: viewers read, operators change trading models,
+owners also manage credentials and members. Superusers see and change everything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db import models
+from django.http import Http404, HttpRequest
+
+from mmplatform.tenancy.models import CONTROL_ROLES, Membership, Role, Tenant
+from mmplatform.tenancy.scoping import for_user, tenants_for_user
+
+
+def user_roles(request: HttpRequest) -> set[str]:
+    """Roles the request's user holds in any tenant (cached on the request)."""
+    cached = getattr(request, "_tenancy_roles", None)
+    if cached is None:
+        cached = set(Membership.objects.filter(user=request.user).values_list("role", flat=True))
+        request._tenancy_roles = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def tenants_with_role(request: HttpRequest, roles: frozenset[str]) -> models.QuerySet[Tenant]:
+    if request.user.is_superuser:
+        return Tenant.objects.all()
+    return Tenant.objects.filter(memberships__user=request.user, memberships__role__in=roles).distinct()
+
+
+class TenantScopedAdminMixin:
+    """Mix into a ModelAdmin of a model with a ``tenant`` FK (or ``tenant_path`` to reach one)."""
+
+    # Roles that may add/change/delete rows of this model (viewers always read).
+    write_roles: frozenset[str] = CONTROL_ROLES
+    tenant_path = "tenant"
+
+    # --- scoping ---
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(**{f"{self.tenant_path}__in": tenants_for_user(request.user)})
+
+    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> Any:
+        raise Http404("not found")
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        self._narrow_choices(db_field, request, kwargs)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        self._narrow_choices(db_field, request, kwargs)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)  # type: ignore[misc]
+
+    def _narrow_choices(self, db_field: Any, request: HttpRequest, kwargs: dict[str, Any]) -> None:
+        if request.user.is_superuser:
+            return
+        related = db_field.remote_field.model
+        if related is Tenant:
+            kwargs["queryset"] = tenants_with_role(request, self.write_roles)
+        elif any(f.name == "tenant" for f in related._meta.get_fields()):
+            kwargs["queryset"] = for_user(related, request.user)
+
+    # --- permissions by role ---
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and (request.user.is_superuser or bool(user_roles(request)))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def _may_write(self, request: HttpRequest, obj: Any = None) -> bool:
+        if request.user.is_superuser:
+            return True
+        if obj is None:
+            return bool(user_roles(request) & self.write_roles)
+        tenant_id = self._tenant_id_of(obj)
+        return Membership.objects.filter(
+            user=request.user, tenant_id=tenant_id, role__in=self.write_roles
+        ).exists()
+
+    def _tenant_id_of(self, obj: Any) -> int | None:
+        target = obj
+        for part in self.tenant_path.split("__"):
+            target = getattr(target, part, None)
+        return getattr(target, "pk", None) if target is not None else None
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return self._may_write(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_write(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_write(request, obj)
+
+
+class MembershipForm(forms.ModelForm):
+    """Members are added by exact username, so the form never lists users of other firms."""
+
+    username = forms.CharField(max_length=150, help_text="Exact username of an existing user.")
+
+    class Meta:
+        model = Membership
+        fields = ["tenant", "role"]
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["username"].initial = self.instance.user.get_username()
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"].strip()
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise forms.ValidationError(f"No user named {username!r}.")
+        self.instance.user = user
+        return username
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    form = MembershipForm
+    fields = ["username", "role"]
+    extra = 0
+
+
+@admin.register(Tenant)
+class TenantAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    list_display = ["name", "slug", "is_active", "kill_switch_engaged", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+    write_roles = frozenset({Role.OWNER})
+    tenant_path = "pk"
+    inlines = [MembershipInline]
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet:
+        queryset = admin.ModelAdmin.get_queryset(self, request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(pk__in=tenants_for_user(request.user).values("pk"))
+
+    def _tenant_id_of(self, obj: Any) -> int | None:
+        return obj.pk
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return request.user.is_superuser  # new firms are onboarded by the platform's staff
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+
+@admin.register(Membership)
+class MembershipAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    form = MembershipForm
+    fields = ["username", "tenant", "role"]
+    list_display = ["user", "tenant", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__username", "tenant__name"]
+    write_roles = frozenset({Role.OWNER})
