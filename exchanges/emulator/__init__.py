@@ -1,0 +1,1 @@
+"""A local Binance-compatible exchange: matching engine, synthetic market and HTTP API."""
