@@ -9,8 +9,8 @@ os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("SECURE_SSL", "0")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
-from mmplatform.settings import *  # noqa: E402,F403
-from mmplatform.settings import DATABASES, VAR_DIR  # noqa: E402
+from mmplatform.settings import *  # noqa: F403
+from mmplatform.settings import DATABASES, VAR_DIR
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not :memory:, so Celery workers and daphne started by tests share it.

@@ -49,8 +49,12 @@ class TenantScopedAdminMixin:
             return queryset
         return queryset.filter(**{f"{self.tenant_path}__in": tenants_for_user(request.user)})
 
-    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> Any:
-        raise Http404("not found")
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
+        """Another tenant's object is indistinguishable from a missing one: 404, before any permission check."""
+        obj = super().get_object(request, object_id, from_field)  # type: ignore[misc]
+        if obj is None:
+            raise Http404("not found")
+        return obj
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         self._narrow_choices(db_field, request, kwargs)

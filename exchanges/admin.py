@@ -1,0 +1,73 @@
+"""Admin for exchange accounts. Secrets are write-only: typed in, encrypted, never rendered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+
+from exchanges.models import ExchangeAccount
+from mmplatform.tenancy.admin import TenantScopedAdminMixin
+from mmplatform.tenancy.models import Role
+
+SECRET_WIDGET = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
+
+
+class ExchangeAccountForm(forms.ModelForm):
+    """Credentials are required when an account is created; left blank on edit they stay as they are."""
+
+    api_key = forms.CharField(required=False, strip=True, widget=SECRET_WIDGET, max_length=512)
+    api_secret = forms.CharField(required=False, strip=True, widget=SECRET_WIDGET, max_length=512)
+    passphrase = forms.CharField(required=False, strip=True, widget=SECRET_WIDGET, max_length=512)
+    api_base_url = forms.URLField(
+        required=False,
+        assume_scheme="http",
+        help_text=ExchangeAccount._meta.get_field("api_base_url").help_text,
+    )
+
+    class Meta:
+        model = ExchangeAccount
+        fields = ["tenant", "label", "exchange_id", "api_base_url", "rate_limit_per_sec", "is_active"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        creating = self.instance.pk is None
+        for name in ("api_key", "api_secret"):
+            if creating and not cleaned.get(name):
+                self.add_error(name, "Required when the account is created.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> ExchangeAccount:
+        account: ExchangeAccount = super().save(commit=False)
+        data = self.cleaned_data
+        if data.get("api_key") or data.get("api_secret") or data.get("passphrase"):
+            current = account.credentials() if account.has_credentials else None
+            account.set_credentials(
+                api_key=data.get("api_key") or (current.api_key if current else ""),
+                api_secret=data.get("api_secret") or (current.api_secret if current else ""),
+                passphrase=data.get("passphrase") or (current.passphrase if current else ""),
+            )
+        if commit:
+            account.save()
+        return account
+
+
+@admin.register(ExchangeAccount)
+class ExchangeAccountAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
+    form = ExchangeAccountForm
+    write_roles = frozenset({Role.OWNER})
+    list_display = ["label", "tenant", "exchange_id", "api_base_url", "credentials_set", "is_active"]
+    list_filter = ["exchange_id", "is_active"]
+    search_fields = ["label"]
+    fieldsets = [
+        (None, {"fields": ["tenant", "label", "exchange_id", "api_base_url", "rate_limit_per_sec", "is_active"]}),
+        (
+            "Credentials (write-only: stored encrypted, never shown; leave blank to keep)",
+            {"fields": ["api_key", "api_secret", "passphrase"]},
+        ),
+    ]
+
+    @admin.display(boolean=True, description="credentials")
+    def credentials_set(self, obj: ExchangeAccount) -> bool:
+        return obj.has_credentials
