@@ -1,0 +1,234 @@
+"""A synthetic market that keeps the emulator's books alive, deterministic under a seed.
+
+Per symbol: a mid-price random walk (volatility, optional drift and Poisson jumps); a background
+liquidity account keeping a ladder of resting orders around the mid (re-laddered when the mid moves);
+and noise traders whose marketable orders arrive as a Poisson flow. A noise buy reaches a price
+``delta_bps`` above the mid with ``delta_bps ~ Exp(k)``, so resting asks at distance delta are lifted
+with intensity ``A * exp(-k * delta)`` (Avellaneda-Stoikov), where ``A`` is the arrival rate per side.
+
+Stepped by an explicit clock (``step(now_ms)``) so tests are deterministic; the HTTP server calls it
+on a timer. ``set_mid`` is the test/admin hook that jumps the mid and re-ladders at once.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from decimal import Decimal
+
+from exchanges.emulator.engine import BUY, GTC, IOC, SELL, EngineError, MarketSpec, MatchingEngine
+
+LIQUIDITY_ACCOUNT = "__liquidity__"
+NOISE_ACCOUNT = "__noise__"
+_BIG_QUOTE = Decimal("1000000000000")
+_BIG_BASE_NOTIONAL = Decimal("1000000000000")
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolDynamics:
+    """How one symbol's synthetic market behaves. Rates are per second, distances in bps of mid."""
+
+    symbol: str
+    initial_mid: Decimal
+    volatility_bps_per_sqrt_sec: float = 5.0
+    drift_bps_per_sec: float = 0.0
+    jump_rate_per_sec: float = 0.0
+    jump_size_bps: float = 50.0
+    ladder_levels: int = 10
+    ladder_inner_bps: float = 8.0
+    ladder_spacing_bps: float = 4.0
+    ladder_level_notional: Decimal = Decimal("20000")
+    reladder_threshold_bps: float = 2.0
+    noise_arrival_rate_per_sec: float = 2.0
+    noise_depth_decay_per_bps: float = 0.12
+    noise_order_notional: Decimal = Decimal("2000")
+
+
+class SyntheticMarket:
+    """Drives the mid, the liquidity ladder and noise flow of every configured symbol."""
+
+    def __init__(
+        self,
+        engine: MatchingEngine,
+        dynamics: list[SymbolDynamics],
+        seed: int,
+        start_ms: int = 0,
+        liquidity_account: str = LIQUIDITY_ACCOUNT,
+        noise_account: str = NOISE_ACCOUNT,
+    ):
+        self.engine = engine
+        self.liquidity_account = liquidity_account
+        self.noise_account = noise_account
+        self._now_ms = start_ms
+        self._symbols: dict[str, _SymbolState] = {}
+        for account in (liquidity_account, noise_account):
+            if not engine.has_account(account):
+                engine.create_account(account, {})
+        for dyn in dynamics:
+            spec = engine.markets.get(dyn.symbol)
+            if spec is None:
+                raise ValueError(f"{dyn.symbol} is not listed on the engine")
+            if dyn.initial_mid <= 0:
+                raise ValueError(f"{dyn.symbol}: initial_mid must be > 0")
+            state = _SymbolState(dyn, spec, random.Random(f"{seed}:{dyn.symbol}"))
+            self._symbols[dyn.symbol] = state
+            self._fund(state)
+            self._reladder(state)
+
+    @property
+    def now_ms(self) -> int:
+        """The market clock."""
+        return self._now_ms
+
+    def symbols(self) -> list[str]:
+        """Symbols driven by this market."""
+        return list(self._symbols)
+
+    def mid(self, symbol: str) -> Decimal:
+        """The current mid as a Decimal on the symbol's tick grid."""
+        state = self._symbols[symbol]
+        return state.tick_size * round(state.mid / float(state.tick_size))
+
+    def set_mid(self, symbol: str, mid: Decimal) -> None:
+        """Jump the mid (test/admin hook) and re-ladder immediately; stale resting quotes may trade."""
+        if mid <= 0:
+            raise ValueError("mid must be > 0")
+        state = self._symbols[symbol]
+        state.mid = float(mid)
+        self._reladder(state)
+
+    def step(self, now_ms: int) -> None:
+        """Advance every symbol from the last step to ``now_ms`` (a no-op if time did not move)."""
+        dt_ms = now_ms - self._now_ms
+        if dt_ms <= 0:
+            return
+        self._now_ms = now_ms
+        dt = dt_ms / 1000.0
+        for state in self._symbols.values():
+            self._advance_mid(state, dt)
+            if abs(state.mid - state.laddered_mid) / state.laddered_mid * 1e4 >= state.dyn.reladder_threshold_bps:
+                self._reladder(state)
+            self._noise(state, dt)
+            if state.ladder_depleted(self.engine):
+                self._reladder(state)
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _advance_mid(self, state: _SymbolState, dt: float) -> None:
+        dyn = state.dyn
+        rng = state.rng
+        log_move = dyn.drift_bps_per_sec * dt / 1e4
+        if dyn.volatility_bps_per_sqrt_sec:
+            log_move += rng.gauss(0.0, dyn.volatility_bps_per_sqrt_sec * math.sqrt(dt) / 1e4)
+        if dyn.jump_rate_per_sec:
+            for _ in range(_poisson(rng, dyn.jump_rate_per_sec * dt)):
+                log_move += rng.gauss(0.0, dyn.jump_size_bps / 1e4)
+        state.mid *= math.exp(log_move)
+        state.mid = max(state.mid, float(state.tick_size))
+
+    def _reladder(self, state: _SymbolState) -> None:
+        engine = self.engine
+        account = self.liquidity_account
+        symbol = state.dyn.symbol
+        for order_id in state.ladder_ids:
+            engine.cancel_fast(account, order_id, self._now_ms)
+        state.ladder_ids = []
+        dyn = state.dyn
+        tick = float(state.tick_size)
+        lot = float(state.lot_size)
+        self._top_up(account, state)
+        for level in range(dyn.ladder_levels):
+            distance = (dyn.ladder_inner_bps + level * dyn.ladder_spacing_bps) / 1e4
+            bid_ticks = math.floor(state.mid * (1 - distance) / tick)
+            ask_ticks = math.ceil(state.mid * (1 + distance) / tick)
+            lots = max(1, round(float(dyn.ladder_level_notional) / state.mid / lot))
+            for side, ticks in ((BUY, bid_ticks), (SELL, ask_ticks)):
+                if ticks <= 0:
+                    continue
+                try:
+                    order_id = engine.place_limit_fast(account, symbol, side, ticks, lots, GTC, now_ms=self._now_ms)
+                except EngineError:
+                    continue
+                state_after = engine.order_state_fast(order_id)
+                if state_after is not None and state_after[2]:
+                    state.ladder_ids.append(order_id)
+        state.laddered_mid = state.mid
+
+    def _noise(self, state: _SymbolState, dt: float) -> None:
+        dyn = state.dyn
+        if not dyn.noise_arrival_rate_per_sec:
+            return
+        rng = state.rng
+        engine = self.engine
+        tick = float(state.tick_size)
+        lot = float(state.lot_size)
+        lots = max(1, round(float(dyn.noise_order_notional) / state.mid / lot))
+        for side in (BUY, SELL):
+            for _ in range(_poisson(rng, dyn.noise_arrival_rate_per_sec * dt)):
+                depth_bps = rng.expovariate(dyn.noise_depth_decay_per_bps)
+                if side == BUY:
+                    ticks = math.floor(state.mid * (1 + depth_bps / 1e4) / tick)
+                else:
+                    ticks = math.ceil(state.mid * (1 - depth_bps / 1e4) / tick)
+                if ticks <= 0:
+                    continue
+                self._top_up(self.noise_account, state)
+                try:
+                    engine.place_limit_fast(self.noise_account, dyn.symbol, side, ticks, lots, IOC, now_ms=self._now_ms)
+                except EngineError:
+                    continue
+
+    def _fund(self, state: _SymbolState) -> None:
+        for account in (self.liquidity_account, self.noise_account):
+            self._top_up(account, state)
+
+    def _top_up(self, account: str, state: _SymbolState) -> None:
+        """Keep the synthetic accounts effectively unlimited (deposits are their only inflow)."""
+        engine = self.engine
+        base_target = int(float(_BIG_BASE_NOTIONAL) / state.mid * 10 ** engine.asset_decimals(state.base))
+        quote_target = int(_BIG_QUOTE) * 10 ** engine.asset_decimals(state.quote)
+        for asset, target_units in ((state.quote, quote_target), (state.base, base_target)):
+            free, _ = engine.balance_units(account, asset)
+            if free < target_units // 2:
+                engine.deposit_units_fast(account, asset, target_units - free)
+
+
+class _SymbolState:
+    __slots__ = ("base", "dyn", "ladder_ids", "laddered_mid", "lot_size", "mid", "quote", "rng", "tick_size")
+
+    def __init__(self, dyn: SymbolDynamics, spec: MarketSpec, rng: random.Random):
+        self.dyn = dyn
+        self.base = spec.base
+        self.quote = spec.quote
+        self.tick_size = spec.tick_size
+        self.lot_size = spec.lot_size
+        self.rng = rng
+        self.mid = float(dyn.initial_mid)
+        self.laddered_mid = self.mid
+        self.ladder_ids: list[int] = []
+
+    def ladder_depleted(self, engine: MatchingEngine) -> bool:
+        """True when the innermost ladder level on either side has been fully taken."""
+        if len(self.ladder_ids) < 2:
+            return True
+        for order_id in self.ladder_ids[:2]:
+            state = engine.order_state_fast(order_id)
+            if state is None or not state[2]:
+                return True
+        return False
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    """A Poisson(lam) draw (Knuth for small lam, normal approximation above 30)."""
+    if lam <= 0:
+        return 0
+    if lam > 30:
+        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
+    threshold = math.exp(-lam)
+    count = 0
+    product = rng.random()
+    while product > threshold:
+        count += 1
+        product *= rng.random()
+    return count
