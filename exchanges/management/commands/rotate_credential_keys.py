@@ -1,0 +1,27 @@
+"""Re-encrypt every stored credential under the primary CREDENTIAL_KEYS key.
+
+Rotation: put the new key first in CREDENTIAL_KEYS (keeping the old one after it), run this
+command, then drop the old key. Every row is rewritten in one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from exchanges.crypto import CredentialDecryptionError
+from exchanges.services import rotate_all_credentials
+
+
+class Command(BaseCommand):
+    help = "Re-encrypt every exchange credential with the first key of CREDENTIAL_KEYS."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            with transaction.atomic():
+                count = rotate_all_credentials()
+        except CredentialDecryptionError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(self.style.SUCCESS(f"re-encrypted credentials of {count} exchange account(s)"))
