@@ -238,9 +238,9 @@ class OrderConfig:
     maker_fee_bps: float = 10.0
     """Maker fee per fill; may be negative for a rebate."""
     price_ceiling: float | None = None
-    """No ask (or bid) above this price, in quote currency; None = no ceiling."""
+    """The bot never buys above this price (quote currency): higher bids are dropped. None = off."""
     price_floor: float | None = None
-    """No bid (or ask) below this price, in quote currency; None = no floor."""
+    """The bot never sells below this price (quote currency): lower asks are dropped. None = off."""
     post_only: bool = True
     """Send orders post-only, and never quote a price that crosses the snapshot's book."""
 
