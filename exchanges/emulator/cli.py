@@ -1,0 +1,147 @@
+"""Command-line options of the emulator, shared by ``python -m exchanges.emulator`` and the
+``run_exchange_emulator`` management command so both accept exactly the same arguments."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import os
+import signal
+import sys
+from decimal import Decimal, InvalidOperation
+
+from exchanges.emulator.server import AccountConfig, EmulatorConfig, EmulatorServer, FaultConfig, market_spec_for
+
+
+class ArgumentError(ValueError):
+    """A malformed command-line value, reported as one line without a traceback."""
+
+
+def parse_account(text: str) -> AccountConfig:
+    """``KEY:SECRET:BTC=10,USDT=1000000`` -> AccountConfig (balances optional)."""
+    parts = text.split(":", 2)
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise ArgumentError(f"--account {text!r}: expected KEY:SECRET[:ASSET=AMOUNT,...]")
+    balances: dict[str, Decimal] = {}
+    if len(parts) == 3 and parts[2]:
+        for item in parts[2].split(","):
+            asset, sep, amount = item.partition("=")
+            try:
+                value = Decimal(amount)
+            except InvalidOperation:
+                value = Decimal("NaN")
+            if not sep or not asset.isalnum() or not value.is_finite() or value < 0:
+                raise ArgumentError(f"--account {text!r}: bad balance {item!r}, expected ASSET=AMOUNT")
+            balances[asset.upper()] = value
+    return AccountConfig(api_key=parts[0], secret=parts[1], balances=balances)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the emulator's options on ``parser``."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8900)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--symbols", default="BTC/USDT,ETH/USDT", help="comma-separated, e.g. BTC/USDT,ETH/USDT")
+    parser.add_argument("--account", action="append", default=[], metavar="KEY:SECRET:ASSET=AMOUNT,...",
+                        help="an API key pair and starting balances (repeatable)")
+    parser.add_argument("--admin-token", default=os.environ.get("EMULATOR_ADMIN_TOKEN"),
+                        help="shared token for the /admin endpoints (default $EMULATOR_ADMIN_TOKEN; unset disables)")
+    parser.add_argument("--maker-fee", default="0.001", help="maker fee rate, e.g. 0.001 = 0.1%%")
+    parser.add_argument("--taker-fee", default="0.001", help="taker fee rate")
+    parser.add_argument("--market-step-ms", type=int, default=100, help="synthetic market step, 0 = frozen")
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--latency-jitter-ms", type=float, default=0.0)
+    parser.add_argument("--error-rate", type=float, default=0.0, help="probability of a 503 per request")
+    parser.add_argument("--rate-limit-burst-rate", type=float, default=0.0, help="probability a 429 burst starts")
+    parser.add_argument("--rate-limit-burst-length", type=int, default=3)
+    parser.add_argument("--retry-after-secs", type=int, default=1)
+    parser.add_argument("--lost-reply-rate", type=float, default=0.0,
+                        help="probability a placement is applied but its reply is lost")
+    parser.add_argument("--lost-reply-mode", choices=["504", "drop"], default="504")
+
+
+def config_from_options(options: dict) -> EmulatorConfig:
+    """Build an EmulatorConfig from parsed options (argparse namespace vars or Django options)."""
+    symbols = tuple(s.strip().upper() for s in str(options["symbols"]).split(",") if s.strip())
+    if not symbols:
+        raise ArgumentError("--symbols: at least one symbol is required")
+    for symbol in symbols:
+        try:
+            market_spec_for(symbol)
+        except ValueError as error:
+            raise ArgumentError(f"--symbols: {error}") from None
+    if not 0 <= int(options["port"]) <= 65535:
+        raise ArgumentError(f"--port {options['port']}: must be within 0..65535")
+    try:
+        maker, taker = Decimal(str(options["maker_fee"])), Decimal(str(options["taker_fee"]))
+    except InvalidOperation:
+        raise ArgumentError("--maker-fee/--taker-fee must be decimal numbers") from None
+    if not (maker.is_finite() and taker.is_finite()) or maker < 0 or taker < 0:
+        raise ArgumentError("--maker-fee/--taker-fee must be >= 0")
+    try:
+        faults = FaultConfig(
+            latency_ms=options["latency_ms"], latency_jitter_ms=options["latency_jitter_ms"],
+            error_rate=options["error_rate"], rate_limit_burst_rate=options["rate_limit_burst_rate"],
+            rate_limit_burst_length=options["rate_limit_burst_length"], retry_after_secs=options["retry_after_secs"],
+            lost_reply_rate=options["lost_reply_rate"], lost_reply_mode=options["lost_reply_mode"],
+        )
+    except ValueError as error:
+        raise ArgumentError(str(error)) from None
+    accounts = tuple(parse_account(text) for text in options["account"] or [])
+    if options["market_step_ms"] < 0:
+        raise ArgumentError("--market-step-ms must be >= 0")
+    return EmulatorConfig(
+        host=options["host"], port=int(options["port"]), seed=int(options["seed"]), symbols=symbols,
+        accounts=accounts, maker_fee_rate=maker, taker_fee_rate=taker, admin_token=options["admin_token"] or None,
+        faults=faults, market_step_ms=int(options["market_step_ms"]),
+    )
+
+
+async def serve(config: EmulatorConfig, announce=print) -> None:
+    """Run the emulator until SIGINT/SIGTERM."""
+    server = EmulatorServer(config)
+    base_url = await server.start()
+    announce(f"exchange emulator listening on {base_url} (symbols {', '.join(config.symbols)}, seed {config.seed}, "
+             f"{len(config.accounts)} account(s), admin API {'on' if config.admin_token else 'off'})")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not on the main thread
+            pass
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def run(config: EmulatorConfig, announce=print) -> int:
+    """Serve ``config``; returns a process exit code and prints a one-line reason on failure."""
+    try:
+        asyncio.run(serve(config, announce))
+    except OSError as error:
+        if error.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            reason = "is already in use" if error.errno == errno.EADDRINUSE else f"cannot be bound ({error.strerror})"
+            print(f"error: {config.host}:{config.port} {reason}", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m exchanges.emulator``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m exchanges.emulator", description="Local Binance-compatible exchange"
+    )
+    add_arguments(parser)
+    options = vars(parser.parse_args(argv))
+    try:
+        config = config_from_options(options)
+    except ArgumentError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return run(config)

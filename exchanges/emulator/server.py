@@ -1,0 +1,852 @@
+"""The emulator's Binance spot-compatible HTTP API (aiohttp), with admin endpoints and fault injection.
+
+ccxt's unmodified ``binance`` class talks to it once its URLs point here (``exchanges.ccxt_config``).
+Signed endpoints check ``X-MBX-APIKEY``, the HMAC-SHA256 signature over the raw query string + body,
+and ``timestamp``/``recvWindow``; errors carry Binance codes so ccxt raises its usual exceptions.
+Faults (latency, 5xx, 429 bursts with Retry-After, "accepted but the reply is lost") are drawn from a
+seeded RNG, so a run with the same seed and the same request sequence fails the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from exchanges.emulator.engine import (
+    BadParameterError,
+    EngineError,
+    MarketSpec,
+    MatchingEngine,
+    OrderInfo,
+    TradeInfo,
+    UnknownAccountError,
+)
+from exchanges.emulator.market import SymbolDynamics, SyntheticMarket
+
+ADMIN_HEADER = "X-Emulator-Admin"
+
+# tick, lot, min qty, min notional, initial mid of symbols the emulator knows; others get a default
+KNOWN_SYMBOLS: dict[str, tuple[str, str, str, str, str]] = {
+    "BTC/USDT": ("0.01", "0.00001", "0.00001", "5", "60000"),
+    "ETH/USDT": ("0.01", "0.0001", "0.0001", "5", "3000"),
+    "SOL/USDT": ("0.01", "0.001", "0.001", "5", "150"),
+    "BNB/USDT": ("0.01", "0.001", "0.001", "5", "600"),
+    "XRP/USDT": ("0.0001", "0.1", "0.1", "5", "0.5"),
+    "ETH/BTC": ("0.00001", "0.0001", "0.0001", "0.0001", "0.05"),
+}
+_DEFAULT_SYMBOL = ("0.01", "0.001", "0.001", "5", "100")
+
+
+def market_spec_for(symbol: str) -> MarketSpec:
+    """The emulator's filters for a unified symbol like ``BTC/USDT``."""
+    base, sep, quote = symbol.partition("/")
+    if not sep or not base.isalnum() or not quote.isalnum():
+        raise ValueError(f"bad symbol {symbol!r}: expected BASE/QUOTE")
+    tick, lot, min_qty, min_notional, _ = KNOWN_SYMBOLS.get(symbol, _DEFAULT_SYMBOL)
+    return MarketSpec(symbol, base, quote, Decimal(tick), Decimal(lot), Decimal(min_qty), Decimal(min_notional))
+
+
+def initial_mid_for(symbol: str) -> Decimal:
+    """The default starting mid of a symbol."""
+    return Decimal(KNOWN_SYMBOLS.get(symbol, _DEFAULT_SYMBOL)[4])
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Injected faults. Rates are probabilities per request (0..1)."""
+
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    error_rate: float = 0.0
+    rate_limit_burst_rate: float = 0.0
+    rate_limit_burst_length: int = 3
+    retry_after_secs: int = 1
+    lost_reply_rate: float = 0.0
+    lost_reply_mode: str = "504"  # "504": order applied, reply is a 504; "drop": connection closed
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate", "rate_limit_burst_rate", "lost_reply_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within 0..1, got {value}")
+        if self.latency_ms < 0 or self.latency_jitter_ms < 0:
+            raise ValueError("latency must be >= 0")
+        if self.lost_reply_mode not in ("504", "drop"):
+            raise ValueError("lost_reply_mode must be '504' or 'drop'")
+        if self.rate_limit_burst_length < 1 or self.retry_after_secs < 0:
+            raise ValueError("rate_limit_burst_length must be >= 1 and retry_after_secs >= 0")
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """An API key pair and the starting balances of its account."""
+
+    api_key: str
+    secret: str
+    balances: dict[str, Decimal] = field(default_factory=dict)
+    account_id: str | None = None
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Everything a run of the emulator needs. ``port=0`` picks a free port."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    seed: int = 1
+    symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")
+    accounts: tuple[AccountConfig, ...] = ()
+    maker_fee_rate: Decimal = Decimal("0.001")
+    taker_fee_rate: Decimal = Decimal("0.001")
+    admin_token: str | None = None
+    faults: FaultConfig = FaultConfig()
+    market_step_ms: int = 100  # 0: no timer (the synthetic market only moves via the admin API)
+    dynamics: dict[str, dict] = field(default_factory=dict)  # symbol -> SymbolDynamics overrides
+    max_recv_window_ms: int = 60_000
+
+
+class _Reject(Exception):
+    """An HTTP error answer in Binance's shape."""
+
+    def __init__(self, status: int, code: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def _fmt(value: Decimal) -> str:
+    return f"{value:f}"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class EmulatorServer:
+    """The engine, the synthetic market and the HTTP app of one emulator run."""
+
+    def __init__(self, config: EmulatorConfig):
+        self.config = config
+        specs = [market_spec_for(symbol) for symbol in config.symbols]
+        self.engine = MatchingEngine(specs, config.maker_fee_rate, config.taker_fee_rate)
+        dynamics = [
+            SymbolDynamics(
+                **{"symbol": s.symbol, "initial_mid": initial_mid_for(s.symbol), **config.dynamics.get(s.symbol, {})}
+            )
+            for s in specs
+        ]
+        self.market = SyntheticMarket(self.engine, dynamics, seed=config.seed, start_ms=_now_ms())
+        self.faults = config.faults
+        self._fault_rng = random.Random(f"faults:{config.seed}")
+        self._latency_rng = random.Random(f"latency:{config.seed}")
+        self._burst_left = 0
+        self._keys: dict[str, tuple[str, bytes]] = {}  # api key -> (account id, secret)
+        for account in config.accounts:
+            self.add_account(account)
+        self._stats: dict[str, dict] = {}
+        for spec in specs:
+            mid = initial_mid_for(spec.symbol)
+            self._stats[spec.symbol] = {"open": mid, "high": mid, "low": mid, "last": mid, "last_qty": Decimal(0),
+                                        "volume": Decimal(0), "quote_volume": Decimal(0), "count": 0,
+                                        "first_id": -1, "last_id": -1}
+        self.engine.trade_listener = self._on_trade
+        self.started_ms = _now_ms()
+        self.app = self._build_app()
+        self._runner: web.AppRunner | None = None
+        self._ticker_task: asyncio.Task | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.port: int | None = None
+        self.request_count = 0
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` once started."""
+        if self.port is None:
+            raise RuntimeError("the emulator is not started")
+        return f"http://{self.config.host}:{self.port}"
+
+    async def start(self) -> str:
+        """Bind and serve on the current event loop; returns the base URL."""
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._loop = asyncio.get_running_loop()
+        if self.config.market_step_ms > 0:
+            self._ticker_task = asyncio.create_task(self._run_market())
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Stop the market timer and the HTTP server."""
+        if self._ticker_task is not None:
+            self._ticker_task.cancel()
+            try:
+                await self._ticker_task
+            except asyncio.CancelledError:
+                pass
+            self._ticker_task = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> EmulatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def start_in_thread(self) -> str:
+        """Serve from a daemon thread with its own event loop (for sync tests); returns the base URL."""
+        started = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as error:  # reported to the caller below
+                errors.append(error)
+                started.set()
+                loop.close()
+                return
+            started.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self.stop())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="exchange-emulator", daemon=True)
+        self._thread.start()
+        started.wait(30)
+        if errors:
+            raise errors[0]
+        return self.base_url
+
+    def stop_thread(self) -> None:
+        """Stop a server started with ``start_in_thread``."""
+        if self._thread is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
+            self._thread = None
+
+    def call(self, function: Callable[[], object]) -> object:
+        """Run ``function`` on the server's loop (thread-safe access to engine/market from tests)."""
+        if self._thread is None or self._loop is None:
+            return function()
+
+        async def wrapper() -> object:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(30)
+
+    # --- accounts and state -------------------------------------------------------------------------
+
+    def add_account(self, account: AccountConfig) -> str:
+        """Register an API key; creates its engine account (or tops up an existing one)."""
+        if not account.api_key or not account.secret:
+            raise ValueError("api_key and secret are required")
+        account_id = account.account_id or account.api_key
+        if account.api_key in self._keys and self._keys[account.api_key][0] != account_id:
+            raise ValueError(f"api key {account.api_key!r} is already bound to another account")
+        if not self.engine.has_account(account_id):
+            self.engine.create_account(account_id, {})
+        for asset, amount in account.balances.items():
+            self.engine.deposit(account_id, asset, Decimal(amount))
+        self._keys[account.api_key] = (account_id, account.secret.encode())
+        return account_id
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        """Replace the fault configuration (takes effect on the next request)."""
+        self.faults = faults
+        self._burst_left = 0
+
+    def state(self) -> dict:
+        """A JSON-able view: mids, best prices, balances, fees, faults."""
+        symbols = {}
+        for symbol in self.engine.markets:
+            book = self.engine.book(symbol, 1)
+            symbols[symbol] = {
+                "mid": _fmt(self.market.mid(symbol)),
+                "best_bid": _fmt(book.bids[0].price) if book.bids else None,
+                "best_ask": _fmt(book.asks[0].price) if book.asks else None,
+            }
+        accounts = {}
+        for account_id, _ in {v[0]: None for v in self._keys.values()}.items():
+            accounts[account_id] = {
+                asset: {"free": _fmt(b.free), "locked": _fmt(b.locked)}
+                for asset, b in self.engine.balances(account_id).items()
+            }
+        return {
+            "server_time": _now_ms(),
+            "symbols": symbols,
+            "accounts": accounts,
+            "fees_collected": {a: _fmt(v) for a, v in self.engine.fees_collected.items()},
+            "faults": asdict(self.faults),
+            "requests": self.request_count,
+        }
+
+    async def _run_market(self) -> None:
+        interval = self.config.market_step_ms / 1000.0
+        while True:
+            await asyncio.sleep(interval)
+            self.market.step(_now_ms())
+
+    def _on_trade(self, trade_id: int, maker_order_id: int, taker_order_id: int, maker_account: str,
+                  taker_account: str, symbol: str, taker_side: int, price_ticks: int, lots: int) -> None:
+        stats = self._stats[symbol]
+        spec = self.engine.markets[symbol]
+        price = spec.tick_size * price_ticks
+        quantity = spec.lot_size * lots
+        stats["last"] = price
+        stats["last_qty"] = quantity
+        stats["high"] = max(stats["high"], price)
+        stats["low"] = min(stats["low"], price)
+        stats["volume"] += quantity
+        stats["quote_volume"] += price * quantity
+        stats["count"] += 1
+        if stats["first_id"] < 0:
+            stats["first_id"] = trade_id
+        stats["last_id"] = trade_id
+
+    # --- HTTP plumbing --------------------------------------------------------------------------------
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=1024 * 1024)
+        routes = [
+            ("GET", "/api/v3/ping", self._ping, False),
+            ("GET", "/api/v3/time", self._time, False),
+            ("GET", "/api/v3/exchangeInfo", self._exchange_info, False),
+            ("GET", "/api/v3/depth", self._depth, False),
+            ("GET", "/api/v3/ticker/24hr", self._ticker_24hr, False),
+            ("GET", "/api/v3/ticker/bookTicker", self._book_ticker, False),
+            ("GET", "/api/v3/ticker/price", self._ticker_price, False),
+            ("GET", "/api/v3/account", self._account, True),
+            ("POST", "/api/v3/order", self._new_order, True),
+            ("POST", "/api/v3/order/test", self._test_order, True),
+            ("GET", "/api/v3/order", self._query_order, True),
+            ("DELETE", "/api/v3/order", self._cancel_order, True),
+            ("GET", "/api/v3/openOrders", self._open_orders, True),
+            ("DELETE", "/api/v3/openOrders", self._cancel_open_orders, True),
+            ("GET", "/api/v3/myTrades", self._my_trades, True),
+        ]
+        for method, path, handler, signed in routes:
+            is_placement = path == "/api/v3/order" and method == "POST"
+            app.router.add_route(method, path, self._wrap(handler, signed, is_placement))
+        app.router.add_route("GET", "/admin/state", self._admin(self._admin_state))
+        app.router.add_route("POST", "/admin/accounts", self._admin(self._admin_create_account))
+        app.router.add_route("POST", "/admin/deposit", self._admin(self._admin_deposit))
+        app.router.add_route("POST", "/admin/mid", self._admin(self._admin_set_mid))
+        app.router.add_route("POST", "/admin/faults", self._admin(self._admin_set_faults))
+        app.router.add_route("GET", "/admin/orders", self._admin(self._admin_orders))
+        return app
+
+    def _wrap(
+        self, handler: Callable[[dict, str | None], object], signed: bool, is_placement: bool
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            self.request_count += 1
+            faults = self.faults
+            lost = False
+            try:
+                if faults.latency_ms or faults.latency_jitter_ms:
+                    delay = faults.latency_ms + self._latency_rng.uniform(-1, 1) * faults.latency_jitter_ms
+                    if delay > 0:
+                        await asyncio.sleep(delay / 1000.0)
+                if faults.rate_limit_burst_rate or faults.error_rate or faults.lost_reply_rate:
+                    lost = self._draw_faults(faults, is_placement)
+                body = await request.text() if request.method == "POST" else ""
+                raw_path = request.raw_path
+                raw_query = raw_path.partition("?")[2]
+                params = dict(parse_qsl(raw_query, keep_blank_values=True))
+                if body:
+                    params.update(parse_qsl(body, keep_blank_values=True))
+                account_id = self._authenticate(request, raw_query, body, params) if signed else None
+                result = handler(params, account_id)
+            except _Reject as reject:
+                return _error_response(reject.status, reject.code, reject.message, reject.headers)
+            except EngineError as error:
+                status = 401 if isinstance(error, UnknownAccountError) else error.http_status
+                return _error_response(status, error.code, error.message)
+            if lost:
+                if faults.lost_reply_mode == "drop" and request.transport is not None:
+                    request.transport.close()
+                return web.Response(status=504, text="Gateway Time-out")
+            return web.Response(text=json.dumps(result), content_type="application/json")
+
+        return endpoint
+
+    def _draw_faults(self, faults: FaultConfig, is_placement: bool) -> bool:
+        """Decide this request's fate; raises a _Reject for 429/5xx, returns True for a lost reply."""
+        rng = self._fault_rng
+        if self._burst_left > 0:
+            self._burst_left -= 1
+            raise _too_many(faults)
+        if faults.rate_limit_burst_rate and rng.random() < faults.rate_limit_burst_rate:
+            self._burst_left = faults.rate_limit_burst_length - 1
+            raise _too_many(faults)
+        if faults.error_rate and rng.random() < faults.error_rate:
+            raise _Reject(503, 0, "Service Unavailable")
+        return bool(is_placement and faults.lost_reply_rate and rng.random() < faults.lost_reply_rate)
+
+    def _authenticate(self, request: web.Request, raw_query: str, body: str, params: dict) -> str:
+        api_key = request.headers.get("X-MBX-APIKEY")
+        entry = self._keys.get(api_key or "")
+        if entry is None:
+            raise _Reject(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        account_id, secret = entry
+        signature = params.get("signature")
+        if not signature:
+            raise _Reject(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+        payload = _strip_signature(raw_query) + _strip_signature(body)
+        expected = hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature.lower()):
+            raise _Reject(400, -1022, "Signature for this request is not valid.")
+        try:
+            timestamp = int(params["timestamp"])
+            recv_window = int(params.get("recvWindow", 5000))
+        except (KeyError, ValueError):
+            raise _Reject(
+                400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
+            ) from None
+        if recv_window <= 0 or recv_window > self.config.max_recv_window_ms:
+            raise _Reject(400, -1131, "recvWindow must be less than 60000")
+        now = _now_ms()
+        if timestamp > now + 1000 or now - timestamp > recv_window:
+            raise _Reject(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        return account_id
+
+    # --- public endpoints -------------------------------------------------------------------------------
+
+    def _ping(self, params: dict, account_id: str | None) -> dict:
+        return {}
+
+    def _time(self, params: dict, account_id: str | None) -> dict:
+        return {"serverTime": _now_ms()}
+
+    def _exchange_info(self, params: dict, account_id: str | None) -> dict:
+        symbols = []
+        for spec in self.engine.markets.values():
+            symbols.append({
+                "symbol": spec.exchange_symbol,
+                "status": "TRADING",
+                "baseAsset": spec.base,
+                "baseAssetPrecision": 8,
+                "quoteAsset": spec.quote,
+                "quotePrecision": 8,
+                "quoteAssetPrecision": 8,
+                "baseCommissionPrecision": 8,
+                "quoteCommissionPrecision": 8,
+                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+                "icebergAllowed": False,
+                "ocoAllowed": False,
+                "otoAllowed": False,
+                "quoteOrderQtyMarketAllowed": False,
+                "allowTrailingStop": False,
+                "cancelReplaceAllowed": False,
+                "isSpotTradingAllowed": True,
+                "isMarginTradingAllowed": False,
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": _fmt(spec.tick_size), "maxPrice": "1000000000.00000000",
+                     "tickSize": _fmt(spec.tick_size)},
+                    {"filterType": "LOT_SIZE", "minQty": _fmt(spec.min_qty), "maxQty": "9000000000.00000000",
+                     "stepSize": _fmt(spec.lot_size)},
+                    {"filterType": "NOTIONAL", "minNotional": _fmt(spec.min_notional), "applyMinToMarket": True,
+                     "maxNotional": "9000000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+                    {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": "9000000000.00000000",
+                     "stepSize": "0.00000000"},
+                ],
+                "permissions": [],
+                "permissionSets": [["SPOT"]],
+                "defaultSelfTradePreventionMode": "NONE",
+                "allowedSelfTradePreventionModes": ["NONE"],
+            })
+        return {"timezone": "UTC", "serverTime": _now_ms(), "rateLimits": [], "exchangeFilters": [], "symbols": symbols}
+
+    def _symbol(self, params: dict) -> str:
+        exchange_symbol = params.get("symbol")
+        if not exchange_symbol:
+            raise _Reject(400, -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.")
+        return self.engine.symbol_for_exchange_id(exchange_symbol)
+
+    def _depth(self, params: dict, account_id: str | None) -> dict:
+        symbol = self._symbol(params)
+        limit = _int_param(params, "limit", 100)
+        book = self.engine.book(symbol, min(max(limit, 1), 5000))
+        return {
+            "lastUpdateId": self.engine._next_order_id,
+            "bids": [[_fmt(level.price), _fmt(level.quantity)] for level in book.bids],
+            "asks": [[_fmt(level.price), _fmt(level.quantity)] for level in book.asks],
+        }
+
+    def _ticker_for(self, symbol: str) -> dict:
+        spec = self.engine.markets[symbol]
+        stats = self._stats[symbol]
+        book = self.engine.book(symbol, 1)
+        last = stats["last"] if stats["count"] else self.market.mid(symbol)
+        change = last - stats["open"]
+        volume = stats["volume"]
+        now = _now_ms()
+        return {
+            "symbol": spec.exchange_symbol,
+            "priceChange": _fmt(change),
+            "priceChangePercent": _fmt((change / stats["open"] * 100).quantize(Decimal("0.001"))),
+            "weightedAvgPrice": _fmt((stats["quote_volume"] / volume).quantize(spec.tick_size) if volume else last),
+            "prevClosePrice": _fmt(stats["open"]),
+            "lastPrice": _fmt(last),
+            "lastQty": _fmt(stats["last_qty"]),
+            "bidPrice": _fmt(book.bids[0].price) if book.bids else "0",
+            "bidQty": _fmt(book.bids[0].quantity) if book.bids else "0",
+            "askPrice": _fmt(book.asks[0].price) if book.asks else "0",
+            "askQty": _fmt(book.asks[0].quantity) if book.asks else "0",
+            "openPrice": _fmt(stats["open"]),
+            "highPrice": _fmt(max(stats["high"], last)),
+            "lowPrice": _fmt(min(stats["low"], last)),
+            "volume": _fmt(volume),
+            "quoteVolume": _fmt(stats["quote_volume"]),
+            "openTime": max(self.started_ms, now - 86_400_000),
+            "closeTime": now,
+            "firstId": stats["first_id"],
+            "lastId": stats["last_id"],
+            "count": stats["count"],
+        }
+
+    def _ticker_24hr(self, params: dict, account_id: str | None) -> dict | list:
+        if params.get("symbol"):
+            return self._ticker_for(self._symbol(params))
+        return [self._ticker_for(symbol) for symbol in self.engine.markets]
+
+    def _book_ticker_for(self, symbol: str) -> dict:
+        book = self.engine.book(symbol, 1)
+        return {
+            "symbol": self.engine.markets[symbol].exchange_symbol,
+            "bidPrice": _fmt(book.bids[0].price) if book.bids else "0",
+            "bidQty": _fmt(book.bids[0].quantity) if book.bids else "0",
+            "askPrice": _fmt(book.asks[0].price) if book.asks else "0",
+            "askQty": _fmt(book.asks[0].quantity) if book.asks else "0",
+        }
+
+    def _book_ticker(self, params: dict, account_id: str | None) -> dict | list:
+        if params.get("symbol"):
+            return self._book_ticker_for(self._symbol(params))
+        return [self._book_ticker_for(symbol) for symbol in self.engine.markets]
+
+    def _ticker_price(self, params: dict, account_id: str | None) -> dict | list:
+        def one(symbol: str) -> dict:
+            stats = self._stats[symbol]
+            last = stats["last"] if stats["count"] else self.market.mid(symbol)
+            return {"symbol": self.engine.markets[symbol].exchange_symbol, "price": _fmt(last)}
+
+        if params.get("symbol"):
+            return one(self._symbol(params))
+        return [one(symbol) for symbol in self.engine.markets]
+
+    # --- signed endpoints ---------------------------------------------------------------------------------
+
+    def _account(self, params: dict, account_id: str | None) -> dict:
+        assert account_id is not None
+        maker_bps = int(self.engine.maker_fee_rate * 10000)
+        taker_bps = int(self.engine.taker_fee_rate * 10000)
+        balances = [
+            {"asset": asset, "free": _fmt(b.free), "locked": _fmt(b.locked)}
+            for asset, b in sorted(self.engine.balances(account_id).items())
+        ]
+        return {
+            "makerCommission": maker_bps,
+            "takerCommission": taker_bps,
+            "buyerCommission": 0,
+            "sellerCommission": 0,
+            "commissionRates": {"maker": _fmt(self.engine.maker_fee_rate), "taker": _fmt(self.engine.taker_fee_rate),
+                                "buyer": "0.00000000", "seller": "0.00000000"},
+            "canTrade": True,
+            "canWithdraw": False,
+            "canDeposit": False,
+            "brokered": False,
+            "requireSelfTradePrevention": False,
+            "preventSor": False,
+            "updateTime": _now_ms(),
+            "accountType": "SPOT",
+            "balances": balances,
+            "permissions": ["SPOT"],
+            "uid": abs(hash(account_id)) % 10**9,
+        }
+
+    def _order_params(self, params: dict) -> dict:
+        symbol = self._symbol(params)
+        side = params.get("side", "")
+        order_type = params.get("type", "")
+        if not side or not order_type:
+            raise BadParameterError("Mandatory parameter 'side'/'type' was not sent, was empty/null, or malformed.")
+        if order_type not in ("LIMIT", "LIMIT_MAKER", "MARKET"):
+            raise _Reject(400, -1116, "Invalid orderType.")
+        quantity = _decimal_param(params, "quantity")
+        if quantity is None:
+            raise BadParameterError("Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+        price = _decimal_param(params, "price")
+        time_in_force = params.get("timeInForce") or "GTC"
+        if order_type == "LIMIT" and time_in_force not in ("GTC", "IOC"):
+            raise _Reject(400, -1115, "Invalid timeInForce.")
+        client_order_id = params.get("newClientOrderId") or ""
+        if len(client_order_id) > 36:
+            raise _Reject(400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is "
+                          "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
+        return {"symbol": symbol, "side": side, "order_type": order_type, "quantity": quantity, "price": price,
+                "time_in_force": time_in_force, "client_order_id": client_order_id or None}
+
+    def _new_order(self, params: dict, account_id: str | None) -> dict:
+        assert account_id is not None
+        request = self._order_params(params)
+        now = _now_ms()
+        order, fills = self.engine.place_order(account_id, now_ms=now, **request)
+        response_type = params.get("newOrderRespType") or "FULL"
+        result = _order_json(self.engine, order)
+        result["transactTime"] = now
+        result["workingTime"] = now if order.is_open else -1
+        result["selfTradePreventionMode"] = "NONE"
+        for key in ("time", "updateTime", "isWorking", "stopPrice", "icebergQty", "origQuoteOrderQty"):
+            result.pop(key, None)
+        if response_type == "ACK":
+            return {k: result[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId", "transactTime")}
+        if response_type == "FULL":
+            result["fills"] = [
+                {"price": _fmt(f.price), "qty": _fmt(f.quantity), "commission": _fmt(f.fee),
+                 "commissionAsset": f.fee_asset, "tradeId": f.trade_id}
+                for f in fills
+            ]
+        return result
+
+    def _test_order(self, params: dict, account_id: str | None) -> dict:
+        self._order_params(params)
+        return {}
+
+    def _order_ref(self, params: dict) -> tuple[int | None, str | None]:
+        order_id = params.get("orderId")
+        client_id = params.get("origClientOrderId")
+        if order_id is None and not client_id:
+            raise BadParameterError("Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+        try:
+            return (int(order_id) if order_id is not None else None), (client_id or None)
+        except ValueError:
+            raise _Reject(400, -1100, "Illegal characters found in parameter 'orderId'.") from None
+
+    def _query_order(self, params: dict, account_id: str | None) -> dict:
+        assert account_id is not None
+        symbol = self._symbol(params)
+        order_id, client_id = self._order_ref(params)
+        return _order_json(self.engine, self.engine.get_order(account_id, symbol, order_id, client_id))
+
+    def _cancel_order(self, params: dict, account_id: str | None) -> dict:
+        assert account_id is not None
+        symbol = self._symbol(params)
+        order_id, client_id = self._order_ref(params)
+        order = self.engine.cancel_order(account_id, symbol, order_id, client_id)
+        return _cancel_json(self.engine, order)
+
+    def _open_orders(self, params: dict, account_id: str | None) -> list:
+        assert account_id is not None
+        symbol = self._symbol(params) if params.get("symbol") else None
+        return [_order_json(self.engine, order) for order in self.engine.open_orders(account_id, symbol)]
+
+    def _cancel_open_orders(self, params: dict, account_id: str | None) -> list:
+        assert account_id is not None
+        symbol = self._symbol(params)
+        cancelled = self.engine.cancel_all(account_id, symbol)
+        if not cancelled:
+            raise _Reject(400, -2011, "Unknown order sent.")
+        return [_cancel_json(self.engine, order) for order in cancelled]
+
+    def _my_trades(self, params: dict, account_id: str | None) -> list:
+        assert account_id is not None
+        symbol = self._symbol(params)
+        limit = min(max(_int_param(params, "limit", 500), 1), 1000)
+        from_id = _int_param(params, "fromId", None)
+        start = _int_param(params, "startTime", None)
+        end = _int_param(params, "endTime", None)
+        order_id = _int_param(params, "orderId", None)
+        trades = self.engine.account_trades(
+            account_id, symbol, from_id=from_id, since_ms=start, until_ms=end, limit=limit, order_id=order_id
+        )
+        exchange_symbol = self.engine.markets[symbol].exchange_symbol
+        return [_trade_json(exchange_symbol, trade) for trade in trades]
+
+    # --- admin ------------------------------------------------------------------------------------------
+
+    def _admin(self, handler: Callable[[dict], object]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            token = self.config.admin_token
+            if not token:
+                return web.json_response({"error": "the admin API is disabled (no admin token configured)"}, status=403)
+            if not hmac.compare_digest(request.headers.get(ADMIN_HEADER, ""), token):
+                return web.json_response({"error": "bad or missing admin token"}, status=401)
+            try:
+                payload = await request.json() if request.method == "POST" and request.can_read_body else {}
+                if not isinstance(payload, dict):
+                    raise ValueError("the body must be a JSON object")
+                payload = {**dict(request.query), **payload}
+                return web.json_response(handler(payload))
+            except (ValueError, TypeError, KeyError, InvalidOperation, EngineError) as error:
+                return web.json_response({"error": f"{type(error).__name__}: {error}"}, status=400)
+
+        return endpoint
+
+    def _admin_state(self, payload: dict) -> dict:
+        return self.state()
+
+    def _admin_create_account(self, payload: dict) -> dict:
+        balances = {asset: Decimal(str(amount)) for asset, amount in (payload.get("balances") or {}).items()}
+        account_id = self.add_account(AccountConfig(
+            api_key=str(payload["api_key"]), secret=str(payload["secret"]), balances=balances,
+            account_id=payload.get("account_id"),
+        ))
+        return {"account_id": account_id}
+
+    def _admin_deposit(self, payload: dict) -> dict:
+        account_id = self._admin_account(payload)
+        self.engine.deposit(account_id, str(payload["asset"]), Decimal(str(payload["amount"])))
+        return {"account_id": account_id}
+
+    def _admin_account(self, payload: dict) -> str:
+        if payload.get("api_key"):
+            entry = self._keys.get(str(payload["api_key"]))
+            if entry is None:
+                raise KeyError("unknown api_key")
+            return entry[0]
+        account_id = str(payload["account_id"])
+        if not self.engine.has_account(account_id):
+            raise KeyError("unknown account_id")
+        return account_id
+
+    def _admin_set_mid(self, payload: dict) -> dict:
+        symbol = str(payload["symbol"])
+        if symbol not in self.engine.markets:
+            symbol = self.engine.symbol_for_exchange_id(symbol)
+        self.market.set_mid(symbol, Decimal(str(payload["mid"])))
+        return {"symbol": symbol, "mid": _fmt(self.market.mid(symbol))}
+
+    def _admin_set_faults(self, payload: dict) -> dict:
+        self.set_faults(replace(self.faults, **payload))
+        return asdict(self.faults)
+
+    def _admin_orders(self, payload: dict) -> dict:
+        account_id = self._admin_account(payload)
+        return {"orders": [_order_json(self.engine, o) for o in self.engine.open_orders(account_id)]}
+
+
+# --- JSON shapes -------------------------------------------------------------------------------------
+
+
+def _order_json(engine: MatchingEngine, order: OrderInfo) -> dict:
+    spec = engine.markets[order.symbol]
+    return {
+        "symbol": spec.exchange_symbol,
+        "orderId": order.order_id,
+        "orderListId": -1,
+        "clientOrderId": order.client_order_id,
+        "price": _fmt(order.price),
+        "origQty": _fmt(order.quantity),
+        "executedQty": _fmt(order.filled),
+        "cummulativeQuoteQty": _fmt(order.cumulative_quote),
+        "status": order.status,
+        "timeInForce": order.time_in_force if order.order_type != "LIMIT_MAKER" else "GTC",
+        "type": order.order_type,
+        "side": order.side,
+        "stopPrice": "0.00000000",
+        "icebergQty": "0.00000000",
+        "time": order.created_ms,
+        "updateTime": order.updated_ms,
+        "isWorking": True,
+        "workingTime": order.created_ms,
+        "origQuoteOrderQty": "0.00000000",
+        "selfTradePreventionMode": "NONE",
+    }
+
+
+def _cancel_json(engine: MatchingEngine, order: OrderInfo) -> dict:
+    result = _order_json(engine, order)
+    result["origClientOrderId"] = order.client_order_id
+    result["transactTime"] = order.updated_ms
+    for key in ("time", "updateTime", "isWorking", "workingTime", "stopPrice", "icebergQty", "origQuoteOrderQty"):
+        result.pop(key, None)
+    return result
+
+
+def _trade_json(exchange_symbol: str, trade: TradeInfo) -> dict:
+    return {
+        "symbol": exchange_symbol,
+        "id": trade.trade_id,
+        "orderId": trade.order_id,
+        "orderListId": -1,
+        "price": _fmt(trade.price),
+        "qty": _fmt(trade.quantity),
+        "quoteQty": _fmt(trade.quote_quantity),
+        "commission": _fmt(trade.fee),
+        "commissionAsset": trade.fee_asset,
+        "time": trade.time_ms,
+        "isBuyer": trade.is_buyer,
+        "isMaker": trade.is_maker,
+        "isBestMatch": True,
+    }
+
+
+def _error_response(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    if code == 0:
+        return web.Response(status=status, text=message, headers=headers)
+    return web.Response(
+        status=status, text=json.dumps({"code": code, "msg": message}), content_type="application/json", headers=headers
+    )
+
+
+def _too_many(faults: FaultConfig) -> _Reject:
+    return _Reject(
+        429, -1003, "Too much request weight used; current limit is 6000 request weight per 1 MINUTE.",
+        headers={"Retry-After": str(faults.retry_after_secs)},
+    )
+
+
+def _strip_signature(raw: str) -> str:
+    if "signature=" not in raw:
+        return raw
+    return "&".join(part for part in raw.split("&") if not part.startswith("signature="))
+
+
+def _int_param(params: dict, name: str, default: int | None) -> int | None:
+    value = params.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise _Reject(400, -1100, f"Illegal characters found in parameter '{name}'.") from None
+
+
+def _decimal_param(params: dict, name: str) -> Decimal | None:
+    value = params.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        result = Decimal(value)
+    except InvalidOperation:
+        raise _Reject(400, -1100, f"Illegal characters found in parameter '{name}'.") from None
+    if not result.is_finite():
+        raise _Reject(400, -1100, f"Illegal characters found in parameter '{name}'.")
+    return result
