@@ -392,7 +392,7 @@ class EmulatorServer:
                 if faults.lost_reply_mode == "drop" and request.transport is not None:
                     request.transport.close()
                 return web.Response(status=504, text="Gateway Time-out")
-            return web.Response(text=json.dumps(result), content_type="application/json")
+            return web.Response(text=json.dumps(result, separators=(",", ":")), content_type="application/json")
 
         return endpoint
 
@@ -812,7 +812,8 @@ def _error_response(status: int, code: int, message: str, headers: dict[str, str
     if code == 0:
         return web.Response(status=status, text=message, headers=headers)
     return web.Response(
-        status=status, text=json.dumps({"code": code, "msg": message}), content_type="application/json", headers=headers
+        status=status, text=json.dumps({"code": code, "msg": message}, separators=(",", ":")),
+        content_type="application/json", headers=headers,
     )
 
 
