@@ -352,6 +352,7 @@ class Fill(TenantOwned):
     fee_currency = models.CharField(max_length=16, blank=True, default="")
     fee_quote = money_field("0", help_text="The fee valued in quote currency.")
     is_maker = models.BooleanField(default=True)
+    mid_at_fill = money_field(null=True, blank=True, help_text="Mid price when the fill was detected.")
     executed_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,0 +1,844 @@
+"""The spec's MarketMakingBot: lifecycle, one monitoring iteration, orders, inventory, risk.
+
+One instance lives for one Celery task (a start, a stop, a cycle): it is rebuilt from the database
+each time, so any worker can run any bot's next cycle (crash-only). The loop of the spec is the
+chain of ``run_cycle`` tasks (bots/tasks.py); ``monitoring_iteration`` is its body. Exchange I/O
+is async (the gateway) and runs on the process's I/O loop; everything else is plain sync code.
+
+Every cycle is decide -> check -> act: snapshot -> strategy.calculate_orders -> risk checks (a
+reason per denial) -> diff against live orders (refresh tolerance) -> cancel / place.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from bots.config import MarketMakingConfig, validate_market_making_config
+from bots.engine.market_data import BookData, mid_history, shared_book, to_snapshot
+from bots.engine.orders import OrderManager
+from bots.events import publish_event, push
+from bots.inventory import PairInventory, calculate_rebalancing_trades, needs_rebalancing
+from bots.models import (
+    OPEN_ORDER_STATUSES,
+    Bot,
+    BotEventType,
+    BotStatus,
+    Fill,
+    InventorySnapshot,
+    LiquidityPosition,
+    Order,
+    OrderPurpose,
+    PerformanceSnapshot,
+)
+from exchanges.gateway import ExchangeGateway
+from mmplatform import aio
+from mmplatform.errors import (
+    ExchangeError,
+    InvalidTradingPairsError,
+    MarketMakingError,
+    RiskLimitViolationError,
+)
+from mmplatform.redis_client import get_redis
+from risk import checks
+from risk.limits import RiskLimits
+from risk.models import RiskEvent
+from strategies.analysis import MarketAnalysis, analyze_market
+from strategies.base import MarketMakingStrategy
+from strategies.selection import create_strategy, select_strategy_type
+from strategies.types import InventoryState, MarketSnapshot, OrderIntent, RiskContext, StrategyParameters
+
+logger = logging.getLogger(__name__)
+
+PAIR_PATTERN = re.compile(r"^[A-Z]+/[A-Z]+$")
+ORDER_BOOK_DEPTH = 20
+PAUSING_EVENTS = (checks.DAILY_LOSS_LIMIT, checks.MAX_DRAWDOWN)
+
+GatewayFactory = Callable[[Any], ExchangeGateway]
+
+
+def exchange_key(account: Any) -> str:
+    """Public market data is the same for every account of one venue: share it across tenants."""
+    return f"{account.exchange_id}@{account.api_base_url or 'default'}"
+
+
+def default_gateway_factory(account: Any) -> ExchangeGateway:
+    from bots.engine.gateways import gateway_for_account
+
+    return gateway_for_account(account)
+
+
+# --- spec managers -------------------------------------------------------------------------------
+
+
+class StrategyEngine:
+    """Strategy selection, creation and adaptation per pair (spec StrategyEngine)."""
+
+    def __init__(self, config: MarketMakingConfig):
+        self.config = config.strategy_settings
+        self.order_config = config.order_settings
+        self.strategies: dict[str, MarketMakingStrategy] = {}
+
+    def analyze(self, snapshot: MarketSnapshot, venue: str) -> MarketAnalysis:
+        """Spec _analyze_market_characteristics, on the venue's shared mid history."""
+        times, mids = mid_history(venue, snapshot.symbol)
+        return analyze_market(snapshot, self.config, times, mids)
+
+    def create_strategy(self, pair: str, analysis: MarketAnalysis | None) -> MarketMakingStrategy:
+        """Spec create_strategy: select the type from the analysis, build it, validate it."""
+        strategy_type = (
+            select_strategy_type(analysis, self.config) if analysis is not None else self.config.default_strategy
+        )
+        strategy = create_strategy(strategy_type, pair, analysis, self.config, self.order_config)
+        self.strategies[pair] = strategy
+        return strategy
+
+    def restore(self, position: LiquidityPosition) -> MarketMakingStrategy:
+        """The position's strategy with the parameters it last quoted with."""
+        strategy = self.strategies.get(position.trading_pair)
+        if strategy is not None:
+            return strategy
+        strategy = create_strategy(
+            position.strategy_type or self.config.default_strategy, position.trading_pair, None,
+            self.config, self.order_config,
+        )
+        if position.strategy_params:
+            try:
+                strategy.parameters = StrategyParameters(**position.strategy_params)
+            except TypeError:
+                logger.warning("position %s: stored strategy parameters no longer fit; using config", position.pk)
+        self.strategies[position.trading_pair] = strategy
+        return strategy
+
+
+class InventoryManager:
+    """Balances per asset and per pair, ratios against targets (spec InventoryManager)."""
+
+    def __init__(self, config: MarketMakingConfig):
+        self.config = config.inventory_settings
+        self.default_target = config.strategy_settings.inventory_target_ratio
+        self.balances: dict[int, dict[str, Decimal]] = {}
+        self.current_inventory: dict[str, PairInventory] = {}
+
+    def target_ratio(self, pair: str) -> float:
+        return float(self.config.target_ratios.get(pair, self.default_target))
+
+    def load_balances(self, gateways: dict[int, ExchangeGateway]) -> None:
+        async def fetch_all() -> list[Any]:
+            import asyncio
+
+            return await asyncio.gather(*(gw.fetch_balance() for gw in gateways.values()))
+
+        results = aio.run(fetch_all())
+        self.balances = {
+            account_id: {asset: bal.total for asset, bal in result.assets.items()}
+            for account_id, result in zip(gateways, results, strict=True)
+        }
+
+    def assess(self, position: LiquidityPosition, mid: float) -> PairInventory:
+        """Spec assess_initial_inventory / current state for one pair."""
+        base, quote = position.trading_pair.split("/")
+        balances = self.balances.get(position.exchange_account_id, {})
+        inventory = PairInventory(
+            trading_pair=position.trading_pair,
+            base_balance=float(balances.get(base, 0)),
+            quote_balance=float(balances.get(quote, 0)),
+            mid=mid,
+            target_ratio=self.target_ratio(position.trading_pair),
+        )
+        self.current_inventory[position.trading_pair] = inventory
+        return inventory
+
+    def needs_rebalancing(self) -> bool:
+        return needs_rebalancing(list(self.current_inventory.values()), self.config)
+
+    def get_final_inventory(self) -> dict[str, dict[str, float]]:
+        return {
+            pair: {"base": inv.base_balance, "quote": inv.quote_balance, "ratio": inv.current_ratio,
+                   "target_ratio": inv.target_ratio}
+            for pair, inv in self.current_inventory.items()
+        }
+
+
+@dataclass
+class PairRiskAdjustments:
+    spread_multiplier: float = 1.0
+    size_multiplier: float = 1.0
+
+
+class MarketMakingRiskManager:
+    """Start-up conditions, the current risk assessment and per-pair limits (spec risk manager)."""
+
+    def __init__(self, bot: Bot, limits: RiskLimits, config: MarketMakingConfig):
+        self.bot = bot
+        self.limits = limits
+        self.config = config
+        self.adjustments: dict[str, PairRiskAdjustments] = {}
+
+    def validate_startup_conditions(self, daily_pnl_quote: float) -> list[str]:
+        tenant_killed = type(self.bot.tenant).objects.filter(pk=self.bot.tenant_id,
+                                                             kill_switch_engaged=True).exists()
+        return checks.startup_problems(
+            self.limits, kill_switch=self.bot.kill_switch_engaged or tenant_killed, daily_pnl_quote=daily_pnl_quote
+        )
+
+    def get_pair_limits(self, pair: str) -> RiskContext:
+        adjust = self.adjustments.get(pair, PairRiskAdjustments())
+        return RiskContext(
+            min_order_size_quote=float(self.config.min_order_size_quote),
+            max_order_size_quote=float(self.config.max_order_size_quote),
+            max_position_quote=float(self.limits.max_position_quote),
+            volatility_pause_threshold=float(self.limits.volatility_pause_threshold),
+            spread_multiplier=adjust.spread_multiplier,
+            size_multiplier=adjust.size_multiplier,
+        )
+
+    def check(self, intents: list[OrderIntent], context: checks.PreTradeContext) -> checks.CheckResult:
+        return checks.check_intents(intents, self.limits, context)
+
+    def active_key(self) -> str:
+        return f"mm:risk:active:{self.bot.pk}"
+
+    def newly_active(self, statuses: list[checks.RiskStatus]) -> list[checks.RiskStatus]:
+        """Statuses that were not active in the previous cycle (events are recorded once per breach)."""
+        r = get_redis()
+        keys = {f"{s.event_type}|{s.trading_pair}": s for s in statuses}
+        previous = {k.decode() for k in r.smembers(self.active_key())}
+        pipe = r.pipeline()
+        pipe.delete(self.active_key())
+        if keys:
+            pipe.sadd(self.active_key(), *keys)
+        pipe.execute()
+        return [s for k, s in keys.items() if k not in previous]
+
+
+class PerformanceTracker:
+    """P&L, fees, volume, fills, spread capture, inventory value and quote uptime per bot."""
+
+    def __init__(self, bot: Bot):
+        self.bot = bot
+
+    def uptime_key(self) -> str:
+        return f"mm:uptime:{self.bot.pk}"
+
+    def record_quoting(self, pair: str, quoted_both_sides: bool) -> None:
+        r = get_redis()
+        pipe = r.pipeline()
+        pipe.hincrby(self.uptime_key(), f"{pair}:cycles", 1)
+        if quoted_both_sides:
+            pipe.hincrby(self.uptime_key(), f"{pair}:quoted", 1)
+        pipe.execute()
+
+    def quote_uptime(self) -> float:
+        raw = {k.decode(): int(v) for k, v in get_redis().hgetall(self.uptime_key()).items()}
+        cycles = sum(v for k, v in raw.items() if k.endswith(":cycles"))
+        quoted = sum(v for k, v in raw.items() if k.endswith(":quoted"))
+        return quoted / cycles if cycles else 0.0
+
+    def summary(self, positions: list[LiquidityPosition], mids: dict[str, float]) -> dict[str, Any]:
+        """Spec generate_summary: totals across pairs, money as exact decimals."""
+        realised = sum((p.realised_pnl_quote for p in positions), Decimal(0))
+        fees = sum((p.fees_paid_quote for p in positions), Decimal(0))
+        volume = sum((p.volume_quote for p in positions), Decimal(0))
+        unrealised = Decimal(0)
+        for p in positions:
+            mid = mids.get(p.trading_pair)
+            if mid is not None and mid == mid:
+                unrealised += p.base_position * (Decimal(repr(mid)) - p.average_cost)
+        return {
+            "realised_pnl_quote": realised,
+            "unrealised_pnl_quote": unrealised,
+            "fees_paid_quote": fees,
+            "net_pnl_quote": realised + unrealised - fees,
+            "volume_quote": volume,
+            "fill_count": sum(p.fill_count for p in positions),
+            "quote_uptime_ratio": self.quote_uptime(),
+            "spread_capture_bps": self.spread_capture_bps(),
+        }
+
+    def spread_capture_bps(self) -> float:
+        """Mean distance of maker fills from the mid at detection, in bps (positive = earned)."""
+        fills = Fill.objects.filter(bot=self.bot, mid_at_fill__isnull=False).order_by("-executed_at")[:500]
+        captures = []
+        for f in fills:
+            mid = float(f.mid_at_fill)
+            if mid > 0:
+                edge = (mid - float(f.price)) if f.side == "buy" else (float(f.price) - mid)
+                captures.append(edge / mid * 1e4)
+        return sum(captures) / len(captures) if captures else 0.0
+
+
+# --- the bot ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class CycleReport:
+    """What one monitoring iteration did (for logs, tests and benchmarks)."""
+
+    placed: int = 0
+    cancelled: int = 0
+    fills: int = 0
+    denied: int = 0
+    risk_events: list[str] = field(default_factory=list)
+    paused_reason: str = ""
+
+
+class MarketMakingBot:
+    """The spec's MarketMakingBot for one Bot row."""
+
+    def __init__(self, bot: Bot, *, gateway_factory: GatewayFactory = default_gateway_factory,
+                 clock: Callable[[], float] = time.time):
+        self.bot = bot
+        self.config = validate_market_making_config(bot.to_config())
+        self.bot_id = bot.pk
+        self.clock = clock
+        self.gateway_factory = gateway_factory
+        self.strategy_engine = StrategyEngine(self.config)
+        self.inventory_manager = InventoryManager(self.config)
+        self.risk_manager = MarketMakingRiskManager(bot, self.config.risk_limits, self.config)
+        self.performance_tracker = PerformanceTracker(bot)
+        self.accounts = {a.pk: a for a in bot.exchange_accounts.filter(is_active=True)}
+        self.exchanges: dict[int, ExchangeGateway] = {}
+        self.order_manager = OrderManager(bot, self.exchanges)
+        self.active_positions: dict[str, LiquidityPosition] = {
+            p.trading_pair: p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)
+        }
+        self.snapshots: dict[str, MarketSnapshot] = {}
+        self.analyses: dict[str, MarketAnalysis] = {}
+        self.report = CycleReport()
+
+    # --- exchanges ---------------------------------------------------------------------------
+
+    def initialize_exchanges(self, *, emit_events: bool = True) -> bool:
+        """Connect every configured account; ExchangeConnected per success, a warning per failure."""
+        for account_id, account in self.accounts.items():
+            try:
+                gateway = self.gateway_factory(account)
+                connected = aio.run(gateway.validate_connection())
+            except Exception as exc:
+                logger.warning("bot %s: failed to connect to exchange %s: %s", self.bot_id, account.label, exc)
+                continue
+            if connected:
+                self.exchanges[account_id] = gateway
+                if emit_events:
+                    publish_event(bot=self.bot, event_type=BotEventType.EXCHANGE_CONNECTED,
+                                  payload={"exchange_id": account.exchange_id, "account": account.label})
+            else:
+                logger.warning("bot %s: failed to connect to exchange %s", self.bot_id, account.label)
+        return len(self.exchanges) > 0
+
+    def _select_exchange_for_pair(self, pair: str) -> int | None:
+        for account_id, gateway in self.exchanges.items():
+            if gateway.supports_trading_pair(pair):
+                return account_id
+        return None
+
+    def _validate_trading_pair(self, pair: str) -> bool:
+        """Spec: format ^[A-Z]+/[A-Z]+$ and supported by a connected exchange."""
+        if not PAIR_PATTERN.match(pair):
+            return False
+        return self._select_exchange_for_pair(pair) is not None
+
+    def _validate_order_parameters(self, intent: OrderIntent) -> bool:
+        """Spec: positive size and price, notional within min/max order size."""
+        if intent.size <= 0 or intent.price <= 0:
+            return False
+        notional = intent.size * intent.price
+        if notional < float(self.config.min_order_size_quote) * (1 - 1e-9):
+            return False
+        return notional <= float(self.config.max_order_size_quote) * (1 + 1e-9)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start_market_making(self, trading_pairs: list[str]) -> bool:
+        """Spec start_market_making: validate pairs and start-up risk, assess inventory, create a
+        strategy and a LiquidityPosition per pair, place initial orders, emit MarketMakingStarted."""
+        validated = []
+        for pair in trading_pairs:
+            if self._validate_trading_pair(pair):
+                validated.append(pair)
+            else:
+                logger.warning("bot %s: invalid trading pair: %s", self.bot_id, pair)
+        if not validated:
+            raise InvalidTradingPairsError(f"No valid trading pairs provided (got {', '.join(trading_pairs)})")
+        request_daily_reset(self.bot_id)
+        problems = self.risk_manager.validate_startup_conditions(self._daily_pnl_quote())
+        if problems:
+            raise RiskLimitViolationError("Risk limits prevent startup: " + "; ".join(problems))
+        try:
+            self.reconcile()
+            self.inventory_manager.load_balances(self.exchanges)
+            for pair in validated:
+                account_id = self._select_exchange_for_pair(pair)
+                snapshot = self._market_snapshot(pair, account_id)
+                analysis = self.strategy_engine.analyze(snapshot, exchange_key(self.accounts[account_id]))
+                strategy = self.strategy_engine.create_strategy(pair, analysis if not snapshot.problem() else None)
+                with transaction.atomic():
+                    LiquidityPosition.objects.filter(bot=self.bot, trading_pair=pair, is_active=True).exclude(
+                        exchange_account_id=account_id).update(is_active=False, closed_at=timezone.now())
+                    position, _ = LiquidityPosition.objects.get_or_create(
+                        bot=self.bot, trading_pair=pair, is_active=True,
+                        defaults={"tenant_id": self.bot.tenant_id, "exchange_account_id": account_id},
+                    )
+                position.strategy_type = strategy.strategy_type
+                position.strategy_params = _params_json(strategy.parameters)
+                position.save(update_fields=["strategy_type", "strategy_params"])
+                self.active_positions[pair] = position
+                self.inventory_manager.assess(position, snapshot.mid)
+                self._place_initial_orders(position)
+            publish_event(bot=self.bot, event_type=BotEventType.MARKET_MAKING_STARTED,
+                          payload={"trading_pairs": validated})
+            return True
+        except MarketMakingError:
+            raise
+        except Exception as exc:
+            logger.error("bot %s: market making startup failed: %s", self.bot_id, exc, exc_info=True)
+            self.stop_market_making()
+            return False
+
+    def stop_market_making(self) -> bool:
+        """Spec stop_market_making: cancel every order, final inventory, performance summary."""
+        try:
+            self.order_manager.cancel_everything_on_exchange(
+                (p.exchange_account_id, p.trading_pair) for p in self.active_positions.values()
+            )
+            mids: dict[str, float] = {}
+            try:
+                self.inventory_manager.load_balances(self.exchanges)
+                for pair, position in self.active_positions.items():
+                    snapshot = self._market_snapshot(pair, position.exchange_account_id)
+                    mids[pair] = snapshot.mid
+                    self.inventory_manager.assess(position, snapshot.mid)
+            except ExchangeError as exc:
+                logger.warning("bot %s: final inventory incomplete: %s", self.bot_id, exc)
+            positions = list(LiquidityPosition.objects.filter(bot=self.bot, is_active=True))
+            publish_event(bot=self.bot, event_type=BotEventType.MARKET_MAKING_STOPPED, payload={
+                "final_inventory": self.inventory_manager.get_final_inventory(),
+                "performance": self.performance_tracker.summary(positions, mids),
+            })
+            return True
+        except Exception as exc:
+            logger.error("bot %s: market making shutdown failed: %s", self.bot_id, exc, exc_info=True)
+            return False
+
+    def reconcile(self) -> int:
+        """Match the exchange's open orders and recent trades to the database by client order id."""
+        fills = 0
+        for position in self.active_positions.values():
+            if position.exchange_account_id in self.exchanges:
+                fills += len(self.order_manager.sync_position(position, mid=float("nan")))
+        if self.active_positions:
+            publish_event(bot=self.bot, event_type=BotEventType.RECONCILED, payload={"fills_recovered": fills})
+        return fills
+
+    # --- one monitoring iteration ---------------------------------------------------------------
+
+    def monitoring_iteration(self, cycle: int) -> CycleReport:
+        """The body of the spec's _monitoring_loop. Errors of one pair never stop the others."""
+        self.cycle = cycle
+        self._update_market_data()
+        self._sync_fills()
+        self.inventory_manager.load_balances(self.exchanges)
+        for pair, position in self.active_positions.items():
+            snapshot = self.snapshots.get(pair)
+            if snapshot is not None and not snapshot.problem():
+                self.inventory_manager.assess(position, snapshot.mid)
+        statuses = self.assess_current_risk()
+        for status in statuses:
+            self._handle_risk_event(status, record=status in self._newly_active)
+        if self.bot.status == BotStatus.PAUSED:
+            return self.report
+        for position in self.active_positions.values():
+            try:
+                self._adjust_position_strategy(position)
+            except ExchangeError as exc:
+                logger.warning("bot %s %s: %s", self.bot_id, position.trading_pair, exc)
+        if self.inventory_manager.needs_rebalancing():
+            self._rebalance_inventory()
+        self._update_performance()
+        return self.report
+
+    def _update_market_data(self) -> None:
+        for pair, position in self.active_positions.items():
+            if position.exchange_account_id not in self.exchanges:
+                continue
+            try:
+                snapshot = self._market_snapshot(pair, position.exchange_account_id)
+            except ExchangeError as exc:
+                logger.warning("bot %s: market data for %s unavailable: %s", self.bot_id, pair, exc)
+                continue
+            self.snapshots[pair] = snapshot
+            if not snapshot.problem():
+                venue = exchange_key(self.accounts[position.exchange_account_id])
+                self.analyses[pair] = self.strategy_engine.analyze(snapshot, venue)
+
+    def _market_snapshot(self, pair: str, account_id: int | None) -> MarketSnapshot:
+        if account_id is None or account_id not in self.exchanges:
+            raise ExchangeError(f"no connected exchange supports {pair}")
+        gateway = self.exchanges[account_id]
+
+        def fetch() -> BookData:
+            book = aio.run(gateway.fetch_order_book(pair, ORDER_BOOK_DEPTH))
+            return BookData(
+                [(float(p), float(a)) for p, a in book.bids],
+                [(float(p), float(a)) for p, a in book.asks],
+                time.time(),
+            )
+
+        book = shared_book(exchange_key(self.accounts[account_id]), pair, fetch)
+        rules = gateway.market_rules(pair)
+        return to_snapshot(pair, book, tick_size=float(rules.tick_size), lot_size=float(rules.lot_size),
+                           min_notional=float(rules.min_notional or 0), now=self.clock())
+
+    def _sync_fills(self) -> None:
+        for pair, position in self.active_positions.items():
+            if position.exchange_account_id not in self.exchanges:
+                continue
+            snapshot = self.snapshots.get(pair)
+            mid = snapshot.mid if snapshot is not None and not snapshot.problem() else float("nan")
+            try:
+                fills = self.order_manager.sync_position(position, mid=mid)
+            except ExchangeError as exc:
+                logger.warning("bot %s: order sync for %s failed: %s", self.bot_id, pair, exc)
+                continue
+            self.report.fills += len(fills)
+            for fill in fills:
+                publish_event(bot=self.bot, event_type=BotEventType.ORDER_FILLED, payload={
+                    "trading_pair": pair, "side": fill.side, "price": fill.price, "amount": fill.amount,
+                    "trade_id": fill.exchange_trade_id,
+                })
+
+    # --- risk ------------------------------------------------------------------------------------
+
+    def _net_pnl_quote(self) -> Decimal:
+        positions = list(LiquidityPosition.objects.filter(bot=self.bot, is_active=True))
+        mids = {p: s.mid for p, s in self.snapshots.items() if not s.problem()}
+        return self.performance_tracker.summary(positions, mids)["net_pnl_quote"]
+
+    def _daily_pnl_quote(self) -> float:
+        """Net P&L since the daily baseline; a pending daily reset moves the baseline here first."""
+        net = self._net_pnl_quote()
+        if get_redis().delete(daily_reset_key(self.bot_id)):
+            self.bot.daily_pnl_baseline_quote = net.quantize(Decimal("1e-12"))
+            Bot.objects.filter(pk=self.bot_id).update(
+                daily_pnl_baseline_quote=self.bot.daily_pnl_baseline_quote, daily_reset_at=timezone.now())
+        return float(net - self.bot.daily_pnl_baseline_quote)
+
+    def _equity_quote(self) -> float:
+        """Value of the bot's assets across its accounts, quote currencies at 1, bases at their mid."""
+        values: dict[tuple[int, str], float] = {}
+        for pair, position in self.active_positions.items():
+            inventory = self.inventory_manager.current_inventory.get(pair)
+            if inventory is None:
+                continue
+            base, quote = pair.split("/")
+            values[(position.exchange_account_id, base)] = inventory.base_value_quote
+            values[(position.exchange_account_id, quote)] = inventory.quote_balance
+        return sum(values.values())
+
+    def assess_current_risk(self) -> list[checks.RiskStatus]:
+        """Spec risk_manager.assess_current_risk, on this cycle's inventory and P&L."""
+        pairs = []
+        for pair, inventory in self.inventory_manager.current_inventory.items():
+            analysis = self.analyses.get(pair)
+            pairs.append(checks.PairRiskState(
+                trading_pair=pair,
+                base_value_quote=inventory.base_value_quote,
+                ratio=inventory.current_ratio,
+                target_ratio=inventory.target_ratio,
+                volatility_daily=analysis.volatility_daily if analysis and analysis.volatility_measured else 0.0,
+            ))
+        equity = self._equity_quote()
+        high_water = max(float(self.bot.equity_high_water_quote), equity)
+        if high_water > float(self.bot.equity_high_water_quote):
+            Bot.objects.filter(pk=self.bot_id).update(equity_high_water_quote=Decimal(repr(round(high_water, 8))))
+            self.bot.equity_high_water_quote = Decimal(repr(round(high_water, 8)))
+        state = checks.BotRiskState(
+            daily_pnl_quote=self._daily_pnl_quote(), equity_quote=equity, equity_high_water_quote=high_water,
+            pairs=tuple(pairs),
+        )
+        statuses = checks.assess_risk(state, self.config.risk_limits)
+        self._newly_active = self.risk_manager.newly_active(statuses)
+        return statuses
+
+    def _handle_risk_event(self, status: checks.RiskStatus, *, record: bool = True) -> None:
+        """Spec _handle_risk_event: act on the event type, then RiskEventHandled (once per breach)."""
+        if status.event_type == checks.POSITION_LIMIT_EXCEEDED:
+            self._reduce_position_sizes(status.trading_pair)
+        elif status.event_type in PAUSING_EVENTS:
+            self._pause_trading(status.message)
+        elif status.event_type == checks.INVENTORY_IMBALANCE:
+            if record:
+                self._force_rebalance(status.trading_pair)
+        elif status.event_type == checks.MARKET_VOLATILITY:
+            self._adjust_spreads_for_volatility(status.trading_pair)
+        self.report.risk_events.append(status.event_type)
+        if record:
+            RiskEvent.objects.create(
+                tenant_id=self.bot.tenant_id, bot=self.bot, event_type=status.event_type,
+                trading_pair=status.trading_pair, message=status.message, action_taken=status.action_taken,
+                details=status.details,
+            )
+            publish_event(bot=self.bot, event_type=BotEventType.RISK_EVENT_HANDLED, payload={
+                "event_type": status.event_type, "action_taken": status.action_taken,
+                "trading_pair": status.trading_pair, "message": status.message,
+            })
+
+    def _reduce_position_sizes(self, pair: str) -> None:
+        adjust = self.risk_manager.adjustments.setdefault(pair, PairRiskAdjustments())
+        adjust.size_multiplier = min(adjust.size_multiplier, self.config.risk_limits.position_size_reduction_factor)
+
+    def _adjust_spreads_for_volatility(self, pair: str) -> None:
+        adjust = self.risk_manager.adjustments.setdefault(pair, PairRiskAdjustments())
+        adjust.spread_multiplier = max(adjust.spread_multiplier, self.config.risk_limits.volatility_spread_widen_factor)
+
+    def _pause_trading(self, reason: str) -> None:
+        """Cancel every order and stop quoting until the daily reset or an operator resumes."""
+        self.order_manager.cancel(self.order_manager.open_orders())
+        Bot.objects.filter(pk=self.bot_id, status=BotStatus.RUNNING).update(
+            status=BotStatus.PAUSED, status_reason=reason[:500])
+        self.bot.status = BotStatus.PAUSED
+        self.report.paused_reason = reason
+        push(tenant_id=self.bot.tenant_id, bot_id=self.bot_id, kind="status",
+             data={"status": BotStatus.PAUSED, "reason": reason})
+
+    def _force_rebalance(self, pair: str) -> None:
+        inventory = self.inventory_manager.current_inventory.get(pair)
+        if inventory is None:
+            return
+        trades = calculate_rebalancing_trades([inventory], self.inventory_manager.config, force=True)
+        self._execute_rebalancing(trades)
+
+    # --- quoting --------------------------------------------------------------------------------
+
+    def _place_initial_orders(self, position: LiquidityPosition) -> None:
+        """Spec _place_initial_orders: strategy orders, validated, placed together, OrdersPlaced."""
+        placed = self._quote(position, initial=True)
+        publish_event(bot=self.bot, event_type=BotEventType.ORDERS_PLACED, payload={
+            "position_id": position.pk, "trading_pair": position.trading_pair, "order_count": placed,
+        })
+
+    def _adjust_position_strategy(self, position: LiquidityPosition) -> None:
+        """Spec _adjust_position_strategy: adapt to conditions, then re-quote where needed (this also
+        replaces filled orders: a filled level is missing from the live orders and is placed again)."""
+        analysis = self.analyses.get(position.trading_pair)
+        strategy = self.strategy_engine.restore(position)
+        adaptive = self.config.strategy_settings.adaptation_enabled
+        if analysis is not None and adaptive and strategy.should_adapt(analysis):
+            self._adapt(position, strategy, analysis)
+        self._quote(position, initial=False)
+
+    def _adapt(self, position: LiquidityPosition, strategy: MarketMakingStrategy, analysis: MarketAnalysis) -> None:
+        wanted = select_strategy_type(analysis, self.config.strategy_settings)
+        if wanted != strategy.strategy_type:
+            strategy = self.strategy_engine.create_strategy(position.trading_pair, analysis)
+        else:
+            strategy.parameters = strategy.adapt_to_conditions(analysis)
+        previous = position.strategy_type
+        position.strategy_type = strategy.strategy_type
+        position.strategy_params = _params_json(strategy.parameters)
+        position.save(update_fields=["strategy_type", "strategy_params"])
+        publish_event(bot=self.bot, event_type=BotEventType.STRATEGY_ADAPTED, payload={
+            "trading_pair": position.trading_pair, "from": previous, "to": strategy.strategy_type,
+            "spread_bps": strategy.parameters.spread_bps,
+            "volatility_daily": analysis.volatility_daily, "trend_strength": analysis.trend_strength,
+        })
+
+    def _quote(self, position: LiquidityPosition, *, initial: bool) -> int:
+        """decide -> check -> act for one pair; returns the number of orders placed."""
+        pair = position.trading_pair
+        snapshot = self.snapshots.get(pair)
+        if snapshot is None:
+            snapshot = self._market_snapshot(pair, position.exchange_account_id)
+            self.snapshots[pair] = snapshot
+        live_rows = [o for o in self.order_manager.open_orders(position) if o.purpose == OrderPurpose.QUOTE]
+        problem = snapshot.problem()
+        if problem:
+            # fail fast: no quoting on a bad book, and nothing left resting on it
+            self.report.cancelled += self.order_manager.cancel(live_rows)
+            Bot.objects.filter(pk=self.bot_id).update(status_reason=f"quoting halted: {problem}"[:500])
+            self.performance_tracker.record_quoting(pair, False)
+            return 0
+        strategy = self.strategy_engine.restore(position)
+        inventory = self.inventory_manager.current_inventory.get(pair) or self.inventory_manager.assess(
+            position, snapshot.mid)
+        state = InventoryState.from_balances(
+            inventory.base_balance, inventory.quote_balance, snapshot.mid, inventory.target_ratio)
+        intents = strategy.calculate_orders(snapshot, state, self.risk_manager.get_pair_limits(pair))
+        valid = [i for i in intents if self._validate_order_parameters(i)]
+        others_open = Order.objects.filter(bot=self.bot, status__in=OPEN_ORDER_STATUSES).exclude(
+            position=position).count()
+        result = self.risk_manager.check(valid, checks.PreTradeContext(
+            mid=snapshot.mid,
+            base_value_quote=inventory.base_value_quote,
+            open_orders_total=others_open,
+            min_order_size_quote=float(self.config.min_order_size_quote),
+            max_order_size_quote=float(self.config.max_order_size_quote),
+        ))
+        if result.denied:
+            self.report.denied += len(result.denied)
+            self._record_denials(pair, result.denied)
+        from strategies.base import diff_orders
+
+        diff = diff_orders(
+            self.order_manager.as_live(live_rows), result.allowed,
+            tolerance_bps=self.config.order_settings.order_refresh_tolerance_bps,
+            refresh_secs=self.config.order_settings.order_refresh_secs, now=self.clock(),
+        )
+        by_client = {o.client_order_id: o for o in live_rows}
+        to_cancel = [by_client[o.order_id] for o in diff.cancel]
+        if to_cancel:
+            self.report.cancelled += self.order_manager.cancel(to_cancel)
+        placed = 0
+        if diff.place and self._still_current():
+            stored = self.order_manager.store_intents(position, diff.place, cycle=getattr(self, "cycle", 0))
+            outcomes = self.order_manager.send(stored)
+            placed = sum(1 for o in outcomes if o.error is None)
+            for outcome in outcomes:
+                if outcome.error is not None:
+                    logger.warning("bot %s: order placement failed: %s", self.bot_id, outcome.error)
+        self.report.placed += placed
+        sides = {i.side for i in result.allowed}
+        self.performance_tracker.record_quoting(pair, sides == {"buy", "sell"})
+        if not initial and (to_cancel or placed):
+            publish_event(bot=self.bot, event_type=BotEventType.ORDERS_ADJUSTED, payload={
+                "position_id": position.pk, "trading_pair": pair, "new_order_count": placed,
+                "cancelled": len(to_cancel), "kept": len(diff.keep),
+            })
+        return placed
+
+    def _still_current(self) -> bool:
+        """Right before sending: the bot is still running at this epoch (kill/stop fence)."""
+        return Bot.objects.filter(
+            pk=self.bot_id, epoch=self.bot.epoch, status__in=(BotStatus.RUNNING, BotStatus.STARTING),
+            kill_switch_engaged=False, tenant__kill_switch_engaged=False,
+        ).exists()
+
+    def _record_denials(self, pair: str, denials: list[checks.Denial]) -> None:
+        key = f"mm:risk:denied:{self.bot_id}:{pair}"
+        reasons = sorted({d.reason.split(" ")[0] + " " + d.reason.split(" ")[-1] for d in denials})
+        signature = "|".join(reasons)
+        r = get_redis()
+        if r.get(key) == signature.encode():
+            return  # the same denials as last cycle: one RiskEvent per change, not per cycle
+        r.set(key, signature, ex=3600)
+        RiskEvent.objects.create(
+            tenant_id=self.bot.tenant_id, bot=self.bot, event_type="ORDER_DENIED", trading_pair=pair,
+            message=f"{len(denials)} order(s) denied: {denials[0].reason}", action_taken="order_not_sent",
+            details={"reasons": [d.reason for d in denials[:20]]},
+        )
+
+    # --- rebalancing -----------------------------------------------------------------------------
+
+    def _rebalance_inventory(self) -> int:
+        """Spec _rebalance_inventory: trades toward the targets, InventoryRebalanced when any ran."""
+        trades = calculate_rebalancing_trades(
+            list(self.inventory_manager.current_inventory.values()), self.inventory_manager.config)
+        return self._execute_rebalancing(trades)
+
+    def _execute_rebalancing(self, trades: list[Any]) -> int:
+        if not trades or not self._still_current():
+            return 0
+        executed = 0
+        slippage = self.inventory_manager.config.max_rebalance_slippage_bps / 1e4
+        for index, trade in enumerate(trades):
+            position = self.active_positions.get(trade.trading_pair)
+            snapshot = self.snapshots.get(trade.trading_pair)
+            if position is None or snapshot is None or snapshot.problem():
+                continue
+            mid = snapshot.mid
+            price = mid * (1 + slippage) if trade.side == "buy" else mid * (1 - slippage)
+            size = min(trade.size_quote, float(self.config.max_order_size_quote)) / mid
+            intent = OrderIntent(trade.side, price, size, index, post_only=False, order_type="limit")
+            try:
+                stored = self.order_manager.store_intents(
+                    position, [intent], cycle=getattr(self, "cycle", 0), purpose=OrderPurpose.REBALANCE,
+                    order_type="ioc")
+                outcomes = self.order_manager.send(stored)
+            except Exception as exc:
+                logger.warning("bot %s: rebalancing trade failed: %s", self.bot_id, exc)
+                continue
+            executed += sum(1 for o in outcomes if o.error is None)
+        if executed:
+            publish_event(bot=self.bot, event_type=BotEventType.INVENTORY_REBALANCED,
+                          payload={"trades_executed": executed})
+        return executed
+
+    def rebalance_now(self) -> int:
+        """Scheduled rebalancing (beat): refresh balances and books, then rebalance."""
+        self._update_market_data()
+        self.inventory_manager.load_balances(self.exchanges)
+        for pair, position in self.active_positions.items():
+            snapshot = self.snapshots.get(pair)
+            if snapshot is not None and not snapshot.problem():
+                self.inventory_manager.assess(position, snapshot.mid)
+        return self._rebalance_inventory()
+
+    # --- performance -----------------------------------------------------------------------------
+
+    def _update_performance(self) -> None:
+        """Spec performance_tracker.update_metrics: snapshots every metrics_interval_secs."""
+        if not self.config.performance_tracking:
+            return
+        r = get_redis()
+        if not r.set(f"mm:perf:due:{self.bot_id}", "1", nx=True, px=int(self.config.metrics_interval_secs * 1000)):
+            return
+        self.snapshot_performance()
+
+    def snapshot_performance(self) -> None:
+        now = timezone.now()
+        positions = list(LiquidityPosition.objects.filter(bot=self.bot, is_active=True))
+        mids = {p: s.mid for p, s in self.snapshots.items() if not s.problem()}
+        summary = self.performance_tracker.summary(positions, mids)
+        equity = Decimal(repr(round(self._equity_quote(), 8)))
+        PerformanceSnapshot.objects.create(
+            tenant_id=self.bot.tenant_id, bot=self.bot, taken_at=now,
+            realised_pnl_quote=summary["realised_pnl_quote"], unrealised_pnl_quote=summary["unrealised_pnl_quote"],
+            fees_paid_quote=summary["fees_paid_quote"], volume_quote=summary["volume_quote"],
+            fill_count=summary["fill_count"], inventory_value_quote=equity, equity_quote=equity,
+            spread_capture_bps=summary["spread_capture_bps"], quote_uptime_ratio=summary["quote_uptime_ratio"],
+        )
+        rows = []
+        for pair, inventory in self.inventory_manager.current_inventory.items():
+            rows.append(InventorySnapshot(
+                tenant_id=self.bot.tenant_id, bot=self.bot, trading_pair=pair, taken_at=now,
+                base_balance=Decimal(repr(inventory.base_balance)),
+                quote_balance=Decimal(repr(inventory.quote_balance)),
+                mid_price=Decimal(repr(round(inventory.mid, 8))),
+                base_value_quote=Decimal(repr(round(inventory.base_value_quote, 8))),
+                ratio=inventory.current_ratio, target_ratio=inventory.target_ratio,
+            ))
+        InventorySnapshot.objects.bulk_create(rows)
+        push(tenant_id=self.bot.tenant_id, bot_id=self.bot_id, kind="snapshot",
+             data={**summary, "equity_quote": equity, "taken_at": now,
+                   "inventory": self.inventory_manager.get_final_inventory()})
+
+
+def _params_json(parameters: StrategyParameters) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(parameters)
+
+
+def daily_reset_key(bot_id: int) -> str:
+    return f"mm:risk:daily-reset:{bot_id}"
+
+
+def request_daily_reset(bot_id: int) -> None:
+    """The bot's next risk assessment takes its current net P&L as the new daily baseline."""
+    get_redis().set(daily_reset_key(bot_id), "1")
+
+
+def begin_cycle(bot_id: int) -> int:
+    """Count a cycle (atomically) and return its number."""
+    Bot.objects.filter(pk=bot_id).update(cycle_count=F("cycle_count") + 1, last_cycle_started_at=timezone.now())
+    return Bot.objects.values_list("cycle_count", flat=True).get(pk=bot_id)

@@ -1,0 +1,97 @@
+"""Market data shared by every bot and tenant quoting the same (exchange, symbol).
+
+An order book is fetched from the exchange at most once per ``MARKET_DATA_CACHE_SECS`` (a short
+Redis cache guarded by a fetch lock), and each fetch appends the mid to a shared history that the
+strategy engine's volatility and trend estimators read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from mmplatform.redis_client import get_redis
+from strategies.types import MarketSnapshot
+
+HISTORY_LENGTH = 600
+LOCK_TTL_MS = 3000
+WAIT_FOR_PEER_SECS = 1.0
+
+
+@dataclass(frozen=True)
+class BookData:
+    """The JSON-able part of a snapshot that is cached."""
+
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+    fetched_at: float
+
+
+def _key(exchange_key: str, pair: str, kind: str) -> str:
+    return f"mm:md:{kind}:{exchange_key}:{pair}"
+
+
+def shared_book(
+    exchange_key: str, pair: str, fetch: Callable[[], BookData], *, max_age_secs: float | None = None
+) -> BookData:
+    """The cached book if fresh enough, else fetch it (one fetcher at a time per key)."""
+    r = get_redis()
+    max_age = settings.MARKET_DATA_CACHE_SECS if max_age_secs is None else max_age_secs
+    cache_key, lock_key = _key(exchange_key, pair, "book"), _key(exchange_key, pair, "lock")
+    deadline = time.monotonic() + WAIT_FOR_PEER_SECS
+    while True:
+        raw = r.get(cache_key)
+        if raw is not None:
+            data = json.loads(raw)
+            if time.time() - data["fetched_at"] <= max_age:
+                return BookData([tuple(b) for b in data["bids"]], [tuple(a) for a in data["asks"]], data["fetched_at"])
+        if r.set(lock_key, "1", nx=True, px=LOCK_TTL_MS) or time.monotonic() > deadline:
+            break
+        time.sleep(0.005)
+    try:
+        book = fetch()
+        payload = json.dumps({"bids": book.bids, "asks": book.asks, "fetched_at": book.fetched_at})
+        pipe = r.pipeline()
+        pipe.set(cache_key, payload, px=max(int(max_age * 4000), 1000))
+        if book.bids and book.asks:
+            mid = (book.bids[0][0] + book.asks[0][0]) / 2
+            history_key = _key(exchange_key, pair, "mids")
+            pipe.rpush(history_key, f"{book.fetched_at}:{mid}")
+            pipe.ltrim(history_key, -HISTORY_LENGTH, -1)
+        pipe.execute()
+        return book
+    finally:
+        r.delete(lock_key)
+
+
+def mid_history(exchange_key: str, pair: str) -> tuple[list[float], list[float]]:
+    """(times, mids) oldest first, as recorded by every fetch of this book."""
+    rows = get_redis().lrange(_key(exchange_key, pair, "mids"), 0, -1)
+    times, mids = [], []
+    for row in rows:
+        t, _, m = row.decode().partition(":")
+        times.append(float(t))
+        mids.append(float(m))
+    return times, mids
+
+
+def to_snapshot(pair: str, book: BookData, *, tick_size: float, lot_size: float, min_notional: float,
+                now: float) -> MarketSnapshot:
+    """A strategy snapshot; an empty side yields NaN so the snapshot reports its own problem."""
+    best_bid = book.bids[0][0] if book.bids else float("nan")
+    best_ask = book.asks[0][0] if book.asks else float("nan")
+    return MarketSnapshot(
+        symbol=pair,
+        best_bid=best_bid,
+        best_ask=best_ask,
+        now=now,
+        bids=tuple(book.bids),
+        asks=tuple(book.asks),
+        tick_size=tick_size,
+        lot_size=lot_size,
+        min_notional=min_notional,
+    )

@@ -1,0 +1,426 @@
+"""OrderManager: client order ids, store-before-send, placement and cancellation through the
+gateway, and the sync of order states and fills from the exchange.
+
+Crash-only and idempotent: every order row (with its deterministic client order id) is committed
+before the order is sent, so after any crash the next cycle finds it and resolves it by client
+order id; nothing is ever placed twice. Fills are unique per (account, exchange trade id), and a
+fill updates the position's accounting in the same transaction that inserts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from bots.accounting import PositionAccount, apply_fill, fee_in_quote
+from bots.events import push
+from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderPurpose, OrderStatus
+from exchanges.gateway import ExchangeGateway, ExchangeOrder, OrderRequest
+from mmplatform import aio
+from mmplatform.errors import (
+    ExchangeError,
+    OrderNotFoundError,
+    OrderOutcomeUnknownError,
+    OrderPlacementError,
+)
+from strategies.types import LiveOrder, OrderIntent
+
+logger = logging.getLogger(__name__)
+
+LOST_AFTER_MISSES = 3
+"""An unacknowledged order is marked lost only after this many consecutive 'not found' answers."""
+TRADE_SYNC_OVERLAP_MS = 5_000
+"""Trades are re-read this far back so one arriving late at the venue is not skipped."""
+
+EXCHANGE_STATUS = {
+    "open": OrderStatus.OPEN,
+    "closed": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELED,
+    "cancelled": OrderStatus.CANCELED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
+}
+
+
+def client_order_id(bot_id: int, epoch: int, cycle: int, tag: str) -> str:
+    """Deterministic id from (bot, epoch, cycle, side+level); at most 36 chars, Binance's alphabet."""
+    return f"mm-{bot_id}-{epoch}-{cycle}-{tag}"[:36]
+
+
+def client_id_prefix(bot_id: int) -> str:
+    return f"mm-{bot_id}-"
+
+
+def side_tag(side: str, level: int) -> str:
+    return f"{side[0]}{level}"
+
+
+@dataclass
+class PlacementOutcome:
+    order: Order
+    error: Exception | None = None
+
+
+def _status_from_exchange(remote: ExchangeOrder) -> str:
+    status = EXCHANGE_STATUS.get(remote.status, OrderStatus.OPEN)
+    if status == OrderStatus.OPEN and remote.filled and remote.filled > 0:
+        return OrderStatus.PARTIALLY_FILLED
+    return status
+
+
+class OrderManager:
+    """Order lifecycle for one bot (spec OrderManager)."""
+
+    def __init__(self, bot: Bot, gateways: dict[int, ExchangeGateway]):
+        self.bot = bot
+        self.gateways = gateways
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def open_orders(self, position: LiquidityPosition | None = None) -> list[Order]:
+        qs = Order.objects.filter(bot=self.bot, status__in=OPEN_ORDER_STATUSES)
+        if position is not None:
+            qs = qs.filter(position=position)
+        return list(qs.order_by("pk"))
+
+    @staticmethod
+    def as_live(orders: Iterable[Order]) -> list[LiveOrder]:
+        return [
+            LiveOrder(
+                order_id=o.client_order_id,
+                side=o.side,
+                price=float(o.price),
+                size=float(o.amount - o.filled),
+                level=o.level,
+                placed_at=o.created_at.timestamp(),
+            )
+            for o in orders
+            if o.purpose == OrderPurpose.QUOTE and o.status != OrderStatus.CANCEL_PENDING
+        ]
+
+    # --- placement ------------------------------------------------------------------------------
+
+    def store_intents(
+        self, position: LiquidityPosition, intents: Sequence[OrderIntent], *, cycle: int,
+        purpose: str = OrderPurpose.QUOTE, order_type: str = "limit",
+    ) -> list[Order]:
+        """Commit an Order row per intent (status PENDING) before anything is sent."""
+        gateway = self.gateways[position.exchange_account_id]
+        rows = []
+        with transaction.atomic():
+            for intent in intents:
+                side = intent.side
+                tag = side_tag(side, intent.level) if purpose == OrderPurpose.QUOTE else f"r{intent.level}"
+                price, amount = gateway.quantize(position.trading_pair, side, intent.price, intent.size)
+                rows.append(Order(
+                    tenant_id=self.bot.tenant_id,
+                    bot=self.bot,
+                    position=position,
+                    exchange_account_id=position.exchange_account_id,
+                    trading_pair=position.trading_pair,
+                    client_order_id=client_order_id(self.bot.pk, self.bot.epoch, cycle, tag),
+                    side=side,
+                    order_type=order_type,
+                    purpose=purpose,
+                    post_only=intent.post_only and order_type == "limit",
+                    price=price,
+                    amount=amount,
+                    epoch=self.bot.epoch,
+                    cycle=cycle,
+                    level=intent.level,
+                ))
+            for row in rows:
+                # a retried cycle reuses its ids: the existing row wins, nothing is stored twice
+                try:
+                    with transaction.atomic():
+                        row.save(force_insert=True)
+                except IntegrityError:
+                    row.pk = None
+        return [row for row in rows if row.pk is not None]
+
+    def send(self, orders: Sequence[Order]) -> list[PlacementOutcome]:
+        """Send stored orders concurrently; acknowledge, reject or leave pending (outcome unknown)."""
+        if not orders:
+            return []
+
+        async def place_all() -> list[Any]:
+            return await asyncio.gather(*(self._place_one(o) for o in orders), return_exceptions=True)
+
+        results = aio.run(place_all(), timeout_secs=60)
+        outcomes = []
+        for order, result in zip(orders, results, strict=True):
+            if isinstance(result, ExchangeOrder):
+                self._acknowledge(order, result)
+                outcomes.append(PlacementOutcome(order))
+            elif isinstance(result, OrderOutcomeUnknownError):
+                order.error = str(result)[:500]
+                order.save(update_fields=["error", "updated_at"])
+                outcomes.append(PlacementOutcome(order, OrderPlacementError(f"outcome unknown: {result}")))
+            else:
+                order.status = OrderStatus.REJECTED
+                order.error = f"{type(result).__name__}: {result}"[:500]
+                order.closed_at = timezone.now()
+                order.save(update_fields=["status", "error", "closed_at", "updated_at"])
+                outcomes.append(PlacementOutcome(order, OrderPlacementError(
+                    f"Failed to place order {order.client_order_id}: {result}")))
+        push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="orders",
+             data={"placed": [self.order_payload(o.order) for o in outcomes if o.error is None]})
+        return outcomes
+
+    async def _place_one(self, order: Order) -> ExchangeOrder:
+        gateway = self.gateways[order.exchange_account_id]
+        request = OrderRequest(
+            pair=order.trading_pair,
+            side=order.side,
+            price=order.price,
+            amount=order.amount,
+            client_order_id=order.client_order_id,
+            post_only=order.post_only,
+            order_type=order.order_type,
+        )
+        return await gateway.place_order(request)
+
+    def _acknowledge(self, order: Order, remote: ExchangeOrder) -> None:
+        order.exchange_order_id = remote.exchange_order_id or order.exchange_order_id
+        order.status = _status_from_exchange(remote)
+        order.filled = max(order.filled, remote.filled or Decimal(0))
+        order.average_price = remote.average_price
+        order.acknowledged_at = order.acknowledged_at or timezone.now()
+        order.missing_count = 0
+        if order.status not in OPEN_ORDER_STATUSES:
+            order.closed_at = timezone.now()
+        order.save(update_fields=["exchange_order_id", "status", "filled", "average_price", "acknowledged_at",
+                                  "missing_count", "closed_at", "updated_at"])
+
+    # --- cancellation ---------------------------------------------------------------------------
+
+    def cancel(self, orders: Sequence[Order]) -> int:
+        """Cancel orders concurrently; returns how many are confirmed gone."""
+        if not orders:
+            return 0
+        Order.objects.filter(pk__in=[o.pk for o in orders]).update(status=OrderStatus.CANCEL_PENDING)
+
+        async def cancel_all() -> list[Any]:
+            return await asyncio.gather(*(self._cancel_one(o) for o in orders), return_exceptions=True)
+
+        results = aio.run(cancel_all(), timeout_secs=60)
+        gone = 0
+        for order, result in zip(orders, results, strict=True):
+            if isinstance(result, ExchangeOrder):
+                self._acknowledge(order, result)
+                if order.status == OrderStatus.OPEN or order.status == OrderStatus.PARTIALLY_FILLED:
+                    order.status = OrderStatus.CANCELED
+                    order.closed_at = timezone.now()
+                    order.save(update_fields=["status", "closed_at", "updated_at"])
+                gone += 1
+            elif isinstance(result, OrderNotFoundError):
+                gone += self._resolve_missing(order)
+            else:
+                logger.warning("cancel of %s failed: %s", order.client_order_id, result)
+        push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="orders",
+             data={"cancelled": [o.client_order_id for o in orders]})
+        return gone
+
+    async def _cancel_one(self, order: Order) -> ExchangeOrder:
+        gateway = self.gateways[order.exchange_account_id]
+        return await gateway.cancel_order(
+            order.trading_pair,
+            exchange_order_id=order.exchange_order_id or None,
+            client_order_id=None if order.exchange_order_id else order.client_order_id,
+        )
+
+    def _resolve_missing(self, order: Order) -> int:
+        """A cancel answered 'unknown order': look the order up by client id to learn its fate."""
+        gateway = self.gateways[order.exchange_account_id]
+        try:
+            remote = aio.run(gateway.fetch_order(order.trading_pair, client_order_id=order.client_order_id))
+        except OrderNotFoundError:
+            return self._count_miss(order)
+        except ExchangeError:
+            return 0
+        self._acknowledge(order, remote)
+        return 1 if order.status not in OPEN_ORDER_STATUSES else 0
+
+    def _count_miss(self, order: Order) -> int:
+        order.missing_count += 1
+        if order.missing_count >= LOST_AFTER_MISSES and not order.exchange_order_id:
+            order.status = OrderStatus.LOST
+            order.closed_at = timezone.now()
+            order.save(update_fields=["missing_count", "status", "closed_at", "updated_at"])
+            return 1
+        order.save(update_fields=["missing_count", "updated_at"])
+        return 0
+
+    def cancel_everything_on_exchange(self, pairs: Iterable[tuple[int, str]]) -> int:
+        """Kill path: cancel every open order of this bot the exchange knows (by id prefix), plus
+        every open row of the database. Returns how many exchange orders were cancelled."""
+        prefix = client_id_prefix(self.bot.pk)
+        cancelled = 0
+        for account_id, pair in pairs:
+            gateway = self.gateways.get(account_id)
+            if gateway is None:
+                continue
+            try:
+                remote_orders = aio.run(gateway.fetch_open_orders(pair))
+            except ExchangeError as exc:
+                logger.warning("kill: listing open orders of %s failed: %s", pair, exc)
+                remote_orders = []
+            mine = [r for r in remote_orders if (r.client_order_id or "").startswith(prefix)]
+
+            async def cancel_remote(batch: list[ExchangeOrder] = mine, gw: ExchangeGateway = gateway,
+                                    symbol: str = pair) -> list[Any]:
+                return await asyncio.gather(
+                    *(gw.cancel_order(symbol, exchange_order_id=r.exchange_order_id) for r in batch),
+                    return_exceptions=True,
+                )
+
+            results = aio.run(cancel_remote())
+            cancelled += sum(1 for r in results if isinstance(r, ExchangeOrder) or isinstance(r, OrderNotFoundError))
+        rows = self.open_orders()
+        self.cancel(rows)
+        return cancelled
+
+    # --- sync with the exchange -------------------------------------------------------------------
+
+    def sync_position(self, position: LiquidityPosition, *, mid: float) -> list[Fill]:
+        """Reconcile one pair: open orders (adopt known, cancel unknown of ours), final states of
+        rows that left the book, missed acknowledgements, then fills since the last sync."""
+        gateway = self.gateways[position.exchange_account_id]
+        pair = position.trading_pair
+        remote_open = aio.run(gateway.fetch_open_orders(pair))
+        by_client = {r.client_order_id: r for r in remote_open if r.client_order_id}
+        prefix = client_id_prefix(self.bot.pk)
+        rows = {o.client_order_id: o for o in self.open_orders(position)}
+
+        unknown = [r for cid, r in by_client.items() if cid.startswith(prefix) and cid not in rows
+                   and not Order.objects.filter(client_order_id=cid).exists()]
+        for remote in unknown:
+            logger.warning("bot %s: cancelling unknown order %s on %s", self.bot.pk, remote.client_order_id, pair)
+            try:
+                aio.run(gateway.cancel_order(pair, exchange_order_id=remote.exchange_order_id))
+            except ExchangeError as exc:
+                logger.warning("cancelling unknown order failed: %s", exc)
+
+        for cid, order in rows.items():
+            remote = by_client.get(cid)
+            if remote is not None:
+                if order.status != OrderStatus.CANCEL_PENDING or remote.status != "open":
+                    self._acknowledge(order, remote)
+                continue
+            # not resting on the book: filled, cancelled, never arrived, or not visible yet
+            try:
+                remote = aio.run(gateway.fetch_order(pair, client_order_id=cid))
+            except OrderNotFoundError:
+                self._count_miss(order)
+                continue
+            except ExchangeError as exc:
+                logger.info("fetch_order %s failed: %s", cid, exc)
+                continue
+            self._acknowledge(order, remote)
+        return self.sync_fills(position, mid=mid)
+
+    def sync_fills(self, position: LiquidityPosition, *, mid: float) -> list[Fill]:
+        """Record every trade of this bot's orders since the last sync (exactly once each)."""
+        gateway = self.gateways[position.exchange_account_id]
+        since = max(0, position.last_trade_sync_ms - TRADE_SYNC_OVERLAP_MS)
+        trades = aio.run(gateway.fetch_my_trades(position.trading_pair, since_ms=since or None))
+        if not trades:
+            return []
+        order_ids = {t.exchange_order_id for t in trades}
+        orders = {
+            o.exchange_order_id: o
+            for o in Order.objects.filter(
+                bot=self.bot, exchange_account_id=position.exchange_account_id, exchange_order_id__in=order_ids
+            )
+        }
+        base, quote = position.trading_pair.split("/")
+        new_fills: list[Fill] = []
+        latest_ms = position.last_trade_sync_ms
+        for trade in sorted(trades, key=lambda t: (t.timestamp_ms, t.trade_id)):
+            latest_ms = max(latest_ms, trade.timestamp_ms)
+            order = orders.get(trade.exchange_order_id)
+            if order is None:
+                continue  # another bot's (or a manual) trade on a shared account
+            with transaction.atomic():
+                locked = LiquidityPosition.objects.select_for_update().get(pk=position.pk)
+                if Fill.objects.filter(exchange_account_id=position.exchange_account_id,
+                                       exchange_trade_id=trade.trade_id).exists():
+                    continue
+                fill = Fill.objects.create(
+                    tenant_id=self.bot.tenant_id,
+                    bot=self.bot,
+                    order=order,
+                    position=order.position or locked,
+                    exchange_account_id=position.exchange_account_id,
+                    exchange_trade_id=trade.trade_id,
+                    trading_pair=position.trading_pair,
+                    side=trade.side,
+                    price=trade.price,
+                    amount=trade.amount,
+                    fee=trade.fee or Decimal(0),
+                    fee_currency=trade.fee_currency or "",
+                    fee_quote=fee_in_quote(trade.fee or Decimal(0), trade.fee_currency or "", trade.price, base, quote),
+                    is_maker=bool(trade.is_maker),
+                    mid_at_fill=Decimal(repr(mid)) if mid == mid else None,
+                    executed_at=datetime.fromtimestamp(trade.timestamp_ms / 1000, tz=UTC),
+                )
+                account = apply_fill(
+                    PositionAccount(locked.base_position, locked.average_cost, locked.realised_pnl_quote,
+                                    locked.fees_paid_quote, locked.volume_quote, locked.fill_count),
+                    side=trade.side, price=trade.price, amount=trade.amount, fee=fill.fee,
+                    fee_currency=fill.fee_currency, base=base, quote=quote,
+                )
+                locked.base_position = account.base_position
+                locked.average_cost = account.average_cost
+                locked.realised_pnl_quote = account.realised_pnl_quote
+                locked.fees_paid_quote = account.fees_paid_quote
+                locked.volume_quote = account.volume_quote
+                locked.fill_count = account.fill_count
+                locked.save(update_fields=["base_position", "average_cost", "realised_pnl_quote", "fees_paid_quote",
+                                           "volume_quote", "fill_count"])
+                new_fills.append(fill)
+                position.base_position = locked.base_position
+        LiquidityPosition.objects.filter(pk=position.pk, last_trade_sync_ms__lt=latest_ms).update(
+            last_trade_sync_ms=latest_ms)
+        position.last_trade_sync_ms = max(position.last_trade_sync_ms, latest_ms)
+        if new_fills:
+            push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="fills",
+                 data={"fills": [self.fill_payload(f) for f in new_fills]})
+        return new_fills
+
+    # --- payloads for the dashboard ----------------------------------------------------------------
+
+    @staticmethod
+    def order_payload(order: Order) -> dict[str, Any]:
+        return {
+            "client_order_id": order.client_order_id,
+            "pair": order.trading_pair,
+            "side": order.side,
+            "price": order.price,
+            "amount": order.amount,
+            "filled": order.filled,
+            "status": order.status,
+            "level": order.level,
+        }
+
+    @staticmethod
+    def fill_payload(fill: Fill) -> dict[str, Any]:
+        return {
+            "trade_id": fill.exchange_trade_id,
+            "pair": fill.trading_pair,
+            "side": fill.side,
+            "price": fill.price,
+            "amount": fill.amount,
+            "fee": fill.fee,
+            "fee_currency": fill.fee_currency,
+            "executed_at": fill.executed_at,
+        }
+

@@ -1,0 +1,90 @@
+"""Bot events: a BotEvent row (the truth) and a push to the dashboards (at most once).
+
+Pushes go to two Channels groups, the tenant's and the bot's, after the transaction commits, so a
+browser never sees an event that was rolled back. A dashboard that missed pushes (reconnect)
+catches up from the rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+
+from bots.models import Bot, BotEvent
+from mmplatform import aio
+
+logger = logging.getLogger(__name__)
+
+PUSH_TIMEOUT_SECS = 2.0
+
+
+def tenant_group(tenant_id: int) -> str:
+    return f"tenant.{tenant_id}"
+
+
+def bot_group(bot_id: int) -> str:
+    return f"bot.{bot_id}"
+
+
+def jsonable(value: Any) -> Any:
+    """Decimals become strings (exact), datetimes ISO strings; containers recursively."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _send(tenant_id: int, bot_id: int | None, message: dict[str, Any]) -> None:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    groups = [tenant_group(tenant_id)] + ([bot_group(bot_id)] if bot_id is not None else [])
+
+    async def send_all() -> None:
+        for group in groups:
+            await layer.group_send(group, message)
+
+    try:
+        aio.run(send_all(), timeout_secs=PUSH_TIMEOUT_SECS)
+    except Exception:  # the socket is at-most-once; the database row is the truth
+        logger.warning("dashboard push failed for bot %s", bot_id, exc_info=True)
+
+
+def push(*, tenant_id: int, bot_id: int | None, kind: str, data: dict[str, Any], event_id: int | None = None) -> None:
+    """Push a live update (order change, fill, snapshot, status, risk, event) after commit."""
+    message = {
+        "type": "bot.update",
+        "kind": kind,
+        "tenant_id": tenant_id,
+        "bot_id": bot_id,
+        "event_id": event_id,
+        "data": jsonable(data),
+    }
+    transaction.on_commit(lambda: _send(tenant_id, bot_id, message))
+
+
+def publish_event(*, bot: Bot, event_type: str, payload: dict[str, Any] | None = None) -> BotEvent:
+    """Record a spec event (BotEvent row) and push it to the tenant's and the bot's dashboards."""
+    data = jsonable(payload or {})
+    DjangoJSONEncoder().encode(data)  # fail here, not in the socket, on a non-JSON payload
+    event = BotEvent.objects.create(tenant_id=bot.tenant_id, bot=bot, event_type=event_type, payload=data)
+    push(
+        tenant_id=bot.tenant_id,
+        bot_id=bot.pk,
+        kind="event",
+        event_id=event.pk,
+        data={"event_type": event_type, "payload": data, "created_at": event.created_at},
+    )
+    return event

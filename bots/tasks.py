@@ -1,0 +1,302 @@
+"""Celery tasks: thin, take ids, re-fetch, call the engine. Each running bot is a chain of
+``run_cycle(bot_id, epoch, chain, scheduled_at)`` tasks fenced by the bot's epoch (bumped at every
+start/stop/kill) and by its chain id (replaced when the watchdog restarts a chain), under a Redis
+lease so two cycles of one bot never overlap on any number of workers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from bots.engine.core import MarketMakingBot, begin_cycle
+from bots.engine.lease import BotLease, current_chain, new_chain, record_cycle
+from bots.models import Bot, BotStatus
+from mmplatform.errors import AuthenticationFailedError, MarketMakingError
+
+logger = logging.getLogger(__name__)
+
+CYCLING = (BotStatus.RUNNING, BotStatus.PAUSED)
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _lease_ttl(bot: Bot) -> float:
+    return max(30.0, bot.monitoring_interval_secs * 3)
+
+
+def _schedule_cycle(bot_id: int, epoch: int, chain: str, delay_secs: float) -> None:
+    scheduled_at = time.time() + max(delay_secs, 0.0)
+    run_cycle.apply_async((bot_id, epoch, chain, scheduled_at), countdown=max(delay_secs, 0.0))
+
+
+def _fail(bot_id: int, epoch: int, message: str) -> None:
+    from bots.events import publish_event
+
+    Bot.objects.filter(pk=bot_id, epoch=epoch).update(status=BotStatus.ERROR, last_error=message[:2000],
+                                                      status_reason=message[:500])
+    bot = Bot.objects.filter(pk=bot_id).first()
+    if bot is not None:
+        publish_event(bot=bot, event_type="BotError", payload={"error": message[:500]})
+
+
+@shared_task(acks_late=True)
+def start_bot(bot_id: int, epoch: int) -> str:
+    """Connect, reconcile and start market making; then begin the cycle chain."""
+    close_old_connections()
+    bot = Bot.objects.filter(pk=bot_id).first()
+    if bot is None or bot.epoch != epoch or bot.status != BotStatus.STARTING:
+        return "fenced"
+    lease = BotLease(bot_id, _lease_ttl(bot))
+    if not lease.acquire(wait_secs=30):
+        return "busy"
+    try:
+        engine = MarketMakingBot(bot)
+        if not engine.initialize_exchanges():
+            _fail(bot_id, epoch, "no exchange could be connected (check the account's URL and credentials)")
+            return "error"
+        try:
+            engine.start_market_making(bot.pairs)
+        except MarketMakingError as exc:
+            _fail(bot_id, epoch, f"{type(exc).__name__}: {exc}")
+            return "error"
+        started = Bot.objects.filter(pk=bot_id, epoch=epoch, status=BotStatus.STARTING).update(
+            status=BotStatus.RUNNING, status_reason="running", last_cycle_finished_at=timezone.now())
+        if not started:
+            return "fenced"
+        from bots.services import _status_push
+
+        bot.refresh_from_db()
+        _status_push(bot)
+        _schedule_cycle(bot_id, epoch, new_chain(bot_id), bot.monitoring_interval_secs)
+        return "started"
+    except Exception as exc:
+        logger.exception("bot %s: start failed", bot_id)
+        _fail(bot_id, epoch, f"start failed: {exc}")
+        return "error"
+    finally:
+        lease.release()
+
+
+@shared_task(acks_late=True)
+def run_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | None = None) -> str:
+    """One monitoring iteration of one bot, then the next cycle after ``monitoring_interval``."""
+    close_old_connections()
+    started = time.time()
+    if current_chain(bot_id) != chain:
+        return "stale-chain"
+    bot = Bot.objects.filter(pk=bot_id).first()
+    if bot is None or bot.epoch != epoch or bot.status not in CYCLING:
+        return "fenced"
+    lease = BotLease(bot_id, _lease_ttl(bot))
+    if not lease.acquire():
+        _schedule_cycle(bot_id, epoch, chain, bot.monitoring_interval_secs)
+        return "busy"
+    delay = bot.monitoring_interval_secs
+    outcome = "ok"
+    try:
+        if current_chain(bot_id) != chain:
+            return "stale-chain"
+        cycle = begin_cycle(bot_id)
+        engine = MarketMakingBot(bot)
+        if not engine.initialize_exchanges(emit_events=False):
+            raise MarketMakingError("no exchange could be connected this cycle")
+        engine.monitoring_iteration(cycle)
+        Bot.objects.filter(pk=bot_id, epoch=epoch).exclude(last_error="").update(last_error="")
+    except AuthenticationFailedError as exc:
+        _fail(bot_id, epoch, f"authentication failed, bot disabled: {exc}")
+        outcome = "auth-error"
+    except Exception as exc:  # an error in one iteration never ends the loop (spec)
+        logger.exception("bot %s: monitoring loop error", bot_id)
+        Bot.objects.filter(pk=bot_id, epoch=epoch).update(last_error=f"{type(exc).__name__}: {exc}"[:2000])
+        delay = bot.error_recovery_delay_secs
+        outcome = "error"
+    finally:
+        finished = time.time()
+        Bot.objects.filter(pk=bot_id).update(last_cycle_finished_at=timezone.now())
+        record_cycle(bot_id, scheduled_at or started, started, finished, WORKER)
+        lease.release()
+    still = Bot.objects.filter(pk=bot_id, epoch=epoch, status__in=CYCLING).exists()
+    if still and current_chain(bot_id) == chain:
+        elapsed = time.time() - started
+        _schedule_cycle(bot_id, epoch, chain, max(delay - elapsed, 0.0) if outcome == "ok" else delay)
+    return outcome
+
+
+@shared_task(acks_late=True)
+def stop_bot(bot_id: int, epoch: int) -> str:
+    """Cancel every order, record the final inventory and performance, mark the bot stopped."""
+    close_old_connections()
+    bot = Bot.objects.filter(pk=bot_id).first()
+    if bot is None or bot.epoch != epoch or bot.status != BotStatus.STOPPING:
+        return "fenced"
+    lease = BotLease(bot_id, _lease_ttl(bot))
+    lease.acquire(wait_secs=_lease_ttl(bot))
+    try:
+        engine = MarketMakingBot(bot)
+        engine.initialize_exchanges(emit_events=False)
+        engine.stop_market_making()
+        Bot.objects.filter(pk=bot_id, epoch=epoch).update(
+            status=BotStatus.STOPPED, status_reason="stopped", stopped_at=timezone.now())
+        from bots.services import _status_push
+
+        bot.refresh_from_db()
+        _status_push(bot)
+        return "stopped"
+    finally:
+        lease.release()
+
+
+@shared_task(acks_late=True)
+def kill_bot(bot_id: int) -> int:
+    """Kill-switch backstop: under the lease (after any running cycle), cancel everything again."""
+    from bots.services import cancel_all_orders_now
+
+    close_old_connections()
+    bot = Bot.objects.filter(pk=bot_id).first()
+    if bot is None:
+        return 0
+    lease = BotLease(bot_id, _lease_ttl(bot))
+    lease.acquire(wait_secs=_lease_ttl(bot))
+    try:
+        return cancel_all_orders_now(bot)
+    finally:
+        lease.release()
+
+
+@shared_task(acks_late=True)
+def cancel_bot_orders(bot_id: int) -> int:
+    """Pause: cancel the bot's resting orders under its lease."""
+    from bots.services import cancel_all_orders_now
+
+    close_old_connections()
+    bot = Bot.objects.filter(pk=bot_id).first()
+    if bot is None:
+        return 0
+    lease = BotLease(bot_id, _lease_ttl(bot))
+    lease.acquire(wait_secs=_lease_ttl(bot))
+    try:
+        return cancel_all_orders_now(bot)
+    finally:
+        lease.release()
+
+
+@shared_task(acks_late=True)
+def reconcile_bot(bot_id: int) -> int:
+    close_old_connections()
+    bot = Bot.objects.filter(pk=bot_id).first()
+    if bot is None:
+        return 0
+    lease = BotLease(bot_id, _lease_ttl(bot))
+    if not lease.acquire(wait_secs=_lease_ttl(bot)):
+        return 0
+    try:
+        engine = MarketMakingBot(bot)
+        engine.initialize_exchanges(emit_events=False)
+        return engine.reconcile()
+    finally:
+        lease.release()
+
+
+def stale_after_secs(bot: Bot) -> float:
+    return max(3 * bot.monitoring_interval_secs + bot.error_recovery_delay_secs, settings.BOT_WATCHDOG_INTERVAL_SECS)
+
+
+@shared_task
+def watchdog() -> dict[str, int]:
+    """Restart the chain of every cycling bot whose last cycle is too old (a worker killed with -9);
+    re-enqueue starts that never ran; cancel resting orders of a bot silent for twice the deadline
+    (the platform's own dead-man's switch)."""
+    close_old_connections()
+    now = timezone.now()
+    restarted = cancelled = 0
+    for bot in Bot.objects.filter(status__in=CYCLING):
+        last = bot.last_cycle_finished_at or bot.last_cycle_started_at or bot.started_at
+        deadline = stale_after_secs(bot)
+        if last is not None and (now - last).total_seconds() < deadline:
+            continue
+        if BotLease.is_held(bot.pk):
+            continue
+        _schedule_cycle(bot.pk, bot.epoch, new_chain(bot.pk), 0)
+        restarted += 1
+        if last is not None and (now - last).total_seconds() > 2 * deadline:
+            cancel_bot_orders.delay(bot.pk)
+            cancelled += 1
+    for bot in Bot.objects.filter(status=BotStatus.STARTING, started_at__lt=now - timedelta(seconds=60)):
+        start_bot.delay(bot.pk, bot.epoch)
+        restarted += 1
+    return {"restarted": restarted, "cancelled": cancelled}
+
+
+def rebalance_slot(now: datetime, slot_minutes: int) -> datetime:
+    minutes = (now.hour * 60 + now.minute) // slot_minutes * slot_minutes
+    return now.replace(hour=minutes // 60, minute=minutes % 60, second=0, microsecond=0)
+
+
+@shared_task(acks_late=True)
+def scheduled_rebalance(slot_minutes: int = 60) -> int:
+    """Beat's scheduled rebalancing: exactly one rebalance per (bot, slot), claimed in the database."""
+    from bots.services import rebalance_slot_claim
+
+    close_old_connections()
+    slot = rebalance_slot(datetime.now(tz=UTC), slot_minutes)
+    ran = 0
+    for bot in Bot.objects.filter(status=BotStatus.RUNNING):
+        claim = rebalance_slot_claim(bot=bot, slot_start=slot)
+        if claim is None:
+            continue
+        rebalance_bot.delay(bot.pk, claim.pk)
+        ran += 1
+    return ran
+
+
+@shared_task(acks_late=True)
+def rebalance_bot(bot_id: int, run_id: int) -> int:
+    from bots.models import RebalanceRun
+
+    close_old_connections()
+    run = RebalanceRun.objects.filter(pk=run_id, outcome="").select_related("bot").first()
+    if run is None:
+        return 0
+    bot = run.bot
+    lease = BotLease(bot_id, _lease_ttl(bot))
+    if not lease.acquire(wait_secs=_lease_ttl(bot)):
+        RebalanceRun.objects.filter(pk=run_id).update(outcome="skipped: bot busy")
+        return 0
+    try:
+        engine = MarketMakingBot(bot)
+        engine.initialize_exchanges(emit_events=False)
+        engine.cycle = bot.cycle_count
+        trades = engine.rebalance_now()
+        RebalanceRun.objects.filter(pk=run_id).update(trades_executed=trades, outcome="done")
+        return trades
+    except Exception as exc:
+        RebalanceRun.objects.filter(pk=run_id).update(outcome=f"failed: {exc}"[:500])
+        raise
+    finally:
+        lease.release()
+
+
+@shared_task
+def daily_risk_reset() -> int:
+    """Start a new risk day: each bot's next cycle moves its daily P&L baseline to its current net
+    P&L (marked to the mid it sees then); bots paused by the daily loss limit resume."""
+    from bots.engine.core import request_daily_reset
+    from risk.models import RiskEvent, RiskEventType
+
+    close_old_connections()
+    count = 0
+    for bot in Bot.objects.all():
+        request_daily_reset(bot.pk)
+        Bot.objects.filter(pk=bot.pk, status=BotStatus.PAUSED, status_reason__startswith="daily P&L").update(
+            status=BotStatus.RUNNING, status_reason="resumed by the daily risk reset")
+        RiskEvent.objects.create(tenant_id=bot.tenant_id, bot=bot, event_type=RiskEventType.DAILY_RESET,
+                                 message="daily risk counters reset", action_taken="reset_daily_pnl")
+        count += 1
+    return count

@@ -1,0 +1,61 @@
+"""The demo world the one-command run creates: a tenant, an operator, an admin, an emulator-backed
+exchange account and a bot on two pairs. Idempotent: running it again changes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from bots.models import Bot
+from exchanges.models import ExchangeAccount
+from mmplatform.tenancy.models import Membership, Role, Tenant
+
+DEMO_OPERATOR = ("operator", "mmplatform-demo")
+DEMO_ADMIN = ("admin", "mmplatform-admin")
+DEMO_API_KEY = "demo-api-key-0001"
+DEMO_API_SECRET = "demo-api-secret-0001-please-rotate"
+DEMO_BALANCES = "BTC=10,ETH=200,USDT=1000000"
+DEMO_PAIRS = "BTC/USDT,ETH/USDT"
+
+
+@dataclass(frozen=True)
+class DemoWorld:
+    tenant: Tenant
+    account: ExchangeAccount
+    bot: Bot
+
+
+@transaction.atomic
+def ensure_demo_world(emulator_url: str) -> DemoWorld:
+    """Create (or refresh the emulator URL of) the demo tenant, users, account and bot."""
+    users = get_user_model().objects
+    operator = users.filter(username=DEMO_OPERATOR[0]).first()
+    if operator is None:
+        operator = users.create_user(username=DEMO_OPERATOR[0], password=DEMO_OPERATOR[1], is_staff=True)
+    if not users.filter(username=DEMO_ADMIN[0]).exists():
+        users.create_superuser(username=DEMO_ADMIN[0], password=DEMO_ADMIN[1], email="")
+    tenant, _ = Tenant.objects.get_or_create(slug="demo-desk", defaults={"name": "Demo Desk"})
+    Membership.objects.get_or_create(user=operator, tenant=tenant, defaults={"role": Role.OPERATOR})
+    account = ExchangeAccount.objects.filter(tenant=tenant, label="emulator").first()
+    if account is None:
+        account = ExchangeAccount(tenant=tenant, label="emulator", exchange_id="binance")
+        account.set_credentials(api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET)
+    account.api_base_url = emulator_url
+    account.save()
+    bot = Bot.objects.filter(tenant=tenant, name="demo-bot").first()
+    if bot is None:
+        bot = Bot.objects.create(
+            tenant=tenant,
+            name="demo-bot",
+            trading_pairs=DEMO_PAIRS,
+            monitoring_interval_secs=1.0,
+            grid_levels=3,
+            order_size_quote=Decimal("500"),
+            spread_bps=10.0,
+            order_refresh_tolerance_bps=2.0,
+        )
+        bot.exchange_accounts.add(account)
+    return DemoWorld(tenant, account, bot)

@@ -1,0 +1,133 @@
+"""One command for the whole platform: migrate, seed the demo, start the exchange emulator, daphne,
+a Celery worker and Celery beat, start the demo bot, and supervise them until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from mmplatform.demo import DEMO_ADMIN, DEMO_API_KEY, DEMO_API_SECRET, DEMO_BALANCES, DEMO_OPERATOR, DEMO_PAIRS
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_port(host: str, port: int, timeout_secs: float) -> bool:
+    deadline = time.monotonic() + timeout_secs
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.settimeout(0.5)
+            if probe.connect_ex((host, port)) == 0:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+class Command(BaseCommand):
+    help = "Run the whole platform (emulator, web, worker, beat) with a demo tenant and a running demo bot."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--emulator-port", type=int, default=8900)
+        parser.add_argument("--no-emulator", action="store_true", help="Do not start the local exchange.")
+        parser.add_argument("--no-demo-start", action="store_true", help="Do not start the demo bot.")
+        parser.add_argument("--worker-concurrency", type=int, default=2)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        host, port, emulator_port = options["host"], options["port"], options["emulator_port"]
+        for name, value in (("--port", port), ("--emulator-port", emulator_port)):
+            if not 0 < value < 65536:
+                raise CommandError(f"{name} must be a TCP port (1-65535), got {value}")
+        if not port_is_free(host, port):
+            raise CommandError(f"{host}:{port} is already in use; pass --port to choose another")
+        if not options["no_emulator"] and not port_is_free(host, emulator_port):
+            raise CommandError(f"{host}:{emulator_port} is already in use; pass --emulator-port to choose another")
+
+        self.stdout.write("applying migrations...")
+        call_command("migrate", interactive=False, verbosity=0)
+        from django_celery_beat.models import PeriodicTask  # noqa: F401  (tables exist after migrate)
+
+        from mmplatform.demo import ensure_demo_world
+        from mmplatform.schedules import install_default_schedules
+
+        emulator_url = f"http://{host}:{emulator_port}"
+        world = ensure_demo_world(emulator_url)
+        install_default_schedules()
+
+        env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "DATABASE_URL": settings.DATABASE_URL}
+        python = sys.executable
+        processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+        def spawn(name: str, argv: list[str]) -> None:
+            processes.append((name, subprocess.Popen(argv, env=env)))
+
+        if not options["no_emulator"]:
+            spawn(
+                "emulator",
+                [python, "manage.py", "run_exchange_emulator", "--host", host, "--port", str(emulator_port),
+                 "--seed", "1", "--symbols", DEMO_PAIRS,
+                 "--account", f"{DEMO_API_KEY}:{DEMO_API_SECRET}:{DEMO_BALANCES}"],
+            )
+        spawn("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "mmplatform.asgi:application"])
+        spawn(
+            "worker",
+            [python, "-m", "celery", "-A", "mmplatform", "worker", "--loglevel", "INFO",
+             "--concurrency", str(options["worker_concurrency"]), "--without-gossip", "--without-mingle"],
+        )
+        spawn("beat", [python, "-m", "celery", "-A", "mmplatform", "beat", "--loglevel", "INFO"])
+
+        stopping = False
+
+        def stop(signum: int, frame: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            if not wait_for_port(host, port, 30):
+                raise CommandError("the web server did not start; see the output above")
+            if not options["no_emulator"] and not wait_for_port(host, emulator_port, 30):
+                raise CommandError("the exchange emulator did not start; see the output above")
+            if not options["no_demo_start"]:
+                from bots.services import bot_request_start
+
+                bot_request_start(bot=world.bot, user=None)
+            self.stdout.write(self.style.SUCCESS(
+                "\nmmplatform is running\n"
+                f"  dashboard: http://{host}:{port}/   operator login: {DEMO_OPERATOR[0]} / {DEMO_OPERATOR[1]}\n"
+                f"  admin:     http://{host}:{port}/admin/   admin login: {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}\n"
+                f"  exchange emulator: {emulator_url}   database: {settings.DATABASES['default']['ENGINE']}\n"
+                "  Ctrl-C stops everything.\n"
+            ))
+            while not stopping:
+                for name, process in processes:
+                    if process.poll() is not None:
+                        raise CommandError(f"{name} exited with code {process.returncode}")
+                time.sleep(0.5)
+        finally:
+            for _, process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for _, process in processes:
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()

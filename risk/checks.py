@@ -1,0 +1,194 @@
+"""Pure risk math: pre-trade checks on order intents and the assessment of a bot's risk state.
+
+No Django, no ccxt: plain dataclasses in, plain dataclasses out, every denial with a reason an
+operator can read. The engine (bots/engine) gathers the state and acts on the results.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from risk.limits import RiskLimits
+from strategies.types import BUY, OrderIntent
+
+BPS = 1e4
+
+POSITION_LIMIT_EXCEEDED = "POSITION_LIMIT_EXCEEDED"
+DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
+INVENTORY_IMBALANCE = "INVENTORY_IMBALANCE"
+MARKET_VOLATILITY = "MARKET_VOLATILITY"
+MAX_DRAWDOWN = "MAX_DRAWDOWN"
+
+# The action each risk event type calls for (spec _handle_risk_event).
+ACTIONS = {
+    POSITION_LIMIT_EXCEEDED: "reduce_position_sizes",
+    DAILY_LOSS_LIMIT: "pause_trading",
+    MAX_DRAWDOWN: "pause_trading",
+    INVENTORY_IMBALANCE: "force_rebalance",
+    MARKET_VOLATILITY: "adjust_spreads_for_volatility",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """An intent the risk gate refused, and why."""
+
+    intent: OrderIntent
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    allowed: list[OrderIntent]
+    denied: list[Denial]
+
+
+@dataclass(frozen=True, slots=True)
+class PreTradeContext:
+    """What the gate needs to know about one pair when checking new intents."""
+
+    mid: float
+    base_value_quote: float
+    """Current base inventory of the pair valued at the mid."""
+    open_orders_total: int
+    """Orders of the bot that stay open (all pairs) besides the ones being checked."""
+    min_order_size_quote: float
+    max_order_size_quote: float
+
+
+def check_intents(intents: Sequence[OrderIntent], limits: RiskLimits, context: PreTradeContext) -> CheckResult:
+    """Pre-trade checks on every intent: sane numbers, size and notional, price collar around the
+    mid, max open orders, and the position limit (bids stop where the position would exceed it)."""
+    allowed: list[OrderIntent] = []
+    denied: list[Denial] = []
+    open_count = context.open_orders_total
+    bid_exposure = context.base_value_quote
+    mid = context.mid
+    collar = limits.price_collar_bps / BPS
+    slack = 1e-9
+    for intent in sorted(intents, key=lambda i: (i.level, i.side)):
+        price, size = intent.price, intent.size
+        if not (math.isfinite(price) and math.isfinite(size)) or price <= 0 or size <= 0:
+            denied.append(Denial(intent, f"price {price!r} and size {size!r} must be positive numbers"))
+            continue
+        notional = price * size
+        if notional < context.min_order_size_quote * (1 - slack):
+            denied.append(Denial(intent, f"notional {notional:.8g} below min_order_size_quote "
+                                         f"{context.min_order_size_quote:.8g}"))
+            continue
+        if notional > context.max_order_size_quote * (1 + slack):
+            denied.append(Denial(intent, f"notional {notional:.8g} above max_order_size_quote "
+                                         f"{context.max_order_size_quote:.8g}"))
+            continue
+        if not (mid > 0 and math.isfinite(mid)):
+            denied.append(Denial(intent, f"no valid mid price ({mid!r}) to check the price collar"))
+            continue
+        distance = abs(price - mid) / mid
+        if distance > collar * (1 + slack):
+            denied.append(Denial(intent, f"price {price:.8g} is {distance * BPS:.1f} bps from the mid "
+                                         f"{mid:.8g}, beyond the {limits.price_collar_bps:g} bps collar"))
+            continue
+        if open_count >= limits.max_open_orders:
+            denied.append(Denial(intent, f"max_open_orders {limits.max_open_orders} reached"))
+            continue
+        if intent.side == BUY:
+            if bid_exposure + notional > limits.max_position_quote * (1 + slack):
+                denied.append(Denial(intent, f"buying {notional:.8g} would take the position to "
+                                             f"{bid_exposure + notional:.8g}, above max_position_quote "
+                                             f"{limits.max_position_quote:.8g}"))
+                continue
+            bid_exposure += notional
+        open_count += 1
+        allowed.append(intent)
+    return CheckResult(allowed, denied)
+
+
+@dataclass(frozen=True, slots=True)
+class PairRiskState:
+    trading_pair: str
+    base_value_quote: float
+    ratio: float
+    target_ratio: float
+    volatility_daily: float
+
+
+@dataclass(frozen=True, slots=True)
+class BotRiskState:
+    """A bot's risk-relevant state at one moment (money in quote currency)."""
+
+    daily_pnl_quote: float
+    equity_quote: float
+    equity_high_water_quote: float
+    pairs: tuple[PairRiskState, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RiskStatus:
+    """One breach (spec RiskStatus): its type, the action it calls for, and a readable message."""
+
+    event_type: str
+    action_taken: str
+    message: str
+    trading_pair: str = ""
+    details: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def requires_action(self) -> bool:
+        return True
+
+
+def assess_risk(state: BotRiskState, limits: RiskLimits) -> list[RiskStatus]:
+    """Every breached limit, most severe first (loss and drawdown pause everything)."""
+    found: list[RiskStatus] = []
+    if state.daily_pnl_quote <= -limits.max_daily_loss_quote:
+        found.append(RiskStatus(
+            DAILY_LOSS_LIMIT, ACTIONS[DAILY_LOSS_LIMIT],
+            f"daily P&L {state.daily_pnl_quote:.2f} reached the max daily loss {limits.max_daily_loss_quote:.2f}",
+            details={"daily_pnl_quote": state.daily_pnl_quote, "limit": limits.max_daily_loss_quote},
+        ))
+    peak = state.equity_high_water_quote
+    if peak > 0:
+        drawdown = (peak - state.equity_quote) / peak
+        if drawdown >= limits.max_drawdown_ratio:
+            found.append(RiskStatus(
+                MAX_DRAWDOWN, ACTIONS[MAX_DRAWDOWN],
+                f"equity {state.equity_quote:.2f} is {drawdown:.1%} below its peak {peak:.2f} "
+                f"(limit {limits.max_drawdown_ratio:.1%})",
+                details={"drawdown_ratio": drawdown, "limit": limits.max_drawdown_ratio},
+            ))
+    for pair in state.pairs:
+        if pair.base_value_quote > limits.max_position_quote:
+            found.append(RiskStatus(
+                POSITION_LIMIT_EXCEEDED, ACTIONS[POSITION_LIMIT_EXCEEDED],
+                f"{pair.trading_pair}: position {pair.base_value_quote:.2f} above max_position_quote "
+                f"{limits.max_position_quote:.2f}",
+                pair.trading_pair, {"base_value_quote": pair.base_value_quote, "limit": limits.max_position_quote},
+            ))
+        deviation = abs(pair.ratio - pair.target_ratio)
+        if deviation > limits.inventory_deviation_limit:
+            found.append(RiskStatus(
+                INVENTORY_IMBALANCE, ACTIONS[INVENTORY_IMBALANCE],
+                f"{pair.trading_pair}: inventory ratio {pair.ratio:.3f} is {deviation:.3f} from target "
+                f"{pair.target_ratio:.3f} (limit {limits.inventory_deviation_limit:.3f})",
+                pair.trading_pair, {"ratio": pair.ratio, "target_ratio": pair.target_ratio},
+            ))
+        if pair.volatility_daily > limits.volatility_pause_threshold:
+            found.append(RiskStatus(
+                MARKET_VOLATILITY, ACTIONS[MARKET_VOLATILITY],
+                f"{pair.trading_pair}: daily volatility {pair.volatility_daily:.3f} above "
+                f"{limits.volatility_pause_threshold:.3f}",
+                pair.trading_pair, {"volatility_daily": pair.volatility_daily},
+            ))
+    return found
+
+
+def startup_problems(limits: RiskLimits, *, kill_switch: bool, daily_pnl_quote: float) -> list[str]:
+    """Reasons a bot may not start (spec validate_startup_conditions); empty when it may."""
+    problems = [f"{name}: {', '.join(msgs)}" for name, msgs in limits.validate().items()]
+    if kill_switch:
+        problems.append("the kill switch is engaged; release it first")
+    if daily_pnl_quote <= -limits.max_daily_loss_quote:
+        problems.append(f"today's loss {daily_pnl_quote:.2f} already reached max_daily_loss_quote")
+    return problems
