@@ -105,7 +105,7 @@ def run_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | None = 
             return "stale-chain"
         cycle = begin_cycle(bot_id)
         engine = MarketMakingBot(bot)
-        if not engine.initialize_exchanges(emit_events=False):
+        if not engine.initialize_exchanges(emit_events=False, validate=False):
             raise MarketMakingError("no exchange could be connected this cycle")
         engine.monitoring_iteration(cycle)
         Bot.objects.filter(pk=bot_id, epoch=epoch).exclude(last_error="").update(last_error="")

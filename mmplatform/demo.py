@@ -17,7 +17,7 @@ DEMO_OPERATOR = ("operator", "mmplatform-demo")
 DEMO_ADMIN = ("admin", "mmplatform-admin")
 DEMO_API_KEY = "demo-api-key-0001"
 DEMO_API_SECRET = "demo-api-secret-0001-please-rotate"
-DEMO_BALANCES = "BTC=10,ETH=200,USDT=1000000"
+DEMO_BALANCES = "BTC=20,ETH=400,USDT=1200000"  # each pair starts at its 0.5 target ratio
 DEMO_PAIRS = "BTC/USDT,ETH/USDT"
 
 

@@ -318,12 +318,20 @@ class MarketMakingBot:
 
     # --- exchanges ---------------------------------------------------------------------------
 
-    def initialize_exchanges(self, *, emit_events: bool = True) -> bool:
-        """Connect every configured account; ExchangeConnected per success, a warning per failure."""
+    def initialize_exchanges(self, *, emit_events: bool = True, validate: bool = True) -> bool:
+        """Connect every configured account; ExchangeConnected per success, a warning per failure.
+
+        ``validate=False`` (every cycle after the start) only ensures the cached client has its
+        markets loaded, instead of a credentials round trip.
+        """
         for account_id, account in self.accounts.items():
             try:
                 gateway = self.gateway_factory(account)
-                connected = aio.run(gateway.validate_connection())
+                if validate:
+                    connected = aio.run(gateway.validate_connection())
+                else:
+                    aio.run(gateway.load_markets())
+                    connected = True
             except Exception as exc:
                 logger.warning("bot %s: failed to connect to exchange %s: %s", self.bot_id, account.label, exc)
                 continue
