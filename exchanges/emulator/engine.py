@@ -598,6 +598,14 @@ class MatchingEngine:
             if market is None or o.market is market
         ]
 
+    def known_orders(self, account_id: str) -> list[OrderInfo]:
+        """Every order of the account the engine still holds (open + retained closed), by id."""
+        account = self._account(account_id)
+        orders = [o for o in self._closed.values() if o.account is account]
+        orders.extend(account.open_orders.values())
+        orders.sort(key=lambda o: o.order_id)
+        return [self._order_info(o) for o in orders]
+
     def account_trades(
         self,
         account_id: str,

@@ -1,0 +1,511 @@
+"""The ccxt implementation of ``ExchangeGateway`` -- the only module (with the emulator tests) that
+imports ccxt.
+
+What it adds on top of ccxt: ccxt exceptions mapped to ``mmplatform.errors`` (cause kept); reads
+retried with backoff on network errors, timeouts and 429 (honouring Retry-After); placements made
+idempotent by client order id (an unknown outcome is resolved by fetching the order by client id
+before anything is re-sent); a per-account request budget shared by every process (Redis token
+bucket); a timeout on every call; one ccxt client per event loop with markets loaded once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import ccxt
+import ccxt.async_support as ccxt_async
+
+from exchanges.ccxt_config import binance_config_for
+from exchanges.gateway import (
+    OPEN,
+    AssetBalance,
+    Balance,
+    BookLevel,
+    ExchangeGateway,
+    ExchangeOrder,
+    MarketRules,
+    OrderBook,
+    OrderRequest,
+    Ticker,
+    Trade,
+    check_order_against_rules,
+    quantize_to_rules,
+)
+from exchanges.ratelimit import LocalTokenBucket, RateLimiter, RedisTokenBucket
+from mmplatform.errors import (
+    AuthenticationFailedError,
+    BadSymbolError,
+    ExchangeError,
+    ExchangeUnavailableError,
+    InsufficientFundsError,
+    InvalidOrderError,
+    OrderNotFoundError,
+    OrderOutcomeUnknownError,
+    RateLimitedError,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CLIENT_ORDER_ID_PATTERN = re.compile(r"^[.A-Za-z0-9:/_-]{1,36}$")
+_TRADES_PAGE = 1000
+
+# most specific first: the first isinstance match wins
+ERROR_MAP: tuple[tuple[type[Exception], type[ExchangeError]], ...] = (
+    (ccxt.OrderNotFound, OrderNotFoundError),
+    (ccxt.InvalidOrder, InvalidOrderError),  # incl. OrderImmediatelyFillable (post-only would cross)
+    (ccxt.InsufficientFunds, InsufficientFundsError),
+    (ccxt.BadSymbol, BadSymbolError),
+    (ccxt.AuthenticationError, AuthenticationFailedError),  # incl. PermissionDenied, AccountSuspended
+    (ccxt.DDoSProtection, RateLimitedError),
+    (ccxt.RateLimitExceeded, RateLimitedError),
+    (ccxt.NetworkError, ExchangeUnavailableError),  # RequestTimeout, ExchangeNotAvailable, InvalidNonce
+    (ccxt.BadRequest, InvalidOrderError),  # Binance -1013 filter failures, -1100 bad parameters
+    (ccxt.OperationFailed, ExchangeUnavailableError),  # BadResponse, NullResponse, -1000/-1001
+    (asyncio.TimeoutError, ExchangeUnavailableError),
+    (ConnectionError, ExchangeUnavailableError),
+)
+
+
+def map_ccxt_error(error: BaseException, retry_after_secs: float | None = None) -> ExchangeError:
+    """The project error for a ccxt (or transport) exception; the caller raises it ``from error``."""
+    if isinstance(error, ExchangeError):
+        return error
+    message = f"{type(error).__name__}: {error}"[:1000]
+    for source, target in ERROR_MAP:
+        if isinstance(error, source):
+            if target is RateLimitedError:
+                return RateLimitedError(message, retry_after_secs=retry_after_secs)
+            return target(message)
+    return ExchangeError(message)
+
+
+def _dec(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return value
+    return Decimal(str(value))
+
+
+def _retry_after(exchange: Any) -> float | None:
+    headers = getattr(exchange, "last_response_headers", None) or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class CcxtGateway(ExchangeGateway):
+    """An ``ExchangeGateway`` over ccxt's async client for one account."""
+
+    def __init__(
+        self,
+        credentials: Any,
+        *,
+        rate_limiter: RateLimiter | None = None,
+        redis: Any = None,
+        redis_url: str | None = None,
+        rate_limit_burst: float | None = None,
+        timeout_secs: float = 10.0,
+        read_attempts: int = 4,
+        place_attempts: int = 4,
+        backoff_secs: float = 0.05,
+        backoff_max_secs: float = 2.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
+        if read_attempts < 1 or place_attempts < 1:
+            raise ValueError("read_attempts and place_attempts must be >= 1")
+        self.account_key = credentials.account_key
+        self.exchange_id = credentials.exchange_id
+        if not hasattr(ccxt_async, self.exchange_id):
+            raise BadSymbolError(f"ccxt does not know the exchange {self.exchange_id!r}")
+        self._credentials = credentials
+        self.timeout_secs = timeout_secs
+        self.read_attempts = read_attempts
+        self.place_attempts = place_attempts
+        self.backoff_secs = backoff_secs
+        self.backoff_max_secs = backoff_max_secs
+        self._sleep = sleep
+        self._jitter = random.Random()
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, Any]] = {}
+        self._markets: dict | None = None
+        self._rules: dict[str, MarketRules] = {}
+        self._active: set[str] = set()
+        self._client_ids: OrderedDict[str, str] = OrderedDict()  # exchange order id -> client id
+        rate = float(getattr(credentials, "rate_limit_per_sec", 20.0) or 20.0)
+        self._own_limiter = rate_limiter is None
+        if rate_limiter is None:
+            target = redis if redis is not None else (redis_url or os.environ.get("REDIS_URL") or None)
+            key = f"mmplatform:ratelimit:{self.exchange_id}:{self.account_key}"
+            if target is not None:
+                rate_limiter = RedisTokenBucket(target, key, rate, rate_limit_burst)
+            else:
+                rate_limiter = LocalTokenBucket(rate, rate_limit_burst)
+        self.rate_limiter = rate_limiter
+        self._fallback_limiter = LocalTokenBucket(rate, rate_limit_burst)
+
+    # --- clients ----------------------------------------------------------------------------------
+
+    def _config(self) -> dict:
+        creds = self._credentials
+        timeout_ms = int(self.timeout_secs * 1000)
+        if self.exchange_id == "binance":
+            config = binance_config_for(creds.api_base_url or None, creds.api_key, creds.api_secret,
+                                        timeout_ms=timeout_ms)
+        else:
+            config = {"apiKey": creds.api_key, "secret": creds.api_secret, "enableRateLimit": False,
+                      "timeout": timeout_ms}
+        if getattr(creds, "passphrase", ""):
+            config["password"] = creds.passphrase
+        return config
+
+    def _client(self) -> Any:
+        """This event loop's ccxt client (aiohttp sessions are bound to the loop that made them)."""
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(id(loop))
+        if entry is not None and entry[0] is loop:
+            return entry[1]
+        client = getattr(ccxt_async, self.exchange_id)(self._config())
+        if self._markets is not None:
+            client.set_markets(self._markets)
+        self._clients[id(loop)] = (loop, client)
+        return client
+
+    async def close(self) -> None:
+        """Close every ccxt client (the current loop's awaited, others scheduled) and owned Redis links."""
+        current = asyncio.get_running_loop()
+        clients, self._clients = self._clients, {}
+        for loop, client in clients.values():
+            if loop is current:
+                await client.close()
+            elif not loop.is_closed():
+                asyncio.run_coroutine_threadsafe(client.close(), loop)
+        if self._own_limiter and isinstance(self.rate_limiter, RedisTokenBucket):
+            await self.rate_limiter.close()
+
+    def discard(self) -> None:
+        """Schedule ``close`` from sync code (a cached gateway replaced after a credential rotation)."""
+        clients, self._clients = self._clients, {}
+        for loop, client in clients.values():
+            if not loop.is_closed() and loop.is_running():
+                asyncio.run_coroutine_threadsafe(client.close(), loop)
+
+    # --- plumbing ---------------------------------------------------------------------------------
+
+    async def _throttle(self) -> None:
+        try:
+            await self.rate_limiter.acquire()
+        except ExchangeError:
+            raise
+        except Exception as error:  # Redis down: keep trading on the in-process budget, say so
+            logger.warning("rate limiter unavailable for %s (%s); using the in-process bucket",
+                           self.account_key, error)
+            await self._fallback_limiter.acquire()
+
+    async def _request(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        """One throttled, time-limited ccxt call; raises mapped project errors."""
+        client = self._client()
+        await self._throttle()
+        try:
+            return await asyncio.wait_for(call(client), timeout=self.timeout_secs + 1.0)
+        except Exception as error:
+            raise map_ccxt_error(error, _retry_after(client)) from error
+
+    def _delay(self, attempt: int, error: ExchangeError) -> float:
+        if isinstance(error, RateLimitedError) and error.retry_after_secs is not None:
+            return error.retry_after_secs
+        backoff = min(self.backoff_max_secs, self.backoff_secs * (2 ** attempt))
+        return backoff * (0.5 + 0.5 * self._jitter.random())
+
+    async def _read(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        """A read, retried with backoff on unavailability and rate limiting."""
+        for attempt in range(self.read_attempts):
+            try:
+                return await self._request(call)
+            except (ExchangeUnavailableError, RateLimitedError) as error:
+                if attempt == self.read_attempts - 1:
+                    raise
+                await self._sleep(self._delay(attempt, error))
+        raise AssertionError("unreachable")
+
+    def _remember(self, exchange_order_id: str, client_order_id: str | None) -> None:
+        if client_order_id:
+            self._client_ids[exchange_order_id] = client_order_id
+            if len(self._client_ids) > 50_000:
+                self._client_ids.popitem(last=False)
+
+    # --- markets ----------------------------------------------------------------------------------
+
+    async def load_markets(self, reload: bool = False) -> dict[str, MarketRules]:
+        """Fetch markets once per gateway (shared by the clients of every loop)."""
+        if self._markets is not None and not reload:
+            return self._rules
+        markets = await self._read(lambda client: client.load_markets(reload))
+        client = self._client()
+        tick_mode = client.precisionMode == ccxt.TICK_SIZE
+        rules: dict[str, MarketRules] = {}
+        active: set[str] = set()
+        for symbol, market in markets.items():
+            if not market.get("spot"):
+                continue
+            precision = market.get("precision") or {}
+            limits = market.get("limits") or {}
+            price_precision = _dec(precision.get("price"))
+            amount_precision = _dec(precision.get("amount"))
+            if price_precision is None or amount_precision is None:
+                continue
+            tick = price_precision if tick_mode else Decimal(1).scaleb(-int(price_precision))
+            lot = amount_precision if tick_mode else Decimal(1).scaleb(-int(amount_precision))
+            rules[symbol] = MarketRules(
+                pair=symbol,
+                base=market["base"],
+                quote=market["quote"],
+                tick_size=tick,
+                lot_size=lot,
+                min_amount=_dec((limits.get("amount") or {}).get("min")) or Decimal(0),
+                min_notional=_dec((limits.get("cost") or {}).get("min")) or Decimal(0),
+            )
+            if market.get("active") is not False:
+                active.add(symbol)
+        self._markets = markets
+        self._rules = rules
+        self._active = active
+        for _, other in self._clients.values():
+            if other is not client:
+                other.set_markets(markets)
+        return rules
+
+    def supports_trading_pair(self, pair: str) -> bool:
+        """True if ``pair`` is an active spot market (markets must be loaded)."""
+        return pair in self._active
+
+    def market_rules(self, pair: str) -> MarketRules:
+        """Tick, lot and minimums of ``pair`` (markets must be loaded)."""
+        if self._markets is None:
+            raise ExchangeError(f"{self.account_key}: markets are not loaded; call load_markets() first")
+        rules = self._rules.get(pair)
+        if rules is None:
+            raise BadSymbolError(f"{self.exchange_id} does not list {pair}")
+        return rules
+
+    async def validate_connection(self) -> bool:
+        """Markets load and a private read (balance) succeeds; False with a logged reason otherwise."""
+        try:
+            await self.load_markets()
+            await self.fetch_balance()
+        except ExchangeError as error:
+            logger.warning("connection check failed for %s: %s", self.account_key, error)
+            return False
+        return True
+
+    # --- market data and account ------------------------------------------------------------------
+
+    async def fetch_order_book(self, pair: str, depth: int = 20) -> OrderBook:
+        """Aggregated levels as Decimals, best first."""
+        await self.load_markets()
+        raw = await self._read(lambda client: client.fetch_order_book(pair, depth))
+        return OrderBook(
+            pair=pair,
+            bids=tuple(BookLevel(_dec(p), _dec(a)) for p, a, *_ in raw.get("bids", [])),
+            asks=tuple(BookLevel(_dec(p), _dec(a)) for p, a, *_ in raw.get("asks", [])),
+            timestamp_ms=raw.get("timestamp"),
+        )
+
+    async def fetch_ticker(self, pair: str) -> Ticker:
+        """Best bid/ask and last price."""
+        await self.load_markets()
+        raw = await self._read(lambda client: client.fetch_ticker(pair))
+        return Ticker(pair, _dec(raw.get("bid")), _dec(raw.get("ask")), _dec(raw.get("last")),
+                      _dec(raw.get("baseVolume")), raw.get("timestamp"))
+
+    async def fetch_balance(self) -> Balance:
+        """Free/used/total per asset."""
+        raw = await self._read(lambda client: client.fetch_balance())
+        assets = {}
+        for asset, total in (raw.get("total") or {}).items():
+            free = _dec(raw["free"].get(asset)) or Decimal(0)
+            used = _dec(raw["used"].get(asset)) or Decimal(0)
+            assets[asset] = AssetBalance(asset, free, used, _dec(total) or free + used)
+        return Balance(assets)
+
+    # --- orders -----------------------------------------------------------------------------------
+
+    def _order(self, raw: dict, pair: str) -> ExchangeOrder:
+        exchange_order_id = str(raw.get("id"))
+        client_order_id = raw.get("clientOrderId") or None
+        self._remember(exchange_order_id, client_order_id)
+        amount = _dec(raw.get("amount")) or Decimal(0)
+        filled = _dec(raw.get("filled")) or Decimal(0)
+        remaining = _dec(raw.get("remaining"))
+        return ExchangeOrder(
+            exchange_order_id=exchange_order_id,
+            client_order_id=client_order_id,
+            pair=raw.get("symbol") or pair,
+            side=raw.get("side") or "",
+            order_type=raw.get("type") or "",
+            price=_dec(raw.get("price")),
+            amount=amount,
+            filled=filled,
+            remaining=remaining if remaining is not None else amount - filled,
+            average_price=_dec(raw.get("average")),
+            status=raw.get("status") or OPEN,
+            timestamp_ms=raw.get("timestamp"),
+        )
+
+    async def place_order(self, request: OrderRequest) -> ExchangeOrder:
+        """Round, check minimums, then place exactly once per client order id.
+
+        A timeout, 5xx or lost reply leaves the outcome unknown: the order is looked up by client id
+        before anything is re-sent; a re-send reuses the client id, so a duplicate is rejected by the
+        exchange and that rejection resolves by lookup too. Raises ``OrderOutcomeUnknownError`` when the
+        lookups themselves keep failing (the engine reconciles later).
+        """
+        cid = request.client_order_id
+        if not cid or not CLIENT_ORDER_ID_PATTERN.match(cid):
+            raise InvalidOrderError(f"client order id {cid!r} must match {CLIENT_ORDER_ID_PATTERN.pattern}")
+        if request.order_type not in ("limit", "market"):
+            raise InvalidOrderError(f"unsupported order type {request.order_type!r}")
+        await self.load_markets()
+        rules = self.market_rules(request.pair)
+        price, amount = quantize_to_rules(rules, request.side, request.price, request.amount)
+        check_order_against_rules(rules, price, amount, request.order_type)
+        params: dict[str, Any] = {"newClientOrderId": cid}
+        if request.post_only and request.order_type == "limit":
+            params["postOnly"] = True
+        price_arg = str(price) if request.order_type == "limit" else None
+
+        def create(client: Any) -> Awaitable[dict]:
+            return client.create_order(request.pair, request.order_type, request.side, str(amount), price_arg,
+                                       dict(params))
+
+        last_error: ExchangeError | None = None
+        for attempt in range(self.place_attempts):
+            try:
+                return self._order(await self._request(create), request.pair)
+            except RateLimitedError as error:  # rejected before processing: wait and re-send
+                last_error = error
+            except InvalidOrderError as error:
+                # a duplicate means an order with this client id is open: that one is ours
+                if "Duplicate order" in str(error):
+                    found = await self._find_by_client_id(request.pair, cid)
+                    if found is not None:
+                        return found
+                raise
+            except ExchangeUnavailableError as error:  # outcome unknown: resolve before any retry
+                last_error = error
+                found = await self._find_by_client_id(request.pair, cid)
+                if found is not None:
+                    return found
+            if attempt < self.place_attempts - 1:
+                await self._sleep(self._delay(attempt, last_error))
+        if isinstance(last_error, RateLimitedError):
+            raise last_error
+        raise OrderOutcomeUnknownError(
+            f"{request.pair} {cid}: not placed after {self.place_attempts} attempts ({last_error})"
+        ) from last_error
+
+    async def _find_by_client_id(self, pair: str, client_order_id: str) -> ExchangeOrder | None:
+        """The order with this client id, None if the exchange says it does not exist."""
+        try:
+            return await self.fetch_order(pair, client_order_id=client_order_id)
+        except OrderNotFoundError:
+            return None
+        except (ExchangeUnavailableError, RateLimitedError) as error:
+            raise OrderOutcomeUnknownError(
+                f"{pair} {client_order_id}: placement outcome unknown and the lookup failed: {error}"
+            ) from error
+
+    @staticmethod
+    def _ref(exchange_order_id: str | None, client_order_id: str | None) -> tuple[str | None, dict]:
+        if exchange_order_id:
+            return exchange_order_id, {}
+        if client_order_id:
+            return None, {"clientOrderId": client_order_id}
+        raise ValueError("exchange_order_id or client_order_id is required")
+
+    async def cancel_order(
+        self, pair: str, exchange_order_id: str | None = None, client_order_id: str | None = None
+    ) -> ExchangeOrder:
+        """Cancel; a retry that finds the order gone returns its final state instead of failing."""
+        order_id, params = self._ref(exchange_order_id, client_order_id)
+        await self.load_markets()
+        for attempt in range(self.read_attempts):
+            try:
+                raw = await self._request(lambda client: client.cancel_order(order_id, pair, dict(params)))
+                return self._order(raw, pair)
+            except OrderNotFoundError:
+                if attempt == 0:
+                    raise
+                final = await self.fetch_order(pair, exchange_order_id, client_order_id)
+                if final.is_open:
+                    raise
+                return final
+            except (ExchangeUnavailableError, RateLimitedError) as error:
+                if attempt == self.read_attempts - 1:
+                    raise
+                await self._sleep(self._delay(attempt, error))
+        raise AssertionError("unreachable")
+
+    async def fetch_order(
+        self, pair: str, exchange_order_id: str | None = None, client_order_id: str | None = None
+    ) -> ExchangeOrder:
+        """One order, open or closed."""
+        order_id, params = self._ref(exchange_order_id, client_order_id)
+        await self.load_markets()
+        raw = await self._read(lambda client: client.fetch_order(order_id, pair, dict(params)))
+        return self._order(raw, pair)
+
+    async def fetch_open_orders(self, pair: str | None = None) -> list[ExchangeOrder]:
+        """Resting orders for one pair, or every pair."""
+        await self.load_markets()
+        raw = await self._read(lambda client: client.fetch_open_orders(pair))
+        return [self._order(item, pair or item.get("symbol") or "") for item in raw]
+
+    async def fetch_my_trades(self, pair: str, since_ms: int | None = None) -> list[Trade]:
+        """Every fill on ``pair`` since ``since_ms`` (paged by trade id), with client ids filled in."""
+        await self.load_markets()
+        raws: list[dict] = []
+        page = await self._read(lambda client: client.fetch_my_trades(pair, since_ms, _TRADES_PAGE))
+        raws.extend(page)
+        while len(page) >= _TRADES_PAGE:
+            next_id = int(page[-1]["id"]) + 1
+            page = await self._read(
+                lambda client, next_id=next_id: client.fetch_my_trades(pair, None, _TRADES_PAGE, {"fromId": next_id})
+            )
+            raws.extend(page)
+        trades = []
+        for raw in raws:
+            order_id = str(raw.get("order"))
+            client_id = self._client_ids.get(order_id)
+            if client_id is None:
+                try:
+                    client_id = (await self.fetch_order(pair, exchange_order_id=order_id)).client_order_id
+                except ExchangeError as error:
+                    logger.info("client id of order %s unknown: %s", order_id, error)
+            fee = raw.get("fee") or {}
+            trades.append(Trade(
+                trade_id=str(raw.get("id")),
+                exchange_order_id=order_id,
+                client_order_id=client_id,
+                pair=raw.get("symbol") or pair,
+                side=raw.get("side") or "",
+                price=_dec(raw.get("price")) or Decimal(0),
+                amount=_dec(raw.get("amount")) or Decimal(0),
+                fee=_dec(fee.get("cost")),
+                fee_currency=fee.get("currency"),
+                timestamp_ms=int(raw.get("timestamp") or 0),
+                is_maker=(raw.get("takerOrMaker") == "maker") if raw.get("takerOrMaker") else None,
+            ))
+        trades.sort(key=lambda t: (t.timestamp_ms, int(t.trade_id) if t.trade_id.isdigit() else 0))
+        return trades
