@@ -1,0 +1,271 @@
+"""Exchange-layer benchmark: matching-engine throughput in-process, and order placement latency
+through the gateway (ccxt async) to the emulator on loopback. Prints figures and writes
+``bench/results/exchange.json``; it never fails on a time.
+
+    python bench/bench_exchange.py [--orders 3000] [--placements 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from exchanges.emulator.engine import (  # noqa: E402
+    BUY,
+    GTC,
+    IOC,
+    SELL,
+    EngineError,
+    MarketSpec,
+    MatchingEngine,
+)
+
+BTC = MarketSpec("BTC/USDT", "BTC", "USDT", Decimal("0.01"), Decimal("0.00001"), Decimal("0.00001"), Decimal("5"))
+
+
+def _engine() -> MatchingEngine:
+    engine = MatchingEngine([BTC], Decimal("0.001"), Decimal("0.001"))
+    for name in ("a", "b", "c", "d"):
+        engine.create_account(name, {"USDT": Decimal("1e12"), "BTC": Decimal("1e7")})
+    return engine
+
+
+def bench_engine_decimal_mix(operations: int, seed: int = 1) -> dict:
+    """Decimal API: ~50% place resting, ~35% cancel, ~15% crossing (matching) orders around a mid."""
+    rng = random.Random(seed)
+    engine = _engine()
+    accounts = ["a", "b", "c", "d"]
+    open_ids: list[tuple[str, int]] = []
+    prepared = []
+    for _ in range(operations):
+        roll = rng.random()
+        account = rng.choice(accounts)
+        side = rng.choice(("BUY", "SELL"))
+        offset = Decimal(rng.randint(1, 200)) / 100
+        if roll < 0.5:
+            price = Decimal(30000) - offset if side == "BUY" else Decimal(30000) + offset
+            prepared.append(("place", account, side, price, "GTC"))
+        elif roll < 0.85:
+            prepared.append(("cancel", account, None, None, None))
+        else:
+            price = Decimal(30000) + offset if side == "BUY" else Decimal(30000) - offset
+            prepared.append(("place", account, side, price, "IOC"))
+    quantity = Decimal("0.01")
+    start = time.perf_counter()
+    for kind, account, side, price, tif in prepared:
+        if kind == "place":
+            try:
+                order, _ = engine.place_order(account, "BTC/USDT", side, "LIMIT", quantity, price, time_in_force=tif)
+            except EngineError:
+                continue
+            if order.is_open:
+                open_ids.append((account, order.order_id))
+        elif open_ids:
+            account, order_id = open_ids.pop(rng.randrange(len(open_ids)))
+            try:
+                engine.cancel_order(account, "BTC/USDT", order_id=order_id)
+            except EngineError:
+                pass
+    elapsed = time.perf_counter() - start
+    return {"operations": operations, "seconds": elapsed, "ops_per_sec": operations / elapsed}
+
+
+def bench_engine_fast_mix(operations: int, seed: int = 1) -> dict:
+    """The int fast path with the same mix."""
+    rng = random.Random(seed)
+    engine = _engine()
+    engine.record_trades = False
+    accounts = ["a", "b", "c", "d"]
+    open_ids: list[tuple[str, int]] = []
+    prepared = [(rng.random(), rng.choice(accounts), rng.choice((BUY, SELL)), rng.randint(1, 200))
+                for _ in range(operations)]
+    start = time.perf_counter()
+    for roll, account, side, offset in prepared:
+        if roll < 0.5:
+            price = 3_000_000 - offset if side == BUY else 3_000_000 + offset
+            try:
+                open_ids.append((account, engine.place_limit_fast(account, "BTC/USDT", side, price, 1000, GTC)))
+            except EngineError:
+                pass
+        elif roll < 0.85:
+            if open_ids:
+                account, order_id = open_ids.pop(rng.randrange(len(open_ids)))
+                engine.cancel_fast(account, order_id)
+        else:
+            price = 3_000_000 + offset if side == BUY else 3_000_000 - offset
+            try:
+                engine.place_limit_fast(account, "BTC/USDT", side, price, 1000, IOC)
+            except EngineError:
+                pass
+    elapsed = time.perf_counter() - start
+    return {"operations": operations, "seconds": elapsed, "ops_per_sec": operations / elapsed}
+
+
+def bench_backtester_ticks(ticks: int) -> dict:
+    """The backtester's hot path: cancel + re-place a bid and an ask every tick (no crossing)."""
+    engine = _engine()
+    engine.record_trades = False
+    for level in range(20):
+        engine.place_limit_fast("d", "BTC/USDT", BUY, 2_990_000 - level * 100, 10_000)
+        engine.place_limit_fast("d", "BTC/USDT", SELL, 3_010_000 + level * 100, 10_000)
+    bid = ask = None
+    start = time.perf_counter()
+    for tick in range(ticks):
+        if bid is not None:
+            engine.cancel_fast("a", bid)
+            engine.cancel_fast("a", ask)
+        mid = 3_000_000 + (tick % 97) - 48
+        bid = engine.place_limit_fast("a", "BTC/USDT", BUY, mid - 500, 1000)
+        ask = engine.place_limit_fast("a", "BTC/USDT", SELL, mid + 500, 1000)
+    elapsed = time.perf_counter() - start
+    return {"ticks": ticks, "seconds": elapsed, "ticks_per_sec": ticks / elapsed, "ops_per_sec": 4 * ticks / elapsed}
+
+
+# --- placement latency over loopback -------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_emulator(port: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exchanges.emulator", "--port", str(port), "--seed", "1", "--symbols", "BTC/USDT",
+         "--account", "bench:benchsecret:BTC=1000,USDT=100000000", "--admin-token", "bench"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v3/ping", timeout=1).read()
+            return process
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(process.stderr.read().decode()) from None
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the emulator did not start")
+
+
+def _summary(samples_ms: list[float]) -> dict:
+    ordered = sorted(samples_ms)
+    return {
+        "count": len(ordered),
+        "p50_ms": statistics.median(ordered),
+        "p90_ms": ordered[int(0.90 * (len(ordered) - 1))],
+        "p99_ms": ordered[int(0.99 * (len(ordered) - 1))],
+        "max_ms": ordered[-1],
+        "mean_ms": statistics.fmean(ordered),
+    }
+
+
+async def _bench_placements(base_url: str, placements: int, redis_url: str | None) -> dict:
+    import ccxt.async_support as ccxt_async
+
+    from exchanges.ccxt_config import binance_config_for
+    from exchanges.ccxt_gateway import CcxtGateway
+    from exchanges.gateway import GatewayCredentials, OrderRequest
+    from exchanges.ratelimit import LocalTokenBucket
+
+    results: dict = {}
+    # bare ccxt async, for reference
+    exchange = ccxt_async.binance(binance_config_for(base_url, "bench", "benchsecret"))
+    await exchange.load_markets()
+    samples = []
+    for i in range(placements):
+        price = str(Decimal(20000) + Decimal(i % 1000) / 100)
+        start = time.perf_counter()
+        await exchange.create_order("BTC/USDT", "limit", "buy", "0.001", price, {"newClientOrderId": f"raw{i}"})
+        samples.append((time.perf_counter() - start) * 1000)
+    await exchange.close()
+    results["bare_ccxt_async"] = _summary(samples[50:])
+
+    variants = [("gateway_local_limiter", None)]
+    if redis_url:
+        variants.append(("gateway_redis_limiter", redis_url))
+    for name, url in variants:
+        credentials = GatewayCredentials(f"bench-{name}", "binance", "bench", "benchsecret", api_base_url=base_url,
+                                         rate_limit_per_sec=1_000_000)
+        gateway = CcxtGateway(credentials, rate_limiter=None if url else LocalTokenBucket(1_000_000),
+                              redis_url=url, rate_limit_burst=1_000_000)
+        await gateway.load_markets()
+        samples = []
+        for i in range(placements):
+            request = OrderRequest("BTC/USDT", "buy", Decimal(20000) + Decimal(i % 1000) / 100, Decimal("0.001"),
+                                   f"{name[:10]}{i}")
+            start = time.perf_counter()
+            await gateway.place_order(request)
+            samples.append((time.perf_counter() - start) * 1000)
+        await gateway.close()
+        results[name] = _summary(samples[50:])
+    return results
+
+
+def _redis_url() -> str | None:
+    url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        return url
+    except Exception:
+        return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=200_000, help="engine operations per mix")
+    parser.add_argument("--ticks", type=int, default=100_000, help="backtester ticks")
+    parser.add_argument("--placements", type=int, default=2000, help="placements per latency variant")
+    options = parser.parse_args()
+
+    figures: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                 "platform": platform.platform()}}
+    figures["engine_decimal_api_mix"] = bench_engine_decimal_mix(options.orders)
+    figures["engine_fast_path_mix"] = bench_engine_fast_mix(options.orders)
+    figures["engine_backtester_ticks"] = bench_backtester_ticks(options.ticks)
+    print(f"engine, Decimal API mix : {figures['engine_decimal_api_mix']['ops_per_sec']:>12,.0f} ops/s "
+          "(target >= 50,000)")
+    print(f"engine, int fast path   : {figures['engine_fast_path_mix']['ops_per_sec']:>12,.0f} ops/s")
+    print(f"backtester cancel+replace: {figures['engine_backtester_ticks']['ticks_per_sec']:>11,.0f} ticks/s "
+          f"({figures['engine_backtester_ticks']['ops_per_sec']:,.0f} ops/s; target >= 25,000 ticks/s)")
+
+    port = _free_port()
+    process = _start_emulator(port)
+    try:
+        redis_url = _redis_url()
+        latency = asyncio.run(_bench_placements(f"http://127.0.0.1:{port}", options.placements, redis_url))
+    finally:
+        process.terminate()
+        process.wait(10)
+    figures["placement_latency"] = latency
+    figures["placement_latency_note"] = "emulator in its own process on loopback; market timer on (100 ms)"
+    for name, summary in latency.items():
+        print(f"{name:<24}: p50 {summary['p50_ms']:.3f} ms  p90 {summary['p90_ms']:.3f} ms  "
+              f"p99 {summary['p99_ms']:.3f} ms  (n={summary['count']}; gateway targets p50 <= 1, p99 <= 3)")
+
+    out = ROOT / "bench" / "results" / "exchange.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
