@@ -1,0 +1,81 @@
+"""Fixtures for engine tests: a live exchange emulator (market running, noise traders filling
+resting quotes) and a bot whose exchange account points at it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from exchanges.emulator.server import AccountConfig, EmulatorConfig, EmulatorServer
+from exchanges.gateway import clear_gateway_cache
+
+EMULATOR_KEY = "bot-test-key-000111"
+EMULATOR_SECRET = "bot-test-secret-000111-abcdef"
+ADMIN_TOKEN = "engine-test-admin"
+BALANCES = {"BTC": Decimal("1"), "ETH": Decimal("20"), "USDT": Decimal("60000")}
+
+
+def start_emulator(**overrides: Any) -> EmulatorServer:
+    values: dict[str, Any] = {
+        "port": 0,
+        "seed": 7,
+        "accounts": (AccountConfig(EMULATOR_KEY, EMULATOR_SECRET, dict(BALANCES)),),
+        "admin_token": ADMIN_TOKEN,
+        "market_step_ms": 50,
+    }
+    values.update(overrides)
+    server = EmulatorServer(EmulatorConfig(**values))
+    server.start_in_thread()
+    return server
+
+
+@pytest.fixture
+def emulator() -> Iterator[EmulatorServer]:
+    server = start_emulator()
+    yield server
+    server.stop_thread()
+    clear_gateway_cache()
+
+
+@pytest.fixture
+def frozen_emulator() -> Iterator[EmulatorServer]:
+    """A market that only moves when a test moves it (no timer, no noise traders)."""
+    server = start_emulator(
+        market_step_ms=0,
+        dynamics={s: {"noise_arrival_rate_per_sec": 0.0} for s in ("BTC/USDT", "ETH/USDT")},
+    )
+    yield server
+    server.stop_thread()
+    clear_gateway_cache()
+
+
+def emulator_bot(world: Any, server: EmulatorServer, **fields: Any) -> Any:
+    """Point the world's account at the emulator and configure its bot for quick tests."""
+    account = world.account
+    account.api_base_url = server.base_url
+    account.set_credentials(api_key=EMULATOR_KEY, api_secret=EMULATOR_SECRET)
+    account.save()
+    bot = world.bot
+    defaults: dict[str, Any] = {
+        "trading_pairs": "BTC/USDT,ETH/USDT",
+        "grid_levels": 2,
+        "order_size_quote": Decimal("1000"),
+        "monitoring_interval_secs": 0.5,
+        "error_recovery_delay_secs": 0.5,
+        "adaptation_enabled": False,
+        "metrics_interval_secs": 1.0,
+    }
+    defaults.update(fields)
+    for name, value in defaults.items():
+        setattr(bot, name, value)
+    bot.save()
+    return bot
+
+
+def emulator_open_orders(server: EmulatorServer, api_key: str = EMULATOR_KEY) -> list[Any]:
+    """Open orders of the test account, read from the emulator's engine (its own thread)."""
+    account_id = server._keys[api_key][0]
+    return list(server.call(lambda: server.engine.open_orders(account_id)))  # type: ignore[arg-type]
