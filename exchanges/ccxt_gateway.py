@@ -176,6 +176,8 @@ class CcxtGateway(ExchangeGateway):
         entry = self._clients.get(id(loop))
         if entry is not None and entry[0] is loop:
             return entry[1]
+        for key in [k for k, (other, _) in self._clients.items() if other.is_closed()]:
+            del self._clients[key]  # a finished asyncio.run(): its sessions died with it
         client = getattr(ccxt_async, self.exchange_id)(self._config())
         if self._markets is not None:
             client.set_markets(self._markets)

@@ -71,7 +71,7 @@ class RedisTokenBucket:
         self.burst = burst
         self._url = redis if isinstance(redis, str) else None
         self._client = None if isinstance(redis, str) else redis
-        self._clients: dict[int, object] = {}
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, object]] = {}
         self._scripts: dict[int, object] = {}
 
     def _redis(self):
@@ -79,11 +79,14 @@ class RedisTokenBucket:
             return self._client
         import redis.asyncio as redis_asyncio
 
-        loop_id = id(asyncio.get_running_loop())
-        client = self._clients.get(loop_id)
-        if client is None:
-            client = redis_asyncio.Redis.from_url(self._url, socket_timeout=5, socket_connect_timeout=5)
-            self._clients[loop_id] = client
+        loop = asyncio.get_running_loop()
+        entry = self._clients.get(id(loop))
+        if entry is not None and entry[0] is loop:
+            return entry[1]
+        for key in [k for k, (other, _) in self._clients.items() if other.is_closed()]:
+            self._scripts.pop(id(self._clients.pop(key)[1]), None)
+        client = redis_asyncio.Redis.from_url(self._url, socket_timeout=5, socket_connect_timeout=5)
+        self._clients[id(loop)] = (loop, client)
         return client
 
     async def reserve(self, cost: float = 1.0) -> float:
@@ -106,8 +109,10 @@ class RedisTokenBucket:
         """Close the clients this bucket opened from a URL (not a client passed in)."""
         clients, self._clients = self._clients, {}
         self._scripts = {}
-        for client in clients.values():
-            await client.aclose()
+        current = asyncio.get_running_loop()
+        for loop, client in clients.values():
+            if loop is current:
+                await client.aclose()
 
 
 class LocalTokenBucket:

@@ -490,6 +490,11 @@ class MatchingEngine:
         return (row[0], row[1]) if row else (0, 0)
 
     @property
+    def sequence(self) -> int:
+        """Grows with every accepted order (the depth endpoint's ``lastUpdateId``)."""
+        return self._next_order_id + self._next_trade_id
+
+    @property
     def fees_collected(self) -> dict[str, Decimal]:
         """Total fees charged per asset since the engine started."""
         return {asset: Decimal(units).scaleb(-self._asset_exp[asset]) for asset, units in self._fees.items()}

@@ -494,7 +494,7 @@ class EmulatorServer:
         limit = _int_param(params, "limit", 100)
         book = self.engine.book(symbol, min(max(limit, 1), 5000))
         return {
-            "lastUpdateId": self.engine._next_order_id,
+            "lastUpdateId": self.engine.sequence,
             "bids": [[_fmt(level.price), _fmt(level.quantity)] for level in book.bids],
             "asks": [[_fmt(level.price), _fmt(level.quantity)] for level in book.asks],
         }
