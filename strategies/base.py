@@ -398,8 +398,9 @@ def diff_orders(
     A live order is kept when an intent of the same side and level exists whose price differs by
     at most ``tolerance_bps`` of the intent's price and the order is younger than
     ``refresh_secs``; the intent is then not placed. Every other live order is cancelled (one
-    per side and level at most is kept) and every other intent placed. Sizes are not compared:
-    a partly filled order keeps its place in the queue until it is refreshed.
+    per side and level at most is kept) and every other intent placed. A kept order that would
+    cross a newly placed order of the other side is replaced too. Sizes are not compared: a partly
+    filled order keeps its place in the queue until it is refreshed.
     """
     wanted: dict[tuple[str, int], OrderIntent] = {(i.side, i.level): i for i in intents}
     kept_keys: set[tuple[str, int]] = set()
@@ -420,4 +421,18 @@ def diff_orders(
         else:
             cancel.append(order)
     place = [i for i in intents if (i.side, i.level) not in kept_keys]
+    if keep and place:
+        # A kept order must not cross a new order of the other side (post-only would reject it).
+        highest_new_bid = max((i.price for i in place if i.side == BUY), default=-INF)
+        lowest_new_ask = min((i.price for i in place if i.side == SELL), default=INF)
+        crossing = [
+            o for o in keep
+            if (o.side == SELL and o.price <= highest_new_bid) or (o.side == BUY and o.price >= lowest_new_ask)
+        ]
+        if crossing:
+            for order in crossing:
+                keep.remove(order)
+                cancel.append(order)
+                kept_keys.discard((order.side, order.level))
+            place = [i for i in intents if (i.side, i.level) not in kept_keys]
     return OrderDiff(keep=keep, cancel=cancel, place=place)

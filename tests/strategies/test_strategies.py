@@ -351,3 +351,12 @@ def test_diff_orders_keeps_orders_within_tolerance_and_young_enough() -> None:
     assert diff.place == intents[1:]
     everything = diff_orders(live, intents, tolerance_bps=0.0, refresh_secs=30.0, now=110.0)
     assert everything.keep == [] and everything.place == intents
+
+
+def test_diff_orders_never_keeps_an_order_that_crosses_a_new_one() -> None:
+    # the ask moved 4 bps (within tolerance) but the new bid is placed above the kept ask
+    intents = [OrderIntent(BUY, 100.02, 1.0, 0), OrderIntent(SELL, 100.05, 1.0, 0)]
+    live = [LiveOrder("ask", SELL, 100.01, 1.0, 0, placed_at=0.0), LiveOrder("bid", BUY, 99.90, 1.0, 0, 0.0)]
+    diff = diff_orders(live, intents, tolerance_bps=5.0, refresh_secs=60.0, now=1.0)
+    assert diff.keep == [] and {o.order_id for o in diff.cancel} == {"ask", "bid"}
+    assert diff.place == intents
