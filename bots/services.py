@@ -134,7 +134,7 @@ def cancel_all_orders_now(bot: Bot) -> int:
     from bots.engine.core import MarketMakingBot
 
     engine = MarketMakingBot(bot)
-    engine.initialize_exchanges(emit_events=False)
+    engine.initialize_exchanges(emit_events=False, validate=False)
     pairs = {(p.exchange_account_id, p.trading_pair) for p in engine.active_positions.values()}
     for account_id in engine.exchanges:
         for pair in bot.pairs:

@@ -13,7 +13,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set u
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from bots.engine.gateways import warm_up  # noqa: E402
 from mmplatform.routing import websocket_urlpatterns  # noqa: E402
+
+warm_up()  # the kill switch runs in the web process: no 1.5 s ccxt import on its path
 
 application = ProtocolTypeRouter(
     {

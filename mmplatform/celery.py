@@ -6,9 +6,18 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmplatform.settings")
 
 app = Celery("mmplatform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_process_init.connect
+def _warm_up_worker_process(**kwargs: object) -> None:
+    """Each worker process imports ccxt once at start, not inside its first bot cycle."""
+    from bots.engine.gateways import warm_up
+
+    warm_up()

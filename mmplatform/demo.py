@@ -17,7 +17,7 @@ DEMO_OPERATOR = ("operator", "mmplatform-demo")
 DEMO_ADMIN = ("admin", "mmplatform-admin")
 DEMO_API_KEY = "demo-api-key-0001"
 DEMO_API_SECRET = "demo-api-secret-0001-please-rotate"
-DEMO_BALANCES = "BTC=20,ETH=400,USDT=1200000"  # each pair starts at its 0.5 target ratio
+DEMO_BALANCES = "BTC=1,ETH=20,USDT=60000"  # each pair starts at its 0.5 target ratio
 DEMO_PAIRS = "BTC/USDT,ETH/USDT"
 
 
@@ -44,6 +44,7 @@ def ensure_demo_world(emulator_url: str) -> DemoWorld:
         account = ExchangeAccount(tenant=tenant, label="emulator", exchange_id="binance")
         account.set_credentials(api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET)
     account.api_base_url = emulator_url
+    account.rate_limit_per_sec = 100.0
     account.save()
     bot = Bot.objects.filter(tenant=tenant, name="demo-bot").first()
     if bot is None:

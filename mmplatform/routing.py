@@ -4,4 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from django.urls import path
+
+from bots import consumers
+
+websocket_urlpatterns: list[Any] = [
+    path("ws/tenant/", consumers.TenantConsumer.as_asgi()),
+    path("ws/bots/<int:bot_id>/", consumers.BotConsumer.as_asgi()),
+]

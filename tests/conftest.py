@@ -75,3 +75,28 @@ def world_b(db: Any) -> TenantWorld:
 @pytest.fixture
 def superuser(db: Any) -> Any:
     return make_user("root", superuser=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clean_platform_redis_keys() -> None:
+    """Forget Redis state of earlier runs (bot ids restart with each new test database)."""
+    from mmplatform.redis_client import get_redis
+
+    r = get_redis()
+    for key in r.scan_iter(match="mm:*", count=1000):
+        r.delete(key)
+
+
+@pytest.fixture
+def celery_queue(settings: Any) -> str:
+    """A queue of this test's own, so no task of another test (or run) reaches its workers."""
+    import uuid
+
+    from mmplatform.celery import app
+
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    yield queue
+    app.conf.task_default_queue = previous

@@ -315,6 +315,7 @@ class MarketMakingBot:
         self.snapshots: dict[str, MarketSnapshot] = {}
         self.analyses: dict[str, MarketAnalysis] = {}
         self.report = CycleReport()
+        self.cycle = bot.cycle_count
 
     # --- exchanges ---------------------------------------------------------------------------
 
@@ -708,7 +709,7 @@ class MarketMakingBot:
             self.report.cancelled += self.order_manager.cancel(to_cancel)
         placed = 0
         if diff.place and self._still_current():
-            stored = self.order_manager.store_intents(position, diff.place, cycle=getattr(self, "cycle", 0))
+            stored = self.order_manager.store_intents(position, diff.place, cycle=self.cycle)
             outcomes = self.order_manager.send(stored)
             placed = sum(1 for o in outcomes if o.error is None)
             for outcome in outcomes:
@@ -769,7 +770,7 @@ class MarketMakingBot:
             intent = OrderIntent(trade.side, price, size, index, post_only=False, order_type="limit")
             try:
                 stored = self.order_manager.store_intents(
-                    position, [intent], cycle=getattr(self, "cycle", 0), purpose=OrderPurpose.REBALANCE,
+                    position, [intent], cycle=self.cycle, purpose=OrderPurpose.REBALANCE,
                     order_type="ioc")
                 outcomes = self.order_manager.send(stored)
             except Exception as exc:

@@ -11,3 +11,11 @@ from exchanges.models import ExchangeAccount
 
 def gateway_for_account(account: ExchangeAccount) -> ExchangeGateway:
     return get_gateway(account.credentials(), redis_url=settings.REDIS_URL)
+
+
+def warm_up() -> None:
+    """Import ccxt's async exchange classes now (about 1.5 s), not on a kill switch's critical path.
+
+    Long-running processes (daphne, Celery workers) call this at start.
+    """
+    import exchanges.ccxt_gateway  # noqa: F401

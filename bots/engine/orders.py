@@ -50,9 +50,15 @@ EXCHANGE_STATUS = {
 }
 
 
-def client_order_id(bot_id: int, epoch: int, cycle: int, tag: str) -> str:
-    """Deterministic id from (bot, epoch, cycle, side+level); at most 36 chars, Binance's alphabet."""
-    return f"mm-{bot_id}-{epoch}-{cycle}-{tag}"[:36]
+def client_order_id(bot_id: int, epoch: int, cycle: int, position_id: int, tag: str) -> str:
+    """Deterministic id from (bot, epoch, cycle, position, side+level), in Binance's alphabet.
+
+    ``tag`` starts with a letter (b/s/r), so the position id before it stays unambiguous.
+    """
+    cid = f"mm-{bot_id}-{epoch}-{cycle}-{position_id}{tag}"
+    if len(cid) > 36:
+        raise ValueError(f"client order id {cid!r} exceeds the exchange's 36 characters")
+    return cid
 
 
 def client_id_prefix(bot_id: int) -> str:
@@ -126,7 +132,7 @@ class OrderManager:
                     position=position,
                     exchange_account_id=position.exchange_account_id,
                     trading_pair=position.trading_pair,
-                    client_order_id=client_order_id(self.bot.pk, self.bot.epoch, cycle, tag),
+                    client_order_id=client_order_id(self.bot.pk, self.bot.epoch, cycle, position.pk, tag),
                     side=side,
                     order_type=order_type,
                     purpose=purpose,
@@ -260,33 +266,40 @@ class OrderManager:
         return 0
 
     def cancel_everything_on_exchange(self, pairs: Iterable[tuple[int, str]]) -> int:
-        """Kill path: cancel every open order of this bot the exchange knows (by id prefix), plus
-        every open row of the database. Returns how many exchange orders were cancelled."""
+        """Kill path: cancel every open order of this bot the exchange knows (by client id prefix),
+        all pairs at once, then settle the database rows. Returns the exchange orders cancelled."""
         prefix = client_id_prefix(self.bot.pk)
-        cancelled = 0
-        for account_id, pair in pairs:
-            gateway = self.gateways.get(account_id)
-            if gateway is None:
+        targets = [(account_id, pair) for account_id, pair in pairs if account_id in self.gateways]
+
+        async def list_all() -> list[Any]:
+            return await asyncio.gather(
+                *(self.gateways[a].fetch_open_orders(p) for a, p in targets), return_exceptions=True)
+
+        listed = aio.run(list_all())
+        mine: list[tuple[int, ExchangeOrder]] = []
+        for (account_id, pair), result in zip(targets, listed, strict=True):
+            if isinstance(result, BaseException):
+                logger.warning("kill: listing open orders of %s failed: %s", pair, result)
                 continue
-            try:
-                remote_orders = aio.run(gateway.fetch_open_orders(pair))
-            except ExchangeError as exc:
-                logger.warning("kill: listing open orders of %s failed: %s", pair, exc)
-                remote_orders = []
-            mine = [r for r in remote_orders if (r.client_order_id or "").startswith(prefix)]
+            mine += [(account_id, r) for r in result if (r.client_order_id or "").startswith(prefix)]
 
-            async def cancel_remote(batch: list[ExchangeOrder] = mine, gw: ExchangeGateway = gateway,
-                                    symbol: str = pair) -> list[Any]:
-                return await asyncio.gather(
-                    *(gw.cancel_order(symbol, exchange_order_id=r.exchange_order_id) for r in batch),
-                    return_exceptions=True,
-                )
+        async def cancel_all() -> list[Any]:
+            return await asyncio.gather(
+                *(self.gateways[a].cancel_order(r.pair, exchange_order_id=r.exchange_order_id) for a, r in mine),
+                return_exceptions=True)
 
-            results = aio.run(cancel_remote())
-            cancelled += sum(1 for r in results if isinstance(r, ExchangeOrder) or isinstance(r, OrderNotFoundError))
-        rows = self.open_orders()
-        self.cancel(rows)
-        return cancelled
+        results = aio.run(cancel_all())
+        gone = {r.client_order_id for (_, r), res in zip(mine, results, strict=True)
+                if isinstance(res, (ExchangeOrder, OrderNotFoundError))}
+        now = timezone.now()
+        Order.objects.filter(bot=self.bot, client_order_id__in=gone, status__in=OPEN_ORDER_STATUSES).update(
+            status=OrderStatus.CANCELED, closed_at=now)
+        # rows the exchange did not list: filled, cancelled, or never arrived; learn which
+        for order in self.open_orders():
+            if order.exchange_account_id in self.gateways:
+                self._resolve_missing(order)
+        push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="orders", data={"cancelled": sorted(gone)})
+        return len(gone)
 
     # --- sync with the exchange -------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ def emulator_bot(world: Any, server: EmulatorServer, **fields: Any) -> Any:
     """Point the world's account at the emulator and configure its bot for quick tests."""
     account = world.account
     account.api_base_url = server.base_url
+    account.rate_limit_per_sec = 500.0  # the emulator's limit; the Redis bucket is tested on its own
     account.set_credentials(api_key=EMULATOR_KEY, api_secret=EMULATOR_SECRET)
     account.save()
     bot = world.bot

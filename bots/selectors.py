@@ -1,0 +1,467 @@
+"""Tenant-scoped reads for the operator dashboard: bot summaries, the tenant overview, a bot's
+orders, fills, events, risk log, chart series and the cached order book.
+
+Every function takes the tenant (or a bot already fetched through the tenant) and runs a fixed
+number of queries whatever the number of bots: aggregates are subqueries, never a loop of queries.
+Money stays ``Decimal``; chart series are floats (display only).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, DecimalField, F, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from bots.engine.core import exchange_key
+from bots.engine.market_data import _key as market_data_key
+from bots.engine.market_data import mid_history
+from bots.events import jsonable
+from bots.models import (
+    OPEN_ORDER_STATUSES,
+    Bot,
+    BotEvent,
+    BotStatus,
+    Fill,
+    InventorySnapshot,
+    LiquidityPosition,
+    Order,
+    OrderPurpose,
+    PerformanceSnapshot,
+)
+from mmplatform.redis_client import get_redis
+from mmplatform.tenancy.models import Tenant
+from mmplatform.tenancy.scoping import for_tenant, get_for_tenant_or_404
+from risk.models import RiskEvent
+
+ZERO = Decimal(0)
+RECENT_RISK_WINDOW = timedelta(hours=24)
+CATCH_UP_LIMIT = 200
+CHART_POINTS = 600
+STALE_CYCLE_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class PairInventoryView:
+    """One pair's inventory against its target, as last recorded."""
+
+    trading_pair: str
+    base_position: Decimal
+    ratio: float | None
+    target_ratio: float
+    mid: Decimal | None
+
+    @property
+    def deviation(self) -> float | None:
+        return None if self.ratio is None else self.ratio - self.target_ratio
+
+
+@dataclass(frozen=True)
+class BotSummary:
+    """What the bots table shows for one bot."""
+
+    bot: Bot
+    exchanges: list[str]
+    open_orders: int
+    pnl_total_quote: Decimal
+    pnl_today_quote: Decimal
+    realised_pnl_quote: Decimal
+    unrealised_pnl_quote: Decimal
+    fees_paid_quote: Decimal
+    inventory: list[PairInventoryView]
+    last_cycle_age_secs: float | None
+    cycle_is_stale: bool
+    risk_state: str
+    risk_level: str  # "ok" | "warn" | "danger"
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.bot.status == BotStatus.ERROR or self.risk_level == "danger" or self.cycle_is_stale
+
+    def as_json(self) -> dict[str, Any]:
+        bot = self.bot
+        return jsonable({
+            "id": bot.pk,
+            "name": bot.name,
+            "status": bot.status,
+            "status_label": bot.get_status_display(),
+            "status_reason": bot.status_reason,
+            "last_error": bot.last_error,
+            "kill_switch_engaged": bot.kill_switch_engaged,
+            "pairs": bot.pairs,
+            "exchanges": self.exchanges,
+            "open_orders": self.open_orders,
+            "pnl_total_quote": self.pnl_total_quote,
+            "pnl_today_quote": self.pnl_today_quote,
+            "realised_pnl_quote": self.realised_pnl_quote,
+            "unrealised_pnl_quote": self.unrealised_pnl_quote,
+            "fees_paid_quote": self.fees_paid_quote,
+            "inventory": [
+                {"trading_pair": i.trading_pair, "base_position": i.base_position, "ratio": i.ratio,
+                 "target_ratio": i.target_ratio, "mid": i.mid}
+                for i in self.inventory
+            ],
+            "last_cycle_age_secs": self.last_cycle_age_secs,
+            "cycle_is_stale": self.cycle_is_stale,
+            "cycle_count": bot.cycle_count,
+            "risk_state": self.risk_state,
+            "risk_level": self.risk_level,
+        })
+
+
+@dataclass(frozen=True)
+class TenantOverview:
+    """Totals across a tenant's bots for the overview page."""
+
+    tenant: Tenant
+    bots: list[BotSummary]
+    status_counts: dict[str, int]
+    pnl_total_quote: Decimal
+    pnl_today_quote: Decimal
+    open_orders: int
+    fills_today: int
+    volume_today_quote: Decimal
+    risk_events_24h: int
+    recent_events: list[BotEvent] = field(default_factory=list)
+
+
+def _bots_queryset(tenant: Tenant) -> QuerySet[Bot]:
+    """The tenant's bots with open-order counts and their latest risk event, in one query."""
+    open_orders = (
+        Order.objects.filter(bot=OuterRef("pk"), status__in=OPEN_ORDER_STATUSES)
+        .order_by().values("bot").annotate(n=Count("pk")).values("n")
+    )
+    recent_risk = RiskEvent.objects.filter(bot=OuterRef("pk"), created_at__gte=timezone.now() - RECENT_RISK_WINDOW)
+    recent_risk = recent_risk.order_by("-created_at", "-id")
+    return (
+        for_tenant(Bot, tenant)
+        .select_related("tenant")
+        .prefetch_related("exchange_accounts")
+        .annotate(
+            open_orders_count=Coalesce(Subquery(open_orders, output_field=IntegerField()), Value(0)),
+            risk_event_type=Subquery(recent_risk.values("event_type")[:1]),
+            risk_event_message=Subquery(recent_risk.values("message")[:1]),
+        )
+        .order_by("name")
+    )
+
+
+def _positions(tenant: Tenant, bot_ids: list[int]) -> list[LiquidityPosition]:
+    """Active positions of the bots, each with its latest inventory snapshot (ratio, target, mid)."""
+    latest = InventorySnapshot.objects.filter(
+        bot=OuterRef("bot"), trading_pair=OuterRef("trading_pair")).order_by("-taken_at", "-id")
+    return list(
+        for_tenant(LiquidityPosition, tenant)
+        .filter(bot_id__in=bot_ids, is_active=True)
+        .select_related("exchange_account")
+        .annotate(
+            snapshot_ratio=Subquery(latest.values("ratio")[:1]),
+            snapshot_target=Subquery(latest.values("target_ratio")[:1]),
+            snapshot_mid=Subquery(latest.values("mid_price")[:1]),
+        )
+        .order_by("bot_id", "trading_pair")
+    )
+
+
+def latest_mids(keys: list[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
+    """The last mid the engine recorded per (exchange key, pair): one Redis round trip."""
+    if not keys:
+        return {}
+    pipe = get_redis().pipeline()
+    for venue, pair in keys:
+        pipe.lindex(market_data_key(venue, pair, "mids"), -1)
+    mids: dict[tuple[str, str], Decimal] = {}
+    try:
+        rows = pipe.execute()
+    except Exception:  # Redis down: fall back to the snapshots in the database
+        return mids
+    for key, raw in zip(keys, rows, strict=True):
+        if raw:
+            _, _, mid = raw.decode().partition(":")
+            try:
+                mids[key] = Decimal(mid)
+            except ArithmeticError:
+                continue
+    return mids
+
+
+def _risk_state(bot: Bot) -> tuple[str, str]:
+    """A one-line risk state and its severity."""
+    if bot.tenant.kill_switch_engaged:
+        return "tenant kill switch engaged", "danger"
+    if bot.kill_switch_engaged:
+        return "kill switch engaged", "danger"
+    if bot.status == BotStatus.PAUSED:
+        return f"paused: {bot.status_reason}" if bot.status_reason else "paused", "warn"
+    event_type = getattr(bot, "risk_event_type", None)
+    if event_type:
+        return f"{event_type}: {getattr(bot, 'risk_event_message', '')}", "warn"
+    return "within limits", "ok"
+
+
+def bot_summaries(*, tenant: Tenant, bot_id: int | None = None) -> list[BotSummary]:
+    """Summaries of the tenant's bots (or of one of them). Four queries and one Redis call in all."""
+    queryset = _bots_queryset(tenant)
+    if bot_id is not None:
+        queryset = queryset.filter(pk=bot_id)
+    bots = list(queryset)
+    if not bots:
+        return []
+    positions = _positions(tenant, [b.pk for b in bots])
+    mids = latest_mids(sorted({(exchange_key(p.exchange_account), p.trading_pair) for p in positions}))
+    by_bot: dict[int, list[LiquidityPosition]] = {}
+    for position in positions:
+        by_bot.setdefault(position.bot_id, []).append(position)
+    now = timezone.now()
+    summaries = []
+    for bot in bots:
+        realised = fees = unrealised = ZERO
+        inventory = []
+        for p in by_bot.get(bot.pk, []):
+            mid = mids.get((exchange_key(p.exchange_account), p.trading_pair), p.snapshot_mid)
+            realised += p.realised_pnl_quote
+            fees += p.fees_paid_quote
+            if mid is not None and p.base_position:
+                unrealised += p.base_position * (mid - p.average_cost)
+            target = p.snapshot_target
+            if target is None:
+                target = float(bot.target_ratios.get(p.trading_pair, bot.inventory_target_ratio))
+            inventory.append(PairInventoryView(p.trading_pair, p.base_position, p.snapshot_ratio, target, mid))
+        total = realised + unrealised - fees
+        last_cycle = bot.last_cycle_finished_at or bot.last_cycle_started_at
+        age = (now - last_cycle).total_seconds() if last_cycle else None
+        stale = bool(bot.status == BotStatus.RUNNING and age is not None
+                     and age > STALE_CYCLE_FACTOR * max(bot.monitoring_interval_secs, 1.0) + 5)
+        risk_state, risk_level = _risk_state(bot)
+        summaries.append(BotSummary(
+            bot=bot,
+            exchanges=[f"{a.label} ({a.exchange_id})" for a in bot.exchange_accounts.all()],
+            open_orders=bot.open_orders_count,
+            pnl_total_quote=total,
+            pnl_today_quote=total - bot.daily_pnl_baseline_quote,
+            realised_pnl_quote=realised,
+            unrealised_pnl_quote=unrealised,
+            fees_paid_quote=fees,
+            inventory=inventory,
+            last_cycle_age_secs=age,
+            cycle_is_stale=stale,
+            risk_state=risk_state,
+            risk_level=risk_level,
+        ))
+    return summaries
+
+
+def start_of_day(now: datetime | None = None) -> datetime:
+    """Midnight UTC of the current day (the daily risk reset's day)."""
+    now = now or timezone.now()
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def tenant_overview(*, tenant: Tenant) -> TenantOverview:
+    """Totals across the tenant's bots plus its latest events."""
+    summaries = bot_summaries(tenant=tenant)
+    counts: dict[str, int] = {status: 0 for status in BotStatus.values}
+    for summary in summaries:
+        counts[summary.bot.status] += 1
+    fills = for_tenant(Fill, tenant).filter(executed_at__gte=start_of_day()).order_by()
+    volume_field = DecimalField(max_digits=40, decimal_places=12)
+    fill_totals = fills.aggregate(n=Count("pk"), volume=Sum(F("price") * F("amount"), output_field=volume_field))
+    volume = fill_totals["volume"] or ZERO
+    return TenantOverview(
+        tenant=tenant,
+        bots=summaries,
+        status_counts=counts,
+        pnl_total_quote=sum((s.pnl_total_quote for s in summaries), ZERO),
+        pnl_today_quote=sum((s.pnl_today_quote for s in summaries), ZERO),
+        open_orders=sum(s.open_orders for s in summaries),
+        fills_today=fill_totals["n"] or 0,
+        volume_today_quote=volume,
+        risk_events_24h=for_tenant(RiskEvent, tenant).filter(created_at__gte=timezone.now() - RECENT_RISK_WINDOW)
+        .count(),
+        recent_events=list(for_tenant(BotEvent, tenant).select_related("bot").order_by("-id")[:20]),
+    )
+
+
+def bot_for_tenant(*, tenant: Tenant, bot_id: Any) -> Bot:
+    """One bot of the tenant, or 404 (also for another tenant's bot)."""
+    return get_for_tenant_or_404(Bot.objects.select_related("tenant"), tenant, pk=bot_id)
+
+
+# --- rows for the bot page ---------------------------------------------------------------------
+
+
+def order_json(order: Order) -> dict[str, Any]:
+    return jsonable({
+        "client_order_id": order.client_order_id, "pair": order.trading_pair, "side": order.side,
+        "price": order.price, "amount": order.amount, "filled": order.filled, "status": order.status,
+        "level": order.level, "purpose": order.purpose, "created_at": order.created_at,
+    })
+
+
+def fill_json(fill: Fill) -> dict[str, Any]:
+    return jsonable({
+        "trade_id": fill.exchange_trade_id, "pair": fill.trading_pair, "side": fill.side, "price": fill.price,
+        "amount": fill.amount, "fee": fill.fee, "fee_currency": fill.fee_currency, "executed_at": fill.executed_at,
+    })
+
+
+def event_json(event: BotEvent) -> dict[str, Any]:
+    return jsonable({
+        "event_id": event.pk, "bot_id": event.bot_id, "event_type": event.event_type, "payload": event.payload,
+        "created_at": event.created_at,
+    })
+
+
+def risk_event_json(event: RiskEvent) -> dict[str, Any]:
+    return jsonable({
+        "id": event.pk, "event_type": event.event_type, "trading_pair": event.trading_pair,
+        "message": event.message, "action_taken": event.action_taken, "created_at": event.created_at,
+    })
+
+
+def bot_open_orders(*, bot: Bot, limit: int = 200) -> list[Order]:
+    return list(for_tenant(Order, bot.tenant_id).filter(bot=bot, status__in=OPEN_ORDER_STATUSES)
+                .order_by("trading_pair", "side", "-price")[:limit])
+
+
+def bot_recent_orders(*, bot: Bot, limit: int = 50) -> list[Order]:
+    return list(for_tenant(Order, bot.tenant_id).filter(bot=bot).order_by("-created_at", "-id")[:limit])
+
+
+def bot_recent_fills(*, bot: Bot, limit: int = 100) -> list[Fill]:
+    return list(for_tenant(Fill, bot.tenant_id).filter(bot=bot).order_by("-executed_at", "-id")[:limit])
+
+
+def bot_recent_events(*, bot: Bot, limit: int = 100) -> list[BotEvent]:
+    return list(for_tenant(BotEvent, bot.tenant_id).filter(bot=bot).order_by("-id")[:limit])
+
+
+def bot_risk_events(*, bot: Bot, limit: int = 50) -> list[RiskEvent]:
+    return list(for_tenant(RiskEvent, bot.tenant_id).filter(bot=bot).order_by("-created_at", "-id")[:limit])
+
+
+def events_after(*, tenant_id: int, after_id: int, bot_id: int | None = None,
+                 limit: int = CATCH_UP_LIMIT) -> tuple[list[BotEvent], bool]:
+    """Events of the tenant (or of one of its bots) after ``after_id``, oldest first, bounded.
+    The flag says more were left: the client should re-fetch the whole state instead."""
+    queryset = for_tenant(BotEvent, tenant_id).filter(pk__gt=after_id)
+    if bot_id is not None:
+        queryset = queryset.filter(bot_id=bot_id)
+    rows = list(queryset.order_by("id")[: limit + 1])
+    return rows[:limit], len(rows) > limit
+
+
+def last_event_id(*, tenant_id: int, bot_id: int | None = None) -> int:
+    queryset = for_tenant(BotEvent, tenant_id)
+    if bot_id is not None:
+        queryset = queryset.filter(bot_id=bot_id)
+    return queryset.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+# --- charts ------------------------------------------------------------------------------------
+
+
+def _ts(moment: datetime) -> float:
+    return round(moment.timestamp(), 3)
+
+
+def _venues(bot: Bot) -> dict[str, str]:
+    """pair -> exchange key of the account its active position trades on (first account otherwise)."""
+    positions = for_tenant(LiquidityPosition, bot.tenant_id).filter(bot=bot, is_active=True)
+    venues = {p.trading_pair: exchange_key(p.exchange_account) for p in positions.select_related("exchange_account")}
+    fallback = next(iter(bot.exchange_accounts.all()), None)
+    for pair in bot.pairs:
+        if pair not in venues and fallback is not None:
+            venues[pair] = exchange_key(fallback)
+    return venues
+
+
+def bot_chart_series(*, bot: Bot, points: int = CHART_POINTS) -> dict[str, Any]:
+    """Series for the bot page charts: per pair the mid, the bot's level-0 bid and ask and its fills;
+    the P&L curve; per pair the inventory ratio against its target. Bounded to ``points`` each."""
+    venues = _venues(bot)
+    price: dict[str, dict[str, list]] = {}
+    for pair in bot.pairs:
+        times, mids = ([], [])
+        if pair in venues:
+            try:
+                times, mids = mid_history(venues[pair], pair)
+            except Exception:  # Redis down: the chart shows quotes and fills only
+                times, mids = ([], [])
+        price[pair] = {"mid": [[round(t, 3), m] for t, m in zip(times[-points:], mids[-points:], strict=True)],
+                       "bid": [], "ask": [], "fills": []}
+    since = timezone.now() - timedelta(hours=6)
+    quotes = (for_tenant(Order, bot.tenant_id)
+              .filter(bot=bot, level=0, purpose=OrderPurpose.QUOTE, created_at__gte=since)
+              .order_by("-created_at", "-id").values_list("trading_pair", "side", "price", "created_at")[: points * 4])
+    for pair, side, order_price, created in reversed(quotes):
+        series = price.setdefault(pair, {"mid": [], "bid": [], "ask": [], "fills": []})
+        series["bid" if side == "buy" else "ask"].append([_ts(created), float(order_price)])
+    fills = (for_tenant(Fill, bot.tenant_id).filter(bot=bot, executed_at__gte=since)
+             .order_by("-executed_at", "-id").values_list("trading_pair", "side", "price", "amount", "executed_at")
+             [:points])
+    for pair, side, fill_price, amount, executed in reversed(fills):
+        series = price.setdefault(pair, {"mid": [], "bid": [], "ask": [], "fills": []})
+        series["fills"].append([_ts(executed), float(fill_price), side, float(amount)])
+    pnl_rows = (for_tenant(PerformanceSnapshot, bot.tenant_id).filter(bot=bot).order_by("-taken_at", "-id")
+                .values_list("taken_at", "realised_pnl_quote", "unrealised_pnl_quote", "fees_paid_quote")[:points])
+    pnl = [[_ts(t), float(r + u - f), float(r), float(u)] for t, r, u, f in reversed(pnl_rows)]
+    inventory: dict[str, list] = {}
+    inv_rows = (for_tenant(InventorySnapshot, bot.tenant_id).filter(bot=bot).order_by("-taken_at", "-id")
+                .values_list("trading_pair", "taken_at", "ratio", "target_ratio")[: points * max(len(bot.pairs), 1)])
+    for pair, taken, ratio, target in reversed(inv_rows):
+        inventory.setdefault(pair, []).append([_ts(taken), ratio, target])
+    return {"price": price, "pnl": pnl, "inventory": inventory}
+
+
+# --- order book --------------------------------------------------------------------------------
+
+
+def bot_order_book(*, bot: Bot, depth: int = 15) -> dict[str, Any]:
+    """The latest cached book per pair (the engine's shared Redis cache) and the bot's own quotes on it.
+    A missing or old book is reported with its age so the page can say what is wrong."""
+    venues = _venues(bot)
+    own = bot_open_orders(bot=bot)
+    redis = get_redis()
+    now = time.time()
+    books: dict[str, Any] = {}
+    for pair in bot.pairs:
+        entry: dict[str, Any] = {"bids": [], "asks": [], "fetched_at": None, "age_secs": None,
+                                 "own": [order_json(o) for o in own if o.trading_pair == pair]}
+        raw = None
+        if pair in venues:
+            try:
+                raw = redis.get(market_data_key(venues[pair], pair, "book"))
+            except Exception:
+                entry["problem"] = "The market data cache (Redis) is unreachable."
+        if raw:
+            data = json.loads(raw)
+            entry.update(bids=data["bids"][:depth], asks=data["asks"][:depth], fetched_at=data["fetched_at"],
+                         age_secs=round(now - data["fetched_at"], 3))
+        elif "problem" not in entry:
+            entry["problem"] = ("No fresh order book: the bot is not running or its exchange is unreachable."
+                                if bot.status == BotStatus.RUNNING else "No order book while the bot is not running.")
+        books[pair] = entry
+    return {"bot_id": bot.pk, "status": bot.status, "books": books}
+
+
+def bot_state(*, bot: Bot) -> dict[str, Any]:
+    """Everything the bot page renders, as JSON: fetched on load and after a reconnect."""
+    summaries = bot_summaries(tenant=bot.tenant, bot_id=bot.pk)
+    return {
+        "bot": summaries[0].as_json() if summaries else None,
+        "open_orders": [order_json(o) for o in bot_open_orders(bot=bot)],
+        "orders": [order_json(o) for o in bot_recent_orders(bot=bot)],
+        "fills": [fill_json(f) for f in bot_recent_fills(bot=bot)],
+        "events": [event_json(e) for e in bot_recent_events(bot=bot)],
+        "risk_events": [risk_event_json(r) for r in bot_risk_events(bot=bot)],
+        "charts": bot_chart_series(bot=bot),
+        "last_event_id": last_event_id(tenant_id=bot.tenant_id, bot_id=bot.pk),
+        "server_time": time.time(),
+    }

@@ -1,0 +1,89 @@
+"""The engine on real Celery worker processes, real Redis, the real database and the exchange
+emulator: start, quote, fill, stop; crashes; overlap; kill switch."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from bots import services
+from bots.engine.gateways import warm_up
+from bots.engine.lease import cycle_records
+from bots.models import Bot, BotEvent, BotStatus, Fill, LiquidityPosition, Order
+from tests.bots.conftest import emulator_bot, emulator_open_orders
+from tests.processes import start_worker, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def status_of(bot: Bot) -> str:
+    return Bot.objects.values_list("status", flat=True).get(pk=bot.pk)
+
+
+def assert_one_exchange_order_per_row(server: Any, bot: Bot) -> None:
+    """Every open exchange order of the bot maps to exactly one open Order row and vice versa."""
+    remote = [o for o in emulator_open_orders(server) if (o.client_order_id or "").startswith(f"mm-{bot.pk}-")]
+    remote_ids = [o.client_order_id for o in remote]
+    assert len(remote_ids) == len(set(remote_ids)), "duplicate client order id on the exchange"
+    rows = set(Order.objects.filter(bot=bot, status__in=["open", "partially_filled"]).values_list(
+        "client_order_id", flat=True))
+    assert set(remote_ids) <= rows | set(Order.objects.filter(bot=bot, status="pending").values_list(
+        "client_order_id", flat=True)), "an exchange order the database does not know (orphan)"
+
+
+def test_start_quote_fill_stop_with_a_real_worker(world_a: Any, emulator: Any, celery_queue: str) -> None:
+    bot = emulator_bot(world_a, emulator)
+    worker = start_worker()
+    try:
+        services.bot_request_start(bot=bot, user=world_a.operator)
+        wait_until(lambda: status_of(bot) == BotStatus.RUNNING, 60, message="bot never reached RUNNING")
+        wait_until(lambda: len(emulator_open_orders(emulator)) == 8, 20, message="quotes never rested")
+        rows = {o.client_order_id: o for o in Order.objects.filter(bot=bot, status="open")}
+        for remote in emulator_open_orders(emulator):
+            row = rows[remote.client_order_id]
+            assert row.price == remote.price and row.side == remote.side.lower()
+        wait_until(lambda: Fill.objects.filter(bot=bot).count() >= 2, 60, message="no fills from noise flow")
+        wait_until(lambda: len(cycle_records(bot.pk)) >= 3, 30, message="cycles did not continue")
+        assert_one_exchange_order_per_row(emulator, bot)
+
+        services.bot_request_stop(bot=bot, user=world_a.operator)
+        wait_until(lambda: status_of(bot) == BotStatus.STOPPED, 60, message="bot never stopped")
+        assert emulator_open_orders(emulator) == []
+        assert BotEvent.objects.filter(bot=bot, event_type="MarketMakingStopped").exists()
+
+        fills = list(Fill.objects.filter(bot=bot))
+        for position in LiquidityPosition.objects.filter(bot=bot):
+            base = position.trading_pair.split("/")[0]
+            own = [f for f in fills if f.trading_pair == position.trading_pair]
+            expected = sum(((f.amount if f.side == "buy" else -f.amount) - (f.fee if f.fee_currency == base else 0)
+                            for f in own), Decimal(0))
+            assert position.base_position == expected
+            assert position.fill_count == len(own)
+        started, finished = zip(*[(s, f) for _, s, f, _ in cycle_records(bot.pk)], strict=True)
+        for i in range(1, len(started)):
+            assert started[i] >= finished[i - 1], "two cycles of one bot overlapped"
+    finally:
+        worker.stop()
+
+
+def test_kill_switch_cancels_everything_before_returning(world_a: Any, emulator: Any, celery_queue: str) -> None:
+    bot = emulator_bot(world_a, emulator)
+    worker = start_worker()
+    try:
+        services.bot_request_start(bot=bot, user=world_a.operator)
+        wait_until(lambda: len(emulator_open_orders(emulator)) == 8, 60, message="quotes never rested")
+        warm_up()  # as daphne does at start: the kill runs in the web process
+        clicked = time.monotonic()
+        services.bot_kill(bot=bot, user=world_a.operator)
+        # the kill cancels synchronously: when it returns, nothing of the bot rests on the exchange
+        assert emulator_open_orders(emulator) == []
+        print(f"kill switch: click to zero open orders {1000 * (time.monotonic() - clicked):.0f} ms")
+        time.sleep(2)  # a cycle that was in flight must not re-quote
+        assert emulator_open_orders(emulator) == []
+        assert Bot.objects.get(pk=bot.pk).kill_switch_engaged
+        assert BotEvent.objects.filter(bot=bot, event_type="KillSwitchEngaged").exists()
+    finally:
+        worker.stop()

@@ -1,0 +1,110 @@
+"""Real processes for integration tests: Celery workers and beat against the test database and
+the test Redis. Nothing is mocked: the processes are the ones production runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def test_database_url() -> str:
+    """A DATABASE_URL for the database pytest-django created (what the tests see)."""
+    sd = connection.settings_dict
+    if sd["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{sd['NAME']}"
+    user = sd.get("USER") or ""
+    password = f":{sd['PASSWORD']}" if sd.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    return f"postgres://{auth}{sd.get('HOST') or '127.0.0.1'}:{sd.get('PORT') or 5432}/{sd['NAME']}"
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="mmplatform.test_settings",
+        DATABASE_URL=test_database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        CELERY_QUEUE=settings.CELERY_TASK_DEFAULT_QUEUE,
+        CREDENTIAL_KEYS=",".join(settings.CREDENTIAL_KEYS),
+        PYTHONUNBUFFERED="1",
+        LOG_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
+
+
+class Proc:
+    """A child process with its output in test-artifacts/ (read it when a test fails)."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]):
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.name = name
+        self.log_path = ARTIFACTS / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        self._log = open(self.log_path, "wb")
+        self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def kill9(self) -> None:
+        """kill -9 the whole process group (a prefork worker and its children)."""
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait(timeout=10)
+        self._log.close()
+
+    def stop(self, timeout_secs: float = 15) -> None:
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+                self.popen.wait(timeout=timeout_secs)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                self.kill9()
+                return
+        self._log.close()
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+def start_worker(name: str = "worker", concurrency: int = 2, **env: str) -> Proc:
+    argv = [sys.executable, "-m", "celery", "-A", "mmplatform", "worker", "--loglevel", "INFO",
+            "--concurrency", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE]
+    return Proc(name, argv, process_env(**env))
+
+
+def start_beat(**env: str) -> Proc:
+    ARTIFACTS.mkdir(exist_ok=True)
+    argv = [sys.executable, "-m", "celery", "-A", "mmplatform", "beat", "--loglevel", "INFO",
+            "--schedule", str(ARTIFACTS / f"beat-{uuid.uuid4().hex[:6]}")]
+    return Proc("beat", argv, process_env(**env))
+
+
+def wait_until(predicate: Any, timeout_secs: float, interval_secs: float = 0.1, message: str = "") -> Any:
+    """Poll until ``predicate()`` is truthy; fail with ``message`` on timeout."""
+    deadline = time.monotonic() + timeout_secs
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_secs}s: {message}")
+        time.sleep(interval_secs)
