@@ -378,6 +378,8 @@ class CcxtGateway(ExchangeGateway):
             raise InvalidOrderError(f"client order id {cid!r} must match {CLIENT_ORDER_ID_PATTERN.pattern}")
         if request.order_type not in ("limit", "market"):
             raise InvalidOrderError(f"unsupported order type {request.order_type!r}")
+        if request.time_in_force not in ("GTC", "IOC") or (request.time_in_force == "IOC" and request.post_only):
+            raise InvalidOrderError(f"unsupported time in force {request.time_in_force!r} for this order")
         await self.load_markets()
         rules = self.market_rules(request.pair)
         price, amount = quantize_to_rules(rules, request.side, request.price, request.amount)
@@ -385,6 +387,8 @@ class CcxtGateway(ExchangeGateway):
         params: dict[str, Any] = {"newClientOrderId": cid}
         if request.post_only and request.order_type == "limit":
             params["postOnly"] = True
+        if request.time_in_force == "IOC" and request.order_type == "limit":
+            params["timeInForce"] = "IOC"
         price_arg = str(price) if request.order_type == "limit" else None
 
         def create(client: Any) -> Awaitable[dict]:

@@ -138,6 +138,8 @@ class OrderRequest:
     client_order_id: str
     post_only: bool = True
     order_type: str = "limit"
+    time_in_force: str = "GTC"
+    """"GTC" rests; "IOC" (limit only) fills what it can at the price or better and expires the rest."""
 
 
 @dataclass(frozen=True)
