@@ -230,13 +230,15 @@ def generate_market_data(
     trade_probability: float = 0.2,
     book_every: int = 0,
     book_depth: int = 5,
+    sweep_decay: float = 0.7,
     symbol: str = "SYN/USDT",
 ) -> MarketData:
     """A seeded synthetic feed: a log-random-walk mid, L1 quotes around it and touch trades.
 
-    Each event is a trade with ``trade_probability`` (aggressor side a coin flip, at the touch,
-    exponential size) or else an L1 quote 1-2 ticks either side of the mid; with ``book_every`` > 0
-    every n-th event is an L2 snapshot of ``book_depth`` levels instead.
+    Each event is a trade with ``trade_probability`` (aggressor side a coin flip, exponential size,
+    at the touch or ``j`` ticks through it with probability ~ exp(-sweep_decay * j)) or else an L1
+    quote 1 or 2 ticks either side of the mid (the regime flips with probability 0.05 per event);
+    with ``book_every`` > 0 every n-th event is an L2 snapshot of ``book_depth`` levels instead.
     """
     if ticks < 1:
         raise ValueError("ticks must be at least 1")
@@ -253,17 +255,22 @@ def generate_market_data(
         return round(max(1, round(rng.expovariate(1.0 / mean) / lot_size)) * lot_size, lot_places)
 
     bid = ask = 0.0
+    half_ticks = 1
     for n in range(ticks):
         dt = rng.expovariate(1.0 / mean_interval_secs)
         ts += dt
         log_mid += rng.gauss(0.0, sigma * math.sqrt(dt))
         m = math.exp(log_mid)
-        half_ticks = 1 if rng.random() < 0.7 else 2
+        if rng.random() < 0.05:  # the spread regime (1 or 2 ticks a side) changes now and then
+            half_ticks = 3 - half_ticks
         bid = round((math.floor(m / tick_size) - half_ticks + 1) * tick_size, places)
         ask = round((math.floor(m / tick_size) + half_ticks) * tick_size, places)
         if n and rng.random() < trade_probability:
             buy = rng.random() < 0.5
-            data.add_trade(round(ts, 6), ask if buy else bid, lots(2.0), "buy" if buy else "sell")
+            # most trades at the touch, some sweep deeper: P(j ticks through) ~ exp(-sweep_decay * j)
+            through = min(20, int(rng.expovariate(sweep_decay)))
+            price = round(ask + through * tick_size, places) if buy else round(bid - through * tick_size, places)
+            data.add_trade(round(ts, 6), price, lots(2.0), "buy" if buy else "sell")
         elif book_every and n % book_every == 0:
             bids = [(round(bid - i * tick_size, places), lots(5.0 * (i + 1))) for i in range(book_depth)]
             asks = [(round(ask + i * tick_size, places), lots(5.0 * (i + 1))) for i in range(book_depth)]
