@@ -295,6 +295,7 @@ class Order(TenantOwned):
     exchange_order_id = models.CharField(max_length=64, blank=True, default="")
     side = models.CharField(max_length=4, choices=OrderSide.choices)
     order_type = models.CharField(max_length=16, default="limit")
+    time_in_force = models.CharField(max_length=3, default="GTC", choices=[("GTC", "GTC"), ("IOC", "IOC")])
     purpose = models.CharField(max_length=16, choices=OrderPurpose.choices, default=OrderPurpose.QUOTE)
     post_only = models.BooleanField(default=True)
     price = money_field()

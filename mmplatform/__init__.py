@@ -1,3 +1,3 @@
-from mmplatform.celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""The mmplatform Django project. The Celery app is created when Django loads its apps
+(``mmplatform.apps``), so importing ``mmplatform.errors`` from pure code pulls in neither Django
+nor Celery."""

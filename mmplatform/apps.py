@@ -2,7 +2,11 @@ from django.apps import AppConfig
 
 
 class MmplatformConfig(AppConfig):
-    """The project package as an app: platform-wide management commands (run_platform, seed_demo)."""
+    """The project package as an app: platform-wide management commands (run_platform), and the
+    Celery app created on start so ``shared_task``s bind to it in every Django process."""
 
     name = "mmplatform"
     verbose_name = "Platform"
+
+    def ready(self) -> None:
+        import mmplatform.celery  # noqa: F401

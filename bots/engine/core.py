@@ -771,7 +771,7 @@ class MarketMakingBot:
             try:
                 stored = self.order_manager.store_intents(
                     position, [intent], cycle=self.cycle, purpose=OrderPurpose.REBALANCE,
-                    order_type="ioc")
+                    time_in_force="IOC")
                 outcomes = self.order_manager.send(stored)
             except Exception as exc:
                 logger.warning("bot %s: rebalancing trade failed: %s", self.bot_id, exc)

@@ -116,7 +116,7 @@ class OrderManager:
 
     def store_intents(
         self, position: LiquidityPosition, intents: Sequence[OrderIntent], *, cycle: int,
-        purpose: str = OrderPurpose.QUOTE, order_type: str = "limit",
+        purpose: str = OrderPurpose.QUOTE, order_type: str = "limit", time_in_force: str = "GTC",
     ) -> list[Order]:
         """Commit an Order row per intent (status PENDING) before anything is sent."""
         gateway = self.gateways[position.exchange_account_id]
@@ -135,8 +135,9 @@ class OrderManager:
                     client_order_id=client_order_id(self.bot.pk, self.bot.epoch, cycle, position.pk, tag),
                     side=side,
                     order_type=order_type,
+                    time_in_force=time_in_force,
                     purpose=purpose,
-                    post_only=intent.post_only and order_type == "limit",
+                    post_only=intent.post_only and order_type == "limit" and time_in_force == "GTC",
                     price=price,
                     amount=amount,
                     epoch=self.bot.epoch,
@@ -191,6 +192,7 @@ class OrderManager:
             client_order_id=order.client_order_id,
             post_only=order.post_only,
             order_type=order.order_type,
+            time_in_force=order.time_in_force,
         )
         return await gateway.place_order(request)
 
