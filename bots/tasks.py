@@ -27,8 +27,13 @@ CYCLING = (BotStatus.RUNNING, BotStatus.PAUSED)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
+LEASE_MIN_SECS = 10.0
+
+
 def _lease_ttl(bot: Bot) -> float:
-    return max(30.0, bot.monitoring_interval_secs * 3)
+    """Long enough for a cycle, short enough that a worker killed with -9 frees the bot soon;
+    a running cycle extends it before every placement (and aborts if it was lost)."""
+    return max(LEASE_MIN_SECS, bot.monitoring_interval_secs * 3)
 
 
 def _schedule_cycle(bot_id: int, epoch: int, chain: str, delay_secs: float) -> None:
@@ -104,7 +109,7 @@ def run_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | None = 
         if current_chain(bot_id) != chain:
             return "stale-chain"
         cycle = begin_cycle(bot_id)
-        engine = MarketMakingBot(bot)
+        engine = MarketMakingBot(bot, lease=lease)
         if not engine.initialize_exchanges(emit_events=False, validate=False):
             raise MarketMakingError("no exchange could be connected this cycle")
         engine.monitoring_iteration(cycle)

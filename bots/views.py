@@ -131,8 +131,7 @@ def bot_detail(request: HttpRequest, bot_id: int) -> HttpResponse:
         "bot": bot,
         "summary": summaries[0],
         "page": "bots",
-        "actions": [{**a, "url": reverse(f"dashboard:bot_{a['name']}", args=[bot.pk])} for a in _available_actions(bot)]
-        if can_control(request.user, tenant) else [],
+        "actions": _actions_for(request, tenant, bot),
     })
 
 
@@ -144,6 +143,7 @@ def bot_state_json(request: HttpRequest, bot_id: int) -> JsonResponse:
     bot = selectors.bot_for_tenant(tenant=tenant, bot_id=bot_id)
     state = selectors.bot_state(bot=bot)
     state["can_control"] = can_control(request.user, tenant)
+    state["actions"] = _actions_for(request, tenant, bot)
     return JsonResponse(state)
 
 
@@ -227,6 +227,13 @@ def _available_actions(bot: Bot) -> list[dict[str, str]]:
     else:  # starting / stopping
         names = ["stop", "kill"]
     return [{"name": name, "label": BOT_ACTIONS[name][0]} for name in names]
+
+
+def _actions_for(request: HttpRequest, tenant: Tenant, bot: Bot) -> list[dict[str, str]]:
+    """The control buttons this user sees for this bot: none for a viewer."""
+    if not can_control(request.user, tenant):
+        return []
+    return [{**a, "url": reverse(f"dashboard:bot_{a['name']}", args=[bot.pk])} for a in _available_actions(bot)]
 
 
 @login_required

@@ -59,6 +59,10 @@ from strategies.types import InventoryState, MarketSnapshot, OrderIntent, RiskCo
 
 logger = logging.getLogger(__name__)
 
+class LeaseLostError(MarketMakingError):
+    """The cycle's lease expired (another worker may own the bot now): stop acting at once."""
+
+
 PAIR_PATTERN = re.compile(r"^[A-Z]+/[A-Z]+$")
 ORDER_BOOK_DEPTH = 20
 PAUSING_EVENTS = (checks.DAILY_LOSS_LIMIT, checks.MAX_DRAWDOWN)
@@ -296,8 +300,9 @@ class MarketMakingBot:
     """The spec's MarketMakingBot for one Bot row."""
 
     def __init__(self, bot: Bot, *, gateway_factory: GatewayFactory = default_gateway_factory,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, lease: Any = None):
         self.bot = bot
+        self.lease = lease
         self.config = validate_market_making_config(bot.to_config())
         self.bot_id = bot.pk
         self.clock = clock
@@ -726,7 +731,10 @@ class MarketMakingBot:
         return placed
 
     def _still_current(self) -> bool:
-        """Right before sending: the bot is still running at this epoch (kill/stop fence)."""
+        """Right before sending: this cycle still holds the bot's lease (extended here) and the bot
+        is still running at this epoch (kill/stop fence)."""
+        if self.lease is not None and not self.lease.extend():
+            raise LeaseLostError(f"bot {self.bot_id}: the cycle lost its lease; nothing more is sent")
         return Bot.objects.filter(
             pk=self.bot_id, epoch=self.bot.epoch, status__in=(BotStatus.RUNNING, BotStatus.STARTING),
             kill_switch_engaged=False, tenant__kill_switch_engaged=False,

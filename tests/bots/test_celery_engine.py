@@ -87,3 +87,41 @@ def test_kill_switch_cancels_everything_before_returning(world_a: Any, emulator:
         assert BotEvent.objects.filter(bot=bot, event_type="KillSwitchEngaged").exists()
     finally:
         worker.stop()
+
+
+def test_worker_killed_mid_cycle_resumes_on_a_new_worker_without_duplicates(
+    world_a: Any, emulator: Any, celery_queue: str, settings: Any
+) -> None:
+    from bots.engine.lease import BotLease
+    from mmplatform.schedules import install_default_schedules
+    from tests.processes import start_beat
+
+    settings.BOT_WATCHDOG_INTERVAL_SECS = 1.0
+    install_default_schedules()
+    fast = {"BOT_WATCHDOG_INTERVAL_SECS": "1"}
+    bot = emulator_bot(world_a, emulator)
+    first = start_worker(name="doomed", **fast)
+    beat = start_beat(**fast)
+    second = None
+    try:
+        services.bot_request_start(bot=bot, user=world_a.operator)
+        wait_until(lambda: len(emulator_open_orders(emulator)) == 8, 60, message="quotes never rested")
+        wait_until(lambda: len(cycle_records(bot.pk)) >= 2, 30, message="no cycles")
+        wait_until(lambda: BotLease.is_held(bot.pk), 10, interval_secs=0.002, message="never caught a cycle")
+        first.kill9()
+        killed_at = time.monotonic()
+        cycles_before = len(cycle_records(bot.pk))
+        second = start_worker(name="rescuer", **fast)
+        wait_until(lambda: len(cycle_records(bot.pk)) >= cycles_before + 3, 60,
+                   message="the bot did not resume after its worker was killed")
+        print(f"resumed {time.monotonic() - killed_at:.1f} s after kill -9")
+        wait_until(lambda: not Order.objects.filter(bot=bot, status="pending").exists(), 30,
+                   message="an order stored by the killed cycle was never resolved")
+        assert_one_exchange_order_per_row(emulator, bot)
+        remote = [o.client_order_id for o in emulator_open_orders(emulator)]
+        assert len(remote) == len(set(remote))
+        assert len(remote) <= 8, f"more quotes than the strategy wants: {remote}"
+    finally:
+        for proc in (second, beat):
+            if proc is not None:
+                proc.stop()
