@@ -1,0 +1,405 @@
+/* mmplatform dashboard: the bot page.
+ *
+ * State comes from state.json (on load, after a reconnect, after a status change); live pushes on
+ * ws/bots/<id>/ update orders, fills, events, status and snapshots in between, one render per
+ * animation frame. The ladder polls book.json (the engine's cached book) once a second.
+ */
+(function () {
+  "use strict";
+  const { LiveSocket, fmt, timeOf, el, renderSummaryField } = window.MM;
+  const LWC = window.LightweightCharts;
+
+  const COLORS = { mid: "#56657a", bid: "#1c8a52", ask: "#c53a3a", buyFill: "#0d6efd", sellFill: "#e0a100",
+                   pnl: "#1f5fbf", ratio: "#1f5fbf", target: "#6b7585" };
+  const OPEN = new Set(["pending", "open", "partially_filled", "cancel_pending"]);
+
+  function startBotPage(cfg) {
+    const page = {
+      cfg, pair: null, state: null, orders: new Map(), fills: [], events: [], riskEvents: [],
+      seenEvents: new Set(), charts: null, dirty: new Set(), loading: false, reloadAgain: false,
+      lastBookMid: {},
+    };
+    const tabs = document.querySelectorAll("#pair-tabs .tab");
+    page.pair = tabs.length ? tabs[0].dataset.pair : null;
+    tabs.forEach((tab) => tab.addEventListener("click", () => {
+      tabs.forEach((t) => t.classList.toggle("active", t === tab));
+      page.pair = tab.dataset.pair;
+      renderCharts(page, true);
+      pollBook(page);
+    }));
+
+    page.charts = makeCharts();
+    page.socket = new LiveSocket("/ws/bots/" + cfg.botId + "/", {
+      onBatch: (batch) => applyBatch(page, batch),
+      onResync: () => loadState(page),
+      onFinal: () => {},
+    });
+    window.MM.socket = page.socket;
+    window.MM.botPage = page;
+    loadState(page);
+    setInterval(() => { if (!document.hidden) pollBook(page); }, 1000);
+    setInterval(() => { if (!document.hidden) loadState(page); }, 15000);
+    pollBook(page);
+  }
+
+  // --- state -------------------------------------------------------------------------------------
+
+  async function loadState(page) {
+    if (page.loading) { page.reloadAgain = true; return; }
+    page.loading = true;
+    try {
+      const response = await fetch(page.cfg.stateUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (response.status === 404) { notice("This bot no longer exists in your firm."); return; }
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      const state = await response.json();
+      page.state = state;
+      page.orders = new Map(state.open_orders.map((o) => [o.client_order_id, o]));
+      page.fills = state.fills;
+      page.events = state.events;
+      page.riskEvents = state.risk_events;
+      page.seenEvents = new Set(state.events.map((e) => e.event_id));
+      if (page.socket.lastEventId === null || state.last_event_id > page.socket.lastEventId) {
+        page.socket.lastEventId = state.last_event_id;
+      }
+      notice(null);
+      renderAll(page);
+    } catch (err) {
+      notice("Could not load the bot's state (" + err.message + "). Retrying…");
+      setTimeout(() => loadState(page), 5000);
+    } finally {
+      page.loading = false;
+      if (page.reloadAgain) { page.reloadAgain = false; setTimeout(() => loadState(page), 500); }
+    }
+  }
+
+  function notice(text) {
+    let node = document.getElementById("state-notice");
+    if (!text) { if (node) node.remove(); return; }
+    if (!node) {
+      node = el("div", { id: "state-notice", class: "banner banner-warn" });
+      document.getElementById("banners").prepend(node);
+    }
+    node.textContent = text;
+  }
+
+  function applyBatch(page, batch) {
+    let needState = false;
+    for (const msg of batch) {
+      const data = msg.data || {};
+      if (msg.kind === "event") {
+        if (msg.event_id == null || page.seenEvents.has(msg.event_id)) continue;
+        page.seenEvents.add(msg.event_id);
+        page.events.unshift({ event_id: msg.event_id, event_type: data.event_type, payload: data.payload,
+                              created_at: data.created_at });
+        page.dirty.add("events");
+        if (["KillSwitchEngaged", "MarketMakingStarted", "MarketMakingStopped", "BotError", "RiskEventHandled",
+             "Reconciled"].includes(data.event_type)) needState = true;
+      } else if (msg.kind === "orders") {
+        for (const order of data.placed || []) {
+          if (OPEN.has(order.status)) page.orders.set(order.client_order_id, order);
+          if (order.level === 0 && page.charts && order.pair === page.pair) pushQuotePoint(page, order);
+        }
+        for (const id of data.cancelled || []) page.orders.delete(id);
+        for (const order of data.updated || []) {
+          if (OPEN.has(order.status)) page.orders.set(order.client_order_id, order);
+          else page.orders.delete(order.client_order_id);
+        }
+        page.dirty.add("orders");
+      } else if (msg.kind === "fills") {
+        for (const fill of data.fills || []) {
+          page.fills.unshift(fill);
+          if (page.charts && fill.pair === page.pair) pushFillPoint(page, fill);
+        }
+        page.fills.length = Math.min(page.fills.length, 200);
+        page.dirty.add("fills");
+        needState = true;
+      } else if (msg.kind === "snapshot") {
+        if (page.charts && data.taken_at) {
+          const t = secs(data.taken_at);
+          const net = Number(data.realised_pnl_quote) + Number(data.unrealised_pnl_quote) - Number(data.fees_paid_quote);
+          safeUpdate(page.charts.pnl, { time: t, value: net });
+        }
+        needState = true;
+      } else if (msg.kind === "status") {
+        setStatus(data.status, data.reason);
+        needState = true;
+      }
+    }
+    page.events.length = Math.min(page.events.length, 200);
+    if (page.dirty.has("events")) renderEvents(page);
+    if (page.dirty.has("orders")) renderOrders(page);
+    if (page.dirty.has("fills")) renderFills(page);
+    page.dirty.clear();
+    if (needState) scheduleState(page);
+  }
+
+  function scheduleState(page) {
+    clearTimeout(page.stateTimer);
+    page.stateTimer = setTimeout(() => loadState(page), 300);
+  }
+
+  // --- rendering ---------------------------------------------------------------------------------
+
+  function renderAll(page) {
+    const bot = page.state.bot;
+    if (bot) {
+      setStatus(bot.status, bot.status_reason);
+      document.querySelectorAll("#bot-cards [data-field]").forEach((node) => renderSummaryField(node, node.dataset.field, bot));
+      renderBanners(bot);
+    }
+    renderControls(page.state.actions || []);
+    renderOrders(page);
+    renderFills(page);
+    renderEvents(page);
+    renderRisk(page);
+    renderCharts(page, true);
+  }
+
+  function setStatus(status, reason) {
+    const badge = document.getElementById("bot-status");
+    if (!badge || !status) return;
+    badge.className = "status status-" + status;
+    badge.dataset.status = status;
+    badge.textContent = status.charAt(0).toUpperCase() + status.slice(1);
+    const reasonNode = document.getElementById("bot-status-reason");
+    if (reasonNode) reasonNode.textContent = reason || "";
+  }
+
+  function renderBanners(bot) {
+    const banners = document.getElementById("banners");
+    const keep = document.getElementById("state-notice");
+    banners.replaceChildren(...(keep ? [keep] : []));
+    if (bot.status === "error") {
+      banners.appendChild(el("div", { class: "banner banner-danger", id: "error-banner" }, [
+        el("strong", { text: "The bot stopped on an error. " }), bot.last_error || "No error text was recorded.",
+        el("div", { class: "sub", text: "Check the event log below; fix the cause (exchange account, credentials, configuration in the admin), then start it again." }),
+      ]));
+    }
+    if (bot.kill_switch_engaged || bot.risk_state === "tenant kill switch engaged") {
+      banners.appendChild(el("div", { class: "banner banner-danger", id: "kill-banner",
+        text: "The kill switch is engaged. Release it before starting the bot again." }));
+    }
+    if (bot.cycle_is_stale) {
+      banners.appendChild(el("div", { class: "banner banner-warn", id: "stale-banner",
+        text: "No monitoring cycle for " + Math.round(bot.last_cycle_age_secs) + " s although the bot is running. Is a Celery worker running?" }));
+    }
+  }
+
+  function csrfToken() {
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+
+  function renderControls(actions) {
+    const box = document.getElementById("bot-controls");
+    if (!box) return;  // viewers have no controls at all
+    const confirms = { kill: "Engage the kill switch? Every order is cancelled now and the bot stops.",
+                       stop: "Stop the bot and cancel its orders?" };
+    box.replaceChildren(...actions.map((a) => {
+      const form = el("form", { method: "post", action: a.url, class: "inline" }, [
+        el("input", { type: "hidden", name: "csrfmiddlewaretoken", value: csrfToken() }),
+        el("button", { type: "submit", "data-action": a.name, text: a.label,
+          class: "btn" + (a.name === "kill" ? " btn-danger" : (a.name === "start" || a.name === "resume") ? " btn-primary" : "") }),
+      ]);
+      if (confirms[a.name]) form.dataset.confirm = confirms[a.name];
+      return form;
+    }));
+  }
+
+  function fillBody(tableId, rows, columns, emptyText) {
+    const body = document.querySelector("#" + tableId + " tbody");
+    if (!body) return;
+    if (!rows.length) {
+      body.replaceChildren(el("tr", { class: "empty-row" }, [el("td", { colSpan: columns, class: "muted", text: emptyText })]));
+      return;
+    }
+    body.replaceChildren(...rows);
+  }
+
+  function sideCell(side) { return el("td", { class: "side-" + side, text: side }); }
+
+  function renderOrders(page) {
+    const orders = Array.from(page.orders.values()).sort((a, b) =>
+      a.pair.localeCompare(b.pair) || a.side.localeCompare(b.side) || Number(b.price) - Number(a.price));
+    document.getElementById("open-orders-count").textContent = String(orders.length);
+    fillBody("open-orders", orders.map((o) => el("tr", { "data-order": o.client_order_id }, [
+      el("td", { text: o.pair }), sideCell(o.side), el("td", { class: "num", text: String(o.level) }),
+      el("td", { class: "num", text: o.price }), el("td", { class: "num", text: o.amount }),
+      el("td", { class: "num", text: o.filled }), el("td", { text: o.status }),
+    ])), 7, "No open orders. A running bot places its quotes within one monitoring cycle.");
+  }
+
+  function renderFills(page) {
+    fillBody("fills", page.fills.slice(0, 100).map((f) => el("tr", { "data-trade": f.trade_id }, [
+      el("td", { class: "time", text: timeOf(f.executed_at) }), el("td", { text: f.pair }), sideCell(f.side),
+      el("td", { class: "num", text: f.price }), el("td", { class: "num", text: f.amount }),
+      el("td", { class: "num", text: (f.fee || "0") + " " + (f.fee_currency || "") }),
+    ])), 6, "No fills yet.");
+  }
+
+  function renderEvents(page) {
+    fillBody("events", page.events.slice(0, 100).map((e) => el("tr", { "data-event-id": String(e.event_id) }, [
+      el("td", { class: "time", text: timeOf(e.created_at) }), el("td", { text: e.event_type }),
+      el("td", { class: "details", text: JSON.stringify(e.payload || {}), title: JSON.stringify(e.payload || {}) }),
+    ])), 3, "No events yet. Start the bot to see its lifecycle here.");
+  }
+
+  function renderRisk(page) {
+    fillBody("risk-events", page.riskEvents.map((r) => el("tr", {}, [
+      el("td", { class: "time", text: timeOf(r.created_at) }), el("td", { text: r.event_type }),
+      el("td", { text: r.trading_pair || "—" }), el("td", { text: r.message }), el("td", { text: r.action_taken || "" }),
+    ])), 5, "No risk events: every limit has held.");
+  }
+
+  // --- order book ladder ---------------------------------------------------------------------------
+
+  async function pollBook(page) {
+    if (page.bookInFlight || !page.pair) return;
+    page.bookInFlight = true;
+    try {
+      const response = await fetch(page.cfg.bookUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      renderBook(page, await response.json());
+    } catch (err) {
+      document.getElementById("book-age").textContent = "book unavailable (" + err.message + ")";
+    } finally {
+      page.bookInFlight = false;
+    }
+  }
+
+  function renderBook(page, data) {
+    const book = data.books[page.pair];
+    const problem = document.getElementById("book-problem");
+    const body = document.querySelector("#ladder tbody");
+    const age = document.getElementById("book-age");
+    if (!book) return;
+    age.textContent = book.age_secs == null ? "no data" : "as of " + book.age_secs.toFixed(1) + " s ago";
+    problem.hidden = !book.problem;
+    problem.className = "state-note problem";
+    problem.textContent = book.problem || "";
+    const ownByPrice = {};
+    const liveOwn = Array.from(page.orders.values()).filter((o) => o.pair === page.pair);
+    for (const o of (liveOwn.length ? liveOwn : book.own)) {
+      const key = o.side + ":" + Number(o.price);
+      ownByPrice[key] = (ownByPrice[key] || 0) + Number(o.amount) - Number(o.filled || 0);
+    }
+    const levels = { buy: new Map(book.bids.map(([p, a]) => [Number(p), Number(a)])),
+                     sell: new Map(book.asks.map(([p, a]) => [Number(p), Number(a)])) };
+    for (const key of Object.keys(ownByPrice)) {
+      const [side, price] = key.split(":");
+      if (!levels[side].has(Number(price))) levels[side].set(Number(price), 0);
+    }
+    const asks = Array.from(levels.sell.keys()).sort((a, b) => a - b).slice(0, 15).reverse();
+    const bids = Array.from(levels.buy.keys()).sort((a, b) => b - a).slice(0, 15);
+    if (!asks.length && !bids.length) {
+      body.replaceChildren(el("tr", {}, [el("td", { colSpan: 5, class: "muted", text: book.problem || "The book is empty." })]));
+      return;
+    }
+    const row = (side, price) => {
+      const own = ownByPrice[side + ":" + price];
+      const size = levels[side].get(price);
+      const cells = side === "sell"
+        ? [el("td"), el("td"), el("td", { class: "price", text: String(price) }), el("td", { text: size ? fmt(size, 4) : "" }),
+           el("td", { class: "own-mark", text: own ? "◆ " + fmt(own, 4) : "" })]
+        : [el("td", { class: "own-mark", text: own ? fmt(own, 4) + " ◆" : "" }), el("td", { text: size ? fmt(size, 4) : "" }),
+           el("td", { class: "price", text: String(price) }), el("td"), el("td")];
+      return el("tr", { class: (side === "sell" ? "ask" : "bid") + (own ? " own" : "") }, cells);
+    };
+    const rows = asks.map((p) => row("sell", p));
+    if (bids.length && asks.length) {
+      const bestBid = bids[0], bestAsk = asks[asks.length - 1];
+      const mid = (bestBid + bestAsk) / 2;
+      const spreadBps = (bestAsk - bestBid) / mid * 10000;
+      rows.push(el("tr", { class: "spread" }, [el("td", { colSpan: 5, text: "mid " + fmt(mid, 2) + " · spread " + fmt(spreadBps, 1) + " bps" })]));
+      if (page.charts && book.fetched_at) safeUpdate(page.charts.mid, { time: Math.floor(book.fetched_at), value: mid });
+    }
+    rows.push(...bids.map((p) => row("buy", p)));
+    body.replaceChildren(...rows);
+  }
+
+  // --- charts --------------------------------------------------------------------------------------
+
+  function secs(value) {
+    if (typeof value === "number") return Math.floor(value);
+    return Math.floor(new Date(value).getTime() / 1000);
+  }
+
+  function makeCharts() {
+    const containers = ["price-chart", "pnl-chart", "inventory-chart"].map((id) => document.getElementById(id));
+    if (!LWC) {
+      containers.forEach((c) => { c.replaceChildren(el("div", { class: "state-note problem", text: "The chart library did not load; tables below are still live." })); });
+      return null;
+    }
+    const base = { autoSize: true, layout: { background: { color: "#ffffff" }, textColor: "#44505f", fontSize: 11 },
+      grid: { vertLines: { color: "#f0f2f5" }, horzLines: { color: "#f0f2f5" } },
+      timeScale: { timeVisible: true, secondsVisible: true }, rightPriceScale: { borderColor: "#e1e5eb" } };
+    containers.forEach((c) => c.replaceChildren());
+    const price = LWC.createChart(containers[0], base);
+    const pnlChart = LWC.createChart(containers[1], base);
+    const invChart = LWC.createChart(containers[2], base);
+    const line = (chart, color, extra) => chart.addSeries(LWC.LineSeries, Object.assign(
+      { color, lineWidth: 2, priceLineVisible: false, lastValueVisible: true }, extra || {}));
+    return {
+      price, pnlChart, invChart,
+      mid: line(price, COLORS.mid, { lineWidth: 1 }),
+      bid: line(price, COLORS.bid, { lineType: 1 }),
+      ask: line(price, COLORS.ask, { lineType: 1 }),
+      fills: line(price, COLORS.sellFill, { lineVisible: false, pointMarkersVisible: true, pointMarkersRadius: 4, lastValueVisible: false }),
+      pnl: line(pnlChart, COLORS.pnl),
+      ratio: line(invChart, COLORS.ratio),
+      target: line(invChart, COLORS.target, { lineStyle: 2, lineWidth: 1 }),
+    };
+  }
+
+  /* Lightweight Charts wants strictly ascending times: keep the last value of each second. */
+  function series(points, valueOf, extra) {
+    const bySecond = new Map();
+    for (const p of points) bySecond.set(Math.floor(p[0]), Object.assign({ time: Math.floor(p[0]), value: valueOf(p) }, extra ? extra(p) : {}));
+    return Array.from(bySecond.values()).sort((a, b) => a.time - b.time);
+  }
+
+  function safeUpdate(s, point) {
+    try { s.update(point); } catch (err) { /* an older point than the last one: skipped */ }
+  }
+
+  function renderCharts(page, full) {
+    const c = page.charts;
+    if (!c || !page.state || !full) return;
+    const charts = page.state.charts;
+    const p = charts.price[page.pair] || { mid: [], bid: [], ask: [], fills: [] };
+    c.mid.setData(series(p.mid, (x) => x[1]));
+    c.bid.setData(series(p.bid, (x) => x[1]));
+    c.ask.setData(series(p.ask, (x) => x[1]));
+    c.fills.setData(series(p.fills, (x) => x[1], (x) => ({ color: x[2] === "buy" ? COLORS.buyFill : COLORS.sellFill })));
+    c.pnl.setData(series(charts.pnl, (x) => x[1]));
+    const inv = charts.inventory[page.pair] || [];
+    c.ratio.setData(series(inv, (x) => x[1]));
+    c.target.setData(series(inv, (x) => x[2]));
+    chartNote("price-chart", !p.mid.length && !p.bid.length, "No prices yet: the chart fills in while the bot runs.");
+    chartNote("pnl-chart", !charts.pnl.length, "No performance snapshot yet (one per metrics interval while running).");
+    chartNote("inventory-chart", !inv.length, "No inventory snapshot yet.");
+  }
+
+  function chartNote(id, show, text) {
+    const container = document.getElementById(id);
+    let note = container.querySelector(".chart-note");
+    if (!show) { if (note) note.remove(); return; }
+    if (!note) {
+      note = el("div", { class: "state-note chart-note" });
+      note.style.cssText = "position:absolute;top:8px;left:8px;z-index:3;background:#fff";
+      container.appendChild(note);
+    }
+    note.textContent = text;
+  }
+
+  function pushQuotePoint(page, order) {
+    safeUpdate(order.side === "buy" ? page.charts.bid : page.charts.ask, { time: Math.floor(Date.now() / 1000), value: Number(order.price) });
+  }
+
+  function pushFillPoint(page, fill) {
+    safeUpdate(page.charts.fills, { time: secs(fill.executed_at), value: Number(fill.price),
+      color: fill.side === "buy" ? COLORS.buyFill : COLORS.sellFill });
+  }
+
+  window.MM.startBotPage = startBotPage;
+})();
