@@ -80,3 +80,16 @@ def emulator_open_orders(server: EmulatorServer, api_key: str = EMULATOR_KEY) ->
     """Open orders of the test account, read from the emulator's engine (its own thread)."""
     account_id = server._keys[api_key][0]
     return list(server.call(lambda: server.engine.open_orders(account_id)))  # type: ignore[arg-type]
+
+
+def emulator_known_orders(server: EmulatorServer, api_key: str = EMULATOR_KEY) -> list[Any]:
+    """Every order of the test account the emulator holds (open and closed)."""
+    account_id = server._keys[api_key][0]
+    return list(server.call(lambda: server.engine.known_orders(account_id)))  # type: ignore[arg-type]
+
+
+def emulator_trades(server: EmulatorServer, symbol: str, api_key: str = EMULATOR_KEY) -> list[Any]:
+    """Every fill of the test account on ``symbol``, from the emulator's own trade list."""
+    account_id = server._keys[api_key][0]
+    return list(server.call(  # type: ignore[arg-type]
+        lambda: server.engine.account_trades(account_id, symbol, from_id=0, limit=100000)))

@@ -125,3 +125,44 @@ def test_worker_killed_mid_cycle_resumes_on_a_new_worker_without_duplicates(
         for proc in (second, beat):
             if proc is not None:
                 proc.stop()
+
+
+def test_exchange_faults_cause_no_duplicate_and_no_lost_fill(world_a: Any, emulator: Any, celery_queue: str) -> None:
+    from exchanges.emulator.server import FaultConfig
+    from tests.bots.conftest import emulator_known_orders, emulator_trades
+
+    bot = emulator_bot(world_a, emulator, order_refresh_secs=2.0, order_refresh_tolerance_bps=1.0)
+    worker = start_worker()
+    try:
+        services.bot_request_start(bot=bot, user=world_a.operator)
+        wait_until(lambda: status_of(bot) == BotStatus.RUNNING, 60, message="bot never reached RUNNING")
+        emulator.set_faults(FaultConfig(error_rate=0.08, rate_limit_burst_rate=0.03, retry_after_secs=1,
+                                        lost_reply_rate=0.08, latency_ms=2, latency_jitter_ms=3))
+        cycles_at_faults = len(cycle_records(bot.pk))
+        wait_until(lambda: len(cycle_records(bot.pk)) >= cycles_at_faults + 20, 120,
+                   message="the loop stopped under faults")
+        emulator.set_faults(FaultConfig())
+        settled = len(cycle_records(bot.pk))
+        wait_until(lambda: len(cycle_records(bot.pk)) >= settled + 4, 60, message="no cycles after faults")
+        wait_until(lambda: not Order.objects.filter(bot=bot, status="pending").exists(), 30,
+                   message="pending orders never resolved")
+        services.bot_request_stop(bot=bot, user=world_a.operator)
+        wait_until(lambda: status_of(bot) == BotStatus.STOPPED, 60, message="bot never stopped")
+        assert emulator_open_orders(emulator) == []
+
+        # every exchange order maps to exactly one Order row, none twice
+        remote = [o for o in emulator_known_orders(emulator) if o.client_order_id.startswith(f"mm-{bot.pk}-")]
+        remote_ids = [o.client_order_id for o in remote]
+        assert len(remote_ids) == len(set(remote_ids)), "an order was placed twice"
+        rows = dict(Order.objects.filter(bot=bot).values_list("client_order_id", "exchange_order_id"))
+        for order in remote:
+            assert order.client_order_id in rows, f"orphan exchange order {order.client_order_id}"
+        # no lost fill: the database has exactly the emulator's trades of this bot
+        for pair in bot.pairs:
+            exchange_fills = {str(t.trade_id) for t in emulator_trades(emulator, pair)
+                              if t.client_order_id.startswith(f"mm-{bot.pk}-")}
+            recorded = set(Fill.objects.filter(bot=bot, trading_pair=pair).values_list("exchange_trade_id", flat=True))
+            assert recorded == exchange_fills, pair
+        assert Fill.objects.filter(bot=bot).count() > 0
+    finally:
+        worker.stop()
