@@ -23,7 +23,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
@@ -60,7 +60,7 @@ def _still_allowed(user: Any, session_key: str | None, tenant_id: int) -> str | 
     user_id, session_hash = stored
     if user_id != str(user.pk):
         return "signed-out"
-    fresh = type(user)._default_manager.filter(pk=user.pk, is_active=True).first()
+    fresh = get_user_model()._default_manager.filter(pk=user.pk, is_active=True).first()
     if fresh is None or not (session_hash and constant_time_compare(session_hash, fresh.get_session_auth_hash())):
         return "signed-out"
     if not tenants_for_user(fresh).filter(pk=tenant_id).exists():
