@@ -6,7 +6,7 @@
  */
 (function () {
   "use strict";
-  const { LiveSocket, fmt, timeOf, el, renderSummaryField } = window.MM;
+  const { LiveSocket, fmt, dec, timeOf, el, renderSummaryField } = window.MM;
   const LWC = window.LightweightCharts;
 
   const COLORS = { mid: "#56657a", bid: "#1c8a52", ask: "#c53a3a", buyFill: "#0d6efd", sellFill: "#e0a100",
@@ -118,6 +118,7 @@
           const t = secs(data.taken_at);
           const net = Number(data.realised_pnl_quote) + Number(data.unrealised_pnl_quote) - Number(data.fees_paid_quote);
           safeUpdate(page.charts.pnl, { time: t, value: net });
+          chartNote("pnl-chart", false, "");
         }
         needState = true;
       } else if (msg.kind === "status") {
@@ -224,16 +225,16 @@
     document.getElementById("open-orders-count").textContent = String(orders.length);
     fillBody("open-orders", orders.map((o) => el("tr", { "data-order": o.client_order_id }, [
       el("td", { text: o.pair }), sideCell(o.side), el("td", { class: "num", text: String(o.level) }),
-      el("td", { class: "num", text: o.price }), el("td", { class: "num", text: o.amount }),
-      el("td", { class: "num", text: o.filled }), el("td", { text: o.status }),
+      el("td", { class: "num", text: dec(o.price) }), el("td", { class: "num", text: dec(o.amount) }),
+      el("td", { class: "num", text: dec(o.filled) }), el("td", { text: o.status }),
     ])), 7, "No open orders. A running bot places its quotes within one monitoring cycle.");
   }
 
   function renderFills(page) {
     fillBody("fills", page.fills.slice(0, 100).map((f) => el("tr", { "data-trade": f.trade_id }, [
       el("td", { class: "time", text: timeOf(f.executed_at) }), el("td", { text: f.pair }), sideCell(f.side),
-      el("td", { class: "num", text: f.price }), el("td", { class: "num", text: f.amount }),
-      el("td", { class: "num", text: (f.fee || "0") + " " + (f.fee_currency || "") }),
+      el("td", { class: "num", text: dec(f.price) }), el("td", { class: "num", text: dec(f.amount) }),
+      el("td", { class: "num", text: dec(f.fee || "0") + " " + (f.fee_currency || "") }),
     ])), 6, "No fills yet.");
   }
 

@@ -169,6 +169,14 @@
     return n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
   }
 
+  /* An exact decimal string from the server, without the trailing zeros of its 12 places. */
+  function dec(value) {
+    if (value === null || value === undefined || value === "") return "—";
+    const text = String(value);
+    if (/e/i.test(text)) return String(Number(text));
+    return text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
+  }
+
   function timeOf(iso) {
     if (!iso) return "";
     const d = typeof iso === "number" ? new Date(iso * 1000) : new Date(iso);
@@ -308,7 +316,7 @@
 
   wireForms();
   window.MM = {
-    LiveSocket, setStatus, fmt, timeOf, el, wireForms, renderSummaryField, pnlClass, startTenantPage,
+    LiveSocket, setStatus, fmt, dec, timeOf, el, wireForms, renderSummaryField, pnlClass, startTenantPage,
     socket: null,
   };
 })();
