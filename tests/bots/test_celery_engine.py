@@ -3,6 +3,7 @@ emulator: start, quote, fill, stop; crashes; overlap; kill switch."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from decimal import Decimal
 from typing import Any
@@ -166,3 +167,50 @@ def test_exchange_faults_cause_no_duplicate_and_no_lost_fill(world_a: Any, emula
         assert Fill.objects.filter(bot=bot).count() > 0
     finally:
         worker.stop()
+
+
+def test_two_workers_twenty_bots_never_overlap_and_survive_losing_a_worker(
+    world_a: Any, emulator: Any, celery_queue: str
+) -> None:
+    import psutil
+
+    from exchanges.emulator.server import AccountConfig
+    from tests.bots.conftest import BALANCES
+    from tests.conftest import make_account, make_bot
+
+    bots = []
+    for i in range(20):
+        key, secret = f"fleet-key-{i:02d}-xxxx", f"fleet-secret-{i:02d}-yyyyyyyy"
+        emulator.add_account(AccountConfig(key, secret, dict(BALANCES)))
+        account = make_account(world_a.tenant, f"fleet-{i}", api_key=key, api_secret=secret,
+                               api_base_url=emulator.base_url, rate_limit_per_sec=500.0)
+        bots.append(make_bot(world_a.tenant, account, name=f"fleet-{i}", pairs="BTC/USDT", grid_levels=1,
+                             order_size_quote=Decimal("500"), monitoring_interval_secs=1.0,
+                             error_recovery_delay_secs=1.0, adaptation_enabled=False))
+    one, two = start_worker(name="w1"), start_worker(name="w2")
+    try:
+        for bot in bots:
+            services.bot_request_start(bot=bot, user=world_a.operator)
+        wait_until(lambda: Bot.objects.filter(pk__in=[b.pk for b in bots], status="running").count() == 20, 120,
+                   message="not every bot reached RUNNING")
+        wait_until(lambda: all(len(cycle_records(b.pk)) >= 3 for b in bots), 120, message="bots not cycling")
+
+        def pids(proc: Any) -> set[str]:
+            return {str(c.pid) for c in psutil.Process(proc.pid).children(recursive=True)}
+
+        used = {rec[3].rsplit(":", 1)[1] for b in bots for rec in cycle_records(b.pk)}
+        assert used & pids(one) and used & pids(two), "both workers should carry bots"
+
+        one.stop()  # warm shutdown: its reserved cycles go back to the broker
+        survivors = pids(two)
+        marks = {b.pk: len(cycle_records(b.pk)) for b in bots}
+        wait_until(lambda: all(len(cycle_records(b.pk)) >= marks[b.pk] + 3 for b in bots), 120,
+                   message="some bot stopped cycling after its worker left")
+        for bot in bots:
+            records = cycle_records(bot.pk)
+            for previous, current in itertools.pairwise(records):
+                assert current[1] >= previous[2], f"bot {bot.pk}: two cycles overlapped"
+            assert {r[3].rsplit(":", 1)[1] for r in records[marks[bot.pk]:]} <= survivors
+    finally:
+        one.stop()
+        two.stop()
