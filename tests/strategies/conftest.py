@@ -12,7 +12,7 @@ def snapshots(draw: st.DrawFn) -> MarketSnapshot:
     """A sane book: positive bid < ask on the tick grid, with a few L2 levels."""
     tick = draw(st.sampled_from([0.01, 0.5, 1.0, 0.0001]))
     mid_ticks = draw(st.integers(min_value=200, max_value=10_000_000))
-    spread_ticks = draw(st.integers(min_value=1, max_value=400))
+    spread_ticks = draw(st.integers(min_value=1, max_value=min(400, mid_ticks // 4)))  # keeps the bid > 0
     bid = round((mid_ticks - spread_ticks // 2 - 1) * tick, 10)
     ask = round((mid_ticks + (spread_ticks + 1) // 2) * tick, 10)
     lot = draw(st.sampled_from([1e-8, 1e-5, 0.001, 1.0]))
