@@ -647,7 +647,10 @@ class MarketMakingBot:
         analysis = self.analyses.get(position.trading_pair)
         strategy = self.strategy_engine.restore(position)
         adaptive = self.config.strategy_settings.adaptation_enabled
-        if analysis is not None and adaptive and strategy.should_adapt(analysis):
+        if analysis is not None and adaptive and (
+            select_strategy_type(analysis, self.config.strategy_settings) != strategy.strategy_type
+            or strategy.should_adapt(analysis)
+        ):
             self._adapt(position, strategy, analysis)
         self._quote(position, initial=False)
 
