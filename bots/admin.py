@@ -6,10 +6,11 @@ import csv
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import models
 from django.http import HttpRequest, HttpResponse
 
+from bots import services
 from bots.models import (
     Bot,
     BotEvent,
@@ -20,6 +21,8 @@ from bots.models import (
     PerformanceSnapshot,
     RebalanceRun,
 )
+from bots.services import BotStateError
+from mmplatform.errors import MarketMakingError
 from mmplatform.tenancy.admin import TenantScopedAdminMixin
 
 
@@ -86,9 +89,42 @@ STATE_FIELDS = [
 ]
 
 
+def _lifecycle_action(name: str, description: str, call: Any) -> Any:
+    """An admin action applying one service to each selected bot the user may control."""
+
+    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: models.QuerySet) -> None:
+        done, refused = 0, []
+        for bot in queryset:
+            if not modeladmin.has_change_permission(request, bot):
+                refused.append(f"{bot.name}: your role may not control this bot")
+                continue
+            try:
+                call(bot=bot, user=request.user)
+                done += 1
+            except (MarketMakingError, BotStateError, ValueError) as exc:
+                refused.append(f"{bot.name}: {exc}")
+        if done:
+            modeladmin.message_user(request, f"{description}: {done} bot(s).", messages.SUCCESS)
+        for line in refused:
+            modeladmin.message_user(request, line, messages.ERROR)
+
+    action.__name__ = name
+    action.short_description = description  # type: ignore[attr-defined]
+    action.allowed_permissions = ("change",)  # type: ignore[attr-defined]
+    return action
+
+
 @admin.register(Bot)
 class BotAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     form = BotForm
+    actions = [
+        _lifecycle_action("start_bots", "Start selected bots", services.bot_request_start),
+        _lifecycle_action("stop_bots", "Stop selected bots", services.bot_request_stop),
+        _lifecycle_action("kill_bots", "Kill switch: cancel every order and stop", services.bot_kill),
+        _lifecycle_action("release_kill_switch", "Release the kill switch", services.bot_release_kill_switch),
+        _lifecycle_action("reconcile_bots", "Reconcile orders and fills with the exchange",
+                          services.bot_request_reconcile),
+    ]
     list_display = ["name", "tenant", "status", "trading_pairs", "default_strategy", "last_cycle_finished_at"]
     list_filter = ["status", "default_strategy"]
     search_fields = ["name", "trading_pairs"]

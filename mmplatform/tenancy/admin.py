@@ -144,6 +144,25 @@ class TenantAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     write_roles = frozenset({Role.OWNER})
     tenant_path = "pk"
     inlines = [MembershipInline]
+    actions = ["engage_kill_switch", "release_kill_switch"]
+
+    @admin.action(description="Kill switch: cancel every order of every bot of the firm", permissions=["change"])
+    def engage_kill_switch(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        from bots.services import tenant_kill
+
+        for tenant in queryset:
+            if self.has_change_permission(request, tenant):
+                cancelled = tenant_kill(tenant=tenant, user=request.user)
+                self.message_user(request, f"{tenant}: kill switch engaged, {cancelled} order(s) cancelled.")
+
+    @admin.action(description="Release the firm's kill switch", permissions=["change"])
+    def release_kill_switch(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        from bots.services import tenant_release_kill_switch
+
+        for tenant in queryset:
+            if self.has_change_permission(request, tenant):
+                tenant_release_kill_switch(tenant=tenant, user=request.user)
+                self.message_user(request, f"{tenant}: kill switch released (bots stay stopped).")
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet:
         queryset = admin.ModelAdmin.get_queryset(self, request)

@@ -1,0 +1,59 @@
+"""Admin actions: start / stop / kill / reconcile per bot, the tenant kill switch; scoped by tenant
+and role; errors shown as messages, nothing changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+
+from bots.models import Bot, BotStatus
+from tests.conftest import PASSWORD, TenantWorld
+
+CHANGELIST = "admin:bots_bot_changelist"
+
+
+def run_action(client: Any, action: str, ids: list[int]) -> Any:
+    return client.post(reverse(CHANGELIST), {"action": action, "_selected_action": ids}, follow=True)
+
+
+def test_operator_starts_and_stops_own_bot(client: Any, world_a: TenantWorld) -> None:
+    client.login(username="a-operator", password=PASSWORD)
+    response = run_action(client, "start_bots", [world_a.bot.pk])
+    assert "Start selected bots: 1 bot(s)." in response.content.decode()
+    bot = Bot.objects.get(pk=world_a.bot.pk)
+    assert bot.status == BotStatus.STARTING and bot.epoch == 1
+    run_action(client, "stop_bots", [bot.pk])
+    bot.refresh_from_db()
+    assert bot.status == BotStatus.STOPPING and bot.epoch == 2
+
+
+def test_action_on_foreign_bot_changes_nothing(client: Any, world_a: TenantWorld, world_b: TenantWorld) -> None:
+    client.login(username="a-owner", password=PASSWORD)
+    run_action(client, "start_bots", [world_b.bot.pk])
+    assert Bot.objects.get(pk=world_b.bot.pk).status == BotStatus.STOPPED
+
+
+def test_viewer_has_no_lifecycle_actions(client: Any, world_a: TenantWorld) -> None:
+    client.login(username="a-viewer", password=PASSWORD)
+    page = client.get(reverse(CHANGELIST))
+    assert "start_bots" not in page.content.decode()
+    run_action(client, "start_bots", [world_a.bot.pk])
+    assert Bot.objects.get(pk=world_a.bot.pk).status == BotStatus.STOPPED
+
+
+def test_start_refused_with_a_clear_message_when_killed(client: Any, world_a: TenantWorld) -> None:
+    Bot.objects.filter(pk=world_a.bot.pk).update(kill_switch_engaged=True)
+    client.login(username="a-operator", password=PASSWORD)
+    response = run_action(client, "start_bots", [world_a.bot.pk])
+    assert "kill switch is engaged" in response.content.decode()
+    assert Bot.objects.get(pk=world_a.bot.pk).status == BotStatus.STOPPED
+
+
+def test_tenant_kill_switch_action_is_owner_only(client: Any, world_a: TenantWorld) -> None:
+    client.login(username="a-operator", password=PASSWORD)
+    page = client.get(reverse("admin:tenancy_tenant_changelist"))
+    assert "engage_kill_switch" not in page.content.decode()
+    client.login(username="a-owner", password=PASSWORD)
+    page = client.get(reverse("admin:tenancy_tenant_changelist"))
+    assert "engage_kill_switch" in page.content.decode()
