@@ -3,9 +3,13 @@
 
 They only forward: ``bot.update`` messages from ``bots.events`` go to the browser as JSON. The
 socket is at-most-once; after a reconnect the client sends ``{"type": "catch_up", "after": <id>}``
-and gets the BotEvent rows it missed (bounded, tenant-scoped). The user's session and membership
-are re-checked periodically and before forwarding once the last check is older than
-``RECHECK_SECS``, so a socket whose user logged out or lost the membership closes within seconds.
+and gets the BotEvent rows it missed (bounded, tenant-scoped).
+
+The user's session and membership are re-checked every ``RECHECK_SECS`` by one watcher per process
+for all its sockets (a few queries, on the thread pool), so a socket whose user logged out or lost
+the membership closes within seconds. Forwarding never waits on the database, except when the
+last successful check is older than ``STALE_CHECK_SECS`` (the watcher is stuck): then it re-checks
+first, so a lost membership never leaks updates.
 
 Close codes: 4401 not signed in (or signed out), 4403 membership lost, 4404 no such bot for you.
 """
@@ -17,13 +21,15 @@ import contextlib
 import json
 import logging
 import time
+import weakref
 from types import SimpleNamespace
 from typing import Any
 
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
@@ -31,6 +37,7 @@ from bots import selectors
 from bots.events import bot_group, tenant_group
 from bots.models import Bot
 from mmplatform.tenancy.middleware import current_tenant
+from mmplatform.tenancy.models import Membership, Tenant
 from mmplatform.tenancy.scoping import tenants_for_user
 
 logger = logging.getLogger(__name__)
@@ -39,33 +46,105 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
 RECHECK_SECS = 3.0
+STALE_CHECK_SECS = 3 * RECHECK_SECS
 MAX_MESSAGE_CHARS = 4096
 
 
-def stored_session_auth(session_key: str | None) -> tuple[str, str] | None:
-    """(user id, auth hash) a stored session still holds; None once logged out or expired."""
-    if not session_key:
-        return None
-    data = import_string(settings.SESSION_ENGINE + ".SessionStore")(session_key=session_key).load()
-    if SESSION_KEY not in data:
-        return None
-    return str(data[SESSION_KEY]), str(data.get(HASH_SESSION_KEY, ""))
+def _session_auth(keys: set[str]) -> dict[str, tuple[str, str]]:
+    """session key -> (user id, auth hash) for the keys still stored and signed in; one query for
+    database-backed sessions, one load per key for other engines."""
+    store_class = import_string(settings.SESSION_ENGINE + ".SessionStore")
+    found: dict[str, dict[str, Any]] = {}
+    get_model_class = getattr(store_class, "get_model_class", None)
+    if get_model_class is not None:
+        rows = get_model_class()._default_manager.filter(session_key__in=keys, expire_date__gt=timezone.now())
+        decoder = store_class()
+        for key, data in rows.values_list("session_key", "session_data"):
+            found[key] = decoder.decode(data)
+    else:
+        for key in keys:
+            found[key] = store_class(session_key=key).load()
+    return {key: (str(data[SESSION_KEY]), str(data.get(HASH_SESSION_KEY, "")))
+            for key, data in found.items() if SESSION_KEY in data}
 
 
-def _still_allowed(user: Any, session_key: str | None, tenant_id: int) -> str | None:
-    """None while the user's session is alive and they belong to the tenant, else the close reason."""
-    stored = stored_session_auth(session_key)
-    if stored is None:
-        return "signed-out"
-    user_id, session_hash = stored
-    if user_id != str(user.pk):
-        return "signed-out"
-    fresh = get_user_model()._default_manager.filter(pk=user.pk, is_active=True).first()
-    if fresh is None or not (session_hash and constant_time_compare(session_hash, fresh.get_session_auth_hash())):
-        return "signed-out"
-    if not tenants_for_user(fresh).filter(pk=tenant_id).exists():
-        return "forbidden"
-    return None
+def verdicts(checks: list[tuple[str | None, int, int]]) -> list[str | None]:
+    """For each socket's (session key, user id, tenant id): None while the session is signed in as
+    that user and the user belongs to the active tenant, else "signed-out" or "forbidden".
+    A fixed handful of queries however many sockets are checked."""
+    if not checks:
+        return []
+    sessions = _session_auth({key for key, _, _ in checks if key})
+    user_ids = {user_id for _, user_id, _ in checks}
+    users = {u.pk: u for u in get_user_model()._default_manager.filter(pk__in=user_ids, is_active=True)}
+    active = set(Tenant.objects.filter(pk__in={t for _, _, t in checks}, is_active=True).values_list("pk", flat=True))
+    members = set(Membership.objects.filter(user_id__in=user_ids, tenant_id__in=active)
+                  .values_list("user_id", "tenant_id"))
+    results: list[str | None] = []
+    for key, user_id, tenant_id in checks:
+        stored, user = sessions.get(key or ""), users.get(user_id)
+        if (stored is None or user is None or stored[0] != str(user_id)
+                or not (stored[1] and constant_time_compare(stored[1], user.get_session_auth_hash()))):
+            results.append("signed-out")
+        elif tenant_id not in active or not (user.is_superuser or (user_id, tenant_id) in members):
+            results.append("forbidden")
+        else:
+            results.append(None)
+    return results
+
+
+_check_in_pool = DatabaseSyncToAsync(verdicts, thread_sensitive=False)
+
+
+class MembershipWatch:
+    """One periodic check per process (per event loop) of every open dashboard socket: a few
+    queries every ``RECHECK_SECS`` instead of a check per socket, off Django's sync thread."""
+
+    def __init__(self) -> None:
+        self.sockets: set[DashboardConsumer] = set()
+        self.task: asyncio.Task | None = None
+
+    def add(self, consumer: DashboardConsumer) -> None:
+        self.sockets.add(consumer)
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self.run())
+
+    def discard(self, consumer: DashboardConsumer) -> None:
+        self.sockets.discard(consumer)
+        if not self.sockets and self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def run(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            while self.sockets:
+                await asyncio.sleep(RECHECK_SECS)
+                await self.check(list(self.sockets))
+
+    async def check(self, sockets: list[DashboardConsumer]) -> None:
+        sockets = [s for s in sockets if not s.closing]
+        try:
+            results = await _check_in_pool([s.check_key() for s in sockets])
+        except Exception:  # a database hiccup: forwards re-check on their own once STALE_CHECK_SECS pass
+            logger.warning("membership re-check failed", exc_info=True)
+            return
+        now = time.monotonic()
+        for consumer, reason in zip(sockets, results, strict=True):
+            if reason is None:
+                consumer.checked_at = now
+            else:
+                await consumer.close_for(reason)
+
+
+_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MembershipWatch] = weakref.WeakKeyDictionary()
+
+
+def membership_watch() -> MembershipWatch:
+    loop = asyncio.get_running_loop()
+    watch = _watches.get(loop)
+    if watch is None:
+        watch = _watches[loop] = MembershipWatch()
+    return watch
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
@@ -88,7 +167,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.checked_at = time.monotonic()
         self.closing = False
         await self.channel_layer.group_add(self.group, self.channel_name)
-        self.watchdog = asyncio.ensure_future(self.recheck_periodically())
+        membership_watch().add(self)
         await self.send_json({"type": "hello", "tenant_id": self.tenant_id, "bot_id": self.bot_id,
                               "last_event_id": await self.last_event_id()})
 
@@ -96,38 +175,40 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         raise NotImplementedError
 
     async def disconnect(self, code: int) -> None:
-        watchdog = getattr(self, "watchdog", None)
-        if watchdog is not None:
-            watchdog.cancel()
+        membership_watch().discard(self)
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     # --- membership ----------------------------------------------------------------------------
 
-    async def recheck(self) -> bool:
-        """Re-validate session and membership; close the socket when either is gone."""
+    def check_key(self) -> tuple[str | None, int, int]:
         session = self.scope.get("session")
-        reason = await database_sync_to_async(_still_allowed)(
-            self.scope["user"], getattr(session, "session_key", None), self.tenant_id)
+        return getattr(session, "session_key", None), self.scope["user"].pk, self.tenant_id
+
+    async def recheck(self) -> bool:
+        """Re-validate this socket's session and membership now; close it when either is gone."""
+        reason = (await _check_in_pool([self.check_key()]))[0]
         self.checked_at = time.monotonic()
         if reason is None:
             return True
+        await self.close_for(reason)
+        return False
+
+    async def close_for(self, reason: str) -> None:
         if not self.closing:
             self.closing = True
             await self.close(code=CLOSE_UNAUTHENTICATED if reason == "signed-out" else CLOSE_FORBIDDEN)
-        return False
-
-    async def recheck_periodically(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            while True:
-                await asyncio.sleep(RECHECK_SECS)
-                try:
-                    if not await self.recheck():
-                        return
-                except Exception:  # a database hiccup must not kill the socket task silently
-                    logger.warning("membership re-check failed", exc_info=True)
 
     # --- forwarding ----------------------------------------------------------------------------
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Forwards skip Channels' per-message ``close_old_connections()`` hop to the sync thread:
+        they touch no database (a due re-check opens and closes its own connection), and with
+        hundreds of sockets that hop was most of the server's time."""
+        if message.get("type") == "bot.update":
+            await self.bot_update(message)
+        else:
+            await super().dispatch(message)
 
     async def bot_update(self, message: dict[str, Any]) -> None:
         """Forward one push from bots.events to the browser (after a due membership check)."""
@@ -137,7 +218,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             return
         if self.bot_id is not None and message.get("bot_id") != self.bot_id:
             return
-        if time.monotonic() - self.checked_at > RECHECK_SECS and not await self.recheck():
+        if time.monotonic() - self.checked_at > STALE_CHECK_SECS and not await self.recheck():
             return
         await self.send_json({key: message.get(key) for key in ("kind", "tenant_id", "bot_id", "event_id", "data")}
                              | {"type": "update"})

@@ -24,7 +24,11 @@ from mmplatform.errors import AuthenticationFailedError, MarketMakingError
 logger = logging.getLogger(__name__)
 
 CYCLING = (BotStatus.RUNNING, BotStatus.PAUSED)
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_id() -> str:
+    """This process (a prefork child has its own pid, read at call time)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 LEASE_MIN_SECS = 10.0
@@ -125,7 +129,7 @@ def run_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | None = 
     finally:
         finished = time.time()
         Bot.objects.filter(pk=bot_id).update(last_cycle_finished_at=timezone.now())
-        record_cycle(bot_id, scheduled_at or started, started, finished, WORKER)
+        record_cycle(bot_id, scheduled_at or started, started, finished, worker_id())
         lease.release()
     still = Bot.objects.filter(pk=bot_id, epoch=epoch, status__in=CYCLING).exists()
     if still and current_chain(bot_id) == chain:

@@ -248,11 +248,11 @@ class PerformanceTracker:
         quoted = sum(v for k, v in raw.items() if k.endswith(":quoted"))
         return quoted / cycles if cycles else 0.0
 
-    def summary(self, positions: list[LiquidityPosition], mids: dict[str, float]) -> dict[str, Any]:
-        """Spec generate_summary: totals across pairs, money as exact decimals."""
+    @staticmethod
+    def pnl(positions: list[LiquidityPosition], mids: dict[str, float]) -> dict[str, Decimal]:
+        """Realised, unrealised (marked to the mid), fees and net P&L across pairs: exact decimals."""
         realised = sum((p.realised_pnl_quote for p in positions), Decimal(0))
         fees = sum((p.fees_paid_quote for p in positions), Decimal(0))
-        volume = sum((p.volume_quote for p in positions), Decimal(0))
         unrealised = Decimal(0)
         for p in positions:
             mid = mids.get(p.trading_pair)
@@ -263,7 +263,13 @@ class PerformanceTracker:
             "unrealised_pnl_quote": unrealised,
             "fees_paid_quote": fees,
             "net_pnl_quote": realised + unrealised - fees,
-            "volume_quote": volume,
+        }
+
+    def summary(self, positions: list[LiquidityPosition], mids: dict[str, float]) -> dict[str, Any]:
+        """Spec generate_summary: P&L, volume, fills, quote uptime and spread capture."""
+        return {
+            **self.pnl(positions, mids),
+            "volume_quote": sum((p.volume_quote for p in positions), Decimal(0)),
             "fill_count": sum(p.fill_count for p in positions),
             "quote_uptime_ratio": self.quote_uptime(),
             "spread_capture_bps": self.spread_capture_bps(),
@@ -534,9 +540,9 @@ class MarketMakingBot:
     # --- risk ------------------------------------------------------------------------------------
 
     def _net_pnl_quote(self) -> Decimal:
-        positions = list(LiquidityPosition.objects.filter(bot=self.bot, is_active=True))
+        """From the positions this cycle holds (fills of this cycle already applied to them)."""
         mids = {p: s.mid for p, s in self.snapshots.items() if not s.problem()}
-        return self.performance_tracker.summary(positions, mids)["net_pnl_quote"]
+        return self.performance_tracker.pnl(list(self.active_positions.values()), mids)["net_pnl_quote"]
 
     def _daily_pnl_quote(self) -> float:
         """Net P&L since the daily baseline; a pending daily reset moves the baseline here first."""

@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 LOST_AFTER_MISSES = 3
 """An unacknowledged order is marked lost only after this many consecutive 'not found' answers."""
 TRADE_SYNC_OVERLAP_MS = 5_000
+ACCOUNTING_FIELDS = ("base_position", "average_cost", "realised_pnl_quote", "fees_paid_quote", "volume_quote",
+                     "fill_count")
 """Trades are re-read this far back so one arriving late at the venue is not skipped."""
 
 EXCHANGE_STATUS = {
@@ -399,10 +401,10 @@ class OrderManager:
                 locked.fees_paid_quote = account.fees_paid_quote
                 locked.volume_quote = account.volume_quote
                 locked.fill_count = account.fill_count
-                locked.save(update_fields=["base_position", "average_cost", "realised_pnl_quote", "fees_paid_quote",
-                                           "volume_quote", "fill_count"])
+                locked.save(update_fields=list(ACCOUNTING_FIELDS))
                 new_fills.append(fill)
-                position.base_position = locked.base_position
+                for name in ACCOUNTING_FIELDS:  # the cycle's in-memory position follows the row
+                    setattr(position, name, getattr(locked, name))
         LiquidityPosition.objects.filter(pk=position.pk, last_trade_sync_ms__lt=latest_ms).update(
             last_trade_sync_ms=latest_ms)
         position.last_trade_sync_ms = max(position.last_trade_sync_ms, latest_ms)
