@@ -405,6 +405,7 @@ class OrderManager:
                 new_fills.append(fill)
                 for name in ACCOUNTING_FIELDS:  # the cycle's in-memory position follows the row
                     setattr(position, name, getattr(locked, name))
+        self._settle_filled_orders({f.order_id for f in new_fills if f.order_id})
         LiquidityPosition.objects.filter(pk=position.pk, last_trade_sync_ms__lt=latest_ms).update(
             last_trade_sync_ms=latest_ms)
         position.last_trade_sync_ms = max(position.last_trade_sync_ms, latest_ms)
@@ -412,6 +413,30 @@ class OrderManager:
             push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="fills",
                  data={"fills": [self.fill_payload(f) for f in new_fills]})
         return new_fills
+
+    def _settle_filled_orders(self, order_ids: set[int]) -> None:
+        """An order whose recorded fills add up to its amount is filled now, not at the next sync
+        (so this cycle's diff never keeps a filled order as if it still rested)."""
+        if not order_ids:
+            return
+        from django.db.models import Sum
+
+        totals = dict(Fill.objects.filter(order_id__in=order_ids).values("order_id").annotate(
+            total=Sum("amount")).values_list("order_id", "total"))
+        for order in Order.objects.filter(pk__in=order_ids):
+            total = totals.get(order.pk) or Decimal(0)
+            if total <= order.filled:
+                continue
+            order.filled = min(total, order.amount)
+            fields = ["filled", "updated_at"]
+            if order.filled >= order.amount and order.status in OPEN_ORDER_STATUSES:
+                order.status = OrderStatus.FILLED
+                order.closed_at = timezone.now()
+                fields += ["status", "closed_at"]
+            elif order.status == OrderStatus.OPEN:
+                order.status = OrderStatus.PARTIALLY_FILLED
+                fields.append("status")
+            order.save(update_fields=fields)
 
     # --- payloads for the dashboard ----------------------------------------------------------------
 
