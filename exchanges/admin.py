@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db import models
+from django.http import HttpRequest
 
 from exchanges.models import ExchangeAccount
+from exchanges.services import EmulatorRegistrationError, emulator_open_account
 from mmplatform.tenancy.admin import TenantScopedAdminMixin
 from mmplatform.tenancy.models import Role
 
@@ -67,6 +70,22 @@ class ExchangeAccountAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
             {"fields": ["api_key", "api_secret", "passphrase"]},
         ),
     ]
+
+    actions = ["open_on_emulator"]
+
+    @admin.action(description="Open on the local exchange emulator (funded with the demo balances)",
+                  permissions=["change"])
+    def open_on_emulator(self, request: HttpRequest, queryset: models.QuerySet) -> None:
+        for account in queryset:
+            if not self.has_change_permission(request, account):
+                self.message_user(request, f"{account}: your role may not manage this account", messages.ERROR)
+                continue
+            try:
+                account_id = emulator_open_account(account=account)
+            except EmulatorRegistrationError as exc:
+                self.message_user(request, f"{account}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{account}: opened on the emulator as {account_id}.", messages.SUCCESS)
 
     @admin.display(boolean=True, description="credentials")
     def credentials_set(self, obj: ExchangeAccount) -> bool:

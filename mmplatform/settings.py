@@ -230,6 +230,9 @@ X_FRAME_OPTIONS = "DENY"
 EXCHANGE_HTTP_TIMEOUT_SECS = env_float("EXCHANGE_HTTP_TIMEOUT_SECS", 10.0)
 BOT_WATCHDOG_INTERVAL_SECS = env_float("BOT_WATCHDOG_INTERVAL_SECS", 10.0)
 MARKET_DATA_CACHE_SECS = env_float("MARKET_DATA_CACHE_SECS", 0.5)
+# The local exchange emulator's admin token (accounts opened on it from the Django admin).
+EMULATOR_ADMIN_TOKEN = os.environ.get("EMULATOR_ADMIN_TOKEN", "")
+EMULATOR_DEMO_BALANCES = os.environ.get("EMULATOR_DEMO_BALANCES", "BTC=1,ETH=20,USDT=60000")
 
 LOGGING = {
     "version": 1,

@@ -4,6 +4,7 @@ a Celery worker and Celery beat, start the demo bot, and supervise them until Ct
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -71,7 +72,10 @@ class Command(BaseCommand):
         world = ensure_demo_world(emulator_url)
         install_default_schedules()
 
-        env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "DATABASE_URL": settings.DATABASE_URL}
+        if not settings.EMULATOR_ADMIN_TOKEN:
+            settings.EMULATOR_ADMIN_TOKEN = secrets.token_urlsafe(24)  # this run's emulator; the admin uses it
+        env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "DATABASE_URL": settings.DATABASE_URL,
+               "EMULATOR_ADMIN_TOKEN": settings.EMULATOR_ADMIN_TOKEN}
         python = sys.executable
         processes: list[tuple[str, subprocess.Popen[bytes]]] = []
 
