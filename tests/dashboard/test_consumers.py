@@ -221,12 +221,37 @@ async def test_losing_the_membership_closes_the_socket(world_a: TenantWorld, mon
 
 async def test_no_forward_after_membership_loss_even_before_the_periodic_check(world_a: TenantWorld,
                                                                              monkeypatch: Any) -> None:
-    monkeypatch.setattr(consumers, "RECHECK_SECS", 0.2)
-    monkeypatch.setattr(consumers.DashboardConsumer, "recheck_periodically", lambda self: asyncio.sleep(3600))
+    monkeypatch.setattr(consumers, "RECHECK_SECS", 3600)  # the periodic watcher never runs here
+    monkeypatch.setattr(consumers, "STALE_CHECK_SECS", 0.2)
     _, key = await sync_to_async(session_for)("a-viewer")
     socket, _ = await connect(f"/ws/bots/{world_a.bot.pk}/", key)
     await sync_to_async(lambda: Membership.objects.filter(user=world_a.viewer).delete())()
-    await asyncio.sleep(0.3)  # the last check is now older than RECHECK_SECS
+    await asyncio.sleep(0.3)  # the last check is now older than STALE_CHECK_SECS
     await apublish(world_a.bot, secret="must not arrive")
     message = await socket.receive_output(timeout=TIMEOUT)
     assert message["type"] == "websocket.close" and message["code"] == consumers.CLOSE_FORBIDDEN
+
+
+def test_batched_verdicts_cover_every_case_in_a_fixed_number_of_queries(
+        world_a: TenantWorld, world_b: TenantWorld, superuser: Any, django_assert_max_num_queries: Any) -> None:
+    _, viewer_key = session_for("a-viewer")
+    client_b, b_key = session_for("b-owner")
+    root = Client()
+    root.force_login(superuser)
+    root_key = root.cookies["sessionid"].value
+    checks = [
+        (viewer_key, world_a.viewer.pk, world_a.tenant.pk),   # member: allowed
+        (viewer_key, world_a.viewer.pk, world_b.tenant.pk),   # not a member of B
+        (b_key, world_a.viewer.pk, world_a.tenant.pk),        # a session of another user
+        ("no-such-session", world_a.viewer.pk, world_a.tenant.pk),
+        (None, world_a.viewer.pk, world_a.tenant.pk),
+        (root_key, superuser.pk, world_b.tenant.pk),          # superuser: every active tenant
+    ]
+    with django_assert_max_num_queries(4):
+        assert consumers.verdicts(checks) == [None, "forbidden", "signed-out", "signed-out", "signed-out", None]
+    client_b.logout()
+    world_a.viewer.set_password("a-new-password-123")  # a password change signs other sessions out
+    world_a.viewer.save()
+    world_b.tenant.is_active = False
+    world_b.tenant.save()
+    assert consumers.verdicts(checks[:1] + checks[5:]) == ["signed-out", "forbidden"]
