@@ -186,6 +186,7 @@ def test_end_to_end_start_quote_fill_kill(world_a: TenantWorld, celery_queue: st
             page.wait_for_selector("#open-orders tbody tr[data-order]", timeout=30_000)
             page.wait_for_selector("#fills tbody tr[data-trade]", timeout=90_000)
             assert page.evaluate("window.__sameDocument === true"), "the page reloaded"
+            page.wait_for_timeout(1500)  # let the post-fill state refresh land before the picture (not asserted)
             screenshot(page, "bot-page-running", publish=True)
 
             page.click('#bot-controls [data-action="kill"]')
