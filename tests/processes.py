@@ -67,17 +67,24 @@ class Proc:
         except ProcessLookupError:
             pass
         self.popen.wait(timeout=10)
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
 
-    def stop(self, timeout_secs: float = 15) -> None:
+    def stop(self, timeout_secs: float = 20) -> None:
+        """SIGTERM to the main process only (Celery's warm shutdown), then -9 if it hangs."""
         if self.popen.poll() is None:
             try:
-                os.killpg(self.popen.pid, signal.SIGTERM)
+                self.popen.send_signal(signal.SIGTERM)
                 self.popen.wait(timeout=timeout_secs)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
+            except subprocess.TimeoutExpired:
                 self.kill9()
                 return
-        self._log.close()
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)  # leftovers of the group, if any
+        except (ProcessLookupError, PermissionError):
+            pass
+        if not self._log.closed:
+            self._log.close()
 
     def output(self) -> str:
         self._log.flush()
