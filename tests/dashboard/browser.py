@@ -3,6 +3,7 @@ Playwright (never a downloaded browser)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -96,11 +97,12 @@ def sign_in(page: Any, username: str, password: str) -> None:
 
 
 def screenshot(page: Any, name: str, *, publish: bool = False) -> Path:
-    """Save a full-page screenshot under test-artifacts/ (and into docs/screenshots/ for the README)."""
+    """Save a full-page screenshot under test-artifacts/; with UPDATE_SCREENSHOTS=1 also refresh the
+    README's copy in docs/screenshots/ (so an ordinary test run leaves the tree clean)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    if publish:
+    if publish and os.environ.get("UPDATE_SCREENSHOTS") == "1":
         DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         (DOCS_SCREENSHOTS / f"{name}.png").write_bytes(path.read_bytes())
     return path
