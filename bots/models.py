@@ -382,6 +382,7 @@ class BotEventType(models.TextChoices):
     STRATEGY_ADAPTED = "StrategyAdapted"
     BOT_ERROR = "BotError"
     KILL_SWITCH = "KillSwitchEngaged"
+    KILL_SWITCH_RELEASED = "KillSwitchReleased"
     RECONCILED = "Reconciled"
 
 

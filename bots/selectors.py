@@ -8,7 +8,6 @@ Money stays ``Decimal``; chart series are floats (display only).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,8 +18,8 @@ from django.db.models import Count, DecimalField, F, IntegerField, OuterRef, Que
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from bots.engine import market_data
 from bots.engine.core import exchange_key
-from bots.engine.market_data import _key as market_data_key
 from bots.engine.market_data import mid_history
 from bots.events import jsonable
 from bots.models import (
@@ -35,7 +34,6 @@ from bots.models import (
     OrderPurpose,
     PerformanceSnapshot,
 )
-from mmplatform.redis_client import get_redis
 from mmplatform.tenancy.models import Tenant
 from mmplatform.tenancy.scoping import for_tenant, get_for_tenant_or_404
 from risk.models import RiskEvent
@@ -171,24 +169,11 @@ def _positions(tenant: Tenant, bot_ids: list[int]) -> list[LiquidityPosition]:
 
 def latest_mids(keys: list[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
     """The last mid the engine recorded per (exchange key, pair): one Redis round trip."""
-    if not keys:
-        return {}
-    pipe = get_redis().pipeline()
-    for venue, pair in keys:
-        pipe.lindex(market_data_key(venue, pair, "mids"), -1)
-    mids: dict[tuple[str, str], Decimal] = {}
     try:
-        rows = pipe.execute()
+        recorded = market_data.latest_mids(keys)
     except Exception:  # Redis down: fall back to the snapshots in the database
-        return mids
-    for key, raw in zip(keys, rows, strict=True):
-        if raw:
-            _, _, mid = raw.decode().partition(":")
-            try:
-                mids[key] = Decimal(mid)
-            except ArithmeticError:
-                continue
-    return mids
+        return {}
+    return {key: Decimal(repr(mid)) for key, mid in recorded.items()}
 
 
 def _risk_state(bot: Bot) -> tuple[str, str]:
@@ -428,22 +413,20 @@ def bot_order_book(*, bot: Bot, depth: int = 15) -> dict[str, Any]:
     A missing or old book is reported with its age so the page can say what is wrong."""
     venues = _venues(bot)
     own = bot_open_orders(bot=bot)
-    redis = get_redis()
     now = time.time()
     books: dict[str, Any] = {}
     for pair in bot.pairs:
         entry: dict[str, Any] = {"bids": [], "asks": [], "fetched_at": None, "age_secs": None,
                                  "own": [order_json(o) for o in own if o.trading_pair == pair]}
-        raw = None
+        book = None
         if pair in venues:
             try:
-                raw = redis.get(market_data_key(venues[pair], pair, "book"))
+                book = market_data.cached_book(venues[pair], pair)
             except Exception:
                 entry["problem"] = "The market data cache (Redis) is unreachable."
-        if raw:
-            data = json.loads(raw)
-            entry.update(bids=data["bids"][:depth], asks=data["asks"][:depth], fetched_at=data["fetched_at"],
-                         age_secs=round(now - data["fetched_at"], 3))
+        if book is not None:
+            entry.update(bids=book.bids[:depth], asks=book.asks[:depth], fetched_at=book.fetched_at,
+                         age_secs=round(now - book.fetched_at, 3))
         elif "problem" not in entry:
             entry["problem"] = ("No fresh order book: the bot is not running or its exchange is unreachable."
                                 if bot.status == BotStatus.RUNNING else "No order book while the bot is not running.")

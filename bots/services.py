@@ -146,10 +146,15 @@ def cancel_all_orders_now(bot: Bot) -> int:
         return 0
 
 
+@transaction.atomic
 def bot_release_kill_switch(*, bot: Bot, user: Any) -> Bot:
-    Bot.objects.filter(pk=bot.pk).update(kill_switch_engaged=False,
-                                         status_reason=f"kill switch released by {_actor(user)}")
+    """Release the bot's kill switch (it stays stopped until started); audited as a risk event."""
+    message = f"kill switch released by {_actor(user)}"
+    Bot.objects.filter(pk=bot.pk).update(kill_switch_engaged=False, status_reason=message)
     bot.refresh_from_db()
+    RiskEvent.objects.create(tenant_id=bot.tenant_id, bot=bot, event_type=RiskEventType.KILL_SWITCH_RELEASED,
+                             message=message, action_taken="none: the bot stays stopped")
+    publish_event(bot=bot, event_type=BotEventType.KILL_SWITCH_RELEASED, payload={"reason": message})
     _status_push(bot)
     return bot
 
@@ -163,8 +168,13 @@ def tenant_kill(*, tenant: Tenant, user: Any) -> int:
     return cancelled
 
 
+@transaction.atomic
 def tenant_release_kill_switch(*, tenant: Tenant, user: Any) -> None:
+    """Release the firm's kill switch; each bot keeps its own switch and stays stopped."""
     Tenant.objects.filter(pk=tenant.pk).update(kill_switch_engaged=False)
+    RiskEvent.objects.create(tenant=tenant, event_type=RiskEventType.KILL_SWITCH_RELEASED,
+                             message=f"tenant kill switch released by {_actor(user)}",
+                             action_taken="none: bots stay stopped")
 
 
 def bot_request_reconcile(*, bot: Bot, user: Any) -> None:

@@ -95,3 +95,26 @@ def to_snapshot(pair: str, book: BookData, *, tick_size: float, lot_size: float,
         lot_size=lot_size,
         min_notional=min_notional,
     )
+
+
+def cached_book(exchange_key: str, pair: str) -> BookData | None:
+    """The last book any bot fetched for this venue and pair (any age), or None."""
+    raw = get_redis().get(_key(exchange_key, pair, "book"))
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    return BookData([tuple(b) for b in data["bids"]], [tuple(a) for a in data["asks"]], data["fetched_at"])
+
+
+def latest_mids(keys: list[tuple[str, str]]) -> dict[tuple[str, str], float]:
+    """The last recorded mid per (exchange key, pair), in one Redis round trip."""
+    if not keys:
+        return {}
+    pipe = get_redis().pipeline()
+    for venue, pair in keys:
+        pipe.lindex(_key(venue, pair, "mids"), -1)
+    mids: dict[tuple[str, str], float] = {}
+    for key, raw in zip(keys, pipe.execute(), strict=True):
+        if raw:
+            mids[key] = float(raw.decode().partition(":")[2])
+    return mids

@@ -423,6 +423,7 @@ class OrderManager:
 
         totals = dict(Fill.objects.filter(order_id__in=order_ids).values("order_id").annotate(
             total=Sum("amount")).values_list("order_id", "total"))
+        updated = []
         for order in Order.objects.filter(pk__in=order_ids):
             total = totals.get(order.pk) or Decimal(0)
             if total <= order.filled:
@@ -437,6 +438,9 @@ class OrderManager:
                 order.status = OrderStatus.PARTIALLY_FILLED
                 fields.append("status")
             order.save(update_fields=fields)
+            updated.append(self.order_payload(order))
+        if updated:
+            push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="orders", data={"updated": updated})
 
     # --- payloads for the dashboard ----------------------------------------------------------------
 

@@ -57,3 +57,15 @@ def test_tenant_kill_switch_action_is_owner_only(client: Any, world_a: TenantWor
     client.login(username="a-owner", password=PASSWORD)
     page = client.get(reverse("admin:tenancy_tenant_changelist"))
     assert "engage_kill_switch" in page.content.decode()
+
+
+def test_releasing_the_kill_switch_is_audited(client: Any, world_a: TenantWorld) -> None:
+    from risk.models import RiskEvent
+
+    Bot.objects.filter(pk=world_a.bot.pk).update(kill_switch_engaged=True)
+    client.login(username="a-operator", password=PASSWORD)
+    run_action(client, "release_kill_switch", [world_a.bot.pk])
+    bot = Bot.objects.get(pk=world_a.bot.pk)
+    assert not bot.kill_switch_engaged and bot.status == BotStatus.STOPPED
+    event = RiskEvent.objects.get(bot=bot, event_type="KILL_SWITCH_RELEASED")
+    assert "a-operator" in event.message
