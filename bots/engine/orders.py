@@ -31,6 +31,7 @@ from mmplatform.errors import (
     OrderOutcomeUnknownError,
     OrderPlacementError,
 )
+from mmplatform.redis_client import get_redis
 from strategies.types import LiveOrder, OrderIntent
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,40 @@ def client_id_prefix(bot_id: int) -> str:
 
 def side_tag(side: str, level: int) -> str:
     return f"{side[0]}{level}"
+
+
+FULL_TRADE_SYNC_SECS = 15.0
+"""Trades are read at least this often even when no order of the position changed (safety net)."""
+
+
+def _trades_key(position_id: int) -> str:
+    return f"mm:trades:pending:{position_id}"
+
+
+def mark_trades_pending(position_id: int) -> None:
+    """An order of the position gained fills: read the trades at the next sync."""
+    get_redis().set(_trades_key(position_id), "1")
+
+
+def trades_due(position_id: int, last_sync_ms: int) -> bool:
+    """Whether the position's trades must be read now: never synced, fills seen on an order, or the
+    periodic safety sync is due. (An order that left the book always triggers a read too.)"""
+    if last_sync_ms == 0:
+        return True
+    r = get_redis()
+    pipe = r.pipeline()
+    pipe.exists(_trades_key(position_id))
+    pipe.exists(f"mm:trades:recent:{position_id}")
+    pending, recent = pipe.execute()
+    return bool(pending) or not recent
+
+
+def trades_synced(position_id: int) -> None:
+    r = get_redis()
+    pipe = r.pipeline()
+    pipe.delete(_trades_key(position_id))
+    pipe.set(f"mm:trades:recent:{position_id}", "1", px=int(FULL_TRADE_SYNC_SECS * 1000))
+    pipe.execute()
 
 
 @dataclass
@@ -199,14 +234,24 @@ class OrderManager:
         return await gateway.place_order(request)
 
     def _acknowledge(self, order: Order, remote: ExchangeOrder) -> None:
+        """Apply the exchange's view of an order to its row (saved only when something changed).
+        A fill seen here marks the position's trades for the next trade sync."""
+        before = (order.exchange_order_id, order.status, order.filled, order.average_price, order.missing_count,
+                  order.acknowledged_at is None)
         order.exchange_order_id = remote.exchange_order_id or order.exchange_order_id
         order.status = _status_from_exchange(remote)
-        order.filled = max(order.filled, remote.filled or Decimal(0))
+        remote_filled = remote.filled or Decimal(0)
+        if remote_filled > order.filled and order.position_id is not None:
+            mark_trades_pending(order.position_id)
+        order.filled = max(order.filled, remote_filled)
         order.average_price = remote.average_price
         order.acknowledged_at = order.acknowledged_at or timezone.now()
         order.missing_count = 0
+        after = (order.exchange_order_id, order.status, order.filled, order.average_price, order.missing_count, False)
+        if before == after:
+            return
         if order.status not in OPEN_ORDER_STATUSES:
-            order.closed_at = timezone.now()
+            order.closed_at = order.closed_at or timezone.now()
         order.save(update_fields=["exchange_order_id", "status", "filled", "average_price", "acknowledged_at",
                                   "missing_count", "closed_at", "updated_at"])
 
@@ -326,6 +371,7 @@ class OrderManager:
             except ExchangeError as exc:
                 logger.warning("cancelling unknown order failed: %s", exc)
 
+        left_book = False
         for cid, order in rows.items():
             remote = by_client.get(cid)
             if remote is not None:
@@ -342,10 +388,14 @@ class OrderManager:
                 logger.info("fetch_order %s failed: %s", cid, exc)
                 continue
             self._acknowledge(order, remote)
-        return self.sync_fills(position, mid=mid)
+            left_book = True
+        if left_book or trades_due(position.pk, position.last_trade_sync_ms):
+            return self.sync_fills(position, mid=mid)
+        return []
 
     def sync_fills(self, position: LiquidityPosition, *, mid: float) -> list[Fill]:
         """Record every trade of this bot's orders since the last sync (exactly once each)."""
+        trades_synced(position.pk)
         gateway = self.gateways[position.exchange_account_id]
         since = max(0, position.last_trade_sync_ms - TRADE_SYNC_OVERLAP_MS)
         trades = aio.run(gateway.fetch_my_trades(position.trading_pair, since_ms=since or None))
