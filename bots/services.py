@@ -112,7 +112,7 @@ def bot_request_resume(*, bot: Bot, user: Any) -> Bot:
 def bot_kill(*, bot: Bot, user: Any, reason: str = "") -> int:
     """Kill switch: fence the bot, cancel every order now (in this process), then a backstop task.
     Returns the number of exchange orders cancelled here."""
-    from bots.tasks import kill_bot
+    from bots.tasks import cancel_bot_orders
 
     message = reason or f"kill switch engaged by {_actor(user)}"
     with transaction.atomic():
@@ -125,7 +125,7 @@ def bot_kill(*, bot: Bot, user: Any, reason: str = "") -> int:
                                  message=message, action_taken="cancel_all_orders")
         publish_event(bot=locked, event_type=BotEventType.KILL_SWITCH, payload={"reason": message})
         _status_push(locked)
-        transaction.on_commit(lambda: kill_bot.delay(locked.pk))
+        transaction.on_commit(lambda: cancel_bot_orders.delay(locked.pk))
     return cancel_all_orders_now(locked)
 
 

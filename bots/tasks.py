@@ -163,25 +163,9 @@ def stop_bot(bot_id: int, epoch: int) -> str:
 
 
 @shared_task(acks_late=True)
-def kill_bot(bot_id: int) -> int:
-    """Kill-switch backstop: under the lease (after any running cycle), cancel everything again."""
-    from bots.services import cancel_all_orders_now
-
-    close_old_connections()
-    bot = Bot.objects.filter(pk=bot_id).first()
-    if bot is None:
-        return 0
-    lease = BotLease(bot_id, _lease_ttl(bot))
-    lease.acquire(wait_secs=_lease_ttl(bot))
-    try:
-        return cancel_all_orders_now(bot)
-    finally:
-        lease.release()
-
-
-@shared_task(acks_late=True)
 def cancel_bot_orders(bot_id: int) -> int:
-    """Pause: cancel the bot's resting orders under its lease."""
+    """Cancel every resting order of the bot under its lease, i.e. after any running cycle: the
+    kill switch's backstop and the pause. Idempotent."""
     from bots.services import cancel_all_orders_now
 
     close_old_connections()
