@@ -467,11 +467,7 @@ class MarketMakingBot:
         self.cycle = cycle
         self._update_market_data()
         self._sync_fills()
-        self.inventory_manager.load_balances(self.exchanges)
-        for pair, position in self.active_positions.items():
-            snapshot = self.snapshots.get(pair)
-            if snapshot is not None and not snapshot.problem():
-                self.inventory_manager.assess(position, snapshot.mid)
+        self._refresh_inventory()
         statuses = self.assess_current_risk()
         for status in statuses:
             self._handle_risk_event(status, record=status in self._newly_active)
@@ -486,6 +482,14 @@ class MarketMakingBot:
             self._rebalance_inventory()
         self._update_performance()
         return self.report
+
+    def _refresh_inventory(self) -> None:
+        """Balances of every account, valued at this cycle's mids (pairs with a bad book keep none)."""
+        self.inventory_manager.load_balances(self.exchanges)
+        for pair, position in self.active_positions.items():
+            snapshot = self.snapshots.get(pair)
+            if snapshot is not None and not snapshot.problem():
+                self.inventory_manager.assess(position, snapshot.mid)
 
     def _update_market_data(self) -> None:
         for pair, position in self.active_positions.items():
@@ -802,11 +806,7 @@ class MarketMakingBot:
     def rebalance_now(self) -> int:
         """Scheduled rebalancing (beat): refresh balances and books, then rebalance."""
         self._update_market_data()
-        self.inventory_manager.load_balances(self.exchanges)
-        for pair, position in self.active_positions.items():
-            snapshot = self.snapshots.get(pair)
-            if snapshot is not None and not snapshot.problem():
-                self.inventory_manager.assess(position, snapshot.mid)
+        self._refresh_inventory()
         return self._rebalance_inventory()
 
     # --- performance -----------------------------------------------------------------------------
