@@ -81,15 +81,20 @@ class MarketMakingConfig:
 
 def _validate_top_level(config: MarketMakingConfig) -> dict[str, list[str]]:
     c = FieldChecker(config)
-    if not config.exchanges:
+    if not isinstance(config.exchanges, (tuple, list)) or not all(isinstance(e, str) for e in config.exchanges):
+        c.add("exchanges", f"must be a list of exchange account keys, got {config.exchanges!r}"[:200])
+    elif not config.exchanges:
         c.add("exchanges", "at least one exchange account is required")
     pairs = config.trading_pairs
-    if not pairs:
+    if not isinstance(pairs, (tuple, list)):
+        c.add("trading_pairs", f"must be a list of trading pairs like BTC/USDT, got {pairs!r}"[:200])
+        pairs = ()
+    elif not pairs:
         c.add("trading_pairs", "at least one trading pair is required")
     for pair in pairs:
         if not isinstance(pair, str) or not TRADING_PAIR_PATTERN.match(pair):
             c.add("trading_pairs", f"{pair!r} is not a trading pair like BTC/USDT (upper-case BASE/QUOTE)")
-    if len(set(pairs)) != len(pairs):
+    if all(isinstance(p, str) for p in pairs) and len(set(pairs)) != len(pairs):
         c.add("trading_pairs", "a trading pair is listed twice")
     interval = c.positive("monitoring_interval_secs")
     if interval is not None and interval < 0.05:

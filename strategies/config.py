@@ -36,7 +36,10 @@ def _coerce_numbers(obj: object) -> None:
         if f.type in ("float", "float | None") and isinstance(value, (int, Decimal)) and not isinstance(
             value, bool
         ):
-            object.__setattr__(obj, f.name, float(value))
+            try:
+                object.__setattr__(obj, f.name, float(value))
+            except (ValueError, OverflowError):  # sNaN, or an int beyond float: validate() reports it
+                continue
 
 
 def _is_number(value: object) -> bool:
