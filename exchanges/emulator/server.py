@@ -74,13 +74,16 @@ class FaultConfig:
     retry_after_secs: int = 1
     lost_reply_rate: float = 0.0
     lost_reply_mode: str = "504"  # "504": order applied, reply is a 504; "drop": connection closed
+    not_found_after_accept_ms: float = 0.0
+    """Eventual consistency: for this long after acceptance an order is missing from queries, open
+    orders and cancels ("order does not exist"), as some venues answer right after a placement."""
 
     def __post_init__(self) -> None:
         for name in ("error_rate", "rate_limit_burst_rate", "lost_reply_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within 0..1, got {value}")
-        if self.latency_ms < 0 or self.latency_jitter_ms < 0:
+        if self.latency_ms < 0 or self.latency_jitter_ms < 0 or self.not_found_after_accept_ms < 0:
             raise ValueError("latency must be >= 0")
         if self.lost_reply_mode not in ("504", "drop"):
             raise ValueError("lost_reply_mode must be '504' or 'drop'")
@@ -153,6 +156,7 @@ class EmulatorServer:
         self._fault_rng = random.Random(f"faults:{config.seed}")
         self._latency_rng = random.Random(f"latency:{config.seed}")
         self._burst_left = 0
+        self._accepted_at: dict[int, float] = {}  # order id -> monotonic acceptance time (hidden-order fault)
         self._keys: dict[str, tuple[str, bytes]] = {}  # api key -> (account id, secret)
         for account in config.accounts:
             self.add_account(account)
@@ -618,6 +622,8 @@ class EmulatorServer:
         request = self._order_params(params)
         now = _now_ms()
         order, fills = self.engine.place_order(account_id, now_ms=now, **request)
+        if self.faults.not_found_after_accept_ms:
+            self._accepted_at[order.order_id] = time.monotonic()
         response_type = params.get("newOrderRespType") or "FULL"
         result = _order_json(self.engine, order)
         result["transactTime"] = now
@@ -653,19 +659,40 @@ class EmulatorServer:
         assert account_id is not None
         symbol = self._symbol(params)
         order_id, client_id = self._order_ref(params)
-        return _order_json(self.engine, self.engine.get_order(account_id, symbol, order_id, client_id))
+        order = self.engine.get_order(account_id, symbol, order_id, client_id)
+        if self._hidden(order.order_id):
+            raise _Reject(400, -2013, "Order does not exist.")
+        return _order_json(self.engine, order)
 
     def _cancel_order(self, params: dict, account_id: str | None) -> dict:
         assert account_id is not None
         symbol = self._symbol(params)
         order_id, client_id = self._order_ref(params)
+        if self._accepted_at:
+            try:
+                hidden = self._hidden(self.engine.get_order(account_id, symbol, order_id, client_id).order_id)
+            except EngineError:
+                hidden = False  # the cancel below answers with its own error
+            if hidden:
+                raise _Reject(400, -2011, "Unknown order sent.")
         order = self.engine.cancel_order(account_id, symbol, order_id, client_id)
         return _cancel_json(self.engine, order)
 
     def _open_orders(self, params: dict, account_id: str | None) -> list:
         assert account_id is not None
         symbol = self._symbol(params) if params.get("symbol") else None
-        return [_order_json(self.engine, order) for order in self.engine.open_orders(account_id, symbol)]
+        return [_order_json(self.engine, order) for order in self.engine.open_orders(account_id, symbol)
+                if not self._hidden(order.order_id)]
+
+    def _hidden(self, order_id: int) -> bool:
+        """True while the not-found-after-accept fault still hides this order."""
+        accepted = self._accepted_at.get(order_id)
+        if accepted is None:
+            return False
+        if (time.monotonic() - accepted) * 1000 < self.faults.not_found_after_accept_ms:
+            return True
+        del self._accepted_at[order_id]
+        return False
 
     def _cancel_open_orders(self, params: dict, account_id: str | None) -> list:
         assert account_id is not None
