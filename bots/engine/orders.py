@@ -361,6 +361,7 @@ class OrderManager:
         by_client = {r.client_order_id: r for r in remote_open if r.client_order_id}
         prefix = client_id_prefix(self.bot.pk)
         rows = {o.client_order_id: o for o in self.open_orders(position)}
+        self._adopt_late(by_client, rows, prefix)
 
         unknown = [r for cid, r in by_client.items() if cid.startswith(prefix) and cid not in rows
                    and not Order.objects.filter(client_order_id=cid).exists()]
@@ -393,6 +394,20 @@ class OrderManager:
             return self.sync_fills(position, mid=mid)
         return []
 
+    def _adopt_late(self, by_client: dict[str, ExchangeOrder], rows: dict[str, Order], prefix: str) -> None:
+        """An order the venue lists although its row was closed as rejected or lost (its reply was lost
+        and the venue denied knowing it for a while): it is ours and live, so it is managed again."""
+        late = [cid for cid in by_client if cid.startswith(prefix) and cid not in rows]
+        if not late:
+            return
+        for order in Order.objects.filter(bot=self.bot, client_order_id__in=late,
+                                          status__in=(OrderStatus.REJECTED, OrderStatus.LOST)):
+            logger.warning("bot %s: order %s shows up after being marked %s; managing it again",
+                           self.bot.pk, order.client_order_id, order.status)
+            order.closed_at = None
+            self._acknowledge(order, by_client[order.client_order_id])
+            rows[order.client_order_id] = order
+
     def sync_fills(self, position: LiquidityPosition, *, mid: float) -> list[Fill]:
         """Record every trade of this bot's orders since the last sync (exactly once each)."""
         trades_synced(position.pk)
@@ -408,6 +423,7 @@ class OrderManager:
                 bot=self.bot, exchange_account_id=position.exchange_account_id, exchange_order_id__in=order_ids
             )
         }
+        self._match_by_client_id(position, trades, orders)
         base, quote = position.trading_pair.split("/")
         new_fills: list[Fill] = []
         latest_ms = position.last_trade_sync_ms
@@ -491,6 +507,28 @@ class OrderManager:
             updated.append(self.order_payload(order))
         if updated:
             push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="orders", data={"updated": updated})
+
+    def _match_by_client_id(self, position: LiquidityPosition, trades: Sequence[Any], orders: dict[str, Order]) -> None:
+        """Trades of our orders whose row never learnt the exchange id (a lost acknowledgement): match
+        them by client order id, record the id, and settle a row wrongly closed as rejected or lost."""
+        prefix = client_id_prefix(self.bot.pk)
+        by_cid = {t.client_order_id: t.exchange_order_id for t in trades
+                  if t.exchange_order_id not in orders and (t.client_order_id or "").startswith(prefix)}
+        if not by_cid:
+            return
+        gateway = self.gateways[position.exchange_account_id]
+        for order in Order.objects.filter(bot=self.bot, exchange_account_id=position.exchange_account_id,
+                                          client_order_id__in=list(by_cid)):
+            order.exchange_order_id = by_cid[order.client_order_id]
+            Order.objects.filter(pk=order.pk).update(exchange_order_id=order.exchange_order_id)
+            orders[order.exchange_order_id] = order
+            if order.status in (OrderStatus.REJECTED, OrderStatus.LOST):
+                try:
+                    remote = aio.run(gateway.fetch_order(order.trading_pair, client_order_id=order.client_order_id))
+                except ExchangeError as exc:
+                    logger.info("fetch_order %s failed: %s", order.client_order_id, exc)
+                    continue
+                self._acknowledge(order, remote)
 
     # --- payloads for the dashboard ----------------------------------------------------------------
 
