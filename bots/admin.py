@@ -65,11 +65,18 @@ class RecentOrderInline(ReadOnlyInline):
     fields = ["client_order_id", "trading_pair", "side", "price", "amount", "filled", "status", "created_at"]
     readonly_fields = fields
     max_num = 0
-    verbose_name_plural = "Recent orders (open ones first; full history under Orders)"
+    verbose_name_plural = "Recent orders (the last 50; full history under Orders)"
 
     def get_queryset(self, request: HttpRequest) -> models.QuerySet:
-        recent = Order.objects.order_by("-created_at").values("pk")[:50]
-        return super().get_queryset(request).filter(pk__in=[row["pk"] for row in recent])
+        """The bot's 50 most recent orders (the page's bot, from the URL; the admin already
+        checked the user may see it)."""
+        queryset = super().get_queryset(request)
+        match = getattr(request, "resolver_match", None)
+        bot_id = match.kwargs.get("object_id") if match else None
+        if bot_id is None:
+            return queryset.none()
+        recent = list(queryset.filter(bot_id=bot_id).order_by("-created_at").values_list("pk", flat=True)[:50])
+        return queryset.filter(pk__in=recent).order_by("-created_at")
 
 
 STATE_FIELDS = [

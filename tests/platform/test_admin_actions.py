@@ -69,3 +69,23 @@ def test_releasing_the_kill_switch_is_audited(client: Any, world_a: TenantWorld)
     assert not bot.kill_switch_engaged and bot.status == BotStatus.STOPPED
     event = RiskEvent.objects.get(bot=bot, event_type="KILL_SWITCH_RELEASED")
     assert "a-operator" in event.message
+
+
+def test_bot_change_page_lists_the_bots_recent_orders(client: Any, world_a: TenantWorld) -> None:
+    from decimal import Decimal
+
+    from bots.models import Order
+    from tests.conftest import make_bot
+
+    other = make_bot(world_a.tenant, world_a.account, name="other")
+    for i in range(60):  # newer orders of another bot must not push this bot's orders out
+        Order.objects.create(tenant=world_a.tenant, bot=other, exchange_account=world_a.account,
+                             trading_pair="BTC/USDT", client_order_id=f"mm-x-{i}", side="buy",
+                             price=Decimal("1"), amount=Decimal("1"))
+    mine = Order.objects.create(tenant=world_a.tenant, bot=world_a.bot, exchange_account=world_a.account,
+                                trading_pair="BTC/USDT", client_order_id="mm-mine-1", side="sell",
+                                price=Decimal("2"), amount=Decimal("1"))
+    Order.objects.filter(pk=mine.pk).update(created_at=mine.created_at.replace(year=2020))
+    client.login(username="a-viewer", password=PASSWORD)
+    html = client.get(reverse("admin:bots_bot_change", args=[world_a.bot.pk])).content.decode()
+    assert "mm-mine-1" in html and "mm-x-1" not in html
