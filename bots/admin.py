@@ -23,7 +23,7 @@ from bots.models import (
 )
 from bots.services import BotStateError
 from mmplatform.errors import MarketMakingError
-from mmplatform.tenancy.admin import TenantScopedAdminMixin
+from mmplatform.tenancy.admin import TenantScopedAdminMixin, user_roles
 
 
 class BotForm(forms.ModelForm):
@@ -47,10 +47,17 @@ class ReadOnlyInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # the parent bot admin already scoped the page to the user's tenants; roles, not Django perms
+        return request.user.is_superuser or bool(user_roles(request))
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
