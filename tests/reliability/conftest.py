@@ -106,6 +106,6 @@ def assert_balances_match_fills(server: EmulatorServer, bot: Bot, start: dict[st
 
 
 @pytest.fixture
-def world_bot(world_a: Any, frozen_emulator: EmulatorServer) -> Iterator[Bot]:
+def world_bot(world_a: Any, frozen_emulator: EmulatorServer) -> Iterator[Bot]:  # noqa: F811
     """World A's bot on a frozen emulator, one pair, quick intervals."""
     yield emulator_bot(world_a, frozen_emulator, trading_pairs="BTC/USDT")
