@@ -163,6 +163,8 @@ def _clean_reason(request: HttpRequest) -> str:
     reason = request.POST.get("reason", "")
     if not isinstance(reason, str) or len(reason) > REASON_MAX_CHARS:
         raise ValueError(f"the reason must be at most {REASON_MAX_CHARS} characters")
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in reason):
+        raise ValueError("the reason may not contain control characters")
     return reason.strip()
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -324,6 +325,7 @@ class MarketMakingBot:
             p.trading_pair: p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)
         }
         self.snapshots: dict[str, MarketSnapshot] = {}
+        self.book_fetched_at: dict[str, float] = {}
         self.analyses: dict[str, MarketAnalysis] = {}
         self.report = CycleReport()
         self.cycle = bot.cycle_count
@@ -519,6 +521,7 @@ class MarketMakingBot:
             )
 
         book = shared_book(exchange_key(self.accounts[account_id]), pair, fetch)
+        self.book_fetched_at[pair] = book.fetched_at
         rules = gateway.market_rules(pair)
         return to_snapshot(pair, book, tick_size=float(rules.tick_size), lot_size=float(rules.lot_size),
                            min_notional=float(rules.min_notional or 0), now=self.clock())
@@ -688,7 +691,7 @@ class MarketMakingBot:
             snapshot = self._market_snapshot(pair, position.exchange_account_id)
             self.snapshots[pair] = snapshot
         live_rows = [o for o in self.order_manager.open_orders(position) if o.purpose == OrderPurpose.QUOTE]
-        problem = snapshot.problem()
+        problem = snapshot.problem() or self._stale_book(pair)
         if problem:
             # fail fast: no quoting on a bad book, and nothing left resting on it
             self.report.cancelled += self.order_manager.cancel(live_rows)
@@ -742,6 +745,15 @@ class MarketMakingBot:
                 "cancelled": len(to_cancel), "kept": len(diff.keep),
             })
         return placed
+
+    def _stale_book(self, pair: str) -> str | None:
+        """A book older than STALE_BOOK_SECS (or three monitoring intervals) is not quoted on."""
+        fetched = self.book_fetched_at.get(pair)
+        if fetched is None:
+            return None
+        limit = max(settings.STALE_BOOK_SECS, 3 * self.config.monitoring_interval_secs)
+        age = time.time() - fetched
+        return f"{pair}: order book is {age:.1f} s old (limit {limit:.1f} s)" if age > limit else None
 
     def _still_current(self) -> bool:
         """Right before sending: this cycle still holds the bot's lease (extended here) and the bot

@@ -10,7 +10,8 @@ from exchanges.models import ExchangeAccount
 
 
 def gateway_for_account(account: ExchangeAccount) -> ExchangeGateway:
-    return get_gateway(account.credentials(), redis_url=settings.REDIS_URL)
+    return get_gateway(account.credentials(), redis_url=settings.REDIS_URL,
+                       timeout_secs=settings.EXCHANGE_HTTP_TIMEOUT_SECS)
 
 
 def warm_up() -> None:

@@ -39,9 +39,10 @@ logger = logging.getLogger(__name__)
 LOST_AFTER_MISSES = 3
 """An unacknowledged order is marked lost only after this many consecutive 'not found' answers."""
 TRADE_SYNC_OVERLAP_MS = 5_000
+"""Trades are re-read this far back so one arriving late at the venue is not skipped."""
 ACCOUNTING_FIELDS = ("base_position", "average_cost", "realised_pnl_quote", "fees_paid_quote", "volume_quote",
                      "fill_count")
-"""Trades are re-read this far back so one arriving late at the venue is not skipped."""
+"""LiquidityPosition columns that mirror bots.accounting.PositionAccount."""
 
 EXCHANGE_STATUS = {
     "open": OrderStatus.OPEN,
@@ -85,11 +86,9 @@ def mark_trades_pending(position_id: int) -> None:
     get_redis().set(_trades_key(position_id), "1")
 
 
-def trades_due(position_id: int, last_sync_ms: int) -> bool:
-    """Whether the position's trades must be read now: never synced, fills seen on an order, or the
-    periodic safety sync is due. (An order that left the book always triggers a read too.)"""
-    if last_sync_ms == 0:
-        return True
+def trades_due(position_id: int) -> bool:
+    """Whether the position's trades must be read now: fills seen on an order, or the periodic
+    safety sync is due (also the first time). An order that left the book always triggers a read."""
     r = get_redis()
     pipe = r.pipeline()
     pipe.exists(_trades_key(position_id))
@@ -305,8 +304,11 @@ class OrderManager:
         return 1 if order.status not in OPEN_ORDER_STATUSES else 0
 
     def _count_miss(self, order: Order) -> int:
+        """One more consecutive 'not found'; LOST after LOST_AFTER_MISSES (acknowledged or not: a venue
+        that lost its state, e.g. restarted, forgets acknowledged orders too). A fill that still
+        arrives later is applied, and an order that reappears is managed again."""
         order.missing_count += 1
-        if order.missing_count >= LOST_AFTER_MISSES and not order.exchange_order_id:
+        if order.missing_count >= LOST_AFTER_MISSES:
             order.status = OrderStatus.LOST
             order.closed_at = timezone.now()
             order.save(update_fields=["missing_count", "status", "closed_at", "updated_at"])
@@ -380,6 +382,7 @@ class OrderManager:
                     self._acknowledge(order, remote)
                 continue
             # not resting on the book: filled, cancelled, never arrived, or not visible yet
+            left_book = True
             try:
                 remote = aio.run(gateway.fetch_order(pair, client_order_id=cid))
             except OrderNotFoundError:
@@ -389,8 +392,7 @@ class OrderManager:
                 logger.info("fetch_order %s failed: %s", cid, exc)
                 continue
             self._acknowledge(order, remote)
-            left_book = True
-        if left_book or trades_due(position.pk, position.last_trade_sync_ms):
+        if left_book or trades_due(position.pk):
             return self.sync_fills(position, mid=mid)
         return []
 
@@ -426,51 +428,51 @@ class OrderManager:
         self._match_by_client_id(position, trades, orders)
         base, quote = position.trading_pair.split("/")
         new_fills: list[Fill] = []
-        latest_ms = position.last_trade_sync_ms
-        for trade in sorted(trades, key=lambda t: (t.timestamp_ms, t.trade_id)):
-            latest_ms = max(latest_ms, trade.timestamp_ms)
-            order = orders.get(trade.exchange_order_id)
-            if order is None:
-                continue  # another bot's (or a manual) trade on a shared account
+        latest_ms = max([position.last_trade_sync_ms] + [t.timestamp_ms for t in trades])
+        # ours only (a shared account also carries other bots' and manual trades), oldest first
+        ordered = sorted(trades, key=lambda t: (t.timestamp_ms, t.trade_id))
+        candidates = [(t, orders[t.exchange_order_id]) for t in ordered if t.exchange_order_id in orders]
+        account_fills = Fill.objects.filter(exchange_account_id=position.exchange_account_id)
+        seen = set(account_fills.filter(exchange_trade_id__in=[t.trade_id for t, _ in candidates]).values_list(
+            "exchange_trade_id", flat=True))
+        fresh = [(t, o) for t, o in candidates if t.trade_id not in seen]
+        if fresh:
+            # one transaction, the position row locked once: exactly-once even if two processes sync
             with transaction.atomic():
                 locked = LiquidityPosition.objects.select_for_update().get(pk=position.pk)
-                if Fill.objects.filter(exchange_account_id=position.exchange_account_id,
-                                       exchange_trade_id=trade.trade_id).exists():
-                    continue
-                fill = Fill.objects.create(
-                    tenant_id=self.bot.tenant_id,
-                    bot=self.bot,
-                    order=order,
-                    position=order.position or locked,
-                    exchange_account_id=position.exchange_account_id,
-                    exchange_trade_id=trade.trade_id,
-                    trading_pair=position.trading_pair,
-                    side=trade.side,
-                    price=trade.price,
-                    amount=trade.amount,
-                    fee=trade.fee or Decimal(0),
-                    fee_currency=trade.fee_currency or "",
-                    fee_quote=fee_in_quote(trade.fee or Decimal(0), trade.fee_currency or "", trade.price, base, quote),
-                    is_maker=bool(trade.is_maker),
-                    mid_at_fill=Decimal(repr(mid)) if mid == mid else None,
-                    executed_at=datetime.fromtimestamp(trade.timestamp_ms / 1000, tz=UTC),
-                )
-                account = apply_fill(
-                    PositionAccount(locked.base_position, locked.average_cost, locked.realised_pnl_quote,
-                                    locked.fees_paid_quote, locked.volume_quote, locked.fill_count),
-                    side=trade.side, price=trade.price, amount=trade.amount, fee=fill.fee,
-                    fee_currency=fill.fee_currency, base=base, quote=quote,
-                )
-                locked.base_position = account.base_position
-                locked.average_cost = account.average_cost
-                locked.realised_pnl_quote = account.realised_pnl_quote
-                locked.fees_paid_quote = account.fees_paid_quote
-                locked.volume_quote = account.volume_quote
-                locked.fill_count = account.fill_count
-                locked.save(update_fields=list(ACCOUNTING_FIELDS))
-                new_fills.append(fill)
-                for name in ACCOUNTING_FIELDS:  # the cycle's in-memory position follows the row
-                    setattr(position, name, getattr(locked, name))
+                seen = set(account_fills.filter(exchange_trade_id__in=[t.trade_id for t, _ in fresh]).values_list(
+                    "exchange_trade_id", flat=True))
+                account = PositionAccount(**{name: getattr(locked, name) for name in ACCOUNTING_FIELDS})
+                for trade, order in fresh:
+                    if trade.trade_id in seen:
+                        continue
+                    fee = trade.fee or Decimal(0)
+                    fee_currency = trade.fee_currency or ""
+                    new_fills.append(Fill.objects.create(
+                        tenant_id=self.bot.tenant_id,
+                        bot=self.bot,
+                        order=order,
+                        position=order.position or locked,
+                        exchange_account_id=position.exchange_account_id,
+                        exchange_trade_id=trade.trade_id,
+                        trading_pair=position.trading_pair,
+                        side=trade.side,
+                        price=trade.price,
+                        amount=trade.amount,
+                        fee=fee,
+                        fee_currency=fee_currency,
+                        fee_quote=fee_in_quote(fee, fee_currency, trade.price, base, quote),
+                        is_maker=bool(trade.is_maker),
+                        mid_at_fill=Decimal(repr(mid)) if mid == mid else None,
+                        executed_at=datetime.fromtimestamp(trade.timestamp_ms / 1000, tz=UTC),
+                    ))
+                    account = apply_fill(account, side=trade.side, price=trade.price, amount=trade.amount, fee=fee,
+                                         fee_currency=fee_currency, base=base, quote=quote)
+                if new_fills:
+                    for name in ACCOUNTING_FIELDS:  # the row, and the cycle's in-memory position
+                        setattr(locked, name, getattr(account, name))
+                        setattr(position, name, getattr(account, name))
+                    locked.save(update_fields=list(ACCOUNTING_FIELDS))
         self._settle_filled_orders({f.order_id for f in new_fills if f.order_id})
         LiquidityPosition.objects.filter(pk=position.pk, last_trade_sync_ms__lt=latest_ms).update(
             last_trade_sync_ms=latest_ms)
