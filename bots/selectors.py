@@ -9,7 +9,7 @@ Money stays ``Decimal``; chart series are floats (display only).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,6 +21,7 @@ from django.utils import timezone
 from bots.engine import market_data
 from bots.engine.core import exchange_key
 from bots.engine.market_data import mid_history
+from bots.engine.metrics import order_flow_metrics
 from bots.events import jsonable
 from bots.models import (
     OPEN_ORDER_STATUSES,
@@ -445,6 +446,7 @@ def bot_state(*, bot: Bot) -> dict[str, Any]:
         "events": [event_json(e) for e in bot_recent_events(bot=bot)],
         "risk_events": [risk_event_json(r) for r in bot_risk_events(bot=bot)],
         "charts": bot_chart_series(bot=bot),
+        "order_flow": asdict(order_flow_metrics(bot=bot, since=start_of_day())),
         "last_event_id": last_event_id(tenant_id=bot.tenant_id, bot_id=bot.pk),
         "server_time": time.time(),
     }
