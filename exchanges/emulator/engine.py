@@ -393,6 +393,7 @@ class MatchingEngine:
         *,
         record_trades: bool = True,
         closed_order_capacity: int = 200_000,
+        first_id: int = 1,
     ):
         markets = list(markets)
         if not markets:
@@ -425,8 +426,10 @@ class MatchingEngine:
         self._open: dict[int, _Order] = {}
         self._closed: dict[int, _Order] = {}
         self._fees: dict[str, int] = {}
-        self._next_order_id = 1
-        self._next_trade_id = 1
+        if first_id < 1:
+            raise ValueError("first_id must be >= 1")
+        self._next_order_id = first_id  # order and trade ids count up from here
+        self._next_trade_id = first_id
         self.trade_listener: TradeListener | None = None
 
     # --- markets and accounts -----------------------------------------------------------------

@@ -16,6 +16,7 @@ import json
 import random
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal, InvalidOperation
@@ -35,6 +36,8 @@ from exchanges.emulator.engine import (
 from exchanges.emulator.market import SymbolDynamics, SyntheticMarket
 
 ADMIN_HEADER = "X-Emulator-Admin"
+REQUEST_LOG_LENGTH = 100_000
+"""Arrival times kept per API key (a bounded log: the emulator may run for days)."""
 
 # tick, lot, min qty, min notional, initial mid of symbols the emulator knows; others get a default
 KNOWN_SYMBOLS: dict[str, tuple[str, str, str, str, str]] = {
@@ -117,6 +120,9 @@ class EmulatorConfig:
     market_step_ms: int = 100  # 0: no timer (the synthetic market only moves via the admin API)
     dynamics: dict[str, dict] = field(default_factory=dict)  # symbol -> SymbolDynamics overrides
     max_recv_window_ms: int = 60_000
+    first_id: int | None = None
+    """First order and trade id; None derives it from the start time, so a restarted emulator never
+    hands out an id of its previous run (venues never reuse ids; clients key fills by trade id)."""
 
 
 class _Reject(Exception):
@@ -144,7 +150,8 @@ class EmulatorServer:
     def __init__(self, config: EmulatorConfig):
         self.config = config
         specs = [market_spec_for(symbol) for symbol in config.symbols]
-        self.engine = MatchingEngine(specs, config.maker_fee_rate, config.taker_fee_rate)
+        first_id = config.first_id if config.first_id is not None else _now_ms() * 1000
+        self.engine = MatchingEngine(specs, config.maker_fee_rate, config.taker_fee_rate, first_id=first_id)
         dynamics = [
             SymbolDynamics(
                 **{"symbol": s.symbol, "initial_mid": initial_mid_for(s.symbol), **config.dynamics.get(s.symbol, {})}
@@ -175,6 +182,9 @@ class EmulatorServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.port: int | None = None
         self.request_count = 0
+        self._request_times: dict[str, deque[float]] = {}  # api key -> monotonic arrival times
+        self._placements: deque[str] = deque(maxlen=REQUEST_LOG_LENGTH)  # client order ids as sent
+        self.faults_served: Counter[str] = Counter()  # "429", "503", "lost_reply"
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -280,6 +290,17 @@ class EmulatorServer:
         self._keys[account.api_key] = (account_id, account.secret.encode())
         return account_id
 
+    def request_times(self, api_key: str) -> list[float]:
+        """Arrival times (``time.monotonic``) of the latest requests that carried ``api_key``: what a
+        venue's per-key rate limit counts."""
+        return list(self.call(lambda: list(self._request_times.get(api_key, ()))))  # type: ignore[arg-type]
+
+    def placement_attempts(self) -> Counter[str]:
+        """How many placement requests reached the matching engine per client order id (the latest
+        ones; injected 429/503 answers come first and do not count): a client that re-sends without
+        resolving an unknown outcome first shows up with a count above one."""
+        return Counter(self.call(lambda: list(self._placements)))  # type: ignore[arg-type]
+
     def set_faults(self, faults: FaultConfig) -> None:
         """Replace the fault configuration (takes effect on the next request)."""
         self.faults = faults
@@ -370,6 +391,12 @@ class EmulatorServer:
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def endpoint(request: web.Request) -> web.StreamResponse:
             self.request_count += 1
+            api_key = request.headers.get("X-MBX-APIKEY")
+            if api_key:
+                times = self._request_times.get(api_key)
+                if times is None:
+                    times = self._request_times[api_key] = deque(maxlen=REQUEST_LOG_LENGTH)
+                times.append(time.monotonic())
             faults = self.faults
             lost = False
             try:
@@ -386,6 +413,8 @@ class EmulatorServer:
                 if body:
                     params.update(parse_qsl(body, keep_blank_values=True))
                 account_id = self._authenticate(request, raw_query, body, params) if signed else None
+                if is_placement:
+                    self._placements.append(params.get("newClientOrderId") or "")
                 result = handler(params, account_id)
             except _Reject as reject:
                 return _error_response(reject.status, reject.code, reject.message, reject.headers)
@@ -393,6 +422,7 @@ class EmulatorServer:
                 status = 401 if isinstance(error, UnknownAccountError) else error.http_status
                 return _error_response(status, error.code, error.message)
             if lost:
+                self.faults_served["lost_reply"] += 1
                 if faults.lost_reply_mode == "drop" and request.transport is not None:
                     request.transport.close()
                 return web.Response(status=504, text="Gateway Time-out")
@@ -405,11 +435,14 @@ class EmulatorServer:
         rng = self._fault_rng
         if self._burst_left > 0:
             self._burst_left -= 1
+            self.faults_served["429"] += 1
             raise _too_many(faults)
         if faults.rate_limit_burst_rate and rng.random() < faults.rate_limit_burst_rate:
             self._burst_left = faults.rate_limit_burst_length - 1
+            self.faults_served["429"] += 1
             raise _too_many(faults)
         if faults.error_rate and rng.random() < faults.error_rate:
+            self.faults_served["503"] += 1
             raise _Reject(503, 0, "Service Unavailable")
         return bool(is_placement and faults.lost_reply_rate and rng.random() < faults.lost_reply_rate)
 
