@@ -5,7 +5,8 @@ What it adds on top of ccxt: ccxt exceptions mapped to ``mmplatform.errors`` (ca
 retried with backoff on network errors, timeouts and 429 (honouring Retry-After); placements made
 idempotent by client order id (an unknown outcome is resolved by fetching the order by client id
 before anything is re-sent); a per-account request budget shared by every process (Redis token
-bucket); a timeout on every call; one ccxt client per event loop with markets loaded once.
+bucket) that a 429 / DDoSProtection pauses for the whole account (Retry-After, every process); a
+timeout on every call; one ccxt client per event loop with markets loaded once.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ T = TypeVar("T")
 
 CLIENT_ORDER_ID_PATTERN = re.compile(r"^[.A-Za-z0-9:/_-]{1,36}$")
 _TRADES_PAGE = 1000
+RATE_LIMIT_PAUSE_SECS = 1.0
+"""Account-wide pause after a 429 / DDoSProtection that names no Retry-After."""
 
 # most specific first: the first isinstance match wins
 ERROR_MAP: tuple[tuple[type[Exception], type[ExchangeError]], ...] = (
@@ -123,7 +126,10 @@ class CcxtGateway(ExchangeGateway):
         backoff_secs: float = 0.05,
         backoff_max_secs: float = 2.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        pause_account_on_rate_limit: bool | None = None,
     ):
+        """``pause_account_on_rate_limit`` (default: on when the gateway builds its own limiter, off for
+        an injected one, which the caller controls): a throttled answer pauses the account's budget."""
         if read_attempts < 1 or place_attempts < 1:
             raise ValueError("read_attempts and place_attempts must be >= 1")
         self.account_key = credentials.account_key
@@ -154,6 +160,8 @@ class CcxtGateway(ExchangeGateway):
                 rate_limiter = LocalTokenBucket(rate, rate_limit_burst)
         self.rate_limiter = rate_limiter
         self._fallback_limiter = LocalTokenBucket(rate, rate_limit_burst)
+        self.pause_account_on_rate_limit = (
+            self._own_limiter if pause_account_on_rate_limit is None else pause_account_on_rate_limit)
 
     # --- clients ----------------------------------------------------------------------------------
 
@@ -215,6 +223,16 @@ class CcxtGateway(ExchangeGateway):
                            self.account_key, error)
             await self._fallback_limiter.acquire()
 
+    async def _pause_account(self, error: RateLimitedError) -> None:
+        """The venue throttled this key: hold every request of the account (all processes) for its
+        Retry-After, not only the call that got the answer."""
+        secs = error.retry_after_secs if error.retry_after_secs is not None else RATE_LIMIT_PAUSE_SECS
+        await self._fallback_limiter.pause(secs)
+        try:
+            await self.rate_limiter.pause(secs)
+        except Exception as failure:  # Redis down: the in-process bucket above holds this process
+            logger.warning("could not pause the budget of %s: %s", self.account_key, failure)
+
     async def _request(self, call: Callable[[Any], Awaitable[T]]) -> T:
         """One throttled, time-limited ccxt call; raises mapped project errors."""
         client = self._client()
@@ -222,7 +240,10 @@ class CcxtGateway(ExchangeGateway):
         try:
             return await asyncio.wait_for(call(client), timeout=self.timeout_secs + 1.0)
         except Exception as error:
-            raise map_ccxt_error(error, _retry_after(client)) from error
+            mapped = map_ccxt_error(error, _retry_after(client))
+            if isinstance(mapped, RateLimitedError) and self.pause_account_on_rate_limit:
+                await self._pause_account(mapped)
+            raise mapped from error
 
     def _delay(self, attempt: int, error: ExchangeError) -> float:
         if isinstance(error, RateLimitedError) and error.retry_after_secs is not None:

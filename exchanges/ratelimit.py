@@ -3,13 +3,17 @@ in-process fallback used only when no Redis is configured.
 
 Both are reservation buckets: ``acquire()`` takes a token now (the balance may go negative) and sleeps
 for the time the debt needs to refill, so concurrent callers queue fairly without polling Redis.
+
+``pause(secs)`` is the account-wide back-off: after a 429 / DDoSProtection answer (Retry-After) the
+bucket's clock moves past the pause with nothing saved up, so every caller of the account, in every
+process, waits out the pause and then resumes at the budget's rate (no burst on resumption).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 # KEYS[1] bucket; ARGV rate per second, burst, tokens requested. Uses the server clock (TIME) so
 # workers on different machines agree. Returns the wait in milliseconds (as a string: Lua numbers
@@ -29,15 +33,57 @@ if tokens == nil or ts == nil then
 end
 if now > ts then
   tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
+  ts = now
 end
 tokens = tokens - requested
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-local wait = 0
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts))
+local wait = ts - now
 if tokens < 0 then
-  wait = -tokens * 1000 / rate
+  wait = wait - tokens * 1000 / rate
 end
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate + wait) + 1000)
 return tostring(wait)
+"""
+# ts is the bucket's clock: in the future while the account is paused (see _PAUSE_LUA).
+
+# KEYS[1] bucket; ARGV rate, burst, pause in ms. Moves the bucket's clock to now + pause (never back)
+# and drops saved-up tokens, so every reservation waits out the pause. Returns the pause left in ms.
+_PAUSE_LUA = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local pause = tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
+  ts = now
+end
+if now + pause > ts then
+  ts = now + pause
+  tokens = math.min(tokens, 0)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts))
+local left = ts - now
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate + left) + 1000)
+return tostring(left)
+"""
+
+# KEYS[1] bucket. The pause still ahead, in ms (0 when the account is not paused).
+_PAUSE_LEFT_LUA = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
+local ts = tonumber(redis.call('HGET', KEYS[1], 'ts'))
+if ts == nil or ts <= now then
+  return '0'
+end
+return tostring(ts - now)
 """
 
 
@@ -46,6 +92,10 @@ class RateLimiter(Protocol):
 
     async def acquire(self, cost: float = 1.0) -> float:
         """Take ``cost`` tokens, sleeping as long as needed; returns the seconds waited."""
+        ...
+
+    async def pause(self, secs: float) -> None:
+        """Hold every request of the account for ``secs`` (the venue said so: 429 / Retry-After)."""
         ...
 
 
@@ -72,7 +122,7 @@ class RedisTokenBucket:
         self._url = redis if isinstance(redis, str) else None
         self._client = None if isinstance(redis, str) else redis
         self._clients: dict[int, tuple[asyncio.AbstractEventLoop, object]] = {}
-        self._scripts: dict[int, object] = {}
+        self._scripts: dict[int, dict[str, Any]] = {}
 
     def _redis(self):
         if self._client is not None:
@@ -89,21 +139,43 @@ class RedisTokenBucket:
         self._clients[id(loop)] = (loop, client)
         return client
 
+    def _script(self, client: object, source: str) -> Any:
+        scripts = self._scripts.setdefault(id(client), {})
+        script = scripts.get(source)
+        if script is None:
+            script = scripts[source] = client.register_script(source)  # type: ignore[attr-defined]  # EVALSHA
+        return script
+
     async def reserve(self, cost: float = 1.0) -> float:
         """Take ``cost`` tokens without sleeping; returns the seconds the caller must wait."""
         client = self._redis()
-        script = self._scripts.get(id(client))
-        if script is None:
-            script = self._scripts[id(client)] = client.register_script(_TOKEN_BUCKET_LUA)  # EVALSHA
-        wait_ms = await script(keys=[self.key], args=[self.rate_per_sec, self.burst, cost])
+        wait_ms = await self._script(client, _TOKEN_BUCKET_LUA)(
+            keys=[self.key], args=[self.rate_per_sec, self.burst, cost])
         return float(wait_ms) / 1000.0
 
     async def acquire(self, cost: float = 1.0) -> float:
-        """Take ``cost`` tokens, sleeping as long as the bucket says; returns the seconds waited."""
-        wait = await self.reserve(cost)
-        if wait > 0:
+        """Take ``cost`` tokens, sleeping as long as the bucket says; returns the seconds waited.
+
+        After a sleep the account may have been paused meanwhile (another caller got a 429): the pause
+        is waited out too before the request goes."""
+        waited = wait = await self.reserve(cost)
+        while wait > 0:
             await asyncio.sleep(wait)
-        return wait
+            wait = await self.paused_for()
+            waited += wait
+        return waited
+
+    async def pause(self, secs: float) -> None:
+        """Hold every request of the account, in every process, for ``secs`` (never shortens a pause)."""
+        if secs <= 0:
+            return
+        client = self._redis()
+        await self._script(client, _PAUSE_LUA)(keys=[self.key], args=[self.rate_per_sec, self.burst, secs * 1000])
+
+    async def paused_for(self) -> float:
+        """Seconds of account-wide pause still ahead (0 when none)."""
+        client = self._redis()
+        return float(await self._script(client, _PAUSE_LEFT_LUA)(keys=[self.key])) / 1000.0
 
     async def close(self) -> None:
         """Close the clients this bucket opened from a URL (not a client passed in)."""
@@ -127,18 +199,37 @@ class LocalTokenBucket:
         self._tokens = burst
         self._stamp = clock()
 
-    def reserve(self, cost: float = 1.0) -> float:
-        """Take ``cost`` tokens now; returns the seconds the caller must wait."""
+    def _refill(self) -> float:
         now = self._clock()
         if now > self._stamp:
             self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate_per_sec)
             self._stamp = now
+        return now
+
+    def reserve(self, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens now; returns the seconds the caller must wait (incl. a pause)."""
+        now = self._refill()
         self._tokens -= cost
-        return -self._tokens / self.rate_per_sec if self._tokens < 0 else 0.0
+        wait = self._stamp - now
+        return wait - self._tokens / self.rate_per_sec if self._tokens < 0 else wait
+
+    def paused_for(self) -> float:
+        """Seconds of pause still ahead (0 when none)."""
+        return max(0.0, self._stamp - self._clock())
 
     async def acquire(self, cost: float = 1.0) -> float:
-        """Take ``cost`` tokens, sleeping as needed; returns the seconds waited."""
-        wait = self.reserve(cost)
-        if wait > 0:
+        """Take ``cost`` tokens, sleeping as needed (and through a pause set meanwhile); returns the
+        seconds waited."""
+        waited = wait = self.reserve(cost)
+        while wait > 0:
             await asyncio.sleep(wait)
-        return wait
+            wait = self.paused_for()
+            waited += wait
+        return waited
+
+    async def pause(self, secs: float) -> None:
+        """Hold every request through this bucket for ``secs``; saved-up tokens are dropped."""
+        now = self._refill()
+        if secs > 0 and now + secs > self._stamp:
+            self._stamp = now + secs
+            self._tokens = min(self._tokens, 0.0)
