@@ -123,14 +123,17 @@ def run_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | None = 
         outcome = "auth-error"
     except Exception as exc:  # an error in one iteration never ends the loop (spec)
         logger.exception("bot %s: monitoring loop error", bot_id)
+        close_old_connections()  # a database connection that died mid-cycle is replaced, not reused
         Bot.objects.filter(pk=bot_id, epoch=epoch).update(last_error=f"{type(exc).__name__}: {exc}"[:2000])
         delay = bot.error_recovery_delay_secs
         outcome = "error"
     finally:
         finished = time.time()
-        Bot.objects.filter(pk=bot_id).update(last_cycle_finished_at=timezone.now())
-        record_cycle(bot_id, scheduled_at or started, started, finished, worker_id())
-        lease.release()
+        try:
+            Bot.objects.filter(pk=bot_id).update(last_cycle_finished_at=timezone.now())
+        finally:  # the lease is freed even when the database is unreachable
+            record_cycle(bot_id, scheduled_at or started, started, finished, worker_id())
+            lease.release()
     still = Bot.objects.filter(pk=bot_id, epoch=epoch, status__in=CYCLING).exists()
     if still and current_chain(bot_id) == chain:
         elapsed = time.time() - started
