@@ -39,6 +39,7 @@ from bots.models import (
     LiquidityPosition,
     Order,
     OrderPurpose,
+    OrderStatus,
     PerformanceSnapshot,
 )
 from exchanges.gateway import ExchangeGateway
@@ -736,6 +737,7 @@ class MarketMakingBot:
             for outcome in outcomes:
                 if outcome.error is not None:
                     logger.warning("bot %s: order placement failed: %s", self.bot_id, outcome.error)
+            self._record_rejections(pair, [o.order for o in outcomes if o.order.status == OrderStatus.REJECTED])
         self.report.placed += placed
         sides = {i.side for i in result.allowed}
         self.performance_tracker.record_quoting(pair, sides == {"buy", "sell"})
@@ -777,6 +779,25 @@ class MarketMakingBot:
             tenant_id=self.bot.tenant_id, bot=self.bot, event_type="ORDER_DENIED", trading_pair=pair,
             message=f"{len(denials)} order(s) denied: {denials[0].reason}", action_taken="order_not_sent",
             details={"reasons": [d.reason for d in denials[:20]]},
+        )
+
+    def _record_rejections(self, pair: str, rejected: list[Order]) -> None:
+        """Orders the exchange refused (insufficient funds, invalid order) are never re-sent; the operator
+        sees why in the risk log: one RiskEvent per change of the reasons, not one per cycle."""
+        if not rejected:
+            return
+        reasons = sorted({(o.error or "rejected").split(":")[0] for o in rejected})
+        key = f"mm:risk:rejected:{self.bot_id}:{pair}"
+        r = get_redis()
+        if r.get(key) == "|".join(reasons).encode():
+            return
+        r.set(key, "|".join(reasons), ex=3600)
+        RiskEvent.objects.create(
+            tenant_id=self.bot.tenant_id, bot=self.bot, event_type="ORDER_DENIED", trading_pair=pair,
+            message=f"{len(rejected)} order(s) rejected by the exchange: {rejected[0].error}"[:2000],
+            action_taken="not_retried",
+            details={"client_order_ids": [o.client_order_id for o in rejected[:20]],
+                     "errors": [o.error for o in rejected[:20]]},
         )
 
     # --- rebalancing -----------------------------------------------------------------------------
