@@ -68,7 +68,9 @@ def start_bot(bot_id: int, epoch: int) -> str:
     try:
         engine = MarketMakingBot(bot)
         if not engine.initialize_exchanges():
-            _fail(bot_id, epoch, "no exchange could be connected (check the account's URL and credentials)")
+            reasons = "; ".join(f"{label}: {why}" for label, why in engine.connection_problems.items())
+            _fail(bot_id, epoch, "no exchange could be connected (check the account's URL and credentials)"
+                  + (f": {reasons}" if reasons else ""))
             return "error"
         try:
             engine.start_market_making(bot.pairs)

@@ -321,6 +321,7 @@ class MarketMakingBot:
         self.performance_tracker = PerformanceTracker(bot)
         self.accounts = {a.pk: a for a in bot.exchange_accounts.filter(is_active=True)}
         self.exchanges: dict[int, ExchangeGateway] = {}
+        self.connection_problems: dict[str, str] = {}  # account label -> why it did not connect
         self.order_manager = OrderManager(bot, self.exchanges)
         self.active_positions: dict[str, LiquidityPosition] = {
             p.trading_pair: p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)
@@ -349,6 +350,7 @@ class MarketMakingBot:
                     connected = True
             except Exception as exc:
                 logger.warning("bot %s: failed to connect to exchange %s: %s", self.bot_id, account.label, exc)
+                self.connection_problems[account.label] = f"{type(exc).__name__}: {exc}"[:300]
                 continue
             if connected:
                 self.exchanges[account_id] = gateway
@@ -357,6 +359,7 @@ class MarketMakingBot:
                                   payload={"exchange_id": account.exchange_id, "account": account.label})
             else:
                 logger.warning("bot %s: failed to connect to exchange %s", self.bot_id, account.label)
+                self.connection_problems[account.label] = "the markets or a private read (balance) failed"
         return len(self.exchanges) > 0
 
     def _select_exchange_for_pair(self, pair: str) -> int | None:
