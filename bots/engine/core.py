@@ -439,6 +439,9 @@ class MarketMakingBot:
             )
             mids: dict[str, float] = {}
             try:
+                for position in self.active_positions.values():  # fills up to the stop are in the summary
+                    if position.exchange_account_id in self.exchanges:
+                        self.order_manager.sync_fills(position, mid=float("nan"))
                 self.inventory_manager.load_balances(self.exchanges)
                 for pair, position in self.active_positions.items():
                     snapshot = self._market_snapshot(pair, position.exchange_account_id)

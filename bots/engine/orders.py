@@ -412,11 +412,11 @@ class OrderManager:
 
     def sync_fills(self, position: LiquidityPosition, *, mid: float) -> list[Fill]:
         """Record every trade of this bot's orders since the last sync (exactly once each)."""
-        trades_synced(position.pk)
         gateway = self.gateways[position.exchange_account_id]
         since = max(0, position.last_trade_sync_ms - TRADE_SYNC_OVERLAP_MS)
         trades = aio.run(gateway.fetch_my_trades(position.trading_pair, since_ms=since or None))
         if not trades:
+            trades_synced(position.pk)
             return []
         order_ids = {t.exchange_order_id for t in trades}
         orders = {
@@ -477,6 +477,7 @@ class OrderManager:
         LiquidityPosition.objects.filter(pk=position.pk, last_trade_sync_ms__lt=latest_ms).update(
             last_trade_sync_ms=latest_ms)
         position.last_trade_sync_ms = max(position.last_trade_sync_ms, latest_ms)
+        trades_synced(position.pk)  # only now: a sync that failed half-way (e.g. its connection died) runs again
         if new_fills:
             push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="fills",
                  data={"fills": [self.fill_payload(f) for f in new_fills]})

@@ -209,6 +209,8 @@ def test_emulator_restart_orders_become_lost_and_the_bot_quotes_again(world_a: A
                       if t.client_order_id.startswith(prefix)}
         wait_until(lambda: old_trades <= set(Fill.objects.filter(bot=bot).values_list("exchange_trade_id", flat=True)),
                    30, message="the bot never recorded the fills it had before the restart")
+        wait_until(lambda: len([o for o in exchange_orders(old) if o.is_open]) == 4, 30,
+                   message="the bot did not re-quote on the halted market")
         resting = {o.client_order_id for o in exchange_orders(old) if o.is_open}
         assert_orders_map_one_to_one(old, bot)
         port = old.port
