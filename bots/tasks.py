@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from bots.engine.core import MarketMakingBot, begin_cycle
@@ -95,9 +95,13 @@ def start_bot(bot_id: int, epoch: int) -> str:
         lease.release()
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, autoretry_for=(DatabaseError,), retry_backoff=1, retry_backoff_max=5,
+             retry_jitter=False, max_retries=30)
 def run_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | None = None) -> str:
-    """One monitoring iteration of one bot, then the next cycle after ``monitoring_interval``."""
+    """One monitoring iteration of one bot, then the next cycle after ``monitoring_interval``.
+
+    A database error outside the iteration (e.g. the connection was dropped under the fence reads)
+    retries this same cycle of the same chain on a fresh connection, so the chain outlives it."""
     close_old_connections()
     started = time.time()
     if current_chain(bot_id) != chain:
