@@ -18,6 +18,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from mmplatform.demo import DEMO_ADMIN, DEMO_API_KEY, DEMO_API_SECRET, DEMO_BALANCES, DEMO_OPERATOR, DEMO_PAIRS
 
+MAX_RESTARTS_PER_MINUTE = 5
+
 
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -79,7 +81,10 @@ class Command(BaseCommand):
         python = sys.executable
         processes: list[tuple[str, subprocess.Popen[bytes]]] = []
 
+        commands: dict[str, list[str]] = {}
+
         def spawn(name: str, argv: list[str]) -> None:
+            commands[name] = argv
             processes.append((name, subprocess.Popen(argv, env=env)))
 
         if not options["no_emulator"]:
@@ -121,10 +126,20 @@ class Command(BaseCommand):
                 f"  exchange emulator: {emulator_url}   database: {settings.DATABASES['default']['ENGINE']}\n"
                 "  Ctrl-C stops everything.\n"
             ))
+            restarts: dict[str, list[float]] = {}
             while not stopping:
-                for name, process in processes:
-                    if process.poll() is not None:
-                        raise CommandError(f"{name} exited with code {process.returncode}")
+                for index, (name, process) in enumerate(processes):
+                    if process.poll() is None:
+                        continue
+                    # supervise like systemd would: restart a crashed process (e.g. a Celery worker
+                    # that exits when Redis restarts), but give up on one that keeps crashing
+                    recent = [t for t in restarts.get(name, []) if time.monotonic() - t < 60] + [time.monotonic()]
+                    restarts[name] = recent
+                    if len(recent) > MAX_RESTARTS_PER_MINUTE:
+                        raise CommandError(f"{name} exited with code {process.returncode} "
+                                           f"{len(recent)} times within a minute; stopping")
+                    self.stderr.write(f"{name} exited with code {process.returncode}; restarting it")
+                    processes[index] = (name, subprocess.Popen(commands[name], env=env))
                 time.sleep(0.5)
         finally:
             for _, process in processes:
