@@ -57,6 +57,10 @@ def ensure_demo_world(emulator_url: str) -> DemoWorld:
             order_size_quote=Decimal("500"),
             spread_bps=10.0,
             order_refresh_tolerance_bps=2.0,
+            # the emulator's synthetic mids are far noisier than a real BTC book (15-25 %/day measured
+            # by the engine), so the demo keeps quoting instead of pausing on the 10 %/day default
+            high_volatility_threshold=0.5,
+            volatility_pause_threshold=1.0,
         )
         bot.exchange_accounts.add(account)
     return DemoWorld(tenant, account, bot)
