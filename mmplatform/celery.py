@@ -18,6 +18,9 @@ app.autodiscover_tasks()
 @worker_process_init.connect
 def _warm_up_worker_process(**kwargs: object) -> None:
     """Each worker process imports ccxt once at start, not inside its first bot cycle."""
+    import gc
+
     from bots.engine.gateways import warm_up
 
     warm_up()
+    gc.freeze()  # the imported code lives as long as the process: keep it out of GC passes mid-cycle
