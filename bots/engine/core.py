@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -55,7 +55,7 @@ from risk import checks
 from risk.limits import RiskLimits
 from risk.models import RiskEvent
 from strategies.analysis import MarketAnalysis, analyze_market
-from strategies.base import MarketMakingStrategy
+from strategies.base import MarketMakingStrategy, diff_orders
 from strategies.selection import create_strategy, select_strategy_type
 from strategies.types import InventoryState, MarketSnapshot, OrderIntent, RiskContext, StrategyParameters
 
@@ -724,8 +724,6 @@ class MarketMakingBot:
         if result.denied:
             self.report.denied += len(result.denied)
             self._record_denials(pair, result.denied)
-        from strategies.base import diff_orders
-
         diff = diff_orders(
             self.order_manager.as_live(live_rows), result.allowed,
             tolerance_bps=self.config.order_settings.order_refresh_tolerance_bps,
@@ -889,8 +887,6 @@ class MarketMakingBot:
 
 
 def _params_json(parameters: StrategyParameters) -> dict[str, Any]:
-    from dataclasses import asdict
-
     return asdict(parameters)
 
 
