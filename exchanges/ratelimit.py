@@ -15,13 +15,12 @@ import asyncio
 import time
 from typing import Any, Protocol
 
-# KEYS[1] bucket; ARGV rate per second, burst, tokens requested. Uses the server clock (TIME) so
-# workers on different machines agree. Returns the wait in milliseconds (as a string: Lua numbers
-# returned to Redis are truncated to integers).
-_TOKEN_BUCKET_LUA = """
+# The shared first half of both scripts: KEYS[1] bucket; ARGV[1] rate per second, ARGV[2] burst.
+# Uses the server clock (TIME) so workers on different machines agree, and refills the bucket up to
+# now. ts is the bucket's clock: in the future while the account is paused (see _PAUSE_LUA).
+_REFILL_LUA = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local requested = tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -35,7 +34,12 @@ if now > ts then
   tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
   ts = now
 end
-tokens = tokens - requested
+"""
+
+# ARGV[3] tokens requested. Returns the wait in milliseconds (as a string: Lua numbers returned to
+# Redis are truncated to integers).
+_TOKEN_BUCKET_LUA = _REFILL_LUA + """
+tokens = tokens - tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts))
 local wait = ts - now
 if tokens < 0 then
@@ -44,27 +48,11 @@ end
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate + wait) + 1000)
 return tostring(wait)
 """
-# ts is the bucket's clock: in the future while the account is paused (see _PAUSE_LUA).
 
-# KEYS[1] bucket; ARGV rate, burst, pause in ms. Moves the bucket's clock to now + pause (never back)
-# and drops saved-up tokens, so every reservation waits out the pause. Returns the pause left in ms.
-_PAUSE_LUA = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
+# ARGV[3] pause in ms. Moves the bucket's clock to now + pause (never back) and drops saved-up
+# tokens, so every reservation waits out the pause. Returns the pause left in ms.
+_PAUSE_LUA = _REFILL_LUA + """
 local pause = tonumber(ARGV[3])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + tonumber(clock[2]) / 1000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1])
-local ts = tonumber(state[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
-end
-if now > ts then
-  tokens = math.min(burst, tokens + (now - ts) * rate / 1000)
-  ts = now
-end
 if now + pause > ts then
   ts = now + pause
   tokens = math.min(tokens, 0)
