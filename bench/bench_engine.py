@@ -275,7 +275,7 @@ def profile_during(worker: Child, seconds: float, load: Any, tag: str) -> dict[s
         thread.join(15)
     if recorded is None:
         return {"error": "py-spy unavailable or not permitted"}
-    folded = fold_profile(recorded, must_contain="run_cycle", top=80)
+    folded = fold_profile(recorded, must_contain="driver.py", top=80)
     return {"file": str(recorded.relative_to(ROOT)), "samples": folded["samples"],
             "project_inclusive_pct": project_breakdown(folded)[:25],
             "all_inclusive_pct": folded["inclusive_pct"][:30], "leaf_pct": folded["leaf_pct"]}

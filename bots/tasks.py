@@ -1,7 +1,10 @@
-"""Celery tasks: thin, take ids, re-fetch, call the engine. Each running bot is a chain of
-``run_cycle(bot_id, epoch, chain, scheduled_at)`` tasks fenced by the bot's epoch (bumped at every
-start/stop/kill) and by its chain id (replaced when the watchdog restarts a chain), under a Redis
-lease so two cycles of one bot never overlap on any number of workers."""
+"""Celery tasks: thin, take ids, re-fetch, call the engine.
+
+A running bot's cycles are driven by the engine driver in every worker process
+(bots/engine/driver.py); each full cycle is ``execute_cycle(bot_id, epoch, chain, scheduled_at)``,
+fenced by the bot's epoch (bumped at every start/stop/kill) and by its chain id (replaced when another
+driver takes the bot over), under a Redis lease so two cycles of one bot never overlap on any number of
+workers. Start, stop, kill, reconcile and rebalancing are tasks that take the same lease."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import logging
 import os
 import socket
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from celery import shared_task
@@ -17,7 +21,7 @@ from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from bots.engine.core import MarketMakingBot, begin_cycle
-from bots.engine.lease import BotLease, current_chain, new_chain, record_cycle
+from bots.engine.lease import BotLease, current_chain, record_cycle
 from bots.models import Bot, BotStatus
 from mmplatform.errors import AuthenticationFailedError, MarketMakingError
 
@@ -34,15 +38,10 @@ def worker_id() -> str:
 LEASE_MIN_SECS = 10.0
 
 
-def _lease_ttl(bot: Bot) -> float:
+def lease_ttl(bot: Bot) -> float:
     """Long enough for a cycle, short enough that a worker killed with -9 frees the bot soon;
     a running cycle extends it before every placement (and aborts if it was lost)."""
     return max(LEASE_MIN_SECS, bot.monitoring_interval_secs * 3)
-
-
-def _schedule_cycle(bot_id: int, epoch: int, chain: str, delay_secs: float) -> None:
-    scheduled_at = time.time() + max(delay_secs, 0.0)
-    run_cycle.apply_async((bot_id, epoch, chain, scheduled_at), countdown=max(delay_secs, 0.0))
 
 
 def _fail(bot_id: int, epoch: int, message: str) -> None:
@@ -62,7 +61,7 @@ def start_bot(bot_id: int, epoch: int) -> str:
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None or bot.epoch != epoch or bot.status != BotStatus.STARTING:
         return "fenced"
-    lease = BotLease(bot_id, _lease_ttl(bot))
+    lease = BotLease(bot_id, lease_ttl(bot))
     if not lease.acquire(wait_secs=30):
         return "busy"
     try:
@@ -85,8 +84,7 @@ def start_bot(bot_id: int, epoch: int) -> str:
 
         bot.refresh_from_db()
         _status_push(bot)
-        _schedule_cycle(bot_id, epoch, new_chain(bot_id), bot.monitoring_interval_secs)
-        return "started"
+        return "started"  # an engine driver picks the bot up within a second (bots/engine/driver.py)
     except Exception as exc:
         logger.exception("bot %s: start failed", bot_id)
         _fail(bot_id, epoch, f"start failed: {exc}")
@@ -95,44 +93,54 @@ def start_bot(bot_id: int, epoch: int) -> str:
         lease.release()
 
 
-@shared_task(acks_late=True, autoretry_for=(DatabaseError,), retry_backoff=1, retry_backoff_max=5,
-             retry_jitter=False, max_retries=30)
-def run_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | None = None) -> str:
-    """One monitoring iteration of one bot, then the next cycle after ``monitoring_interval``.
+@dataclass
+class CycleResult:
+    """What one cycle did; ``engine`` is the MarketMakingBot that ran it (the driver keeps it for its
+    quiet checks) when the cycle completed."""
 
-    A database error outside the iteration (e.g. the connection was dropped under the fence reads)
-    retries this same cycle of the same chain on a fresh connection, so the chain outlives it."""
+    outcome: str
+    engine: MarketMakingBot | None = None
+
+
+def execute_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | None = None, *,
+                  lease: BotLease | None = None) -> CycleResult:
+    """One monitoring iteration of one bot, fenced by epoch and chain, under the bot's lease (taken
+    here unless the caller already holds it; released here either way). Schedules nothing: the
+    engine driver (bots/engine/driver.py) decides when the next cycle runs."""
     close_old_connections()
     started = time.time()
     if current_chain(bot_id) != chain:
-        return "stale-chain"
+        if lease is not None:
+            lease.release()
+        return CycleResult("stale-chain")
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None or bot.epoch != epoch or bot.status not in CYCLING:
-        return "fenced"
-    lease = BotLease(bot_id, _lease_ttl(bot))
-    if not lease.acquire():
-        _schedule_cycle(bot_id, epoch, chain, bot.monitoring_interval_secs)
-        return "busy"
-    delay = bot.monitoring_interval_secs
-    outcome = "ok"
+        if lease is not None:
+            lease.release()
+        return CycleResult("fenced")
+    if lease is None:
+        lease = BotLease(bot_id, lease_ttl(bot))
+        if not lease.acquire():
+            return CycleResult("busy")
+    result = CycleResult("ok")
     try:
         if current_chain(bot_id) != chain:
-            return "stale-chain"
+            return CycleResult("stale-chain")
         cycle = begin_cycle(bot_id)
         engine = MarketMakingBot(bot, lease=lease)
         if not engine.initialize_exchanges(emit_events=False, validate=False):
             raise MarketMakingError("no exchange could be connected this cycle")
         engine.monitoring_iteration(cycle)
         Bot.objects.filter(pk=bot_id, epoch=epoch).exclude(last_error="").update(last_error="")
+        result.engine = engine
     except AuthenticationFailedError as exc:
         _fail(bot_id, epoch, f"authentication failed, bot disabled: {exc}")
-        outcome = "auth-error"
+        result = CycleResult("auth-error")
     except Exception as exc:  # an error in one iteration never ends the loop (spec)
         logger.exception("bot %s: monitoring loop error", bot_id)
         close_old_connections()  # a database connection that died mid-cycle is replaced, not reused
         Bot.objects.filter(pk=bot_id, epoch=epoch).update(last_error=f"{type(exc).__name__}: {exc}"[:2000])
-        delay = bot.error_recovery_delay_secs
-        outcome = "error"
+        result = CycleResult("error")
     finally:
         finished = time.time()
         try:
@@ -140,11 +148,17 @@ def run_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | None = 
         finally:  # the lease is freed even when the database is unreachable
             record_cycle(bot_id, scheduled_at or started, started, finished, worker_id())
             lease.release()
-    still = Bot.objects.filter(pk=bot_id, epoch=epoch, status__in=CYCLING).exists()
-    if still and current_chain(bot_id) == chain:
-        elapsed = time.time() - started
-        _schedule_cycle(bot_id, epoch, chain, max(delay - elapsed, 0.0) if outcome == "ok" else delay)
-    return outcome
+    return result
+
+
+@shared_task(acks_late=True, autoretry_for=(DatabaseError,), retry_backoff=1, retry_backoff_max=5,
+             retry_jitter=False, max_retries=30)
+def run_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | None = None) -> str:
+    """One fenced cycle of one bot on demand (the engine driver runs ``execute_cycle`` in-process).
+
+    A database error outside the iteration (e.g. the connection was dropped under the fence reads)
+    retries this same cycle on a fresh connection."""
+    return execute_cycle(bot_id, epoch, chain, scheduled_at).outcome
 
 
 @shared_task(acks_late=True)
@@ -154,8 +168,8 @@ def stop_bot(bot_id: int, epoch: int) -> str:
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None or bot.epoch != epoch or bot.status != BotStatus.STOPPING:
         return "fenced"
-    lease = BotLease(bot_id, _lease_ttl(bot))
-    lease.acquire(wait_secs=_lease_ttl(bot))
+    lease = BotLease(bot_id, lease_ttl(bot))
+    lease.acquire(wait_secs=lease_ttl(bot))
     try:
         engine = MarketMakingBot(bot)
         engine.initialize_exchanges(emit_events=False)
@@ -181,8 +195,8 @@ def cancel_bot_orders(bot_id: int) -> int:
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None:
         return 0
-    lease = BotLease(bot_id, _lease_ttl(bot))
-    lease.acquire(wait_secs=_lease_ttl(bot))
+    lease = BotLease(bot_id, lease_ttl(bot))
+    lease.acquire(wait_secs=lease_ttl(bot))
     try:
         return cancel_all_orders_now(bot)
     finally:
@@ -195,8 +209,8 @@ def reconcile_bot(bot_id: int) -> int:
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None:
         return 0
-    lease = BotLease(bot_id, _lease_ttl(bot))
-    if not lease.acquire(wait_secs=_lease_ttl(bot)):
+    lease = BotLease(bot_id, lease_ttl(bot))
+    if not lease.acquire(wait_secs=lease_ttl(bot)):
         return 0
     try:
         engine = MarketMakingBot(bot)
@@ -212,24 +226,20 @@ def stale_after_secs(bot: Bot) -> float:
 
 @shared_task
 def watchdog() -> dict[str, int]:
-    """Restart the chain of every cycling bot whose last cycle is too old (a worker killed with -9);
-    re-enqueue starts that never ran; cancel resting orders of a bot silent for twice the deadline
-    (the platform's own dead-man's switch)."""
+    """The dead-man's switch behind the engine drivers: cancel the resting orders of a cycling bot
+    that has been silent for twice its deadline (no driver reached it: every worker down, its shard
+    unclaimed, its account unreachable), and re-enqueue starts that never ran. Resuming a bot's
+    cycles needs nothing here: drivers claim a dead driver's shards when its shard leases expire."""
     close_old_connections()
     now = timezone.now()
     restarted = cancelled = 0
     for bot in Bot.objects.filter(status__in=CYCLING):
         last = bot.last_cycle_finished_at or bot.last_cycle_started_at or bot.started_at
         deadline = stale_after_secs(bot)
-        if last is not None and (now - last).total_seconds() < deadline:
+        if last is None or (now - last).total_seconds() <= 2 * deadline or BotLease.is_held(bot.pk):
             continue
-        if BotLease.is_held(bot.pk):
-            continue
-        _schedule_cycle(bot.pk, bot.epoch, new_chain(bot.pk), 0)
-        restarted += 1
-        if last is not None and (now - last).total_seconds() > 2 * deadline:
-            cancel_bot_orders.delay(bot.pk)
-            cancelled += 1
+        cancel_bot_orders.delay(bot.pk)
+        cancelled += 1
     for bot in Bot.objects.filter(status=BotStatus.STARTING, started_at__lt=now - timedelta(seconds=60)):
         start_bot.delay(bot.pk, bot.epoch)
         restarted += 1
@@ -267,8 +277,8 @@ def rebalance_bot(bot_id: int, run_id: int) -> int:
     if run is None:
         return 0
     bot = run.bot
-    lease = BotLease(bot_id, _lease_ttl(bot))
-    if not lease.acquire(wait_secs=_lease_ttl(bot)):
+    lease = BotLease(bot_id, lease_ttl(bot))
+    if not lease.acquire(wait_secs=lease_ttl(bot)):
         RebalanceRun.objects.filter(pk=run_id).update(outcome="skipped: bot busy")
         return 0
     try:

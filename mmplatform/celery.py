@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmplatform.settings")
 
@@ -24,3 +24,14 @@ def _warm_up_worker_process(**kwargs: object) -> None:
 
     warm_up()
     gc.freeze()  # the imported code lives as long as the process: keep it out of GC passes mid-cycle
+    from bots.engine.driver import start_driver
+
+    start_driver()  # this process runs the cycles of the bots in the shards it claims
+
+
+@worker_process_shutdown.connect
+def _stop_driver(**kwargs: object) -> None:
+    """A warm shutdown hands this process's shards to the other drivers at once."""
+    from bots.engine.driver import stop_driver
+
+    stop_driver()

@@ -57,6 +57,19 @@ def env_float(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
 
 
+def env_int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
 DEBUG = env_bool("DEBUG", False)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
@@ -231,6 +244,12 @@ EXCHANGE_HTTP_TIMEOUT_SECS = env_float("EXCHANGE_HTTP_TIMEOUT_SECS", 10.0)
 BOT_WATCHDOG_INTERVAL_SECS = env_float("BOT_WATCHDOG_INTERVAL_SECS", 10.0)
 MARKET_DATA_CACHE_SECS = env_float("MARKET_DATA_CACHE_SECS", 0.5)
 STALE_BOOK_SECS = env_float("STALE_BOOK_SECS", 5.0)
+# The engine driver (bots/engine/driver.py): one per Celery worker process runs the bots of its shards.
+ENGINE_DRIVER_ENABLED = env_bool("ENGINE_DRIVER_ENABLED", True)
+ENGINE_SHARDS = env_int("ENGINE_SHARDS", 16)
+ENGINE_CYCLE_THREADS = env_int("ENGINE_CYCLE_THREADS", 4)
+ENGINE_FULL_CYCLE_SECS = env_float("ENGINE_FULL_CYCLE_SECS", 30.0)
+ENGINE_BOOK_STREAMS = env_bool("ENGINE_BOOK_STREAMS", True)
 # The local exchange emulator's admin token (accounts opened on it from the Django admin).
 EMULATOR_ADMIN_TOKEN = os.environ.get("EMULATOR_ADMIN_TOKEN", "")
 EMULATOR_DEMO_BALANCES = os.environ.get("EMULATOR_DEMO_BALANCES", "BTC=1,ETH=20,USDT=60000")

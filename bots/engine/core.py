@@ -1,9 +1,10 @@
 """The spec's MarketMakingBot: lifecycle, one monitoring iteration, orders, inventory, risk.
 
-One instance lives for one Celery task (a start, a stop, a cycle): it is rebuilt from the database
-each time, so any worker can run any bot's next cycle (crash-only). The loop of the spec is the
-chain of ``run_cycle`` tasks (bots/tasks.py); ``monitoring_iteration`` is its body. Exchange I/O
-is async (the gateway) and runs on the process's I/O loop; everything else is plain sync code.
+An instance is built from the database for a task (a start, a stop) or a full cycle, so any worker
+can run any bot's next cycle (crash-only). The loop of the spec is the engine driver
+(bots/engine/driver.py): ``monitoring_iteration`` is the body of a full cycle, and the driver keeps
+the instance between cycles for its in-memory quiet checks (``decide_quotes``, ``risk_in_memory``).
+Exchange I/O is async (the gateway) and runs on the process's I/O loop; everything else is plain sync.
 
 Every cycle is decide -> check -> act: snapshot -> strategy.calculate_orders -> risk checks (a
 reason per denial) -> diff against live orders (refresh tolerance) -> cancel / place.
@@ -579,8 +580,7 @@ class MarketMakingBot:
             values[(position.exchange_account_id, quote)] = inventory.quote_balance
         return sum(values.values())
 
-    def assess_current_risk(self) -> list[checks.RiskStatus]:
-        """Spec risk_manager.assess_current_risk, on this cycle's inventory and P&L."""
+    def _pair_risk_states(self) -> tuple[checks.PairRiskState, ...]:
         pairs = []
         for pair, inventory in self.inventory_manager.current_inventory.items():
             analysis = self.analyses.get(pair)
@@ -591,6 +591,10 @@ class MarketMakingBot:
                 target_ratio=inventory.target_ratio,
                 volatility_daily=analysis.volatility_daily if analysis and analysis.volatility_measured else 0.0,
             ))
+        return tuple(pairs)
+
+    def assess_current_risk(self) -> list[checks.RiskStatus]:
+        """Spec risk_manager.assess_current_risk, on this cycle's inventory and P&L."""
         equity = self._equity_quote()
         high_water = max(float(self.bot.equity_high_water_quote), equity)
         if high_water > float(self.bot.equity_high_water_quote):
@@ -598,11 +602,23 @@ class MarketMakingBot:
             self.bot.equity_high_water_quote = Decimal(repr(round(high_water, 8)))
         state = checks.BotRiskState(
             daily_pnl_quote=self._daily_pnl_quote(), equity_quote=equity, equity_high_water_quote=high_water,
-            pairs=tuple(pairs),
+            pairs=self._pair_risk_states(),
         )
         statuses = checks.assess_risk(state, self.config.risk_limits)
         self._newly_active = self.risk_manager.newly_active(statuses)
         return statuses
+
+    def risk_in_memory(self, high_water_quote: float) -> tuple[list[checks.RiskStatus], float]:
+        """The assessment of ``assess_current_risk`` without its side effects (no high-water write,
+        no daily-reset pop, no active-set update), on the inventory and mids this object holds, and
+        the equity it used. The engine driver's quiet check: any status means a full cycle."""
+        equity = self._equity_quote()
+        state = checks.BotRiskState(
+            daily_pnl_quote=float(self._net_pnl_quote() - self.bot.daily_pnl_baseline_quote),
+            equity_quote=equity, equity_high_water_quote=max(high_water_quote, equity),
+            pairs=self._pair_risk_states(),
+        )
+        return checks.assess_risk(state, self.config.risk_limits), equity
 
     def _handle_risk_event(self, status: checks.RiskStatus, *, record: bool = True) -> None:
         """Spec _handle_risk_event: act on the event type, then RiskEventHandled (once per breach)."""
@@ -690,6 +706,33 @@ class MarketMakingBot:
             "volatility_daily": analysis.volatility_daily, "trend_strength": analysis.trend_strength,
         })
 
+    def decide_quotes(self, position: LiquidityPosition, snapshot: MarketSnapshot, live_rows: list[Order],
+                      others_open: int) -> tuple[checks.CheckResult, Any]:
+        """decide -> check for one pair, no I/O: the strategy's orders, the pre-trade checks, and the
+        diff against the live quotes (refresh tolerance). The driver's quiet check calls this too, so
+        a quiet cycle and a full one can never disagree about whether to re-quote."""
+        pair = position.trading_pair
+        strategy = self.strategy_engine.restore(position)
+        inventory = self.inventory_manager.current_inventory.get(pair) or self.inventory_manager.assess(
+            position, snapshot.mid)
+        state = InventoryState.from_balances(
+            inventory.base_balance, inventory.quote_balance, snapshot.mid, inventory.target_ratio)
+        intents = strategy.calculate_orders(snapshot, state, self.risk_manager.get_pair_limits(pair))
+        valid = [i for i in intents if self._validate_order_parameters(i)]
+        result = self.risk_manager.check(valid, checks.PreTradeContext(
+            mid=snapshot.mid,
+            base_value_quote=inventory.base_value_quote,
+            open_orders_total=others_open,
+            min_order_size_quote=float(self.config.min_order_size_quote),
+            max_order_size_quote=float(self.config.max_order_size_quote),
+        ))
+        diff = diff_orders(
+            self.order_manager.as_live(live_rows), result.allowed,
+            tolerance_bps=self.config.order_settings.order_refresh_tolerance_bps,
+            refresh_secs=self.config.order_settings.order_refresh_secs, now=self.clock(),
+        )
+        return result, diff
+
     def _quote(self, position: LiquidityPosition, *, initial: bool) -> int:
         """decide -> check -> act for one pair; returns the number of orders placed."""
         pair = position.trading_pair
@@ -705,30 +748,12 @@ class MarketMakingBot:
             Bot.objects.filter(pk=self.bot_id).update(status_reason=f"quoting halted: {problem}"[:500])
             self.performance_tracker.record_quoting(pair, False)
             return 0
-        strategy = self.strategy_engine.restore(position)
-        inventory = self.inventory_manager.current_inventory.get(pair) or self.inventory_manager.assess(
-            position, snapshot.mid)
-        state = InventoryState.from_balances(
-            inventory.base_balance, inventory.quote_balance, snapshot.mid, inventory.target_ratio)
-        intents = strategy.calculate_orders(snapshot, state, self.risk_manager.get_pair_limits(pair))
-        valid = [i for i in intents if self._validate_order_parameters(i)]
         others_open = Order.objects.filter(bot=self.bot, status__in=OPEN_ORDER_STATUSES).exclude(
             position=position).count()
-        result = self.risk_manager.check(valid, checks.PreTradeContext(
-            mid=snapshot.mid,
-            base_value_quote=inventory.base_value_quote,
-            open_orders_total=others_open,
-            min_order_size_quote=float(self.config.min_order_size_quote),
-            max_order_size_quote=float(self.config.max_order_size_quote),
-        ))
+        result, diff = self.decide_quotes(position, snapshot, live_rows, others_open)
         if result.denied:
             self.report.denied += len(result.denied)
             self._record_denials(pair, result.denied)
-        diff = diff_orders(
-            self.order_manager.as_live(live_rows), result.allowed,
-            tolerance_bps=self.config.order_settings.order_refresh_tolerance_bps,
-            refresh_secs=self.config.order_settings.order_refresh_secs, now=self.clock(),
-        )
         by_client = {o.client_order_id: o for o in live_rows}
         to_cancel = [by_client[o.order_id] for o in diff.cancel]
         if to_cancel:

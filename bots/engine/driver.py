@@ -1,0 +1,682 @@
+"""The engine driver: one per Celery worker process, it runs the cycles of every bot in the shards it
+holds, so a machine carries a thousand bot-pairs instead of the few dozen a task-per-cycle could.
+
+Shape (see docs/architecture.md, "Engine driver"):
+
+* Bots are split into ``ENGINE_SHARDS`` shards (``bot_id % shards``). Each driver holds shard leases
+  in Redis (renewed every second, TTL ``SHARD_TTL_SECS``) up to its fair share of the live drivers; a
+  driver killed with -9 loses its shards when the leases expire and the others take them, a driver
+  shut down warmly gives them back at once.
+* Every cycle of a bot runs under the bot's own lease (``BotLease``) and its chain id, exactly as a
+  task did: a stop, kill, reconcile or rebalance task takes the same lease, and a driver that lost a
+  bot to another driver (new chain id) drops it at its next cycle. No two cycles of one bot overlap.
+* A cycle is *quiet* when nothing but the mid moved and the strategy's quotes still sit within the
+  refresh tolerance: the driver decides that in memory (``MarketMakingBot.decide_quotes`` and
+  ``risk_in_memory`` on the engine object kept from the bot's last full cycle, one open-orders and one
+  balance read per exchange account per interval shared by all its bots, one book per venue and pair
+  shared by all bots). A quiet cycle writes a cycle record to Redis and nothing to Postgres.
+* A cycle whose only change is a re-quote runs ``_quote`` on the kept engine (store-before-send, the
+  lease and epoch fence, events) without the rest of the iteration. Anything else — a fill, a missing
+  or stray order, a risk status, a denial, a bad book, a status or config change, the periodic
+  ``ENGINE_FULL_CYCLE_SECS`` — runs the full ``monitoring_iteration`` (``bots.tasks.execute_cycle``)
+  on a small thread pool, and the engine object it leaves becomes the new basis for quiet checks.
+* Pushed best bid/ask (``exchanges.streams``) wakes the bots of a pair whose mid moved past a
+  quarter of their refresh tolerance, so a re-quote does not wait for the next interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.db.models import F
+from django.utils import timezone
+
+from bots.engine.core import MarketMakingBot, begin_cycle, daily_reset_key, exchange_key
+from bots.engine.lease import _RELEASE, BotLease, chain_key, new_chain
+from bots.engine.market_data import BookData, shared_book, to_snapshot
+from bots.engine.orders import client_id_prefix
+from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderPurpose
+from exchanges.gateway import ExchangeGateway, ExchangeOrder
+from mmplatform import aio
+from mmplatform.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+SHARD_TTL_SECS = 10.0
+DRIVERS_KEY = "mm:engine:drivers"
+HOUSEKEEPING_SECS = 1.0
+FLUSH_SECS = 1.0
+SENT_MARGIN_SECS = 0.5
+"""An order sent less than this before an account read may not be listed by it yet."""
+ORDER_DEPTH = 20
+
+
+def shard_key(shard: int) -> str:
+    return f"mm:engine:shard:{shard}"
+
+
+def shard_of(bot_id: int) -> int:
+    return bot_id % settings.ENGINE_SHARDS
+
+
+_EXTEND = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end
+"""
+
+
+@dataclass
+class AccountView:
+    """One exchange account as the venue listed it: open orders by client id, total balances."""
+
+    taken_at: float
+    orders: dict[str, ExchangeOrder]
+    balances: dict[str, Decimal]
+
+
+@dataclass
+class Runner:
+    """The driver's memory of one bot between cycles."""
+
+    bot_id: int
+    epoch: int
+    chain: str
+    interval: float
+    error_delay: float
+    signature: tuple
+    next_due: float
+    engine: MarketMakingBot | None = None
+    live: dict[int, list[Order]] = field(default_factory=dict)  # position id -> open quote rows
+    open_count: dict[int, int] = field(default_factory=dict)  # position id -> open rows of any purpose
+    known: set[str] = field(default_factory=set)  # client ids of every open row
+    gone: dict[str, float] = field(default_factory=dict)  # client id -> when it left our open set
+    quoted_mid: dict[tuple[str, str], float] = field(default_factory=dict)
+    last_full_at: float = 0.0
+    perf_due_at: float = 0.0
+    high_water: float = 0.0
+    high_water_dirty: bool = False
+    busy: bool = False
+    dropped: bool = False
+    stale: bool = False  # changed while a cycle ran: do not keep that cycle's engine
+    quiet_cycles: int = 0
+    touched: bool = False  # cycled since the last flush
+
+
+@dataclass
+class Verdict:
+    kind: str  # "quiet" | "requote" | "full"
+    reason: str = ""
+    pairs: list[str] = field(default_factory=list)
+    uptime: list[tuple[str, bool]] = field(default_factory=list)
+
+
+class Driver:
+    """Runs the cycles of the bots in this process's shards (one thread, a small pool for full cycles)."""
+
+    def __init__(self, name: str = ""):
+        self.token = f"{name or 'driver'}:{uuid.uuid4().hex[:12]}"
+        self.owned: set[int] = set()
+        self.runners: dict[int, Runner] = {}
+        self.accounts: dict[int, AccountView] = {}
+        self.gateways: dict[int, ExchangeGateway] = {}
+        self.pool = ThreadPoolExecutor(max_workers=settings.ENGINE_CYCLE_THREADS, thread_name_prefix="mm-cycle")
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.moved: deque[tuple[str, str, float]] = deque(maxlen=10_000)
+        self.streams: dict[str, Any] = {}
+        self.stream_symbols: dict[str, tuple[str, ...]] = {}
+        self._housekeeping_at = 0.0
+        self._flush_at = 0.0
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="mm-engine-driver", daemon=True)
+        self.thread.start()
+
+    def stop(self, timeout_secs: float = 10.0) -> None:
+        """Finish the running cycles, give the shards back at once (a warm shutdown)."""
+        self.stopping.set()
+        self.wake.set()
+        if self.thread is not None:
+            self.thread.join(timeout_secs)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self._flush(force=True)
+            r = get_redis()
+            pipe = r.pipeline(transaction=False)
+            for shard in self.owned:
+                pipe.eval(_RELEASE, 1, shard_key(shard), self.token)
+            pipe.zrem(DRIVERS_KEY, self.token)
+            pipe.execute()
+        except Exception:
+            logger.exception("engine driver: releasing shards failed (they expire in %s s)", SHARD_TTL_SECS)
+        self.owned.clear()
+        for stream in self.streams.values():
+            try:
+                aio.run(stream.close(), timeout_secs=5)
+            except Exception:
+                pass
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("engine driver tick failed")
+                close_old_connections()
+                self.stopping.wait(0.5)
+
+    def tick(self) -> None:
+        now = time.time()
+        if now >= self._housekeeping_at:
+            self._housekeeping_at = now + HOUSEKEEPING_SECS
+            self._housekeep(now)
+        self._apply_moves(now)
+        for pk in [pk for pk, r in self.runners.items() if r.dropped]:
+            self.runners.pop(pk, None)
+        due = [r for r in self.runners.values() if not r.busy and r.next_due <= now]
+        if due:
+            self._run_due(due, now)
+        if time.time() >= self._flush_at:
+            self._flush()
+        idle = [r.next_due for r in self.runners.values() if not r.busy]
+        wait = min(idle, default=now + 0.5) - time.time()
+        self.wake.wait(timeout=min(max(wait, 0.001), 0.5))
+        self.wake.clear()
+
+    # --- shards and bots ---------------------------------------------------------------------------
+
+    def _housekeep(self, now: float) -> None:
+        close_old_connections()
+        shards = settings.ENGINE_SHARDS
+        r = get_redis()
+        pipe = r.pipeline(transaction=False)
+        pipe.zadd(DRIVERS_KEY, {self.token: now})
+        pipe.zremrangebyscore(DRIVERS_KEY, 0, now - SHARD_TTL_SECS)
+        pipe.zcard(DRIVERS_KEY)
+        owned = sorted(self.owned)
+        ttl_ms = int(SHARD_TTL_SECS * 1000)
+        for shard in owned:
+            pipe.eval(_EXTEND, 1, shard_key(shard), self.token, ttl_ms)
+        results = pipe.execute()
+        live = max(int(results[2]), 1)
+        for shard, kept in zip(owned, results[3:], strict=True):
+            if not kept:
+                logger.warning("engine driver %s: lost shard %s", self.token, shard)
+                self.owned.discard(shard)
+        share = math.ceil(shards / live)
+        while len(self.owned) > share:  # a new driver joined: give it room
+            shard = max(self.owned)
+            r.eval(_RELEASE, 1, shard_key(shard), self.token)
+            self.owned.discard(shard)
+        if len(self.owned) < share:
+            start = random.randrange(shards)
+            for offset in range(shards):
+                shard = (start + offset) % shards
+                if shard in self.owned:
+                    continue
+                if r.set(shard_key(shard), self.token, nx=True, px=ttl_ms):
+                    self.owned.add(shard)
+                    if len(self.owned) >= share:
+                        break
+        self._refresh_bots(now)
+        self._ensure_streams()
+
+    def _refresh_bots(self, now: float) -> None:
+        shards = settings.ENGINE_SHARDS
+        rows = Bot.objects.filter(status__in=(BotStatus.RUNNING, BotStatus.PAUSED)).values_list(
+            "pk", "epoch", "status", "monitoring_interval_secs", "error_recovery_delay_secs", "updated_at",
+            "kill_switch_engaged", "tenant__kill_switch_engaged", "daily_pnl_baseline_quote")
+        seen = set()
+        for pk, epoch, status, interval, error_delay, updated, kill, tenant_kill, baseline in rows:
+            if pk % shards not in self.owned:
+                continue
+            seen.add(pk)
+            signature = (epoch, status, interval, error_delay, updated, kill, tenant_kill, baseline)
+            runner = self.runners.get(pk)
+            if runner is None or runner.epoch != epoch:
+                if runner is not None:
+                    runner.dropped = True
+                # spread first cycles over one interval so a thousand bots do not all fire at once
+                offset = (pk * 0.6180339887) % 1.0 * min(interval, 1.0)
+                self.runners[pk] = Runner(pk, epoch, new_chain(pk), interval, error_delay, signature,
+                                          next_due=now + offset)
+            elif runner.signature != signature:
+                runner.signature = signature
+                runner.interval, runner.error_delay = interval, error_delay
+                runner.engine = None  # the next cycle is a full one, on the bot as it is now
+                runner.stale = runner.busy
+        for pk in list(self.runners):
+            if pk not in seen:
+                self.runners.pop(pk).dropped = True
+
+    # --- market data pushes ------------------------------------------------------------------------
+
+    def _books_wanted(self) -> dict[str, tuple[Any, set[str]]]:
+        """venue -> (an account of it, pairs quoted there by the bots this driver holds)."""
+        wanted: dict[str, tuple[Any, set[str]]] = {}
+        for runner in self.runners.values():
+            engine = runner.engine
+            if engine is None:
+                continue
+            for pair, position in engine.active_positions.items():
+                account = engine.accounts.get(position.exchange_account_id)
+                if account is None:
+                    continue
+                venue = exchange_key(account)
+                wanted.setdefault(venue, (account, set()))[1].add(pair)
+        return wanted
+
+    def _ensure_streams(self) -> None:
+        if not settings.ENGINE_BOOK_STREAMS:
+            return
+        try:
+            from exchanges.streams import BookTickerStream
+        except ImportError:
+            return
+        for venue, (account, pairs) in self._books_wanted().items():
+            symbols = tuple(sorted(pairs))
+            if self.stream_symbols.get(venue) == symbols:
+                continue
+            old = self.streams.pop(venue, None)
+            if old is not None:
+                old.driver_task.cancel()
+            stream = BookTickerStream(account.exchange_id, account.api_base_url or None)
+            stream.driver_task = asyncio.run_coroutine_threadsafe(self._watch(venue, stream, symbols), aio.get_loop())
+            self.streams[venue] = stream
+            self.stream_symbols[venue] = symbols
+
+    async def _watch(self, venue: str, stream: Any, symbols: tuple[str, ...]) -> None:
+        backoff = 0.1
+        while not self.stopping.is_set():
+            try:
+                updates = await stream.watch(list(symbols))
+                backoff = 0.1
+            except asyncio.CancelledError:
+                await stream.close()
+                raise
+            except Exception as exc:
+                logger.info("engine driver: book stream %s: %s", venue, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            woke = False
+            for quote in updates:
+                bid, ask = float(quote.bid), float(quote.ask)
+                if bid > 0 and ask > 0:
+                    self.moved.append((venue, quote.symbol, (bid + ask) / 2))
+                    woke = True
+            if woke:
+                self.wake.set()
+
+    def _apply_moves(self, now: float) -> None:
+        """Pushed mids: bots whose quotes are a quarter of their tolerance off the new mid run now."""
+        if not self.moved:
+            return
+        latest: dict[tuple[str, str], float] = {}
+        while self.moved:
+            venue, pair, mid = self.moved.popleft()
+            latest[(venue, pair)] = mid
+        r = get_redis()
+        for venue, pair in latest:  # the shared book is out of date: the next read fetches it
+            r.delete(f"mm:md:book:{venue}:{pair}")
+        for runner in self.runners.values():
+            if runner.busy or runner.engine is None:
+                continue
+            tolerance = runner.engine.config.order_settings.order_refresh_tolerance_bps / 4e4
+            for key, quoted in runner.quoted_mid.items():
+                mid = latest.get(key)
+                if mid is not None and abs(mid - quoted) > tolerance * quoted:
+                    runner.next_due = min(runner.next_due, now)
+                    break
+
+    # --- cycles ------------------------------------------------------------------------------------
+
+    def _run_due(self, due: list[Runner], now: float) -> None:
+        r = get_redis()
+        leases = {}
+        pipe = r.pipeline(transaction=False)
+        for runner in due:
+            lease = BotLease(runner.bot_id, max(10.0, 3 * runner.interval))
+            leases[runner.bot_id] = lease
+            pipe.set(lease.key, lease.token, nx=True, px=lease.ttl_ms)
+            pipe.get(chain_key(runner.bot_id))
+            pipe.exists(daily_reset_key(runner.bot_id))
+        results = pipe.execute()
+        self._refresh_accounts(due, now)
+        books: dict[tuple[str, str], BookData] = {}
+        quiet: list[tuple[Runner, float, float, Verdict]] = []
+        for index, runner in enumerate(due):
+            got, chain, reset_pending = results[3 * index: 3 * index + 3]
+            scheduled = runner.next_due
+            lease = leases[runner.bot_id]
+            if not got:  # a stop/kill/reconcile/rebalance task holds the bot: try again next interval
+                runner.next_due = now + runner.interval
+                continue
+            lease.held = True
+            if (chain.decode() if chain else None) != runner.chain:  # another driver took the bot
+                lease.release()
+                runner.dropped = True
+                continue
+            started = time.time()
+            verdict = self._check(runner, started, books, bool(reset_pending))
+            if verdict.kind == "quiet":
+                quiet.append((runner, scheduled, started, verdict))
+                runner.next_due = next_due(scheduled, runner.interval, started)
+                continue
+            runner.busy = True
+            self.pool.submit(self._cycle, runner, lease, verdict, scheduled)
+        if quiet:
+            self._record_quiet(quiet, leases)
+
+    def _record_quiet(self, quiet: list[tuple[Runner, float, float, Verdict]], leases: dict[int, BotLease]) -> None:
+        finished = time.time()
+        worker = worker_label()
+        pipe = get_redis().pipeline(transaction=False)
+        for runner, scheduled, started, verdict in quiet:
+            key = f"mm:cycles:bot:{runner.bot_id}"
+            pipe.lpush(key, f"{scheduled:.6f} {started:.6f} {finished:.6f} {worker}")
+            pipe.ltrim(key, 0, 999)
+            uptime = f"mm:uptime:{runner.bot_id}"
+            for pair, both in verdict.uptime:
+                pipe.hincrby(uptime, f"{pair}:cycles", 1)
+                if both:
+                    pipe.hincrby(uptime, f"{pair}:quoted", 1)
+            lease = leases[runner.bot_id]
+            pipe.eval(_RELEASE, 1, lease.key, lease.token)
+            runner.quiet_cycles += 1
+        pipe.execute()
+
+    def _refresh_accounts(self, due: list[Runner], now: float) -> None:
+        """One open-orders read and one balance read per account whose view is older than the
+        shortest interval of its due bots; all accounts concurrently."""
+        stale: dict[int, ExchangeGateway] = {}
+        for runner in due:
+            engine = runner.engine
+            if engine is None:
+                continue
+            for account_id, gateway in engine.exchanges.items():
+                view = self.accounts.get(account_id)
+                if view is None or now - view.taken_at >= runner.interval * 0.9:
+                    stale[account_id] = gateway
+        if not stale:
+            return
+
+        async def read(gateway: ExchangeGateway) -> tuple[list[ExchangeOrder], Any]:
+            return await asyncio.gather(gateway.fetch_open_orders(None), gateway.fetch_balance())
+
+        async def read_all() -> list[Any]:
+            return await asyncio.gather(*(read(g) for g in stale.values()), return_exceptions=True)
+
+        taken = time.time()
+        for account_id, result in zip(stale, aio.run(read_all()), strict=True):
+            if isinstance(result, BaseException):
+                logger.info("engine driver: account %s read failed: %s", account_id, result)
+                self.accounts.pop(account_id, None)  # its bots run full cycles until it reads again
+                continue
+            orders, balance = result
+            self.accounts[account_id] = AccountView(
+                taken_at=taken,
+                orders={o.client_order_id: o for o in orders if o.client_order_id},
+                balances={asset: b.total for asset, b in balance.assets.items()},
+            )
+
+    def _book(self, engine: MarketMakingBot, account_id: int, pair: str,
+              books: dict[tuple[str, str], BookData]) -> BookData:
+        venue = exchange_key(engine.accounts[account_id])
+        book = books.get((venue, pair))
+        if book is None:
+            gateway = engine.exchanges[account_id]
+
+            def fetch() -> BookData:
+                raw = aio.run(gateway.fetch_order_book(pair, ORDER_DEPTH))
+                return BookData([(float(p), float(a)) for p, a in raw.bids],
+                                [(float(p), float(a)) for p, a in raw.asks], time.time())
+
+            book = shared_book(venue, pair, fetch)
+            books[(venue, pair)] = book
+        return book
+
+    def _check(self, runner: Runner, now: float, books: dict[tuple[str, str], BookData],
+               reset_pending: bool) -> Verdict:
+        """Quiet, a re-quote only, or a full cycle (with the reason)."""
+        engine = runner.engine
+        if engine is None:
+            return Verdict("full", "no engine state")
+        if engine.bot.status != BotStatus.RUNNING:
+            return Verdict("full", "not running")
+        if now - runner.last_full_at >= settings.ENGINE_FULL_CYCLE_SECS:
+            return Verdict("full", "periodic full cycle")
+        if now >= runner.perf_due_at:
+            return Verdict("full", "performance snapshot due")
+        if reset_pending:
+            return Verdict("full", "daily reset")
+        prefix = client_id_prefix(runner.bot_id)
+        for account_id in engine.exchanges:
+            view = self.accounts.get(account_id)
+            if view is None or now - view.taken_at > 2 * runner.interval + 1:
+                return Verdict("full", "no account view")
+            for cid in view.orders:
+                if cid.startswith(prefix) and cid not in runner.known and not (
+                        runner.gone.get(cid, 0) > view.taken_at - SENT_MARGIN_SECS):
+                    return Verdict("full", f"stray order {cid}")
+        requote: list[str] = []
+        uptime: list[tuple[str, bool]] = []
+        try:
+            for pair, position in engine.active_positions.items():
+                view = self.accounts.get(position.exchange_account_id)
+                if view is None or position.exchange_account_id not in engine.exchanges:
+                    return Verdict("full", "account not connected")
+                rows = runner.live.get(position.pk, [])
+                for row in rows:
+                    remote = view.orders.get(row.client_order_id)
+                    if remote is None:
+                        if row.created_at.timestamp() < view.taken_at - SENT_MARGIN_SECS:
+                            return Verdict("full", f"{row.client_order_id} left the book")
+                    elif (remote.filled or 0) > row.filled:
+                        return Verdict("full", f"{row.client_order_id} filled")
+                book = self._book(engine, position.exchange_account_id, pair, books)
+                rules = engine.exchanges[position.exchange_account_id].market_rules(pair)
+                snapshot = to_snapshot(pair, book, tick_size=float(rules.tick_size), lot_size=float(rules.lot_size),
+                                       min_notional=float(rules.min_notional or 0), now=now)
+                engine.snapshots[pair] = snapshot
+                engine.book_fetched_at[pair] = book.fetched_at
+                if snapshot.problem() or engine._stale_book(pair):
+                    return Verdict("full", "book problem")
+                engine.inventory_manager.balances[position.exchange_account_id] = view.balances
+                engine.inventory_manager.assess(position, snapshot.mid)
+            statuses, equity = engine.risk_in_memory(runner.high_water)
+            if statuses:
+                return Verdict("full", "risk status " + ",".join(s.event_type for s in statuses))
+            if equity > runner.high_water:
+                runner.high_water, runner.high_water_dirty = equity, True
+            total_open = sum(runner.open_count.values())
+            for pair, position in engine.active_positions.items():
+                rows = runner.live.get(position.pk, [])
+                others = total_open - runner.open_count.get(position.pk, 0)
+                engine.clock = lambda: now
+                result, diff = engine.decide_quotes(position, engine.snapshots[pair], rows, others)
+                if result.denied:
+                    return Verdict("full", "denied orders")
+                if diff.cancel or diff.place:
+                    requote.append(pair)
+                uptime.append((pair, {i.side for i in result.allowed} == {"buy", "sell"}))
+        finally:
+            engine.clock = time.time
+        if requote:
+            return Verdict("requote", "quotes moved", requote)
+        return Verdict("quiet", uptime=uptime)
+
+    def _cycle(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float) -> None:
+        """A pool thread: a re-quote on the kept engine, or a full cycle."""
+        from bots.tasks import execute_cycle
+
+        started = time.time()
+        delay = runner.interval
+        try:
+            close_old_connections()
+            if runner.high_water_dirty:
+                self._write_high_water([runner])
+            if verdict.kind == "requote" and runner.engine is not None:
+                outcome = self._requote(runner, lease, verdict, scheduled, started)
+            else:
+                result = execute_cycle(runner.bot_id, runner.epoch, runner.chain, scheduled, lease=lease)
+                outcome = result.outcome
+                self._capture(runner, result.engine, full=True)
+                if outcome in ("stale-chain", "fenced", "auth-error"):
+                    runner.dropped = True  # the driver thread forgets it; a fenced bot comes back if cycling
+                elif outcome == "error":
+                    delay = runner.error_delay
+        except Exception:
+            logger.exception("bot %s: driver cycle failed", runner.bot_id)
+            runner.engine = None
+            delay = runner.error_delay
+            lease.release()
+        finally:
+            now = time.time()
+            runner.next_due = next_due(scheduled, runner.interval, now) if delay == runner.interval else now + delay
+            runner.touched = True
+            runner.busy = False
+            self.wake.set()
+
+    def _requote(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float, started: float) -> str:
+        from bots.engine.core import CycleReport, LeaseLostError
+        from bots.engine.lease import record_cycle
+        from bots.tasks import worker_id
+
+        engine = runner.engine
+        assert engine is not None
+        engine.lease = lease
+        engine.report = CycleReport()
+        outcome = "ok"
+        try:
+            engine.cycle = begin_cycle(runner.bot_id)
+            for pair in verdict.pairs:
+                engine._quote(engine.active_positions[pair], initial=False)
+            self._capture(runner, engine, full=False)
+        except LeaseLostError:
+            runner.engine = None
+            outcome = "lease-lost"
+        except Exception as exc:
+            logger.exception("bot %s: re-quote failed", runner.bot_id)
+            close_old_connections()
+            Bot.objects.filter(pk=runner.bot_id, epoch=runner.epoch).update(
+                last_error=f"{type(exc).__name__}: {exc}"[:2000])
+            runner.engine = None
+            outcome = "error"
+        finally:
+            record_cycle(runner.bot_id, scheduled, started, time.time(), worker_id())
+            lease.release()
+        return outcome
+
+    def _capture(self, runner: Runner, engine: MarketMakingBot | None, *, full: bool) -> None:
+        """Keep what the next quiet check compares against: the engine, the open rows, the mids."""
+        now = time.time()
+        if engine is None or engine.bot.status != BotStatus.RUNNING or runner.stale:
+            runner.engine = None
+            runner.stale = False
+            return
+        rows = list(Order.objects.filter(bot_id=runner.bot_id, status__in=OPEN_ORDER_STATUSES))
+        known = {o.client_order_id for o in rows}
+        for cid in runner.known - known:
+            runner.gone[cid] = now
+        runner.gone = {cid: t for cid, t in runner.gone.items() if now - t < 30}
+        runner.known = known
+        runner.live, runner.open_count = {}, {}
+        for order in rows:
+            runner.open_count[order.position_id] = runner.open_count.get(order.position_id, 0) + 1
+            if order.purpose == OrderPurpose.QUOTE:
+                runner.live.setdefault(order.position_id, []).append(order)
+        runner.quoted_mid = {}
+        for pair, position in engine.active_positions.items():
+            snapshot = engine.snapshots.get(pair)
+            account = engine.accounts.get(position.exchange_account_id)
+            if snapshot is not None and account is not None and not snapshot.problem():
+                runner.quoted_mid[(exchange_key(account), pair)] = snapshot.mid
+        runner.engine = engine
+        if full:
+            runner.last_full_at = now
+            runner.perf_due_at = now + max(engine.config.metrics_interval_secs, runner.interval)
+            runner.high_water = float(engine.bot.equity_high_water_quote)
+            runner.high_water_dirty = False
+
+    # --- batched writes -----------------------------------------------------------------------------
+
+    def _flush(self, force: bool = False) -> None:
+        """Quiet cycles reach Postgres here, once a second for all bots: last cycle time, cycle count,
+        the equity high-water mark."""
+        self._flush_at = time.time() + FLUSH_SECS
+        counts: dict[int, list[int]] = {}
+        dirty = []
+        for runner in list(self.runners.values()):
+            if runner.quiet_cycles or runner.touched:
+                counts.setdefault(runner.quiet_cycles, []).append(runner.bot_id)
+                runner.quiet_cycles, runner.touched = 0, False
+            if runner.high_water_dirty and not runner.busy:
+                dirty.append(runner)
+        if not counts and not dirty:
+            return
+        close_old_connections()
+        now = timezone.now()
+        for n, ids in counts.items():
+            Bot.objects.filter(pk__in=ids).update(cycle_count=F("cycle_count") + n, last_cycle_finished_at=now)
+        if force:
+            dirty = [r for r in self.runners.values() if r.high_water_dirty]
+        self._write_high_water(dirty)
+
+    @staticmethod
+    def _write_high_water(runners: list[Runner]) -> None:
+        for runner in runners:
+            value = Decimal(repr(round(runner.high_water, 8)))
+            Bot.objects.filter(pk=runner.bot_id, equity_high_water_quote__lt=value).update(
+                equity_high_water_quote=value)
+            runner.high_water_dirty = False
+
+
+def next_due(scheduled: float, interval: float, now: float) -> float:
+    """Fixed rate (the lag of a late cycle does not shift the ones after it), but a bot more than an
+    interval behind skips the cycles it missed instead of running them back to back."""
+    due = scheduled + interval
+    return due if due > now - interval else now
+
+
+def worker_label() -> str:
+    from bots.tasks import worker_id
+
+    return worker_id()
+
+
+# --- one driver per worker process ----------------------------------------------------------------------
+
+_driver: Driver | None = None
+
+
+def start_driver() -> Driver | None:
+    """Start this process's driver (Celery worker processes call this at start)."""
+    global _driver
+    if not settings.ENGINE_DRIVER_ENABLED or _driver is not None:
+        return _driver
+    _driver = Driver(worker_label())
+    _driver.start()
+    return _driver
+
+
+def stop_driver() -> None:
+    global _driver
+    if _driver is not None:
+        _driver.stop()
+        _driver = None
