@@ -1,6 +1,7 @@
 """The emulator's Binance spot-compatible HTTP API (aiohttp), with admin endpoints and fault injection.
 
-ccxt's unmodified ``binance`` class talks to it once its URLs point here (``exchanges.ccxt_config``).
+ccxt's unmodified ``binance`` class talks to it once its URLs point here (``exchanges.ccxt_config``);
+ccxt.pro's ``binance`` gets ``<symbol>@bookTicker`` pushes from ``/ws`` (``market_streams``).
 Signed endpoints check ``X-MBX-APIKEY``, the HMAC-SHA256 signature over the raw query string + body,
 and ``timestamp``/``recvWindow``; errors carry Binance codes so ccxt raises its usual exceptions.
 Faults (latency, 5xx, 429 bursts with Retry-After, "accepted but the reply is lost") are drawn from a
@@ -34,6 +35,7 @@ from exchanges.emulator.engine import (
     UnknownAccountError,
 )
 from exchanges.emulator.market import SymbolDynamics, SyntheticMarket
+from exchanges.emulator.market_streams import BookTickerHub
 
 ADMIN_HEADER = "X-Emulator-Admin"
 REQUEST_LOG_LENGTH = 100_000
@@ -121,8 +123,8 @@ class EmulatorConfig:
     dynamics: dict[str, dict] = field(default_factory=dict)  # symbol -> SymbolDynamics overrides
     max_recv_window_ms: int = 60_000
     first_id: int | None = None
-    """First order and trade id; None derives it from the start time, so a restarted emulator never
-    hands out an id of its previous run (venues never reuse ids; clients key fills by trade id)."""
+    """First order, trade and book-ticker update id; None derives it from the start time, so a restarted
+    emulator never hands out an id of its previous run (venues never reuse ids; clients key fills by trade id)."""
 
 
 class _Reject(Exception):
@@ -175,6 +177,7 @@ class EmulatorServer:
                                         "first_id": -1, "last_id": -1}
         self.engine.trade_listener = self._on_trade
         self.started_ms = _now_ms()
+        self.streams = BookTickerHub(self.engine, first_update_id=first_id)
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
         self._ticker_task: asyncio.Task | None = None
@@ -217,6 +220,7 @@ class EmulatorServer:
             except asyncio.CancelledError:
                 pass
             self._ticker_task = None
+        await self.streams.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -270,7 +274,10 @@ class EmulatorServer:
             return function()
 
         async def wrapper() -> object:
-            return function()
+            try:
+                return function()
+            finally:
+                self.streams.books_changed()
 
         return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(30)
 
@@ -336,6 +343,7 @@ class EmulatorServer:
         while True:
             await asyncio.sleep(interval)
             self.market.step(_now_ms())
+            self.streams.books_changed()
 
     def _on_trade(self, trade_id: int, maker_order_id: int, taker_order_id: int, maker_account: str,
                   taker_account: str, symbol: str, taker_side: int, price_ticks: int, lots: int) -> None:
@@ -384,6 +392,8 @@ class EmulatorServer:
         app.router.add_route("POST", "/admin/mid", self._admin(self._admin_set_mid))
         app.router.add_route("POST", "/admin/faults", self._admin(self._admin_set_faults))
         app.router.add_route("GET", "/admin/orders", self._admin(self._admin_orders))
+        app.router.add_route("GET", "/ws", self.streams.handle)
+        app.router.add_route("GET", "/ws/{stream_index}", self.streams.handle)
         return app
 
     def _wrap(
@@ -415,7 +425,11 @@ class EmulatorServer:
                 account_id = self._authenticate(request, raw_query, body, params) if signed else None
                 if is_placement:
                     self._placements.append(params.get("newClientOrderId") or "")
-                result = handler(params, account_id)
+                try:
+                    result = handler(params, account_id)
+                finally:
+                    if request.method != "GET":
+                        self.streams.books_changed()
             except _Reject as reject:
                 return _error_response(reject.status, reject.code, reject.message, reject.headers)
             except EngineError as error:
@@ -763,7 +777,11 @@ class EmulatorServer:
                 if not isinstance(payload, dict):
                     raise ValueError("the body must be a JSON object")
                 payload = {**dict(request.query), **payload}
-                return web.json_response(handler(payload))
+                try:
+                    return web.json_response(handler(payload))
+                finally:
+                    if request.method != "GET":
+                        self.streams.books_changed()
             except (ValueError, TypeError, KeyError, InvalidOperation, EngineError) as error:
                 return web.json_response({"error": f"{type(error).__name__}: {error}"}, status=400)
 
