@@ -62,3 +62,30 @@ def binance_config_for(
         root = base_url.rstrip("/")
         config["urls"] = {"api": {name: root + path for name, path in _API_PATHS.items()}}
     return config
+
+
+def websocket_url_for(base_url: str) -> str:
+    """The market-stream root for an API base URL: ``http://h:p`` -> ``ws://h:p/ws``
+    (``https`` -> ``wss``)."""
+    root = base_url.rstrip("/")
+    scheme, separator, rest = root.partition("://")
+    schemes = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+    if not separator or scheme.lower() not in schemes:
+        raise ValueError(f"api base url {base_url!r}: expected http(s)://host[:port]")
+    return f"{schemes[scheme.lower()]}://{rest}/ws"
+
+
+def binance_stream_config_for(base_url: str | None, *, timeout_ms: int = 10_000, keepalive_ms: int = 10_000) -> dict:
+    """ccxt.pro ``binance`` config for public market streams: no credentials, REST (markets) and
+    ``urls['api']['ws']['spot']`` pointed at ``base_url`` (``None``: Binance's own URLs).
+
+    ``keepalive_ms``: ccxt pings this often and drops a socket that misses two pongs, so a silently
+    dead connection is noticed within ``2 * keepalive_ms`` (ccxt's Binance default is 3 minutes).
+    """
+    config = binance_config_for(base_url, "", "", timeout_ms=timeout_ms)
+    del config["apiKey"], config["secret"]
+    config["newUpdates"] = True
+    config["streaming"] = {"keepAlive": keepalive_ms, "connectionTimeout": timeout_ms}
+    if base_url is not None:
+        config["urls"]["api"]["ws"] = {"spot": websocket_url_for(base_url)}
+    return config

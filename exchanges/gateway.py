@@ -103,6 +103,21 @@ class Ticker:
 
 
 @dataclass(frozen=True)
+class BestQuote:
+    """One pushed best bid/ask (``exchanges.streams``). An empty book side arrives as price and size 0."""
+
+    symbol: str
+    bid: Decimal
+    bid_size: Decimal
+    ask: Decimal
+    ask_size: Decimal
+    received_at: float
+    """Epoch seconds (``time.time()``) when the frame was read off the socket."""
+    update_id: int | None
+    """The venue's per-symbol update id (Binance ``u``), increasing; None if the venue sends none."""
+
+
+@dataclass(frozen=True)
 class AssetBalance:
     """One asset's balance: ``used`` is locked in open orders."""
 

@@ -1,0 +1,192 @@
+"""Pushed best bid/ask over the venue's websocket (ccxt.pro), for quoting that reacts within milliseconds.
+
+With ``exchanges.ccxt_gateway`` the only module importing ccxt. ``BookTickerStream.watch`` subscribes
+to ``<symbol>@bookTicker`` through ccxt.pro's ``watch_bids_asks`` and returns every symbol whose best
+bid/ask changed since the previous call (the newest state per symbol: updates that arrive while
+nobody awaits are kept by ccxt and picked up by the next call, never lost). Public data only: no
+credentials. A dropped socket raises ``ExchangeUnavailableError`` from ``watch``; the next call
+reconnects and re-subscribes, after an exponential backoff while the failures go on.
+
+The ccxt client belongs to the event loop it first ran on (aiohttp sessions do); in Celery workers
+that is the process's one I/O loop (``mmplatform.aio``). Called from another loop (a new loop after
+a fork, a finished ``asyncio.run``), the stream builds a fresh client there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import ccxt.pro as ccxt_pro
+
+from exchanges.ccxt_config import binance_stream_config_for
+from exchanges.ccxt_gateway import map_ccxt_error
+from exchanges.gateway import BestQuote
+from mmplatform.errors import BadSymbolError, ExchangeUnavailableError, RateLimitedError
+
+_RECEIVED_AT = "_received_at"
+"""Key under which the client stamps arrival time (epoch secs) into each raw bookTicker message."""
+
+_stamped_classes: dict[type, type] = {}
+
+
+def _stamped_class(base: type) -> type:
+    """``base`` (a ccxt.pro class) with each bookTicker message stamped with its arrival time, so a
+    quote read later still says when it came off the socket."""
+    stamped = _stamped_classes.get(base)
+    if stamped is None:
+
+        def handle_bids_asks(self: Any, client: Any, message: Any) -> None:
+            now = time.time()
+            for item in message if isinstance(message, list) else (message,):
+                if isinstance(item, dict):
+                    item[_RECEIVED_AT] = now
+            base.handle_bids_asks(self, client, message)
+
+        stamped = _stamped_classes[base] = type(base.__name__, (base,), {"handle_bids_asks": handle_bids_asks})
+    return stamped
+
+
+def _decimal(value: Any) -> Decimal:
+    return Decimal(0) if value is None else Decimal(str(value))
+
+
+def best_quote_from_ticker(ticker: dict, received_at: float) -> BestQuote:
+    """Map one of ccxt's unified bid/ask tickers to a ``BestQuote`` (Decimals via ``str``, exact)."""
+    info = ticker.get("info") or {}
+    update_id = info.get("u") if isinstance(info, dict) else None
+    return BestQuote(
+        symbol=ticker["symbol"],
+        bid=_decimal(ticker.get("bid")),
+        bid_size=_decimal(ticker.get("bidVolume")),
+        ask=_decimal(ticker.get("ask")),
+        ask_size=_decimal(ticker.get("askVolume")),
+        received_at=float(info.get(_RECEIVED_AT, received_at)) if isinstance(info, dict) else received_at,
+        update_id=int(update_id) if update_id is not None else None,
+    )
+
+
+class BookTickerStream:
+    """Best bid/ask pushes of one venue (``exchange_id``, e.g. ``binance``; ``api_base_url`` points
+    it at the emulator, empty for the venue itself). One consumer per stream: concurrent ``watch``
+    calls would share out the updates between them."""
+
+    def __init__(
+        self,
+        exchange_id: str,
+        api_base_url: str | None = None,
+        *,
+        timeout_secs: float = 10.0,
+        keepalive_secs: float = 10.0,
+        backoff_secs: float = 0.1,
+        backoff_max_secs: float = 5.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
+        """``timeout_secs`` bounds the markets request and the websocket handshake; ``keepalive_secs``:
+        a socket that answers no ping for twice this long counts as dropped."""
+        if not hasattr(ccxt_pro, exchange_id):
+            raise BadSymbolError(f"ccxt.pro has no websocket client for {exchange_id!r}")
+        self.exchange_id = exchange_id
+        self.api_base_url = api_base_url or None
+        self.timeout_secs = timeout_secs
+        self.keepalive_secs = keepalive_secs
+        self.backoff_secs = backoff_secs
+        self.backoff_max_secs = backoff_max_secs
+        self._sleep = sleep
+        self._jitter = random.Random()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._exchange: Any = None
+        self._delivered: dict[str, Any] = {}  # symbol -> the ccxt ticker object last returned
+        self._failures = 0
+        self._retry_at = 0.0  # time.monotonic() before which the next reconnect waits
+
+    def _config(self) -> dict:
+        timeout_ms = int(self.timeout_secs * 1000)
+        keepalive_ms = int(self.keepalive_secs * 1000)
+        if self.exchange_id == "binance":
+            return binance_stream_config_for(self.api_base_url, timeout_ms=timeout_ms, keepalive_ms=keepalive_ms)
+        config: dict = {"enableRateLimit": False, "timeout": timeout_ms, "newUpdates": True,
+                        "streaming": {"keepAlive": keepalive_ms, "connectionTimeout": timeout_ms}}
+        if self.api_base_url:
+            raise BadSymbolError(f"an api base url is only supported for binance, not {self.exchange_id!r}")
+        return config
+
+    def _client(self) -> Any:
+        """This loop's ccxt.pro client; a client of another (or a closed) loop is dropped."""
+        loop = asyncio.get_running_loop()
+        if self._exchange is not None and self._loop is loop:
+            return self._exchange
+        self._discard()
+        self._exchange = _stamped_class(getattr(ccxt_pro, self.exchange_id))(self._config())
+        self._loop = loop
+        self._delivered = {}
+        return self._exchange
+
+    def _discard(self) -> None:
+        exchange, loop = self._exchange, self._loop
+        self._exchange = self._loop = None
+        if exchange is not None and loop is not None and loop.is_running() and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(exchange.close(), loop)
+
+    def _new_quotes(self, exchange: Any, symbols: list[str]) -> list[BestQuote]:
+        now = time.time()
+        cache = exchange.bidsasks or {}
+        quotes = []
+        for symbol in symbols:
+            ticker = cache.get(symbol)
+            if ticker is None or ticker is self._delivered.get(symbol):
+                continue
+            self._delivered[symbol] = ticker
+            quotes.append(best_quote_from_ticker(ticker, now))
+        return quotes
+
+    def _backoff_secs(self) -> float:
+        delay = min(self.backoff_max_secs, self.backoff_secs * (2 ** min(self._failures - 1, 16)))
+        return delay * (0.5 + 0.5 * self._jitter.random())
+
+    async def watch(self, symbols: list[str]) -> list[BestQuote]:
+        """The best bid/ask of each of ``symbols`` that changed since the last call (at least one;
+        waits for it). Raises ``ExchangeUnavailableError`` when the socket drops (the next call
+        reconnects), ``BadSymbolError`` for a symbol the venue does not list."""
+        if not symbols:
+            raise ValueError("watch() needs at least one symbol")
+        symbols = list(dict.fromkeys(symbols))
+        exchange = self._client()
+        while True:
+            quotes = self._new_quotes(exchange, symbols)
+            if quotes:
+                return quotes
+            if self._failures:
+                wait_secs = self._retry_at - time.monotonic()
+                if wait_secs > 0:
+                    await self._sleep(wait_secs)
+            try:
+                await exchange.watch_bids_asks(symbols)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                mapped = map_ccxt_error(error)
+                if isinstance(mapped, ExchangeUnavailableError | RateLimitedError):
+                    self._failures += 1
+                    self._retry_at = time.monotonic() + self._backoff_secs()
+                raise mapped from error
+            self._failures = 0
+
+    async def close(self) -> None:
+        """Close the websocket(s) and the HTTP session (call on the loop the stream ran on)."""
+        exchange, loop = self._exchange, self._loop
+        self._exchange = self._loop = None
+        if exchange is None:
+            return
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if loop is current:
+            await exchange.close()
+        elif loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(exchange.close(), loop)
