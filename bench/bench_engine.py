@@ -337,6 +337,18 @@ def _postgres_processes() -> list[Any]:
     return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
 
 
+def driver_stats(redis_url: str) -> dict[str, int]:
+    """Cycles by verdict (quiet / requote / full: reason) summed over the engine drivers."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    total: dict[str, int] = {}
+    for key in client.scan_iter("mm:engine:stats:*"):
+        for name, value in client.hgetall(key).items():
+            total[name.decode()] = total.get(name.decode(), 0) + int(value)
+    return total
+
+
 def _redis_used_mb(redis_url: str) -> float:
     import redis
 
@@ -391,9 +403,13 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
         processes = {"worker": _tree(worker.pid), "beat": _tree(beat.pid), "emulator": _tree(emulator.pid),
                      "postgres (whole server)": _postgres_processes() if db_kind == "postgres" else []}
         cpu_before = {name: _cpu_secs(procs) for name, procs in processes.items()}
+        verdicts_before = driver_stats(redis_url)
         window_start = time.time()
         time.sleep(window_secs)
         window_end = time.time()
+        verdicts_after = driver_stats(redis_url)
+        verdicts = {k: v - verdicts_before.get(k, 0) for k, v in verdicts_after.items()
+                    if k not in ("bots", "shards", "busy") and v - verdicts_before.get(k, 0)}
         cpu_after = {name: _cpu_secs(procs) for name, procs in processes.items()}
         uss = {name: _uss_mb(procs) for name, procs in processes.items() if name != "postgres (whole server)"}
         rss = {name: _rss_mb(procs) for name, procs in processes.items() if name != "postgres (whole server)"}
@@ -443,6 +459,7 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
             "memory_per_bot_note": "USS growth of worker+beat+emulator plus Redis used_memory growth since "
                                    "before the bots existed, divided by N (Postgres not included)",
             "worker_concurrency": concurrency,
+            "cycles_by_verdict": dict(sorted(verdicts.items(), key=lambda kv: -kv[1])),
             "profile": profile,
         }
     finally:
@@ -476,6 +493,8 @@ def print_scale(step: dict[str, Any]) -> None:
           f"(wanted {step['target_cycles_per_sec']:.0f}); "
           f"lag p50 {step['lag_p50_secs']} s p99 {step['lag_p99_secs']} s; running {step['running_at_window']}/"
           f"{step['bots']}; memory/bot {step['memory_per_bot_mb']} MB; cpu {step['cpu_cores']}")
+    if step.get("cycles_by_verdict"):
+        print(f"  cycles by verdict: {step['cycles_by_verdict']}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -7,7 +7,9 @@ catches up from the rows.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -44,22 +46,52 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+_pending: deque[tuple[list[str], dict[str, Any]]] = deque()
+_sender: asyncio.Task | None = None
+MAX_PENDING_PUSHES = 10_000
+"""Beyond this many unsent pushes in one process the oldest are dropped (the rows stay the truth)."""
+
+
 def _send(tenant_id: int, bot_id: int | None, message: dict[str, Any]) -> None:
+    """Queue the push for this process's sender on the I/O loop and return at once: a cycle never
+    waits for the channel layer, and one sender keeps the process's pushes in order."""
+    groups = [tenant_group(tenant_id)] + ([bot_group(bot_id)] if bot_id is not None else [])
+    aio.get_loop().call_soon_threadsafe(_enqueue, groups, message)
+
+
+def _enqueue(groups: list[str], message: dict[str, Any]) -> None:
+    """On the I/O loop: append, and start the sender if it is not running."""
+    global _sender
+    if len(_pending) >= MAX_PENDING_PUSHES:
+        _pending.popleft()
+        logger.warning("dashboard pushes backed up; dropped the oldest")
+    _pending.append((groups, message))
+    if _sender is None or _sender.done():
+        _sender = asyncio.get_running_loop().create_task(_drain())
+
+
+async def _drain() -> None:
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
-    if layer is None:
-        return
-    groups = [tenant_group(tenant_id)] + ([bot_group(bot_id)] if bot_id is not None else [])
-
-    async def send_all() -> None:
+    while _pending:
+        groups, message = _pending.popleft()
+        if layer is None:
+            continue
         for group in groups:
-            await layer.group_send(group, message)
+            try:
+                await asyncio.wait_for(layer.group_send(group, message), PUSH_TIMEOUT_SECS)
+            except Exception:  # the socket is at-most-once; the database row is the truth
+                logger.warning("dashboard push to %s failed", group, exc_info=True)
 
-    try:
-        aio.run(send_all(), timeout_secs=PUSH_TIMEOUT_SECS)
-    except Exception:  # the socket is at-most-once; the database row is the truth
-        logger.warning("dashboard push failed for bot %s", bot_id, exc_info=True)
+
+def flush_pushes(timeout_secs: float = 5.0) -> None:
+    """Wait until this process's queued pushes are sent (tests, and before a process exits)."""
+    async def wait() -> None:
+        while _pending or (_sender is not None and not _sender.done()):
+            await asyncio.sleep(0.005)
+
+    aio.run(wait(), timeout_secs=timeout_secs)
 
 
 def push(*, tenant_id: int, bot_id: int | None, kind: str, data: dict[str, Any], event_id: int | None = None) -> None:

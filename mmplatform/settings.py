@@ -248,7 +248,7 @@ STALE_BOOK_SECS = env_float("STALE_BOOK_SECS", 5.0)
 ENGINE_DRIVER_ENABLED = env_bool("ENGINE_DRIVER_ENABLED", True)
 ENGINE_SHARDS = env_int("ENGINE_SHARDS", 16)
 ENGINE_CYCLE_THREADS = env_int("ENGINE_CYCLE_THREADS", 4)
-ENGINE_FULL_CYCLE_SECS = env_float("ENGINE_FULL_CYCLE_SECS", 30.0)
+ENGINE_FULL_CYCLE_SECS = env_float("ENGINE_FULL_CYCLE_SECS", 300.0)
 ENGINE_BOOK_STREAMS = env_bool("ENGINE_BOOK_STREAMS", True)
 # The local exchange emulator's admin token (accounts opened on it from the Django admin).
 EMULATOR_ADMIN_TOKEN = os.environ.get("EMULATOR_ADMIN_TOKEN", "")

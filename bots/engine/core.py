@@ -22,7 +22,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from bots.config import MarketMakingConfig, validate_market_making_config
@@ -733,14 +732,17 @@ class MarketMakingBot:
         )
         return result, diff
 
-    def _quote(self, position: LiquidityPosition, *, initial: bool) -> int:
-        """decide -> check -> act for one pair; returns the number of orders placed."""
+    def _quote(self, position: LiquidityPosition, *, initial: bool, live_rows: list[Order] | None = None,
+               others_open: int | None = None) -> int:
+        """decide -> check -> act for one pair; returns the number of orders placed. ``live_rows`` and
+        ``others_open`` are the open rows as the engine driver just verified them (else read here)."""
         pair = position.trading_pair
         snapshot = self.snapshots.get(pair)
         if snapshot is None:
             snapshot = self._market_snapshot(pair, position.exchange_account_id)
             self.snapshots[pair] = snapshot
-        live_rows = [o for o in self.order_manager.open_orders(position) if o.purpose == OrderPurpose.QUOTE]
+        if live_rows is None:
+            live_rows = [o for o in self.order_manager.open_orders(position) if o.purpose == OrderPurpose.QUOTE]
         problem = snapshot.problem() or self._stale_book(pair)
         if problem:
             # fail fast: no quoting on a bad book, and nothing left resting on it
@@ -748,8 +750,9 @@ class MarketMakingBot:
             Bot.objects.filter(pk=self.bot_id).update(status_reason=f"quoting halted: {problem}"[:500])
             self.performance_tracker.record_quoting(pair, False)
             return 0
-        others_open = Order.objects.filter(bot=self.bot, status__in=OPEN_ORDER_STATUSES).exclude(
-            position=position).count()
+        if others_open is None:
+            others_open = Order.objects.filter(bot=self.bot, status__in=OPEN_ORDER_STATUSES).exclude(
+                position=position).count()
         result, diff = self.decide_quotes(position, snapshot, live_rows, others_open)
         if result.denied:
             self.report.denied += len(result.denied)
@@ -925,6 +928,15 @@ def request_daily_reset(bot_id: int) -> None:
 
 
 def begin_cycle(bot_id: int) -> int:
-    """Count a cycle (atomically) and return its number."""
-    Bot.objects.filter(pk=bot_id).update(cycle_count=F("cycle_count") + 1, last_cycle_started_at=timezone.now())
-    return Bot.objects.values_list("cycle_count", flat=True).get(pk=bot_id)
+    """Count a cycle (atomically, one statement) and return its number."""
+    from django.db import connection
+
+    table = Bot._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET cycle_count = cycle_count + 1, last_cycle_started_at = %s WHERE id = %s "
+            "RETURNING cycle_count", [timezone.now(), bot_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise Bot.DoesNotExist(f"bot {bot_id} does not exist")
+    return int(row[0])

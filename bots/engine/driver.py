@@ -33,25 +33,27 @@ import random
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 from django.db.models import F
 from django.utils import timezone
 
 from bots.engine.core import MarketMakingBot, begin_cycle, daily_reset_key, exchange_key
 from bots.engine.lease import _RELEASE, BotLease, chain_key, new_chain
-from bots.engine.market_data import BookData, shared_book, to_snapshot
+from bots.engine.market_data import BookData, mid_history, shared_book, to_snapshot
 from bots.engine.orders import client_id_prefix
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderPurpose
 from exchanges.gateway import ExchangeGateway, ExchangeOrder
 from mmplatform import aio
 from mmplatform.redis_client import get_redis
+from strategies.analysis import MarketAnalysis, analyze_market
+from strategies.selection import select_strategy_type
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ FLUSH_SECS = 1.0
 SENT_MARGIN_SECS = 0.5
 """An order sent less than this before an account read may not be listed by it yet."""
 ORDER_DEPTH = 20
+ANALYSIS_SECS = 1.0
+"""Market analysis (volatility, trend, liquidity) is recomputed at most this often per venue and pair."""
 
 
 def shard_key(shard: int) -> str:
@@ -111,13 +115,15 @@ class Runner:
     dropped: bool = False
     stale: bool = False  # changed while a cycle ran: do not keep that cycle's engine
     quiet_cycles: int = 0
+    last_verdict: str = ""
     touched: bool = False  # cycled since the last flush
 
 
 @dataclass
 class Verdict:
-    kind: str  # "quiet" | "requote" | "full"
+    kind: str  # "quiet" | "requote" | "snapshot" | "full"
     reason: str = ""
+    detail: str = ""
     pairs: list[str] = field(default_factory=list)
     uptime: list[tuple[str, bool]] = field(default_factory=list)
 
@@ -137,9 +143,13 @@ class Driver:
         self.thread: threading.Thread | None = None
         self.moved: deque[tuple[str, str, float]] = deque(maxlen=10_000)
         self.streams: dict[str, Any] = {}
+        self.stream_tasks: dict[str, Any] = {}
         self.stream_symbols: dict[str, tuple[str, ...]] = {}
         self._housekeeping_at = 0.0
         self._flush_at = 0.0
+        self._pool_connections: dict[int, Any] = {}  # pool thread id -> its database connection
+        self.analyses: dict[Any, tuple[float, MarketAnalysis]] = {}
+        self.stats: Counter[str] = Counter()  # cycles by verdict and full-cycle reason, since start
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -154,6 +164,9 @@ class Driver:
         if self.thread is not None:
             self.thread.join(timeout_secs)
         self.pool.shutdown(wait=True, cancel_futures=True)
+        for conn in self._pool_connections.values():
+            conn.close()  # the pool threads are gone; their sessions must not outlive the driver
+        self._pool_connections.clear()
         try:
             self._flush(force=True)
             r = get_redis()
@@ -165,11 +178,8 @@ class Driver:
         except Exception:
             logger.exception("engine driver: releasing shards failed (they expire in %s s)", SHARD_TTL_SECS)
         self.owned.clear()
-        for stream in self.streams.values():
-            try:
-                aio.run(stream.close(), timeout_secs=5)
-            except Exception:
-                pass
+        for task in self.stream_tasks.values():
+            task.cancel()
 
     def _run(self) -> None:
         while not self.stopping.is_set():
@@ -235,6 +245,12 @@ class Driver:
                         break
         self._refresh_bots(now)
         self._ensure_streams()
+        busy = sum(r.busy for r in self.runners.values())
+        stats = {"bots": len(self.runners), "shards": len(self.owned), "busy": busy, **self.stats}
+        pipe = r.pipeline(transaction=False)
+        pipe.hset(f"mm:engine:stats:{self.token}", mapping={k: str(v) for k, v in stats.items()})
+        pipe.expire(f"mm:engine:stats:{self.token}", int(SHARD_TTL_SECS * 3))
+        pipe.execute()
 
     def _refresh_bots(self, now: float) -> None:
         shards = settings.ENGINE_SHARDS
@@ -292,11 +308,12 @@ class Driver:
             symbols = tuple(sorted(pairs))
             if self.stream_symbols.get(venue) == symbols:
                 continue
-            old = self.streams.pop(venue, None)
+            old = self.stream_tasks.pop(venue, None)
             if old is not None:
-                old.driver_task.cancel()
+                old.cancel()  # the watcher closes its stream
             stream = BookTickerStream(account.exchange_id, account.api_base_url or None)
-            stream.driver_task = asyncio.run_coroutine_threadsafe(self._watch(venue, stream, symbols), aio.get_loop())
+            self.stream_tasks[venue] = asyncio.run_coroutine_threadsafe(
+                self._watch(venue, stream, symbols), aio.get_loop())
             self.streams[venue] = stream
             self.stream_symbols[venue] = symbols
 
@@ -374,6 +391,8 @@ class Driver:
                 continue
             started = time.time()
             verdict = self._check(runner, started, books, bool(reset_pending))
+            self.stats[verdict.kind if verdict.kind != "full" else "full: " + verdict.reason] += 1
+            runner.last_verdict = f"{verdict.kind}: {verdict.reason} {verdict.detail}".strip()
             if verdict.kind == "quiet":
                 quiet.append((runner, scheduled, started, verdict))
                 runner.next_due = next_due(scheduled, runner.interval, started)
@@ -451,6 +470,27 @@ class Driver:
             books[(venue, pair)] = book
         return book
 
+    def _analysis(self, engine: MarketMakingBot, account_id: int, pair: str, snapshot: Any,
+                  now: float) -> MarketAnalysis:
+        """The spec's market analysis on the venue's shared mid history, computed at most once per
+        ANALYSIS_SECS per (venue, pair, strategy settings) and shared by every bot with those settings."""
+        venue = exchange_key(engine.accounts[account_id])
+        config = engine.config.strategy_settings
+        try:
+            key: Any = (venue, pair, config)
+            hit = self.analyses.get(key)
+        except TypeError:  # unhashable settings: this bot's own entry
+            key = (venue, pair, id(config))
+            hit = self.analyses.get(key)
+        if hit is not None and now - hit[0] < ANALYSIS_SECS:
+            return hit[1]
+        times, mids = mid_history(venue, pair)
+        analysis = analyze_market(snapshot, config, times, mids)
+        if len(self.analyses) > 10_000:
+            self.analyses.clear()
+        self.analyses[key] = (now, analysis)
+        return analysis
+
     def _check(self, runner: Runner, now: float, books: dict[tuple[str, str], BookData],
                reset_pending: bool) -> Verdict:
         """Quiet, a re-quote only, or a full cycle (with the reason)."""
@@ -461,8 +501,6 @@ class Driver:
             return Verdict("full", "not running")
         if now - runner.last_full_at >= settings.ENGINE_FULL_CYCLE_SECS:
             return Verdict("full", "periodic full cycle")
-        if now >= runner.perf_due_at:
-            return Verdict("full", "performance snapshot due")
         if reset_pending:
             return Verdict("full", "daily reset")
         prefix = client_id_prefix(runner.bot_id)
@@ -473,7 +511,7 @@ class Driver:
             for cid in view.orders:
                 if cid.startswith(prefix) and cid not in runner.known and not (
                         runner.gone.get(cid, 0) > view.taken_at - SENT_MARGIN_SECS):
-                    return Verdict("full", f"stray order {cid}")
+                    return Verdict("full", "stray order", detail=cid)
         requote: list[str] = []
         uptime: list[tuple[str, bool]] = []
         try:
@@ -486,9 +524,9 @@ class Driver:
                     remote = view.orders.get(row.client_order_id)
                     if remote is None:
                         if row.created_at.timestamp() < view.taken_at - SENT_MARGIN_SECS:
-                            return Verdict("full", f"{row.client_order_id} left the book")
+                            return Verdict("full", "order left the book", detail=row.client_order_id)
                     elif (remote.filled or 0) > row.filled:
-                        return Verdict("full", f"{row.client_order_id} filled")
+                        return Verdict("full", "order filled", detail=row.client_order_id)
                 book = self._book(engine, position.exchange_account_id, pair, books)
                 rules = engine.exchanges[position.exchange_account_id].market_rules(pair)
                 snapshot = to_snapshot(pair, book, tick_size=float(rules.tick_size), lot_size=float(rules.lot_size),
@@ -499,9 +537,17 @@ class Driver:
                     return Verdict("full", "book problem")
                 engine.inventory_manager.balances[position.exchange_account_id] = view.balances
                 engine.inventory_manager.assess(position, snapshot.mid)
+                analysis = self._analysis(engine, position.exchange_account_id, pair, snapshot, now)
+                engine.analyses[pair] = analysis
+                settings_ = engine.config.strategy_settings
+                if settings_.adaptation_enabled:
+                    strategy = engine.strategy_engine.restore(position)
+                    if (select_strategy_type(analysis, settings_) != strategy.strategy_type
+                            or strategy.should_adapt(analysis)):
+                        return Verdict("full", "strategy adaptation")
             statuses, equity = engine.risk_in_memory(runner.high_water)
             if statuses:
-                return Verdict("full", "risk status " + ",".join(s.event_type for s in statuses))
+                return Verdict("full", "risk status", detail=",".join(s.event_type for s in statuses))
             if equity > runner.high_water:
                 runner.high_water, runner.high_water_dirty = equity, True
             total_open = sum(runner.open_count.values())
@@ -518,7 +564,9 @@ class Driver:
         finally:
             engine.clock = time.time
         if requote:
-            return Verdict("requote", "quotes moved", requote)
+            return Verdict("requote", "quotes moved", pairs=requote)
+        if now >= runner.perf_due_at and engine.config.performance_tracking:
+            return Verdict("snapshot", "performance snapshot due", uptime=uptime)
         return Verdict("quiet", uptime=uptime)
 
     def _cycle(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float) -> None:
@@ -529,10 +577,14 @@ class Driver:
         delay = runner.interval
         try:
             close_old_connections()
+            if threading.get_ident() not in self._pool_connections:
+                conn = connections[DEFAULT_DB_ALIAS]
+                conn.inc_thread_sharing()  # so stop() may close it from the driver's thread
+                self._pool_connections[threading.get_ident()] = conn
             if runner.high_water_dirty:
                 self._write_high_water([runner])
-            if verdict.kind == "requote" and runner.engine is not None:
-                outcome = self._requote(runner, lease, verdict, scheduled, started)
+            if verdict.kind in ("requote", "snapshot") and runner.engine is not None:
+                outcome = self._on_kept_engine(runner, lease, verdict, scheduled, started)
             else:
                 result = execute_cycle(runner.bot_id, runner.epoch, runner.chain, scheduled, lease=lease)
                 outcome = result.outcome
@@ -553,7 +605,10 @@ class Driver:
             runner.busy = False
             self.wake.set()
 
-    def _requote(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float, started: float) -> str:
+    def _on_kept_engine(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float,
+                        started: float) -> str:
+        """A re-quote (``_quote`` of the pairs whose quotes moved, on the rows the quiet check saw) or
+        a performance snapshot, on the engine kept from the last full cycle, under the bot's lease."""
         from bots.engine.core import CycleReport, LeaseLostError
         from bots.engine.lease import record_cycle
         from bots.tasks import worker_id
@@ -564,9 +619,16 @@ class Driver:
         engine.report = CycleReport()
         outcome = "ok"
         try:
+            if verdict.kind == "snapshot":
+                engine._update_performance()
+                runner.perf_due_at = time.time() + max(engine.config.metrics_interval_secs, runner.interval)
+                return outcome
             engine.cycle = begin_cycle(runner.bot_id)
+            total_open = sum(runner.open_count.values())
             for pair in verdict.pairs:
-                engine._quote(engine.active_positions[pair], initial=False)
+                position = engine.active_positions[pair]
+                engine._quote(position, initial=False, live_rows=runner.live.get(position.pk, []),
+                              others_open=total_open - runner.open_count.get(position.pk, 0))
             self._capture(runner, engine, full=False)
         except LeaseLostError:
             runner.engine = None

@@ -1,0 +1,171 @@
+"""The engine driver in process (no Celery), against the real emulator, database and Redis: what makes
+a cycle quiet, a re-quote or a full one, that a quiet cycle touches no database, and how drivers share
+shards. The driver's ``tick`` is called by the test instead of its thread, so each step is observable."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from bots.engine.core import MarketMakingBot
+from bots.engine.driver import DRIVERS_KEY, Driver, next_due, shard_key
+from bots.engine.lease import cycle_records
+from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderStatus
+from exchanges.emulator.server import EmulatorServer
+from mmplatform.redis_client import get_redis
+from tests.bots.conftest import emulator_bot, emulator_open_orders
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the driver's pool threads have their own connections
+
+
+@pytest.fixture
+def no_streams(settings: Any) -> None:
+    settings.ENGINE_BOOK_STREAMS = False
+    settings.ENGINE_FULL_CYCLE_SECS = 3600.0
+
+
+@pytest.fixture
+def running_bot(world_a: Any, frozen_emulator: EmulatorServer, no_streams: None) -> Bot:
+    bot = emulator_bot(world_a, frozen_emulator, status="starting", epoch=1, trading_pairs="BTC/USDT",
+                       grid_levels=1, monitoring_interval_secs=0.2, metrics_interval_secs=3600.0,
+                       volatility_pause_threshold=1000.0, inventory_deviation_limit=1.0)
+    engine = MarketMakingBot(bot)
+    assert engine.initialize_exchanges()
+    assert engine.start_market_making(bot.pairs)
+    Bot.objects.filter(pk=bot.pk).update(status=BotStatus.RUNNING)
+    bot.refresh_from_db()
+    return bot
+
+
+@pytest.fixture
+def driver() -> Any:
+    get_redis().delete(DRIVERS_KEY, *(shard_key(s) for s in range(64)))
+    made = Driver("test")
+    yield made
+    made.stop()
+
+
+def settle(driver: Driver, bot: Bot, predicate: Any, timeout_secs: float = 20) -> Any:
+    """Tick the driver until ``predicate(runner)`` holds (pool cycles finish in their threads)."""
+    deadline = time.monotonic() + timeout_secs
+    while time.monotonic() < deadline:
+        driver.tick()
+        runner = driver.runners.get(bot.pk)
+        if runner is not None and not runner.busy and predicate(runner):
+            return runner
+    last = driver.runners.get(bot.pk)
+    raise AssertionError(f"the driver never reached the expected state; last verdict: "
+                         f"{last.last_verdict if last else 'no runner'}")
+
+
+def quote_prices(server: EmulatorServer) -> set[Decimal]:
+    return {Decimal(o.price) for o in emulator_open_orders(server)}
+
+
+def test_first_cycle_is_full_then_quiet_cycles_touch_no_database(running_bot: Bot, driver: Driver,
+                                                                  frozen_emulator: EmulatorServer) -> None:
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    assert runner.last_full_at > 0
+    before_prices = quote_prices(frozen_emulator)
+    cycles_before = len(cycle_records(running_bot.pk))
+    driver._housekeeping_at = driver._flush_at = time.time() + 3600  # this tick: cycles only
+    runner.next_due = 0.0
+    with CaptureQueriesContext(connection) as queries:
+        driver.tick()
+    assert runner.quiet_cycles == 1, "an unchanged market is a quiet cycle"
+    assert len(queries) == 0, [q["sql"] for q in queries]
+    assert len(cycle_records(running_bot.pk)) == cycles_before + 1  # recorded in Redis
+    assert quote_prices(frozen_emulator) == before_prices
+
+    count = Bot.objects.get(pk=running_bot.pk).cycle_count
+    driver._flush()  # once a second for all bots: cycle count and last cycle time
+    assert Bot.objects.get(pk=running_bot.pk).cycle_count == count + 1
+
+
+def test_a_mid_move_beyond_tolerance_requotes_on_the_kept_engine(running_bot: Bot, driver: Driver,
+                                                                  frozen_emulator: EmulatorServer) -> None:
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    full_at = runner.last_full_at
+    engine = runner.engine
+    old = {o.client_order_id for o in emulator_open_orders(frozen_emulator)}
+    target = (frozen_emulator.market.mid("BTC/USDT") * Decimal("1.0015")).quantize(Decimal("0.01"))
+    frozen_emulator.call(lambda: frozen_emulator.market.set_mid("BTC/USDT", target))  # the book mid moves ~8 bps: past the 5 bps tolerance
+    get_redis().delete(*get_redis().keys("mm:md:book:*"))
+    runner.next_due = 0.0
+    runner = settle(driver, running_bot, lambda r: not (old & {o.client_order_id for o in
+                                                              emulator_open_orders(frozen_emulator)}))
+    now_open = emulator_open_orders(frozen_emulator)
+    assert len(now_open) == 2
+    mid = sum(Decimal(o.price) for o in now_open) / 2
+    assert abs(mid - target) / target < Decimal("0.0010"), (mid, target)
+    assert runner.last_full_at == full_at, f"a re-quote is not a full cycle ({runner.last_verdict})"
+    assert runner.last_verdict.startswith("requote")
+    assert runner.engine is engine
+    assert {o.client_order_id for o in now_open} == runner.known
+    assert not Order.objects.filter(bot=running_bot, client_order_id__in=old, status__in=OPEN_ORDER_STATUSES).exists()
+
+
+def test_an_order_that_left_the_book_forces_a_full_cycle(running_bot: Bot, driver: Driver,
+                                                          frozen_emulator: EmulatorServer) -> None:
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    full_at = runner.last_full_at
+    victim = emulator_open_orders(frozen_emulator)[0]
+    frozen_emulator.call(lambda: frozen_emulator.engine.cancel_order(victim.account_id, victim.symbol,
+                                                                      order_id=victim.order_id))
+    time.sleep(0.6)  # orders younger than SENT_MARGIN_SECS may be missing from a view for good reason
+    runner.next_due = 0.0
+    runner = settle(driver, running_bot, lambda r: r.last_full_at > full_at)
+    row = Order.objects.get(client_order_id=victim.client_order_id)
+    assert row.status == OrderStatus.CANCELED  # the full cycle learnt its fate
+    assert len(emulator_open_orders(frozen_emulator)) == 2  # and replaced it
+
+
+def test_a_config_change_drops_the_kept_engine(running_bot: Bot, driver: Driver) -> None:
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    bot = Bot.objects.get(pk=running_bot.pk)
+    bot.spread_bps = 80.0
+    bot.save()
+    driver._housekeeping_at = 0.0
+    driver.tick()
+    assert runner.engine is None or runner.engine.config.strategy_settings.spread_bps == 80.0
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    assert runner.engine.config.strategy_settings.spread_bps == 80.0
+
+
+def test_a_stopped_bot_is_dropped_and_its_lease_left_free(running_bot: Bot, driver: Driver) -> None:
+    settle(driver, running_bot, lambda r: r.engine is not None)
+    Bot.objects.filter(pk=running_bot.pk).update(status=BotStatus.STOPPING, epoch=running_bot.epoch + 1)
+    driver._housekeeping_at = 0.0
+    driver.tick()
+    assert running_bot.pk not in driver.runners
+    assert not get_redis().exists(f"mm:lease:bot:{running_bot.pk}")
+
+
+def test_drivers_share_the_shards_fairly_and_a_stopped_one_hands_them_over(settings: Any, no_streams: None) -> None:
+    settings.ENGINE_SHARDS = 8
+    get_redis().delete(DRIVERS_KEY, *(shard_key(s) for s in range(8)))
+    first, second = Driver("one"), Driver("two")
+    try:
+        first._housekeep(time.time())
+        assert first.owned == set(range(8))
+        second._housekeep(time.time())  # registers; nothing is free yet
+        first._housekeep(time.time())  # sees two drivers: keeps its fair share
+        second._housekeep(time.time())
+        assert len(first.owned) == 4 and len(second.owned) == 4
+        assert not first.owned & second.owned
+        first.stop()  # a warm shutdown gives its shards back at once
+        second._housekeep(time.time())
+        assert second.owned == set(range(8))
+    finally:
+        second.stop()
+
+
+def test_next_due_keeps_a_fixed_rate_and_skips_missed_cycles() -> None:
+    assert next_due(100.0, 1.0, 100.4) == 101.0
+    assert next_due(100.0, 1.0, 101.5) == 101.0  # late by half an interval: still due at its time
+    assert next_due(100.0, 1.0, 105.0) == 105.0  # far behind: skip, do not run them back to back
