@@ -356,7 +356,8 @@ def _redis_used_mb(redis_url: str) -> float:
 
 
 def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window_secs: float, concurrency: int,
-                     bots_per_account: int, profile_secs: float, db_kind: str) -> dict[str, Any]:
+                     bots_per_account: int, profile_secs: float, db_kind: str,
+                     volatility_bps: float) -> dict[str, Any]:
     from bots import services
     from bots.engine.lease import cycle_records
     from bots.models import Bot, BotStatus
@@ -365,7 +366,7 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
     base_url = f"http://127.0.0.1:{port}"
     balances = ",".join(f"{a}={v}" for a, v in BALANCES.items())
     emulator = start_emulator(port, account=f"scale0key:scale0secret:{balances}", admin_token=ADMIN_TOKEN,
-                              symbols=",".join(SCALE_SYMBOLS), market_step_ms=100)
+                              symbols=",".join(SCALE_SYMBOLS), market_step_ms=100, volatility_bps=volatility_bps)
     queue = f"bench-scale-{n_bots}-{uuid.uuid4().hex[:6]}"
     use_queue(queue)
     worker_env = {**env, "CELERY_QUEUE": queue}
@@ -460,6 +461,8 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
                                    "before the bots existed, divided by N (Postgres not included)",
             "worker_concurrency": concurrency,
             "cycles_by_verdict": dict(sorted(verdicts.items(), key=lambda kv: -kv[1])),
+            "market": {"volatility_bps_per_sqrt_sec": volatility_bps, "noise_orders_per_sec_per_symbol": 2.0,
+                       "symbols": len(SCALE_SYMBOLS), "spread_bps": 20.0, "refresh_tolerance_bps": 5.0},
             "profile": profile,
         }
     finally:
@@ -507,6 +510,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--window", type=float, help="measurement window per N, seconds (default 30, quick 15)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (prefork)")
     parser.add_argument("--bots-per-account", type=int, default=10)
+    parser.add_argument("--volatility-bps", type=float, default=1.5,
+                        help="emulator mid volatility for scale, bps per sqrt(s) (1.5 = ~4.4%% a day; BTC ~3%%)")
     parser.add_argument("--profile-secs", type=float, help="py-spy seconds per profile (0: none; default 10)")
     options = parser.parse_args(argv)
     moves = options.moves or (200 if options.quick else 1000)
@@ -530,7 +535,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for index, n_bots in enumerate(ns):
                 step = bench_scale_step(env, redis.url, n_bots, window_secs=window, concurrency=options.concurrency,
                                         bots_per_account=options.bots_per_account,
-                                        profile_secs=profile_secs if index == len(ns) - 1 else 0, db_kind=db_kind)
+                                        profile_secs=profile_secs if index == len(ns) - 1 else 0, db_kind=db_kind,
+                                        volatility_bps=options.volatility_bps)
                 steps.append(step)
                 print_scale(step)
             keeping = [s["bots"] for s in steps if s["lag_p99_secs"] is not None and s["lag_p99_secs"] < 1.0

@@ -544,12 +544,16 @@ class MarketMakingBot:
             except ExchangeError as exc:
                 logger.warning("bot %s: order sync for %s failed: %s", self.bot_id, pair, exc)
                 continue
-            self.report.fills += len(fills)
-            for fill in fills:
-                publish_event(bot=self.bot, event_type=BotEventType.ORDER_FILLED, payload={
-                    "trading_pair": pair, "side": fill.side, "price": fill.price, "amount": fill.amount,
-                    "trade_id": fill.exchange_trade_id,
-                })
+            self.announce_fills(pair, fills)
+
+    def announce_fills(self, pair: str, fills: list[Fill]) -> None:
+        """An OrderFilled event per new fill."""
+        self.report.fills += len(fills)
+        for fill in fills:
+            publish_event(bot=self.bot, event_type=BotEventType.ORDER_FILLED, payload={
+                "trading_pair": pair, "side": fill.side, "price": fill.price, "amount": fill.amount,
+                "trade_id": fill.exchange_trade_id,
+            })
 
     # --- risk ------------------------------------------------------------------------------------
 

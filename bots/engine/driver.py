@@ -115,13 +115,14 @@ class Runner:
     dropped: bool = False
     stale: bool = False  # changed while a cycle ran: do not keep that cycle's engine
     quiet_cycles: int = 0
+    woken: bool = False  # this cycle was brought forward by a pushed mid move
     last_verdict: str = ""
     touched: bool = False  # cycled since the last flush
 
 
 @dataclass
 class Verdict:
-    kind: str  # "quiet" | "requote" | "snapshot" | "full"
+    kind: str  # "quiet" | "requote" | "fills" | "snapshot" | "full"
     reason: str = ""
     detail: str = ""
     pairs: list[str] = field(default_factory=list)
@@ -358,7 +359,8 @@ class Driver:
             for key, quoted in runner.quoted_mid.items():
                 mid = latest.get(key)
                 if mid is not None and abs(mid - quoted) > tolerance * quoted:
-                    runner.next_due = min(runner.next_due, now)
+                    if runner.next_due > now:
+                        runner.next_due, runner.woken = now, True
                     break
 
     # --- cycles ------------------------------------------------------------------------------------
@@ -380,6 +382,7 @@ class Driver:
         for index, runner in enumerate(due):
             got, chain, reset_pending = results[3 * index: 3 * index + 3]
             scheduled = runner.next_due
+            runner.woken = False
             lease = leases[runner.bot_id]
             if not got:  # a stop/kill/reconcile/rebalance task holds the bot: try again next interval
                 runner.next_due = now + runner.interval
@@ -426,7 +429,7 @@ class Driver:
         stale: dict[int, ExchangeGateway] = {}
         for runner in due:
             engine = runner.engine
-            if engine is None:
+            if engine is None or runner.woken:  # a pushed move: re-quote now on the view we have
                 continue
             for account_id, gateway in engine.exchanges.items():
                 view = self.accounts.get(account_id)
@@ -512,21 +515,24 @@ class Driver:
                 if cid.startswith(prefix) and cid not in runner.known and not (
                         runner.gone.get(cid, 0) > view.taken_at - SENT_MARGIN_SECS):
                     return Verdict("full", "stray order", detail=cid)
+        filled: list[str] = []
+        for pair, position in engine.active_positions.items():
+            view = self.accounts.get(position.exchange_account_id)
+            if view is None or position.exchange_account_id not in engine.exchanges:
+                return Verdict("full", "account not connected")
+            for row in runner.live.get(position.pk, []):
+                remote = view.orders.get(row.client_order_id)
+                if (remote is None and row.created_at.timestamp() < view.taken_at - SENT_MARGIN_SECS) or (
+                        remote is not None and (remote.filled or 0) > row.filled):
+                    filled.append(pair)  # filled, partly filled, or gone: sync this pair and re-quote it
+                    break
+        if filled:
+            return Verdict("fills", "orders filled or left the book", pairs=filled)
         requote: list[str] = []
         uptime: list[tuple[str, bool]] = []
         try:
             for pair, position in engine.active_positions.items():
-                view = self.accounts.get(position.exchange_account_id)
-                if view is None or position.exchange_account_id not in engine.exchanges:
-                    return Verdict("full", "account not connected")
-                rows = runner.live.get(position.pk, [])
-                for row in rows:
-                    remote = view.orders.get(row.client_order_id)
-                    if remote is None:
-                        if row.created_at.timestamp() < view.taken_at - SENT_MARGIN_SECS:
-                            return Verdict("full", "order left the book", detail=row.client_order_id)
-                    elif (remote.filled or 0) > row.filled:
-                        return Verdict("full", "order filled", detail=row.client_order_id)
+                view = self.accounts[position.exchange_account_id]
                 book = self._book(engine, position.exchange_account_id, pair, books)
                 rules = engine.exchanges[position.exchange_account_id].market_rules(pair)
                 snapshot = to_snapshot(pair, book, tick_size=float(rules.tick_size), lot_size=float(rules.lot_size),
@@ -583,7 +589,7 @@ class Driver:
                 self._pool_connections[threading.get_ident()] = conn
             if runner.high_water_dirty:
                 self._write_high_water([runner])
-            if verdict.kind in ("requote", "snapshot") and runner.engine is not None:
+            if verdict.kind in ("requote", "fills", "snapshot") and runner.engine is not None:
                 outcome = self._on_kept_engine(runner, lease, verdict, scheduled, started)
             else:
                 result = execute_cycle(runner.bot_id, runner.epoch, runner.chain, scheduled, lease=lease)
@@ -624,6 +630,9 @@ class Driver:
                 runner.perf_due_at = time.time() + max(engine.config.metrics_interval_secs, runner.interval)
                 return outcome
             engine.cycle = begin_cycle(runner.bot_id)
+            if verdict.kind == "fills":
+                self._sync_and_requote(runner, engine, verdict.pairs)
+                return outcome
             total_open = sum(runner.open_count.values())
             for pair in verdict.pairs:
                 position = engine.active_positions[pair]
@@ -644,6 +653,28 @@ class Driver:
             record_cycle(runner.bot_id, scheduled, started, time.time(), worker_id())
             lease.release()
         return outcome
+
+    def _sync_and_requote(self, runner: Runner, engine: MarketMakingBot, pairs: list[str]) -> None:
+        """Orders of these pairs were filled or left the book: reconcile each pair with the venue (its
+        open orders, the fate of the missing ones, the trades -> Fill rows and accounting, OrderFilled
+        events), reload that account's balances, and re-quote the pair. The rest of the bot is as the
+        quiet check left it; the next check assesses risk on the new position."""
+        accounts = {engine.active_positions[p].exchange_account_id for p in pairs}
+        engine.inventory_manager.load_balances({a: engine.exchanges[a] for a in accounts})
+        for pair in pairs:
+            position = engine.active_positions[pair]
+            snapshot = engine._market_snapshot(pair, position.exchange_account_id)
+            engine.snapshots[pair] = snapshot
+            mid = snapshot.mid if not snapshot.problem() else float("nan")
+            engine.announce_fills(pair, engine.order_manager.sync_position(position, mid=mid))
+            if mid == mid:
+                engine.inventory_manager.assess(position, mid)
+            engine._quote(position, initial=False)
+        self._capture(runner, engine, full=False)
+        for account_id in accounts:  # balances moved: the next due cycle reads the account again
+            view = self.accounts.get(account_id)
+            if view is not None:
+                view.taken_at = 0.0
 
     def _capture(self, runner: Runner, engine: MarketMakingBot | None, *, full: bool) -> None:
         """Keep what the next quiet check compares against: the engine, the open rows, the mids."""

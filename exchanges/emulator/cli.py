@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--maker-fee", default="0.001", help="maker fee rate, e.g. 0.001 = 0.1%%")
     parser.add_argument("--taker-fee", default="0.001", help="taker fee rate")
     parser.add_argument("--market-step-ms", type=int, default=100, help="synthetic market step, 0 = frozen")
+    parser.add_argument("--volatility-bps", type=float, default=None,
+                        help="mid volatility of every symbol, bps per sqrt(second) (default 5)")
+    parser.add_argument("--noise-rate", type=float, default=None,
+                        help="noise-trader market orders per second per symbol (default 2)")
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--latency-jitter-ms", type=float, default=0.0)
     parser.add_argument("--error-rate", type=float, default=0.0, help="probability of a 503 per request")
@@ -91,10 +95,19 @@ def config_from_options(options: dict) -> EmulatorConfig:
     accounts = tuple(parse_account(text) for text in options["account"] or [])
     if options["market_step_ms"] < 0:
         raise ArgumentError("--market-step-ms must be >= 0")
+    overrides: dict = {}
+    for name, key in (("volatility_bps", "volatility_bps_per_sqrt_sec"), ("noise_rate", "noise_arrival_rate_per_sec")):
+        value = options.get(name)
+        if value is None:
+            continue
+        if not value >= 0:
+            raise ArgumentError(f"--{name.replace('_', '-')} must be >= 0")
+        overrides[key] = float(value)
     return EmulatorConfig(
         host=options["host"], port=int(options["port"]), seed=int(options["seed"]), symbols=symbols,
         accounts=accounts, maker_fee_rate=maker, taker_fee_rate=taker, admin_token=options["admin_token"] or None,
         faults=faults, market_step_ms=int(options["market_step_ms"]),
+        dynamics={symbol: dict(overrides) for symbol in symbols} if overrides else {},
     )
 
 
