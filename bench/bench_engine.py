@@ -4,7 +4,8 @@ exchange emulator, each in its own process, with a throwaway database (Postgres 
 
 * tick-to-quote: the emulator's mid jumps (admin ``POST /admin/mid``); the latency is the time until the
   bot's replacement orders exist on the emulator (its own order timestamps, ms resolution). The bot runs
-  at ``--interval`` (0.05 s) and ``MARKET_DATA_CACHE_SECS=0``; a py-spy profile of the worker's cycles
+  at ``--interval`` (0.05 s); the engine driver hears the move on the emulator's pushed bookTicker stream
+  and re-quotes at once (``--interval 1`` shows the same with a 1 s clock); a py-spy profile of the worker
   says what bounds the figure.
 * scale: N bots (one pair each, ``--bots-per-account`` per exchange account) at a 1 s monitoring
   interval; cycles/s achieved, cycle lag (actual start - scheduled start, from
@@ -53,6 +54,7 @@ from bench.common import (  # noqa: E402
 )
 
 ADMIN_TOKEN = "bench-admin"
+PROFILE_IDLE = True  # --profile-cpu: on-CPU samples only (what costs CPU, not what waits)
 SCALE_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT", "ETH/BTC")
 BALANCES = {"BTC": "100", "ETH": "2000", "SOL": "40000", "BNB": "10000", "XRP": "12000000", "USDT": "30000000"}
 TARGETS = {"tick_to_quote_p50_ms": 10.0, "tick_to_quote_p99_ms": 30.0, "bot_pairs_per_machine": 1000,
@@ -86,6 +88,13 @@ def use_queue(queue: str) -> None:
 
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
     app.conf.task_default_queue = queue
+
+
+def scale_symbols(n_bots: int, bots_per_symbol: int) -> list[str]:
+    """The six listed symbols, then generated ones (emulator default filters, mid 100) so that about
+    ``bots_per_symbol`` bots quote each symbol at any N."""
+    wanted = max(len(SCALE_SYMBOLS), -(-n_bots // max(bots_per_symbol, 1)))
+    return [*SCALE_SYMBOLS, *(f"MM{i:03d}/USDT" for i in range(wanted - len(SCALE_SYMBOLS)))]
 
 
 def make_tenant(slug: str) -> Any:
@@ -206,7 +215,7 @@ def bench_tick_to_quote(env: dict[str, str], *, moves: int, interval_secs: float
     emulator = start_emulator(port, account=f"{api_key}:{secret}:BTC=100,USDT=6000000", admin_token=ADMIN_TOKEN)
     queue = f"bench-latency-{uuid.uuid4().hex[:6]}"
     use_queue(queue)
-    worker_env = {**env, "CELERY_QUEUE": queue, "MARKET_DATA_CACHE_SECS": "0"}
+    worker_env = {**env, "CELERY_QUEUE": queue}
     worker = start_worker(worker_env, queue, concurrency, name="latency-worker")
     bot = None
     try:
@@ -222,9 +231,12 @@ def bench_tick_to_quote(env: dict[str, str], *, moves: int, interval_secs: float
         rng = random.Random(1)
         run_moves(base_url, watch, 20, interval_secs, rng)  # warm-up
         first_cycle = len(cycle_records(bot.pk))
+        verdicts_before = driver_stats(env["REDIS_URL"])
         started = time.monotonic()
         latencies, timeouts = run_moves(base_url, watch, moves, interval_secs, rng, start_index=20)
         elapsed = time.monotonic() - started
+        verdicts = {k: v - verdicts_before.get(k, 0) for k, v in driver_stats(env["REDIS_URL"]).items()
+                    if k not in ("bots", "shards", "busy") and v - verdicts_before.get(k, 0)}
         records = cycle_records(bot.pk)[first_cycle:]
         durations = [1000 * (finished - began) for _, began, finished, _ in records]
         lags = [1000 * (began - scheduled) for scheduled, began, _, _ in records]
@@ -238,10 +250,11 @@ def bench_tick_to_quote(env: dict[str, str], *, moves: int, interval_secs: float
             "seconds": round(elapsed, 1),
             "latency": summary_ms(latencies),
             "monitoring_interval_secs": interval_secs,
-            "market_data_cache_secs": 0.0,
+            "market_data": "pushed best bid/ask (bookTicker websocket) + depth read every 0.5 s",
             "worker_concurrency": concurrency,
             "cycle_duration": summary_ms(durations),
             "cycle_lag": summary_ms(lags),
+            "cycles_by_verdict": verdicts,
             "measured": "mid jump (+-50 bps) -> both replacement orders on the emulator (emulator order time, ms)",
             "profile": profile,
         }
@@ -269,7 +282,7 @@ def profile_during(worker: Child, seconds: float, load: Any, tag: str) -> dict[s
 
         thread = threading.Thread(target=drive, daemon=True)
         thread.start()
-    recorded = py_spy_record(worker.pid, seconds, out)
+    recorded = py_spy_record(worker.pid, seconds, out, idle=PROFILE_IDLE)
     stop.set()
     if thread is not None:
         thread.join(15)
@@ -277,6 +290,7 @@ def profile_during(worker: Child, seconds: float, load: Any, tag: str) -> dict[s
         return {"error": "py-spy unavailable or not permitted"}
     folded = fold_profile(recorded, must_contain="driver.py", top=80)
     return {"file": str(recorded.relative_to(ROOT)), "samples": folded["samples"],
+            "mode": "wall clock (waiting included)" if PROFILE_IDLE else "on-CPU only",
             "project_inclusive_pct": project_breakdown(folded)[:25],
             "all_inclusive_pct": folded["inclusive_pct"][:30], "leaf_pct": folded["leaf_pct"]}
 
@@ -357,16 +371,19 @@ def _redis_used_mb(redis_url: str) -> float:
 
 def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window_secs: float, concurrency: int,
                      bots_per_account: int, profile_secs: float, db_kind: str,
-                     volatility_bps: float) -> dict[str, Any]:
+                     volatility_bps: float, noise_rate: float, bots_per_symbol: int) -> dict[str, Any]:
     from bots import services
     from bots.engine.lease import cycle_records
     from bots.models import Bot, BotStatus
 
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    balances = ",".join(f"{a}={v}" for a, v in BALANCES.items())
+    symbols = scale_symbols(n_bots, bots_per_symbol)
+    assets = {**BALANCES, **{s.split("/")[0]: "100000" for s in symbols if s not in SCALE_SYMBOLS}}
+    balances = ",".join(f"{a}={v}" for a, v in assets.items())
     emulator = start_emulator(port, account=f"scale0key:scale0secret:{balances}", admin_token=ADMIN_TOKEN,
-                              symbols=",".join(SCALE_SYMBOLS), market_step_ms=100, volatility_bps=volatility_bps)
+                              symbols=",".join(symbols), market_step_ms=100, volatility_bps=volatility_bps,
+                              noise_rate=noise_rate)
     queue = f"bench-scale-{n_bots}-{uuid.uuid4().hex[:6]}"
     use_queue(queue)
     worker_env = {**env, "CELERY_QUEUE": queue}
@@ -380,7 +397,7 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
             key, secret = f"scale{index}key", f"scale{index}secret"
             if index:
                 admin_post(base_url, "/admin/accounts", {"api_key": key, "secret": secret,
-                                                         "balances": BALANCES}, ADMIN_TOKEN)
+                                                         "balances": assets}, ADMIN_TOKEN)
             accounts.append(make_account(tenant, f"acct-{index}", base_url, key, secret))
         time.sleep(3)  # the worker and beat finish starting (ccxt imported) before the baseline
         processes = {"worker": _tree(worker.pid), "beat": _tree(beat.pid), "emulator": _tree(emulator.pid)}
@@ -388,7 +405,7 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
         baseline_redis = _redis_used_mb(redis_url)
 
         created = time.monotonic()
-        bots = [make_bot(tenant, accounts[i // bots_per_account], f"scale-{i}", SCALE_SYMBOLS[i % len(SCALE_SYMBOLS)],
+        bots = [make_bot(tenant, accounts[i // bots_per_account], f"scale-{i}", symbols[i % len(symbols)],
                          1.0) for i in range(n_bots)]
         bot_ids = [b.pk for b in bots]
         for bot in bots:
@@ -461,8 +478,8 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
                                    "before the bots existed, divided by N (Postgres not included)",
             "worker_concurrency": concurrency,
             "cycles_by_verdict": dict(sorted(verdicts.items(), key=lambda kv: -kv[1])),
-            "market": {"volatility_bps_per_sqrt_sec": volatility_bps, "noise_orders_per_sec_per_symbol": 2.0,
-                       "symbols": len(SCALE_SYMBOLS), "spread_bps": 20.0, "refresh_tolerance_bps": 5.0},
+            "market": {"volatility_bps_per_sqrt_sec": volatility_bps, "noise_orders_per_sec_per_symbol": noise_rate,
+                       "symbols": len(symbols), "spread_bps": 20.0, "refresh_tolerance_bps": 5.0},
             "profile": profile,
         }
     finally:
@@ -487,6 +504,8 @@ def print_latency(result: dict[str, Any]) -> None:
     if cycle.get("count"):
         print(f"  cycle duration p50 {cycle['p50_ms']:.1f} ms  p99 {cycle['p99_ms']:.1f} ms; "
               f"cycle lag p50 {result['cycle_lag']['p50_ms']:.1f} ms")
+    if result.get("cycles_by_verdict"):
+        print(f"  cycles by verdict: {result['cycles_by_verdict']}")
     for label, pct in result.get("profile", {}).get("project_inclusive_pct", [])[:12]:
         print(f"  {pct:5.1f}%  {label}")
 
@@ -512,8 +531,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--bots-per-account", type=int, default=10)
     parser.add_argument("--volatility-bps", type=float, default=1.5,
                         help="emulator mid volatility for scale, bps per sqrt(s) (1.5 = ~4.4%% a day; BTC ~3%%)")
+    parser.add_argument("--noise-rate", type=float, default=0.5,
+                        help="noise-trader market orders per second per symbol (each can fill several bots)")
+    parser.add_argument("--bots-per-symbol", type=int, default=20,
+                        help="bots quoting each symbol (symbols = N / this, at least 6)")
     parser.add_argument("--profile-secs", type=float, help="py-spy seconds per profile (0: none; default 10)")
+    parser.add_argument("--profile-cpu", action="store_true", help="profile on-CPU samples only (default: wall)")
     options = parser.parse_args(argv)
+    global PROFILE_IDLE
+    PROFILE_IDLE = not options.profile_cpu
     moves = options.moves or (200 if options.quick else 1000)
     ns = [int(n) for n in (options.ns or ("10,100" if options.quick else "10,100,500,1000")).split(",")]
     window = options.window or (15.0 if options.quick else 30.0)
@@ -536,7 +562,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 step = bench_scale_step(env, redis.url, n_bots, window_secs=window, concurrency=options.concurrency,
                                         bots_per_account=options.bots_per_account,
                                         profile_secs=profile_secs if index == len(ns) - 1 else 0, db_kind=db_kind,
-                                        volatility_bps=options.volatility_bps)
+                                        volatility_bps=options.volatility_bps, noise_rate=options.noise_rate,
+                                        bots_per_symbol=options.bots_per_symbol)
                 steps.append(step)
                 print_scale(step)
             keeping = [s["bots"] for s in steps if s["lag_p99_secs"] is not None and s["lag_p99_secs"] < 1.0

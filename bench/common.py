@@ -117,9 +117,11 @@ class Child:
 
 
 def start_emulator(port: int, *, account: str, admin_token: str, symbols: str = "BTC/USDT",
-                   market_step_ms: int = 0, seed: int = 1, volatility_bps: float | None = None) -> Child:
+                   market_step_ms: int = 0, seed: int = 1, volatility_bps: float | None = None,
+                   noise_rate: float | None = None) -> Child:
     """The exchange emulator in its own process; returns once it answers /api/v3/ping."""
     extra = [] if volatility_bps is None else ["--volatility-bps", str(volatility_bps)]
+    extra += [] if noise_rate is None else ["--noise-rate", str(noise_rate)]
     child = Child("emulator", [PYTHON, "-m", "exchanges.emulator", "--port", str(port), "--seed", str(seed),
                                "--symbols", symbols, "--account", account, "--admin-token", admin_token,
                                "--market-step-ms", str(market_step_ms), *extra])

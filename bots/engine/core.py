@@ -331,6 +331,7 @@ class MarketMakingBot:
         self.analyses: dict[str, MarketAnalysis] = {}
         self.report = CycleReport()
         self.cycle = bot.cycle_count
+        self.fenced_at_begin = False
 
     # --- exchanges ---------------------------------------------------------------------------
 
@@ -737,9 +738,10 @@ class MarketMakingBot:
         return result, diff
 
     def _quote(self, position: LiquidityPosition, *, initial: bool, live_rows: list[Order] | None = None,
-               others_open: int | None = None) -> int:
+               others_open: int | None = None, begin_cycle_now: Callable[[], int] | None = None) -> int:
         """decide -> check -> act for one pair; returns the number of orders placed. ``live_rows`` and
-        ``others_open`` are the open rows as the engine driver just verified them (else read here)."""
+        ``others_open`` are the open rows as the engine driver just verified them (else read here);
+        ``begin_cycle_now`` numbers the cycle once the cancels are under way (the driver's re-quote)."""
         pair = position.trading_pair
         snapshot = self.snapshots.get(pair)
         if snapshot is None:
@@ -763,17 +765,22 @@ class MarketMakingBot:
             self._record_denials(pair, result.denied)
         by_client = {o.client_order_id: o for o in live_rows}
         to_cancel = [by_client[o.order_id] for o in diff.cancel]
-        if to_cancel:
-            self.report.cancelled += self.order_manager.cancel(to_cancel)
-        placed = 0
-        if diff.place and self._still_current():
-            stored = self.order_manager.store_intents(position, diff.place, cycle=self.cycle)
-            outcomes = self.order_manager.send(stored)
-            placed = sum(1 for o in outcomes if o.error is None)
-            for outcome in outcomes:
-                if outcome.error is not None:
-                    logger.warning("bot %s: order placement failed: %s", self.bot_id, outcome.error)
-            self._record_rejections(pair, [o.order for o in outcomes if o.order.status == OrderStatus.REJECTED])
+        # the cancels fly while the new orders are stored; nothing is sent before the venue answered them
+        cancelling = self.order_manager.start_cancels(to_cancel) if to_cancel else None
+        cancel_results: list[Any] = []
+
+        def cancels_answered() -> None:
+            if cancelling is not None and not cancel_results:
+                cancel_results.extend(cancelling.result(60))
+
+        try:
+            if begin_cycle_now is not None:
+                self.cycle = begin_cycle_now()
+            placed = self._place(position, diff.place, before_send=cancels_answered)
+        finally:
+            if to_cancel:  # the rows learn the venue's answers after the new quotes are out
+                cancels_answered()
+                self.report.cancelled += self.order_manager.settle_cancels(to_cancel, cancel_results)
         self.report.placed += placed
         sides = {i.side for i in result.allowed}
         self.performance_tracker.record_quoting(pair, sides == {"buy", "sell"})
@@ -782,6 +789,22 @@ class MarketMakingBot:
                 "position_id": position.pk, "trading_pair": pair, "new_order_count": placed,
                 "cancelled": len(to_cancel), "kept": len(diff.keep),
             })
+        return placed
+
+    def _place(self, position: LiquidityPosition, intents: list[OrderIntent],
+               before_send: Callable[[], None] = lambda: None) -> int:
+        """Fence, store, send; returns the number of orders the venue accepted."""
+        pair = position.trading_pair
+        placed = 0
+        if intents and self._still_current():
+            stored = self.order_manager.store_intents(position, intents, cycle=self.cycle)
+            before_send()
+            outcomes = self.order_manager.send(stored)
+            placed = sum(1 for o in outcomes if o.error is None)
+            for outcome in outcomes:
+                if outcome.error is not None:
+                    logger.warning("bot %s: order placement failed: %s", self.bot_id, outcome.error)
+            self._record_rejections(pair, [o.order for o in outcomes if o.order.status == OrderStatus.REJECTED])
         return placed
 
     def _stale_book(self, pair: str) -> str | None:
@@ -798,6 +821,8 @@ class MarketMakingBot:
         is still running at this epoch (kill/stop fence)."""
         if self.lease is not None and not self.lease.extend():
             raise LeaseLostError(f"bot {self.bot_id}: the cycle lost its lease; nothing more is sent")
+        if self.fenced_at_begin:  # begin_fenced_cycle checked the row in this cycle's first statement
+            return True
         return Bot.objects.filter(
             pk=self.bot_id, epoch=self.bot.epoch, status__in=(BotStatus.RUNNING, BotStatus.STARTING),
             kill_switch_engaged=False, tenant__kill_switch_engaged=False,
@@ -929,6 +954,30 @@ def daily_reset_key(bot_id: int) -> str:
 def request_daily_reset(bot_id: int) -> None:
     """The bot's next risk assessment takes its current net P&L as the new daily baseline."""
     get_redis().set(daily_reset_key(bot_id), "1")
+
+
+def begin_fenced_cycle(bot_id: int, epoch: int) -> int | None:
+    """Count a cycle and check the placement fence in the same statement: the cycle number, or None
+    when the bot is no longer RUNNING at ``epoch`` or a bot/tenant kill switch is engaged (the same
+    conditions as ``MarketMakingBot._still_current``, one round trip instead of two)."""
+    from django.db import connection
+
+    from mmplatform.tenancy.models import Tenant
+
+    table, tenants = Bot._meta.db_table, Tenant._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET cycle_count = cycle_count + 1, last_cycle_started_at = %s WHERE id = %s "
+            f"RETURNING cycle_count, epoch, status, kill_switch_engaged, "
+            f"(SELECT t.kill_switch_engaged FROM {tenants} t WHERE t.id = {table}.tenant_id)",
+            [timezone.now(), bot_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    cycle, current_epoch, status, bot_kill, tenant_kill = row
+    if current_epoch != epoch or status not in (BotStatus.RUNNING, BotStatus.STARTING) or bot_kill or tenant_kill:
+        return None
+    return int(cycle)
 
 
 def begin_cycle(bot_id: int) -> int:

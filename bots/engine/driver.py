@@ -44,13 +44,14 @@ from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 from django.db.models import F
 from django.utils import timezone
 
-from bots.engine.core import MarketMakingBot, begin_cycle, daily_reset_key, exchange_key
+from bots.engine.core import MarketMakingBot, begin_cycle, begin_fenced_cycle, daily_reset_key, exchange_key
 from bots.engine.lease import _RELEASE, BotLease, chain_key, new_chain
-from bots.engine.market_data import BookData, mid_history, shared_book, to_snapshot
+from bots.engine.market_data import BookData, cached_book, mid_history, shared_book, to_snapshot
 from bots.engine.orders import client_id_prefix
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderPurpose
 from exchanges.gateway import ExchangeGateway, ExchangeOrder
 from mmplatform import aio
+from mmplatform.errors import MarketMakingError
 from mmplatform.redis_client import get_redis
 from strategies.analysis import MarketAnalysis, analyze_market
 from strategies.selection import select_strategy_type
@@ -64,6 +65,8 @@ FLUSH_SECS = 1.0
 SENT_MARGIN_SECS = 0.5
 """An order sent less than this before an account read may not be listed by it yet."""
 ORDER_DEPTH = 20
+DEPTH_REUSE_SECS = 2.0
+"""With a pushed best bid/ask newer than it, a depth read this recent still serves for the deeper levels."""
 ANALYSIS_SECS = 1.0
 """Market analysis (volatility, trend, liquidity) is recomputed at most this often per venue and pair."""
 
@@ -88,6 +91,7 @@ class AccountView:
     taken_at: float
     orders: dict[str, ExchangeOrder]
     balances: dict[str, Decimal]
+    outdated: bool = False  # a fill moved its balances: read it again at the next due cycle
 
 
 @dataclass
@@ -116,6 +120,7 @@ class Runner:
     stale: bool = False  # changed while a cycle ran: do not keep that cycle's engine
     quiet_cycles: int = 0
     woken: bool = False  # this cycle was brought forward by a pushed mid move
+    wake_after: bool = False  # a pushed move arrived during a cycle: run again when it ends
     last_verdict: str = ""
     touched: bool = False  # cycled since the last flush
 
@@ -143,6 +148,7 @@ class Driver:
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.moved: deque[tuple[str, str, float]] = deque(maxlen=10_000)
+        self.tops: dict[tuple[str, str], tuple[float, float, float, float, float]] = {}  # pushed best bid/ask
         self.streams: dict[str, Any] = {}
         self.stream_tasks: dict[str, Any] = {}
         self.stream_symbols: dict[str, tuple[str, ...]] = {}
@@ -336,6 +342,8 @@ class Driver:
             for quote in updates:
                 bid, ask = float(quote.bid), float(quote.ask)
                 if bid > 0 and ask > 0:
+                    self.tops[(venue, quote.symbol)] = (bid, float(quote.bid_size), ask, float(quote.ask_size),
+                                                        quote.received_at)
                     self.moved.append((venue, quote.symbol, (bid + ask) / 2))
                     woke = True
             if woke:
@@ -349,16 +357,18 @@ class Driver:
         while self.moved:
             venue, pair, mid = self.moved.popleft()
             latest[(venue, pair)] = mid
-        r = get_redis()
-        for venue, pair in latest:  # the shared book is out of date: the next read fetches it
-            r.delete(f"mm:md:book:{venue}:{pair}")
         for runner in self.runners.values():
-            if runner.busy or runner.engine is None:
+            if runner.engine is None:
                 continue
             tolerance = runner.engine.config.order_settings.order_refresh_tolerance_bps / 4e4
             for key, quoted in runner.quoted_mid.items():
                 mid = latest.get(key)
-                if mid is not None and abs(mid - quoted) > tolerance * quoted:
+                if mid is None:
+                    continue
+                if runner.busy:  # its running cycle may have decided on the book before this move
+                    runner.wake_after = True
+                    break
+                if abs(mid - quoted) > tolerance * quoted:
                     if runner.next_due > now:
                         runner.next_due, runner.woken = now, True
                     break
@@ -429,11 +439,14 @@ class Driver:
         stale: dict[int, ExchangeGateway] = {}
         for runner in due:
             engine = runner.engine
-            if engine is None or runner.woken:  # a pushed move: re-quote now on the view we have
+            if engine is None:
                 continue
+            # a cycle brought forward by a pushed move re-quotes on the view in hand unless it is
+            # getting too old to be trusted (view_limit); a scheduled one reads a view older than ~1 interval
+            refresh_after = view_limit(runner.interval) / 2 if runner.woken else runner.interval * 0.9
             for account_id, gateway in engine.exchanges.items():
                 view = self.accounts.get(account_id)
-                if view is None or now - view.taken_at >= runner.interval * 0.9:
+                if view is None or (view.outdated and not runner.woken) or now - view.taken_at >= refresh_after:
                     stale[account_id] = gateway
         if not stale:
             return
@@ -469,7 +482,18 @@ class Driver:
                 return BookData([(float(p), float(a)) for p, a in raw.bids],
                                 [(float(p), float(a)) for p, a in raw.asks], time.time())
 
-            book = shared_book(venue, pair, fetch)
+            top = self.tops.get((venue, pair))
+            cached = cached_book(venue, pair) if top is not None else None
+            if cached is not None and top[4] > cached.fetched_at and time.time() - cached.fetched_at < DEPTH_REUSE_SECS:
+                book = cached  # a fresher pushed top goes on the recent depth: no read on a re-quote's path
+            else:
+                book = shared_book(venue, pair, fetch)
+            if top is not None and top[4] > book.fetched_at:
+                # the pushed best bid/ask is newer than the last depth read: it replaces the top of
+                # book (deeper levels that it crossed are dropped)
+                bid, bid_size, ask, ask_size, received_at = top
+                book = BookData([(bid, bid_size), *(level for level in book.bids if level[0] < bid)],
+                                [(ask, ask_size), *(level for level in book.asks if level[0] > ask)], received_at)
             books[(venue, pair)] = book
         return book
 
@@ -509,7 +533,7 @@ class Driver:
         prefix = client_id_prefix(runner.bot_id)
         for account_id in engine.exchanges:
             view = self.accounts.get(account_id)
-            if view is None or now - view.taken_at > 2 * runner.interval + 1:
+            if view is None or now - view.taken_at > view_limit(runner.interval):
                 return Verdict("full", "no account view")
             for cid in view.orders:
                 if cid.startswith(prefix) and cid not in runner.known and not (
@@ -607,6 +631,9 @@ class Driver:
         finally:
             now = time.time()
             runner.next_due = next_due(scheduled, runner.interval, now) if delay == runner.interval else now + delay
+            if runner.wake_after and delay == runner.interval:
+                runner.next_due, runner.woken = now, True
+            runner.wake_after = False
             runner.touched = True
             runner.busy = False
             self.wake.set()
@@ -629,19 +656,32 @@ class Driver:
                 engine._update_performance()
                 runner.perf_due_at = time.time() + max(engine.config.metrics_interval_secs, runner.interval)
                 return outcome
-            engine.cycle = begin_cycle(runner.bot_id)
             if verdict.kind == "fills":
+                engine.cycle = begin_cycle(runner.bot_id)
                 self._sync_and_requote(runner, engine, verdict.pairs)
                 return outcome
             total_open = sum(runner.open_count.values())
+            numbered: list[int] = []
+
+            def number_once() -> int:  # one cycle number for this re-quote, taken after the cancels left
+                if not numbered:
+                    cycle = begin_fenced_cycle(runner.bot_id, runner.epoch)
+                    if cycle is None:
+                        raise FencedError(f"bot {runner.bot_id}: stopped, killed or restarted; nothing is sent")
+                    numbered.append(cycle)
+                    engine.fenced_at_begin = True
+                return numbered[0]
+
             for pair in verdict.pairs:
                 position = engine.active_positions[pair]
                 engine._quote(position, initial=False, live_rows=runner.live.get(position.pk, []),
-                              others_open=total_open - runner.open_count.get(position.pk, 0))
+                              others_open=total_open - runner.open_count.get(position.pk, 0),
+                              begin_cycle_now=number_once)
             self._capture(runner, engine, full=False)
-        except LeaseLostError:
+        except (LeaseLostError, FencedError) as exc:
+            logger.info("%s", exc)
             runner.engine = None
-            outcome = "lease-lost"
+            outcome = "fenced"
         except Exception as exc:
             logger.exception("bot %s: re-quote failed", runner.bot_id)
             close_old_connections()
@@ -650,6 +690,7 @@ class Driver:
             runner.engine = None
             outcome = "error"
         finally:
+            engine.fenced_at_begin = False
             record_cycle(runner.bot_id, scheduled, started, time.time(), worker_id())
             lease.release()
         return outcome
@@ -674,7 +715,7 @@ class Driver:
         for account_id in accounts:  # balances moved: the next due cycle reads the account again
             view = self.accounts.get(account_id)
             if view is not None:
-                view.taken_at = 0.0
+                view.outdated = True
 
     def _capture(self, runner: Runner, engine: MarketMakingBot | None, *, full: bool) -> None:
         """Keep what the next quiet check compares against: the engine, the open rows, the mids."""
@@ -738,6 +779,15 @@ class Driver:
             Bot.objects.filter(pk=runner.bot_id, equity_high_water_quote__lt=value).update(
                 equity_high_water_quote=value)
             runner.high_water_dirty = False
+
+
+class FencedError(MarketMakingError):
+    """The bot was stopped, killed or restarted since the driver last looked: this cycle sends nothing."""
+
+
+def view_limit(interval: float) -> float:
+    """An account view older than this is not trusted for a quiet check (a full cycle reads the venue)."""
+    return 2 * interval + 1.0
 
 
 def next_due(scheduled: float, interval: float, now: float) -> float:

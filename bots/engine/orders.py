@@ -10,6 +10,7 @@ fill updates the position's accounting in the same transaction that inserts it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -180,13 +181,19 @@ class OrderManager:
                     cycle=cycle,
                     level=intent.level,
                 ))
-            for row in rows:
+            try:  # the common case: one INSERT for all of them
+                with transaction.atomic():
+                    Order.objects.bulk_create(rows)
+            except IntegrityError:
                 # a retried cycle reuses its ids: the existing row wins, nothing is stored twice
-                try:
-                    with transaction.atomic():
-                        row.save(force_insert=True)
-                except IntegrityError:
+                for row in rows:
                     row.pk = None
+                    row._state.adding = True
+                    try:
+                        with transaction.atomic():
+                            row.save(force_insert=True)
+                    except IntegrityError:
+                        row.pk = None
         return [row for row in rows if row.pk is not None]
 
     def send(self, orders: Sequence[Order]) -> list[PlacementOutcome]:
@@ -260,12 +267,26 @@ class OrderManager:
         """Cancel orders concurrently; returns how many are confirmed gone."""
         if not orders:
             return 0
-        Order.objects.filter(pk__in=[o.pk for o in orders]).update(status=OrderStatus.CANCEL_PENDING)
+        return self.settle_cancels(orders, self.send_cancels(orders))
 
+    def send_cancels(self, orders: Sequence[Order]) -> list[Any]:
+        """Mark the rows CANCEL_PENDING, cancel on the venue concurrently, return the answers."""
+        return self.start_cancels(orders).result(60)
+
+    def start_cancels(self, orders: Sequence[Order]) -> concurrent.futures.Future:
+        """Mark the rows CANCEL_PENDING and start cancelling on the venue (concurrently, on the I/O
+        loop) without waiting for the answers: a re-quote stores its new orders meanwhile, waits for
+        these answers before it sends, and hands them to ``settle_cancels`` after. A crash in between
+        leaves CANCEL_PENDING rows, which the next sync resolves by client id."""
         async def cancel_all() -> list[Any]:
             return await asyncio.gather(*(self._cancel_one(o) for o in orders), return_exceptions=True)
 
-        results = aio.run(cancel_all(), timeout_secs=60)
+        Order.objects.filter(pk__in=[o.pk for o in orders]).update(status=OrderStatus.CANCEL_PENDING)
+        future = asyncio.run_coroutine_threadsafe(cancel_all(), aio.get_loop())
+        return future
+
+    def settle_cancels(self, orders: Sequence[Order], results: Sequence[Any]) -> int:
+        """Apply the venue's answers to cancels; returns how many orders are confirmed gone."""
         gone = 0
         for order, result in zip(orders, results, strict=True):
             if isinstance(result, ExchangeOrder):
