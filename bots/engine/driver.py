@@ -205,6 +205,11 @@ class Driver:
         self._apply_moves(now)
         for pk in [pk for pk, r in self.runners.items() if r.dropped]:
             self.runners.pop(pk, None)
+        for runner in self.runners.values():  # moves heard during a cycle (only this thread sets/clears the flag)
+            if runner.wake_after and not runner.busy:
+                runner.wake_after = False
+                if runner.next_due > now:
+                    runner.next_due, runner.woken = now, True
         due = [r for r in self.runners.values() if not r.busy and r.next_due <= now]
         if due:
             self._run_due(due, now)
@@ -631,9 +636,6 @@ class Driver:
         finally:
             now = time.time()
             runner.next_due = next_due(scheduled, runner.interval, now) if delay == runner.interval else now + delay
-            if runner.wake_after and delay == runner.interval:
-                runner.next_due, runner.woken = now, True
-            runner.wake_after = False
             runner.touched = True
             runner.busy = False
             self.wake.set()

@@ -45,6 +45,10 @@ ACCOUNTING_FIELDS = ("base_position", "average_cost", "realised_pnl_quote", "fee
                      "fill_count")
 """LiquidityPosition columns that mirror bots.accounting.PositionAccount."""
 
+ACK_FIELDS = ["exchange_order_id", "status", "filled", "average_price", "acknowledged_at", "missing_count",
+              "closed_at", "updated_at"]
+"""The Order columns an answer of the venue can change."""
+
 EXCHANGE_STATUS = {
     "open": OrderStatus.OPEN,
     "closed": OrderStatus.FILLED,
@@ -206,9 +210,11 @@ class OrderManager:
 
         results = aio.run(place_all(), timeout_secs=60)
         outcomes = []
+        acknowledged = []
         for order, result in zip(orders, results, strict=True):
             if isinstance(result, ExchangeOrder):
-                self._acknowledge(order, result)
+                if self._acknowledge(order, result, save=False):
+                    acknowledged.append(order)
                 outcomes.append(PlacementOutcome(order))
             elif isinstance(result, OrderOutcomeUnknownError):
                 order.error = str(result)[:500]
@@ -221,6 +227,7 @@ class OrderManager:
                 order.save(update_fields=["status", "error", "closed_at", "updated_at"])
                 outcomes.append(PlacementOutcome(order, OrderPlacementError(
                     f"Failed to place order {order.client_order_id}: {result}")))
+        self._save_acks(acknowledged)
         push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="orders",
              data={"placed": [self.order_payload(o.order) for o in outcomes if o.error is None]})
         return outcomes
@@ -239,8 +246,9 @@ class OrderManager:
         )
         return await gateway.place_order(request)
 
-    def _acknowledge(self, order: Order, remote: ExchangeOrder) -> None:
-        """Apply the exchange's view of an order to its row (saved only when something changed).
+    def _acknowledge(self, order: Order, remote: ExchangeOrder, *, save: bool = True) -> bool:
+        """Apply the exchange's view of an order to its row (saved only when something changed;
+        ``save=False`` leaves the write to the caller, which batches it). Returns whether it changed.
         A fill seen here marks the position's trades for the next trade sync."""
         before = (order.exchange_order_id, order.status, order.filled, order.average_price, order.missing_count,
                   order.acknowledged_at is None)
@@ -255,11 +263,12 @@ class OrderManager:
         order.missing_count = 0
         after = (order.exchange_order_id, order.status, order.filled, order.average_price, order.missing_count, False)
         if before == after:
-            return
+            return False
         if order.status not in OPEN_ORDER_STATUSES:
             order.closed_at = order.closed_at or timezone.now()
-        order.save(update_fields=["exchange_order_id", "status", "filled", "average_price", "acknowledged_at",
-                                  "missing_count", "closed_at", "updated_at"])
+        if save:
+            order.save(update_fields=ACK_FIELDS)
+        return True
 
     # --- cancellation ---------------------------------------------------------------------------
 
@@ -288,21 +297,34 @@ class OrderManager:
     def settle_cancels(self, orders: Sequence[Order], results: Sequence[Any]) -> int:
         """Apply the venue's answers to cancels; returns how many orders are confirmed gone."""
         gone = 0
+        settled = []
         for order, result in zip(orders, results, strict=True):
             if isinstance(result, ExchangeOrder):
-                self._acknowledge(order, result)
+                self._acknowledge(order, result, save=False)
                 if order.status == OrderStatus.OPEN or order.status == OrderStatus.PARTIALLY_FILLED:
                     order.status = OrderStatus.CANCELED
                     order.closed_at = timezone.now()
-                    order.save(update_fields=["status", "closed_at", "updated_at"])
+                settled.append(order)
                 gone += 1
             elif isinstance(result, OrderNotFoundError):
                 gone += self._resolve_missing(order)
             else:
                 logger.warning("cancel of %s failed: %s", order.client_order_id, result)
+        self._save_acks(settled)
         push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="orders",
              data={"cancelled": [o.client_order_id for o in orders]})
         return gone
+
+    @staticmethod
+    def _save_acks(orders: list[Order]) -> None:
+        """The venue's answers for several orders in one statement (one row: a plain save)."""
+        if len(orders) == 1:
+            orders[0].save(update_fields=ACK_FIELDS)
+        elif orders:
+            now = timezone.now()
+            for order in orders:
+                order.updated_at = now
+            Order.objects.bulk_update(orders, ACK_FIELDS)
 
     async def _cancel_one(self, order: Order) -> ExchangeOrder:
         gateway = self.gateways[order.exchange_account_id]
