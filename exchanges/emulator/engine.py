@@ -7,7 +7,7 @@ boundary (``place_order`` and the read methods).
 
 Two APIs:
 
-* the Decimal API (``place_order``, ``cancel_order``, ``get_order``, ``open_orders``,
+* the Decimal API (``place_order``, ``cancel_order``, ``cancel_replace``, ``get_order``, ``open_orders``,
   ``account_trades``, ``balances``, ``book``) used by the HTTP server and tests;
 * the int fast path for the backtester (``place_limit_fast``, ``place_market_fast``,
   ``cancel_fast``, ``best_bid_ask_ticks``): ticks and lots in, order ids out, no Decimal and no
@@ -201,6 +201,24 @@ class TradeInfo:
     time_ms: int
     is_buyer: bool
     is_maker: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReplaceResult:
+    """What ``cancel_replace`` did: each half is either done (its order) or failed (its error);
+    ``new_order_attempted`` is False when a failed cancel stopped the new order (``STOP_ON_FAILURE``)."""
+
+    cancelled: OrderInfo | None
+    cancel_error: EngineError | None
+    new_order: OrderInfo | None
+    new_order_fills: list[TradeInfo]
+    new_order_error: EngineError | None
+    new_order_attempted: bool
+
+    @property
+    def succeeded(self) -> bool:
+        """Both halves done."""
+        return self.cancelled is not None and self.new_order is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -585,6 +603,51 @@ class MatchingEngine:
             cancelled.append(self._order_info(order))
         return cancelled
 
+    def cancel_replace(
+        self,
+        account_id: str,
+        symbol: str,
+        *,
+        cancel_order_id: int | None = None,
+        cancel_client_order_id: str | None = None,
+        allow_failure: bool = False,
+        side: str,
+        order_type: str,
+        quantity: Decimal,
+        price: Decimal | None = None,
+        time_in_force: str = "GTC",
+        client_order_id: str | None = None,
+        now_ms: int = 0,
+    ) -> CancelReplaceResult:
+        """Cancel one open order and place a new one in one step (Binance ``order/cancelReplace``).
+
+        Nothing happens between the two halves. The new order sees the cancel's released funds and
+        book. A failed cancel stops the new order unless ``allow_failure`` (``ALLOW_FAILURE``); a
+        rejected new order (post-only cross, balance, duplicate client id) leaves the cancel done. As on
+        Binance the new order's filters are checked first: a filter failure, like an unknown account or
+        symbol, raises before either half.
+        """
+        self._account(account_id)
+        market = self._market(symbol)
+        if cancel_order_id is None and not cancel_client_order_id:
+            raise BadParameterError(
+                "Param 'cancelOrigClientOrderId' or 'cancelOrderId' must be sent, but both were empty/null!")
+        self._check_filters(market, order_type, quantity, price)
+        cancelled: OrderInfo | None = None
+        cancel_error: EngineError | None = None
+        try:
+            cancelled = self.cancel_order(account_id, symbol, cancel_order_id, cancel_client_order_id)
+        except EngineError as error:
+            cancel_error = error
+        if cancel_error is not None and not allow_failure:
+            return CancelReplaceResult(None, cancel_error, None, [], None, False)
+        try:
+            placed, fills = self.place_order(
+                account_id, symbol, side, order_type, quantity, price, time_in_force, client_order_id, now_ms)
+        except EngineError as error:
+            return CancelReplaceResult(cancelled, cancel_error, None, [], error, True)
+        return CancelReplaceResult(cancelled, cancel_error, placed, fills, None, True)
+
     def get_order(
         self, account_id: str, symbol: str, order_id: int | None = None, client_order_id: str | None = None
     ) -> OrderInfo:
@@ -729,6 +792,21 @@ class MatchingEngine:
         return self._to_lots(self._market(symbol), quantity)
 
     # --- core -----------------------------------------------------------------------------------
+
+    def _check_filters(self, market: _Market, order_type: str, quantity: Decimal, price: Decimal | None) -> None:
+        """The book-independent filters of a new order (LOT_SIZE, PRICE_FILTER, NOTIONAL of a limit)."""
+        lots = self._to_lots(market, quantity)
+        if lots <= 0 or lots < market.min_qty_lots:
+            raise FilterError("Filter failure: LOT_SIZE")
+        if order_type.upper() == "MARKET":
+            return
+        if price is None:
+            raise BadParameterError("Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+        ticks = self._to_ticks(market, price)
+        if ticks <= 0:
+            raise FilterError("Filter failure: PRICE_FILTER")
+        if ticks * lots * market.quote_per_tick_lot < market.min_notional_units:
+            raise FilterError("Filter failure: NOTIONAL")
 
     def _account(self, account_id: str) -> _Account:
         account = self._accounts.get(account_id)

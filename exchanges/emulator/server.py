@@ -27,12 +27,14 @@ from aiohttp import web
 
 from exchanges.emulator.engine import (
     BadParameterError,
+    CancelReplaceResult,
     EngineError,
     MarketSpec,
     MatchingEngine,
     OrderInfo,
     TradeInfo,
     UnknownAccountError,
+    UnknownOrderError,
 )
 from exchanges.emulator.market import SymbolDynamics, SyntheticMarket
 from exchanges.emulator.market_streams import BookTickerHub
@@ -130,12 +132,14 @@ class EmulatorConfig:
 class _Reject(Exception):
     """An HTTP error answer in Binance's shape."""
 
-    def __init__(self, status: int, code: int, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, code: int, message: str, headers: dict[str, str] | None = None,
+                 data: dict | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers
+        self.data = data
 
 
 def _fmt(value: Decimal) -> str:
@@ -376,6 +380,7 @@ class EmulatorServer:
             ("GET", "/api/v3/ticker/price", self._ticker_price, False),
             ("GET", "/api/v3/account", self._account, True),
             ("POST", "/api/v3/order", self._new_order, True),
+            ("POST", "/api/v3/order/cancelReplace", self._cancel_replace, True),
             ("POST", "/api/v3/order/test", self._test_order, True),
             ("GET", "/api/v3/order", self._query_order, True),
             ("DELETE", "/api/v3/order", self._cancel_order, True),
@@ -384,7 +389,7 @@ class EmulatorServer:
             ("GET", "/api/v3/myTrades", self._my_trades, True),
         ]
         for method, path, handler, signed in routes:
-            is_placement = path == "/api/v3/order" and method == "POST"
+            is_placement = method == "POST" and path in ("/api/v3/order", "/api/v3/order/cancelReplace")
             app.router.add_route(method, path, self._wrap(handler, signed, is_placement))
         app.router.add_route("GET", "/admin/state", self._admin(self._admin_state))
         app.router.add_route("POST", "/admin/accounts", self._admin(self._admin_create_account))
@@ -431,7 +436,7 @@ class EmulatorServer:
                     if request.method != "GET":
                         self.streams.books_changed()
             except _Reject as reject:
-                return _error_response(reject.status, reject.code, reject.message, reject.headers)
+                return _error_response(reject.status, reject.code, reject.message, reject.headers, reject.data)
             except EngineError as error:
                 status = 401 if isinstance(error, UnknownAccountError) else error.http_status
                 return _error_response(status, error.code, error.message)
@@ -514,7 +519,7 @@ class EmulatorServer:
                 "otoAllowed": False,
                 "quoteOrderQtyMarketAllowed": False,
                 "allowTrailingStop": False,
-                "cancelReplaceAllowed": False,
+                "cancelReplaceAllowed": True,
                 "isSpotTradingAllowed": True,
                 "isMarginTradingAllowed": False,
                 "filters": [
@@ -669,9 +674,12 @@ class EmulatorServer:
         request = self._order_params(params)
         now = _now_ms()
         order, fills = self.engine.place_order(account_id, now_ms=now, **request)
+        return self._placed_json(order, fills, now, params.get("newOrderRespType") or "FULL")
+
+    def _placed_json(self, order: OrderInfo, fills: list[TradeInfo], now: int, response_type: str) -> dict:
+        """A new order's answer in the ``newOrderRespType`` shape (ACK, RESULT or FULL)."""
         if self.faults.not_found_after_accept_ms:
             self._accepted_at[order.order_id] = time.monotonic()
-        response_type = params.get("newOrderRespType") or "FULL"
         result = _order_json(self.engine, order)
         result["transactTime"] = now
         result["workingTime"] = now if order.is_open else -1
@@ -687,6 +695,74 @@ class EmulatorServer:
                 for f in fills
             ]
         return result
+
+    def _cancel_replace(self, params: dict, account_id: str | None) -> dict:
+        """``POST /api/v3/order/cancelReplace``: cancel one order and place another in one engine step.
+
+        Binance's answers: both done -> 200 with both responses; the cancel failed and the new order
+        was not attempted or failed too -> 400 -2022; one half failed -> 409 -2021 (the halves in
+        ``data``). Bad parameters and filter failures are refused before either half.
+        """
+        assert account_id is not None
+        mode = params.get("cancelReplaceMode")
+        if not mode:
+            raise _Reject(400, -1102, "Mandatory parameter 'cancelReplaceMode' was not sent, was empty/null, or "
+                          "malformed.")
+        if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+            raise _Reject(400, -1100, "Illegal characters found in parameter 'cancelReplaceMode'.")
+        request = self._order_params(params)
+        symbol = request.pop("symbol")
+        cancel_id = _int_param(params, "cancelOrderId", None)
+        cancel_client_id = params.get("cancelOrigClientOrderId") or None
+        if cancel_id is None and cancel_client_id is None:
+            raise BadParameterError(
+                "Param 'cancelOrigClientOrderId' or 'cancelOrderId' must be sent, but both were empty/null!")
+        allow_failure = mode == "ALLOW_FAILURE"
+        now = _now_ms()
+        result = None
+        if self._accepted_at:
+            try:
+                hidden = self._hidden(self.engine.get_order(account_id, symbol, cancel_id, cancel_client_id).order_id)
+            except EngineError:
+                hidden = False  # the engine's cancel answers with its own error
+            if hidden:
+                result = self._replace_without_cancel(account_id, symbol, request, allow_failure, now)
+        if result is None:
+            result = self.engine.cancel_replace(
+                account_id, symbol, cancel_order_id=cancel_id, cancel_client_order_id=cancel_client_id,
+                allow_failure=allow_failure, now_ms=now, **request)
+        response_type = params.get("newOrderRespType") or "FULL"
+        cancel_response = (_cancel_json(self.engine, result.cancelled) if result.cancelled is not None
+                           else _error_json(result.cancel_error))
+        if result.new_order is not None:
+            new_response: dict | None = self._placed_json(result.new_order, result.new_order_fills, now, response_type)
+        else:
+            new_response = _error_json(result.new_order_error) if result.new_order_attempted else None
+        body = {
+            "cancelResult": "SUCCESS" if result.cancelled is not None else "FAILURE",
+            "newOrderResult": ("SUCCESS" if result.new_order is not None
+                               else "FAILURE" if result.new_order_attempted else "NOT_ATTEMPTED"),
+            "cancelResponse": cancel_response,
+            "newOrderResponse": new_response,
+        }
+        if result.succeeded:
+            return body
+        if result.cancelled is None and result.new_order is None:
+            raise _Reject(400, -2022, "Order cancel-replace failed.", data=body)
+        raise _Reject(409, -2021, "Order cancel-replace partially failed.", data=body)
+
+    def _replace_without_cancel(
+        self, account_id: str, symbol: str, request: dict, allow_failure: bool, now: int
+    ) -> CancelReplaceResult:
+        """A cancel-replace whose old order the not-found-after-accept fault hides: the cancel fails."""
+        cancel_error = UnknownOrderError("Unknown order sent.", code=-2011)
+        if not allow_failure:
+            return CancelReplaceResult(None, cancel_error, None, [], None, False)
+        try:
+            order, fills = self.engine.place_order(account_id, symbol, now_ms=now, **request)
+        except EngineError as error:
+            return CancelReplaceResult(None, cancel_error, None, [], error, True)
+        return CancelReplaceResult(None, cancel_error, order, fills, None, True)
 
     def _test_order(self, params: dict, account_id: str | None) -> dict:
         self._order_params(params)
@@ -886,12 +962,21 @@ def _trade_json(exchange_symbol: str, trade: TradeInfo) -> dict:
     }
 
 
-def _error_response(status: int, code: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+def _error_json(error: EngineError | None) -> dict:
+    assert error is not None
+    return {"code": error.code, "msg": error.message}
+
+
+def _error_response(
+    status: int, code: int, message: str, headers: dict[str, str] | None = None, data: dict | None = None
+) -> web.Response:
     if code == 0:
         return web.Response(status=status, text=message, headers=headers)
+    body: dict = {"code": code, "msg": message}
+    if data is not None:
+        body["data"] = data
     return web.Response(
-        status=status, text=json.dumps({"code": code, "msg": message}, separators=(",", ":")),
-        content_type="application/json", headers=headers,
+        status=status, text=json.dumps(body, separators=(",", ":")), content_type="application/json", headers=headers,
     )
 
 
