@@ -12,6 +12,7 @@ timeout on every call; one ccxt client per event loop with markets loaded once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -26,6 +27,7 @@ import ccxt.async_support as ccxt_async
 
 from exchanges.ccxt_config import binance_config_for
 from exchanges.gateway import (
+    CANCELED,
     OPEN,
     AssetBalance,
     Balance,
@@ -51,6 +53,7 @@ from mmplatform.errors import (
     OrderNotFoundError,
     OrderOutcomeUnknownError,
     RateLimitedError,
+    ReplaceCancelFailedError,
 )
 
 logger = logging.getLogger(__name__)
@@ -98,6 +101,24 @@ def _dec(value: Any) -> Decimal | None:
     if isinstance(value, Decimal):
         return value
     return Decimal(str(value))
+
+
+def cancel_replace_failure(error: BaseException | None) -> dict | None:
+    """The body of a Binance cancel-replace failure (-2021 / -2022 with its ``data``) that a ccxt
+    exception carries in its message (``"binance {...}"``); None for any other error."""
+    if error is None:
+        return None
+    text = str(error)
+    start = text.find("{")
+    if start < 0 or "-202" not in text:
+        return None
+    try:
+        body = json.loads(text[start:])
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("code") not in (-2021, -2022) or not isinstance(body.get("data"), dict):
+        return None
+    return body
 
 
 def _retry_after(exchange: Any) -> float | None:
@@ -395,25 +416,12 @@ class CcxtGateway(ExchangeGateway):
         lookups themselves keep failing (the engine reconciles later).
         """
         cid = request.client_order_id
-        if not cid or not CLIENT_ORDER_ID_PATTERN.match(cid):
-            raise InvalidOrderError(f"client order id {cid!r} must match {CLIENT_ORDER_ID_PATTERN.pattern}")
-        if request.order_type not in ("limit", "market"):
-            raise InvalidOrderError(f"unsupported order type {request.order_type!r}")
-        if request.time_in_force not in ("GTC", "IOC") or (request.time_in_force == "IOC" and request.post_only):
-            raise InvalidOrderError(f"unsupported time in force {request.time_in_force!r} for this order")
-        await self.load_markets()
-        rules = self.market_rules(request.pair)
-        price, amount = quantize_to_rules(rules, request.side, request.price, request.amount)
-        check_order_against_rules(rules, price, amount, request.order_type)
-        params: dict[str, Any] = {"newClientOrderId": cid}
-        if request.post_only and request.order_type == "limit":
-            params["postOnly"] = True
+        amount, price_arg, params = await self._prepared(request)
         if request.time_in_force == "IOC" and request.order_type == "limit":
             params["timeInForce"] = "IOC"
-        price_arg = str(price) if request.order_type == "limit" else None
 
         def create(client: Any) -> Awaitable[dict]:
-            return client.create_order(request.pair, request.order_type, request.side, str(amount), price_arg,
+            return client.create_order(request.pair, request.order_type, request.side, amount, price_arg,
                                        dict(params))
 
         last_error: ExchangeError | None = None
@@ -441,6 +449,145 @@ class CcxtGateway(ExchangeGateway):
         raise OrderOutcomeUnknownError(
             f"{request.pair} {cid}: not placed after {self.place_attempts} attempts ({last_error})"
         ) from last_error
+
+    async def _prepared(self, request: OrderRequest) -> tuple[str, str | None, dict[str, Any]]:
+        """Check, round and check minimums: ``(amount, price or None for market, params)`` to send."""
+        cid = request.client_order_id
+        if not cid or not CLIENT_ORDER_ID_PATTERN.match(cid):
+            raise InvalidOrderError(f"client order id {cid!r} must match {CLIENT_ORDER_ID_PATTERN.pattern}")
+        if request.order_type not in ("limit", "market"):
+            raise InvalidOrderError(f"unsupported order type {request.order_type!r}")
+        if request.time_in_force not in ("GTC", "IOC") or (request.time_in_force == "IOC" and request.post_only):
+            raise InvalidOrderError(f"unsupported time in force {request.time_in_force!r} for this order")
+        await self.load_markets()
+        rules = self.market_rules(request.pair)
+        price, amount = quantize_to_rules(rules, request.side, request.price, request.amount)
+        check_order_against_rules(rules, price, amount, request.order_type)
+        params: dict[str, Any] = {"newClientOrderId": cid}
+        if request.post_only and request.order_type == "limit":
+            params["postOnly"] = True
+        return str(amount), (str(price) if request.order_type == "limit" else None), params
+
+    async def replace_order(
+        self,
+        pair: str,
+        *,
+        cancel_exchange_order_id: str | None,
+        cancel_client_order_id: str | None,
+        new: OrderRequest,
+    ) -> ExchangeOrder:
+        """Cancel an open order and place ``new`` in one request: Binance spot ``order/cancelReplace``
+        (ccxt's ``edit_order``, ``cancelReplaceMode=STOP_ON_FAILURE``), one request of the budget.
+
+        ``new`` is rounded and checked as ``place_order`` does. Outcomes:
+
+        * done: the new order;
+        * the old order is not open (filled, cancelled, unknown): ``ReplaceCancelFailedError``, nothing
+          was placed;
+        * cancel done, new order rejected: the error ``place_order`` would raise (``InvalidOrderError``,
+          ``InsufficientFundsError``) with ``cancelled = True``;
+        * unknown outcome (timeout, 5xx, lost reply): the new order is looked up by client id and
+          returned if found (the venue applied both halves). Otherwise the request is re-sent with the
+          same client id: if the first one was applied after all, the re-sent cancel fails, so nothing
+          is placed twice, and that failure is resolved by one more lookup. ``OrderOutcomeUnknownError``
+          after ``place_attempts``, as ``place_order``.
+
+        Other venues: the same outcomes from a cancel, then a placement (two requests).
+        """
+        if new.pair != pair:
+            raise InvalidOrderError(f"replace on {pair} with a new order on {new.pair}")
+        if not cancel_exchange_order_id and not cancel_client_order_id:
+            raise ValueError("cancel_exchange_order_id or cancel_client_order_id is required")
+        if self.exchange_id != "binance":
+            return await self._replace_in_two_requests(pair, cancel_exchange_order_id, cancel_client_order_id, new)
+        cid = new.client_order_id
+        amount, price_arg, params = await self._prepared(new)
+        params["cancelReplaceMode"] = "STOP_ON_FAILURE"
+        if new.order_type == "limit" and not new.post_only:
+            params["timeInForce"] = new.time_in_force
+        if not cancel_exchange_order_id:  # ccxt then sends cancelOrigClientOrderId instead of cancelOrderId
+            params["cancelOrigClientOrderId"] = cancel_client_order_id
+
+        def edit(client: Any) -> Awaitable[dict]:
+            return client.edit_order(cancel_exchange_order_id or None, pair, new.order_type, new.side, amount,
+                                     price_arg, dict(params))
+
+        outcome_was_unknown = False
+        last_error: ExchangeError | None = None
+        for attempt in range(self.place_attempts):
+            try:
+                return self._order(await self._request(edit), pair)
+            except RateLimitedError as error:  # rejected before processing: wait and re-send
+                last_error = error
+            except ExchangeError as error:
+                failure = cancel_replace_failure(error.__cause__)
+                if failure is not None:
+                    return await self._replace_failed(pair, cid, failure, outcome_was_unknown, error)
+                if not isinstance(error, ExchangeUnavailableError):
+                    raise  # refused before either half (filters, parameters, credentials)
+                outcome_was_unknown = True
+                last_error = error
+                found = await self._find_by_client_id(pair, cid)
+                if found is not None:
+                    return found
+            if attempt < self.place_attempts - 1:
+                await self._sleep(self._delay(attempt, last_error))
+        if isinstance(last_error, RateLimitedError):
+            raise last_error
+        raise OrderOutcomeUnknownError(
+            f"{pair} {cid}: replace not resolved after {self.place_attempts} attempts ({last_error})"
+        ) from last_error
+
+    async def _replace_failed(
+        self, pair: str, cid: str, failure: dict, outcome_was_unknown: bool, error: ExchangeError
+    ) -> ExchangeOrder:
+        """Resolve a -2021 / -2022 answer: the new order if an earlier attempt placed it, else raise."""
+        data = failure["data"]
+        if data.get("cancelResult") != "SUCCESS":
+            # STOP_ON_FAILURE: nothing placed by this request; an earlier, unanswered one may have
+            if outcome_was_unknown:
+                found = await self._find_by_client_id(pair, cid)
+                if found is not None:
+                    return found
+            cancel = data.get("cancelResponse") or {}
+            raise ReplaceCancelFailedError(
+                f"{pair} {cid}: the order to replace is not open ({cancel.get('code')} {cancel.get('msg')}); "
+                "nothing placed", cancel.get("code"),
+            ) from error
+        rejected = self._rejection(data.get("newOrderResponse") or {})
+        rejected.cancelled = True
+        raise rejected from error
+
+    def _rejection(self, response: dict) -> ExchangeError:
+        """The project error for a new-order rejection inside a cancel-replace answer, mapped by ccxt's
+        own error table as the same answer from ``POST /order`` would be."""
+        client = self._client()
+        body = json.dumps(response, separators=(",", ":"))
+        url = str(client.urls["api"]["private"]) + "/order"
+        try:
+            client.handle_errors(400, "Bad Request", url, "POST", {}, body, response, None, None)
+        except Exception as error:
+            mapped = map_ccxt_error(error)
+            mapped.__cause__ = error
+            return mapped
+        return InvalidOrderError(f"new order rejected: {body}")
+
+    async def _replace_in_two_requests(
+        self, pair: str, cancel_exchange_order_id: str | None, cancel_client_order_id: str | None,
+        new: OrderRequest,
+    ) -> ExchangeOrder:
+        """``replace_order``'s outcomes from a cancel and a placement, for venues without cancel-replace."""
+        try:
+            cancelled = await self.cancel_order(pair, cancel_exchange_order_id, cancel_client_order_id)
+        except OrderNotFoundError as error:
+            raise ReplaceCancelFailedError(f"{pair}: the order to replace is not open ({error})") from error
+        if cancelled.status != CANCELED:
+            raise ReplaceCancelFailedError(f"{pair}: the order to replace is {cancelled.status}; nothing placed")
+        try:
+            return await self.place_order(new)
+        except (InvalidOrderError, InsufficientFundsError) as error:
+            error.cancelled = True
+            raise
 
     async def _find_by_client_id(self, pair: str, client_order_id: str) -> ExchangeOrder | None:
         """The order with this client id, None if the exchange says it does not exist."""

@@ -242,6 +242,23 @@ class ExchangeGateway(abc.ABC):
         """Place exactly one order per client order id, even across timeouts and lost replies."""
 
     @abc.abstractmethod
+    async def replace_order(
+        self,
+        pair: str,
+        *,
+        cancel_exchange_order_id: str | None,
+        cancel_client_order_id: str | None,
+        new: OrderRequest,
+    ) -> ExchangeOrder:
+        """Cancel one open order and place ``new`` in one request; returns the new order.
+
+        Both halves or neither: ``ReplaceCancelFailedError`` (an ``OrderNotFoundError``) when the old
+        order is no longer open -- nothing was placed; ``InvalidOrderError`` / ``InsufficientFundsError``
+        with ``cancelled = True`` when the cancel is done but the new order was rejected. Exactly one
+        order per ``new.client_order_id``, as ``place_order``.
+        """
+
+    @abc.abstractmethod
     async def cancel_order(
         self, pair: str, exchange_order_id: str | None = None, client_order_id: str | None = None
     ) -> ExchangeOrder:

@@ -45,6 +45,10 @@ class ConfigValidationError(MarketMakingError, ValueError):
 class ExchangeError(MarketMakingError):
     """Base of every error the exchange gateway raises."""
 
+    cancelled: bool = False
+    """``replace_order`` only: True when the replaced (old) order is known cancelled although the call
+    failed (cancel done, new order rejected)."""
+
 
 class ExchangeUnavailableError(ExchangeError):
     """Network error, timeout or 5xx: the request may be retried if it is a read."""
@@ -72,6 +76,15 @@ class InvalidOrderError(ExchangeError):
 
 class OrderNotFoundError(ExchangeError):
     """The exchange does not know the order (may be transient right after placement)."""
+
+
+class ReplaceCancelFailedError(OrderNotFoundError):
+    """A cancel-replace whose cancel failed because the old order is no longer open (filled, cancelled
+    or unknown): nothing was placed. ``cancel_error_code`` is the venue's code (Binance -2011)."""
+
+    def __init__(self, message: str, cancel_error_code: int | None = None):
+        super().__init__(message)
+        self.cancel_error_code = cancel_error_code
 
 
 class BadSymbolError(ExchangeError):
