@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
@@ -21,16 +20,11 @@ def _warm_up_worker_process(**kwargs: object) -> None:
     """Each worker process imports ccxt once at start, not inside its first bot cycle."""
     import gc
 
-    from django.conf import settings
-
     from bots.engine.gateways import warm_up
 
     warm_up()
     gc.freeze()  # the imported code lives as long as the process: keep it out of GC passes mid-cycle
-    # the driver's threads (cycle pool, I/O loop) hand the GIL back and forth on every database and
-    # exchange answer; the default 5 ms switch interval made a thread whose reply had arrived wait
-    # for another's CPU slice (tick-to-quote p50 12 -> see bench/results/engine.json)
-    sys.setswitchinterval(settings.ENGINE_GIL_SWITCH_SECS)
+
     from bots.engine.driver import start_driver
 
     start_driver()  # this process runs the cycles of the bots in the shards it claims

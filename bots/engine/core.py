@@ -738,10 +738,12 @@ class MarketMakingBot:
         return result, diff
 
     def _quote(self, position: LiquidityPosition, *, initial: bool, live_rows: list[Order] | None = None,
-               others_open: int | None = None, begin_cycle_now: Callable[[], int] | None = None) -> int:
+               others_open: int | None = None, begin_cycle_now: Callable[[], int] | None = None,
+               sent_cancels: tuple[list[Order], Any] | None = None) -> int:
         """decide -> check -> act for one pair; returns the number of orders placed. ``live_rows`` and
         ``others_open`` are the open rows as the engine driver just verified them (else read here);
-        ``begin_cycle_now`` numbers the cycle once the cancels are under way (the driver's re-quote)."""
+        ``begin_cycle_now`` numbers the cycle once the cancels are under way, ``sent_cancels`` are
+        (rows, future) of cancels the driver already sent for this re-quote."""
         pair = position.trading_pair
         snapshot = self.snapshots.get(pair)
         if snapshot is None:
@@ -766,12 +768,23 @@ class MarketMakingBot:
         by_client = {o.client_order_id: o for o in live_rows}
         to_cancel = [by_client[o.order_id] for o in diff.cancel]
         # the cancels fly while the new orders are stored; nothing is sent before the venue answered them
-        cancelling = self.order_manager.start_cancels(to_cancel) if to_cancel else None
+        flying: list[tuple[list[Order], Any]] = []
+        if sent_cancels is not None:
+            # sent by the engine driver when it decided this re-quote; not marked CANCEL_PENDING first
+            # (a round trip on the re-quote's path): settled below, and a crash before that leaves
+            # OPEN rows that are off the book, which the next sync settles by client id
+            flying.append(sent_cancels)
+        already = {o.client_order_id for o in sent_cancels[0]} if sent_cancels is not None else set()
+        rest = [o for o in to_cancel if o.client_order_id not in already]
+        if rest:
+            flying.append((rest, self.order_manager.start_cancels(rest)))
+        to_cancel = [o for rows, _ in flying for o in rows]
         cancel_results: list[Any] = []
 
         def cancels_answered() -> None:
-            if cancelling is not None and not cancel_results:
-                cancel_results.extend(cancelling.result(60))
+            if flying and not cancel_results:
+                for _, future in flying:
+                    cancel_results.extend(future.result(60))
 
         try:
             if begin_cycle_now is not None:

@@ -67,6 +67,8 @@ SENT_MARGIN_SECS = 0.5
 ORDER_DEPTH = 20
 DEPTH_REUSE_SECS = 2.0
 """With a pushed best bid/ask newer than it, a depth read this recent still serves for the deeper levels."""
+LOCAL_BOOK_SECS = 0.1
+"""The driver reuses its own copy of a shared book this long when no push arrived since (no Redis read)."""
 ANALYSIS_SECS = 1.0
 """Market analysis (volatility, trend, liquidity) is recomputed at most this often per venue and pair."""
 
@@ -132,6 +134,8 @@ class Verdict:
     detail: str = ""
     pairs: list[str] = field(default_factory=list)
     uptime: list[tuple[str, bool]] = field(default_factory=list)
+    cancels: dict[str, list[Order]] = field(default_factory=dict)  # requote: rows to cancel, by pair
+    sent: dict[str, tuple[list[Order], Any]] = field(default_factory=dict)  # requote: cancels already sent
 
 
 class Driver:
@@ -155,6 +159,8 @@ class Driver:
         self._housekeeping_at = 0.0
         self._flush_at = 0.0
         self._pool_connections: dict[int, Any] = {}  # pool thread id -> its database connection
+        self._connection_checked: dict[int, float] = {}  # pool thread id -> last close_old_connections()
+        self._books: dict[tuple[str, str], tuple[float, BookData]] = {}  # in-process copy of shared books
         self.analyses: dict[Any, tuple[float, MarketAnalysis]] = {}
         self.stats: Counter[str] = Counter()  # cycles by verdict and full-cycle reason, since start
 
@@ -415,6 +421,10 @@ class Driver:
                 quiet.append((runner, scheduled, started, verdict))
                 runner.next_due = next_due(scheduled, runner.interval, started)
                 continue
+            if verdict.kind == "requote":  # the old quotes' cancels leave now, under this cycle's lease
+                for pair, rows in verdict.cancels.items():
+                    if rows:
+                        verdict.sent[pair] = (rows, runner.engine.order_manager.cancel_requests(rows))
             runner.busy = True
             self.pool.submit(self._cycle, runner, lease, verdict, scheduled)
         if quiet:
@@ -480,6 +490,11 @@ class Driver:
         venue = exchange_key(engine.accounts[account_id])
         book = books.get((venue, pair))
         if book is None:
+            held = self._books.get((venue, pair))
+            top = self.tops.get((venue, pair))
+            if held is not None and time.time() - held[0] < LOCAL_BOOK_SECS and (top is None or top[4] <= held[0]):
+                books[(venue, pair)] = held[1]  # no push since this process last read it
+                return held[1]
             gateway = engine.exchanges[account_id]
 
             def fetch() -> BookData:
@@ -500,6 +515,7 @@ class Driver:
                 book = BookData([(bid, bid_size), *(level for level in book.bids if level[0] < bid)],
                                 [(ask, ask_size), *(level for level in book.asks if level[0] > ask)], received_at)
             books[(venue, pair)] = book
+            self._books[(venue, pair)] = (time.time(), book)
         return book
 
     def _analysis(self, engine: MarketMakingBot, account_id: int, pair: str, snapshot: Any,
@@ -558,6 +574,7 @@ class Driver:
         if filled:
             return Verdict("fills", "orders filled or left the book", pairs=filled)
         requote: list[str] = []
+        cancels: dict[str, list[Order]] = {}
         uptime: list[tuple[str, bool]] = []
         try:
             for pair, position in engine.active_positions.items():
@@ -595,11 +612,13 @@ class Driver:
                     return Verdict("full", "denied orders")
                 if diff.cancel or diff.place:
                     requote.append(pair)
+                    by_client = {o.client_order_id: o for o in rows}
+                    cancels[pair] = [by_client[o.order_id] for o in diff.cancel]
                 uptime.append((pair, {i.side for i in result.allowed} == {"buy", "sell"}))
         finally:
             engine.clock = time.time
         if requote:
-            return Verdict("requote", "quotes moved", pairs=requote)
+            return Verdict("requote", "quotes moved", pairs=requote, cancels=cancels)
         if now >= runner.perf_due_at and engine.config.performance_tracking:
             return Verdict("snapshot", "performance snapshot due", uptime=uptime)
         return Verdict("quiet", uptime=uptime)
@@ -611,7 +630,10 @@ class Driver:
         started = time.time()
         delay = runner.interval
         try:
-            close_old_connections()
+            last = self._connection_checked.get(threading.get_ident(), 0.0)
+            if started - last > 1.0:  # drop a connection past its age or broken, at most once a second
+                close_old_connections()
+                self._connection_checked[threading.get_ident()] = started
             if threading.get_ident() not in self._pool_connections:
                 conn = connections[DEFAULT_DB_ALIAS]
                 conn.inc_thread_sharing()  # so stop() may close it from the driver's thread
@@ -678,7 +700,7 @@ class Driver:
                 position = engine.active_positions[pair]
                 engine._quote(position, initial=False, live_rows=runner.live.get(position.pk, []),
                               others_open=total_open - runner.open_count.get(position.pk, 0),
-                              begin_cycle_now=number_once)
+                              begin_cycle_now=number_once, sent_cancels=verdict.sent.get(pair))
             self._capture(runner, engine, full=False)
         except (LeaseLostError, FencedError) as exc:
             logger.info("%s", exc)

@@ -282,6 +282,15 @@ class OrderManager:
         """Mark the rows CANCEL_PENDING, cancel on the venue concurrently, return the answers."""
         return self.start_cancels(orders).result(60)
 
+    def cancel_requests(self, orders: Sequence[Order]) -> concurrent.futures.Future:
+        """Only send the cancels (concurrently, on the I/O loop); the caller marks and settles the rows.
+        The engine driver sends a re-quote's cancels the moment it decides, before handing the rest of
+        the re-quote to a pool thread."""
+        async def cancel_all() -> list[Any]:
+            return await asyncio.gather(*(self._cancel_one(o) for o in orders), return_exceptions=True)
+
+        return asyncio.run_coroutine_threadsafe(cancel_all(), aio.get_loop())
+
     def start_cancels(self, orders: Sequence[Order]) -> concurrent.futures.Future:
         """Mark the rows CANCEL_PENDING and start cancelling on the venue (concurrently, on the I/O
         loop) without waiting for the answers: a re-quote stores its new orders meanwhile, waits for
@@ -318,9 +327,10 @@ class OrderManager:
     @staticmethod
     def _save_acks(orders: list[Order]) -> None:
         """The venue's answers for several orders in one statement (one row: a plain save)."""
-        if len(orders) == 1:
-            orders[0].save(update_fields=ACK_FIELDS)
-        elif orders:
+        if len(orders) <= 2:  # a transaction around one UPDATE costs more round trips than it saves
+            for order in orders:
+                order.save(update_fields=ACK_FIELDS)
+        else:
             now = timezone.now()
             for order in orders:
                 order.updated_at = now

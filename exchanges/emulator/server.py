@@ -895,7 +895,8 @@ class EmulatorServer:
         if symbol not in self.engine.markets:
             symbol = self.engine.symbol_for_exchange_id(symbol)
         self.market.set_mid(symbol, Decimal(str(payload["mid"])))
-        return {"symbol": symbol, "mid": _fmt(self.market.mid(symbol))}
+        # when the book moved, on the clock (ms) that stamps orders: tick-to-quote is measured on it
+        return {"symbol": symbol, "mid": _fmt(self.market.mid(symbol)), "time_ms": _now_ms()}
 
     def _admin_set_faults(self, payload: dict) -> dict:
         self.set_faults(replace(self.faults, **payload))
