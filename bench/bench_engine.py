@@ -238,7 +238,7 @@ def bench_tick_to_quote(env: dict[str, str], *, moves: int, interval_secs: float
         latencies, timeouts = run_moves(base_url, watch, moves, interval_secs, rng, start_index=20)
         elapsed = time.monotonic() - started
         verdicts = {k: v - verdicts_before.get(k, 0) for k, v in driver_stats(env["REDIS_URL"]).items()
-                    if k not in ("bots", "shards", "busy") and v - verdicts_before.get(k, 0)}
+                    if k not in ("bots", "shards", "busy", "pool_queue", "due_now") and v - verdicts_before.get(k, 0)}
         records = cycle_records(bot.pk)[first_cycle:]
         durations = [1000 * (finished - began) for _, began, finished, _ in records]
         lags = [1000 * (began - scheduled) for scheduled, began, _, _ in records]
@@ -429,8 +429,9 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
         time.sleep(window_secs)
         window_end = time.time()
         verdicts_after = driver_stats(redis_url)
+        driver_state = {k: verdicts_after.get(k) for k in ("bots", "busy", "pool_queue", "due_now")}
         verdicts = {k: v - verdicts_before.get(k, 0) for k, v in verdicts_after.items()
-                    if k not in ("bots", "shards", "busy") and v - verdicts_before.get(k, 0)}
+                    if k not in ("bots", "shards", "busy", "pool_queue", "due_now") and v - verdicts_before.get(k, 0)}
         cpu_after = {name: _cpu_secs(procs) for name, procs in processes.items()}
         uss = {name: _uss_mb(procs) for name, procs in processes.items() if name != "postgres (whole server)"}
         rss = {name: _rss_mb(procs) for name, procs in processes.items() if name != "postgres (whole server)"}
@@ -481,6 +482,7 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
                                    "before the bots existed, divided by N (Postgres not included)",
             "worker_concurrency": concurrency,
             "cycles_by_verdict": dict(sorted(verdicts.items(), key=lambda kv: -kv[1])),
+            "driver_state_at_window_end": driver_state,
             "market": {"volatility_bps_per_sqrt_sec": volatility_bps, "noise_orders_per_sec_per_symbol": noise_rate,
                        "symbols": len(symbols), "spread_bps": 20.0, "refresh_tolerance_bps": 5.0},
             "profile": profile,
@@ -520,6 +522,8 @@ def print_scale(step: dict[str, Any]) -> None:
           f"{step['bots']}; memory/bot {step['memory_per_bot_mb']} MB; cpu {step['cpu_cores']}")
     if step.get("cycles_by_verdict"):
         print(f"  cycles by verdict: {step['cycles_by_verdict']}")
+        print(f"  drivers at the window's end: {step.get('driver_state_at_window_end')}; cycle duration p50 "
+              f"{step['cycle_duration_p50_ms']} ms, p99 {step['cycle_duration_p99_ms']} ms")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

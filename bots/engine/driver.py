@@ -46,7 +46,7 @@ from django.utils import timezone
 
 from bots.engine.core import MarketMakingBot, begin_cycle, begin_fenced_cycle, daily_reset_key, exchange_key
 from bots.engine.lease import _RELEASE, BotLease, chain_key, new_chain
-from bots.engine.market_data import BookData, cached_book, mid_history, shared_book, to_snapshot
+from bots.engine.market_data import BookData, mid_history, shared_book, to_snapshot
 from bots.engine.orders import client_id_prefix
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderPurpose
 from exchanges.gateway import ExchangeGateway, ExchangeOrder
@@ -67,8 +67,10 @@ SENT_MARGIN_SECS = 0.5
 ORDER_DEPTH = 20
 DEPTH_REUSE_SECS = 2.0
 """With a pushed best bid/ask newer than it, a depth read this recent still serves for the deeper levels."""
-LOCAL_BOOK_SECS = 0.1
-"""The driver reuses its own copy of a shared book this long when no push arrived since (no Redis read)."""
+BALANCE_SECS = 10.0
+"""An account's balances are read at least this often even when none of its orders changed."""
+FEED_SECS = 0.02
+"""The feeder's pass: account views and depth reads are at most this much later than due."""
 ANALYSIS_SECS = 1.0
 """Market analysis (volatility, trend, liquidity) is recomputed at most this often per venue and pair."""
 
@@ -77,8 +79,10 @@ def shard_key(shard: int) -> str:
     return f"mm:engine:shard:{shard}"
 
 
-def shard_of(bot_id: int) -> int:
-    return bot_id % settings.ENGINE_SHARDS
+def shard_of(bot_id: int, account_id: int | None = None) -> int:
+    """A bot's shard follows its (first) exchange account, so every bot of an account is driven by one
+    process and the account is read once per interval, not once per process."""
+    return (account_id if account_id is not None else bot_id) % settings.ENGINE_SHARDS
 
 
 _EXTEND = """
@@ -94,6 +98,7 @@ class AccountView:
     orders: dict[str, ExchangeOrder]
     balances: dict[str, Decimal]
     outdated: bool = False  # a fill moved its balances: read it again at the next due cycle
+    balances_at: float = 0.0  # when the balances were read (the orders may be newer)
 
 
 @dataclass
@@ -161,6 +166,9 @@ class Driver:
         self._pool_connections: dict[int, Any] = {}  # pool thread id -> its database connection
         self._connection_checked: dict[int, float] = {}  # pool thread id -> last close_old_connections()
         self._books: dict[tuple[str, str], tuple[float, BookData]] = {}  # in-process copy of shared books
+        self.wanted_accounts: dict[int, tuple[ExchangeGateway, float]] = {}  # feeder: account -> (gateway, every)
+        self.wanted_books: dict[tuple[str, str], ExchangeGateway] = {}  # feeder: (venue, pair) -> gateway
+        self.feeder: threading.Thread | None = None
         self.analyses: dict[Any, tuple[float, MarketAnalysis]] = {}
         self.stats: Counter[str] = Counter()  # cycles by verdict and full-cycle reason, since start
 
@@ -169,13 +177,16 @@ class Driver:
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="mm-engine-driver", daemon=True)
         self.thread.start()
+        self.feeder = threading.Thread(target=self._feed, name="mm-engine-feeder", daemon=True)
+        self.feeder.start()
 
     def stop(self, timeout_secs: float = 10.0) -> None:
         """Finish the running cycles, give the shards back at once (a warm shutdown)."""
         self.stopping.set()
         self.wake.set()
-        if self.thread is not None:
-            self.thread.join(timeout_secs)
+        for thread in (self.thread, self.feeder):
+            if thread is not None:
+                thread.join(timeout_secs)
         self.pool.shutdown(wait=True, cancel_futures=True)
         for conn in self._pool_connections.values():
             conn.close()  # the pool threads are gone; their sessions must not outlive the driver
@@ -218,7 +229,10 @@ class Driver:
                     runner.next_due, runner.woken = now, True
         due = [r for r in self.runners.values() if not r.busy and r.next_due <= now]
         if due:
+            began = time.perf_counter()
             self._run_due(due, now)
+            self.stats["run_due_ms"] += int(1000 * (time.perf_counter() - began))
+            self.stats["run_due_calls"] += 1
         if time.time() >= self._flush_at:
             self._flush()
         idle = [r.next_due for r in self.runners.values() if not r.busy]
@@ -262,22 +276,34 @@ class Driver:
                     if len(self.owned) >= share:
                         break
         self._refresh_bots(now)
+        accounts: dict[int, tuple[ExchangeGateway, float]] = {}
+        books: dict[tuple[str, str], ExchangeGateway] = {}
+        self.wanted_accounts, self.wanted_books = accounts, books  # rebuilt: bots that left drop out
+        for runner in list(self.runners.values()):
+            if runner.engine is not None:
+                self._want(runner, runner.engine)
         self._ensure_streams()
         busy = sum(r.busy for r in self.runners.values())
-        stats = {"bots": len(self.runners), "shards": len(self.owned), "busy": busy, **self.stats}
+        stats = {"bots": len(self.runners), "shards": len(self.owned), "busy": busy,
+                 "pool_queue": self.pool._work_queue.qsize(), "due_now": sum(
+                     1 for r in self.runners.values() if not r.busy and r.next_due <= now),
+                 **self.stats}
         pipe = r.pipeline(transaction=False)
         pipe.hset(f"mm:engine:stats:{self.token}", mapping={k: str(v) for k, v in stats.items()})
         pipe.expire(f"mm:engine:stats:{self.token}", int(SHARD_TTL_SECS * 3))
         pipe.execute()
 
     def _refresh_bots(self, now: float) -> None:
-        shards = settings.ENGINE_SHARDS
         rows = Bot.objects.filter(status__in=(BotStatus.RUNNING, BotStatus.PAUSED)).values_list(
             "pk", "epoch", "status", "monitoring_interval_secs", "error_recovery_delay_secs", "updated_at",
             "kill_switch_engaged", "tenant__kill_switch_engaged", "daily_pnl_baseline_quote")
+        first_account: dict[int, int] = {}
+        for bot_id, account_id in Bot.exchange_accounts.through.objects.values_list("bot_id", "exchangeaccount_id"):
+            if account_id < first_account.get(bot_id, account_id + 1):
+                first_account[bot_id] = account_id
         seen = set()
         for pk, epoch, status, interval, error_delay, updated, kill, tenant_kill, baseline in rows:
-            if pk % shards not in self.owned:
+            if shard_of(pk, first_account.get(pk)) not in self.owned:
                 continue
             seen.add(pk)
             signature = (epoch, status, interval, error_delay, updated, kill, tenant_kill, baseline)
@@ -397,7 +423,6 @@ class Driver:
             pipe.get(chain_key(runner.bot_id))
             pipe.exists(daily_reset_key(runner.bot_id))
         results = pipe.execute()
-        self._refresh_accounts(due, now)
         books: dict[tuple[str, str], BookData] = {}
         quiet: list[tuple[Runner, float, float, Verdict]] = []
         for index, runner in enumerate(due):
@@ -448,42 +473,90 @@ class Driver:
             runner.quiet_cycles += 1
         pipe.execute()
 
-    def _refresh_accounts(self, due: list[Runner], now: float) -> None:
-        """One open-orders read and one balance read per account whose view is older than the
-        shortest interval of its due bots; all accounts concurrently."""
+    # --- the feeder: account views and depth reads, off the driver thread ------------------------------
+
+    def _feed(self) -> None:
+        """Keep every account view younger than ~0.9 interval of its fastest bot (right after a fill
+        sync: at once) and every quoted pair's shared book younger than MARKET_DATA_CACHE_SECS, so the
+        driver thread's checks never wait for the venue."""
+        while not self.stopping.is_set():
+            try:
+                self._feed_once(time.time())
+            except Exception:
+                logger.exception("engine driver: feeder pass failed")
+                self.stopping.wait(0.5)
+            self.stopping.wait(FEED_SECS)
+
+    def _feed_once(self, now: float) -> None:
         stale: dict[int, ExchangeGateway] = {}
-        for runner in due:
-            engine = runner.engine
-            if engine is None:
+        for account_id, (gateway, every) in list(self.wanted_accounts.items()):
+            view = self.accounts.get(account_id)
+            if view is None or view.outdated or now - view.taken_at >= every:
+                stale[account_id] = gateway
+        if stale:
+            self._read_accounts(stale)
+        max_age = settings.MARKET_DATA_CACHE_SECS
+        for (venue, pair), gateway in list(self.wanted_books.items()):
+            held = self._books.get((venue, pair))
+            if held is not None and time.time() - held[1].fetched_at < max_age:
                 continue
-            # a cycle brought forward by a pushed move re-quotes on the view in hand unless it is
-            # getting too old to be trusted (view_limit); a scheduled one reads a view older than ~1 interval
-            refresh_after = view_limit(runner.interval) / 2 if runner.woken else runner.interval * 0.9
-            for account_id, gateway in engine.exchanges.items():
-                view = self.accounts.get(account_id)
-                if view is None or (view.outdated and not runner.woken) or now - view.taken_at >= refresh_after:
-                    stale[account_id] = gateway
-        if not stale:
-            return
+            book = shared_book(venue, pair, self._depth_reader(gateway, pair))
+            self._books[(venue, pair)] = (time.time(), book)
 
-        async def read(gateway: ExchangeGateway) -> tuple[list[ExchangeOrder], Any]:
-            return await asyncio.gather(gateway.fetch_open_orders(None), gateway.fetch_balance())
+    @staticmethod
+    def _depth_reader(gateway: ExchangeGateway, pair: str) -> Any:
+        def fetch() -> BookData:
+            raw = aio.run(gateway.fetch_order_book(pair, ORDER_DEPTH))
+            return BookData([(float(p), float(a)) for p, a in raw.bids],
+                            [(float(p), float(a)) for p, a in raw.asks], time.time())
+        return fetch
 
-        async def read_all() -> list[Any]:
-            return await asyncio.gather(*(read(g) for g in stale.values()), return_exceptions=True)
+    def _read_accounts(self, stale: dict[int, ExchangeGateway]) -> None:
+        """One open-orders read per account (all accounts concurrently); then a balance read for those
+        whose orders changed (a fill moves balances), that a fill sync flagged, or whose balances are
+        older than BALANCE_SECS (deposits, withdrawals, fees)."""
+        async def gather(calls: list[Any]) -> list[Any]:
+            return await asyncio.gather(*calls, return_exceptions=True)
 
         taken = time.time()
-        for account_id, result in zip(stale, aio.run(read_all()), strict=True):
+        listed = aio.run(gather([g.fetch_open_orders(None) for g in stale.values()]))
+        views: dict[int, AccountView] = {}
+        for account_id, result in zip(stale, listed, strict=True):
             if isinstance(result, BaseException):
                 logger.info("engine driver: account %s read failed: %s", account_id, result)
                 self.accounts.pop(account_id, None)  # its bots run full cycles until it reads again
                 continue
-            orders, balance = result
-            self.accounts[account_id] = AccountView(
-                taken_at=taken,
-                orders={o.client_order_id: o for o in orders if o.client_order_id},
-                balances={asset: b.total for asset, b in balance.assets.items()},
-            )
+            old = self.accounts.get(account_id)
+            orders = {o.client_order_id: o for o in result if o.client_order_id}
+            view = AccountView(taken_at=taken, orders=orders, balances=old.balances if old else {},
+                               balances_at=old.balances_at if old else 0.0)
+            if old is None or old.outdated or taken - old.balances_at >= BALANCE_SECS or _orders_moved(old, view):
+                view.balances_at = -1.0  # to read
+            views[account_id] = view
+        wanted = [a for a, v in views.items() if v.balances_at < 0]
+        read = aio.run(gather([stale[a].fetch_balance() for a in wanted])) if wanted else []
+        for account_id, result in zip(wanted, read, strict=True):
+            if isinstance(result, BaseException):
+                logger.info("engine driver: account %s balance read failed: %s", account_id, result)
+                views.pop(account_id)
+                self.accounts.pop(account_id, None)
+                continue
+            views[account_id].balances = {asset: b.total for asset, b in result.assets.items()}
+            views[account_id].balances_at = taken
+        self.accounts.update(views)
+
+    def _want(self, runner: Runner, engine: MarketMakingBot) -> None:
+        """Tell the feeder what this bot needs read: its accounts and its pairs' books."""
+        every = runner.interval * 0.9
+        for account_id, gateway in engine.exchanges.items():
+            held = self.wanted_accounts.get(account_id)
+            if held is None or every < held[1]:
+                self.wanted_accounts[account_id] = (gateway, every)
+        for pair, position in engine.active_positions.items():
+            gateway = engine.exchanges.get(position.exchange_account_id)
+            if gateway is not None:
+                self.wanted_books.setdefault((exchange_key(engine.accounts[position.exchange_account_id]), pair),
+                                             gateway)
 
     def _book(self, engine: MarketMakingBot, account_id: int, pair: str,
               books: dict[tuple[str, str], BookData]) -> BookData:
@@ -492,22 +565,13 @@ class Driver:
         if book is None:
             held = self._books.get((venue, pair))
             top = self.tops.get((venue, pair))
-            if held is not None and time.time() - held[0] < LOCAL_BOOK_SECS and (top is None or top[4] <= held[0]):
-                books[(venue, pair)] = held[1]  # no push since this process last read it
-                return held[1]
-            gateway = engine.exchanges[account_id]
-
-            def fetch() -> BookData:
-                raw = aio.run(gateway.fetch_order_book(pair, ORDER_DEPTH))
-                return BookData([(float(p), float(a)) for p, a in raw.bids],
-                                [(float(p), float(a)) for p, a in raw.asks], time.time())
-
-            top = self.tops.get((venue, pair))
-            cached = cached_book(venue, pair) if top is not None else None
-            if cached is not None and top[4] > cached.fetched_at and time.time() - cached.fetched_at < DEPTH_REUSE_SECS:
-                book = cached  # a fresher pushed top goes on the recent depth: no read on a re-quote's path
-            else:
-                book = shared_book(venue, pair, fetch)
+            if held is not None and time.time() - held[1].fetched_at < settings.MARKET_DATA_CACHE_SECS + FEED_SECS:
+                book = held[1]  # the feeder keeps it fresh: no read on the driver thread
+            elif top is not None and held is not None and time.time() - held[1].fetched_at < DEPTH_REUSE_SECS:
+                book = held[1]  # a fresher pushed top goes on a recent depth read
+            else:  # nothing recent yet (a new pair, or the feeder is behind): read it here
+                book = shared_book(venue, pair, self._depth_reader(engine.exchanges[account_id], pair))
+                self._books[(venue, pair)] = (time.time(), book)
             if top is not None and top[4] > book.fetched_at:
                 # the pushed best bid/ask is newer than the last depth read: it replaces the top of
                 # book (deeper levels that it crossed are dropped)
@@ -515,7 +579,6 @@ class Driver:
                 book = BookData([(bid, bid_size), *(level for level in book.bids if level[0] < bid)],
                                 [(ask, ask_size), *(level for level in book.asks if level[0] > ask)], received_at)
             books[(venue, pair)] = book
-            self._books[(venue, pair)] = (time.time(), book)
         return book
 
     def _analysis(self, engine: MarketMakingBot, account_id: int, pair: str, snapshot: Any,
@@ -657,6 +720,8 @@ class Driver:
             lease.release()
         finally:
             now = time.time()
+            self.stats[f"{verdict.kind}_wall_ms"] += int(1000 * (now - started))
+            self.stats[f"{verdict.kind}_queued_ms"] += int(1000 * max(started - scheduled, 0.0))
             runner.next_due = next_due(scheduled, runner.interval, now) if delay == runner.interval else now + delay
             runner.touched = True
             runner.busy = False
@@ -766,6 +831,7 @@ class Driver:
             if snapshot is not None and account is not None and not snapshot.problem():
                 runner.quoted_mid[(exchange_key(account), pair)] = snapshot.mid
         runner.engine = engine
+        self._want(runner, engine)
         if full:
             runner.last_full_at = now
             runner.perf_due_at = now + max(engine.config.metrics_interval_secs, runner.interval)
@@ -807,6 +873,17 @@ class Driver:
 
 class FencedError(MarketMakingError):
     """The bot was stopped, killed or restarted since the driver last looked: this cycle sends nothing."""
+
+
+def _orders_moved(old: AccountView, new: AccountView) -> bool:
+    """A resting order gained fills between two views (so balances moved). An order that left the book
+    may just be cancelled (totals unchanged); a filled one is synced by its bot, which flags the view
+    ``outdated`` and so has the balances read."""
+    for cid, order in new.orders.items():
+        before = old.orders.get(cid)
+        if before is not None and (order.filled or 0) != (before.filled or 0):
+            return True
+    return False
 
 
 def view_limit(interval: float) -> float:
