@@ -57,6 +57,10 @@ ADMIN_TOKEN = "bench-admin"
 PROFILE_IDLE = True  # --profile-cpu: on-CPU samples only (what costs CPU, not what waits)
 SCALE_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT", "ETH/BTC")
 BALANCES = {"BTC": "100", "ETH": "2000", "SOL": "40000", "BNB": "10000", "XRP": "12000000", "USDT": "30000000"}
+MARKETS = {
+    "active": {"volatility_bps": 1.5, "noise_rate": 0.5},
+    "calm": {"volatility_bps": 0.5, "noise_rate": 0.1},
+}
 TARGETS = {"tick_to_quote_p50_ms": 10.0, "tick_to_quote_p99_ms": 30.0, "bot_pairs_per_machine": 1000,
            "memory_per_bot_mb": 2.0}
 
@@ -483,6 +487,11 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
             "worker_concurrency": concurrency,
             "cycles_by_verdict": dict(sorted(verdicts.items(), key=lambda kv: -kv[1])),
             "driver_state_at_window_end": driver_state,
+            "activity_per_bot_pair_per_sec": {
+                kind: round(verdicts.get(kind, 0) / n_bots / max(window_end - window_start, 1e-9), 4)
+                for kind in ("quiet", "requote", "fills", "snapshot")} | {
+                "full": round(sum(v for k, v in verdicts.items() if k.startswith("full: "))
+                              / n_bots / max(window_end - window_start, 1e-9), 4)},
             "market": {"volatility_bps_per_sqrt_sec": volatility_bps, "noise_orders_per_sec_per_symbol": noise_rate,
                        "symbols": len(symbols), "spread_bps": 20.0, "refresh_tolerance_bps": 5.0},
             "profile": profile,
@@ -536,15 +545,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--window", type=float, help="measurement window per N, seconds (default 30, quick 15)")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes (prefork)")
     parser.add_argument("--bots-per-account", type=int, default=10)
-    parser.add_argument("--volatility-bps", type=float, default=1.5,
-                        help="emulator mid volatility for scale, bps per sqrt(s) (1.5 = ~4.4%% a day; BTC ~3%%)")
-    parser.add_argument("--noise-rate", type=float, default=0.5,
-                        help="noise-trader market orders per second per symbol (each can fill several bots)")
+    parser.add_argument("--market", choices=sorted(MARKETS), default="active",
+                        help="the scale run's market: active (1.5 bps/sqrt(s), 0.5 noise orders/s per symbol; "
+                             "results under 'scale') or calm (0.5 bps/sqrt(s), 0.1/s; under 'scale_calm')")
+    parser.add_argument("--volatility-bps", type=float, default=None,
+                        help="override the market's mid volatility, bps per sqrt(s) (1.5 = ~4.4%% a day; BTC ~3%%)")
+    parser.add_argument("--noise-rate", type=float, default=None,
+                        help="override the market's noise-trader orders per second per symbol")
     parser.add_argument("--bots-per-symbol", type=int, default=20,
                         help="bots quoting each symbol (symbols = N / this, at least 6)")
     parser.add_argument("--profile-secs", type=float, help="py-spy seconds per profile (0: none; default 10)")
     parser.add_argument("--profile-cpu", action="store_true", help="profile on-CPU samples only (default: wall)")
     options = parser.parse_args(argv)
+    market = MARKETS[options.market]
+    volatility = options.volatility_bps if options.volatility_bps is not None else market["volatility_bps"]
+    noise = options.noise_rate if options.noise_rate is not None else market["noise_rate"]
     global PROFILE_IDLE
     PROFILE_IDLE = not options.profile_cpu
     moves = options.moves or (200 if options.quick else 1000)
@@ -569,15 +584,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 step = bench_scale_step(env, redis.url, n_bots, window_secs=window, concurrency=options.concurrency,
                                         bots_per_account=options.bots_per_account,
                                         profile_secs=profile_secs if index == len(ns) - 1 else 0, db_kind=db_kind,
-                                        volatility_bps=options.volatility_bps, noise_rate=options.noise_rate,
+                                        volatility_bps=volatility, noise_rate=noise,
                                         bots_per_symbol=options.bots_per_symbol)
                 steps.append(step)
                 print_scale(step)
             keeping = [s["bots"] for s in steps if s["lag_p99_secs"] is not None and s["lag_p99_secs"] < 1.0
                        and s["running_at_window"] == s["bots"] and s["bots_with_a_cycle_in_window"] == s["bots"]]
-            figures["scale"] = {"steps": steps, "largest_n_with_p99_lag_under_interval": max(keeping, default=0),
-                                "monitoring_interval_secs": 1.0}
-            largest = figures["scale"]["largest_n_with_p99_lag_under_interval"]
+            key = "scale" if options.market == "active" else f"scale_{options.market}"
+            figures[key] = {"steps": steps, "largest_n_with_p99_lag_under_interval": max(keeping, default=0),
+                            "monitoring_interval_secs": 1.0, "market": options.market,
+                            "command": "python -m bench.bench_engine " + " ".join(argv if argv is not None
+                                                                                  else sys.argv[1:])}
+            largest = figures[key]["largest_n_with_p99_lag_under_interval"]
             print(f"largest N with p99 cycle lag under one interval: {largest}")
             for label, pct in steps[-1].get("profile", {}).get("project_inclusive_pct", [])[:12]:
                 print(f"  {pct:5.1f}%  {label}")

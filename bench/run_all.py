@@ -154,19 +154,30 @@ def rows_engine(data: dict[str, Any]) -> list[Row]:
                         targets.get("tick_to_quote_p50_ms"), higher_is_better=False, note=note))
         rows.append(Row("engine", "tick-to-quote, p99", _get(tick, "latency", "p99_ms"), "ms",
                         targets.get("tick_to_quote_p99_ms"), higher_is_better=False, note=note))
-    scale = data.get("scale") or {}
-    if scale:
-        rows.append(Row("engine", "bot-pairs per machine (p99 cycle lag < 1 s interval)",
-                        scale.get("largest_n_with_p99_lag_under_interval"), "", targets.get("bot_pairs_per_machine")))
-        for step in scale.get("steps") or []:
-            rows.append(Row("engine", f"N={step['bots']} bots: cycles/s (wanted {step['bots']})",
-                            step.get("cycles_per_sec"), "", step.get("target_cycles_per_sec"),
-                            note=f"lag p50 {step.get('lag_p50_secs')} s, p99 {step.get('lag_p99_secs')} s"))
+    for key in ("scale", "scale_calm"):
+        scale = data.get(key) or {}
+        if not scale:
+            continue
         steps = scale.get("steps") or []
+        market = (steps[-1].get("market") or {}) if steps else {}
+        label = scale.get("market", "active")
+        where = (f"{label} market: {market.get('volatility_bps_per_sqrt_sec')} bps/√s, "
+                 f"{market.get('noise_orders_per_sec_per_symbol')} noise orders/s/symbol")
+        rows.append(Row("engine", f"bot-pairs per machine, {label} market (p99 cycle lag < 1 s)",
+                        scale.get("largest_n_with_p99_lag_under_interval"), "", targets.get("bot_pairs_per_machine"),
+                        note=f"{where}; `{scale.get('command', '')}`"))
+        for step in steps:
+            activity = step.get("activity_per_bot_pair_per_sec") or {}
+            busy = ", ".join(f"{k} {v}/s" for k, v in activity.items() if k != "quiet" and v)
+            rows.append(Row("engine", f"{label}: N={step['bots']} bots, cycles/s (wanted {step['bots']})",
+                            step.get("cycles_per_sec"), "", step.get("target_cycles_per_sec"),
+                            note=f"lag p50 {step.get('lag_p50_secs')} s, p99 {step.get('lag_p99_secs')} s"
+                                 + (f"; per bot-pair: {busy}" if busy else "")))
         if steps:
             biggest = steps[-1]
-            rows.append(Row("engine", f"memory per bot (N={biggest['bots']})", biggest.get("memory_per_bot_mb"),
-                            "MB", targets.get("memory_per_bot_mb"), higher_is_better=False))
+            rows.append(Row("engine", f"memory per bot ({label}, N={biggest['bots']})",
+                            biggest.get("memory_per_bot_mb"), "MB", targets.get("memory_per_bot_mb"),
+                            higher_is_better=False))
     return rows
 
 

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bots.config import MarketMakingConfig, validate_market_making_config
-from bots.engine.market_data import BookData, mid_history, shared_book, to_snapshot
+from bots.engine.market_data import BookData, mid_history, shared_book, to_snapshot, without_own
 from bots.engine.orders import OrderManager
 from bots.events import publish_event, push
 from bots.inventory import PairInventory, calculate_rebalancing_trades, needs_rebalancing
@@ -531,8 +531,12 @@ class MarketMakingBot:
         book = shared_book(exchange_key(self.accounts[account_id]), pair, fetch)
         self.book_fetched_at[pair] = book.fetched_at
         rules = gateway.market_rules(pair)
-        return to_snapshot(pair, book, tick_size=float(rules.tick_size), lot_size=float(rules.lot_size),
-                           min_notional=float(rules.min_notional or 0), now=self.clock())
+        own = [(side, float(price), float(amount - filled)) for side, price, amount, filled in Order.objects.filter(
+            bot=self.bot, trading_pair=pair, exchange_account_id=account_id, status__in=OPEN_ORDER_STATUSES,
+        ).values_list("side", "price", "amount", "filled")]
+        return to_snapshot(pair, without_own(book, own), tick_size=float(rules.tick_size),
+                           lot_size=float(rules.lot_size), min_notional=float(rules.min_notional or 0),
+                           now=self.clock())
 
     def _sync_fills(self) -> None:
         for pair, position in self.active_positions.items():

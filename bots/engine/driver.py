@@ -46,7 +46,7 @@ from django.utils import timezone
 
 from bots.engine.core import MarketMakingBot, begin_cycle, begin_fenced_cycle, daily_reset_key, exchange_key
 from bots.engine.lease import _RELEASE, BotLease, chain_key, new_chain
-from bots.engine.market_data import BookData, mid_history, shared_book, to_snapshot
+from bots.engine.market_data import BookData, mid_history, shared_book, to_snapshot, without_own
 from bots.engine.orders import client_id_prefix
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderPurpose
 from exchanges.gateway import ExchangeGateway, ExchangeOrder
@@ -644,7 +644,9 @@ class Driver:
                 view = self.accounts[position.exchange_account_id]
                 book = self._book(engine, position.exchange_account_id, pair, books)
                 rules = engine.exchanges[position.exchange_account_id].market_rules(pair)
-                snapshot = to_snapshot(pair, book, tick_size=float(rules.tick_size), lot_size=float(rules.lot_size),
+                own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in runner.live.get(position.pk, [])]
+                snapshot = to_snapshot(pair, without_own(book, own), tick_size=float(rules.tick_size),
+                                       lot_size=float(rules.lot_size),
                                        min_notional=float(rules.min_notional or 0), now=now)
                 engine.snapshots[pair] = snapshot
                 engine.book_fetched_at[pair] = book.fetched_at

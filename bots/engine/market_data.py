@@ -79,6 +79,27 @@ def mid_history(exchange_key: str, pair: str) -> tuple[list[float], list[float]]
     return times, mids
 
 
+def without_own(book: BookData, own: list[tuple[str, float, float]]) -> BookData:
+    """The book less the bot's own resting orders (side, price, remaining size): a market maker quotes
+    off the market, not off its own quotes (else every re-quote moves its own reference mid and
+    re-quotes it again). A level left with nothing is dropped."""
+    if not own:
+        return book
+    mine: dict[tuple[str, float], float] = {}
+    for side, price, size in own:
+        mine[(side, price)] = mine.get((side, price), 0.0) + size
+
+    def strip(levels: list[tuple[float, float]], side: str) -> list[tuple[float, float]]:
+        kept = []
+        for price, size in levels:
+            left = size - mine.get((side, price), 0.0)
+            if left > size * 1e-9:
+                kept.append((price, left))
+        return kept
+
+    return BookData(strip(book.bids, "buy"), strip(book.asks, "sell"), book.fetched_at)
+
+
 def to_snapshot(pair: str, book: BookData, *, tick_size: float, lot_size: float, min_notional: float,
                 now: float) -> MarketSnapshot:
     """A strategy snapshot; an empty side yields NaN so the snapshot reports its own problem."""

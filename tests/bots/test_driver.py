@@ -54,6 +54,7 @@ def settle(driver: Driver, bot: Bot, predicate: Any, timeout_secs: float = 20) -
     """Tick the driver until ``predicate(runner)`` holds (pool cycles finish in their threads)."""
     deadline = time.monotonic() + timeout_secs
     while time.monotonic() < deadline:
+        driver._feed_once(time.time())  # the feeder thread's pass (account views, books), in this thread
         driver.tick()
         runner = driver.runners.get(bot.pk)
         if runner is not None and not runner.busy and predicate(runner):
@@ -74,6 +75,7 @@ def test_first_cycle_is_full_then_quiet_cycles_touch_no_database(running_bot: Bo
     before_prices = quote_prices(frozen_emulator)
     cycles_before = len(cycle_records(running_bot.pk))
     driver._housekeeping_at = driver._flush_at = time.time() + 3600  # this tick: cycles only
+    driver._feed_once(time.time())
     runner.next_due = 0.0
     with CaptureQueriesContext(connection) as queries:
         driver.tick()
@@ -173,3 +175,14 @@ def test_next_due_keeps_a_fixed_rate_and_skips_missed_cycles() -> None:
     assert next_due(100.0, 1.0, 100.4) == 101.0
     assert next_due(100.0, 1.0, 101.5) == 101.0  # late by half an interval: still due at its time
     assert next_due(100.0, 1.0, 105.0) == 105.0  # far behind: skip, do not run them back to back
+
+
+def test_a_bot_quotes_off_the_market_not_off_its_own_orders() -> None:
+    from bots.engine.market_data import BookData, without_own
+
+    book = BookData(bids=[(100.0, 2.0), (99.0, 5.0)], asks=[(101.0, 1.0), (102.0, 3.0)], fetched_at=1.0)
+    mine = [("buy", 100.0, 2.0), ("sell", 102.0, 1.0)]
+    stripped = without_own(book, mine)
+    assert stripped.bids == [(99.0, 5.0)]  # our bid was the whole best level: the market's best is 99
+    assert stripped.asks == [(101.0, 1.0), (102.0, 2.0)]  # others still rest at 102
+    assert without_own(book, []) is book
