@@ -46,7 +46,7 @@ from django.utils import timezone
 
 from bots.engine.core import MarketMakingBot, begin_cycle, begin_fenced_cycle, daily_reset_key, exchange_key
 from bots.engine.lease import _RELEASE, BotLease, chain_key, new_chain
-from bots.engine.market_data import BookData, mid_history, shared_book, to_snapshot, without_own
+from bots.engine.market_data import BookData, mid_history, shared_book, store_books, to_snapshot, without_own
 from bots.engine.orders import client_id_prefix
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderPurpose
 from exchanges.gateway import ExchangeGateway, ExchangeOrder
@@ -65,7 +65,9 @@ FLUSH_SECS = 1.0
 SENT_MARGIN_SECS = 0.5
 """An order sent less than this before an account read may not be listed by it yet."""
 ORDER_DEPTH = 20
-DEPTH_REUSE_SECS = 2.0
+DEPTH_WITH_STREAM_SECS = 2.0
+"""How often the feeder re-reads a pair's depth when the venue pushes its best bid/ask."""
+DEPTH_REUSE_SECS = 3.0
 """With a pushed best bid/ask newer than it, a depth read this recent still serves for the deeper levels."""
 BALANCE_SECS = 10.0
 """An account's balances are read at least this often even when none of its orders changed."""
@@ -495,13 +497,34 @@ class Driver:
                 stale[account_id] = gateway
         if stale:
             self._read_accounts(stale)
-        max_age = settings.MARKET_DATA_CACHE_SECS
+        due: list[tuple[str, str, ExchangeGateway]] = []
         for (venue, pair), gateway in list(self.wanted_books.items()):
             held = self._books.get((venue, pair))
-            if held is not None and time.time() - held[1].fetched_at < max_age:
+            streaming = venue in self.stream_tasks and not self.stream_tasks[venue].done()
+            # with the top of book pushed, the depth (for the liquidity estimate) is read less often
+            max_age = DEPTH_WITH_STREAM_SECS if streaming else settings.MARKET_DATA_CACHE_SECS
+            if held is None or time.time() - held[1].fetched_at >= max_age:
+                due.append((venue, pair, gateway))
+        if due:
+            self._read_books(due)
+
+    def _read_books(self, due: list[tuple[str, str, ExchangeGateway]]) -> None:
+        """Depth reads of many pairs at once; shared through Redis like any other read."""
+        async def read_all() -> list[Any]:
+            return await asyncio.gather(*(g.fetch_order_book(p, ORDER_DEPTH) for _, p, g in due),
+                                        return_exceptions=True)
+
+        read = []
+        for (venue, pair, _), raw in zip(due, aio.run(read_all()), strict=True):
+            if isinstance(raw, BaseException):
+                logger.info("engine driver: depth read of %s on %s failed: %s", pair, venue, raw)
                 continue
-            book = shared_book(venue, pair, self._depth_reader(gateway, pair))
-            self._books[(venue, pair)] = (time.time(), book)
+            book = BookData([(float(p), float(a)) for p, a in raw.bids], [(float(p), float(a)) for p, a in raw.asks],
+                            time.time())
+            self._books[(venue, pair)] = (book.fetched_at, book)
+            read.append((venue, pair, book))
+        if read:
+            store_books(read)
 
     @staticmethod
     def _depth_reader(gateway: ExchangeGateway, pair: str) -> Any:
@@ -581,6 +604,18 @@ class Driver:
             books[(venue, pair)] = book
         return book
 
+    def _snapshot(self, runner: Runner, engine: MarketMakingBot, position: Any,
+                  books: dict[tuple[str, str], BookData], now: float) -> Any:
+        """The bot's strategy snapshot of a pair: the shared book (pushed top on the feeder's depth)
+        less the bot's own resting orders. Records the book's time for the staleness check."""
+        pair = position.trading_pair
+        book = self._book(engine, position.exchange_account_id, pair, books)
+        rules = engine.exchanges[position.exchange_account_id].market_rules(pair)
+        own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in runner.live.get(position.pk, [])]
+        engine.book_fetched_at[pair] = book.fetched_at
+        return to_snapshot(pair, without_own(book, own), tick_size=float(rules.tick_size),
+                           lot_size=float(rules.lot_size), min_notional=float(rules.min_notional or 0), now=now)
+
     def _analysis(self, engine: MarketMakingBot, account_id: int, pair: str, snapshot: Any,
                   now: float) -> MarketAnalysis:
         """The spec's market analysis on the venue's shared mid history, computed at most once per
@@ -642,14 +677,8 @@ class Driver:
         try:
             for pair, position in engine.active_positions.items():
                 view = self.accounts[position.exchange_account_id]
-                book = self._book(engine, position.exchange_account_id, pair, books)
-                rules = engine.exchanges[position.exchange_account_id].market_rules(pair)
-                own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in runner.live.get(position.pk, [])]
-                snapshot = to_snapshot(pair, without_own(book, own), tick_size=float(rules.tick_size),
-                                       lot_size=float(rules.lot_size),
-                                       min_notional=float(rules.min_notional or 0), now=now)
+                snapshot = self._snapshot(runner, engine, position, books, now)
                 engine.snapshots[pair] = snapshot
-                engine.book_fetched_at[pair] = book.fetched_at
                 if snapshot.problem() or engine._stale_book(pair):
                     return Verdict("full", "book problem")
                 engine.inventory_manager.balances[position.exchange_account_id] = view.balances
@@ -795,7 +824,7 @@ class Driver:
         engine.inventory_manager.load_balances({a: engine.exchanges[a] for a in accounts})
         for pair in pairs:
             position = engine.active_positions[pair]
-            snapshot = engine._market_snapshot(pair, position.exchange_account_id)
+            snapshot = self._snapshot(runner, engine, position, {}, time.time())  # the feeder's book
             engine.snapshots[pair] = snapshot
             mid = snapshot.mid if not snapshot.problem() else float("nan")
             engine.announce_fills(pair, engine.order_manager.sync_position(position, mid=mid))

@@ -54,18 +54,26 @@ def shared_book(
         time.sleep(0.005)
     try:
         book = fetch()
+        store_books([(exchange_key, pair, book)], max_age_secs=max_age)
+        return book
+    finally:
+        r.delete(lock_key)
+
+
+def store_books(books: list[tuple[str, str, BookData]], *, max_age_secs: float | None = None) -> None:
+    """Share freshly read books (venue key, pair, book) and append their mids to the history, in one
+    Redis round trip (the engine driver's feeder reads many books at once)."""
+    max_age = settings.MARKET_DATA_CACHE_SECS if max_age_secs is None else max_age_secs
+    pipe = get_redis().pipeline()
+    for exchange_key, pair, book in books:
         payload = json.dumps({"bids": book.bids, "asks": book.asks, "fetched_at": book.fetched_at})
-        pipe = r.pipeline()
-        pipe.set(cache_key, payload, px=max(int(max_age * 4000), 1000))
+        pipe.set(_key(exchange_key, pair, "book"), payload, px=max(int(max_age * 4000), 1000))
         if book.bids and book.asks:
             mid = (book.bids[0][0] + book.asks[0][0]) / 2
             history_key = _key(exchange_key, pair, "mids")
             pipe.rpush(history_key, f"{book.fetched_at}:{mid}")
             pipe.ltrim(history_key, -HISTORY_LENGTH, -1)
-        pipe.execute()
-        return book
-    finally:
-        r.delete(lock_key)
+    pipe.execute()
 
 
 def mid_history(exchange_key: str, pair: str) -> tuple[list[float], list[float]]:
