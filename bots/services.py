@@ -40,7 +40,7 @@ def _status_push(bot: Bot) -> None:
 
 @transaction.atomic
 def bot_request_start(*, bot: Bot, user: Any) -> Bot:
-    """Start (or restart) a bot: validate, bump the epoch (fencing any old chain), enqueue start."""
+    """Start (or restart) a bot: validate, bump the epoch (fencing any older cycle), enqueue start."""
     from bots.tasks import start_bot
 
     locked = Bot.objects.select_for_update().select_related("tenant").get(pk=bot.pk)
@@ -64,7 +64,7 @@ def bot_request_start(*, bot: Bot, user: Any) -> Bot:
 
 @transaction.atomic
 def bot_request_stop(*, bot: Bot, user: Any) -> Bot:
-    """Stop: fence the running chain (epoch), then a task cancels every order and reports."""
+    """Stop: fence the running cycles (epoch), then a task cancels every order and reports."""
     from bots.tasks import stop_bot
 
     locked = Bot.objects.select_for_update().get(pk=bot.pk)
