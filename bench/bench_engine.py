@@ -358,11 +358,15 @@ def _postgres_processes() -> list[Any]:
     return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
 
 
-def driver_stats(redis_url: str) -> dict[str, int]:
-    """Cycles by verdict (quiet / requote / full: reason) summed over the engine drivers."""
+def driver_stats(redis_url: str, *, reset: bool = False) -> dict[str, int]:
+    """Cycles by verdict (quiet / requote / full: reason) summed over the engine drivers (``reset``:
+    forget the figures of drivers of an earlier step first)."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
+    if reset:
+        for key in client.scan_iter("mm:engine:stats:*"):
+            client.delete(key)
     total: dict[str, int] = {}
     for key in client.scan_iter("mm:engine:stats:*"):
         for name, value in client.hgetall(key).items():
@@ -394,6 +398,7 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
     queue = f"bench-scale-{n_bots}-{uuid.uuid4().hex[:6]}"
     use_queue(queue)
     worker_env = {**env, "CELERY_QUEUE": queue}
+    driver_stats(redis_url, reset=True)
     worker = start_worker(worker_env, queue, concurrency, name=f"scale{n_bots}-worker")
     beat = start_beat(worker_env)
     bot_ids: list[int] = []

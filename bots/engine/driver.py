@@ -69,6 +69,9 @@ DEPTH_WITH_STREAM_SECS = 2.0
 """How often the feeder re-reads a pair's depth when the venue pushes its best bid/ask."""
 DEPTH_REUSE_SECS = 3.0
 """With a pushed best bid/ask newer than it, a depth read this recent still serves for the deeper levels."""
+ACCOUNT_READ_MIN_SECS = 0.25
+"""An account is read at most this often (a bot on a 50 ms clock must not have its own account reads
+compete with its re-quotes on the I/O loop); quiet checks accept views up to 2 intervals + 1 s old."""
 BALANCE_SECS = 10.0
 """An account's balances are read at least this often even when none of its orders changed."""
 FEED_SECS = 0.02
@@ -570,7 +573,7 @@ class Driver:
 
     def _want(self, runner: Runner, engine: MarketMakingBot) -> None:
         """Tell the feeder what this bot needs read: its accounts and its pairs' books."""
-        every = runner.interval * 0.9
+        every = max(runner.interval * 0.9, ACCOUNT_READ_MIN_SECS)
         for account_id, gateway in engine.exchanges.items():
             held = self.wanted_accounts.get(account_id)
             if held is None or every < held[1]:
