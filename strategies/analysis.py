@@ -173,8 +173,9 @@ def analyze_market(
         mid_times = [t[0] for t in snapshot.trades]
         mids = [t[1] for t in snapshot.trades]
     sigma = realised_volatility_per_sec(mid_times, mids, config.volatility_half_life_secs)
-    volatility_measured = sigma is not None
-    if sigma is None:
+    # a mid that never moved (a wide tick, a quiet pair) measures zero: no information, not "no risk"
+    volatility_measured = sigma is not None and sigma > 0
+    if not volatility_measured:
         sigma_bps = config.volatility_fallback_bps_per_sqrt_sec
     else:
         sigma_bps = sigma * BPS

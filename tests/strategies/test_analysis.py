@@ -144,3 +144,19 @@ def test_selection_follows_the_spec_order_and_thresholds(volatility, liquidity, 
 def test_selection_without_adaptation_uses_the_default() -> None:
     config = StrategyConfig(adaptation_enabled=False, default_strategy="TREND_FOLLOWING")
     assert select_strategy_type(analysis(0.5, 0.0, 0.0), config) == "TREND_FOLLOWING"
+
+
+def test_a_mid_that_never_moved_falls_back_to_the_configured_volatility() -> None:
+    """A wide-tick or quiet pair (e.g. ETH/BTC in a calm hour) measures exactly zero volatility; that is
+    no information, and a zero sigma would make the strategies' parameters invalid (the bot could not
+    start), so the configured fallback is used and the analysis says it was not measured."""
+    config = StrategyConfig()
+    times = [float(t) for t in range(120)]
+    analysis = analyze_market(MarketSnapshot("ETH/BTC", 0.05, 0.0501, now=120.0), config, times, [0.05005] * 120)
+    assert not analysis.volatility_measured
+    assert analysis.volatility_bps_per_sqrt_sec == config.volatility_fallback_bps_per_sqrt_sec
+    from strategies.config import OrderConfig
+    from strategies.selection import create_strategy
+
+    strategy = create_strategy(select_strategy_type(analysis, config), "ETH/BTC", analysis, config, OrderConfig())
+    assert strategy.parameters.volatility_bps_per_sqrt_sec > 0  # it was InvalidStrategyError before
