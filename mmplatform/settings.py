@@ -247,7 +247,7 @@ STALE_BOOK_SECS = env_float("STALE_BOOK_SECS", 5.0)
 # The engine driver (bots/engine/driver.py): one per Celery worker process runs the bots of its shards.
 ENGINE_DRIVER_ENABLED = env_bool("ENGINE_DRIVER_ENABLED", True)
 ENGINE_SHARDS = env_int("ENGINE_SHARDS", 16)
-ENGINE_CYCLE_THREADS = env_int("ENGINE_CYCLE_THREADS", 4)
+ENGINE_CYCLE_THREADS = env_int("ENGINE_CYCLE_THREADS", 8)
 ENGINE_FULL_CYCLE_SECS = env_float("ENGINE_FULL_CYCLE_SECS", 300.0)
 ENGINE_BOOK_STREAMS = env_bool("ENGINE_BOOK_STREAMS", True)
 ENGINE_GIL_SWITCH_SECS = env_float("ENGINE_GIL_SWITCH_SECS", 0.0)  # 0: Python's default (5 ms)

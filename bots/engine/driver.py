@@ -75,6 +75,8 @@ compete with its re-quotes on the I/O loop); quiet checks accept views up to 2 i
 BALANCE_SECS = 10.0
 """An account's balances are read at least this often even when none of its orders changed."""
 FEED_SECS = 0.02
+FEED_MAX_DEFERRALS = 5
+"""The feeder holds off at most this many passes in a row for urgent re-quotes."""
 """The feeder's pass: account views and depth reads are at most this much later than due."""
 ANALYSIS_SECS = 1.0
 """Market analysis (volatility, trend, liquidity) is recomputed at most this often per venue and pair."""
@@ -146,6 +148,7 @@ class Verdict:
     uptime: list[tuple[str, bool]] = field(default_factory=list)
     cancels: dict[str, list[Order]] = field(default_factory=dict)  # requote: rows to cancel, by pair
     sent: dict[str, tuple[list[Order], Any]] = field(default_factory=dict)  # requote: cancels already sent
+    urgent: bool = False  # a re-quote brought forward by a pushed move: the feeder holds off meanwhile
 
 
 class Driver:
@@ -174,6 +177,8 @@ class Driver:
         self.wanted_accounts: dict[int, tuple[ExchangeGateway, float]] = {}  # feeder: account -> (gateway, every)
         self.wanted_books: dict[tuple[str, str], ExchangeGateway] = {}  # feeder: (venue, pair) -> gateway
         self.feeder: threading.Thread | None = None
+        self._urgent = 0  # urgent re-quotes in flight
+        self._urgent_lock = threading.Lock()
         self.analyses: dict[Any, tuple[float, MarketAnalysis]] = {}
         self.stats: Counter[str] = Counter()  # cycles by verdict and full-cycle reason, since start
 
@@ -433,7 +438,7 @@ class Driver:
         for index, runner in enumerate(due):
             got, chain, reset_pending = results[3 * index: 3 * index + 3]
             scheduled = runner.next_due
-            runner.woken = False
+            woken, runner.woken = runner.woken, False
             lease = leases[runner.bot_id]
             if not got:  # a stop/kill/reconcile/rebalance task holds the bot: try again next interval
                 runner.next_due = now + runner.interval
@@ -456,6 +461,10 @@ class Driver:
                     if rows:
                         verdict.sent[pair] = (rows, runner.engine.order_manager.cancel_requests(rows))
             runner.busy = True
+            verdict.urgent = woken and verdict.kind == "requote"
+            if verdict.urgent:
+                with self._urgent_lock:
+                    self._urgent += 1
             self.pool.submit(self._cycle, runner, lease, verdict, scheduled)
         if quiet:
             self._record_quiet(quiet, leases)
@@ -484,7 +493,13 @@ class Driver:
         """Keep every account view younger than ~0.9 interval of its fastest bot (right after a fill
         sync: at once) and every quoted pair's shared book younger than MARKET_DATA_CACHE_SECS, so the
         driver thread's checks never wait for the venue."""
+        deferred = 0
         while not self.stopping.is_set():
+            if self._urgent and deferred < FEED_MAX_DEFERRALS:
+                deferred += 1  # a pushed move's re-quote is in flight: reads wait, they are not urgent
+                self.stopping.wait(FEED_SECS)
+                continue
+            deferred = 0
             try:
                 self._feed_once(time.time())
             except Exception:
@@ -753,6 +768,9 @@ class Driver:
             delay = runner.error_delay
             lease.release()
         finally:
+            if verdict.urgent:
+                with self._urgent_lock:
+                    self._urgent -= 1
             now = time.time()
             self.stats[f"{verdict.kind}_wall_ms"] += int(1000 * (now - started))
             self.stats[f"{verdict.kind}_queued_ms"] += int(1000 * max(started - scheduled, 0.0))
