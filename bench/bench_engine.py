@@ -581,6 +581,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if options.only in (None, "latency"):
             latency = bench_tick_to_quote(env, moves=moves, interval_secs=options.interval,
                                           concurrency=options.concurrency, profile_secs=profile_secs)
+            latency["command"] = "python -m bench.bench_engine " + " ".join(argv if argv is not None else sys.argv[1:])
             figures["tick_to_quote"] = latency
             print_latency(latency)
         if options.only in (None, "scale"):

@@ -150,6 +150,8 @@ def rows_engine(data: dict[str, Any]) -> list[Row]:
     tick = data.get("tick_to_quote") or {}
     if tick:
         note = f"interval {tick.get('monitoring_interval_secs')} s, {_get(tick, 'latency', 'count')} moves"
+        if tick.get("command"):
+            note += f"; `{tick['command']}`"
         rows.append(Row("engine", "tick-to-quote, p50", _get(tick, "latency", "p50_ms"), "ms",
                         targets.get("tick_to_quote_p50_ms"), higher_is_better=False, note=note))
         rows.append(Row("engine", "tick-to-quote, p99", _get(tick, "latency", "p99_ms"), "ms",
@@ -169,9 +171,10 @@ def rows_engine(data: dict[str, Any]) -> list[Row]:
         for step in steps:
             activity = step.get("activity_per_bot_pair_per_sec") or {}
             busy = ", ".join(f"{k} {v}/s" for k, v in activity.items() if k != "quiet" and v)
-            rows.append(Row("engine", f"{label}: N={step['bots']} bots, cycles/s (wanted {step['bots']})",
-                            step.get("cycles_per_sec"), "", step.get("target_cycles_per_sec"),
-                            note=f"lag p50 {step.get('lag_p50_secs')} s, p99 {step.get('lag_p99_secs')} s"
+            rows.append(Row("engine", f"{label}: N={step['bots']} bots, p99 cycle lag",
+                            step.get("lag_p99_secs"), "s", 1.0, higher_is_better=False,
+                            note=f"{step.get('cycles_per_sec')} cycles/s (pushed moves add cycles), lag p50 "
+                                 f"{step.get('lag_p50_secs')} s, {step.get('running_at_window')}/{step['bots']} running"
                                  + (f"; per bot-pair: {busy}" if busy else "")))
         if steps:
             biggest = steps[-1]
