@@ -627,11 +627,24 @@ class Driver:
         """The bot's strategy snapshot of a pair: the shared book (pushed top on the feeder's depth)
         less the bot's own resting orders. Records the book's time for the staleness check."""
         pair = position.trading_pair
-        book = self._book(engine, position.exchange_account_id, pair, books)
-        rules = engine.exchanges[position.exchange_account_id].market_rules(pair)
+        account_id = position.exchange_account_id
+        book = self._book(engine, account_id, pair, books)
         own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in runner.live.get(position.pk, [])]
+        market = without_own(book, own)
+        venue = exchange_key(engine.accounts[account_id])
+        held = self._books.get((venue, pair))
+        merged = held is not None and book.fetched_at > held[1].fetched_at  # a pushed top on older depth
+        if merged and (market.bids[:1] != book.bids[:1] or market.asks[:1] != book.asks[:1]):
+            # our own order was the pushed top: the levels behind it come from an older depth read and
+            # may be from before a move, so read the depth now rather than quote off a stale level
+            book = self._depth_reader(engine.exchanges[account_id], pair)()
+            store_books([(venue, pair, book)])
+            self._books[(venue, pair)] = (book.fetched_at, book)
+            books[(venue, pair)] = book
+            market = without_own(book, own)
+        rules = engine.exchanges[account_id].market_rules(pair)
         engine.book_fetched_at[pair] = book.fetched_at
-        return to_snapshot(pair, without_own(book, own), tick_size=float(rules.tick_size),
+        return to_snapshot(pair, market, tick_size=float(rules.tick_size),
                            lot_size=float(rules.lot_size), min_notional=float(rules.min_notional or 0), now=now)
 
     def _analysis(self, engine: MarketMakingBot, account_id: int, pair: str, snapshot: Any,
