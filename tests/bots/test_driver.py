@@ -186,3 +186,26 @@ def test_a_bot_quotes_off_the_market_not_off_its_own_orders() -> None:
     assert stripped.bids == [(99.0, 5.0)]  # our bid was the whole best level: the market's best is 99
     assert stripped.asks == [(101.0, 1.0), (102.0, 2.0)]  # others still rest at 102
     assert without_own(book, []) is book
+
+
+def test_own_top_on_a_stale_depth_read_is_not_quoted_off(running_bot: Bot, driver: Driver,
+                                                         frozen_emulator: EmulatorServer) -> None:
+    """The pushed best bid is our own order and the depth behind it is an old read: taking our order out
+    must not expose the old read's next level as the market (after a jump it is stale, and post-only
+    quotes computed from it are rejected); the driver reads the depth first."""
+    from bots.engine.core import exchange_key
+    from bots.engine.market_data import BookData
+
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    engine = runner.engine
+    position = next(iter(engine.active_positions.values()))
+    ours = next(o for o in runner.live[position.pk] if o.side == "buy")
+    venue, pair = exchange_key(engine.accounts[position.exchange_account_id]), position.trading_pair
+    stale_level = float(ours.price) * 0.9  # far below anything real: only an old read could say it
+    old = time.time() - 1.0
+    driver._books[(venue, pair)] = (old, BookData([(float(ours.price), float(ours.amount)), (stale_level, 1.0)],
+                                                  [(float(ours.price) * 1.01, 1.0)], old))
+    driver.tops[(venue, pair)] = (float(ours.price), float(ours.amount), float(ours.price) * 1.01, 1.0, time.time())
+    snapshot = driver._snapshot(runner, engine, position, {}, time.time())
+    assert snapshot.best_bid > stale_level * 1.05, "quoted off a stale level behind our own order"
+    assert driver._books[(venue, pair)][1].fetched_at > old  # the depth was read again
