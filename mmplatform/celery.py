@@ -25,13 +25,6 @@ def _warm_up_worker_process(**kwargs: object) -> None:
     warm_up()
     gc.freeze()  # the imported code lives as long as the process: keep it out of GC passes mid-cycle
 
-    import sys
-
-    from django.conf import settings
-
-    if settings.ENGINE_GIL_SWITCH_SECS:
-        sys.setswitchinterval(settings.ENGINE_GIL_SWITCH_SECS)
-
     from bots.engine.driver import start_driver
 
     start_driver()  # this process runs the cycles of the bots in the shards it claims

@@ -250,7 +250,6 @@ ENGINE_SHARDS = env_int("ENGINE_SHARDS", 16)
 ENGINE_CYCLE_THREADS = env_int("ENGINE_CYCLE_THREADS", 8)
 ENGINE_FULL_CYCLE_SECS = env_float("ENGINE_FULL_CYCLE_SECS", 300.0)
 ENGINE_BOOK_STREAMS = env_bool("ENGINE_BOOK_STREAMS", True)
-ENGINE_GIL_SWITCH_SECS = env_float("ENGINE_GIL_SWITCH_SECS", 0.0)  # 0: Python's default (5 ms)
 # The local exchange emulator's admin token (accounts opened on it from the Django admin).
 EMULATOR_ADMIN_TOKEN = os.environ.get("EMULATOR_ADMIN_TOKEN", "")
 EMULATOR_DEMO_BALANCES = os.environ.get("EMULATOR_DEMO_BALANCES", "BTC=1,ETH=20,USDT=60000")

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bots.config import MarketMakingConfig, validate_market_making_config
-from bots.engine.market_data import BookData, mid_history, shared_book, to_snapshot, without_own
+from bots.engine.market_data import book_reader, mid_history, shared_book, to_snapshot, without_own
 from bots.engine.orders import OrderManager
 from bots.events import publish_event, push
 from bots.inventory import PairInventory, calculate_rebalancing_trades, needs_rebalancing
@@ -519,16 +519,8 @@ class MarketMakingBot:
         if account_id is None or account_id not in self.exchanges:
             raise ExchangeError(f"no connected exchange supports {pair}")
         gateway = self.exchanges[account_id]
-
-        def fetch() -> BookData:
-            book = aio.run(gateway.fetch_order_book(pair, ORDER_BOOK_DEPTH))
-            return BookData(
-                [(float(p), float(a)) for p, a in book.bids],
-                [(float(p), float(a)) for p, a in book.asks],
-                time.time(),
-            )
-
-        book = shared_book(exchange_key(self.accounts[account_id]), pair, fetch)
+        book = shared_book(exchange_key(self.accounts[account_id]), pair,
+                           book_reader(gateway, pair, ORDER_BOOK_DEPTH))
         self.book_fetched_at[pair] = book.fetched_at
         rules = gateway.market_rules(pair)
         own = [(side, float(price), float(amount - filled)) for side, price, amount, filled in Order.objects.filter(

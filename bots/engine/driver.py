@@ -44,9 +44,25 @@ from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 from django.db.models import F
 from django.utils import timezone
 
-from bots.engine.core import MarketMakingBot, begin_cycle, begin_fenced_cycle, daily_reset_key, exchange_key
+from bots.engine.core import (
+    ORDER_BOOK_DEPTH,
+    MarketMakingBot,
+    begin_cycle,
+    begin_fenced_cycle,
+    daily_reset_key,
+    exchange_key,
+)
 from bots.engine.lease import _RELEASE, BotLease, chain_key, new_chain
-from bots.engine.market_data import BookData, mid_history, shared_book, store_books, to_snapshot, without_own
+from bots.engine.market_data import (
+    BookData,
+    book_from,
+    book_reader,
+    mid_history,
+    shared_book,
+    store_books,
+    to_snapshot,
+    without_own,
+)
 from bots.engine.orders import client_id_prefix
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderPurpose
 from exchanges.gateway import ExchangeGateway, ExchangeOrder
@@ -64,7 +80,6 @@ HOUSEKEEPING_SECS = 1.0
 FLUSH_SECS = 1.0
 SENT_MARGIN_SECS = 0.5
 """An order sent less than this before an account read may not be listed by it yet."""
-ORDER_DEPTH = 20
 DEPTH_WITH_STREAM_SECS = 2.0
 """How often the feeder re-reads a pair's depth when the venue pushes its best bid/ask."""
 DEPTH_REUSE_SECS = 3.0
@@ -529,7 +544,7 @@ class Driver:
     def _read_books(self, due: list[tuple[str, str, ExchangeGateway]]) -> None:
         """Depth reads of many pairs at once; shared through Redis like any other read."""
         async def read_all() -> list[Any]:
-            return await asyncio.gather(*(g.fetch_order_book(p, ORDER_DEPTH) for _, p, g in due),
+            return await asyncio.gather(*(g.fetch_order_book(p, ORDER_BOOK_DEPTH) for _, p, g in due),
                                         return_exceptions=True)
 
         read = []
@@ -537,20 +552,11 @@ class Driver:
             if isinstance(raw, BaseException):
                 logger.info("engine driver: depth read of %s on %s failed: %s", pair, venue, raw)
                 continue
-            book = BookData([(float(p), float(a)) for p, a in raw.bids], [(float(p), float(a)) for p, a in raw.asks],
-                            time.time())
+            book = book_from(raw)
             self._books[(venue, pair)] = (book.fetched_at, book)
             read.append((venue, pair, book))
         if read:
             store_books(read)
-
-    @staticmethod
-    def _depth_reader(gateway: ExchangeGateway, pair: str) -> Any:
-        def fetch() -> BookData:
-            raw = aio.run(gateway.fetch_order_book(pair, ORDER_DEPTH))
-            return BookData([(float(p), float(a)) for p, a in raw.bids],
-                            [(float(p), float(a)) for p, a in raw.asks], time.time())
-        return fetch
 
     def _read_accounts(self, stale: dict[int, ExchangeGateway]) -> None:
         """One open-orders read per account (all accounts concurrently); then a balance read for those
@@ -611,7 +617,7 @@ class Driver:
             elif top is not None and held is not None and time.time() - held[1].fetched_at < DEPTH_REUSE_SECS:
                 book = held[1]  # a fresher pushed top goes on a recent depth read
             else:  # nothing recent yet (a new pair, or the feeder is behind): read it here
-                book = shared_book(venue, pair, self._depth_reader(engine.exchanges[account_id], pair))
+                book = shared_book(venue, pair, book_reader(engine.exchanges[account_id], pair, ORDER_BOOK_DEPTH))
                 self._books[(venue, pair)] = (time.time(), book)
             if top is not None and top[4] > book.fetched_at:
                 # the pushed best bid/ask is newer than the last depth read: it replaces the top of
@@ -637,7 +643,7 @@ class Driver:
         if merged and (market.bids[:1] != book.bids[:1] or market.asks[:1] != book.asks[:1]):
             # our own order was the pushed top: the levels behind it come from an older depth read and
             # may be from before a move, so read the depth now rather than quote off a stale level
-            book = self._depth_reader(engine.exchanges[account_id], pair)()
+            book = book_reader(engine.exchanges[account_id], pair, ORDER_BOOK_DEPTH)()
             store_books([(venue, pair, book)])
             self._books[(venue, pair)] = (book.fetched_at, book)
             books[(venue, pair)] = book

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from exchanges.gateway import ExchangeGateway, OrderBook
+from mmplatform import aio
 from mmplatform.redis_client import get_redis
 from strategies.types import MarketSnapshot
 
@@ -29,6 +31,19 @@ class BookData:
     bids: list[tuple[float, float]]
     asks: list[tuple[float, float]]
     fetched_at: float
+
+
+def book_from(raw: OrderBook, fetched_at: float | None = None) -> BookData:
+    """A gateway order book (Decimal levels) as the float book strategies and the cache use."""
+    return BookData([(float(p), float(a)) for p, a in raw.bids], [(float(p), float(a)) for p, a in raw.asks],
+                    time.time() if fetched_at is None else fetched_at)
+
+
+def book_reader(gateway: ExchangeGateway, pair: str, depth: int) -> Callable[[], BookData]:
+    """A synchronous depth read of ``pair`` (on the process's I/O loop), e.g. for ``shared_book``."""
+    def fetch() -> BookData:
+        return book_from(aio.run(gateway.fetch_order_book(pair, depth)))
+    return fetch
 
 
 def _key(exchange_key: str, pair: str, kind: str) -> str:

@@ -296,12 +296,8 @@ class OrderManager:
         loop) without waiting for the answers: a re-quote stores its new orders meanwhile, waits for
         these answers before it sends, and hands them to ``settle_cancels`` after. A crash in between
         leaves CANCEL_PENDING rows, which the next sync resolves by client id."""
-        async def cancel_all() -> list[Any]:
-            return await asyncio.gather(*(self._cancel_one(o) for o in orders), return_exceptions=True)
-
         Order.objects.filter(pk__in=[o.pk for o in orders]).update(status=OrderStatus.CANCEL_PENDING)
-        future = asyncio.run_coroutine_threadsafe(cancel_all(), aio.get_loop())
-        return future
+        return self.cancel_requests(orders)
 
     def settle_cancels(self, orders: Sequence[Order], results: Sequence[Any]) -> int:
         """Apply the venue's answers to cancels; returns how many orders are confirmed gone."""
