@@ -56,7 +56,11 @@ from bench.common import (  # noqa: E402
 ADMIN_TOKEN = "bench-admin"
 PROFILE_IDLE = True  # --profile-cpu: on-CPU samples only (what costs CPU, not what waits)
 SCALE_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT", "ETH/BTC")
-BALANCES = {"BTC": "100", "ETH": "2000", "SOL": "40000", "BNB": "10000", "XRP": "12000000", "USDT": "30000000"}
+# each scale account quotes one symbol and holds that symbol's base and quote worth this much each
+# (USDT), so every bot starts at its 50 % target inventory, as a desk funds a bot
+ACCOUNT_FUNDING_USDT = Decimal("50000")
+ORDER_SIZE_USDT = Decimal("100")
+USDT_PRICE = {"USDT": Decimal("1"), "BTC": Decimal("60000")}  # the quote assets of the scale symbols
 MARKETS = {
     "active": {"volatility_bps": 1.5, "noise_rate": 0.5},
     "calm": {"volatility_bps": 0.5, "noise_rate": 0.1},
@@ -103,6 +107,28 @@ def scale_symbols(n_bots: int, bots_per_symbol: int) -> list[str]:
     return [*SCALE_SYMBOLS, *generated]
 
 
+def account_plan(n_bots: int, symbols: list[str], bots_per_account: int) -> list[tuple[str, int]]:
+    """(symbol, account index) per bot: bot i quotes ``symbols[i % len(symbols)]``; an account carries
+    up to ``bots_per_account`` bots of one symbol (a pair's inventory is the account's base and quote)."""
+    plan: list[tuple[str, int]] = []
+    accounts: dict[tuple[str, int], int] = {}
+    for i in range(n_bots):
+        symbol = symbols[i % len(symbols)]
+        key = (symbol, i // len(symbols) // max(bots_per_account, 1))
+        plan.append((symbol, accounts.setdefault(key, len(accounts))))
+    return plan
+
+
+def account_balances(symbol: str) -> dict[str, str]:
+    """ACCOUNT_FUNDING_USDT of the symbol's base and of its quote, at the emulator's initial mid."""
+    from exchanges.emulator.server import initial_mid_for
+
+    base, quote = symbol.split("/")
+    quote_units = ACCOUNT_FUNDING_USDT / USDT_PRICE[quote]
+    return {base: str((quote_units / initial_mid_for(symbol)).quantize(Decimal("0.00001"))),
+            quote: str(quote_units.quantize(Decimal("0.00001")))}
+
+
 def make_tenant(slug: str) -> Any:
     from mmplatform.tenancy.models import Tenant
 
@@ -120,11 +146,14 @@ def make_account(tenant: Any, label: str, base_url: str, api_key: str, secret: s
 
 
 def make_bot(tenant: Any, account: Any, name: str, pair: str, interval_secs: float) -> Any:
+    """A one-level grid bot; its order size is ORDER_SIZE_USDT worth of the pair's quote asset."""
     from bots.models import Bot
 
+    order_size = (ORDER_SIZE_USDT / USDT_PRICE[pair.split("/")[1]]).quantize(Decimal("0.00000001"))
     bot = Bot.objects.create(
         tenant=tenant, name=name, trading_pairs=pair, monitoring_interval_secs=interval_secs,
-        error_recovery_delay_secs=interval_secs, grid_levels=1, spread_bps=20.0, order_size_quote=Decimal("100"),
+        error_recovery_delay_secs=interval_secs, grid_levels=1, spread_bps=20.0, order_size_quote=order_size,
+        min_order_size_quote=order_size / 10, max_order_size_quote=order_size * 100,
         adaptation_enabled=False, metrics_interval_secs=60.0, max_daily_loss_quote=Decimal("1000000000"),
         max_drawdown_ratio=1.0, inventory_deviation_limit=1.0, default_rebalance_threshold=1.0,
         volatility_pause_threshold=1000.0, order_refresh_secs=3600.0, max_position_quote=Decimal("1e12"),
@@ -390,9 +419,9 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     symbols = scale_symbols(n_bots, bots_per_symbol)
-    assets = {**BALANCES, **{s.split("/")[0]: "100000" for s in symbols if s not in SCALE_SYMBOLS}}
-    balances = ",".join(f"{a}={v}" for a, v in assets.items())
-    emulator = start_emulator(port, account=f"scale0key:scale0secret:{balances}", admin_token=ADMIN_TOKEN,
+    plan = account_plan(n_bots, symbols, bots_per_account)
+    account_symbols = {index: symbol for symbol, index in plan}
+    emulator = start_emulator(port, account="unusedkey:unusedsecret:USDT=1", admin_token=ADMIN_TOKEN,
                               symbols=",".join(symbols), market_step_ms=100, volatility_bps=volatility_bps,
                               noise_rate=noise_rate)
     queue = f"bench-scale-{n_bots}-{uuid.uuid4().hex[:6]}"
@@ -405,11 +434,11 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
     try:
         tenant = make_tenant(f"scale-{n_bots}-{uuid.uuid4().hex[:4]}")
         accounts = []
-        for index in range((n_bots + bots_per_account - 1) // bots_per_account):
+        for index in range(len(account_symbols)):
             key, secret = f"scale{index}key", f"scale{index}secret"
-            if index:
-                admin_post(base_url, "/admin/accounts", {"api_key": key, "secret": secret,
-                                                         "balances": assets}, ADMIN_TOKEN)
+            admin_post(base_url, "/admin/accounts", {"api_key": key, "secret": secret,
+                                                     "balances": account_balances(account_symbols[index])},
+                       ADMIN_TOKEN)
             accounts.append(make_account(tenant, f"acct-{index}", base_url, key, secret))
         time.sleep(3)  # the worker and beat finish starting (ccxt imported) before the baseline
         processes = {"worker": _tree(worker.pid), "beat": _tree(beat.pid), "emulator": _tree(emulator.pid)}
@@ -417,8 +446,7 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
         baseline_redis = _redis_used_mb(redis_url)
 
         created = time.monotonic()
-        bots = [make_bot(tenant, accounts[i // bots_per_account], f"scale-{i}", symbols[i % len(symbols)],
-                         1.0) for i in range(n_bots)]
+        bots = [make_bot(tenant, accounts[index], f"scale-{i}", symbol, 1.0) for i, (symbol, index) in enumerate(plan)]
         bot_ids = [b.pk for b in bots]
         for bot in bots:
             services.bot_request_start(bot=bot, user=None)
