@@ -47,7 +47,6 @@ from django.utils import timezone
 from bots.engine.core import (
     ORDER_BOOK_DEPTH,
     MarketMakingBot,
-    begin_cycle,
     begin_fenced_cycle,
     daily_reset_key,
     exchange_key,
@@ -136,6 +135,7 @@ class Runner:
     next_due: float
     engine: MarketMakingBot | None = None
     live: dict[int, list[Order]] = field(default_factory=dict)  # position id -> open quote rows
+    rows: list[Order] = field(default_factory=list)  # every open row (quotes and rebalancing orders)
     open_count: dict[int, int] = field(default_factory=dict)  # position id -> open rows of any purpose
     known: set[str] = field(default_factory=set)  # client ids of every open row
     gone: dict[str, float] = field(default_factory=dict)  # client id -> when it left our open set
@@ -816,8 +816,12 @@ class Driver:
                 engine._update_performance()
                 runner.perf_due_at = time.time() + max(engine.config.metrics_interval_secs, runner.interval)
                 return outcome
+            engine.order_manager.stored = []
             if verdict.kind == "fills":
-                engine.cycle = begin_cycle(runner.bot_id)
+                cycle = begin_fenced_cycle(runner.bot_id, runner.epoch)
+                if cycle is None:
+                    raise FencedError(f"bot {runner.bot_id}: stopped, killed or restarted; nothing is sent")
+                engine.cycle, engine.fenced_at_begin = cycle, True
                 self._sync_and_requote(runner, engine, verdict.pairs)
                 return outcome
             total_open = sum(runner.open_count.values())
@@ -837,7 +841,9 @@ class Driver:
                 engine._quote(position, initial=False, live_rows=runner.live.get(position.pk, []),
                               others_open=total_open - runner.open_count.get(position.pk, 0),
                               begin_cycle_now=number_once, sent_cancels=verdict.sent.get(pair))
-            self._capture(runner, engine, full=False)
+            # the open rows, in memory: the cancelled ones were settled on these objects, the new ones
+            # are as the venue answered them (no read back)
+            self._capture(runner, engine, full=False, rows=runner.rows + engine.order_manager.stored)
         except (LeaseLostError, FencedError) as exc:
             logger.info("%s", exc)
             runner.engine = None
@@ -862,6 +868,7 @@ class Driver:
         quiet check left it; the next check assesses risk on the new position."""
         accounts = {engine.active_positions[p].exchange_account_id for p in pairs}
         engine.inventory_manager.load_balances({a: engine.exchanges[a] for a in accounts})
+        total_open = sum(runner.open_count.values())
         for pair in pairs:
             position = engine.active_positions[pair]
             snapshot = self._snapshot(runner, engine, position, {}, time.time())  # the feeder's book
@@ -870,21 +877,32 @@ class Driver:
             engine.announce_fills(pair, engine.order_manager.sync_position(position, mid=mid))
             if mid == mid:
                 engine.inventory_manager.assess(position, mid)
-            engine._quote(position, initial=False)
+            # re-quoted on the rows the sync just reconciled with the venue (not read again)
+            live = [o for o in engine.order_manager.synced_rows.pop(position.pk, [])
+                    if o.status in OPEN_ORDER_STATUSES and o.purpose == OrderPurpose.QUOTE]
+            engine._quote(position, initial=False, live_rows=live,
+                          others_open=total_open - runner.open_count.get(position.pk, 0))
         self._capture(runner, engine, full=False)
         for account_id in accounts:  # balances moved: the next due cycle reads the account again
             view = self.accounts.get(account_id)
             if view is not None:
                 view.outdated = True
 
-    def _capture(self, runner: Runner, engine: MarketMakingBot | None, *, full: bool) -> None:
-        """Keep what the next quiet check compares against: the engine, the open rows, the mids."""
+    def _capture(self, runner: Runner, engine: MarketMakingBot | None, *, full: bool,
+                 rows: list[Order] | None = None) -> None:
+        """Keep what the next quiet check compares against: the engine, the open rows (read, unless
+        the caller holds them: a re-quote knows what it cancelled and stored), the mids."""
         now = time.time()
         if engine is None or engine.bot.status != BotStatus.RUNNING or runner.stale:
             runner.engine = None
             runner.stale = False
             return
-        rows = list(Order.objects.filter(bot_id=runner.bot_id, status__in=OPEN_ORDER_STATUSES))
+        if rows is None:
+            rows = list(Order.objects.filter(bot_id=runner.bot_id, status__in=OPEN_ORDER_STATUSES))
+        else:
+            rows = [o for o in rows if o.status in OPEN_ORDER_STATUSES]
+        engine.order_manager.stored = []
+        runner.rows = rows
         known = {o.client_order_id for o in rows}
         for cid in runner.known - known:
             runner.gone[cid] = now

@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from bots.accounting import PositionAccount, apply_fill, fee_in_quote
+from bots.engine.rows import insert_orders, save_order_fields
 from bots.events import push
 from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderPurpose, OrderStatus
 from exchanges.gateway import ExchangeGateway, ExchangeOrder, OrderRequest
@@ -129,6 +130,11 @@ class OrderManager:
     def __init__(self, bot: Bot, gateways: dict[int, ExchangeGateway]):
         self.bot = bot
         self.gateways = gateways
+        # the rows of each position's last sync_position (as the venue answered it), which the engine
+        # driver re-quotes on instead of reading them again
+        self.synced_rows: dict[int, list[Order]] = {}
+        # every row this object stored since the caller last emptied it (the driver's in-memory view)
+        self.stored: list[Order] = []
 
     # --- reads ----------------------------------------------------------------------------------
 
@@ -162,43 +168,32 @@ class OrderManager:
         """Commit an Order row per intent (status PENDING) before anything is sent."""
         gateway = self.gateways[position.exchange_account_id]
         rows = []
-        with transaction.atomic():
-            for intent in intents:
-                side = intent.side
-                tag = side_tag(side, intent.level) if purpose == OrderPurpose.QUOTE else f"r{intent.level}"
-                price, amount = gateway.quantize(position.trading_pair, side, intent.price, intent.size)
-                rows.append(Order(
-                    tenant_id=self.bot.tenant_id,
-                    bot=self.bot,
-                    position=position,
-                    exchange_account_id=position.exchange_account_id,
-                    trading_pair=position.trading_pair,
-                    client_order_id=client_order_id(self.bot.pk, self.bot.epoch, cycle, position.pk, tag),
-                    side=side,
-                    order_type=order_type,
-                    time_in_force=time_in_force,
-                    purpose=purpose,
-                    post_only=intent.post_only and order_type == "limit" and time_in_force == "GTC",
-                    price=price,
-                    amount=amount,
-                    epoch=self.bot.epoch,
-                    cycle=cycle,
-                    level=intent.level,
-                ))
-            try:  # the common case: one INSERT for all of them
-                with transaction.atomic():
-                    Order.objects.bulk_create(rows)
-            except IntegrityError:
-                # a retried cycle reuses its ids: the existing row wins, nothing is stored twice
-                for row in rows:
-                    row.pk = None
-                    row._state.adding = True
-                    try:
-                        with transaction.atomic():
-                            row.save(force_insert=True)
-                    except IntegrityError:
-                        row.pk = None
-        return [row for row in rows if row.pk is not None]
+        for intent in intents:
+            side = intent.side
+            tag = side_tag(side, intent.level) if purpose == OrderPurpose.QUOTE else f"r{intent.level}"
+            price, amount = gateway.quantize(position.trading_pair, side, intent.price, intent.size)
+            rows.append(Order(
+                tenant_id=self.bot.tenant_id,
+                bot=self.bot,
+                position=position,
+                exchange_account_id=position.exchange_account_id,
+                trading_pair=position.trading_pair,
+                client_order_id=client_order_id(self.bot.pk, self.bot.epoch, cycle, position.pk, tag),
+                side=side,
+                order_type=order_type,
+                time_in_force=time_in_force,
+                purpose=purpose,
+                post_only=intent.post_only and order_type == "limit" and time_in_force == "GTC",
+                price=price,
+                amount=amount,
+                epoch=self.bot.epoch,
+                cycle=cycle,
+                level=intent.level,
+            ))
+        # one statement; a retried cycle reuses its ids: the stored row wins, nothing is stored twice
+        stored = insert_orders(rows)
+        self.stored.extend(stored)
+        return stored
 
     def send(self, orders: Sequence[Order]) -> list[PlacementOutcome]:
         """Send stored orders concurrently; acknowledge, reject or leave pending (outcome unknown)."""
@@ -322,15 +317,8 @@ class OrderManager:
 
     @staticmethod
     def _save_acks(orders: list[Order]) -> None:
-        """The venue's answers for several orders in one statement (one row: a plain save)."""
-        if len(orders) <= 2:  # a transaction around one UPDATE costs more round trips than it saves
-            for order in orders:
-                order.save(update_fields=ACK_FIELDS)
-        else:
-            now = timezone.now()
-            for order in orders:
-                order.updated_at = now
-            Order.objects.bulk_update(orders, ACK_FIELDS)
+        """The venue's answers for several orders in one statement."""
+        save_order_fields(orders, ACK_FIELDS)
 
     async def _cancel_one(self, order: Order) -> ExchangeOrder:
         gateway = self.gateways[order.exchange_account_id]
@@ -441,6 +429,7 @@ class OrderManager:
                 logger.info("fetch_order %s failed: %s", cid, exc)
                 continue
             self._acknowledge(order, remote)
+        self.synced_rows[position.pk] = list(rows.values())
         if left_book or trades_due(position.pk):
             return self.sync_fills(position, mid=mid)
         return []

@@ -1,0 +1,82 @@
+"""Order rows written in one statement each on the quoting path.
+
+The ORM spends several round trips on what the engine needs in one: ``bulk_create`` opens a
+transaction (BEGIN, a savepoint for the duplicate-id fallback, INSERT, RELEASE, COMMIT) and
+``save``/``bulk_update`` write one row per statement or wrap a CASE statement in a transaction. A
+re-quote stores two new orders and saves four venue answers; these helpers make that two statements.
+
+* ``insert_orders``: one ``INSERT ... ON CONFLICT (client_order_id) DO NOTHING RETURNING``; a row whose
+  client order id exists already is skipped (the stored row wins: a retried cycle never stores or
+  sends an order twice).
+* ``save_order_fields``: one ``UPDATE ... FROM (VALUES ...)`` for any number of rows (Postgres); other
+  databases save row by row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db import connection
+from django.utils import timezone
+
+from bots.models import Order
+
+
+def insert_orders(rows: Sequence[Order]) -> list[Order]:
+    """Store new Order rows in one statement; returns the rows stored (their pk set), in order. Rows
+    whose client order id is already stored are left out and keep ``pk`` None."""
+    if not rows:
+        return []
+    meta = Order._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    params: list[object] = []
+    for row in rows:
+        params.extend(f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields)
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+           f"VALUES {', '.join([one] * len(rows))} "
+           f"ON CONFLICT ({quote('client_order_id')}) DO NOTHING "
+           f"RETURNING {quote('id')}, {quote('client_order_id')}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        stored = {client_id: pk for pk, client_id in cursor.fetchall()}
+    kept = []
+    for row in rows:
+        pk = stored.get(row.client_order_id)
+        if pk is None:
+            continue
+        row.pk = pk
+        row._state.adding = False
+        row._state.db = connection.alias
+        kept.append(row)
+    return kept
+
+
+def save_order_fields(rows: Sequence[Order], field_names: Sequence[str]) -> None:
+    """Write ``field_names`` of every row (``updated_at`` stamped now when listed) in one statement."""
+    if not rows:
+        return
+    if "updated_at" in field_names:
+        now = timezone.now()
+        for row in rows:
+            row.updated_at = now
+    if len(rows) == 1 or connection.vendor != "postgresql":
+        for row in rows:
+            row.save(update_fields=list(field_names))
+        return
+    meta = Order._meta
+    fields = [meta.get_field(name) for name in field_names]
+    quote = connection.ops.quote_name
+    params: list[object] = []
+    for row in rows:
+        params.append(row.pk)
+        params.extend(f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields)
+    one = "(" + ", ".join(["%s"] * (len(fields) + 1)) + ")"
+    columns = ", ".join(["id", *(f"c{i}" for i in range(len(fields)))])
+    assignments = ", ".join(f"{quote(f.column)} = v.c{i}::{f.db_type(connection)}" for i, f in enumerate(fields))
+    table = quote(meta.db_table)
+    sql = (f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([one] * len(rows))}) AS v({columns}) "
+           f"WHERE {table}.{quote('id')} = v.id::bigint")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
