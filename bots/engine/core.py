@@ -279,12 +279,13 @@ class PerformanceTracker:
 
     def spread_capture_bps(self) -> float:
         """Mean distance of maker fills from the mid at detection, in bps (positive = earned)."""
-        fills = Fill.objects.filter(bot=self.bot, mid_at_fill__isnull=False).order_by("-executed_at")[:500]
+        fills = Fill.objects.filter(bot=self.bot, mid_at_fill__isnull=False).order_by("-executed_at").values_list(
+            "side", "price", "mid_at_fill")[:500]
         captures = []
-        for f in fills:
-            mid = float(f.mid_at_fill)
+        for side, price, mid_at_fill in fills:
+            mid = float(mid_at_fill)
             if mid > 0:
-                edge = (mid - float(f.price)) if f.side == "buy" else (float(f.price) - mid)
+                edge = (mid - float(price)) if side == "buy" else (float(price) - mid)
                 captures.append(edge / mid * 1e4)
         return sum(captures) / len(captures) if captures else 0.0
 
@@ -925,7 +926,9 @@ class MarketMakingBot:
 
     def snapshot_performance(self) -> None:
         now = timezone.now()
-        positions = list(LiquidityPosition.objects.filter(bot=self.bot, is_active=True))
+        # the positions this engine holds are current (each fill sync updates them in memory too)
+        positions = list(self.active_positions.values()) or list(
+            LiquidityPosition.objects.filter(bot=self.bot, is_active=True))
         mids = {p: s.mid for p, s in self.snapshots.items() if not s.problem()}
         summary = self.performance_tracker.summary(positions, mids)
         equity = Decimal(repr(round(self._equity_quote(), 8)))
@@ -946,7 +949,10 @@ class MarketMakingBot:
                 base_value_quote=Decimal(repr(round(inventory.base_value_quote, 8))),
                 ratio=inventory.current_ratio, target_ratio=inventory.target_ratio,
             ))
-        InventorySnapshot.objects.bulk_create(rows)
+        if len(rows) == 1:  # one plain INSERT (bulk_create wraps even one row in a transaction)
+            rows[0].save(force_insert=True)
+        else:
+            InventorySnapshot.objects.bulk_create(rows)
         push(tenant_id=self.bot.tenant_id, bot_id=self.bot_id, kind="snapshot",
              data={**summary, "equity_quote": equity, "taken_at": now,
                    "inventory": self.inventory_manager.get_final_inventory()})

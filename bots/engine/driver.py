@@ -869,6 +869,8 @@ class Driver:
         accounts = {engine.active_positions[p].exchange_account_id for p in pairs}
         engine.inventory_manager.load_balances({a: engine.exchanges[a] for a in accounts})
         total_open = sum(runner.open_count.values())
+        synced_positions: set[int] = set()
+        rows: list[Order] = []
         for pair in pairs:
             position = engine.active_positions[pair]
             snapshot = self._snapshot(runner, engine, position, {}, time.time())  # the feeder's book
@@ -878,11 +880,16 @@ class Driver:
             if mid == mid:
                 engine.inventory_manager.assess(position, mid)
             # re-quoted on the rows the sync just reconciled with the venue (not read again)
-            live = [o for o in engine.order_manager.synced_rows.pop(position.pk, [])
-                    if o.status in OPEN_ORDER_STATUSES and o.purpose == OrderPurpose.QUOTE]
+            synced = engine.order_manager.synced_rows.pop(position.pk, [])
+            synced_positions.add(position.pk)
+            rows.extend(synced)
+            live = [o for o in synced if o.status in OPEN_ORDER_STATUSES and o.purpose == OrderPurpose.QUOTE]
             engine._quote(position, initial=False, live_rows=live,
                           others_open=total_open - runner.open_count.get(position.pk, 0))
-        self._capture(runner, engine, full=False)
+        # the open rows, in memory: other pairs' as they were, the synced pairs' as the venue answered
+        # the sync and the re-quote, and the re-quote's new ones
+        rows += [o for o in runner.rows if o.position_id not in synced_positions]
+        self._capture(runner, engine, full=False, rows=rows + engine.order_manager.stored)
         for account_id in accounts:  # balances moved: the next due cycle reads the account again
             view = self.accounts.get(account_id)
             if view is not None:

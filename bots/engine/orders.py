@@ -490,7 +490,7 @@ class OrderManager:
                         tenant_id=self.bot.tenant_id,
                         bot=self.bot,
                         order=order,
-                        position=order.position or locked,
+                        position_id=order.position_id or locked.pk,  # no read of the order's position
                         exchange_account_id=position.exchange_account_id,
                         exchange_trade_id=trade.trade_id,
                         trading_pair=position.trading_pair,
@@ -510,10 +510,15 @@ class OrderManager:
                     for name in ACCOUNTING_FIELDS:  # the row, and the cycle's in-memory position
                         setattr(locked, name, getattr(account, name))
                         setattr(position, name, getattr(account, name))
-                    locked.save(update_fields=list(ACCOUNTING_FIELDS))
-        self._settle_filled_orders({f.order_id for f in new_fills if f.order_id})
-        LiquidityPosition.objects.filter(pk=position.pk, last_trade_sync_ms__lt=latest_ms).update(
-            last_trade_sync_ms=latest_ms)
+                    # the sync mark goes with the accounting (the row is locked: max() is safe)
+                    locked.last_trade_sync_ms = max(locked.last_trade_sync_ms, latest_ms)
+                    locked.save(update_fields=[*ACCOUNTING_FIELDS, "last_trade_sync_ms"])
+        # orders the venue already reported filled in full have nothing to settle
+        self._settle_filled_orders({f.order_id for f in new_fills if f.order_id
+                                    and f.order.filled < f.order.amount})
+        if not new_fills:
+            LiquidityPosition.objects.filter(pk=position.pk, last_trade_sync_ms__lt=latest_ms).update(
+                last_trade_sync_ms=latest_ms)
         position.last_trade_sync_ms = max(position.last_trade_sync_ms, latest_ms)
         trades_synced(position.pk)  # only now: a sync that failed half-way (e.g. its connection died) runs again
         if new_fills:
@@ -545,6 +550,9 @@ class OrderManager:
                 order.status = OrderStatus.PARTIALLY_FILLED
                 fields.append("status")
             order.save(update_fields=fields)
+            for synced in self.synced_rows.get(order.position_id or 0, []):
+                if synced.pk == order.pk:  # the copy the sync handed out learns it too
+                    synced.filled, synced.status, synced.closed_at = order.filled, order.status, order.closed_at
             updated.append(self.order_payload(order))
         if updated:
             push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="orders", data={"updated": updated})
