@@ -55,6 +55,7 @@ from bench.common import (  # noqa: E402
 
 ADMIN_TOKEN = "bench-admin"
 PROFILE_IDLE = True  # --profile-cpu: on-CPU samples only (what costs CPU, not what waits)
+PROFILE_GIL = False  # --profile-gil: only the thread holding the GIL (what the process's core runs)
 SCALE_SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT", "ETH/BTC")
 # each scale account quotes one symbol and holds that symbol's base and quote worth this much each
 # (USDT), so every bot starts at its 50 % target inventory, as a desk funds a bot
@@ -318,7 +319,7 @@ def profile_during(worker: Child, seconds: float, load: Any, tag: str) -> dict[s
 
         thread = threading.Thread(target=drive, daemon=True)
         thread.start()
-    recorded = py_spy_record(worker.pid, seconds, out, idle=PROFILE_IDLE)
+    recorded = py_spy_record(worker.pid, seconds, out, idle=PROFILE_IDLE, gil=PROFILE_GIL)
     stop.set()
     if thread is not None:
         thread.join(15)
@@ -326,7 +327,8 @@ def profile_during(worker: Child, seconds: float, load: Any, tag: str) -> dict[s
         return {"error": "py-spy unavailable or not permitted"}
     folded = fold_profile(recorded, must_contain="driver.py", top=80)
     return {"file": str(recorded.relative_to(ROOT)), "samples": folded["samples"],
-            "mode": "wall clock (waiting included)" if PROFILE_IDLE else "on-CPU only",
+            "mode": "GIL holder only" if PROFILE_GIL else "wall clock (waiting included)" if PROFILE_IDLE
+            else "on-CPU only",
             "project_inclusive_pct": project_breakdown(folded)[:25],
             "all_inclusive_pct": folded["inclusive_pct"][:30], "leaf_pct": folded["leaf_pct"]}
 
@@ -589,12 +591,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="bots quoting each symbol (symbols = N / this, at least 6)")
     parser.add_argument("--profile-secs", type=float, help="py-spy seconds per profile (0: none; default 10)")
     parser.add_argument("--profile-cpu", action="store_true", help="profile on-CPU samples only (default: wall)")
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="profile only the thread holding the GIL (what each worker process's core runs)")
     options = parser.parse_args(argv)
     market = MARKETS[options.market]
     volatility = options.volatility_bps if options.volatility_bps is not None else market["volatility_bps"]
     noise = options.noise_rate if options.noise_rate is not None else market["noise_rate"]
-    global PROFILE_IDLE
-    PROFILE_IDLE = not options.profile_cpu
+    global PROFILE_IDLE, PROFILE_GIL
+    PROFILE_IDLE = not (options.profile_cpu or options.profile_gil)
+    PROFILE_GIL = options.profile_gil
     moves = options.moves or (200 if options.quick else 1000)
     ns = [int(n) for n in (options.ns or ("10,100" if options.quick else "10,100,500,1000")).split(",")]
     window = options.window or (15.0 if options.quick else 30.0)

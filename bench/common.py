@@ -246,8 +246,10 @@ def py_spy_available() -> bool:
     return shutil.which("py-spy") is not None or (Path(PYTHON).parent / "py-spy").exists()
 
 
-def py_spy_record(pid: int, seconds: float, out: Path, *, rate: int = 100, idle: bool = True) -> Path | None:
-    """Sample ``pid`` and its children for ``seconds`` into a collapsed-stack file (None if unavailable)."""
+def py_spy_record(pid: int, seconds: float, out: Path, *, rate: int = 100, idle: bool = True,
+                  gil: bool = False) -> Path | None:
+    """Sample ``pid`` and its children for ``seconds`` into a collapsed-stack file (None if unavailable).
+    ``gil``: only the thread holding the GIL (what a CPU-bound Python process spends its core on)."""
     binary = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
     if not Path(binary).exists():
         return None
@@ -255,6 +257,8 @@ def py_spy_record(pid: int, seconds: float, out: Path, *, rate: int = 100, idle:
             "--duration", str(max(1, int(seconds))), "--output", str(out), "--nonblocking"]
     if idle:
         argv.append("--idle")
+    if gil:
+        argv.append("--gil")
     result = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     if result.returncode != 0 or not out.exists():
         print(f"py-spy record failed: {result.stderr.strip()[:400]}")
