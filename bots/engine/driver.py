@@ -929,8 +929,15 @@ class Driver:
         runner.engine = engine
         self._want(runner, engine)
         if full:
+            first = runner.last_full_at == 0.0
+            period = max(engine.config.metrics_interval_secs, runner.interval)
             runner.last_full_at = now
-            runner.perf_due_at = now + max(engine.config.metrics_interval_secs, runner.interval)
+            runner.perf_due_at = now + period
+            if first:
+                # bots that start together (a mass start, a worker restart) spread their periodic work
+                # over its period instead of all snapshotting / fully cycling in the same second
+                runner.perf_due_at = now + period * random.uniform(0.1, 1.0)
+                runner.last_full_at = now - settings.ENGINE_FULL_CYCLE_SECS * random.uniform(0.0, 0.5)
             runner.high_water = float(engine.bot.equity_high_water_quote)
             runner.high_water_dirty = False
 

@@ -209,3 +209,26 @@ def test_own_top_on_a_stale_depth_read_is_not_quoted_off(running_bot: Bot, drive
     snapshot = driver._snapshot(runner, engine, position, {}, time.time())
     assert snapshot.best_bid > stale_level * 1.05, "quoted off a stale level behind our own order"
     assert driver._books[(venue, pair)][1].fetched_at > old  # the depth was read again
+
+
+def test_bots_started_together_spread_their_periodic_work(running_bot: Bot, driver: Driver, settings: Any) -> None:
+    """A mass start (or a worker restart) must not put every bot's performance snapshot and periodic full
+    cycle in the same second: the first full cycle picks a random phase for both."""
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    engine = runner.engine
+    period = max(engine.config.metrics_interval_secs, runner.interval)
+    snapshot_phases, full_phases = set(), set()
+    for _ in range(20):
+        runner.last_full_at = 0.0  # as a runner that never had a full cycle
+        before = time.time()
+        driver._capture(runner, engine, full=True)
+        after = time.time()
+        assert before + 0.1 * period <= runner.perf_due_at <= after + period
+        assert before - 0.5 * settings.ENGINE_FULL_CYCLE_SECS <= runner.last_full_at <= after
+        snapshot_phases.add(round(runner.perf_due_at - before))
+        full_phases.add(round(after - runner.last_full_at))
+    assert len(snapshot_phases) > 10 and len(full_phases) > 10
+    runner.last_full_at = time.time() - 5  # a later full cycle keeps the plain period
+    before = time.time()
+    driver._capture(runner, engine, full=True)
+    assert before <= runner.last_full_at and before + period <= runner.perf_due_at <= time.time() + period
