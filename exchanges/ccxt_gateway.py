@@ -424,22 +424,40 @@ class CcxtGateway(ExchangeGateway):
             return client.create_order(request.pair, request.order_type, request.side, amount, price_arg,
                                        dict(params))
 
+        async def duplicate(error: ExchangeError, _outcome_was_unknown: bool) -> ExchangeOrder | None:
+            # a duplicate means an order with this client id is open: that one is ours
+            if isinstance(error, InvalidOrderError) and "Duplicate order" in str(error):
+                return await self._find_by_client_id(request.pair, cid)
+            return None
+
+        return await self._send_exactly_once(request.pair, cid, create, "not placed", duplicate)
+
+    async def _send_exactly_once(
+        self, pair: str, cid: str, send: Callable[[Any], Awaitable[dict]], failed: str,
+        settle: Callable[[ExchangeError, bool], Awaitable[ExchangeOrder | None]],
+    ) -> ExchangeOrder:
+        """Send a request that creates the order ``cid`` until its outcome is known, never creating it
+        twice: a 429 waits and re-sends; an unknown outcome (timeout, 5xx, lost reply) looks the order up
+        by client id before any re-send. ``settle(error, outcome_was_unknown)`` first gets every other
+        venue error: it returns the order, or raises, or returns None (then an unknown outcome is
+        resolved as above and anything else is raised). After ``place_attempts``: the last 429, else
+        ``OrderOutcomeUnknownError``."""
+        outcome_was_unknown = False
         last_error: ExchangeError | None = None
         for attempt in range(self.place_attempts):
             try:
-                return self._order(await self._request(create), request.pair)
+                return self._order(await self._request(send), pair)
             except RateLimitedError as error:  # rejected before processing: wait and re-send
                 last_error = error
-            except InvalidOrderError as error:
-                # a duplicate means an order with this client id is open: that one is ours
-                if "Duplicate order" in str(error):
-                    found = await self._find_by_client_id(request.pair, cid)
-                    if found is not None:
-                        return found
-                raise
-            except ExchangeUnavailableError as error:  # outcome unknown: resolve before any retry
+            except ExchangeError as error:
+                settled = await settle(error, outcome_was_unknown)
+                if settled is not None:
+                    return settled
+                if not isinstance(error, ExchangeUnavailableError):
+                    raise
+                outcome_was_unknown = True  # resolve before any retry
                 last_error = error
-                found = await self._find_by_client_id(request.pair, cid)
+                found = await self._find_by_client_id(pair, cid)
                 if found is not None:
                     return found
             if attempt < self.place_attempts - 1:
@@ -447,7 +465,7 @@ class CcxtGateway(ExchangeGateway):
         if isinstance(last_error, RateLimitedError):
             raise last_error
         raise OrderOutcomeUnknownError(
-            f"{request.pair} {cid}: not placed after {self.place_attempts} attempts ({last_error})"
+            f"{pair} {cid}: {failed} after {self.place_attempts} attempts ({last_error})"
         ) from last_error
 
     async def _prepared(self, request: OrderRequest) -> tuple[str, str | None, dict[str, Any]]:
@@ -512,31 +530,13 @@ class CcxtGateway(ExchangeGateway):
             return client.edit_order(cancel_exchange_order_id or None, pair, new.order_type, new.side, amount,
                                      price_arg, dict(params))
 
-        outcome_was_unknown = False
-        last_error: ExchangeError | None = None
-        for attempt in range(self.place_attempts):
-            try:
-                return self._order(await self._request(edit), pair)
-            except RateLimitedError as error:  # rejected before processing: wait and re-send
-                last_error = error
-            except ExchangeError as error:
-                failure = cancel_replace_failure(error.__cause__)
-                if failure is not None:
-                    return await self._replace_failed(pair, cid, failure, outcome_was_unknown, error)
-                if not isinstance(error, ExchangeUnavailableError):
-                    raise  # refused before either half (filters, parameters, credentials)
-                outcome_was_unknown = True
-                last_error = error
-                found = await self._find_by_client_id(pair, cid)
-                if found is not None:
-                    return found
-            if attempt < self.place_attempts - 1:
-                await self._sleep(self._delay(attempt, last_error))
-        if isinstance(last_error, RateLimitedError):
-            raise last_error
-        raise OrderOutcomeUnknownError(
-            f"{pair} {cid}: replace not resolved after {self.place_attempts} attempts ({last_error})"
-        ) from last_error
+        async def cancel_failed(error: ExchangeError, outcome_was_unknown: bool) -> ExchangeOrder | None:
+            failure = cancel_replace_failure(error.__cause__)
+            if failure is None:
+                return None  # refused before either half (filters, parameters, credentials), or unknown
+            return await self._replace_failed(pair, cid, failure, outcome_was_unknown, error)
+
+        return await self._send_exactly_once(pair, cid, edit, "replace not resolved", cancel_failed)
 
     async def _replace_failed(
         self, pair: str, cid: str, failure: dict, outcome_was_unknown: bool, error: ExchangeError
