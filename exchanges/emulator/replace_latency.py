@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
-import subprocess
 import sys
 import time
 from decimal import Decimal
 
 from exchanges.ccxt_gateway import CcxtGateway
-from exchanges.emulator.stream_latency import _free_port, _percentile
+from exchanges.emulator.child import emulator_process, summary
 from exchanges.gateway import ExchangeOrder, GatewayCredentials, OrderRequest
 from exchanges.ratelimit import LocalTokenBucket
 
@@ -62,13 +60,6 @@ async def measure(base_url: str, moves: int, warmup: int) -> tuple[list[float], 
     return replace_ms, two_requests_ms
 
 
-def _summary(name: str, values_ms: list[float]) -> str:
-    ordered = sorted(values_ms)
-    return (f"{name:<18} {len(ordered)} moves: p50 {_percentile(ordered, 0.50):.2f} ms, "
-            f"p99 {_percentile(ordered, 0.99):.2f} ms, max {ordered[-1]:.2f} ms, "
-            f"mean {statistics.fmean(ordered):.2f} ms")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m exchanges.emulator.replace_latency", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,25 +67,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="the emulator's injected latency per request")
     options = parser.parse_args(argv)
-    port = _free_port()
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "exchanges.emulator", "--port", str(port), "--market-step-ms", "0",
-         "--symbols", PAIR, "--account", f"{API_KEY}:{API_SECRET}:USDT=1000000,BTC=10",
-         "--latency-ms", str(options.latency_ms)],
-        stdout=subprocess.PIPE, text=True,
-    )
     try:
-        line = emulator.stdout.readline() if emulator.stdout else ""
-        if "listening on" not in line:
-            print(f"error: the emulator did not start: {line.strip()}", file=sys.stderr)
-            return 1
-        replace_ms, two_requests_ms = asyncio.run(measure(f"http://127.0.0.1:{port}", options.moves, options.warmup))
-    finally:
-        emulator.terminate()
-        emulator.wait(10)
+        with emulator_process("--symbols", PAIR, "--account", f"{API_KEY}:{API_SECRET}:USDT=1000000,BTC=10",
+                              "--latency-ms", str(options.latency_ms)) as base_url:
+            replace_ms, two_requests_ms = asyncio.run(measure(base_url, options.moves, options.warmup))
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"moving one post-only bid, emulator in its own process, injected latency {options.latency_ms:g} ms")
-    print(_summary("replace", replace_ms))
-    print(_summary("cancel-then-place", two_requests_ms))
+    print(summary(f"{'replace':<18}", replace_ms))
+    print(summary(f"{'cancel-then-place':<18}", two_requests_ms))
     return 0
 
 

@@ -10,29 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
-import statistics
-import subprocess
 import sys
 import time
 
 import aiohttp
 
+from exchanges.emulator.child import emulator_process, summary
 from exchanges.emulator.server import ADMIN_HEADER
 from exchanges.streams import BookTickerStream
 
 ADMIN_TOKEN = "latency-admin-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _percentile(sorted_values: list[float], fraction: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
-    return sorted_values[index]
 
 
 async def measure(base_url: str, symbol: str, moves: int, warmup: int) -> list[float]:
@@ -71,25 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--symbol", default="BTC/USDT")
     options = parser.parse_args(argv)
-    port = _free_port()
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "exchanges.emulator", "--port", str(port), "--market-step-ms", "0",
-         "--admin-token", ADMIN_TOKEN, "--symbols", options.symbol],
-        stdout=subprocess.PIPE, text=True,
-    )
     try:
-        line = emulator.stdout.readline() if emulator.stdout else ""
-        if "listening on" not in line:
-            print(f"error: the emulator did not start: {line.strip()}", file=sys.stderr)
-            return 1
-        latencies_ms = sorted(asyncio.run(measure(f"http://127.0.0.1:{port}", options.symbol, options.moves,
-                                                  options.warmup)))
-    finally:
-        emulator.terminate()
-        emulator.wait(10)
-    print(f"POST /admin/mid -> ccxt.pro bookTicker update, {len(latencies_ms)} moves: "
-          f"p50 {_percentile(latencies_ms, 0.50):.2f} ms, p99 {_percentile(latencies_ms, 0.99):.2f} ms, "
-          f"max {latencies_ms[-1]:.2f} ms, mean {statistics.fmean(latencies_ms):.2f} ms")
+        with emulator_process("--admin-token", ADMIN_TOKEN, "--symbols", options.symbol) as base_url:
+            latencies_ms = asyncio.run(measure(base_url, options.symbol, options.moves, options.warmup))
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(summary("POST /admin/mid -> ccxt.pro bookTicker update,", latencies_ms))
     return 0
 
 
