@@ -76,6 +76,20 @@ def emulator_bot(world: Any, server: EmulatorServer, **fields: Any) -> Any:
     return bot
 
 
+def started_bot(world: Any, server: EmulatorServer, **fields: Any) -> Any:
+    """An emulator bot whose market making was started in this process, marked RUNNING (epoch 1)."""
+    from bots.engine.core import MarketMakingBot
+    from bots.models import Bot, BotStatus
+
+    bot = emulator_bot(world, server, status=BotStatus.STARTING, epoch=1, **fields)
+    engine = MarketMakingBot(bot)
+    assert engine.initialize_exchanges()
+    assert engine.start_market_making(bot.pairs)
+    Bot.objects.filter(pk=bot.pk).update(status=BotStatus.RUNNING)
+    bot.refresh_from_db()
+    return bot
+
+
 def emulator_open_orders(server: EmulatorServer, api_key: str = EMULATOR_KEY) -> list[Any]:
     """Open orders of the test account, read from the emulator's engine (its own thread)."""
     account_id = server._keys[api_key][0]

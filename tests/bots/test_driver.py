@@ -12,13 +12,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from bots.engine.core import MarketMakingBot
 from bots.engine.driver import DRIVERS_KEY, Driver, next_due, shard_key
 from bots.engine.lease import cycle_records
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderStatus
 from exchanges.emulator.server import EmulatorServer
 from mmplatform.redis_client import get_redis
-from tests.bots.conftest import emulator_bot, emulator_open_orders
+from tests.bots.conftest import emulator_open_orders, started_bot
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the driver's pool threads have their own connections
 
@@ -31,15 +30,9 @@ def no_streams(settings: Any) -> None:
 
 @pytest.fixture
 def running_bot(world_a: Any, frozen_emulator: EmulatorServer, no_streams: None) -> Bot:
-    bot = emulator_bot(world_a, frozen_emulator, status="starting", epoch=1, trading_pairs="BTC/USDT",
-                       grid_levels=1, monitoring_interval_secs=0.2, metrics_interval_secs=3600.0,
+    return started_bot(world_a, frozen_emulator, trading_pairs="BTC/USDT", grid_levels=1,
+                       monitoring_interval_secs=0.2, metrics_interval_secs=3600.0,
                        volatility_pause_threshold=1000.0, inventory_deviation_limit=1.0)
-    engine = MarketMakingBot(bot)
-    assert engine.initialize_exchanges()
-    assert engine.start_market_making(bot.pairs)
-    Bot.objects.filter(pk=bot.pk).update(status=BotStatus.RUNNING)
-    bot.refresh_from_db()
-    return bot
 
 
 @pytest.fixture

@@ -11,17 +11,7 @@ import pytest
 from bots.engine.core import MarketMakingBot, begin_cycle
 from bots.models import Bot, BotEvent, BotStatus, Order, OrderPurpose
 from risk.models import RiskEvent
-from tests.bots.conftest import emulator_bot, emulator_open_orders
-
-
-def started(world: Any, server: Any, **fields: Any) -> Bot:
-    bot = emulator_bot(world, server, status=BotStatus.STARTING, epoch=1, **fields)
-    engine = MarketMakingBot(bot)
-    assert engine.initialize_exchanges()
-    assert engine.start_market_making(bot.pairs)
-    Bot.objects.filter(pk=bot.pk).update(status=BotStatus.RUNNING)
-    bot.refresh_from_db()
-    return bot
+from tests.bots.conftest import emulator_open_orders, started_bot
 
 
 def cycle(bot: Bot) -> MarketMakingBot:
@@ -43,7 +33,7 @@ def open_sizes(bot: Bot, pair: str) -> list[Decimal]:
 
 
 def test_position_limit_exceeded_reduces_order_sizes(world_a: Any, frozen_emulator: Any) -> None:
-    bot = started(world_a, frozen_emulator, trading_pairs="BTC/USDT", order_refresh_tolerance_bps=0.0,
+    bot = started_bot(world_a, frozen_emulator, trading_pairs="BTC/USDT", order_refresh_tolerance_bps=0.0,
                   order_refresh_secs=0.001)
     normal = open_sizes(bot, "BTC/USDT")
     # 1 BTC at ~60,000 USDT is above a 50,000 position limit
@@ -61,7 +51,7 @@ def test_position_limit_exceeded_reduces_order_sizes(world_a: Any, frozen_emulat
 
 
 def test_daily_loss_limit_pauses_trading_and_cancels(world_a: Any, frozen_emulator: Any) -> None:
-    bot = started(world_a, frozen_emulator)
+    bot = started_bot(world_a, frozen_emulator)
     assert emulator_open_orders(frozen_emulator)
     # the day started 1,000 USDT better than now: a 1,000 loss today hits a 500 limit
     Bot.objects.filter(pk=bot.pk).update(daily_pnl_baseline_quote=Decimal("1000"), max_daily_loss_quote=Decimal("500"))
@@ -77,7 +67,7 @@ def test_daily_loss_limit_pauses_trading_and_cancels(world_a: Any, frozen_emulat
 
 
 def test_inventory_imbalance_forces_a_rebalancing_trade(world_a: Any, frozen_emulator: Any) -> None:
-    bot = started(world_a, frozen_emulator, trading_pairs="BTC/USDT")
+    bot = started_bot(world_a, frozen_emulator, trading_pairs="BTC/USDT")
     # balances sit at ratio 0.5; a 0.9 target is 0.4 away, beyond the 0.3 deviation limit
     Bot.objects.filter(pk=bot.pk).update(target_ratios={"BTC/USDT": 0.9})
     engine = cycle(bot)
@@ -92,7 +82,7 @@ def test_inventory_imbalance_forces_a_rebalancing_trade(world_a: Any, frozen_emu
 
 
 def test_market_volatility_widens_spreads(world_a: Any, frozen_emulator: Any, settings: Any) -> None:
-    bot = started(world_a, frozen_emulator, trading_pairs="BTC/USDT", order_refresh_tolerance_bps=0.0,
+    bot = started_bot(world_a, frozen_emulator, trading_pairs="BTC/USDT", order_refresh_tolerance_bps=0.0,
                   order_refresh_secs=0.001, volatility_spread_widen_factor=3.0)
 
     def spread(b: Bot) -> Decimal:
