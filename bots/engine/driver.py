@@ -816,18 +816,12 @@ class Driver:
                 engine._update_performance()
                 runner.perf_due_at = time.time() + max(engine.config.metrics_interval_secs, runner.interval)
                 return outcome
-            engine.order_manager.stored = []
-            if verdict.kind == "fills":
-                cycle = begin_fenced_cycle(runner.bot_id, runner.epoch)
-                if cycle is None:
-                    raise FencedError(f"bot {runner.bot_id}: stopped, killed or restarted; nothing is sent")
-                engine.cycle, engine.fenced_at_begin = cycle, True
-                self._sync_and_requote(runner, engine, verdict.pairs)
-                return outcome
-            total_open = sum(runner.open_count.values())
+            engine.order_manager.stored = []  # the rows this cycle stores, for its in-memory capture
             numbered: list[int] = []
 
-            def number_once() -> int:  # one cycle number for this re-quote, taken after the cancels left
+            def number_once() -> int:
+                """This cycle's number, taken once (a re-quote's after its cancels left) and fenced in the
+                same statement: a stop, kill or restart since the check sends nothing."""
                 if not numbered:
                     cycle = begin_fenced_cycle(runner.bot_id, runner.epoch)
                     if cycle is None:
@@ -836,6 +830,11 @@ class Driver:
                     engine.fenced_at_begin = True
                 return numbered[0]
 
+            if verdict.kind == "fills":
+                engine.cycle = number_once()
+                self._sync_and_requote(runner, engine, verdict.pairs)
+                return outcome
+            total_open = sum(runner.open_count.values())
             for pair in verdict.pairs:
                 position = engine.active_positions[pair]
                 engine._quote(position, initial=False, live_rows=runner.live.get(position.pk, []),
@@ -908,7 +907,6 @@ class Driver:
             rows = list(Order.objects.filter(bot_id=runner.bot_id, status__in=OPEN_ORDER_STATUSES))
         else:
             rows = [o for o in rows if o.status in OPEN_ORDER_STATUSES]
-        engine.order_manager.stored = []
         runner.rows = rows
         known = {o.client_order_id for o in rows}
         for cid in runner.known - known:
