@@ -1,16 +1,28 @@
 """Django settings, read only from the environment (12-factor). Bad values fail loudly at start.
 
+Two modes:
+  development  (the default when nothing is set: a fresh clone, ``make run``, ``make test``,
+               ``manage.py <anything>``) DEBUG on, a development SECRET_KEY and credential key, localhost
+               only, plain HTTP, SQLite under var/ and an embedded Redis unless DATABASE_URL / REDIS_URL say
+               otherwise.
+  production   asked for by DJANGO_ENV=production or by an explicit DEBUG=0. Nothing is defaulted that
+               matters: SECRET_KEY, ALLOWED_HOSTS and CREDENTIAL_KEYS are required, DEBUG=1 is refused,
+               HTTPS-only cookies, HSTS and the SSL redirect are on.
+
 Environment:
-  DEBUG             "1"/"0" (default 0). Development conveniences only when 1.
-  SECRET_KEY        required when DEBUG=0.
-  ALLOWED_HOSTS     comma-separated (default "localhost,127.0.0.1" when DEBUG=1; required otherwise).
+  DJANGO_ENV        "development" or "production" (default: production when DEBUG=0, else development).
+  DEBUG             "1"/"0". Development: default 1 (DEBUG=0 alone selects production; with an explicit
+                    DJANGO_ENV=development it only turns DEBUG off). Production: 0 (1 is refused).
+  SECRET_KEY        required in production; a fixed development key otherwise.
+  ALLOWED_HOSTS     comma-separated (required in production; development: localhost, 127.0.0.1, [::1]).
   CSRF_TRUSTED_ORIGINS  comma-separated origins (e.g. https://mm.example.com).
   DATABASE_URL      default: SQLite file var/db.sqlite3.
   REDIS_URL         Celery broker + results, Channels layer, cache. Unset: an embedded real Redis
-                    server is started (see mmplatform/embedded_redis.py).
+                    server is started and owned by this process (see mmplatform/embedded_redis.py).
   CREDENTIAL_KEYS   comma-separated Fernet keys; the first encrypts, all decrypt (rotation).
-                    Required when DEBUG=0; in DEBUG a development key is derived from SECRET_KEY.
-  SECURE_SSL        "1" (default when DEBUG=0): HTTPS-only cookies, HSTS, SSL redirect.
+                    Required in production; in development a key is derived from SECRET_KEY.
+  SECURE_SSL        "1" (default in production): HTTPS-only cookies, HSTS, SSL redirect.
+  MMPLATFORM_VAR_DIR  where SQLite, the embedded Redis and collected static files live (default var/).
 """
 
 from __future__ import annotations
@@ -23,7 +35,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from mmplatform.embedded_redis import celery_url, ensure_embedded_redis
+from mmplatform.embedded_redis import ensure_embedded_redis
+from mmplatform.redis_config import redis_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("MMPLATFORM_VAR_DIR", BASE_DIR / "var"))
@@ -70,24 +83,35 @@ def env_int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
-DEBUG = env_bool("DEBUG", False)
+ENVIRONMENTS = ("development", "production")
+_debug_given = os.environ.get("DEBUG", "") != ""
+ENVIRONMENT = os.environ.get("DJANGO_ENV", "").strip().lower()
+if not ENVIRONMENT:
+    ENVIRONMENT = "production" if _debug_given and not env_bool("DEBUG", True) else "development"
+if ENVIRONMENT not in ENVIRONMENTS:
+    raise ImproperlyConfigured(f"DJANGO_ENV must be one of {', '.join(ENVIRONMENTS)}, got {ENVIRONMENT!r}")
+PRODUCTION = ENVIRONMENT == "production"
+DEBUG = env_bool("DEBUG", not PRODUCTION)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DEBUG=1 is not allowed with DJANGO_ENV=production")
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY is required when DEBUG=0")
+    if PRODUCTION:
+        raise ImproperlyConfigured("SECRET_KEY is required in production (DJANGO_ENV=production or DEBUG=0)")
     SECRET_KEY = "dev-insecure-" + "x" * 50
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]"])
 if not ALLOWED_HOSTS:
-    raise ImproperlyConfigured("ALLOWED_HOSTS is required when DEBUG=0")
+    raise ImproperlyConfigured("ALLOWED_HOSTS is required in production (DJANGO_ENV=production or DEBUG=0)")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 # --- credential encryption (exchanges.crypto) ---------------------------------------------------
 CREDENTIAL_KEYS = env_list("CREDENTIAL_KEYS", [])
 if not CREDENTIAL_KEYS:
-    if not DEBUG:
-        raise ImproperlyConfigured("CREDENTIAL_KEYS (comma-separated Fernet keys) is required when DEBUG=0")
+    if PRODUCTION:
+        raise ImproperlyConfigured("CREDENTIAL_KEYS (comma-separated Fernet keys) is required in production "
+                                   "(DJANGO_ENV=production or DEBUG=0)")
     CREDENTIAL_KEYS = [base64.urlsafe_b64encode(hashlib.sha256(SECRET_KEY.encode()).digest()).decode()]
 
 INSTALLED_APPS = [
@@ -163,23 +187,12 @@ if not REDIS_URL:
     REDIS_URL = ensure_embedded_redis(VAR_DIR)
     os.environ["REDIS_URL"] = REDIS_URL  # child processes (worker, beat, web) share the server
 
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "mmp",
-    }
-}
-
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
-    }
-}
-
-CELERY_BROKER_URL = celery_url(REDIS_URL)
-CELERY_RESULT_BACKEND = celery_url(REDIS_URL)
+# One URL, every consumer in its own spelling (Celery needs redis+socket:// for a unix socket).
+_redis = redis_settings(REDIS_URL)
+CACHES = _redis["CACHES"]
+CHANNEL_LAYERS = _redis["CHANNEL_LAYERS"]
+CELERY_BROKER_URL = _redis["CELERY_BROKER_URL"]
+CELERY_RESULT_BACKEND = _redis["CELERY_RESULT_BACKEND"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -227,7 +240,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 # --- security (production) ----------------------------------------------------------------------
-SECURE_SSL = env_bool("SECURE_SSL", not DEBUG)
+SECURE_SSL = env_bool("SECURE_SSL", PRODUCTION)
 SESSION_COOKIE_SECURE = SECURE_SSL
 CSRF_COOKIE_SECURE = SECURE_SSL
 SECURE_SSL_REDIRECT = SECURE_SSL

@@ -1,12 +1,21 @@
-"""Shared fixtures: two tenants, and for each role a user (owner / operator / viewer / outsider)."""
+"""Shared fixtures: two tenants, and for each role a user (owner / operator / viewer / outsider); and two
+session-wide guards: no test leaves this process pointed at another Redis, and no process started during
+the session (Celery, daphne, the emulator, redis-server, Chromium) outlives it."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+
+# Every process started from here on inherits the tag, however it is started and whoever its parent
+# becomes: the session-finish check finds them all by it (tests.processes.processes_tagged).
+SESSION_TAG = f"pytest-{uuid.uuid4().hex}"
+os.environ["MMPLATFORM_PROCESS_TAG"] = SESSION_TAG
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -90,13 +99,58 @@ def clean_platform_redis_keys() -> None:
 @pytest.fixture
 def celery_queue(settings: Any) -> str:
     """A queue of this test's own, so no task of another test (or run) reaches its workers."""
-    import uuid
-
     from mmplatform.celery import app
 
     queue = f"test-{uuid.uuid4().hex[:8]}"
+    previous = app.conf.task_default_queue  # before the settings change: Celery's conf reads them live
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
-    previous = app.conf.task_default_queue
     app.conf.task_default_queue = queue
     yield queue
     app.conf.task_default_queue = previous
+
+
+@pytest.fixture(autouse=True)
+def redis_state_restored(request: pytest.FixtureRequest) -> Any:
+    """A test that points this process at another Redis (or queue) must point it back: a leak breaks
+    every later test that sends a task, far from its cause (``KeyError: 'No such transport: unix'``)."""
+    from tests.processes import redis_state
+
+    before = redis_state()
+    yield
+    after = redis_state()
+    if after != before:
+        from mmplatform.celery import app
+
+        app.conf.broker_url = before["celery broker_url"]
+        app.conf.result_backend = before["celery result_backend"]
+        app.conf.task_default_queue = before["celery task_default_queue"]
+        changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+        pytest.fail(f"{request.node.nodeid} left this process's Redis configuration changed: {changed}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After every fixture is torn down: no process the session started may still run (the session's
+    own embedded Redis excepted: this process stops it at exit). Leftovers are listed, killed, and fail
+    the run."""
+    from mmplatform.embedded_redis import owned_server_pid
+    from tests.processes import describe, wait_gone
+
+    own_redis = owned_server_pid()
+    left = wait_gone(SESSION_TAG, 15, ignore={own_redis} if own_redis else set())
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = f"processes started by the test session still running after it:\n{describe(left)}"
+    if reporter is not None:
+        reporter.write_line(message, red=True)
+    else:
+        print(message)
+    import psutil
+
+    for process in left:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass  # gone meanwhile
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -9,11 +9,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 from django.conf import settings
 from django.db import connection
+
+from mmplatform.children import child_options
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -54,7 +59,7 @@ class Proc:
         self.log_path = ARTIFACTS / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self._log = open(self.log_path, "wb")
         self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+                                      start_new_session=True, **child_options())
 
     @property
     def pid(self) -> int:
@@ -115,3 +120,83 @@ def wait_until(predicate: Any, timeout_secs: float, interval_secs: float = 0.1, 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_secs}s: {message}")
         time.sleep(interval_secs)
+
+
+# --- which processes are still running, and where this process's Redis clients point -------------------
+
+PROCESS_TAG_VARIABLE = "MMPLATFORM_PROCESS_TAG"
+
+
+def processes_tagged(tag: str) -> list[psutil.Process]:
+    """Live processes (not zombies) whose environment carries ``MMPLATFORM_PROCESS_TAG=<tag>``: everything
+    started, directly or not, by a process that had the tag, whatever became of its parent."""
+    found = []
+    for process in psutil.process_iter(["pid", "status"]):
+        if process.pid == os.getpid() or process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            if process.environ().get(PROCESS_TAG_VARIABLE) == tag:
+                found.append(process)
+        except (psutil.Error, OSError):
+            continue  # another user's process, or gone meanwhile
+    return found
+
+
+def describe(processes: list[psutil.Process]) -> str:
+    lines = []
+    for process in processes:
+        try:
+            lines.append(f"  pid {process.pid}: {' '.join(process.cmdline())[:200]}")
+        except psutil.Error:
+            lines.append(f"  pid {process.pid}: (gone)")
+    return "\n".join(lines)
+
+
+def wait_gone(tag: str, timeout_secs: float, ignore: set[int] | None = None) -> list[psutil.Process]:
+    """Wait up to ``timeout_secs`` for every process tagged ``tag`` (but ``ignore``) to exit; return those left."""
+    deadline = time.monotonic() + timeout_secs
+    while True:
+        left = [p for p in processes_tagged(tag) if p.pid not in (ignore or set())]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def redis_state() -> dict[str, Any]:
+    """Where this process's Redis users point: the settings and Celery's live configuration."""
+    from mmplatform.celery import app
+
+    return {"REDIS_URL": settings.REDIS_URL, "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "celery broker_url": app.conf.broker_url, "celery result_backend": app.conf.result_backend,
+            "celery task_default_queue": app.conf.task_default_queue}
+
+
+def _point_celery_at(broker_url: str, result_backend: str) -> None:
+    from mmplatform import redis_client
+    from mmplatform.celery import app
+
+    redis_client._client = None
+    app.conf.broker_url = broker_url
+    app.conf.result_backend = result_backend
+    app._after_fork()  # drop pooled broker connections to the previous server
+    app._backend_cache = None  # and the result backend bound to it
+    app._local.__dict__.pop("backend", None)
+
+
+@contextmanager
+def redis_pointed_at(settings_fixture: Any, url: str) -> Iterator[None]:
+    """Point this process's Redis users (settings, the sync client, Celery's producer and result backend)
+    at ``url`` in the spelling each needs (``mmplatform.redis_config``), and back to exactly what they
+    were afterwards (the ``settings`` fixture restores the settings themselves)."""
+    from mmplatform.celery import app
+    from mmplatform.redis_config import redis_settings
+
+    previous = (app.conf.broker_url, app.conf.result_backend)
+    values = redis_settings(url)
+    for name, value in values.items():
+        setattr(settings_fixture, name, value)
+    _point_celery_at(values["CELERY_BROKER_URL"], values["CELERY_RESULT_BACKEND"])
+    try:
+        yield
+    finally:
+        _point_celery_at(*previous)

@@ -22,7 +22,7 @@ from bots.engine.orders import LOST_AFTER_MISSES
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Fill, Order
 from exchanges.emulator.server import EmulatorServer
 from exchanges.gateway import clear_gateway_cache
-from tests.processes import Proc, start_beat, start_worker, wait_until
+from tests.processes import Proc, redis_pointed_at, start_beat, start_worker, wait_until
 from tests.reliability.conftest import (
     assert_fills_match_exchange,
     assert_orders_map_one_to_one,
@@ -75,29 +75,13 @@ class PrivateRedis:
             self.proc = None
 
 
-def point_redis_at(url: str) -> None:
-    """This process's Redis users follow ``settings.REDIS_URL``: the sync client and Celery's producer."""
-    from mmplatform import redis_client
-    from mmplatform.celery import app
-
-    redis_client._client = None
-    app.conf.broker_url = url
-    app.conf.result_backend = url
-    app._after_fork()  # drop pooled broker connections to the previous server
-    app._backend_cache = None  # and the result backend bound to it
-    app._local.__dict__.pop("backend", None)
-
-
 @pytest.fixture
 def private_redis(settings: Any, celery_queue: str) -> Iterator[PrivateRedis]:
     server = PrivateRedis()
-    previous = settings.REDIS_URL
-    settings.REDIS_URL = settings.CELERY_BROKER_URL = settings.CELERY_RESULT_BACKEND = server.url
-    point_redis_at(server.url)
     try:
-        yield server
+        with redis_pointed_at(settings, server.url):
+            yield server
     finally:
-        point_redis_at(previous)
         server.stop()
 
 
