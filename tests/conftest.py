@@ -133,11 +133,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After every fixture is torn down: no process the session started may still run (the session's
     own embedded Redis excepted: this process stops it at exit). Leftovers are listed, killed, and fail
     the run."""
+    import psutil
+
     from mmplatform.embedded_redis import owned_server_pid
     from tests.processes import describe, wait_gone
 
     own_redis = owned_server_pid()
-    left = wait_gone(SESSION_TAG, 15, ignore={own_redis} if own_redis else set())
+    descendants = tuple(psutil.Process().children(recursive=True))
+    left = wait_gone(SESSION_TAG, 15, ignore={own_redis} if own_redis else set(), known=descendants)
     if not left:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -146,8 +149,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter.write_line(message, red=True)
     else:
         print(message)
-    import psutil
-
     for process in left:
         try:
             process.kill()

@@ -127,19 +127,29 @@ def wait_until(predicate: Any, timeout_secs: float, interval_secs: float = 0.1, 
 PROCESS_TAG_VARIABLE = "MMPLATFORM_PROCESS_TAG"
 
 
-def processes_tagged(tag: str) -> list[psutil.Process]:
-    """Live processes (not zombies) whose environment carries ``MMPLATFORM_PROCESS_TAG=<tag>``: everything
-    started, directly or not, by a process that had the tag, whatever became of its parent."""
-    found = []
+def processes_tagged(tag: str, *, cmdline_contains: str | None = None,
+                     known: tuple[psutil.Process, ...] = ()) -> list[psutil.Process]:
+    """Live processes (not zombies) started, directly or not, under the tag ``tag``: those whose environment
+    carries ``MMPLATFORM_PROCESS_TAG=<tag>``, whatever became of their parent; those whose command line
+    contains ``cmdline_contains`` (redis-server rewrites its title over its environment, so it is found by
+    its socket path or port); and those of ``known`` still running (a snapshot of descendants)."""
+    found: dict[int, psutil.Process] = {}
     for process in psutil.process_iter(["pid", "status"]):
         if process.pid == os.getpid() or process.info["status"] == psutil.STATUS_ZOMBIE:
             continue
         try:
-            if process.environ().get(PROCESS_TAG_VARIABLE) == tag:
-                found.append(process)
+            if process.environ().get(PROCESS_TAG_VARIABLE) == tag or (
+                    cmdline_contains and cmdline_contains in " ".join(process.cmdline())):
+                found[process.pid] = process
         except (psutil.Error, OSError):
             continue  # another user's process, or gone meanwhile
-    return found
+    for process in known:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                found.setdefault(process.pid, process)
+        except psutil.Error:
+            continue
+    return list(found.values())
 
 
 def describe(processes: list[psutil.Process]) -> str:
@@ -152,11 +162,14 @@ def describe(processes: list[psutil.Process]) -> str:
     return "\n".join(lines)
 
 
-def wait_gone(tag: str, timeout_secs: float, ignore: set[int] | None = None) -> list[psutil.Process]:
-    """Wait up to ``timeout_secs`` for every process tagged ``tag`` (but ``ignore``) to exit; return those left."""
+def wait_gone(tag: str, timeout_secs: float, *, ignore: set[int] | None = None, cmdline_contains: str | None = None,
+              known: tuple[psutil.Process, ...] = ()) -> list[psutil.Process]:
+    """Wait up to ``timeout_secs`` for every process of ``processes_tagged`` (but ``ignore``) to exit; return
+    those left."""
     deadline = time.monotonic() + timeout_secs
     while True:
-        left = [p for p in processes_tagged(tag) if p.pid not in (ignore or set())]
+        left = [p for p in processes_tagged(tag, cmdline_contains=cmdline_contains, known=known)
+                if p.pid not in (ignore or set())]
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import errno
 import os
 import signal
@@ -38,31 +39,47 @@ def parse_account(text: str) -> AccountConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Register the emulator's options on ``parser``."""
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8900)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--symbols", default="BTC/USDT,ETH/USDT", help="comma-separated, e.g. BTC/USDT,ETH/USDT")
+    """Register the emulator's options on ``parser`` (each help shows its default)."""
+    from exchanges.emulator.market import SymbolDynamics
+
+    dynamics = {f.name: f.default for f in dataclasses.fields(SymbolDynamics)}
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8900, help="TCP port (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic market (default %(default)s)")
+    parser.add_argument("--symbols", default="BTC/USDT,ETH/USDT",
+                        help="comma-separated symbols to list (default %(default)s)")
     parser.add_argument("--account", action="append", default=[], metavar="KEY:SECRET:ASSET=AMOUNT,...",
-                        help="an API key pair and starting balances (repeatable)")
-    parser.add_argument("--admin-token", default=os.environ.get("EMULATOR_ADMIN_TOKEN"),
-                        help="shared token for the /admin endpoints (default $EMULATOR_ADMIN_TOKEN; unset disables)")
-    parser.add_argument("--maker-fee", default="0.001", help="maker fee rate, e.g. 0.001 = 0.1%%")
-    parser.add_argument("--taker-fee", default="0.001", help="taker fee rate")
-    parser.add_argument("--market-step-ms", type=int, default=100, help="synthetic market step, 0 = frozen")
+                        help="an API key pair and starting balances (repeatable; default: no account)")
+    parser.add_argument("--admin-token", default=None,
+                        help="shared token for the /admin endpoints (default: $EMULATOR_ADMIN_TOKEN; "
+                             "neither set: the admin API is off)")
+    parser.add_argument("--maker-fee", default="0.001",
+                        help="maker fee rate, e.g. 0.001 = 0.1%% (default %(default)s)")
+    parser.add_argument("--taker-fee", default="0.001", help="taker fee rate (default %(default)s)")
+    parser.add_argument("--market-step-ms", type=int, default=100,
+                        help="synthetic market step in ms, 0 = frozen (default %(default)s)")
     parser.add_argument("--volatility-bps", type=float, default=None,
-                        help="mid volatility of every symbol, bps per sqrt(second) (default 5)")
+                        help="mid volatility of every symbol, bps per sqrt(second) "
+                             f"(default {dynamics['volatility_bps_per_sqrt_sec']:g})")
     parser.add_argument("--noise-rate", type=float, default=None,
-                        help="noise-trader market orders per second per symbol (default 2)")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--latency-jitter-ms", type=float, default=0.0)
-    parser.add_argument("--error-rate", type=float, default=0.0, help="probability of a 503 per request")
-    parser.add_argument("--rate-limit-burst-rate", type=float, default=0.0, help="probability a 429 burst starts")
-    parser.add_argument("--rate-limit-burst-length", type=int, default=3)
-    parser.add_argument("--retry-after-secs", type=int, default=1)
+                        help="noise-trader market orders per second per symbol "
+                             f"(default {dynamics['noise_arrival_rate_per_sec']:g})")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="added latency per request, ms (default %(default)s)")
+    parser.add_argument("--latency-jitter-ms", type=float, default=0.0,
+                        help="random extra latency per request, up to this many ms (default %(default)s)")
+    parser.add_argument("--error-rate", type=float, default=0.0,
+                        help="probability of a 503 per request (default %(default)s)")
+    parser.add_argument("--rate-limit-burst-rate", type=float, default=0.0,
+                        help="probability a 429 burst starts at a request (default %(default)s)")
+    parser.add_argument("--rate-limit-burst-length", type=int, default=3,
+                        help="requests answered 429 in a burst (default %(default)s)")
+    parser.add_argument("--retry-after-secs", type=int, default=1,
+                        help="Retry-After of a 429, seconds (default %(default)s)")
     parser.add_argument("--lost-reply-rate", type=float, default=0.0,
-                        help="probability a placement is applied but its reply is lost")
-    parser.add_argument("--lost-reply-mode", choices=["504", "drop"], default="504")
+                        help="probability a placement is applied but its reply is lost (default %(default)s)")
+    parser.add_argument("--lost-reply-mode", choices=["504", "drop"], default="504",
+                        help="how a lost reply looks: a 504 or a dropped connection (default %(default)s)")
 
 
 def config_from_options(options: dict) -> EmulatorConfig:
@@ -105,7 +122,8 @@ def config_from_options(options: dict) -> EmulatorConfig:
         overrides[key] = float(value)
     return EmulatorConfig(
         host=options["host"], port=int(options["port"]), seed=int(options["seed"]), symbols=symbols,
-        accounts=accounts, maker_fee_rate=maker, taker_fee_rate=taker, admin_token=options["admin_token"] or None,
+        accounts=accounts, maker_fee_rate=maker, taker_fee_rate=taker,
+        admin_token=options["admin_token"] or os.environ.get("EMULATOR_ADMIN_TOKEN") or None,
         faults=faults, market_step_ms=int(options["market_step_ms"]),
         dynamics={symbol: dict(overrides) for symbol in symbols} if overrides else {},
     )

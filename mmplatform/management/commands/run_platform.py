@@ -1,5 +1,9 @@
 """One command for the whole platform: migrate, seed the demo, start the exchange emulator, daphne,
-a Celery worker and Celery beat, start the demo bot, and supervise them until Ctrl-C."""
+a Celery worker and Celery beat, start the demo bot, and supervise them until Ctrl-C.
+
+Whatever it starts, it stops: on Ctrl-C (SIGINT) or SIGTERM it stops its children and waits for them,
+then the embedded Redis (if it started one, ``mmplatform.embedded_redis``); if it is killed outright
+(``kill -9``) the kernel sends each child SIGTERM (``mmplatform.children``)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from mmplatform.children import child_options
 from mmplatform.demo import DEMO_ADMIN, DEMO_API_KEY, DEMO_API_SECRET, DEMO_BALANCES, DEMO_OPERATOR, DEMO_PAIRS
 
 MAX_RESTARTS_PER_MINUTE = 5
@@ -31,9 +36,9 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def wait_for_port(host: str, port: int, timeout_secs: float) -> bool:
+def wait_for_port(host: str, port: int, timeout_secs: float, stopping: Any = lambda: False) -> bool:
     deadline = time.monotonic() + timeout_secs
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping():
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.settimeout(0.5)
             if probe.connect_ex((host, port)) == 0:
@@ -46,12 +51,17 @@ class Command(BaseCommand):
     help = "Run the whole platform (emulator, web, worker, beat) with a demo tenant and a running demo bot."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--emulator-port", type=int, default=8900)
-        parser.add_argument("--no-emulator", action="store_true", help="Do not start the local exchange.")
-        parser.add_argument("--no-demo-start", action="store_true", help="Do not start the demo bot.")
-        parser.add_argument("--worker-concurrency", type=int, default=2)
+        parser.add_argument("--host", default="127.0.0.1",
+                            help="interface of the web server and the emulator (default %(default)s)")
+        parser.add_argument("--port", type=int, default=8000, help="web server port (default %(default)s)")
+        parser.add_argument("--emulator-port", type=int, default=8900,
+                            help="local exchange emulator port (default %(default)s)")
+        parser.add_argument("--no-emulator", action="store_true",
+                            help="do not start the local exchange emulator (default: start it)")
+        parser.add_argument("--no-demo-start", action="store_true",
+                            help="do not start the demo bot (default: start it)")
+        parser.add_argument("--worker-concurrency", type=int, default=2,
+                            help="Celery worker processes (default %(default)s)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, port, emulator_port = options["host"], options["port"], options["emulator_port"]
@@ -85,22 +95,7 @@ class Command(BaseCommand):
 
         def spawn(name: str, argv: list[str]) -> None:
             commands[name] = argv
-            processes.append((name, subprocess.Popen(argv, env=env)))
-
-        if not options["no_emulator"]:
-            spawn(
-                "emulator",
-                [python, "manage.py", "run_exchange_emulator", "--host", host, "--port", str(emulator_port),
-                 "--seed", "1", "--symbols", DEMO_PAIRS,
-                 "--account", f"{DEMO_API_KEY}:{DEMO_API_SECRET}:{DEMO_BALANCES}"],
-            )
-        spawn("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "mmplatform.asgi:application"])
-        spawn(
-            "worker",
-            [python, "-m", "celery", "-A", "mmplatform", "worker", "--loglevel", "INFO",
-             "--concurrency", str(options["worker_concurrency"]), "--without-gossip", "--without-mingle"],
-        )
-        spawn("beat", [python, "-m", "celery", "-A", "mmplatform", "beat", "--loglevel", "INFO"])
+            processes.append((name, subprocess.Popen(argv, env=env, **child_options())))
 
         stopping = False
 
@@ -108,17 +103,36 @@ class Command(BaseCommand):
             nonlocal stopping
             stopping = True
 
+        # from the first child on, Ctrl-C and SIGTERM stop everything through the `finally` below
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+
         try:
-            if not wait_for_port(host, port, 30):
+            if not options["no_emulator"]:
+                spawn(
+                    "emulator",
+                    [python, "manage.py", "run_exchange_emulator", "--host", host, "--port", str(emulator_port),
+                     "--seed", "1", "--symbols", DEMO_PAIRS,
+                     "--account", f"{DEMO_API_KEY}:{DEMO_API_SECRET}:{DEMO_BALANCES}"],
+                )
+            spawn("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "mmplatform.asgi:application"])
+            spawn(
+                "worker",
+                [python, "-m", "celery", "-A", "mmplatform", "worker", "--loglevel", "INFO",
+                 "--concurrency", str(options["worker_concurrency"]), "--without-gossip", "--without-mingle"],
+            )
+            spawn("beat", [python, "-m", "celery", "-A", "mmplatform", "beat", "--loglevel", "INFO"])
+            if not wait_for_port(host, port, 30, lambda: stopping) and not stopping:
                 raise CommandError("the web server did not start; see the output above")
-            if not options["no_emulator"] and not wait_for_port(host, emulator_port, 30):
+            if (not options["no_emulator"] and not wait_for_port(host, emulator_port, 30, lambda: stopping)
+                    and not stopping):
                 raise CommandError("the exchange emulator did not start; see the output above")
-            if not options["no_demo_start"]:
+            if not options["no_demo_start"] and not stopping:
                 from bots.services import bot_request_start
 
                 bot_request_start(bot=world.bot, user=None)
+            if stopping:
+                return
             self.stdout.write(self.style.SUCCESS(
                 "\nmmplatform is running\n"
                 f"  dashboard: http://{host}:{port}/   operator login: {DEMO_OPERATOR[0]} / {DEMO_OPERATOR[1]}\n"
@@ -139,7 +153,7 @@ class Command(BaseCommand):
                         raise CommandError(f"{name} exited with code {process.returncode} "
                                            f"{len(recent)} times within a minute; stopping")
                     self.stderr.write(f"{name} exited with code {process.returncode}; restarting it")
-                    processes[index] = (name, subprocess.Popen(commands[name], env=env))
+                    processes[index] = (name, subprocess.Popen(commands[name], env=env, **child_options()))
                 time.sleep(0.5)
         finally:
             for _, process in processes:
@@ -147,6 +161,8 @@ class Command(BaseCommand):
                     process.send_signal(signal.SIGTERM)
             for _, process in processes:
                 try:
-                    process.wait(timeout=10)
+                    process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     process.kill()
+                    process.wait(timeout=10)
+            self.stdout.write("mmplatform stopped")

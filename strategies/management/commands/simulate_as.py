@@ -19,18 +19,21 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--gamma", type=float, default=DEFAULTS.gamma, help="risk aversion (default 0.1)")
-        parser.add_argument("--s0", type=float, default=DEFAULTS.s0, help="initial mid (default 100)")
-        parser.add_argument("--T", dest="T", type=float, default=DEFAULTS.T, help="horizon (default 1)")
-        parser.add_argument("--sigma", type=float, default=DEFAULTS.sigma, help="mid volatility (default 2)")
-        parser.add_argument("--dt", type=float, default=DEFAULTS.dt, help="time step (default 0.005)")
-        parser.add_argument("--k", type=float, default=DEFAULTS.k, help="order arrival decay k (default 1.5)")
-        parser.add_argument("--A", dest="A", type=float, default=DEFAULTS.A, help="order arrival rate A (default 140)")
-        parser.add_argument("--q0", type=int, default=DEFAULTS.q0, help="initial inventory (default 0)")
-        parser.add_argument("--paths", type=int, default=DEFAULTS.paths, help="simulated paths (default 1000)")
-        parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default 1)")
-        parser.add_argument("--json", action="store_true", help="print only the results as JSON")
-        parser.add_argument("--plot", metavar="FILE.png", help="write the two profit histograms to this PNG")
+        parser.add_argument("--gamma", type=float, default=DEFAULTS.gamma, help="risk aversion (default %(default)s)")
+        parser.add_argument("--s0", type=float, default=DEFAULTS.s0, help="initial mid (default %(default)s)")
+        parser.add_argument("--T", dest="T", type=float, default=DEFAULTS.T, help="horizon (default %(default)s)")
+        parser.add_argument("--sigma", type=float, default=DEFAULTS.sigma, help="mid volatility (default %(default)s)")
+        parser.add_argument("--dt", type=float, default=DEFAULTS.dt, help="time step (default %(default)s)")
+        parser.add_argument("--k", type=float, default=DEFAULTS.k, help="order arrival decay k (default %(default)s)")
+        parser.add_argument("--A", dest="A", type=float, default=DEFAULTS.A,
+                            help="order arrival rate A (default %(default)s)")
+        parser.add_argument("--q0", type=int, default=DEFAULTS.q0, help="initial inventory (default %(default)s)")
+        parser.add_argument("--paths", type=int, default=DEFAULTS.paths, help="simulated paths (default %(default)s)")
+        parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed (default %(default)s)")
+        parser.add_argument("--json", action="store_true",
+                            help="print only the results as JSON (default: a readable report)")
+        parser.add_argument("--plot", metavar="FILE.png",
+                            help="write the two profit histograms to this PNG (default: no plot)")
 
     def handle(self, *args: object, **options: object) -> None:
         params = SimulationParameters(
