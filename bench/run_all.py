@@ -70,6 +70,7 @@ class Row:
     target: float | None = None
     higher_is_better: bool = True
     note: str = ""
+    measures: str = ""
 
     def shown_value(self) -> str:
         if self.value is None:
@@ -112,25 +113,41 @@ def _get(data: dict[str, Any], *path: str) -> Any:
 def rows_exchange(data: dict[str, Any]) -> list[Row]:
     rows = [
         Row("exchange", "matching engine, Decimal API mix", _get(data, "engine_decimal_api_mix", "ops_per_sec"),
-            "ops/s", 50_000),
-        Row("exchange", "backtester cancel + replace", _get(data, "engine_backtester_ticks", "ticks_per_sec"),
-            "ticks/s", 25_000),
+            "ops/s", 50_000,
+            measures="the emulator's order book in-process: a random mix of limit orders, cancels and crossing "
+                     "IOC orders through its Decimal API"),
+        Row("exchange", "matching engine alone, cancel + re-place 2 quotes a tick",
+            _get(data, "engine_cancel_replace_ticks", "ticks_per_sec"), "ticks/s",
+            measures="the bare matching engine (int fast path, no strategy, no backtester): each tick cancels a "
+                     "bid and an ask and places new ones on a 20-level book"),
     ]
+    limiter = {"gateway_local_limiter": "an in-process token bucket",
+               "gateway_redis_limiter": "the Redis token bucket shared by processes (one more Redis round trip)"}
     for variant in ("gateway_local_limiter", "gateway_redis_limiter"):
         summary = _get(data, "placement_latency", variant) or {}
         label = variant.replace("gateway_", "gateway placement, ").replace("_", " ")
-        rows.append(Row("exchange", f"{label}, p50", summary.get("p50_ms"), "ms", 1.0, higher_is_better=False))
-        rows.append(Row("exchange", f"{label}, p99", summary.get("p99_ms"), "ms", 3.0, higher_is_better=False))
+        measures = (f"one limit order through `CcxtGateway.place_order` (ccxt, signed HTTP) to the emulator in "
+                    f"another process on loopback, rate-limited by {limiter[variant]}")
+        rows.append(Row("exchange", f"{label}, p50", summary.get("p50_ms"), "ms", 1.0, higher_is_better=False,
+                        measures=measures))
+        rows.append(Row("exchange", f"{label}, p99", summary.get("p99_ms"), "ms", 3.0, higher_is_better=False,
+                        measures=measures))
     return rows
 
 
 def rows_strategies(data: dict[str, Any]) -> list[Row]:
     quotes = data.get("quotes_per_sec") or {}
-    rows = [Row("strategies", f"quotes, {name.replace('_', ' ').lower()}", value, "quotes/s")
+    rows = [Row("strategies", f"quotes, {name.replace('_', ' ').lower()}", value, "quotes/s",
+                measures="one `calculate_orders` call of the strategy (pure Python): a bid and an ask from a "
+                         "market snapshot and an inventory off target, rounded to tick and lot")
             for name, value in quotes.items() if name.endswith("/1_level")]
-    rows.append(Row("strategies", "A–S Monte Carlo 1000×200", _get(data, "simulator", "1000x200_secs"), "s"))
+    rows.append(Row("strategies", "A–S Monte Carlo 1000×200", _get(data, "simulator", "1000x200_secs"), "s",
+                    measures="the Avellaneda–Stoikov simulation (`simulate_as`): 1,000 paths of 200 steps, the "
+                             "inventory and the symmetric strategy"))
     rows.append(Row("strategies", "backtest, requote every L1 tick",
-                    _get(data, "backtest", "requote_every_l1_tick_ticks_per_sec"), "ticks/s"))
+                    _get(data, "backtest", "requote_every_l1_tick_ticks_per_sec"), "ticks/s", 25_000,
+                    measures="the backtester end to end: a grid strategy decides on every top-of-book tick and "
+                             "cancels / re-places its bid and ask on the emulator's matching engine"))
     return rows
 
 
@@ -140,7 +157,9 @@ def rows_push(data: dict[str, Any]) -> list[Row]:
     for run in data.get("runs") or []:
         clients = run.get("clients")
         rows.append(Row("push", f"event → {clients} websocket(s), p99", run.get("p99_ms"), "ms",
-                        target if clients == 200 else None, higher_is_better=False))
+                        target if clients == 200 else None, higher_is_better=False,
+                        measures=f"`publish_event` (a BotEvent row and a push through the Redis channel layer) "
+                                 f"until each of {clients} signed-in websocket clients of a real daphne has it"))
     return rows
 
 
@@ -152,10 +171,12 @@ def rows_engine(data: dict[str, Any]) -> list[Row]:
         note = f"interval {tick.get('monitoring_interval_secs')} s, {_get(tick, 'latency', 'count')} moves"
         if tick.get("command"):
             note += f"; `{tick['command']}`"
+        measures = ("a mid move on the emulator until both of the bot's replacement orders are accepted there "
+                    "(emulator clock), through a real Celery worker, Redis and the database")
         rows.append(Row("engine", "tick-to-quote, p50", _get(tick, "latency", "p50_ms"), "ms",
-                        targets.get("tick_to_quote_p50_ms"), higher_is_better=False, note=note))
+                        targets.get("tick_to_quote_p50_ms"), higher_is_better=False, note=note, measures=measures))
         rows.append(Row("engine", "tick-to-quote, p99", _get(tick, "latency", "p99_ms"), "ms",
-                        targets.get("tick_to_quote_p99_ms"), higher_is_better=False, note=note))
+                        targets.get("tick_to_quote_p99_ms"), higher_is_better=False, note=note, measures=measures))
     for key in ("scale", "scale_calm"):
         scale = data.get(key) or {}
         if not scale:
@@ -167,7 +188,9 @@ def rows_engine(data: dict[str, Any]) -> list[Row]:
                  f"{market.get('noise_orders_per_sec_per_symbol')} noise orders/s/symbol")
         rows.append(Row("engine", f"bot-pairs per machine, {label} market (p99 cycle lag < 1 s)",
                         scale.get("largest_n_with_p99_lag_under_interval"), "", targets.get("bot_pairs_per_machine"),
-                        note=f"{where}; `{scale.get('command', '')}`"))
+                        note=f"{where}; `{scale.get('command', '')}`",
+                        measures="the most bots (one pair each, 1 s interval) one 2-process worker on this machine "
+                                 "keeps with the p99 cycle lag under 1 s"))
         for step in steps:
             activity = step.get("activity_per_bot_pair_per_sec") or {}
             busy = ", ".join(f"{k} {v}/s" for k, v in activity.items() if k != "quiet" and v)
@@ -175,12 +198,16 @@ def rows_engine(data: dict[str, Any]) -> list[Row]:
                             step.get("lag_p99_secs"), "s", 1.0, higher_is_better=False,
                             note=f"{step.get('cycles_per_sec')} cycles/s (pushed moves add cycles), lag p50 "
                                  f"{step.get('lag_p50_secs')} s, {step.get('running_at_window')}/{step['bots']} running"
-                                 + (f"; per bot-pair: {busy}" if busy else "")))
+                                 + (f"; per bot-pair: {busy}" if busy else ""),
+                            measures=f"how late the cycles of {step['bots']} running bots start after their "
+                                     "scheduled time (1 s interval), 99th percentile"))
         if steps:
             biggest = steps[-1]
             rows.append(Row("engine", f"memory per bot ({label}, N={biggest['bots']})",
                             biggest.get("memory_per_bot_mb"), "MB", targets.get("memory_per_bot_mb"),
-                            higher_is_better=False))
+                            higher_is_better=False,
+                            measures="memory (USS) growth of worker, beat and emulator plus Redis since before the "
+                                     "bots existed, divided by the bots (Postgres not included)"))
     return rows
 
 
@@ -192,16 +219,28 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
 }
 
 
+def measured_on() -> dict[str, Any]:
+    """The machine the results were measured on (the fullest description among them), not this one."""
+    described = []
+    for result in EXTRACTORS:
+        try:
+            described.append(json.loads((RESULTS / result).read_text()).get("machine") or {})
+        except (OSError, ValueError):
+            continue
+    with_model = [m for m in described if m.get("cpu_model")]
+    return with_model[0] if with_model else (described[0] if described else machine())
+
+
 def render_table() -> str:
     """The markdown between the README markers, from every known result file present."""
-    info = machine()
+    info = measured_on()
     lines = [
-        f"Machine: {info['cpu_model'] or 'unknown CPU'}, {info['nproc']} cores, {info['memory_gb']} GB RAM, "
-        f"Python {info['python']} (shared with other work while measured). Each row names its command and date; "
-        "`make bench` (`python -m bench.run_all`) rewrites this table.",
+        f"Machine: {info.get('cpu_model') or 'unknown CPU'}, {info.get('nproc') or info.get('cpus')} cores, "
+        f"{info.get('memory_gb') or '?'} GB RAM, Python {info.get('python')} (shared with other work while measured). "
+        "Each row names its command and date; `make bench` (`python -m bench.run_all`) rewrites this table.",
         "",
-        "| bench | figure | measured | target | met | command | date | notes |",
-        "| --- | --- | ---: | ---: | --- | --- | --- | --- |",
+        "| bench | figure | what it measures | measured | target | met | command | date | notes |",
+        "| --- | --- | --- | ---: | ---: | --- | --- | --- | --- |",
     ]
     benches = {b.result: b for b in BENCHES}
     for result, extract in EXTRACTORS.items():
@@ -213,12 +252,15 @@ def render_table() -> str:
         except ValueError:
             continue
         date = str(data.get("date") or time.strftime("%Y-%m-%d", time.gmtime(path.stat().st_mtime)))[:10]
-        command = data.get("command") or benches[result].shown_command(bool(data.get("quick", False)))
+        command = (data.get("command") or benches[result].shown_command(bool(data.get("quick", False)))).strip()
         if data.get("database"):
             command = f"{command} ({data['database']})"
+        previous = ""
         for row in extract(data):
-            lines.append(f"| {row.bench} | {row.figure} | {row.shown_value()} | {row.shown_target()} | "
-                         f"{row.verdict()} | `{command}` | {date} | {row.note} |")
+            measures = "as above" if row.measures and row.measures == previous else row.measures
+            previous = row.measures
+            lines.append(f"| {row.bench} | {row.figure} | {measures} | {row.shown_value()} | "
+                         f"{row.shown_target()} | {row.verdict()} | `{command}` | {date} | {row.note} |")
     return "\n".join(lines)
 
 
