@@ -22,16 +22,19 @@ system-deps:
 		else echo "note: /usr/bin/chromium missing and not root; browser tests will be skipped"; fi; \
 	fi
 
-# One command: SQLite + embedded Redis unless DATABASE_URL / REDIS_URL are set; emulator, web, worker, beat.
+# One command: development settings, SQLite + embedded Redis unless DATABASE_URL / REDIS_URL are set;
+# emulator, web, worker, beat. Ctrl-C stops all of it (the embedded Redis too).
 run: install
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py run_platform
+	$(BIN)/python manage.py run_platform
 
 lint: install
 	$(BIN)/ruff check .
 
-# Tests run against DATABASE_URL / REDIS_URL when set (CI: real Postgres and Redis), else SQLite + embedded Redis.
+# Tests run against DATABASE_URL / REDIS_URL when set (CI: real Postgres and Redis), else SQLite + embedded Redis,
+# in a shuffled order (modules and the tests inside them; the seed is printed: PYTEST_ARGS=--random-order-seed=N
+# repeats an order, PYTEST_ARGS=--random-order-bucket=none keeps the file order).
 test: install system-deps lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest -q -p no:cacheprovider --random-order $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 bench: install
