@@ -96,3 +96,10 @@ def test_django_env_production_passes_check_deploy() -> None:
     del env["DEBUG"]
     result = manage("check", "--deploy", "--fail-level", "WARNING", env={**env, "DJANGO_ENV": "production"})
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rotating_keys_before_the_database_exists_says_what_to_do(tmp_path: Path) -> None:
+    result = manage("rotate_credential_keys", env=fresh_machine_env(tmp_path))
+    assert result.returncode == 1
+    assert "run `manage.py migrate` first" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import connection, transaction
 
 from exchanges.crypto import CredentialDecryptionError
 from exchanges.services import rotate_all_credentials
@@ -19,6 +19,11 @@ class Command(BaseCommand):
     help = "Re-encrypt every exchange credential with the first key of CREDENTIAL_KEYS."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        from exchanges.models import ExchangeAccount
+
+        if ExchangeAccount._meta.db_table not in connection.introspection.table_names():
+            raise CommandError("the database has no exchange accounts table yet: run `manage.py migrate` first "
+                               "(`make run` does)")
         try:
             with transaction.atomic():
                 count = rotate_all_credentials()
