@@ -155,3 +155,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         except psutil.Error:
             pass  # gone meanwhile
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """A shuffled run names its order (``-q`` hides pytest-random-order's header), so a failure that
+    depends on it can be repeated."""
+    try:
+        from random_order.config import Config
+    except ImportError:
+        return
+    order = Config(config)
+    if order.is_enabled and order.bucket_type != "none":
+        terminalreporter.write_line(f"test order: --random-order-bucket={order.bucket_type} "
+                                    f"--random-order-seed={order.seed} (make test PYTEST_ARGS=--random-order-seed="
+                                    f"{order.seed} repeats it)")
