@@ -86,14 +86,22 @@ def superuser(db: Any) -> Any:
     return make_user("root", superuser=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
+PLATFORM_KEY_PATTERNS = ("mm:*", "mmplatform:*", "mmp:*")  # engine and risk state, rate limits, the cache
+
+
+@pytest.fixture(autouse=True)
 def clean_platform_redis_keys() -> None:
-    """Forget Redis state of earlier runs (bot ids restart with each new test database)."""
+    """Each test starts with none of the platform's Redis state (engine drivers and shard leases of
+    earlier tests' workers, risk memory, shared books keyed by an emulator URL whose free port a later
+    emulator can get again, rate-limit buckets, the cache): what a test sees must not depend on which
+    tests ran before it."""
     from mmplatform.redis_client import get_redis
 
     r = get_redis()
-    for key in r.scan_iter(match="mm:*", count=1000):
-        r.delete(key)
+    for pattern in PLATFORM_KEY_PATTERNS:
+        keys = list(r.scan_iter(match=pattern, count=1000))
+        if keys:
+            r.delete(*keys)
 
 
 @pytest.fixture
@@ -165,7 +173,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     except ImportError:
         return
     order = Config(config)
-    if order.is_enabled and order.bucket_type != "none":
+    try:
+        shuffled = order.is_enabled and order.bucket_type != "none"
+    except ValueError:  # the plugin is installed but disabled (-p no:random_order)
+        return
+    if shuffled:
         terminalreporter.write_line(f"test order: --random-order-bucket={order.bucket_type} "
                                     f"--random-order-seed={order.seed} (make test PYTEST_ARGS=--random-order-seed="
                                     f"{order.seed} repeats it)")
