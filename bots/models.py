@@ -228,8 +228,10 @@ class LiquidityPosition(TenantOwned):
     strategy_type = models.CharField(max_length=32, blank=True, default="")
     strategy_params = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
-    base_position = money_field("0", help_text="Net base bought minus sold by this bot.")
-    average_cost = money_field("0", help_text="Average cost of the open base position, quote per base.")
+    base_position = money_field("0", help_text="Net base bought minus sold by this bot, less fees paid in base.")
+    cost_basis_quote = money_field(
+        "0", help_text="What the open position cost, quote currency (negative for a short); see bots/accounting.py.")
+    average_cost = money_field("0", help_text="Average cost of the open base position, quote per base (shown only).")
     realised_pnl_quote = money_field("0")
     fees_paid_quote = money_field("0")
     volume_quote = money_field("0")
@@ -250,6 +252,12 @@ class LiquidityPosition(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.bot} {self.trading_pair}"
+
+    def unrealised_pnl_quote(self, mid: Decimal) -> Decimal:
+        """The open position marked to ``mid`` against its cost basis (exact; bots/accounting.py)."""
+        from bots.accounting import unrealised_pnl_quote
+
+        return unrealised_pnl_quote(self.base_position, self.cost_basis_quote, mid)
 
 
 class OrderSide(models.TextChoices):

@@ -259,7 +259,7 @@ class PerformanceTracker:
         for p in positions:
             mid = mids.get(p.trading_pair)
             if mid is not None and mid == mid:
-                unrealised += p.base_position * (Decimal(repr(mid)) - p.average_cost)
+                unrealised += p.unrealised_pnl_quote(Decimal(repr(mid)))
         return {
             "realised_pnl_quote": realised,
             "unrealised_pnl_quote": unrealised,
