@@ -178,7 +178,8 @@ class InventoryManager:
 @dataclass
 class PairRiskAdjustments:
     spread_multiplier: float = 1.0
-    size_multiplier: float = 1.0
+    reduced_side: str = ""  # POSITION_LIMIT_EXCEEDED: the side that grows the position ...
+    reduced_side_factor: float = 1.0  # ... has its sizes multiplied by this
 
 
 class MarketMakingRiskManager:
@@ -205,7 +206,6 @@ class MarketMakingRiskManager:
             max_position_quote=float(self.limits.max_position_quote),
             volatility_pause_threshold=float(self.limits.volatility_pause_threshold),
             spread_multiplier=adjust.spread_multiplier,
-            size_multiplier=adjust.size_multiplier,
         )
 
     def check(self, intents: list[OrderIntent], context: checks.PreTradeContext) -> checks.CheckResult:
@@ -624,7 +624,7 @@ class MarketMakingBot:
     def _handle_risk_event(self, status: checks.RiskStatus, *, record: bool = True) -> None:
         """Spec _handle_risk_event: act on the event type, then RiskEventHandled (once per breach)."""
         if status.event_type == checks.POSITION_LIMIT_EXCEEDED:
-            self._reduce_position_sizes(status.trading_pair)
+            self._reduce_position_sizes(status.trading_pair, float(status.details.get("base_value_quote", 0.0)))
         elif status.event_type in PAUSING_EVENTS:
             self._pause_trading(status.message)
         elif status.event_type == checks.INVENTORY_IMBALANCE:
@@ -644,9 +644,12 @@ class MarketMakingBot:
                 "trading_pair": status.trading_pair, "message": status.message,
             })
 
-    def _reduce_position_sizes(self, pair: str) -> None:
+    def _reduce_position_sizes(self, pair: str, base_value_quote: float) -> None:
+        """Only the side that grows the position is reduced; the side that unwinds it keeps its size."""
         adjust = self.risk_manager.adjustments.setdefault(pair, PairRiskAdjustments())
-        adjust.size_multiplier = min(adjust.size_multiplier, self.config.risk_limits.position_size_reduction_factor)
+        adjust.reduced_side = checks.growing_side(base_value_quote)
+        adjust.reduced_side_factor = min(adjust.reduced_side_factor,
+                                         self.config.risk_limits.position_size_reduction_factor)
 
     def _adjust_spreads_for_volatility(self, pair: str) -> None:
         adjust = self.risk_manager.adjustments.setdefault(pair, PairRiskAdjustments())
@@ -719,6 +722,10 @@ class MarketMakingBot:
         state = InventoryState.from_balances(
             inventory.base_balance, inventory.quote_balance, snapshot.mid, inventory.target_ratio)
         intents = strategy.calculate_orders(snapshot, state, self.risk_manager.get_pair_limits(pair))
+        adjust = self.risk_manager.adjustments.get(pair)
+        if adjust is not None and adjust.reduced_side:
+            intents = checks.reduce_growing_side(intents, adjust.reduced_side, adjust.reduced_side_factor,
+                                                 float(self.config.min_order_size_quote))
         valid = [i for i in intents if self._validate_order_parameters(i)]
         result = self.risk_manager.check(valid, checks.PreTradeContext(
             mid=snapshot.mid,
