@@ -37,7 +37,8 @@ The convention that makes it hold, and counts each fee once
 
 Exactness: every figure is a sum of products of the inputs, except the released basis (quantized to
 ``QUANTUM`` = the database's 12 decimal places), so stored figures are exact whenever each
-price × amount and fee × price fit in 12 decimal places (any venue's tick × lot does).
+price × amount and fee × price fit in 12 decimal places (any venue's tick × lot does). On Postgres;
+SQLite (the fresh-machine demo) keeps decimal columns as 64-bit floats, good to about 1e-12 there.
 """
 
 from __future__ import annotations

@@ -141,6 +141,7 @@ def test_rebalance_now_refuses_a_bot_that_is_not_running(client: Any, world_a: T
 # --- migrate installs the beat schedules --------------------------------------------------------------
 
 
+@pytest.mark.django_db(transaction=True)  # SQLite migrates only outside a transaction
 def test_migrate_installs_the_beat_schedules_and_upgrades_the_old_rebalance_entry() -> None:
     from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
 
