@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -126,3 +128,39 @@ def test_the_measured_cases_of_issue_13() -> None:
     covered = run([short, *cover])
     assert covered.base_position == Decimal("-0.002")  # the fees in base: the account is short of them
     assert covered.fees_paid_quote == Decimal("0.2") + Decimal("0.09") + Decimal("0.095")  # once each
+
+
+@pytest.mark.django_db
+def test_the_migration_recomputes_existing_positions_from_their_fills(world_a: Any) -> None:
+    """Rows written by the old accounting (the fee in base booked twice through flat) are replayed."""
+    import importlib
+    from datetime import UTC, datetime, timedelta
+
+    from django.apps import apps
+
+    from bots.models import Fill, LiquidityPosition
+
+    migration = importlib.import_module("bots.migrations.0003_position_cost_basis")
+    position = LiquidityPosition.objects.create(
+        tenant=world_a.tenant, bot=world_a.bot, exchange_account=world_a.account, trading_pair="BTC/USDT",
+        base_position=Decimal("-0.002"), average_cost=Decimal(0), realised_pnl_quote=Decimal("15"),
+        fees_paid_quote=Decimal("1"), volume_quote=Decimal("385"), fill_count=3)
+    trades = [Trade("sell", Decimal("100"), Decimal("2"), Decimal("0.2"), QUOTE),
+              Trade("buy", Decimal("90"), Decimal("1"), Decimal("0.001"), BASE),
+              Trade("buy", Decimal("95"), Decimal("1"), Decimal("0.001"), BASE)]
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    for n, t in enumerate(trades):
+        Fill.objects.create(tenant=world_a.tenant, bot=world_a.bot, position=position, exchange_account=world_a.account,
+                            exchange_trade_id=str(9 - n if n else 10), trading_pair="BTC/USDT", side=t.side,
+                            price=t.price, amount=t.amount, fee=t.fee, fee_currency=t.fee_currency,
+                            executed_at=start + timedelta(seconds=n))
+    migration.replay_fills(apps, None)
+    position.refresh_from_db()
+    expected = run(trades)
+    assert (position.base_position, position.cost_basis_quote, position.realised_pnl_quote,
+            position.fees_paid_quote, position.fill_count) == (
+        expected.base_position, expected.cost_basis_quote, expected.realised_pnl_quote,
+        expected.fees_paid_quote, 3)
+    mid = Decimal("97")
+    net = position.realised_pnl_quote + position.unrealised_pnl_quote(mid) - position.fees_paid_quote
+    assert net == balance_change(trades, mid)
