@@ -138,6 +138,8 @@ class BotAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         _lifecycle_action("release_kill_switch", "Release the kill switch", services.bot_release_kill_switch),
         _lifecycle_action("reconcile_bots", "Reconcile orders and fills with the exchange",
                           services.bot_request_reconcile),
+        _lifecycle_action("rebalance_now", "Rebalance now: trade every pair back to its target",
+                          services.bot_request_rebalance),
     ]
     list_display = ["name", "tenant", "status", "trading_pairs", "default_strategy", "last_cycle_finished_at"]
     list_filter = ["status", "default_strategy"]
@@ -242,6 +244,14 @@ class BotAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
                     "volatility_spread_widen_factor",
                     "position_size_reduction_factor",
                 ]
+            },
+        ),
+        (
+            "Rebalancing schedule",
+            {
+                "description": "Besides the threshold check of every cycle: trade every pair back to its "
+                               "target at these times (UTC). Runs are listed under Rebalance runs.",
+                "fields": ["rebalance_schedule_enabled", "rebalance_crontab"],
             },
         ),
         ("State (read-only)", {"classes": ["collapse"], "fields": STATE_FIELDS}),

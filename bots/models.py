@@ -17,6 +17,16 @@ from strategies.config import AS_HORIZON_MODES, STRATEGY_TYPES, OrderConfig, Str
 MONEY = {"max_digits": 30, "decimal_places": 12}
 
 
+def validate_crontab(value: str) -> None:
+    """Five crontab fields celery understands (minute hour day-of-month month day-of-week)."""
+    from bots.schedule import parse_crontab
+
+    try:
+        parse_crontab(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 def money_field(default: str | None = None, **kwargs: Any) -> models.DecimalField:
     """A quote-currency amount, price or quantity: exact decimal, never float."""
     if default is not None:
@@ -128,6 +138,15 @@ class Bot(TenantOwned):
     max_rebalance_slippage_bps = models.FloatField(
         default=50.0, help_text="Rebalancing trades are IOC limits at most this far through the mid, bps."
     )
+    # --- scheduled rebalancing (beyond the every-cycle threshold check): every pair to its target ---
+    rebalance_schedule_enabled = models.BooleanField(
+        default=False, help_text="Also trade every pair back to its target on the schedule below.")
+    rebalance_crontab = models.CharField(
+        max_length=100, default="0 * * * *", validators=[validate_crontab],
+        help_text="When, in UTC, as a crontab: minute hour day-of-month month day-of-week (e.g. 0 */4 * * *).")
+    rebalance_schedule_since = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="When the schedule was last switched on or changed: fire times before it are not run.")
 
     # --- RiskLimits ---
     max_position_quote = money_field("100000", help_text="Largest inventory value per pair, quote currency.")
@@ -171,6 +190,27 @@ class Bot(TenantOwned):
 
     def __str__(self) -> str:
         return self.name
+
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> Bot:
+        instance = super().from_db(db, field_names, values)
+        instance._schedule_as_loaded = instance._rebalance_schedule()
+        return instance
+
+    def _rebalance_schedule(self) -> tuple[Any, Any]:
+        return self.__dict__.get("rebalance_schedule_enabled"), self.__dict__.get("rebalance_crontab")
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """A schedule switched on or changed takes effect from its next fire time (``rebalance_schedule_since``)."""
+        schedule = self._rebalance_schedule()
+        if self.rebalance_schedule_enabled and schedule != getattr(self, "_schedule_as_loaded", None):
+            from django.utils import timezone
+
+            self.rebalance_schedule_since = timezone.now()
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "rebalance_schedule_since"}
+        super().save(*args, **kwargs)
+        self._schedule_as_loaded = schedule
 
     @property
     def pairs(self) -> list[str]:
@@ -228,8 +268,10 @@ class LiquidityPosition(TenantOwned):
     strategy_type = models.CharField(max_length=32, blank=True, default="")
     strategy_params = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
-    base_position = money_field("0", help_text="Net base bought minus sold by this bot.")
-    average_cost = money_field("0", help_text="Average cost of the open base position, quote per base.")
+    base_position = money_field("0", help_text="Net base bought minus sold by this bot, less fees paid in base.")
+    cost_basis_quote = money_field(
+        "0", help_text="What the open position cost, quote currency (negative for a short); see bots/accounting.py.")
+    average_cost = money_field("0", help_text="Average cost of the open base position, quote per base (shown only).")
     realised_pnl_quote = money_field("0")
     fees_paid_quote = money_field("0")
     volume_quote = money_field("0")
@@ -250,6 +292,12 @@ class LiquidityPosition(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.bot} {self.trading_pair}"
+
+    def unrealised_pnl_quote(self, mid: Decimal) -> Decimal:
+        """The open position marked to ``mid`` against its cost basis (exact; bots/accounting.py)."""
+        from bots.accounting import unrealised_pnl_quote
+
+        return unrealised_pnl_quote(self.base_position, self.cost_basis_quote, mid)
 
 
 class OrderSide(models.TextChoices):

@@ -214,7 +214,7 @@ def bot_summaries(*, tenant: Tenant, bot_id: int | None = None) -> list[BotSumma
             realised += p.realised_pnl_quote
             fees += p.fees_paid_quote
             if mid is not None and p.base_position:
-                unrealised += p.base_position * (mid - p.average_cost)
+                unrealised += p.unrealised_pnl_quote(mid)
             target = p.snapshot_target
             if target is None:
                 target = float(bot.target_ratios.get(p.trading_pair, bot.inventory_target_ratio))

@@ -193,3 +193,19 @@ def rebalance_slot_claim(*, bot: Bot, slot_start: Any, trigger: str = "schedule"
                                                trigger=trigger)
     except IntegrityError:
         return None
+
+
+def bot_request_rebalance(*, bot: Bot, user: Any) -> RebalanceRun:
+    """"Rebalance now": trade every pair of a running bot back to its target, once, as soon as a worker
+    takes it (under the bot's lease, after any cycle in flight). Recorded as a manual ``RebalanceRun``."""
+    from bots.tasks import rebalance_bot
+
+    current = Bot.objects.filter(pk=bot.pk).values_list("status", flat=True).first()
+    if current != BotStatus.RUNNING:
+        raise BotStateError(f"only a running bot can be rebalanced (it is {current})")
+    run = rebalance_slot_claim(bot=bot, slot_start=timezone.now(), trigger="manual")
+    if run is None:
+        raise BotStateError("a rebalance of this bot was requested at this very moment; try again")
+    logger.info("bot %s: rebalance requested by %s (run %s)", bot.pk, _actor(user), run.pk)
+    transaction.on_commit(lambda: rebalance_bot.delay(bot.pk, run.pk))
+    return run

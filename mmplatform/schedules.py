@@ -1,25 +1,61 @@
-"""Every beat schedule of the platform, in one place. Installed into django-celery-beat's tables
-(so admins can edit intervals, disable or add entries in the admin); existing rows are left as the
-admin set them."""
+"""Every beat schedule of the platform, in one place. Installed into django-celery-beat's tables by a
+data migration (``mmplatform/migrations``), so ``migrate`` plus one ``celery -A mmplatform beat`` runs
+them in production; ``run_platform`` calls the same function. Admins can edit intervals, disable or
+add entries in the admin; rows that exist are left as the admin set them, except the former
+platform-wide hourly rebalance (its ``slot_minutes`` had to change with its crontab), which becomes the
+every-minute tick of the per-bot schedules (``Bot.rebalance_crontab``, see bots/schedule.py).
+
+- ``bot-watchdog``: ``bots.tasks.watchdog`` every ``BOT_WATCHDOG_INTERVAL_SECS``;
+- ``scheduled-rebalance``: ``bots.tasks.scheduled_rebalance`` every minute (each bot's own crontab);
+- ``daily-risk-reset``: ``bots.tasks.daily_risk_reset`` at 00:00 UTC.
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from django.apps import apps as global_apps
 from django.conf import settings
-from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from django.utils import timezone
+
+EVERY_MINUTE = {"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
+MIDNIGHT = {"minute": "0", "hour": "0", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
 
 
-def install_default_schedules() -> None:
-    watchdog_every, _ = IntervalSchedule.objects.get_or_create(
-        every=max(int(settings.BOT_WATCHDOG_INTERVAL_SECS), 1), period=IntervalSchedule.SECONDS)
-    PeriodicTask.objects.get_or_create(
+def _crontab(model: Any, fields: dict[str, str]) -> Any:
+    found = model.objects.filter(timezone="UTC", **fields).order_by("pk").first()
+    return found if found is not None else model.objects.create(timezone="UTC", **fields)
+
+
+def install_default_schedules(apps: Any = None) -> None:
+    """Create the platform's beat entries (idempotent). ``apps``: a migration's app registry."""
+    registry = apps or global_apps
+    interval_model = registry.get_model("django_celery_beat", "IntervalSchedule")
+    crontab_model = registry.get_model("django_celery_beat", "CrontabSchedule")
+    task_model = registry.get_model("django_celery_beat", "PeriodicTask")
+    changed_model = registry.get_model("django_celery_beat", "PeriodicTasks")
+
+    every = max(int(settings.BOT_WATCHDOG_INTERVAL_SECS), 1)
+    watchdog_every = interval_model.objects.filter(every=every, period="seconds").order_by("pk").first() or \
+        interval_model.objects.create(every=every, period="seconds")
+    task_model.objects.get_or_create(
         name="bot-watchdog", defaults={"task": "bots.tasks.watchdog", "interval": watchdog_every})
-    hourly, _ = CrontabSchedule.objects.get_or_create(minute="0", hour="*", day_of_week="*", day_of_month="*",
-                                                      month_of_year="*", timezone="UTC")
-    PeriodicTask.objects.get_or_create(
-        name="scheduled-rebalance",
-        defaults={"task": "bots.tasks.scheduled_rebalance", "crontab": hourly, "kwargs": '{"slot_minutes": 60}'},
-    )
-    midnight, _ = CrontabSchedule.objects.get_or_create(minute="0", hour="0", day_of_week="*", day_of_month="*",
-                                                        month_of_year="*", timezone="UTC")
-    PeriodicTask.objects.get_or_create(
-        name="daily-risk-reset", defaults={"task": "bots.tasks.daily_risk_reset", "crontab": midnight})
+
+    every_minute = _crontab(crontab_model, EVERY_MINUTE)
+    rebalance = task_model.objects.filter(name="scheduled-rebalance").first()
+    if rebalance is None:
+        task_model.objects.create(name="scheduled-rebalance", task="bots.tasks.scheduled_rebalance",
+                                  crontab=every_minute, kwargs="{}")
+    elif "slot_minutes" in json.loads(rebalance.kwargs or "{}"):
+        # the former platform-wide schedule: now the tick that runs each bot's own crontab
+        rebalance.task, rebalance.crontab, rebalance.interval, rebalance.kwargs = (
+            "bots.tasks.scheduled_rebalance", every_minute, None, "{}")
+        rebalance.save()
+
+    task_model.objects.get_or_create(
+        name="daily-risk-reset",
+        defaults={"task": "bots.tasks.daily_risk_reset", "crontab": _crontab(crontab_model, MIDNIGHT)})
+    # a running beat re-reads its schedule when this changes (the signal that does it for admin edits does
+    # not fire for a migration's models)
+    changed_model.objects.update_or_create(ident=1, defaults={"last_update": timezone.now()})

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from risk.limits import RiskLimits
-from strategies.types import BUY, OrderIntent
+from strategies.types import BUY, SELL, OrderIntent
 
 BPS = 1e4
 
@@ -103,6 +103,29 @@ def check_intents(intents: Sequence[OrderIntent], limits: RiskLimits, context: P
         open_count += 1
         allowed.append(intent)
     return CheckResult(allowed, denied)
+
+
+def growing_side(base_value_quote: float) -> str:
+    """The side that grows a position of this (signed) value: buying a long, selling a short."""
+    return BUY if base_value_quote >= 0 else SELL
+
+
+def reduce_growing_side(intents: Sequence[OrderIntent], side: str, factor: float,
+                        min_order_size_quote: float) -> list[OrderIntent]:
+    """POSITION_LIMIT_EXCEEDED: the orders on ``side`` (the one that grows the position) at ``factor``
+    of their size; an order that falls below the minimum order size is dropped (as the strategy drops a
+    level it cannot fund). The other side, which unwinds the position, is left as it is."""
+    if not side or factor >= 1.0:
+        return list(intents)
+    reduced: list[OrderIntent] = []
+    for intent in intents:
+        if intent.side != side:
+            reduced.append(intent)
+            continue
+        size = intent.size * factor
+        if size * intent.price >= min_order_size_quote * (1 - 1e-9):
+            reduced.append(replace(intent, size=size))
+    return reduced
 
 
 @dataclass(frozen=True, slots=True)

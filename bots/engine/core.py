@@ -28,7 +28,7 @@ from bots.config import MarketMakingConfig, validate_market_making_config
 from bots.engine.market_data import book_reader, mid_history, shared_book, to_snapshot, without_own
 from bots.engine.orders import OrderManager
 from bots.events import publish_event, push
-from bots.inventory import PairInventory, calculate_rebalancing_trades, needs_rebalancing
+from bots.inventory import PairInventory, RebalancingTrade, calculate_rebalancing_trades, needs_rebalancing
 from bots.models import (
     OPEN_ORDER_STATUSES,
     Bot,
@@ -68,6 +68,10 @@ class LeaseLostError(MarketMakingError):
 PAIR_PATTERN = re.compile(r"^[A-Z]+/[A-Z]+$")
 ORDER_BOOK_DEPTH = 20
 PAUSING_EVENTS = (checks.DAILY_LOSS_LIMIT, checks.MAX_DRAWDOWN)
+REBALANCE_RETRY_SECS = 15.0
+"""After a rebalancing trade (filled or not) the driver's quiet check waits this long before it calls
+for another full cycle for the same pair: longer than the driver's balance reads (every 10 s), so the
+next decision is taken on balances the venue reported after the trade."""
 
 GatewayFactory = Callable[[Any], ExchangeGateway]
 
@@ -134,6 +138,7 @@ class InventoryManager:
         self.default_target = config.strategy_settings.inventory_target_ratio
         self.balances: dict[int, dict[str, Decimal]] = {}
         self.current_inventory: dict[str, PairInventory] = {}
+        self.account_of: dict[str, int] = {}  # pair -> the account whose balances it was assessed on
 
     def target_ratio(self, pair: str) -> float:
         return float(self.config.target_ratios.get(pair, self.default_target))
@@ -152,17 +157,42 @@ class InventoryManager:
 
     def assess(self, position: LiquidityPosition, mid: float) -> PairInventory:
         """Spec assess_initial_inventory / current state for one pair."""
-        base, quote = position.trading_pair.split("/")
-        balances = self.balances.get(position.exchange_account_id, {})
+        return self._assess_pair(position.trading_pair, position.exchange_account_id, mid)
+
+    def _assess_pair(self, pair: str, account_id: int, mid: float) -> PairInventory:
+        self.account_of[pair] = account_id
+        base, quote = pair.split("/")
+        balances = self.balances.get(account_id, {})
         inventory = PairInventory(
-            trading_pair=position.trading_pair,
+            trading_pair=pair,
             base_balance=float(balances.get(base, 0)),
             quote_balance=float(balances.get(quote, 0)),
             mid=mid,
-            target_ratio=self.target_ratio(position.trading_pair),
+            target_ratio=self.target_ratio(pair),
         )
-        self.current_inventory[position.trading_pair] = inventory
+        self.current_inventory[pair] = inventory
         return inventory
+
+    def update_inventory(self, trade: RebalancingTrade, result: Order, account_id: int) -> PairInventory | None:
+        """Spec update_inventory: what a rebalancing trade executed (the venue's answer: filled base at
+        its average price) moves this manager's balances of the account, and every pair of that account
+        (they share its quote balance) is assessed again at the mid it was assessed at, so nothing later
+        in the cycle trades on the inventory from before the trade. The fee is not in the answer; the
+        next balance read has it."""
+        inventory = self.current_inventory.get(trade.trading_pair)
+        filled = result.filled or Decimal(0)
+        price = result.average_price or result.price
+        if inventory is None or filled <= 0 or not price:
+            return inventory
+        base, quote = trade.trading_pair.split("/")
+        balances = self.balances.setdefault(account_id, {})
+        signed = filled if trade.side == "buy" else -filled
+        balances[base] = balances.get(base, Decimal(0)) + signed
+        balances[quote] = balances.get(quote, Decimal(0)) - signed * price
+        for pair, held in list(self.current_inventory.items()):
+            if self.account_of.get(pair) == account_id:
+                self._assess_pair(pair, account_id, held.mid)
+        return self.current_inventory[trade.trading_pair]
 
     def needs_rebalancing(self) -> bool:
         return needs_rebalancing(list(self.current_inventory.values()), self.config)
@@ -178,7 +208,8 @@ class InventoryManager:
 @dataclass
 class PairRiskAdjustments:
     spread_multiplier: float = 1.0
-    size_multiplier: float = 1.0
+    reduced_side: str = ""  # POSITION_LIMIT_EXCEEDED: the side that grows the position ...
+    reduced_side_factor: float = 1.0  # ... has its sizes multiplied by this
 
 
 class MarketMakingRiskManager:
@@ -205,7 +236,6 @@ class MarketMakingRiskManager:
             max_position_quote=float(self.limits.max_position_quote),
             volatility_pause_threshold=float(self.limits.volatility_pause_threshold),
             spread_multiplier=adjust.spread_multiplier,
-            size_multiplier=adjust.size_multiplier,
         )
 
     def check(self, intents: list[OrderIntent], context: checks.PreTradeContext) -> checks.CheckResult:
@@ -259,7 +289,7 @@ class PerformanceTracker:
         for p in positions:
             mid = mids.get(p.trading_pair)
             if mid is not None and mid == mid:
-                unrealised += p.base_position * (Decimal(repr(mid)) - p.average_cost)
+                unrealised += p.unrealised_pnl_quote(Decimal(repr(mid)))
         return {
             "realised_pnl_quote": realised,
             "unrealised_pnl_quote": unrealised,
@@ -301,6 +331,7 @@ class CycleReport:
     cancelled: int = 0
     fills: int = 0
     denied: int = 0
+    rebalanced: int = 0
     risk_events: list[str] = field(default_factory=list)
     paused_reason: str = ""
 
@@ -333,6 +364,8 @@ class MarketMakingBot:
         self.report = CycleReport()
         self.cycle = bot.cycle_count
         self.fenced_at_begin = False
+        self.rebalanced_pairs: set[str] = set()  # pairs with a rebalancing trade in this engine's cycle
+        self.rebalance_attempted_at: dict[str, float] = {}  # pair -> clock() of its last rebalancing trade
 
     # --- exchanges ---------------------------------------------------------------------------
 
@@ -476,6 +509,7 @@ class MarketMakingBot:
     def monitoring_iteration(self, cycle: int) -> CycleReport:
         """The body of the spec's _monitoring_loop. Errors of one pair never stop the others."""
         self.cycle = cycle
+        self.rebalanced_pairs = set()
         self._update_market_data()
         self._sync_fills()
         self._refresh_inventory()
@@ -490,7 +524,7 @@ class MarketMakingBot:
             except ExchangeError as exc:
                 logger.warning("bot %s %s: %s", self.bot_id, position.trading_pair, exc)
         if self.inventory_manager.needs_rebalancing():
-            self._rebalance_inventory()
+            self._rebalance_inventory()  # on the inventory as the risk handling's trades left it
         self._update_performance()
         return self.report
 
@@ -624,7 +658,7 @@ class MarketMakingBot:
     def _handle_risk_event(self, status: checks.RiskStatus, *, record: bool = True) -> None:
         """Spec _handle_risk_event: act on the event type, then RiskEventHandled (once per breach)."""
         if status.event_type == checks.POSITION_LIMIT_EXCEEDED:
-            self._reduce_position_sizes(status.trading_pair)
+            self._reduce_position_sizes(status.trading_pair, float(status.details.get("base_value_quote", 0.0)))
         elif status.event_type in PAUSING_EVENTS:
             self._pause_trading(status.message)
         elif status.event_type == checks.INVENTORY_IMBALANCE:
@@ -644,9 +678,12 @@ class MarketMakingBot:
                 "trading_pair": status.trading_pair, "message": status.message,
             })
 
-    def _reduce_position_sizes(self, pair: str) -> None:
+    def _reduce_position_sizes(self, pair: str, base_value_quote: float) -> None:
+        """Only the side that grows the position is reduced; the side that unwinds it keeps its size."""
         adjust = self.risk_manager.adjustments.setdefault(pair, PairRiskAdjustments())
-        adjust.size_multiplier = min(adjust.size_multiplier, self.config.risk_limits.position_size_reduction_factor)
+        adjust.reduced_side = checks.growing_side(base_value_quote)
+        adjust.reduced_side_factor = min(adjust.reduced_side_factor,
+                                         self.config.risk_limits.position_size_reduction_factor)
 
     def _adjust_spreads_for_volatility(self, pair: str) -> None:
         adjust = self.risk_manager.adjustments.setdefault(pair, PairRiskAdjustments())
@@ -719,6 +756,10 @@ class MarketMakingBot:
         state = InventoryState.from_balances(
             inventory.base_balance, inventory.quote_balance, snapshot.mid, inventory.target_ratio)
         intents = strategy.calculate_orders(snapshot, state, self.risk_manager.get_pair_limits(pair))
+        adjust = self.risk_manager.adjustments.get(pair)
+        if adjust is not None and adjust.reduced_side:
+            intents = checks.reduce_growing_side(intents, adjust.reduced_side, adjust.reduced_side_factor,
+                                                 float(self.config.min_order_size_quote))
         valid = [i for i in intents if self._validate_order_parameters(i)]
         result = self.risk_manager.check(valid, checks.PreTradeContext(
             mid=snapshot.mid,
@@ -873,13 +914,20 @@ class MarketMakingBot:
 
     # --- rebalancing -----------------------------------------------------------------------------
 
-    def _rebalance_inventory(self) -> int:
-        """Spec _rebalance_inventory: trades toward the targets, InventoryRebalanced when any ran."""
-        trades = calculate_rebalancing_trades(
-            list(self.inventory_manager.current_inventory.values()), self.inventory_manager.config)
+    def _rebalance_inventory(self, *, force: bool = False) -> int:
+        """Spec _rebalance_inventory: trades toward the targets (the pairs out of their band; with
+        ``force``, a scheduled or manual run: every pair whose trade exceeds ``min_trade_value_quote``),
+        the inventory updated after each trade, InventoryRebalanced when any ran."""
+        inventories = [inv for pair, inv in self.inventory_manager.current_inventory.items()
+                       if pair not in self.rebalanced_pairs]
+        trades = calculate_rebalancing_trades(inventories, self.inventory_manager.config, force=force)
         return self._execute_rebalancing(trades)
 
-    def _execute_rebalancing(self, trades: list[Any]) -> int:
+    def _execute_rebalancing(self, trades: list[RebalancingTrade]) -> int:
+        """One IOC trade per pair at most per cycle (a forced and a regular rebalance of one imbalance
+        never both trade): the rest of an imbalance one trade did not absorb (max order size, the book
+        within the slippage band) is for the next cycle, on balances read from the venue."""
+        trades = [t for t in trades if t.trading_pair not in self.rebalanced_pairs]
         if not trades or not self._still_current():
             return 0
         executed = 0
@@ -889,6 +937,8 @@ class MarketMakingBot:
             snapshot = self.snapshots.get(trade.trading_pair)
             if position is None or snapshot is None or snapshot.problem():
                 continue
+            self.rebalanced_pairs.add(trade.trading_pair)
+            self.rebalance_attempted_at[trade.trading_pair] = self.clock()
             mid = snapshot.mid
             price = mid * (1 + slippage) if trade.side == "buy" else mid * (1 - slippage)
             size = min(trade.size_quote, float(self.config.max_order_size_quote)) / mid
@@ -901,17 +951,32 @@ class MarketMakingBot:
             except Exception as exc:
                 logger.warning("bot %s: rebalancing trade failed: %s", self.bot_id, exc)
                 continue
-            executed += sum(1 for o in outcomes if o.error is None)
+            for outcome in outcomes:
+                if outcome.error is None:
+                    executed += 1
+                    self.inventory_manager.update_inventory(trade, outcome.order, position.exchange_account_id)
+        self.report.rebalanced += executed
         if executed:
             publish_event(bot=self.bot, event_type=BotEventType.INVENTORY_REBALANCED,
                           payload={"trades_executed": executed})
         return executed
 
+    def rebalancing_due(self, now: float) -> list[str]:
+        """The pairs whose inventory, as this engine last assessed it, calls for a rebalancing trade
+        (out of their band, a trade above ``min_trade_value_quote``), less those this engine traded or
+        tried within ``REBALANCE_RETRY_SECS``. In memory, no I/O: the engine driver's quiet check asks
+        it every monitoring interval, and a pair named here makes the cycle a full one."""
+        trades = calculate_rebalancing_trades(
+            list(self.inventory_manager.current_inventory.values()), self.inventory_manager.config)
+        return [t.trading_pair for t in trades
+                if now - self.rebalance_attempted_at.get(t.trading_pair, -REBALANCE_RETRY_SECS) >= REBALANCE_RETRY_SECS]
+
     def rebalance_now(self) -> int:
-        """Scheduled rebalancing (beat): refresh balances and books, then rebalance."""
+        """A scheduled or manual rebalance (``bots.tasks.rebalance_bot``): refresh balances and books,
+        then trade every pair back to its target."""
         self._update_market_data()
         self._refresh_inventory()
-        return self._rebalance_inventory()
+        return self._rebalance_inventory(force=True)
 
     # --- performance -----------------------------------------------------------------------------
 

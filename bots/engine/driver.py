@@ -731,6 +731,9 @@ class Driver:
             statuses, equity = engine.risk_in_memory(runner.high_water)
             if statuses:
                 return Verdict("full", "risk status", detail=",".join(s.event_type for s in statuses))
+            rebalance = engine.rebalancing_due(now)  # the spec checks the need every monitoring interval
+            if rebalance:
+                return Verdict("full", "rebalancing needed", detail=",".join(rebalance))
             if equity > runner.high_water:
                 runner.high_water, runner.high_water_dirty = equity, True
             total_open = sum(runner.open_count.values())

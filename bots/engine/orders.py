@@ -42,9 +42,9 @@ LOST_AFTER_MISSES = 3
 """An unacknowledged order is marked lost only after this many consecutive 'not found' answers."""
 TRADE_SYNC_OVERLAP_MS = 5_000
 """Trades are re-read this far back so one arriving late at the venue is not skipped."""
-ACCOUNTING_FIELDS = ("base_position", "average_cost", "realised_pnl_quote", "fees_paid_quote", "volume_quote",
+ACCOUNTING_FIELDS = ("base_position", "cost_basis_quote", "realised_pnl_quote", "fees_paid_quote", "volume_quote",
                      "fill_count")
-"""LiquidityPosition columns that mirror bots.accounting.PositionAccount."""
+"""LiquidityPosition columns that mirror bots.accounting.PositionAccount (``average_cost`` is derived)."""
 
 ACK_FIELDS = ["exchange_order_id", "status", "filled", "average_price", "acknowledged_at", "missing_count",
               "closed_at", "updated_at"]
@@ -507,12 +507,12 @@ class OrderManager:
                     account = apply_fill(account, side=trade.side, price=trade.price, amount=trade.amount, fee=fee,
                                          fee_currency=fee_currency, base=base, quote=quote)
                 if new_fills:
-                    for name in ACCOUNTING_FIELDS:  # the row, and the cycle's in-memory position
+                    for name in (*ACCOUNTING_FIELDS, "average_cost"):  # the row, and the cycle's position
                         setattr(locked, name, getattr(account, name))
                         setattr(position, name, getattr(account, name))
                     # the sync mark goes with the accounting (the row is locked: max() is safe)
                     locked.last_trade_sync_ms = max(locked.last_trade_sync_ms, latest_ms)
-                    locked.save(update_fields=[*ACCOUNTING_FIELDS, "last_trade_sync_ms"])
+                    locked.save(update_fields=[*ACCOUNTING_FIELDS, "average_cost", "last_trade_sync_ms"])
         # orders the venue already reported filled in full have nothing to settle
         self._settle_filled_orders({f.order_id for f in new_fills if f.order_id
                                     and f.order.filled < f.order.amount})

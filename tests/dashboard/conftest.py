@@ -39,7 +39,8 @@ def populate_bot(world: TenantWorld, *, status: str = "running") -> dict[str, An
     bot.refresh_from_db()
     position = LiquidityPosition.objects.create(
         tenant=t, bot=bot, exchange_account=account, trading_pair="BTC/USDT", base_position=Decimal("0.5"),
-        average_cost=Decimal("100"), realised_pnl_quote=Decimal("20"), fees_paid_quote=Decimal("1"))
+        average_cost=Decimal("100"), cost_basis_quote=Decimal("50"), realised_pnl_quote=Decimal("20"),
+        fees_paid_quote=Decimal("1"))
     orders = [
         Order.objects.create(tenant=t, bot=bot, position=position, exchange_account=account, trading_pair="BTC/USDT",
                              client_order_id=f"mm-{bot.pk}-{side}-{t.slug}", side=side, price=Decimal(price),

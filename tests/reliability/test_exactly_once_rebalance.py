@@ -1,4 +1,5 @@
-"""Exactly one scheduled rebalance per (bot, slot): two beats racing, and a beat restarted mid-slot."""
+"""Exactly one scheduled rebalance per (bot, fire time of its crontab): two beats racing, and a beat restarted
+mid-slot."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def running_bots(world_a: Any, world_b: Any) -> list[Bot]:
     bots = [world_a.bot, world_b.bot] + [make_bot(world_a.tenant, world_a.account, name=f"extra-{i}")
                                          for i in range(3)]
-    Bot.objects.filter(pk__in=[b.pk for b in bots]).update(status=BotStatus.RUNNING)
+    Bot.objects.filter(pk__in=[b.pk for b in bots]).update(
+        status=BotStatus.RUNNING, rebalance_schedule_enabled=True, rebalance_crontab="* * * * *")
     return bots
 
 
