@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from exchanges.emulator.engine import MatchingEngine
+from exchanges.emulator.engine import EngineError, MatchingEngine
 from exchanges.emulator.market import (
     DEMO_MAKER_FEE_RATE,
     DEMO_TAKER_FEE_RATE,
@@ -28,7 +28,7 @@ from exchanges.emulator.market import (
 from exchanges.emulator.server import initial_mid_for, market_spec_for
 from risk.checks import MARKET_VOLATILITY, BotRiskState, PairRiskState, PreTradeContext, assess_risk, check_intents
 from risk.limits import RiskLimits
-from strategies.analysis import MarketAnalysis, analyze_market
+from strategies.analysis import VOLATILITY_SAMPLE_SECS, MarketAnalysis, analyze_market, realised_volatility_per_sec
 from strategies.config import STRATEGY_TYPES, OrderConfig, StrategyConfig
 from strategies.selection import create_strategy, select_strategy_type
 from strategies.types import InventoryState, MarketSnapshot, RiskContext
@@ -183,3 +183,99 @@ def test_the_demo_world_creates_the_demo_bot_with_a_valid_configuration() -> Non
         assert getattr(bot, name) == value, name
     assert bot.volatility_pause_threshold == RiskLimits().volatility_pause_threshold  # no override needed
     assert bot.high_volatility_threshold == StrategyConfig().high_volatility_threshold
+
+
+@dataclass
+class QuotingRun:
+    fills: int
+    volume_quote: float
+    fees_quote: float
+    pnl_quote: float
+    """Change of the bot's equity (cash + base at the market's mid), fees included."""
+    mid_times: list[float]
+    book_mids: list[float]
+    """The raw book's mid every 0.5 s, the bot's own quotes included (what the engine records)."""
+    true_mids: list[float]
+
+
+def run_demo_bot(symbol: str, seed: int, minutes: float = 6) -> QuotingRun:
+    """The demo bot's strategy quoting in the demo market: every second it cancels and re-places its
+    post-only orders off the book (its own orders are not in the book at that moment)."""
+    strategy_config, order_config = demo_bot_configs()
+    strategy_config = StrategyConfig(**{**{f: getattr(strategy_config, f) for f in StrategyConfig.__dataclass_fields__},
+                                        "default_strategy": "GRID_TRADING", "adaptation_enabled": False})
+    spec = market_spec_for(symbol)
+    engine = MatchingEngine([spec], DEMO_MAKER_FEE_RATE, DEMO_TAKER_FEE_RATE)
+    market = SyntheticMarket(engine, [SymbolDynamics(symbol, initial_mid_for(symbol), **demo_dynamics(symbol))],
+                             seed=seed)
+    start_mid = initial_mid_for(symbol)
+    engine.create_account("bot", {spec.base: (Decimal(30000) / start_mid).quantize(spec.lot_size),
+                                  spec.quote: Decimal(30000)})
+    strategy = create_strategy("GRID_TRADING", symbol, None, strategy_config, order_config)
+
+    def equity(mid: float) -> float:
+        held = engine.balances("bot")
+        return (float(held[spec.base].free + held[spec.base].locked) * mid
+                + float(held[spec.quote].free + held[spec.quote].locked))
+
+    before = equity(float(start_mid))
+    times: list[float] = []
+    book_mids: list[float] = []
+    true_mids: list[float] = []
+    for now in range(STEP_MS, int(minutes * 60_000) + 1, STEP_MS):
+        market.step(now)
+        if now % SAMPLE_MS == 0:
+            bid, ask = engine.best_bid_ask_ticks(symbol)
+            times.append(now / 1000)
+            book_mids.append(float((bid + ask) * spec.tick_size) / 2)
+            true_mids.append(float(market.mid(symbol)))
+        if now % 1000:
+            continue
+        engine.cancel_all("bot", symbol)
+        book = engine.book(symbol, 20)
+        snapshot = MarketSnapshot(
+            symbol, float(book.bids[0].price), float(book.asks[0].price), now / 1000,
+            tuple((float(level.price), float(level.quantity)) for level in book.bids),
+            tuple((float(level.price), float(level.quantity)) for level in book.asks),
+            (), float(spec.tick_size), float(spec.lot_size), float(spec.min_notional),
+        )
+        held = engine.balances("bot")
+        inventory = InventoryState.from_balances(float(held[spec.base].free), float(held[spec.quote].free),
+                                                 snapshot.mid, strategy_config.inventory_target_ratio)
+        for intent in strategy.calculate_orders(snapshot, inventory, RiskContext()):
+            amount = (Decimal(str(intent.size)) / spec.lot_size).to_integral_value("ROUND_DOWN") * spec.lot_size
+            price = (Decimal(str(intent.price)) / spec.tick_size).to_integral_value() * spec.tick_size
+            try:
+                engine.place_order("bot", symbol, intent.side.upper(), "LIMIT_MAKER", amount, price, now_ms=now)
+            except EngineError:
+                continue  # e.g. no balance left on that side
+    trades = engine.account_trades("bot", symbol, limit=10**6)
+    fees = sum(float(t.fee) * (float(t.price) if t.fee_asset == spec.base else 1.0) for t in trades)
+    return QuotingRun(len(trades), sum(float(t.quote_quantity) for t in trades), fees,
+                      equity(true_mids[-1]) - before, times, book_mids, true_mids)
+
+
+@pytest.fixture(scope="module")
+def demo_bot_run() -> QuotingRun:
+    return run_demo_bot("ETH/USDT", seed=1)
+
+
+def test_the_demo_bot_earns_more_than_its_fees_on_the_demo_market(demo_bot_run: QuotingRun) -> None:
+    run = demo_bot_run
+    assert run.fills > 100 and run.volume_quote > 10 * 500
+    assert run.pnl_quote > run.fees_quote > 0, run
+
+
+def test_the_bots_own_quotes_do_not_read_as_volatility(demo_bot_run: QuotingRun) -> None:
+    """A market maker inside the spread moves the book's mid at every fill and re-quote. Sampled every
+    0.5 s that noise reads as extra volatility; returns over VOLATILITY_SAMPLE_SECS measure the market's."""
+    run = demo_bot_run
+    window = slice(-HISTORY, None)
+    true_vol = realised_volatility_per_sec(run.mid_times[window], run.true_mids[window], 300.0)
+    dense = realised_volatility_per_sec(run.mid_times[window], run.book_mids[window], 300.0)
+    sparse = realised_volatility_per_sec(run.mid_times[window], run.book_mids[window], 300.0, VOLATILITY_SAMPLE_SECS)
+    assert true_vol is not None and dense is not None and sparse is not None
+    assert dense > 1.25 * true_vol, (dense, true_vol)  # the noise is there at 0.5 s
+    assert abs(sparse - true_vol) < 0.2 * true_vol, (sparse, true_vol)
+    daily = sparse * math.sqrt(86400)
+    assert daily < StrategyConfig().high_volatility_threshold
