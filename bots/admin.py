@@ -7,6 +7,7 @@ import csv
 import difflib
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -214,9 +215,10 @@ BOT_FIELD_GROUPS: list[FieldGroup] = [
 
 def labelled_message(message: str, labels: dict[str, str]) -> str:
     """Replace internal field names in a validation message by the form's labels (longest first,
-    whole words only: ``spread_bps`` inside ``min_spread_bps`` is left to its own label)."""
+    whole words only: ``spread_bps`` inside ``min_spread_bps`` is left to its own label). Only
+    identifiers with an underscore: a plain word such as "tenant" or "name" is English."""
     for name in sorted(labels, key=len, reverse=True):
-        if name in message:
+        if "_" in name and name in message:
             message = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", f"“{labels[name]}”", message)
     return message
 
@@ -275,10 +277,16 @@ class BotForm(forms.ModelForm):
         model = Bot
         exclude = ["epoch"]  # noqa: DJ006 -- every config field is edited here; state is read-only
         labels = BOT_LABELS
+        widgets = {"exchange_accounts": forms.CheckboxSelectMultiple}  # a firm has a few: one line each
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.venue_warnings: list[str] = []
+        # money columns hold 12 decimals: show 100, not 100.000000000000
+        for name, form_field in self.fields.items():
+            value = self.initial.get(name)
+            if isinstance(form_field, forms.DecimalField) and isinstance(value, Decimal) and value.is_finite():
+                self.initial[name] = value.normalize() if value != value.to_integral_value() else value.quantize(1)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -414,7 +422,6 @@ class BotAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "tenant", "status", "trading_pairs", "default_strategy", "last_cycle_finished_at"]
     list_filter = ["status", "default_strategy"]
     search_fields = ["name", "trading_pairs"]
-    filter_horizontal = ["exchange_accounts"]
     readonly_fields = STATE_FIELDS
     inlines = [PositionInline, RecentOrderInline]
     field_groups = BOT_FIELD_GROUPS

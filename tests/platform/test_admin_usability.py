@@ -273,3 +273,14 @@ def test_an_unreachable_venue_saves_with_a_warning(client: Any, world_a: TenantW
     html = response.content.decode()
     assert "Saved without checking the trading pairs on down" in html and "DOGE/XYZ" in html
     clear_gateway_cache()
+
+
+def test_labels_replace_identifiers_not_english_words() -> None:
+    from bots.admin import labelled_message
+
+    labels = {"tenant": "Firm", "spread_bps": "Spread (bps)", "min_spread_bps": "Minimum spread (bps)",
+              "max_spread_bps": "Maximum spread (bps)"}
+    assert labelled_message("must not exceed max_spread_bps (10.0), unlike min_spread_bps and spread_bps",
+                            labels) == ("must not exceed “Maximum spread (bps)” (10.0), unlike "
+                                        "“Minimum spread (bps)” and “Spread (bps)”")
+    assert labelled_message("Accounts of another tenant: x.", labels) == "Accounts of another tenant: x."
