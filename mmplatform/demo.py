@@ -1,5 +1,6 @@
 """The demo world the one-command run creates: a tenant, an operator, an admin, an emulator-backed
-exchange account and a bot on two pairs. Idempotent: running it again changes nothing."""
+exchange account and a bot on two pairs. Idempotent: running it again changes nothing (except a demo
+bot left exactly as an earlier version created it, which gets the current demo settings)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,14 @@ DEMO_BOT_SETTINGS: dict[str, object] = {
     "order_refresh_tolerance_bps": 2.0,
 }
 
+# What earlier versions created (it lost money to fees on the 0.1 % tier and overrode the volatility
+# thresholds for a market four times too volatile): a demo bot still exactly so is brought up to date.
+PREVIOUS_DEMO_BOT_SETTINGS: dict[str, object] = {
+    "spread_bps": 10.0, "maker_fee_bps": 10.0, "high_volatility_threshold": 0.5, "volatility_pause_threshold": 1.0,
+}
+PREVIOUS_OVERRIDES_RESET = {name: Bot._meta.get_field(name).get_default()
+                            for name in ("high_volatility_threshold", "volatility_pause_threshold")}
+
 
 @dataclass(frozen=True)
 class DemoWorld:
@@ -65,4 +74,8 @@ def ensure_demo_world(emulator_url: str) -> DemoWorld:
     if bot is None:
         bot = Bot.objects.create(tenant=tenant, name="demo-bot", trading_pairs=DEMO_PAIRS, **DEMO_BOT_SETTINGS)
         bot.exchange_accounts.add(account)
+    elif all(getattr(bot, name) == value for name, value in PREVIOUS_DEMO_BOT_SETTINGS.items()):
+        changes = {**PREVIOUS_OVERRIDES_RESET, **DEMO_BOT_SETTINGS}
+        Bot.objects.filter(pk=bot.pk).update(**changes)
+        bot.refresh_from_db()
     return DemoWorld(tenant, account, bot)

@@ -279,3 +279,16 @@ def test_the_bots_own_quotes_do_not_read_as_volatility(demo_bot_run: QuotingRun)
     assert abs(sparse - true_vol) < 0.2 * true_vol, (sparse, true_vol)
     daily = sparse * math.sqrt(86400)
     assert daily < StrategyConfig().high_volatility_threshold
+
+
+@pytest.mark.django_db
+def test_a_demo_bot_left_as_an_earlier_version_made_it_is_brought_up_to_date_once() -> None:
+    from bots.models import Bot
+    from mmplatform.demo import DEMO_BOT_SETTINGS, PREVIOUS_DEMO_BOT_SETTINGS, ensure_demo_world
+
+    world = ensure_demo_world("http://127.0.0.1:8900")
+    Bot.objects.filter(pk=world.bot.pk).update(**PREVIOUS_DEMO_BOT_SETTINGS)
+    bot = ensure_demo_world("http://127.0.0.1:8900").bot
+    assert bot.spread_bps == DEMO_BOT_SETTINGS["spread_bps"] and bot.volatility_pause_threshold == 0.1
+    Bot.objects.filter(pk=bot.pk).update(spread_bps=30.0)  # the user's own change stays
+    assert ensure_demo_world("http://127.0.0.1:8900").bot.spread_bps == 30.0
