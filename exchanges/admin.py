@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.db import models
 from django.http import HttpRequest
 
+from exchanges.crypto import CredentialDecryptionError
 from exchanges.models import ExchangeAccount
 from exchanges.services import EmulatorRegistrationError, emulator_open_account
 from mmplatform.tenancy.admin import TenantScopedAdminMixin
@@ -73,7 +74,7 @@ class ExchangeAccountAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     actions = ["open_on_emulator"]
 
-    @admin.action(description="Open on the local exchange emulator (funded with the demo balances)",
+    @admin.action(description="Open on the local exchange emulator (topped up to the demo balances)",
                   permissions=["change"])
     def open_on_emulator(self, request: HttpRequest, queryset: models.QuerySet) -> None:
         for account in queryset:
@@ -81,11 +82,21 @@ class ExchangeAccountAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
                 self.message_user(request, f"{account}: your role may not manage this account", messages.ERROR)
                 continue
             try:
-                account_id = emulator_open_account(account=account)
-            except EmulatorRegistrationError as exc:
+                funding = emulator_open_account(account=account)
+            except (EmulatorRegistrationError, CredentialDecryptionError) as exc:
                 self.message_user(request, f"{account}: {exc}", messages.ERROR)
+                continue
+            target = ", ".join(f"{asset} {amount}" for asset, amount in funding.target.items())
+            if funding.deposited:
+                done = "deposited " + ", ".join(f"{asset} {amount}" for asset, amount in funding.deposited.items())
             else:
-                self.message_user(request, f"{account}: opened on the emulator as {account_id}.", messages.SUCCESS)
+                done = "already at those balances, nothing deposited"
+            self.message_user(
+                request,
+                f"{account}: opened on the emulator with API key {funding.masked_key}; topped up to {target} "
+                f"({done}).",
+                messages.SUCCESS,
+            )
 
     @admin.display(boolean=True, description="credentials")
     def credentials_set(self, obj: ExchangeAccount) -> bool:

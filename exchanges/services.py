@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -48,26 +49,70 @@ def parse_balances(text: str) -> dict[str, Decimal]:
     return balances
 
 
-def emulator_open_account(*, account: ExchangeAccount, balances: dict[str, Decimal] | None = None) -> str:
-    """Open the account's API key on the local exchange emulator at its ``api_base_url``, funded
-    with ``balances`` (default EMULATOR_DEMO_BALANCES). Returns the emulator's account id."""
+def mask_secret(text: str) -> str:
+    """A key as it may be shown: its first and last four characters (``demo…0001``), or only
+    asterisks when it is too short for that to hide most of it."""
+    if len(text) < 12:
+        return "*" * 8
+    return f"{text[:4]}…{text[-4:]}"
+
+
+@dataclass(frozen=True)
+class EmulatorFunding:
+    """What opening an account on the emulator did: its (masked) key and what was deposited."""
+
+    masked_key: str
+    deposited: dict[str, Decimal]
+    """Asset -> amount deposited to reach the target (assets already at or above it are absent)."""
+    target: dict[str, Decimal]
+
+
+def _emulator_call(account: ExchangeAccount, path: str, payload: dict | None) -> dict:
+    """One admin request to the emulator at the account's base URL (POST with a payload, else GET)."""
+    request = urllib.request.Request(
+        account.api_base_url.rstrip("/") + path,
+        data=json.dumps(payload).encode() if payload is not None else None,
+        method="POST" if payload is not None else "GET",
+        headers={"Content-Type": "application/json", "X-Emulator-Admin": settings.EMULATOR_ADMIN_TOKEN},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=settings.EXCHANGE_HTTP_TIMEOUT_SECS) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:200].decode(errors="replace")
+        raise EmulatorRegistrationError(f"the emulator refused ({exc.code}): {detail}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise EmulatorRegistrationError(f"the emulator at {account.api_base_url} did not answer: {exc}") from None
+    if not isinstance(answer, dict):
+        raise EmulatorRegistrationError(f"the emulator at {account.api_base_url} answered {answer!r:.100}")
+    return answer
+
+
+def emulator_open_account(*, account: ExchangeAccount, balances: dict[str, Decimal] | None = None) -> EmulatorFunding:
+    """Open the account's API key on the local exchange emulator at its ``api_base_url`` and top each
+    asset up to ``balances`` (default EMULATOR_DEMO_BALANCES), counting what is free and locked.
+    Idempotent: run again, it deposits nothing (or only what trading has spent since)."""
     if not account.api_base_url:
         raise EmulatorRegistrationError("the account has no API base URL; point it at the emulator first")
     if not settings.EMULATOR_ADMIN_TOKEN:
         raise EmulatorRegistrationError("EMULATOR_ADMIN_TOKEN is not configured for this platform")
     creds = account.credentials()
-    funds = balances if balances is not None else parse_balances(settings.EMULATOR_DEMO_BALANCES)
-    body = json.dumps({"api_key": creds.api_key, "secret": creds.api_secret,
-                       "balances": {asset: str(amount) for asset, amount in funds.items()}}).encode()
-    request = urllib.request.Request(
-        account.api_base_url.rstrip("/") + "/admin/accounts", data=body, method="POST",
-        headers={"Content-Type": "application/json", "X-Emulator-Admin": settings.EMULATOR_ADMIN_TOKEN},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=settings.EXCHANGE_HTTP_TIMEOUT_SECS) as response:
-            return str(json.loads(response.read())["account_id"])
-    except urllib.error.HTTPError as exc:
-        detail = exc.read()[:200].decode(errors="replace")
-        raise EmulatorRegistrationError(f"the emulator refused ({exc.code}): {detail}") from None
-    except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
-        raise EmulatorRegistrationError(f"the emulator at {account.api_base_url} did not answer: {exc}") from None
+    target = balances if balances is not None else parse_balances(settings.EMULATOR_DEMO_BALANCES)
+    opened = _emulator_call(account, "/admin/accounts",
+                            {"api_key": creds.api_key, "secret": creds.api_secret, "balances": {}})
+    account_id = str(opened.get("account_id", ""))
+    held = _emulator_call(account, "/admin/state", None).get("accounts", {}).get(account_id)
+    if not isinstance(held, dict):
+        raise EmulatorRegistrationError("the emulator did not report the account's balances after opening it")
+    deposited: dict[str, Decimal] = {}
+    for asset, amount in target.items():
+        row = held.get(asset) or {}
+        try:
+            have = Decimal(str(row.get("free", "0"))) + Decimal(str(row.get("locked", "0")))
+        except InvalidOperation:
+            raise EmulatorRegistrationError(f"the emulator reported a bad {asset} balance: {row!r:.100}") from None
+        if have < amount:
+            _emulator_call(account, "/admin/deposit", {"api_key": creds.api_key, "asset": asset,
+                                                       "amount": str(amount - have)})
+            deposited[asset] = amount - have
+    return EmulatorFunding(masked_key=mask_secret(creds.api_key), deposited=deposited, target=dict(target))

@@ -1,5 +1,6 @@
 """The demo world the one-command run creates: a tenant, an operator, an admin, an emulator-backed
-exchange account and a bot on two pairs. Idempotent: running it again changes nothing."""
+exchange account and a bot on two pairs. Idempotent: running it again changes nothing (except a demo
+bot left exactly as an earlier version created it, which gets the current demo settings)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from bots.models import Bot
+from exchanges.emulator.market import DEMO_MAKER_FEE_RATE
 from exchanges.models import ExchangeAccount
 from mmplatform.tenancy.models import Membership, Role, Tenant
 
@@ -19,6 +21,28 @@ DEMO_API_KEY = "demo-api-key-0001"
 DEMO_API_SECRET = "demo-api-secret-0001-please-rotate"
 DEMO_BALANCES = "BTC=1,ETH=20,USDT=60000"  # each pair starts at its 0.5 target ratio
 DEMO_PAIRS = "BTC/USDT,ETH/USDT"
+
+# The demo bot: the defaults except where the demo market says otherwise. The emulator's resting
+# liquidity starts 8 bps from the mid and its takers reach d bps with probability exp(-0.12 d), so a
+# level-0 quote 6 bps each side is first in line for about half of them; its maker fee is the demo
+# venue's 1.2 bps (exchanges.emulator.market.DEMO_MAKER_FEE_RATE), so a round trip at level 0 keeps
+# 12 - 2 x 1.2 = 9.6 bps. Volatility (2.5-3 %/day) is below the default thresholds: nothing to override.
+DEMO_BOT_SETTINGS: dict[str, object] = {
+    "monitoring_interval_secs": 1.0,
+    "grid_levels": 3,
+    "order_size_quote": Decimal("500"),
+    "spread_bps": 12.0,
+    "maker_fee_bps": float(DEMO_MAKER_FEE_RATE * 10000),
+    "order_refresh_tolerance_bps": 2.0,
+}
+
+# What earlier versions created (it lost money to fees on the 0.1 % tier and overrode the volatility
+# thresholds for a market four times too volatile): a demo bot still exactly so is brought up to date.
+PREVIOUS_DEMO_BOT_SETTINGS: dict[str, object] = {
+    "spread_bps": 10.0, "maker_fee_bps": 10.0, "high_volatility_threshold": 0.5, "volatility_pause_threshold": 1.0,
+}
+PREVIOUS_OVERRIDES_RESET = {name: Bot._meta.get_field(name).get_default()
+                            for name in ("high_volatility_threshold", "volatility_pause_threshold")}
 
 
 @dataclass(frozen=True)
@@ -48,19 +72,10 @@ def ensure_demo_world(emulator_url: str) -> DemoWorld:
     account.save()
     bot = Bot.objects.filter(tenant=tenant, name="demo-bot").first()
     if bot is None:
-        bot = Bot.objects.create(
-            tenant=tenant,
-            name="demo-bot",
-            trading_pairs=DEMO_PAIRS,
-            monitoring_interval_secs=1.0,
-            grid_levels=3,
-            order_size_quote=Decimal("500"),
-            spread_bps=10.0,
-            order_refresh_tolerance_bps=2.0,
-            # the emulator's synthetic mids are far noisier than a real BTC book (15-25 %/day measured
-            # by the engine), so the demo keeps quoting instead of pausing on the 10 %/day default
-            high_volatility_threshold=0.5,
-            volatility_pause_threshold=1.0,
-        )
+        bot = Bot.objects.create(tenant=tenant, name="demo-bot", trading_pairs=DEMO_PAIRS, **DEMO_BOT_SETTINGS)
         bot.exchange_accounts.add(account)
+    elif all(getattr(bot, name) == value for name, value in PREVIOUS_DEMO_BOT_SETTINGS.items()):
+        changes = {**PREVIOUS_OVERRIDES_RESET, **DEMO_BOT_SETTINGS}
+        Bot.objects.filter(pk=bot.pk).update(**changes)
+        bot.refresh_from_db()
     return DemoWorld(tenant, account, bot)

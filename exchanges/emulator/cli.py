@@ -12,6 +12,14 @@ import signal
 import sys
 from decimal import Decimal, InvalidOperation
 
+from exchanges.emulator.market import (
+    DEMO_DAILY_VOLATILITY,
+    DEMO_DEFAULT_DAILY_VOLATILITY,
+    DEMO_MAKER_FEE_RATE,
+    DEMO_TAKER_FEE_RATE,
+    bps_per_sqrt_sec,
+    demo_dynamics,
+)
 from exchanges.emulator.server import AccountConfig, EmulatorConfig, EmulatorServer, FaultConfig, market_spec_for
 
 
@@ -53,14 +61,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--admin-token", default=None,
                         help="shared token for the /admin endpoints (default: $EMULATOR_ADMIN_TOKEN; "
                              "neither set: the admin API is off)")
-    parser.add_argument("--maker-fee", default="0.001",
-                        help="maker fee rate, e.g. 0.001 = 0.1%% (default %(default)s)")
-    parser.add_argument("--taker-fee", default="0.001", help="taker fee rate (default %(default)s)")
+    demo_vols = ", ".join(
+        f"{symbol} {daily:.1%}/day = {bps_per_sqrt_sec(daily):.2f}" for symbol, daily in DEMO_DAILY_VOLATILITY.items()
+    )
+    parser.add_argument("--maker-fee", default=str(DEMO_MAKER_FEE_RATE),
+                        help="maker fee rate, e.g. 0.001 = 0.1%% (default %(default)s: a top-volume VIP tier)")
+    parser.add_argument("--taker-fee", default=str(DEMO_TAKER_FEE_RATE), help="taker fee rate (default %(default)s)")
     parser.add_argument("--market-step-ms", type=int, default=100,
                         help="synthetic market step in ms, 0 = frozen (default %(default)s)")
     parser.add_argument("--volatility-bps", type=float, default=None,
-                        help="mid volatility of every symbol, bps per sqrt(second) "
-                             f"(default {dynamics['volatility_bps_per_sqrt_sec']:g})")
+                        help="mid volatility of every symbol, bps per sqrt(second) (default: the demo market's, "
+                             f"{demo_vols}, others {DEMO_DEFAULT_DAILY_VOLATILITY:.1%}/day)".replace("%", "%%"))
     parser.add_argument("--noise-rate", type=float, default=None,
                         help="noise-trader market orders per second per symbol "
                              f"(default {dynamics['noise_arrival_rate_per_sec']:g})")
@@ -125,7 +136,7 @@ def config_from_options(options: dict) -> EmulatorConfig:
         accounts=accounts, maker_fee_rate=maker, taker_fee_rate=taker,
         admin_token=options["admin_token"] or os.environ.get("EMULATOR_ADMIN_TOKEN") or None,
         faults=faults, market_step_ms=int(options["market_step_ms"]),
-        dynamics={symbol: dict(overrides) for symbol in symbols} if overrides else {},
+        dynamics={symbol: {**demo_dynamics(symbol), **overrides} for symbol in symbols},
     )
 
 

@@ -19,6 +19,31 @@ from decimal import Decimal
 
 from exchanges.emulator.engine import BUY, GTC, IOC, SELL, EngineError, MarketSpec, MatchingEngine
 
+SECONDS_PER_DAY = 86400.0
+
+# The demo market (what ``python -m exchanges.emulator`` / ``run_platform`` run unless told otherwise):
+# the daily volatility of a liquid major pair and a high-volume VIP fee tier, so that a bot with the
+# default settings quotes (below the 5 %/day strategy switch and the 10 %/day pause of the defaults)
+# and a spread of a few bps each side earns more than its fees.
+DEMO_DAILY_VOLATILITY: dict[str, float] = {"BTC/USDT": 0.025, "ETH/USDT": 0.03}
+"""Std of the daily log return per symbol (0.03 = 3 %/day); other symbols use DEMO_DEFAULT_DAILY_VOLATILITY."""
+DEMO_DEFAULT_DAILY_VOLATILITY = 0.03
+DEMO_MAKER_FEE_RATE = Decimal("0.00012")
+"""0.012 %: a top-volume VIP maker tier (the regular retail tier is 0.1 %, which a 0.2 % spread only breaks even on)."""
+DEMO_TAKER_FEE_RATE = Decimal("0.00024")
+
+
+def bps_per_sqrt_sec(daily_volatility: float) -> float:
+    """A daily volatility (fraction) as the random walk's bps per sqrt(second)."""
+    return daily_volatility * 1e4 / math.sqrt(SECONDS_PER_DAY)
+
+
+def demo_dynamics(symbol: str) -> dict[str, float]:
+    """The demo market's ``SymbolDynamics`` overrides for ``symbol``."""
+    daily = DEMO_DAILY_VOLATILITY.get(symbol, DEMO_DEFAULT_DAILY_VOLATILITY)
+    return {"volatility_bps_per_sqrt_sec": round(bps_per_sqrt_sec(daily), 4)}
+
+
 LIQUIDITY_ACCOUNT = "__liquidity__"
 NOISE_ACCOUNT = "__noise__"
 _BIG_QUOTE = Decimal("1000000000000")
@@ -32,6 +57,7 @@ class SymbolDynamics:
     symbol: str
     initial_mid: Decimal
     volatility_bps_per_sqrt_sec: float = 5.0
+    """5 bps/sqrt(s) is ~15 %/day: a lively test market; the demo market is demo_dynamics()."""
     drift_bps_per_sec: float = 0.0
     jump_rate_per_sec: float = 0.0
     jump_size_bps: float = 50.0

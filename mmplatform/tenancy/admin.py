@@ -13,8 +13,10 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db import models
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from mmplatform.tenancy.models import CONTROL_ROLES, Membership, Role, Tenant
 from mmplatform.tenancy.scoping import for_user, tenants_for_user
@@ -27,6 +29,18 @@ def user_roles(request: HttpRequest) -> set[str]:
         cached = set(Membership.objects.filter(user=request.user).values_list("role", flat=True))
         request._tenancy_roles = cached  # type: ignore[attr-defined]
     return cached
+
+
+ROLE_ORDER = [Role.OWNER, Role.OPERATOR, Role.VIEWER]
+
+# What a denied request tried to do, as the page's sentence says it ("... may not <verb> <object>").
+ACTION_VERBS = {"add": "add", "change": "change", "delete": "delete", "view": "view", "history": "view the history of"}
+
+
+def role_names(roles: frozenset[str] | set[str]) -> str:
+    """``{"owner", "operator"}`` -> ``"Owner or Operator"`` (in the roles' rank order)."""
+    names = [str(Role(role).label) for role in ROLE_ORDER if role in roles]
+    return " or ".join(names) if names else "no role"
 
 
 def tenants_with_role(request: HttpRequest, roles: frozenset[str]) -> models.QuerySet[Tenant]:
@@ -72,6 +86,91 @@ class TenantScopedAdminMixin:
             kwargs["queryset"] = tenants_with_role(request, self.write_roles)
         elif any(f.name == "tenant" for f in related._meta.get_fields()):
             kwargs["queryset"] = for_user(related, request.user)
+
+    # --- the page a denied request gets ---
+    # A role that may not do something gets a page saying what it tried, which role may, the user's
+    # own role in the firm and who holds the needed role there; never a bare "403 Forbidden".
+    # (Another firm's object stays a 404: get_object raises before any permission check.)
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        try:
+            return super().add_view(request, form_url, extra_context)  # type: ignore[misc]
+        except PermissionDenied:
+            return self.permission_denied_page(request, "add")
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        try:
+            return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        except PermissionDenied:
+            return self.permission_denied_page(request, "change", self.get_object(request, object_id))
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)  # type: ignore[misc]
+        except PermissionDenied:
+            return self.permission_denied_page(request, "delete", self.get_object(request, object_id))
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
+        try:
+            return super().history_view(request, object_id, extra_context)  # type: ignore[misc]
+        except PermissionDenied:
+            return self.permission_denied_page(request, "history", self.get_object(request, object_id))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        try:
+            return super().changelist_view(request, extra_context)  # type: ignore[misc]
+        except PermissionDenied:
+            return self.permission_denied_page(request, "view")
+
+    def roles_allowed(self, action: str) -> frozenset[str]:
+        """Roles that may do ``action`` (add/change/delete/view/history) on this model."""
+        if action in ("view", "history"):
+            return frozenset(ROLE_ORDER)
+        return frozenset(self.write_roles)
+
+    def nobody_may(self, action: str) -> str:
+        """A sentence when no firm role may do ``action`` at all (overridden by read-only and
+        platform-managed models), else empty."""
+        return ""
+
+    def permission_denied_page(self, request: HttpRequest, action: str, obj: Any = None) -> HttpResponse:
+        """The 403 page: what was refused, which role may, the user's role and the firm's holders."""
+        opts = self.model._meta  # type: ignore[attr-defined]
+        allowed = self.roles_allowed(action)
+        tenant_id = self._tenant_id_of(obj) if obj is not None else None
+        memberships = Membership.objects.filter(user=request.user).select_related("tenant")
+        if tenant_id is not None:
+            memberships = memberships.filter(tenant_id=tenant_id)
+        yours = [(m.tenant.name, str(Role(m.role).label)) for m in memberships.order_by("tenant__name")]
+        holders: list[tuple[str, list[str]]] = []
+        if allowed:
+            tenant_ids = [tenant_id] if tenant_id is not None else [m.tenant_id for m in memberships]
+            for tenant in Tenant.objects.filter(pk__in=tenant_ids).order_by("name"):
+                names = list(
+                    Membership.objects.filter(tenant=tenant, role__in=allowed)
+                    .order_by("user__username").values_list("user__username", flat=True)
+                )
+                holders.append((tenant.name, names))
+        verb = ACTION_VERBS.get(action, action)
+        thing = str(opts.verbose_name) if action == "add" or obj is None else f"{opts.verbose_name} “{obj}”"
+        if action == "view" and obj is None:
+            thing = str(opts.verbose_name_plural)
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "title": f"Your role may not {verb} {thing}",
+            "opts": opts,
+            "action": action,
+            "verb": verb,
+            "thing": thing,
+            "obj": obj,
+            "nobody": self.nobody_may(action),
+            "allowed_roles": role_names(allowed),
+            "yours": yours,
+            "holders": holders,
+        }
+        return TemplateResponse(request, "admin/permission_denied.html", context, status=403)
 
     # --- permissions by role ---
     def has_module_permission(self, request: HttpRequest) -> bool:
@@ -178,6 +277,11 @@ class TenantAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_superuser
+
+    def nobody_may(self, action: str) -> str:
+        if action in ("add", "delete"):
+            return "Firms are added and removed by the platform's staff (a superuser), not by a firm's members."
+        return ""
 
 
 @admin.register(Membership)

@@ -81,7 +81,10 @@ def test_inventory_imbalance_forces_a_rebalancing_trade(world_a: Any, frozen_emu
     assert BotEvent.objects.filter(bot=bot, event_type="InventoryRebalanced").exists()
 
 
-def test_market_volatility_widens_spreads(world_a: Any, frozen_emulator: Any, settings: Any) -> None:
+def test_market_volatility_widens_spreads(world_a: Any, frozen_emulator: Any, settings: Any, monkeypatch: Any) -> None:
+    # the cycles below are a fraction of a second apart: measure returns at that spacing (the 10 s
+    # sparse sampling of live analysis is tested in tests/strategies and tests/platform)
+    monkeypatch.setattr("strategies.analysis.VOLATILITY_SAMPLE_SECS", 0.0)
     bot = started_bot(world_a, frozen_emulator, trading_pairs="BTC/USDT", order_refresh_tolerance_bps=0.0,
                   order_refresh_secs=0.001, volatility_spread_widen_factor=3.0)
 
