@@ -18,11 +18,11 @@ from django.db.models import Count, DecimalField, F, IntegerField, OuterRef, Que
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from bots import quoting
 from bots.engine import market_data
 from bots.engine.core import exchange_key
 from bots.engine.market_data import mid_history
 from bots.engine.metrics import order_flow_metrics
-from bots.events import jsonable
 from bots.models import (
     OPEN_ORDER_STATUSES,
     Bot,
@@ -35,6 +35,7 @@ from bots.models import (
     OrderPurpose,
     PerformanceSnapshot,
 )
+from bots.wire import bot_event_json, fill_json, jsonable, not_quoting_text, order_json, risk_event_json
 from mmplatform.tenancy.models import Tenant
 from mmplatform.tenancy.scoping import for_tenant, get_for_tenant_or_404
 from risk.models import RiskEvent
@@ -42,6 +43,7 @@ from risk.models import RiskEvent
 ZERO = Decimal(0)
 RECENT_RISK_WINDOW = timedelta(hours=24)
 CATCH_UP_LIMIT = 200
+RECENT_EVENTS = 100
 CHART_POINTS = 600
 STALE_CYCLE_FACTOR = 3.0
 
@@ -78,10 +80,17 @@ class BotSummary:
     cycle_is_stale: bool
     risk_state: str
     risk_level: str  # "ok" | "warn" | "danger"
+    not_quoting: dict[str, str] = field(default_factory=dict)
+    """pair -> why the running bot does not quote it now (``bots.quoting``); empty otherwise."""
+
+    @property
+    def not_quoting_text(self) -> str:
+        return not_quoting_text(self.not_quoting)
 
     @property
     def needs_attention(self) -> bool:
-        return self.bot.status == BotStatus.ERROR or self.risk_level == "danger" or self.cycle_is_stale
+        return (self.bot.status == BotStatus.ERROR or self.risk_level == "danger" or self.cycle_is_stale
+                or bool(self.not_quoting))
 
     def as_json(self) -> dict[str, Any]:
         bot = self.bot
@@ -111,6 +120,8 @@ class BotSummary:
             "cycle_count": bot.cycle_count,
             "risk_state": self.risk_state,
             "risk_level": self.risk_level,
+            "not_quoting": self.not_quoting,
+            "not_quoting_text": self.not_quoting_text,
         })
 
 
@@ -127,7 +138,7 @@ class TenantOverview:
     fills_today: int
     volume_today_quote: Decimal
     risk_events_24h: int
-    recent_events: list[BotEvent] = field(default_factory=list)
+    recent_events: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _bots_queryset(tenant: Tenant) -> QuerySet[Bot]:
@@ -201,6 +212,7 @@ def bot_summaries(*, tenant: Tenant, bot_id: int | None = None) -> list[BotSumma
         return []
     positions = _positions(tenant, [b.pk for b in bots])
     mids = latest_mids(sorted({(exchange_key(p.exchange_account), p.trading_pair) for p in positions}))
+    reasons = quoting.current(b.pk for b in bots if b.status == BotStatus.RUNNING)
     by_bot: dict[int, list[LiquidityPosition]] = {}
     for position in positions:
         by_bot.setdefault(position.bot_id, []).append(position)
@@ -239,6 +251,7 @@ def bot_summaries(*, tenant: Tenant, bot_id: int | None = None) -> list[BotSumma
             cycle_is_stale=stale,
             risk_state=risk_state,
             risk_level=risk_level,
+            not_quoting={pair: why for pair, why in reasons.get(bot.pk, {}).items() if pair in bot.pairs},
         ))
     return summaries
 
@@ -270,7 +283,8 @@ def tenant_overview(*, tenant: Tenant) -> TenantOverview:
         volume_today_quote=volume,
         risk_events_24h=for_tenant(RiskEvent, tenant).filter(created_at__gte=timezone.now() - RECENT_RISK_WINDOW)
         .count(),
-        recent_events=list(for_tenant(BotEvent, tenant).select_related("bot").order_by("-id")[:20]),
+        recent_events=[bot_event_json(e) for e in
+                       for_tenant(BotEvent, tenant).select_related("bot").order_by("-id")[:RECENT_EVENTS]],
     )
 
 
@@ -282,33 +296,9 @@ def bot_for_tenant(*, tenant: Tenant, bot_id: Any) -> Bot:
 # --- rows for the bot page ---------------------------------------------------------------------
 
 
-def order_json(order: Order) -> dict[str, Any]:
-    return jsonable({
-        "client_order_id": order.client_order_id, "pair": order.trading_pair, "side": order.side,
-        "price": order.price, "amount": order.amount, "filled": order.filled, "status": order.status,
-        "level": order.level, "purpose": order.purpose, "created_at": order.created_at,
-    })
-
-
-def fill_json(fill: Fill) -> dict[str, Any]:
-    return jsonable({
-        "trade_id": fill.exchange_trade_id, "pair": fill.trading_pair, "side": fill.side, "price": fill.price,
-        "amount": fill.amount, "fee": fill.fee, "fee_currency": fill.fee_currency, "executed_at": fill.executed_at,
-    })
-
-
 def event_json(event: BotEvent) -> dict[str, Any]:
-    return jsonable({
-        "event_id": event.pk, "bot_id": event.bot_id, "event_type": event.event_type, "payload": event.payload,
-        "created_at": event.created_at,
-    })
-
-
-def risk_event_json(event: RiskEvent) -> dict[str, Any]:
-    return jsonable({
-        "id": event.pk, "event_type": event.event_type, "trading_pair": event.trading_pair,
-        "message": event.message, "action_taken": event.action_taken, "created_at": event.created_at,
-    })
+    """``bots.wire.event_json`` of a row (its bot selected with it)."""
+    return bot_event_json(event)
 
 
 def bot_open_orders(*, bot: Bot, limit: int = 200) -> list[Order]:
@@ -325,7 +315,7 @@ def bot_recent_fills(*, bot: Bot, limit: int = 100) -> list[Fill]:
 
 
 def bot_recent_events(*, bot: Bot, limit: int = 100) -> list[BotEvent]:
-    return list(for_tenant(BotEvent, bot.tenant_id).filter(bot=bot).order_by("-id")[:limit])
+    return list(for_tenant(BotEvent, bot.tenant_id).filter(bot=bot).select_related("bot").order_by("-id")[:limit])
 
 
 def bot_risk_events(*, bot: Bot, limit: int = 50) -> list[RiskEvent]:
@@ -336,7 +326,7 @@ def events_after(*, tenant_id: int, after_id: int, bot_id: int | None = None,
                  limit: int = CATCH_UP_LIMIT) -> tuple[list[BotEvent], bool]:
     """Events of the tenant (or of one of its bots) after ``after_id``, oldest first, bounded.
     The flag says more were left: the client should re-fetch the whole state instead."""
-    queryset = for_tenant(BotEvent, tenant_id).filter(pk__gt=after_id)
+    queryset = for_tenant(BotEvent, tenant_id).filter(pk__gt=after_id).select_related("bot")
     if bot_id is not None:
         queryset = queryset.filter(bot_id=bot_id)
     rows = list(queryset.order_by("id")[: limit + 1])
@@ -409,16 +399,55 @@ def bot_chart_series(*, bot: Bot, points: int = CHART_POINTS) -> dict[str, Any]:
 # --- order book --------------------------------------------------------------------------------
 
 
+def _price(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(repr(float(value)))
+
+
+def ladder(bids: list[tuple[float, float]], asks: list[tuple[float, float]], own: list[Order],
+           depth: int) -> dict[str, Any]:
+    """The ladder the bot page draws: the book's best ``depth`` levels a side plus every level where
+    the bot has an open order, each with the book's size and the bot's own remaining size there.
+    Own orders are matched to levels by exact price (Decimal); a level the cached book does not have
+    yet (it was read before the order was placed) shows the bot's own size as its size."""
+    mine: dict[tuple[str, Decimal], list[Decimal]] = {}
+    for order in own:
+        entry = mine.setdefault((order.side, order.price), [ZERO, ZERO])
+        entry[0] += order.amount - order.filled
+        entry[1] += 1
+    sides: dict[str, list[dict[str, Any]]] = {}
+    for side, levels, best_first in (("buy", bids, True), ("sell", asks, False)):
+        sizes: dict[Decimal, Decimal] = {}
+        for price, size in levels[:depth]:
+            sizes[_price(price)] = sizes.get(_price(price), ZERO) + _price(size)
+        for (own_side, price), (remaining, _) in mine.items():
+            if own_side == side:
+                sizes[price] = max(sizes.get(price, ZERO), remaining)
+        rows = []
+        for price in sorted(sizes, reverse=best_first):
+            remaining, count = mine.get((side, price), (None, 0))
+            rows.append({"price": price, "size": sizes[price], "own": remaining, "own_orders": count})
+        sides[side] = rows
+    best_bid = sides["buy"][0]["price"] if sides["buy"] else None
+    best_ask = sides["sell"][0]["price"] if sides["sell"] else None
+    mid = spread_bps = None
+    if best_bid is not None and best_ask is not None and best_bid < best_ask:
+        mid = (best_bid + best_ask) / 2
+        spread_bps = float((best_ask - best_bid) / mid * 10_000)
+    return jsonable({"bids": sides["buy"], "asks": sides["sell"], "mid": mid, "spread_bps": spread_bps})
+
+
 def bot_order_book(*, bot: Bot, depth: int = 15) -> dict[str, Any]:
-    """The latest cached book per pair (the engine's shared Redis cache) and the bot's own quotes on it.
-    A missing or old book is reported with its age so the page can say what is wrong."""
+    """The latest cached book per pair (the engine's shared Redis cache) and the bot's own quotes on it,
+    merged into one ladder (``ladder``). A missing or old book is reported with its age so the page can
+    say what is wrong."""
     venues = _venues(bot)
     own = bot_open_orders(bot=bot)
     now = time.time()
     books: dict[str, Any] = {}
     for pair in bot.pairs:
+        pair_own = [o for o in own if o.trading_pair == pair]
         entry: dict[str, Any] = {"bids": [], "asks": [], "fetched_at": None, "age_secs": None,
-                                 "own": [order_json(o) for o in own if o.trading_pair == pair]}
+                                 "own": [order_json(o) for o in pair_own]}
         book = None
         if pair in venues:
             try:
@@ -431,6 +460,7 @@ def bot_order_book(*, bot: Bot, depth: int = 15) -> dict[str, Any]:
         elif "problem" not in entry:
             entry["problem"] = ("No fresh order book: the bot is not running or its exchange is unreachable."
                                 if bot.status == BotStatus.RUNNING else "No order book while the bot is not running.")
+        entry["ladder"] = ladder(entry["bids"], entry["asks"], pair_own, depth)
         books[pair] = entry
     return {"bot_id": bot.pk, "status": bot.status, "books": books}
 
