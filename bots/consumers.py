@@ -196,7 +196,10 @@ class CounterWatch:
     async def run(self) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             while self.sockets:
-                await self.tick(list(self.sockets))
+                try:
+                    await self.tick(list(self.sockets))
+                except Exception:  # never let one bad socket end the counters of the others
+                    logger.warning("live counters tick failed", exc_info=True)
                 await asyncio.sleep(COUNTER_SECS)
 
     async def tick(self, sockets: list[DashboardConsumer]) -> None:
@@ -211,7 +214,10 @@ class CounterWatch:
         for consumer in sockets:
             mine = [r for r in rows if (r["id"] == consumer.bot_id if consumer.bot_id is not None
                                         else r["tenant_id"] == consumer.tenant_id)]
-            await consumer.send_counters(mine)
+            try:
+                await consumer.send_counters(mine)
+            except Exception:  # a socket closing under us: its disconnect removes it
+                logger.info("live counters to a closing socket failed", exc_info=True)
 
 
 _counter_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CounterWatch] = weakref.WeakKeyDictionary()

@@ -409,11 +409,10 @@ def ladder(bids: list[tuple[float, float]], asks: list[tuple[float, float]], own
     the bot has an open order, each with the book's size and the bot's own remaining size there.
     Own orders are matched to levels by exact price (Decimal); a level the cached book does not have
     yet (it was read before the order was placed) shows the bot's own size as its size."""
-    mine: dict[tuple[str, Decimal], list[Decimal]] = {}
+    mine: dict[tuple[str, Decimal], tuple[Decimal, int]] = {}
     for order in own:
-        entry = mine.setdefault((order.side, order.price), [ZERO, ZERO])
-        entry[0] += order.amount - order.filled
-        entry[1] += 1
+        remaining, count = mine.get((order.side, order.price), (ZERO, 0))
+        mine[(order.side, order.price)] = (remaining + order.amount - order.filled, count + 1)
     sides: dict[str, list[dict[str, Any]]] = {}
     for side, levels, best_first in (("buy", bids, True), ("sell", asks, False)):
         sizes: dict[Decimal, Decimal] = {}
@@ -425,13 +424,14 @@ def ladder(bids: list[tuple[float, float]], asks: list[tuple[float, float]], own
         rows = []
         for price in sorted(sizes, reverse=best_first):
             remaining, count = mine.get((side, price), (None, 0))
-            rows.append({"price": price, "size": sizes[price], "own": remaining, "own_orders": count})
+            rows.append({"price": price.normalize(), "size": sizes[price].normalize(),
+                         "own": None if remaining is None else remaining.normalize(), "own_orders": count})
         sides[side] = rows
     best_bid = sides["buy"][0]["price"] if sides["buy"] else None
     best_ask = sides["sell"][0]["price"] if sides["sell"] else None
     mid = spread_bps = None
     if best_bid is not None and best_ask is not None and best_bid < best_ask:
-        mid = (best_bid + best_ask) / 2
+        mid = ((best_bid + best_ask) / 2).normalize()
         spread_bps = float((best_ask - best_bid) / mid * 10_000)
     return jsonable({"bids": sides["buy"], "asks": sides["sell"], "mid": mid, "spread_bps": spread_bps})
 

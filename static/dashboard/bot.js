@@ -346,7 +346,7 @@
     const base = { autoSize: true, layout: { background: { color: "#ffffff" }, textColor: "#44505f", fontSize: 11 },
       grid: { vertLines: { color: "#f0f2f5" }, horzLines: { color: "#f0f2f5" } },
       // a few points spread over the whole width (fitContent below), labels never cut at the right edge
-      timeScale: { timeVisible: true, secondsVisible: true, rightOffset: 4, minBarSpacing: 0.05, borderColor: "#e1e5eb",
+      timeScale: { timeVisible: true, secondsVisible: true, rightOffset: 0, minBarSpacing: 0.05, borderColor: "#e1e5eb",
                    tickMarkFormatter: (time) => clock(time, false) },
       localization: { timeFormatter: (time) => clock(time, true) },
       rightPriceScale: { borderColor: "#e1e5eb", scaleMargins: { top: 0.15, bottom: 0.15 } },
@@ -386,8 +386,16 @@
   function fit(page) {
     const c = page.charts;
     if (!c) return;
-    for (const chart of [c.price, c.pnlChart, c.invChart]) {
-      if (!chart.__userMoved) chart.timeScale().fitContent();
+    const charts = [[c.price, [c.mid, c.bid, c.ask, c.fills]], [c.pnlChart, [c.pnl]], [c.invChart, [c.ratio, c.target]]];
+    for (const [chart, series] of charts) {
+      if (chart.__userMoved) continue;
+      const times = new Set();
+      for (const s of series) for (const point of s.data()) times.add(point.time);
+      if (!times.size) continue;
+      // logical indexes run over the union of the series' times: show them all, with a margin so no
+      // point or axis label sits on an edge
+      const pad = Math.max(0.5, times.size * 0.03);
+      chart.timeScale().setVisibleLogicalRange({ from: -pad, to: times.size - 1 + pad });
     }
   }
 
