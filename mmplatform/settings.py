@@ -174,7 +174,9 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        # Redis pub/sub ignores the database number: without a prefix of its own, two deployments (or
+        # test runs) on one Redis server would receive each other's pushes for the same group names
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "asgi-" + hashlib.sha256(REDIS_URL.encode()).hexdigest()[:12]},
     }
 }
 
