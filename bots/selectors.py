@@ -36,6 +36,7 @@ from bots.models import (
     PerformanceSnapshot,
 )
 from bots.wire import bot_event_json, fill_json, jsonable, not_quoting_text, order_json, risk_event_json
+from mmplatform.redis_client import get_redis
 from mmplatform.tenancy.models import Tenant
 from mmplatform.tenancy.scoping import for_tenant, get_for_tenant_or_404
 from risk.models import RiskEvent
@@ -157,6 +158,8 @@ def _bots_queryset(tenant: Tenant) -> QuerySet[Bot]:
             open_orders_count=Coalesce(Subquery(open_orders, output_field=IntegerField()), Value(0)),
             risk_event_type=Subquery(recent_risk.values("event_type")[:1]),
             risk_event_message=Subquery(recent_risk.values("message")[:1]),
+            risk_event_pair=Subquery(recent_risk.values("trading_pair")[:1]),
+            risk_event_at=Subquery(recent_risk.values("created_at")[:1]),
         )
         .order_by("name")
     )
@@ -188,8 +191,29 @@ def latest_mids(keys: list[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
     return {key: Decimal(repr(mid)) for key, mid in recorded.items()}
 
 
-def _risk_state(bot: Bot) -> tuple[str, str]:
-    """A one-line risk state and its severity."""
+DENIAL_SHOWN = timedelta(minutes=10)
+"""An ORDER_DENIED risk event (recorded once per change of the reasons) stays in the risk state this long."""
+
+
+def active_risks(bot_ids: list[int]) -> dict[int, set[str]]:
+    """bot -> the risk statuses its engine holds active now (``TYPE|pair``, the engine's
+    ``mm:risk:active:<bot>`` set): one Redis round trip. Redis unreachable: none."""
+    if not bot_ids:
+        return {}
+    try:
+        pipe = get_redis().pipeline()
+        for bot_id in bot_ids:
+            pipe.smembers(f"mm:risk:active:{bot_id}")
+        rows = pipe.execute()
+    except Exception:
+        return {}
+    return {bot_id: {m.decode() for m in row} for bot_id, row in zip(bot_ids, rows, strict=True)}
+
+
+def _risk_state(bot: Bot, active: set[str], now: datetime) -> tuple[str, str]:
+    """A one-line risk state and its severity. The latest risk event counts only while it holds: the
+    engine still has it active (a limit or threshold changed since ends it at the next cycle), or it
+    is a recent order denial; otherwise the state says when the last one was."""
     if bot.tenant.kill_switch_engaged:
         return "tenant kill switch engaged", "danger"
     if bot.kill_switch_engaged:
@@ -198,7 +222,14 @@ def _risk_state(bot: Bot) -> tuple[str, str]:
         return f"paused: {bot.status_reason}" if bot.status_reason else "paused", "warn"
     event_type = getattr(bot, "risk_event_type", None)
     if event_type:
-        return f"{event_type}: {getattr(bot, 'risk_event_message', '')}", "warn"
+        pair = getattr(bot, "risk_event_pair", "") or ""
+        created = getattr(bot, "risk_event_at", None)
+        current = f"{event_type}|{pair}" in active or (
+            event_type == "ORDER_DENIED" and created is not None and now - created <= DENIAL_SHOWN)
+        if current:
+            return f"{event_type}: {getattr(bot, 'risk_event_message', '')}", "warn"
+        if created is not None:
+            return f"within limits (last: {event_type} at {created:%H:%M} UTC)", "ok"
     return "within limits", "ok"
 
 
@@ -213,6 +244,7 @@ def bot_summaries(*, tenant: Tenant, bot_id: int | None = None) -> list[BotSumma
     positions = _positions(tenant, [b.pk for b in bots])
     mids = latest_mids(sorted({(exchange_key(p.exchange_account), p.trading_pair) for p in positions}))
     reasons = quoting.current(b.pk for b in bots if b.status == BotStatus.RUNNING)
+    risks = active_risks([b.pk for b in bots])
     by_bot: dict[int, list[LiquidityPosition]] = {}
     for position in positions:
         by_bot.setdefault(position.bot_id, []).append(position)
@@ -236,7 +268,7 @@ def bot_summaries(*, tenant: Tenant, bot_id: int | None = None) -> list[BotSumma
         age = (now - last_cycle).total_seconds() if last_cycle else None
         stale = bool(bot.status == BotStatus.RUNNING and age is not None
                      and age > STALE_CYCLE_FACTOR * max(bot.monitoring_interval_secs, 1.0) + 5)
-        risk_state, risk_level = _risk_state(bot)
+        risk_state, risk_level = _risk_state(bot, risks.get(bot.pk, set()), now)
         summaries.append(BotSummary(
             bot=bot,
             exchanges=[f"{a.label} ({a.exchange_id})" for a in bot.exchange_accounts.all()],
