@@ -35,7 +35,7 @@ from bots.models import (
     OrderPurpose,
     PerformanceSnapshot,
 )
-from bots.wire import bot_event_json, fill_json, jsonable, not_quoting_text, order_json, risk_event_json
+from bots.wire import ROUTINE_EVENTS, bot_event_json, fill_json, jsonable, not_quoting_text, order_json, risk_event_json
 from mmplatform.redis_client import get_redis
 from mmplatform.tenancy.models import Tenant
 from mmplatform.tenancy.scoping import for_tenant, get_for_tenant_or_404
@@ -44,7 +44,7 @@ from risk.models import RiskEvent
 ZERO = Decimal(0)
 RECENT_RISK_WINDOW = timedelta(hours=24)
 CATCH_UP_LIMIT = 200
-RECENT_EVENTS = 100
+RECENT_EVENTS = 50
 CHART_POINTS = 600
 STALE_CYCLE_FACTOR = 3.0
 
@@ -315,8 +315,7 @@ def tenant_overview(*, tenant: Tenant) -> TenantOverview:
         volume_today_quote=volume,
         risk_events_24h=for_tenant(RiskEvent, tenant).filter(created_at__gte=timezone.now() - RECENT_RISK_WINDOW)
         .count(),
-        recent_events=[bot_event_json(e) for e in
-                       for_tenant(BotEvent, tenant).select_related("bot").order_by("-id")[:RECENT_EVENTS]],
+        recent_events=[bot_event_json(e) for e in recent_events(for_tenant(BotEvent, tenant), RECENT_EVENTS)],
     )
 
 
@@ -346,8 +345,18 @@ def bot_recent_fills(*, bot: Bot, limit: int = 100) -> list[Fill]:
     return list(for_tenant(Fill, bot.tenant_id).filter(bot=bot).order_by("-executed_at", "-id")[:limit])
 
 
+def recent_events(queryset: QuerySet[BotEvent], limit: int) -> list[BotEvent]:
+    """The latest ``limit`` events and, besides them, the latest ``limit`` non-routine ones (a bot that
+    re-quotes several times a second would otherwise push its fills and lifecycle out of any log),
+    newest first: two queries."""
+    queryset = queryset.select_related("bot").order_by("-id")
+    rows = {e.pk: e for e in queryset[:limit]}
+    rows.update({e.pk: e for e in queryset.exclude(event_type__in=ROUTINE_EVENTS)[:limit]})
+    return [rows[pk] for pk in sorted(rows, reverse=True)]
+
+
 def bot_recent_events(*, bot: Bot, limit: int = 100) -> list[BotEvent]:
-    return list(for_tenant(BotEvent, bot.tenant_id).filter(bot=bot).select_related("bot").order_by("-id")[:limit])
+    return recent_events(for_tenant(BotEvent, bot.tenant_id).filter(bot=bot), limit)
 
 
 def bot_risk_events(*, bot: Bot, limit: int = 50) -> list[RiskEvent]:

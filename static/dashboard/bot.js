@@ -19,7 +19,7 @@
       charts: null, dirty: new Set(), loading: false, reloadAgain: false, notQuoting: "",
       log: new EventLog(document.getElementById("events"), { limit: 200, filter: document.getElementById("event-filter"),
         emptyText: "No events yet. Start the bot to see its lifecycle here." }),
-      counters: new Counters(),
+      counters: new Counters(), pushedAt: new Map(),
     };
     const tabs = document.querySelectorAll("#pair-tabs .tab");
     page.pair = tabs.length ? tabs[0].dataset.pair : null;
@@ -95,11 +95,13 @@
              "Reconciled"].includes(data.event_type)) needState = true;
       } else if (msg.kind === "orders") {
         for (const order of data.placed || []) {
+          page.pushedAt.set(order.client_order_id, Date.now());
           if (OPEN.has(order.status)) page.orders.set(order.client_order_id, order);
           if (order.level === 0 && page.charts && order.pair === page.pair) pushQuotePoint(page, order);
         }
-        for (const id of data.cancelled || []) page.orders.delete(id);
+        for (const id of data.cancelled || []) { page.orders.delete(id); page.pushedAt.set(id, Date.now()); }
         for (const order of data.updated || []) {
+          page.pushedAt.set(order.client_order_id, Date.now());
           if (OPEN.has(order.status)) page.orders.set(order.client_order_id, order);
           else page.orders.delete(order.client_order_id);
         }
@@ -284,12 +286,38 @@
     try {
       const response = await fetch(page.cfg.bookUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
       if (!response.ok) throw new Error("HTTP " + response.status);
-      renderBook(page, await response.json());
+      const data = await response.json();
+      reconcileOrders(page, data);
+      renderBook(page, data);
     } catch (err) {
       document.getElementById("book-age").textContent = "book unavailable (" + err.message + ")";
     } finally {
       page.bookInFlight = false;
     }
+  }
+
+  /* The open orders as the database has them now (book.json, every second) correct the ones kept from
+   * the state and the pushes: a push that raced a state reload can leave a cancelled order behind.
+   * An order a push brought in the last PUSH_GRACE_MS is kept (the poll may have been read before it). */
+  const PUSH_GRACE_MS = 10000;
+
+  function reconcileOrders(page, data) {
+    if (!page.state) return;  // the first state load draws the tables
+    const fresh = new Map();
+    for (const book of Object.values(data.books || {})) for (const o of book.own || []) fresh.set(o.client_order_id, o);
+    let changed = false;
+    const now = Date.now();
+    for (const [id, order] of page.orders) {
+      if (!fresh.has(id) && now - (page.pushedAt.get(id) || 0) > PUSH_GRACE_MS) { page.orders.delete(id); changed = true; }
+      else if (fresh.has(id) && (fresh.get(id).status !== order.status || fresh.get(id).filled !== order.filled)) {
+        page.orders.set(id, fresh.get(id)); changed = true;
+      }
+    }
+    for (const [id, order] of fresh) {  // not re-added when a push just closed it (this read may predate that)
+      if (!page.orders.has(id) && now - (page.pushedAt.get(id) || 0) > PUSH_GRACE_MS) { page.orders.set(id, order); changed = true; }
+    }
+    for (const [id, at] of page.pushedAt) if (now - at > PUSH_GRACE_MS) page.pushedAt.delete(id);
+    if (changed) renderOrders(page);
   }
 
   /* The ladder as the server merged it (bots.selectors.ladder): book levels and the bot's open orders
@@ -347,7 +375,7 @@
       grid: { vertLines: { color: "#f0f2f5" }, horzLines: { color: "#f0f2f5" } },
       // a few points spread over the whole width (fitContent below), labels never cut at the right edge
       timeScale: { timeVisible: true, secondsVisible: true, rightOffset: 0, minBarSpacing: 0.05, borderColor: "#e1e5eb",
-                   tickMarkFormatter: (time) => clock(time, false) },
+                   tickMarkFormatter: (time, type) => clock(time, type === 4).replace(" UTC", "") },
       localization: { timeFormatter: (time) => clock(time, true) },
       rightPriceScale: { borderColor: "#e1e5eb", scaleMargins: { top: 0.15, bottom: 0.15 } },
       handleScroll: true, handleScale: true };

@@ -312,6 +312,9 @@ def test_ladder_marks_exactly_the_open_orders(daphne: Daphne, populated: tuple[T
         Order.objects.filter(pk=late.pk).update(status="canceled")
         page.wait_for_function("!document.querySelector('#ladder tr.own[data-price=\"100.7\"]')", timeout=10_000)
         assert len(page.evaluate(own_rows)) == 3
+        # and the open orders table beside it follows the database too (no push told it)
+        page.wait_for_selector('#open-orders tr[data-order="mm-ladder-late"]', state="detached", timeout=10_000)
+        assert page.locator("#open-orders-count").inner_text() == "3"
         assert page.js_errors == []
 
 
