@@ -33,6 +33,7 @@ from bots.models import (
     LiquidityPosition,
     Order,
     OrderPurpose,
+    OrderStatus,
     PerformanceSnapshot,
 )
 from bots.wire import ROUTINE_EVENTS, bot_event_json, fill_json, jsonable, not_quoting_text, order_json, risk_event_json
@@ -42,6 +43,7 @@ from mmplatform.tenancy.scoping import for_tenant, get_for_tenant_or_404
 from risk.models import RiskEvent
 
 ZERO = Decimal(0)
+ON_BOOK = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 RECENT_RISK_WINDOW = timedelta(hours=24)
 CATCH_UP_LIMIT = 200
 RECENT_EVENTS = 50
@@ -449,9 +451,13 @@ def ladder(bids: list[tuple[float, float]], asks: list[tuple[float, float]], own
     """The ladder the bot page draws: the book's best ``depth`` levels a side plus every level where
     the bot has an open order, each with the book's size and the bot's own remaining size there.
     Own orders are matched to levels by exact price (Decimal); a level the cached book does not have
-    yet (it was read before the order was placed) shows the bot's own size as its size."""
+    yet (it was read before the order was placed) shows the bot's own size as its size (``in_book``
+    false). Only orders resting on the book count (open, partially filled): not a row stored before
+    its send, nor one whose cancel is under way."""
     mine: dict[tuple[str, Decimal], tuple[Decimal, int]] = {}
     for order in own:
+        if getattr(order, "status", OrderStatus.OPEN) not in ON_BOOK:
+            continue  # stored but not sent yet, or its cancel is under way: not resting on the book
         remaining, count = mine.get((order.side, order.price), (ZERO, 0))
         mine[(order.side, order.price)] = (remaining + order.amount - order.filled, count + 1)
     sides: dict[str, list[dict[str, Any]]] = {}
@@ -459,6 +465,7 @@ def ladder(bids: list[tuple[float, float]], asks: list[tuple[float, float]], own
         sizes: dict[Decimal, Decimal] = {}
         for price, size in levels[:depth]:
             sizes[_price(price)] = sizes.get(_price(price), ZERO) + _price(size)
+        in_book = set(sizes)
         for (own_side, price), (remaining, _) in mine.items():
             if own_side == side:
                 sizes[price] = max(sizes.get(price, ZERO), remaining)
@@ -466,7 +473,8 @@ def ladder(bids: list[tuple[float, float]], asks: list[tuple[float, float]], own
         for price in sorted(sizes, reverse=best_first):
             remaining, count = mine.get((side, price), (None, 0))
             rows.append({"price": price.normalize(), "size": sizes[price].normalize(),
-                         "own": None if remaining is None else remaining.normalize(), "own_orders": count})
+                         "own": None if remaining is None else remaining.normalize(), "own_orders": count,
+                         "in_book": price in in_book})
         sides[side] = rows
     best_bid = sides["buy"][0]["price"] if sides["buy"] else None
     best_ask = sides["sell"][0]["price"] if sides["sell"] else None

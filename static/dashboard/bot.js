@@ -134,7 +134,7 @@
       }
     }
     if (page.dirty.has("events")) page.log.render();
-    if (page.dirty.has("orders")) renderOrders(page);
+    if (page.dirty.has("orders")) { renderOrders(page); if (page.lastBook) renderBook(page, page.lastBook); }
     if (page.dirty.has("fills")) renderFills(page);
     page.dirty.clear();
     if (needState) scheduleState(page);
@@ -320,41 +320,72 @@
     if (changed) renderOrders(page);
   }
 
-  /* The ladder as the server merged it (bots.selectors.ladder): book levels and the bot's open orders
-   * matched by exact price, so every own row is an open order of this pair and has a size. */
+  /* The ladder: the cached book's levels (bots.selectors.ladder) with the bot's own orders marked from
+   * the same orders the open-orders table shows (resting ones: open or partially filled), matched by
+   * exact price, so the ladder and the table never disagree. A level our order rests on that the
+   * cached book does not have yet (read before the order was placed) shows our size as its size. */
+  const ON_BOOK = new Set(["open", "partially_filled"]);
+
   function renderBook(page, data) {
     const book = data.books[page.pair];
     const problem = document.getElementById("book-problem");
     const body = document.querySelector("#ladder tbody");
     const age = document.getElementById("book-age");
     if (!book) return;
+    page.lastBook = data;
     age.textContent = book.age_secs == null ? "no data" : "as of " + book.age_secs.toFixed(1) + " s ago";
     problem.hidden = !book.problem;
     problem.className = "state-note problem";
     problem.textContent = book.problem || "";
+    const own = new Map();  // "side:price" -> [remaining, count]
+    for (const o of page.orders.values()) {
+      if (o.pair !== page.pair || !ON_BOOK.has(o.status)) continue;
+      const key = o.side + ":" + dec(o.price);
+      const entry = own.get(key) || [0, 0];
+      own.set(key, [entry[0] + Number(o.amount) - Number(o.filled || 0), entry[1] + 1]);
+    }
     const ladder = book.ladder || { bids: [], asks: [] };
-    if (!ladder.asks.length && !ladder.bids.length) {
+    const side = (name, levels, bestFirst) => {
+      const rows = new Map();
+      for (const level of levels) {
+        if (level.in_book === false) continue;  // only the server's own order made this level
+        rows.set(dec(level.price), { price: dec(level.price), size: Number(level.size) });
+      }
+      for (const [key, [remaining, count]] of own) {
+        const [s, price] = key.split(":");
+        if (s !== name) continue;
+        const row = rows.get(price) || { price, size: 0 };
+        row.size = Math.max(row.size, remaining);
+        row.own = remaining;
+        row.count = count;
+        rows.set(price, row);
+      }
+      return Array.from(rows.values()).sort((a, b) => bestFirst ? Number(b.price) - Number(a.price)
+                                                                : Number(a.price) - Number(b.price));
+    };
+    const bids = side("buy", ladder.bids, true), asks = side("sell", ladder.asks, false);
+    if (!asks.length && !bids.length) {
       body.replaceChildren(el("tr", {}, [el("td", { colSpan: 5, class: "muted", text: book.problem || "The book is empty." })]));
       return;
     }
-    const row = (side, level) => {
-      const own = level.own != null;
-      const ownText = own ? (side === "sell" ? "◆ " + dec(level.own) : dec(level.own) + " ◆") : "";
-      const ownCell = el("td", { class: "own-mark", text: ownText });
-      if (own && level.own_orders > 1) ownCell.title = level.own_orders + " orders";
-      const price = el("td", { class: "price", text: dec(level.price) });
-      const size = el("td", { class: "size", text: dec(level.size) });
-      const cells = side === "sell" ? [el("td"), el("td"), price, size, ownCell] : [ownCell, size, price, el("td"), el("td")];
-      return el("tr", { class: (side === "sell" ? "ask" : "bid") + (own ? " own" : ""), "data-side": side,
-                        "data-price": dec(level.price) }, cells);
+    const row = (name, level) => {
+      const mine = level.own !== undefined;
+      const amount = mine ? dec(Number(level.own.toFixed(12))) : "";
+      const ownCell = el("td", { class: "own-mark", text: mine ? (name === "sell" ? "◆ " + amount : amount + " ◆") : "" });
+      if (mine && level.count > 1) ownCell.title = level.count + " orders";
+      const price = el("td", { class: "price", text: level.price });
+      const size = el("td", { class: "size", text: dec(Number(level.size.toFixed(12))) });
+      const cells = name === "sell" ? [el("td"), el("td"), price, size, ownCell] : [ownCell, size, price, el("td"), el("td")];
+      return el("tr", { class: (name === "sell" ? "ask" : "bid") + (mine ? " own" : ""), "data-side": name,
+                        "data-price": level.price }, cells);
     };
-    const rows = ladder.asks.slice().reverse().map((level) => row("sell", level));
+    const rows = asks.slice().reverse().map((level) => row("sell", level));
     if (ladder.mid != null) {
       rows.push(el("tr", { class: "spread" }, [el("td", { colSpan: 5,
         text: "mid " + dec(ladder.mid, 2, true) + " · spread " + fmt(ladder.spread_bps, 1) + " bps" })]));
       if (page.charts && book.fetched_at) safeUpdate(page.charts.mid, { time: Math.floor(book.fetched_at), value: Number(ladder.mid) });
     }
-    rows.push(...ladder.bids.map((level) => row("buy", level)));
+    rows.push(...bids.map((level) => row("buy", level)));
     body.replaceChildren(...rows);
   }
 

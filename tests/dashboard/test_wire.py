@@ -104,8 +104,9 @@ def test_pushed_event_is_the_rendered_event(world_a: TenantWorld, monkeypatch: A
     assert tenant_overview(tenant=world_a.tenant).recent_events[0] == event_json(row)
 
 
-def _order(side: str, price: str, amount: str, filled: str = "0") -> Any:
-    return SimpleNamespace(side=side, price=Decimal(price), amount=Decimal(amount), filled=Decimal(filled))
+def _order(side: str, price: str, amount: str, filled: str = "0", status: str = "open") -> Any:
+    return SimpleNamespace(side=side, price=Decimal(price), amount=Decimal(amount), filled=Decimal(filled),
+                           status=status)
 
 
 def test_ladder_marks_each_open_order_once_at_its_exact_price() -> None:
@@ -114,7 +115,9 @@ def test_ladder_marks_each_open_order_once_at_its_exact_price() -> None:
     own = [_order("sell", "100.500000000000", "0.1"), _order("sell", "101.000000000000", "0.5", filled="0.2"),
            _order("sell", "101.000000000000", "0.25"),
            _order("sell", "100.700000000000", "0.4"),  # placed after the book was read: not in it yet
-           _order("buy", "99.500000000000", "0.1")]
+           _order("buy", "99.500000000000", "0.1"),
+           _order("sell", "101.500000000000", "1", status="pending"),  # stored, not sent yet
+           _order("buy", "99.000000000000", "1", status="cancel_pending")]  # its cancel is under way
     result = ladder(bids, asks, own, depth=15)
     marked = {(side, row["price"]): (row["own"], row["own_orders"], row["size"])
               for side in ("bids", "asks") for row in result[side] if row["own"] is not None}
@@ -132,7 +135,7 @@ def test_ladder_marks_each_open_order_once_at_its_exact_price() -> None:
 
 def test_ladder_without_a_book_still_shows_the_open_orders() -> None:
     result = ladder([], [], [_order("buy", "10", "1")], depth=15)
-    assert result["bids"] == [{"price": "10", "size": "1", "own": "1", "own_orders": 1}]
+    assert result["bids"] == [{"price": "10", "size": "1", "own": "1", "own_orders": 1, "in_book": False}]
     assert result["asks"] == [] and result["mid"] is None
 
 
