@@ -171,19 +171,49 @@
   const MAX_PLACES = 8;  // bots.wire.MAX_PLACES
   const NUMBER = /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i;
 
-  /* A number as bots.wire.format_decimal shows it: never exponent notation ("0E-12" is "0"), no
-   * trailing zeros unless `places` fixes the decimals, no negative zero; `grouping` adds commas. */
+  /* A decimal text without exponent: "-1.5e-7" -> "-0.00000015" (exact, on the digits). */
+  function plain(text) {
+    const m = /^([-+]?)(\d*)\.?(\d*)(?:e([-+]?\d+))?$/i.exec(text);
+    const sign = m[1] === "-" ? "-" : "";
+    let digits = (m[2] || "") + (m[3] || "");
+    let point = (m[2] || "").length + Number(m[4] || 0);
+    if (point <= 0) { digits = "0".repeat(1 - point) + digits; point = 1; }
+    if (point > digits.length) digits += "0".repeat(point - digits.length);
+    const whole = digits.slice(0, point).replace(/^0+(?=\d)/, "");
+    const frac = digits.slice(point);
+    return sign + (whole || "0") + (frac ? "." + frac : "");
+  }
+
+  /* Round a plain decimal text to `places` decimals, half to even (Python's Decimal.quantize default). */
+  function roundHalfEven(text, places) {
+    const sign = text[0] === "-" ? "-" : "";
+    const [whole, frac = ""] = (sign ? text.slice(1) : text).split(".");
+    if (frac.length <= places) return sign + whole + (places ? "." + frac.padEnd(places, "0") : "");
+    const kept = (whole + frac.slice(0, places)).split("");
+    const first = frac[places], tail = frac.slice(places + 1);
+    if (first > "5" || (first === "5" && (/[1-9]/.test(tail) || Number(kept[kept.length - 1]) % 2 === 1))) {
+      let k = kept.length - 1;
+      while (k >= 0 && kept[k] === "9") { kept[k] = "0"; k -= 1; }
+      if (k < 0) kept.unshift("1"); else kept[k] = String(Number(kept[k]) + 1);
+    }
+    const cut = kept.length - places;
+    return sign + kept.slice(0, cut).join("") + (places ? "." + kept.slice(cut).join("") : "");
+  }
+
+  /* A number as bots.wire.format_decimal shows it, digit for digit: never exponent notation ("0E-12" is
+   * "0"), no trailing zeros unless `places` fixes the decimals (half-even rounding on the decimal
+   * digits, not on a binary float), no negative zero; `grouping` adds commas. */
   function dec(value, places, grouping) {
     if (value === null || value === undefined || value === "") return "—";
-    let text = String(value).trim();
+    let text = typeof value === "number" ? String(value) : String(value).trim();
     if (!NUMBER.test(text)) return text;
+    text = plain(text);
     if (places !== undefined && places !== null) {
-      text = Number(text).toFixed(places);
+      text = roundHalfEven(text, places);
     } else {
-      if (/e/i.test(text) || (text.split(".")[1] || "").length > MAX_PLACES) text = Number(text).toFixed(MAX_PLACES);
+      if ((text.split(".")[1] || "").length > MAX_PLACES) text = roundHalfEven(text, MAX_PLACES);
       if (text.includes(".")) text = text.replace(/0+$/, "").replace(/\.$/, "");
     }
-    text = text.replace(/^\+/, "");
     if (/^-0(\.0*)?$/.test(text)) text = text.slice(1);
     if (grouping) {
       const [whole, frac] = text.split(".");

@@ -446,4 +446,14 @@ def test_counters_move_live_and_no_request_fails(daphne: Daphne, populated: tupl
         page.goto("/")
         page.wait_for_load_state("networkidle")
         assert errors == [], errors  # the favicon too
+
+        # live.js formats numbers exactly as bots.wire does (rendered and live-updated numbers look alike)
+        from bots import wire
+
+        cases = [["0E-12", None], ["-0E-12", None], ["59859.650000000000", None], ["0.000000012345", None],
+                 ["1E+3", None], ["3", None], ["-0.004", 2], ["12.5", 2], ["-1234.505", 2], ["9.995", 2],
+                 ["0.00000000500000001", None], ["1.5e-7", None], ["", None], ["n/a", None]]
+        shown = page.evaluate("(cases) => cases.map(([v, p]) => MM.dec(v, p))", cases)
+        assert shown == [wire.format_decimal(v, p) for v, p in cases]
+        assert page.evaluate("MM.money('-1234.5')") == wire.format_money("-1234.5") == "-1,234.50"
         assert page.js_errors == []
