@@ -756,7 +756,7 @@ class MarketMakingBot:
         if problem:
             # fail fast: no quoting on a bad book, and nothing left resting on it
             self.report.cancelled += self.order_manager.cancel(live_rows)
-            quoting.note(self.bot, pair, f"quoting halted: {problem}")
+            quoting.note(self.bot, pair, problem)  # the dashboard's "not quoting" line
             self.performance_tracker.record_quoting(pair, False)
             return 0
         if others_open is None:

@@ -59,3 +59,27 @@ def test_a_paused_strategy_is_reported_and_cleared_when_the_threshold_changes(wo
         assert bot_summaries(tenant=world_a.tenant, bot_id=bot.pk)[0].not_quoting_text == ""
     finally:
         quoting.forget(bot)
+
+
+def test_a_stale_book_is_reported_and_cleared_when_a_fresh_one_quotes(world_a: TenantWorld, frozen: Any) -> None:
+    import time
+
+    from tests.bots.conftest import started_bot
+
+    bot = started_bot(world_a, frozen, trading_pairs="BTC/USDT")
+    try:
+        assert quoting.current([bot.pk]) == {}, "a quoting bot has no reason"
+        engine = MarketMakingBot(bot)
+        engine.initialize_exchanges(emit_events=False, validate=False)
+        position = engine.active_positions["BTC/USDT"]
+        engine._update_market_data()
+        engine.book_fetched_at["BTC/USDT"] = time.time() - 3600  # the venue stopped answering an hour ago
+        assert engine._quote(position, initial=False) == 0
+        reason = quoting.current([bot.pk])[bot.pk]["BTC/USDT"]
+        assert reason.startswith("BTC/USDT: order book is ") and "s old (limit" in reason
+
+        full_cycle(bot)  # a fresh book: quoting again
+        assert quoting.current([bot.pk]) == {}
+        assert Order.objects.filter(bot=bot, status="open").exists()
+    finally:
+        quoting.forget(bot)
