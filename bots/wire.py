@@ -137,7 +137,9 @@ def _stopped(payload: Mapping[str, Any]) -> str:
 
 
 def _adapted(payload: Mapping[str, Any]) -> str:
-    text = f"{_pair(payload)}{payload.get('from') or '?'} → {payload.get('to') or '?'}"
+    if not payload.get("to"):
+        return _generic(payload)
+    text = f"{_pair(payload)}{payload.get('from') or '?'} → {payload['to']}"
     if payload.get("spread_bps") is not None:
         text += f", spread {format_decimal(payload['spread_bps'], 1)} bps"
     if payload.get("volatility_daily") is not None:

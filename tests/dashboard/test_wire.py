@@ -75,6 +75,7 @@ def test_template_filters_format_like_wire() -> None:
     ("StrategyAdapted", {"trading_pair": "BTC/USDT", "from": "GRID_TRADING", "to": "VOLATILITY_ADAPTIVE",
                          "spread_bps": 12.345, "volatility_daily": 0.128},
      "BTC/USDT: GRID_TRADING → VOLATILITY_ADAPTIVE, spread 12.3 bps, daily volatility 12.8 %"),
+    ("StrategyAdapted", {"strategy": "TREND_FOLLOWING"}, "strategy TREND_FOLLOWING"),
     ("InventoryRebalanced", {"trades_executed": 2}, "2 rebalancing trades executed"),
     ("BotError", {"error": "boom"}, "boom"),
     ("KillSwitchEngaged", {"reason": "test"}, "kill switch engaged: test"),
