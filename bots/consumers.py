@@ -11,6 +11,11 @@ the membership closes within seconds. Forwarding never waits on the database, ex
 last successful check is older than ``STALE_CHECK_SECS`` (the watcher is stuck): then it re-checks
 first, so a lost membership never leaks updates.
 
+Live counters: one ``CounterWatch`` per process reads, every ``COUNTER_SECS``, the cycle count, last
+cycle time, status, open orders and current "not quoting" reasons of every bot a subscribed socket
+(``{"type": "counters"}``) shows (one query and one Redis round trip for all sockets) and sends each
+socket a ``counters`` frame when its bots changed (``bots.wire.counters_json``).
+
 Close codes: 4401 not signed in (or signed out), 4403 membership lost, 4404 no such bot for you.
 """
 
@@ -33,9 +38,9 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
-from bots import selectors
+from bots import quoting, selectors, wire
 from bots.events import bot_group, tenant_group
-from bots.models import Bot
+from bots.models import OPEN_ORDER_STATUSES, Bot, Order
 from mmplatform.tenancy.middleware import current_tenant
 from mmplatform.tenancy.models import Membership, Tenant
 from mmplatform.tenancy.scoping import tenants_for_user
@@ -48,6 +53,7 @@ CLOSE_NOT_FOUND = 4404
 RECHECK_SECS = 3.0
 STALE_CHECK_SECS = 3 * RECHECK_SECS
 MAX_MESSAGE_CHARS = 4096
+COUNTER_SECS = 2.0
 
 
 def _session_auth(keys: set[str]) -> dict[str, tuple[str, str]]:
@@ -147,6 +153,84 @@ def membership_watch() -> MembershipWatch:
     return watch
 
 
+def bot_counters(bot_ids: set[int], tenant_ids: set[int]) -> list[dict[str, Any]]:
+    """The live counters of the given bots and of every bot of the given tenants: one query (the open
+    order counts are a subquery) and one Redis round trip."""
+    from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
+    from django.db.models.functions import Coalesce
+
+    if not bot_ids and not tenant_ids:
+        return []
+    open_orders = (Order.objects.filter(bot=OuterRef("pk"), status__in=OPEN_ORDER_STATUSES)
+                   .order_by().values("bot").annotate(n=Count("pk")).values("n"))
+    bots = list(Bot.objects.filter(Q(pk__in=bot_ids) | Q(tenant_id__in=tenant_ids))
+                .annotate(open_orders_count=Coalesce(Subquery(open_orders, output_field=IntegerField()), Value(0)))
+                .only("pk", "tenant_id", "status", "cycle_count", "last_cycle_started_at", "last_cycle_finished_at",
+                      "monitoring_interval_secs", "trading_pairs"))
+    reasons = quoting.current(b.pk for b in bots if b.status == "running")
+    return [wire.counters_json(bot, open_orders=bot.open_orders_count, reasons=reasons.get(bot.pk, {}))
+            for bot in sorted(bots, key=lambda b: b.pk)]
+
+
+_counters_in_pool = DatabaseSyncToAsync(bot_counters, thread_sensitive=False)
+
+
+class CounterWatch:
+    """One periodic read per process (per event loop) of the counters every open socket shows."""
+
+    def __init__(self) -> None:
+        self.sockets: set[DashboardConsumer] = set()
+        self.task: asyncio.Task | None = None
+
+    def add(self, consumer: DashboardConsumer) -> None:
+        self.sockets.add(consumer)
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self.run())
+
+    def discard(self, consumer: DashboardConsumer) -> None:
+        self.sockets.discard(consumer)
+        if not self.sockets and self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def run(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            while self.sockets:
+                try:
+                    await self.tick(list(self.sockets))
+                except Exception:  # never let one bad socket end the counters of the others
+                    logger.warning("live counters tick failed", exc_info=True)
+                await asyncio.sleep(COUNTER_SECS)
+
+    async def tick(self, sockets: list[DashboardConsumer]) -> None:
+        sockets = [s for s in sockets if not s.closing]
+        bot_ids = {s.bot_id for s in sockets if s.bot_id is not None}
+        tenant_ids = {s.tenant_id for s in sockets if s.bot_id is None}
+        try:
+            rows = await _counters_in_pool(bot_ids, tenant_ids)
+        except Exception:  # a database hiccup: the next tick tries again
+            logger.warning("live counters read failed", exc_info=True)
+            return
+        for consumer in sockets:
+            mine = [r for r in rows if (r["id"] == consumer.bot_id if consumer.bot_id is not None
+                                        else r["tenant_id"] == consumer.tenant_id)]
+            try:
+                await consumer.send_counters(mine)
+            except Exception:  # a socket closing under us: its disconnect removes it
+                logger.info("live counters to a closing socket failed", exc_info=True)
+
+
+_counter_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CounterWatch] = weakref.WeakKeyDictionary()
+
+
+def counter_watch() -> CounterWatch:
+    loop = asyncio.get_running_loop()
+    watch = _counter_watches.get(loop)
+    if watch is None:
+        watch = _counter_watches[loop] = CounterWatch()
+    return watch
+
+
 class DashboardConsumer(AsyncWebsocketConsumer):
     """Shared behaviour: authentication, group membership, forwarding, catch-up, bad input."""
 
@@ -168,6 +252,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.closing = False
         await self.channel_layer.group_add(self.group, self.channel_name)
         membership_watch().add(self)
+        self.counters_sent: list[dict[str, Any]] | None = None
         await self.send_json({"type": "hello", "tenant_id": self.tenant_id, "bot_id": self.bot_id,
                               "last_event_id": await self.last_event_id()})
 
@@ -176,6 +261,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         membership_watch().discard(self)
+        counter_watch().discard(self)
         if getattr(self, "group", None):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -223,13 +309,24 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         await self.send_json({key: message.get(key) for key in ("kind", "tenant_id", "bot_id", "event_id", "data")}
                              | {"type": "update"})
 
+    async def send_counters(self, rows: list[dict[str, Any]]) -> None:
+        """A ``counters`` frame when this socket's bots changed since the last one it got (the cycle
+        age alone moves every second: it is rounded to the counter interval)."""
+        if getattr(self, "closing", True) or rows == self.counters_sent:
+            return
+        if time.monotonic() - self.checked_at > STALE_CHECK_SECS and not await self.recheck():
+            return
+        self.counters_sent = rows
+        await self.send_json({"type": "counters", "bots": rows, "server_time": time.time()})
+
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content, separators=(",", ":")))
 
     # --- messages from the browser -------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        """Accept ``ping`` and ``catch_up``; anything else gets an error frame, never a crash."""
+        """Accept ``ping``, ``counters`` (subscribe to the live counters) and ``catch_up``; anything
+        else gets an error frame, never a crash."""
         if getattr(self, "closing", True):
             return
         if text_data is None:
@@ -249,6 +346,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if content["type"] == "ping":
             await self.send_json({"type": "pong", "ts": content.get("ts") if isinstance(content.get("ts"),
                                                                                      (int, float)) else None})
+        elif content["type"] == "counters":
+            counter_watch().add(self)  # from now on: a "counters" frame whenever this socket's bots move
         elif content["type"] == "catch_up":
             after = content.get("after")
             if isinstance(after, bool) or not isinstance(after, int) or after < 0:

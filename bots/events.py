@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
 from bots.models import Bot, BotEvent
+from bots.wire import event_json, jsonable
 from mmplatform import aio
 
 logger = logging.getLogger(__name__)
@@ -31,19 +30,6 @@ def tenant_group(tenant_id: int) -> str:
 
 def bot_group(bot_id: int) -> str:
     return f"bot.{bot_id}"
-
-
-def jsonable(value: Any) -> Any:
-    """Decimals become strings (exact), datetimes ISO strings; containers recursively."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
 
 
 _pending: deque[tuple[list[str], dict[str, Any]]] = deque()
@@ -108,7 +94,8 @@ def push(*, tenant_id: int, bot_id: int | None, kind: str, data: dict[str, Any],
 
 
 def publish_event(*, bot: Bot, event_type: str, payload: dict[str, Any] | None = None) -> BotEvent:
-    """Record a spec event (BotEvent row) and push it to the tenant's and the bot's dashboards."""
+    """Record a spec event (BotEvent row) and push it to the tenant's and the bot's dashboards, as
+    ``bots.wire.event_json`` (the same dict the pages render and the catch-up sends)."""
     data = jsonable(payload or {})
     DjangoJSONEncoder().encode(data)  # fail here, not in the socket, on a non-JSON payload
     event = BotEvent.objects.create(tenant_id=bot.tenant_id, bot=bot, event_type=event_type, payload=data)
@@ -117,6 +104,7 @@ def publish_event(*, bot: Bot, event_type: str, payload: dict[str, Any] | None =
         bot_id=bot.pk,
         kind="event",
         event_id=event.pk,
-        data={"event_type": event_type, "payload": data, "created_at": event.created_at},
+        data=event_json(event_id=event.pk, bot_id=bot.pk, bot_name=bot.name, event_type=event_type,
+                        payload=data, created_at=event.created_at),
     )
     return event

@@ -18,11 +18,11 @@ from django.db.models import Count, DecimalField, F, IntegerField, OuterRef, Que
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from bots import quoting
 from bots.engine import market_data
 from bots.engine.core import exchange_key
 from bots.engine.market_data import mid_history
 from bots.engine.metrics import order_flow_metrics
-from bots.events import jsonable
 from bots.models import (
     OPEN_ORDER_STATUSES,
     Bot,
@@ -33,15 +33,20 @@ from bots.models import (
     LiquidityPosition,
     Order,
     OrderPurpose,
+    OrderStatus,
     PerformanceSnapshot,
 )
+from bots.wire import ROUTINE_EVENTS, bot_event_json, fill_json, jsonable, not_quoting_text, order_json, risk_event_json
+from mmplatform.redis_client import get_redis
 from mmplatform.tenancy.models import Tenant
 from mmplatform.tenancy.scoping import for_tenant, get_for_tenant_or_404
 from risk.models import RiskEvent
 
 ZERO = Decimal(0)
+ON_BOOK = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 RECENT_RISK_WINDOW = timedelta(hours=24)
 CATCH_UP_LIMIT = 200
+RECENT_EVENTS = 50
 CHART_POINTS = 600
 STALE_CYCLE_FACTOR = 3.0
 
@@ -78,10 +83,17 @@ class BotSummary:
     cycle_is_stale: bool
     risk_state: str
     risk_level: str  # "ok" | "warn" | "danger"
+    not_quoting: dict[str, str] = field(default_factory=dict)
+    """pair -> why the running bot does not quote it now (``bots.quoting``); empty otherwise."""
+
+    @property
+    def not_quoting_text(self) -> str:
+        return not_quoting_text(self.not_quoting)
 
     @property
     def needs_attention(self) -> bool:
-        return self.bot.status == BotStatus.ERROR or self.risk_level == "danger" or self.cycle_is_stale
+        return (self.bot.status == BotStatus.ERROR or self.risk_level == "danger" or self.cycle_is_stale
+                or bool(self.not_quoting))
 
     def as_json(self) -> dict[str, Any]:
         bot = self.bot
@@ -111,6 +123,8 @@ class BotSummary:
             "cycle_count": bot.cycle_count,
             "risk_state": self.risk_state,
             "risk_level": self.risk_level,
+            "not_quoting": self.not_quoting,
+            "not_quoting_text": self.not_quoting_text,
         })
 
 
@@ -127,7 +141,7 @@ class TenantOverview:
     fills_today: int
     volume_today_quote: Decimal
     risk_events_24h: int
-    recent_events: list[BotEvent] = field(default_factory=list)
+    recent_events: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _bots_queryset(tenant: Tenant) -> QuerySet[Bot]:
@@ -146,6 +160,8 @@ def _bots_queryset(tenant: Tenant) -> QuerySet[Bot]:
             open_orders_count=Coalesce(Subquery(open_orders, output_field=IntegerField()), Value(0)),
             risk_event_type=Subquery(recent_risk.values("event_type")[:1]),
             risk_event_message=Subquery(recent_risk.values("message")[:1]),
+            risk_event_pair=Subquery(recent_risk.values("trading_pair")[:1]),
+            risk_event_at=Subquery(recent_risk.values("created_at")[:1]),
         )
         .order_by("name")
     )
@@ -177,8 +193,29 @@ def latest_mids(keys: list[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
     return {key: Decimal(repr(mid)) for key, mid in recorded.items()}
 
 
-def _risk_state(bot: Bot) -> tuple[str, str]:
-    """A one-line risk state and its severity."""
+DENIAL_SHOWN = timedelta(minutes=10)
+"""An ORDER_DENIED risk event (recorded once per change of the reasons) stays in the risk state this long."""
+
+
+def active_risks(bot_ids: list[int]) -> dict[int, set[str]]:
+    """bot -> the risk statuses its engine holds active now (``TYPE|pair``, the engine's
+    ``mm:risk:active:<bot>`` set): one Redis round trip. Redis unreachable: none."""
+    if not bot_ids:
+        return {}
+    try:
+        pipe = get_redis().pipeline()
+        for bot_id in bot_ids:
+            pipe.smembers(f"mm:risk:active:{bot_id}")
+        rows = pipe.execute()
+    except Exception:
+        return {}
+    return {bot_id: {m.decode() for m in row} for bot_id, row in zip(bot_ids, rows, strict=True)}
+
+
+def _risk_state(bot: Bot, active: set[str], now: datetime) -> tuple[str, str]:
+    """A one-line risk state and its severity. The latest risk event counts only while it holds: the
+    engine still has it active (a limit or threshold changed since ends it at the next cycle), or it
+    is a recent order denial; otherwise the state says when the last one was."""
     if bot.tenant.kill_switch_engaged:
         return "tenant kill switch engaged", "danger"
     if bot.kill_switch_engaged:
@@ -187,7 +224,14 @@ def _risk_state(bot: Bot) -> tuple[str, str]:
         return f"paused: {bot.status_reason}" if bot.status_reason else "paused", "warn"
     event_type = getattr(bot, "risk_event_type", None)
     if event_type:
-        return f"{event_type}: {getattr(bot, 'risk_event_message', '')}", "warn"
+        pair = getattr(bot, "risk_event_pair", "") or ""
+        created = getattr(bot, "risk_event_at", None)
+        current = f"{event_type}|{pair}" in active or (
+            event_type == "ORDER_DENIED" and created is not None and now - created <= DENIAL_SHOWN)
+        if current:
+            return f"{event_type}: {getattr(bot, 'risk_event_message', '')}", "warn"
+        if created is not None:
+            return f"within limits (last: {event_type} at {created:%H:%M} UTC)", "ok"
     return "within limits", "ok"
 
 
@@ -201,6 +245,8 @@ def bot_summaries(*, tenant: Tenant, bot_id: int | None = None) -> list[BotSumma
         return []
     positions = _positions(tenant, [b.pk for b in bots])
     mids = latest_mids(sorted({(exchange_key(p.exchange_account), p.trading_pair) for p in positions}))
+    reasons = quoting.current(b.pk for b in bots if b.status == BotStatus.RUNNING)
+    risks = active_risks([b.pk for b in bots])
     by_bot: dict[int, list[LiquidityPosition]] = {}
     for position in positions:
         by_bot.setdefault(position.bot_id, []).append(position)
@@ -224,7 +270,7 @@ def bot_summaries(*, tenant: Tenant, bot_id: int | None = None) -> list[BotSumma
         age = (now - last_cycle).total_seconds() if last_cycle else None
         stale = bool(bot.status == BotStatus.RUNNING and age is not None
                      and age > STALE_CYCLE_FACTOR * max(bot.monitoring_interval_secs, 1.0) + 5)
-        risk_state, risk_level = _risk_state(bot)
+        risk_state, risk_level = _risk_state(bot, risks.get(bot.pk, set()), now)
         summaries.append(BotSummary(
             bot=bot,
             exchanges=[f"{a.label} ({a.exchange_id})" for a in bot.exchange_accounts.all()],
@@ -239,6 +285,7 @@ def bot_summaries(*, tenant: Tenant, bot_id: int | None = None) -> list[BotSumma
             cycle_is_stale=stale,
             risk_state=risk_state,
             risk_level=risk_level,
+            not_quoting={pair: why for pair, why in reasons.get(bot.pk, {}).items() if pair in bot.pairs},
         ))
     return summaries
 
@@ -270,7 +317,7 @@ def tenant_overview(*, tenant: Tenant) -> TenantOverview:
         volume_today_quote=volume,
         risk_events_24h=for_tenant(RiskEvent, tenant).filter(created_at__gte=timezone.now() - RECENT_RISK_WINDOW)
         .count(),
-        recent_events=list(for_tenant(BotEvent, tenant).select_related("bot").order_by("-id")[:20]),
+        recent_events=[bot_event_json(e) for e in recent_events(for_tenant(BotEvent, tenant), RECENT_EVENTS)],
     )
 
 
@@ -282,33 +329,9 @@ def bot_for_tenant(*, tenant: Tenant, bot_id: Any) -> Bot:
 # --- rows for the bot page ---------------------------------------------------------------------
 
 
-def order_json(order: Order) -> dict[str, Any]:
-    return jsonable({
-        "client_order_id": order.client_order_id, "pair": order.trading_pair, "side": order.side,
-        "price": order.price, "amount": order.amount, "filled": order.filled, "status": order.status,
-        "level": order.level, "purpose": order.purpose, "created_at": order.created_at,
-    })
-
-
-def fill_json(fill: Fill) -> dict[str, Any]:
-    return jsonable({
-        "trade_id": fill.exchange_trade_id, "pair": fill.trading_pair, "side": fill.side, "price": fill.price,
-        "amount": fill.amount, "fee": fill.fee, "fee_currency": fill.fee_currency, "executed_at": fill.executed_at,
-    })
-
-
 def event_json(event: BotEvent) -> dict[str, Any]:
-    return jsonable({
-        "event_id": event.pk, "bot_id": event.bot_id, "event_type": event.event_type, "payload": event.payload,
-        "created_at": event.created_at,
-    })
-
-
-def risk_event_json(event: RiskEvent) -> dict[str, Any]:
-    return jsonable({
-        "id": event.pk, "event_type": event.event_type, "trading_pair": event.trading_pair,
-        "message": event.message, "action_taken": event.action_taken, "created_at": event.created_at,
-    })
+    """``bots.wire.event_json`` of a row (its bot selected with it)."""
+    return bot_event_json(event)
 
 
 def bot_open_orders(*, bot: Bot, limit: int = 200) -> list[Order]:
@@ -324,8 +347,18 @@ def bot_recent_fills(*, bot: Bot, limit: int = 100) -> list[Fill]:
     return list(for_tenant(Fill, bot.tenant_id).filter(bot=bot).order_by("-executed_at", "-id")[:limit])
 
 
+def recent_events(queryset: QuerySet[BotEvent], limit: int) -> list[BotEvent]:
+    """The latest ``limit`` events and, besides them, the latest ``limit`` non-routine ones (a bot that
+    re-quotes several times a second would otherwise push its fills and lifecycle out of any log),
+    newest first: two queries."""
+    queryset = queryset.select_related("bot").order_by("-id")
+    rows = {e.pk: e for e in queryset[:limit]}
+    rows.update({e.pk: e for e in queryset.exclude(event_type__in=ROUTINE_EVENTS)[:limit]})
+    return [rows[pk] for pk in sorted(rows, reverse=True)]
+
+
 def bot_recent_events(*, bot: Bot, limit: int = 100) -> list[BotEvent]:
-    return list(for_tenant(BotEvent, bot.tenant_id).filter(bot=bot).order_by("-id")[:limit])
+    return recent_events(for_tenant(BotEvent, bot.tenant_id).filter(bot=bot), limit)
 
 
 def bot_risk_events(*, bot: Bot, limit: int = 50) -> list[RiskEvent]:
@@ -336,7 +369,7 @@ def events_after(*, tenant_id: int, after_id: int, bot_id: int | None = None,
                  limit: int = CATCH_UP_LIMIT) -> tuple[list[BotEvent], bool]:
     """Events of the tenant (or of one of its bots) after ``after_id``, oldest first, bounded.
     The flag says more were left: the client should re-fetch the whole state instead."""
-    queryset = for_tenant(BotEvent, tenant_id).filter(pk__gt=after_id)
+    queryset = for_tenant(BotEvent, tenant_id).filter(pk__gt=after_id).select_related("bot")
     if bot_id is not None:
         queryset = queryset.filter(bot_id=bot_id)
     rows = list(queryset.order_by("id")[: limit + 1])
@@ -409,16 +442,61 @@ def bot_chart_series(*, bot: Bot, points: int = CHART_POINTS) -> dict[str, Any]:
 # --- order book --------------------------------------------------------------------------------
 
 
+def _price(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(repr(float(value)))
+
+
+def ladder(bids: list[tuple[float, float]], asks: list[tuple[float, float]], own: list[Order],
+           depth: int) -> dict[str, Any]:
+    """The ladder the bot page draws: the book's best ``depth`` levels a side plus every level where
+    the bot has an open order, each with the book's size and the bot's own remaining size there.
+    Own orders are matched to levels by exact price (Decimal); a level the cached book does not have
+    yet (it was read before the order was placed) shows the bot's own size as its size (``in_book``
+    false). Only orders resting on the book count (open, partially filled): not a row stored before
+    its send, nor one whose cancel is under way."""
+    mine: dict[tuple[str, Decimal], tuple[Decimal, int]] = {}
+    for order in own:
+        if getattr(order, "status", OrderStatus.OPEN) not in ON_BOOK:
+            continue  # stored but not sent yet, or its cancel is under way: not resting on the book
+        remaining, count = mine.get((order.side, order.price), (ZERO, 0))
+        mine[(order.side, order.price)] = (remaining + order.amount - order.filled, count + 1)
+    sides: dict[str, list[dict[str, Any]]] = {}
+    for side, levels, best_first in (("buy", bids, True), ("sell", asks, False)):
+        sizes: dict[Decimal, Decimal] = {}
+        for price, size in levels[:depth]:
+            sizes[_price(price)] = sizes.get(_price(price), ZERO) + _price(size)
+        in_book = set(sizes)
+        for (own_side, price), (remaining, _) in mine.items():
+            if own_side == side:
+                sizes[price] = max(sizes.get(price, ZERO), remaining)
+        rows = []
+        for price in sorted(sizes, reverse=best_first):
+            remaining, count = mine.get((side, price), (None, 0))
+            rows.append({"price": price.normalize(), "size": sizes[price].normalize(),
+                         "own": None if remaining is None else remaining.normalize(), "own_orders": count,
+                         "in_book": price in in_book})
+        sides[side] = rows
+    best_bid = sides["buy"][0]["price"] if sides["buy"] else None
+    best_ask = sides["sell"][0]["price"] if sides["sell"] else None
+    mid = spread_bps = None
+    if best_bid is not None and best_ask is not None and best_bid < best_ask:
+        mid = ((best_bid + best_ask) / 2).normalize()
+        spread_bps = float((best_ask - best_bid) / mid * 10_000)
+    return jsonable({"bids": sides["buy"], "asks": sides["sell"], "mid": mid, "spread_bps": spread_bps})
+
+
 def bot_order_book(*, bot: Bot, depth: int = 15) -> dict[str, Any]:
-    """The latest cached book per pair (the engine's shared Redis cache) and the bot's own quotes on it.
-    A missing or old book is reported with its age so the page can say what is wrong."""
+    """The latest cached book per pair (the engine's shared Redis cache) and the bot's own quotes on it,
+    merged into one ladder (``ladder``). A missing or old book is reported with its age so the page can
+    say what is wrong."""
     venues = _venues(bot)
     own = bot_open_orders(bot=bot)
     now = time.time()
     books: dict[str, Any] = {}
     for pair in bot.pairs:
+        pair_own = [o for o in own if o.trading_pair == pair]
         entry: dict[str, Any] = {"bids": [], "asks": [], "fetched_at": None, "age_secs": None,
-                                 "own": [order_json(o) for o in own if o.trading_pair == pair]}
+                                 "own": [order_json(o) for o in pair_own]}
         book = None
         if pair in venues:
             try:
@@ -431,6 +509,7 @@ def bot_order_book(*, bot: Bot, depth: int = 15) -> dict[str, Any]:
         elif "problem" not in entry:
             entry["problem"] = ("No fresh order book: the bot is not running or its exchange is unreachable."
                                 if bot.status == BotStatus.RUNNING else "No order book while the bot is not running.")
+        entry["ladder"] = ladder(entry["bids"], entry["asks"], pair_own, depth)
         books[pair] = entry
     return {"bot_id": bot.pk, "status": bot.status, "books": books}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -77,6 +78,19 @@ def _reply(request: HttpRequest, *, ok: bool, message: str, redirect_to: str, st
 
 def _no_tenant(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/no_tenant.html", status=200)
+
+
+# --- favicon ------------------------------------------------------------------------------------
+
+FAVICON = settings.BASE_DIR / "static" / "favicon.ico"
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """``/favicon.ico`` (browsers ask for it on every page, signed in or not): the static icon, cached."""
+    response = HttpResponse(FAVICON.read_bytes(), content_type="image/x-icon")
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 # --- pages --------------------------------------------------------------------------------------

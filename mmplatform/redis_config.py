@@ -8,6 +8,7 @@ that points a running process at another Redis (tests) take the values from here
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 
@@ -16,6 +17,11 @@ def celery_url(redis_url: str) -> str:
     if redis_url.startswith("unix://"):
         return "redis+socket://" + redis_url[len("unix://"):]
     return redis_url
+
+
+def channel_prefix(redis_url: str) -> str:
+    """The Channels prefix of the deployment on ``redis_url`` (pub/sub is server-wide, not per database)."""
+    return "asgi-" + hashlib.sha256(redis_url.encode()).hexdigest()[:12]
 
 
 def redis_settings(redis_url: str) -> dict[str, Any]:
@@ -32,7 +38,9 @@ def redis_settings(redis_url: str) -> dict[str, Any]:
         "CHANNEL_LAYERS": {
             "default": {
                 "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "CONFIG": {"hosts": [redis_url]},
+                # Redis pub/sub ignores the database number: without a prefix of its own, two deployments
+                # (or test runs) on one Redis server would receive each other's pushes for the same groups
+                "CONFIG": {"hosts": [redis_url], "prefix": channel_prefix(redis_url)},
             }
         },
         "CELERY_BROKER_URL": celery_url(redis_url),

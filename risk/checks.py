@@ -200,8 +200,8 @@ def assess_risk(state: BotRiskState, limits: RiskLimits) -> list[RiskStatus]:
         if pair.volatility_daily > limits.volatility_pause_threshold:
             found.append(RiskStatus(
                 MARKET_VOLATILITY, ACTIONS[MARKET_VOLATILITY],
-                f"{pair.trading_pair}: daily volatility {pair.volatility_daily:.3f} above "
-                f"{limits.volatility_pause_threshold:.3f}",
+                f"{pair.trading_pair}: daily volatility {pair.volatility_daily:.1%} above the "
+                f"{limits.volatility_pause_threshold:.1%} threshold",
                 pair.trading_pair, {"volatility_daily": pair.volatility_daily},
             ))
     return found

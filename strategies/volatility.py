@@ -38,8 +38,8 @@ class VolatilityAdaptiveStrategy(MarketMakingStrategy):
         volatility = self._parameters.volatility_daily
         if not volatility <= risk.volatility_pause_threshold:
             self.pause_reason = (
-                f"{snapshot.symbol}: volatility {volatility:.4f}/day is above the pause threshold "
-                f"{risk.volatility_pause_threshold:.4f}/day"
+                f"{snapshot.symbol}: daily volatility {volatility:.1%} is above the pause threshold "
+                f"{risk.volatility_pause_threshold:.1%}"
             )
             return None
         levels = self._levels

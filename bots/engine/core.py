@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from bots import quoting
 from bots.config import MarketMakingConfig, validate_market_making_config
 from bots.engine.market_data import book_reader, mid_history, shared_book, to_snapshot, without_own
 from bots.engine.orders import OrderManager
@@ -768,6 +769,9 @@ class MarketMakingBot:
             min_order_size_quote=float(self.config.min_order_size_quote),
             max_order_size_quote=float(self.config.max_order_size_quote),
         ))
+        quoting.note(self.bot, pair, quoting.reason_for(  # the dashboard's "not quoting" line
+            pause_reason=strategy.pause_reason, intents=intents, valid=valid, allowed=result.allowed,
+            denied=result.denied))
         diff = diff_orders(
             self.order_manager.as_live(live_rows), result.allowed,
             tolerance_bps=self.config.order_settings.order_refresh_tolerance_bps,
@@ -793,7 +797,7 @@ class MarketMakingBot:
         if problem:
             # fail fast: no quoting on a bad book, and nothing left resting on it
             self.report.cancelled += self.order_manager.cancel(live_rows)
-            Bot.objects.filter(pk=self.bot_id).update(status_reason=f"quoting halted: {problem}"[:500])
+            quoting.note(self.bot, pair, problem)  # the dashboard's "not quoting" line
             self.performance_tracker.record_quoting(pair, False)
             return 0
         if others_open is None:

@@ -21,6 +21,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from bots import wire
 from bots.accounting import PositionAccount, apply_fill, fee_in_quote
 from bots.engine.rows import insert_orders, save_order_fields
 from bots.events import push
@@ -583,27 +584,9 @@ class OrderManager:
 
     @staticmethod
     def order_payload(order: Order) -> dict[str, Any]:
-        return {
-            "client_order_id": order.client_order_id,
-            "pair": order.trading_pair,
-            "side": order.side,
-            "price": order.price,
-            "amount": order.amount,
-            "filled": order.filled,
-            "status": order.status,
-            "level": order.level,
-        }
+        return wire.order_json(order)  # the dashboard's one shape of an order
 
     @staticmethod
     def fill_payload(fill: Fill) -> dict[str, Any]:
-        return {
-            "trade_id": fill.exchange_trade_id,
-            "pair": fill.trading_pair,
-            "side": fill.side,
-            "price": fill.price,
-            "amount": fill.amount,
-            "fee": fill.fee,
-            "fee_currency": fill.fee_currency,
-            "executed_at": fill.executed_at,
-        }
+        return wire.fill_json(fill)
 

@@ -6,7 +6,7 @@
  */
 (function () {
   "use strict";
-  const { LiveSocket, fmt, dec, timeOf, el, renderSummaryField } = window.MM;
+  const { LiveSocket, fmt, dec, timeOf, el, renderSummaryField, EventLog, Counters } = window.MM;
   const LWC = window.LightweightCharts;
 
   const COLORS = { mid: "#56657a", bid: "#1c8a52", ask: "#c53a3a", buyFill: "#0d6efd", sellFill: "#e0a100",
@@ -15,9 +15,11 @@
 
   function startBotPage(cfg) {
     const page = {
-      cfg, pair: null, state: null, orders: new Map(), fills: [], events: [], riskEvents: [],
-      seenEvents: new Set(), charts: null, dirty: new Set(), loading: false, reloadAgain: false,
-      lastBookMid: {},
+      cfg, pair: null, state: null, orders: new Map(), fills: [], riskEvents: [],
+      charts: null, dirty: new Set(), loading: false, reloadAgain: false, notQuoting: "",
+      log: new EventLog(document.getElementById("events"), { limit: 200, filter: document.getElementById("event-filter"),
+        emptyText: "No events yet. Start the bot to see its lifecycle here." }),
+      counters: new Counters(), pushedAt: new Map(),
     };
     const tabs = document.querySelectorAll("#pair-tabs .tab");
     page.pair = tabs.length ? tabs[0].dataset.pair : null;
@@ -33,6 +35,7 @@
       onBatch: (batch) => applyBatch(page, batch),
       onResync: () => loadState(page),
       onFinal: () => {},
+      onCounters: (msg) => page.counters.apply(msg, (bot) => applyCounters(page, bot)),
     });
     window.MM.socket = page.socket;
     window.MM.botPage = page;
@@ -55,9 +58,8 @@
       page.state = state;
       page.orders = new Map(state.open_orders.map((o) => [o.client_order_id, o]));
       page.fills = state.fills;
-      page.events = state.events;
+      page.log.set(state.events);
       page.riskEvents = state.risk_events;
-      page.seenEvents = new Set(state.events.map((e) => e.event_id));
       if (page.socket.lastEventId === null || state.last_event_id > page.socket.lastEventId) {
         page.socket.lastEventId = state.last_event_id;
       }
@@ -87,20 +89,19 @@
     for (const msg of batch) {
       const data = msg.data || {};
       if (msg.kind === "event") {
-        if (msg.event_id == null || page.seenEvents.has(msg.event_id)) continue;
-        page.seenEvents.add(msg.event_id);
-        page.events.unshift({ event_id: msg.event_id, event_type: data.event_type, payload: data.payload,
-                              created_at: data.created_at });
+        if (!page.log.add(data)) continue;
         page.dirty.add("events");
         if (["KillSwitchEngaged", "MarketMakingStarted", "MarketMakingStopped", "BotError", "RiskEventHandled",
              "Reconciled"].includes(data.event_type)) needState = true;
       } else if (msg.kind === "orders") {
         for (const order of data.placed || []) {
+          page.pushedAt.set(order.client_order_id, Date.now());
           if (OPEN.has(order.status)) page.orders.set(order.client_order_id, order);
           if (order.level === 0 && page.charts && order.pair === page.pair) pushQuotePoint(page, order);
         }
-        for (const id of data.cancelled || []) page.orders.delete(id);
+        for (const id of data.cancelled || []) { page.orders.delete(id); page.pushedAt.set(id, Date.now()); }
         for (const order of data.updated || []) {
+          page.pushedAt.set(order.client_order_id, Date.now());
           if (OPEN.has(order.status)) page.orders.set(order.client_order_id, order);
           else page.orders.delete(order.client_order_id);
         }
@@ -118,17 +119,22 @@
           const t = secs(data.taken_at);
           const net = Number(data.realised_pnl_quote) + Number(data.unrealised_pnl_quote) - Number(data.fees_paid_quote);
           safeUpdate(page.charts.pnl, { time: t, value: net });
+          fit(page);
           chartNote("pnl-chart", false, "");
         }
         needState = true;
       } else if (msg.kind === "status") {
         setStatus(data.status, data.reason);
         needState = true;
+      } else if (msg.kind === "quoting") {
+        const status = document.getElementById("bot-status");
+        const running = status && status.dataset.status === "running";
+        const reasons = data.reasons || {};
+        setNotQuoting(running ? notQuotingText(reasons) : "");
       }
     }
-    page.events.length = Math.min(page.events.length, 200);
-    if (page.dirty.has("events")) renderEvents(page);
-    if (page.dirty.has("orders")) renderOrders(page);
+    if (page.dirty.has("events")) page.log.render();
+    if (page.dirty.has("orders")) { renderOrders(page); if (page.lastBook) renderBook(page, page.lastBook); }
     if (page.dirty.has("fills")) renderFills(page);
     page.dirty.clear();
     if (needState) scheduleState(page);
@@ -151,7 +157,7 @@
     renderControls(page.state.actions || []);
     renderOrders(page);
     renderFills(page);
-    renderEvents(page);
+    page.log.render();
     renderRisk(page);
     renderCharts(page, true);
   }
@@ -180,10 +186,37 @@
       banners.appendChild(el("div", { class: "banner banner-danger", id: "kill-banner",
         text: "The kill switch is engaged. Release it before starting the bot again." }));
     }
+    setNotQuoting(bot.status === "running" ? bot.not_quoting_text || "" : "");
     if (bot.cycle_is_stale) {
       banners.appendChild(el("div", { class: "banner banner-warn", id: "stale-banner",
         text: "No monitoring cycle for " + Math.round(bot.last_cycle_age_secs) + " s although the bot is running. Is a Celery worker running?" }));
     }
+  }
+
+  /* "Running — not quoting: …" (bots.wire.not_quoting_text): a banner at the top of the page, from the
+   * state, the "quoting" pushes and the live counters; removed as soon as the reason is gone. */
+  function notQuotingText(reasons) {
+    const pairs = Object.keys(reasons).sort();
+    return pairs.length ? "Running — not quoting: " + pairs.map((p) => reasons[p]).join("; ") : "";
+  }
+
+  function setNotQuoting(text) {
+    let node = document.getElementById("not-quoting-banner");
+    if (!text) { if (node) node.remove(); return; }
+    if (!node) {
+      node = el("div", { class: "banner banner-warn", id: "not-quoting-banner" });
+      const banners = document.getElementById("banners");
+      const notice = document.getElementById("state-notice");
+      if (notice) notice.after(node); else banners.prepend(node);
+    }
+    node.textContent = text;
+  }
+
+  function applyCounters(page, bot) {
+    document.querySelectorAll('#bot-cards [data-field="cycle_count"]').forEach((n) => { n.textContent = String(bot.cycle_count); });
+    const badge = document.getElementById("bot-status");
+    if (badge && badge.dataset.status !== bot.status) scheduleState(page);  // a status change: the whole page follows
+    setNotQuoting(bot.status === "running" ? bot.not_quoting_text : "");
   }
 
   function csrfToken() {
@@ -238,13 +271,6 @@
     ])), 6, "No fills yet.");
   }
 
-  function renderEvents(page) {
-    fillBody("events", page.events.slice(0, 100).map((e) => el("tr", { "data-event-id": String(e.event_id) }, [
-      el("td", { class: "time", text: timeOf(e.created_at) }), el("td", { text: e.event_type }),
-      el("td", { class: "details", text: JSON.stringify(e.payload || {}), title: JSON.stringify(e.payload || {}) }),
-    ])), 3, "No events yet. Start the bot to see its lifecycle here.");
-  }
-
   function renderRisk(page) {
     fillBody("risk-events", page.riskEvents.map((r) => el("tr", {}, [
       el("td", { class: "time", text: timeOf(r.created_at) }), el("td", { text: r.event_type }),
@@ -260,7 +286,9 @@
     try {
       const response = await fetch(page.cfg.bookUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
       if (!response.ok) throw new Error("HTTP " + response.status);
-      renderBook(page, await response.json());
+      const data = await response.json();
+      reconcileOrders(page, data);
+      renderBook(page, data);
     } catch (err) {
       document.getElementById("book-age").textContent = "book unavailable (" + err.message + ")";
     } finally {
@@ -268,53 +296,96 @@
     }
   }
 
+  /* The open orders as the database has them now (book.json, every second) correct the ones kept from
+   * the state and the pushes: a push that raced a state reload can leave a cancelled order behind.
+   * An order a push brought in the last PUSH_GRACE_MS is kept (the poll may have been read before it). */
+  const PUSH_GRACE_MS = 10000;
+
+  function reconcileOrders(page, data) {
+    if (!page.state) return;  // the first state load draws the tables
+    const fresh = new Map();
+    for (const book of Object.values(data.books || {})) for (const o of book.own || []) fresh.set(o.client_order_id, o);
+    let changed = false;
+    const now = Date.now();
+    for (const [id, order] of page.orders) {
+      if (!fresh.has(id) && now - (page.pushedAt.get(id) || 0) > PUSH_GRACE_MS) { page.orders.delete(id); changed = true; }
+      else if (fresh.has(id) && (fresh.get(id).status !== order.status || fresh.get(id).filled !== order.filled)) {
+        page.orders.set(id, fresh.get(id)); changed = true;
+      }
+    }
+    for (const [id, order] of fresh) {  // not re-added when a push just closed it (this read may predate that)
+      if (!page.orders.has(id) && now - (page.pushedAt.get(id) || 0) > PUSH_GRACE_MS) { page.orders.set(id, order); changed = true; }
+    }
+    for (const [id, at] of page.pushedAt) if (now - at > PUSH_GRACE_MS) page.pushedAt.delete(id);
+    if (changed) renderOrders(page);
+  }
+
+  /* The ladder: the cached book's levels (bots.selectors.ladder) with the bot's own orders marked from
+   * the same orders the open-orders table shows (resting ones: open or partially filled), matched by
+   * exact price, so the ladder and the table never disagree. A level our order rests on that the
+   * cached book does not have yet (read before the order was placed) shows our size as its size. */
+  const ON_BOOK = new Set(["open", "partially_filled"]);
+
   function renderBook(page, data) {
     const book = data.books[page.pair];
     const problem = document.getElementById("book-problem");
     const body = document.querySelector("#ladder tbody");
     const age = document.getElementById("book-age");
     if (!book) return;
+    page.lastBook = data;
     age.textContent = book.age_secs == null ? "no data" : "as of " + book.age_secs.toFixed(1) + " s ago";
     problem.hidden = !book.problem;
     problem.className = "state-note problem";
     problem.textContent = book.problem || "";
-    const ownByPrice = {};
-    const liveOwn = Array.from(page.orders.values()).filter((o) => o.pair === page.pair);
-    for (const o of (liveOwn.length ? liveOwn : book.own)) {
-      const key = o.side + ":" + Number(o.price);
-      ownByPrice[key] = (ownByPrice[key] || 0) + Number(o.amount) - Number(o.filled || 0);
+    const own = new Map();  // "side:price" -> [remaining, count]
+    for (const o of page.orders.values()) {
+      if (o.pair !== page.pair || !ON_BOOK.has(o.status)) continue;
+      const key = o.side + ":" + dec(o.price);
+      const entry = own.get(key) || [0, 0];
+      own.set(key, [entry[0] + Number(o.amount) - Number(o.filled || 0), entry[1] + 1]);
     }
-    const levels = { buy: new Map(book.bids.map(([p, a]) => [Number(p), Number(a)])),
-                     sell: new Map(book.asks.map(([p, a]) => [Number(p), Number(a)])) };
-    for (const key of Object.keys(ownByPrice)) {
-      const [side, price] = key.split(":");
-      if (!levels[side].has(Number(price))) levels[side].set(Number(price), 0);
-    }
-    const asks = Array.from(levels.sell.keys()).sort((a, b) => a - b).slice(0, 15).reverse();
-    const bids = Array.from(levels.buy.keys()).sort((a, b) => b - a).slice(0, 15);
+    const ladder = book.ladder || { bids: [], asks: [] };
+    const side = (name, levels, bestFirst) => {
+      const rows = new Map();
+      for (const level of levels) {
+        if (level.in_book === false) continue;  // only the server's own order made this level
+        rows.set(dec(level.price), { price: dec(level.price), size: Number(level.size) });
+      }
+      for (const [key, [remaining, count]] of own) {
+        const [s, price] = key.split(":");
+        if (s !== name) continue;
+        const row = rows.get(price) || { price, size: 0 };
+        row.size = Math.max(row.size, remaining);
+        row.own = remaining;
+        row.count = count;
+        rows.set(price, row);
+      }
+      return Array.from(rows.values()).sort((a, b) => bestFirst ? Number(b.price) - Number(a.price)
+                                                                : Number(a.price) - Number(b.price));
+    };
+    const bids = side("buy", ladder.bids, true), asks = side("sell", ladder.asks, false);
     if (!asks.length && !bids.length) {
       body.replaceChildren(el("tr", {}, [el("td", { colSpan: 5, class: "muted", text: book.problem || "The book is empty." })]));
       return;
     }
-    const row = (side, price) => {
-      const own = ownByPrice[side + ":" + price];
-      const size = levels[side].get(price);
-      const cells = side === "sell"
-        ? [el("td"), el("td"), el("td", { class: "price", text: String(price) }), el("td", { text: size ? fmt(size, 4) : "" }),
-           el("td", { class: "own-mark", text: own ? "◆ " + fmt(own, 4) : "" })]
-        : [el("td", { class: "own-mark", text: own ? fmt(own, 4) + " ◆" : "" }), el("td", { text: size ? fmt(size, 4) : "" }),
-           el("td", { class: "price", text: String(price) }), el("td"), el("td")];
-      return el("tr", { class: (side === "sell" ? "ask" : "bid") + (own ? " own" : "") }, cells);
+    const row = (name, level) => {
+      const mine = level.own !== undefined;
+      const amount = mine ? dec(Number(level.own.toFixed(12))) : "";
+      const ownCell = el("td", { class: "own-mark", text: mine ? (name === "sell" ? "◆ " + amount : amount + " ◆") : "" });
+      if (mine && level.count > 1) ownCell.title = level.count + " orders";
+      const price = el("td", { class: "price", text: level.price });
+      const size = el("td", { class: "size", text: dec(Number(level.size.toFixed(12))) });
+      const cells = name === "sell" ? [el("td"), el("td"), price, size, ownCell] : [ownCell, size, price, el("td"), el("td")];
+      return el("tr", { class: (name === "sell" ? "ask" : "bid") + (mine ? " own" : ""), "data-side": name,
+                        "data-price": level.price }, cells);
     };
-    const rows = asks.map((p) => row("sell", p));
-    if (bids.length && asks.length) {
-      const bestBid = bids[0], bestAsk = asks[asks.length - 1];
-      const mid = (bestBid + bestAsk) / 2;
-      const spreadBps = (bestAsk - bestBid) / mid * 10000;
-      rows.push(el("tr", { class: "spread" }, [el("td", { colSpan: 5, text: "mid " + fmt(mid, 2) + " · spread " + fmt(spreadBps, 1) + " bps" })]));
-      if (page.charts && book.fetched_at) safeUpdate(page.charts.mid, { time: Math.floor(book.fetched_at), value: mid });
+    const rows = asks.slice().reverse().map((level) => row("sell", level));
+    if (ladder.mid != null) {
+      rows.push(el("tr", { class: "spread" }, [el("td", { colSpan: 5,
+        text: "mid " + dec(ladder.mid, 2, true) + " · spread " + fmt(ladder.spread_bps, 1) + " bps" })]));
+      if (page.charts && book.fetched_at) safeUpdate(page.charts.mid, { time: Math.floor(book.fetched_at), value: Number(ladder.mid) });
     }
-    rows.push(...bids.map((p) => row("buy", p)));
+    rows.push(...bids.map((level) => row("buy", level)));
     body.replaceChildren(...rows);
   }
 
@@ -333,11 +404,22 @@
     }
     const base = { autoSize: true, layout: { background: { color: "#ffffff" }, textColor: "#44505f", fontSize: 11 },
       grid: { vertLines: { color: "#f0f2f5" }, horzLines: { color: "#f0f2f5" } },
-      timeScale: { timeVisible: true, secondsVisible: true }, rightPriceScale: { borderColor: "#e1e5eb" } };
+      // a few points spread over the whole width (fitContent below), labels never cut at the right edge
+      timeScale: { timeVisible: true, secondsVisible: true, rightOffset: 0, minBarSpacing: 0.05, borderColor: "#e1e5eb",
+                   tickMarkFormatter: (time, type) => clock(time, type === 4).replace(" UTC", "") },
+      localization: { timeFormatter: (time) => clock(time, true) },
+      rightPriceScale: { borderColor: "#e1e5eb", scaleMargins: { top: 0.15, bottom: 0.15 } },
+      handleScroll: true, handleScale: true };
     containers.forEach((c) => c.replaceChildren());
     const price = LWC.createChart(containers[0], base);
     const pnlChart = LWC.createChart(containers[1], base);
     const invChart = LWC.createChart(containers[2], base);
+    [price, pnlChart, invChart].forEach((chart, i) => {  // the user scrolled or zoomed: stop re-fitting (double-click resumes)
+      const mark = () => { chart.__userMoved = true; };
+      containers[i].addEventListener("wheel", mark, { passive: true });
+      containers[i].addEventListener("mousedown", mark);
+      containers[i].addEventListener("dblclick", () => { chart.__userMoved = false; chart.timeScale().fitContent(); });
+    });
     const line = (chart, color, extra) => chart.addSeries(LWC.LineSeries, Object.assign(
       { color, lineWidth: 2, priceLineVisible: false, lastValueVisible: true }, extra || {}));
     return {
@@ -350,6 +432,30 @@
       ratio: line(invChart, COLORS.ratio),
       target: line(invChart, COLORS.target, { lineStyle: 2, lineWidth: 1 }),
     };
+  }
+
+  /* Axis labels in UTC: HH:MM (HH:MM:SS in the crosshair). */
+  function clock(time, seconds) {
+    const iso = new Date(time * 1000).toISOString();
+    return iso.substring(11, seconds ? 19 : 16) + (seconds ? " UTC" : "");
+  }
+
+  /* Show every point: called after each full redraw, and after a live point while the user has not
+   * scrolled or zoomed the chart. */
+  function fit(page) {
+    const c = page.charts;
+    if (!c) return;
+    const charts = [[c.price, [c.mid, c.bid, c.ask, c.fills]], [c.pnlChart, [c.pnl]], [c.invChart, [c.ratio, c.target]]];
+    for (const [chart, series] of charts) {
+      if (chart.__userMoved) continue;
+      const times = new Set();
+      for (const s of series) for (const point of s.data()) times.add(point.time);
+      if (!times.size) continue;
+      // logical indexes run over the union of the series' times: show them all, with a margin so no
+      // point or axis label sits on an edge
+      const pad = Math.max(0.5, times.size * 0.03);
+      chart.timeScale().setVisibleLogicalRange({ from: -pad, to: times.size - 1 + pad });
+    }
   }
 
   /* Lightweight Charts wants strictly ascending times: keep the last value of each second. */
@@ -376,6 +482,7 @@
     const inv = charts.inventory[page.pair] || [];
     c.ratio.setData(series(inv, (x) => x[1]));
     c.target.setData(series(inv, (x) => x[2]));
+    fit(page);
     chartNote("price-chart", !p.mid.length && !p.bid.length, "No prices yet: the chart fills in while the bot runs.");
     chartNote("pnl-chart", !charts.pnl.length, "No performance snapshot yet (one per metrics interval while running).");
     chartNote("inventory-chart", !inv.length, "No inventory snapshot yet.");

@@ -34,6 +34,7 @@
       this.onBatch = options.onBatch || function () {};
       this.onResync = options.onResync || function () {};
       this.onFinal = options.onFinal || function () {};
+      this.onCounters = options.onCounters || function () {};
       this.lastEventId = options.lastEventId == null ? null : Number(options.lastEventId);
       this.queue = [];
       this.overflowed = false;
@@ -104,6 +105,7 @@
           this.everConnected = true;
           if (this.lastEventId === null) this.lastEventId = msg.last_event_id;
           else if (msg.last_event_id > this.lastEventId) this.send({ type: "catch_up", after: this.lastEventId });
+          this.send({ type: "counters" });  // live cycle counts, ages, "not quoting" (bots.consumers.CounterWatch)
           if (reconnect) this.onResync("reconnected");
           break;
         }
@@ -119,6 +121,10 @@
             if (this.lastEventId === null || e.event_id > this.lastEventId) this.lastEventId = e.event_id;
             this.enqueue({ type: "update", kind: "event", bot_id: e.bot_id, event_id: e.event_id, data: e, caughtUp: true });
           }
+          break;
+        case "counters":
+          this.stats.counters = (this.stats.counters || 0) + 1;
+          try { this.onCounters(msg); } catch (err) { if (window.console) console.error("counters render failed", err); }
           break;
         case "error":
           if (window.console) console.warn("live socket:", msg.error);
@@ -162,20 +168,65 @@
   }
 
   /* Small helpers the pages share. */
-  function fmt(value, digits) {
-    if (value === null || value === undefined || value === "") return "—";
-    const n = Number(value);
-    if (!isFinite(n)) return String(value);
-    return n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  const MAX_PLACES = 8;  // bots.wire.MAX_PLACES
+  const NUMBER = /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i;
+
+  /* A decimal text without exponent: "-1.5e-7" -> "-0.00000015" (exact, on the digits). */
+  function plain(text) {
+    const m = /^([-+]?)(\d*)\.?(\d*)(?:e([-+]?\d+))?$/i.exec(text);
+    const sign = m[1] === "-" ? "-" : "";
+    let digits = (m[2] || "") + (m[3] || "");
+    let point = (m[2] || "").length + Number(m[4] || 0);
+    if (point <= 0) { digits = "0".repeat(1 - point) + digits; point = 1; }
+    if (point > digits.length) digits += "0".repeat(point - digits.length);
+    const whole = digits.slice(0, point).replace(/^0+(?=\d)/, "");
+    const frac = digits.slice(point);
+    return sign + (whole || "0") + (frac ? "." + frac : "");
   }
 
-  /* An exact decimal string from the server, without the trailing zeros of its 12 places. */
-  function dec(value) {
-    if (value === null || value === undefined || value === "") return "—";
-    const text = String(value);
-    if (/e/i.test(text)) return String(Number(text));
-    return text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
+  /* Round a plain decimal text to `places` decimals, half to even (Python's Decimal.quantize default). */
+  function roundHalfEven(text, places) {
+    const sign = text[0] === "-" ? "-" : "";
+    const [whole, frac = ""] = (sign ? text.slice(1) : text).split(".");
+    if (frac.length <= places) return sign + whole + (places ? "." + frac.padEnd(places, "0") : "");
+    const kept = (whole + frac.slice(0, places)).split("");
+    const first = frac[places], tail = frac.slice(places + 1);
+    if (first > "5" || (first === "5" && (/[1-9]/.test(tail) || Number(kept[kept.length - 1]) % 2 === 1))) {
+      let k = kept.length - 1;
+      while (k >= 0 && kept[k] === "9") { kept[k] = "0"; k -= 1; }
+      if (k < 0) kept.unshift("1"); else kept[k] = String(Number(kept[k]) + 1);
+    }
+    const cut = kept.length - places;
+    return sign + kept.slice(0, cut).join("") + (places ? "." + kept.slice(cut).join("") : "");
   }
+
+  /* A number as bots.wire.format_decimal shows it, digit for digit: never exponent notation ("0E-12" is
+   * "0"), no trailing zeros unless `places` fixes the decimals (half-even rounding on the decimal
+   * digits, not on a binary float), no negative zero; `grouping` adds commas. */
+  function dec(value, places, grouping) {
+    if (value === null || value === undefined || value === "") return "—";
+    let text = typeof value === "number" ? String(value) : String(value).trim();
+    if (!NUMBER.test(text)) return text;
+    text = plain(text);
+    if (places !== undefined && places !== null) {
+      text = roundHalfEven(text, places);
+    } else {
+      if ((text.split(".")[1] || "").length > MAX_PLACES) text = roundHalfEven(text, MAX_PLACES);
+      if (text.includes(".")) text = text.replace(/0+$/, "").replace(/\.$/, "");
+    }
+    if (/^-0(\.0*)?$/.test(text)) text = text.slice(1);
+    if (grouping) {
+      const [whole, frac] = text.split(".");
+      text = whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (frac !== undefined ? "." + frac : "");
+    }
+    return text;
+  }
+
+  /* Quote-currency money (bots.wire.format_money): "-1,234.50". */
+  function money(value) { return dec(value, 2, true); }
+
+  /* A display number with fixed decimals and separators (chart/ladder floats). */
+  function fmt(value, digits) { return dec(value, digits, true); }
 
   function timeOf(iso) {
     if (!iso) return "";
@@ -219,15 +270,16 @@
   function renderSummaryField(node, field, bot) {
     switch (field) {
       case "status":
-        node.replaceChildren(el("span", { class: "status status-" + bot.status, text: bot.status_label }));
-        if (bot.status_reason) node.appendChild(el("div", { class: "sub", text: bot.status_reason.slice(0, 80) }));
+        node.replaceChildren(el("span", { class: "status status-" + bot.status, text: bot.status_label || bot.status }));
+        if (bot.not_quoting_text) node.appendChild(el("div", { class: "sub warn-text not-quoting", text: bot.not_quoting_text }));
+        else if (bot.status_reason) node.appendChild(el("div", { class: "sub", text: bot.status_reason.slice(0, 80) }));
         break;
       case "pnl_today_quote":
       case "pnl_total_quote":
       case "realised_pnl_quote":
       case "unrealised_pnl_quote":
       case "fees_paid_quote":
-        node.textContent = fmt(bot[field], 2);
+        node.textContent = money(bot[field]);
         node.classList.remove("pos", "neg");
         if (field.startsWith("pnl")) node.classList.add(pnlClass(bot[field]));
         break;
@@ -256,37 +308,177 @@
     }
   }
 
+  /* Live counters (the socket's "counters" frames, every ~2 s when something moved): the cycle count,
+   * the last cycle's age (ticking locally between frames), open orders, "not quoting". */
+  class Counters {
+    constructor() { this.bots = new Map(); this.offset = 0; setInterval(() => this.tickAges(), 1000); }
+
+    apply(msg, onBot) {
+      if (typeof msg.server_time === "number") this.offset = msg.server_time - Date.now() / 1000;
+      for (const bot of msg.bots || []) {
+        this.bots.set(bot.id, bot);
+        onBot(bot);
+      }
+      this.tickAges();
+    }
+
+    age(bot) {
+      return bot.last_cycle_at == null ? null : Math.max(0, Date.now() / 1000 + this.offset - bot.last_cycle_at);
+    }
+
+    tickAges() {
+      for (const [id, bot] of this.bots) {
+        const age = this.age(bot);
+        document.querySelectorAll('[data-live-age="' + id + '"]').forEach((node) => {
+          node.textContent = age == null ? "never" : Math.round(age) + " s ago";
+          node.classList.toggle("warn", bot.status === "running" && age != null && age > bot.stale_after_secs);
+        });
+      }
+    }
+  }
+
+  /* The event logs (overview and bot page): one rendering of bots.wire.event_json dicts, whether they
+   * came with the page, from a push or from a catch-up. Runs of routine events (OrdersAdjusted) of one
+   * bot within a minute are one row ("×37 in 54 s"); a type filter; the raw payload on demand. */
+  const ROUTINE_WINDOW_SECS = 60;
+
+  function secsOf(iso) { return new Date(iso).getTime() / 1000; }
+
+  function groupEvents(events) {
+    const groups = [];
+    for (const e of events) {
+      const last = groups[groups.length - 1];
+      if (e.routine && last && last.routine && last.event_type === e.event_type && last.bot_id === e.bot_id
+          && secsOf(last.events[0].created_at) - secsOf(e.created_at) <= ROUTINE_WINDOW_SECS) {
+        last.events.push(e);
+      } else {
+        groups.push({ routine: e.routine, event_type: e.event_type, bot_id: e.bot_id, events: [e] });
+      }
+    }
+    return groups;
+  }
+
+  function eventRow(group, showBot) {
+    const e = group.events[0], n = group.events.length;
+    let summary = e.summary || "";
+    if (n > 1) {
+      const span = Math.max(1, Math.round(secsOf(e.created_at) - secsOf(group.events[n - 1].created_at)));
+      summary = "×" + n + " in " + span + " s · latest " + summary;
+    }
+    const type = el("td", { class: "etype", text: e.event_type });
+    if (n > 1) type.appendChild(el("span", { class: "count", text: " ×" + n }));
+    return el("tr", { "data-event-id": String(e.event_id), "data-event-type": e.event_type, class: n > 1 ? "aggregate" : "" }, [
+      el("td", { class: "time", text: timeOf(e.created_at) }),
+      ...(showBot ? [el("td", { class: "bot", text: e.bot_name || "" })] : []),
+      type,
+      el("td", { class: "details" }, [
+        el("span", { class: "summary", text: summary }),
+        el("details", { class: "raw" }, [el("summary", { text: "raw" }),
+          el("pre", { text: JSON.stringify(e.payload || {}, null, 1) })]),
+      ]),
+    ]);
+  }
+
+  class EventLog {
+    constructor(table, options) {
+      this.table = table;
+      this.body = table.querySelector("tbody");
+      this.showBot = !!options.showBot;
+      this.limit = options.limit || 200;
+      this.emptyText = options.emptyText || "No events yet.";
+      this.filter = options.filter || null;  // a <select>
+      this.events = [];
+      this.ids = new Set();
+      if (this.filter) this.filter.addEventListener("change", () => this.render());
+    }
+
+    set(events) {
+      this.events = events.slice().sort((a, b) => b.event_id - a.event_id).slice(0, this.limit);
+      this.ids = new Set(this.events.map((e) => e.event_id));
+      this.render();
+    }
+
+    add(event) {
+      if (event.event_id == null || this.ids.has(event.event_id)) return false;
+      this.ids.add(event.event_id);
+      this.events.push(event);
+      this.events.sort((a, b) => b.event_id - a.event_id);
+      if (this.events.length > this.limit) this.events.length = this.limit;
+      return true;
+    }
+
+    render() {
+      if (this.filter) {
+        const types = Array.from(new Set(this.events.map((e) => e.event_type))).sort();
+        const chosen = this.filter.value;
+        const wanted = ["", ...types];
+        if (chosen && !wanted.includes(chosen)) wanted.push(chosen);
+        const have = Array.from(this.filter.options).map((o) => o.value);
+        if (have.join("|") !== wanted.join("|")) {
+          this.filter.replaceChildren(...wanted.map((t) => el("option", { value: t, text: t || "All events" })));
+          this.filter.value = chosen;
+        }
+      }
+      const chosen = this.filter ? this.filter.value : "";
+      const shown = chosen ? this.events.filter((e) => e.event_type === chosen) : this.events;
+      const columns = this.showBot ? 4 : 3;
+      if (!shown.length) {
+        this.body.replaceChildren(el("tr", { class: "empty-row" }, [el("td", { colSpan: columns, class: "muted",
+          text: chosen ? "No " + chosen + " event in this log." : this.emptyText })]));
+        return;
+      }
+      this.body.replaceChildren(...groupEvents(shown).map((g) => eventRow(g, this.showBot)));
+    }
+  }
+
+  function jsonScript(id) {
+    const node = document.getElementById(id);
+    return node ? JSON.parse(node.textContent) : null;
+  }
+
   /* The overview and the bots table: subscribe to the tenant group, refresh the summaries. */
   function startTenantPage(options) {
     const summaryUrl = options.summaryUrl;
     const refresh = summaryUrl ? makeRefresher(summaryUrl) : null;
-    const eventsBody = document.querySelector("#tenant-events tbody");
-    const seen = new Set();
-    if (eventsBody) eventsBody.querySelectorAll("tr[data-event-id]").forEach((tr) => seen.add(tr.dataset.eventId));
+    const table = document.getElementById("tenant-events");
+    const log = table ? new EventLog(table, { showBot: true, limit: 100, filter: document.getElementById("tenant-event-filter"),
+      emptyText: "No events yet. They appear here as bots start, quote and fill." }) : null;
+    if (log) log.set(jsonScript("recent-events") || []);
+    const counters = new Counters();
     const socket = new LiveSocket("/ws/tenant/", {
       onBatch(batch) {
+        let added = false;
         for (const msg of batch) {
-          if (msg.kind === "event" && eventsBody && msg.event_id != null && !seen.has(String(msg.event_id))) {
-            seen.add(String(msg.event_id));
-            const data = msg.data || {};
-            const empty = eventsBody.querySelector(".empty-row");
-            if (empty) empty.remove();
-            eventsBody.prepend(el("tr", { "data-event-id": String(msg.event_id), class: "flash" }, [
-              el("td", { class: "time", text: timeOf(data.created_at) }),
-              el("td", { text: "bot " + msg.bot_id }),
-              el("td", { text: data.event_type || "" }),
-              el("td", { class: "details", text: JSON.stringify(data.payload || {}) }),
-            ]));
-            while (eventsBody.children.length > 50) eventsBody.lastElementChild.remove();
-          }
+          if (msg.kind === "event" && log && msg.data) added = log.add(msg.data) || added;
         }
+        if (added) log.render();
         if (refresh) refresh();
       },
       onResync() { if (refresh) refresh(); },
+      onCounters(msg) { counters.apply(msg, applyCounters); },
     });
     if (refresh) setInterval(refresh, 5000);
     window.MM.socket = socket;
+    window.MM.eventLog = log;
     return socket;
+  }
+
+  function applyCounters(bot) {
+    const row = document.querySelector('#bots-table tr[data-bot-id="' + bot.id + '"]');
+    if (!row) return;
+    row.querySelectorAll("[data-field]").forEach((cell) => {
+      const field = cell.dataset.field;
+      if (field === "cycle_count" || field === "open_orders") cell.textContent = String(bot[field]);
+      else if (field === "status") {
+        const badge = cell.querySelector(".status");
+        if (badge && badge.dataset.status !== undefined && badge.dataset.status !== bot.status) return;  // the summary refresh redraws it
+        let note = cell.querySelector(".not-quoting");
+        if (bot.not_quoting_text) {
+          if (!note) { note = el("div", { class: "sub warn-text not-quoting" }); cell.appendChild(note); }
+          note.textContent = bot.not_quoting_text;
+        } else if (note) note.remove();
+      }
+    });
   }
 
   function makeRefresher(summaryUrl) {
@@ -316,7 +508,7 @@
 
   wireForms();
   window.MM = {
-    LiveSocket, setStatus, fmt, dec, timeOf, el, wireForms, renderSummaryField, pnlClass, startTenantPage,
-    socket: null,
+    LiveSocket, setStatus, fmt, dec, money, timeOf, el, wireForms, renderSummaryField, pnlClass, startTenantPage,
+    EventLog, Counters, jsonScript, socket: null,
   };
 })();

@@ -53,6 +53,11 @@ def populate_bot(world: TenantWorld, *, status: str = "running") -> dict[str, An
     event = BotEvent.objects.create(tenant=t, bot=bot, event_type="OrdersPlaced", payload={"order_count": 2})
     risk = RiskEvent.objects.create(tenant=t, bot=bot, event_type="MARKET_VOLATILITY", trading_pair="BTC/USDT",
                                     message=f"volatility high at {t.slug}", action_taken="widen_spreads")
+    from mmplatform.redis_client import get_redis
+
+    active = f"mm:risk:active:{bot.pk}"  # the engine holds the breach active, as it does while it lasts
+    get_redis().delete(active)
+    get_redis().sadd(active, "MARKET_VOLATILITY|BTC/USDT")
     for minutes in (2, 1):
         PerformanceSnapshot.objects.create(tenant=t, bot=bot, taken_at=now - timedelta(minutes=minutes),
                                            realised_pnl_quote=Decimal("20"), fees_paid_quote=Decimal("1"))

@@ -255,3 +255,37 @@ def test_batched_verdicts_cover_every_case_in_a_fixed_number_of_queries(
     world_b.tenant.is_active = False
     world_b.tenant.save()
     assert consumers.verdicts(checks[:1] + checks[5:]) == ["signed-out", "forbidden"]
+
+
+async def test_subscribed_sockets_get_live_counters_of_their_bots_only(world_a: TenantWorld, world_b: TenantWorld,
+                                                                       sockets: list, monkeypatch: Any) -> None:
+    from django.db.models import F
+
+    from bots import quoting
+
+    monkeypatch.setattr(consumers, "COUNTER_SECS", 0.2)
+    _, key = await sync_to_async(session_for)("a-viewer")
+    bot_socket, _ = await connect(f"/ws/bots/{world_a.bot.pk}/", key)
+    tenant_socket, _ = await connect("/ws/tenant/", key)
+    sockets.extend([bot_socket, tenant_socket])
+    for socket in (bot_socket, tenant_socket):
+        await socket.send_json_to({"type": "counters"})
+    first = await next_json(bot_socket)
+    assert first["type"] == "counters" and [b["id"] for b in first["bots"]] == [world_a.bot.pk]
+    table = await next_json(tenant_socket)
+    assert table["type"] == "counters" and {b["tenant_id"] for b in table["bots"]} == {world_a.tenant.pk}
+    count = first["bots"][0]["cycle_count"]
+
+    await sync_to_async(lambda: Bot.objects.filter(pk=world_a.bot.pk).update(
+        cycle_count=F("cycle_count") + 3, status="running"))()
+    await sync_to_async(quoting.note)(world_a.bot, world_a.bot.pairs[0], "too volatile")
+    try:
+        seen: dict[str, Any] = {}
+        while not seen.get("not_quoting"):  # the "quoting" push may come first; counters follow within a tick
+            frame = await next_json(bot_socket)
+            if frame["type"] == "counters":
+                seen = frame["bots"][0]
+        assert seen["cycle_count"] == count + 3 and seen["status"] == "running"
+        assert seen["not_quoting_text"] == "Running — not quoting: too volatile"
+    finally:
+        await sync_to_async(quoting.forget)(world_a.bot)

@@ -450,3 +450,36 @@ def test_login_page_renders_and_signs_in(client: Client, populated: Any) -> None
     good = client.post(reverse("login"), {"username": "a-owner", "password": PASSWORD})
     assert good.status_code == 302
     assert client.get(reverse("dashboard:overview")).status_code == 200
+
+
+def test_risk_state_shows_a_breach_only_while_the_engine_holds_it(client: Client, populated: Any) -> None:
+    from bots.selectors import bot_summaries
+    from mmplatform.redis_client import get_redis
+
+    world_a, _ = populated
+    summary = bot_summaries(tenant=world_a.tenant, bot_id=world_a.bot.pk)[0]
+    assert summary.risk_level == "warn" and summary.risk_state.startswith("MARKET_VOLATILITY: volatility high")
+    get_redis().delete(f"mm:risk:active:{world_a.bot.pk}")  # e.g. the threshold was raised: the next cycle ends it
+    summary = bot_summaries(tenant=world_a.tenant, bot_id=world_a.bot.pk)[0]
+    assert summary.risk_level == "ok"
+    assert summary.risk_state.startswith("within limits (last: MARKET_VOLATILITY at ")
+
+
+def test_favicon_is_served_and_linked(client: Client, populated: Any) -> None:
+    response = client.get("/favicon.ico")  # anonymous: browsers ask before anyone signs in
+    assert response.status_code == 200 and response["Content-Type"] == "image/x-icon"
+    assert response.content[:4] == b"\x00\x00\x01\x00"  # an ICO header
+    html = login(client, "a-viewer").get(reverse("dashboard:overview")).content.decode()
+    assert '<link rel="icon" href="/static/favicon.ico"' in html
+
+
+def test_overview_renders_events_with_the_bot_name_and_a_summary(client: Client, populated: Any) -> None:
+    from bots.events import publish_event
+
+    world_a, _ = populated
+    publish_event(bot=world_a.bot, event_type="MarketMakingStopped",
+                  payload={"performance": {"realised_pnl_quote": Decimal("0E-12"), "fees_paid_quote": Decimal("5")}})
+    html = login(client, "a-viewer").get(reverse("dashboard:overview")).content.decode()
+    assert '<td class="bot">Alpha Quoter</td>' in html
+    assert "stopped quoting (realised 0.00, fees 5.00)" in html
+    assert "E-12" not in html and "{&#x27;" not in html  # no exponent, no Python dict

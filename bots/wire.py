@@ -1,0 +1,261 @@
+"""Every payload the dashboard's browser gets, built in one place: events (server-rendered rows, pushes
+and catch-up frames alike), orders, fills, risk events, and the decimal formatting the pages show.
+
+An event reaches the browser as ``event_json``: its bot's name, a one-line human-readable summary
+(``event_summary``), whether it is routine (``ROUTINE_EVENTS``: aggregated in the logs), and the raw
+payload (shown on demand). ``bots.events.publish_event`` pushes exactly this dict, the views and
+the websocket catch-up send exactly this dict, so a pushed row and a rendered row cannot differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+
+ROUTINE_EVENTS = frozenset({"OrdersAdjusted"})
+"""Event types that happen every few seconds while a bot quotes: the logs aggregate runs of them."""
+
+MAX_PLACES = 8
+"""Places shown for an exact decimal (amounts, prices, fees) when no precision is asked for."""
+
+MONEY_PLACES = 2
+"""Places shown for quote-currency money (P&L, volume)."""
+
+EMPTY = "—"
+
+
+# --- decimals --------------------------------------------------------------------------------------
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    """A Decimal from a Decimal, an int, a float (its shortest repr) or a numeric string; None otherwise."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+    else:
+        return None
+    return number if number.is_finite() else None
+
+
+def format_decimal(value: Any, places: int | None = None, *, grouping: bool = False) -> str:
+    """A number as a person reads it: never exponent notation (``0E-12`` is ``0``), no trailing zeros
+    beyond ``places``, no negative zero. ``places`` fixes the number of decimals (money: 2); without it
+    the exact value is shown with at most ``MAX_PLACES`` decimals (amounts, prices, fees).
+    ``grouping`` adds thousands separators. Not a number: the text itself; nothing: an em dash."""
+    number = to_decimal(value)
+    if number is None:
+        return EMPTY if value is None or value == "" else str(value)
+    if places is not None:
+        number = number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    else:
+        exponent = number.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -MAX_PLACES:
+            number = number.quantize(Decimal(1).scaleb(-MAX_PLACES), rounding=ROUND_HALF_EVEN)
+        number = number.normalize() if number else Decimal(0)
+    if number.is_zero():
+        number = abs(number)
+    text = format(number, ",f" if grouping else "f")
+    if places is None and "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def format_money(value: Any) -> str:
+    """Quote-currency money: two decimals with thousands separators (``-1,234.50``)."""
+    return format_decimal(value, MONEY_PLACES, grouping=True)
+
+
+def format_percent(value: Any, places: int = 1) -> str:
+    """A ratio as a percentage: 0.128 -> ``12.8 %``."""
+    number = to_decimal(value)
+    if number is None:
+        return EMPTY
+    return f"{format_decimal(number * 100, places)} %"
+
+
+def jsonable(value: Any) -> Any:
+    """Decimals become exact fixed-point strings (``0`` rather than ``0E-12``), datetimes ISO strings;
+    containers recursively."""
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return str(value)
+        return "0" if value.is_zero() else format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+# --- events ---------------------------------------------------------------------------------------
+
+
+def _pair(payload: Mapping[str, Any]) -> str:
+    pair = payload.get("trading_pair")
+    return f"{pair}: " if pair else ""
+
+
+def _plural(n: Any, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _generic(payload: Mapping[str, Any]) -> str:
+    parts = []
+    for key, value in payload.items():
+        if isinstance(value, (dict, list)):
+            continue
+        shown = format_decimal(value) if to_decimal(value) is not None and not isinstance(value, bool) else value
+        parts.append(f"{key.replace('_', ' ')} {shown}")
+    return ", ".join(parts)
+
+
+def _stopped(payload: Mapping[str, Any]) -> str:
+    performance = payload.get("performance") or {}
+    if not isinstance(performance, Mapping) or not performance:
+        return "stopped quoting"
+    bits = []
+    for key, label in (("realised_pnl_quote", "realised"), ("fees_paid_quote", "fees"),
+                       ("net_pnl_quote", "net"), ("fill_count", "fills")):
+        if key in performance:
+            shown = performance[key] if key == "fill_count" else format_money(performance[key])
+            bits.append(f"{label} {shown}")
+    return "stopped quoting" + (f" ({', '.join(bits)})" if bits else "")
+
+
+def _adapted(payload: Mapping[str, Any]) -> str:
+    if not payload.get("to"):
+        return _generic(payload)
+    text = f"{_pair(payload)}{payload.get('from') or '?'} → {payload['to']}"
+    if payload.get("spread_bps") is not None:
+        text += f", spread {format_decimal(payload['spread_bps'], 1)} bps"
+    if payload.get("volatility_daily") is not None:
+        text += f", daily volatility {format_percent(payload['volatility_daily'])}"
+    return text
+
+
+def event_summary(event_type: str, payload: Mapping[str, Any] | None) -> str:
+    """One human-readable line for an event (the raw payload stays available beside it)."""
+    p: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}
+    match event_type:
+        case "ExchangeConnected":
+            return f"connected to {p.get('exchange_id', '?')} (account {p.get('account', '?')})"
+        case "MarketMakingStarted":
+            pairs = p.get("trading_pairs") or []
+            return "started quoting " + (", ".join(map(str, pairs)) if pairs else "no pair")
+        case "MarketMakingStopped":
+            return _stopped(p)
+        case "OrdersPlaced":
+            return f"{_pair(p)}{_plural(p.get('order_count', 0), 'order')} placed"
+        case "OrdersAdjusted":
+            return (f"{_pair(p)}{p.get('new_order_count', 0)} placed, {p.get('cancelled', 0)} cancelled, "
+                    f"{p.get('kept', 0)} kept")
+        case "OrderFilled":
+            return (f"{_pair(p)}{p.get('side', '?')} {format_decimal(p.get('amount'))} @ "
+                    f"{format_decimal(p.get('price'))}")
+        case "InventoryRebalanced":
+            return f"{_plural(p.get('trades_executed', 0), 'rebalancing trade')} executed"
+        case "RiskEventHandled":
+            action = p.get("action_taken")
+            return (f"{p.get('event_type', 'risk')}: {p.get('message', '')}"
+                    + (f" → {str(action).replace('_', ' ')}" if action else ""))
+        case "StrategyAdapted":
+            return _adapted(p)
+        case "BotError":
+            return str(p.get("error") or "error")
+        case "KillSwitchEngaged":
+            return f"kill switch engaged: {p.get('reason') or 'no reason given'}"
+        case "KillSwitchReleased":
+            return f"kill switch released: {p.get('reason') or 'no reason given'}"
+        case "Reconciled":
+            return f"reconciled with the exchange: {_plural(p.get('fills_recovered', 0), 'missed fill')} recovered"
+        case _:
+            return _generic(p)
+
+
+def event_json(*, event_id: int | None, bot_id: int | None, bot_name: str, event_type: str,
+               payload: Mapping[str, Any] | None, created_at: datetime | str | None) -> dict[str, Any]:
+    """The one shape of an event in the browser: rendered rows, pushes and catch-up frames."""
+    data = jsonable(dict(payload or {}))
+    return {
+        "event_id": event_id,
+        "bot_id": bot_id,
+        "bot_name": bot_name,
+        "event_type": event_type,
+        "summary": event_summary(event_type, data),
+        "routine": event_type in ROUTINE_EVENTS,
+        "payload": data,
+        "created_at": jsonable(created_at),
+    }
+
+
+def bot_event_json(event: Any, bot_name: str | None = None) -> dict[str, Any]:
+    """``event_json`` of a BotEvent row (its bot's name from ``event.bot`` unless given)."""
+    return event_json(event_id=event.pk, bot_id=event.bot_id,
+                      bot_name=bot_name if bot_name is not None else event.bot.name,
+                      event_type=event.event_type, payload=event.payload, created_at=event.created_at)
+
+
+# --- rows of the bot page ------------------------------------------------------------------------------
+
+
+def order_json(order: Any) -> dict[str, Any]:
+    return jsonable({
+        "client_order_id": order.client_order_id, "pair": order.trading_pair, "side": order.side,
+        "price": order.price, "amount": order.amount, "filled": order.filled, "status": order.status,
+        "level": order.level, "purpose": order.purpose, "created_at": order.created_at,
+    })
+
+
+def fill_json(fill: Any) -> dict[str, Any]:
+    return jsonable({
+        "trade_id": fill.exchange_trade_id, "pair": fill.trading_pair, "side": fill.side, "price": fill.price,
+        "amount": fill.amount, "fee": fill.fee, "fee_currency": fill.fee_currency, "executed_at": fill.executed_at,
+    })
+
+
+def risk_event_json(event: Any) -> dict[str, Any]:
+    return jsonable({
+        "id": event.pk, "event_type": event.event_type, "trading_pair": event.trading_pair,
+        "message": event.message, "action_taken": event.action_taken, "created_at": event.created_at,
+    })
+
+
+def counters_json(bot: Any, *, open_orders: int, reasons: Mapping[str, str]) -> dict[str, Any]:
+    """What moves every cycle, for the live counters of the pages (sent only when it changed): the last
+    cycle as a Unix time (the page ages it itself), and the current "not quoting" reasons of a
+    running bot (of its configured pairs)."""
+    last = bot.last_cycle_finished_at or bot.last_cycle_started_at
+    running = bot.status == "running"
+    mine = {pair: why for pair, why in reasons.items() if pair in (bot.pairs or [])} if running else {}
+    return {
+        "id": bot.pk,
+        "tenant_id": bot.tenant_id,
+        "status": bot.status,
+        "cycle_count": bot.cycle_count,
+        "last_cycle_at": round(last.timestamp(), 3) if last else None,
+        "stale_after_secs": 3.0 * max(float(bot.monitoring_interval_secs), 1.0) + 5,
+        "open_orders": open_orders,
+        "not_quoting": mine,
+        "not_quoting_text": not_quoting_text(mine),
+    }
+
+
+def not_quoting_text(reasons: Mapping[str, str]) -> str:
+    """The banner line for a running bot that does not quote: every pair's reason, one sentence."""
+    if not reasons:
+        return ""
+    return "Running — not quoting: " + "; ".join(reasons[pair] for pair in sorted(reasons))
