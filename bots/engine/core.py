@@ -673,7 +673,7 @@ class MarketMakingBot:
 
     def _place_initial_orders(self, position: LiquidityPosition) -> None:
         """Spec _place_initial_orders: strategy orders, validated, placed together, OrdersPlaced."""
-        placed = self._quote(position, initial=True)
+        placed = self._adjust_orders(position, initial=True)
         publish_event(bot=self.bot, event_type=BotEventType.ORDERS_PLACED, payload={
             "position_id": position.pk, "trading_pair": position.trading_pair, "order_count": placed,
         })
@@ -689,7 +689,7 @@ class MarketMakingBot:
             or strategy.should_adapt(analysis)
         ):
             self._adapt(position, strategy, analysis)
-        self._quote(position, initial=False)
+        self._adjust_orders(position, initial=False)
 
     def _adapt(self, position: LiquidityPosition, strategy: MarketMakingStrategy, analysis: MarketAnalysis) -> None:
         wanted = select_strategy_type(analysis, self.config.strategy_settings)
@@ -734,13 +734,14 @@ class MarketMakingBot:
         )
         return result, diff
 
-    def _quote(self, position: LiquidityPosition, *, initial: bool, live_rows: list[Order] | None = None,
-               others_open: int | None = None, begin_cycle_now: Callable[[], int] | None = None,
-               sent_cancels: tuple[list[Order], Any] | None = None) -> int:
-        """decide -> check -> act for one pair; returns the number of orders placed. ``live_rows`` and
-        ``others_open`` are the open rows as the engine driver just verified them (else read here);
-        ``begin_cycle_now`` numbers the cycle once the cancels are under way, ``sent_cancels`` are
-        (rows, future) of cancels the driver already sent for this re-quote."""
+    def _adjust_orders(self, position: LiquidityPosition, *, initial: bool, live_rows: list[Order] | None = None,
+                       others_open: int | None = None, begin_cycle_now: Callable[[], int] | None = None,
+                       sent_cancels: tuple[list[Order], Any] | None = None) -> int:
+        """Spec _adjust_orders: decide -> check -> act for one pair (the strategy's orders, the pre-trade
+        checks, cancel what moved past the refresh tolerance, place the rest); returns the number of
+        orders placed. ``live_rows`` and ``others_open`` are the open rows as the engine driver just
+        verified them (else read here); ``begin_cycle_now`` numbers the cycle once the cancels are under
+        way, ``sent_cancels`` are (rows, future) of cancels the driver already sent for this re-quote."""
         pair = position.trading_pair
         snapshot = self.snapshots.get(pair)
         if snapshot is None:
