@@ -94,16 +94,18 @@ class StrategyEngine:
         self.order_config = config.order_settings
         self.strategies: dict[str, MarketMakingStrategy] = {}
 
-    def analyze(self, snapshot: MarketSnapshot, venue: str) -> MarketAnalysis:
+    def _analyze_market_characteristics(self, snapshot: MarketSnapshot, venue: str) -> MarketAnalysis:
         """Spec _analyze_market_characteristics, on the venue's shared mid history."""
         times, mids = mid_history(venue, snapshot.symbol)
         return analyze_market(snapshot, self.config, times, mids)
 
+    def _select_strategy_type(self, analysis: MarketAnalysis) -> str:
+        """Spec _select_strategy_type: volatility, then liquidity, then trend, else the grid."""
+        return select_strategy_type(analysis, self.config)
+
     def create_strategy(self, pair: str, analysis: MarketAnalysis | None) -> MarketMakingStrategy:
         """Spec create_strategy: select the type from the analysis, build it, validate it."""
-        strategy_type = (
-            select_strategy_type(analysis, self.config) if analysis is not None else self.config.default_strategy
-        )
+        strategy_type = self._select_strategy_type(analysis) if analysis is not None else self.config.default_strategy
         strategy = create_strategy(strategy_type, pair, analysis, self.config, self.order_config)
         self.strategies[pair] = strategy
         return strategy
@@ -408,7 +410,8 @@ class MarketMakingBot:
             for pair in validated:
                 account_id = self._select_exchange_for_pair(pair)
                 snapshot = self._market_snapshot(pair, account_id)
-                analysis = self.strategy_engine.analyze(snapshot, exchange_key(self.accounts[account_id]))
+                venue = exchange_key(self.accounts[account_id])
+                analysis = self.strategy_engine._analyze_market_characteristics(snapshot, venue)
                 strategy = self.strategy_engine.create_strategy(pair, analysis if not snapshot.problem() else None)
                 with transaction.atomic():
                     LiquidityPosition.objects.filter(bot=self.bot, trading_pair=pair, is_active=True).exclude(
@@ -514,7 +517,7 @@ class MarketMakingBot:
             self.snapshots[pair] = snapshot
             if not snapshot.problem():
                 venue = exchange_key(self.accounts[position.exchange_account_id])
-                self.analyses[pair] = self.strategy_engine.analyze(snapshot, venue)
+                self.analyses[pair] = self.strategy_engine._analyze_market_characteristics(snapshot, venue)
 
     def _market_snapshot(self, pair: str, account_id: int | None) -> MarketSnapshot:
         if account_id is None or account_id not in self.exchanges:
@@ -685,14 +688,14 @@ class MarketMakingBot:
         strategy = self.strategy_engine.restore(position)
         adaptive = self.config.strategy_settings.adaptation_enabled
         if analysis is not None and adaptive and (
-            select_strategy_type(analysis, self.config.strategy_settings) != strategy.strategy_type
+            self.strategy_engine._select_strategy_type(analysis) != strategy.strategy_type
             or strategy.should_adapt(analysis)
         ):
             self._adapt(position, strategy, analysis)
         self._adjust_orders(position, initial=False)
 
     def _adapt(self, position: LiquidityPosition, strategy: MarketMakingStrategy, analysis: MarketAnalysis) -> None:
-        wanted = select_strategy_type(analysis, self.config.strategy_settings)
+        wanted = self.strategy_engine._select_strategy_type(analysis)
         if wanted != strategy.strategy_type:
             strategy = self.strategy_engine.create_strategy(position.trading_pair, analysis)
         else:
@@ -787,7 +790,7 @@ class MarketMakingBot:
         try:
             if begin_cycle_now is not None:
                 self.cycle = begin_cycle_now()
-            placed = self._place(position, diff.place, before_send=cancels_answered)
+            placed = self._place_order(position, diff.place, before_send=cancels_answered)
         finally:
             if to_cancel:  # the rows learn the venue's answers after the new quotes are out
                 cancels_answered()
@@ -802,9 +805,10 @@ class MarketMakingBot:
             })
         return placed
 
-    def _place(self, position: LiquidityPosition, intents: list[OrderIntent],
-               before_send: Callable[[], None] = lambda: None) -> int:
-        """Fence, store, send; returns the number of orders the venue accepted."""
+    def _place_order(self, position: LiquidityPosition, intents: list[OrderIntent],
+                     before_send: Callable[[], None] = lambda: None) -> int:
+        """Spec _place_order, for all the new orders of one pair at once (the spec gathers one call per
+        order): fence, store, send concurrently; returns the number of orders the venue accepted."""
         pair = position.trading_pair
         placed = 0
         if intents and self._still_current():
