@@ -25,6 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bots.config import MarketMakingConfig, validate_market_making_config
+from bots.engine.lease import FencedError, LeaseLostError, check_send, fence_sends
 from bots.engine.market_data import book_reader, mid_history, shared_book, to_snapshot, without_own
 from bots.engine.orders import OrderManager
 from bots.events import publish_event, push
@@ -47,7 +48,6 @@ from mmplatform import aio
 from mmplatform.errors import (
     ExchangeError,
     InvalidTradingPairsError,
-    MarketMakingError,
     RiskLimitViolationError,
 )
 from mmplatform.redis_client import get_redis
@@ -60,10 +60,6 @@ from strategies.selection import create_strategy, select_strategy_type
 from strategies.types import InventoryState, MarketSnapshot, OrderIntent, RiskContext, StrategyParameters
 
 logger = logging.getLogger(__name__)
-
-class LeaseLostError(MarketMakingError):
-    """The cycle's lease expired (another worker may own the bot now): stop acting at once."""
-
 
 PAIR_PATTERN = re.compile(r"^[A-Z]+/[A-Z]+$")
 ORDER_BOOK_DEPTH = 20
@@ -326,6 +322,7 @@ class MarketMakingBot:
         self.exchanges: dict[int, ExchangeGateway] = {}
         self.connection_problems: dict[str, str] = {}  # account label -> why it did not connect
         self.order_manager = OrderManager(bot, self.exchanges)
+        self.order_manager.gate = self._check_send  # every send checks the fence and the lease first
         self.active_positions: dict[str, LiquidityPosition] = {
             p.trading_pair: p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)
         }
@@ -335,6 +332,8 @@ class MarketMakingBot:
         self.report = CycleReport()
         self.cycle = bot.cycle_count
         self.fenced_at_begin = False
+        self.start_error = ""  # why start_market_making returned False
+        self.start_fenced = False  # ... because a kill, stop or pause (or a lost lease) fenced it
 
     # --- exchanges ---------------------------------------------------------------------------
 
@@ -429,19 +428,19 @@ class MarketMakingBot:
             publish_event(bot=self.bot, event_type=BotEventType.MARKET_MAKING_STARTED,
                           payload={"trading_pairs": validated})
             return True
-        except MarketMakingError:
-            raise
         except Exception as exc:
+            # spec: startup errors are handled and logged, then stop_market_making: whatever the start
+            # placed before it failed (an exchange error on the second pair, a lost lease) is cancelled
             logger.error("bot %s: market making startup failed: %s", self.bot_id, exc, exc_info=True)
+            self.start_error = f"{type(exc).__name__}: {exc}"[:1000]
+            self.start_fenced = isinstance(exc, (FencedError, LeaseLostError))
             self.stop_market_making()
             return False
 
     def stop_market_making(self) -> bool:
         """Spec stop_market_making: cancel every order, final inventory, performance summary."""
         try:
-            self.order_manager.cancel_everything_on_exchange(
-                (p.exchange_account_id, p.trading_pair) for p in self.active_positions.values()
-            )
+            self.order_manager.cancel_everything_on_exchange(self.order_pairs())
             mids: dict[str, float] = {}
             try:
                 for position in self.active_positions.values():  # fills up to the stop are in the summary
@@ -463,6 +462,13 @@ class MarketMakingBot:
         except Exception as exc:
             logger.error("bot %s: market making shutdown failed: %s", self.bot_id, exc, exc_info=True)
             return False
+
+    def order_pairs(self) -> list[tuple[int, str]]:
+        """Every (account, pair) an order of this bot may rest on: its positions' and each connected
+        account with each configured pair (a start that failed before its position was saved)."""
+        pairs = {(p.exchange_account_id, p.trading_pair) for p in self.active_positions.values()}
+        pairs |= {(account_id, pair) for account_id in self.exchanges for pair in self.bot.pairs}
+        return sorted(pairs)
 
     def reconcile(self) -> int:
         """Match the exchange's open orders and recent trades to the database by client order id."""
@@ -656,11 +662,13 @@ class MarketMakingBot:
         adjust.spread_multiplier = max(adjust.spread_multiplier, self.config.risk_limits.volatility_spread_widen_factor)
 
     def _pause_trading(self, reason: str) -> None:
-        """Cancel every order and stop quoting until the daily reset or an operator resumes."""
-        self.order_manager.cancel(self.order_manager.open_orders())
+        """Stop quoting until the daily reset or an operator resumes (each starts a new epoch): sends of
+        this epoch are fenced first, then every order of the bot on its venues is cancelled."""
+        fence_sends([(self.bot, self.bot.epoch)])
         Bot.objects.filter(pk=self.bot_id, status=BotStatus.RUNNING).update(
             status=BotStatus.PAUSED, status_reason=reason[:500])
         self.bot.status = BotStatus.PAUSED
+        self.order_manager.cancel_everything_on_exchange(self.order_pairs())
         self.report.paused_reason = reason
         push(tenant_id=self.bot.tenant_id, bot_id=self.bot_id, kind="status",
              data={"status": BotStatus.PAUSED, "reason": reason})
@@ -831,13 +839,22 @@ class MarketMakingBot:
         age = time.time() - fetched
         return f"{pair}: order book is {age:.1f} s old (limit {limit:.1f} s)" if age > limit else None
 
+    def _check_send(self) -> None:
+        """The send gate (``OrderManager.send`` calls it right before any order leaves): the bot's
+        sends are not fenced at this epoch (kill, stop, pause) and this cycle still holds its lease
+        (extended here), in one atomic Redis step. Raises FencedError / LeaseLostError."""
+        check_send(self.bot, self.bot.epoch, self.lease)
+
     def _still_current(self) -> bool:
-        """Right before sending: this cycle still holds the bot's lease (extended here) and the bot
-        is still running at this epoch (kill/stop fence)."""
-        if self.lease is not None and not self.lease.extend():
-            raise LeaseLostError(f"bot {self.bot_id}: the cycle lost its lease; nothing more is sent")
+        """Before storing new orders: the bot is still running at this epoch (the row: kill/stop/pause)
+        and not fenced, and this cycle holds the lease. The send gate checks fence and lease again
+        right before the orders leave."""
         if self.fenced_at_begin:  # begin_fenced_cycle checked the row in this cycle's first statement
             return True
+        try:
+            self._check_send()
+        except FencedError:
+            return False
         return Bot.objects.filter(
             pk=self.bot_id, epoch=self.bot.epoch, status__in=(BotStatus.RUNNING, BotStatus.STARTING),
             kill_switch_engaged=False, tenant__kill_switch_engaged=False,

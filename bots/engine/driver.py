@@ -51,7 +51,7 @@ from bots.engine.core import (
     daily_reset_key,
     exchange_key,
 )
-from bots.engine.lease import _RELEASE, BotLease, chain_key, new_chain
+from bots.engine.lease import _RELEASE, BotLease, FencedError, LeaseLostError, chain_key, new_chain
 from bots.engine.market_data import (
     BookData,
     book_from,
@@ -66,7 +66,6 @@ from bots.engine.orders import client_id_prefix
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderPurpose
 from exchanges.gateway import ExchangeGateway, ExchangeOrder
 from mmplatform import aio
-from mmplatform.errors import MarketMakingError
 from mmplatform.redis_client import get_redis
 from strategies.analysis import MarketAnalysis, analyze_market
 from strategies.selection import select_strategy_type
@@ -802,7 +801,7 @@ class Driver:
                         started: float) -> str:
         """A re-quote (``_adjust_orders`` of the pairs whose quotes moved, on the rows the quiet check saw) or
         a performance snapshot, on the engine kept from the last full cycle, under the bot's lease."""
-        from bots.engine.core import CycleReport, LeaseLostError
+        from bots.engine.core import CycleReport
         from bots.engine.lease import record_cycle
         from bots.tasks import worker_id
 
@@ -970,10 +969,6 @@ class Driver:
             Bot.objects.filter(pk=runner.bot_id, equity_high_water_quote__lt=value).update(
                 equity_high_water_quote=value)
             runner.high_water_dirty = False
-
-
-class FencedError(MarketMakingError):
-    """The bot was stopped, killed or restarted since the driver last looked: this cycle sends nothing."""
 
 
 def _orders_moved(old: AccountView, new: AccountView) -> bool:

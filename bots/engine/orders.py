@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -29,6 +29,7 @@ from exchanges.gateway import ExchangeGateway, ExchangeOrder, OrderRequest
 from mmplatform import aio
 from mmplatform.errors import (
     ExchangeError,
+    MarketMakingError,
     OrderNotFoundError,
     OrderOutcomeUnknownError,
     OrderPlacementError,
@@ -135,6 +136,9 @@ class OrderManager:
         self.synced_rows: dict[int, list[Order]] = {}
         # every row this object stored since the caller last emptied it (the driver's in-memory view)
         self.stored: list[Order] = []
+        # called right before any order is sent: raises when the bot's sends are fenced (kill, stop,
+        # pause) or the cycle lost its lease (MarketMakingBot._check_send)
+        self.gate: Callable[[], None] | None = None
 
     # --- reads ----------------------------------------------------------------------------------
 
@@ -196,9 +200,22 @@ class OrderManager:
         return stored
 
     def send(self, orders: Sequence[Order]) -> list[PlacementOutcome]:
-        """Send stored orders concurrently; acknowledge, reject or leave pending (outcome unknown)."""
+        """Send stored orders concurrently; acknowledge, reject or leave pending (outcome unknown).
+        The gate is checked first, right before the orders leave: when the bot was fenced (or the cycle
+        lost its lease) nothing is sent, the rows are closed as never sent, and the error is raised."""
         if not orders:
             return []
+        if self.gate is not None:
+            try:
+                self.gate()
+            except MarketMakingError as exc:
+                now = timezone.now()
+                for order in orders:
+                    order.status, order.closed_at = OrderStatus.CANCELED, now
+                    order.error = f"not sent: {exc}"[:500]
+                Order.objects.filter(pk__in=[o.pk for o in orders]).update(
+                    status=OrderStatus.CANCELED, closed_at=now, error=f"not sent: {exc}"[:500], updated_at=now)
+                raise
 
         async def place_all() -> list[Any]:
             return await asyncio.gather(*(self._place_one(o) for o in orders), return_exceptions=True)
