@@ -113,8 +113,9 @@ def bot_request_stop(*, bot: Bot, user: Any) -> Bot:
             locked = Bot.objects.select_for_update().get(pk=bot.pk)
             if locked.status == BotStatus.STOPPED:
                 return locked
-            Bot.objects.filter(pk=locked.pk).update(
-                status=BotStatus.STOPPING, epoch=F("epoch") + 1, status_reason=f"stop requested by {_actor(user)}")
+            Bot.objects.filter(pk=locked.pk).update(  # stopped_at: quoting ends here, the task only reports
+                status=BotStatus.STOPPING, epoch=F("epoch") + 1, status_reason=f"stop requested by {_actor(user)}",
+                stopped_at=timezone.now())
             locked.refresh_from_db()
             epoch = locked.epoch
             transaction.on_commit(lambda: stop_bot.delay(locked.pk, epoch))

@@ -188,8 +188,8 @@ def stop_bot(bot_id: int, epoch: int) -> str:
         engine = MarketMakingBot(bot)
         engine.initialize_exchanges(emit_events=False)
         engine.stop_market_making()
-        Bot.objects.filter(pk=bot_id, epoch=epoch).update(
-            status=BotStatus.STOPPED, status_reason="stopped", stopped_at=timezone.now())
+        Bot.objects.filter(pk=bot_id, epoch=epoch).update(  # stopped_at: set by the request (quoting ended)
+            status=BotStatus.STOPPED, status_reason="stopped")
         from bots.services import _status_push
 
         bot.refresh_from_db()
