@@ -260,7 +260,7 @@ def watchdog() -> dict[str, int]:
         cancelled += 1
     idle_with_orders = Order.objects.filter(
         status__in=OPEN_ORDER_STATUSES, bot__status__in=(BotStatus.ERROR, BotStatus.STOPPED),
-    ).values_list("bot_id", flat=True).distinct()
+    ).order_by().values_list("bot_id", flat=True).distinct()
     for bot_id in idle_with_orders:
         if not BotLease.is_held(bot_id):
             cancel_bot_orders.delay(bot_id)
