@@ -665,13 +665,16 @@ class MarketMakingBot:
         """Stop quoting until the daily reset or an operator resumes (each starts a new epoch): sends of
         this epoch are fenced first, then every order of the bot on its venues is cancelled."""
         fence_sends([(self.bot, self.bot.epoch)])
-        Bot.objects.filter(pk=self.bot_id, status=BotStatus.RUNNING).update(
+        # only the epoch this cycle runs at: a cycle that began before a resume (a new epoch) never
+        # pauses the resumed bot again
+        paused = Bot.objects.filter(pk=self.bot_id, epoch=self.bot.epoch, status=BotStatus.RUNNING).update(
             status=BotStatus.PAUSED, status_reason=reason[:500])
         self.bot.status = BotStatus.PAUSED
         self.order_manager.cancel_everything_on_exchange(self.order_pairs())
         self.report.paused_reason = reason
-        push(tenant_id=self.bot.tenant_id, bot_id=self.bot_id, kind="status",
-             data={"status": BotStatus.PAUSED, "reason": reason})
+        if paused:
+            push(tenant_id=self.bot.tenant_id, bot_id=self.bot_id, kind="status",
+                 data={"status": BotStatus.PAUSED, "reason": reason})
 
     def _force_rebalance(self, pair: str) -> None:
         inventory = self.inventory_manager.current_inventory.get(pair)

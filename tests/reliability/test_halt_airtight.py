@@ -232,7 +232,25 @@ def test_tenant_kill_of_20_bots(world_a: Any, venue: EmulatorServer, worker: Pro
 
 def test_stop_and_pause(world_a: Any, venue: EmulatorServer, worker: Proc) -> None:
     bot = emulator_bot(world_a, venue, **QUICK_BOT)
-    stops, pauses = [], []
+    stops: list[Halt] = []
+    pauses: list[Halt] = []
+    risk_pauses: list[Halt] = []
+    paused_seen_ms: list[float] = []
+
+    def trip_daily_loss(bot: Bot) -> None:
+        """A loss beyond the limit (the baseline moved up); the worker's next full cycle pauses the bot.
+        Returns once the outside sees it PAUSED and the cycle that paused it has ended (the lease is
+        free); the pause's commit is at or before the first time it was seen (an upper bound: the rules
+        are judged from there)."""
+        from bots.engine.lease import BotLease
+
+        Bot.objects.filter(pk=bot.pk).update(max_daily_loss_quote=Decimal("100"),
+                                             daily_pnl_baseline_quote=Decimal("1000"))
+        wait_until(lambda: Bot.objects.get(pk=bot.pk).status == BotStatus.PAUSED, 30, interval_secs=0.002,
+                   message="the daily loss limit never paused the bot")
+        paused_seen_ms.append(time.time() * 1000)
+        wait_until(lambda: not BotLease.is_held(bot.pk), 30, interval_secs=0.002, message="the pausing cycle hung")
+        assert Bot.objects.get(pk=bot.pk).status_reason.startswith("daily P&L")
     with MidMover(venue):
         for _ in range(4):
             run_until_requoting(venue, [bot], world_a.operator)
@@ -255,8 +273,23 @@ def test_stop_and_pause(world_a: Any, venue: EmulatorServer, worker: Proc) -> No
             assert Bot.objects.get(pk=bot.pk).status == BotStatus.PAUSED
             time.sleep(0.3)  # paused cycles keep monitoring; nothing may be sent meanwhile
             services.bot_request_resume(bot=Bot.objects.get(pk=bot.pk), user=world_a.operator)
+        # the risk manager's pause (a daily loss limit breach), decided inside a cycle of the worker
+        for _ in range(3):
+            Bot.objects.filter(pk=bot.pk).update(daily_pnl_baseline_quote=Decimal("0"))
+            if Bot.objects.get(pk=bot.pk).status == BotStatus.PAUSED:
+                services.bot_request_resume(bot=Bot.objects.get(pk=bot.pk), user=world_a.operator)
+            epoch = Bot.objects.get(pk=bot.pk).epoch
+            try:
+                wait_until(lambda epoch=epoch: len({o.client_order_id.split("-")[3] for o in orders_of(
+                    venue, [bot.pk]) if epoch_of(o.client_order_id) == epoch}) >= 3, 60, interval_secs=0.05)
+            except AssertionError:
+                raise AssertionError(f"the resumed bot never re-quoted: {Bot.objects.filter(pk=bot.pk).values()}, "
+                                     f"{len(risk_pauses)} risk pauses so far") from None
+            risk_pauses.append(halt_and_measure(venue, [bot], lambda: trip_daily_loss(bot),
+                                                lambda: paused_seen_ms[-1]))
     assert_airtight(venue, stops, "stop")
     assert_airtight(venue, pauses, "pause")
+    assert_airtight(venue, risk_pauses, "risk pause (daily loss limit)")
 
 
 def test_dashboard_kill_button(world_a: Any, venue: EmulatorServer, worker: Proc) -> None:
