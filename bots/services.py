@@ -20,6 +20,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from bots.config import validate_market_making_config
 from bots.engine.lease import BotLease, fence_sends, hold_leases
@@ -80,23 +81,34 @@ def _halting(bots: list[Bot], *, fence_next_epoch: bool) -> Iterator[None]:
     """Fence the bots' sends (the epoch they run at, and the next one when the request bumps it), then
     hold their leases for the block: a cycle in flight ends first (at most HALT_WAIT_SECS), and no
     cycle starts until the block's commit and cancel sweep are done."""
-    fence_sends([(bot, bot.epoch + (1 if fence_next_epoch else 0)) for bot in bots])
-    wanted = [BotLease(bot.pk, HALT_WAIT_SECS) for bot in bots]
-    leases = hold_leases(wanted, HALT_WAIT_SECS)
-    if len(leases) < len(wanted):
-        logger.warning("%s: a cycle still held the lease after %s s; halting anyway (its sends are fenced)",
-                       [lease.key for lease in wanted if not lease.held], HALT_WAIT_SECS)
+    leases: list[BotLease] = []
+    try:
+        fence_sends([(bot, bot.epoch + (1 if fence_next_epoch else 0)) for bot in bots])
+        wanted = [BotLease(bot.pk, HALT_WAIT_SECS) for bot in bots]
+        leases = hold_leases(wanted, HALT_WAIT_SECS)
+        if len(leases) < len(wanted):
+            logger.warning("%s: a cycle still held the lease after %s s; halting anyway (its sends are fenced)",
+                           [lease.key for lease in wanted if not lease.held], HALT_WAIT_SECS)
+    except RedisError:
+        # no Redis, no engine (every cycle needs its lease): the halt still commits and sweeps the venues
+        logger.exception("halting bots %s without the Redis fence", [bot.pk for bot in bots])
     try:
         yield
     finally:
         for lease in leases:
-            lease.release()
+            try:
+                lease.release()
+            except RedisError:
+                logger.warning("lease %s not released (it expires)", lease.key)
 
 
 def _halted(bots: list[Bot]) -> int:
     """After the commit, still under the leases: fence at the committed epochs, cancel every order of
     each bot on its venues. Returns the number of exchange orders cancelled."""
-    fence_sends([(bot, bot.epoch) for bot in bots])
+    try:
+        fence_sends([(bot, bot.epoch) for bot in bots])
+    except RedisError:
+        logger.exception("bots %s: fence at the committed epochs not set", [bot.pk for bot in bots])
     return sum(cancel_all_orders_now(bot) for bot in bots)
 
 
