@@ -109,7 +109,7 @@ def _halted(bots: list[Bot]) -> int:
         fence_sends([(bot, bot.epoch) for bot in bots])
     except RedisError:
         logger.exception("bots %s: fence at the committed epochs not set", [bot.pk for bot in bots])
-    return sum(cancel_all_orders_now(bot) for bot in bots)
+    return cancel_all_orders_of(bots)
 
 
 def bot_request_stop(*, bot: Bot, user: Any) -> Bot:
@@ -206,18 +206,28 @@ def _kill(bot_ids: list[int], message: str) -> int:
 
 def cancel_all_orders_now(bot: Bot) -> int:
     """Cancel every open order of the bot on its exchanges from this process."""
-    from bots.engine.core import MarketMakingBot
+    return cancel_all_orders_of([bot])
 
-    engine = MarketMakingBot(bot)
-    engine.initialize_exchanges(emit_events=False, validate=False)
-    pairs = {(p.exchange_account_id, p.trading_pair) for p in engine.active_positions.values()}
-    for account_id in engine.exchanges:
-        for pair in bot.pairs:
-            pairs.add((account_id, pair))
+
+def cancel_all_orders_of(bots: list[Bot]) -> int:
+    """Cancel every open order of these bots on their exchanges from this process, all bots at once.
+    Returns the number of exchange orders cancelled."""
+    from bots.engine.core import MarketMakingBot
+    from bots.engine.orders import sweep_venues
+
+    sweeps = []
+    for bot in bots:
+        try:
+            engine = MarketMakingBot(bot)
+            engine.initialize_exchanges(emit_events=False, validate=False)
+        except Exception:  # one bot's broken config or account never holds up the others' cancels
+            logger.exception("bot %s: immediate cancel failed; the kill task retries", bot.pk)
+            continue
+        sweeps.append((engine.order_manager, engine.order_pairs()))
     try:
-        return engine.order_manager.cancel_everything_on_exchange(sorted(pairs))
+        return sum(sweep_venues(sweeps))
     except Exception:
-        logger.exception("bot %s: immediate cancel failed; the kill task retries", bot.pk)
+        logger.exception("bots %s: immediate cancel failed; the kill task retries", [bot.pk for bot in bots])
         return 0
 
 
