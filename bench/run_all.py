@@ -55,6 +55,7 @@ BENCHES = (
           quick_args=("--quotes", "20000", "--ticks", "20000", "--repeat", "1")),
     Bench("push", "bench.bench_push", "push.json", quick_args=("--clients", "1,50", "--events", "100")),
     Bench("engine", "bench.bench_engine", "engine.json", quick_args=("--quick",)),
+    Bench("kill", "bench.bench_kill", "kill.json", quick_args=("--quick",)),
 )
 
 
@@ -211,11 +212,32 @@ def rows_engine(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def rows_kill(data: dict[str, Any]) -> list[Row]:
+    targets = data.get("targets") or {}
+    kill = data.get("kill") or {}
+    if not kill:
+        return []
+    note = (f"{kill.get('rounds')} rounds, bot re-quoting on a mid moved every 50 ms "
+            f"({kill.get('rounds_killed_while_requoting')} killed while re-quoting)")
+    zero = kill.get("kill_to_zero_open_orders") or {}
+    return [
+        Row("kill", "kill switch -> zero open orders, p50", zero.get("p50_ms"), "ms", None, higher_is_better=False,
+            note=note),
+        Row("kill", "kill switch -> zero open orders, p99", zero.get("p99_ms"), "ms",
+            targets.get("kill_to_zero_open_p99_ms"), higher_is_better=False, note=note),
+        Row("kill", "orders accepted after the kill committed", kill.get("orders_accepted_after_kill_committed"),
+            "", targets.get("orders_sent_after_kill"), higher_is_better=False,
+            note=f"venue accept times; after the call returned: {kill.get('orders_accepted_after_kill_returned')}, "
+                 f"open 1 s after: {kill.get('orders_open_1s_after_kill')}"),
+    ]
+
+
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "exchange.json": rows_exchange,
     "strategies.json": rows_strategies,
     "push.json": rows_push,
     "engine.json": rows_engine,
+    "kill.json": rows_kill,
 }
 
 

@@ -1,21 +1,29 @@
 """Writes on bots: lifecycle requests (start, stop, pause, resume), the kill switch per bot and per
 tenant, reconciliation and scheduled rebalancing. Views, the admin, tasks and commands call these.
 
-Requests change the row in a transaction and enqueue the Celery task on commit. The kill switch
-also cancels synchronously in the caller's process, so the orders are gone within a second even
-while every worker is busy; a kill task follows as a backstop under the bot's lease.
+Requests change the row in a transaction and enqueue the Celery task on commit. Kill, stop and pause
+halt the bot before they return, whoever asks (dashboard, admin, API, risk): they fence the bot's sends
+in Redis (``bots.engine.lease.fence_sends``), take the bot's lease (a cycle in flight finishes its sends
+first, bounded by HALT_WAIT_SECS), commit, and cancel every order of the bot on its venues in the
+caller's process while still holding the lease. From the commit on nothing of that bot is sent (every
+send checks the fence under its lease), and when the call returns the venue shows none of its orders;
+a task follows as a backstop under the lease (and the watchdog after it).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from bots.config import validate_market_making_config
+from bots.engine.lease import BotLease, fence_sends, hold_leases
 from bots.events import publish_event, push
 from bots.models import Bot, BotEventType, BotStatus, RebalanceRun
 from mmplatform.errors import RiskLimitViolationError
@@ -23,6 +31,12 @@ from mmplatform.tenancy.models import Tenant
 from risk.models import RiskEvent, RiskEventType
 
 logger = logging.getLogger(__name__)
+
+
+HALT_WAIT_SECS = 10.0
+"""How long a kill, stop or pause waits for a cycle in flight (holding the bot's lease) to end. A cycle
+that outlives it is one whose venue hangs: the halt goes on (its sends are fenced), the backstop task
+and the watchdog cancel whatever that cycle's last send left."""
 
 
 class BotStateError(Exception):
@@ -62,36 +76,85 @@ def bot_request_start(*, bot: Bot, user: Any) -> Bot:
     return locked
 
 
-@transaction.atomic
+@contextmanager
+def _halting(bots: list[Bot], *, fence_next_epoch: bool) -> Iterator[None]:
+    """Fence the bots' sends (the epoch they run at, and the next one when the request bumps it), then
+    hold their leases for the block: a cycle in flight ends first (at most HALT_WAIT_SECS), and no
+    cycle starts until the block's commit and cancel sweep are done."""
+    leases: list[BotLease] = []
+    try:
+        fence_sends([(bot, bot.epoch + (1 if fence_next_epoch else 0)) for bot in bots])
+        wanted = [BotLease(bot.pk, HALT_WAIT_SECS) for bot in bots]
+        leases = hold_leases(wanted, HALT_WAIT_SECS)
+        if len(leases) < len(wanted):
+            logger.warning("%s: a cycle still held the lease after %s s; halting anyway (its sends are fenced)",
+                           [lease.key for lease in wanted if not lease.held], HALT_WAIT_SECS)
+    except RedisError:
+        # no Redis, no engine (every cycle needs its lease): the halt still commits and sweeps the venues
+        logger.exception("halting bots %s without the Redis fence", [bot.pk for bot in bots])
+    try:
+        yield
+    finally:
+        for lease in leases:
+            try:
+                lease.release()
+            except RedisError:
+                logger.warning("lease %s not released (it expires)", lease.key)
+
+
+def _halted(bots: list[Bot]) -> int:
+    """After the commit, still under the leases: fence at the committed epochs, cancel every order of
+    each bot on its venues. Returns the number of exchange orders cancelled."""
+    try:
+        fence_sends([(bot, bot.epoch) for bot in bots])
+    except RedisError:
+        logger.exception("bots %s: fence at the committed epochs not set", [bot.pk for bot in bots])
+    return cancel_all_orders_of(bots)
+
+
 def bot_request_stop(*, bot: Bot, user: Any) -> Bot:
-    """Stop: fence the running cycles (epoch), then a task cancels every order and reports."""
+    """Stop: fence the bot's sends, wait for a cycle in flight, bump the epoch (STOPPING), cancel every
+    order now; then the stop task records the final inventory and performance and marks it STOPPED."""
     from bots.tasks import stop_bot
 
-    locked = Bot.objects.select_for_update().get(pk=bot.pk)
-    if locked.status == BotStatus.STOPPED:
-        return locked
-    Bot.objects.filter(pk=locked.pk).update(
-        status=BotStatus.STOPPING, epoch=F("epoch") + 1, status_reason=f"stop requested by {_actor(user)}")
-    locked.refresh_from_db()
-    epoch = locked.epoch
-    transaction.on_commit(lambda: stop_bot.delay(locked.pk, epoch))
-    _status_push(locked)
+    current = Bot.objects.get(pk=bot.pk)
+    if current.status == BotStatus.STOPPED:
+        return current
+    with _halting([current], fence_next_epoch=True):
+        with transaction.atomic():
+            locked = Bot.objects.select_for_update().get(pk=bot.pk)
+            if locked.status == BotStatus.STOPPED:
+                return locked
+            Bot.objects.filter(pk=locked.pk).update(  # stopped_at: quoting ends here, the task only reports
+                status=BotStatus.STOPPING, epoch=F("epoch") + 1, status_reason=f"stop requested by {_actor(user)}",
+                stopped_at=timezone.now())
+            locked.refresh_from_db()
+            epoch = locked.epoch
+            transaction.on_commit(lambda: stop_bot.delay(locked.pk, epoch))
+            _status_push(locked)
+        _halted([locked])
     return locked
 
 
-@transaction.atomic
 def bot_request_pause(*, bot: Bot, user: Any, reason: str = "") -> Bot:
-    """Pause quoting: cycles keep monitoring, orders are cancelled, nothing new is placed."""
+    """Pause quoting: the bot's sends are fenced at its epoch, every order is cancelled now; cycles
+    keep monitoring. A resume starts a new epoch."""
     from bots.tasks import cancel_bot_orders
 
-    locked = Bot.objects.select_for_update().get(pk=bot.pk)
-    if locked.status != BotStatus.RUNNING:
-        raise BotStateError(f"only a running bot can be paused (it is {locked.status})")
-    locked.status = BotStatus.PAUSED
-    locked.status_reason = reason or f"paused by {_actor(user)}"
-    locked.save(update_fields=["status", "status_reason", "updated_at"])
-    transaction.on_commit(lambda: cancel_bot_orders.delay(locked.pk))
-    _status_push(locked)
+    current = Bot.objects.get(pk=bot.pk)
+    if current.status != BotStatus.RUNNING:
+        raise BotStateError(f"only a running bot can be paused (it is {current.status})")
+    with _halting([current], fence_next_epoch=False):
+        with transaction.atomic():
+            locked = Bot.objects.select_for_update().get(pk=bot.pk)
+            if locked.status != BotStatus.RUNNING:
+                raise BotStateError(f"only a running bot can be paused (it is {locked.status})")
+            locked.status = BotStatus.PAUSED
+            locked.status_reason = reason or f"paused by {_actor(user)}"
+            locked.save(update_fields=["status", "status_reason", "updated_at"])
+            transaction.on_commit(lambda: cancel_bot_orders.delay(locked.pk))
+            _status_push(locked)
+        _halted([locked])
     return locked
 
 
@@ -102,47 +165,69 @@ def bot_request_resume(*, bot: Bot, user: Any) -> Bot:
         raise BotStateError(f"only a paused bot can be resumed (it is {locked.status})")
     if locked.kill_switch_engaged or locked.tenant.kill_switch_engaged:
         raise RiskLimitViolationError("the kill switch is engaged; release it before resuming")
-    locked.status = BotStatus.RUNNING
-    locked.status_reason = f"resumed by {_actor(user)}"
-    locked.save(update_fields=["status", "status_reason", "updated_at"])
+    # a new epoch: the paused one stays fenced, so nothing a cycle decided before the pause is sent
+    Bot.objects.filter(pk=locked.pk).update(
+        status=BotStatus.RUNNING, epoch=F("epoch") + 1, status_reason=f"resumed by {_actor(user)}")
+    locked.refresh_from_db()
     _status_push(locked)
     return locked
 
 
 def bot_kill(*, bot: Bot, user: Any, reason: str = "") -> int:
-    """Kill switch: fence the bot, cancel every order now (in this process), then a backstop task.
-    Returns the number of exchange orders cancelled here."""
+    """Kill switch: from its commit nothing of the bot is sent, and when it returns none of its orders
+    rests on a venue. Returns the number of exchange orders cancelled here."""
+    return _kill([bot.pk], reason or f"kill switch engaged by {_actor(user)}")
+
+
+def _kill(bot_ids: list[int], message: str) -> int:
+    """Fence, wait for the cycles in flight, commit the kill (switch engaged, STOPPED, a new epoch, a
+    KILL_SWITCH risk event per bot), cancel every order, then a backstop task per bot."""
     from bots.tasks import cancel_bot_orders
 
-    message = reason or f"kill switch engaged by {_actor(user)}"
-    with transaction.atomic():
-        Bot.objects.filter(pk=bot.pk).update(
-            kill_switch_engaged=True, status=BotStatus.STOPPED, epoch=F("epoch") + 1, status_reason=message,
-            stopped_at=timezone.now(),
-        )
-        locked = Bot.objects.get(pk=bot.pk)
-        RiskEvent.objects.create(tenant_id=locked.tenant_id, bot=locked, event_type=RiskEventType.KILL_SWITCH,
-                                 message=message, action_taken="cancel_all_orders")
-        publish_event(bot=locked, event_type=BotEventType.KILL_SWITCH, payload={"reason": message})
-        _status_push(locked)
-        transaction.on_commit(lambda: cancel_bot_orders.delay(locked.pk))
-    return cancel_all_orders_now(locked)
+    bots = list(Bot.objects.filter(pk__in=bot_ids).order_by("pk"))
+    if not bots:
+        return 0
+    with _halting(bots, fence_next_epoch=True):
+        with transaction.atomic():
+            Bot.objects.filter(pk__in=bot_ids).update(
+                kill_switch_engaged=True, status=BotStatus.STOPPED, epoch=F("epoch") + 1, status_reason=message,
+                stopped_at=timezone.now(),
+            )
+            killed = list(Bot.objects.filter(pk__in=bot_ids).order_by("pk"))
+            for locked in killed:
+                RiskEvent.objects.create(tenant_id=locked.tenant_id, bot=locked,
+                                         event_type=RiskEventType.KILL_SWITCH, message=message,
+                                         action_taken="cancel_all_orders")
+                publish_event(bot=locked, event_type=BotEventType.KILL_SWITCH, payload={"reason": message})
+                _status_push(locked)
+                transaction.on_commit(lambda pk=locked.pk: cancel_bot_orders.delay(pk))
+        return _halted(killed)
 
 
 def cancel_all_orders_now(bot: Bot) -> int:
     """Cancel every open order of the bot on its exchanges from this process."""
-    from bots.engine.core import MarketMakingBot
+    return cancel_all_orders_of([bot])
 
-    engine = MarketMakingBot(bot)
-    engine.initialize_exchanges(emit_events=False, validate=False)
-    pairs = {(p.exchange_account_id, p.trading_pair) for p in engine.active_positions.values()}
-    for account_id in engine.exchanges:
-        for pair in bot.pairs:
-            pairs.add((account_id, pair))
+
+def cancel_all_orders_of(bots: list[Bot]) -> int:
+    """Cancel every open order of these bots on their exchanges from this process, all bots at once.
+    Returns the number of exchange orders cancelled."""
+    from bots.engine.core import MarketMakingBot
+    from bots.engine.orders import sweep_venues
+
+    sweeps = []
+    for bot in bots:
+        try:
+            engine = MarketMakingBot(bot)
+            engine.initialize_exchanges(emit_events=False, validate=False)
+        except Exception:  # one bot's broken config or account never holds up the others' cancels
+            logger.exception("bot %s: immediate cancel failed; the kill task retries", bot.pk)
+            continue
+        sweeps.append((engine.order_manager, engine.order_pairs()))
     try:
-        return engine.order_manager.cancel_everything_on_exchange(sorted(pairs))
+        return sum(sweep_venues(sweeps))
     except Exception:
-        logger.exception("bot %s: immediate cancel failed; the kill task retries", bot.pk)
+        logger.exception("bots %s: immediate cancel failed; the kill task retries", [bot.pk for bot in bots])
         return 0
 
 
@@ -160,12 +245,12 @@ def bot_release_kill_switch(*, bot: Bot, user: Any) -> Bot:
 
 
 def tenant_kill(*, tenant: Tenant, user: Any) -> int:
-    """The tenant-wide kill switch: every bot of the firm is killed."""
+    """The tenant-wide kill switch: every bot of the firm is killed at once (one fence, one wait for
+    the cycles in flight, one commit, then the cancel sweep), and no bot of it may start until the
+    switch is released."""
     Tenant.objects.filter(pk=tenant.pk).update(kill_switch_engaged=True)
-    cancelled = 0
-    for bot in Bot.objects.filter(tenant=tenant):
-        cancelled += bot_kill(bot=bot, user=user, reason=f"tenant kill switch engaged by {_actor(user)}")
-    return cancelled
+    bot_ids = list(Bot.objects.filter(tenant=tenant).values_list("pk", flat=True))
+    return _kill(bot_ids, f"tenant kill switch engaged by {_actor(user)}")
 
 
 @transaction.atomic

@@ -19,10 +19,11 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
+from django.db.models import F
 from django.utils import timezone
 
 from bots.engine.core import MarketMakingBot, begin_cycle
-from bots.engine.lease import BotLease, current_chain, record_cycle
+from bots.engine.lease import BotLease, FencedError, LeaseLostError, current_chain, record_cycle
 from bots.models import Bot, BotStatus
 from mmplatform.errors import AuthenticationFailedError, MarketMakingError
 
@@ -46,13 +47,18 @@ def lease_ttl(bot: Bot) -> float:
 
 
 def _fail(bot_id: int, epoch: int, message: str) -> None:
+    """The bot goes to ERROR with the reason on its row and a BotError event (unless a newer request,
+    e.g. a kill, has moved it on since: then nothing changes)."""
     from bots.events import publish_event
+    from bots.services import _status_push
 
-    Bot.objects.filter(pk=bot_id, epoch=epoch).update(status=BotStatus.ERROR, last_error=message[:2000],
-                                                      status_reason=message[:500])
+    if not Bot.objects.filter(pk=bot_id, epoch=epoch).update(status=BotStatus.ERROR, last_error=message[:2000],
+                                                             status_reason=message[:500]):
+        return
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is not None:
         publish_event(bot=bot, event_type="BotError", payload={"error": message[:500]})
+        _status_push(bot)
 
 
 @shared_task(acks_late=True)
@@ -66,16 +72,21 @@ def start_bot(bot_id: int, epoch: int) -> str:
     if not lease.acquire(wait_secs=30):
         return "busy"
     try:
-        engine = MarketMakingBot(bot)
+        engine = MarketMakingBot(bot, lease=lease)
         if not engine.initialize_exchanges():
             reasons = "; ".join(f"{label}: {why}" for label, why in engine.connection_problems.items())
             _fail(bot_id, epoch, "no exchange could be connected (check the account's URL and credentials)"
                   + (f": {reasons}" if reasons else ""))
             return "error"
         try:
-            engine.start_market_making(bot.pairs)
-        except MarketMakingError as exc:
+            started_ok = engine.start_market_making(bot.pairs)
+        except MarketMakingError as exc:  # refused before anything was placed (pairs, start-up risk)
             _fail(bot_id, epoch, f"{type(exc).__name__}: {exc}")
+            return "error"
+        if not started_ok and engine.start_fenced:  # killed, stopped or paused meanwhile: that request rules
+            return "fenced"
+        if not started_ok:  # failed midway: start_market_making cancelled everything it had placed
+            _fail(bot_id, epoch, f"start failed, its orders were cancelled: {engine.start_error}")
             return "error"
         started = Bot.objects.filter(pk=bot_id, epoch=epoch, status=BotStatus.STARTING).update(
             status=BotStatus.RUNNING, status_reason="running", last_cycle_finished_at=timezone.now())
@@ -134,6 +145,9 @@ def execute_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | Non
         engine.monitoring_iteration(cycle)
         Bot.objects.filter(pk=bot_id, epoch=epoch).exclude(last_error="").update(last_error="")
         result.engine = engine
+    except (FencedError, LeaseLostError) as exc:  # killed, stopped or paused mid-cycle: nothing was sent
+        logger.info("%s", exc)
+        result = CycleResult("fenced")
     except AuthenticationFailedError as exc:
         _fail(bot_id, epoch, f"authentication failed, bot disabled: {exc}")
         result = CycleResult("auth-error")
@@ -175,8 +189,8 @@ def stop_bot(bot_id: int, epoch: int) -> str:
         engine = MarketMakingBot(bot)
         engine.initialize_exchanges(emit_events=False)
         engine.stop_market_making()
-        Bot.objects.filter(pk=bot_id, epoch=epoch).update(
-            status=BotStatus.STOPPED, status_reason="stopped", stopped_at=timezone.now())
+        Bot.objects.filter(pk=bot_id, epoch=epoch).update(  # stopped_at: set by the request (quoting ended)
+            status=BotStatus.STOPPED, status_reason="stopped")
         from bots.services import _status_push
 
         bot.refresh_from_db()
@@ -229,11 +243,15 @@ def stale_after_secs(bot: Bot) -> float:
 def watchdog() -> dict[str, int]:
     """The dead-man's switch behind the engine drivers: cancel the resting orders of a cycling bot
     that has been silent for twice its deadline (no driver reached it: every worker down, its shard
-    unclaimed, its account unreachable), and re-enqueue starts that never ran. Resuming a bot's
-    cycles needs nothing here: drivers claim a dead driver's shards when its shard leases expire."""
+    unclaimed, its account unreachable), cancel what a bot that no longer cycles (ERROR, e.g. a start
+    that failed and could not cancel; STOPPED, e.g. a kill whose sweep failed) still has open, and
+    re-enqueue starts that never ran. Resuming a bot's cycles needs nothing here: drivers claim a dead
+    driver's shards when its shard leases expire."""
+    from bots.models import OPEN_ORDER_STATUSES, Order
+
     close_old_connections()
     now = timezone.now()
-    restarted = cancelled = 0
+    restarted = cancelled = cleaned = 0
     for bot in Bot.objects.filter(status__in=CYCLING):
         last = bot.last_cycle_finished_at or bot.last_cycle_started_at or bot.started_at
         deadline = stale_after_secs(bot)
@@ -241,10 +259,17 @@ def watchdog() -> dict[str, int]:
             continue
         cancel_bot_orders.delay(bot.pk)
         cancelled += 1
+    idle_with_orders = Order.objects.filter(
+        status__in=OPEN_ORDER_STATUSES, bot__status__in=(BotStatus.ERROR, BotStatus.STOPPED),
+    ).order_by().values_list("bot_id", flat=True).distinct()
+    for bot_id in idle_with_orders:
+        if not BotLease.is_held(bot_id):
+            cancel_bot_orders.delay(bot_id)
+            cleaned += 1
     for bot in Bot.objects.filter(status=BotStatus.STARTING, started_at__lt=now - timedelta(seconds=60)):
         start_bot.delay(bot.pk, bot.epoch)
         restarted += 1
-    return {"restarted": restarted, "cancelled": cancelled}
+    return {"restarted": restarted, "cancelled": cancelled, "cleaned": cleaned}
 
 
 def claim_scheduled_rebalances(now: datetime) -> list[tuple[int, int]]:
@@ -349,8 +374,9 @@ def daily_risk_reset() -> int:
     count = 0
     for bot in Bot.objects.all():
         request_daily_reset(bot.pk)
+        # a resume starts a new epoch: the paused one stays fenced (bots.engine.lease.fence_sends)
         Bot.objects.filter(pk=bot.pk, status=BotStatus.PAUSED, status_reason__startswith="daily P&L").update(
-            status=BotStatus.RUNNING, status_reason="resumed by the daily risk reset")
+            status=BotStatus.RUNNING, epoch=F("epoch") + 1, status_reason="resumed by the daily risk reset")
         RiskEvent.objects.create(tenant_id=bot.tenant_id, bot=bot, event_type=RiskEventType.DAILY_RESET,
                                  message="daily risk counters reset", action_taken="reset_daily_pnl")
         count += 1

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from bots import quoting
 from bots.config import MarketMakingConfig, validate_market_making_config
+from bots.engine.lease import FencedError, LeaseLostError, check_send, fence_sends
 from bots.engine.market_data import book_reader, mid_history, shared_book, to_snapshot, without_own
 from bots.engine.orders import OrderManager
 from bots.events import publish_event, push
@@ -48,7 +49,6 @@ from mmplatform import aio
 from mmplatform.errors import (
     ExchangeError,
     InvalidTradingPairsError,
-    MarketMakingError,
     RiskLimitViolationError,
 )
 from mmplatform.redis_client import get_redis
@@ -61,10 +61,6 @@ from strategies.selection import create_strategy, select_strategy_type
 from strategies.types import InventoryState, MarketSnapshot, OrderIntent, RiskContext, StrategyParameters
 
 logger = logging.getLogger(__name__)
-
-class LeaseLostError(MarketMakingError):
-    """The cycle's lease expired (another worker may own the bot now): stop acting at once."""
-
 
 PAIR_PATTERN = re.compile(r"^[A-Z]+/[A-Z]+$")
 ORDER_BOOK_DEPTH = 20
@@ -99,16 +95,18 @@ class StrategyEngine:
         self.order_config = config.order_settings
         self.strategies: dict[str, MarketMakingStrategy] = {}
 
-    def analyze(self, snapshot: MarketSnapshot, venue: str) -> MarketAnalysis:
+    def _analyze_market_characteristics(self, snapshot: MarketSnapshot, venue: str) -> MarketAnalysis:
         """Spec _analyze_market_characteristics, on the venue's shared mid history."""
         times, mids = mid_history(venue, snapshot.symbol)
         return analyze_market(snapshot, self.config, times, mids)
 
+    def _select_strategy_type(self, analysis: MarketAnalysis) -> str:
+        """Spec _select_strategy_type: volatility, then liquidity, then trend, else the grid."""
+        return select_strategy_type(analysis, self.config)
+
     def create_strategy(self, pair: str, analysis: MarketAnalysis | None) -> MarketMakingStrategy:
         """Spec create_strategy: select the type from the analysis, build it, validate it."""
-        strategy_type = (
-            select_strategy_type(analysis, self.config) if analysis is not None else self.config.default_strategy
-        )
+        strategy_type = self._select_strategy_type(analysis) if analysis is not None else self.config.default_strategy
         strategy = create_strategy(strategy_type, pair, analysis, self.config, self.order_config)
         self.strategies[pair] = strategy
         return strategy
@@ -356,6 +354,7 @@ class MarketMakingBot:
         self.exchanges: dict[int, ExchangeGateway] = {}
         self.connection_problems: dict[str, str] = {}  # account label -> why it did not connect
         self.order_manager = OrderManager(bot, self.exchanges)
+        self.order_manager.gate = self._check_send  # every send checks the fence and the lease first
         self.active_positions: dict[str, LiquidityPosition] = {
             p.trading_pair: p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)
         }
@@ -367,6 +366,8 @@ class MarketMakingBot:
         self.fenced_at_begin = False
         self.rebalanced_pairs: set[str] = set()  # pairs with a rebalancing trade in this engine's cycle
         self.rebalance_attempted_at: dict[str, float] = {}  # pair -> clock() of its last rebalancing trade
+        self.start_error = ""  # why start_market_making returned False
+        self.start_fenced = False  # ... because a kill, stop or pause (or a lost lease) fenced it
 
     # --- exchanges ---------------------------------------------------------------------------
 
@@ -442,7 +443,8 @@ class MarketMakingBot:
             for pair in validated:
                 account_id = self._select_exchange_for_pair(pair)
                 snapshot = self._market_snapshot(pair, account_id)
-                analysis = self.strategy_engine.analyze(snapshot, exchange_key(self.accounts[account_id]))
+                venue = exchange_key(self.accounts[account_id])
+                analysis = self.strategy_engine._analyze_market_characteristics(snapshot, venue)
                 strategy = self.strategy_engine.create_strategy(pair, analysis if not snapshot.problem() else None)
                 with transaction.atomic():
                     LiquidityPosition.objects.filter(bot=self.bot, trading_pair=pair, is_active=True).exclude(
@@ -460,19 +462,19 @@ class MarketMakingBot:
             publish_event(bot=self.bot, event_type=BotEventType.MARKET_MAKING_STARTED,
                           payload={"trading_pairs": validated})
             return True
-        except MarketMakingError:
-            raise
         except Exception as exc:
+            # spec: startup errors are handled and logged, then stop_market_making: whatever the start
+            # placed before it failed (an exchange error on the second pair, a lost lease) is cancelled
             logger.error("bot %s: market making startup failed: %s", self.bot_id, exc, exc_info=True)
+            self.start_error = f"{type(exc).__name__}: {exc}"[:1000]
+            self.start_fenced = isinstance(exc, (FencedError, LeaseLostError))
             self.stop_market_making()
             return False
 
     def stop_market_making(self) -> bool:
         """Spec stop_market_making: cancel every order, final inventory, performance summary."""
         try:
-            self.order_manager.cancel_everything_on_exchange(
-                (p.exchange_account_id, p.trading_pair) for p in self.active_positions.values()
-            )
+            self.order_manager.cancel_everything_on_exchange(self.order_pairs())
             mids: dict[str, float] = {}
             try:
                 for position in self.active_positions.values():  # fills up to the stop are in the summary
@@ -494,6 +496,13 @@ class MarketMakingBot:
         except Exception as exc:
             logger.error("bot %s: market making shutdown failed: %s", self.bot_id, exc, exc_info=True)
             return False
+
+    def order_pairs(self) -> list[tuple[int, str]]:
+        """Every (account, pair) an order of this bot may rest on: its positions' and each connected
+        account with each configured pair (a start that failed before its position was saved)."""
+        pairs = {(p.exchange_account_id, p.trading_pair) for p in self.active_positions.values()}
+        pairs |= {(account_id, pair) for account_id in self.exchanges for pair in self.bot.pairs}
+        return sorted(pairs)
 
     def reconcile(self) -> int:
         """Match the exchange's open orders and recent trades to the database by client order id."""
@@ -549,7 +558,7 @@ class MarketMakingBot:
             self.snapshots[pair] = snapshot
             if not snapshot.problem():
                 venue = exchange_key(self.accounts[position.exchange_account_id])
-                self.analyses[pair] = self.strategy_engine.analyze(snapshot, venue)
+                self.analyses[pair] = self.strategy_engine._analyze_market_characteristics(snapshot, venue)
 
     def _market_snapshot(self, pair: str, account_id: int | None) -> MarketSnapshot:
         if account_id is None or account_id not in self.exchanges:
@@ -691,14 +700,19 @@ class MarketMakingBot:
         adjust.spread_multiplier = max(adjust.spread_multiplier, self.config.risk_limits.volatility_spread_widen_factor)
 
     def _pause_trading(self, reason: str) -> None:
-        """Cancel every order and stop quoting until the daily reset or an operator resumes."""
-        self.order_manager.cancel(self.order_manager.open_orders())
-        Bot.objects.filter(pk=self.bot_id, status=BotStatus.RUNNING).update(
+        """Stop quoting until the daily reset or an operator resumes (each starts a new epoch): sends of
+        this epoch are fenced first, then every order of the bot on its venues is cancelled."""
+        fence_sends([(self.bot, self.bot.epoch)])
+        # only the epoch this cycle runs at: a cycle that began before a resume (a new epoch) never
+        # pauses the resumed bot again
+        paused = Bot.objects.filter(pk=self.bot_id, epoch=self.bot.epoch, status=BotStatus.RUNNING).update(
             status=BotStatus.PAUSED, status_reason=reason[:500])
         self.bot.status = BotStatus.PAUSED
+        self.order_manager.cancel_everything_on_exchange(self.order_pairs())
         self.report.paused_reason = reason
-        push(tenant_id=self.bot.tenant_id, bot_id=self.bot_id, kind="status",
-             data={"status": BotStatus.PAUSED, "reason": reason})
+        if paused:
+            push(tenant_id=self.bot.tenant_id, bot_id=self.bot_id, kind="status",
+                 data={"status": BotStatus.PAUSED, "reason": reason})
 
     def _force_rebalance(self, pair: str) -> None:
         inventory = self.inventory_manager.current_inventory.get(pair)
@@ -711,7 +725,7 @@ class MarketMakingBot:
 
     def _place_initial_orders(self, position: LiquidityPosition) -> None:
         """Spec _place_initial_orders: strategy orders, validated, placed together, OrdersPlaced."""
-        placed = self._quote(position, initial=True)
+        placed = self._adjust_orders(position, initial=True)
         publish_event(bot=self.bot, event_type=BotEventType.ORDERS_PLACED, payload={
             "position_id": position.pk, "trading_pair": position.trading_pair, "order_count": placed,
         })
@@ -723,14 +737,14 @@ class MarketMakingBot:
         strategy = self.strategy_engine.restore(position)
         adaptive = self.config.strategy_settings.adaptation_enabled
         if analysis is not None and adaptive and (
-            select_strategy_type(analysis, self.config.strategy_settings) != strategy.strategy_type
+            self.strategy_engine._select_strategy_type(analysis) != strategy.strategy_type
             or strategy.should_adapt(analysis)
         ):
             self._adapt(position, strategy, analysis)
-        self._quote(position, initial=False)
+        self._adjust_orders(position, initial=False)
 
     def _adapt(self, position: LiquidityPosition, strategy: MarketMakingStrategy, analysis: MarketAnalysis) -> None:
-        wanted = select_strategy_type(analysis, self.config.strategy_settings)
+        wanted = self.strategy_engine._select_strategy_type(analysis)
         if wanted != strategy.strategy_type:
             strategy = self.strategy_engine.create_strategy(position.trading_pair, analysis)
         else:
@@ -779,13 +793,14 @@ class MarketMakingBot:
         )
         return result, diff
 
-    def _quote(self, position: LiquidityPosition, *, initial: bool, live_rows: list[Order] | None = None,
-               others_open: int | None = None, begin_cycle_now: Callable[[], int] | None = None,
-               sent_cancels: tuple[list[Order], Any] | None = None) -> int:
-        """decide -> check -> act for one pair; returns the number of orders placed. ``live_rows`` and
-        ``others_open`` are the open rows as the engine driver just verified them (else read here);
-        ``begin_cycle_now`` numbers the cycle once the cancels are under way, ``sent_cancels`` are
-        (rows, future) of cancels the driver already sent for this re-quote."""
+    def _adjust_orders(self, position: LiquidityPosition, *, initial: bool, live_rows: list[Order] | None = None,
+                       others_open: int | None = None, begin_cycle_now: Callable[[], int] | None = None,
+                       sent_cancels: tuple[list[Order], Any] | None = None) -> int:
+        """Spec _adjust_orders: decide -> check -> act for one pair (the strategy's orders, the pre-trade
+        checks, cancel what moved past the refresh tolerance, place the rest); returns the number of
+        orders placed. ``live_rows`` and ``others_open`` are the open rows as the engine driver just
+        verified them (else read here); ``begin_cycle_now`` numbers the cycle once the cancels are under
+        way, ``sent_cancels`` are (rows, future) of cancels the driver already sent for this re-quote."""
         pair = position.trading_pair
         snapshot = self.snapshots.get(pair)
         if snapshot is None:
@@ -831,7 +846,7 @@ class MarketMakingBot:
         try:
             if begin_cycle_now is not None:
                 self.cycle = begin_cycle_now()
-            placed = self._place(position, diff.place, before_send=cancels_answered)
+            placed = self._place_order(position, diff.place, before_send=cancels_answered)
         finally:
             if to_cancel:  # the rows learn the venue's answers after the new quotes are out
                 cancels_answered()
@@ -846,9 +861,10 @@ class MarketMakingBot:
             })
         return placed
 
-    def _place(self, position: LiquidityPosition, intents: list[OrderIntent],
-               before_send: Callable[[], None] = lambda: None) -> int:
-        """Fence, store, send; returns the number of orders the venue accepted."""
+    def _place_order(self, position: LiquidityPosition, intents: list[OrderIntent],
+                     before_send: Callable[[], None] = lambda: None) -> int:
+        """Spec _place_order, for all the new orders of one pair at once (the spec gathers one call per
+        order): fence, store, send concurrently; returns the number of orders the venue accepted."""
         pair = position.trading_pair
         placed = 0
         if intents and self._still_current():
@@ -871,13 +887,22 @@ class MarketMakingBot:
         age = time.time() - fetched
         return f"{pair}: order book is {age:.1f} s old (limit {limit:.1f} s)" if age > limit else None
 
+    def _check_send(self) -> None:
+        """The send gate (``OrderManager.send`` calls it right before any order leaves): the bot's
+        sends are not fenced at this epoch (kill, stop, pause) and this cycle still holds its lease
+        (extended here), in one atomic Redis step. Raises FencedError / LeaseLostError."""
+        check_send(self.bot, self.bot.epoch, self.lease)
+
     def _still_current(self) -> bool:
-        """Right before sending: this cycle still holds the bot's lease (extended here) and the bot
-        is still running at this epoch (kill/stop fence)."""
-        if self.lease is not None and not self.lease.extend():
-            raise LeaseLostError(f"bot {self.bot_id}: the cycle lost its lease; nothing more is sent")
+        """Before storing new orders: the bot is still running at this epoch (the row: kill/stop/pause)
+        and not fenced, and this cycle holds the lease. The send gate checks fence and lease again
+        right before the orders leave."""
         if self.fenced_at_begin:  # begin_fenced_cycle checked the row in this cycle's first statement
             return True
+        try:
+            self._check_send()
+        except FencedError:
+            return False
         return Bot.objects.filter(
             pk=self.bot_id, epoch=self.bot.epoch, status__in=(BotStatus.RUNNING, BotStatus.STARTING),
             kill_switch_engaged=False, tenant__kill_switch_engaged=False,

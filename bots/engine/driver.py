@@ -15,7 +15,7 @@ Shape (see docs/architecture.md, "Engine driver"):
   ``risk_in_memory`` on the engine object kept from the bot's last full cycle, one open-orders and one
   balance read per exchange account per interval shared by all its bots, one book per venue and pair
   shared by all bots). A quiet cycle writes a cycle record to Redis and nothing to Postgres.
-* A cycle whose only change is a re-quote runs ``_quote`` on the kept engine (store-before-send, the
+* A cycle whose only change is a re-quote runs ``_adjust_orders`` on the kept engine (store-before-send, the
   lease and epoch fence, events) without the rest of the iteration. Anything else — a fill, a missing
   or stray order, a risk status, a denial, a bad book, a status or config change, the periodic
   ``ENGINE_FULL_CYCLE_SECS`` — runs the full ``monitoring_iteration`` (``bots.tasks.execute_cycle``)
@@ -51,7 +51,7 @@ from bots.engine.core import (
     daily_reset_key,
     exchange_key,
 )
-from bots.engine.lease import _RELEASE, BotLease, chain_key, new_chain
+from bots.engine.lease import _RELEASE, BotLease, FencedError, LeaseLostError, chain_key, new_chain
 from bots.engine.market_data import (
     BookData,
     book_from,
@@ -66,7 +66,6 @@ from bots.engine.orders import client_id_prefix
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderPurpose
 from exchanges.gateway import ExchangeGateway, ExchangeOrder
 from mmplatform import aio
-from mmplatform.errors import MarketMakingError
 from mmplatform.redis_client import get_redis
 from strategies.analysis import MarketAnalysis, analyze_market
 from strategies.selection import select_strategy_type
@@ -803,9 +802,9 @@ class Driver:
 
     def _on_kept_engine(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float,
                         started: float) -> str:
-        """A re-quote (``_quote`` of the pairs whose quotes moved, on the rows the quiet check saw) or
+        """A re-quote (``_adjust_orders`` of the pairs whose quotes moved, on the rows the quiet check saw) or
         a performance snapshot, on the engine kept from the last full cycle, under the bot's lease."""
-        from bots.engine.core import CycleReport, LeaseLostError
+        from bots.engine.core import CycleReport
         from bots.engine.lease import record_cycle
         from bots.tasks import worker_id
 
@@ -840,7 +839,7 @@ class Driver:
             total_open = sum(runner.open_count.values())
             for pair in verdict.pairs:
                 position = engine.active_positions[pair]
-                engine._quote(position, initial=False, live_rows=runner.live.get(position.pk, []),
+                engine._adjust_orders(position, initial=False, live_rows=runner.live.get(position.pk, []),
                               others_open=total_open - runner.open_count.get(position.pk, 0),
                               begin_cycle_now=number_once, sent_cancels=verdict.sent.get(pair))
             # the open rows, in memory: the cancelled ones were settled on these objects, the new ones
@@ -886,7 +885,7 @@ class Driver:
             synced_positions.add(position.pk)
             rows.extend(synced)
             live = [o for o in synced if o.status in OPEN_ORDER_STATUSES and o.purpose == OrderPurpose.QUOTE]
-            engine._quote(position, initial=False, live_rows=live,
+            engine._adjust_orders(position, initial=False, live_rows=live,
                           others_open=total_open - runner.open_count.get(position.pk, 0))
         # the open rows, in memory: other pairs' as they were, the synced pairs' as the venue answered
         # the sync and the re-quote, and the re-quote's new ones
@@ -973,10 +972,6 @@ class Driver:
             Bot.objects.filter(pk=runner.bot_id, equity_high_water_quote__lt=value).update(
                 equity_high_water_quote=value)
             runner.high_water_dirty = False
-
-
-class FencedError(MarketMakingError):
-    """The bot was stopped, killed or restarted since the driver last looked: this cycle sends nothing."""
 
 
 def _orders_moved(old: AccountView, new: AccountView) -> bool:

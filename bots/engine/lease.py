@@ -1,12 +1,21 @@
 """A per-bot Redis lease: at most one cycle (or start/stop/kill) of a bot runs at a time, on any
 number of worker processes and machines. Token-checked release, so a lease that expired and was
-taken by another worker is never released by the old holder."""
+taken by another worker is never released by the old holder.
+
+The send fence: a kill, stop or pause first fences the bot's sends in Redis (``fence_sends``: no order of
+an epoch at or below the fenced one may be sent), then takes the bot's lease, so a cycle in flight
+finishes before the kill commits. Every placement checks the fence and its own lease in one atomic step
+right before it sends (``check_send``); a start's new epoch is above the fence, so nothing needs to be
+cleared."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
+from typing import Any
 
+from mmplatform.errors import MarketMakingError
 from mmplatform.redis_client import get_redis
 
 _RELEASE = """
@@ -46,6 +55,74 @@ class BotLease:
     @staticmethod
     def is_held(bot_id: int) -> bool:
         return bool(get_redis().exists(f"mm:lease:bot:{bot_id}"))
+
+
+class LeaseLostError(MarketMakingError):
+    """The cycle's lease expired (another worker may own the bot now): stop acting at once."""
+
+
+class FencedError(MarketMakingError):
+    """The bot was killed, stopped, paused or restarted since this cycle began: it sends nothing."""
+
+
+def fence_key(bot: Any) -> str:
+    """One key per bot row's life (its id and creation time: an id a test database hands out again
+    never inherits an old bot's fence)."""
+    return f"mm:fence:bot:{bot.pk}:{int(bot.created_at.timestamp() * 1_000_000)}"
+
+
+_FENCE = """
+local current = tonumber(redis.call('get', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('set', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+_CHECK_SEND = """
+if tonumber(ARGV[1]) <= tonumber(redis.call('get', KEYS[1]) or '-1') then return -1 end
+if ARGV[2] ~= '' then
+  if redis.call('get', KEYS[2]) ~= ARGV[2] then return 0 end
+  redis.call('pexpire', KEYS[2], ARGV[3])
+end
+return 1
+"""
+
+
+def fence_sends(fences: Iterable[tuple[Any, int]]) -> None:
+    """From now on no order of these bots at an epoch <= the given one is sent (one pipeline; a fence
+    only ever rises)."""
+    pipe = get_redis().pipeline(transaction=False)
+    for bot, epoch in fences:
+        pipe.eval(_FENCE, 1, fence_key(bot), int(epoch))
+    pipe.execute()
+
+
+def check_send(bot: Any, epoch: int, lease: BotLease | None) -> None:
+    """Right before orders are sent: the bot is not fenced at ``epoch`` and this cycle still holds its
+    lease (extended here), checked in one atomic step. Raises FencedError or LeaseLostError."""
+    token, ttl = (lease.token, lease.ttl_ms) if lease is not None else ("", 0)
+    verdict = get_redis().eval(_CHECK_SEND, 2, fence_key(bot), f"mm:lease:bot:{bot.pk}", int(epoch), token, ttl)
+    if verdict == -1:
+        raise FencedError(f"bot {bot.pk}: killed, stopped or paused (epoch {epoch} is fenced); nothing is sent")
+    if verdict == 0:
+        raise LeaseLostError(f"bot {bot.pk}: the cycle lost its lease; nothing more is sent")
+
+
+def hold_leases(leases: list[BotLease], wait_secs: float) -> list[BotLease]:
+    """Take every lease, waiting up to ``wait_secs`` in all for the cycles that hold them to end;
+    returns the leases held (the others' holders outlived the wait)."""
+    r = get_redis()
+    pending = list(leases)
+    deadline = time.monotonic() + wait_secs
+    while True:
+        pipe = r.pipeline(transaction=False)
+        for lease in pending:
+            pipe.set(lease.key, lease.token, nx=True, px=lease.ttl_ms)
+        for lease, got in zip(pending, pipe.execute(), strict=True):
+            lease.held = bool(got)
+        pending = [lease for lease in pending if not lease.held]
+        if not pending or time.monotonic() >= deadline:
+            return [lease for lease in leases if lease.held]
+        time.sleep(0.005)
 
 
 def chain_key(bot_id: int) -> str:

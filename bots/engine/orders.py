@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -30,6 +30,7 @@ from exchanges.gateway import ExchangeGateway, ExchangeOrder, OrderRequest
 from mmplatform import aio
 from mmplatform.errors import (
     ExchangeError,
+    MarketMakingError,
     OrderNotFoundError,
     OrderOutcomeUnknownError,
     OrderPlacementError,
@@ -136,6 +137,9 @@ class OrderManager:
         self.synced_rows: dict[int, list[Order]] = {}
         # every row this object stored since the caller last emptied it (the driver's in-memory view)
         self.stored: list[Order] = []
+        # called right before any order is sent: raises when the bot's sends are fenced (kill, stop,
+        # pause) or the cycle lost its lease (MarketMakingBot._check_send)
+        self.gate: Callable[[], None] | None = None
 
     # --- reads ----------------------------------------------------------------------------------
 
@@ -197,9 +201,22 @@ class OrderManager:
         return stored
 
     def send(self, orders: Sequence[Order]) -> list[PlacementOutcome]:
-        """Send stored orders concurrently; acknowledge, reject or leave pending (outcome unknown)."""
+        """Send stored orders concurrently; acknowledge, reject or leave pending (outcome unknown).
+        The gate is checked first, right before the orders leave: when the bot was fenced (or the cycle
+        lost its lease) nothing is sent, the rows are closed as never sent, and the error is raised."""
         if not orders:
             return []
+        if self.gate is not None:
+            try:
+                self.gate()
+            except MarketMakingError as exc:
+                now = timezone.now()
+                for order in orders:
+                    order.status, order.closed_at = OrderStatus.CANCELED, now
+                    order.error = f"not sent: {exc}"[:500]
+                Order.objects.filter(pk__in=[o.pk for o in orders]).update(
+                    status=OrderStatus.CANCELED, closed_at=now, error=f"not sent: {exc}"[:500], updated_at=now)
+                raise
 
         async def place_all() -> list[Any]:
             return await asyncio.gather(*(self._place_one(o) for o in orders), return_exceptions=True)
@@ -357,29 +374,29 @@ class OrderManager:
     def cancel_everything_on_exchange(self, pairs: Iterable[tuple[int, str]]) -> int:
         """Kill path: cancel every open order of this bot the exchange knows (by client id prefix),
         all pairs at once, then settle the database rows. Returns the exchange orders cancelled."""
+        return sweep_venues([(self, pairs)])[0]
+
+    async def _cancel_listed(self, pairs: Iterable[tuple[int, str]]) -> set[str]:
+        """List this bot's open orders on every (account, pair) at once, then cancel all of them at
+        once; returns the client ids the venues confirmed gone."""
         prefix = client_id_prefix(self.bot.pk)
         targets = [(account_id, pair) for account_id, pair in pairs if account_id in self.gateways]
-
-        async def list_all() -> list[Any]:
-            return await asyncio.gather(
-                *(self.gateways[a].fetch_open_orders(p) for a, p in targets), return_exceptions=True)
-
-        listed = aio.run(list_all())
+        listed = await asyncio.gather(
+            *(self.gateways[a].fetch_open_orders(p) for a, p in targets), return_exceptions=True)
         mine: list[tuple[int, ExchangeOrder]] = []
         for (account_id, pair), result in zip(targets, listed, strict=True):
             if isinstance(result, BaseException):
                 logger.warning("kill: listing open orders of %s failed: %s", pair, result)
                 continue
             mine += [(account_id, r) for r in result if (r.client_order_id or "").startswith(prefix)]
-
-        async def cancel_all() -> list[Any]:
-            return await asyncio.gather(
-                *(self.gateways[a].cancel_order(r.pair, exchange_order_id=r.exchange_order_id) for a, r in mine),
-                return_exceptions=True)
-
-        results = aio.run(cancel_all())
-        gone = {r.client_order_id for (_, r), res in zip(mine, results, strict=True)
+        results = await asyncio.gather(
+            *(self.gateways[a].cancel_order(r.pair, exchange_order_id=r.exchange_order_id) for a, r in mine),
+            return_exceptions=True)
+        return {r.client_order_id for (_, r), res in zip(mine, results, strict=True)
                 if isinstance(res, (ExchangeOrder, OrderNotFoundError))}
+
+    def _settle_swept(self, gone: set[str]) -> None:
+        """The rows after a sweep: cancelled ones closed, the rest looked up by client id."""
         now = timezone.now()
         Order.objects.filter(bot=self.bot, client_order_id__in=gone, status__in=OPEN_ORDER_STATUSES).update(
             status=OrderStatus.CANCELED, closed_at=now)
@@ -388,7 +405,6 @@ class OrderManager:
             if order.exchange_account_id in self.gateways:
                 self._resolve_missing(order)
         push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="orders", data={"cancelled": sorted(gone)})
-        return len(gone)
 
     # --- sync with the exchange -------------------------------------------------------------------
 
@@ -590,3 +606,21 @@ class OrderManager:
     def fill_payload(fill: Fill) -> dict[str, Any]:
         return wire.fill_json(fill)
 
+
+def sweep_venues(sweeps: Sequence[tuple[OrderManager, Iterable[tuple[int, str]]]]) -> list[int]:
+    """The kill path of many bots at once (a tenant kill): every bot's listings, then its cancels, all
+    bots concurrently on the I/O loop; then each bot's rows settled. Returns the exchange orders
+    cancelled per bot (0 for a bot whose sweep failed; its backstop task retries)."""
+    async def every() -> list[Any]:
+        return await asyncio.gather(*(manager._cancel_listed(list(pairs)) for manager, pairs in sweeps),
+                                    return_exceptions=True)
+
+    counts = []
+    for (manager, _), gone in zip(sweeps, aio.run(every()), strict=True):
+        if isinstance(gone, BaseException):
+            logger.warning("kill: the sweep of bot %s failed: %s", manager.bot.pk, gone)
+            counts.append(0)
+            continue
+        manager._settle_swept(gone)
+        counts.append(len(gone))
+    return counts

@@ -10,14 +10,74 @@ from typing import Any
 
 import pytest
 
-from bots.engine.core import MarketMakingBot, begin_cycle
+import bots.inventory
+from bots.engine import driver
+from bots.engine.core import (
+    InventoryManager,
+    MarketMakingBot,
+    MarketMakingRiskManager,
+    PerformanceTracker,
+    StrategyEngine,
+    begin_cycle,
+)
 from bots.engine.orders import client_order_id
 from bots.models import Bot, BotEvent, BotStatus, Fill, LiquidityPosition, Order, OrderStatus
 from exchanges.gateway import OrderRequest
 from mmplatform import aio
 from mmplatform.errors import InvalidTradingPairsError, RiskLimitViolationError
+from strategies.base import MarketMakingStrategy
 from strategies.types import OrderIntent
 from tests.bots.conftest import emulator_bot, emulator_open_orders
+
+# Every method the spec (../shared/spec/market-making-bot.md) defines, under the spec's own name.
+SPEC_METHODS: dict[type, list[str]] = {
+    MarketMakingBot: [
+        "initialize_exchanges", "start_market_making", "stop_market_making", "_place_initial_orders",
+        "_adjust_position_strategy", "_adjust_orders", "_rebalance_inventory", "_handle_risk_event",
+        "_validate_trading_pair", "_validate_order_parameters", "_place_order",
+        # called by the spec's methods
+        "_update_market_data", "_select_exchange_for_pair", "_reduce_position_sizes", "_pause_trading",
+        "_force_rebalance", "_adjust_spreads_for_volatility",
+    ],
+    StrategyEngine: ["create_strategy", "_analyze_market_characteristics", "_select_strategy_type"],
+    InventoryManager: ["needs_rebalancing", "get_final_inventory"],
+    MarketMakingRiskManager: ["validate_startup_conditions", "get_pair_limits"],
+    MarketMakingStrategy: ["calculate_orders", "should_adapt", "adapt_to_conditions", "validate_parameters"],
+}
+
+# Where the platform's shape differs from the spec's single-process object, the spec's name -> what does
+# its work here (each must exist): the loop is the engine driver's, exchange clients come from a factory,
+# fills and cancels go through the OrderManager.
+SPEC_ELSEWHERE: dict[str, Any] = {
+    "MarketMakingBot._monitoring_loop": (driver.Driver, "tick"),  # each due cycle: monitoring_iteration
+    "MarketMakingBot._monitoring_loop body": (MarketMakingBot, "monitoring_iteration"),
+    "MarketMakingBot._create_exchange_client": (MarketMakingBot, "gateway_factory"),
+    "MarketMakingBot._get_market_data": (MarketMakingBot, "_market_snapshot"),
+    "MarketMakingBot._cancel_position_orders": (MarketMakingBot, "stop_market_making"),
+    "MarketMakingBot._check_filled_orders": (MarketMakingBot, "_sync_fills"),
+    "MarketMakingBot._execute_rebalancing_trade": (MarketMakingBot, "_execute_rebalancing"),
+    "risk_manager.assess_current_risk": (MarketMakingBot, "assess_current_risk"),
+    "performance_tracker.generate_summary": (PerformanceTracker, "summary"),
+    "performance_tracker.update_metrics": (MarketMakingBot, "_update_performance"),
+    "InventoryManager.assess_initial_inventory": (InventoryManager, "assess"),
+    "InventoryManager.calculate_rebalancing_trades": (bots.inventory, "calculate_rebalancing_trades"),
+}
+
+
+@pytest.mark.parametrize(("owner", "name"), [(cls, name) for cls, names in SPEC_METHODS.items() for name in names],
+                         ids=lambda v: getattr(v, "__name__", v))
+def test_spec_method_exists_under_its_spec_name(owner: type, name: str) -> None:
+    assert callable(getattr(owner, name, None)), f"{owner.__name__}.{name} (the spec's name) is missing"
+
+
+@pytest.mark.parametrize("spec_name", list(SPEC_ELSEWHERE))
+def test_spec_method_done_elsewhere_exists(spec_name: str) -> None:
+    owner, name = SPEC_ELSEWHERE[spec_name]
+    if name == "gateway_factory":  # an instance attribute: the constructor's keyword
+        import inspect
+        assert name in inspect.signature(owner.__init__).parameters
+        return
+    assert callable(getattr(owner, name, None)), f"{spec_name} is done by {name}, which is missing"
 
 
 def new_engine(bot: Bot) -> MarketMakingBot:

@@ -95,7 +95,7 @@ def test_watchdog_cancels_the_orders_of_a_bot_whose_cycles_stopped(world_bot: Bo
     worker = start_worker()
     try:
         clicked = time.monotonic()
-        assert tasks.watchdog() == {"restarted": 0, "cancelled": 1}  # resuming is the drivers' job
+        assert tasks.watchdog() == {"restarted": 0, "cancelled": 1, "cleaned": 0}  # resuming is the drivers' job
         wait_until(lambda: not stale & {o.client_order_id for o in exchange_orders(frozen_emulator) if o.is_open},
                    60, message="the silent bot's resting orders were never cancelled")
         print(f"\nwatchdog: silent bot's {len(stale)} resting orders cancelled in "
