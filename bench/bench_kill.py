@@ -45,9 +45,9 @@ from bench.bench_engine import (  # noqa: E402
     wait_for,
 )
 from bench.common import (  # noqa: E402
+    BenchDatabase,
     PrivateRedis,
     admin_post,
-    bench_database_url,
     free_port,
     start_emulator,
     start_worker,
@@ -203,14 +203,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--concurrency", type=int, default=1, help="worker processes (prefork)")
     options = parser.parse_args(argv)
     rounds = options.rounds or (10 if options.quick else 30)
-    database_url, db_kind = bench_database_url("mmbench_kill")
+    database = BenchDatabase("mmbench_kill")  # this run's own database, dropped at the end
     redis = PrivateRedis()
     try:
-        env = setup_django(database_url, redis.url)
+        env = setup_django(database.url, redis.url)
         result = bench_kill(env, rounds=rounds, concurrency=options.concurrency)
     finally:
         redis.stop()
-    figures = {"database": db_kind, "targets": TARGETS, "quick": options.quick,
+        from django.db import connections
+
+        connections.close_all()
+        database.drop()
+    figures = {"database": database.kind, "targets": TARGETS, "quick": options.quick,
                "command": "python -m bench.bench_kill " + " ".join(argv if argv is not None else sys.argv[1:]),
                "kill": result}
     zero = result["kill_to_zero_open_orders"]

@@ -74,7 +74,7 @@ def test_a_stale_book_is_reported_and_cleared_when_a_fresh_one_quotes(world_a: T
         position = engine.active_positions["BTC/USDT"]
         engine._update_market_data()
         engine.book_fetched_at["BTC/USDT"] = time.time() - 3600  # the venue stopped answering an hour ago
-        assert engine._quote(position, initial=False) == 0
+        assert engine._adjust_orders(position, initial=False) == 0
         reason = quoting.current([bot.pk])[bot.pk]["BTC/USDT"]
         assert reason.startswith("BTC/USDT: order book is ") and "s old (limit" in reason
 
