@@ -220,13 +220,17 @@ def rows_kill(data: dict[str, Any]) -> list[Row]:
     note = (f"{kill.get('rounds')} rounds, bot re-quoting on a mid moved every 50 ms "
             f"({kill.get('rounds_killed_while_requoting')} killed while re-quoting)")
     zero = kill.get("kill_to_zero_open_orders") or {}
+    measures = ("`bots.services.bot_kill` on a bot re-quoting every 50 ms against the emulator (real worker): "
+                "from the call until the venue lists none of the bot's orders open")
     return [
         Row("kill", "kill switch -> zero open orders, p50", zero.get("p50_ms"), "ms", None, higher_is_better=False,
-            note=note),
+            note=note, measures=measures),
         Row("kill", "kill switch -> zero open orders, p99", zero.get("p99_ms"), "ms",
-            targets.get("kill_to_zero_open_p99_ms"), higher_is_better=False, note=note),
+            targets.get("kill_to_zero_open_p99_ms"), higher_is_better=False, note=note, measures=measures),
         Row("kill", "orders accepted after the kill committed", kill.get("orders_accepted_after_kill_committed"),
             "", targets.get("orders_sent_after_kill"), higher_is_better=False,
+            measures="orders of the killed bot the venue accepted after the kill's transaction committed "
+                     "(the venue's own accept times), summed over the rounds",
             note=f"venue accept times; after the call returned: {kill.get('orders_accepted_after_kill_returned')}, "
                  f"open 1 s after: {kill.get('orders_open_1s_after_kill')}"),
     ]
