@@ -149,6 +149,13 @@ class BacktestResult:
     orders_rejected: int
     final_base: float
     final_quote: float
+    first_mid: float = 0.0
+    """The mid the start inventory is valued at (the first quote/book event's)."""
+    last_mid: float = 0.0
+    """The mid the end inventory is valued at."""
+    inventory_risk: float = 0.0
+    """Time-averaged |base held - initial base| x mid (quote currency): the exposure the strategy took
+    on, weighted by how long it held it."""
     series: dict[str, list[float]] = field(default_factory=dict, repr=False)
     """Decimated samples: ts, mid, bid, ask (bot's best, NaN when none), base, pnl."""
 
@@ -351,8 +358,11 @@ class Backtest:
         next_analysis = ts_col[0] + analyse_every if analyse_every else math.inf
         placed = cancelled = rejected = 0
         uptime = 0.0
+        exposure = 0.0
+        initial_base = settings.initial_base
         prev_ts = ts_col[0]
         equity_start = None
+        first_mid = 0.0
         peak = -math.inf
         max_drawdown = 0.0
         n = len(ts_col)
@@ -370,6 +380,8 @@ class Backtest:
                 ts = ts_col[i]
                 if side_counts[BUY] and side_counts[SELL]:
                     uptime += ts - prev_ts
+                if self.position != initial_base:
+                    exposure += abs(self.position - initial_base) * self.mid * (ts - prev_ts)
                 prev_ts = ts
                 now_ms = int(ts * 1000.0)
                 kind = kind_col[i]
@@ -428,6 +440,7 @@ class Backtest:
                 mid = (best_bid + best_ask) * 0.5
                 self.mid = mid
                 if equity_start is None:
+                    first_mid = mid
                     equity_start = self.cash + self.position * mid
                     if self.position:
                         self.average_cost = mid
@@ -529,6 +542,9 @@ class Backtest:
             orders_rejected=rejected,
             final_base=(base_free + base_locked) / 10**self.base_exp,
             final_quote=(quote_free + quote_locked) / 10**self.quote_exp,
+            first_mid=first_mid,
+            last_mid=mid,
+            inventory_risk=exposure / data_secs if data_secs > 0 else 0.0,
             series=series,
         )
 
