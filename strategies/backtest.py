@@ -57,6 +57,7 @@ from strategies.readers import (
     INFER_EVENTS,
     Event,
     convert,
+    export,
     infer_increments,
     load_events,
     merge_by_time,
@@ -749,7 +750,9 @@ def build_convert_parser() -> argparse.ArgumentParser:
                     "streaming (bounded memory); --merge adds more files merged by time.",
     )
     parser.add_argument("--from", dest="source", required=True, choices=[*FORMATS, "native"])
-    parser.add_argument("--to", dest="target", default="native", choices=["native"])
+    parser.add_argument("--to", dest="target", default="native", choices=["native", *FORMATS],
+                        help="output format (default native; a vendor format writes what it can hold)")
+    parser.add_argument("--exchange", default="native", help="exchange column of Tardis output")
     parser.add_argument("input", help="input file")
     parser.add_argument("output", help="output native CSV (.gz: gzip-compressed)")
     parser.add_argument("--merge", action="append", default=[], metavar="FMT:FILE",
@@ -787,6 +790,12 @@ def convert_main(argv: list[str]) -> int:
             raise ValueError(f"--time {time_option} is for binance-bookticker; Tardis files take local|exchange")
         if time_option in ("local", "exchange") and any(f == "binance-bookticker" for f, _ in inputs):
             raise ValueError(f"--time {time_option} is for Tardis files; binance-bookticker takes event|transaction")
+        if args.target != "native":
+            rows, dropped = export(inputs, args.output, args.target, exchange=args.exchange, symbol=args.symbol,
+                                   time=time_option, depth=args.depth)
+            print(f"wrote {rows} rows to {args.output} ({dropped} events {args.target} cannot hold dropped)",
+                  file=sys.stderr)
+            return 0
         rows, readers = convert(inputs, args.output, symbol=args.symbol, tick_size=args.tick_size,
                                 lot_size=args.lot_size, time=time_option, depth=args.depth,
                                 only_symbol=args.only_symbol)

@@ -10,7 +10,8 @@ Formats (``FORMATS`` maps the CLI names to the reader classes):
 
 ``binance-bookticker`` (Binance USDⓈ-M / COIN-M futures ``bookTicker`` dumps, data.binance.vision)
     ``update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time``
-    with or without that header row (older dumps have none); times in ms. -> ``Quote``.
+    with or without that header row (older dumps have none); times in ms (µs/ns told from the
+    magnitude, as for trades). -> ``Quote``.
 ``binance-trades`` (spot and futures ``trades`` dumps)
     ``id,price,qty,quote_qty,time,is_buyer_maker[,is_best_match]``; futures dumps have a header, spot
     dumps do not (and carry ``is_best_match``). ``time`` is ms, or µs in spot dumps from 2025 on:
@@ -51,6 +52,8 @@ Convert (streaming, bounded memory)::
 
 ``--merge`` adds other files (any format) merged by time (at equal times the main input first).
 Without ``--tick-size``/``--lot-size`` they are inferred from the decimals of the first 1000 events.
+``--to FMT`` (any of ``FORMATS``) writes a vendor format instead (``WRITERS``, ``export``): what the
+format cannot hold (trades in a quotes file) is dropped and counted.
 """
 
 from __future__ import annotations
@@ -268,7 +271,7 @@ def _is_number(text: str) -> bool:
 
 
 class BinanceBookTicker(Reader):
-    """Binance futures ``bookTicker`` dump (header optional; ms times) -> ``Quote`` events."""
+    """Binance futures ``bookTicker`` dump (header optional; ms times, µs told by size) -> ``Quote`` events."""
 
     name = "binance-bookticker"
     columns = ("update_id", "best_bid_price", "best_bid_qty", "best_ask_price", "best_ask_qty",
@@ -281,7 +284,7 @@ class BinanceBookTicker(Reader):
             raise MarketDataError(f"{self.path}: time must be event or transaction, got {self.time!r}")
         number, timestamp, quote = self.number, self.timestamp, self.quote
         for index, row in self.rows():
-            ts = timestamp(row[index[time_column]], time_column, 1000)
+            ts = timestamp(row[index[time_column]], time_column, None)
             event = quote(
                 ts,
                 number(row[index["best_bid_price"]], "best_bid_price"),
@@ -645,3 +648,201 @@ def convert(
             writer.write(event)
         rows = writer.rows
     return rows, readers
+
+
+# --- writers: native events -> a vendor format ---------------------------------------------------
+
+
+class VendorWriter:
+    """Writes native events in a vendor's CSV format (``.gz`` output compressed); events the format
+    cannot hold (trades in a quotes file, quotes in a trades file) are counted in ``dropped``."""
+
+    columns: ClassVar[tuple[str, ...]]
+
+    def __init__(self, path: str | Path, *, symbol: str = "", exchange: str = "native"):
+        self.path = Path(path)
+        if self.path.suffix == ".gz":
+            self.handle: IO[str] = gzip.open(self.path, "wt", newline="", encoding="utf-8")
+        else:
+            self.handle = self.path.open("w", newline="", encoding="utf-8")
+        self.handle.write(",".join(self.columns) + "\n")
+        self.symbol = symbol.replace("/", "")
+        self.exchange = exchange
+        self.rows = 0
+        self.dropped = 0
+        self.sequence = 0
+
+    def write(self, event: Event) -> None:
+        """Append one event (or count it as dropped)."""
+        lines = self.lines(event)
+        if not lines:
+            self.dropped += 1
+            return
+        self.handle.write("".join(lines))
+        self.rows += len(lines)
+
+    def lines(self, event: Event) -> list[str]:
+        """The CSV lines of one event (none: the format cannot hold it)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self.handle.close()
+
+    def __enter__(self) -> VendorWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _top(event: Event) -> tuple[float, float, float, float] | None:
+    if type(event) is Quote:
+        return event.bid, event.bid_size, event.ask, event.ask_size
+    if type(event) is Book:
+        return event.bids[0][0], event.bids[0][1], event.asks[0][0], event.asks[0][1]
+    return None
+
+
+def _binance_time(ts: float) -> int:
+    """ms, or µs (as Binance's spot dumps from 2025) when the time has sub-millisecond digits."""
+    ms = round(ts * 1000)
+    return ms if ms / 1000 == ts else round(ts * 10**6)
+
+
+def _exact_product(a: float, b: float) -> str:
+    return str(Decimal(repr(a)) * Decimal(repr(b)))
+
+
+class BinanceBookTickerWriter(VendorWriter):
+    """``binance-bookticker`` (with header; ms times; a book's top level)."""
+
+    columns = BinanceBookTicker.columns
+
+    def lines(self, event: Event) -> list[str]:
+        top = _top(event)
+        if top is None:
+            return []
+        self.sequence += 1
+        ms = _binance_time(event.ts)
+        return [f"{self.sequence},{top[0]!r},{top[1]!r},{top[2]!r},{top[3]!r},{ms},{ms}\n"]
+
+
+class BinanceTradesWriter(VendorWriter):
+    """``binance-trades`` (futures layout, with header; ms times)."""
+
+    columns = BinanceTrades.columns
+
+    def lines(self, event: Event) -> list[str]:
+        if type(event) is not Trade:
+            return []
+        self.sequence += 1
+        maker = "true" if event.side == "sell" else "false"
+        return [f"{self.sequence},{event.price!r},{event.size!r},{_exact_product(event.price, event.size)},"
+                f"{_binance_time(event.ts)},{maker}\n"]
+
+
+class TardisQuotesWriter(VendorWriter):
+    """``tardis-quotes`` (µs; timestamp = local_timestamp = the event's time; a book's top level)."""
+
+    columns = TardisQuotes.columns
+
+    def lines(self, event: Event) -> list[str]:
+        top = _top(event)
+        if top is None:
+            return []
+        us = round(event.ts * 10**6)
+        return [f"{self.exchange},{self.symbol},{us},{us},{top[3]!r},{top[2]!r},{top[0]!r},{top[1]!r}\n"]
+
+
+class TardisTradesWriter(VendorWriter):
+    """``tardis-trades`` (µs)."""
+
+    columns = TardisTrades.columns
+
+    def lines(self, event: Event) -> list[str]:
+        if type(event) is not Trade:
+            return []
+        self.sequence += 1
+        us = round(event.ts * 10**6)
+        return [f"{self.exchange},{self.symbol},{us},{us},{self.sequence},{event.side},{event.price!r},"
+                f"{event.size!r}\n"]
+
+
+class TardisL2Writer(VendorWriter):
+    """``tardis-l2``: the first book as snapshot rows, then each book's changed levels (0 = removed)."""
+
+    columns = TardisL2.columns
+
+    def __init__(self, path: str | Path, *, symbol: str = "", exchange: str = "native"):
+        super().__init__(path, symbol=symbol, exchange=exchange)
+        self.book: dict[str, dict[float, float]] | None = None
+
+    def lines(self, event: Event) -> list[str]:
+        if type(event) is Quote:
+            new = {"bid": {event.bid: event.bid_size}, "ask": {event.ask: event.ask_size}}
+        elif type(event) is Book:
+            new = {"bid": dict(event.bids), "ask": dict(event.asks)}
+        else:
+            return []
+        us = round(event.ts * 10**6)
+        prefix = f"{self.exchange},{self.symbol},{us},{us}"
+        out = []
+        if self.book is None:
+            for side in ("bid", "ask"):
+                out += [f"{prefix},true,{side},{p!r},{s!r}\n" for p, s in new[side].items()]
+        else:
+            for side in ("bid", "ask"):
+                old = self.book[side]
+                out += [f"{prefix},false,{side},{p!r},0\n" for p in old if p not in new[side]]
+                out += [f"{prefix},false,{side},{p!r},{s!r}\n" for p, s in new[side].items() if old.get(p) != s]
+        self.book = new
+        return out
+
+    def write(self, event: Event) -> None:
+        """Append one event's changes (a book equal to the previous one writes nothing)."""
+        if type(event) is Trade:
+            self.dropped += 1
+            return
+        lines = self.lines(event)
+        self.handle.write("".join(lines))
+        self.rows += len(lines)
+
+
+WRITERS: dict[str, type[VendorWriter]] = {
+    "binance-bookticker": BinanceBookTickerWriter,
+    "binance-trades": BinanceTradesWriter,
+    "tardis-quotes": TardisQuotesWriter,
+    "tardis-trades": TardisTradesWriter,
+    "tardis-l2": TardisL2Writer,
+}
+
+
+def export(
+    inputs: list[tuple[str, str | Path]], out: str | Path, target: str, *, exchange: str = "native",
+    symbol: str | None = None, time: str | None = None, depth: int = 10,
+) -> tuple[int, int]:
+    """Stream ``inputs`` merged by time into ``target`` format at ``out``; (rows written, events dropped)."""
+    cls = WRITERS.get(target)
+    if cls is None:
+        raise ValueError(f"unknown target format {target!r} (one of native, {', '.join(WRITERS)})")
+    streams = []
+    readers = []
+    metadata: dict[str, str] = {}
+    for fmt, path in inputs:
+        events, meta, reader = load_events(fmt, path, time=time, depth=depth)
+        streams.append(events)
+        metadata = {**meta, **metadata}
+        if reader is not None:
+            readers.append(reader)
+    merged = merge_by_time(streams)
+    first = next(merged, None)
+    if first is None:
+        raise MarketDataError(f"{inputs[0][1]}: no events to convert")
+    found = [r.symbol for r in readers if r.symbol]
+    name = symbol or metadata.get("symbol") or (found[0] if found else None) or symbol_from_filename(inputs[0][1])
+    with cls(out, symbol=name or "UNKNOWN", exchange=exchange) as writer:
+        writer.write(first)
+        for event in merged:
+            writer.write(event)
+    return writer.rows, writer.dropped

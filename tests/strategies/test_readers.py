@@ -307,3 +307,27 @@ def test_convert_cli_bad_input_is_one_clear_line(tmp_path, capsys, args, message
     assert main(["convert", *args[:3], str(out), *args[3:]]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("fmt", "path", "depth"), [
+    *((fmt, path, 10) for fmt, path, _, _ in SAMPLES), ("tardis-l2", TARDIS_L2, 4), ("tardis-l2", TARDIS_L2, 1),
+])
+def test_native_converts_back_to_each_vendor_format(tmp_path, capsys, fmt, path, depth) -> None:
+    """dump -> native -> the dump's format: the same events read back."""
+    native = tmp_path / "native.csv"
+    again = tmp_path / f"again-{fmt}.csv.gz"
+    assert main(["convert", "--from", fmt, str(path), str(native), "--depth", str(depth)]) == 0
+    assert main(["convert", "--from", "native", "--to", fmt, str(native), str(again), "--exchange",
+                 "binance-futures"]) == 0, capsys.readouterr().err
+    assert list(open_reader(fmt, again, depth=depth)) == list(open_reader(fmt, path, depth=depth))
+    if fmt.startswith("tardis"):
+        assert gzip.open(again, "rt").read().splitlines()[1].startswith("binance-futures,BTCUSDT,")
+
+
+def test_vendor_output_drops_what_it_cannot_hold(tmp_path, capsys) -> None:
+    out = tmp_path / "quotes.csv"
+    assert main(["convert", "--from", "tardis-quotes", str(TARDIS_QUOTES), str(out), "--to", "tardis-quotes",
+                 "--merge", f"tardis-trades:{TARDIS_TRADES}"]) == 0
+    err = capsys.readouterr().err
+    assert "wrote 40 rows" in err and "30 events tardis-quotes cannot hold dropped" in err
+    assert list(open_reader("tardis-quotes", out)) == list(open_reader("tardis-quotes", TARDIS_QUOTES))
