@@ -174,13 +174,16 @@ def build_run(base: Base, params: dict[str, object], data: MarketData) -> tuple[
 
 
 def validate_grid(base: Base, grid: dict[str, list[object]], data: MarketData) -> None:
-    """Check each grid value on its own against the base config (naming the key and value)."""
+    """Check each grid value on its own against the base config (naming the key and value), then
+    every combination (values valid alone can clash, e.g. min_spread_bps above max_spread_bps)."""
     for name, values in grid.items():
         for value in values:
             try:
                 build_run(base, {name: value}, data)
             except SweepError as exc:
                 raise SweepError(f"--grid {name}={value!r}: {str(exc).split(': ', 1)[-1]}") from None
+    for params in combinations(grid):
+        build_run(base, params, data)
 
 
 # --- running -----------------------------------------------------------------------------------

@@ -331,3 +331,19 @@ def test_vendor_output_drops_what_it_cannot_hold(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert "wrote 40 rows" in err and "30 events tardis-quotes cannot hold dropped" in err
     assert list(open_reader("tardis-quotes", out)) == list(open_reader("tardis-quotes", TARDIS_QUOTES))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", str(BOOKTICKER), "--data-format", "kraken"], "unknown --data-format 'kraken'"),
+        (["--data", str(BOOKTICKER), "--data", str(FUTURES_TRADES), "--data-format", "binance-bookticker",
+          "--data-format", "binance-trades", "--data-format", "native"], "one per --data (2 files, 3 formats)"),
+        (["--data", str(FUTURES_TRADES), "--data-format", "binance-bookticker"], "not a binance-bookticker file"),
+        (["--data", str(TARDIS_L2), "--data-format", "tardis-l2", "--depth", "0"], "depth must be at least 1"),
+    ],
+)
+def test_backtest_cli_data_format_errors_are_one_line(capsys, args, message) -> None:
+    assert main([*args, "--strategy", "NONE"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err, err

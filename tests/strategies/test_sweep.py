@@ -120,3 +120,13 @@ def test_sweep_reads_exchange_dumps(tmp_path, capsys) -> None:
 def test_pareto_front() -> None:
     points = [(1.0, 5.0), (2.0, 4.0), (0.5, 1.0), (3.0, 9.0), (3.0, 2.0)]
     assert pareto_front(points) == [2, 0, 3]
+
+
+def test_a_clashing_combination_is_refused_before_anything_runs(tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    code = main(["sweep", "--data", "synthetic:300", "--grid", "min_spread_bps=1,50", "--grid",
+                 "max_spread_bps=40,100", "--out", str(out), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert '{"max_spread_bps":40.0,"min_spread_bps":50.0}' in err and "must not exceed max_spread_bps" in err
+    assert not out.exists()
