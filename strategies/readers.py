@@ -145,7 +145,9 @@ def open_text(path: str | Path) -> IO[str]:
         if len(names) != 1:
             archive.close()
             raise MarketDataError(f"{path}: a zip must hold exactly one file, it holds {len(names)}")
-        return io.TextIOWrapper(archive.open(names[0]), encoding="utf-8", newline="")
+        member = archive.open(names[0])
+        archive.close()  # the member keeps the file open until it is closed itself
+        return io.TextIOWrapper(member, encoding="utf-8", newline="")
     return path.open(newline="", encoding="utf-8")
 
 
