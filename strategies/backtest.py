@@ -25,9 +25,11 @@ fee (paid on buys) is valued at the fill price and treated as base sold at that 
 Cost per event is constant: order lookups are dicts keyed by id, the engine keeps a bounded
 closed-order history, and the report series are decimated to ``record_points``.
 
-CLI: ``python -m strategies.backtest --data FILE --strategy GRID_TRADING --report out.png``
-(``--help`` lists the options; ``--set field=value`` overrides any StrategyConfig/OrderConfig
-field).
+CLI: ``python -m strategies.backtest --data FILE [--data-format FMT] --strategy GRID_TRADING
+--report out.png`` (``--help`` lists the options; ``--set field=value`` overrides any
+StrategyConfig/OrderConfig field). Two subcommands: ``convert`` (exchange/vendor dumps to the native
+format, ``strategies.readers``) and ``sweep`` (a parameter grid on every core, ``strategies.sweep``).
+See docs/backtesting.md.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import math
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -49,6 +52,20 @@ from strategies.analysis import analyze_market
 from strategies.base import MarketMakingStrategy, diff_orders
 from strategies.config import OrderConfig, StrategyConfig
 from strategies.marketdata import QUOTE, TRADE, MarketData, MarketDataError, load_market_data
+from strategies.readers import (
+    FORMATS,
+    INFER_EVENTS,
+    Event,
+    convert,
+    export,
+    infer_increments,
+    load_events,
+    merge_by_time,
+    native_events,
+    split_symbol,
+    symbol_from_filename,
+    to_market_data,
+)
 from strategies.selection import STRATEGY_CLASSES, create_strategy
 from strategies.types import BUY, SELL, InventoryState, LiveOrder, MarketSnapshot, RiskContext
 
@@ -133,6 +150,13 @@ class BacktestResult:
     orders_rejected: int
     final_base: float
     final_quote: float
+    first_mid: float = 0.0
+    """The mid the start inventory is valued at (the first quote/book event's)."""
+    last_mid: float = 0.0
+    """The mid the end inventory is valued at."""
+    inventory_risk: float = 0.0
+    """Time-averaged |base held - initial base| x mid (quote currency): the exposure the strategy took
+    on, weighted by how long it held it."""
     series: dict[str, list[float]] = field(default_factory=dict, repr=False)
     """Decimated samples: ts, mid, bid, ask (bot's best, NaN when none), base, pnl."""
 
@@ -335,8 +359,11 @@ class Backtest:
         next_analysis = ts_col[0] + analyse_every if analyse_every else math.inf
         placed = cancelled = rejected = 0
         uptime = 0.0
+        exposure = 0.0
+        initial_base = settings.initial_base
         prev_ts = ts_col[0]
         equity_start = None
+        first_mid = 0.0
         peak = -math.inf
         max_drawdown = 0.0
         n = len(ts_col)
@@ -354,6 +381,8 @@ class Backtest:
                 ts = ts_col[i]
                 if side_counts[BUY] and side_counts[SELL]:
                     uptime += ts - prev_ts
+                if self.position != initial_base:
+                    exposure += abs(self.position - initial_base) * self.mid * (ts - prev_ts)
                 prev_ts = ts
                 now_ms = int(ts * 1000.0)
                 kind = kind_col[i]
@@ -412,6 +441,7 @@ class Backtest:
                 mid = (best_bid + best_ask) * 0.5
                 self.mid = mid
                 if equity_start is None:
+                    first_mid = mid
                     equity_start = self.cash + self.position * mid
                     if self.position:
                         self.average_cost = mid
@@ -513,6 +543,9 @@ class Backtest:
             orders_rejected=rejected,
             final_base=(base_free + base_locked) / 10**self.base_exp,
             final_quote=(quote_free + quote_locked) / 10**self.quote_exp,
+            first_mid=first_mid,
+            last_mid=mid,
+            inventory_risk=exposure / data_secs if data_secs > 0 else 0.0,
             series=series,
         )
 
@@ -636,7 +669,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m strategies.backtest",
         description="Replay a market-data file through the emulator's matching engine with a strategy.",
     )
-    parser.add_argument("--data", required=True, help="market-data CSV (or .parquet with pyarrow)")
+    parser.add_argument("--data", required=True, action="append",
+                        help="market-data file (native CSV, plain or gzip, or .parquet with pyarrow; or a "
+                             "--data-format dump); repeat to merge files by time")
+    parser.add_argument("--data-format", action="append", default=[], metavar="FMT",
+                        help=f"format of each --data (native, {', '.join(FORMATS)}); default native; one "
+                             "value applies to every --data")
+    parser.add_argument("--depth", type=int, default=10, help="levels kept from an L2 dump (tardis-l2)")
     parser.add_argument("--strategy", default="GRID_TRADING", choices=[*STRATEGY_CLASSES, "NONE"],
                         help="strategy to run; NONE replays the data only")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
@@ -659,14 +698,133 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_data(paths: list[str], formats: list[str], depth: int = 10) -> MarketData:
+    """Load ``paths`` (their formats: one per path, one for all, or none = native), merged by time."""
+    if not formats:
+        formats = ["native"] * len(paths)
+    elif len(formats) == 1:
+        formats = formats * len(paths)
+    elif len(formats) != len(paths):
+        raise ValueError(f"give one --data-format for all --data or one per --data ({len(paths)} files, "
+                         f"{len(formats)} formats)")
+    for fmt in formats:
+        if fmt != "native" and fmt not in FORMATS:
+            raise ValueError(f"unknown --data-format {fmt!r} (one of native, {', '.join(FORMATS)})")
+    if formats == ["native"]:
+        return load_market_data(paths[0])
+    streams = []
+    metadata: dict[str, str] = {}
+    readers = []
+    for fmt, path in zip(formats, paths, strict=True):
+        events, meta, reader = load_events(fmt, path, depth=depth)
+        streams.append(events)
+        metadata = {**meta, **metadata}
+        if reader is not None:
+            readers.append((reader, path))
+    data = to_market_data(merge_by_time(streams), metadata)
+    if "symbol" not in metadata:
+        names = [r.symbol or symbol_from_filename(p) for r, p in readers]
+        found = next((n for n in names if n), None)
+        if found:
+            data.metadata["symbol"] = split_symbol(found)
+    if "tick_size" not in metadata and len(data):
+        tick, lot = infer_increments(list(native_events_head(data, INFER_EVENTS)))
+        data.metadata["tick_size"] = repr(tick)
+        data.metadata["lot_size"] = repr(lot)
+    return data
+
+
+def native_events_head(data: MarketData, n: int) -> Iterator[Event]:
+    """The first ``n`` events of ``data``."""
+    for i, event in enumerate(native_events(data)):
+        if i >= n:
+            return
+        yield event
+
+
+def build_convert_parser() -> argparse.ArgumentParser:
+    """``convert``'s options."""
+    parser = argparse.ArgumentParser(
+        prog="python -m strategies.backtest convert",
+        description="Convert an exchange or vendor dump (plain, gzip or zip) to the native market-data CSV, "
+                    "streaming (bounded memory); --merge adds more files merged by time.",
+    )
+    parser.add_argument("--from", dest="source", required=True, choices=[*FORMATS, "native"])
+    parser.add_argument("--to", dest="target", default="native", choices=["native", *FORMATS],
+                        help="output format (default native; a vendor format writes what it can hold)")
+    parser.add_argument("--exchange", default="native", help="exchange column of Tardis output")
+    parser.add_argument("input", help="input file")
+    parser.add_argument("output", help="output native CSV (.gz: gzip-compressed)")
+    parser.add_argument("--merge", action="append", default=[], metavar="FMT:FILE",
+                        help="another input (e.g. binance-trades:trades.csv), merged by time; repeatable")
+    parser.add_argument("--symbol", help="BASE/QUOTE for the metadata (default: from the file)")
+    parser.add_argument("--tick-size", type=float, help="default: inferred from the prices' decimals")
+    parser.add_argument("--lot-size", type=float, help="default: inferred from the sizes' decimals")
+    parser.add_argument("--time", choices=["local", "exchange", "event", "transaction"],
+                        help="which timestamp column to use (Tardis: local|exchange, Binance bookTicker: "
+                             "event|transaction)")
+    parser.add_argument("--depth", type=int, default=10, help="levels kept from an L2 dump (1: quotes)")
+    parser.add_argument("--only-symbol", help="keep only this symbol's rows of a multi-symbol Tardis file")
+    return parser
+
+
+def convert_main(argv: list[str]) -> int:
+    """``convert``: bad input prints one line to stderr and returns 2."""
+    args = build_convert_parser().parse_args(argv)
+    inputs: list[tuple[str, str]] = [(args.source, args.input)]
+    try:
+        for item in args.merge:
+            fmt, sep, path = item.partition(":")
+            if not sep or (fmt not in FORMATS and fmt != "native"):
+                raise ValueError(f"--merge expects FMT:FILE with FMT one of native, {', '.join(FORMATS)}; "
+                                 f"got {item!r}")
+            inputs.append((fmt, path))
+        if args.depth < 1:
+            raise ValueError(f"--depth must be at least 1, got {args.depth}")
+        for name in ("tick_size", "lot_size"):
+            value = getattr(args, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"--{name.replace('_', '-')} must be greater than 0, got {value!r}")
+        time_option = args.time
+        if time_option in ("event", "transaction") and any(f.startswith("tardis") for f, _ in inputs):
+            raise ValueError(f"--time {time_option} is for binance-bookticker; Tardis files take local|exchange")
+        if time_option in ("local", "exchange") and any(f == "binance-bookticker" for f, _ in inputs):
+            raise ValueError(f"--time {time_option} is for Tardis files; binance-bookticker takes event|transaction")
+        if args.target != "native":
+            rows, dropped = export(inputs, args.output, args.target, exchange=args.exchange, symbol=args.symbol,
+                                   time=time_option, depth=args.depth)
+            print(f"wrote {rows} rows to {args.output} ({dropped} events {args.target} cannot hold dropped)",
+                  file=sys.stderr)
+            return 0
+        rows, readers = convert(inputs, args.output, symbol=args.symbol, tick_size=args.tick_size,
+                                lot_size=args.lot_size, time=time_option, depth=args.depth,
+                                only_symbol=args.only_symbol)
+    except (ValueError, OSError) as exc:  # DataFormatError is a MarketDataError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for reader in readers:
+        st = reader.stats
+        print(f"{reader.path}: {st.rows} rows, {st.events} events, {st.skipped} skipped (empty side), "
+              f"{st.crossed} crossed/locked dropped, {st.clamped} times held back", file=sys.stderr)
+    print(f"wrote {rows} events to {args.output}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; bad input prints one line to stderr and returns 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "convert":
+        return convert_main(argv[1:])
+    if argv and argv[0] == "sweep":
+        from strategies.sweep import main as sweep_main
+
+        return sweep_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.report and not args.report.lower().endswith(".png"):
             raise ValueError(f"--report must name a .png file, got {args.report!r}")
-        data = load_market_data(args.data)
+        data = load_data(args.data, args.data_format, depth=args.depth)
         settings = settings_from_metadata(
             data, symbol=args.symbol, tick_size=args.tick_size, lot_size=args.lot_size,
             min_notional=args.min_notional, initial_base=args.initial_base, initial_quote=args.initial_quote,

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import math
 import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 COLUMNS = ("ts", "kind", "bid", "bid_size", "ask", "ask_size", "price", "size", "side", "bids", "asks")
 QUOTE, TRADE, BOOK = 0, 1, 2
@@ -129,14 +131,15 @@ def _check_row(data: MarketData, i: int) -> str | None:
 
 
 def load_market_data(path: str | Path) -> MarketData:
-    """Read a CSV (or, with pyarrow, a ``.parquet``) market-data file; ``MarketDataError`` if malformed."""
+    """Read a CSV (plain or gzip; or, with pyarrow, a ``.parquet``) market-data file; ``MarketDataError``
+    if malformed."""
     path = Path(path)
     if not path.exists():
         raise MarketDataError(f"{path}: no such file")
     if path.suffix.lower() == ".parquet":
         return _load_parquet(path)
     data = MarketData()
-    with path.open(newline="") as handle:
+    with _open_text(path) as handle:
         header: list[str] | None = None
         reader = csv.reader(handle)
         for line_no, row in enumerate(reader, start=1):
@@ -157,6 +160,15 @@ def load_market_data(path: str | Path) -> MarketData:
     if header is None:
         raise MarketDataError(f"{path}: no header row")
     return data
+
+
+def _open_text(path: Path) -> IO[str]:
+    """The file as text; gzip-compressed files (told by their magic bytes) are decompressed on the fly."""
+    with path.open("rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    if gzipped:
+        return gzip.open(path, "rt", newline="", encoding="utf-8")
+    return path.open(newline="", encoding="utf-8")
 
 
 def _parse_row(data: MarketData, row: list[str], path: Path, line_no: int) -> None:
