@@ -56,6 +56,8 @@ BENCHES = (
     Bench("push", "bench.bench_push", "push.json", quick_args=("--clients", "1,50", "--events", "100")),
     Bench("engine", "bench.bench_engine", "engine.json", quick_args=("--quick",)),
     Bench("kill", "bench.bench_kill", "kill.json", quick_args=("--quick",)),
+    Bench("backtest data", "bench.bench_backtest_data", "backtest_data.json",
+          quick_args=("--rows", "20000", "--ticks", "5000", "--repeat", "1")),
 )
 
 
@@ -236,12 +238,36 @@ def rows_kill(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def rows_backtest_data(data: dict[str, Any]) -> list[Row]:
+    rows = [
+        Row("backtest data", f"read {name} (gzip)", figures.get("rows_per_sec"), "rows/s", None,
+            measures="`strategies.readers` streaming a generated gzip dump of that vendor format into the "
+                     "backtester's events (one core)")
+        for name, figures in (data.get("readers") or {}).items()
+    ]
+    rows.append(Row("backtest data", "convert bookTicker + trades, merged, gzip out",
+                    data.get("convert_merge_rows_per_sec"), "rows/s", None,
+                    measures="`python -m strategies.backtest convert` merging two dumps by time into the native "
+                             "format"))
+    sweep = data.get("sweep") or {}
+    for workers, secs in (sweep.get("wall_secs_by_workers") or {}).items():
+        rows.append(Row("backtest data", f"sweep of {sweep.get('runs')} runs, {workers} worker(s)", secs, "s", None,
+                        higher_is_better=False,
+                        measures=f"`strategies.sweep`: {sweep.get('runs')} backtests of {sweep.get('events_per_run')} "
+                                 "events each on a process pool (results identical for any worker count: "
+                                 f"{sweep.get('results_identical')})",
+                        note="measured while other work held the second core: it shows equal results, "
+                             "not the speed-up of a free core"))
+    return rows
+
+
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "exchange.json": rows_exchange,
     "strategies.json": rows_strategies,
     "push.json": rows_push,
     "engine.json": rows_engine,
     "kill.json": rows_kill,
+    "backtest_data.json": rows_backtest_data,
 }
 
 
