@@ -409,9 +409,15 @@ class CcxtGateway(ExchangeGateway):
         if request.time_in_force == "IOC" and request.order_type == "limit":
             params["timeInForce"] = "IOC"
 
-        def create(client: Any) -> Awaitable[dict]:
-            return client.create_order(request.pair, request.order_type, request.side, amount, price_arg,
-                                       dict(params))
+        async def create(client: Any) -> dict:
+            raw = await client.create_order(request.pair, request.order_type, request.side, amount, price_arg,
+                                            dict(params))
+            # venues that answer a placement with its ids only: the rest is what was asked for
+            for key, value in (("amount", amount), ("price", price_arg), ("side", request.side),
+                               ("type", request.order_type), ("clientOrderId", params["clientOrderId"])):
+                if raw.get(key) is None:
+                    raw[key] = value
+            return raw
 
         async def duplicate(error: ExchangeError, _outcome_was_unknown: bool) -> ExchangeOrder | None:
             # a duplicate means an order with this client id is open: that one is ours
@@ -603,7 +609,7 @@ class CcxtGateway(ExchangeGateway):
         """``_ref`` with the client id as this venue knows it."""
         if exchange_order_id or not client_order_id:
             return self._ref(exchange_order_id, client_order_id)
-        return self._ref(None, self._wire_id(client_order_id))
+        return None, {self.venue.client_id_param: self._wire_id(client_order_id)}
 
     async def cancel_order(
         self, pair: str, exchange_order_id: str | None = None, client_order_id: str | None = None
@@ -614,6 +620,8 @@ class CcxtGateway(ExchangeGateway):
         for attempt in range(self.read_attempts):
             try:
                 raw = await self._request(lambda client: client.cancel_order(order_id, pair, dict(params)))
+                if raw.get("status") is None:  # an answer with the ids only: the venue cancelled it
+                    raw["status"] = CANCELED
                 return self._order(raw, pair)
             except OrderNotFoundError:
                 if attempt == 0:

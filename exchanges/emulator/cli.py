@@ -9,6 +9,7 @@ import errno
 import os
 import signal
 import sys
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 
 from exchanges.emulator.server import AccountConfig, EmulatorConfig, EmulatorServer, FaultConfig, market_spec_for
@@ -39,6 +40,9 @@ def parse_account(text: str) -> AccountConfig:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the emulator's options on ``parser``."""
+    parser.add_argument("--venue", choices=["binance", "okx", "bybit"], default="binance",
+                        help="the REST dialect to speak (one matching engine either way)")
+    parser.add_argument("--passphrase", default="", help="passphrase of every --account (OKX signs with one)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8900)
     parser.add_argument("--seed", type=int, default=1)
@@ -93,6 +97,10 @@ def config_from_options(options: dict) -> EmulatorConfig:
     except ValueError as error:
         raise ArgumentError(str(error)) from None
     accounts = tuple(parse_account(text) for text in options["account"] or [])
+    venue, passphrase = options.get("venue") or "binance", options.get("passphrase") or ""
+    if venue == "okx" and accounts and not passphrase:
+        raise ArgumentError("--venue okx signs every request with a passphrase: pass --passphrase")
+    accounts = tuple(replace(account, passphrase=passphrase) for account in accounts)
     if options["market_step_ms"] < 0:
         raise ArgumentError("--market-step-ms must be >= 0")
     overrides: dict = {}
@@ -107,7 +115,7 @@ def config_from_options(options: dict) -> EmulatorConfig:
         host=options["host"], port=int(options["port"]), seed=int(options["seed"]), symbols=symbols,
         accounts=accounts, maker_fee_rate=maker, taker_fee_rate=taker, admin_token=options["admin_token"] or None,
         faults=faults, market_step_ms=int(options["market_step_ms"]),
-        dynamics={symbol: dict(overrides) for symbol in symbols} if overrides else {},
+        dynamics={symbol: dict(overrides) for symbol in symbols} if overrides else {}, venue=venue,
     )
 
 
@@ -115,7 +123,8 @@ async def serve(config: EmulatorConfig, announce=print) -> None:
     """Run the emulator until SIGINT/SIGTERM."""
     server = EmulatorServer(config)
     base_url = await server.start()
-    announce(f"exchange emulator listening on {base_url} (symbols {', '.join(config.symbols)}, seed {config.seed}, "
+    announce(f"exchange emulator ({config.venue}) listening on {base_url} "
+             f"(symbols {', '.join(config.symbols)}, seed {config.seed}, "
              f"{len(config.accounts)} account(s), admin API {'on' if config.admin_token else 'off'})")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -131,6 +131,9 @@ class Venue:
     """None: cancel-replace is a cancel, then a placement (two requests)."""
     duplicate_client_id_markers: tuple[str, ...] = ()
     """Text in a rejection that says "an order with this client id exists"."""
+    client_id_param: str = "clientOrderId"
+    """The param that names an order by client id in ``fetch_order`` / ``cancel_order`` (ccxt's unified
+    one, unless the venue's ccxt class passes only its own)."""
     my_trades_params: dict = field(default_factory=dict)
     """Params of the first ``fetch_my_trades`` call (e.g. ccxt's own pagination)."""
     next_trades_page: Callable[[list[dict], int], dict | None] | None = None

@@ -13,7 +13,12 @@ API_NAMES = ("spot", "futures", "v2", "public", "private")
 def config_for(base_url: str | None, api_key: str, secret: str, passphrase: str = "", timeout_ms: int = 10_000) -> dict:
     """ccxt ``bybit`` config: spot markets only; ``base_url`` points every REST family at it."""
     config = base_config(api_key, secret, passphrase, timeout_ms)
-    config["options"] = {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}, "adjustForTimeDifference": False}
+    config["options"] = {
+        "defaultType": "spot",
+        "fetchMarkets": {"types": ["spot"]},
+        "adjustForTimeDifference": False,
+        "fetchOrder": {"acknowledged": True},  # v5 unified: the last 500 orders by id or link id
+    }
     if base_url is not None:
         root = base_url.rstrip("/")
         config["urls"] = {"api": {name: root for name in API_NAMES}}
@@ -39,6 +44,7 @@ VENUE = Venue(
     config=config_for,
     stream_config=stream_config_for,
     duplicate_client_id_markers=("170141",),
+    client_id_param="orderLinkId",  # ccxt bybit's fetch_order / cancel_order pass params through as they are
     my_trades_params={"paginate": True},
     private_stream_methods=("watch_orders", "watch_my_trades"),
     emulator_dialect="bybit",
