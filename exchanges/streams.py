@@ -55,10 +55,10 @@ def _decimal(value: Any) -> Decimal:
     return Decimal(0) if value is None else Decimal(str(value))
 
 
-def best_quote_from_ticker(ticker: dict, received_at: float) -> BestQuote:
+def best_quote_from_ticker(ticker: dict, received_at: float, update_id_key: str | None = None) -> BestQuote:
     """Map one of ccxt's unified bid/ask tickers to a ``BestQuote`` (Decimals via ``str``, exact)."""
     info = ticker.get("info") or {}
-    update_id = info.get("u") if isinstance(info, dict) else None
+    update_id = info.get(update_id_key) if isinstance(info, dict) and update_id_key else None
     return BestQuote(
         symbol=ticker["symbol"],
         bid=_decimal(ticker.get("bid")),
@@ -139,7 +139,7 @@ class BookTickerStream:
             if ticker is None or ticker is self._delivered.get(symbol):
                 continue
             self._delivered[symbol] = ticker
-            quotes.append(best_quote_from_ticker(ticker, now))
+            quotes.append(best_quote_from_ticker(ticker, now, self.venue.quote_update_id_key))
         return quotes
 
     def _backoff_secs(self) -> float:

@@ -385,7 +385,11 @@ class EmulatorServer:
         if self.config.venue != "binance":
             from exchanges.emulator.dialects.registry import dialect_for
 
-            dialect_for(self.config.venue, self).install(app)
+            dialect = dialect_for(self.config.venue, self)
+            dialect.install(app)
+            self.streams = dialect.stream_hub(self.streams)
+            for path in dialect.stream_paths:
+                app.router.add_route("GET", path, self.streams.handle)
             self._add_admin_routes(app)
             return app
         routes = [

@@ -138,6 +138,8 @@ class Venue:
     """Params of the first ``fetch_my_trades`` call (e.g. ccxt's own pagination)."""
     next_trades_page: Callable[[list[dict], int], dict | None] | None = None
     """(last page, page size) -> params of the next page; None: one call returns everything."""
+    quote_update_id_key: str | None = None
+    """The key of the per-symbol update id in a pushed best bid/ask's raw message (None: not sent)."""
     stream_methods: tuple[str, ...] = STREAM_METHODS
     private_stream_methods: tuple[str, ...] = ()
     emulator_dialect: str = ""

@@ -125,6 +125,7 @@ VENUE = Venue(
     ),
     duplicate_client_id_markers=("Duplicate order",),
     next_trades_page=_next_trades_page,
+    quote_update_id_key="u",
     private_stream_methods=("watch_orders", "watch_my_trades"),
     emulator_dialect="binance",
 )

@@ -36,6 +36,7 @@ VENUE = Venue(
     stream_config=stream_config_for,
     duplicate_client_id_markers=("51016",),
     my_trades_params={"paginate": True},
+    quote_update_id_key="seqId",
     private_stream_methods=("watch_orders", "watch_my_trades"),
     emulator_dialect="okx",
 )

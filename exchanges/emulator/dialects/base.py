@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from exchanges.emulator.engine import EngineError, OrderInfo
+from exchanges.emulator.market_streams import BookTickerHub
 
 if TYPE_CHECKING:
     from exchanges.emulator.server import EmulatorServer
@@ -62,6 +63,12 @@ class Dialect:
 
     name = ""
     key_header = ""
+    stream_paths: tuple[str, ...] = ()
+    hub_class: type[BookTickerHub] = BookTickerHub
+
+    def stream_hub(self, default: BookTickerHub) -> BookTickerHub:
+        """The public-stream hub of this dialect (replacing the server's Binance one)."""
+        return self.hub_class(self.engine, first_update_id=default._first_update_id)
 
     def __init__(self, server: EmulatorServer):
         self.server = server

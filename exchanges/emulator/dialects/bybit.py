@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from exchanges.emulator.dialects.base import Dialect, DialectError, Handler, decimal_param, fmt, now_ms, top
+from exchanges.emulator.dialects.streams import BybitOrderbookHub
 from exchanges.emulator.engine import (
     BadParameterError,
     DuplicateOrderError,
@@ -49,6 +50,8 @@ def _status(order: OrderInfo) -> str:
 class BybitDialect(Dialect):
     name = "bybit"
     key_header = "X-BAPI-API-KEY"
+    stream_paths = ("/v5/public/spot",)
+    hub_class = BybitOrderbookHub
 
     def routes(self) -> list[tuple[str, str, Handler, bool, bool]]:
         return [

@@ -29,6 +29,7 @@ from exchanges.emulator.dialects.base import (
     now_ms,
     top,
 )
+from exchanges.emulator.dialects.streams import OkxBboHub
 from exchanges.emulator.engine import (
     BadParameterError,
     DuplicateOrderError,
@@ -63,6 +64,8 @@ def _ord_type(order: OrderInfo) -> str:
 class OkxDialect(Dialect):
     name = "okx"
     key_header = "OK-ACCESS-KEY"
+    stream_paths = ("/ws/v5/public",)
+    hub_class = OkxBboHub
 
     def routes(self) -> list[tuple[str, str, Handler, bool, bool]]:
         return [
