@@ -57,7 +57,7 @@ def emulator_open_account(*, account: ExchangeAccount, balances: dict[str, Decim
         raise EmulatorRegistrationError("EMULATOR_ADMIN_TOKEN is not configured for this platform")
     creds = account.credentials()
     funds = balances if balances is not None else parse_balances(settings.EMULATOR_DEMO_BALANCES)
-    body = json.dumps({"api_key": creds.api_key, "secret": creds.api_secret,
+    body = json.dumps({"api_key": creds.api_key, "secret": creds.api_secret, "passphrase": creds.passphrase,
                        "balances": {asset: str(amount) for asset, amount in funds.items()}}).encode()
     request = urllib.request.Request(
         account.api_base_url.rstrip("/") + "/admin/accounts", data=body, method="POST",

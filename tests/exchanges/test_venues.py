@@ -7,11 +7,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+import ccxt
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from exchanges_testkit import ADMIN_TOKEN, emulator_config
 
+from exchanges.ccxt_config import config_for
+from exchanges.emulator.server import EmulatorServer
 from exchanges.models import ExchangeAccount
+from exchanges.services import emulator_open_account
 from exchanges.venues import SUPPORTED_EXCHANGE_IDS, VENUES, ClientIdError, get_venue
 from tests.conftest import PASSWORD, TenantWorld
 
@@ -120,3 +125,22 @@ def test_nothing_venue_specific_outside_the_registry():
             if VENUE_WORDS.search(line) and not any(name == f and text in line for f, text in ALLOWED):
                 found.append(f"{name}:{number}: {line.strip()}")
     assert found == []
+
+
+def test_opening_an_okx_account_on_the_emulator_registers_its_passphrase(world_a: TenantWorld, settings) -> None:
+    server = EmulatorServer(emulator_config(venue="okx", accounts=()))
+    server.start_in_thread()
+    try:
+        settings.EMULATOR_ADMIN_TOKEN = ADMIN_TOKEN
+        settings.EMULATOR_DEMO_BALANCES = "USDT=1000"
+        account = ExchangeAccount(tenant=world_a.tenant, label="okx-demo", exchange_id="okx",
+                                  api_base_url=server.base_url)
+        account.set_credentials(api_key="okx-key", api_secret="okx-secret", passphrase="okx-Phrase")
+        account.save()
+        emulator_open_account(account=account)
+        exchange = ccxt.okx(config_for("okx", server.base_url, "okx-key", "okx-secret", "okx-Phrase"))
+        assert exchange.fetch_balance()["USDT"]["free"] == 1000
+        with pytest.raises(ccxt.AuthenticationError):
+            ccxt.okx(config_for("okx", server.base_url, "okx-key", "okx-secret", "other")).fetch_balance()
+    finally:
+        server.stop_thread()
