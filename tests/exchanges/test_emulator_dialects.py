@@ -423,3 +423,22 @@ async def test_best_bid_ask_stream_of_each_dialect(venue):
                 assert moved.update_id > seen["BTC/USDT"].update_id
         finally:
             await stream.close()
+
+
+def test_a_crossing_post_only_order_is_accepted_then_cancelled_as_on_the_venue(dialect):
+    """OKX and Bybit do not refuse a post-only order that would take: they accept and cancel it."""
+    venue, server = dialect
+    exchange = client(venue, server.base_url)
+    exchange.load_markets()
+    ask = exchange.fetch_order_book("BTC/USDT", 1)["asks"][0][0]
+    used_before = exchange.fetch_balance()["USDT"]["used"]
+    crossing_cid = cid("x")
+    placed = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, ask, {"postOnly": True,
+                                                                          "clientOrderId": crossing_cid})
+    order = exchange.fetch_order(placed["id"], "BTC/USDT")
+    assert (order["status"], order["filled"], order["clientOrderId"]) == ("canceled", 0, crossing_cid)
+    assert exchange.fetch_balance()["USDT"]["used"] == used_before
+    assert exchange.fetch_order_book("BTC/USDT", 1)["asks"][0][0] == ask  # nothing traded
+    # the client id is free again, as for any closed order
+    again = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, ask - 500, {"clientOrderId": crossing_cid})
+    exchange.cancel_order(again["id"], "BTC/USDT")

@@ -5,9 +5,9 @@ executions -- with Bybit's envelope (``{"retCode", "retMsg", "result", "retExtIn
 codes and its header signing (``X-BAPI-API-KEY``, ``-TIMESTAMP``, ``-RECV-WINDOW``, ``-SIGN`` = hex
 HMAC-SHA256 of timestamp + key + recv window + query string or JSON body).
 
-Deviations, stated: a PostOnly order that would take is refused (170130) instead of being accepted and
-cancelled; a market buy sized in the quote coin is refused (send ``marketUnit=baseCoin``); executions
-are returned in one page (no ``nextPageCursor``).
+A PostOnly order that would take is accepted and cancelled at once (``Cancelled``), as on Bybit.
+Deviations, stated: a market buy sized in the quote coin is refused (send ``marketUnit=baseCoin``);
+executions are returned in one page (no ``nextPageCursor``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from exchanges.emulator.engine import (
     TradeInfo,
     UnknownOrderError,
     UnknownSymbolError,
-    WouldMatchError,
 )
 
 MAX_CLIENT_ID = 36
@@ -97,9 +96,6 @@ class BybitDialect(Dialect):
             return self._error(170131, "Insufficient balance.")
         if isinstance(error, DuplicateOrderError):
             return self._error(170141, "Duplicate clientOrderId.")
-        if isinstance(error, WouldMatchError):
-            return self._error(170130, "Data sent for parameter 'timeInForce' is not valid: a PostOnly order "
-                               "would take liquidity.")
         if isinstance(error, FilterError):
             if "PRICE" in error.message:
                 return self._error(170134, "Order price decimal too long.")
@@ -262,7 +258,7 @@ class BybitDialect(Dialect):
         else:
             raise self._error(10001, "params error: orderType invalid")
         order, _ = self.engine.place_order(account_id, symbol, side.upper(), engine_type, quantity, price, tif,
-                                           link_id or None, now_ms())
+                                           link_id or None, now_ms(), cancel_crossing_post_only=True)
         return {"orderId": str(order.order_id), "orderLinkId": order.client_order_id}
 
     def _ref(self, params: dict) -> tuple[int | None, str | None]:

@@ -4,8 +4,8 @@ orders and read fills -- with OKX's envelope (``{"code", "msg", "data"}``), its 
 errors and its request signing (``OK-ACCESS-KEY``, ``-PASSPHRASE``, ``-TIMESTAMP``, ``-SIGN`` = base64
 HMAC-SHA256 of timestamp + method + path?query + body).
 
-Deviations, stated: a post-only order that would take is refused (``sCode`` 51000) instead of being
-accepted and cancelled; a market buy sized in the quote currency (``tgtCcy=quote_ccy``) is refused;
+A ``post_only`` order that would take is accepted and cancelled at once (state ``canceled``), as on OKX.
+Deviations, stated: a market buy sized in the quote currency (``tgtCcy=quote_ccy``) is refused;
 fills come oldest first from ``begin`` (newest first within the page, as OKX orders them).
 """
 
@@ -40,7 +40,6 @@ from exchanges.emulator.engine import (
     TradeInfo,
     UnknownOrderError,
     UnknownSymbolError,
-    WouldMatchError,
 )
 
 _STATES = {"NEW": "live", "PARTIALLY_FILLED": "partially_filled", "FILLED": "filled", "CANCELED": "canceled",
@@ -120,8 +119,6 @@ class OkxDialect(Dialect):
             return self._order_error("51008", "Order failed. Insufficient balance")
         if isinstance(error, DuplicateOrderError):
             return self._order_error("51016", "Duplicated clOrdId")
-        if isinstance(error, WouldMatchError):
-            return self._order_error("51000", "Parameter ordType error: a post_only order would take liquidity")
         if isinstance(error, FilterError):
             if "PRICE" in error.message:
                 return self._order_error("51000", "Parameter px error: not a multiple of tickSz")
@@ -276,7 +273,7 @@ class OkxDialect(Dialect):
         try:
             order, _ = self.engine.place_order(account_id, symbol, side, order_type, quantity,
                                                price if order_type != "MARKET" else None, tif, client_id or None,
-                                               now_ms())
+                                               now_ms(), cancel_crossing_post_only=True)
         except EngineError as error:
             answer = self.engine_error(error, self._place)
             if isinstance(answer.body, dict) and answer.body.get("data"):
