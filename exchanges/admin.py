@@ -10,7 +10,7 @@ from django.db import models
 from django.http import HttpRequest
 
 from exchanges.crypto import CredentialDecryptionError
-from exchanges.models import ExchangeAccount
+from exchanges.models import ExchangeAccount, credential_errors
 from exchanges.services import EmulatorRegistrationError, emulator_open_account
 from mmplatform.tenancy.admin import TenantScopedAdminMixin
 from mmplatform.tenancy.models import Role
@@ -40,6 +40,17 @@ class ExchangeAccountForm(forms.ModelForm):
         for name in ("api_key", "api_secret"):
             if creating and not cleaned.get(name):
                 self.add_error(name, "Required when the account is created.")
+        new_secret = any(cleaned.get(name) for name in ("api_key", "api_secret", "passphrase"))
+        if cleaned.get("exchange_id") and (creating or new_secret or "exchange_id" in self.changed_data):
+            current = self.instance.credentials() if self.instance.has_credentials else None
+            errors = credential_errors(
+                cleaned["exchange_id"],
+                api_key=cleaned.get("api_key") or (current.api_key if current else "") or "-",
+                api_secret=cleaned.get("api_secret") or (current.api_secret if current else "") or "-",
+                passphrase=cleaned.get("passphrase") or (current.passphrase if current else ""),
+            )
+            for name, message in errors.items():
+                self.add_error(name, message)
         return cleaned
 
     def save(self, commit: bool = True) -> ExchangeAccount:

@@ -7,6 +7,11 @@ idempotent by client order id (an unknown outcome is resolved by fetching the or
 before anything is re-sent); a per-account request budget shared by every process (Redis token
 bucket) that a 429 / DDoSProtection pauses for the whole account (Retry-After, every process); a
 timeout on every call; one ccxt client per event loop with markets loaded once.
+
+Venue-neutral: ccxt's unified params (``clientOrderId``, ``postOnly``, ``timeInForce``) and the venue
+registry (``exchanges.venues``) decide everything venue-specific -- the client config, how client order
+ids are encoded on the way out and decoded on the way back, whether a cancel-replace is one request,
+how trades are paged and which rejection means "duplicate client id".
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import json
 import logging
 import os
 import random
-import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -25,7 +29,6 @@ from typing import Any, TypeVar
 import ccxt
 import ccxt.async_support as ccxt_async
 
-from exchanges.ccxt_config import binance_config_for
 from exchanges.gateway import (
     CANCELED,
     OPEN,
@@ -43,6 +46,7 @@ from exchanges.gateway import (
     quantize_to_rules,
 )
 from exchanges.ratelimit import LocalTokenBucket, RateLimiter, RedisTokenBucket
+from exchanges.venues import PLATFORM_CLIENT_ID, ClientIdError, ReplaceFailure, UnknownVenueError, Venue, get_venue
 from mmplatform.errors import (
     AuthenticationFailedError,
     BadSymbolError,
@@ -60,7 +64,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-CLIENT_ORDER_ID_PATTERN = re.compile(r"^[.A-Za-z0-9:/_-]{1,36}$")
+CLIENT_ORDER_ID_PATTERN = PLATFORM_CLIENT_ID
 _TRADES_PAGE = 1000
 RATE_LIMIT_PAUSE_SECS = 1.0
 """Account-wide pause after a 429 / DDoSProtection that names no Retry-After."""
@@ -75,7 +79,7 @@ ERROR_MAP: tuple[tuple[type[Exception], type[ExchangeError]], ...] = (
     (ccxt.DDoSProtection, RateLimitedError),
     (ccxt.RateLimitExceeded, RateLimitedError),
     (ccxt.NetworkError, ExchangeUnavailableError),  # RequestTimeout, ExchangeNotAvailable, InvalidNonce
-    (ccxt.BadRequest, InvalidOrderError),  # Binance -1013 filter failures, -1100 bad parameters
+    (ccxt.BadRequest, InvalidOrderError),  # filter failures, bad parameters
     (ccxt.OperationFailed, ExchangeUnavailableError),  # BadResponse, NullResponse, -1000/-1001
     (asyncio.TimeoutError, ExchangeUnavailableError),
     (ConnectionError, ExchangeUnavailableError),
@@ -101,24 +105,6 @@ def _dec(value: Any) -> Decimal | None:
     if isinstance(value, Decimal):
         return value
     return Decimal(str(value))
-
-
-def cancel_replace_failure(error: BaseException | None) -> dict | None:
-    """The body of a Binance cancel-replace failure (-2021 / -2022 with its ``data``) that a ccxt
-    exception carries in its message (``"binance {...}"``); None for any other error."""
-    if error is None:
-        return None
-    text = str(error)
-    start = text.find("{")
-    if start < 0 or "-202" not in text:
-        return None
-    try:
-        body = json.loads(text[start:])
-    except ValueError:
-        return None
-    if not isinstance(body, dict) or body.get("code") not in (-2021, -2022) or not isinstance(body.get("data"), dict):
-        return None
-    return body
 
 
 def _retry_after(exchange: Any) -> float | None:
@@ -157,6 +143,10 @@ class CcxtGateway(ExchangeGateway):
         self.exchange_id = credentials.exchange_id
         if not hasattr(ccxt_async, self.exchange_id):
             raise BadSymbolError(f"ccxt does not know the exchange {self.exchange_id!r}")
+        try:
+            self.venue: Venue = get_venue(self.exchange_id)
+        except UnknownVenueError as error:
+            raise BadSymbolError(str(error)) from None
         self._credentials = credentials
         self.timeout_secs = timeout_secs
         self.read_attempts = read_attempts
@@ -170,7 +160,7 @@ class CcxtGateway(ExchangeGateway):
         self._rules: dict[str, MarketRules] = {}
         self._active: set[str] = set()
         self._client_ids: OrderedDict[str, str] = OrderedDict()  # exchange order id -> client id
-        rate = float(getattr(credentials, "rate_limit_per_sec", 20.0) or 20.0)
+        rate = float(getattr(credentials, "rate_limit_per_sec", 0.0) or self.venue.default_rate_limit_per_sec)
         self._own_limiter = rate_limiter is None
         if rate_limiter is None:
             target = redis if redis is not None else (redis_url or os.environ.get("REDIS_URL") or None)
@@ -188,16 +178,8 @@ class CcxtGateway(ExchangeGateway):
 
     def _config(self) -> dict:
         creds = self._credentials
-        timeout_ms = int(self.timeout_secs * 1000)
-        if self.exchange_id == "binance":
-            config = binance_config_for(creds.api_base_url or None, creds.api_key, creds.api_secret,
-                                        timeout_ms=timeout_ms)
-        else:
-            config = {"apiKey": creds.api_key, "secret": creds.api_secret, "enableRateLimit": False,
-                      "timeout": timeout_ms}
-        if getattr(creds, "passphrase", ""):
-            config["password"] = creds.passphrase
-        return config
+        return self.venue.config(creds.api_base_url or None, creds.api_key, creds.api_secret,
+                                 getattr(creds, "passphrase", "") or "", int(self.timeout_secs * 1000))
 
     def _client(self) -> Any:
         """This event loop's ccxt client (aiohttp sessions are bound to the loop that made them)."""
@@ -282,6 +264,13 @@ class CcxtGateway(ExchangeGateway):
                     raise
                 await self._sleep(self._delay(attempt, error))
         raise AssertionError("unreachable")
+
+    def _wire_id(self, client_order_id: str) -> str:
+        """The platform's client order id as this venue accepts it (``InvalidOrderError`` if it cannot)."""
+        try:
+            return self.venue.client_ids.encode(client_order_id)
+        except ClientIdError as error:
+            raise InvalidOrderError(str(error)) from None
 
     def _remember(self, exchange_order_id: str, client_order_id: str | None) -> None:
         if client_order_id:
@@ -387,7 +376,7 @@ class CcxtGateway(ExchangeGateway):
 
     def _order(self, raw: dict, pair: str) -> ExchangeOrder:
         exchange_order_id = str(raw.get("id"))
-        client_order_id = raw.get("clientOrderId") or None
+        client_order_id = self.venue.client_ids.decode(raw.get("clientOrderId") or None)
         self._remember(exchange_order_id, client_order_id)
         amount = _dec(raw.get("amount")) or Decimal(0)
         filled = _dec(raw.get("filled")) or Decimal(0)
@@ -420,13 +409,20 @@ class CcxtGateway(ExchangeGateway):
         if request.time_in_force == "IOC" and request.order_type == "limit":
             params["timeInForce"] = "IOC"
 
-        def create(client: Any) -> Awaitable[dict]:
-            return client.create_order(request.pair, request.order_type, request.side, amount, price_arg,
-                                       dict(params))
+        async def create(client: Any) -> dict:
+            raw = await client.create_order(request.pair, request.order_type, request.side, amount, price_arg,
+                                            dict(params))
+            # venues that answer a placement with its ids only: the rest is what was asked for
+            for key, value in (("amount", amount), ("price", price_arg), ("side", request.side),
+                               ("type", request.order_type), ("clientOrderId", params["clientOrderId"])):
+                if raw.get(key) is None:
+                    raw[key] = value
+            return raw
 
         async def duplicate(error: ExchangeError, _outcome_was_unknown: bool) -> ExchangeOrder | None:
             # a duplicate means an order with this client id is open: that one is ours
-            if isinstance(error, InvalidOrderError) and "Duplicate order" in str(error):
+            markers = self.venue.duplicate_client_id_markers
+            if isinstance(error, InvalidOrderError) and any(marker in str(error) for marker in markers):
                 return await self._find_by_client_id(request.pair, cid)
             return None
 
@@ -473,6 +469,7 @@ class CcxtGateway(ExchangeGateway):
         cid = request.client_order_id
         if not cid or not CLIENT_ORDER_ID_PATTERN.match(cid):
             raise InvalidOrderError(f"client order id {cid!r} must match {CLIENT_ORDER_ID_PATTERN.pattern}")
+        wire_id = self._wire_id(cid)
         if request.order_type not in ("limit", "market"):
             raise InvalidOrderError(f"unsupported order type {request.order_type!r}")
         if request.time_in_force not in ("GTC", "IOC") or (request.time_in_force == "IOC" and request.post_only):
@@ -481,7 +478,7 @@ class CcxtGateway(ExchangeGateway):
         rules = self.market_rules(request.pair)
         price, amount = quantize_to_rules(rules, request.side, request.price, request.amount)
         check_order_against_rules(rules, price, amount, request.order_type)
-        params: dict[str, Any] = {"newClientOrderId": cid}
+        params: dict[str, Any] = {"clientOrderId": wire_id}
         if request.post_only and request.order_type == "limit":
             params["postOnly"] = True
         return str(amount), (str(price) if request.order_type == "limit" else None), params
@@ -494,8 +491,9 @@ class CcxtGateway(ExchangeGateway):
         cancel_client_order_id: str | None,
         new: OrderRequest,
     ) -> ExchangeOrder:
-        """Cancel an open order and place ``new`` in one request: Binance spot ``order/cancelReplace``
-        (ccxt's ``edit_order``, ``cancelReplaceMode=STOP_ON_FAILURE``), one request of the budget.
+        """Cancel an open order and place ``new``: in one request (ccxt's ``edit_order`` with the
+        venue's cancel-replace params, one request of the budget) where the venue does it in one
+        request, else a cancel, then a placement.
 
         ``new`` is rounded and checked as ``place_order`` does. Outcomes:
 
@@ -510,28 +508,28 @@ class CcxtGateway(ExchangeGateway):
           is placed twice, and that failure is resolved by one more lookup. ``OrderOutcomeUnknownError``
           after ``place_attempts``, as ``place_order``.
 
-        Other venues: the same outcomes from a cancel, then a placement (two requests).
+        Venues without a one-request cancel-replace: the same outcomes from a cancel, then a placement.
         """
         if new.pair != pair:
             raise InvalidOrderError(f"replace on {pair} with a new order on {new.pair}")
         if not cancel_exchange_order_id and not cancel_client_order_id:
             raise ValueError("cancel_exchange_order_id or cancel_client_order_id is required")
-        if self.exchange_id != "binance":
+        dialect = self.venue.cancel_replace
+        if dialect is None:
             return await self._replace_in_two_requests(pair, cancel_exchange_order_id, cancel_client_order_id, new)
         cid = new.client_order_id
         amount, price_arg, params = await self._prepared(new)
-        params["cancelReplaceMode"] = "STOP_ON_FAILURE"
-        if new.order_type == "limit" and not new.post_only:
+        cancel_wire_id = self._wire_id(cancel_client_order_id) if cancel_client_order_id else None
+        params.update(dialect.params(cancel_exchange_order_id or None, cancel_wire_id))
+        if new.order_type == "limit" and not new.post_only and dialect.time_in_force_param:
             params["timeInForce"] = new.time_in_force
-        if not cancel_exchange_order_id:  # ccxt then sends cancelOrigClientOrderId instead of cancelOrderId
-            params["cancelOrigClientOrderId"] = cancel_client_order_id
 
         def edit(client: Any) -> Awaitable[dict]:
             return client.edit_order(cancel_exchange_order_id or None, pair, new.order_type, new.side, amount,
                                      price_arg, dict(params))
 
         async def cancel_failed(error: ExchangeError, outcome_was_unknown: bool) -> ExchangeOrder | None:
-            failure = cancel_replace_failure(error.__cause__)
+            failure = dialect.failure(error.__cause__)
             if failure is None:
                 return None  # refused before either half (filters, parameters, credentials), or unknown
             return await self._replace_failed(pair, cid, failure, outcome_was_unknown, error)
@@ -539,22 +537,20 @@ class CcxtGateway(ExchangeGateway):
         return await self._send_exactly_once(pair, cid, edit, "replace not resolved", cancel_failed)
 
     async def _replace_failed(
-        self, pair: str, cid: str, failure: dict, outcome_was_unknown: bool, error: ExchangeError
+        self, pair: str, cid: str, failure: ReplaceFailure, outcome_was_unknown: bool, error: ExchangeError
     ) -> ExchangeOrder:
-        """Resolve a -2021 / -2022 answer: the new order if an earlier attempt placed it, else raise."""
-        data = failure["data"]
-        if data.get("cancelResult") != "SUCCESS":
+        """Resolve a refused cancel-replace: the new order if an earlier attempt placed it, else raise."""
+        if not failure.cancel_succeeded:
             # STOP_ON_FAILURE: nothing placed by this request; an earlier, unanswered one may have
             if outcome_was_unknown:
                 found = await self._find_by_client_id(pair, cid)
                 if found is not None:
                     return found
-            cancel = data.get("cancelResponse") or {}
             raise ReplaceCancelFailedError(
-                f"{pair} {cid}: the order to replace is not open ({cancel.get('code')} {cancel.get('msg')}); "
-                "nothing placed", cancel.get("code"),
+                f"{pair} {cid}: the order to replace is not open ({failure.cancel_code} {failure.cancel_message}); "
+                "nothing placed", failure.cancel_code,
             ) from error
-        rejected = self._rejection(data.get("newOrderResponse") or {})
+        rejected = self._rejection(failure.new_order_response)
         rejected.cancelled = True
         raise rejected from error
 
@@ -563,7 +559,8 @@ class CcxtGateway(ExchangeGateway):
         own error table as the same answer from ``POST /order`` would be."""
         client = self._client()
         body = json.dumps(response, separators=(",", ":"))
-        url = str(client.urls["api"]["private"]) + "/order"
+        assert self.venue.cancel_replace is not None
+        url = self.venue.cancel_replace.rejection_url(client.urls)
         try:
             client.handle_errors(400, "Bad Request", url, "POST", {}, body, response, None, None)
         except Exception as error:
@@ -608,15 +605,23 @@ class CcxtGateway(ExchangeGateway):
             return None, {"clientOrderId": client_order_id}
         raise ValueError("exchange_order_id or client_order_id is required")
 
+    def _venue_ref(self, exchange_order_id: str | None, client_order_id: str | None) -> tuple[str | None, dict]:
+        """``_ref`` with the client id as this venue knows it."""
+        if exchange_order_id or not client_order_id:
+            return self._ref(exchange_order_id, client_order_id)
+        return None, {self.venue.client_id_param: self._wire_id(client_order_id)}
+
     async def cancel_order(
         self, pair: str, exchange_order_id: str | None = None, client_order_id: str | None = None
     ) -> ExchangeOrder:
         """Cancel; a retry that finds the order gone returns its final state instead of failing."""
-        order_id, params = self._ref(exchange_order_id, client_order_id)
+        order_id, params = self._venue_ref(exchange_order_id, client_order_id)
         await self.load_markets()
         for attempt in range(self.read_attempts):
             try:
                 raw = await self._request(lambda client: client.cancel_order(order_id, pair, dict(params)))
+                if raw.get("status") is None:  # an answer with the ids only: the venue cancelled it
+                    raw["status"] = CANCELED
                 return self._order(raw, pair)
             except OrderNotFoundError:
                 if attempt == 0:
@@ -635,7 +640,7 @@ class CcxtGateway(ExchangeGateway):
         self, pair: str, exchange_order_id: str | None = None, client_order_id: str | None = None
     ) -> ExchangeOrder:
         """One order, open or closed."""
-        order_id, params = self._ref(exchange_order_id, client_order_id)
+        order_id, params = self._venue_ref(exchange_order_id, client_order_id)
         await self.load_markets()
         raw = await self._read(lambda client: client.fetch_order(order_id, pair, dict(params)))
         return self._order(raw, pair)
@@ -647,17 +652,22 @@ class CcxtGateway(ExchangeGateway):
         return [self._order(item, pair or item.get("symbol") or "") for item in raw]
 
     async def fetch_my_trades(self, pair: str, since_ms: int | None = None) -> list[Trade]:
-        """Every fill on ``pair`` since ``since_ms`` (paged by trade id), with client ids filled in."""
+        """Every fill on ``pair`` since ``since_ms`` (paged as the venue pages), with client ids filled in."""
         await self.load_markets()
         raws: list[dict] = []
-        page = await self._read(lambda client: client.fetch_my_trades(pair, since_ms, _TRADES_PAGE))
+        first = dict(self.venue.my_trades_params)
+        page = await self._read(lambda client: client.fetch_my_trades(pair, since_ms, _TRADES_PAGE, dict(first)))
         raws.extend(page)
-        while len(page) >= _TRADES_PAGE:
-            next_id = int(page[-1]["id"]) + 1
+        next_page = self.venue.next_trades_page
+        params = next_page(page, _TRADES_PAGE) if next_page is not None else None
+        while params is not None:
             page = await self._read(
-                lambda client, next_id=next_id: client.fetch_my_trades(pair, None, _TRADES_PAGE, {"fromId": next_id})
+                lambda client, params=params: client.fetch_my_trades(pair, None, _TRADES_PAGE, dict(params))
             )
             raws.extend(page)
+            params = next_page(page, _TRADES_PAGE) if next_page is not None else None
+        seen: set[str] = set()
+        raws = [raw for raw in raws if not (str(raw.get("id")) in seen or seen.add(str(raw.get("id"))))]
         trades = []
         for raw in raws:
             order_id = str(raw.get("order"))

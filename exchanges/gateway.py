@@ -114,7 +114,8 @@ class BestQuote:
     received_at: float
     """Epoch seconds (``time.time()``) when the frame was read off the socket."""
     update_id: int | None
-    """The venue's per-symbol update id (Binance ``u``), increasing; None if the venue sends none."""
+    """The venue's per-symbol update id (e.g. the ``u`` of a bookTicker push), increasing; None if the
+    venue sends none."""
 
 
 @dataclass(frozen=True)

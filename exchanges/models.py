@@ -10,9 +10,30 @@ from django.core.validators import MinValueValidator
 from django.db import models
 
 from exchanges.crypto import decrypt_secret, encrypt_secret
+from exchanges.venues import DEFAULT_EXCHANGE_ID, SUPPORTED_EXCHANGE_IDS, VENUES
 from mmplatform.tenancy.models import TenantOwned
 
-SUPPORTED_EXCHANGE_IDS = ("binance",)
+__all__ = ["SUPPORTED_EXCHANGE_IDS", "AccountCredentials", "ExchangeAccount", "credential_errors"]
+
+EXCHANGE_CHOICES = [(exchange_id, venue.label) for exchange_id, venue in VENUES.items()]
+
+
+def credential_errors(exchange_id: str, *, api_key: str, api_secret: str, passphrase: str) -> dict[str, str]:
+    """Field errors of a credential set for ``exchange_id`` (empty when it is complete): a venue that
+    signs with a passphrase needs one; one that does not must not get one (it would be ignored)."""
+    venue = VENUES.get(exchange_id)
+    errors: dict[str, str] = {}
+    if venue is None:
+        return {"exchange_id": f"Unsupported exchange {exchange_id!r}; supported: {', '.join(SUPPORTED_EXCHANGE_IDS)}."}
+    if not api_key:
+        errors["api_key"] = "Required."
+    if not api_secret:
+        errors["api_secret"] = "Required."
+    if venue.requires_passphrase and not passphrase:
+        errors["passphrase"] = f"{venue.label} signs every request with the API key's passphrase: required."
+    if passphrase and not venue.requires_passphrase:
+        errors["passphrase"] = f"{venue.label} keys have no passphrase: leave it empty."
+    return errors
 
 
 @dataclass(frozen=True, repr=False)
@@ -43,8 +64,9 @@ class ExchangeAccount(TenantOwned):
     label = models.CharField(max_length=80)
     exchange_id = models.CharField(
         max_length=40,
-        default="binance",
-        help_text="ccxt exchange id (e.g. binance).",
+        default=DEFAULT_EXCHANGE_ID,
+        choices=EXCHANGE_CHOICES,
+        help_text="The venue (ccxt exchange id) from the venue registry.",
     )
     api_key_encrypted = models.TextField(blank=True, default="", editable=False)
     api_secret_encrypted = models.TextField(blank=True, default="", editable=False)
@@ -74,14 +96,23 @@ class ExchangeAccount(TenantOwned):
         return f"{self.label} ({self.exchange_id})"
 
     def clean(self) -> None:
-        if self.exchange_id not in SUPPORTED_EXCHANGE_IDS:
+        venue = VENUES.get(self.exchange_id)
+        if venue is None:
             raise ValidationError(
                 {"exchange_id": f"Unsupported exchange {self.exchange_id!r}; supported: "
                  f"{', '.join(SUPPORTED_EXCHANGE_IDS)}."}
             )
+        # stored credentials must suit the venue (a key moved to a venue that signs with a passphrase)
+        if self.has_credentials and venue.requires_passphrase and not self.passphrase_encrypted:
+            raise ValidationError({"exchange_id": f"{venue.label} signs every request with the API key's "
+                                   "passphrase: set one with the credentials."})
 
     def set_credentials(self, *, api_key: str, api_secret: str, passphrase: str = "") -> None:
-        """Encrypt and store credentials (the caller saves)."""
+        """Check against the venue's needs (``ValidationError`` with field errors, nothing changed),
+        then encrypt and store credentials (the caller saves)."""
+        errors = credential_errors(self.exchange_id, api_key=api_key, api_secret=api_secret, passphrase=passphrase)
+        if errors:
+            raise ValidationError(errors)
         self.api_key_encrypted = encrypt_secret(api_key)
         self.api_secret_encrypted = encrypt_secret(api_secret)
         self.passphrase_encrypted = encrypt_secret(passphrase)

@@ -99,7 +99,8 @@ def emulator_open_account(*, account: ExchangeAccount, balances: dict[str, Decim
     creds = account.credentials()
     target = balances if balances is not None else parse_balances(settings.EMULATOR_DEMO_BALANCES)
     opened = _emulator_call(account, "/admin/accounts",
-                            {"api_key": creds.api_key, "secret": creds.api_secret, "balances": {}})
+                            {"api_key": creds.api_key, "secret": creds.api_secret,
+                             "passphrase": creds.passphrase, "balances": {}})
     account_id = str(opened.get("account_id", ""))
     held = _emulator_call(account, "/admin/state", None).get("accounts", {}).get(account_id)
     if not isinstance(held, dict):

@@ -23,9 +23,9 @@ from typing import Any
 
 import ccxt.pro as ccxt_pro
 
-from exchanges.ccxt_config import binance_stream_config_for
 from exchanges.ccxt_gateway import map_ccxt_error
 from exchanges.gateway import BestQuote
+from exchanges.venues import UnknownVenueError, get_venue
 from mmplatform.errors import BadSymbolError, ExchangeUnavailableError, RateLimitedError
 
 _RECEIVED_AT = "_received_at"
@@ -55,10 +55,10 @@ def _decimal(value: Any) -> Decimal:
     return Decimal(0) if value is None else Decimal(str(value))
 
 
-def best_quote_from_ticker(ticker: dict, received_at: float) -> BestQuote:
+def best_quote_from_ticker(ticker: dict, received_at: float, update_id_key: str | None = None) -> BestQuote:
     """Map one of ccxt's unified bid/ask tickers to a ``BestQuote`` (Decimals via ``str``, exact)."""
     info = ticker.get("info") or {}
-    update_id = info.get("u") if isinstance(info, dict) else None
+    update_id = info.get(update_id_key) if isinstance(info, dict) and update_id_key else None
     return BestQuote(
         symbol=ticker["symbol"],
         bid=_decimal(ticker.get("bid")),
@@ -71,7 +71,7 @@ def best_quote_from_ticker(ticker: dict, received_at: float) -> BestQuote:
 
 
 class BookTickerStream:
-    """Best bid/ask pushes of one venue (``exchange_id``, e.g. ``binance``; ``api_base_url`` points
+    """Best bid/ask pushes of one venue (``exchange_id`` of the venue registry; ``api_base_url`` points
     it at the emulator, empty for the venue itself). One consumer per stream: concurrent ``watch``
     calls would share out the updates between them."""
 
@@ -90,6 +90,10 @@ class BookTickerStream:
         a socket that answers no ping for twice this long counts as dropped."""
         if not hasattr(ccxt_pro, exchange_id):
             raise BadSymbolError(f"ccxt.pro has no websocket client for {exchange_id!r}")
+        try:
+            self.venue = get_venue(exchange_id)
+        except UnknownVenueError as error:
+            raise BadSymbolError(str(error)) from None
         self.exchange_id = exchange_id
         self.api_base_url = api_base_url or None
         self.timeout_secs = timeout_secs
@@ -107,13 +111,7 @@ class BookTickerStream:
     def _config(self) -> dict:
         timeout_ms = int(self.timeout_secs * 1000)
         keepalive_ms = int(self.keepalive_secs * 1000)
-        if self.exchange_id == "binance":
-            return binance_stream_config_for(self.api_base_url, timeout_ms=timeout_ms, keepalive_ms=keepalive_ms)
-        config: dict = {"enableRateLimit": False, "timeout": timeout_ms, "newUpdates": True,
-                        "streaming": {"keepAlive": keepalive_ms, "connectionTimeout": timeout_ms}}
-        if self.api_base_url:
-            raise BadSymbolError(f"an api base url is only supported for binance, not {self.exchange_id!r}")
-        return config
+        return self.venue.stream_config(self.api_base_url, timeout_ms, keepalive_ms)
 
     def _client(self) -> Any:
         """This loop's ccxt.pro client; a client of another (or a closed) loop is dropped."""
@@ -141,7 +139,7 @@ class BookTickerStream:
             if ticker is None or ticker is self._delivered.get(symbol):
                 continue
             self._delivered[symbol] = ticker
-            quotes.append(best_quote_from_ticker(ticker, now))
+            quotes.append(best_quote_from_ticker(ticker, now, self.venue.quote_update_id_key))
         return quotes
 
     def _backoff_secs(self) -> float:

@@ -10,6 +10,7 @@ import errno
 import os
 import signal
 import sys
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 
 from exchanges.emulator.market import (
@@ -51,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from exchanges.emulator.market import SymbolDynamics
 
     dynamics = {f.name: f.default for f in dataclasses.fields(SymbolDynamics)}
+    parser.add_argument("--venue", choices=["binance", "okx", "bybit"], default="binance",
+                        help="the REST dialect to speak, one matching engine either way (default %(default)s)")
+    parser.add_argument("--passphrase", default="",
+                        help="passphrase of every --account, for venues that sign with one (OKX) (default: none)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default %(default)s)")
     parser.add_argument("--port", type=int, default=8900, help="TCP port (default %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic market (default %(default)s)")
@@ -121,6 +126,10 @@ def config_from_options(options: dict) -> EmulatorConfig:
     except ValueError as error:
         raise ArgumentError(str(error)) from None
     accounts = tuple(parse_account(text) for text in options["account"] or [])
+    venue, passphrase = options.get("venue") or "binance", options.get("passphrase") or ""
+    if venue == "okx" and accounts and not passphrase:
+        raise ArgumentError("--venue okx signs every request with a passphrase: pass --passphrase")
+    accounts = tuple(replace(account, passphrase=passphrase) for account in accounts)
     if options["market_step_ms"] < 0:
         raise ArgumentError("--market-step-ms must be >= 0")
     overrides: dict = {}
@@ -137,6 +146,7 @@ def config_from_options(options: dict) -> EmulatorConfig:
         admin_token=options["admin_token"] or os.environ.get("EMULATOR_ADMIN_TOKEN") or None,
         faults=faults, market_step_ms=int(options["market_step_ms"]),
         dynamics={symbol: {**demo_dynamics(symbol), **overrides} for symbol in symbols},
+        venue=venue,
     )
 
 
@@ -144,7 +154,8 @@ async def serve(config: EmulatorConfig, announce=print) -> None:
     """Run the emulator until SIGINT/SIGTERM."""
     server = EmulatorServer(config)
     base_url = await server.start()
-    announce(f"exchange emulator listening on {base_url} (symbols {', '.join(config.symbols)}, seed {config.seed}, "
+    announce(f"exchange emulator ({config.venue}) listening on {base_url} "
+             f"(symbols {', '.join(config.symbols)}, seed {config.seed}, "
              f"{len(config.accounts)} account(s), admin API {'on' if config.admin_token else 'off'})")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

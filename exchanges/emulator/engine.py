@@ -541,8 +541,13 @@ class MatchingEngine:
         time_in_force: str = "GTC",
         client_order_id: str | None = None,
         now_ms: int = 0,
+        cancel_crossing_post_only: bool = False,
     ) -> tuple[OrderInfo, list[TradeInfo]]:
-        """Validate, match and (if resting) book an order; returns it and the taker-side fills."""
+        """Validate, match and (if resting) book an order; returns it and the taker-side fills.
+
+        A post-only order that would take is refused (``WouldMatchError``, as Binance does) or, with
+        ``cancel_crossing_post_only`` (as OKX and Bybit do), accepted and cancelled at once: it exists,
+        unfilled, with status ``CANCELED``, and never touches the book or the balances."""
         account = self._account(account_id)
         market = self._market(symbol)
         side_code = _parse_side(side)
@@ -568,7 +573,7 @@ class MatchingEngine:
         trades_before = self._next_trade_id
         order = self._submit(
             account, market, side_code, type_code, tif_code, price_ticks, quantity_lots,
-            client_order_id or "", now_ms,
+            client_order_id or "", now_ms, cancel_crossing_post_only,
         )
         fills: list[TradeInfo] = []
         if self.record_trades and self._next_trade_id != trades_before:
@@ -868,11 +873,13 @@ class MatchingEngine:
         quantity_lots: int,
         client_order_id: str,
         now_ms: int,
+        cancel_crossing_post_only: bool = False,
     ) -> _Order:
         if quantity_lots <= 0 or quantity_lots < market.min_qty_lots:
             raise FilterError("Filter failure: LOT_SIZE")
         book = market.book
         is_market = type_code == 1
+        crossing = False
         if not is_market:
             if price_ticks <= 0:
                 raise FilterError("Filter failure: PRICE_FILTER")
@@ -880,14 +887,25 @@ class MatchingEngine:
                 raise FilterError("Filter failure: NOTIONAL")
             if tif == POST_ONLY:
                 if side == BUY:
-                    if book.ask_keys and -book.ask_keys[-1] <= price_ticks:
-                        raise WouldMatchError()
-                elif book.bid_keys and book.bid_keys[-1] >= price_ticks:
+                    crossing = bool(book.ask_keys) and -book.ask_keys[-1] <= price_ticks
+                else:
+                    crossing = bool(book.bid_keys) and book.bid_keys[-1] >= price_ticks
+                if crossing and not cancel_crossing_post_only:
                     raise WouldMatchError()
         if client_order_id:
             previous = account.client_ids.get(client_order_id)
             if previous is not None and previous.status < _FILLED:
                 raise DuplicateOrderError()
+        if crossing:  # accepted, then cancelled by the venue: no funds, no book
+            order_id = self._next_order_id
+            self._next_order_id = order_id + 1
+            order = _Order(order_id, account, market, side, type_code, GTC, price_ticks, quantity_lots,
+                           client_order_id, now_ms)
+            if client_order_id:
+                account.client_ids[client_order_id] = order
+            order.status = _CANCELED
+            self._retire(order)
+            return order
         # lock funds
         if side == BUY:
             quote_row = account.balance(market.quote)

@@ -130,9 +130,14 @@ class BookTickerHub:
         self._tops[symbol] = top
         update_id = self._update_ids.get(symbol, self._first_update_id - 1) + 1
         self._update_ids[symbol] = update_id
+        self._frames[symbol] = self.frame(symbol, update_id, top)
+        return True
+
+    def frame(self, symbol: str, update_id: int, top: Top) -> str:
+        """The push of a new top of book (Binance ``bookTicker``; other dialects override it)."""
         spec = self._engine.markets[symbol]
         bid_ticks, bid_lots, ask_ticks, ask_lots = top
-        self._frames[symbol] = json.dumps({
+        return json.dumps({
             "u": update_id,
             "s": spec.exchange_symbol,
             "b": _fmt(spec.tick_size * bid_ticks),
@@ -140,7 +145,22 @@ class BookTickerHub:
             "a": _fmt(spec.tick_size * ask_ticks),
             "A": _fmt(spec.lot_size * ask_lots),
         }, separators=(",", ":"))
-        return True
+
+    async def subscribe(self, connection: StreamConnection, symbols: list[str]) -> list[str]:
+        """Add ``symbols`` to ``connection``; returns the newly added ones (the caller acks, then calls
+        ``push_current``)."""
+        added = [symbol for symbol in symbols if symbol not in connection.symbols]
+        for symbol in added:
+            connection.symbols.add(symbol)
+            self._subscribers.setdefault(symbol, set()).add(connection)
+        return added
+
+    def push_current(self, connection: StreamConnection, added: list[str]) -> None:
+        """The current top of each newly subscribed symbol, after the ack (others see it only if it moved)."""
+        for symbol in added:
+            targets = self._subscribers[symbol] if self._refresh(symbol) else (connection,)
+            for target in targets:
+                target.offer(symbol, self._frames[symbol])
 
     # --- websocket endpoint ----------------------------------------------------------------------------
 
@@ -192,15 +212,9 @@ class BookTickerHub:
                 return
             symbols = self._symbols_of(request.get("params"))
             if method == "SUBSCRIBE":
-                added = [symbol for symbol in symbols if symbol not in connection.symbols]
-                for symbol in added:
-                    connection.symbols.add(symbol)
-                    self._subscribers.setdefault(symbol, set()).add(connection)
+                added = await self.subscribe(connection, symbols)
                 await connection.websocket.send_str(_json({"result": None, "id": request_id}))
-                for symbol in added:  # the current top, after the ack (others see it only if it moved)
-                    targets = self._subscribers[symbol] if self._refresh(symbol) else (connection,)
-                    for target in targets:
-                        target.offer(symbol, self._frames[symbol])
+                self.push_current(connection, added)
             else:
                 for symbol in symbols:
                     self._unsubscribe(connection, symbol)

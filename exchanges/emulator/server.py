@@ -1,4 +1,6 @@
 """The emulator's Binance spot-compatible HTTP API (aiohttp), with admin endpoints and fault injection.
+(``EmulatorConfig.venue`` ``okx`` / ``bybit`` serves those venues' REST dialects instead, from
+``exchanges.emulator.dialects``, over the same engine, market, faults and admin endpoints.)
 
 ccxt's unmodified ``binance`` class talks to it once its URLs point here (``exchanges.ccxt_config``);
 ccxt.pro's ``binance`` gets ``<symbol>@bookTicker`` pushes from ``/ws`` (``market_streams``).
@@ -106,6 +108,8 @@ class AccountConfig:
     secret: str
     balances: dict[str, Decimal] = field(default_factory=dict)
     account_id: str | None = None
+    passphrase: str = ""
+    """Signs every request along with the secret on venues that use one (the OKX dialect)."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,8 @@ class EmulatorConfig:
     market_step_ms: int = 100  # 0: no timer (the synthetic market only moves via the admin API)
     dynamics: dict[str, dict] = field(default_factory=dict)  # symbol -> SymbolDynamics overrides
     max_recv_window_ms: int = 60_000
+    venue: str = "binance"
+    """The REST dialect: ``binance`` (this module), ``okx`` or ``bybit`` (``exchanges.emulator.dialects``)."""
     first_id: int | None = None
     """First order, trade and book-ticker update id; None derives it from the start time, so a restarted
     emulator never hands out an id of its previous run (venues never reuse ids; clients key fills by trade id)."""
@@ -171,6 +177,7 @@ class EmulatorServer:
         self._burst_left = 0
         self._accepted_at: dict[int, float] = {}  # order id -> monotonic acceptance time (hidden-order fault)
         self._keys: dict[str, tuple[str, bytes]] = {}  # api key -> (account id, secret)
+        self._passphrases: dict[str, str] = {}  # api key -> passphrase (dialects that sign with one)
         for account in config.accounts:
             self.add_account(account)
         self._stats: dict[str, dict] = {}
@@ -299,7 +306,12 @@ class EmulatorServer:
         for asset, amount in account.balances.items():
             self.engine.deposit(account_id, asset, Decimal(amount))
         self._keys[account.api_key] = (account_id, account.secret.encode())
+        self._passphrases[account.api_key] = account.passphrase
         return account_id
+
+    def passphrase_of(self, api_key: str) -> str:
+        """The passphrase registered with ``api_key`` ("" when none)."""
+        return self._passphrases.get(api_key, "")
 
     def request_times(self, api_key: str) -> list[float]:
         """Arrival times (``time.monotonic``) of the latest requests that carried ``api_key``: what a
@@ -370,6 +382,16 @@ class EmulatorServer:
 
     def _build_app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
+        if self.config.venue != "binance":
+            from exchanges.emulator.dialects.registry import dialect_for
+
+            dialect = dialect_for(self.config.venue, self)
+            dialect.install(app)
+            self.streams = dialect.stream_hub(self.streams)
+            for path in dialect.stream_paths:
+                app.router.add_route("GET", path, self.streams.handle)
+            self._add_admin_routes(app)
+            return app
         routes = [
             ("GET", "/api/v3/ping", self._ping, False),
             ("GET", "/api/v3/time", self._time, False),
@@ -391,15 +413,18 @@ class EmulatorServer:
         for method, path, handler, signed in routes:
             is_placement = method == "POST" and path in ("/api/v3/order", "/api/v3/order/cancelReplace")
             app.router.add_route(method, path, self._wrap(handler, signed, is_placement))
+        self._add_admin_routes(app)
+        app.router.add_route("GET", "/ws", self.streams.handle)
+        app.router.add_route("GET", "/ws/{stream_index}", self.streams.handle)
+        return app
+
+    def _add_admin_routes(self, app: web.Application) -> None:
         app.router.add_route("GET", "/admin/state", self._admin(self._admin_state))
         app.router.add_route("POST", "/admin/accounts", self._admin(self._admin_create_account))
         app.router.add_route("POST", "/admin/deposit", self._admin(self._admin_deposit))
         app.router.add_route("POST", "/admin/mid", self._admin(self._admin_set_mid))
         app.router.add_route("POST", "/admin/faults", self._admin(self._admin_set_faults))
         app.router.add_route("GET", "/admin/orders", self._admin(self._admin_orders))
-        app.router.add_route("GET", "/ws", self.streams.handle)
-        app.router.add_route("GET", "/ws/{stream_index}", self.streams.handle)
-        return app
 
     def _wrap(
         self, handler: Callable[[dict, str | None], object], signed: bool, is_placement: bool
@@ -870,7 +895,7 @@ class EmulatorServer:
         balances = {asset: Decimal(str(amount)) for asset, amount in (payload.get("balances") or {}).items()}
         account_id = self.add_account(AccountConfig(
             api_key=str(payload["api_key"]), secret=str(payload["secret"]), balances=balances,
-            account_id=payload.get("account_id"),
+            account_id=payload.get("account_id"), passphrase=str(payload.get("passphrase") or ""),
         ))
         return {"account_id": account_id}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import ccxt
 import pytest
 
-from exchanges.ccxt_config import binance_config_for
+from exchanges.ccxt_config import binance_config_for, config_for
 from exchanges.emulator.cli import ArgumentError, parse_account
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +48,8 @@ def test_parse_account():
         (["--error-rate", "1.5"], "error_rate must be within 0..1"),
         (["--maker-fee", "x"], "--maker-fee/--taker-fee"),
         (["--port", "70000"], "--port 70000"),
+        (["--venue", "okx", "--account", "K:S"], "--passphrase"),
+        (["--venue", "kraken"], "invalid choice: 'kraken'"),
     ],
 )
 def test_malformed_arguments_exit_2_with_one_line(args, message):
@@ -79,6 +81,33 @@ def test_serves_ccxt_and_reports_a_taken_port():
         taken = run_cli("--port", str(port))
         assert taken.returncode == 2
         assert taken.stderr.strip() == f"error: 127.0.0.1:{port} is already in use"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.parametrize(("venue", "ping"), [("okx", "/api/v5/public/time"), ("bybit", "/v5/market/time")])
+def test_serves_the_okx_and_bybit_dialects(venue, ping):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exchanges.emulator", "--venue", venue, "--passphrase", "PASS", "--port", str(port),
+         "--symbols", "ETH/USDT", "--account", "KEY:SECRET:ETH=2,USDT=1000", "--market-step-ms", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{ping}", timeout=1).read()
+                break
+            except OSError:
+                assert process.poll() is None, process.stderr.read()
+                assert time.time() < deadline, "the emulator did not start"
+                time.sleep(0.1)
+        exchange = getattr(ccxt, venue)(config_for(venue, f"http://127.0.0.1:{port}", "KEY", "SECRET",
+                                                   "PASS" if venue == "okx" else ""))
+        assert list(exchange.load_markets()) == ["ETH/USDT"]
+        assert exchange.fetch_balance()["ETH"]["free"] == 2
     finally:
         process.terminate()
         process.wait(10)

@@ -85,6 +85,23 @@ def test_post_only_rejected_when_it_would_cross_and_accepted_otherwise():
     assert order.status == "NEW" and fills == []
 
 
+def test_a_crossing_post_only_order_can_be_accepted_and_cancelled_instead():
+    """OKX / Bybit semantics: the order exists (by id and client id), cancelled, unfilled, with no funds
+    locked and the book untouched; its client id is free again."""
+    engine = make_engine()
+    engine.place_order("alice", "BTC/USDT", "SELL", "LIMIT", D("0.1"), D("30000"))
+    free_before = engine.balances("bob")["USDT"].free
+    order, fills = engine.place_order("bob", "BTC/USDT", "BUY", "LIMIT_MAKER", D("0.1"), D("30000"),
+                                      client_order_id="pc1", cancel_crossing_post_only=True)
+    assert (order.status, order.filled, fills) == ("CANCELED", 0, [])
+    assert engine.get_order("bob", "BTC/USDT", client_order_id="pc1").order_id == order.order_id
+    assert engine.balances("bob")["USDT"].free == free_before and engine.balances("bob")["USDT"].locked == 0
+    assert engine.book("BTC/USDT").asks[0].quantity == D("0.1") and engine.book("BTC/USDT").bids == ()
+    assert engine.open_orders("bob") == []
+    again, _ = engine.place_order("bob", "BTC/USDT", "BUY", "LIMIT", D("0.1"), D("29000"), client_order_id="pc1")
+    assert again.status == "NEW"
+
+
 def test_market_orders_sweep_levels_and_expire_unfilled_rest():
     engine = make_engine()
     engine.place_order("alice", "BTC/USDT", "SELL", "LIMIT", D("0.1"), D("30000"))

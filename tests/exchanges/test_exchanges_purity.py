@@ -29,6 +29,7 @@ def imported_roots(module: str) -> set[str]:
         ("exchanges.emulator.server", {"django", "ccxt"}),
         ("exchanges.ratelimit", {"django", "ccxt"}),
         ("exchanges.ccxt_config", {"django", "ccxt"}),
+        ("exchanges.venues", {"django", "ccxt", "aiohttp"}),
         # mmplatform/__init__.py loads the Celery app (and so Django): only ccxt is checked here
         ("exchanges.gateway", {"ccxt"}),
     ],

@@ -1,4 +1,5 @@
-"""Run the local Binance-compatible exchange emulator (same options as ``python -m exchanges.emulator``)."""
+"""Run the local exchange emulator (same options as ``python -m exchanges.emulator``): Binance, OKX or Bybit
+REST (``--venue``) over one matching engine."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from exchanges.emulator.cli import ArgumentError, add_arguments, config_from_opt
 
 
 class Command(BaseCommand):
-    help = "Run the local exchange emulator (matching engine, synthetic market, Binance spot REST API)."
+    help = "Run the local exchange emulator (matching engine, synthetic market; Binance, OKX or Bybit spot REST)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         add_arguments(parser)
