@@ -355,3 +355,12 @@ def daily_risk_reset() -> int:
                                  message="daily risk counters reset", action_taken="reset_daily_pnl")
         count += 1
     return count
+
+
+@shared_task
+def prune_storage() -> dict[str, int]:
+    """Beat's ``storage-retention``: one batched pass of the retention policy (bots/retention.py);
+    the counts it deleted are logged and are the task's result."""
+    from bots.retention import prune
+
+    return prune()
