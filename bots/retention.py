@@ -1,6 +1,7 @@
 """Bounded storage: what a quoting bot writes that nobody needs for long is pruned, in batches.
 
-Run by beat's ``storage-retention`` entry (``bots.tasks.prune_storage``, hourly; mmplatform/schedules.py)
+Run by beat's ``storage-retention`` entry (``bots.tasks.prune_storage``, hourly, one pass at a time, a
+pass that hit its batch limit enqueues the next; mmplatform/schedules.py)
 or ``python manage.py shell -c "from bots.retention import prune; print(prune())"``. Each kind is
 deleted ``RETENTION_BATCH_SIZE`` rows per statement (``DELETE ... WHERE id IN (SELECT id ... LIMIT n)``,
 its own short transaction: no long lock, every batch re-checks its conditions), at most
@@ -21,6 +22,8 @@ rebalancing runs.
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 UNFILLED_ENDS = (OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED, OrderStatus.LOST)
 """Order statuses that end an order; with nothing filled such an order is only history."""
+
+PASS_SECS = 60.0
+"""A pass starts no batch after this long (the rest is for the next pass; Celery's task time limit is
+120 s)."""
 
 DOWNSAMPLE_LOOKBACK_DAYS = 3
 """Snapshots are downsampled in a window this long before the full-resolution cutoff (an hourly task
@@ -87,8 +94,10 @@ def surplus_snapshots(model: type[models.Model], since: datetime, cutoff: dateti
             .filter(nth__gt=1))
 
 
-def delete_in_batches(queryset: models.QuerySet[Any], policy: Policy) -> tuple[int, bool]:
-    """Delete the rows of ``queryset`` ``batch_size`` per statement; returns (deleted, more left)."""
+def delete_in_batches(queryset: models.QuerySet[Any], policy: Policy,
+                      deadline: float = float("inf")) -> tuple[int, bool]:
+    """Delete the rows of ``queryset`` ``batch_size`` per statement, at most ``max_batches`` statements
+    and none begun after ``deadline`` (``time.monotonic``); returns (deleted, more may be left)."""
     model = queryset.model
     table = connection.ops.quote_name(model._meta.db_table)
     pk = connection.ops.quote_name(model._meta.pk.column)
@@ -97,6 +106,8 @@ def delete_in_batches(queryset: models.QuerySet[Any], policy: Policy) -> tuple[i
     sql = f"DELETE FROM {table} WHERE {pk} IN (SELECT pk FROM ({select}) AS batch)"
     deleted = 0
     for _ in range(policy.max_batches):
+        if time.monotonic() > deadline:
+            return deleted, True
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             count = cursor.rowcount
@@ -113,10 +124,11 @@ def prune(now: datetime | None = None, policy: Policy | None = None) -> dict[str
     policy = policy or Policy.from_settings()
     counts: dict[str, int] = {}
     more = False
+    deadline = time.monotonic() + PASS_SECS
 
     def run(name: str, queryset: models.QuerySet[Any]) -> None:
         nonlocal more
-        counts[name], left = delete_in_batches(queryset, policy)
+        counts[name], left = delete_in_batches(queryset, policy, deadline)
         more = more or left
 
     if policy.orders_days:
@@ -133,3 +145,24 @@ def prune(now: datetime | None = None, policy: Policy | None = None) -> dict[str
     counts["more"] = int(more)
     logger.info("storage retention: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     return counts
+
+
+LOCK_KEY = "mm:retention:running"
+LOCK_SECS = 3600
+
+
+def prune_once() -> dict[str, int]:
+    """``prune`` unless another process runs it (a Redis lock, ``skipped``: 1 then): two passes
+    would only wait on each other's row locks."""
+    from mmplatform.redis_client import get_redis
+
+    token = uuid.uuid4().hex
+    client = get_redis()
+    if not client.set(LOCK_KEY, token, nx=True, ex=LOCK_SECS):
+        logger.info("storage retention: a pass is already running")
+        return {"skipped": 1}
+    try:
+        return prune()
+    finally:
+        if client.get(LOCK_KEY) in (token, token.encode()):
+            client.delete(LOCK_KEY)

@@ -360,7 +360,11 @@ def daily_risk_reset() -> int:
 @shared_task
 def prune_storage() -> dict[str, int]:
     """Beat's ``storage-retention``: one batched pass of the retention policy (bots/retention.py);
-    the counts it deleted are logged and are the task's result."""
-    from bots.retention import prune
+    the counts it deleted are logged and are the task's result. One pass at a time; a pass that
+    stopped at its batch limit enqueues the next one, so a backlog is worked off in bounded steps."""
+    from bots.retention import prune_once
 
-    return prune()
+    counts = prune_once()
+    if counts.get("more"):
+        prune_storage.apply_async(countdown=5)
+    return counts

@@ -169,6 +169,24 @@ def test_the_beat_task_returns_and_logs_its_counts(world_a: TenantWorld, positio
     assert "storage retention: unfilled_orders 1" in caplog.text
 
 
+def test_a_beat_pass_that_hit_its_limit_enqueues_the_next_and_passes_never_overlap(
+        world_a: TenantWorld, position: LiquidityPosition, settings: Any, celery_queue: str) -> None:
+    from mmplatform.redis_client import get_redis
+
+    settings.RETENTION_BATCH_SIZE, settings.RETENTION_MAX_BATCHES = 2, 1
+    for _ in range(3):
+        order(world_a, position, OrderStatus.CANCELED, days_ago=30)
+    try:
+        assert prune_storage.apply().get()["more"] == 1
+        assert get_redis().llen(celery_queue) == 1, "the next pass is enqueued"
+        assert Order.objects.count() == 1
+        get_redis().set(retention.LOCK_KEY, "another pass", ex=60)
+        assert prune_storage.apply().get() == {"skipped": 1}
+        assert Order.objects.count() == 1
+    finally:
+        get_redis().delete(celery_queue, retention.LOCK_KEY)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_migrate_installs_the_retention_schedule_on_a_deployment_that_predates_it() -> None:
     from django_celery_beat.models import PeriodicTask
