@@ -6,8 +6,13 @@ window; the rows and bytes written per table are counted and extrapolated to one
   of the summary rows), its bytes at the table's measured bytes per row;
 - **as written**: what the tables really gained (routine events as per-minute summary rows);
 - **kept for good** after the retention policy (bots/retention.py): a pass with the clock moved past
-  every retention window prunes what it may, and what remains is what a bot-day adds for ever; the
-  bounded part (kept ``RETENTION_*_DAYS`` days, then pruned) gives the steady-state footprint per bot.
+  every retention window prunes what it may, and what remains is what a bot-day adds for ever (hourly
+  snapshots: for ``RETENTION_SNAPSHOTS_DAYS``; a window under an hour cannot show the downsampling, so
+  they are counted as one per hour); the bounded part (kept ``RETENTION_*_DAYS`` days, then pruned)
+  gives the steady-state footprint per bot.
+
+Event rows are summary rows updated in place: the table's bytes include the dead tuples of those updates
+until autovacuum reclaims them.
 
 Bytes are Postgres' ``pg_total_relation_size`` (table, TOAST and indexes) gains, so they include index
 growth and page slack; on SQLite only rows are counted. Nothing here fails on a figure.
@@ -177,6 +182,12 @@ def run(bots: int, window_secs: float, concurrency: int, market: str) -> dict[st
     # window were pruned alike, so scale the remainder by the window's share of all rows)
     kept_for_good = {k: max(0, round(kept[k] * written[k] / rows_after[k])) if rows_after[k] else 0 for k in TABLES}
     result["rows_per_bot_day"]["kept_for_good"] = daily(kept_for_good)
+    # snapshots: a window shorter than an hour cannot show the hourly downsampling; a bot-day keeps one
+    # per hour (per pair for inventory) until RETENTION_SNAPSHOTS_DAYS
+    pairs = result["pairs_per_bot"]
+    for kind, per_hour in (("performance_snapshots", 1), ("inventory_snapshots", pairs)):
+        written_per_day = result["rows_per_bot_day"]["as_written"][kind]
+        result["rows_per_bot_day"]["kept_for_good"][kind] = min(written_per_day, 24.0 * per_hour)
     if grown:
         mb = 1024 * 1024
 
