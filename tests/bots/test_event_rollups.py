@@ -92,3 +92,39 @@ def test_an_aggregated_event_costs_one_statement(world_a: TenantWorld) -> None:
         publish_event(bot=bot, event_type="OrdersAdjusted", payload=adjusted(2, 2, 1))
     assert len(queries) == (1 if connection.vendor == "postgresql" else 2), [q["sql"] for q in queries]
     assert BotEvent.objects.get(bot=bot).occurrences == 2
+
+
+def test_the_engines_requotes_of_a_minute_are_one_summary_row(
+        world_a: TenantWorld, frozen_emulator: Any, settings: Any, monkeypatch: Any,
+        django_capture_on_commit_callbacks: Any) -> None:
+    """The real engine against the emulator: three re-quotes at three mids, one OrdersAdjusted row whose
+    totals are the three re-quotes' counts; three live pushes."""
+    from decimal import Decimal
+
+    from bots.engine.core import MarketMakingBot, begin_cycle
+    from bots.models import Bot, BotStatus
+    from tests.bots.conftest import emulator_bot
+
+    settings.MARKET_DATA_CACHE_SECS = 0
+    bot = emulator_bot(world_a, frozen_emulator, status=BotStatus.STARTING, trading_pairs="BTC/USDT",
+                       order_refresh_tolerance_bps=5.0, order_refresh_secs=3600.0)
+    engine = MarketMakingBot(bot)
+    engine.initialize_exchanges()
+    engine.start_market_making(bot.pairs)
+    Bot.objects.filter(pk=bot.pk).update(status=BotStatus.RUNNING)
+    pushed = capture_pushes(monkeypatch)
+    for mid in ("61200", "62400", "63600"):  # +2 % each: every order re-quoted
+        frozen_emulator.call(lambda mid=mid: frozen_emulator.market.set_mid("BTC/USDT", Decimal(mid)))
+        bot.refresh_from_db()
+        engine = MarketMakingBot(bot)
+        engine.initialize_exchanges(emit_events=False, validate=False)
+        with django_capture_on_commit_callbacks(execute=True):
+            engine.monitoring_iteration(begin_cycle(bot.pk))
+    live = [m["data"]["payload"] for m in pushed
+            if m["kind"] == "event" and m["data"]["event_type"] == "OrdersAdjusted"]
+    assert len(live) == 3
+    rows = list(BotEvent.objects.filter(bot=bot, event_type="OrdersAdjusted"))
+    assert sum(r.occurrences for r in rows) == 3 and len(rows) <= 2  # 2 only if a minute ended between them
+    totals = {key: sum(r.payload["totals"][key] for r in rows) for key in ("new_order_count", "cancelled", "kept")}
+    assert totals == {key: sum(p[key] for p in live) for key in totals}
+    assert totals["new_order_count"] > 0 and totals["cancelled"] > 0
