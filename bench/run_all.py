@@ -58,6 +58,7 @@ BENCHES = (
     Bench("kill", "bench.bench_kill", "kill.json", quick_args=("--quick",)),
     Bench("backtest data", "bench.bench_backtest_data", "backtest_data.json",
           quick_args=("--rows", "20000", "--ticks", "5000", "--repeat", "1")),
+    Bench("storage", "bench.bench_storage", "storage.json", quick_args=("--bots", "1", "--window", "75")),
 )
 
 
@@ -258,6 +259,30 @@ def rows_backtest_data(data: dict[str, Any]) -> list[Row]:
                                  f"{sweep.get('results_identical')})",
                         note="measured while other work held the second core: it shows equal results, "
                              "not the speed-up of a free core"))
+
+
+def rows_storage(data: dict[str, Any]) -> list[Row]:
+    bots, secs = data.get("bots"), data.get("window_secs")
+    note = f"{bots} demo bot(s) × {data.get('pairs_per_bot')} pairs, {secs} s, {data.get('market')} market"
+    measures = {
+        "without_aggregation": "rows and bytes a bot-day would write with every routine event a row of its own "
+                               "(as before issue 14)",
+        "as_written": "what the tables gained (orders, fills, events, snapshots, risk events; Postgres bytes "
+                      "with indexes), extrapolated from the window to one bot-day",
+        "kept_for_good": "what stays after the retention policy (bots/retention.py) pruned the window's rows: "
+                         "fills, orders with fills, non-routine events, hourly snapshots",
+    }
+    rows = []
+    for key, label in (("without_aggregation", "without event aggregation"), ("as_written", "as written"),
+                       ("kept_for_good", "kept after retention")):
+        per_day = _get(data, "rows_per_bot_day", key) or {}
+        detail = ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in per_day.items() if v)
+        rows.append(Row("storage", f"per bot-day, {label}", _get(data, "mb_per_bot_day", key), "MB",
+                        higher_is_better=False, note=f"rows: {detail}; {note}", measures=measures[key]))
+    rows.append(Row("storage", "steady state per running bot (retained windows)",
+                    data.get("steady_state_mb_per_bot"), "MB", higher_is_better=False, note=note,
+                    measures="the rows retention removes, held for their RETENTION_*_DAYS (unfilled orders 7 d, "
+                             "routine event summaries 30 d, full-resolution snapshots 7 d)"))
     return rows
 
 
@@ -268,6 +293,7 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "engine.json": rows_engine,
     "kill.json": rows_kill,
     "backtest_data.json": rows_backtest_data,
+    "storage.json": rows_storage,
 }
 
 

@@ -3,6 +3,14 @@
 Pushes go to two Channels groups, the tenant's and the bot's, after the transaction commits, so a
 browser never sees an event that was rolled back. A dashboard that missed pushes (reconnect)
 catches up from the rows.
+
+Routine events (``ROUTINE_EVENTS``: what a quoting bot does every few seconds) are stored as one
+summary row per bot, event type, pair and minute, written by one upsert per event (as many statements as
+a plain row on Postgres: the re-quote path stays as it was). The row's ``payload`` is the latest event's, plus
+``totals`` (the counts of the minute summed), ``occurrences`` counts the events and ``created_at`` /
+``last_at`` are the first and the latest. Each event still gets an id of its own from the table's
+sequence and is pushed live with it; the summary row takes the latest event's id, so a browser's
+catch-up (rows with an id above the last it saw) also brings a summary that grew while it was away.
 """
 
 from __future__ import annotations
@@ -10,18 +18,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from datetime import datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from bots.models import Bot, BotEvent
+from bots.wire import ROUTINE_EVENTS as WIRE_ROUTINE_EVENTS
 from bots.wire import event_json, jsonable
 from mmplatform import aio
 
 logger = logging.getLogger(__name__)
 
 PUSH_TIMEOUT_SECS = 2.0
+
+ROUTINE_EVENTS: dict[str, tuple[str, ...]] = {
+    "OrdersAdjusted": ("new_order_count", "cancelled", "kept"),
+}
+"""Event types aggregated in storage (one summary row per bot, pair and minute), with the payload keys
+whose values are summed into the row's ``totals``. The same types the dashboard's logs group
+(``bots.wire.ROUTINE_EVENTS``)."""
+assert set(ROUTINE_EVENTS) == set(WIRE_ROUTINE_EVENTS), "bots.wire.ROUTINE_EVENTS and the stored roll-ups differ"
 
 
 def tenant_group(tenant_id: int) -> str:
@@ -94,11 +113,16 @@ def push(*, tenant_id: int, bot_id: int | None, kind: str, data: dict[str, Any],
 
 
 def publish_event(*, bot: Bot, event_type: str, payload: dict[str, Any] | None = None) -> BotEvent:
-    """Record a spec event (BotEvent row) and push it to the tenant's and the bot's dashboards, as
-    ``bots.wire.event_json`` (the same dict the pages render and the catch-up sends)."""
+    """Record a spec event and push it to the tenant's and the bot's dashboards, as
+    ``bots.wire.event_json`` (the same dict the pages render and the catch-up sends). A routine event
+    (``ROUTINE_EVENTS``) is added to its minute's summary row; the row returned then has this event's
+    id (``pk``, which the summary row now carries), payload and time, and the minute's ``occurrences``."""
     data = jsonable(payload or {})
     DjangoJSONEncoder().encode(data)  # fail here, not in the socket, on a non-JSON payload
-    event = BotEvent.objects.create(tenant_id=bot.tenant_id, bot=bot, event_type=event_type, payload=data)
+    if event_type in ROUTINE_EVENTS:
+        event = record_routine(bot=bot, event_type=event_type, payload=data)
+    else:
+        event = BotEvent.objects.create(tenant_id=bot.tenant_id, bot=bot, event_type=event_type, payload=data)
     push(
         tenant_id=bot.tenant_id,
         bot_id=bot.pk,
@@ -107,4 +131,65 @@ def publish_event(*, bot: Bot, event_type: str, payload: dict[str, Any] | None =
         data=event_json(event_id=event.pk, bot_id=bot.pk, bot_name=bot.name, event_type=event_type,
                         payload=data, created_at=event.created_at),
     )
+    return event
+
+
+def minute_of(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def record_routine(*, bot: Bot, event_type: str, payload: dict[str, Any], at: datetime | None = None) -> BotEvent:
+    """Add one routine event to its summary row (bot, type, pair, minute) in one statement (Postgres;
+    two on SQLite, which has no sequence to draw the event's id from in the same statement)."""
+    now = at or timezone.now()
+    summed = ROUTINE_EVENTS[event_type]
+    totals = {key: payload[key] for key in summed if isinstance(payload.get(key), (int, float))}
+    stored = {**payload, "totals": totals}
+    pair = str(payload.get("trading_pair") or "")[:40]
+    meta = BotEvent._meta
+    names = ["tenant", "bot", "event_type", "payload", "created_at", "trading_pair", "bucket_start",
+             "occurrences", "last_at"]
+    values = [bot.tenant_id, bot.pk, event_type, stored, now, pair, minute_of(now), 1, now]
+    fields = [meta.get_field(n) for n in names]
+    params = [f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)]
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    columns = ", ".join(quote(f.column) for f in fields)
+    conflict = (f"ON CONFLICT ({quote('bot_id')}, {quote('event_type')}, {quote('trading_pair')}, "
+                f"{quote('bucket_start')}) WHERE {quote('bucket_start')} IS NOT NULL DO UPDATE SET "
+                f"{quote('id')} = EXCLUDED.{quote('id')}, "
+                f"{quote('occurrences')} = {table}.{quote('occurrences')} + 1, "
+                f"{quote('last_at')} = EXCLUDED.{quote('last_at')}, ")
+    placeholders = ", ".join(["%s"] * len(params))
+    if connection.vendor == "postgresql":
+        sums = ", ".join(
+            f"'{key}', COALESCE(({table}.payload->'totals'->>'{key}')::numeric, 0) "
+            f"+ COALESCE((EXCLUDED.payload->'totals'->>'{key}')::numeric, 0)" for key in summed)
+        sql = (f"INSERT INTO {table} ({quote('id')}, {columns}) "
+               f"VALUES (nextval(pg_get_serial_sequence('{meta.db_table}', 'id')), {placeholders}) "
+               f"{conflict}payload = EXCLUDED.payload || jsonb_build_object('totals', jsonb_build_object({sums})) "
+               f"RETURNING {quote('id')}, {quote('occurrences')}")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            pk, occurrences = cursor.fetchone()
+    else:
+        sums = ", ".join(
+            f"'$.totals.{key}', COALESCE(json_extract({table}.payload, '$.totals.{key}'), 0) "
+            f"+ COALESCE(json_extract(EXCLUDED.payload, '$.totals.{key}'), 0)" for key in summed)
+        with connection.cursor() as cursor:
+            # the event's own id: the next of the table's AUTOINCREMENT sequence (none yet: a first row)
+            cursor.execute("UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = %s RETURNING seq",
+                           [meta.db_table])
+            reserved = cursor.fetchone()
+            cursor.execute(
+                f"INSERT INTO {table} ({quote('id')}, {columns}) VALUES (%s, {placeholders}) "
+                f"{conflict}payload = json_set(EXCLUDED.payload, {sums}) "
+                f"RETURNING {quote('id')}, {quote('occurrences')}",
+                [reserved[0] if reserved else None, *params])
+            pk, occurrences = cursor.fetchone()
+    event = BotEvent(pk=pk, tenant_id=bot.tenant_id, bot=bot, event_type=event_type, payload=payload,
+                     created_at=now, trading_pair=pair, bucket_start=minute_of(now), occurrences=occurrences,
+                     last_at=now)
+    event._state.adding = False
+    event._state.db = connection.alias
     return event

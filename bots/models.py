@@ -367,6 +367,7 @@ class Order(TenantOwned):
         indexes = [
             models.Index(fields=["bot", "status"], name="order_bot_status"),
             models.Index(fields=["exchange_account", "exchange_order_id"], name="order_account_exchange_id"),
+            models.Index(fields=["status", "closed_at"], name="order_status_closed"),  # retention
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="order_amount_positive"),
@@ -435,15 +436,29 @@ class BotEventType(models.TextChoices):
 
 
 class BotEvent(TenantOwned):
-    """One row per spec event; the same payload is pushed to the dashboard."""
+    """One row per spec event; the same payload is pushed to the dashboard. Routine events
+    (``bots.events.ROUTINE_EVENTS``, e.g. ``OrdersAdjusted``) are stored as one summary row per bot,
+    pair and minute (``bucket_start`` set): their counts summed in ``payload``, ``occurrences`` events
+    from ``created_at`` to ``last_at``; every one of them is still pushed live."""
 
     bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="events")
     event_type = models.CharField(max_length=40, choices=BotEventType.choices)
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    trading_pair = models.CharField(max_length=40, blank=True, default="",
+                                    help_text="The pair a summary row counts (routine events only).")
+    bucket_start = models.DateTimeField(
+        null=True, blank=True, help_text="The minute a summary row counts; empty for a one-off event.")
+    occurrences = models.PositiveIntegerField(default=1, help_text="Events this row stands for.")
+    last_at = models.DateTimeField(null=True, blank=True, help_text="The latest event a summary row counts.")
 
     class Meta:
         indexes = [models.Index(fields=["bot", "-created_at"], name="event_bot_time")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bot", "event_type", "trading_pair", "bucket_start"],
+                condition=models.Q(bucket_start__isnull=False), name="uniq_event_summary_per_minute")
+        ]
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:

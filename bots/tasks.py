@@ -381,3 +381,16 @@ def daily_risk_reset() -> int:
                                  message="daily risk counters reset", action_taken="reset_daily_pnl")
         count += 1
     return count
+
+
+@shared_task
+def prune_storage() -> dict[str, int]:
+    """Beat's ``storage-retention``: one batched pass of the retention policy (bots/retention.py);
+    the counts it deleted are logged and are the task's result. One pass at a time; a pass that
+    stopped at its batch limit enqueues the next one, so a backlog is worked off in bounded steps."""
+    from bots.retention import prune_once
+
+    counts = prune_once()
+    if counts.get("more"):
+        prune_storage.apply_async(countdown=5)
+    return counts

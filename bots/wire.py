@@ -187,10 +187,15 @@ def event_summary(event_type: str, payload: Mapping[str, Any] | None) -> str:
 
 
 def event_json(*, event_id: int | None, bot_id: int | None, bot_name: str, event_type: str,
-               payload: Mapping[str, Any] | None, created_at: datetime | str | None) -> dict[str, Any]:
-    """The one shape of an event in the browser: rendered rows, pushes and catch-up frames."""
+               payload: Mapping[str, Any] | None, created_at: datetime | str | None, count: int = 1,
+               first_at: datetime | str | None = None) -> dict[str, Any]:
+    """The one shape of an event in the browser: rendered rows, pushes and catch-up frames. A stored
+    summary of routine events (bots/events.py) is ``count`` events from ``first_at`` to ``created_at``
+    (the latest), its payload the latest event's (with the minute's ``totals``)."""
     data = jsonable(dict(payload or {}))
     return {
+        "count": count,
+        "first_at": jsonable(first_at if first_at is not None else created_at),
         "event_id": event_id,
         "bot_id": bot_id,
         "bot_name": bot_name,
@@ -206,7 +211,9 @@ def bot_event_json(event: Any, bot_name: str | None = None) -> dict[str, Any]:
     """``event_json`` of a BotEvent row (its bot's name from ``event.bot`` unless given)."""
     return event_json(event_id=event.pk, bot_id=event.bot_id,
                       bot_name=bot_name if bot_name is not None else event.bot.name,
-                      event_type=event.event_type, payload=event.payload, created_at=event.created_at)
+                      event_type=event.event_type, payload=event.payload,
+                      created_at=event.last_at or event.created_at, count=event.occurrences,
+                      first_at=event.created_at)
 
 
 # --- rows of the bot page ------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ every-minute tick of the per-bot schedules (``Bot.rebalance_crontab``, see bots/
 
 - ``bot-watchdog``: ``bots.tasks.watchdog`` every ``BOT_WATCHDOG_INTERVAL_SECS``;
 - ``scheduled-rebalance``: ``bots.tasks.scheduled_rebalance`` every minute (each bot's own crontab);
-- ``daily-risk-reset``: ``bots.tasks.daily_risk_reset`` at 00:00 UTC.
+- ``daily-risk-reset``: ``bots.tasks.daily_risk_reset`` at 00:00 UTC;
+- ``storage-retention``: ``bots.tasks.prune_storage`` every hour at :17 (bots/retention.py; added to
+  existing deployments by migration 0002).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 EVERY_MINUTE = {"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
+HOURLY_AT_17 = {"minute": "17", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
 MIDNIGHT = {"minute": "0", "hour": "0", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
 
 
@@ -56,6 +59,9 @@ def install_default_schedules(apps: Any = None) -> None:
     task_model.objects.get_or_create(
         name="daily-risk-reset",
         defaults={"task": "bots.tasks.daily_risk_reset", "crontab": _crontab(crontab_model, MIDNIGHT)})
+    task_model.objects.get_or_create(
+        name="storage-retention",
+        defaults={"task": "bots.tasks.prune_storage", "crontab": _crontab(crontab_model, HOURLY_AT_17)})
     # a running beat re-reads its schedule when this changes (the signal that does it for admin edits does
     # not fire for a migration's models)
     changed_model.objects.update_or_create(ident=1, defaults={"last_update": timezone.now()})

@@ -263,6 +263,14 @@ ENGINE_SHARDS = env_int("ENGINE_SHARDS", 16)
 ENGINE_CYCLE_THREADS = env_int("ENGINE_CYCLE_THREADS", 8)
 ENGINE_FULL_CYCLE_SECS = env_float("ENGINE_FULL_CYCLE_SECS", 300.0)
 ENGINE_BOOK_STREAMS = env_bool("ENGINE_BOOK_STREAMS", True)
+# Storage retention (bots/retention.py, beat's hourly `storage-retention`): days before a kind is
+# pruned, 0 = never. Fills, orders with fills, positions, non-routine events and risk events are kept.
+RETENTION_ORDERS_DAYS = env_int("RETENTION_ORDERS_DAYS", 7, minimum=0)  # ended with nothing filled
+RETENTION_ROUTINE_EVENTS_DAYS = env_int("RETENTION_ROUTINE_EVENTS_DAYS", 30, minimum=0)  # OrdersAdjusted summaries
+RETENTION_SNAPSHOTS_FULL_DAYS = env_int("RETENTION_SNAPSHOTS_FULL_DAYS", 7, minimum=0)  # then one per hour
+RETENTION_SNAPSHOTS_DAYS = env_int("RETENTION_SNAPSHOTS_DAYS", 365, minimum=0)  # then deleted
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 5000)  # rows per DELETE statement
+RETENTION_MAX_BATCHES = env_int("RETENTION_MAX_BATCHES", 200)  # per kind per run; the rest next run
 # The local exchange emulator's admin token (accounts opened on it from the Django admin).
 EMULATOR_ADMIN_TOKEN = os.environ.get("EMULATOR_ADMIN_TOKEN", "")
 EMULATOR_DEMO_BALANCES = os.environ.get("EMULATOR_DEMO_BALANCES", "BTC=1,ETH=20,USDT=60000")

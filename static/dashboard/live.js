@@ -359,10 +359,12 @@
   }
 
   function eventRow(group, showBot) {
-    const e = group.events[0], n = group.events.length;
+    // a stored summary of routine events counts `count` events from `first_at` (bots/events.py)
+    const e = group.events[0], oldest = group.events[group.events.length - 1];
+    const n = group.events.reduce((sum, x) => sum + (x.count || 1), 0);
     let summary = e.summary || "";
     if (n > 1) {
-      const span = Math.max(1, Math.round(secsOf(e.created_at) - secsOf(group.events[n - 1].created_at)));
+      const span = Math.max(1, Math.round(secsOf(e.created_at) - secsOf(oldest.first_at || oldest.created_at)));
       summary = "×" + n + " in " + span + " s · latest " + summary;
     }
     const type = el("td", { class: "etype", text: e.event_type });
