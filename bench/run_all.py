@@ -259,6 +259,7 @@ def rows_backtest_data(data: dict[str, Any]) -> list[Row]:
                                  f"{sweep.get('results_identical')})",
                         note="measured while other work held the second core: it shows equal results, "
                              "not the speed-up of a free core"))
+    return rows
 
 
 def rows_storage(data: dict[str, Any]) -> list[Row]:
