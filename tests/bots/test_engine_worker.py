@@ -30,11 +30,12 @@ from tests.processes import Proc, process_env, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def start_pool_worker(pool: str, **env: str) -> tuple[Proc, str]:
-    """A real worker with ``-P pool``; returns it and its node name (for ``inspect -d``)."""
-    node = f"eng-{pool}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
+def start_pool_worker(pool: str, *, node: str = "", concurrency: int = 2, **env: str) -> tuple[Proc, str]:
+    """A real worker with ``-P pool`` in its own process group; returns it and its node name (for
+    ``inspect -d``)."""
+    node = node or f"eng-{pool}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
     argv = [sys.executable, "-m", "celery", "-A", "mmplatform", "worker", "--loglevel", "INFO", "-P", pool,
-            "--concurrency", "2", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--concurrency", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
             "-n", node, "-Q", settings.CELERY_TASK_DEFAULT_QUEUE]
     return Proc(f"worker-{pool}", argv, process_env(**env)), node
 
