@@ -156,13 +156,15 @@ def worker_processes(pool: Any) -> list[int]:
 
 def engine_report(pids: list[int]) -> dict[str, Any]:
     """What ``inspect engine`` answers for one worker: its drivers and their totals."""
-    from django.db import close_old_connections
+    from django.db import connection
 
     from bots.engine.health import drivers_health, fleet_totals
 
-    close_old_connections()
     hostname = socket.gethostname()
-    drivers = drivers_health(workers=[f"{hostname}:{pid}" for pid in pids])
+    try:
+        drivers = drivers_health(workers=[f"{hostname}:{pid}" for pid in pids])
+    finally:
+        connection.close()  # the main process keeps no database session between inspections
     totals = fleet_totals(drivers)
     del totals["shards_orphaned"], totals["shards_total"]  # fleet-wide, not this worker's
     return {

@@ -25,9 +25,12 @@ from django.conf import settings
 from mmplatform.redis_client import get_redis
 
 LAG_WINDOW_SECS = 60.0
-"""Cycle lag percentiles are over the cycles that started in this last window."""
-RECORDS_READ = 300
-"""At most this many of a bot's latest cycle records are read (the list keeps 1,000)."""
+"""Cycle lag percentiles are over the cycles that started in this last window (each bot's latest
+``RECORDS_READ`` at most)."""
+RECORDS_READ = 60
+"""At most this many of a bot's latest cycle records are read (the list keeps 1,000): the fleet's page
+reads 60 short strings per bot, and a bot on a 50 ms clock does not outweigh the others in the fleet's
+percentiles."""
 STATE_FIELDS = ("bots", "shards", "busy", "pool_queue", "due_now")
 VERDICTS = ("quiet", "requote", "fills", "snapshot", "full")
 

@@ -138,3 +138,15 @@ def test_an_unsupported_pool_is_refused_with_the_reason(emulator: Any, celery_qu
         assert live_drivers() == {}
     finally:
         worker.stop()
+
+
+def test_the_health_page_says_when_no_driver_is_alive(world_a: Any, world_b: Any) -> None:
+    owner = Client()
+    assert owner.login(username="a-owner", password=PASSWORD)
+    body = owner.get(reverse("dashboard:engine_health")).content.decode()
+    assert 'id="engine-no-driver"' in body and "no bot is cycling" in body
+    assert f'data-bot-id="{world_a.bot.pk}"' in body and "not cycled while stopped" in body
+    assert f'data-bot-id="{world_b.bot.pk}"' not in body
+    assert owner.get(reverse("dashboard:bot_engine_json", args=[world_a.bot.pk])).json() == {
+        "bot_id": world_a.bot.pk, "status": "stopped", "driven": False}
+    assert owner.get(reverse("dashboard:bot_engine_json", args=[world_b.bot.pk])).status_code == 404
