@@ -16,6 +16,8 @@ urlpatterns = [
     path("bots/<int:bot_id>/", views.bot_detail, name="bot_detail"),
     path("bots/<int:bot_id>/state.json", views.bot_state_json, name="bot_state_json"),
     path("bots/<int:bot_id>/book.json", views.bot_book_json, name="bot_book_json"),
+    path("bots/<int:bot_id>/engine.json", views.bot_engine_json, name="bot_engine_json"),
+    path("engine/", views.engine_health, name="engine_health"),
     *[
         path(f"bots/<int:bot_id>/{action}/", views.bot_action, {"action": action}, name=f"bot_{action}")
         for action in views.BOT_ACTIONS

@@ -170,6 +170,59 @@ def bot_book_json(request: HttpRequest, bot_id: int) -> JsonResponse:
     return JsonResponse(selectors.bot_order_book(bot=bot))
 
 
+# --- engine health ------------------------------------------------------------------------------
+
+
+def _engine_rows(tenant: Tenant) -> list[dict[str, object]]:
+    """One row per bot of ``tenant`` (never another's): whether a driver holds it, which, its lag."""
+    from bots.engine.health import bots_health
+
+    bots = list(Bot.objects.filter(tenant=tenant).order_by("name", "pk"))
+    driven = bots_health([bot.pk for bot in bots])
+    return [{"bot": bot, "health": driven.get(bot.pk)} for bot in bots]
+
+
+@login_required
+@require_GET
+def engine_health(request: HttpRequest) -> HttpResponse:
+    """The engine as ``celery inspect engine`` sees it: the fleet's drivers (shards, bot counts, cycles by
+    verdict, p50/p99 cycle lag) and, for the current tenant's bots only, which driver runs each and its lag."""
+    from redis import RedisError
+
+    from bots.engine.health import LAG_WINDOW_SECS, drivers_health, fleet_totals
+
+    tenant = _tenant(request)
+    if tenant is None:
+        return _no_tenant(request)
+    context: dict[str, object] = {"page": "engine", "lag_window_secs": int(LAG_WINDOW_SECS)}
+    try:
+        drivers = drivers_health()
+        context.update(drivers=drivers, fleet=fleet_totals(drivers), rows=_engine_rows(tenant))
+    except RedisError as exc:
+        logger.warning("engine health: Redis unavailable: %s", exc)
+        context["unavailable"] = f"the engine's state in Redis could not be read ({exc.__class__.__name__})"
+    return render(request, "dashboard/engine_health.html", context)
+
+
+@login_required
+@require_GET
+def bot_engine_json(request: HttpRequest, bot_id: int) -> JsonResponse:
+    """One bot's place in the engine: its shard, the driver (worker process) cycling it, its cycle lag."""
+    from bots.engine.health import bots_health
+
+    tenant = _tenant_or_404(request)
+    bot = selectors.bot_for_tenant(tenant=tenant, bot_id=bot_id)
+    health = bots_health([bot.pk]).get(bot.pk)
+    if health is None:
+        return JsonResponse({"bot_id": bot.pk, "status": bot.status, "driven": False})
+    return JsonResponse({
+        "bot_id": bot.pk, "status": bot.status, "driven": bool(health.driver), "shard": health.shard,
+        "worker": health.worker or None,
+        "cycles_last_minute": health.lag.cycles, "lag_p50_ms": health.lag.p50_ms, "lag_p99_ms": health.lag.p99_ms,
+        "last_cycle_at": health.lag.last_cycle_at, "last_cycle_worker": health.lag.last_worker or None,
+    })
+
+
 # --- bot controls -------------------------------------------------------------------------------
 
 

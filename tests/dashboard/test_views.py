@@ -28,6 +28,8 @@ METHODS = {
     "bot_detail": "GET",
     "bot_state_json": "GET",
     "bot_book_json": "GET",
+    "bot_engine_json": "GET",
+    "engine_health": "GET",
     "bot_start": "POST",
     "bot_stop": "POST",
     "bot_pause": "POST",
