@@ -55,8 +55,9 @@ from mmplatform.redis_client import get_redis
 from risk import checks
 from risk.limits import RiskLimits
 from risk.models import RiskEvent
+from strategies import pipeline
 from strategies.analysis import MarketAnalysis, analyze_market
-from strategies.base import MarketMakingStrategy, diff_orders
+from strategies.base import MarketMakingStrategy
 from strategies.selection import create_strategy, select_strategy_type
 from strategies.types import InventoryState, MarketSnapshot, OrderIntent, RiskContext, StrategyParameters
 
@@ -237,9 +238,6 @@ class MarketMakingRiskManager:
             spread_multiplier=adjust.spread_multiplier,
         )
 
-    def check(self, intents: list[OrderIntent], context: checks.PreTradeContext) -> checks.CheckResult:
-        return checks.check_intents(intents, self.limits, context)
-
     def active_key(self) -> str:
         return f"mm:risk:active:{self.bot.pk}"
 
@@ -413,12 +411,7 @@ class MarketMakingBot:
 
     def _validate_order_parameters(self, intent: OrderIntent) -> bool:
         """Spec: positive size and price, notional within min/max order size."""
-        if intent.size <= 0 or intent.price <= 0:
-            return False
-        notional = intent.size * intent.price
-        if notional < float(self.config.min_order_size_quote) * (1 - 1e-9):
-            return False
-        return notional <= float(self.config.max_order_size_quote) * (1 + 1e-9)
+        return pipeline.valid_order(intent, self.quoting_rules())
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -760,38 +753,47 @@ class MarketMakingBot:
         })
 
     def decide_quotes(self, position: LiquidityPosition, snapshot: MarketSnapshot, live_rows: list[Order],
-                      others_open: int) -> tuple[checks.CheckResult, Any]:
-        """decide -> check for one pair, no I/O: the strategy's orders, the pre-trade checks, and the
-        diff against the live quotes (refresh tolerance). The driver's quiet check calls this too, so
-        a quiet cycle and a full one can never disagree about whether to re-quote."""
+                      others_open: int) -> pipeline.Decision:
+        """decide -> check for one pair: gathers the immutable inputs and calls the one pure decision
+        (``strategies.pipeline.decide``: strategy, pre-trade checks, diff against the live quotes),
+        then notes the dashboard's "not quoting" reason. The driver's quiet check calls this too, so a
+        quiet cycle and a full one can never disagree about whether to re-quote."""
         pair = position.trading_pair
         strategy = self.strategy_engine.restore(position)
         inventory = self.inventory_manager.current_inventory.get(pair) or self.inventory_manager.assess(
             position, snapshot.mid)
-        state = InventoryState.from_balances(
-            inventory.base_balance, inventory.quote_balance, snapshot.mid, inventory.target_ratio)
-        intents = strategy.calculate_orders(snapshot, state, self.risk_manager.get_pair_limits(pair))
+        decision = pipeline.decide(strategy, self.decision_inputs(pair, snapshot, inventory, live_rows, others_open))
+        quoting.note(self.bot, pair, quoting.reason_for(  # the dashboard's "not quoting" line
+            pause_reason=decision.pause_reason, intents=decision.intents, valid=decision.valid,
+            allowed=decision.allowed, denied=decision.denied))
+        return decision
+
+    def decision_inputs(self, pair: str, snapshot: MarketSnapshot, inventory: PairInventory, live_rows: list[Order],
+                        others_open: int) -> pipeline.DecisionInputs:
+        """The frozen inputs of one pair's decision, as this engine holds them now."""
         adjust = self.risk_manager.adjustments.get(pair)
-        if adjust is not None and adjust.reduced_side:
-            intents = checks.reduce_growing_side(intents, adjust.reduced_side, adjust.reduced_side_factor,
-                                                 float(self.config.min_order_size_quote))
-        valid = [i for i in intents if self._validate_order_parameters(i)]
-        result = self.risk_manager.check(valid, checks.PreTradeContext(
-            mid=snapshot.mid,
-            base_value_quote=inventory.base_value_quote,
-            open_orders_total=others_open,
+        return pipeline.DecisionInputs(
+            snapshot=snapshot,
+            inventory=InventoryState.from_balances(
+                inventory.base_balance, inventory.quote_balance, snapshot.mid, inventory.target_ratio),
+            risk=self.risk_manager.get_pair_limits(pair),
+            limits=self.risk_manager.limits,
+            rules=self.quoting_rules(),
+            live=tuple(self.order_manager.as_live(live_rows)),
+            others_open=others_open,
+            now=self.clock(),
+            reduction=(pipeline.SideReduction(adjust.reduced_side, adjust.reduced_side_factor)
+                       if adjust is not None and adjust.reduced_side else pipeline.SideReduction()),
+            position_value_quote=inventory.base_value_quote,
+        )
+
+    def quoting_rules(self) -> pipeline.QuotingRules:
+        return pipeline.QuotingRules(
             min_order_size_quote=float(self.config.min_order_size_quote),
             max_order_size_quote=float(self.config.max_order_size_quote),
-        ))
-        quoting.note(self.bot, pair, quoting.reason_for(  # the dashboard's "not quoting" line
-            pause_reason=strategy.pause_reason, intents=intents, valid=valid, allowed=result.allowed,
-            denied=result.denied))
-        diff = diff_orders(
-            self.order_manager.as_live(live_rows), result.allowed,
-            tolerance_bps=self.config.order_settings.order_refresh_tolerance_bps,
-            refresh_secs=self.config.order_settings.order_refresh_secs, now=self.clock(),
+            order_refresh_tolerance_bps=self.config.order_settings.order_refresh_tolerance_bps,
+            order_refresh_secs=self.config.order_settings.order_refresh_secs,
         )
-        return result, diff
 
     def _adjust_orders(self, position: LiquidityPosition, *, initial: bool, live_rows: list[Order] | None = None,
                        others_open: int | None = None, begin_cycle_now: Callable[[], int] | None = None,
@@ -818,10 +820,11 @@ class MarketMakingBot:
         if others_open is None:
             others_open = Order.objects.filter(bot=self.bot, status__in=OPEN_ORDER_STATUSES).exclude(
                 position=position).count()
-        result, diff = self.decide_quotes(position, snapshot, live_rows, others_open)
-        if result.denied:
-            self.report.denied += len(result.denied)
-            self._record_denials(pair, result.denied)
+        decision = self.decide_quotes(position, snapshot, live_rows, others_open)
+        diff = decision.diff
+        if decision.denied:
+            self.report.denied += len(decision.denied)
+            self._record_denials(pair, decision.denied)
         by_client = {o.client_order_id: o for o in live_rows}
         to_cancel = [by_client[o.order_id] for o in diff.cancel]
         # the cancels fly while the new orders are stored; nothing is sent before the venue answered them
@@ -852,8 +855,7 @@ class MarketMakingBot:
                 cancels_answered()
                 self.report.cancelled += self.order_manager.settle_cancels(to_cancel, cancel_results)
         self.report.placed += placed
-        sides = {i.side for i in result.allowed}
-        self.performance_tracker.record_quoting(pair, sides == {"buy", "sell"})
+        self.performance_tracker.record_quoting(pair, decision.quotes_both_sides)
         if not initial and (to_cancel or placed):
             publish_event(bot=self.bot, event_type=BotEventType.ORDERS_ADJUSTED, payload={
                 "position_id": position.pk, "trading_pair": pair, "new_order_count": placed,

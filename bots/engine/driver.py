@@ -740,14 +740,14 @@ class Driver:
                 rows = runner.live.get(position.pk, [])
                 others = total_open - runner.open_count.get(position.pk, 0)
                 engine.clock = lambda: now
-                result, diff = engine.decide_quotes(position, engine.snapshots[pair], rows, others)
-                if result.denied:
+                decision = engine.decide_quotes(position, engine.snapshots[pair], rows, others)
+                if decision.denied:
                     return Verdict("full", "denied orders")
-                if diff.cancel or diff.place:
+                if decision.diff.cancel or decision.diff.place:
                     requote.append(pair)
                     by_client = {o.client_order_id: o for o in rows}
-                    cancels[pair] = [by_client[o.order_id] for o in diff.cancel]
-                uptime.append((pair, {i.side for i in result.allowed} == {"buy", "sell"}))
+                    cancels[pair] = [by_client[o.order_id] for o in decision.diff.cancel]
+                uptime.append((pair, decision.quotes_both_sides))
         finally:
             engine.clock = time.time
         if requote:
