@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from bots import quoting
 from bots.config import MarketMakingConfig, validate_market_making_config
+from bots.engine import keys
 from bots.engine.lease import FencedError, LeaseLostError, check_send, fence_sends
 from bots.engine.market_data import book_reader, mid_history, shared_book, to_snapshot, without_own
 from bots.engine.orders import OrderManager
@@ -239,7 +240,7 @@ class MarketMakingRiskManager:
         )
 
     def active_key(self) -> str:
-        return f"mm:risk:active:{self.bot.pk}"
+        return keys.risk_active(self.bot.pk)
 
     def newly_active(self, statuses: list[checks.RiskStatus]) -> list[checks.RiskStatus]:
         """Statuses that were not active in the previous cycle (events are recorded once per breach)."""
@@ -261,7 +262,7 @@ class PerformanceTracker:
         self.bot = bot
 
     def uptime_key(self) -> str:
-        return f"mm:uptime:{self.bot.pk}"
+        return keys.uptime(self.bot.pk)
 
     def record_quoting(self, pair: str, quoted_both_sides: bool) -> None:
         r = get_redis()
@@ -911,13 +912,13 @@ class MarketMakingBot:
         ).exists()
 
     def _record_denials(self, pair: str, denials: list[checks.Denial]) -> None:
-        key = f"mm:risk:denied:{self.bot_id}:{pair}"
+        key = keys.risk_denied(self.bot_id, pair)
         reasons = sorted({d.reason.split(" ")[0] + " " + d.reason.split(" ")[-1] for d in denials})
         signature = "|".join(reasons)
         r = get_redis()
         if r.get(key) == signature.encode():
             return  # the same denials as last cycle: one RiskEvent per change, not per cycle
-        r.set(key, signature, ex=3600)
+        r.set(key, signature, ex=keys.RECORDED_SIGNATURE_SECS)
         RiskEvent.objects.create(
             tenant_id=self.bot.tenant_id, bot=self.bot, event_type="ORDER_DENIED", trading_pair=pair,
             message=f"{len(denials)} order(s) denied: {denials[0].reason}", action_taken="order_not_sent",
@@ -930,11 +931,11 @@ class MarketMakingBot:
         if not rejected:
             return
         reasons = sorted({(o.error or "rejected").split(":")[0] for o in rejected})
-        key = f"mm:risk:rejected:{self.bot_id}:{pair}"
+        key = keys.risk_rejected(self.bot_id, pair)
         r = get_redis()
         if r.get(key) == "|".join(reasons).encode():
             return
-        r.set(key, "|".join(reasons), ex=3600)
+        r.set(key, "|".join(reasons), ex=keys.RECORDED_SIGNATURE_SECS)
         RiskEvent.objects.create(
             tenant_id=self.bot.tenant_id, bot=self.bot, event_type="ORDER_DENIED", trading_pair=pair,
             message=f"{len(rejected)} order(s) rejected by the exchange: {rejected[0].error}"[:2000],
@@ -1016,7 +1017,7 @@ class MarketMakingBot:
         if not self.config.performance_tracking:
             return
         r = get_redis()
-        if not r.set(f"mm:perf:due:{self.bot_id}", "1", nx=True, px=int(self.config.metrics_interval_secs * 1000)):
+        if not r.set(keys.performance_due(self.bot_id), "1", nx=True, px=int(self.config.metrics_interval_secs * 1000)):
             return
         self.snapshot_performance()
 
@@ -1059,7 +1060,7 @@ def _params_json(parameters: StrategyParameters) -> dict[str, Any]:
 
 
 def daily_reset_key(bot_id: int) -> str:
-    return f"mm:risk:daily-reset:{bot_id}"
+    return keys.daily_reset(bot_id)
 
 
 def request_daily_reset(bot_id: int) -> None:

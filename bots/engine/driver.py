@@ -44,6 +44,7 @@ from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 from django.db.models import F
 from django.utils import timezone
 
+from bots.engine import keys
 from bots.engine.core import (
     ORDER_BOOK_DEPTH,
     MarketMakingBot,
@@ -73,7 +74,7 @@ from strategies.selection import select_strategy_type
 logger = logging.getLogger(__name__)
 
 SHARD_TTL_SECS = 10.0
-DRIVERS_KEY = "mm:engine:drivers"
+DRIVERS_KEY = keys.DRIVERS
 HOUSEKEEPING_SECS = 1.0
 FLUSH_SECS = 1.0
 SENT_MARGIN_SECS = 0.5
@@ -96,7 +97,7 @@ ANALYSIS_SECS = 1.0
 
 
 def shard_key(shard: int) -> str:
-    return f"mm:engine:shard:{shard}"
+    return keys.shard(shard)
 
 
 def shard_of(bot_id: int, account_id: int | None = None) -> int:
@@ -313,8 +314,8 @@ class Driver:
                      1 for r in self.runners.values() if not r.busy and r.next_due <= now),
                  **self.stats}
         pipe = r.pipeline(transaction=False)
-        pipe.hset(f"mm:engine:stats:{self.token}", mapping={k: str(v) for k, v in stats.items()})
-        pipe.expire(f"mm:engine:stats:{self.token}", int(SHARD_TTL_SECS * 3))
+        pipe.hset(keys.driver_stats(self.token), mapping={k: str(v) for k, v in stats.items()})
+        pipe.expire(keys.driver_stats(self.token), int(SHARD_TTL_SECS * 3))
         pipe.execute()
 
     def _refresh_bots(self, now: float) -> None:
@@ -488,10 +489,10 @@ class Driver:
         worker = worker_label()
         pipe = get_redis().pipeline(transaction=False)
         for runner, scheduled, started, verdict in quiet:
-            key = f"mm:cycles:bot:{runner.bot_id}"
+            key = keys.cycles(runner.bot_id)
             pipe.lpush(key, f"{scheduled:.6f} {started:.6f} {finished:.6f} {worker}")
-            pipe.ltrim(key, 0, 999)
-            uptime = f"mm:uptime:{runner.bot_id}"
+            pipe.ltrim(key, 0, keys.CYCLE_RECORDS - 1)
+            uptime = keys.uptime(runner.bot_id)
             for pair, both in verdict.uptime:
                 pipe.hincrby(uptime, f"{pair}:cycles", 1)
                 if both:

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from bots import wire
 from bots.accounting import PositionAccount, apply_fill, fee_in_quote
+from bots.engine import keys
 from bots.engine.rows import insert_orders, save_order_fields
 from bots.events import push
 from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderPurpose, OrderStatus
@@ -86,7 +87,7 @@ FULL_TRADE_SYNC_SECS = 15.0
 
 
 def _trades_key(position_id: int) -> str:
-    return f"mm:trades:pending:{position_id}"
+    return keys.trades_pending(position_id)
 
 
 def mark_trades_pending(position_id: int) -> None:
@@ -100,7 +101,7 @@ def trades_due(position_id: int) -> bool:
     r = get_redis()
     pipe = r.pipeline()
     pipe.exists(_trades_key(position_id))
-    pipe.exists(f"mm:trades:recent:{position_id}")
+    pipe.exists(keys.trades_recent(position_id))
     pending, recent = pipe.execute()
     return bool(pending) or not recent
 
@@ -109,7 +110,7 @@ def trades_synced(position_id: int) -> None:
     r = get_redis()
     pipe = r.pipeline()
     pipe.delete(_trades_key(position_id))
-    pipe.set(f"mm:trades:recent:{position_id}", "1", px=int(FULL_TRADE_SYNC_SECS * 1000))
+    pipe.set(keys.trades_recent(position_id), "1", px=int(FULL_TRADE_SYNC_SECS * 1000))
     pipe.execute()
 
 
