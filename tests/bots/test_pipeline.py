@@ -154,4 +154,4 @@ def test_the_pipeline_is_the_one_place_the_live_engine_decides() -> None:
         for name in calls_in(path) & steps
     }
     assert offenders == set()
-    assert "decide" in calls_in(ROOT / "bots" / "engine" / "core.py")
+    assert "decide" in calls_in(ROOT / "bots" / "engine" / "quotes.py")
