@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from bots.engine import keys
 from mmplatform.redis_client import get_redis
 
 REFRESH_SECS = 20.0
@@ -31,7 +32,7 @@ _written: dict[tuple[int, str], tuple[str | None, float]] = {}
 
 
 def key(bot_id: int) -> str:
-    return f"mm:quoting:{bot_id}"
+    return keys.quoting(bot_id)
 
 
 def reason_for(*, pause_reason: str | None, intents: Sequence[Any], valid: Sequence[Any],

@@ -19,7 +19,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from bots import quoting
-from bots.engine import market_data
+from bots.engine import keys, market_data
 from bots.engine.core import exchange_key
 from bots.engine.market_data import mid_history
 from bots.engine.metrics import order_flow_metrics
@@ -205,7 +205,7 @@ def active_risks(bot_ids: list[int]) -> dict[int, set[str]]:
     try:
         pipe = get_redis().pipeline()
         for bot_id in bot_ids:
-            pipe.smembers(f"mm:risk:active:{bot_id}")
+            pipe.smembers(keys.risk_active(bot_id))
         rows = pipe.execute()
     except Exception:
         return {}

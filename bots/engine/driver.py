@@ -26,146 +26,46 @@ Shape (see docs/architecture.md, "Engine driver"):
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
 import random
 import threading
 import time
 import uuid
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
+from django.db import close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
-from bots.engine.core import (
-    ORDER_BOOK_DEPTH,
-    MarketMakingBot,
-    begin_fenced_cycle,
-    daily_reset_key,
-    exchange_key,
-)
-from bots.engine.lease import _RELEASE, BotLease, FencedError, LeaseLostError, chain_key, new_chain
+from bots.engine import keys
+from bots.engine.bot import MarketMakingBot
+from bots.engine.cycle import daily_reset_key
+from bots.engine.feed import AccountView, FeedMixin
+from bots.engine.lease import _RELEASE, BotLease, chain_key
 from bots.engine.market_data import (
     BookData,
-    book_from,
-    book_reader,
-    mid_history,
-    shared_book,
-    store_books,
-    to_snapshot,
-    without_own,
 )
-from bots.engine.orders import client_id_prefix
+from bots.engine.requote import RequoteMixin
+from bots.engine.runner import Runner, next_due
+from bots.engine.shards import DRIVERS_KEY, HOUSEKEEPING_SECS, SHARD_TTL_SECS, ShardsMixin, shard_key
+from bots.engine.venues import exchange_key
+from bots.engine.verdict import Verdict, VerdictMixin
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderPurpose
-from exchanges.gateway import ExchangeGateway, ExchangeOrder
-from mmplatform import aio
+from exchanges.gateway import ExchangeGateway
 from mmplatform.redis_client import get_redis
-from strategies.analysis import MarketAnalysis, analyze_market
-from strategies.selection import select_strategy_type
+from strategies.analysis import MarketAnalysis
 
 logger = logging.getLogger(__name__)
 
-SHARD_TTL_SECS = 10.0
-DRIVERS_KEY = "mm:engine:drivers"
-HOUSEKEEPING_SECS = 1.0
 FLUSH_SECS = 1.0
-SENT_MARGIN_SECS = 0.5
-"""An order sent less than this before an account read may not be listed by it yet."""
-DEPTH_WITH_STREAM_SECS = 2.0
-"""How often the feeder re-reads a pair's depth when the venue pushes its best bid/ask."""
-DEPTH_REUSE_SECS = 3.0
-"""With a pushed best bid/ask newer than it, a depth read this recent still serves for the deeper levels."""
-ACCOUNT_READ_MIN_SECS = 0.25
-"""An account is read at most this often (a bot on a 50 ms clock must not have its own account reads
-compete with its re-quotes on the I/O loop); quiet checks accept views up to 2 intervals + 1 s old."""
-BALANCE_SECS = 10.0
-"""An account's balances are read at least this often even when none of its orders changed."""
-FEED_SECS = 0.02
-FEED_MAX_DEFERRALS = 5
-"""The feeder holds off at most this many passes in a row for urgent re-quotes."""
 """The feeder's pass: account views and depth reads are at most this much later than due."""
-ANALYSIS_SECS = 1.0
-"""Market analysis (volatility, trend, liquidity) is recomputed at most this often per venue and pair."""
 
 
-def shard_key(shard: int) -> str:
-    return f"mm:engine:shard:{shard}"
-
-
-def shard_of(bot_id: int, account_id: int | None = None) -> int:
-    """A bot's shard follows its (first) exchange account, so every bot of an account is driven by one
-    process and the account is read once per interval, not once per process."""
-    return (account_id if account_id is not None else bot_id) % settings.ENGINE_SHARDS
-
-
-_EXTEND = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end
-"""
-
-
-@dataclass
-class AccountView:
-    """One exchange account as the venue listed it: open orders by client id, total balances."""
-
-    taken_at: float
-    orders: dict[str, ExchangeOrder]
-    balances: dict[str, Decimal]
-    outdated: bool = False  # a fill moved its balances: read it again at the next due cycle
-    balances_at: float = 0.0  # when the balances were read (the orders may be newer)
-
-
-@dataclass
-class Runner:
-    """The driver's memory of one bot between cycles."""
-
-    bot_id: int
-    epoch: int
-    chain: str
-    interval: float
-    error_delay: float
-    signature: tuple
-    next_due: float
-    engine: MarketMakingBot | None = None
-    live: dict[int, list[Order]] = field(default_factory=dict)  # position id -> open quote rows
-    rows: list[Order] = field(default_factory=list)  # every open row (quotes and rebalancing orders)
-    open_count: dict[int, int] = field(default_factory=dict)  # position id -> open rows of any purpose
-    known: set[str] = field(default_factory=set)  # client ids of every open row
-    gone: dict[str, float] = field(default_factory=dict)  # client id -> when it left our open set
-    quoted_mid: dict[tuple[str, str], float] = field(default_factory=dict)
-    last_full_at: float = 0.0
-    perf_due_at: float = 0.0
-    high_water: float = 0.0
-    high_water_dirty: bool = False
-    busy: bool = False
-    dropped: bool = False
-    stale: bool = False  # changed while a cycle ran: do not keep that cycle's engine
-    quiet_cycles: int = 0
-    woken: bool = False  # this cycle was brought forward by a pushed mid move
-    wake_after: bool = False  # a pushed move arrived during a cycle: run again when it ends
-    last_verdict: str = ""
-    touched: bool = False  # cycled since the last flush
-
-
-@dataclass
-class Verdict:
-    kind: str  # "quiet" | "requote" | "fills" | "snapshot" | "full"
-    reason: str = ""
-    detail: str = ""
-    pairs: list[str] = field(default_factory=list)
-    uptime: list[tuple[str, bool]] = field(default_factory=list)
-    cancels: dict[str, list[Order]] = field(default_factory=dict)  # requote: rows to cancel, by pair
-    sent: dict[str, tuple[list[Order], Any]] = field(default_factory=dict)  # requote: cancels already sent
-    urgent: bool = False  # a re-quote brought forward by a pushed move: the feeder holds off meanwhile
-
-
-class Driver:
+class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
     """Runs the cycles of the bots in this process's shards (one thread, a small pool for full cycles)."""
 
     def __init__(self, name: str = ""):
@@ -264,152 +164,6 @@ class Driver:
         self.wake.wait(timeout=min(max(wait, 0.001), 0.5))
         self.wake.clear()
 
-    # --- shards and bots ---------------------------------------------------------------------------
-
-    def _housekeep(self, now: float) -> None:
-        close_old_connections()
-        shards = settings.ENGINE_SHARDS
-        r = get_redis()
-        pipe = r.pipeline(transaction=False)
-        pipe.zadd(DRIVERS_KEY, {self.token: now})
-        pipe.zremrangebyscore(DRIVERS_KEY, 0, now - SHARD_TTL_SECS)
-        pipe.zcard(DRIVERS_KEY)
-        owned = sorted(self.owned)
-        ttl_ms = int(SHARD_TTL_SECS * 1000)
-        for shard in owned:
-            pipe.eval(_EXTEND, 1, shard_key(shard), self.token, ttl_ms)
-        results = pipe.execute()
-        live = max(int(results[2]), 1)
-        for shard, kept in zip(owned, results[3:], strict=True):
-            if not kept:
-                logger.warning("engine driver %s: lost shard %s", self.token, shard)
-                self.owned.discard(shard)
-        share = math.ceil(shards / live)
-        while len(self.owned) > share:  # a new driver joined: give it room
-            shard = max(self.owned)
-            r.eval(_RELEASE, 1, shard_key(shard), self.token)
-            self.owned.discard(shard)
-        if len(self.owned) < share:
-            start = random.randrange(shards)
-            for offset in range(shards):
-                shard = (start + offset) % shards
-                if shard in self.owned:
-                    continue
-                if r.set(shard_key(shard), self.token, nx=True, px=ttl_ms):
-                    self.owned.add(shard)
-                    if len(self.owned) >= share:
-                        break
-        self._refresh_bots(now)
-        accounts: dict[int, tuple[ExchangeGateway, float]] = {}
-        books: dict[tuple[str, str], ExchangeGateway] = {}
-        self.wanted_accounts, self.wanted_books = accounts, books  # rebuilt: bots that left drop out
-        for runner in list(self.runners.values()):
-            if runner.engine is not None:
-                self._want(runner, runner.engine)
-        self._ensure_streams()
-        busy = sum(r.busy for r in self.runners.values())
-        stats = {"bots": len(self.runners), "shards": len(self.owned), "busy": busy,
-                 "pool_queue": self.pool._work_queue.qsize(), "due_now": sum(
-                     1 for r in self.runners.values() if not r.busy and r.next_due <= now),
-                 **self.stats}
-        pipe = r.pipeline(transaction=False)
-        pipe.hset(f"mm:engine:stats:{self.token}", mapping={k: str(v) for k, v in stats.items()})
-        pipe.expire(f"mm:engine:stats:{self.token}", int(SHARD_TTL_SECS * 3))
-        pipe.execute()
-
-    def _refresh_bots(self, now: float) -> None:
-        rows = Bot.objects.filter(status__in=(BotStatus.RUNNING, BotStatus.PAUSED)).values_list(
-            "pk", "epoch", "status", "monitoring_interval_secs", "error_recovery_delay_secs", "updated_at",
-            "kill_switch_engaged", "tenant__kill_switch_engaged", "daily_pnl_baseline_quote")
-        first_account: dict[int, int] = {}
-        for bot_id, account_id in Bot.exchange_accounts.through.objects.values_list("bot_id", "exchangeaccount_id"):
-            if account_id < first_account.get(bot_id, account_id + 1):
-                first_account[bot_id] = account_id
-        seen = set()
-        for pk, epoch, status, interval, error_delay, updated, kill, tenant_kill, baseline in rows:
-            if shard_of(pk, first_account.get(pk)) not in self.owned:
-                continue
-            seen.add(pk)
-            signature = (epoch, status, interval, error_delay, updated, kill, tenant_kill, baseline)
-            runner = self.runners.get(pk)
-            if runner is None or runner.epoch != epoch:
-                if runner is not None:
-                    runner.dropped = True
-                # spread first cycles over one interval so a thousand bots do not all fire at once
-                offset = (pk * 0.6180339887) % 1.0 * min(interval, 1.0)
-                self.runners[pk] = Runner(pk, epoch, new_chain(pk), interval, error_delay, signature,
-                                          next_due=now + offset)
-            elif runner.signature != signature:
-                runner.signature = signature
-                runner.interval, runner.error_delay = interval, error_delay
-                runner.engine = None  # the next cycle is a full one, on the bot as it is now
-                runner.stale = runner.busy
-        for pk in list(self.runners):
-            if pk not in seen:
-                self.runners.pop(pk).dropped = True
-
-    # --- market data pushes ------------------------------------------------------------------------
-
-    def _books_wanted(self) -> dict[str, tuple[Any, set[str]]]:
-        """venue -> (an account of it, pairs quoted there by the bots this driver holds)."""
-        wanted: dict[str, tuple[Any, set[str]]] = {}
-        for runner in self.runners.values():
-            engine = runner.engine
-            if engine is None:
-                continue
-            for pair, position in engine.active_positions.items():
-                account = engine.accounts.get(position.exchange_account_id)
-                if account is None:
-                    continue
-                venue = exchange_key(account)
-                wanted.setdefault(venue, (account, set()))[1].add(pair)
-        return wanted
-
-    def _ensure_streams(self) -> None:
-        if not settings.ENGINE_BOOK_STREAMS:
-            return
-        try:
-            from exchanges.streams import BookTickerStream
-        except ImportError:
-            return
-        for venue, (account, pairs) in self._books_wanted().items():
-            symbols = tuple(sorted(pairs))
-            if self.stream_symbols.get(venue) == symbols:
-                continue
-            old = self.stream_tasks.pop(venue, None)
-            if old is not None:
-                old.cancel()  # the watcher closes its stream
-            stream = BookTickerStream(account.exchange_id, account.api_base_url or None)
-            self.stream_tasks[venue] = asyncio.run_coroutine_threadsafe(
-                self._watch(venue, stream, symbols), aio.get_loop())
-            self.streams[venue] = stream
-            self.stream_symbols[venue] = symbols
-
-    async def _watch(self, venue: str, stream: Any, symbols: tuple[str, ...]) -> None:
-        backoff = 0.1
-        while not self.stopping.is_set():
-            try:
-                updates = await stream.watch(list(symbols))
-                backoff = 0.1
-            except asyncio.CancelledError:
-                await stream.close()
-                raise
-            except Exception as exc:
-                logger.info("engine driver: book stream %s: %s", venue, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            woke = False
-            for quote in updates:
-                bid, ask = float(quote.bid), float(quote.ask)
-                if bid > 0 and ask > 0:
-                    self.tops[(venue, quote.symbol)] = (bid, float(quote.bid_size), ask, float(quote.ask_size),
-                                                        quote.received_at)
-                    self.moved.append((venue, quote.symbol, (bid + ask) / 2))
-                    woke = True
-            if woke:
-                self.wake.set()
-
     def _apply_moves(self, now: float) -> None:
         """Pushed mids: bots whose quotes are a quarter of their tolerance off the new mid run now."""
         if not self.moved:
@@ -488,10 +242,10 @@ class Driver:
         worker = worker_label()
         pipe = get_redis().pipeline(transaction=False)
         for runner, scheduled, started, verdict in quiet:
-            key = f"mm:cycles:bot:{runner.bot_id}"
+            key = keys.cycles(runner.bot_id)
             pipe.lpush(key, f"{scheduled:.6f} {started:.6f} {finished:.6f} {worker}")
-            pipe.ltrim(key, 0, 999)
-            uptime = f"mm:uptime:{runner.bot_id}"
+            pipe.ltrim(key, 0, keys.CYCLE_RECORDS - 1)
+            uptime = keys.uptime(runner.bot_id)
             for pair, both in verdict.uptime:
                 pipe.hincrby(uptime, f"{pair}:cycles", 1)
                 if both:
@@ -503,398 +257,6 @@ class Driver:
 
     # --- the feeder: account views and depth reads, off the driver thread ------------------------------
 
-    def _feed(self) -> None:
-        """Keep every account view younger than ~0.9 interval of its fastest bot (right after a fill
-        sync: at once) and every quoted pair's shared book younger than MARKET_DATA_CACHE_SECS, so the
-        driver thread's checks never wait for the venue."""
-        deferred = 0
-        while not self.stopping.is_set():
-            if self._urgent and deferred < FEED_MAX_DEFERRALS:
-                deferred += 1  # a pushed move's re-quote is in flight: reads wait, they are not urgent
-                self.stopping.wait(FEED_SECS)
-                continue
-            deferred = 0
-            try:
-                self._feed_once(time.time())
-            except Exception:
-                logger.exception("engine driver: feeder pass failed")
-                self.stopping.wait(0.5)
-            self.stopping.wait(FEED_SECS)
-
-    def _feed_once(self, now: float) -> None:
-        stale: dict[int, ExchangeGateway] = {}
-        for account_id, (gateway, every) in list(self.wanted_accounts.items()):
-            view = self.accounts.get(account_id)
-            if view is None or view.outdated or now - view.taken_at >= every:
-                stale[account_id] = gateway
-        if stale:
-            self._read_accounts(stale)
-        due: list[tuple[str, str, ExchangeGateway]] = []
-        for (venue, pair), gateway in list(self.wanted_books.items()):
-            held = self._books.get((venue, pair))
-            streaming = venue in self.stream_tasks and not self.stream_tasks[venue].done()
-            # with the top of book pushed, the depth (for the liquidity estimate) is read less often
-            max_age = DEPTH_WITH_STREAM_SECS if streaming else settings.MARKET_DATA_CACHE_SECS
-            if held is None or time.time() - held[1].fetched_at >= max_age:
-                due.append((venue, pair, gateway))
-        if due:
-            self._read_books(due)
-
-    def _read_books(self, due: list[tuple[str, str, ExchangeGateway]]) -> None:
-        """Depth reads of many pairs at once; shared through Redis like any other read."""
-        async def read_all() -> list[Any]:
-            return await asyncio.gather(*(g.fetch_order_book(p, ORDER_BOOK_DEPTH) for _, p, g in due),
-                                        return_exceptions=True)
-
-        read = []
-        for (venue, pair, _), raw in zip(due, aio.run(read_all()), strict=True):
-            if isinstance(raw, BaseException):
-                logger.info("engine driver: depth read of %s on %s failed: %s", pair, venue, raw)
-                continue
-            book = book_from(raw)
-            self._books[(venue, pair)] = (book.fetched_at, book)
-            read.append((venue, pair, book))
-        if read:
-            store_books(read)
-
-    def _read_accounts(self, stale: dict[int, ExchangeGateway]) -> None:
-        """One open-orders read per account (all accounts concurrently); then a balance read for those
-        whose orders changed (a fill moves balances), that a fill sync flagged, or whose balances are
-        older than BALANCE_SECS (deposits, withdrawals, fees)."""
-        async def gather(calls: list[Any]) -> list[Any]:
-            return await asyncio.gather(*calls, return_exceptions=True)
-
-        taken = time.time()
-        listed = aio.run(gather([g.fetch_open_orders(None) for g in stale.values()]))
-        views: dict[int, AccountView] = {}
-        for account_id, result in zip(stale, listed, strict=True):
-            if isinstance(result, BaseException):
-                logger.info("engine driver: account %s read failed: %s", account_id, result)
-                self.accounts.pop(account_id, None)  # its bots run full cycles until it reads again
-                continue
-            old = self.accounts.get(account_id)
-            orders = {o.client_order_id: o for o in result if o.client_order_id}
-            view = AccountView(taken_at=taken, orders=orders, balances=old.balances if old else {},
-                               balances_at=old.balances_at if old else 0.0)
-            if old is None or old.outdated or taken - old.balances_at >= BALANCE_SECS or _orders_moved(old, view):
-                view.balances_at = -1.0  # to read
-            views[account_id] = view
-        wanted = [a for a, v in views.items() if v.balances_at < 0]
-        read = aio.run(gather([stale[a].fetch_balance() for a in wanted])) if wanted else []
-        for account_id, result in zip(wanted, read, strict=True):
-            if isinstance(result, BaseException):
-                logger.info("engine driver: account %s balance read failed: %s", account_id, result)
-                views.pop(account_id)
-                self.accounts.pop(account_id, None)
-                continue
-            views[account_id].balances = {asset: b.total for asset, b in result.assets.items()}
-            views[account_id].balances_at = taken
-        self.accounts.update(views)
-
-    def _want(self, runner: Runner, engine: MarketMakingBot) -> None:
-        """Tell the feeder what this bot needs read: its accounts and its pairs' books."""
-        every = max(runner.interval * 0.9, ACCOUNT_READ_MIN_SECS)
-        for account_id, gateway in engine.exchanges.items():
-            held = self.wanted_accounts.get(account_id)
-            if held is None or every < held[1]:
-                self.wanted_accounts[account_id] = (gateway, every)
-        for pair, position in engine.active_positions.items():
-            gateway = engine.exchanges.get(position.exchange_account_id)
-            if gateway is not None:
-                self.wanted_books.setdefault((exchange_key(engine.accounts[position.exchange_account_id]), pair),
-                                             gateway)
-
-    def _book(self, engine: MarketMakingBot, account_id: int, pair: str,
-              books: dict[tuple[str, str], BookData]) -> BookData:
-        venue = exchange_key(engine.accounts[account_id])
-        book = books.get((venue, pair))
-        if book is None:
-            held = self._books.get((venue, pair))
-            top = self.tops.get((venue, pair))
-            if held is not None and time.time() - held[1].fetched_at < settings.MARKET_DATA_CACHE_SECS + FEED_SECS:
-                book = held[1]  # the feeder keeps it fresh: no read on the driver thread
-            elif top is not None and held is not None and time.time() - held[1].fetched_at < DEPTH_REUSE_SECS:
-                book = held[1]  # a fresher pushed top goes on a recent depth read
-            else:  # nothing recent yet (a new pair, or the feeder is behind): read it here
-                book = shared_book(venue, pair, book_reader(engine.exchanges[account_id], pair, ORDER_BOOK_DEPTH))
-                self._books[(venue, pair)] = (time.time(), book)
-            if top is not None and top[4] > book.fetched_at:
-                # the pushed best bid/ask is newer than the last depth read: it replaces the top of
-                # book (deeper levels that it crossed are dropped)
-                bid, bid_size, ask, ask_size, received_at = top
-                book = BookData([(bid, bid_size), *(level for level in book.bids if level[0] < bid)],
-                                [(ask, ask_size), *(level for level in book.asks if level[0] > ask)], received_at)
-            books[(venue, pair)] = book
-        return book
-
-    def _snapshot(self, runner: Runner, engine: MarketMakingBot, position: Any,
-                  books: dict[tuple[str, str], BookData], now: float) -> Any:
-        """The bot's strategy snapshot of a pair: the shared book (pushed top on the feeder's depth)
-        less the bot's own resting orders. Records the book's time for the staleness check."""
-        pair = position.trading_pair
-        account_id = position.exchange_account_id
-        book = self._book(engine, account_id, pair, books)
-        own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in runner.live.get(position.pk, [])]
-        market = without_own(book, own)
-        venue = exchange_key(engine.accounts[account_id])
-        held = self._books.get((venue, pair))
-        merged = held is not None and book.fetched_at > held[1].fetched_at  # a pushed top on older depth
-        if merged and (market.bids[:1] != book.bids[:1] or market.asks[:1] != book.asks[:1]):
-            # our own order was the pushed top: the levels behind it come from an older depth read and
-            # may be from before a move, so read the depth now rather than quote off a stale level
-            book = book_reader(engine.exchanges[account_id], pair, ORDER_BOOK_DEPTH)()
-            store_books([(venue, pair, book)])
-            self._books[(venue, pair)] = (book.fetched_at, book)
-            books[(venue, pair)] = book
-            market = without_own(book, own)
-        rules = engine.exchanges[account_id].market_rules(pair)
-        engine.book_fetched_at[pair] = book.fetched_at
-        return to_snapshot(pair, market, tick_size=float(rules.tick_size),
-                           lot_size=float(rules.lot_size), min_notional=float(rules.min_notional or 0), now=now)
-
-    def _analysis(self, engine: MarketMakingBot, account_id: int, pair: str, snapshot: Any,
-                  now: float) -> MarketAnalysis:
-        """The spec's market analysis on the venue's shared mid history, computed at most once per
-        ANALYSIS_SECS per (venue, pair, strategy settings) and shared by every bot with those settings."""
-        venue = exchange_key(engine.accounts[account_id])
-        config = engine.config.strategy_settings
-        try:
-            key: Any = (venue, pair, config)
-            hit = self.analyses.get(key)
-        except TypeError:  # unhashable settings: this bot's own entry
-            key = (venue, pair, id(config))
-            hit = self.analyses.get(key)
-        if hit is not None and now - hit[0] < ANALYSIS_SECS:
-            return hit[1]
-        times, mids = mid_history(venue, pair)
-        analysis = analyze_market(snapshot, config, times, mids)
-        if len(self.analyses) > 10_000:
-            self.analyses.clear()
-        self.analyses[key] = (now, analysis)
-        return analysis
-
-    def _check(self, runner: Runner, now: float, books: dict[tuple[str, str], BookData],
-               reset_pending: bool) -> Verdict:
-        """Quiet, a re-quote only, or a full cycle (with the reason)."""
-        engine = runner.engine
-        if engine is None:
-            return Verdict("full", "no engine state")
-        if engine.bot.status != BotStatus.RUNNING:
-            return Verdict("full", "not running")
-        if now - runner.last_full_at >= settings.ENGINE_FULL_CYCLE_SECS:
-            return Verdict("full", "periodic full cycle")
-        if reset_pending:
-            return Verdict("full", "daily reset")
-        prefix = client_id_prefix(runner.bot_id)
-        for account_id in engine.exchanges:
-            view = self.accounts.get(account_id)
-            if view is None or now - view.taken_at > view_limit(runner.interval):
-                return Verdict("full", "no account view")
-            for cid in view.orders:
-                if cid.startswith(prefix) and cid not in runner.known and not (
-                        runner.gone.get(cid, 0) > view.taken_at - SENT_MARGIN_SECS):
-                    return Verdict("full", "stray order", detail=cid)
-        filled: list[str] = []
-        for pair, position in engine.active_positions.items():
-            view = self.accounts.get(position.exchange_account_id)
-            if view is None or position.exchange_account_id not in engine.exchanges:
-                return Verdict("full", "account not connected")
-            for row in runner.live.get(position.pk, []):
-                remote = view.orders.get(row.client_order_id)
-                if (remote is None and row.created_at.timestamp() < view.taken_at - SENT_MARGIN_SECS) or (
-                        remote is not None and (remote.filled or 0) > row.filled):
-                    filled.append(pair)  # filled, partly filled, or gone: sync this pair and re-quote it
-                    break
-        if filled:
-            return Verdict("fills", "orders filled or left the book", pairs=filled)
-        requote: list[str] = []
-        cancels: dict[str, list[Order]] = {}
-        uptime: list[tuple[str, bool]] = []
-        try:
-            for pair, position in engine.active_positions.items():
-                view = self.accounts[position.exchange_account_id]
-                snapshot = self._snapshot(runner, engine, position, books, now)
-                engine.snapshots[pair] = snapshot
-                if snapshot.problem() or engine._stale_book(pair):
-                    return Verdict("full", "book problem")
-                engine.inventory_manager.balances[position.exchange_account_id] = view.balances
-                engine.inventory_manager.assess(position, snapshot.mid)
-                analysis = self._analysis(engine, position.exchange_account_id, pair, snapshot, now)
-                engine.analyses[pair] = analysis
-                settings_ = engine.config.strategy_settings
-                if settings_.adaptation_enabled:
-                    strategy = engine.strategy_engine.restore(position)
-                    if (select_strategy_type(analysis, settings_) != strategy.strategy_type
-                            or strategy.should_adapt(analysis)):
-                        return Verdict("full", "strategy adaptation")
-            statuses, equity = engine.risk_in_memory(runner.high_water)
-            if statuses:
-                return Verdict("full", "risk status", detail=",".join(s.event_type for s in statuses))
-            rebalance = engine.rebalancing_due(now)  # the spec checks the need every monitoring interval
-            if rebalance:
-                return Verdict("full", "rebalancing needed", detail=",".join(rebalance))
-            if equity > runner.high_water:
-                runner.high_water, runner.high_water_dirty = equity, True
-            total_open = sum(runner.open_count.values())
-            for pair, position in engine.active_positions.items():
-                rows = runner.live.get(position.pk, [])
-                others = total_open - runner.open_count.get(position.pk, 0)
-                engine.clock = lambda: now
-                result, diff = engine.decide_quotes(position, engine.snapshots[pair], rows, others)
-                if result.denied:
-                    return Verdict("full", "denied orders")
-                if diff.cancel or diff.place:
-                    requote.append(pair)
-                    by_client = {o.client_order_id: o for o in rows}
-                    cancels[pair] = [by_client[o.order_id] for o in diff.cancel]
-                uptime.append((pair, {i.side for i in result.allowed} == {"buy", "sell"}))
-        finally:
-            engine.clock = time.time
-        if requote:
-            return Verdict("requote", "quotes moved", pairs=requote, cancels=cancels)
-        if now >= runner.perf_due_at and engine.config.performance_tracking:
-            return Verdict("snapshot", "performance snapshot due", uptime=uptime)
-        return Verdict("quiet", uptime=uptime)
-
-    def _cycle(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float) -> None:
-        """A pool thread: a re-quote on the kept engine, or a full cycle."""
-        from bots.tasks import execute_cycle
-
-        started = time.time()
-        delay = runner.interval
-        try:
-            last = self._connection_checked.get(threading.get_ident(), 0.0)
-            if started - last > 1.0:  # drop a connection past its age or broken, at most once a second
-                close_old_connections()
-                self._connection_checked[threading.get_ident()] = started
-            if threading.get_ident() not in self._pool_connections:
-                conn = connections[DEFAULT_DB_ALIAS]
-                conn.inc_thread_sharing()  # so stop() may close it from the driver's thread
-                self._pool_connections[threading.get_ident()] = conn
-            if runner.high_water_dirty:
-                self._write_high_water([runner])
-            if verdict.kind in ("requote", "fills", "snapshot") and runner.engine is not None:
-                outcome = self._on_kept_engine(runner, lease, verdict, scheduled, started)
-            else:
-                result = execute_cycle(runner.bot_id, runner.epoch, runner.chain, scheduled, lease=lease)
-                outcome = result.outcome
-                self._capture(runner, result.engine, full=True)
-                if outcome in ("stale-chain", "fenced", "auth-error"):
-                    runner.dropped = True  # the driver thread forgets it; a fenced bot comes back if cycling
-                elif outcome == "error":
-                    delay = runner.error_delay
-        except Exception:
-            logger.exception("bot %s: driver cycle failed", runner.bot_id)
-            runner.engine = None
-            delay = runner.error_delay
-            lease.release()
-        finally:
-            if verdict.urgent:
-                with self._urgent_lock:
-                    self._urgent -= 1
-            now = time.time()
-            self.stats[f"{verdict.kind}_wall_ms"] += int(1000 * (now - started))
-            self.stats[f"{verdict.kind}_queued_ms"] += int(1000 * max(started - scheduled, 0.0))
-            runner.next_due = next_due(scheduled, runner.interval, now) if delay == runner.interval else now + delay
-            runner.touched = True
-            runner.busy = False
-            self.wake.set()
-
-    def _on_kept_engine(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float,
-                        started: float) -> str:
-        """A re-quote (``_adjust_orders`` of the pairs whose quotes moved, on the rows the quiet check saw) or
-        a performance snapshot, on the engine kept from the last full cycle, under the bot's lease."""
-        from bots.engine.core import CycleReport
-        from bots.engine.lease import record_cycle
-        from bots.tasks import worker_id
-
-        engine = runner.engine
-        assert engine is not None
-        engine.lease = lease
-        engine.report = CycleReport()
-        outcome = "ok"
-        try:
-            if verdict.kind == "snapshot":
-                engine._update_performance()
-                runner.perf_due_at = time.time() + max(engine.config.metrics_interval_secs, runner.interval)
-                return outcome
-            engine.order_manager.stored = []  # the rows this cycle stores, for its in-memory capture
-            numbered: list[int] = []
-
-            def number_once() -> int:
-                """This cycle's number, taken once (a re-quote's after its cancels left) and fenced in the
-                same statement: a stop, kill or restart since the check sends nothing."""
-                if not numbered:
-                    cycle = begin_fenced_cycle(runner.bot_id, runner.epoch)
-                    if cycle is None:
-                        raise FencedError(f"bot {runner.bot_id}: stopped, killed or restarted; nothing is sent")
-                    numbered.append(cycle)
-                    engine.fenced_at_begin = True
-                return numbered[0]
-
-            if verdict.kind == "fills":
-                engine.cycle = number_once()
-                self._sync_and_requote(runner, engine, verdict.pairs)
-                return outcome
-            total_open = sum(runner.open_count.values())
-            for pair in verdict.pairs:
-                position = engine.active_positions[pair]
-                engine._adjust_orders(position, initial=False, live_rows=runner.live.get(position.pk, []),
-                              others_open=total_open - runner.open_count.get(position.pk, 0),
-                              begin_cycle_now=number_once, sent_cancels=verdict.sent.get(pair))
-            # the open rows, in memory: the cancelled ones were settled on these objects, the new ones
-            # are as the venue answered them (no read back)
-            self._capture(runner, engine, full=False, rows=runner.rows + engine.order_manager.stored)
-        except (LeaseLostError, FencedError) as exc:
-            logger.info("%s", exc)
-            runner.engine = None
-            outcome = "fenced"
-        except Exception as exc:
-            logger.exception("bot %s: re-quote failed", runner.bot_id)
-            close_old_connections()
-            Bot.objects.filter(pk=runner.bot_id, epoch=runner.epoch).update(
-                last_error=f"{type(exc).__name__}: {exc}"[:2000])
-            runner.engine = None
-            outcome = "error"
-        finally:
-            engine.fenced_at_begin = False
-            record_cycle(runner.bot_id, scheduled, started, time.time(), worker_id())
-            lease.release()
-        return outcome
-
-    def _sync_and_requote(self, runner: Runner, engine: MarketMakingBot, pairs: list[str]) -> None:
-        """Orders of these pairs were filled or left the book: reconcile each pair with the venue (its
-        open orders, the fate of the missing ones, the trades -> Fill rows and accounting, OrderFilled
-        events), reload that account's balances, and re-quote the pair. The rest of the bot is as the
-        quiet check left it; the next check assesses risk on the new position."""
-        accounts = {engine.active_positions[p].exchange_account_id for p in pairs}
-        engine.inventory_manager.load_balances({a: engine.exchanges[a] for a in accounts})
-        total_open = sum(runner.open_count.values())
-        synced_positions: set[int] = set()
-        rows: list[Order] = []
-        for pair in pairs:
-            position = engine.active_positions[pair]
-            snapshot = self._snapshot(runner, engine, position, {}, time.time())  # the feeder's book
-            engine.snapshots[pair] = snapshot
-            mid = snapshot.mid if not snapshot.problem() else float("nan")
-            engine.announce_fills(pair, engine.order_manager.sync_position(position, mid=mid))
-            if mid == mid:
-                engine.inventory_manager.assess(position, mid)
-            # re-quoted on the rows the sync just reconciled with the venue (not read again)
-            synced = engine.order_manager.synced_rows.pop(position.pk, [])
-            synced_positions.add(position.pk)
-            rows.extend(synced)
-            live = [o for o in synced if o.status in OPEN_ORDER_STATUSES and o.purpose == OrderPurpose.QUOTE]
-            engine._adjust_orders(position, initial=False, live_rows=live,
-                          others_open=total_open - runner.open_count.get(position.pk, 0))
-        # the open rows, in memory: other pairs' as they were, the synced pairs' as the venue answered
-        # the sync and the re-quote, and the re-quote's new ones
-        rows += [o for o in runner.rows if o.position_id not in synced_positions]
-        self._capture(runner, engine, full=False, rows=rows + engine.order_manager.stored)
-        for account_id in accounts:  # balances moved: the next due cycle reads the account again
-            view = self.accounts.get(account_id)
-            if view is not None:
-                view.outdated = True
 
     def _capture(self, runner: Runner, engine: MarketMakingBot | None, *, full: bool,
                  rows: list[Order] | None = None) -> None:
@@ -972,29 +334,6 @@ class Driver:
             Bot.objects.filter(pk=runner.bot_id, equity_high_water_quote__lt=value).update(
                 equity_high_water_quote=value)
             runner.high_water_dirty = False
-
-
-def _orders_moved(old: AccountView, new: AccountView) -> bool:
-    """A resting order gained fills between two views (so balances moved). An order that left the book
-    may just be cancelled (totals unchanged); a filled one is synced by its bot, which flags the view
-    ``outdated`` and so has the balances read."""
-    for cid, order in new.orders.items():
-        before = old.orders.get(cid)
-        if before is not None and (order.filled or 0) != (before.filled or 0):
-            return True
-    return False
-
-
-def view_limit(interval: float) -> float:
-    """An account view older than this is not trusted for a quiet check (a full cycle reads the venue)."""
-    return 2 * interval + 1.0
-
-
-def next_due(scheduled: float, interval: float, now: float) -> float:
-    """Fixed rate (the lag of a late cycle does not shift the ones after it), but a bot more than an
-    interval behind skips the cycles it missed instead of running them back to back."""
-    due = scheduled + interval
-    return due if due > now - interval else now
 
 
 def worker_label() -> str:

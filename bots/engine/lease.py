@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from bots.engine import keys
 from mmplatform.errors import MarketMakingError
 from mmplatform.redis_client import get_redis
 
@@ -28,7 +29,7 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[
 
 class BotLease:
     def __init__(self, bot_id: int, ttl_secs: float):
-        self.key = f"mm:lease:bot:{bot_id}"
+        self.key = keys.lease(bot_id)
         self.token = uuid.uuid4().hex
         self.ttl_ms = max(int(ttl_secs * 1000), 1000)
         self.held = False
@@ -54,7 +55,7 @@ class BotLease:
 
     @staticmethod
     def is_held(bot_id: int) -> bool:
-        return bool(get_redis().exists(f"mm:lease:bot:{bot_id}"))
+        return bool(get_redis().exists(keys.lease(bot_id)))
 
 
 class LeaseLostError(MarketMakingError):
@@ -68,7 +69,7 @@ class FencedError(MarketMakingError):
 def fence_key(bot: Any) -> str:
     """One key per bot row's life (its id and creation time: an id a test database hands out again
     never inherits an old bot's fence)."""
-    return f"mm:fence:bot:{bot.pk}:{int(bot.created_at.timestamp() * 1_000_000)}"
+    return keys.fence(bot.pk, int(bot.created_at.timestamp() * 1_000_000))
 
 
 _FENCE = """
@@ -100,7 +101,7 @@ def check_send(bot: Any, epoch: int, lease: BotLease | None) -> None:
     """Right before orders are sent: the bot is not fenced at ``epoch`` and this cycle still holds its
     lease (extended here), checked in one atomic step. Raises FencedError or LeaseLostError."""
     token, ttl = (lease.token, lease.ttl_ms) if lease is not None else ("", 0)
-    verdict = get_redis().eval(_CHECK_SEND, 2, fence_key(bot), f"mm:lease:bot:{bot.pk}", int(epoch), token, ttl)
+    verdict = get_redis().eval(_CHECK_SEND, 2, fence_key(bot), keys.lease(bot.pk), int(epoch), token, ttl)
     if verdict == -1:
         raise FencedError(f"bot {bot.pk}: killed, stopped or paused (epoch {epoch} is fenced); nothing is sent")
     if verdict == 0:
@@ -126,7 +127,7 @@ def hold_leases(leases: list[BotLease], wait_secs: float) -> list[BotLease]:
 
 
 def chain_key(bot_id: int) -> str:
-    return f"mm:chain:bot:{bot_id}"
+    return keys.chain(bot_id)
 
 
 def new_chain(bot_id: int) -> str:
@@ -144,15 +145,15 @@ def current_chain(bot_id: int) -> str | None:
 def record_cycle(bot_id: int, scheduled_at: float, started_at: float, finished_at: float, worker: str) -> None:
     """Cycle start/end records (capped list) for overlap checks and lag benchmarks."""
     r = get_redis()
-    key = f"mm:cycles:bot:{bot_id}"
+    key = keys.cycles(bot_id)
     pipe = r.pipeline()
     pipe.lpush(key, f"{scheduled_at:.6f} {started_at:.6f} {finished_at:.6f} {worker}")
-    pipe.ltrim(key, 0, 999)
+    pipe.ltrim(key, 0, keys.CYCLE_RECORDS - 1)
     pipe.execute()
 
 
 def cycle_records(bot_id: int) -> list[tuple[float, float, float, str]]:
-    rows = get_redis().lrange(f"mm:cycles:bot:{bot_id}", 0, -1)
+    rows = get_redis().lrange(keys.cycles(bot_id), 0, -1)
     out = []
     for row in reversed(rows):
         scheduled, started, finished, worker = row.decode().split(" ", 3)

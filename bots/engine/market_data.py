@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from bots.engine import keys
 from exchanges.gateway import ExchangeGateway, OrderBook
 from mmplatform import aio
 from mmplatform.redis_client import get_redis
@@ -47,7 +48,7 @@ def book_reader(gateway: ExchangeGateway, pair: str, depth: int) -> Callable[[],
 
 
 def _key(exchange_key: str, pair: str, kind: str) -> str:
-    return f"mm:md:{kind}:{exchange_key}:{pair}"
+    return keys.market_data(kind, exchange_key, pair)
 
 
 def shared_book(

@@ -12,8 +12,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from bots.engine.driver import DRIVERS_KEY, Driver, next_due, shard_key
+from bots.engine.driver import Driver
 from bots.engine.lease import cycle_records
+from bots.engine.runner import next_due
+from bots.engine.shards import DRIVERS_KEY, shard_key
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderStatus
 from exchanges.emulator.server import EmulatorServer
 from mmplatform.redis_client import get_redis

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from bots.engine.core import MarketMakingBot, begin_cycle
-from bots.engine.driver import DRIVERS_KEY, Driver, shard_key
+from bots.engine.driver import Driver
+from bots.engine.shards import DRIVERS_KEY, shard_key
 from bots.models import Bot, Order, OrderPurpose
 from exchanges.emulator.server import EmulatorServer
 from mmplatform.redis_client import get_redis

@@ -12,6 +12,7 @@ import pytest
 
 import bots.inventory
 from bots.engine import driver
+from bots.engine.client_ids import client_order_id
 from bots.engine.core import (
     InventoryManager,
     MarketMakingBot,
@@ -20,7 +21,6 @@ from bots.engine.core import (
     StrategyEngine,
     begin_cycle,
 )
-from bots.engine.orders import client_order_id
 from bots.models import Bot, BotEvent, BotStatus, Fill, LiquidityPosition, Order, OrderStatus
 from exchanges.gateway import OrderRequest
 from mmplatform import aio

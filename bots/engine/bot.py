@@ -1,0 +1,253 @@
+"""The spec's MarketMakingBot: one object per bot, assembled from one module per job.
+
+``bot.py`` holds its construction, exchanges, start / stop and reconcile; ``cycle.py`` (``CycleMixin``)
+a full monitoring iteration; ``quotes.py`` (``QuotesMixin``) one pair's decide -> check -> act and the
+methods the engine driver hands data over through; ``risk_actions.py`` (``RiskActionsMixin``) the risk
+assessment, each breach's action and rebalancing. An instance is built from the database for a task (a
+start, a stop) or a full cycle, so any worker can run any bot's next cycle (crash-only); the engine
+driver (bots/engine/driver.py) keeps it between cycles for its in-memory quiet checks. Exchange I/O is
+async (the gateway) and runs on the process's I/O loop; everything else is plain sync.
+
+Every cycle is decide -> check -> act: the one pure decision (``strategies.pipeline.decide``: strategy,
+pre-trade checks with a reason per denial, diff against the live orders) -> cancel / place.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from bots.config import validate_market_making_config
+from bots.engine.cycle import CycleMixin, CycleReport, request_daily_reset
+from bots.engine.inventory_manager import InventoryManager
+from bots.engine.lease import FencedError, LeaseLostError
+from bots.engine.orders import OrderManager
+from bots.engine.performance import PerformanceTracker
+from bots.engine.quotes import QuotesMixin
+from bots.engine.risk_actions import RiskActionsMixin
+from bots.engine.risk_manager import MarketMakingRiskManager
+from bots.engine.strategy_engine import StrategyEngine, params_json
+from bots.engine.venues import GatewayFactory, default_gateway_factory, exchange_key
+from bots.events import publish_event
+from bots.models import (
+    Bot,
+    BotEventType,
+    LiquidityPosition,
+)
+from exchanges.gateway import ExchangeGateway
+from mmplatform import aio
+from mmplatform.errors import (
+    ExchangeError,
+    InvalidTradingPairsError,
+    RiskLimitViolationError,
+)
+from strategies import pipeline
+from strategies.analysis import MarketAnalysis
+from strategies.types import MarketSnapshot, OrderIntent
+
+logger = logging.getLogger(__name__)
+
+PAIR_PATTERN = re.compile(r"^[A-Z]+/[A-Z]+$")
+
+
+# --- spec managers -------------------------------------------------------------------------------
+
+
+# --- the bot ----------------------------------------------------------------------------------------
+
+
+class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
+    """The spec's MarketMakingBot for one Bot row."""
+
+    def __init__(self, bot: Bot, *, gateway_factory: GatewayFactory = default_gateway_factory,
+                 clock: Callable[[], float] = time.time, lease: Any = None):
+        self.bot = bot
+        self.lease = lease
+        self.config = validate_market_making_config(bot.to_config())
+        self.bot_id = bot.pk
+        self.clock = clock
+        self.gateway_factory = gateway_factory
+        self.strategy_engine = StrategyEngine(self.config)
+        self.inventory_manager = InventoryManager(self.config)
+        self.risk_manager = MarketMakingRiskManager(bot, self.config.risk_limits, self.config)
+        self.performance_tracker = PerformanceTracker(bot)
+        self.accounts = {a.pk: a for a in bot.exchange_accounts.filter(is_active=True)}
+        self.exchanges: dict[int, ExchangeGateway] = {}
+        self.connection_problems: dict[str, str] = {}  # account label -> why it did not connect
+        self.order_manager = OrderManager(bot, self.exchanges)
+        self.order_manager.gate = self._check_send  # every send checks the fence and the lease first
+        self.active_positions: dict[str, LiquidityPosition] = {
+            p.trading_pair: p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)
+        }
+        self.snapshots: dict[str, MarketSnapshot] = {}
+        self.book_fetched_at: dict[str, float] = {}
+        self.analyses: dict[str, MarketAnalysis] = {}
+        self.report = CycleReport()
+        self.cycle = bot.cycle_count
+        self.fenced_at_begin = False
+        self.rebalanced_pairs: set[str] = set()  # pairs with a rebalancing trade in this engine's cycle
+        self.rebalance_attempted_at: dict[str, float] = {}  # pair -> clock() of its last rebalancing trade
+        self.start_error = ""  # why start_market_making returned False
+        self.start_fenced = False  # ... because a kill, stop or pause (or a lost lease) fenced it
+
+    # --- exchanges ---------------------------------------------------------------------------
+
+    def initialize_exchanges(self, *, emit_events: bool = True, validate: bool = True) -> bool:
+        """Connect every configured account; ExchangeConnected per success, a warning per failure.
+
+        ``validate=False`` (every cycle after the start) only ensures the cached client has its
+        markets loaded, instead of a credentials round trip.
+        """
+        for account_id, account in self.accounts.items():
+            try:
+                gateway = self.gateway_factory(account)
+                if validate:
+                    connected = aio.run(gateway.validate_connection())
+                else:
+                    aio.run(gateway.load_markets())
+                    connected = True
+            except Exception as exc:
+                logger.warning("bot %s: failed to connect to exchange %s: %s", self.bot_id, account.label, exc)
+                self.connection_problems[account.label] = f"{type(exc).__name__}: {exc}"[:300]
+                continue
+            if connected:
+                self.exchanges[account_id] = gateway
+                if emit_events:
+                    publish_event(bot=self.bot, event_type=BotEventType.EXCHANGE_CONNECTED,
+                                  payload={"exchange_id": account.exchange_id, "account": account.label})
+            else:
+                logger.warning("bot %s: failed to connect to exchange %s", self.bot_id, account.label)
+                self.connection_problems[account.label] = "the markets or a private read (balance) failed"
+        return len(self.exchanges) > 0
+
+    def _select_exchange_for_pair(self, pair: str) -> int | None:
+        for account_id, gateway in self.exchanges.items():
+            if gateway.supports_trading_pair(pair):
+                return account_id
+        return None
+
+    def _validate_trading_pair(self, pair: str) -> bool:
+        """Spec: format ^[A-Z]+/[A-Z]+$ and supported by a connected exchange."""
+        if not PAIR_PATTERN.match(pair):
+            return False
+        return self._select_exchange_for_pair(pair) is not None
+
+    def _validate_order_parameters(self, intent: OrderIntent) -> bool:
+        """Spec: positive size and price, notional within min/max order size."""
+        return pipeline.valid_order(intent, self.quoting_rules())
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start_market_making(self, trading_pairs: list[str]) -> bool:
+        """Spec start_market_making: validate pairs and start-up risk, assess inventory, create a
+        strategy and a LiquidityPosition per pair, place initial orders, emit MarketMakingStarted."""
+        validated = []
+        for pair in trading_pairs:
+            if self._validate_trading_pair(pair):
+                validated.append(pair)
+            else:
+                logger.warning("bot %s: invalid trading pair: %s", self.bot_id, pair)
+        if not validated:
+            raise InvalidTradingPairsError(f"No valid trading pairs provided (got {', '.join(trading_pairs)})")
+        request_daily_reset(self.bot_id)
+        problems = self.risk_manager.validate_startup_conditions(self._daily_pnl_quote())
+        if problems:
+            raise RiskLimitViolationError("Risk limits prevent startup: " + "; ".join(problems))
+        try:
+            self.reconcile()
+            self.inventory_manager.load_balances(self.exchanges)
+            for pair in validated:
+                account_id = self._select_exchange_for_pair(pair)
+                snapshot = self._market_snapshot(pair, account_id)
+                venue = exchange_key(self.accounts[account_id])
+                analysis = self.strategy_engine._analyze_market_characteristics(snapshot, venue)
+                strategy = self.strategy_engine.create_strategy(pair, analysis if not snapshot.problem() else None)
+                with transaction.atomic():
+                    LiquidityPosition.objects.filter(bot=self.bot, trading_pair=pair, is_active=True).exclude(
+                        exchange_account_id=account_id).update(is_active=False, closed_at=timezone.now())
+                    position, _ = LiquidityPosition.objects.get_or_create(
+                        bot=self.bot, trading_pair=pair, is_active=True,
+                        defaults={"tenant_id": self.bot.tenant_id, "exchange_account_id": account_id},
+                    )
+                position.strategy_type = strategy.strategy_type
+                position.strategy_params = params_json(strategy.parameters)
+                position.save(update_fields=["strategy_type", "strategy_params"])
+                self.active_positions[pair] = position
+                self.inventory_manager.assess(position, snapshot.mid)
+                self._place_initial_orders(position)
+            publish_event(bot=self.bot, event_type=BotEventType.MARKET_MAKING_STARTED,
+                          payload={"trading_pairs": validated})
+            return True
+        except Exception as exc:
+            # spec: startup errors are handled and logged, then stop_market_making: whatever the start
+            # placed before it failed (an exchange error on the second pair, a lost lease) is cancelled
+            logger.error("bot %s: market making startup failed: %s", self.bot_id, exc, exc_info=True)
+            self.start_error = f"{type(exc).__name__}: {exc}"[:1000]
+            self.start_fenced = isinstance(exc, (FencedError, LeaseLostError))
+            self.stop_market_making()
+            return False
+
+    def stop_market_making(self) -> bool:
+        """Spec stop_market_making: cancel every order, final inventory, performance summary."""
+        try:
+            self.order_manager.cancel_everything_on_exchange(self.order_pairs())
+            mids: dict[str, float] = {}
+            try:
+                for position in self.active_positions.values():  # fills up to the stop are in the summary
+                    if position.exchange_account_id in self.exchanges:
+                        self.order_manager.sync_fills(position, mid=float("nan"))
+                self.inventory_manager.load_balances(self.exchanges)
+                for pair, position in self.active_positions.items():
+                    snapshot = self._market_snapshot(pair, position.exchange_account_id)
+                    mids[pair] = snapshot.mid
+                    self.inventory_manager.assess(position, snapshot.mid)
+            except ExchangeError as exc:
+                logger.warning("bot %s: final inventory incomplete: %s", self.bot_id, exc)
+            positions = list(LiquidityPosition.objects.filter(bot=self.bot, is_active=True))
+            publish_event(bot=self.bot, event_type=BotEventType.MARKET_MAKING_STOPPED, payload={
+                "final_inventory": self.inventory_manager.get_final_inventory(),
+                "performance": self.performance_tracker.summary(positions, mids),
+            })
+            return True
+        except Exception as exc:
+            logger.error("bot %s: market making shutdown failed: %s", self.bot_id, exc, exc_info=True)
+            return False
+
+    def order_pairs(self) -> list[tuple[int, str]]:
+        """Every (account, pair) an order of this bot may rest on: its positions' and each connected
+        account with each configured pair (a start that failed before its position was saved)."""
+        pairs = {(p.exchange_account_id, p.trading_pair) for p in self.active_positions.values()}
+        pairs |= {(account_id, pair) for account_id in self.exchanges for pair in self.bot.pairs}
+        return sorted(pairs)
+
+    def reconcile(self) -> int:
+        """Match the exchange's open orders and recent trades to the database by client order id."""
+        fills = 0
+        for position in self.active_positions.values():
+            if position.exchange_account_id in self.exchanges:
+                fills += len(self.order_manager.sync_position(position, mid=float("nan")))
+        if self.active_positions:
+            publish_event(bot=self.bot, event_type=BotEventType.RECONCILED, payload={"fills_recovered": fills})
+        return fills
+
+    # --- one monitoring iteration ---------------------------------------------------------------
+
+
+    # --- risk ------------------------------------------------------------------------------------
+
+
+    # --- quoting --------------------------------------------------------------------------------
+
+
+    # --- rebalancing -----------------------------------------------------------------------------
+
+
+    # --- performance -----------------------------------------------------------------------------
+
+

@@ -1,0 +1,257 @@
+"""A full monitoring iteration of one bot (the body of a full cycle), and the cycle counters.
+
+``CycleMixin`` is part of ``MarketMakingBot`` (bots/engine/bot.py): refresh inventory and market
+data, sync fills, assess risk, adjust every pair's orders, rebalance, record performance. It runs on
+whichever thread runs the cycle (a driver pool thread or a Celery task), under the bot's lease.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.utils import timezone
+
+from bots.engine import keys
+from bots.engine.market_data import book_reader, shared_book, to_snapshot, without_own
+from bots.engine.venues import exchange_key
+from bots.events import publish_event, push
+from bots.models import (
+    OPEN_ORDER_STATUSES,
+    Bot,
+    BotEventType,
+    BotStatus,
+    Fill,
+    InventorySnapshot,
+    LiquidityPosition,
+    Order,
+    PerformanceSnapshot,
+)
+from mmplatform.errors import (
+    ExchangeError,
+)
+from mmplatform.redis_client import get_redis
+from strategies.types import MarketSnapshot
+
+logger = logging.getLogger(__name__)
+
+@dataclass
+class CycleReport:
+    """What one monitoring iteration did (for logs, tests and benchmarks)."""
+
+    placed: int = 0
+    cancelled: int = 0
+    fills: int = 0
+    denied: int = 0
+    rebalanced: int = 0
+    risk_events: list[str] = field(default_factory=list)
+    paused_reason: str = ""
+
+
+def begin_fenced_cycle(bot_id: int, epoch: int) -> int | None:
+    """Count a cycle and check the placement fence in the same statement: the cycle number, or None
+    when the bot is no longer RUNNING at ``epoch`` or a bot/tenant kill switch is engaged (the same
+    conditions as ``MarketMakingBot._still_current``, one round trip instead of two)."""
+    from django.db import connection
+
+    from mmplatform.tenancy.models import Tenant
+
+    table, tenants = Bot._meta.db_table, Tenant._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET cycle_count = cycle_count + 1, last_cycle_started_at = %s WHERE id = %s "
+            f"RETURNING cycle_count, epoch, status, kill_switch_engaged, "
+            f"(SELECT t.kill_switch_engaged FROM {tenants} t WHERE t.id = {table}.tenant_id)",
+            [timezone.now(), bot_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    cycle, current_epoch, status, bot_kill, tenant_kill = row
+    if current_epoch != epoch or status not in (BotStatus.RUNNING, BotStatus.STARTING) or bot_kill or tenant_kill:
+        return None
+    return int(cycle)
+
+
+def begin_cycle(bot_id: int) -> int:
+    """Count a cycle (atomically, one statement) and return its number."""
+    from django.db import connection
+
+    table = Bot._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET cycle_count = cycle_count + 1, last_cycle_started_at = %s WHERE id = %s "
+            "RETURNING cycle_count", [timezone.now(), bot_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise Bot.DoesNotExist(f"bot {bot_id} does not exist")
+    return int(row[0])
+
+
+def daily_reset_key(bot_id: int) -> str:
+    return keys.daily_reset(bot_id)
+
+
+def request_daily_reset(bot_id: int) -> None:
+    """The bot's next risk assessment takes its current net P&L as the new daily baseline."""
+    get_redis().set(daily_reset_key(bot_id), "1")
+
+
+ORDER_BOOK_DEPTH = 20
+
+
+class CycleMixin:
+    """The full cycle of ``MarketMakingBot``: ``monitoring_iteration`` and the reads it makes."""
+
+    def monitoring_iteration(self, cycle: int) -> CycleReport:
+        """The body of the spec's _monitoring_loop. Errors of one pair never stop the others."""
+        self.cycle = cycle
+        self.rebalanced_pairs = set()
+        self._update_market_data()
+        self._sync_fills()
+        self._refresh_inventory()
+        statuses = self.assess_current_risk()
+        for status in statuses:
+            self._handle_risk_event(status, record=status in self._newly_active)
+        if self.bot.status == BotStatus.PAUSED:
+            return self.report
+        for position in self.active_positions.values():
+            try:
+                self._adjust_position_strategy(position)
+            except ExchangeError as exc:
+                logger.warning("bot %s %s: %s", self.bot_id, position.trading_pair, exc)
+        if self.inventory_manager.needs_rebalancing():
+            self._rebalance_inventory()  # on the inventory as the risk handling's trades left it
+        self._update_performance()
+        return self.report
+
+    def _refresh_inventory(self) -> None:
+        """Balances of every account, valued at this cycle's mids (pairs with a bad book keep none)."""
+        self.inventory_manager.load_balances(self.exchanges)
+        for pair, position in self.active_positions.items():
+            snapshot = self.snapshots.get(pair)
+            if snapshot is not None and not snapshot.problem():
+                self.inventory_manager.assess(position, snapshot.mid)
+
+    def _update_market_data(self) -> None:
+        for pair, position in self.active_positions.items():
+            if position.exchange_account_id not in self.exchanges:
+                continue
+            try:
+                snapshot = self._market_snapshot(pair, position.exchange_account_id)
+            except ExchangeError as exc:
+                logger.warning("bot %s: market data for %s unavailable: %s", self.bot_id, pair, exc)
+                continue
+            self.snapshots[pair] = snapshot
+            if not snapshot.problem():
+                venue = exchange_key(self.accounts[position.exchange_account_id])
+                self.analyses[pair] = self.strategy_engine._analyze_market_characteristics(snapshot, venue)
+
+    def _market_snapshot(self, pair: str, account_id: int | None) -> MarketSnapshot:
+        if account_id is None or account_id not in self.exchanges:
+            raise ExchangeError(f"no connected exchange supports {pair}")
+        gateway = self.exchanges[account_id]
+        book = shared_book(exchange_key(self.accounts[account_id]), pair,
+                           book_reader(gateway, pair, ORDER_BOOK_DEPTH))
+        self.book_fetched_at[pair] = book.fetched_at
+        rules = gateway.market_rules(pair)
+        own = [(side, float(price), float(amount - filled)) for side, price, amount, filled in Order.objects.filter(
+            bot=self.bot, trading_pair=pair, exchange_account_id=account_id, status__in=OPEN_ORDER_STATUSES,
+        ).values_list("side", "price", "amount", "filled")]
+        return to_snapshot(pair, without_own(book, own), tick_size=float(rules.tick_size),
+                           lot_size=float(rules.lot_size), min_notional=float(rules.min_notional or 0),
+                           now=self.clock())
+
+    def _sync_fills(self) -> None:
+        for pair, position in self.active_positions.items():
+            if position.exchange_account_id not in self.exchanges:
+                continue
+            snapshot = self.snapshots.get(pair)
+            mid = snapshot.mid if snapshot is not None and not snapshot.problem() else float("nan")
+            try:
+                fills = self.order_manager.sync_position(position, mid=mid)
+            except ExchangeError as exc:
+                logger.warning("bot %s: order sync for %s failed: %s", self.bot_id, pair, exc)
+                continue
+            self.announce_fills(pair, fills)
+
+    def announce_fills(self, pair: str, fills: list[Fill]) -> None:
+        """An OrderFilled event per new fill."""
+        self.report.fills += len(fills)
+        for fill in fills:
+            publish_event(bot=self.bot, event_type=BotEventType.ORDER_FILLED, payload={
+                "trading_pair": pair, "side": fill.side, "price": fill.price, "amount": fill.amount,
+                "trade_id": fill.exchange_trade_id,
+            })
+
+    def _net_pnl_quote(self) -> Decimal:
+        """From the positions this cycle holds (fills of this cycle already applied to them)."""
+        mids = {p: s.mid for p, s in self.snapshots.items() if not s.problem()}
+        return self.performance_tracker.pnl(list(self.active_positions.values()), mids)["net_pnl_quote"]
+
+    def _daily_pnl_quote(self) -> float:
+        """Net P&L since the daily baseline; a pending daily reset moves the baseline here first."""
+        net = self._net_pnl_quote()
+        if get_redis().delete(daily_reset_key(self.bot_id)):
+            self.bot.daily_pnl_baseline_quote = net.quantize(Decimal("1e-12"))
+            Bot.objects.filter(pk=self.bot_id).update(
+                daily_pnl_baseline_quote=self.bot.daily_pnl_baseline_quote, daily_reset_at=timezone.now())
+        return float(net - self.bot.daily_pnl_baseline_quote)
+
+    def _equity_quote(self) -> float:
+        """Value of the bot's assets across its accounts, quote currencies at 1, bases at their mid."""
+        values: dict[tuple[int, str], float] = {}
+        for pair, position in self.active_positions.items():
+            inventory = self.inventory_manager.current_inventory.get(pair)
+            if inventory is None:
+                continue
+            base, quote = pair.split("/")
+            values[(position.exchange_account_id, base)] = inventory.base_value_quote
+            values[(position.exchange_account_id, quote)] = inventory.quote_balance
+        return sum(values.values())
+
+    def update_performance(self) -> None:
+        """A performance snapshot if one is due (the driver's ``snapshot`` verdict)."""
+        self._update_performance()
+
+    def _update_performance(self) -> None:
+        """Spec performance_tracker.update_metrics: snapshots every metrics_interval_secs."""
+        if not self.config.performance_tracking:
+            return
+        r = get_redis()
+        if not r.set(keys.performance_due(self.bot_id), "1", nx=True, px=int(self.config.metrics_interval_secs * 1000)):
+            return
+        self.snapshot_performance()
+
+    def snapshot_performance(self) -> None:
+        now = timezone.now()
+        # the positions this engine holds are current (each fill sync updates them in memory too)
+        positions = list(self.active_positions.values()) or list(
+            LiquidityPosition.objects.filter(bot=self.bot, is_active=True))
+        mids = {p: s.mid for p, s in self.snapshots.items() if not s.problem()}
+        summary = self.performance_tracker.summary(positions, mids)
+        equity = Decimal(repr(round(self._equity_quote(), 8)))
+        PerformanceSnapshot.objects.create(
+            tenant_id=self.bot.tenant_id, bot=self.bot, taken_at=now,
+            realised_pnl_quote=summary["realised_pnl_quote"], unrealised_pnl_quote=summary["unrealised_pnl_quote"],
+            fees_paid_quote=summary["fees_paid_quote"], volume_quote=summary["volume_quote"],
+            fill_count=summary["fill_count"], inventory_value_quote=equity, equity_quote=equity,
+            spread_capture_bps=summary["spread_capture_bps"], quote_uptime_ratio=summary["quote_uptime_ratio"],
+        )
+        rows = []
+        for pair, inventory in self.inventory_manager.current_inventory.items():
+            rows.append(InventorySnapshot(
+                tenant_id=self.bot.tenant_id, bot=self.bot, trading_pair=pair, taken_at=now,
+                base_balance=Decimal(repr(inventory.base_balance)),
+                quote_balance=Decimal(repr(inventory.quote_balance)),
+                mid_price=Decimal(repr(round(inventory.mid, 8))),
+                base_value_quote=Decimal(repr(round(inventory.base_value_quote, 8))),
+                ratio=inventory.current_ratio, target_ratio=inventory.target_ratio,
+            ))
+        if len(rows) == 1:  # one plain INSERT (bulk_create wraps even one row in a transaction)
+            rows[0].save(force_insert=True)
+        else:
+            InventorySnapshot.objects.bulk_create(rows)
+        push(tenant_id=self.bot.tenant_id, bot_id=self.bot_id, kind="snapshot",
+             data={**summary, "equity_quote": equity, "taken_at": now,
+                   "inventory": self.inventory_manager.get_final_inventory()})

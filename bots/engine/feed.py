@@ -1,0 +1,333 @@
+"""The feeder: the one writer of the engine driver's market and account data.
+
+A thread of its own (``mm-engine-feeder``) keeps every wanted account view (open orders, balances) and
+every quoted pair's shared book fresh, so the driver thread's checks never wait for the venue; the
+views and books it publishes are replaced whole, never edited in place (``AccountView`` and the books
+are handed over as new objects; a reader keeps the one it got). Pushed best bid/ask streams
+(``exchanges.streams``) feed ``Driver.moved``/``Driver.tops``. The read-side helpers (``_book``,
+``_snapshot``, ``_analysis``) turn the fed data into the frozen ``MarketSnapshot`` a check decides on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+
+from bots.engine.bot import MarketMakingBot
+from bots.engine.cycle import ORDER_BOOK_DEPTH
+from bots.engine.market_data import (
+    BookData,
+    book_from,
+    book_reader,
+    mid_history,
+    shared_book,
+    store_books,
+    to_snapshot,
+    without_own,
+)
+from bots.engine.runner import Runner
+from bots.engine.venues import exchange_key
+from exchanges.gateway import ExchangeGateway, ExchangeOrder
+from mmplatform import aio
+from strategies.analysis import MarketAnalysis, analyze_market
+
+logger = logging.getLogger(__name__)
+
+SENT_MARGIN_SECS = 0.5
+"""An order sent less than this before an account read may not be listed by it yet."""
+
+
+DEPTH_WITH_STREAM_SECS = 2.0
+"""How often the feeder re-reads a pair's depth when the venue pushes its best bid/ask."""
+
+
+DEPTH_REUSE_SECS = 3.0
+"""With a pushed best bid/ask newer than it, a depth read this recent still serves for the deeper levels."""
+
+
+ACCOUNT_READ_MIN_SECS = 0.25
+"""An account is read at most this often (a bot on a 50 ms clock must not have its own account reads
+compete with its re-quotes on the I/O loop); quiet checks accept views up to 2 intervals + 1 s old."""
+
+
+BALANCE_SECS = 10.0
+"""An account's balances are read at least this often even when none of its orders changed."""
+
+
+FEED_SECS = 0.02
+
+
+FEED_MAX_DEFERRALS = 5
+"""The feeder holds off at most this many passes in a row for urgent re-quotes."""
+
+
+ANALYSIS_SECS = 1.0
+"""Market analysis (volatility, trend, liquidity) is recomputed at most this often per venue and pair."""
+
+
+@dataclass
+class AccountView:
+    """One exchange account as the venue listed it: open orders by client id, total balances."""
+
+    taken_at: float
+    orders: dict[str, ExchangeOrder]
+    balances: dict[str, Decimal]
+    outdated: bool = False  # a fill moved its balances: read it again at the next due cycle
+    balances_at: float = 0.0  # when the balances were read (the orders may be newer)
+
+
+def _orders_moved(old: AccountView, new: AccountView) -> bool:
+    """A resting order gained fills between two views (so balances moved). An order that left the book
+    may just be cancelled (totals unchanged); a filled one is synced by its bot, which flags the view
+    ``outdated`` and so has the balances read."""
+    for cid, order in new.orders.items():
+        before = old.orders.get(cid)
+        if before is not None and (order.filled or 0) != (before.filled or 0):
+            return True
+    return False
+
+
+def view_limit(interval: float) -> float:
+    """An account view older than this is not trusted for a quiet check (a full cycle reads the venue)."""
+    return 2 * interval + 1.0
+
+
+class FeedMixin:
+    """The driver's feeder thread and the snapshots built from what it fed (part of ``Driver``)."""
+
+    def _books_wanted(self) -> dict[str, tuple[Any, set[str]]]:
+        """venue -> (an account of it, pairs quoted there by the bots this driver holds)."""
+        wanted: dict[str, tuple[Any, set[str]]] = {}
+        for runner in self.runners.values():
+            engine = runner.engine
+            if engine is None:
+                continue
+            for pair, position in engine.active_positions.items():
+                account = engine.accounts.get(position.exchange_account_id)
+                if account is None:
+                    continue
+                venue = exchange_key(account)
+                wanted.setdefault(venue, (account, set()))[1].add(pair)
+        return wanted
+
+    def _ensure_streams(self) -> None:
+        if not settings.ENGINE_BOOK_STREAMS:
+            return
+        try:
+            from exchanges.streams import BookTickerStream
+        except ImportError:
+            return
+        for venue, (account, pairs) in self._books_wanted().items():
+            symbols = tuple(sorted(pairs))
+            if self.stream_symbols.get(venue) == symbols:
+                continue
+            old = self.stream_tasks.pop(venue, None)
+            if old is not None:
+                old.cancel()  # the watcher closes its stream
+            stream = BookTickerStream(account.exchange_id, account.api_base_url or None)
+            self.stream_tasks[venue] = asyncio.run_coroutine_threadsafe(
+                self._watch(venue, stream, symbols), aio.get_loop())
+            self.streams[venue] = stream
+            self.stream_symbols[venue] = symbols
+
+    def _feed(self) -> None:
+        """Keep every account view younger than ~0.9 interval of its fastest bot (right after a fill
+        sync: at once) and every quoted pair's shared book younger than MARKET_DATA_CACHE_SECS, so the
+        driver thread's checks never wait for the venue."""
+        deferred = 0
+        while not self.stopping.is_set():
+            if self._urgent and deferred < FEED_MAX_DEFERRALS:
+                deferred += 1  # a pushed move's re-quote is in flight: reads wait, they are not urgent
+                self.stopping.wait(FEED_SECS)
+                continue
+            deferred = 0
+            try:
+                self._feed_once(time.time())
+            except Exception:
+                logger.exception("engine driver: feeder pass failed")
+                self.stopping.wait(0.5)
+            self.stopping.wait(FEED_SECS)
+
+    def _feed_once(self, now: float) -> None:
+        stale: dict[int, ExchangeGateway] = {}
+        for account_id, (gateway, every) in list(self.wanted_accounts.items()):
+            view = self.accounts.get(account_id)
+            if view is None or view.outdated or now - view.taken_at >= every:
+                stale[account_id] = gateway
+        if stale:
+            self._read_accounts(stale)
+        due: list[tuple[str, str, ExchangeGateway]] = []
+        for (venue, pair), gateway in list(self.wanted_books.items()):
+            held = self._books.get((venue, pair))
+            streaming = venue in self.stream_tasks and not self.stream_tasks[venue].done()
+            # with the top of book pushed, the depth (for the liquidity estimate) is read less often
+            max_age = DEPTH_WITH_STREAM_SECS if streaming else settings.MARKET_DATA_CACHE_SECS
+            if held is None or time.time() - held[1].fetched_at >= max_age:
+                due.append((venue, pair, gateway))
+        if due:
+            self._read_books(due)
+
+    def _read_books(self, due: list[tuple[str, str, ExchangeGateway]]) -> None:
+        """Depth reads of many pairs at once; shared through Redis like any other read."""
+        async def read_all() -> list[Any]:
+            return await asyncio.gather(*(g.fetch_order_book(p, ORDER_BOOK_DEPTH) for _, p, g in due),
+                                        return_exceptions=True)
+
+        read = []
+        for (venue, pair, _), raw in zip(due, aio.run(read_all()), strict=True):
+            if isinstance(raw, BaseException):
+                logger.info("engine driver: depth read of %s on %s failed: %s", pair, venue, raw)
+                continue
+            book = book_from(raw)
+            self._books[(venue, pair)] = (book.fetched_at, book)
+            read.append((venue, pair, book))
+        if read:
+            store_books(read)
+
+    def _read_accounts(self, stale: dict[int, ExchangeGateway]) -> None:
+        """One open-orders read per account (all accounts concurrently); then a balance read for those
+        whose orders changed (a fill moves balances), that a fill sync flagged, or whose balances are
+        older than BALANCE_SECS (deposits, withdrawals, fees)."""
+        async def gather(calls: list[Any]) -> list[Any]:
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+        taken = time.time()
+        listed = aio.run(gather([g.fetch_open_orders(None) for g in stale.values()]))
+        views: dict[int, AccountView] = {}
+        for account_id, result in zip(stale, listed, strict=True):
+            if isinstance(result, BaseException):
+                logger.info("engine driver: account %s read failed: %s", account_id, result)
+                self.accounts.pop(account_id, None)  # its bots run full cycles until it reads again
+                continue
+            old = self.accounts.get(account_id)
+            orders = {o.client_order_id: o for o in result if o.client_order_id}
+            view = AccountView(taken_at=taken, orders=orders, balances=old.balances if old else {},
+                               balances_at=old.balances_at if old else 0.0)
+            if old is None or old.outdated or taken - old.balances_at >= BALANCE_SECS or _orders_moved(old, view):
+                view.balances_at = -1.0  # to read
+            views[account_id] = view
+        wanted = [a for a, v in views.items() if v.balances_at < 0]
+        read = aio.run(gather([stale[a].fetch_balance() for a in wanted])) if wanted else []
+        for account_id, result in zip(wanted, read, strict=True):
+            if isinstance(result, BaseException):
+                logger.info("engine driver: account %s balance read failed: %s", account_id, result)
+                views.pop(account_id)
+                self.accounts.pop(account_id, None)
+                continue
+            views[account_id].balances = {asset: b.total for asset, b in result.assets.items()}
+            views[account_id].balances_at = taken
+        self.accounts.update(views)
+
+    def _want(self, runner: Runner, engine: MarketMakingBot) -> None:
+        """Tell the feeder what this bot needs read: its accounts and its pairs' books."""
+        every = max(runner.interval * 0.9, ACCOUNT_READ_MIN_SECS)
+        for account_id, gateway in engine.exchanges.items():
+            held = self.wanted_accounts.get(account_id)
+            if held is None or every < held[1]:
+                self.wanted_accounts[account_id] = (gateway, every)
+        for pair, position in engine.active_positions.items():
+            gateway = engine.exchanges.get(position.exchange_account_id)
+            if gateway is not None:
+                self.wanted_books.setdefault((exchange_key(engine.accounts[position.exchange_account_id]), pair),
+                                             gateway)
+
+    def _book(self, engine: MarketMakingBot, account_id: int, pair: str,
+              books: dict[tuple[str, str], BookData]) -> BookData:
+        venue = exchange_key(engine.accounts[account_id])
+        book = books.get((venue, pair))
+        if book is None:
+            held = self._books.get((venue, pair))
+            top = self.tops.get((venue, pair))
+            if held is not None and time.time() - held[1].fetched_at < settings.MARKET_DATA_CACHE_SECS + FEED_SECS:
+                book = held[1]  # the feeder keeps it fresh: no read on the driver thread
+            elif top is not None and held is not None and time.time() - held[1].fetched_at < DEPTH_REUSE_SECS:
+                book = held[1]  # a fresher pushed top goes on a recent depth read
+            else:  # nothing recent yet (a new pair, or the feeder is behind): read it here
+                book = shared_book(venue, pair, book_reader(engine.exchanges[account_id], pair, ORDER_BOOK_DEPTH))
+                self._books[(venue, pair)] = (time.time(), book)
+            if top is not None and top[4] > book.fetched_at:
+                # the pushed best bid/ask is newer than the last depth read: it replaces the top of
+                # book (deeper levels that it crossed are dropped)
+                bid, bid_size, ask, ask_size, received_at = top
+                book = BookData([(bid, bid_size), *(level for level in book.bids if level[0] < bid)],
+                                [(ask, ask_size), *(level for level in book.asks if level[0] > ask)], received_at)
+            books[(venue, pair)] = book
+        return book
+
+    def _snapshot(self, runner: Runner, engine: MarketMakingBot, position: Any,
+                  books: dict[tuple[str, str], BookData], now: float) -> Any:
+        """The bot's strategy snapshot of a pair: the shared book (pushed top on the feeder's depth)
+        less the bot's own resting orders. Records the book's time for the staleness check."""
+        pair = position.trading_pair
+        account_id = position.exchange_account_id
+        book = self._book(engine, account_id, pair, books)
+        own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in runner.live.get(position.pk, [])]
+        market = without_own(book, own)
+        venue = exchange_key(engine.accounts[account_id])
+        held = self._books.get((venue, pair))
+        merged = held is not None and book.fetched_at > held[1].fetched_at  # a pushed top on older depth
+        if merged and (market.bids[:1] != book.bids[:1] or market.asks[:1] != book.asks[:1]):
+            # our own order was the pushed top: the levels behind it come from an older depth read and
+            # may be from before a move, so read the depth now rather than quote off a stale level
+            book = book_reader(engine.exchanges[account_id], pair, ORDER_BOOK_DEPTH)()
+            store_books([(venue, pair, book)])
+            self._books[(venue, pair)] = (book.fetched_at, book)
+            books[(venue, pair)] = book
+            market = without_own(book, own)
+        rules = engine.exchanges[account_id].market_rules(pair)
+        snapshot = to_snapshot(pair, market, tick_size=float(rules.tick_size),
+                               lot_size=float(rules.lot_size), min_notional=float(rules.min_notional or 0), now=now)
+        engine.observe_market(pair, snapshot, book.fetched_at)
+        return snapshot
+
+    def _analysis(self, engine: MarketMakingBot, account_id: int, pair: str, snapshot: Any,
+                  now: float) -> MarketAnalysis:
+        """The spec's market analysis on the venue's shared mid history, computed at most once per
+        ANALYSIS_SECS per (venue, pair, strategy settings) and shared by every bot with those settings."""
+        venue = exchange_key(engine.accounts[account_id])
+        config = engine.config.strategy_settings
+        try:
+            key: Any = (venue, pair, config)
+            hit = self.analyses.get(key)
+        except TypeError:  # unhashable settings: this bot's own entry
+            key = (venue, pair, id(config))
+            hit = self.analyses.get(key)
+        if hit is not None and now - hit[0] < ANALYSIS_SECS:
+            return hit[1]
+        times, mids = mid_history(venue, pair)
+        analysis = analyze_market(snapshot, config, times, mids)
+        if len(self.analyses) > 10_000:
+            self.analyses.clear()
+        self.analyses[key] = (now, analysis)
+        return analysis
+
+    async def _watch(self, venue: str, stream: Any, symbols: tuple[str, ...]) -> None:
+        backoff = 0.1
+        while not self.stopping.is_set():
+            try:
+                updates = await stream.watch(list(symbols))
+                backoff = 0.1
+            except asyncio.CancelledError:
+                await stream.close()
+                raise
+            except Exception as exc:
+                logger.info("engine driver: book stream %s: %s", venue, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            woke = False
+            for quote in updates:
+                bid, ask = float(quote.bid), float(quote.ask)
+                if bid > 0 and ask > 0:
+                    self.tops[(venue, quote.symbol)] = (bid, float(quote.bid_size), ask, float(quote.ask_size),
+                                                        quote.received_at)
+                    self.moved.append((venue, quote.symbol, (bid + ask) / 2))
+                    woke = True
+            if woke:
+                self.wake.set()

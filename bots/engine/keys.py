@@ -1,0 +1,178 @@
+"""Every Redis key of the engine (``mm:*``), defined once: its meaning, who writes it, who reads it, TTL.
+
+No other module spells an ``mm:`` key (tests/bots/test_keys.py fails if one does); each imports the
+function here. The Redis database is the one of ``REDIS_URL`` (``mmplatform.redis_client``).
+"Driver" is the engine driver of a worker process (``bots.engine.driver``); "engine" is a bot's
+``MarketMakingBot`` running a cycle on one of the driver's pool threads or in a Celery task.
+
+Fleet (one per process / shard)
+-------------------------------
+``mm:engine:drivers``            sorted set token -> last heartbeat (unix s). Writer: every driver's
+                                 housekeeping (1 s); members older than ``SHARD_TTL_SECS`` are
+                                 removed by the next heartbeat of any driver. No key TTL.
+                                 Readers: drivers (fair share = shards / live drivers).
+``mm:engine:shard:<n>``          string, the token of the driver that owns shard n. Writer: the owner
+                                 (SET NX, renewed every 1 s, released by token). TTL ``SHARD_TTL_SECS``.
+``mm:engine:stats:<token>``      hash of one driver's counters (bots, shards, busy, verdicts...).
+                                 Writer: that driver (1 s). TTL 3 x ``SHARD_TTL_SECS``. Readers: bench,
+                                 operators.
+
+Per bot
+-------
+``mm:lease:bot:<bot>``           string, the token of the one cycle acting for the bot. Writer: the
+                                 cycle holding it (SET NX, extended by the send gate, released by
+                                 token). TTL the cycle's lease (>= 1 s).
+``mm:fence:bot:<bot>:<created>`` string, the highest fenced epoch of the bot's sends (it only rises);
+                                 ``<created>`` is the bot row's creation in microseconds, so a reused
+                                 id never inherits a fence. Writer: kill / stop / pause / restart
+                                 (``lease.fence_sends``). Read atomically with the lease by the send
+                                 gate (``lease.check_send``). No TTL.
+``mm:chain:bot:<bot>``           string, the current cycle chain id (Celery-task cycles). Writer:
+                                 ``lease.new_chain`` (start). No TTL.
+``mm:cycles:bot:<bot>``          list of "scheduled started finished worker" (newest first, capped at
+                                 1,000). Writers: the driver (quiet cycles, ``_record_quiet``) and the
+                                 cycle (``lease.record_cycle``). No TTL. Readers: overlap checks, bench.
+``mm:uptime:<bot>``              hash "<pair>:cycles" / "<pair>:quoted" counters (quote uptime).
+                                 Writers: the engine (``PerformanceTracker.record_quoting``, full cycles
+                                 and re-quotes) and the driver (quiet cycles). No TTL.
+``mm:quoting:<bot>``             hash pair -> why the bot does not quote it (``bots.quoting``). Writer:
+                                 the engine's decisions (``quoting.note``). TTL ``quoting.TTL_SECS``
+                                 (120 s), renewed by every decision at most every 20 s. Reader: the
+                                 dashboard.
+``mm:risk:active:<bot>``         set of "<event type>|<pair>" breaches active in the last assessment.
+                                 Writer: the engine (``MarketMakingRiskManager.newly_active``). No TTL.
+                                 Reader: the dashboard (``bots.selectors``).
+``mm:risk:denied:<bot>:<pair>``  string, the signature of the last pre-trade denials recorded (one
+                                 RiskEvent per change). Writer: the engine. TTL 1 h.
+``mm:risk:rejected:<bot>:<pair>`` string, the signature of the last venue rejections recorded. Writer:
+                                 the engine. TTL 1 h.
+``mm:risk:daily-reset:<bot>``    flag: reset the daily P&L baseline at the next cycle. Writers: the start
+                                 (engine) and the daily-reset beat task (``bots.tasks``); deleted by the
+                                 engine that applies it. No TTL.
+``mm:perf:due:<bot>``            flag, NX: a performance snapshot was written this metrics interval.
+                                 Writer: the engine. TTL ``metrics_interval_secs``.
+
+Per position
+------------
+``mm:trades:pending:<position>`` flag: an order of the position gained fills, read the trades at the
+                                 next sync. Writer: the order sync (``fills.mark_trades_pending``);
+                                 deleted by ``trades_synced``. No TTL.
+``mm:trades:recent:<position>``  flag: the trades were read in the last ``FULL_TRADE_SYNC_SECS``.
+                                 Writer: the fill sync. TTL ``FULL_TRADE_SYNC_SECS``.
+
+Per venue and pair (shared by every bot on it)
+----------------------------------------------
+``mm:md:book:<venue>:<pair>``    JSON book {bids, asks, fetched_at}. Writers: the driver's feeder and
+                                 ``market_data.shared_book`` (whoever holds the read lock). TTL 4 x the
+                                 cache age (>= 1 s).
+``mm:md:lock:<venue>:<pair>``    the single-flight lock of one book read. TTL ``LOCK_TTL_MS`` (3 s).
+``mm:md:mids:<venue>:<pair>``    list "fetched_at:mid", oldest first, capped at ``HISTORY_LENGTH``
+                                 (volatility, trend). Writer: whoever stores the book. No TTL.
+"""
+
+from __future__ import annotations
+
+PREFIX = "mm:"
+
+DRIVERS = "mm:engine:drivers"
+"""Sorted set of live driver tokens -> last heartbeat (see the module's docstring)."""
+
+
+def shard(n: int) -> str:
+    """The owner token of shard ``n`` (TTL SHARD_TTL_SECS, renewed by its owner every second)."""
+    return f"mm:engine:shard:{n}"
+
+
+def driver_stats(token: str) -> str:
+    """One driver's counters (TTL 3 x SHARD_TTL_SECS)."""
+    return f"mm:engine:stats:{token}"
+
+
+DRIVER_STATS_PATTERN = "mm:engine:stats:*"
+"""SCAN pattern of every driver's counters."""
+
+
+def lease(bot_id: int) -> str:
+    """The token of the one cycle acting for the bot (TTL the lease)."""
+    return f"mm:lease:bot:{bot_id}"
+
+
+def fence(bot_id: int, created_us: int) -> str:
+    """The bot's send fence; ``created_us`` the bot row's creation in microseconds."""
+    return f"mm:fence:bot:{bot_id}:{created_us}"
+
+
+def chain(bot_id: int) -> str:
+    """The bot's current cycle chain id (no TTL)."""
+    return f"mm:chain:bot:{bot_id}"
+
+
+def cycles(bot_id: int) -> str:
+    """The bot's cycle records, newest first, capped at CYCLE_RECORDS (no TTL)."""
+    return f"mm:cycles:bot:{bot_id}"
+
+
+CYCLE_RECORDS = 1000
+
+
+def uptime(bot_id: int) -> str:
+    """The bot's quote-uptime counters per pair (no TTL)."""
+    return f"mm:uptime:{bot_id}"
+
+
+def quoting(bot_id: int) -> str:
+    """pair -> why the bot does not quote it (TTL bots.quoting.TTL_SECS)."""
+    return f"mm:quoting:{bot_id}"
+
+
+def risk_active(bot_id: int) -> str:
+    """The breaches active in the bot's last risk assessment (no TTL)."""
+    return f"mm:risk:active:{bot_id}"
+
+
+def risk_denied(bot_id: int, pair: str) -> str:
+    """The signature of the last pre-trade denials recorded for the pair (TTL RECORDED_SIGNATURE_SECS)."""
+    return f"mm:risk:denied:{bot_id}:{pair}"
+
+
+def risk_rejected(bot_id: int, pair: str) -> str:
+    """The signature of the last venue rejections recorded for the pair (TTL RECORDED_SIGNATURE_SECS)."""
+    return f"mm:risk:rejected:{bot_id}:{pair}"
+
+
+RECORDED_SIGNATURE_SECS = 3600
+
+
+def daily_reset(bot_id: int) -> str:
+    """Flag: reset the daily P&L baseline at the bot's next cycle (no TTL)."""
+    return f"mm:risk:daily-reset:{bot_id}"
+
+
+def performance_due(bot_id: int) -> str:
+    """NX flag: a performance snapshot was written this metrics interval (TTL the interval)."""
+    return f"mm:perf:due:{bot_id}"
+
+
+def trades_pending(position_id: int) -> str:
+    """Flag: read the position's trades at the next sync (no TTL)."""
+    return f"mm:trades:pending:{position_id}"
+
+
+def trades_recent(position_id: int) -> str:
+    """Flag: the position's trades were read recently (TTL FULL_TRADE_SYNC_SECS)."""
+    return f"mm:trades:recent:{position_id}"
+
+
+def market_data(kind: str, venue: str, pair: str) -> str:
+    """``kind`` "book" (JSON book), "lock" (single-flight read lock) or "mids" (mid history)."""
+    if kind not in MARKET_DATA_KINDS:
+        raise ValueError(f"unknown market data key kind {kind!r}; expected one of {', '.join(MARKET_DATA_KINDS)}")
+    return f"mm:md:{kind}:{venue}:{pair}"
+
+
+MARKET_DATA_KINDS = ("book", "lock", "mids")
+
+
+def market_data_pattern(kind: str) -> str:
+    """SCAN pattern of every venue's and pair's key of ``kind``."""
+    return f"mm:md:{kind}:*"

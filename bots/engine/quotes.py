@@ -1,0 +1,316 @@
+"""One pair's quotes: decide (``strategies.pipeline``), check, act (store before send, fence, cancel/place).
+
+``QuotesMixin`` is part of ``MarketMakingBot``: ``decide_quotes`` gathers the frozen inputs and calls
+the pure decision, ``_adjust_orders`` acts on it (a full cycle and the driver's re-quote path both end
+here), ``_place_order`` stores the intents and sends them through the send gate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+
+from bots import quoting
+from bots.engine import keys
+from bots.engine.cycle import CycleReport
+from bots.engine.lease import FencedError, check_send
+from bots.engine.strategy_engine import params_json
+from bots.events import publish_event
+from bots.inventory import PairInventory
+from bots.models import (
+    OPEN_ORDER_STATUSES,
+    Bot,
+    BotEventType,
+    BotStatus,
+    LiquidityPosition,
+    Order,
+    OrderPurpose,
+    OrderStatus,
+)
+from mmplatform.redis_client import get_redis
+from risk import checks
+from risk.models import RiskEvent
+from strategies import pipeline
+from strategies.analysis import MarketAnalysis
+from strategies.base import MarketMakingStrategy
+from strategies.types import InventoryState, MarketSnapshot, OrderIntent
+
+logger = logging.getLogger(__name__)
+
+class QuotesMixin:
+    """The quote path of ``MarketMakingBot``: decide -> check -> act for one pair."""
+
+    def _place_initial_orders(self, position: LiquidityPosition) -> None:
+        """Spec _place_initial_orders: strategy orders, validated, placed together, OrdersPlaced."""
+        placed = self._adjust_orders(position, initial=True)
+        publish_event(bot=self.bot, event_type=BotEventType.ORDERS_PLACED, payload={
+            "position_id": position.pk, "trading_pair": position.trading_pair, "order_count": placed,
+        })
+
+    def _adjust_position_strategy(self, position: LiquidityPosition) -> None:
+        """Spec _adjust_position_strategy: adapt to conditions, then re-quote where needed (this also
+        replaces filled orders: a filled level is missing from the live orders and is placed again)."""
+        analysis = self.analyses.get(position.trading_pair)
+        strategy = self.strategy_engine.restore(position)
+        adaptive = self.config.strategy_settings.adaptation_enabled
+        if analysis is not None and adaptive and (
+            self.strategy_engine._select_strategy_type(analysis) != strategy.strategy_type
+            or strategy.should_adapt(analysis)
+        ):
+            self._adapt(position, strategy, analysis)
+        self._adjust_orders(position, initial=False)
+
+    def _adapt(self, position: LiquidityPosition, strategy: MarketMakingStrategy, analysis: MarketAnalysis) -> None:
+        wanted = self.strategy_engine._select_strategy_type(analysis)
+        if wanted != strategy.strategy_type:
+            strategy = self.strategy_engine.create_strategy(position.trading_pair, analysis)
+        else:
+            strategy.parameters = strategy.adapt_to_conditions(analysis)
+        previous = position.strategy_type
+        position.strategy_type = strategy.strategy_type
+        position.strategy_params = params_json(strategy.parameters)
+        position.save(update_fields=["strategy_type", "strategy_params"])
+        publish_event(bot=self.bot, event_type=BotEventType.STRATEGY_ADAPTED, payload={
+            "trading_pair": position.trading_pair, "from": previous, "to": strategy.strategy_type,
+            "spread_bps": strategy.parameters.spread_bps,
+            "volatility_daily": analysis.volatility_daily, "trend_strength": analysis.trend_strength,
+        })
+
+    def decide_quotes(self, position: LiquidityPosition, snapshot: MarketSnapshot, live_rows: list[Order],
+                      others_open: int, *, now: float | None = None) -> pipeline.Decision:
+        """decide -> check for one pair: gathers the immutable inputs and calls the one pure decision
+        (``strategies.pipeline.decide``: strategy, pre-trade checks, diff against the live quotes),
+        then notes the dashboard's "not quoting" reason. The driver's quiet check calls this too, so a
+        quiet cycle and a full one can never disagree about whether to re-quote."""
+        pair = position.trading_pair
+        strategy = self.strategy_engine.restore(position)
+        inventory = self.inventory_manager.current_inventory.get(pair) or self.inventory_manager.assess(
+            position, snapshot.mid)
+        decision = pipeline.decide(strategy, self.decision_inputs(pair, snapshot, inventory, live_rows, others_open,
+                                                                  now=now))
+        quoting.note(self.bot, pair, quoting.reason_for(  # the dashboard's "not quoting" line
+            pause_reason=decision.pause_reason, intents=decision.intents, valid=decision.valid,
+            allowed=decision.allowed, denied=decision.denied))
+        return decision
+
+    def decision_inputs(self, pair: str, snapshot: MarketSnapshot, inventory: PairInventory, live_rows: list[Order],
+                        others_open: int, *, now: float | None = None) -> pipeline.DecisionInputs:
+        """The frozen inputs of one pair's decision, as this engine holds them now (``now``: the
+        clock the refresh diff ages the live orders by; the engine's clock when None)."""
+        adjust = self.risk_manager.adjustments.get(pair)
+        return pipeline.DecisionInputs(
+            snapshot=snapshot,
+            inventory=InventoryState.from_balances(
+                inventory.base_balance, inventory.quote_balance, snapshot.mid, inventory.target_ratio),
+            risk=self.risk_manager.get_pair_limits(pair),
+            limits=self.risk_manager.limits,
+            rules=self.quoting_rules(),
+            live=tuple(self.order_manager.as_live(live_rows)),
+            others_open=others_open,
+            now=self.clock() if now is None else now,
+            reduction=(pipeline.SideReduction(adjust.reduced_side, adjust.reduced_side_factor)
+                       if adjust is not None and adjust.reduced_side else pipeline.SideReduction()),
+            position_value_quote=inventory.base_value_quote,
+        )
+
+    def quoting_rules(self) -> pipeline.QuotingRules:
+        return pipeline.QuotingRules(
+            min_order_size_quote=float(self.config.min_order_size_quote),
+            max_order_size_quote=float(self.config.max_order_size_quote),
+            order_refresh_tolerance_bps=self.config.order_settings.order_refresh_tolerance_bps,
+            order_refresh_secs=self.config.order_settings.order_refresh_secs,
+        )
+
+    def _adjust_orders(self, position: LiquidityPosition, *, initial: bool, live_rows: list[Order] | None = None,
+                       others_open: int | None = None, begin_cycle_now: Callable[[], int] | None = None,
+                       sent_cancels: tuple[list[Order], Any] | None = None) -> int:
+        """Spec _adjust_orders: decide -> check -> act for one pair (the strategy's orders, the pre-trade
+        checks, cancel what moved past the refresh tolerance, place the rest); returns the number of
+        orders placed. ``live_rows`` and ``others_open`` are the open rows as the engine driver just
+        verified them (else read here); ``begin_cycle_now`` numbers the cycle once the cancels are under
+        way, ``sent_cancels`` are (rows, future) of cancels the driver already sent for this re-quote."""
+        pair = position.trading_pair
+        snapshot = self.snapshots.get(pair)
+        if snapshot is None:
+            snapshot = self._market_snapshot(pair, position.exchange_account_id)
+            self.snapshots[pair] = snapshot
+        if live_rows is None:
+            live_rows = [o for o in self.order_manager.open_orders(position) if o.purpose == OrderPurpose.QUOTE]
+        problem = snapshot.problem() or self._stale_book(pair)
+        if problem:
+            # fail fast: no quoting on a bad book, and nothing left resting on it
+            self.report.cancelled += self.order_manager.cancel(live_rows)
+            quoting.note(self.bot, pair, problem)  # the dashboard's "not quoting" line
+            self.performance_tracker.record_quoting(pair, False)
+            return 0
+        if others_open is None:
+            others_open = Order.objects.filter(bot=self.bot, status__in=OPEN_ORDER_STATUSES).exclude(
+                position=position).count()
+        decision = self.decide_quotes(position, snapshot, live_rows, others_open)
+        diff = decision.diff
+        if decision.denied:
+            self.report.denied += len(decision.denied)
+            self._record_denials(pair, decision.denied)
+        by_client = {o.client_order_id: o for o in live_rows}
+        to_cancel = [by_client[o.order_id] for o in diff.cancel]
+        # the cancels fly while the new orders are stored; nothing is sent before the venue answered them
+        flying: list[tuple[list[Order], Any]] = []
+        if sent_cancels is not None:
+            # sent by the engine driver when it decided this re-quote; not marked CANCEL_PENDING first
+            # (a round trip on the re-quote's path): settled below, and a crash before that leaves
+            # OPEN rows that are off the book, which the next sync settles by client id
+            flying.append(sent_cancels)
+        already = {o.client_order_id for o in sent_cancels[0]} if sent_cancels is not None else set()
+        rest = [o for o in to_cancel if o.client_order_id not in already]
+        if rest:
+            flying.append((rest, self.order_manager.start_cancels(rest)))
+        to_cancel = [o for rows, _ in flying for o in rows]
+        cancel_results: list[Any] = []
+
+        def cancels_answered() -> None:
+            if flying and not cancel_results:
+                for _, future in flying:
+                    cancel_results.extend(future.result(60))
+
+        try:
+            if begin_cycle_now is not None:
+                self.cycle = begin_cycle_now()
+            placed = self._place_order(position, diff.place, before_send=cancels_answered)
+        finally:
+            if to_cancel:  # the rows learn the venue's answers after the new quotes are out
+                cancels_answered()
+                self.report.cancelled += self.order_manager.settle_cancels(to_cancel, cancel_results)
+        self.report.placed += placed
+        self.performance_tracker.record_quoting(pair, decision.quotes_both_sides)
+        if not initial and (to_cancel or placed):
+            publish_event(bot=self.bot, event_type=BotEventType.ORDERS_ADJUSTED, payload={
+                "position_id": position.pk, "trading_pair": pair, "new_order_count": placed,
+                "cancelled": len(to_cancel), "kept": len(diff.keep),
+            })
+        return placed
+
+    def _place_order(self, position: LiquidityPosition, intents: list[OrderIntent],
+                     before_send: Callable[[], None] = lambda: None) -> int:
+        """Spec _place_order, for all the new orders of one pair at once (the spec gathers one call per
+        order): fence, store, send concurrently; returns the number of orders the venue accepted."""
+        pair = position.trading_pair
+        placed = 0
+        if intents and self._still_current():
+            stored = self.order_manager.store_intents(position, intents, cycle=self.cycle)
+            before_send()
+            outcomes = self.order_manager.send(stored)
+            placed = sum(1 for o in outcomes if o.error is None)
+            for outcome in outcomes:
+                if outcome.error is not None:
+                    logger.warning("bot %s: order placement failed: %s", self.bot_id, outcome.error)
+            self._record_rejections(pair, [o.order for o in outcomes if o.order.status == OrderStatus.REJECTED])
+        return placed
+
+    # --- what the engine driver hands over and asks (its only ways into this object) ------------------
+
+    def observe_market(self, pair: str, snapshot: MarketSnapshot, fetched_at: float) -> None:
+        """The driver's feeder read this pair's book at ``fetched_at``; ``snapshot`` (frozen) is what the
+        next decision quotes on."""
+        self.snapshots[pair] = snapshot
+        self.book_fetched_at[pair] = fetched_at
+
+    def observe_account(self, position: LiquidityPosition, balances: dict[str, Any], mid: float) -> None:
+        """The account's balances as the feeder last read them; the pair's inventory valued at ``mid``."""
+        self.inventory_manager.balances[position.exchange_account_id] = balances
+        self.inventory_manager.assess(position, mid)
+
+    def observe_analysis(self, pair: str, analysis: MarketAnalysis) -> None:
+        self.analyses[pair] = analysis
+
+    def stale_book(self, pair: str) -> str | None:
+        """Why this pair's book is too old to quote on (None when it is fresh enough)."""
+        return self._stale_book(pair)
+
+    def begin_kept_cycle(self, lease: Any) -> None:
+        """A cycle on this engine kept from the last full one (a re-quote, a fill sync, a snapshot) starts
+        under ``lease``: a fresh report, no rows stored yet."""
+        self.lease = lease
+        self.report = CycleReport()
+        self.order_manager.stored = []
+
+    def fenced_cycle(self, cycle: int) -> None:
+        """The cycle was numbered and fenced in one statement (``begin_fenced_cycle``)."""
+        self.cycle = cycle
+        self.fenced_at_begin = True
+
+    def end_kept_cycle(self) -> None:
+        self.fenced_at_begin = False
+
+    def requote_pair(self, position: LiquidityPosition, *, live_rows: list[Order], others_open: int,
+                     begin_cycle_now: Callable[[], int] | None = None,
+                     sent_cancels: tuple[list[Order], Any] | None = None) -> int:
+        """A re-quote of one pair on rows the driver just verified (``_adjust_orders``, not initial)."""
+        return self._adjust_orders(position, initial=False, live_rows=live_rows, others_open=others_open,
+                                   begin_cycle_now=begin_cycle_now, sent_cancels=sent_cancels)
+
+    def _stale_book(self, pair: str) -> str | None:
+        """A book older than STALE_BOOK_SECS (or three monitoring intervals) is not quoted on."""
+        fetched = self.book_fetched_at.get(pair)
+        if fetched is None:
+            return None
+        limit = max(settings.STALE_BOOK_SECS, 3 * self.config.monitoring_interval_secs)
+        age = time.time() - fetched
+        return f"{pair}: order book is {age:.1f} s old (limit {limit:.1f} s)" if age > limit else None
+
+    def _check_send(self) -> None:
+        """The send gate (``OrderManager.send`` calls it right before any order leaves): the bot's
+        sends are not fenced at this epoch (kill, stop, pause) and this cycle still holds its lease
+        (extended here), in one atomic Redis step. Raises FencedError / LeaseLostError."""
+        check_send(self.bot, self.bot.epoch, self.lease)
+
+    def _still_current(self) -> bool:
+        """Before storing new orders: the bot is still running at this epoch (the row: kill/stop/pause)
+        and not fenced, and this cycle holds the lease. The send gate checks fence and lease again
+        right before the orders leave."""
+        if self.fenced_at_begin:  # begin_fenced_cycle checked the row in this cycle's first statement
+            return True
+        try:
+            self._check_send()
+        except FencedError:
+            return False
+        return Bot.objects.filter(
+            pk=self.bot_id, epoch=self.bot.epoch, status__in=(BotStatus.RUNNING, BotStatus.STARTING),
+            kill_switch_engaged=False, tenant__kill_switch_engaged=False,
+        ).exists()
+
+    def _record_denials(self, pair: str, denials: list[checks.Denial]) -> None:
+        key = keys.risk_denied(self.bot_id, pair)
+        reasons = sorted({d.reason.split(" ")[0] + " " + d.reason.split(" ")[-1] for d in denials})
+        signature = "|".join(reasons)
+        r = get_redis()
+        if r.get(key) == signature.encode():
+            return  # the same denials as last cycle: one RiskEvent per change, not per cycle
+        r.set(key, signature, ex=keys.RECORDED_SIGNATURE_SECS)
+        RiskEvent.objects.create(
+            tenant_id=self.bot.tenant_id, bot=self.bot, event_type="ORDER_DENIED", trading_pair=pair,
+            message=f"{len(denials)} order(s) denied: {denials[0].reason}", action_taken="order_not_sent",
+            details={"reasons": [d.reason for d in denials[:20]]},
+        )
+
+    def _record_rejections(self, pair: str, rejected: list[Order]) -> None:
+        """Orders the exchange refused (insufficient funds, invalid order) are never re-sent; the operator
+        sees why in the risk log: one RiskEvent per change of the reasons, not one per cycle."""
+        if not rejected:
+            return
+        reasons = sorted({(o.error or "rejected").split(":")[0] for o in rejected})
+        key = keys.risk_rejected(self.bot_id, pair)
+        r = get_redis()
+        if r.get(key) == "|".join(reasons).encode():
+            return
+        r.set(key, "|".join(reasons), ex=keys.RECORDED_SIGNATURE_SECS)
+        RiskEvent.objects.create(
+            tenant_id=self.bot.tenant_id, bot=self.bot, event_type="ORDER_DENIED", trading_pair=pair,
+            message=f"{len(rejected)} order(s) rejected by the exchange: {rejected[0].error}"[:2000],
+            action_taken="not_retried",
+            details={"client_order_ids": [o.client_order_id for o in rejected[:20]],
+                     "errors": [o.error for o in rejected[:20]]},
+        )

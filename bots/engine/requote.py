@@ -1,0 +1,162 @@
+"""A cycle on the driver's pool: a re-quote on the kept engine, or a full monitoring iteration.
+
+``_cycle`` runs on a pool thread (``mm-cycle``) under the bot's lease: a ``requote`` verdict runs
+``_adjust_orders`` on the engine kept from the last full cycle (the cancels the check decided are
+already flying), anything else the full ``monitoring_iteration`` (``bots.tasks.execute_cycle``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
+
+from bots.engine.bot import MarketMakingBot
+from bots.engine.cycle import begin_fenced_cycle
+from bots.engine.lease import BotLease, FencedError, LeaseLostError
+from bots.engine.runner import Runner, next_due
+from bots.engine.verdict import Verdict
+from bots.models import OPEN_ORDER_STATUSES, Bot, Order, OrderPurpose
+
+logger = logging.getLogger(__name__)
+
+class RequoteMixin:
+    """The driver's pool-thread cycles (part of ``Driver``)."""
+
+    def _cycle(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float) -> None:
+        """A pool thread: a re-quote on the kept engine, or a full cycle."""
+        from bots.tasks import execute_cycle
+
+        started = time.time()
+        delay = runner.interval
+        try:
+            last = self._connection_checked.get(threading.get_ident(), 0.0)
+            if started - last > 1.0:  # drop a connection past its age or broken, at most once a second
+                close_old_connections()
+                self._connection_checked[threading.get_ident()] = started
+            if threading.get_ident() not in self._pool_connections:
+                conn = connections[DEFAULT_DB_ALIAS]
+                conn.inc_thread_sharing()  # so stop() may close it from the driver's thread
+                self._pool_connections[threading.get_ident()] = conn
+            if runner.high_water_dirty:
+                self._write_high_water([runner])
+            if verdict.kind in ("requote", "fills", "snapshot") and runner.engine is not None:
+                outcome = self._on_kept_engine(runner, lease, verdict, scheduled, started)
+            else:
+                result = execute_cycle(runner.bot_id, runner.epoch, runner.chain, scheduled, lease=lease)
+                outcome = result.outcome
+                self._capture(runner, result.engine, full=True)
+                if outcome in ("stale-chain", "fenced", "auth-error"):
+                    runner.dropped = True  # the driver thread forgets it; a fenced bot comes back if cycling
+                elif outcome == "error":
+                    delay = runner.error_delay
+        except Exception:
+            logger.exception("bot %s: driver cycle failed", runner.bot_id)
+            runner.engine = None
+            delay = runner.error_delay
+            lease.release()
+        finally:
+            if verdict.urgent:
+                with self._urgent_lock:
+                    self._urgent -= 1
+            now = time.time()
+            self.stats[f"{verdict.kind}_wall_ms"] += int(1000 * (now - started))
+            self.stats[f"{verdict.kind}_queued_ms"] += int(1000 * max(started - scheduled, 0.0))
+            runner.next_due = next_due(scheduled, runner.interval, now) if delay == runner.interval else now + delay
+            runner.touched = True
+            runner.busy = False
+            self.wake.set()
+
+    def _on_kept_engine(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float,
+                        started: float) -> str:
+        """A re-quote (``_adjust_orders`` of the pairs whose quotes moved, on the rows the quiet check saw) or
+        a performance snapshot, on the engine kept from the last full cycle, under the bot's lease."""
+        from bots.engine.lease import record_cycle
+        from bots.tasks import worker_id
+
+        engine = runner.engine
+        assert engine is not None
+        engine.begin_kept_cycle(lease)
+        outcome = "ok"
+        try:
+            if verdict.kind == "snapshot":
+                engine.update_performance()
+                runner.perf_due_at = time.time() + max(engine.config.metrics_interval_secs, runner.interval)
+                return outcome
+            numbered: list[int] = []
+
+            def number_once() -> int:
+                """This cycle's number, taken once (a re-quote's after its cancels left) and fenced in the
+                same statement: a stop, kill or restart since the check sends nothing."""
+                if not numbered:
+                    cycle = begin_fenced_cycle(runner.bot_id, runner.epoch)
+                    if cycle is None:
+                        raise FencedError(f"bot {runner.bot_id}: stopped, killed or restarted; nothing is sent")
+                    numbered.append(cycle)
+                    engine.fenced_cycle(cycle)
+                return numbered[0]
+
+            if verdict.kind == "fills":
+                number_once()
+                self._sync_and_requote(runner, engine, verdict.pairs)
+                return outcome
+            total_open = sum(runner.open_count.values())
+            for pair in verdict.pairs:
+                position = engine.active_positions[pair]
+                engine.requote_pair(position, live_rows=runner.live.get(position.pk, []),
+                                    others_open=total_open - runner.open_count.get(position.pk, 0),
+                                    begin_cycle_now=number_once, sent_cancels=verdict.sent.get(pair))
+            # the open rows, in memory: the cancelled ones were settled on these objects, the new ones
+            # are as the venue answered them (no read back)
+            self._capture(runner, engine, full=False, rows=runner.rows + engine.order_manager.stored)
+        except (LeaseLostError, FencedError) as exc:
+            logger.info("%s", exc)
+            runner.engine = None
+            outcome = "fenced"
+        except Exception as exc:
+            logger.exception("bot %s: re-quote failed", runner.bot_id)
+            close_old_connections()
+            Bot.objects.filter(pk=runner.bot_id, epoch=runner.epoch).update(
+                last_error=f"{type(exc).__name__}: {exc}"[:2000])
+            runner.engine = None
+            outcome = "error"
+        finally:
+            engine.end_kept_cycle()
+            record_cycle(runner.bot_id, scheduled, started, time.time(), worker_id())
+            lease.release()
+        return outcome
+
+    def _sync_and_requote(self, runner: Runner, engine: MarketMakingBot, pairs: list[str]) -> None:
+        """Orders of these pairs were filled or left the book: reconcile each pair with the venue (its
+        open orders, the fate of the missing ones, the trades -> Fill rows and accounting, OrderFilled
+        events), reload that account's balances, and re-quote the pair. The rest of the bot is as the
+        quiet check left it; the next check assesses risk on the new position."""
+        accounts = {engine.active_positions[p].exchange_account_id for p in pairs}
+        engine.inventory_manager.load_balances({a: engine.exchanges[a] for a in accounts})
+        total_open = sum(runner.open_count.values())
+        synced_positions: set[int] = set()
+        rows: list[Order] = []
+        for pair in pairs:
+            position = engine.active_positions[pair]
+            snapshot = self._snapshot(runner, engine, position, {}, time.time())  # the feeder's book
+            mid = snapshot.mid if not snapshot.problem() else float("nan")
+            engine.announce_fills(pair, engine.order_manager.sync_position(position, mid=mid))
+            if mid == mid:
+                engine.inventory_manager.assess(position, mid)
+            # re-quoted on the rows the sync just reconciled with the venue (not read again)
+            synced = engine.order_manager.synced_rows.pop(position.pk, [])
+            synced_positions.add(position.pk)
+            rows.extend(synced)
+            live = [o for o in synced if o.status in OPEN_ORDER_STATUSES and o.purpose == OrderPurpose.QUOTE]
+            engine.requote_pair(position, live_rows=live,
+                                others_open=total_open - runner.open_count.get(position.pk, 0))
+        # the open rows, in memory: other pairs' as they were, the synced pairs' as the venue answered
+        # the sync and the re-quote, and the re-quote's new ones
+        rows += [o for o in runner.rows if o.position_id not in synced_positions]
+        self._capture(runner, engine, full=False, rows=rows + engine.order_manager.stored)
+        for account_id in accounts:  # balances moved: the next due cycle reads the account again
+            view = self.accounts.get(account_id)
+            if view is not None:
+                view.outdated = True

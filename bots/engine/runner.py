@@ -1,0 +1,46 @@
+"""The engine driver's memory of one bot between cycles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bots.engine.bot import MarketMakingBot
+from bots.models import Order
+
+
+@dataclass
+class Runner:
+    """The driver's memory of one bot between cycles."""
+
+    bot_id: int
+    epoch: int
+    chain: str
+    interval: float
+    error_delay: float
+    signature: tuple
+    next_due: float
+    engine: MarketMakingBot | None = None
+    live: dict[int, list[Order]] = field(default_factory=dict)  # position id -> open quote rows
+    rows: list[Order] = field(default_factory=list)  # every open row (quotes and rebalancing orders)
+    open_count: dict[int, int] = field(default_factory=dict)  # position id -> open rows of any purpose
+    known: set[str] = field(default_factory=set)  # client ids of every open row
+    gone: dict[str, float] = field(default_factory=dict)  # client id -> when it left our open set
+    quoted_mid: dict[tuple[str, str], float] = field(default_factory=dict)
+    last_full_at: float = 0.0
+    perf_due_at: float = 0.0
+    high_water: float = 0.0
+    high_water_dirty: bool = False
+    busy: bool = False
+    dropped: bool = False
+    stale: bool = False  # changed while a cycle ran: do not keep that cycle's engine
+    quiet_cycles: int = 0
+    woken: bool = False  # this cycle was brought forward by a pushed mid move
+    wake_after: bool = False  # a pushed move arrived during a cycle: run again when it ends
+    last_verdict: str = ""
+    touched: bool = False  # cycled since the last flush
+
+def next_due(scheduled: float, interval: float, now: float) -> float:
+    """Fixed rate (the lag of a late cycle does not shift the ones after it), but a bot more than an
+    interval behind skips the cycles it missed instead of running them back to back."""
+    due = scheduled + interval
+    return due if due > now - interval else now

@@ -1,0 +1,136 @@
+"""Shard leases and fair share: which bots this process's engine driver runs.
+
+Bots are split into ``ENGINE_SHARDS`` shards (a bot's shard follows its first exchange account). Each
+driver heartbeats into ``keys.DRIVERS`` and holds shard leases (``keys.shard``, TTL ``SHARD_TTL_SECS``,
+renewed every ``HOUSEKEEPING_SECS``) up to its fair share ``ceil(shards / live drivers)``; a driver
+killed with -9 loses its shards when the leases expire, one shut down warmly gives them back at once.
+Runs on the driver thread (``Driver.tick`` -> ``_housekeep``), which alone writes ``Driver.owned`` and
+``Driver.runners``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from bots.engine import keys
+from bots.engine.lease import _RELEASE, new_chain
+from bots.engine.runner import Runner
+from bots.models import Bot, BotStatus
+from exchanges.gateway import ExchangeGateway
+from mmplatform.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+SHARD_TTL_SECS = 10.0
+
+
+DRIVERS_KEY = keys.DRIVERS
+
+
+HOUSEKEEPING_SECS = 1.0
+
+
+def shard_key(shard: int) -> str:
+    return keys.shard(shard)
+
+
+def shard_of(bot_id: int, account_id: int | None = None) -> int:
+    """A bot's shard follows its (first) exchange account, so every bot of an account is driven by one
+    process and the account is read once per interval, not once per process."""
+    return (account_id if account_id is not None else bot_id) % settings.ENGINE_SHARDS
+
+
+_EXTEND = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end
+"""
+
+
+class ShardsMixin:
+    """The driver's shard and bot-membership housekeeping (part of ``Driver``; driver thread)."""
+
+    def _housekeep(self, now: float) -> None:
+        close_old_connections()
+        shards = settings.ENGINE_SHARDS
+        r = get_redis()
+        pipe = r.pipeline(transaction=False)
+        pipe.zadd(DRIVERS_KEY, {self.token: now})
+        pipe.zremrangebyscore(DRIVERS_KEY, 0, now - SHARD_TTL_SECS)
+        pipe.zcard(DRIVERS_KEY)
+        owned = sorted(self.owned)
+        ttl_ms = int(SHARD_TTL_SECS * 1000)
+        for shard in owned:
+            pipe.eval(_EXTEND, 1, shard_key(shard), self.token, ttl_ms)
+        results = pipe.execute()
+        live = max(int(results[2]), 1)
+        for shard, kept in zip(owned, results[3:], strict=True):
+            if not kept:
+                logger.warning("engine driver %s: lost shard %s", self.token, shard)
+                self.owned.discard(shard)
+        share = math.ceil(shards / live)
+        while len(self.owned) > share:  # a new driver joined: give it room
+            shard = max(self.owned)
+            r.eval(_RELEASE, 1, shard_key(shard), self.token)
+            self.owned.discard(shard)
+        if len(self.owned) < share:
+            start = random.randrange(shards)
+            for offset in range(shards):
+                shard = (start + offset) % shards
+                if shard in self.owned:
+                    continue
+                if r.set(shard_key(shard), self.token, nx=True, px=ttl_ms):
+                    self.owned.add(shard)
+                    if len(self.owned) >= share:
+                        break
+        self._refresh_bots(now)
+        accounts: dict[int, tuple[ExchangeGateway, float]] = {}
+        books: dict[tuple[str, str], ExchangeGateway] = {}
+        self.wanted_accounts, self.wanted_books = accounts, books  # rebuilt: bots that left drop out
+        for runner in list(self.runners.values()):
+            if runner.engine is not None:
+                self._want(runner, runner.engine)
+        self._ensure_streams()
+        busy = sum(r.busy for r in self.runners.values())
+        stats = {"bots": len(self.runners), "shards": len(self.owned), "busy": busy,
+                 "pool_queue": self.pool._work_queue.qsize(), "due_now": sum(
+                     1 for r in self.runners.values() if not r.busy and r.next_due <= now),
+                 **self.stats}
+        pipe = r.pipeline(transaction=False)
+        pipe.hset(keys.driver_stats(self.token), mapping={k: str(v) for k, v in stats.items()})
+        pipe.expire(keys.driver_stats(self.token), int(SHARD_TTL_SECS * 3))
+        pipe.execute()
+
+    def _refresh_bots(self, now: float) -> None:
+        rows = Bot.objects.filter(status__in=(BotStatus.RUNNING, BotStatus.PAUSED)).values_list(
+            "pk", "epoch", "status", "monitoring_interval_secs", "error_recovery_delay_secs", "updated_at",
+            "kill_switch_engaged", "tenant__kill_switch_engaged", "daily_pnl_baseline_quote")
+        first_account: dict[int, int] = {}
+        for bot_id, account_id in Bot.exchange_accounts.through.objects.values_list("bot_id", "exchangeaccount_id"):
+            if account_id < first_account.get(bot_id, account_id + 1):
+                first_account[bot_id] = account_id
+        seen = set()
+        for pk, epoch, status, interval, error_delay, updated, kill, tenant_kill, baseline in rows:
+            if shard_of(pk, first_account.get(pk)) not in self.owned:
+                continue
+            seen.add(pk)
+            signature = (epoch, status, interval, error_delay, updated, kill, tenant_kill, baseline)
+            runner = self.runners.get(pk)
+            if runner is None or runner.epoch != epoch:
+                if runner is not None:
+                    runner.dropped = True
+                # spread first cycles over one interval so a thousand bots do not all fire at once
+                offset = (pk * 0.6180339887) % 1.0 * min(interval, 1.0)
+                self.runners[pk] = Runner(pk, epoch, new_chain(pk), interval, error_delay, signature,
+                                          next_due=now + offset)
+            elif runner.signature != signature:
+                runner.signature = signature
+                runner.interval, runner.error_delay = interval, error_delay
+                runner.engine = None  # the next cycle is a full one, on the bot as it is now
+                runner.stale = runner.busy
+        for pk in list(self.runners):
+            if pk not in seen:
+                self.runners.pop(pk).dropped = True

@@ -1,0 +1,21 @@
+"""How an engine reaches its venues: the gateway factory and the shared market-data key of a venue."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from exchanges.gateway import ExchangeGateway
+
+GatewayFactory = Callable[[Any], ExchangeGateway]
+
+
+def exchange_key(account: Any) -> str:
+    """Public market data is the same for every account of one venue: share it across tenants."""
+    return f"{account.exchange_id}@{account.api_base_url or 'default'}"
+
+
+def default_gateway_factory(account: Any) -> ExchangeGateway:
+    from bots.engine.gateways import gateway_for_account
+
+    return gateway_for_account(account)

@@ -1,0 +1,117 @@
+"""The read-only check of a due bot: quiet, re-quote, fills, snapshot or a full cycle.
+
+``_check`` runs on the driver thread, on the engine object kept from the bot's last full cycle and the
+feeder's data; it decides through the same ``MarketMakingBot.decide_quotes`` (``strategies.pipeline``)
+as a full cycle. It writes no rows (``decide_quotes`` notes the not-quoting reason, ``keys.quoting``);
+it hands the feeder's frozen snapshot, balances and analysis to the engine (``observe_*``) and keeps
+the runner's high-water mark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from bots.engine.client_ids import client_id_prefix
+from bots.engine.feed import SENT_MARGIN_SECS, view_limit
+from bots.engine.market_data import (
+    BookData,
+)
+from bots.engine.runner import Runner
+from bots.models import BotStatus, Order
+from strategies.selection import select_strategy_type
+
+
+@dataclass
+class Verdict:
+    kind: str  # "quiet" | "requote" | "fills" | "snapshot" | "full"
+    reason: str = ""
+    detail: str = ""
+    pairs: list[str] = field(default_factory=list)
+    uptime: list[tuple[str, bool]] = field(default_factory=list)
+    cancels: dict[str, list[Order]] = field(default_factory=dict)  # requote: rows to cancel, by pair
+    sent: dict[str, tuple[list[Order], Any]] = field(default_factory=dict)  # requote: cancels already sent
+    urgent: bool = False  # a re-quote brought forward by a pushed move: the feeder holds off meanwhile
+
+
+class VerdictMixin:
+    """The driver's read-only check (part of ``Driver``; driver thread)."""
+
+    def _check(self, runner: Runner, now: float, books: dict[tuple[str, str], BookData],
+               reset_pending: bool) -> Verdict:
+        """Quiet, a re-quote only, or a full cycle (with the reason)."""
+        engine = runner.engine
+        if engine is None:
+            return Verdict("full", "no engine state")
+        if engine.bot.status != BotStatus.RUNNING:
+            return Verdict("full", "not running")
+        if now - runner.last_full_at >= settings.ENGINE_FULL_CYCLE_SECS:
+            return Verdict("full", "periodic full cycle")
+        if reset_pending:
+            return Verdict("full", "daily reset")
+        prefix = client_id_prefix(runner.bot_id)
+        for account_id in engine.exchanges:
+            view = self.accounts.get(account_id)
+            if view is None or now - view.taken_at > view_limit(runner.interval):
+                return Verdict("full", "no account view")
+            for cid in view.orders:
+                if cid.startswith(prefix) and cid not in runner.known and not (
+                        runner.gone.get(cid, 0) > view.taken_at - SENT_MARGIN_SECS):
+                    return Verdict("full", "stray order", detail=cid)
+        filled: list[str] = []
+        for pair, position in engine.active_positions.items():
+            view = self.accounts.get(position.exchange_account_id)
+            if view is None or position.exchange_account_id not in engine.exchanges:
+                return Verdict("full", "account not connected")
+            for row in runner.live.get(position.pk, []):
+                remote = view.orders.get(row.client_order_id)
+                if (remote is None and row.created_at.timestamp() < view.taken_at - SENT_MARGIN_SECS) or (
+                        remote is not None and (remote.filled or 0) > row.filled):
+                    filled.append(pair)  # filled, partly filled, or gone: sync this pair and re-quote it
+                    break
+        if filled:
+            return Verdict("fills", "orders filled or left the book", pairs=filled)
+        requote: list[str] = []
+        cancels: dict[str, list[Order]] = {}
+        uptime: list[tuple[str, bool]] = []
+        for pair, position in engine.active_positions.items():
+            view = self.accounts[position.exchange_account_id]
+            snapshot = self._snapshot(runner, engine, position, books, now)
+            if snapshot.problem() or engine.stale_book(pair):
+                return Verdict("full", "book problem")
+            engine.observe_account(position, view.balances, snapshot.mid)
+            analysis = self._analysis(engine, position.exchange_account_id, pair, snapshot, now)
+            engine.observe_analysis(pair, analysis)
+            settings_ = engine.config.strategy_settings
+            if settings_.adaptation_enabled:
+                strategy = engine.strategy_engine.restore(position)
+                if (select_strategy_type(analysis, settings_) != strategy.strategy_type
+                        or strategy.should_adapt(analysis)):
+                    return Verdict("full", "strategy adaptation")
+        statuses, equity = engine.risk_in_memory(runner.high_water)
+        if statuses:
+            return Verdict("full", "risk status", detail=",".join(s.event_type for s in statuses))
+        rebalance = engine.rebalancing_due(now)  # the spec checks the need every monitoring interval
+        if rebalance:
+            return Verdict("full", "rebalancing needed", detail=",".join(rebalance))
+        if equity > runner.high_water:
+            runner.high_water, runner.high_water_dirty = equity, True
+        total_open = sum(runner.open_count.values())
+        for pair, position in engine.active_positions.items():
+            rows = runner.live.get(position.pk, [])
+            others = total_open - runner.open_count.get(position.pk, 0)
+            decision = engine.decide_quotes(position, engine.snapshots[pair], rows, others, now=now)
+            if decision.denied:
+                return Verdict("full", "denied orders")
+            if decision.diff.cancel or decision.diff.place:
+                requote.append(pair)
+                by_client = {o.client_order_id: o for o in rows}
+                cancels[pair] = [by_client[o.order_id] for o in decision.diff.cancel]
+            uptime.append((pair, decision.quotes_both_sides))
+        if requote:
+            return Verdict("requote", "quotes moved", pairs=requote, cancels=cancels)
+        if now >= runner.perf_due_at and engine.config.performance_tracking:
+            return Verdict("snapshot", "performance snapshot due", uptime=uptime)
+        return Verdict("quiet", uptime=uptime)

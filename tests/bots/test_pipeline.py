@@ -1,0 +1,157 @@
+"""The one decide -> check -> diff step (strategies/pipeline.py): the same decisions as the engine's
+former inline chain on recorded inputs, and the only place the live engine decides (pure: no database)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from risk import checks
+from risk.limits import RiskLimits
+from strategies import pipeline
+from strategies.base import diff_orders
+from strategies.config import STRATEGY_TYPES, OrderConfig, StrategyConfig
+from strategies.selection import create_strategy
+from strategies.types import BUY, SELL, LiveOrder, MarketSnapshot, RiskContext
+from tests.strategies.conftest import inventory_for, snapshots
+
+ROOT = Path(__file__).resolve().parents[2]
+PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def build(kind: str, volatility_daily: float):
+    strategy = create_strategy(kind, "BTC/USDT", None, StrategyConfig(grid_levels=3, inventory_skew_bps=50.0),
+                               OrderConfig(maker_fee_bps=10.0, min_spread_bps=5.0, order_size_quote=100.0))
+    strategy.parameters = dataclasses.replace(
+        strategy.parameters, volatility_daily=volatility_daily,
+        volatility_bps_per_sqrt_sec=volatility_daily * 1e4 / math.sqrt(86400))
+    return strategy
+
+
+def former_chain(strategy, inputs: pipeline.DecisionInputs, value: float):
+    """The live engine's decide -> check -> diff as ``MarketMakingBot.decide_quotes`` spelled it out
+    inline before the pipeline existed (bots/engine/core.py at 9c1688a), step for step."""
+    intents = strategy.calculate_orders(inputs.snapshot, inputs.inventory, inputs.risk)
+    if inputs.reduction.side:
+        intents = checks.reduce_growing_side(intents, inputs.reduction.side, inputs.reduction.factor,
+                                             inputs.rules.min_order_size_quote)
+
+    def valid_order(i) -> bool:
+        if i.size <= 0 or i.price <= 0:
+            return False
+        notional = i.size * i.price
+        if notional < inputs.rules.min_order_size_quote * (1 - 1e-9):
+            return False
+        return notional <= inputs.rules.max_order_size_quote * (1 + 1e-9)
+
+    valid = [i for i in intents if valid_order(i)]
+    result = checks.check_intents(valid, inputs.limits, checks.PreTradeContext(
+        inputs.snapshot.mid, value, inputs.others_open, inputs.rules.min_order_size_quote,
+        inputs.rules.max_order_size_quote))
+    diff = diff_orders(list(inputs.live), result.allowed, tolerance_bps=inputs.rules.order_refresh_tolerance_bps,
+                       refresh_secs=inputs.rules.order_refresh_secs, now=inputs.now)
+    return intents, valid, result, diff
+
+
+@st.composite
+def live_orders(draw: st.DrawFn, snapshot: MarketSnapshot) -> tuple[LiveOrder, ...]:
+    """Resting quotes near the mid, some within the refresh tolerance of a new quote, some old."""
+    mid = snapshot.mid
+    orders = []
+    for n in range(draw(st.integers(0, 6))):
+        side = draw(st.sampled_from([BUY, SELL]))
+        offset = draw(st.floats(0.0, 0.02))
+        price = mid * (1 - offset) if side == BUY else mid * (1 + offset)
+        orders.append(LiveOrder(f"c{n}", side, price, draw(st.floats(0.001, 10.0)), draw(st.integers(0, 3)),
+                                placed_at=snapshot.now - draw(st.floats(0.0, 120.0))))
+    return tuple(orders)
+
+
+@st.composite
+def recorded_inputs(draw: st.DrawFn) -> tuple[str, float, pipeline.DecisionInputs, float]:
+    snapshot = draw(snapshots())
+    ratio = draw(st.floats(0.05, 0.95))
+    inventory = inventory_for(snapshot, ratio, total_quote=draw(st.sampled_from([500.0, 1e4, 1e7])))
+    limits = RiskLimits(max_position_quote=draw(st.sampled_from([100.0, 5e3, 1e9])),
+                        max_open_orders=draw(st.integers(1, 12)),
+                        price_collar_bps=draw(st.sampled_from([5.0, 50.0, 500.0])))
+    rules = pipeline.QuotingRules(min_order_size_quote=draw(st.sampled_from([10.0, 100.0])),
+                                  max_order_size_quote=draw(st.sampled_from([150.0, 5000.0])),
+                                  order_refresh_tolerance_bps=draw(st.sampled_from([0.0, 5.0, 50.0])),
+                                  order_refresh_secs=draw(st.sampled_from([10.0, 60.0])))
+    reduction = draw(st.sampled_from([pipeline.SideReduction(), pipeline.SideReduction(BUY, 0.5),
+                                      pipeline.SideReduction(SELL, 0.2)]))
+    value = inventory.base_value_quote * draw(st.sampled_from([1.0, 0.9, 1.1]))  # assessed at an older mid
+    inputs = pipeline.DecisionInputs(
+        snapshot=snapshot, inventory=inventory,
+        risk=RiskContext(min_order_size_quote=rules.min_order_size_quote,
+                         max_order_size_quote=rules.max_order_size_quote,
+                         max_position_quote=limits.max_position_quote,
+                         spread_multiplier=draw(st.sampled_from([1.0, 2.0]))),
+        limits=limits, rules=rules, live=draw(live_orders(snapshot)), others_open=draw(st.integers(0, 10)),
+        now=snapshot.now, reduction=reduction, position_value_quote=value)
+    return draw(st.sampled_from(STRATEGY_TYPES)), draw(st.sampled_from([0.01, 0.05, 0.2])), inputs, value
+
+
+@PROPERTY
+@given(case=recorded_inputs())
+def test_the_pipeline_decides_as_the_former_inline_chain(case) -> None:
+    kind, volatility, inputs, value = case
+    intents, valid, result, diff = former_chain(build(kind, volatility), inputs, value)
+    strategy = build(kind, volatility)
+    decision = pipeline.decide(strategy, inputs)
+    assert list(decision.intents) == list(intents)
+    assert list(decision.valid) == valid
+    assert decision.checked == result
+    assert decision.diff == diff
+    assert decision.pause_reason == strategy.pause_reason
+    assert set(decision.diff.place) <= set(decision.allowed)
+    assert {o.order_id for o in decision.diff.keep} | {o.order_id for o in decision.diff.cancel} == {
+        o.order_id for o in inputs.live}
+
+
+def test_a_denial_carries_its_reason_and_a_reduction_shrinks_the_growing_side() -> None:
+    snapshot = MarketSnapshot("BTC/USDT", 99.99, 100.01, 1000.0, tick_size=0.01, lot_size=1e-8)
+    inventory = inventory_for(snapshot, 0.5, total_quote=1e5)
+    rules = pipeline.QuotingRules(10.0, 5000.0, 5.0, 60.0)
+    base = pipeline.DecisionInputs(snapshot, inventory, RiskContext(10.0, 5000.0, 1e9), RiskLimits(max_open_orders=2),
+                                   rules, live=(), others_open=1, now=1000.0)
+    strategy = build("INVENTORY_BASED", 0.02)
+    decision = pipeline.decide(strategy, base)
+    assert len(decision.allowed) == 1 and decision.denied
+    assert all("max_open_orders 2 reached" in d.reason for d in decision.denied)
+    assert decision.diff.place == decision.allowed
+
+    reduced = pipeline.decide(strategy, dataclasses.replace(base, reduction=pipeline.SideReduction(BUY, 0.5),
+                                                            limits=RiskLimits()))
+    plain = pipeline.decide(strategy, dataclasses.replace(base, limits=RiskLimits()))
+    bids = {i.level: i.size for i in plain.intents if i.side == BUY}
+    assert bids and all(math.isclose(i.size, bids[i.level] * 0.5) for i in reduced.intents if i.side == BUY)
+    assert [i for i in reduced.intents if i.side == SELL] == [i for i in plain.intents if i.side == SELL]
+
+
+def calls_in(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            func = node.func
+            names.add(func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", ""))
+    return names
+
+
+def test_the_pipeline_is_the_one_place_the_live_engine_decides() -> None:
+    """No module of the live platform calls a step of the decision itself: it calls pipeline.decide."""
+    steps = {"calculate_orders", "check_intents", "reduce_growing_side", "diff_orders"}
+    offenders = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for top in ("bots", "exchanges", "mmplatform", "dashboard", "risk")
+        for path in (ROOT / top).rglob("*.py")
+        for name in calls_in(path) & steps
+    }
+    assert offenders == set()
+    assert "decide" in calls_in(ROOT / "bots" / "engine" / "quotes.py")
