@@ -22,6 +22,7 @@ from typing import Any
 
 from django.conf import settings
 
+from bots.engine import keys
 from mmplatform.redis_client import get_redis
 
 LAG_WINDOW_SECS = 60.0
@@ -113,7 +114,7 @@ def verdict_counts(stats: dict[str, str]) -> dict[str, int]:
 
 def live_drivers(now: float | None = None) -> dict[str, float]:
     """Driver token -> seconds since its last heartbeat, for the drivers alive now."""
-    from bots.engine.driver import DRIVERS_KEY, SHARD_TTL_SECS
+    from bots.engine.shards import DRIVERS_KEY, SHARD_TTL_SECS
 
     now = time.time() if now is None else now
     rows = get_redis().zrangebyscore(DRIVERS_KEY, now - SHARD_TTL_SECS, "+inf", withscores=True)
@@ -122,7 +123,7 @@ def live_drivers(now: float | None = None) -> dict[str, float]:
 
 def shard_owners() -> dict[int, str]:
     """Shard -> the token of the driver holding its lease (shards nobody holds are left out)."""
-    from bots.engine.driver import shard_key
+    from bots.engine.shards import shard_key
 
     shards = list(range(settings.ENGINE_SHARDS))
     values = get_redis().mget([shard_key(s) for s in shards]) if shards else []
@@ -131,7 +132,7 @@ def shard_owners() -> dict[int, str]:
 
 def cycling_bots(bot_ids: Iterable[int] | None = None) -> dict[int, int]:
     """Running and paused bots (those a driver cycles) -> their shard, as the driver computes it."""
-    from bots.engine.driver import shard_of
+    from bots.engine.shards import shard_of
     from bots.models import Bot, BotStatus
 
     bots = Bot.objects.filter(status__in=(BotStatus.RUNNING, BotStatus.PAUSED))
@@ -152,7 +153,7 @@ def bot_lags(bot_ids: list[int], now: float | None = None) -> dict[int, tuple[li
     now = time.time() if now is None else now
     pipe = get_redis().pipeline(transaction=False)
     for bot_id in bot_ids:
-        pipe.lrange(f"mm:cycles:bot:{bot_id}", 0, RECORDS_READ - 1)
+        pipe.lrange(keys.cycles(bot_id), 0, RECORDS_READ - 1)
     out: dict[int, tuple[list[float], float | None, str]] = {}
     for bot_id, rows in zip(bot_ids, pipe.execute() if bot_ids else [], strict=True):
         lags: list[float] = []
@@ -196,7 +197,7 @@ def drivers_health(workers: Iterable[str] | None = None) -> list[DriverHealth]:
     pipe = get_redis().pipeline(transaction=False)
     tokens = sorted(alive)
     for token in tokens:
-        pipe.hgetall(f"mm:engine:stats:{token}")
+        pipe.hgetall(keys.driver_stats(token))
     out = []
     for token, raw in zip(tokens, pipe.execute(), strict=True):
         stats = {k.decode(): v.decode() for k, v in raw.items()}
