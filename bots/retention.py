@@ -34,6 +34,7 @@ from django.db.models import Exists, F, OuterRef, Q, Window
 from django.db.models.functions import RowNumber, TruncHour
 from django.utils import timezone
 
+from bots.engine import keys
 from bots.models import BotEvent, Fill, InventorySnapshot, Order, OrderStatus, PerformanceSnapshot
 
 logger = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def prune(now: datetime | None = None, policy: Policy | None = None) -> dict[str
     return counts
 
 
-LOCK_KEY = "mm:retention:running"
+LOCK_KEY = keys.RETENTION_LOCK
 LOCK_SECS = 3600
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 
 def client_order_id(bot_id: int, epoch: int, cycle: int, position_id: int, tag: str) -> str:
-    """Deterministic id from (bot, epoch, cycle, position, side+level), in Binance's alphabet.
+    """Deterministic id from (bot, epoch, cycle, position, side+level): letters, digits and '-' (each venue's
+    registry module encodes it for its own rules).
 
     ``tag`` starts with a letter (b/s/r), so the position id before it stays unambiguous.
     """

@@ -17,6 +17,9 @@ Fleet (one per process / shard)
                                  Writer: that driver (1 s). TTL 3 x ``SHARD_TTL_SECS``. Readers: bench,
                                  operators.
 
+``mm:retention:running``         string lock: one storage retention pass at a time (``bots.retention``).
+                                 Writer: the pass holding it (SET NX). TTL ``retention.LOCK_SECS``.
+
 Per bot
 -------
 ``mm:lease:bot:<bot>``           string, the token of the one cycle acting for the bot. Writer: the
@@ -76,6 +79,9 @@ PREFIX = "mm:"
 
 DRIVERS = "mm:engine:drivers"
 """Sorted set of live driver tokens -> last heartbeat (see the module's docstring)."""
+
+
+RETENTION_LOCK = "mm:retention:running"
 
 
 def shard(n: int) -> str:
