@@ -28,7 +28,7 @@ import logging
 import time
 import weakref
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -102,9 +102,11 @@ def verdicts(checks: list[tuple[str | None, int, int]]) -> list[str | None]:
 _check_in_pool = DatabaseSyncToAsync(verdicts, thread_sensitive=False)
 
 
-class MembershipWatch:
-    """One periodic check per process (per event loop) of every open dashboard socket: a few
-    queries every ``RECHECK_SECS`` instead of a check per socket, off Django's sync thread."""
+class SocketWatch:
+    """One periodic task per process (per event loop) over every open dashboard socket that joined it;
+    it runs while any socket is in it. Subclasses say what one ``step`` does and how long to wait."""
+
+    step_first = False  # step at once when started (else wait a period first)
 
     def __init__(self) -> None:
         self.sockets: set[DashboardConsumer] = set()
@@ -121,11 +123,45 @@ class MembershipWatch:
             self.task.cancel()
             self.task = None
 
+    def period(self) -> float:
+        raise NotImplementedError
+
+    async def step(self, sockets: list[DashboardConsumer]) -> None:
+        raise NotImplementedError
+
     async def run(self) -> None:
         with contextlib.suppress(asyncio.CancelledError):
+            if not self.step_first:
+                await asyncio.sleep(self.period())
             while self.sockets:
-                await asyncio.sleep(RECHECK_SECS)
-                await self.check(list(self.sockets))
+                try:
+                    await self.step(list(self.sockets))
+                except Exception:  # never let one bad socket end the watch of the others
+                    logger.warning("%s step failed", type(self).__name__, exc_info=True)
+                await asyncio.sleep(self.period())
+
+
+W = TypeVar("W", bound=SocketWatch)
+_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[type, SocketWatch]] = weakref.WeakKeyDictionary()
+
+
+def loop_watch(kind: type[W]) -> W:
+    """The running event loop's one watch of ``kind``."""
+    watches = _watches.setdefault(asyncio.get_running_loop(), {})
+    if kind not in watches:
+        watches[kind] = kind()
+    return watches[kind]  # type: ignore[return-value]
+
+
+class MembershipWatch(SocketWatch):
+    """Every ``RECHECK_SECS``, the session and membership of every open socket: a few queries instead
+    of a check per socket, off Django's sync thread."""
+
+    def period(self) -> float:
+        return RECHECK_SECS
+
+    async def step(self, sockets: list[DashboardConsumer]) -> None:
+        await self.check(sockets)
 
     async def check(self, sockets: list[DashboardConsumer]) -> None:
         sockets = [s for s in sockets if not s.closing]
@@ -142,15 +178,8 @@ class MembershipWatch:
                 await consumer.close_for(reason)
 
 
-_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MembershipWatch] = weakref.WeakKeyDictionary()
-
-
 def membership_watch() -> MembershipWatch:
-    loop = asyncio.get_running_loop()
-    watch = _watches.get(loop)
-    if watch is None:
-        watch = _watches[loop] = MembershipWatch()
-    return watch
+    return loop_watch(MembershipWatch)
 
 
 def bot_counters(bot_ids: set[int], tenant_ids: set[int]) -> list[dict[str, Any]]:
@@ -175,32 +204,16 @@ def bot_counters(bot_ids: set[int], tenant_ids: set[int]) -> list[dict[str, Any]
 _counters_in_pool = DatabaseSyncToAsync(bot_counters, thread_sensitive=False)
 
 
-class CounterWatch:
-    """One periodic read per process (per event loop) of the counters every open socket shows."""
+class CounterWatch(SocketWatch):
+    """Every ``COUNTER_SECS``, one read of the counters every open socket shows."""
 
-    def __init__(self) -> None:
-        self.sockets: set[DashboardConsumer] = set()
-        self.task: asyncio.Task | None = None
+    step_first = True
 
-    def add(self, consumer: DashboardConsumer) -> None:
-        self.sockets.add(consumer)
-        if self.task is None or self.task.done():
-            self.task = asyncio.ensure_future(self.run())
+    def period(self) -> float:
+        return COUNTER_SECS
 
-    def discard(self, consumer: DashboardConsumer) -> None:
-        self.sockets.discard(consumer)
-        if not self.sockets and self.task is not None:
-            self.task.cancel()
-            self.task = None
-
-    async def run(self) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            while self.sockets:
-                try:
-                    await self.tick(list(self.sockets))
-                except Exception:  # never let one bad socket end the counters of the others
-                    logger.warning("live counters tick failed", exc_info=True)
-                await asyncio.sleep(COUNTER_SECS)
+    async def step(self, sockets: list[DashboardConsumer]) -> None:
+        await self.tick(sockets)
 
     async def tick(self, sockets: list[DashboardConsumer]) -> None:
         sockets = [s for s in sockets if not s.closing]
@@ -220,15 +233,8 @@ class CounterWatch:
                 logger.info("live counters to a closing socket failed", exc_info=True)
 
 
-_counter_watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CounterWatch] = weakref.WeakKeyDictionary()
-
-
 def counter_watch() -> CounterWatch:
-    loop = asyncio.get_running_loop()
-    watch = _counter_watches.get(loop)
-    if watch is None:
-        watch = _counter_watches[loop] = CounterWatch()
-    return watch
+    return loop_watch(CounterWatch)
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
