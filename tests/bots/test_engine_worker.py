@@ -19,9 +19,9 @@ from django.test import Client
 from django.urls import reverse
 
 from bots import services
-from bots.engine.driver import shard_of
 from bots.engine.health import live_drivers, shard_owners
 from bots.engine.lease import cycle_records
+from bots.engine.shards import shard_of
 from bots.models import Bot, BotStatus
 from tests.bots.conftest import emulator_bot, emulator_open_orders
 from tests.conftest import PASSWORD
