@@ -40,7 +40,7 @@ SPEC_METHODS: dict[type, list[str]] = {
         "_force_rebalance", "_adjust_spreads_for_volatility",
     ],
     StrategyEngine: ["create_strategy", "_analyze_market_characteristics", "_select_strategy_type"],
-    InventoryManager: ["needs_rebalancing", "get_final_inventory"],
+    InventoryManager: ["needs_rebalancing", "get_final_inventory", "update_inventory"],
     MarketMakingRiskManager: ["validate_startup_conditions", "get_pair_limits"],
     MarketMakingStrategy: ["calculate_orders", "should_adapt", "adapt_to_conditions", "validate_parameters"],
 }
