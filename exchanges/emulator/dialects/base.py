@@ -16,6 +16,7 @@ from aiohttp import web
 
 from exchanges.emulator.engine import EngineError, OrderInfo
 from exchanges.emulator.market_streams import BookTickerHub
+from exchanges.emulator.market_streams import _fmt as fmt  # the emulator's one decimal spelling
 
 if TYPE_CHECKING:
     from exchanges.emulator.server import EmulatorServer
@@ -33,10 +34,6 @@ class DialectError(Exception):
         self.status = status
         self.body = body
         self.headers = headers
-
-
-def fmt(value: Decimal) -> str:
-    return f"{value:f}"
 
 
 def now_ms() -> int:
