@@ -4,6 +4,9 @@ Pushes go to two Channels groups, the tenant's and the bot's, after the transact
 browser never sees an event that was rolled back. A dashboard that missed pushes (reconnect)
 catches up from the rows.
 
+Every event also passes the alert matcher (``alerts.hooks.notice``: a dict lookup for most types; the
+few that may be alerts are enqueued to Celery after commit, never waited for).
+
 Routine events (``ROUTINE_EVENTS``: what a quoting bot does every few seconds) are stored as one
 summary row per bot, event type, pair and minute, written by one upsert per event (as many statements as
 a plain row on Postgres: the re-quote path stays as it was). The row's ``payload`` is the latest event's, plus
@@ -25,6 +28,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from alerts import hooks as alert_hooks
 from bots.models import Bot, BotEvent
 from bots.wire import ROUTINE_EVENTS as WIRE_ROUTINE_EVENTS
 from bots.wire import event_json, jsonable
@@ -131,6 +135,9 @@ def publish_event(*, bot: Bot, event_type: str, payload: dict[str, Any] | None =
         data=event_json(event_id=event.pk, bot_id=bot.pk, bot_name=bot.name, event_type=event_type,
                         payload=data, created_at=event.created_at),
     )
+    # every event passes the alert matcher; one that may alert is enqueued after commit (never waited for)
+    alert_hooks.notice(tenant_id=bot.tenant_id, bot_id=bot.pk, event_type=event_type, payload=data,
+                       event_id=event.pk, occurred_at=event.created_at)
     return event
 
 

@@ -239,13 +239,25 @@ def stale_after_secs(bot: Bot) -> float:
     return max(3 * bot.monitoring_interval_secs + bot.error_recovery_delay_secs, settings.BOT_WATCHDOG_INTERVAL_SECS)
 
 
+def _stale_alert(bot: Bot, last: datetime, now: datetime) -> None:
+    """A running bot whose last cycle is older than its deadline: the alerts' ``CyclesStale`` event
+    (no BotEvent row: the alert log keeps it; each rule's dedup window keeps it to one per window)."""
+    from alerts.hooks import notice
+    from alerts.matching import CYCLES_STALE_EVENT
+
+    notice(tenant_id=bot.tenant_id, bot_id=bot.pk, event_type=CYCLES_STALE_EVENT, occurred_at=now,
+           payload={"last_cycle_at": last.isoformat(), "silent_secs": round((now - last).total_seconds(), 1),
+                    "deadline_secs": stale_after_secs(bot)})
+
+
 @shared_task
 def watchdog() -> dict[str, int]:
     """The dead-man's switch behind the engine drivers: cancel the resting orders of a cycling bot
     that has been silent for twice its deadline (no driver reached it: every worker down, its shard
     unclaimed, its account unreachable), cancel what a bot that no longer cycles (ERROR, e.g. a start
     that failed and could not cancel; STOPPED, e.g. a kill whose sweep failed) still has open, and
-    re-enqueue starts that never ran. Resuming a bot's cycles needs nothing here: drivers claim a dead
+    re-enqueue starts that never ran. A running bot silent past its deadline raises a ``CyclesStale``
+    alert event. Resuming a bot's cycles needs nothing here: drivers claim a dead
     driver's shards when its shard leases expire."""
     from bots.models import OPEN_ORDER_STATUSES, Order
 
@@ -255,6 +267,8 @@ def watchdog() -> dict[str, int]:
     for bot in Bot.objects.filter(status__in=CYCLING):
         last = bot.last_cycle_finished_at or bot.last_cycle_started_at or bot.started_at
         deadline = stale_after_secs(bot)
+        if last is not None and bot.status == BotStatus.RUNNING and (now - last).total_seconds() > deadline:
+            _stale_alert(bot, last, now)
         if last is None or (now - last).total_seconds() <= 2 * deadline or BotLease.is_held(bot.pk):
             continue
         cancel_bot_orders.delay(bot.pk)

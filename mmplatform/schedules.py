@@ -9,7 +9,9 @@ every-minute tick of the per-bot schedules (``Bot.rebalance_crontab``, see bots/
 - ``scheduled-rebalance``: ``bots.tasks.scheduled_rebalance`` every minute (each bot's own crontab);
 - ``daily-risk-reset``: ``bots.tasks.daily_risk_reset`` at 00:00 UTC;
 - ``storage-retention``: ``bots.tasks.prune_storage`` every hour at :17 (bots/retention.py; added to
-  existing deployments by migration 0002).
+  existing deployments by migration 0002);
+- ``alert-delivery-sweep``: ``alerts.tasks.sweep_deliveries`` every 30 s (re-enqueues alert deliveries whose
+  retry task was lost; added by ``alerts/migrations/0002``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ def install_default_schedules(apps: Any = None) -> None:
     task_model.objects.get_or_create(
         name="storage-retention",
         defaults={"task": "bots.tasks.prune_storage", "crontab": _crontab(crontab_model, HOURLY_AT_17)})
+    sweep_every = interval_model.objects.filter(every=30, period="seconds").order_by("pk").first() or \
+        interval_model.objects.create(every=30, period="seconds")
+    task_model.objects.get_or_create(
+        name="alert-delivery-sweep", defaults={"task": "alerts.tasks.sweep_deliveries", "interval": sweep_every})
     # a running beat re-reads its schedule when this changes (the signal that does it for admin edits does
     # not fire for a migration's models)
     changed_model.objects.update_or_create(ident=1, defaults={"last_update": timezone.now()})

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 from pathlib import Path
 
@@ -130,6 +131,7 @@ INSTALLED_APPS = [
     "strategies",
     "risk",
     "bots",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -274,6 +276,30 @@ RETENTION_MAX_BATCHES = env_int("RETENTION_MAX_BATCHES", 200)  # per kind per ru
 # The local exchange emulator's admin token (accounts opened on it from the Django admin).
 EMULATOR_ADMIN_TOKEN = os.environ.get("EMULATOR_ADMIN_TOKEN", "")
 EMULATOR_DEMO_BALANCES = os.environ.get("EMULATOR_DEMO_BALANCES", "BTC=1,ETH=20,USDT=60000")
+# Alerts (alerts/): delivery by email and signed webhooks, through Celery (never on the engine's thread).
+ALERTS_ALLOWED_PRIVATE_NETWORKS = env_list("ALERTS_ALLOWED_PRIVATE_NETWORKS", [])  # CIDRs webhooks may reach
+for _cidr in ALERTS_ALLOWED_PRIVATE_NETWORKS:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"ALERTS_ALLOWED_PRIVATE_NETWORKS: {_cidr!r} is not a network (e.g. "
+                                   "127.0.0.0/8)") from None
+ALERTS_WEBHOOK_TIMEOUT_SECS = env_float("ALERTS_WEBHOOK_TIMEOUT_SECS", 5.0)
+ALERTS_MAX_ATTEMPTS = env_int("ALERTS_MAX_ATTEMPTS", 6)  # then the delivery is a dead letter
+ALERTS_RETRY_BASE_SECS = env_float("ALERTS_RETRY_BASE_SECS", 2.0)  # 2, 4, 8, ... seconds between attempts
+ALERTS_RETRY_MAX_SECS = env_float("ALERTS_RETRY_MAX_SECS", 600.0)
+ALERTS_VENUE_DOWN_SECS = env_float("ALERTS_VENUE_DOWN_SECS", 15.0)  # unreadable this long = disconnected
+# Email (alerts by email): Django's email backend, SMTP in production, the console in development.
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_SECS", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "alerts@mmplatform.localhost")
 
 LOGGING = {
     "version": 1,

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
+from alerts.hooks import venue_read
 from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import ORDER_BOOK_DEPTH
 from bots.engine.market_data import (
@@ -204,7 +205,9 @@ class FeedMixin:
             if isinstance(result, BaseException):
                 logger.info("engine driver: account %s read failed: %s", account_id, result)
                 self.accounts.pop(account_id, None)  # its bots run full cycles until it reads again
+                venue_read(account_id, f"{type(result).__name__}: {result}")
                 continue
+            venue_read(account_id, None)
             old = self.accounts.get(account_id)
             orders = {o.client_order_id: o for o in result if o.client_order_id}
             view = AccountView(taken_at=taken, orders=orders, balances=old.balances if old else {},

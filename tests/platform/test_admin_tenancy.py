@@ -15,6 +15,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils import timezone
 
+from alerts.models import Alert, AlertChannel, AlertDelivery, AlertRule, DeadLetter
 from bots.models import (
     Bot,
     BotEvent,
@@ -40,7 +41,20 @@ def populate(world: TenantWorld) -> dict[type, Any]:
         client_order_id=f"mm-{t.slug}-1", side="buy", price=Decimal("100"), amount=Decimal("1"),
     )
     now = timezone.now()
+    channel = AlertChannel.objects.create(tenant=t, name=f"{t.slug}-mail", kind="email",
+                                          emails=f"desk@{t.slug}.example")
+    rule = AlertRule.objects.create(tenant=t, name=f"{t.slug}-rule", kinds=["kill_switch"], bot=bot)
+    rule.channels.add(channel)
+    alert = Alert.objects.create(tenant=t, rule=rule, bot=bot, kind="kill_switch", severity="critical",
+                                 title="Kill switch engaged", dedup_key="k", event_type="KillSwitchEngaged",
+                                 occurred_at=now, last_at=now)
+    delivery = AlertDelivery.objects.create(tenant=t, alert=alert, channel=channel, status="dead", attempts=6)
     return {
+        AlertChannel: channel,
+        AlertRule: rule,
+        Alert: alert,
+        AlertDelivery: delivery,
+        DeadLetter: DeadLetter.objects.get(pk=delivery.pk),
         Tenant: t,
         Membership: Membership.objects.get(tenant=t, user=world.owner),
         ExchangeAccount: account,
@@ -73,7 +87,8 @@ def rows(world_a: TenantWorld, world_b: TenantWorld) -> tuple[dict, dict]:
     return populate(world_a), populate(world_b)
 
 
-TENANT_MODELS = [m for m in admin.site._registry if m._meta.app_label in ("tenancy", "exchanges", "bots", "risk")]
+TENANT_MODELS = [m for m in admin.site._registry if m._meta.app_label in ("tenancy", "exchanges", "bots", "risk",
+                                                                             "alerts")]
 
 
 def test_every_tenant_model_is_covered(rows: tuple[dict, dict]) -> None:

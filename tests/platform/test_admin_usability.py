@@ -142,7 +142,7 @@ def test_every_denial_of_every_project_admin_gets_the_page(client: Any, world_a:
     objects = {Bot: world_a.bot, ExchangeAccount: world_a.account, Order: order}
     checked = 0
     for model in admin.site._registry:
-        if model._meta.app_label not in ("bots", "exchanges", "risk", "tenancy"):
+        if model._meta.app_label not in ("bots", "exchanges", "risk", "tenancy", "alerts"):
             continue
         opts = model._meta
         response = client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_add"))

@@ -1,0 +1,114 @@
+"""Where the platform tells the alerts app what happened, cheaply and without waiting.
+
+``notice`` is called by ``bots.events.publish_event`` for every event: an event type that is never an
+alert (``matching.EVENT_KINDS``; the routine flood) costs one dict lookup; one that may be is handed,
+after its transaction commits, to this process's enqueuer thread, which sends ``alerts.tasks.raise_alerts``
+to Celery. The caller (an engine cycle, a kill in the web process) never waits for the broker, the rules
+or a webhook. ``venue_read`` is the feeder's report of each account read; an account unreadable for
+``ALERTS_VENUE_DOWN_SECS`` is reported once (until it reads again) as a ``VenueDisconnected`` event.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from alerts.matching import EVENT_KINDS
+
+logger = logging.getLogger(__name__)
+
+MAX_QUEUED = 10_000
+
+_queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue(maxsize=MAX_QUEUED)
+_thread: threading.Thread | None = None
+_thread_pid: int | None = None
+_lock = threading.Lock()
+_down_since: dict[int, float] = {}
+_reported: set[int] = set()
+
+
+def notice(*, tenant_id: int, bot_id: int | None, event_type: str, payload: dict[str, Any],
+           event_id: int | None = None, occurred_at: datetime | None = None) -> None:
+    """An event was recorded: if its type can be an alert, match it against the rules once it commits."""
+    if event_type not in EVENT_KINDS:
+        return
+    args = (tenant_id, bot_id, event_type, payload, event_id, occurred_at.isoformat() if occurred_at else None)
+    transaction.on_commit(lambda: _put("raise_alerts", args))
+
+
+def venue_read(account_id: int, error: str | None) -> None:
+    """The engine's feeder read an exchange account (``error`` None) or failed to (the reason)."""
+    if error is None:
+        if account_id in _down_since:
+            _down_since.pop(account_id, None)
+            _reported.discard(account_id)
+        return
+    now = time.monotonic()
+    since = _down_since.setdefault(account_id, now)
+    if account_id not in _reported and now - since >= settings.ALERTS_VENUE_DOWN_SECS:
+        _reported.add(account_id)
+        _put("venue_disconnected", (account_id, now - since, error[:500]))
+
+
+def _put(task: str, args: tuple[Any, ...]) -> None:
+    _ensure_thread()
+    try:
+        _queue.put_nowait((task, args))
+    except queue.Full:
+        logger.error("alerts: %s events waiting for the broker; dropped %s%s", MAX_QUEUED, task, args[:3])
+
+
+def _ensure_thread() -> None:
+    global _thread, _thread_pid
+    if _thread is not None and _thread_pid == os.getpid() and _thread.is_alive():
+        return
+    with _lock:
+        if _thread is not None and _thread_pid == os.getpid() and _thread.is_alive():
+            return
+        _thread = threading.Thread(target=_run, name="mm-alerts-enqueue", daemon=True)
+        _thread_pid = os.getpid()
+        _thread.start()
+
+
+def _run() -> None:
+    from alerts import tasks
+
+    while True:
+        item = _queue.get()
+        try:
+            if item is None:
+                return
+            name, args = item
+            for attempt in range(3):
+                try:
+                    getattr(tasks, name).apply_async(args)
+                    break
+                except Exception:  # the broker is down: try again shortly, then log and drop
+                    if attempt == 2:
+                        logger.exception("alerts: could not enqueue %s%s", name, args[:3])
+                    else:
+                        time.sleep(0.5 * (attempt + 1))
+        finally:
+            _queue.task_done()
+
+
+def flush(timeout_secs: float = 5.0) -> bool:
+    """Wait until this process's queued events are handed to the broker (tests, and at exit)."""
+    deadline = time.monotonic() + timeout_secs
+    while _queue.unfinished_tasks:
+        if time.monotonic() > deadline or _thread is None or not _thread.is_alive():
+            return False
+        time.sleep(0.002)
+    return True
+
+
+atexit.register(flush, 2.0)

@@ -1,0 +1,65 @@
+"""Celery tasks of the alerts app: thin, primitive arguments, one service each."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from celery import shared_task
+from django.db import close_old_connections
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True)
+def raise_alerts(tenant_id: int, bot_id: int | None, event_type: str, payload: dict[str, Any],
+                 event_id: int | None = None, occurred_at: str | None = None) -> dict[str, int]:
+    """Match one event against its tenant's rules, then send each new delivery on its own task (a slow
+    channel never holds up another). A re-run after a lost worker is a repeat: counted, not re-sent."""
+    from alerts.services import alerts_raise
+
+    close_old_connections()
+    raised = alerts_raise(tenant_id=tenant_id, bot_id=bot_id, event_type=event_type, payload=payload,
+                          event_id=event_id, occurred_at=datetime.fromisoformat(occurred_at) if occurred_at else None)
+    for delivery_id in raised.delivery_ids:
+        deliver_alert.delay(delivery_id)
+    return {"alerts": len(raised.alert_ids), "deduplicated": raised.deduplicated, "throttled": raised.throttled,
+            "deliveries": len(raised.delivery_ids)}
+
+
+@shared_task(acks_late=True)
+def deliver_alert(delivery_id: int) -> str:
+    """One attempt; after a failure the next is scheduled with the backoff the service returned."""
+    from alerts.services import delivery_attempt
+
+    close_old_connections()
+    delay = delivery_attempt(delivery_id=delivery_id)
+    if delay is None:
+        return "done"
+    deliver_alert.apply_async((delivery_id,), countdown=delay)
+    return f"retry in {delay:g} s"
+
+
+@shared_task
+def sweep_deliveries() -> int:
+    """Beat's safety net: re-enqueue deliveries whose retry task was lost or whose sender died."""
+    from alerts.services import deliveries_due
+
+    close_old_connections()
+    due = deliveries_due()
+    for delivery_id in due:
+        deliver_alert.delay(delivery_id)
+    return len(due)
+
+
+@shared_task
+def venue_disconnected(account_id: int, down_secs: float, error: str) -> int:
+    """An account the engine could not read for ``down_secs``: one event per running bot that trades on it."""
+    from alerts.services import venue_disconnected_raise
+
+    close_old_connections()
+    raised = venue_disconnected_raise(account_id=account_id, down_secs=down_secs, error=error)
+    for delivery_id in raised.delivery_ids:
+        deliver_alert.delay(delivery_id)
+    return len(raised.alert_ids)
