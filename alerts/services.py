@@ -186,7 +186,6 @@ def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> float 
     try:
         status_code = _send(delivery)
     except DeliveryFailed as exc:
-        failed_at = timezone.now()
         if delivery.attempts >= settings.ALERTS_MAX_ATTEMPTS:
             AlertDelivery.objects.filter(pk=delivery_id).update(
                 status=DeliveryStatus.DEAD, last_error=str(exc)[:2000], last_status_code=exc.status_code,
@@ -196,7 +195,7 @@ def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> float 
         delay = retry_delay_secs(delivery.attempts)
         AlertDelivery.objects.filter(pk=delivery_id).update(
             status=DeliveryStatus.RETRYING, last_error=str(exc)[:2000], last_status_code=exc.status_code,
-            next_attempt_at=failed_at + timedelta(seconds=delay))
+            next_attempt_at=now + timedelta(seconds=delay))  # counted from this attempt's start
         return delay
     delivered_at = timezone.now()
     latency_ms = (delivered_at - delivery.alert.occurred_at).total_seconds() * 1000

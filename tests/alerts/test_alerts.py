@@ -1,0 +1,309 @@
+"""Alerts against the real database and a real HTTP receiver on loopback: rules, de-duplication,
+throttling, signed webhook deliveries retried through failures and dead-lettered, email through Django's
+locmem backend, bad webhook URLs refused in the admin, and one tenant never seeing another's alerts.
+
+The attempts are run here one after another (``delivery_attempt`` with a clock moved past each backoff)
+instead of waiting for Celery's countdowns; ``test_alerts_worker.py`` runs the same path on a real worker."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from alerts import hooks, services, signing
+from alerts.models import Alert, AlertChannel, AlertDelivery, AlertRule, DeadLetter
+from tests.alerts.receiver import WebhookReceiver
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "whsec_test_0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def loopback_allowed(settings: Any) -> None:
+    settings.ALERTS_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
+    settings.ALERTS_MAX_ATTEMPTS = 4
+    settings.ALERTS_RETRY_BASE_SECS = 1.0
+    settings.ALERTS_WEBHOOK_TIMEOUT_SECS = 2.0
+
+
+def webhook_channel(tenant: Any, url: str, **fields: Any) -> AlertChannel:
+    channel = AlertChannel(tenant=tenant, name=fields.pop("name", "desk hook"), kind="webhook", url=url, **fields)
+    services.channel_set_secret(channel=channel, secret=SECRET)
+    channel.full_clean()
+    channel.save()
+    return channel
+
+
+def rule_for(tenant: Any, channels: list[AlertChannel], kinds: list[str], **fields: Any) -> AlertRule:
+    rule = AlertRule.objects.create(tenant=tenant, name=fields.pop("name", "desk"), kinds=kinds, **fields)
+    rule.channels.set(channels)
+    return rule
+
+
+def breach(world: Any, pair: str = "BTC/USDT", **extra: Any) -> services.Raised:
+    return services.alerts_raise(tenant_id=world.tenant.pk, bot_id=world.bot.pk, event_type="SlaBreached",
+                                 payload={"sla_id": 1, "sla_name": "issuer uptime", "trading_pair": pair,
+                                          "metric": "uptime_bid", "value": "0.87", "threshold": "0.9", **extra})
+
+
+def attempt_until_done(delivery_id: int) -> int:
+    """Run attempts as the worker would, each at the time its backoff says; returns the attempts made."""
+    now = timezone.now()
+    for made in range(1, 20):
+        delay = services.delivery_attempt(delivery_id=delivery_id, now=now)
+        if delay is None:
+            return made
+        now += timedelta(seconds=delay)
+    raise AssertionError("never finished")
+
+
+def test_a_breach_raises_one_alert_delivered_signed_through_two_failures(world_a: Any) -> None:
+    with WebhookReceiver(statuses=[500, 500, 200]) as receiver:
+        rule_for(world_a.tenant, [webhook_channel(world_a.tenant, receiver.url)], ["sla_breach"])
+        first = breach(world_a)
+        repeats = [breach(world_a, value="0.86"), breach(world_a, value="0.85")]  # the same breach, again
+        assert len(first.alert_ids) == 1 and len(first.delivery_ids) == 1
+        assert all(r.alert_ids == [] and r.deduplicated == 1 and r.delivery_ids == [] for r in repeats)
+        assert attempt_until_done(first.delivery_ids[0]) == 3
+        bodies = [r for r in receiver.received]
+
+    assert [r.status for r in bodies] == [500, 500, 200]
+    for received in bodies:
+        header = received.headers[signing.SIGNATURE_HEADER.lower()]
+        assert signing.verify(SECRET, header, received.body, now=time.time())
+        assert not signing.verify("whsec_someone_elses_secret", header, received.body, now=time.time())
+    payload = json.loads(bodies[-1].body)
+    alert = Alert.objects.get()
+    assert payload["alert_id"] == alert.pk and payload["kind"] == "sla_breach" and payload["severity"] == "error"
+    assert payload["bot"] == {"id": world_a.bot.pk, "name": world_a.bot.name}
+    assert [json.loads(r.body)["attempt"] for r in bodies] == [1, 2, 3]
+    assert alert.occurrences == 3
+    delivery = AlertDelivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("delivered", 3, 200)
+    assert delivery.latency_ms is not None and delivery.latency_ms >= 0
+
+
+def test_a_delivery_that_keeps_failing_is_dead_lettered_after_the_limit(world_a: Any) -> None:
+    with WebhookReceiver(default_status=503) as receiver:
+        rule_for(world_a.tenant, [webhook_channel(world_a.tenant, receiver.url)], ["sla_breach"])
+        raised = breach(world_a)
+        now = timezone.now()
+        delays = []
+        for _ in range(10):
+            delay = services.delivery_attempt(delivery_id=raised.delivery_ids[0], now=now)
+            if delay is None:
+                break
+            delays.append(delay)
+            assert services.delivery_attempt(delivery_id=raised.delivery_ids[0], now=now) is None  # not due yet
+            now += timedelta(seconds=delay)
+        assert len(receiver.received) == 4  # ALERTS_MAX_ATTEMPTS
+    assert delays == [1.0, 2.0, 4.0]  # exponential backoff
+    dead = DeadLetter.objects.filter(status="dead").get()
+    assert dead.pk == raised.delivery_ids[0] and dead.attempts == 4 and dead.last_status_code == 503
+    assert "HTTP 503" in dead.last_error
+    # a dead letter is not attempted again unless requeued
+    assert services.delivery_attempt(delivery_id=dead.pk, now=now + timedelta(days=1)) is None
+    assert services.deliveries_requeue(tenant_id=world_a.tenant.pk, delivery_ids=[dead.pk]) == [dead.pk]
+    assert AlertDelivery.objects.get(pk=dead.pk).status == "retrying"
+
+
+def test_throttling_sends_at_most_the_rules_limit_and_logs_the_rest(world_a: Any) -> None:
+    channel = AlertChannel.objects.create(tenant=world_a.tenant, name="mail", kind="email", emails="desk@a.example")
+    rule_for(world_a.tenant, [channel], ["sla_breach"], throttle_max_alerts=2, throttle_window_secs=600)
+    results = [breach(world_a, pair=pair) for pair in ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT")]
+    assert [len(r.delivery_ids) for r in results] == [1, 1, 0, 0]
+    assert [r.throttled for r in results] == [0, 0, 1, 1]
+    assert list(Alert.objects.order_by("id").values_list("status", flat=True)) == ["sent", "sent", "throttled",
+                                                                                   "throttled"]
+
+
+def test_email_goes_through_djangos_backend(world_a: Any, settings: Any) -> None:
+    assert settings.EMAIL_BACKEND == "django.core.mail.backends.locmem.EmailBackend"
+    channel = AlertChannel.objects.create(tenant=world_a.tenant, name="mail", kind="email",
+                                          emails="desk@a.example, risk@a.example")
+    rule_for(world_a.tenant, [channel], ["kill_switch"])
+    raised = services.alerts_raise(tenant_id=world_a.tenant.pk, bot_id=world_a.bot.pk,
+                                   event_type="KillSwitchEngaged", payload={"reason": "kill switch engaged by ops"})
+    assert attempt_until_done(raised.delivery_ids[0]) == 1
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["desk@a.example", "risk@a.example"]
+    assert message.subject == f"[CRITICAL] Kill switch engaged — {world_a.bot.name}"
+    assert "kill switch engaged by ops" in message.body
+    assert AlertDelivery.objects.get().status == "delivered"
+
+
+def test_slack_format_is_text_and_blocks(world_a: Any) -> None:
+    with WebhookReceiver() as receiver:
+        channel = webhook_channel(world_a.tenant, receiver.url, payload_format="slack")
+        rule_for(world_a.tenant, [channel], ["bot_error"])
+        raised = services.alerts_raise(tenant_id=world_a.tenant.pk, bot_id=world_a.bot.pk, event_type="BotError",
+                                       payload={"error": "no exchange could be connected"})
+        attempt_until_done(raised.delivery_ids[0])
+        body = json.loads(receiver.received[0].body)
+    assert body["text"] == "[CRITICAL] Bot in ERROR: no exchange could be connected"
+    assert body["blocks"][0]["type"] == "section" and body["blocks"][-1]["type"] == "context"
+
+
+def test_rules_filter_by_kind_bot_and_severity(world_a: Any) -> None:
+    from tests.conftest import make_bot
+
+    other_bot = make_bot(world_a.tenant, world_a.account, name="other")
+    channel = AlertChannel.objects.create(tenant=world_a.tenant, name="mail", kind="email", emails="d@a.example")
+    rule_for(world_a.tenant, [channel], ["risk_event"], bot=world_a.bot, min_severity="error")
+
+    def risk(bot_id: int, risk_type: str) -> int:
+        return len(services.alerts_raise(tenant_id=world_a.tenant.pk, bot_id=bot_id, event_type="RiskEventHandled",
+                                         payload={"event_type": risk_type, "trading_pair": "BTC/USDT"}).alert_ids)
+
+    assert risk(world_a.bot.pk, "MARKET_VOLATILITY") == 0  # warning < error
+    assert risk(other_bot.pk, "DAILY_LOSS_LIMIT") == 0  # another bot
+    assert risk(world_a.bot.pk, "DAILY_LOSS_LIMIT") == 1
+    assert services.alerts_raise(tenant_id=world_a.tenant.pk, bot_id=world_a.bot.pk, event_type="OrdersAdjusted",
+                                 payload={}).alert_ids == []
+
+
+def test_another_tenants_rules_never_see_an_event(world_a: Any, world_b: Any) -> None:
+    channel = AlertChannel.objects.create(tenant=world_b.tenant, name="mail", kind="email", emails="d@b.example")
+    rule_for(world_b.tenant, [channel], ["kill_switch"])
+    raised = services.alerts_raise(tenant_id=world_a.tenant.pk, bot_id=world_a.bot.pk,
+                                   event_type="KillSwitchEngaged", payload={})
+    assert raised.alert_ids == [] and not Alert.objects.exists()
+
+
+def test_venue_unreadable_for_long_enough_is_reported_once(world_a: Any, settings: Any, monkeypatch: Any) -> None:
+    settings.ALERTS_VENUE_DOWN_SECS = 0.05
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(hooks, "_put", lambda task, args: sent.append((task, args)))  # no broker in this test
+    account = world_a.account.pk
+    hooks.venue_read(account, "ExchangeUnavailableError: down")
+    assert sent == []  # not yet long enough
+    time.sleep(0.06)
+    hooks.venue_read(account, "ExchangeUnavailableError: down")
+    hooks.venue_read(account, "ExchangeUnavailableError: down")
+    assert [task for task, _ in sent] == ["venue_disconnected"]
+    hooks.venue_read(account, None)  # read again: a later outage is a new report
+    hooks.venue_read(account, "timeout")
+    time.sleep(0.06)
+    hooks.venue_read(account, "timeout")
+    assert len(sent) == 2
+
+    world_a.bot.status = "running"
+    world_a.bot.save()
+    channel = AlertChannel.objects.create(tenant=world_a.tenant, name="mail", kind="email", emails="d@a.example")
+    rule_for(world_a.tenant, [channel], ["venue_disconnected"])
+    raised = services.venue_disconnected_raise(account_id=account, down_secs=16.0, error="timeout")
+    alert = Alert.objects.get(pk=raised.alert_ids[0])
+    assert alert.kind == "venue_disconnected" and alert.bot_id == world_a.bot.pk and len(raised.delivery_ids) == 1
+
+
+def test_routine_events_cost_one_lookup_and_alerting_ones_wait_for_commit(world_a: Any, monkeypatch: Any,
+                                                                          django_capture_on_commit_callbacks: Any
+                                                                          ) -> None:
+    from bots.events import publish_event
+
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(hooks, "_put", lambda task, args: sent.append((task, args)))  # no broker in this test
+    with django_capture_on_commit_callbacks(execute=True):
+        publish_event(bot=world_a.bot, event_type="OrdersAdjusted", payload={"new_order_count": 2})
+        event = publish_event(bot=world_a.bot, event_type="KillSwitchEngaged", payload={"reason": "r"})
+        assert sent == []  # nothing before the commit
+    assert sent == [("raise_alerts", (world_a.tenant.pk, world_a.bot.pk, "KillSwitchEngaged", {"reason": "r"},
+                                      event.pk, event.created_at.isoformat()))]
+
+
+# --- the admin: bad input and tenancy ----------------------------------------------------------------
+
+
+def channel_form(tenant: Any, **fields: Any) -> dict[str, Any]:
+    return {"tenant": tenant.pk, "name": "hook", "kind": "webhook", "enabled": "on", "emails": "", "url": "",
+            "payload_format": "json", "signing_secret": "", **fields}
+
+
+@pytest.mark.parametrize(("url", "allowed", "error"), [
+    ("ftp://hooks.example.com/alert", [], "scheme must be http or https"),
+    ("http://10.0.0.5/alert", [], "private or reserved"),
+    ("http://127.0.0.1:8000/alert", [], "loopback"),
+    ("http://169.254.169.254/latest", ["127.0.0.0/8"], "link-local"),
+    ("", [], "needs a URL"),
+])
+def test_a_bad_webhook_url_is_a_field_error_and_nothing_is_saved(client: Any, world_a: Any, settings: Any,
+                                                                 url: str, allowed: list[str], error: str) -> None:
+    settings.ALERTS_ALLOWED_PRIVATE_NETWORKS = allowed
+    client.login(username="a-owner", password=PASSWORD)
+    response = client.post(reverse("admin:alerts_alertchannel_add"), channel_form(world_a.tenant, url=url))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["url"] and error in errors["url"][0]
+    assert not AlertChannel.objects.exists()
+
+
+def test_an_allowed_webhook_is_saved_with_a_generated_secret_shown_once(client: Any, world_a: Any) -> None:
+    client.login(username="a-owner", password=PASSWORD)
+    response = client.post(reverse("admin:alerts_alertchannel_add"),
+                           channel_form(world_a.tenant, url="http://127.0.0.1:9/alert"), follow=True)
+    assert response.status_code == 200
+    channel = AlertChannel.objects.get()
+    secret = channel.signing_secret()
+    assert secret.startswith("whsec_") and secret in response.content.decode()
+    assert secret not in channel.secret_encrypted  # encrypted at rest
+    page = client.get(reverse("admin:alerts_alertchannel_change", args=[channel.pk])).content.decode()
+    assert secret not in page
+
+
+def test_an_email_channel_needs_valid_addresses(client: Any, world_a: Any) -> None:
+    client.login(username="a-owner", password=PASSWORD)
+    response = client.post(reverse("admin:alerts_alertchannel_add"),
+                           channel_form(world_a.tenant, kind="email", emails="desk@a.example, not-an-address"))
+    assert "is not an email address" in response.context["adminform"].form.errors["emails"][0]
+    assert not AlertChannel.objects.exists()
+
+
+def test_a_rule_cannot_use_another_firms_channel_or_no_kind(client: Any, world_a: Any, world_b: Any) -> None:
+    foreign = AlertChannel.objects.create(tenant=world_b.tenant, name="b-mail", kind="email", emails="d@b.example")
+    client.login(username="a-operator", password=PASSWORD)
+    form = {"tenant": world_a.tenant.pk, "name": "r", "enabled": "on", "min_severity": "warning",
+            "channels": [foreign.pk], "dedup_window_secs": 300, "throttle_max_alerts": 5,
+            "throttle_window_secs": 3600}
+    response = client.post(reverse("admin:alerts_alertrule_add"), form)
+    errors = response.context["adminform"].form.errors
+    assert "channels" in errors and "kinds" in errors
+    assert not AlertRule.objects.exists()
+
+
+def test_another_tenants_alert_log_is_404_and_never_listed(client: Any, world_a: Any, world_b: Any) -> None:
+    channel = AlertChannel.objects.create(tenant=world_b.tenant, name="b-mail", kind="email", emails="d@b.example")
+    rule_for(world_b.tenant, [channel], ["kill_switch"], name="b-rule")
+    raised = services.alerts_raise(tenant_id=world_b.tenant.pk, bot_id=world_b.bot.pk,
+                                   event_type="KillSwitchEngaged", payload={"reason": "b's secret reason"})
+    alert = Alert.objects.get(pk=raised.alert_ids[0])
+    client.login(username="a-owner", password=PASSWORD)
+    for name, obj in (("alert", alert), ("alertrule", alert.rule), ("alertchannel", channel),
+                      ("alertdelivery", AlertDelivery.objects.get(alert=alert))):
+        assert client.get(reverse(f"admin:alerts_{name}_change", args=[obj.pk])).status_code == 404
+        listing = client.get(reverse(f"admin:alerts_{name}_changelist"))
+        assert listing.status_code == 200 and obj.pk not in {o.pk for o in listing.context["cl"].result_list}
+        assert "b&#x27;s secret reason" not in listing.content.decode()
+
+
+def test_the_alert_log_is_read_only_for_every_role(client: Any, world_a: Any) -> None:
+    channel = AlertChannel.objects.create(tenant=world_a.tenant, name="mail", kind="email", emails="d@a.example")
+    rule_for(world_a.tenant, [channel], ["kill_switch"])
+    raised = services.alerts_raise(tenant_id=world_a.tenant.pk, bot_id=world_a.bot.pk,
+                                   event_type="KillSwitchEngaged", payload={"reason": "r"})
+    client.login(username="a-owner", password=PASSWORD)
+    url = reverse("admin:alerts_alert_change", args=[raised.alert_ids[0]])
+    assert client.get(url).status_code == 200
+    assert client.post(url, {"title": "edited"}).status_code == 403
+    assert client.post(reverse("admin:alerts_alert_delete", args=[raised.alert_ids[0]]), {"post": "yes"}
+                       ).status_code == 403
+    assert Alert.objects.get().title == "Kill switch engaged"
