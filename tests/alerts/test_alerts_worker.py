@@ -1,0 +1,101 @@
+"""Alerts end to end on a real Celery worker: the kill switch (engaged in this process, as the dashboard
+does), a bot whose start fails on the worker (ERROR) and the watchdog's stale-cycles check each reach a
+real HTTP receiver as one signed webhook, retried through the receiver's failures with the worker's
+backoff. The worker runs no engine driver (ENGINE_DRIVER_ENABLED=false): only tasks."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from alerts import hooks, services, signing
+from alerts.models import Alert, AlertChannel, AlertDelivery, AlertRule
+from bots import services as bot_services
+from bots.models import Bot, BotStatus
+from bots.tasks import watchdog
+from tests.alerts.receiver import WebhookReceiver
+from tests.bots.conftest import emulator_bot
+from tests.conftest import make_account, make_bot
+from tests.processes import start_worker, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+SECRET = "whsec_worker_test_0123456789"
+WORKER_ENV = {"ENGINE_DRIVER_ENABLED": "false", "ALERTS_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8",
+              "ALERTS_RETRY_BASE_SECS": "0.2", "ALERTS_MAX_ATTEMPTS": "4"}
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def kinds_received(receiver: WebhookReceiver) -> list[tuple[str, int]]:
+    return [(json.loads(r.body)["kind"], r.status) for r in receiver.received]
+
+
+def test_kill_switch_error_and_stale_cycles_alert_through_a_real_worker(
+    world_a: Any, frozen_emulator: Any, celery_queue: str, settings: Any
+) -> None:
+    settings.ALERTS_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
+    killed = emulator_bot(world_a, frozen_emulator)
+    broken = make_bot(world_a.tenant, make_account(world_a.tenant, "dead", api_base_url=f"http://127.0.0.1:"
+                                                   f"{closed_port()}"), name="broken", pairs="BTC/USDT")
+    stale = make_bot(world_a.tenant, world_a.account, name="silent", status=BotStatus.RUNNING,
+                     monitoring_interval_secs=1.0, error_recovery_delay_secs=1.0,
+                     last_cycle_finished_at=timezone.now() - timedelta(minutes=5))
+    with WebhookReceiver(statuses=[500, 500]) as receiver:  # the first two requests fail, then 200
+        channel = AlertChannel(tenant=world_a.tenant, name="desk", kind="webhook", url=receiver.url)
+        services.channel_set_secret(channel=channel, secret=SECRET)
+        channel.full_clean()
+        channel.save()
+        rule = AlertRule.objects.create(tenant=world_a.tenant, name="page the desk",
+                                        kinds=["kill_switch", "bot_error", "stale_cycles"])
+        rule.channels.add(channel)
+        worker = start_worker(**WORKER_ENV)
+        try:
+            # the kill switch, twice: one alert (the second is a repeat within the dedup window)
+            bot_services.bot_kill(bot=killed, user=world_a.operator)
+            bot_services.bot_kill(bot=Bot.objects.get(pk=killed.pk), user=world_a.operator)
+            assert hooks.flush()
+            wait_until(lambda: ("kill_switch", 200) in kinds_received(receiver), 30,
+                       message=f"kill switch alert never delivered: {kinds_received(receiver)}")
+            assert kinds_received(receiver) == [("kill_switch", 500), ("kill_switch", 500), ("kill_switch", 200)]
+            wait_until(lambda: Alert.objects.filter(kind="kill_switch", occurrences=2).exists(), 10,
+                       message="the second kill was not counted on the first alert")
+
+            # a start that cannot connect: the worker puts the bot in ERROR
+            bot_services.bot_request_start(bot=broken, user=world_a.operator)
+            wait_until(lambda: Bot.objects.get(pk=broken.pk).status == BotStatus.ERROR, 60,
+                       message="the broken bot never reached ERROR")
+            wait_until(lambda: ("bot_error", 200) in kinds_received(receiver), 30,
+                       message=f"bot error alert never delivered: {kinds_received(receiver)}")
+
+            # beat's watchdog finds a running bot silent for 5 minutes
+            watchdog()
+            assert hooks.flush()
+            wait_until(lambda: ("stale_cycles", 200) in kinds_received(receiver), 30,
+                       message=f"stale cycles alert never delivered: {kinds_received(receiver)}")
+        finally:
+            worker.stop()
+            time.sleep(0.1)
+
+    alerts = {a.kind: a for a in Alert.objects.all()}
+    assert set(alerts) == {"kill_switch", "bot_error", "stale_cycles"} and Alert.objects.count() == 3
+    assert alerts["kill_switch"].bot_id == killed.pk and alerts["bot_error"].bot_id == broken.pk
+    assert alerts["stale_cycles"].bot_id == stale.pk
+    for received in receiver.received:
+        assert signing.verify(SECRET, received.headers[signing.SIGNATURE_HEADER.lower()], received.body,
+                              now=time.time())
+    deliveries = {d.alert.kind: d for d in AlertDelivery.objects.select_related("alert")}
+    assert (deliveries["kill_switch"].status, deliveries["kill_switch"].attempts) == ("delivered", 3)
+    assert all(d.status == "delivered" for d in deliveries.values())
+    print("\nevent -> webhook delivered (ms, kill switch after two failures, bot error, stale): "
+          + ", ".join(f"{deliveries[k].latency_ms:.0f}" for k in ("kill_switch", "bot_error", "stale_cycles")))
