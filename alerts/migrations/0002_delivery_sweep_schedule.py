@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("alerts", "0001_initial"),
-        ("mmplatform", "0002_storage_retention_schedule"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
     operations = [migrations.RunPython(install, migrations.RunPython.noop)]

@@ -307,3 +307,17 @@ def test_the_alert_log_is_read_only_for_every_role(client: Any, world_a: Any) ->
     assert client.post(reverse("admin:alerts_alert_delete", args=[raised.alert_ids[0]]), {"post": "yes"}
                        ).status_code == 403
     assert Alert.objects.get().title == "Kill switch engaged"
+
+
+def test_the_sweeper_requeues_lost_retries_and_attempts_whose_sender_died(world_a: Any) -> None:
+    channel = AlertChannel.objects.create(tenant=world_a.tenant, name="mail", kind="email", emails="d@a.example")
+    rule_for(world_a.tenant, [channel], ["sla_breach"], throttle_max_alerts=10)
+    lost, died, fresh = (breach(world_a, pair=p).delivery_ids[0] for p in ("BTC/USDT", "ETH/USDT", "SOL/USDT"))
+    now = timezone.now()
+    AlertDelivery.objects.filter(pk=lost).update(status="retrying", next_attempt_at=now - timedelta(minutes=2))
+    AlertDelivery.objects.filter(pk=died).update(status="sending", attempts=1,
+                                                 last_attempt_at=now - timedelta(minutes=5))
+    AlertDelivery.objects.filter(pk=fresh).update(next_attempt_at=now)  # its task is on the queue right now
+    assert sorted(services.deliveries_due(now=now)) == sorted([lost, died])
+    assert AlertDelivery.objects.get(pk=died).status == "retrying"
+    assert services.delivery_attempt(delivery_id=died, now=now) is None and len(mail.outbox) == 1
