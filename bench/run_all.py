@@ -59,6 +59,7 @@ BENCHES = (
     Bench("backtest data", "bench.bench_backtest_data", "backtest_data.json",
           quick_args=("--rows", "20000", "--ticks", "5000", "--repeat", "1")),
     Bench("storage", "bench.bench_storage", "storage.json", quick_args=("--bots", "1", "--window", "75")),
+    Bench("alerts", "bench.bench_alerts", "alerts.json", quick_args=("--quick",)),
 )
 
 
@@ -287,6 +288,30 @@ def rows_storage(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def rows_alerts(data: dict[str, Any]) -> list[Row]:
+    target = _get(data, "target", "p99_ms")
+    measures = ("`publish_event` of an SLA breach in one process until a real Celery worker (prefork, no engine) has "
+                "matched the rules, logged the alert and its signed webhook was received by an HTTP server on "
+                "loopback")
+    rows = []
+    for key, label in (("steady", "steady"), ("burst", "burst")):
+        run = data.get(key) or {}
+        if not run:
+            continue
+        pace = f"{run.get('rate_per_sec'):g} events/s" if run.get("rate_per_sec") else "back to back"
+        note = (f"{run.get('events')} events, {pace}, {data.get('worker_concurrency')} worker processes; "
+                f"delivered {run.get('delivered')}/{run.get('events')}")
+        rows.append(Row("alerts", f"event → webhook delivered, {label}, p50", _get(run, "latency", "p50_ms"), "ms",
+                        None, higher_is_better=False, note=note, measures=measures))
+        rows.append(Row("alerts", f"event → webhook delivered, {label}, p99", _get(run, "latency", "p99_ms"), "ms",
+                        target, higher_is_better=False, note=note, measures=measures))
+    rows.append(Row("alerts", "matcher cost per routine event", _get(data, "matcher", "routine_notice_ns"), "ns",
+                    None, higher_is_better=False,
+                    measures="`alerts.hooks.notice` on an `OrdersAdjusted` event (what each re-quote pays for the "
+                             "alert matcher)"))
+    return rows
+
+
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "exchange.json": rows_exchange,
     "strategies.json": rows_strategies,
@@ -295,6 +320,7 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "kill.json": rows_kill,
     "backtest_data.json": rows_backtest_data,
     "storage.json": rows_storage,
+    "alerts.json": rows_alerts,
 }
 
 
