@@ -66,7 +66,8 @@ def alerts_raise(*, tenant_id: int, bot_id: int | None, event_type: str, payload
     """Match one event against its tenant's rules. Per matching rule, under that rule's row lock: a repeat
     of an alert raised within the rule's dedup window is counted on it; otherwise a new alert, sent to
     the rule's enabled channels unless the rule already sent ``throttle_max_alerts`` in its throttle
-    window (then it is logged as throttled)."""
+    window (then it is logged as throttled). Two workers raising the same alert at once wait for each other
+    on the rule's row, so a breach is one alert however many events report it."""
     signal = matching.classify(event_type, payload)
     empty = Raised([], 0, 0, [])
     if signal is None:
@@ -83,9 +84,11 @@ def alerts_raise(*, tenant_id: int, bot_id: int | None, event_type: str, payload
     deduplicated = throttled = 0
     for rule in rules:
         with transaction.atomic():
-            locked = AlertRule.objects.select_for_update().filter(pk=rule.pk, enabled=True).first()
-            if locked is None:
+            # the rule's row lock, taken by a write first (SQLite has no SELECT ... FOR UPDATE; a transaction
+            # that writes first holds the database's write lock until it commits)
+            if not AlertRule.objects.filter(pk=rule.pk, enabled=True).update(enabled=True):
                 continue
+            locked = AlertRule.objects.get(pk=rule.pk)
             repeat = (Alert.objects.filter(rule=locked, dedup_key=key,
                                            created_at__gt=now - timedelta(seconds=locked.dedup_window_secs))
                       .order_by("-created_at", "-id").first())

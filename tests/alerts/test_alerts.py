@@ -321,3 +321,32 @@ def test_the_sweeper_requeues_lost_retries_and_attempts_whose_sender_died(world_
     assert sorted(services.deliveries_due(now=now)) == sorted([lost, died])
     assert AlertDelivery.objects.get(pk=died).status == "retrying"
     assert services.delivery_attempt(delivery_id=died, now=now) is None and len(mail.outbox) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_breach_reported_by_many_workers_at_once_is_one_alert(world_a: Any) -> None:
+    """Eight threads (own connections, as worker processes would have) raise the same breach together."""
+    import threading
+
+    from django.db import connection
+
+    channel = AlertChannel.objects.create(tenant=world_a.tenant, name="mail", kind="email", emails="d@a.example")
+    rule_for(world_a.tenant, [channel], ["sla_breach"])
+    start = threading.Barrier(8)
+    results: list[services.Raised] = []
+
+    def report() -> None:
+        try:
+            start.wait()
+            results.append(breach(world_a))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=report) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 8
+    assert sum(len(r.alert_ids) for r in results) == 1 and sum(r.deduplicated for r in results) == 7
+    assert Alert.objects.get().occurrences == 8 and AlertDelivery.objects.count() == 1
