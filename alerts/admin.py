@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import models
+from django.db import models, transaction
 from django.http import HttpRequest
 
 from alerts import services
@@ -139,7 +139,7 @@ class DeadLetterAdmin(AlertDeliveryAdmin):
             selected = list(queryset.filter(tenant_id=tenant_id).values_list("pk", flat=True))
             ids = services.deliveries_requeue(tenant_id=tenant_id, delivery_ids=selected)
             for delivery_id in ids:
-                deliver_alert.delay(delivery_id)
+                transaction.on_commit(lambda pk=delivery_id: deliver_alert.delay(pk))
             requeued += len(ids)
         if requeued:
             self.message_user(request, f"{requeued} dead letter(s) queued again.", messages.SUCCESS)

@@ -350,3 +350,25 @@ def test_the_same_breach_reported_by_many_workers_at_once_is_one_alert(world_a: 
     assert len(results) == 8
     assert sum(len(r.alert_ids) for r in results) == 1 and sum(r.deduplicated for r in results) == 7
     assert Alert.objects.get().occurrences == 8 and AlertDelivery.objects.count() == 1
+
+
+@pytest.mark.parametrize(("role", "resent"), [("operator", True), ("viewer", False)])
+def test_dead_letters_are_resent_by_owners_and_operators_only(client: Any, world_a: Any, world_b: Any,
+                                                              role: str, resent: bool) -> None:
+    channel = AlertChannel.objects.create(tenant=world_a.tenant, name="mail", kind="email", emails="d@a.example")
+    rule_for(world_a.tenant, [channel], ["kill_switch"])
+    own = services.alerts_raise(tenant_id=world_a.tenant.pk, bot_id=world_a.bot.pk,
+                                event_type="KillSwitchEngaged", payload={}).delivery_ids[0]
+    foreign_channel = AlertChannel.objects.create(tenant=world_b.tenant, name="mail", kind="email",
+                                                  emails="d@b.example")
+    rule_for(world_b.tenant, [foreign_channel], ["kill_switch"])
+    foreign = services.alerts_raise(tenant_id=world_b.tenant.pk, bot_id=world_b.bot.pk,
+                                    event_type="KillSwitchEngaged", payload={}).delivery_ids[0]
+    AlertDelivery.objects.update(status="dead", attempts=6)
+    client.login(username=f"a-{role}", password=PASSWORD)
+    listing = client.get(reverse("admin:alerts_deadletter_changelist"))
+    assert [d.pk for d in listing.context["cl"].result_list] == [own]
+    client.post(reverse("admin:alerts_deadletter_changelist"),
+                {"action": "retry_dead_letters", "_selected_action": [own, foreign]})
+    assert AlertDelivery.objects.get(pk=own).status == ("retrying" if resent else "dead")
+    assert AlertDelivery.objects.get(pk=foreign).status == "dead"
