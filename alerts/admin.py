@@ -4,6 +4,7 @@ secrets), rules (owners and operators), and the read-only alert log, deliveries 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
@@ -43,9 +44,26 @@ class AlertChannelForm(forms.ModelForm):
 class AlertChannelAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     form = AlertChannelForm
     write_roles = frozenset({Role.OWNER})
-    list_display = ["name", "tenant", "kind", "enabled", "url", "emails", "payload_format"]
+    list_display = ["name", "tenant", "kind", "enabled", "destination", "payload_format"]
     list_filter = ["kind", "enabled"]
-    search_fields = ["name", "url", "emails"]
+    search_fields = ["name", "emails"]
+
+    readonly_fields = ["destination"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        """Who may not change the channel sees its destination masked, never the webhook's full URL."""
+        fields = [f for f in super().get_fields(request, obj) if f != "destination"]
+        if obj is not None and not self.has_change_permission(request, obj):
+            return ["destination" if f == "url" else f for f in fields if f != "signing_secret"]
+        return fields
+
+    @admin.display(description="destination")
+    def destination(self, obj: AlertChannel) -> str:
+        """The addresses, or only the webhook's scheme and host (a Slack URL's path is its credential)."""
+        if obj.kind == ChannelKind.EMAIL:
+            return ", ".join(obj.recipients)
+        parts = urlsplit(obj.url)
+        return f"{parts.scheme}://{parts.netloc}/…" if parts.netloc else ""
 
     def save_model(self, request: HttpRequest, obj: AlertChannel, form: AlertChannelForm, change: bool) -> None:
         given = form.cleaned_data.get("signing_secret") or ""

@@ -372,3 +372,30 @@ def test_dead_letters_are_resent_by_owners_and_operators_only(client: Any, world
                 {"action": "retry_dead_letters", "_selected_action": [own, foreign]})
     assert AlertDelivery.objects.get(pk=own).status == ("retrying" if resent else "dead")
     assert AlertDelivery.objects.get(pk=foreign).status == "dead"
+
+
+def test_an_operator_adds_a_rule_in_the_admin(client: Any, world_a: Any) -> None:
+    channel = AlertChannel.objects.create(tenant=world_a.tenant, name="mail", kind="email", emails="d@a.example")
+    client.login(username="a-operator", password=PASSWORD)
+    form = {"tenant": world_a.tenant.pk, "name": "desk", "enabled": "on", "kinds": ["sla_breach", "sla_at_risk"],
+            "bot": world_a.bot.pk, "min_severity": "warning", "channels": [channel.pk], "dedup_window_secs": 600,
+            "throttle_max_alerts": 5, "throttle_window_secs": 3600}
+    response = client.post(reverse("admin:alerts_alertrule_add"), form)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    rule = AlertRule.objects.get()
+    assert rule.kinds == ["sla_breach", "sla_at_risk"] and list(rule.channels.all()) == [channel]
+    assert client.get(reverse("admin:alerts_alertrule_change", args=[rule.pk])).status_code == 200
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator"])
+def test_only_owners_see_a_webhooks_full_url(client: Any, world_a: Any, role: str) -> None:
+    channel = webhook_channel(world_a.tenant, "http://127.0.0.1:9/services/T000/B000/very-secret-token")
+    client.login(username=f"a-{role}", password=PASSWORD)
+    for url in (reverse("admin:alerts_alertchannel_changelist"),
+                reverse("admin:alerts_alertchannel_change", args=[channel.pk])):
+        page = client.get(url).content.decode()
+        assert "http://127.0.0.1:9/…" in page and "very-secret-token" not in page
+    client.logout()
+    client.login(username="a-owner", password=PASSWORD)
+    assert "very-secret-token" in client.get(reverse("admin:alerts_alertchannel_change", args=[channel.pk])
+                                             ).content.decode()
