@@ -184,6 +184,8 @@ def test_venue_unreadable_for_long_enough_is_reported_once(world_a: Any, setting
     settings.ALERTS_VENUE_DOWN_SECS = 0.05
     sent: list[tuple[str, tuple]] = []
     monkeypatch.setattr(hooks, "_put", lambda task, args: sent.append((task, args)))  # no broker in this test
+    monkeypatch.setattr(hooks, "_down_since", {})
+    monkeypatch.setattr(hooks, "_reported", set())
     account = world_a.account.pk
     hooks.venue_read(account, "ExchangeUnavailableError: down")
     assert sent == []  # not yet long enough
