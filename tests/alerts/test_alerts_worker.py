@@ -1,7 +1,8 @@
 """Alerts end to end on a real Celery worker: the kill switch (engaged in this process, as the dashboard
 does), a bot whose start fails on the worker (ERROR) and the watchdog's stale-cycles check each reach a
 real HTTP receiver as one signed webhook, retried through the receiver's failures with the worker's
-backoff. The worker runs no engine driver (ENGINE_DRIVER_ENABLED=false): only tasks."""
+backoff; an SLA breach reported twice is one alert. The worker runs no engine driver
+(ENGINE_DRIVER_ENABLED=false): only tasks."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from django.utils import timezone
 from alerts import hooks, services, signing
 from alerts.models import Alert, AlertChannel, AlertDelivery, AlertRule
 from bots import services as bot_services
+from bots.events import publish_event
 from bots.models import Bot, BotStatus
 from bots.tasks import watchdog
 from tests.alerts.receiver import WebhookReceiver
@@ -41,7 +43,7 @@ def kinds_received(receiver: WebhookReceiver) -> list[tuple[str, int]]:
     return [(json.loads(r.body)["kind"], r.status) for r in receiver.received]
 
 
-def test_kill_switch_error_and_stale_cycles_alert_through_a_real_worker(
+def test_kill_switch_error_breach_and_stale_cycles_alert_through_a_real_worker(
     world_a: Any, frozen_emulator: Any, celery_queue: str, settings: Any
 ) -> None:
     settings.ALERTS_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
@@ -57,7 +59,7 @@ def test_kill_switch_error_and_stale_cycles_alert_through_a_real_worker(
         channel.full_clean()
         channel.save()
         rule = AlertRule.objects.create(tenant=world_a.tenant, name="page the desk",
-                                        kinds=["kill_switch", "bot_error", "stale_cycles"])
+                                        kinds=["kill_switch", "bot_error", "stale_cycles", "sla_breach"])
         rule.channels.add(channel)
         worker = start_worker(**WORKER_ENV)
         try:
@@ -78,6 +80,17 @@ def test_kill_switch_error_and_stale_cycles_alert_through_a_real_worker(
             wait_until(lambda: ("bot_error", 200) in kinds_received(receiver), 30,
                        message=f"bot error alert never delivered: {kinds_received(receiver)}")
 
+            # the SLA engine reports one breach twice (bots.events.publish_event, as it does): one alert
+            breach = {"sla_id": 7, "sla_name": "issuer uptime", "trading_pair": "BTC/USDT", "metric": "uptime_bid",
+                      "value": "0.88", "threshold": "0.9"}
+            publish_event(bot=broken, event_type="SlaBreached", payload=breach)
+            publish_event(bot=broken, event_type="SlaBreached", payload={**breach, "value": "0.87"})
+            assert hooks.flush()
+            wait_until(lambda: ("sla_breach", 200) in kinds_received(receiver), 30,
+                       message=f"SLA breach alert never delivered: {kinds_received(receiver)}")
+            wait_until(lambda: Alert.objects.filter(kind="sla_breach", occurrences=2).exists(), 10,
+                       message="the repeated breach was not counted on the first alert")
+
             # beat's watchdog finds a running bot silent for 5 minutes
             watchdog()
             assert hooks.flush()
@@ -88,7 +101,8 @@ def test_kill_switch_error_and_stale_cycles_alert_through_a_real_worker(
             time.sleep(0.1)
 
     alerts = {a.kind: a for a in Alert.objects.all()}
-    assert set(alerts) == {"kill_switch", "bot_error", "stale_cycles"} and Alert.objects.count() == 3
+    assert set(alerts) == {"kill_switch", "bot_error", "stale_cycles", "sla_breach"} and Alert.objects.count() == 4
+    assert [kind for kind, _ in kinds_received(receiver)].count("sla_breach") == 1
     assert alerts["kill_switch"].bot_id == killed.pk and alerts["bot_error"].bot_id == broken.pk
     assert alerts["stale_cycles"].bot_id == stale.pk
     for received in receiver.received:
@@ -97,5 +111,5 @@ def test_kill_switch_error_and_stale_cycles_alert_through_a_real_worker(
     deliveries = {d.alert.kind: d for d in AlertDelivery.objects.select_related("alert")}
     assert (deliveries["kill_switch"].status, deliveries["kill_switch"].attempts) == ("delivered", 3)
     assert all(d.status == "delivered" for d in deliveries.values())
-    print("\nevent -> webhook delivered (ms, kill switch after two failures, bot error, stale): "
+    print("\nevent -> webhook delivered (ms; the kill switch's includes the worker's start-up and two retries): "
           + ", ".join(f"{deliveries[k].latency_ms:.0f}" for k in ("kill_switch", "bot_error", "stale_cycles")))
