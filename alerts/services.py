@@ -187,7 +187,13 @@ def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> float 
     delivery = AlertDelivery.objects.select_related("alert", "alert__bot", "alert__tenant", "channel").get(
         pk=delivery_id)
     try:
-        status_code = _send(delivery)
+        try:
+            status_code = _send(delivery)
+        except DeliveryFailed:
+            raise
+        except Exception as exc:  # a bug or an undecryptable secret: a failed attempt too, never stuck "sending"
+            logger.exception("alert delivery %s failed", delivery_id)
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from None
     except DeliveryFailed as exc:
         if delivery.attempts >= settings.ALERTS_MAX_ATTEMPTS:
             AlertDelivery.objects.filter(pk=delivery_id).update(

@@ -401,3 +401,16 @@ def test_only_owners_see_a_webhooks_full_url(client: Any, world_a: Any, role: st
     client.login(username="a-owner", password=PASSWORD)
     assert "very-secret-token" in client.get(reverse("admin:alerts_alertchannel_change", args=[channel.pk])
                                              ).content.decode()
+
+
+def test_a_channel_whose_secret_cannot_be_decrypted_fails_its_attempts_instead_of_hanging(world_a: Any) -> None:
+    with WebhookReceiver() as receiver:
+        channel = webhook_channel(world_a.tenant, receiver.url)
+        AlertChannel.objects.filter(pk=channel.pk).update(secret_encrypted="gAAAA-not-a-token")
+        rule_for(world_a.tenant, [channel], ["bot_error"])
+        raised = services.alerts_raise(tenant_id=world_a.tenant.pk, bot_id=world_a.bot.pk, event_type="BotError",
+                                       payload={"error": "x"})
+        assert attempt_until_done(raised.delivery_ids[0]) == 4
+        assert receiver.received == []
+    dead = AlertDelivery.objects.get()
+    assert dead.status == "dead" and "CredentialDecryptionError" in dead.last_error
