@@ -257,3 +257,16 @@ def venue_disconnected_raise(*, account_id: int, down_secs: float, error: str) -
         totals = Raised(totals.alert_ids + raised.alert_ids, totals.deduplicated + raised.deduplicated,
                         totals.throttled + raised.throttled, totals.delivery_ids + raised.delivery_ids)
     return totals
+
+
+def channel_secrets_rotate() -> int:
+    """Re-encrypt every webhook channel's signing secret under the primary CREDENTIAL_KEYS key (part of
+    ``rotate_credential_keys``; across tenants on purpose, the caller holds the transaction)."""
+    from exchanges.crypto import rotate_secret
+
+    count = 0
+    for channel in AlertChannel.objects.select_for_update().exclude(secret_encrypted="").order_by("pk"):
+        channel.secret_encrypted = rotate_secret(channel.secret_encrypted)
+        channel.save(update_fields=["secret_encrypted"])
+        count += 1
+    return count

@@ -414,3 +414,15 @@ def test_a_channel_whose_secret_cannot_be_decrypted_fails_its_attempts_instead_o
         assert receiver.received == []
     dead = AlertDelivery.objects.get()
     assert dead.status == "dead" and "CredentialDecryptionError" in dead.last_error
+
+
+def test_rotating_the_credential_keys_keeps_webhook_secrets_readable(world_a: Any, settings: Any) -> None:
+    from cryptography.fernet import Fernet
+    from django.core.management import call_command
+
+    channel = webhook_channel(world_a.tenant, "http://127.0.0.1:9/hook")
+    old_key, new_key = settings.CREDENTIAL_KEYS[0], Fernet.generate_key().decode()
+    settings.CREDENTIAL_KEYS = [new_key, old_key]
+    call_command("rotate_credential_keys")
+    settings.CREDENTIAL_KEYS = [new_key]  # the old key is dropped
+    assert AlertChannel.objects.get(pk=channel.pk).signing_secret() == SECRET
