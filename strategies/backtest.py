@@ -41,17 +41,20 @@ import math
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from bots.config import MarketMakingConfig
 from exchanges.emulator.engine import BUY as ENGINE_BUY
 from exchanges.emulator.engine import GTC, IOC, POST_ONLY, EngineError, MarketSpec, MatchingEngine
 from mmplatform.errors import InvalidStrategyError
+from risk.limits import RiskLimits
 from strategies.analysis import analyze_market
-from strategies.base import MarketMakingStrategy, diff_orders
+from strategies.base import MarketMakingStrategy
 from strategies.config import OrderConfig, StrategyConfig
 from strategies.marketdata import QUOTE, TRADE, MarketData, MarketDataError, load_market_data
+from strategies.pipeline import Decision, DecisionInputs, QuotingRules, decide
 from strategies.readers import (
     FORMATS,
     INFER_EVENTS,
@@ -74,6 +77,8 @@ BOT = "bot"
 PROGRESS_CHUNK = 10_000
 DEFAULT_RISK = RiskContext()
 CLOSED_ORDER_CAPACITY = 1024
+
+DecisionHook = Callable[[DecisionInputs, Decision], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +153,8 @@ class BacktestResult:
     orders_placed: int
     orders_cancelled: int
     orders_rejected: int
+    orders_denied: int
+    """Intents the pre-trade risk checks denied (``strategies.pipeline.decide``)."""
     final_base: float
     final_quote: float
     first_mid: float = 0.0
@@ -188,7 +195,17 @@ class Backtest:
         strategy: MarketMakingStrategy | None,
         settings: BacktestSettings | None = None,
         risk: RiskContext | None = None,
+        *,
+        limits: RiskLimits | None = None,
+        rules: QuotingRules | None = None,
+        target_ratio: float | None = None,
+        on_decision: DecisionHook | None = None,
     ):
+        """``risk`` (the strategy's pair limits), ``limits`` (the pre-trade checks) and ``rules`` (order
+        sizes, refresh tolerance) are what the live engine passes ``strategies.pipeline.decide``;
+        ``from_config`` builds all three from a bot's ``MarketMakingConfig`` as the engine does. Without
+        ``limits``/``rules`` they are derived from ``risk`` and the strategy's ``OrderConfig``.
+        ``on_decision(inputs, decision)`` is called after every decision (tests, debugging)."""
         self.settings = settings = settings or BacktestSettings()
         problems = settings.problems()
         maker_fee_bps = strategy.order_config.maker_fee_bps if strategy is not None else 0.0
@@ -200,7 +217,17 @@ class Backtest:
             raise ValueError("; ".join(problems))
         self.data = data
         self.strategy = strategy
-        self.risk = risk or RiskContext()
+        self.risk = risk = risk or RiskContext()
+        order_config = strategy.order_config if strategy is not None else OrderConfig()
+        self.limits = limits or RiskLimits(max_position_quote=risk.max_position_quote,
+                                           volatility_pause_threshold=risk.volatility_pause_threshold)
+        self.rules = rules or QuotingRules(
+            min_order_size_quote=risk.min_order_size_quote, max_order_size_quote=risk.max_order_size_quote,
+            order_refresh_tolerance_bps=order_config.order_refresh_tolerance_bps,
+            order_refresh_secs=order_config.order_refresh_secs)
+        self.on_decision = on_decision
+        self.target_ratio = target_ratio if target_ratio is not None else (
+            strategy.config.inventory_target_ratio if strategy is not None else 0.5)
         base, quote = settings.symbol.split("/")
         self.base, self.quote = base, quote
         spec = MarketSpec(
@@ -239,6 +266,25 @@ class Backtest:
         self.side_counts = {BUY: 0, SELL: 0}
         self.market_hit: set[int] = set()
         engine.trade_listener = self._on_trade
+
+    @classmethod
+    def from_config(
+        cls, data: MarketData, config: MarketMakingConfig, settings: BacktestSettings | None = None,
+        *, pair: str | None = None, strategy_type: str | None = None, on_decision: DecisionHook | None = None,
+    ) -> Backtest:
+        """A backtest of one pair of a bot's config, decided as the live engine decides it: the strategy
+        built as ``StrategyEngine.create_strategy`` builds it (``strategy_type`` or the config's
+        ``default_strategy``), the pair limits, risk limits and quoting rules from the same config
+        methods the engine calls. ``settings.symbol`` defaults to ``pair`` (else the config's first)."""
+        settings = settings or BacktestSettings()
+        if pair is None:
+            pair = settings.symbol if settings.symbol in config.trading_pairs else config.trading_pairs[0]
+        settings = dataclasses.replace(settings, symbol=pair)
+        strategy = create_strategy(strategy_type or config.strategy_settings.default_strategy, pair, None,
+                                   config.strategy_settings, config.order_settings)
+        target = config.inventory_settings.target_ratios.get(pair, config.strategy_settings.inventory_target_ratio)
+        return cls(data, strategy, settings, config.pair_risk(), limits=config.risk_limits,
+                   rules=config.quoting_rules(), target_ratio=float(target), on_decision=on_decision)
 
     # --- fills --------------------------------------------------------------------------------
 
@@ -329,10 +375,10 @@ class Backtest:
         risk = self.risk
         calculate = strategy.calculate_orders if strategy is not None else None
         order_config = strategy.order_config if strategy is not None else OrderConfig()
-        tolerance_bps = order_config.order_refresh_tolerance_bps
-        refresh_secs = order_config.order_refresh_secs
+        limits, rules, on_decision = self.limits, self.rules, self.on_decision
+        denied = 0
         bot_tif = POST_ONLY if order_config.post_only else GTC
-        target = strategy.config.inventory_target_ratio if strategy is not None else 0.5
+        target = self.target_ratio
         requote_every = settings.requote_interval_secs
         analyse_every = settings.analysis_interval_secs if strategy is not None else 0.0
         live = self.live
@@ -462,16 +508,17 @@ class Backtest:
                         last_quote_ts = ts
                         position = self.position
                         cash = self.cash
-                        base_value = position * mid
-                        total = base_value + cash
-                        inventory = InventoryState(position, cash, base_value,
-                                                   base_value / total if total > 0 else 0.5, target)
+                        inventory = InventoryState.from_balances(position, cash, mid, target)
                         snapshot = MarketSnapshot(symbol, best_bid, best_ask, ts, (), (), (), tick, lot,
                                                   min_notional)
-                        intents = calculate(snapshot, inventory, risk)
-                        if intents or live:
-                            diff = diff_orders(list(live.values()), intents, tolerance_bps=tolerance_bps,
-                                               refresh_secs=refresh_secs, now=ts)
+                        inputs = DecisionInputs(snapshot, inventory, risk, limits, rules, tuple(live.values()),
+                                                0, ts)
+                        decision = decide(strategy, inputs)
+                        if on_decision is not None:
+                            on_decision(inputs, decision)
+                        denied += len(decision.checked.denied)
+                        diff = decision.diff
+                        if diff.cancel or diff.place:
                             for order in diff.cancel:
                                 order_id = order.order_id
                                 cancel(BOT, order_id, now_ms)
@@ -541,6 +588,7 @@ class Backtest:
             orders_placed=placed,
             orders_cancelled=cancelled,
             orders_rejected=rejected,
+            orders_denied=denied,
             final_base=(base_free + base_locked) / 10**self.base_exp,
             final_quote=(quote_free + quote_locked) / 10**self.quote_exp,
             first_mid=first_mid,
