@@ -304,6 +304,9 @@ class Backtest:
         if order[LEFT] <= 0:
             (self.bids if buys else self.asks).remove(order)
             self.live.pop(order[ID], None)
+        elif order[LIVE] is not None:  # the decision sees the size left
+            live = order[LIVE] = dataclasses.replace(order[LIVE], size=order[LEFT] * self.settings.lot_size)
+            self.live[order[ID]] = live
 
     def _trade(self, quantity: float, price: float) -> None:
         """Average-cost bookkeeping of a signed base quantity at ``price`` (no cash, no fees)."""
@@ -389,8 +392,10 @@ class Backtest:
         else:
             self.base_locked += size
         resting = self.bids if buys else self.asks
-        resting.append(order)
-        resting.sort(key=lambda o: -o[PRICE] if buys else o[PRICE])
+        at = len(resting)  # best first; after the orders at the same price (time priority)
+        while at and ((resting[at - 1][PRICE] < price_ticks) if buys else (resting[at - 1][PRICE] > price_ticks)):
+            at -= 1
+        resting.insert(at, order)
         if crosses:  # a taker order: the best opposite level at its own price, the rest rests
             self._fill(order, buys, min(lots, ask_lots if buys else bid_lots), ask_t if buys else bid_t, taker=True)
             if order[LEFT] <= 0:
@@ -419,17 +424,9 @@ class Backtest:
         self.cancelled += 1
 
     def _live_orders(self) -> tuple[LiveOrder, ...]:
-        """The resting orders as the decision sees them (partly filled: the size left)."""
-        lot = self.settings.lot_size
-        out = []
-        for order in self.bids + self.asks:
-            live: LiveOrder = order[LIVE]
-            if abs(live.size - order[LEFT] * lot) > lot * 1e-9:
-                live = order[LIVE] = dataclasses.replace(live, size=order[LEFT] * lot)
-                self.live[order[ID]] = live
-            out.append(live)
-        out.sort(key=lambda o: o.order_id)
-        return tuple(out)
+        """The resting orders as the decision sees them (partly filled: the size left), in the order
+        they were placed (ids grow, and the dict keeps insertion order)."""
+        return tuple(self.live.values())
 
     def _decide(self, ts: float, best_bid: float, best_ask: float, market: tuple) -> float:
         """Consult the strategy through the live pipeline and act on its diff; returns the slack: the
