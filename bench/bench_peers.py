@@ -15,7 +15,8 @@ Our side runs ``strategies.replay.Backtest`` (decisions through ``strategies.pip
 checks included) with ``JoinBest`` below; Nautilus runs ``bench/peers/nautilus_driver.py`` (its own
 venv, its public API). Each figure is the best of ``--repeat`` runs, the two sides interleaved run by
 run (same machine load). Orders, cancels and fills are printed side by side and must agree. Writes
-``bench/results/peers.json`` and the README's perf rows (unless ``--no-readme``); never fails on a time.
+``bench/results/peers.json`` and rewrites the README's perf table with its rows (``bench.run_all``'s
+``rows_peers``; unless ``--no-readme``); never fails on a time.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import RESULTS, machine  # noqa: E402
+from bench.run_all import render_table, rewrite_readme  # noqa: E402
 from risk.limits import RiskLimits  # noqa: E402
 from strategies.base import MarketMakingStrategy  # noqa: E402
 from strategies.config import OrderConfig, StrategyConfig  # noqa: E402
@@ -48,8 +49,6 @@ PEER_PYTHON = ROOT / "var" / "bench-peers" / "venv" / "bin" / "python"
 DRIVER = ROOT / "bench" / "peers" / "nautilus_driver.py"
 ORDER_SIZE = 0.2
 WORKLOADS = ("data", "join", "requote")
-README_START = "<!-- bench-peers:start -->"
-README_END = "<!-- bench-peers:end -->"
 
 
 class JoinBest(MarketMakingStrategy):
@@ -113,31 +112,6 @@ def theirs(path: Path, workload: str) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def write_readme(rows: list[dict], command: str, version: str) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    names = {"data": "data only", "join": "join best bid/ask, re-place after a fill",
-             "requote": "cancel + re-place bid and ask every quote"}
-    lines = [README_START,
-             f"| Backtester vs Nautilus Trader {version} (same quotes, one run, best of each side; "
-             f"{rows[0]['date']}) | mmplatform ev/s | Nautilus ev/s | ratio | orders / cancels / fills (both) |",
-             "| --- | ---: | ---: | ---: | --- |"]
-    for row in rows:
-        same = "same" if row["counts_equal"] else "DIFFER"
-        lines.append(f"| {names[row['workload']]}, {row['events']:,} quotes | {row['ours_eps']:,.0f} | "
-                     f"{row['theirs_eps']:,.0f} | {row['ratio']:.2f}× | {row['ours']['orders']:,} / "
-                     f"{row['ours']['cancels']:,} / {row['ours']['fills']:,} ({same}) |")
-    lines.append(f"\n`{command}` on the shared 2-core machine (load at run time: {rows[0]['load']}); both sides "
-                 "interleaved run by run, so they saw the same load.")
-    lines.append(README_END)
-    block = "\n".join(lines)
-    if README_START in text:
-        text = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n### Backtester vs Nautilus Trader (`make bench-peers`)\n\n" + block + "\n"
-    readme.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ticks", type=int, default=100_000, help="quotes for data and join (default %(default)s)")
@@ -183,14 +157,13 @@ def main() -> int:
                   f"nautilus {[best_theirs[c] for c in counts]}  {'same' if row['counts_equal'] else 'DIFFER'}",
                   flush=True)
     version = rows[0]["theirs"].get("version", "?")
-    command = "make bench-peers"
+    shown = " ".join(sys.argv[1:])
     report = {"machine": machine(), "date": date, "nautilus_trader": version, "rows": rows,
-              "command": "python -m bench.bench_peers " + " ".join(sys.argv[1:])}
+              "command": "make bench-peers" + (f" BENCH_PEERS_ARGS='{shown}'" if shown else "")}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "peers.json").write_text(json.dumps(report, indent=2) + "\n")
-    if not args.no_readme:
-        write_readme(rows, command, version)
-        print("README.md perf rows written")
+    if not args.no_readme and rewrite_readme(render_table()):
+        print("README.md performance table rewritten (the peer rows included)")
     return 0
 
 

@@ -45,6 +45,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +94,9 @@ class BacktestSettings:
     refresh tolerance left), ``change`` (any best bid/ask change) or ``every`` (every quote event)."""
     queue_position: bool = True
     """A trade at a resting order's price first uses up the displayed size that was ahead of it."""
+    latency_secs: float = 0.0
+    """A placement or cancel reaches the book this long after the decision (an order being cancelled
+    can still fill until then; a placement cannot fill before)."""
     history_size: int = 2000
     """Mids (and trades) kept for the analysis."""
     record_points: int = 4000
@@ -108,7 +112,7 @@ class BacktestSettings:
             if not (math.isfinite(value) and value > 0):
                 out.append(f"{name} must be greater than 0, got {value!r}")
         for name in ("min_notional", "initial_base", "initial_quote", "requote_interval_secs",
-                     "analysis_interval_secs", "cycle_secs"):
+                     "analysis_interval_secs", "cycle_secs", "latency_secs"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 out.append(f"{name} must not be negative, got {value!r}")
@@ -245,6 +249,7 @@ class Backtest:
         self.asks: list[list] = []
         self.live: dict[int, LiveOrder] = {}
         self.next_id = 1
+        self.flights: deque[tuple[float, Any, bool, bool]] = deque()  # (lands at, order or id, buys, placing)
         self.placed = self.cancelled = self.rejected = self.denied = self.decisions = 0
 
     @classmethod
@@ -304,7 +309,7 @@ class Backtest:
         if order[LEFT] <= 0:
             (self.bids if buys else self.asks).remove(order)
             self.live.pop(order[ID], None)
-        elif order[LIVE] is not None:  # the decision sees the size left
+        elif order[ID] in self.live:  # the decision sees the size left (not of an order being cancelled)
             live = order[LIVE] = dataclasses.replace(order[LIVE], size=order[LEFT] * self.settings.lot_size)
             self.live[order[ID]] = live
 
@@ -359,11 +364,11 @@ class Backtest:
 
     def _place(self, side: str, price_ticks: int, lots: int, level: int, ts: float, market: tuple,
                quoted: float | None = None) -> bool:
-        """Place one order as an exchange would (see the module's docstring); False when rejected.
-        ``quoted``: the intent's price as the decision saw it (the live engine records that one)."""
+        """Send one order; False when refused at once (grid, notional, funds; see the module's docstring).
+        ``quoted``: the intent's price as the decision saw it (the live engine records that one). The
+        funds are locked when it is sent; it reaches the book ``latency_secs`` later (``_arrive``)."""
         settings = self.settings
         buys = side == BUY
-        bid_t, bid_lots, ask_t, ask_lots, book = market
         price = price_ticks * settings.tick_size
         size = lots * settings.lot_size
         if lots <= 0 or price_ticks <= 0 or price * size < settings.min_notional * (1 - 1e-12):
@@ -373,55 +378,87 @@ class Backtest:
                 return False
         elif self.base_total - self.base_locked < size * (1 - 1e-12):
             return False
-        crosses = price_ticks >= ask_t if buys else price_ticks <= bid_t
-        if crosses and self.post_only:
-            return False
         order_id = self.next_id
         self.next_id += 1
-        ahead = 0
-        if settings.queue_position:
-            best = bid_t if buys else ask_t
-            if price_ticks == best:
-                ahead = bid_lots if buys else ask_lots
-            elif book is not None and ((price_ticks < best) if buys else (price_ticks > best)):
-                levels = book[0] if buys else book[1]
-                ahead = levels.get(price_ticks, 0)
-        order = [order_id, price_ticks, lots, ahead, None]
+        live = LiveOrder(order_id, side, price if quoted is None else quoted, size, level, ts)
+        order = [order_id, price_ticks, lots, 0, live]
         if buys:
             self.quote_locked += price * size
         else:
             self.base_locked += size
+        self.live[order_id] = live
+        if settings.latency_secs:
+            self.flights.append((ts + settings.latency_secs, order, buys, True))
+            return True
+        return self._arrive(order, buys, market)
+
+    def _arrive(self, order: list, buys: bool, market: tuple) -> bool:
+        """An order reaches the book: a post-only order that would cross is rejected (False), the queue
+        ahead is taken, a crossing taker order fills against the best opposite level first."""
+        bid_t, bid_lots, ask_t, ask_lots, book = market
+        price_ticks = order[PRICE]
+        crosses = price_ticks >= ask_t if buys else price_ticks <= bid_t
+        if crosses and self.post_only:
+            self.live.pop(order[ID], None)
+            self._unlock(order, buys)
+            return False
+        if self.settings.queue_position:
+            best = bid_t if buys else ask_t
+            if price_ticks == best:
+                order[AHEAD] = bid_lots if buys else ask_lots
+            elif book is not None and ((price_ticks < best) if buys else (price_ticks > best)):
+                order[AHEAD] = (book[0] if buys else book[1]).get(price_ticks, 0)
         resting = self.bids if buys else self.asks
         at = len(resting)  # best first; after the orders at the same price (time priority)
         while at and ((resting[at - 1][PRICE] < price_ticks) if buys else (resting[at - 1][PRICE] > price_ticks)):
             at -= 1
         resting.insert(at, order)
         if crosses:  # a taker order: the best opposite level at its own price, the rest rests
-            self._fill(order, buys, min(lots, ask_lots if buys else bid_lots), ask_t if buys else bid_t, taker=True)
-            if order[LEFT] <= 0:
-                return True
-        live = LiveOrder(order_id, side, price if quoted is None else quoted, order[LEFT] * settings.lot_size, level,
-                         ts)
-        order[LIVE] = live
-        self.live[order_id] = live
+            self._fill(order, buys, min(order[LEFT], ask_lots if buys else bid_lots), ask_t if buys else bid_t,
+                       taker=True)
         return True
 
-    def _cancel(self, order_id: int) -> None:
+    def _unlock(self, order: list, buys: bool) -> None:
+        left = order[LEFT] * self.settings.lot_size
+        if buys:
+            self.quote_locked -= left * order[PRICE] * self.settings.tick_size
+        else:
+            self.base_locked -= left
+
+    def _cancel(self, order_id: int, ts: float) -> None:
+        """Cancel a resting order; with latency it leaves the decision's view now and the book (where it
+        can still fill) ``latency_secs`` later."""
         live = self.live.pop(order_id, None)
         if live is None:
             return
         buys = live.side == BUY
+        if self.settings.latency_secs:
+            self.flights.append((ts + self.settings.latency_secs, order_id, buys, False))
+            return
+        self._remove(order_id, buys)
+
+    def _remove(self, order_id: int, buys: bool) -> None:
         book = self.bids if buys else self.asks
         for order in book:
             if order[ID] == order_id:
                 book.remove(order)
-                left = order[LEFT] * self.settings.lot_size
-                if buys:
-                    self.quote_locked -= left * order[PRICE] * self.settings.tick_size
-                else:
-                    self.base_locked -= left
-                break
-        self.cancelled += 1
+                self._unlock(order, buys)
+                self.cancelled += 1
+                return
+
+    def _land(self, ts: float, market: tuple) -> bool:
+        """Every placement and cancel due by ``ts`` reaches the book; True when one was rejected."""
+        rejected = False
+        flights = self.flights
+        while flights and flights[0][0] <= ts:
+            _, what, buys, placing = flights.popleft()
+            if not placing:
+                self._remove(what, buys)
+            elif not self._arrive(what, buys, market):
+                self.placed -= 1
+                self.rejected += 1
+                rejected = True
+        return rejected
 
     def _live_orders(self) -> tuple[LiveOrder, ...]:
         """The resting orders as the decision sees them (partly filled: the size left), in the order
@@ -446,7 +483,7 @@ class Backtest:
         diff = decision.diff
         self.denied += len(decision.checked.denied)
         for order in diff.cancel:
-            self._cancel(order.order_id)  # type: ignore[arg-type]
+            self._cancel(order.order_id, ts)  # type: ignore[arg-type]
         inv_tick = 1.0 / settings.tick_size
         inv_lot = 1.0 / settings.lot_size
         all_rest = not decision.checked.denied and len(decision.intents) == len(decision.valid)
@@ -548,7 +585,9 @@ class Backtest:
         trades: deque[tuple[float, float, float, str]] = deque(maxlen=settings.history_size)
         series: dict[str, list[float]] = {k: [] for k in ("ts", "mid", "bid", "ask", "base", "pnl")}
         bids, asks = self.bids, self.asks
+        flights = self.flights
         best_bid = best_ask = 0.0
+        market: tuple = (-BIG, 0, BIG, 0, None)  # (bid ticks, bid lots, ask ticks, ask lots, L2 book) now
         first_q = int(q_idx[0])
         equity_start: float | None = None
         first_mid = 0.0
@@ -586,8 +625,9 @@ class Backtest:
             # --- a run of quiet events, skipped at once ------------------------------------------
             if quiet >= SCAN_AFTER:
                 end = n
-                if next_timer != math.inf:
-                    end = min(end, int(np.searchsorted(ts_a, next_timer, side="left")))
+                due = min(next_timer, flights[0][0]) if flights else next_timer
+                if due != math.inf:
+                    end = min(end, int(np.searchsorted(ts_a, due, side="left")))
                 j = i
                 while j < end:
                     stop = min(end, j + window)
@@ -664,6 +704,7 @@ class Backtest:
                             trades.extend((ts_l[r], price_l[r], size_l[r], "buy" if side_l[r] > 0 else "sell")
                                           for r in t_rows.tolist())
                         best_bid, best_ask = bid_l[lq], ask_l[lq]
+                        market = (bid_tl[lq], bid_lots_l[lq], ask_tl[lq], ask_lots_l[lq], book_at(lq))
                         self.mid = float(mid_q[lq])
                     elif analyse_every:
                         for r in range(i, j):
@@ -678,6 +719,11 @@ class Backtest:
 
             # --- one event --------------------------------------------------------------------
             ts = ts_l[i]
+            if flights and flights[0][0] <= ts:  # placements and cancels sent earlier reach the book
+                if self._land(ts, market):
+                    pending = True
+                hb = bids[0][PRICE] if bids else -BIG
+                la = asks[0][PRICE] if asks else BIG
             if bids and asks:
                 uptime += ts - prev_ts
             if self.base_total != initial_base:
@@ -707,6 +753,7 @@ class Backtest:
             b, a = bid_tl[i], ask_tl[i]
             bid_lots, ask_lots = bid_lots_l[i], ask_lots_l[i]
             book = book_at(i) if kind_l[i] == BOOK else None
+            market = (b, bid_lots, a, ask_lots, book)
             mid = (best_bid + best_ask) * 0.5
             if a <= hb:  # fills are valued against the mid before this quote (spread capture)
                 self._cross(True, a, ask_lots)
@@ -737,7 +784,7 @@ class Backtest:
                 if (pending or every or ts >= next_timer or abs(b - ref_bid) > band_bid
                         or abs(a - ref_ask) > band_ask):
                     if ts - last_consult >= requote_every:
-                        slack = self._decide(ts, best_bid, best_ask, (b, bid_lots, a, ask_lots, book))
+                        slack = self._decide(ts, best_bid, best_ask, market)
                         consulted = True
                         pending = False
                         last_consult = ts

@@ -109,3 +109,36 @@ def test_skipping_quiet_events_decides_as_consulting_on_every_quote() -> None:
     assert (skipping.orders_placed, skipping.orders_cancelled) == (every.orders_placed, every.orders_cancelled)
     assert skipping.total_pnl == pytest.approx(every.total_pnl, abs=1e-9)
     assert skipping.decisions < every.decisions / 2
+
+
+def test_latency_delays_placements_and_cancels() -> None:
+    """With 1.5 s latency the orders sent at t=0 reach the book at 1.5: a trade through the bid at t=1
+    finds nothing; with no latency it fills the bid."""
+    data = book_then(("trade", 99.98, 5.0, "sell"), ("quote", 99.99, 2.0, 100.01, 2.0))
+    assert run_backtest(data, hold(), settings(), RISK).buy_fills == 1
+    late = run_backtest(data, hold(), settings(latency_secs=1.5), RISK)
+    assert (late.fills, late.orders_placed) == (0, 2)
+
+    class Leaving(JoinAndHold):
+        """Quotes at t=0, then wants nothing: its orders are cancelled at the next decision (t=1)."""
+
+        def calculate_orders(self, snapshot, inventory, risk):  # type: ignore[no-untyped-def]
+            return [] if snapshot.now > 0 else super().calculate_orders(snapshot, inventory, risk)
+
+    # the cancels sent at t=1 land at t=2.5: the trade through the bid at t=2 still fills it
+    data = book_then(("quote", 99.99, 2.0, 100.01, 2.0), ("trade", 99.98, 5.0, "sell"),
+                     ("quote", 99.99, 2.0, 100.01, 2.0))
+
+    def leaving(latency: float):  # type: ignore[no-untyped-def]
+        strategy = Leaving("T/USD", StrategyConfig(), hold().order_config)
+        return run_backtest(data, strategy, settings(latency_secs=latency, cycle_secs=0.5), RISK)
+
+    instant, late = leaving(0.0), leaving(1.5)
+    assert (instant.fills, instant.orders_cancelled) == (0, 2)
+    assert (late.buy_fills, late.orders_cancelled) == (1, 1)  # the ask's cancel landed; the bid had filled
+
+
+def test_a_post_only_order_arriving_late_on_a_market_that_moved_through_it_is_rejected() -> None:
+    data = book_then(("quote", 99.95, 5.0, 99.99, 5.0), ("quote", 99.95, 5.0, 99.99, 5.0))
+    late = run_backtest(data, hold(), settings(latency_secs=1.5), RISK)
+    assert late.fills == 0 and late.orders_rejected == 1  # the bid at 99.99 met an ask at 99.99
