@@ -44,7 +44,7 @@ from strategies.readers import (
     symbol_from_filename,
     to_market_data,
 )
-from strategies.replay import (  # noqa: F401  (the backtester's API, re-exported)
+from strategies.replay import (  # noqa: F401  (the backtester's API, re-exported here)
     CONSULT_MODES,
     Backtest,
     BacktestResult,
@@ -171,6 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--taker-fee-bps", type=float, default=10.0)
     parser.add_argument("--requote-secs", type=float, default=0.0, help="min seconds between strategy runs")
     parser.add_argument("--analysis-secs", type=float, default=60.0, help="seconds between market analyses")
+    parser.add_argument("--cycle-secs", type=float, default=5.0,
+                        help="the strategy is consulted at least this often (the live monitoring interval; 0: never "
+                             "by time alone)")
+    parser.add_argument("--consult", choices=CONSULT_MODES, default="tolerance",
+                        help="besides fills and timers, consult the strategy when the market moved past its refresh "
+                             "tolerance (default), on any best bid/ask change, or on every quote event")
+    parser.add_argument("--latency-secs", type=float, default=0.0,
+                        help="placements and cancels reach the book this long after the decision")
+    parser.add_argument("--no-queue", action="store_true",
+                        help="a trade at a resting order's price fills it first (no displayed size ahead of it)")
     parser.add_argument("--min-order-size-quote", type=float, default=DEFAULT_RISK.min_order_size_quote)
     parser.add_argument("--max-order-size-quote", type=float, default=DEFAULT_RISK.max_order_size_quote)
     parser.add_argument("--max-position-quote", type=float, default=DEFAULT_RISK.max_position_quote)
@@ -311,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             data, symbol=args.symbol, tick_size=args.tick_size, lot_size=args.lot_size,
             min_notional=args.min_notional, initial_base=args.initial_base, initial_quote=args.initial_quote,
             taker_fee_bps=args.taker_fee_bps, requote_interval_secs=args.requote_secs,
-            analysis_interval_secs=args.analysis_secs,
+            analysis_interval_secs=args.analysis_secs, cycle_secs=args.cycle_secs, consult=args.consult,
+            latency_secs=args.latency_secs, queue_position=not args.no_queue,
         )
         strategy_kwargs, order_kwargs = _parse_overrides(args.overrides)
         risk = RiskContext(
