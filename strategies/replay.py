@@ -623,7 +623,7 @@ class Backtest:
         i = 0
         while i < n:
             # --- a run of quiet events, skipped at once ------------------------------------------
-            if quiet >= SCAN_AFTER:
+            if quiet >= SCAN_AFTER and not pending:  # (a pending consultation waits for the next quote)
                 end = n
                 due = min(next_timer, flights[0][0]) if flights else next_timer
                 if due != math.inf:

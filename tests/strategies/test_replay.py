@@ -142,3 +142,14 @@ def test_a_post_only_order_arriving_late_on_a_market_that_moved_through_it_is_re
     data = book_then(("quote", 99.95, 5.0, 99.99, 5.0), ("quote", 99.95, 5.0, 99.99, 5.0))
     late = run_backtest(data, hold(), settings(latency_secs=1.5), RISK)
     assert late.fills == 0 and late.orders_rejected == 1  # the bid at 99.99 met an ask at 99.99
+
+
+def test_a_fill_on_a_trade_consults_the_strategy_at_the_next_quote_even_after_quiet_trades() -> None:
+    """The bid fills on a trade; five more trades change nothing; the unchanged quote that follows must
+    still bring the decision that places the bid again (the skip-ahead must not pass it)."""
+    quiet_trades = [("trade", 100.00, 0.1, "buy")] * 5  # between the bot's bid and ask: nothing fills
+    data = book_then(("trade", 99.98, 5.0, "sell"), *quiet_trades, ("quote", 99.99, 2.0, 100.01, 2.0))
+    recorded = []
+    result = Backtest(data, hold(), settings(), RISK, on_decision=lambda i, d: recorded.append(i.now)).run()
+    assert result.buy_fills == 1
+    assert recorded == [0.0, 7.0] and result.orders_placed == 3
