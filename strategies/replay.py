@@ -249,6 +249,10 @@ class Backtest:
         self.asks: list[list] = []
         self.live: dict[int, LiveOrder] = {}
         self.next_id = 1
+        self.tick, self.lot = settings.tick_size, settings.lot_size
+        self.inv_tick, self.inv_lot = 1.0 / settings.tick_size, 1.0 / settings.lot_size
+        self.latency = settings.latency_secs
+        self.tolerance = self.rules.order_refresh_tolerance_bps / 1e4 if settings.consult == "tolerance" else 0.0
         self.flights: deque[tuple[float, Any, bool, bool]] = deque()  # (lands at, order or id, buys, placing)
         self.placed = self.cancelled = self.rejected = self.denied = self.decisions = 0
 
@@ -367,11 +371,10 @@ class Backtest:
         """Send one order; False when refused at once (grid, notional, funds; see the module's docstring).
         ``quoted``: the intent's price as the decision saw it (the live engine records that one). The
         funds are locked when it is sent; it reaches the book ``latency_secs`` later (``_arrive``)."""
-        settings = self.settings
         buys = side == BUY
-        price = price_ticks * settings.tick_size
-        size = lots * settings.lot_size
-        if lots <= 0 or price_ticks <= 0 or price * size < settings.min_notional * (1 - 1e-12):
+        price = price_ticks * self.tick
+        size = lots * self.lot
+        if lots <= 0 or price_ticks <= 0 or price * size < self.settings.min_notional * (1 - 1e-12):
             return False
         if buys:
             if self.quote_total - self.quote_locked < price * size * (1 - 1e-12):
@@ -387,8 +390,8 @@ class Backtest:
         else:
             self.base_locked += size
         self.live[order_id] = live
-        if settings.latency_secs:
-            self.flights.append((ts + settings.latency_secs, order, buys, True))
+        if self.latency:
+            self.flights.append((ts + self.latency, order, buys, True))
             return True
         return self._arrive(order, buys, market)
 
@@ -432,8 +435,8 @@ class Backtest:
         if live is None:
             return
         buys = live.side == BUY
-        if self.settings.latency_secs:
-            self.flights.append((ts + self.settings.latency_secs, order_id, buys, False))
+        if self.latency:
+            self.flights.append((ts + self.latency, order_id, buys, False))
             return
         self._remove(order_id, buys)
 
@@ -442,7 +445,11 @@ class Backtest:
         for order in book:
             if order[ID] == order_id:
                 book.remove(order)
-                self._unlock(order, buys)
+                left = order[LEFT] * self.lot
+                if buys:
+                    self.quote_locked -= left * order[PRICE] * self.tick
+                else:
+                    self.base_locked -= left
                 self.cancelled += 1
                 return
 
@@ -460,33 +467,29 @@ class Backtest:
                 rejected = True
         return rejected
 
-    def _live_orders(self) -> tuple[LiveOrder, ...]:
-        """The resting orders as the decision sees them (partly filled: the size left), in the order
-        they were placed (ids grow, and the dict keeps insertion order)."""
-        return tuple(self.live.values())
-
     def _decide(self, ts: float, best_bid: float, best_ask: float, market: tuple) -> float:
         """Consult the strategy through the live pipeline and act on its diff; returns the slack: the
         fraction the market may move before the decision could change (0: any move)."""
         settings = self.settings
         strategy = self.strategy
         assert strategy is not None
-        mid = self.mid
-        inventory = InventoryState.from_balances(self.base_total, self.quote_total, mid, self.target_ratio)
+        inventory = InventoryState.from_balances(self.base_total, self.quote_total, self.mid, self.target_ratio)
         snapshot = MarketSnapshot(settings.symbol, best_bid, best_ask, ts, (), (), (), settings.tick_size,
                                   settings.lot_size, settings.min_notional)
-        inputs = DecisionInputs(snapshot, inventory, self.risk, self.limits, self.rules, self._live_orders(), 0, ts)
+        inputs = DecisionInputs(snapshot, inventory, self.risk, self.limits, self.rules, tuple(self.live.values()),
+                                0, ts)
         decision = decide(strategy, inputs)
         self.decisions += 1
         if self.on_decision is not None:
             self.on_decision(inputs, decision)
         diff = decision.diff
-        self.denied += len(decision.checked.denied)
+        denied = decision.checked.denied
+        if denied:
+            self.denied += len(denied)
         for order in diff.cancel:
             self._cancel(order.order_id, ts)  # type: ignore[arg-type]
-        inv_tick = 1.0 / settings.tick_size
-        inv_lot = 1.0 / settings.lot_size
-        all_rest = not decision.checked.denied and len(decision.intents) == len(decision.valid)
+        inv_tick, inv_lot = self.inv_tick, self.inv_lot
+        all_rest = not denied and len(decision.intents) == len(decision.valid)
         for intent in diff.place:
             if self._place(intent.side, round(intent.price * inv_tick), round(intent.size * inv_lot), intent.level,
                            ts, market, intent.price):
@@ -494,9 +497,9 @@ class Backtest:
             else:
                 self.rejected += 1
                 all_rest = False
-        if settings.consult != "tolerance" or not all_rest or not decision.allowed:
+        tolerance = self.tolerance
+        if not tolerance or not all_rest or not decision.allowed:
             return 0.0
-        tolerance = self.rules.order_refresh_tolerance_bps / 1e4
         slack = tolerance
         wanted = {(i.side, i.level): i for i in decision.allowed}
         for order in diff.keep:
