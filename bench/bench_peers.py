@@ -132,7 +132,8 @@ def main() -> int:
             arrays = generate(ticks)
             path = Path(tmp) / f"quotes-{ticks}.npz"
             if not path.exists():
-                np.savez(path, **arrays)
+                np.savez(path, ts_ns=arrays["ts_ns"], bid=arrays["bid"], ask=arrays["ask"], bid_size=arrays["bid_size"],
+                         ask_size=arrays["ask_size"])
             data = market_data(arrays)
             best_ours = best_theirs = None
             for _ in range(args.repeat):

@@ -678,10 +678,10 @@ class Backtest:
                         lo, hi = np.searchsorted(q_idx, (i, j))
                         seg_mid = mid_q[q_idx[lo:hi]]
                         cash, base = self.quote_total, self.base_total
-                        equity = cash + base * seg_mid if base else np.full(hi - lo, cash)
-                        running = np.maximum.accumulate(equity)
+                        seg_equity = cash + base * seg_mid if base else np.full(hi - lo, cash)
+                        running = np.maximum.accumulate(seg_equity)
                         np.maximum(running, peak, out=running)
-                        drop = float((running - equity).max())
+                        drop = float((running - seg_equity).max())
                         if drop > max_drawdown:
                             max_drawdown = drop
                         peak = float(running[-1])

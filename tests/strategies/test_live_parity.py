@@ -75,8 +75,8 @@ def test_one_config_decides_the_same_in_the_backtest_and_the_live_engine(world_a
     compared = kept = cancelled = denied = 0
     for n, (inputs, expected) in enumerate(recorded[:STEPS]):
         # the state the live engine would hold: balances (assessed at this mid) and its open quotes
-        engine.inventory_manager.balances = {account_id: {"SYN": inputs.inventory.base_balance,
-                                                          "USDT": inputs.inventory.quote_balance}}
+        engine.inventory_manager.balances = {account_id: {  # as read from the venue (Decimal totals)
+            "SYN": Decimal(repr(inputs.inventory.base_balance)), "USDT": Decimal(repr(inputs.inventory.quote_balance))}}
         engine.inventory_manager.current_inventory.pop(PAIR, None)
         engine.inventory_manager.assess(position, inputs.snapshot.mid)
         Order.objects.filter(bot=bot).delete()
