@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench install system-deps clean
+.PHONY: run test lint bench bench-peers install system-deps clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,23 @@ test: install system-deps lint
 
 bench: install
 	$(BIN)/python -m bench.run_all
+
+# The backtester against Nautilus Trader (issue 17): Nautilus goes into its own venv, never the project's.
+# nautilus-trader 1.231.0 needs Python 3.12-3.14: the first such interpreter found (PATH, then pyenv's
+# versions) builds the venv; with none, $(PYTHON) and nautilus-trader 1.221.0 (its last release for 3.11).
+PEER_VENV := var/bench-peers/venv
+PEER_PYTHON ?= $(shell for p in python3.12 python3.13 $(wildcard $(HOME)/.pyenv/versions/3.1[234]*/bin/python3) $(PYTHON); do \
+	$$p -c 'import sys; assert (3, 12) <= sys.version_info < (3, 15)' 2>/dev/null && echo $$p && break; done || true)
+PEER_PYTHON := $(or $(PEER_PYTHON),$(PYTHON))
+NAUTILUS_VERSION ?= $(shell $(PEER_PYTHON) -c 'import sys; print("1.231.0" if sys.version_info >= (3, 12) else "1.221.0")')
+$(PEER_VENV)/.nautilus-$(NAUTILUS_VERSION):
+	rm -rf $(PEER_VENV)
+	$(PEER_PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet nautilus-trader==$(NAUTILUS_VERSION) numpy
+	touch $@
+
+bench-peers: install $(PEER_VENV)/.nautilus-$(NAUTILUS_VERSION)
+	$(BIN)/python -m bench.bench_peers $(BENCH_PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) var

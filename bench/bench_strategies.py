@@ -82,7 +82,7 @@ def requote_strategy() -> MarketMakingStrategy:
 
 
 def bench_backtest(ticks: int, repeat: int) -> dict:
-    """Backtest throughput over the emulator's matching engine."""
+    """Backtest throughput (the book model, decisions through the live pipeline)."""
     l1 = generate_market_data(ticks, seed=3, trade_probability=0.0)
     mixed = generate_market_data(ticks, seed=4)  # 20 % trades
     risk = RiskContext(min_order_size_quote=1.0)

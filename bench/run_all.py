@@ -151,8 +151,8 @@ def rows_strategies(data: dict[str, Any]) -> list[Row]:
                              "inventory and the symmetric strategy"))
     rows.append(Row("strategies", "backtest, requote every L1 tick",
                     _get(data, "backtest", "requote_every_l1_tick_ticks_per_sec"), "ticks/s", 25_000,
-                    measures="the backtester end to end: a grid strategy decides on every top-of-book tick and "
-                             "cancels / re-places its bid and ask on the emulator's matching engine"))
+                    measures="the backtester end to end: a grid strategy decides (through the live pipeline) on "
+                             "every top-of-book tick and cancels / re-places its bid and ask on the book model"))
     return rows
 
 
@@ -263,6 +263,36 @@ def rows_backtest_data(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+PEER_WORKLOADS = {  # workload: (figure, target ratio, what it measures)
+    "data": ("data only", 1.5, "the same generated L1 quotes replayed with no strategy"),
+    "join": ("join best bid/ask, re-place after a fill", 1.5,
+             "a post-only bid at the best bid and ask at the best ask, each placed again only once it filled "
+             "(Nautilus' SimpleQuoter-like)"),
+    "requote": ("cancel + re-place bid and ask every quote", 10.0,
+                "both orders cancelled and placed again at the best prices on every quote"),
+}
+
+
+def rows_peers(data: dict[str, Any]) -> list[Row]:
+    """``make bench-peers``: our backtester / Nautilus Trader events per second, one row per workload."""
+    version = data.get("nautilus_trader", "?")
+    rows = []
+    for row in data.get("rows") or []:
+        figure, target, measures = PEER_WORKLOADS.get(row.get("workload"), (row.get("workload"), None, ""))
+        ours, theirs = row.get("ours") or {}, row.get("theirs") or {}
+        counts = f"{ours.get('orders', 0):,} / {ours.get('cancels', 0):,} / {ours.get('fills', 0):,}"
+        same = "the same" if row.get("counts_equal") else f"**differ** (Nautilus {theirs.get('orders', 0):,} / " \
+            f"{theirs.get('cancels', 0):,} / {theirs.get('fills', 0):,})"
+        rows.append(Row("backtest vs peers", f"vs Nautilus Trader {version}: {figure}, {row.get('events'):,} quotes",
+                        row.get("ratio"), "×", target,
+                        note=f"{row.get('ours_eps', 0):,.0f} vs {row.get('theirs_eps', 0):,.0f} events/s; orders / "
+                             f"cancels / fills {counts}, {same} on both; machine load {row.get('load')} "
+                             "(both sides interleaved run by run)",
+                        measures=f"`strategies.replay` (decisions through the live pipeline) against Nautilus' "
+                                 f"BacktestEngine (L1, its own venv): {measures}"))
+    return rows
+
+
 def rows_storage(data: dict[str, Any]) -> list[Row]:
     bots, secs = data.get("bots"), data.get("window_secs")
     note = f"{bots} demo bot(s) × {data.get('pairs_per_bot')} pairs, {secs} s, {data.get('market')} market"
@@ -319,6 +349,7 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "engine.json": rows_engine,
     "kill.json": rows_kill,
     "backtest_data.json": rows_backtest_data,
+    "peers.json": rows_peers,
     "storage.json": rows_storage,
     "alerts.json": rows_alerts,
 }

@@ -14,6 +14,8 @@ from typing import Any
 from mmplatform.errors import ConfigValidationError
 from risk.limits import RiskLimits
 from strategies.config import FieldChecker, OrderConfig, StrategyConfig, coerce_numbers
+from strategies.pipeline import QuotingRules
+from strategies.types import RiskContext
 
 TRADING_PAIR_PATTERN = re.compile(r"^[A-Z]+/[A-Z]+$")
 
@@ -77,6 +79,26 @@ class MarketMakingConfig:
 
     def __post_init__(self) -> None:
         coerce_numbers(self)
+
+    def quoting_rules(self) -> QuotingRules:
+        """The order settings ``strategies.pipeline.decide`` applies (live engine and backtester alike)."""
+        return QuotingRules(
+            min_order_size_quote=float(self.min_order_size_quote),
+            max_order_size_quote=float(self.max_order_size_quote),
+            order_refresh_tolerance_bps=self.order_settings.order_refresh_tolerance_bps,
+            order_refresh_secs=self.order_settings.order_refresh_secs,
+        )
+
+    def pair_risk(self, spread_multiplier: float = 1.0) -> RiskContext:
+        """The per-pair limits the strategy quotes within (spec ``get_pair_limits``); ``spread_multiplier``
+        is a MARKET_VOLATILITY widening in force."""
+        return RiskContext(
+            min_order_size_quote=float(self.min_order_size_quote),
+            max_order_size_quote=float(self.max_order_size_quote),
+            max_position_quote=float(self.risk_limits.max_position_quote),
+            volatility_pause_threshold=float(self.risk_limits.volatility_pause_threshold),
+            spread_multiplier=spread_multiplier,
+        )
 
 
 def _validate_top_level(config: MarketMakingConfig) -> dict[str, list[str]]:

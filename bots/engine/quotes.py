@@ -118,12 +118,7 @@ class QuotesMixin:
         )
 
     def quoting_rules(self) -> pipeline.QuotingRules:
-        return pipeline.QuotingRules(
-            min_order_size_quote=float(self.config.min_order_size_quote),
-            max_order_size_quote=float(self.config.max_order_size_quote),
-            order_refresh_tolerance_bps=self.config.order_settings.order_refresh_tolerance_bps,
-            order_refresh_secs=self.config.order_settings.order_refresh_secs,
-        )
+        return self.config.quoting_rules()  # the backtester builds it the same way
 
     def _adjust_orders(self, position: LiquidityPosition, *, initial: bool, live_rows: list[Order] | None = None,
                        others_open: int | None = None, begin_cycle_now: Callable[[], int] | None = None,

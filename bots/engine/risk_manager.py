@@ -40,13 +40,7 @@ class MarketMakingRiskManager:
 
     def get_pair_limits(self, pair: str) -> RiskContext:
         adjust = self.adjustments.get(pair, PairRiskAdjustments())
-        return RiskContext(
-            min_order_size_quote=float(self.config.min_order_size_quote),
-            max_order_size_quote=float(self.config.max_order_size_quote),
-            max_position_quote=float(self.limits.max_position_quote),
-            volatility_pause_threshold=float(self.limits.volatility_pause_threshold),
-            spread_multiplier=adjust.spread_multiplier,
-        )
+        return self.config.pair_risk(adjust.spread_multiplier)  # the backtester builds it the same way
 
     def active_key(self) -> str:
         return keys.risk_active(self.bot.pk)

@@ -1,4 +1,4 @@
-"""Backtester over the emulator's matching engine: a hand-checked replay, the P&L identity, the CLI."""
+"""Backtester (book model, strategies/replay.py): a hand-checked replay, the P&L identity, the CLI."""
 
 from __future__ import annotations
 
@@ -33,9 +33,10 @@ def grid(**order_changes) -> object:
 
 
 def test_tiny_file_hand_checked(tmp_path) -> None:
-    """Bot quotes 99.90 x 1.0 / 100.10 x 0.9 around mid 100. A buy trade of 2.0 at 100.10 first
-    takes the market's 1.0 at 100.01, then the bot's 0.9 at 100.10. Then the ask drops to 99.85,
-    through the bot's bid: the bot buys 1.0 at 99.90. Maker fee 10 bps in the asset received."""
+    """Bot quotes 99.90 x 1.0 / 100.10 x 0.9 around mid 100. A buy trade of 2.0 at 100.10 is at the
+    bot's ask price, where the L1 book showed nothing ahead of it: it fills the ask's 0.9. Then the ask
+    drops to 99.85, through the bot's bid (a crossed quote, 1.0 displayed): the bot buys 1.0 at 99.90.
+    Maker fee 10 bps in the asset received."""
     path = tmp_path / "tiny.csv"
     path.write_text(TINY)
     data = load_market_data(path)
@@ -46,7 +47,7 @@ def test_tiny_file_hand_checked(tmp_path) -> None:
     assert (result.fills, result.sell_fills, result.buy_fills) == (2, 1, 1)
     assert result.volume_base == pytest.approx(1.9)
     assert result.volume_quote == pytest.approx(0.9 * 100.10 + 99.90)
-    # balances, straight from the engine
+    # balances, as the replay holds them
     assert result.final_base == pytest.approx(5.0 - 0.9 + 1.0 - 0.001, abs=1e-12)
     assert result.final_quote == pytest.approx(1000.0 + 90.09 - 0.09009 - 99.90, abs=1e-9)
     assert result.fees == pytest.approx(0.09009 + 0.001 * 99.90, abs=1e-12)
@@ -78,7 +79,7 @@ def test_pnl_identity_and_engine_balances(kind) -> None:
     assert result.fees > 0
     # realised + unrealised - fees = equity change
     assert result.total_pnl == pytest.approx(result.equity_change, abs=1e-6)
-    # the bot's own bookkeeping matches the engine's balances
+    # the average-cost bookkeeping matches the balances the replay holds (kept apart)
     mid = result.series["mid"][-1]
     assert result.equity_end == pytest.approx(result.final_quote + result.final_base * mid, abs=1e-6)
     assert 0.0 < result.quote_uptime <= 1.0
