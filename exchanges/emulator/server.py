@@ -32,6 +32,7 @@ from exchanges.emulator.engine import (
     CancelReplaceResult,
     EngineError,
     MarketSpec,
+    STP_MODES,
     MatchingEngine,
     OrderInfo,
     TradeInfo,
@@ -133,6 +134,10 @@ class EmulatorConfig:
     first_id: int | None = None
     """First order, trade and book-ticker update id; None derives it from the start time, so a restarted
     emulator never hands out an id of its previous run (venues never reuse ids; clients key fills by trade id)."""
+    self_trade_prevention: bool = True
+    """The venue offers self-trade prevention (Binance ``selfTradePreventionMode``, OKX ``stpMode``, Bybit
+    ``smpType``, each with the venue's default). False: a venue without it, the parameter is ignored and
+    an account's orders match each other."""
 
 
 class _Reject(Exception):
@@ -559,8 +564,9 @@ class EmulatorServer:
                 ],
                 "permissions": [],
                 "permissionSets": [["SPOT"]],
-                "defaultSelfTradePreventionMode": "NONE",
-                "allowedSelfTradePreventionModes": ["NONE"],
+                "defaultSelfTradePreventionMode": self._default_stp(),
+                "allowedSelfTradePreventionModes": (list(STP_MODES) if self.config.self_trade_prevention
+                                                    else ["NONE"]),
             })
         return {"timezone": "UTC", "serverTime": _now_ms(), "rateLimits": [], "exchangeFilters": [], "symbols": symbols}
 
@@ -692,7 +698,24 @@ class EmulatorServer:
             raise _Reject(400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is "
                           "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
         return {"symbol": symbol, "side": side, "order_type": order_type, "quantity": quantity, "price": price,
-                "time_in_force": time_in_force, "client_order_id": client_order_id or None}
+                "time_in_force": time_in_force, "client_order_id": client_order_id or None,
+                "self_trade_prevention": self._stp_mode(params)}
+
+    def _default_stp(self) -> str:
+        """Binance spot's default mode (EXPIRE_MAKER); NONE on an emulator run without STP."""
+        return "EXPIRE_MAKER" if self.config.self_trade_prevention else "NONE"
+
+    def _stp_mode(self, params: dict) -> str:
+        """``selfTradePreventionMode`` of a new order (the default when absent; ignored without STP)."""
+        mode = params.get("selfTradePreventionMode")
+        if not self.config.self_trade_prevention:
+            return "NONE"
+        if not mode:
+            return self._default_stp()
+        if mode not in STP_MODES:
+            raise _Reject(400, -1100, "Illegal characters found in parameter 'selfTradePreventionMode'; legal "
+                          f"range is '{', '.join(STP_MODES)}'.")
+        return str(mode)
 
     def _new_order(self, params: dict, account_id: str | None) -> dict:
         assert account_id is not None
@@ -708,7 +731,6 @@ class EmulatorServer:
         result = _order_json(self.engine, order)
         result["transactTime"] = now
         result["workingTime"] = now if order.is_open else -1
-        result["selfTradePreventionMode"] = "NONE"
         for key in ("time", "updateTime", "isWorking", "stopPrice", "icebergQty", "origQuoteOrderQty"):
             result.pop(key, None)
         if response_type == "ACK":
@@ -937,7 +959,7 @@ class EmulatorServer:
 
 def _order_json(engine: MatchingEngine, order: OrderInfo) -> dict:
     spec = engine.markets[order.symbol]
-    return {
+    result = {
         "symbol": spec.exchange_symbol,
         "orderId": order.order_id,
         "orderListId": -1,
@@ -957,8 +979,12 @@ def _order_json(engine: MatchingEngine, order: OrderInfo) -> dict:
         "isWorking": True,
         "workingTime": order.created_ms,
         "origQuoteOrderQty": "0.00000000",
-        "selfTradePreventionMode": "NONE",
+        "selfTradePreventionMode": order.self_trade_prevention,
     }
+    if order.status == "EXPIRED_IN_MATCH":  # as Binance reports an order self-trade prevention expired
+        result["preventedMatchId"] = order.order_id
+        result["preventedQuantity"] = _fmt(order.prevented_quantity)
+    return result
 
 
 def _cancel_json(engine: MatchingEngine, order: OrderInfo) -> dict:
