@@ -28,11 +28,11 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from exchanges.emulator.engine import (
+    STP_MODES,
     BadParameterError,
     CancelReplaceResult,
     EngineError,
     MarketSpec,
-    STP_MODES,
     MatchingEngine,
     OrderInfo,
     TradeInfo,

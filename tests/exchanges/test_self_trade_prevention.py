@@ -154,7 +154,8 @@ def test_an_emulator_without_stp_lets_an_account_trade_with_itself(venue):
         exchange = ccxt_client(venue, server)
         ask = exchange.fetch_order_book("BTC/USDT", 5)["bids"][0][0] + 50
         exchange.create_order("BTC/USDT", "limit", "sell", 0.01, ask)
-        taker = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, ask, dict(get_venue(venue).self_trade_prevention))
+        stp = dict(get_venue(venue).self_trade_prevention)
+        taker = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, ask, stp)
         assert exchange.fetch_order(taker["id"], "BTC/USDT")["status"] == "closed"
         assert own_self_trades(server) == 1
     finally:
