@@ -530,7 +530,7 @@ class MatchingEngine:
 
     @property
     def sequence(self) -> int:
-        """Grows with every accepted order (the depth endpoint's ``lastUpdateId``)."""
+        """Grows with every accepted order and trade (the Bybit dialect's book sequence)."""
         return self._next_order_id + self._next_trade_id
 
     @property

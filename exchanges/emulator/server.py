@@ -3,7 +3,8 @@
 ``exchanges.emulator.dialects``, over the same engine, market, faults and admin endpoints.)
 
 ccxt's unmodified ``binance`` class talks to it once its URLs point here (``exchanges.ccxt_config``);
-ccxt.pro's ``binance`` gets ``<symbol>@bookTicker`` pushes from ``/ws`` (``market_streams``).
+ccxt.pro's ``binance`` gets ``<symbol>@bookTicker`` pushes from ``/ws`` (``market_streams``), and
+``<symbol>@trade`` / ``<symbol>@depth@100ms`` (``public_streams``: ``watch_trades``, ``watch_order_book``).
 Signed endpoints check ``X-MBX-APIKEY``, the HMAC-SHA256 signature over the raw query string + body,
 and ``timestamp``/``recvWindow``; errors carry Binance codes so ccxt raises its usual exceptions.
 Faults (latency, 5xx, 429 bursts with Retry-After, "accepted but the reply is lost") are drawn from a
@@ -382,6 +383,7 @@ class EmulatorServer:
         if stats["first_id"] < 0:
             stats["first_id"] = trade_id
         stats["last_id"] = trade_id
+        self.streams.feeds.on_trade(trade_id, symbol, taker_side, price_ticks, lots)  # <symbol>@trade
 
     # --- HTTP plumbing --------------------------------------------------------------------------------
 
@@ -581,7 +583,8 @@ class EmulatorServer:
         limit = _int_param(params, "limit", 100)
         book = self.engine.book(symbol, min(max(limit, 1), 5000))
         return {
-            "lastUpdateId": self.engine.sequence,
+            # the u of the depth-stream update that left the book as returned (public_streams)
+            "lastUpdateId": self.streams.feeds.last_update_id(symbol),
             "bids": [[_fmt(level.price), _fmt(level.quantity)] for level in book.bids],
             "asks": [[_fmt(level.price), _fmt(level.quantity)] for level in book.asks],
         }
