@@ -148,6 +148,21 @@ def self_trade_denials(intents: Sequence[OrderIntent], resting: Sequence[Resting
     return allowed, denied
 
 
+def self_trade_limit_price(side: str, price: float, resting: Sequence[RestingOrder], tick: float) -> float:
+    """A taking order's limit price kept one tick short of the account's own resting orders on the other
+    side (a buy below its lowest resting ask, a sell above its highest resting bid): it takes only what
+    others offer at better prices. 0.0 when no such price is left (a buy at or below one tick)."""
+    if side == BUY:
+        asks = [o.price for o in resting if o.side == SELL]
+        if asks and price >= min(asks) * (1 - 1e-12):
+            price = min(asks) - tick
+        return price if price > 0 else 0.0
+    bids = [o.price for o in resting if o.side == BUY]
+    if bids and price <= max(bids) * (1 + 1e-12):
+        price = max(bids) + tick
+    return price
+
+
 def growing_side(base_value_quote: float) -> str:
     """The side that grows a position of this (signed) value: buying a long, selling a short."""
     return BUY if base_value_quote >= 0 else SELL

@@ -17,6 +17,7 @@ import pytest
 
 from bots import services
 from bots.models import Bot, BotStatus, Order
+from exchanges.gateway import clear_gateway_cache
 from risk.models import RiskEvent
 from tests.bots.conftest import EMULATOR_KEY, EMULATOR_SECRET, start_emulator
 from tests.bots.test_engine_worker import start_pool_worker
@@ -87,3 +88,41 @@ def test_ten_bots_on_one_key_and_pair_never_trade_with_each_other(world_a: Any, 
         if worker is not None:
             worker.stop()
         server.stop_thread()
+        clear_gateway_cache()
+
+
+def test_a_rebalancing_trade_cancels_the_bots_own_quotes_it_would_take_instead_of_trading_with_them(
+        world_a: Any, settings: Any) -> None:
+    """The IOC of a rebalance crosses the bot's own bids on its way to the market's: they are cancelled
+    first (and quoted again next cycle), so the account never trades with itself, even on a venue
+    without self-trade prevention."""
+    from bots.engine.core import MarketMakingBot, begin_cycle
+    from bots.models import OrderPurpose, OrderStatus
+    from tests.bots.conftest import started_bot
+    from tests.bots.test_rebalancing import deposit, venue_ratio
+
+    settings.MARKET_DATA_CACHE_SECS = 0.0
+    server = start_emulator(self_trade_prevention=False, market_step_ms=0,
+                            dynamics={s: {"noise_arrival_rate_per_sec": 0.0} for s in ("BTC/USDT", "ETH/USDT")})
+    try:
+        bot = started_bot(world_a, server, trading_pairs="BTC/USDT", grid_levels=2, inventory_deviation_limit=0.08,
+                          default_rebalance_threshold=0.05, max_order_size_quote=Decimal("50000"),
+                          volatility_pause_threshold=1000.0, max_position_quote=Decimal("1000000"),
+                          max_rebalance_slippage_bps=50.0, spread_bps=4.0, min_spread_bps=2.0, maker_fee_bps=0.0)
+        bids = list(Order.objects.filter(bot=bot, side="buy", status=OrderStatus.OPEN))
+        best_bid = server.call(lambda: server.engine.book("BTC/USDT", 1).bids[0].price)
+        assert bids and max(o.price for o in bids) == best_bid, "the bot's bid is not the first a sell reaches"
+        deposit(server, "BTC", "0.5")
+        assert venue_ratio(server) > 0.58
+        engine = MarketMakingBot(Bot.objects.get(pk=bot.pk))
+        engine.initialize_exchanges(emit_events=False, validate=False)
+        engine.monitoring_iteration(begin_cycle(bot.pk))
+        sold = Order.objects.filter(bot=bot, purpose=OrderPurpose.REBALANCE, side="sell")
+        assert sold.exists() and all(o.filled > 0 for o in sold), list(sold.values("price", "filled", "status"))
+        assert self_trades(server)[0] == 0
+        # the bids it would have reached were cancelled before it was sent
+        assert all(Order.objects.get(pk=o.pk).status == OrderStatus.CANCELED for o in bids
+                   if o.price >= min(r.price for r in sold))
+    finally:
+        server.stop_thread()
+        clear_gateway_cache()

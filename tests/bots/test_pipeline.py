@@ -243,3 +243,16 @@ def test_no_placement_ever_crosses_a_resting_order_of_the_account(case, data) ->
         else:
             assert all(placed.price > bid * (1 + 1e-12) for bid in bids)
     assert set(decision.diff.place) <= set(decision.allowed)
+
+
+@pytest.mark.parametrize(("side", "price", "rest", "expected"), [
+    (BUY, 101.0, [resting(SELL, 100.5), resting(SELL, 102.0)], 100.49),  # one tick short of the own ask
+    (BUY, 100.0, [resting(SELL, 100.5)], 100.0),  # reaches no own order: unchanged
+    (BUY, 101.0, [resting(BUY, 100.9)], 101.0),  # own bids are not in a buy's way
+    (SELL, 99.0, [resting(BUY, 99.5), resting(BUY, 98.0)], 99.51),
+    (SELL, 100.0, [resting(BUY, 99.5)], 100.0),
+    (BUY, 1.0, [resting(SELL, 0.01)], 0.0),  # nothing left to buy below the account's own ask
+])
+def test_a_taking_order_stops_a_tick_short_of_the_accounts_own_orders(
+        side: str, price: float, rest: list[checks.RestingOrder], expected: float) -> None:
+    assert math.isclose(checks.self_trade_limit_price(side, price, rest, 0.01), expected, abs_tol=1e-9)
