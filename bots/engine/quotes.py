@@ -18,7 +18,7 @@ from bots import quoting
 from bots.engine import keys
 from bots.engine.cycle import CycleReport
 from bots.engine.lease import FencedError, check_send
-from bots.engine.self_trades import QuoteGuard, from_rows, merged
+from bots.engine.self_trades import QuoteGuard, from_rows, from_view, merged
 from bots.engine.strategy_engine import params_json
 from bots.events import publish_event
 from bots.inventory import PairInventory
@@ -175,7 +175,7 @@ class QuotesMixin:
         if not guarded:
             logger.warning("bot %s: %s: another bot of the account held the quote guard; no new orders this cycle",
                            self.bot_id, pair)
-        resting = merged(from_rows(self.bot_id, position.exchange_account_id, pair), self.resting_seen.get(pair, ()))
+        resting = merged(from_rows(self.bot_id, position.exchange_account_id, pair), self.listed_resting(pair))
         decision = self.decide_quotes(position, snapshot, live_rows, others_open, resting=resting)
         diff = decision.diff
         if decision.denied:
@@ -257,6 +257,14 @@ class QuotesMixin:
         """The account's other resting orders on ``pair`` as the feeder's account view listed them (the
         no-self-trade check of the next decision; the quote path adds the other bots' stored rows)."""
         self.resting_seen[pair] = resting
+
+    def listed_resting(self, pair: str) -> tuple[checks.RestingOrder, ...]:
+        """The account's other orders on ``pair`` as the venue last listed them: the driver's account view
+        (``observe_resting``), else this engine's own last sync of the pair (a full cycle)."""
+        seen = self.resting_seen.get(pair)
+        if seen is None:
+            seen = from_view(self.bot_id, self.order_manager.listed_open.get(pair, ()), pair)
+        return seen
 
     def observe_analysis(self, pair: str, analysis: MarketAnalysis) -> None:
         self.analyses[pair] = analysis

@@ -173,7 +173,7 @@ class RiskActionsMixin:
                 own = [checks.RestingOrder(o.side, float(o.price), "this bot")
                        for o in self.order_manager.open_orders(position)]
                 resting = merged(own, from_rows(self.bot_id, position.exchange_account_id, trade.trading_pair),
-                                 self.resting_seen.get(trade.trading_pair, ()))
+                                 self.listed_resting(trade.trading_pair))
                 price = checks.self_trade_limit_price(trade.side, price, resting, snapshot.tick_size)
                 if not price:
                     continue

@@ -126,3 +126,30 @@ def test_a_rebalancing_trade_cancels_the_bots_own_quotes_it_would_take_instead_o
     finally:
         server.stop_thread()
         clear_gateway_cache()
+
+
+def test_a_full_cycle_hands_the_check_the_accounts_hand_placed_orders(world_a: Any, settings: Any) -> None:
+    """An order placed on the account by hand (no platform client id) is one of the account's resting
+    orders for the check: a full cycle takes it from its own sync of the pair, the driver from its view."""
+    import ccxt
+
+    from bots.engine.core import MarketMakingBot, begin_cycle
+    from exchanges.ccxt_config import config_for
+    from risk.checks import RestingOrder
+    from tests.bots.conftest import started_bot
+
+    settings.MARKET_DATA_CACHE_SECS = 0.0
+    server = start_emulator(market_step_ms=0,
+                            dynamics={s: {"noise_arrival_rate_per_sec": 0.0} for s in ("BTC/USDT", "ETH/USDT")})
+    try:
+        bot = started_bot(world_a, server, trading_pairs="BTC/USDT", grid_levels=1)
+        trader = ccxt.binance(config_for("binance", server.base_url, EMULATOR_KEY, EMULATOR_SECRET))
+        ask = trader.fetch_order_book("BTC/USDT")["asks"][0][0] + 100
+        trader.create_order("BTC/USDT", "limit", "sell", 0.001, ask)
+        engine = MarketMakingBot(Bot.objects.get(pk=bot.pk))
+        engine.initialize_exchanges(emit_events=False, validate=False)
+        engine.monitoring_iteration(begin_cycle(bot.pk))
+        assert engine.listed_resting("BTC/USDT") == (RestingOrder("sell", ask, "an order not placed by a bot"),)
+    finally:
+        server.stop_thread()
+        clear_gateway_cache()
