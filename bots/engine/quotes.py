@@ -327,7 +327,9 @@ class QuotesMixin:
 
     def _record_denials(self, pair: str, denials: list[checks.Denial]) -> None:
         key = keys.risk_denied(self.bot_id, pair)
-        reasons = sorted({d.reason.split(" ")[0] + " " + d.reason.split(" ")[-1] for d in denials})
+        # (a self-trade denial by its side only: the price and the other order's owner move every cycle)
+        reasons = sorted({f"{d.code} {d.intent.side}" if d.code
+                          else d.reason.split(" ")[0] + " " + d.reason.split(" ")[-1] for d in denials})
         signature = "|".join(reasons)
         r = get_redis()
         if r.get(key) == signature.encode():
