@@ -186,3 +186,31 @@ async def test_the_gateway_sends_the_registry_mode_so_its_crossing_order_expires
             assert own_self_trades(server) == 0
         finally:
             await gateway.close()
+
+
+async def test_a_one_request_cancel_replace_carries_the_mode_too():
+    """Binance's cancel-replace (one request): the new half is placed with the registry's mode."""
+    async with EmulatorServer(emulator_config()) as server:
+        gateway = CcxtGateway(GatewayCredentials(
+            account_key="binance-stp", exchange_id="binance", api_key=API_KEY, api_secret=API_SECRET,
+            api_base_url=server.base_url, rate_limit_per_sec=1000), backoff_secs=0.01)
+        try:
+            book = await gateway.fetch_order_book("BTC/USDT", 5)
+            ask = book.bids[0].price + D("50")
+            sell = await gateway.place_order(OrderRequest(
+                "BTC/USDT", "sell", amount=D("0.01"), price=ask, client_order_id=f"mm-7-1-{next(_ids)}-9s0",
+                post_only=False))
+            bid = await gateway.place_order(OrderRequest(
+                "BTC/USDT", "buy", amount=D("0.01"), price=ask - D("10"), client_order_id=f"mm-7-1-{next(_ids)}-9b0",
+                post_only=False))
+            new = await gateway.replace_order(
+                "BTC/USDT", cancel_exchange_order_id=bid.exchange_order_id, cancel_client_order_id=None,
+                new=OrderRequest("BTC/USDT", "buy", amount=D("0.01"), price=ask,
+                                 client_order_id=f"mm-7-1-{next(_ids)}-9b0", post_only=False))
+            assert not new.is_open and new.filled == 0
+            assert (await gateway.fetch_order("BTC/USDT", exchange_order_id=sell.exchange_order_id)).is_open
+            assert own_self_trades(server) == 0
+            raw = server.engine.get_order(server._keys[API_KEY][0], "BTC/USDT", int(new.exchange_order_id))
+            assert raw.status == "EXPIRED_IN_MATCH" and raw.self_trade_prevention == "EXPIRE_TAKER"
+        finally:
+            await gateway.close()
