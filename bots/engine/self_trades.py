@@ -19,7 +19,7 @@ from typing import Any
 
 from bots.engine import keys
 from bots.engine.client_ids import client_id_prefix
-from bots.models import OPEN_ORDER_STATUSES, Order
+from bots.engine.rows import other_bots_open_orders
 from mmplatform.redis_client import get_redis
 from risk.checks import RestingOrder
 
@@ -32,10 +32,8 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 
 def from_rows(bot_id: int, account_id: int, pair: str) -> list[RestingOrder]:
     """The open Order rows of the account's other bots on ``pair`` (stored, sent or being cancelled)."""
-    rows = Order.objects.filter(exchange_account_id=account_id, trading_pair=pair,
-                                status__in=OPEN_ORDER_STATUSES).exclude(bot_id=bot_id)
-    return [RestingOrder(side, float(price), f"bot {other}")
-            for side, price, other in rows.values_list("side", "price", "bot_id")]
+    return [RestingOrder(side, float(price), f"bot {other}")  # type: ignore[arg-type]
+            for side, price, other in other_bots_open_orders(bot_id, account_id, pair)]
 
 
 def from_view(bot_id: int, orders: Iterable[Any], pair: str) -> tuple[RestingOrder, ...]:

@@ -153,3 +153,35 @@ def test_a_full_cycle_hands_the_check_the_accounts_hand_placed_orders(world_a: A
     finally:
         server.stop_thread()
         clear_gateway_cache()
+
+
+def test_the_rows_handed_to_the_check_are_the_open_ones_of_the_accounts_other_bots_on_the_pair(world_a: Any) -> None:
+    from bots.engine.self_trades import from_rows
+    from bots.models import OrderStatus
+    from risk.checks import RestingOrder
+    from tests.conftest import make_account
+
+    account, other_account = world_a.account, make_account(world_a.tenant, "other")
+    me, peer = world_a.bot, make_bot(world_a.tenant, account, name="peer")
+    elsewhere = make_bot(world_a.tenant, other_account, name="elsewhere")
+    n = 0
+
+    def row(bot: Any, side: str, price: str, status: str = OrderStatus.OPEN, pair: str = "BTC/USDT",
+            on: Any = account) -> None:
+        nonlocal n
+        n += 1
+        Order.objects.create(tenant=world_a.tenant, bot=bot, exchange_account=on, trading_pair=pair,
+                             client_order_id=f"mm-{bot.pk}-1-1-{n}b0", side=side, price=Decimal(price),
+                             amount=Decimal("0.01"), status=status)
+
+    row(me, "sell", "100")  # this bot's own: its kept quotes are the pipeline's business
+    row(peer, "sell", "101")
+    row(peer, "buy", "99", status=OrderStatus.PENDING)  # stored, not yet sent: counts
+    row(peer, "buy", "98", status=OrderStatus.CANCEL_PENDING)  # still on the book until the venue says so
+    row(peer, "buy", "97", status=OrderStatus.FILLED)
+    row(peer, "buy", "96", pair="ETH/USDT")
+    row(elsewhere, "buy", "95", on=other_account)
+    assert sorted(from_rows(me.pk, account.pk, "BTC/USDT"), key=lambda o: o.price) == [
+        RestingOrder("buy", 98.0, f"bot {peer.pk}"), RestingOrder("buy", 99.0, f"bot {peer.pk}"),
+        RestingOrder("sell", 101.0, f"bot {peer.pk}")]
+    assert from_rows(peer.pk, account.pk, "BTC/USDT") == [RestingOrder("sell", 100.0, f"bot {me.pk}")]
