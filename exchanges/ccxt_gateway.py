@@ -478,7 +478,7 @@ class CcxtGateway(ExchangeGateway):
         rules = self.market_rules(request.pair)
         price, amount = quantize_to_rules(rules, request.side, request.price, request.amount)
         check_order_against_rules(rules, price, amount, request.order_type)
-        params: dict[str, Any] = {"clientOrderId": wire_id}
+        params: dict[str, Any] = {"clientOrderId": wire_id, **self.venue.self_trade_prevention}
         if request.post_only and request.order_type == "limit":
             params["postOnly"] = True
         return str(amount), (str(price) if request.order_type == "limit" else None), params

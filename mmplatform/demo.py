@@ -1,6 +1,7 @@
 """The demo world the one-command run creates: a tenant, an operator, an admin, an emulator-backed
-exchange account and a bot on two pairs. Idempotent: running it again changes nothing (except a demo
-bot left exactly as an earlier version created it, which gets the current demo settings)."""
+exchange account on every venue of the registry (each on its own emulator dialect, funded alike) and a
+bot on two pairs on the default venue's account. Idempotent: running it again changes nothing (except a
+demo bot left exactly as an earlier version created it, which gets the current demo settings)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django.db import transaction
 from bots.models import Bot
 from exchanges.emulator.market import DEMO_MAKER_FEE_RATE
 from exchanges.models import ExchangeAccount
+from exchanges.venues import DEFAULT_EXCHANGE_ID, VENUES
 from mmplatform.tenancy.models import Membership, Role, Tenant
 
 DEMO_OPERATOR = ("operator", "mmplatform-demo")
@@ -21,6 +23,19 @@ DEMO_API_KEY = "demo-api-key-0001"
 DEMO_API_SECRET = "demo-api-secret-0001-please-rotate"
 DEMO_BALANCES = "BTC=1,ETH=20,USDT=60000"  # each pair starts at its 0.5 target ratio
 DEMO_PAIRS = "BTC/USDT,ETH/USDT"
+DEMO_PASSPHRASE = "demo-passphrase-0001"
+"""Signs the demo key's requests on the venues that sign with one."""
+DEMO_VENUES: tuple[str, ...] = tuple(exchange_id for exchange_id, venue in VENUES.items() if venue.emulator_dialect)
+"""The venues the one-command run starts an emulator for, in the registry's order (the default first)."""
+
+
+def demo_account_label(exchange_id: str) -> str:
+    """``emulator`` for the default venue (the label the demo always had), ``emulator-<id>`` for the others."""
+    return "emulator" if exchange_id == DEFAULT_EXCHANGE_ID else f"emulator-{exchange_id}"
+
+
+def demo_passphrase(exchange_id: str) -> str:
+    return DEMO_PASSPHRASE if VENUES[exchange_id].requires_passphrase else ""
 
 # The demo bot: the defaults except where the demo market says otherwise. The emulator's resting
 # liquidity starts 8 bps from the mid and its takers reach d bps with probability exp(-0.12 d), so a
@@ -49,12 +64,17 @@ PREVIOUS_OVERRIDES_RESET = {name: Bot._meta.get_field(name).get_default()
 class DemoWorld:
     tenant: Tenant
     account: ExchangeAccount
+    """The default venue's account: the demo bot quotes on it."""
     bot: Bot
+    accounts: dict[str, ExchangeAccount]
+    """Every demo account by exchange id (the default venue's included)."""
 
 
 @transaction.atomic
-def ensure_demo_world(emulator_url: str) -> DemoWorld:
-    """Create (or refresh the emulator URL of) the demo tenant, users, account and bot."""
+def ensure_demo_world(emulator_url: str, venue_urls: dict[str, str] | None = None) -> DemoWorld:
+    """Create (or refresh the emulator URLs of) the demo tenant, users, accounts and bot. ``emulator_url``
+    is the default venue's emulator; ``venue_urls`` the others' by exchange id (a venue without one gets
+    no demo account)."""
     users = get_user_model().objects
     operator = users.filter(username=DEMO_OPERATOR[0]).first()
     if operator is None:
@@ -63,13 +83,10 @@ def ensure_demo_world(emulator_url: str) -> DemoWorld:
         users.create_superuser(username=DEMO_ADMIN[0], password=DEMO_ADMIN[1], email="")
     tenant, _ = Tenant.objects.get_or_create(slug="demo-desk", defaults={"name": "Demo Desk"})
     Membership.objects.get_or_create(user=operator, tenant=tenant, defaults={"role": Role.OPERATOR})
-    account = ExchangeAccount.objects.filter(tenant=tenant, label="emulator").first()
-    if account is None:
-        account = ExchangeAccount(tenant=tenant, label="emulator", exchange_id="binance")
-        account.set_credentials(api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET)
-    account.api_base_url = emulator_url
-    account.rate_limit_per_sec = 100.0
-    account.save()
+    urls = {**(venue_urls or {}), DEFAULT_EXCHANGE_ID: emulator_url}
+    accounts = {exchange_id: _demo_account(tenant, exchange_id, urls[exchange_id])
+                for exchange_id in DEMO_VENUES if exchange_id in urls}
+    account = accounts[DEFAULT_EXCHANGE_ID]
     bot = Bot.objects.filter(tenant=tenant, name="demo-bot").first()
     if bot is None:
         bot = Bot.objects.create(tenant=tenant, name="demo-bot", trading_pairs=DEMO_PAIRS, **DEMO_BOT_SETTINGS)
@@ -78,4 +95,17 @@ def ensure_demo_world(emulator_url: str) -> DemoWorld:
         changes = {**PREVIOUS_OVERRIDES_RESET, **DEMO_BOT_SETTINGS}
         Bot.objects.filter(pk=bot.pk).update(**changes)
         bot.refresh_from_db()
-    return DemoWorld(tenant, account, bot)
+    return DemoWorld(tenant, account, bot, accounts)
+
+
+def _demo_account(tenant: Tenant, exchange_id: str, url: str) -> ExchangeAccount:
+    label = demo_account_label(exchange_id)
+    account = ExchangeAccount.objects.filter(tenant=tenant, label=label).first()
+    if account is None:
+        account = ExchangeAccount(tenant=tenant, label=label, exchange_id=exchange_id)
+        account.set_credentials(api_key=DEMO_API_KEY, api_secret=DEMO_API_SECRET,
+                                passphrase=demo_passphrase(exchange_id))
+    account.api_base_url = url
+    account.rate_limit_per_sec = 100.0
+    account.save()
+    return account

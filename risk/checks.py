@@ -20,6 +20,8 @@ DAILY_LOSS_LIMIT = "DAILY_LOSS_LIMIT"
 INVENTORY_IMBALANCE = "INVENTORY_IMBALANCE"
 MARKET_VOLATILITY = "MARKET_VOLATILITY"
 MAX_DRAWDOWN = "MAX_DRAWDOWN"
+SELF_TRADE = "SELF_TRADE"
+"""The code of a denial: the order would trade with a resting order of the same exchange account."""
 
 # The action each risk event type calls for (spec _handle_risk_event).
 ACTIONS = {
@@ -37,6 +39,8 @@ class Denial:
 
     intent: OrderIntent
     reason: str
+    code: str = ""
+    """A machine-readable kind where one is needed (``SELF_TRADE``); empty for the others."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,60 @@ def check_intents(intents: Sequence[OrderIntent], limits: RiskLimits, context: P
         open_count += 1
         allowed.append(intent)
     return CheckResult(allowed, denied)
+
+
+@dataclass(frozen=True, slots=True)
+class RestingOrder:
+    """A resting order of the same exchange account on the pair: this bot's (kept) or another's."""
+
+    side: str
+    price: float
+    owner: str
+    """Whose it is, as an operator reads it ("this bot", "bot 12", "an order not placed by a bot")."""
+
+
+def self_trade_denials(intents: Sequence[OrderIntent], resting: Sequence[RestingOrder],
+                       ) -> tuple[list[OrderIntent], list[Denial]]:
+    """No self-trades: an intent that would cross a resting order of the same account (a bid at or above
+    its lowest resting ask, an ask at or below its highest resting bid) is denied (``SELF_TRADE``). The
+    intents allowed join the resting ones in turn, so two new orders never cross each other either.
+    Returns (allowed, denied)."""
+    bid = max((o for o in resting if o.side == BUY), key=lambda o: o.price, default=None)
+    ask = min((o for o in resting if o.side == SELL), key=lambda o: o.price, default=None)
+    allowed: list[OrderIntent] = []
+    denied: list[Denial] = []
+    for intent in sorted(intents, key=lambda i: (i.level, i.side)):
+        price = intent.price
+        if intent.side == BUY and ask is not None and price >= ask.price * (1 - 1e-12):
+            denied.append(Denial(intent, f"bid {price:.8g} would trade with the account's own resting ask "
+                                         f"{ask.price:.8g} ({ask.owner})", SELF_TRADE))
+            continue
+        if intent.side == SELL and bid is not None and price <= bid.price * (1 + 1e-12):
+            denied.append(Denial(intent, f"ask {price:.8g} would trade with the account's own resting bid "
+                                         f"{bid.price:.8g} ({bid.owner})", SELF_TRADE))
+            continue
+        allowed.append(intent)
+        mine = RestingOrder(intent.side, price, "this bot")
+        if intent.side == BUY and (bid is None or price > bid.price):
+            bid = mine
+        elif intent.side == SELL and (ask is None or price < ask.price):
+            ask = mine
+    return allowed, denied
+
+
+def self_trade_limit_price(side: str, price: float, resting: Sequence[RestingOrder], tick: float) -> float:
+    """A taking order's limit price kept one tick short of the account's own resting orders on the other
+    side (a buy below its lowest resting ask, a sell above its highest resting bid): it takes only what
+    others offer at better prices. 0.0 when no such price is left (a buy at or below one tick)."""
+    if side == BUY:
+        asks = [o.price for o in resting if o.side == SELL]
+        if asks and price >= min(asks) * (1 - 1e-12):
+            price = min(asks) - tick
+        return price if price > 0 else 0.0
+    bids = [o.price for o in resting if o.side == BUY]
+    if bids and price <= max(bids) * (1 + 1e-12):
+        price = max(bids) + tick
+    return price
 
 
 def growing_side(base_value_quote: float) -> str:

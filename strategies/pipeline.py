@@ -9,6 +9,8 @@ calls it with the same inputs built from its recorded data, so both apply the sa
     -> order-parameter validation        (positive, within min/max order size)
     -> risk.checks.check_intents          (numbers, notional, price collar, open orders, position)
     -> strategies.base.diff_orders        (refresh tolerance against the live orders)
+    -> risk.checks.self_trade_denials     (no new order crosses a resting one of the same account:
+                                          the bot's kept quotes and the account's other orders on the pair)
 
 Pure: no Django, no ccxt, no I/O, no clock (``now`` is an input). Every input is a frozen dataclass
 or a sequence of them, and the result is a frozen ``Decision``. The strategy object is the only
@@ -18,7 +20,7 @@ stateful input: ``calculate_orders`` is deterministic for the same parameters an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from risk import checks
 from risk.limits import RiskLimits
@@ -65,6 +67,9 @@ class DecisionInputs:
     position_value_quote: float | None = None
     """The base position's value the position limit is checked against; None: the inventory's
     (the live engine passes its last assessment, which may be valued at an earlier mid)."""
+    account_resting: tuple[checks.RestingOrder, ...] = ()
+    """The exchange account's other resting orders on this pair (other bots' of the tenant, or placed by
+    hand): no new quote may cross one (nor the bot's own kept quotes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,5 +130,15 @@ def decide(strategy: MarketMakingStrategy, inputs: DecisionInputs) -> Decision:
         tolerance_bps=inputs.rules.order_refresh_tolerance_bps,
         refresh_secs=inputs.rules.order_refresh_secs, now=inputs.now,
     )
+    if diff.place:
+        # the cancels are answered before anything is placed: what rests then is the kept quotes and the
+        # account's other orders
+        resting = [*inputs.account_resting, *(checks.RestingOrder(o.side, o.price, "this bot") for o in diff.keep)]
+        place, crossing = checks.self_trade_denials(diff.place, resting)
+        if crossing:
+            refused = {id(d.intent) for d in crossing}
+            diff = replace(diff, place=place)
+            checked = checks.CheckResult([i for i in checked.allowed if id(i) not in refused],
+                                         [*checked.denied, *crossing])
     return Decision(intents=tuple(intents), valid=tuple(valid), checked=checked, diff=diff,
                     pause_reason=strategy.pause_reason)

@@ -63,6 +63,14 @@ Per position
 ``mm:trades:recent:<position>``  flag: the trades were read in the last ``FULL_TRADE_SYNC_SECS``.
                                  Writer: the fill sync. TTL ``FULL_TRADE_SYNC_SECS``.
 
+Per exchange account and pair (shared by every bot quoting the pair on the account)
+-------------------------------------------------------------------------------
+``mm:quoteguard:<account>:<pair>`` string lock, a token: one bot at a time reads the account's resting
+                                 orders on the pair, decides and stores its new orders, so two bots of
+                                 one account never place orders that cross each other (no
+                                 self-trades, ``self_trades.QuoteGuard``). Writer: the engine's quote
+                                 path (SET NX, released by token). TTL ``GUARD_TTL_MS``.
+
 Per venue and pair (shared by every bot on it)
 ----------------------------------------------
 ``mm:md:book:<venue>:<pair>``    JSON book {bids, asks, fetched_at}. Writers: the driver's feeder and
@@ -167,6 +175,14 @@ def trades_pending(position_id: int) -> str:
 def trades_recent(position_id: int) -> str:
     """Flag: the position's trades were read recently (TTL FULL_TRADE_SYNC_SECS)."""
     return f"mm:trades:recent:{position_id}"
+
+
+def quote_guard(account_id: int, pair: str) -> str:
+    """One bot at a time decides and stores new orders on the account's pair (TTL GUARD_TTL_MS)."""
+    return f"mm:quoteguard:{account_id}:{pair}"
+
+
+GUARD_TTL_MS = 5000
 
 
 def market_data(kind: str, venue: str, pair: str) -> str:

@@ -18,6 +18,7 @@ from bots import quoting
 from bots.engine import keys
 from bots.engine.cycle import CycleReport
 from bots.engine.lease import FencedError, check_send
+from bots.engine.self_trades import QuoteGuard, from_rows, from_view, merged
 from bots.engine.strategy_engine import params_json
 from bots.events import publish_event
 from bots.inventory import PairInventory
@@ -81,24 +82,28 @@ class QuotesMixin:
         })
 
     def decide_quotes(self, position: LiquidityPosition, snapshot: MarketSnapshot, live_rows: list[Order],
-                      others_open: int, *, now: float | None = None) -> pipeline.Decision:
+                      others_open: int, *, now: float | None = None,
+                      resting: tuple[checks.RestingOrder, ...] | None = None) -> pipeline.Decision:
         """decide -> check for one pair: gathers the immutable inputs and calls the one pure decision
         (``strategies.pipeline.decide``: strategy, pre-trade checks, diff against the live quotes),
         then notes the dashboard's "not quoting" reason. The driver's quiet check calls this too, so a
-        quiet cycle and a full one can never disagree about whether to re-quote."""
+        quiet cycle and a full one can never disagree about whether to re-quote. ``resting``: the
+        account's other resting orders on the pair (None: as the driver last handed them over)."""
         pair = position.trading_pair
         strategy = self.strategy_engine.restore(position)
         inventory = self.inventory_manager.current_inventory.get(pair) or self.inventory_manager.assess(
             position, snapshot.mid)
-        decision = pipeline.decide(strategy, self.decision_inputs(pair, snapshot, inventory, live_rows, others_open,
-                                                                  now=now))
+        inputs = self.decision_inputs(pair, snapshot, inventory, live_rows, others_open, now=now,
+                                      resting=self.resting_seen.get(pair, ()) if resting is None else resting)
+        decision = pipeline.decide(strategy, inputs)
         quoting.note(self.bot, pair, quoting.reason_for(  # the dashboard's "not quoting" line
             pause_reason=decision.pause_reason, intents=decision.intents, valid=decision.valid,
             allowed=decision.allowed, denied=decision.denied))
         return decision
 
     def decision_inputs(self, pair: str, snapshot: MarketSnapshot, inventory: PairInventory, live_rows: list[Order],
-                        others_open: int, *, now: float | None = None) -> pipeline.DecisionInputs:
+                        others_open: int, *, now: float | None = None,
+                        resting: tuple[checks.RestingOrder, ...] = ()) -> pipeline.DecisionInputs:
         """The frozen inputs of one pair's decision, as this engine holds them now (``now``: the
         clock the refresh diff ages the live orders by; the engine's clock when None)."""
         adjust = self.risk_manager.adjustments.get(pair)
@@ -115,6 +120,7 @@ class QuotesMixin:
             reduction=(pipeline.SideReduction(adjust.reduced_side, adjust.reduced_side_factor)
                        if adjust is not None and adjust.reduced_side else pipeline.SideReduction()),
             position_value_quote=inventory.base_value_quote,
+            account_resting=resting,
         )
 
     def quoting_rules(self) -> pipeline.QuotingRules:
@@ -145,7 +151,27 @@ class QuotesMixin:
         if others_open is None:
             others_open = Order.objects.filter(bot=self.bot, status__in=OPEN_ORDER_STATUSES).exclude(
                 position=position).count()
-        decision = self.decide_quotes(position, snapshot, live_rows, others_open)
+        # no self-trades: the account's other orders on the pair are read, the decision made and its
+        # orders stored under the (account, pair) guard, so no other bot of the account decides meanwhile
+        guard = QuoteGuard(position.exchange_account_id, pair)
+        try:
+            return self._adjust_guarded(position, snapshot, live_rows, others_open, guard, initial=initial,
+                                        begin_cycle_now=begin_cycle_now, sent_cancels=sent_cancels)
+        finally:
+            guard.release()
+
+    def _adjust_guarded(self, position: LiquidityPosition, snapshot: MarketSnapshot, live_rows: list[Order],
+                        others_open: int, guard: QuoteGuard, *, initial: bool,
+                        begin_cycle_now: Callable[[], int] | None,
+                        sent_cancels: tuple[list[Order], Any] | None) -> int:
+        """``_adjust_orders`` from the decision on; ``guard`` is released once the new rows are stored."""
+        pair = position.trading_pair
+        guarded = guard.acquire()
+        if not guarded:
+            logger.warning("bot %s: %s: another bot of the account held the quote guard; no new orders this cycle",
+                           self.bot_id, pair)
+        resting = merged(from_rows(self.bot_id, position.exchange_account_id, pair), self.listed_resting(pair))
+        decision = self.decide_quotes(position, snapshot, live_rows, others_open, resting=resting)
         diff = decision.diff
         if decision.denied:
             self.report.denied += len(decision.denied)
@@ -171,10 +197,14 @@ class QuotesMixin:
                 for _, future in flying:
                     cancel_results.extend(future.result(60))
 
+        def stored() -> None:  # the new rows are committed: other bots of the account see them now
+            guard.release()
+            cancels_answered()
+
         try:
             if begin_cycle_now is not None:
                 self.cycle = begin_cycle_now()
-            placed = self._place_order(position, diff.place, before_send=cancels_answered)
+            placed = self._place_order(position, diff.place if guarded else [], before_send=stored)
         finally:
             if to_cancel:  # the rows learn the venue's answers after the new quotes are out
                 cancels_answered()
@@ -217,6 +247,19 @@ class QuotesMixin:
         """The account's balances as the feeder last read them; the pair's inventory valued at ``mid``."""
         self.inventory_manager.balances[position.exchange_account_id] = balances
         self.inventory_manager.assess(position, mid)
+
+    def observe_resting(self, pair: str, resting: tuple[checks.RestingOrder, ...]) -> None:
+        """The account's other resting orders on ``pair`` as the feeder's account view listed them (the
+        no-self-trade check of the next decision; the quote path adds the other bots' stored rows)."""
+        self.resting_seen[pair] = resting
+
+    def listed_resting(self, pair: str) -> tuple[checks.RestingOrder, ...]:
+        """The account's other orders on ``pair`` as the venue last listed them: the driver's account view
+        (``observe_resting``), else this engine's own last sync of the pair (a full cycle)."""
+        seen = self.resting_seen.get(pair)
+        if seen is None:
+            seen = from_view(self.bot_id, self.order_manager.listed_open.get(pair, ()), pair)
+        return seen
 
     def observe_analysis(self, pair: str, analysis: MarketAnalysis) -> None:
         self.analyses[pair] = analysis
@@ -279,7 +322,9 @@ class QuotesMixin:
 
     def _record_denials(self, pair: str, denials: list[checks.Denial]) -> None:
         key = keys.risk_denied(self.bot_id, pair)
-        reasons = sorted({d.reason.split(" ")[0] + " " + d.reason.split(" ")[-1] for d in denials})
+        # (a self-trade denial by its side only: the price and the other order's owner move every cycle)
+        reasons = sorted({f"{d.code} {d.intent.side}" if d.code
+                          else d.reason.split(" ")[0] + " " + d.reason.split(" ")[-1] for d in denials})
         signature = "|".join(reasons)
         r = get_redis()
         if r.get(key) == signature.encode():

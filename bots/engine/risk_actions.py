@@ -11,12 +11,14 @@ from decimal import Decimal
 
 from bots.engine.lease import fence_sends
 from bots.engine.risk_manager import PairRiskAdjustments
+from bots.engine.self_trades import QuoteGuard, from_rows, merged
 from bots.events import publish_event, push
 from bots.inventory import RebalancingTrade, calculate_rebalancing_trades
 from bots.models import (
     Bot,
     BotEventType,
     BotStatus,
+    LiquidityPosition,
     OrderPurpose,
 )
 from risk import checks
@@ -161,15 +163,31 @@ class RiskActionsMixin:
             mid = snapshot.mid
             price = mid * (1 + slippage) if trade.side == "buy" else mid * (1 - slippage)
             size = min(trade.size_quote, float(self.config.max_order_size_quote)) / mid
-            intent = OrderIntent(trade.side, price, size, index, post_only=False, order_type="limit")
+            guard = QuoteGuard(position.exchange_account_id, trade.trading_pair)
             try:
+                if not guard.acquire():
+                    continue
+                # no self-trades: this bot's quotes the IOC would reach are cancelled first (they are placed
+                # again next cycle); it takes only what others offer before the account's other orders
+                self._cancel_crossed_quotes(position, trade.side, price)
+                own = [checks.RestingOrder(o.side, float(o.price), "this bot")
+                       for o in self.order_manager.open_orders(position)]
+                resting = merged(own, from_rows(self.bot_id, position.exchange_account_id, trade.trading_pair),
+                                 self.listed_resting(trade.trading_pair))
+                price = checks.self_trade_limit_price(trade.side, price, resting, snapshot.tick_size)
+                if not price:
+                    continue
+                intent = OrderIntent(trade.side, price, size, index, post_only=False, order_type="limit")
                 stored = self.order_manager.store_intents(
                     position, [intent], cycle=self.cycle, purpose=OrderPurpose.REBALANCE,
                     time_in_force="IOC")
+                guard.release()
                 outcomes = self.order_manager.send(stored)
             except Exception as exc:
                 logger.warning("bot %s: rebalancing trade failed: %s", self.bot_id, exc)
                 continue
+            finally:
+                guard.release()
             for outcome in outcomes:
                 if outcome.error is None:
                     executed += 1
@@ -179,6 +197,14 @@ class RiskActionsMixin:
             publish_event(bot=self.bot, event_type=BotEventType.INVENTORY_REBALANCED,
                           payload={"trades_executed": executed})
         return executed
+
+    def _cancel_crossed_quotes(self, position: LiquidityPosition, side: str, price: float) -> None:
+        """Cancel this bot's open orders of ``position`` that a taking ``side`` order at ``price`` would
+        reach (a buy's: asks at or below it; a sell's: bids at or above it)."""
+        crossed = [o for o in self.order_manager.open_orders(position) if o.side != side and (
+            float(o.price) <= price if side == "buy" else float(o.price) >= price)]
+        if crossed:
+            self.report.cancelled += self.order_manager.cancel(crossed)
 
     def rebalancing_due(self, now: float) -> list[str]:
         """The pairs whose inventory, as this engine last assessed it, calls for a rebalancing trade

@@ -10,6 +10,8 @@ re-quote stores two new orders and saves four venue answers; these helpers make 
   sends an order twice).
 * ``save_order_fields``: one ``UPDATE ... FROM (VALUES ...)`` for any number of rows (Postgres); other
   databases save row by row.
+* ``other_bots_open_orders``: the open rows of the account's other bots on a pair, one ``SELECT`` that
+  walks the (bot, status) index of each bot linked to the account (the no-self-trade check).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from django.db import connection
 from django.utils import timezone
 
-from bots.models import Order
+from bots.models import OPEN_ORDER_STATUSES, Bot, Order
 
 
 def insert_orders(rows: Sequence[Order]) -> list[Order]:
@@ -51,6 +53,24 @@ def insert_orders(rows: Sequence[Order]) -> list[Order]:
         row._state.db = connection.alias
         kept.append(row)
     return kept
+
+
+def other_bots_open_orders(bot_id: int, account_id: int, pair: str) -> list[tuple[str, object, int]]:
+    """(side, price, bot id) of the open rows on ``pair`` and the exchange account ``account_id`` of every
+    bot linked to that account but ``bot_id``."""
+    quote = connection.ops.quote_name
+    link = Bot.exchange_accounts.through._meta
+    link_bot = quote(link.get_field("bot").column)
+    link_account = quote(link.get_field("exchangeaccount").column)
+    statuses = [str(status) for status in OPEN_ORDER_STATUSES]
+    sql = (f"SELECT {quote('side')}, {quote('price')}, {quote('bot_id')} FROM {quote(Order._meta.db_table)} "
+           f"WHERE {quote('bot_id')} IN (SELECT {link_bot} FROM {quote(link.db_table)} "
+           f"WHERE {link_account} = %s AND {link_bot} <> %s) "
+           f"AND {quote('status')} IN ({', '.join(['%s'] * len(statuses))}) "
+           f"AND {quote('exchange_account_id')} = %s AND {quote('trading_pair')} = %s")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [account_id, bot_id, *statuses, account_id, pair])
+        return list(cursor.fetchall())
 
 
 def save_order_fields(rows: Sequence[Order], field_names: Sequence[str]) -> None:

@@ -20,7 +20,9 @@ from bots.engine.market_data import (
     BookData,
 )
 from bots.engine.runner import Runner
+from bots.engine.self_trades import from_view
 from bots.models import BotStatus, Order
+from risk.checks import SELF_TRADE
 from strategies.selection import select_strategy_type
 
 
@@ -102,8 +104,12 @@ class VerdictMixin:
         for pair, position in engine.active_positions.items():
             rows = runner.live.get(position.pk, [])
             others = total_open - runner.open_count.get(position.pk, 0)
+            engine.observe_resting(pair, from_view(runner.bot_id, self.accounts[position.exchange_account_id]
+                                                   .orders.values(), pair))
             decision = engine.decide_quotes(position, engine.snapshots[pair], rows, others, now=now)
-            if decision.denied:
+            if any(denial.code != SELF_TRADE for denial in decision.denied):
+                # (a quote held back from crossing the account's own order is not a cause for a full cycle:
+                # it is placed once that order is gone, and the re-quote path checks it again)
                 return Verdict("full", "denied orders")
             if decision.diff.cancel or decision.diff.place:
                 requote.append(pair)

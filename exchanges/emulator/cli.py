@@ -96,6 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="probability a placement is applied but its reply is lost (default %(default)s)")
     parser.add_argument("--lost-reply-mode", choices=["504", "drop"], default="504",
                         help="how a lost reply looks: a 504 or a dropped connection (default %(default)s)")
+    parser.add_argument("--no-stp", action="store_true",
+                        help="a venue without self-trade prevention: the STP parameter is ignored and an "
+                             "account's orders match each other (default: the venue's STP and its default mode)")
 
 
 def config_from_options(options: dict) -> EmulatorConfig:
@@ -146,7 +149,7 @@ def config_from_options(options: dict) -> EmulatorConfig:
         admin_token=options["admin_token"] or os.environ.get("EMULATOR_ADMIN_TOKEN") or None,
         faults=faults, market_step_ms=int(options["market_step_ms"]),
         dynamics={symbol: {**demo_dynamics(symbol), **overrides} for symbol in symbols},
-        venue=venue,
+        venue=venue, self_trade_prevention=not options.get("no_stp"),
     )
 
 

@@ -48,7 +48,17 @@ _PARTIALLY_FILLED = 1
 _FILLED = 2
 _CANCELED = 3
 _EXPIRED = 4
-STATUS_NAMES = ("NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED")
+_EXPIRED_IN_MATCH = 5
+STATUS_NAMES = ("NEW", "PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED", "EXPIRED_IN_MATCH")
+
+# self-trade prevention (per account: an order never matches a resting order of its own account
+# unless the taker's mode is NONE); the taker's mode decides, as on Binance, OKX and Bybit
+STP_NONE = 0
+STP_EXPIRE_TAKER = 1
+STP_EXPIRE_MAKER = 2
+STP_EXPIRE_BOTH = 3
+STP_MODES = ("NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH")
+"""Binance's names; an order that STP took off the book ends ``EXPIRED_IN_MATCH``."""
 
 _MIN_ASSET_DECIMALS = 8
 
@@ -177,6 +187,10 @@ class OrderInfo:
     status: str
     created_ms: int
     updated_ms: int
+    self_trade_prevention: str = "NONE"
+    """The order's STP mode (``STP_MODES``)."""
+    prevented_quantity: Decimal = Decimal(0)
+    """What self-trade prevention took off this order (0 unless it ended ``EXPIRED_IN_MATCH``)."""
 
     @property
     def is_open(self) -> bool:
@@ -318,11 +332,13 @@ class _Order:
         "market",
         "order_id",
         "order_type",
+        "prevented_lots",
         "price_ticks",
         "quantity_lots",
         "quote_units",
         "side",
         "status",
+        "stp",
         "time_in_force",
         "updated_ms",
     )
@@ -355,6 +371,8 @@ class _Order:
         self.created_ms = now_ms
         self.updated_ms = now_ms
         self.lock_ticks = price_ticks  # quote locked per lot for buys (market buys: fill price)
+        self.stp = STP_NONE
+        self.prevented_lots = 0  # lots self-trade prevention expired
 
 
 class _Account:
@@ -512,7 +530,7 @@ class MatchingEngine:
 
     @property
     def sequence(self) -> int:
-        """Grows with every accepted order (the depth endpoint's ``lastUpdateId``)."""
+        """Grows with every accepted order and trade (the Bybit dialect's book sequence)."""
         return self._next_order_id + self._next_trade_id
 
     @property
@@ -542,12 +560,18 @@ class MatchingEngine:
         client_order_id: str | None = None,
         now_ms: int = 0,
         cancel_crossing_post_only: bool = False,
+        self_trade_prevention: str = "NONE",
     ) -> tuple[OrderInfo, list[TradeInfo]]:
         """Validate, match and (if resting) book an order; returns it and the taker-side fills.
 
         A post-only order that would take is refused (``WouldMatchError``, as Binance does) or, with
         ``cancel_crossing_post_only`` (as OKX and Bybit do), accepted and cancelled at once: it exists,
-        unfilled, with status ``CANCELED``, and never touches the book or the balances."""
+        unfilled, with status ``CANCELED``, and never touches the book or the balances.
+
+        ``self_trade_prevention`` (``STP_MODES``): what happens when the order would match a resting
+        order of its own account: ``EXPIRE_TAKER`` expires this order's remainder, ``EXPIRE_MAKER``
+        expires the resting order and matching goes on, ``EXPIRE_BOTH`` both; an expired order ends
+        ``EXPIRED_IN_MATCH``. ``NONE`` lets the account trade with itself."""
         account = self._account(account_id)
         market = self._market(symbol)
         side_code = _parse_side(side)
@@ -570,10 +594,11 @@ class MatchingEngine:
                 if tif not in TIME_IN_FORCES:
                     raise BadParameterError(f"Invalid timeInForce {time_in_force}.")
                 tif_code = TIME_IN_FORCES.index(tif)
+        stp = _parse_stp(self_trade_prevention)
         trades_before = self._next_trade_id
         order = self._submit(
             account, market, side_code, type_code, tif_code, price_ticks, quantity_lots,
-            client_order_id or "", now_ms, cancel_crossing_post_only,
+            client_order_id or "", now_ms, cancel_crossing_post_only, stp,
         )
         fills: list[TradeInfo] = []
         if self.record_trades and self._next_trade_id != trades_before:
@@ -623,6 +648,7 @@ class MatchingEngine:
         time_in_force: str = "GTC",
         client_order_id: str | None = None,
         now_ms: int = 0,
+        self_trade_prevention: str = "NONE",
     ) -> CancelReplaceResult:
         """Cancel one open order and place a new one in one step (Binance ``order/cancelReplace``).
 
@@ -638,6 +664,7 @@ class MatchingEngine:
             raise BadParameterError(
                 "Param 'cancelOrigClientOrderId' or 'cancelOrderId' must be sent, but both were empty/null!")
         self._check_filters(market, order_type, quantity, price)
+        _parse_stp(self_trade_prevention)
         cancelled: OrderInfo | None = None
         cancel_error: EngineError | None = None
         try:
@@ -648,7 +675,8 @@ class MatchingEngine:
             return CancelReplaceResult(None, cancel_error, None, [], None, False)
         try:
             placed, fills = self.place_order(
-                account_id, symbol, side, order_type, quantity, price, time_in_force, client_order_id, now_ms)
+                account_id, symbol, side, order_type, quantity, price, time_in_force, client_order_id, now_ms,
+                self_trade_prevention=self_trade_prevention)
         except EngineError as error:
             return CancelReplaceResult(cancelled, cancel_error, None, [], error, True)
         return CancelReplaceResult(cancelled, cancel_error, placed, fills, None, True)
@@ -874,6 +902,7 @@ class MatchingEngine:
         client_order_id: str,
         now_ms: int,
         cancel_crossing_post_only: bool = False,
+        stp: int = STP_NONE,
     ) -> _Order:
         if quantity_lots <= 0 or quantity_lots < market.min_qty_lots:
             raise FilterError("Filter failure: LOT_SIZE")
@@ -910,7 +939,7 @@ class MatchingEngine:
         if side == BUY:
             quote_row = account.balance(market.quote)
             if is_market:
-                cost = self._market_buy_cost(market, quantity_lots)
+                cost = self._market_buy_cost(market, quantity_lots, account if stp >= STP_EXPIRE_MAKER else None)
                 if cost < market.min_notional_units:
                     raise FilterError("Filter failure: NOTIONAL")
             else:
@@ -936,12 +965,22 @@ class MatchingEngine:
             order_id, account, market, side, type_code, tif if tif != POST_ONLY else GTC,
             price_ticks, quantity_lots, client_order_id, now_ms,
         )
+        order.stp = stp
         if client_order_id:
             account.client_ids[client_order_id] = order
         if tif != POST_ONLY:
             self._match(order, now_ms)
+            if is_market and side == BUY and order.quote_units < cost:  # STP stopped the walk early
+                leftover = cost - order.quote_units
+                quote_row[1] -= leftover
+                quote_row[0] += leftover
         if order.filled_lots == order.quantity_lots:
             order.status = _FILLED
+            self._retire(order)
+        elif order.prevented_lots:  # self-trade prevention expired the taker's remainder
+            self._release(order)
+            order.status = _EXPIRED_IN_MATCH
+            order.updated_ms = now_ms
             self._retire(order)
         elif tif == GTC or tif == POST_ONLY:
             self._rest(order)
@@ -952,13 +991,19 @@ class MatchingEngine:
             self._retire(order)
         return order
 
-    def _market_buy_cost(self, market: _Market, quantity_lots: int) -> int:
+    def _market_buy_cost(self, market: _Market, quantity_lots: int, skip: _Account | None = None) -> int:
+        """What a market buy of ``quantity_lots`` walks, in quote units (``skip``: an account whose
+        resting orders self-trade prevention takes off instead of matching)."""
         book = market.book
         remaining = quantity_lots
         cost = 0
         for key in reversed(book.ask_keys):
             price = -key
-            lots = book.ask_levels[price].live_lots
+            level = book.ask_levels[price]
+            lots = level.live_lots
+            if skip is not None:
+                lots -= sum(o.quantity_lots - o.filled_lots for o in level.orders
+                            if o.account is skip and o.status < _FILLED)
             take = lots if lots < remaining else remaining
             cost += price * take
             remaining -= take
@@ -1001,6 +1046,7 @@ class MatchingEngine:
         t_quote = taker_account.balances[quote]
         listener = self.trade_listener
         record = self.record_trades
+        stp = taker.stp
         while remaining and keys:
             price = keys[-1] * sign
             if not is_market and (price > limit if taker_buys else price < limit):
@@ -1011,6 +1057,14 @@ class MatchingEngine:
                 maker = orders[0]
                 if maker.status >= _FILLED:
                     orders.popleft()
+                    continue
+                if stp and maker.account is taker_account:
+                    if stp != STP_EXPIRE_TAKER:  # EXPIRE_MAKER / EXPIRE_BOTH
+                        orders.popleft()
+                        self._expire_maker(maker, level, now_ms)
+                    if stp != STP_EXPIRE_MAKER:  # EXPIRE_TAKER / EXPIRE_BOTH: the taker's remainder
+                        taker.prevented_lots = remaining
+                        break
                     continue
                 maker_remaining = maker.quantity_lots - maker.filled_lots
                 fill = remaining if remaining < maker_remaining else maker_remaining
@@ -1080,9 +1134,24 @@ class MatchingEngine:
             if not level.live_count:
                 keys.pop()
                 del levels[price]
+            if taker.prevented_lots:
+                break
         taker.updated_ms = now_ms
         if taker.filled_lots:
             taker.status = _PARTIALLY_FILLED
+
+    def _expire_maker(self, maker: _Order, level: _Level, now_ms: int) -> None:
+        """Self-trade prevention took a resting order (already popped from its level) off the book."""
+        remaining = maker.quantity_lots - maker.filled_lots
+        self._release(maker)
+        maker.prevented_lots = remaining
+        maker.status = _EXPIRED_IN_MATCH
+        maker.updated_ms = max(now_ms, maker.updated_ms)
+        level.live_lots -= remaining
+        level.live_count -= 1
+        del maker.account.open_orders[maker.order_id]
+        del self._open[maker.order_id]
+        self._retire(maker)
 
     def _rest(self, order: _Order) -> None:
         book = order.market.book
@@ -1174,6 +1243,8 @@ class MatchingEngine:
             status=STATUS_NAMES[order.status],
             created_ms=order.created_ms,
             updated_ms=order.updated_ms,
+            self_trade_prevention=STP_MODES[order.stp],
+            prevented_quantity=market.lot_size * order.prevented_lots,
         )
 
     def _trade_info(self, market: _Market, row: tuple) -> TradeInfo:
@@ -1194,6 +1265,13 @@ class MatchingEngine:
             is_buyer=is_buyer,
             is_maker=is_maker,
         )
+
+
+def _parse_stp(mode: str) -> int:
+    try:
+        return STP_MODES.index((mode or "NONE").upper())
+    except ValueError:
+        raise BadParameterError(f"Invalid selfTradePreventionMode {mode}.") from None
 
 
 def _parse_side(side: str) -> int:

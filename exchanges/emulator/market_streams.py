@@ -1,4 +1,5 @@
-"""The emulator's Binance-style websocket market streams: ``<symbol>@bookTicker`` pushes.
+"""The emulator's Binance-style websocket market streams: ``<symbol>@bookTicker`` pushes (and, through
+``public_streams.PublicFeeds``, ``<symbol>@trade`` and ``<symbol>@depth@100ms`` on the same sockets).
 
 ccxt.pro's binance spot client connects to ``/ws/<n>``, sends ``SUBSCRIBE`` / ``UNSUBSCRIBE`` /
 ``LIST_SUBSCRIPTIONS`` requests and gets Binance's answers; a subscriber then receives
@@ -18,11 +19,13 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from decimal import Decimal
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from exchanges.emulator.engine import MatchingEngine
+from exchanges.emulator.public_streams import PublicFeeds
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +36,8 @@ WRITER_LIMIT_BYTES = 16 * 1024
 """Unflushed bytes after which a send waits for the socket to drain (then frames coalesce instead)."""
 CLOSE_TIMEOUT_SECS = 2.0
 SUPPORTED_METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS")
+MAX_QUEUED_FRAMES = 10_000
+"""Trade / depth frames (never coalesced) a client may fall behind before it is disconnected."""
 
 Top = tuple[int, int, int, int]
 """(best bid ticks, bid lots, best ask ticks, ask lots); 0 for an empty side."""
@@ -57,6 +62,8 @@ class StreamConnection:
         self.frames_sent = 0
         self.frames_coalesced = 0
         """Frames replaced by a newer one before they could be written (the client read too slowly)."""
+        self.ordered: deque[str] = deque()
+        """Frames that must all arrive, in order (trades, depth updates)."""
         self._wake = asyncio.Event()
         self._writer = asyncio.create_task(self._write_loop())
 
@@ -65,6 +72,17 @@ class StreamConnection:
         if symbol in self.pending:
             self.frames_coalesced += 1
         self.pending[symbol] = frame
+        self._wake.set()
+
+    def send_in_order(self, frame: str) -> None:
+        """Queue a frame that may not be coalesced or dropped; a client too far behind is disconnected."""
+        if len(self.ordered) >= MAX_QUEUED_FRAMES:
+            self.ordered.clear()
+            self.pending.clear()
+            asyncio.get_running_loop().create_task(self.websocket.close(code=WSCloseCode.POLICY_VIOLATION,
+                                                                         message=b"slow consumer"))
+            return
+        self.ordered.append(frame)
         self._wake.set()
 
     def discard(self, symbol: str) -> None:
@@ -77,6 +95,9 @@ class StreamConnection:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
+                while self.ordered:
+                    await websocket.send_str(self.ordered.popleft())
+                    self.frames_sent += 1
                 while self.pending:
                     symbol = next(iter(self.pending))
                     frame = self.pending.pop(symbol)
@@ -102,6 +123,7 @@ class BookTickerHub:
         self._frames: dict[str, str] = {}
         self._update_ids: dict[str, int] = {}
         self._first_update_id = first_update_id
+        self.feeds = PublicFeeds(engine, first_update_id)
         self._flush_handle: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connections: set[StreamConnection] = set()
@@ -110,11 +132,12 @@ class BookTickerHub:
 
     def books_changed(self) -> None:
         """Anything may have moved a best bid or ask: publish changes once, at the end of this loop turn."""
-        if self._flush_handle is None and self._subscribers and self._loop is not None:
+        if self._flush_handle is None and (self._subscribers or self.feeds.active) and self._loop is not None:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_handle = None
+        self.feeds.flush()
         for symbol, connections in self._subscribers.items():
             if self._refresh(symbol):
                 frame = self._frames[symbol]
@@ -207,33 +230,43 @@ class BookTickerHub:
                 expected = ", ".join(f"`{name}`" for name in SUPPORTED_METHODS)
                 raise _RequestError(2, f"Invalid request: unknown variant `{method}`, expected one of {expected}")
             if method == "LIST_SUBSCRIPTIONS":
-                result = sorted(self._stream_name(symbol) for symbol in connection.symbols)
+                result = sorted({*(self._stream_name(symbol) for symbol in connection.symbols),
+                                 *self.feeds.streams_of(connection)})
                 await connection.websocket.send_str(_json({"result": result, "id": request_id}))
                 return
-            symbols = self._symbols_of(request.get("params"))
+            symbols, feeds = self._symbols_of(request.get("params"))
             if method == "SUBSCRIBE":
                 added = await self.subscribe(connection, symbols)
+                for stream, symbol in feeds:
+                    self.feeds.subscribe(connection, stream, symbol)
                 await connection.websocket.send_str(_json({"result": None, "id": request_id}))
                 self.push_current(connection, added)
             else:
                 for symbol in symbols:
                     self._unsubscribe(connection, symbol)
+                for stream, symbol in feeds:
+                    self.feeds.unsubscribe(connection, stream, symbol)
                 await connection.websocket.send_str(_json({"result": None, "id": request_id}))
         except _RequestError as error:
             await connection.websocket.send_str(
                 _json({"error": {"code": error.code, "msg": error.message}, "id": request_id}))
 
-    def _symbols_of(self, params: object) -> list[str]:
+    def _symbols_of(self, params: object) -> tuple[list[str], list[tuple[str, str]]]:
+        """The bookTicker symbols, and the (stream, symbol) of trade / depth streams, a request names."""
         if not isinstance(params, list) or not all(isinstance(item, str) for item in params):
             raise _RequestError(2, "Invalid request: params must be a list of stream names")
         symbols = []
+        feeds = []
         for stream in params:
             stream_id, _, channel = stream.partition("@")
             symbol = self._symbols_by_stream_id.get(stream_id.lower())
+            if symbol is not None and channel != CHANNEL and self.feeds.channel_of(stream):
+                feeds.append((f"{stream_id.lower()}@{channel}", symbol))
+                continue
             if channel != CHANNEL or symbol is None:
                 raise _RequestError(2, f"Invalid request: invalid stream {stream!r}")
             symbols.append(symbol)
-        return symbols
+        return symbols, feeds
 
     def _stream_name(self, symbol: str) -> str:
         return f"{self._engine.markets[symbol].exchange_symbol.lower()}@{CHANNEL}"
@@ -248,6 +281,7 @@ class BookTickerHub:
                 del self._subscribers[symbol]
 
     def _forget(self, connection: StreamConnection) -> None:
+        self.feeds.forget(connection)
         for symbol in list(connection.symbols):
             self._unsubscribe(connection, symbol)
         self.connections.discard(connection)

@@ -3,7 +3,8 @@
 ``exchanges.emulator.dialects``, over the same engine, market, faults and admin endpoints.)
 
 ccxt's unmodified ``binance`` class talks to it once its URLs point here (``exchanges.ccxt_config``);
-ccxt.pro's ``binance`` gets ``<symbol>@bookTicker`` pushes from ``/ws`` (``market_streams``).
+ccxt.pro's ``binance`` gets ``<symbol>@bookTicker`` pushes from ``/ws`` (``market_streams``), and
+``<symbol>@trade`` / ``<symbol>@depth@100ms`` (``public_streams``: ``watch_trades``, ``watch_order_book``).
 Signed endpoints check ``X-MBX-APIKEY``, the HMAC-SHA256 signature over the raw query string + body,
 and ``timestamp``/``recvWindow``; errors carry Binance codes so ccxt raises its usual exceptions.
 Faults (latency, 5xx, 429 bursts with Retry-After, "accepted but the reply is lost") are drawn from a
@@ -28,6 +29,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from exchanges.emulator.engine import (
+    STP_MODES,
     BadParameterError,
     CancelReplaceResult,
     EngineError,
@@ -133,6 +135,10 @@ class EmulatorConfig:
     first_id: int | None = None
     """First order, trade and book-ticker update id; None derives it from the start time, so a restarted
     emulator never hands out an id of its previous run (venues never reuse ids; clients key fills by trade id)."""
+    self_trade_prevention: bool = True
+    """The venue offers self-trade prevention (Binance ``selfTradePreventionMode``, OKX ``stpMode``, Bybit
+    ``smpType``, each with the venue's default). False: a venue without it, the parameter is ignored and
+    an account's orders match each other."""
 
 
 class _Reject(Exception):
@@ -377,6 +383,7 @@ class EmulatorServer:
         if stats["first_id"] < 0:
             stats["first_id"] = trade_id
         stats["last_id"] = trade_id
+        self.streams.feeds.on_trade(trade_id, symbol, taker_side, price_ticks, lots)  # <symbol>@trade
 
     # --- HTTP plumbing --------------------------------------------------------------------------------
 
@@ -559,8 +566,9 @@ class EmulatorServer:
                 ],
                 "permissions": [],
                 "permissionSets": [["SPOT"]],
-                "defaultSelfTradePreventionMode": "NONE",
-                "allowedSelfTradePreventionModes": ["NONE"],
+                "defaultSelfTradePreventionMode": self._default_stp(),
+                "allowedSelfTradePreventionModes": (list(STP_MODES) if self.config.self_trade_prevention
+                                                    else ["NONE"]),
             })
         return {"timezone": "UTC", "serverTime": _now_ms(), "rateLimits": [], "exchangeFilters": [], "symbols": symbols}
 
@@ -575,7 +583,8 @@ class EmulatorServer:
         limit = _int_param(params, "limit", 100)
         book = self.engine.book(symbol, min(max(limit, 1), 5000))
         return {
-            "lastUpdateId": self.engine.sequence,
+            # the u of the depth-stream update that left the book as returned (public_streams)
+            "lastUpdateId": self.streams.feeds.last_update_id(symbol),
             "bids": [[_fmt(level.price), _fmt(level.quantity)] for level in book.bids],
             "asks": [[_fmt(level.price), _fmt(level.quantity)] for level in book.asks],
         }
@@ -692,7 +701,24 @@ class EmulatorServer:
             raise _Reject(400, -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is "
                           "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
         return {"symbol": symbol, "side": side, "order_type": order_type, "quantity": quantity, "price": price,
-                "time_in_force": time_in_force, "client_order_id": client_order_id or None}
+                "time_in_force": time_in_force, "client_order_id": client_order_id or None,
+                "self_trade_prevention": self._stp_mode(params)}
+
+    def _default_stp(self) -> str:
+        """Binance spot's default mode (EXPIRE_MAKER); NONE on an emulator run without STP."""
+        return "EXPIRE_MAKER" if self.config.self_trade_prevention else "NONE"
+
+    def _stp_mode(self, params: dict) -> str:
+        """``selfTradePreventionMode`` of a new order (the default when absent; ignored without STP)."""
+        mode = params.get("selfTradePreventionMode")
+        if not self.config.self_trade_prevention:
+            return "NONE"
+        if not mode:
+            return self._default_stp()
+        if mode not in STP_MODES:
+            raise _Reject(400, -1100, "Illegal characters found in parameter 'selfTradePreventionMode'; legal "
+                          f"range is '{', '.join(STP_MODES)}'.")
+        return str(mode)
 
     def _new_order(self, params: dict, account_id: str | None) -> dict:
         assert account_id is not None
@@ -708,7 +734,6 @@ class EmulatorServer:
         result = _order_json(self.engine, order)
         result["transactTime"] = now
         result["workingTime"] = now if order.is_open else -1
-        result["selfTradePreventionMode"] = "NONE"
         for key in ("time", "updateTime", "isWorking", "stopPrice", "icebergQty", "origQuoteOrderQty"):
             result.pop(key, None)
         if response_type == "ACK":
@@ -937,7 +962,7 @@ class EmulatorServer:
 
 def _order_json(engine: MatchingEngine, order: OrderInfo) -> dict:
     spec = engine.markets[order.symbol]
-    return {
+    result = {
         "symbol": spec.exchange_symbol,
         "orderId": order.order_id,
         "orderListId": -1,
@@ -957,8 +982,12 @@ def _order_json(engine: MatchingEngine, order: OrderInfo) -> dict:
         "isWorking": True,
         "workingTime": order.created_ms,
         "origQuoteOrderQty": "0.00000000",
-        "selfTradePreventionMode": "NONE",
+        "selfTradePreventionMode": order.self_trade_prevention,
     }
+    if order.status == "EXPIRED_IN_MATCH":  # as Binance reports an order self-trade prevention expired
+        result["preventedMatchId"] = order.order_id
+        result["preventedQuantity"] = _fmt(order.prevented_quantity)
+    return result
 
 
 def _cancel_json(engine: MatchingEngine, order: OrderInfo) -> dict:

@@ -144,6 +144,11 @@ class Venue:
     private_stream_methods: tuple[str, ...] = ()
     emulator_dialect: str = ""
     """The emulator's ``--venue`` value that speaks this venue's REST API."""
+    self_trade_prevention: dict = field(default_factory=dict)
+    """Params sent with every placement that set the venue's self-trade-prevention mode (its own name and
+    value: an order that would match one of the account's resting orders is expired instead); empty: the
+    venue offers none and the pipeline's pre-trade check (``risk.checks.self_trade_denials``) is the only
+    guard."""
 
 
 def websocket_url_for(base_url: str, path: str = "/ws") -> str:

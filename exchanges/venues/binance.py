@@ -128,4 +128,6 @@ VENUE = Venue(
     quote_update_id_key="u",
     private_stream_methods=("watch_orders", "watch_my_trades"),
     emulator_dialect="binance",
+    # the new order expires, the resting one stays (what the pipeline's own check does); ccxt passes it as is
+    self_trade_prevention={"selfTradePreventionMode": "EXPIRE_TAKER"},
 )

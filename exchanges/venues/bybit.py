@@ -48,4 +48,5 @@ VENUE = Venue(
     my_trades_params={"paginate": True},
     private_stream_methods=("watch_orders", "watch_my_trades"),
     emulator_dialect="bybit",
+    self_trade_prevention={"smpType": "CancelTaker"},  # Bybit's default is None (off)
 )

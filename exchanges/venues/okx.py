@@ -39,4 +39,5 @@ VENUE = Venue(
     quote_update_id_key="seqId",
     private_stream_methods=("watch_orders", "watch_my_trades"),
     emulator_dialect="okx",
+    self_trade_prevention={"stpMode": "cancel_taker"},  # OKX's default is cancel_maker
 )

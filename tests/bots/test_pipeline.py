@@ -8,6 +8,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +18,7 @@ from strategies import pipeline
 from strategies.base import diff_orders
 from strategies.config import STRATEGY_TYPES, OrderConfig, StrategyConfig
 from strategies.selection import create_strategy
-from strategies.types import BUY, SELL, LiveOrder, MarketSnapshot, RiskContext
+from strategies.types import BUY, SELL, LiveOrder, MarketSnapshot, OrderIntent, RiskContext
 from tests.strategies.conftest import inventory_for, snapshots
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,8 +108,16 @@ def test_the_pipeline_decides_as_the_former_inline_chain(case) -> None:
     decision = pipeline.decide(strategy, inputs)
     assert list(decision.intents) == list(intents)
     assert list(decision.valid) == valid
-    assert decision.checked == result
-    assert decision.diff == diff
+    # the one step added since: a placement that would cross one of the bot's kept quotes is denied
+    crossing = [d for d in decision.denied if d.code == checks.SELF_TRADE]
+    assert [d for d in decision.denied if d.code != checks.SELF_TRADE] == result.denied
+    assert decision.allowed == [i for i in result.allowed if all(i is not d.intent for d in crossing)]
+    assert decision.diff == dataclasses.replace(diff, place=[i for i in diff.place
+                                                             if all(i is not d.intent for d in crossing)])
+    for denial in crossing:
+        kept = [o.price for o in decision.diff.keep if o.side != denial.intent.side]
+        assert kept and (max(kept) <= denial.intent.price * (1 + 1e-9) if denial.intent.side == SELL
+                         else min(kept) >= denial.intent.price * (1 - 1e-9))
     assert decision.pause_reason == strategy.pause_reason
     assert set(decision.diff.place) <= set(decision.allowed)
     assert {o.order_id for o in decision.diff.keep} | {o.order_id for o in decision.diff.cancel} == {
@@ -146,7 +155,7 @@ def calls_in(path: Path) -> set[str]:
 
 def test_the_pipeline_is_the_one_place_the_live_engine_decides() -> None:
     """No module of the live platform calls a step of the decision itself: it calls pipeline.decide."""
-    steps = {"calculate_orders", "check_intents", "reduce_growing_side", "diff_orders"}
+    steps = {"calculate_orders", "check_intents", "reduce_growing_side", "diff_orders", "self_trade_denials"}
     offenders = {
         f"{path.relative_to(ROOT)}: {name}"
         for top in ("bots", "exchanges", "mmplatform", "dashboard", "risk")
@@ -155,3 +164,95 @@ def test_the_pipeline_is_the_one_place_the_live_engine_decides() -> None:
     }
     assert offenders == set()
     assert "decide" in calls_in(ROOT / "bots" / "engine" / "quotes.py")
+
+
+# --- no self-trades ------------------------------------------------------------------------------------
+
+
+def resting(side: str, price: float, owner: str = "bot 2") -> checks.RestingOrder:
+    return checks.RestingOrder(side, price, owner)
+
+
+def intent(side: str, price: float, level: int = 0) -> OrderIntent:
+    return OrderIntent(side, price, 1.0, level, post_only=False)
+
+
+@pytest.mark.parametrize(("intents", "rest", "allowed_prices", "reason"), [
+    # a bid at or above the account's lowest resting ask (locked counts) is denied; below it is fine
+    ([intent(BUY, 100.0)], [resting(SELL, 100.0)], [], "bid 100 would trade with the account's own resting ask 100 "
+                                                      "(bot 2)"),
+    ([intent(BUY, 100.5)], [resting(SELL, 100.0), resting(SELL, 101.0)], [], "resting ask 100 (bot 2)"),
+    ([intent(BUY, 99.99)], [resting(SELL, 100.0)], [99.99], ""),
+    # an ask at or below the highest resting bid
+    ([intent(SELL, 99.0)], [resting(BUY, 99.5, "this bot")], [], "ask 99 would trade with the account's own "
+                                                                  "resting bid 99.5 (this bot)"),
+    ([intent(SELL, 99.6)], [resting(BUY, 99.5)], [99.6], ""),
+    # orders on the same side never trade with each other
+    ([intent(BUY, 100.0)], [resting(BUY, 101.0)], [100.0], ""),
+    # two new orders of one decision that would cross: the second (by level, then side) is denied
+    ([intent(BUY, 101.0), intent(SELL, 100.0)], [], [101.0], "ask 100 would trade with the account's own resting "
+                                                              "bid 101 (this bot)"),
+    ([intent(BUY, 99.0), intent(SELL, 100.0)], [], [99.0, 100.0], ""),
+])
+def test_a_quote_that_would_cross_the_accounts_own_resting_order_is_denied(
+        intents: list[OrderIntent], rest: list[checks.RestingOrder], allowed_prices: list[float], reason: str) -> None:
+    allowed, denied = checks.self_trade_denials(intents, rest)
+    assert sorted(i.price for i in allowed) == sorted(allowed_prices)
+    assert len(allowed) + len(denied) == len(intents)
+    assert all(d.code == checks.SELF_TRADE for d in denied)
+    if reason:
+        assert reason in denied[0].reason
+    else:
+        assert denied == []
+
+
+def test_the_pipeline_holds_back_a_quote_crossing_another_bots_order_and_keeps_the_rest() -> None:
+    snapshot = MarketSnapshot("BTC/USDT", 99.99, 100.01, 1000.0, tick_size=0.01, lot_size=1e-8)
+    inventory = inventory_for(snapshot, 0.5, total_quote=1e5)
+    rules = pipeline.QuotingRules(10.0, 5000.0, 5.0, 60.0)
+    base = pipeline.DecisionInputs(snapshot, inventory, RiskContext(10.0, 5000.0, 1e9), RiskLimits(), rules, live=(),
+                                   others_open=0, now=1000.0)
+    strategy = build("GRID_TRADING", 0.02)
+    plain = pipeline.decide(strategy, base)
+    bids = sorted((i for i in plain.diff.place if i.side == BUY), key=lambda i: -i.price)
+    assert len(bids) >= 2 and not plain.denied
+    # another bot of the account rests an ask between this bot's best two bids
+    other_ask = (bids[0].price + bids[1].price) / 2
+    decision = pipeline.decide(strategy, dataclasses.replace(base, account_resting=(resting(SELL, other_ask),)))
+    assert [d.intent for d in decision.denied] == [bids[0]]
+    assert decision.denied[0].code == checks.SELF_TRADE and "(bot 2)" in decision.denied[0].reason
+    assert bids[0] not in decision.diff.place and bids[0] not in decision.allowed
+    assert [i for i in plain.diff.place if i is not bids[0]] == decision.diff.place
+
+
+@PROPERTY
+@given(case=recorded_inputs(), data=st.data())
+def test_no_placement_ever_crosses_a_resting_order_of_the_account(case, data) -> None:
+    kind, volatility, inputs, _ = case
+    mid = inputs.snapshot.mid
+    others = tuple(resting(data.draw(st.sampled_from([BUY, SELL])), mid * (1 + data.draw(st.floats(-0.01, 0.01))))
+                   for _ in range(data.draw(st.integers(0, 4))))
+    decision = pipeline.decide(build(kind, volatility), dataclasses.replace(inputs, account_resting=others))
+    book = [*others, *(resting(o.side, o.price) for o in decision.diff.keep),
+            *(resting(i.side, i.price) for i in decision.diff.place)]
+    asks = [o.price for o in book if o.side == SELL]
+    bids = [o.price for o in book if o.side == BUY]
+    for placed in decision.diff.place:  # (the random resting orders may cross each other: not placements)
+        if placed.side == BUY:
+            assert all(placed.price < ask * (1 - 1e-12) for ask in asks)
+        else:
+            assert all(placed.price > bid * (1 + 1e-12) for bid in bids)
+    assert set(decision.diff.place) <= set(decision.allowed)
+
+
+@pytest.mark.parametrize(("side", "price", "rest", "expected"), [
+    (BUY, 101.0, [resting(SELL, 100.5), resting(SELL, 102.0)], 100.49),  # one tick short of the own ask
+    (BUY, 100.0, [resting(SELL, 100.5)], 100.0),  # reaches no own order: unchanged
+    (BUY, 101.0, [resting(BUY, 100.9)], 101.0),  # own bids are not in a buy's way
+    (SELL, 99.0, [resting(BUY, 99.5), resting(BUY, 98.0)], 99.51),
+    (SELL, 100.0, [resting(BUY, 99.5)], 100.0),
+    (BUY, 1.0, [resting(SELL, 0.01)], 0.0),  # nothing left to buy below the account's own ask
+])
+def test_a_taking_order_stops_a_tick_short_of_the_accounts_own_orders(
+        side: str, price: float, rest: list[checks.RestingOrder], expected: float) -> None:
+    assert math.isclose(checks.self_trade_limit_price(side, price, rest, 0.01), expected, abs_tol=1e-9)

@@ -215,7 +215,7 @@ async def test_requests_are_answered_in_binance_shapes(venue):
     async with aiohttp.ClientSession() as session, session.ws_connect(websocket_url_for(venue.base_url) + "/0") as ws:
         cases = [
             ({"method": "SUBSCRIBE", "params": ["dogeusdt@bookTicker"], "id": 1}, 2, "invalid stream"),
-            ({"method": "SUBSCRIBE", "params": ["btcusdt@depth"], "id": 2}, 2, "invalid stream"),
+            ({"method": "SUBSCRIBE", "params": ["btcusdt@kline_1m"], "id": 2}, 2, "invalid stream"),
             ({"method": "SUBSCRIBE", "params": "btcusdt@bookTicker", "id": 3}, 2, "params"),
             ({"method": "SUBSCRIB", "params": ["btcusdt@bookTicker"], "id": 4}, 2, "unknown variant `SUBSCRIB`"),
             ({"params": [], "id": 5}, 2, "missing field `method`"),

@@ -111,3 +111,14 @@ def test_serves_the_okx_and_bybit_dialects(venue, ping):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_no_stp_runs_a_venue_without_self_trade_prevention():
+    import argparse
+
+    from exchanges.emulator.cli import add_arguments, config_from_options
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_options(vars(parser.parse_args([]))).self_trade_prevention
+    assert not config_from_options(vars(parser.parse_args(["--no-stp"]))).self_trade_prevention

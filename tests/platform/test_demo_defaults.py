@@ -292,3 +292,29 @@ def test_a_demo_bot_left_as_an_earlier_version_made_it_is_brought_up_to_date_onc
     assert bot.spread_bps == DEMO_BOT_SETTINGS["spread_bps"] and bot.volatility_pause_threshold == 0.1
     Bot.objects.filter(pk=bot.pk).update(spread_bps=30.0)  # the user's own change stays
     assert ensure_demo_world("http://127.0.0.1:8900").bot.spread_bps == 30.0
+
+
+@pytest.mark.django_db
+def test_the_demo_tenant_has_an_account_on_every_venue_and_the_bot_stays_on_the_default_one() -> None:
+    from exchanges.models import ExchangeAccount
+    from exchanges.venues import DEFAULT_EXCHANGE_ID, VENUES
+    from mmplatform.demo import DEMO_API_KEY, DEMO_VENUES, ensure_demo_world
+
+    urls = {venue: f"http://127.0.0.1:{8900 + index}" for index, venue in enumerate(DEMO_VENUES)}
+    assert set(DEMO_VENUES) == set(VENUES) and DEMO_VENUES[0] == DEFAULT_EXCHANGE_ID
+    world = ensure_demo_world(urls[DEFAULT_EXCHANGE_ID], urls)
+    assert {venue: account.api_base_url for venue, account in world.accounts.items()} == urls
+    for venue, account in world.accounts.items():
+        account = ExchangeAccount.objects.get(pk=account.pk)
+        account.full_clean()
+        assert account.exchange_id == venue and account.tenant_id == world.tenant.pk
+        credentials = account.credentials()
+        assert credentials.api_key == DEMO_API_KEY
+        assert bool(credentials.passphrase) == VENUES[venue].requires_passphrase
+    assert list(world.bot.exchange_accounts.all()) == [world.accounts[DEFAULT_EXCHANGE_ID]]
+    # again, on other ports: the same accounts, pointed at the new URLs
+    moved = {venue: url.replace(":89", ":79") for venue, url in urls.items()}
+    again = ensure_demo_world(moved[DEFAULT_EXCHANGE_ID], moved)
+    assert {v: a.pk for v, a in again.accounts.items()} == {v: a.pk for v, a in world.accounts.items()}
+    assert ExchangeAccount.objects.filter(tenant=world.tenant).count() == len(VENUES)
+    assert ExchangeAccount.objects.get(pk=again.accounts["okx"].pk).api_base_url == moved["okx"]

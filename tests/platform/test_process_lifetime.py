@@ -13,9 +13,12 @@ import time
 import uuid
 from pathlib import Path
 
+import ccxt
 import psutil
 import pytest
 
+from exchanges.ccxt_config import config_for
+from mmplatform.demo import DEMO_API_KEY, DEMO_API_SECRET, DEMO_VENUES, demo_passphrase
 from tests.processes import PROCESS_TAG_VARIABLE, describe, processes_tagged, wait_gone
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +40,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports (the emulators of every venue)."""
+    import socket
+
+    while True:
+        first = free_port()
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
 
 
 def test_a_management_command_stops_the_embedded_redis_it_started(tmp_path: Path) -> None:
@@ -65,8 +83,9 @@ def test_run_platform_leaves_no_process_behind(platform_var_dir: Path, tmp_path:
     group), ``kill`` (SIGTERM to the command), or ``kill -9`` (the command dies at once)."""
     tag = f"platform-{how}-{uuid.uuid4().hex}"
     log_path = tmp_path / "run_platform.log"
+    emulator_port = free_ports(len(DEMO_VENUES))
     argv = [sys.executable, "manage.py", "run_platform", "--port", str(free_port()),
-            "--emulator-port", str(free_port()), "--worker-concurrency", "1", "--no-demo-start"]
+            "--emulator-port", str(emulator_port), "--worker-concurrency", "1", "--no-demo-start"]
     with open(log_path, "wb") as log:
         platform = subprocess.Popen(argv, cwd=ROOT, env=fresh_env(platform_var_dir, tag), stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
@@ -81,6 +100,13 @@ def test_run_platform_leaves_no_process_behind(platform_var_dir: Path, tmp_path:
         started = {" ".join(p.cmdline()) for p in running}
         for name in ("redis-server", "daphne", "celery", "run_exchange_emulator"):
             assert any(name in cmdline for cmdline in started), f"{name} is not running: {started}"
+        for venue in DEMO_VENUES:  # an emulator per venue, the demo key funded on each
+            assert any(f"--venue {venue}" in cmdline for cmdline in started), f"no {venue} emulator: {started}"
+        if how == "ctrl-c":
+            for index, venue in enumerate(DEMO_VENUES):
+                exchange = getattr(ccxt, venue)(config_for(venue, f"http://127.0.0.1:{emulator_port + index}",
+                                                           DEMO_API_KEY, DEMO_API_SECRET, demo_passphrase(venue)))
+                assert exchange.fetch_balance()["USDT"]["free"] == 60000, venue
 
         if how == "ctrl-c":
             os.killpg(platform.pid, signal.SIGINT)

@@ -36,6 +36,10 @@ MAX_CLIENT_ID = 36
 _CLIENT_ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
+SMP_TYPES = {"None": "NONE", "CancelMaker": "EXPIRE_MAKER", "CancelTaker": "EXPIRE_TAKER", "CancelBoth": "EXPIRE_BOTH"}
+"""Bybit ``smpType`` -> the engine's mode (Bybit's default: ``None``)."""
+
+
 def _status(order: OrderInfo) -> str:
     if order.status == "NEW":
         return "New"
@@ -257,8 +261,14 @@ class BybitDialect(Dialect):
             tif = "IOC" if time_in_force == "IOC" else "GTC"
         else:
             raise self._error(10001, "params error: orderType invalid")
+        smp_type = params.get("smpType") or "None"
+        if smp_type not in SMP_TYPES:
+            raise self._error(10001, "params error: smpType invalid")
         order, _ = self.engine.place_order(account_id, symbol, side.upper(), engine_type, quantity, price, tif,
-                                           link_id or None, now_ms(), cancel_crossing_post_only=True)
+                                           link_id or None, now_ms(), cancel_crossing_post_only=True,
+                                           self_trade_prevention=(SMP_TYPES[smp_type]
+                                                                  if self.server.config.self_trade_prevention
+                                                                  else "NONE"))
         return {"orderId": str(order.order_id), "orderLinkId": order.client_order_id}
 
     def _ref(self, params: dict) -> tuple[int | None, str | None]:
@@ -335,7 +345,9 @@ class BybitDialect(Dialect):
             "orderId": str(order.order_id), "orderLinkId": order.client_order_id, "blockTradeId": "",
             "symbol": self.engine.markets[order.symbol].exchange_symbol, "price": fmt(order.price) if limit else "0",
             "qty": fmt(order.quantity), "side": order.side.capitalize(), "isLeverage": "0", "positionIdx": 0,
-            "orderStatus": _status(order), "cancelType": "UNKNOWN", "rejectReason": "EC_NoError",
+            "orderStatus": _status(order),
+            "cancelType": "CancelBySmp" if order.status == "EXPIRED_IN_MATCH" else "UNKNOWN",
+            "rejectReason": "EC_CancelForSmp" if order.status == "EXPIRED_IN_MATCH" else "EC_NoError",
             "avgPrice": fmt(average) if average is not None else "", "leavesQty": fmt(order.quantity - order.filled)
             if order.is_open else "0", "leavesValue": "0", "cumExecQty": fmt(order.filled),
             "cumExecValue": fmt(order.cumulative_quote), "cumExecFee": fmt(fee),
@@ -345,7 +357,8 @@ class BybitDialect(Dialect):
             "" if limit else "baseCoin", "triggerPrice": "", "takeProfit": "", "stopLoss": "", "tpslMode": "",
             "tpLimitPrice": "", "slLimitPrice": "", "tpTriggerBy": "", "slTriggerBy": "", "triggerDirection": 0,
             "triggerBy": "", "lastPriceOnCreated": "", "reduceOnly": False, "closeOnTrigger": False,
-            "placeType": "", "smpType": "None", "smpGroup": 0, "smpOrderId": "",
+            "placeType": "", "smpType": {mode: name for name, mode in SMP_TYPES.items()}[order.self_trade_prevention],
+            "smpGroup": 0, "smpOrderId": "",
             "createdTime": str(order.created_ms), "updatedTime": str(order.updated_ms),
         }
 

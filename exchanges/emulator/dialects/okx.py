@@ -43,7 +43,11 @@ from exchanges.emulator.engine import (
 )
 
 _STATES = {"NEW": "live", "PARTIALLY_FILLED": "partially_filled", "FILLED": "filled", "CANCELED": "canceled",
-           "EXPIRED": "canceled"}
+           "EXPIRED": "canceled", "EXPIRED_IN_MATCH": "canceled"}
+STP_MODES = {"cancel_maker": "EXPIRE_MAKER", "cancel_taker": "EXPIRE_TAKER", "cancel_both": "EXPIRE_BOTH"}
+"""OKX ``stpMode`` -> the engine's mode; OKX's default is ``cancel_maker`` (it cannot be turned off)."""
+STP_CANCEL_SOURCE = "32"
+"""``cancelSource`` of an order self-trade prevention cancelled."""
 MAX_CLIENT_ID = 32
 MAX_CLOCK_SKEW_MS = 30_000
 
@@ -58,6 +62,11 @@ def _ord_type(order: OrderInfo) -> str:
     if order.order_type == "MARKET":
         return "market"
     return "ioc" if order.time_in_force == "IOC" else "limit"
+
+
+def _stp_name(order: OrderInfo) -> str:
+    names = {engine_mode: name for name, engine_mode in STP_MODES.items()}
+    return names.get(order.self_trade_prevention, "")
 
 
 class OkxDialect(Dialect):
@@ -270,10 +279,16 @@ class OkxDialect(Dialect):
             tif = "IOC" if ord_type == "ioc" else "GTC"
         else:
             raise self._order_error("51000", "Parameter ordType error", client_id)
+        stp_mode = params.get("stpMode") or "cancel_maker"
+        if stp_mode not in STP_MODES:
+            raise self._order_error("51000", "Parameter stpMode error", client_id)
         try:
             order, _ = self.engine.place_order(account_id, symbol, side, order_type, quantity,
                                                price if order_type != "MARKET" else None, tif, client_id or None,
-                                               now_ms(), cancel_crossing_post_only=True)
+                                               now_ms(), cancel_crossing_post_only=True,
+                                               self_trade_prevention=(STP_MODES[stp_mode]
+                                                                      if self.server.config.self_trade_prevention
+                                                                      else "NONE"))
         except EngineError as error:
             answer = self.engine_error(error, self._place)
             if isinstance(answer.body, dict) and answer.body.get("data"):
@@ -358,14 +373,15 @@ class OkxDialect(Dialect):
             if order.filled else None
         return {
             "accFillSz": fmt(order.filled), "algoClOrdId": "", "algoId": "", "attachAlgoClOrdId": "",
-            "avgPx": fmt(average) if average is not None else "", "cTime": str(order.created_ms), "cancelSource": "",
+            "avgPx": fmt(average) if average is not None else "", "cTime": str(order.created_ms),
+            "cancelSource": STP_CANCEL_SOURCE if order.status == "EXPIRED_IN_MATCH" else "",
             "category": "normal", "ccy": "", "clOrdId": order.client_order_id, "fee": fmt(-fee), "feeCcy": fee_asset,
             "fillPx": "", "fillSz": "0", "fillTime": "", "instId": _inst_id(order.symbol), "instType": "SPOT",
             "lever": "", "ordId": str(order.order_id), "ordType": _ord_type(order),
             "pnl": "0", "posSide": "net", "px": fmt(order.price) if order.order_type != "MARKET" else "",
             "rebate": "0", "rebateCcy": self.engine.markets[order.symbol].quote, "reduceOnly": "false",
             "side": order.side.lower(), "slOrdPx": "", "slTriggerPx": "", "slTriggerPxType": "", "source": "",
-            "state": _STATES[order.status], "stpId": "", "stpMode": "cancel_maker", "sz": fmt(order.quantity),
+            "state": _STATES[order.status], "stpId": "", "stpMode": _stp_name(order), "sz": fmt(order.quantity),
             "tag": "", "tdMode": "cash", "tgtCcy": "base_ccy" if order.order_type == "MARKET" else "",
             "tpOrdPx": "", "tpTriggerPx": "", "tpTriggerPxType": "", "tradeId": "", "uTime": str(order.updated_ms),
         }

@@ -1,5 +1,6 @@
-"""One command for the whole platform: migrate, seed the demo, start the exchange emulator, daphne,
-a Celery worker and Celery beat, start the demo bot, and supervise them until Ctrl-C.
+"""One command for the whole platform: migrate, seed the demo, start an exchange emulator per venue of the
+registry (Binance, OKX, Bybit dialects on consecutive ports; the demo tenant has a funded account on each),
+daphne, a Celery worker and Celery beat, start the demo bot, and supervise them until Ctrl-C.
 
 Whatever it starts, it stops: on Ctrl-C (SIGINT) or SIGTERM it stops its children and waits for them,
 then the embedded Redis (if it started one, ``mmplatform.embedded_redis``); if it is killed outright
@@ -20,8 +21,18 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from exchanges.venues import VENUES
 from mmplatform.children import child_options
-from mmplatform.demo import DEMO_ADMIN, DEMO_API_KEY, DEMO_API_SECRET, DEMO_BALANCES, DEMO_OPERATOR, DEMO_PAIRS
+from mmplatform.demo import (
+    DEMO_ADMIN,
+    DEMO_API_KEY,
+    DEMO_API_SECRET,
+    DEMO_BALANCES,
+    DEMO_OPERATOR,
+    DEMO_PAIRS,
+    DEMO_VENUES,
+    demo_passphrase,
+)
 
 MAX_RESTARTS_PER_MINUTE = 5
 
@@ -55,9 +66,10 @@ class Command(BaseCommand):
                             help="interface of the web server and the emulator (default %(default)s)")
         parser.add_argument("--port", type=int, default=8000, help="web server port (default %(default)s)")
         parser.add_argument("--emulator-port", type=int, default=8900,
-                            help="local exchange emulator port (default %(default)s)")
+                            help="port of the first venue's exchange emulator; the others follow on the next "
+                                 f"ports ({', '.join(DEMO_VENUES)}; default %(default)s)")
         parser.add_argument("--no-emulator", action="store_true",
-                            help="do not start the local exchange emulator (default: start it)")
+                            help="do not start the local exchange emulators (default: start them)")
         parser.add_argument("--no-demo-start", action="store_true",
                             help="do not start the demo bot (default: start it)")
         parser.add_argument("--worker-concurrency", type=int, default=2,
@@ -68,10 +80,16 @@ class Command(BaseCommand):
         for name, value in (("--port", port), ("--emulator-port", emulator_port)):
             if not 0 < value < 65536:
                 raise CommandError(f"{name} must be a TCP port (1-65535), got {value}")
+        venue_ports = {exchange_id: emulator_port + index for index, exchange_id in enumerate(DEMO_VENUES)}
+        if max(venue_ports.values()) > 65535:
+            raise CommandError(f"--emulator-port {emulator_port}: the {len(venue_ports)} emulators need the ports "
+                               f"{emulator_port}-{max(venue_ports.values())}")
         if not port_is_free(host, port):
             raise CommandError(f"{host}:{port} is already in use; pass --port to choose another")
-        if not options["no_emulator"] and not port_is_free(host, emulator_port):
-            raise CommandError(f"{host}:{emulator_port} is already in use; pass --emulator-port to choose another")
+        for exchange_id, venue_port in venue_ports.items():
+            if not options["no_emulator"] and not port_is_free(host, venue_port):
+                raise CommandError(f"{host}:{venue_port} ({exchange_id} emulator) is already in use; pass "
+                                   "--emulator-port to choose other ports")
 
         self.stdout.write("applying migrations...")
         call_command("migrate", interactive=False, verbosity=0)
@@ -81,7 +99,8 @@ class Command(BaseCommand):
         from mmplatform.schedules import install_default_schedules
 
         emulator_url = f"http://{host}:{emulator_port}"
-        world = ensure_demo_world(emulator_url)
+        venue_urls = {exchange_id: f"http://{host}:{venue_port}" for exchange_id, venue_port in venue_ports.items()}
+        world = ensure_demo_world(emulator_url, venue_urls)
         install_default_schedules()
 
         if not settings.EMULATOR_ADMIN_TOKEN:
@@ -108,12 +127,17 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
 
         try:
-            if not options["no_emulator"]:
+            for seed, (exchange_id, venue_port) in enumerate(venue_ports.items(), 1):
+                if options["no_emulator"]:
+                    break
+                passphrase = demo_passphrase(exchange_id)
                 spawn(
-                    "emulator",
-                    [python, "manage.py", "run_exchange_emulator", "--host", host, "--port", str(emulator_port),
-                     "--seed", "1", "--symbols", DEMO_PAIRS,
-                     "--account", f"{DEMO_API_KEY}:{DEMO_API_SECRET}:{DEMO_BALANCES}"],
+                    "emulator" if seed == 1 else f"emulator-{exchange_id}",
+                    [python, "manage.py", "run_exchange_emulator", "--venue", VENUES[exchange_id].emulator_dialect,
+                     "--host", host,
+                     "--port", str(venue_port), "--seed", str(seed), "--symbols", DEMO_PAIRS,
+                     "--account", f"{DEMO_API_KEY}:{DEMO_API_SECRET}:{DEMO_BALANCES}",
+                     *(["--passphrase", passphrase] if passphrase else [])],
                 )
             spawn("web", [python, "-m", "daphne", "-b", host, "-p", str(port), "mmplatform.asgi:application"])
             spawn(
@@ -124,9 +148,10 @@ class Command(BaseCommand):
             spawn("beat", [python, "-m", "celery", "-A", "mmplatform", "beat", "--loglevel", "INFO"])
             if not wait_for_port(host, port, 30, lambda: stopping) and not stopping:
                 raise CommandError("the web server did not start; see the output above")
-            if (not options["no_emulator"] and not wait_for_port(host, emulator_port, 30, lambda: stopping)
-                    and not stopping):
-                raise CommandError("the exchange emulator did not start; see the output above")
+            for exchange_id, venue_port in venue_ports.items():
+                if (not options["no_emulator"] and not wait_for_port(host, venue_port, 30, lambda: stopping)
+                        and not stopping):
+                    raise CommandError(f"the {exchange_id} exchange emulator did not start; see the output above")
             if not options["no_demo_start"] and not stopping:
                 from bots.services import bot_request_start
 
@@ -137,7 +162,9 @@ class Command(BaseCommand):
                 "\nmmplatform is running\n"
                 f"  dashboard: http://{host}:{port}/   operator login: {DEMO_OPERATOR[0]} / {DEMO_OPERATOR[1]}\n"
                 f"  admin:     http://{host}:{port}/admin/   admin login: {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}\n"
-                f"  exchange emulator: {emulator_url}   database: {settings.DATABASES['default']['ENGINE']}\n"
+                f"  exchange emulators: {', '.join(f'{v} {u}' for v, u in venue_urls.items())}"
+                f"{'' if not options['no_emulator'] else ' (not started: --no-emulator)'}\n"
+                f"  database: {settings.DATABASES['default']['ENGINE']}\n"
                 "  Ctrl-C stops everything.\n"
             ))
             restarts: dict[str, list[float]] = {}

@@ -1,0 +1,80 @@
+"""No self-trades: what the pipeline's check (``risk.checks.self_trade_denials``) is handed, and the guard
+that makes it hold between bots.
+
+The account's resting orders on a pair come from two places: the driver's account view (every open
+order the venue listed, hand-placed ones included: ``from_view``, what a quiet check decides on, no
+I/O) and the Order rows of the account's other bots (``from_rows``: PENDING ones too, stored before
+they are sent). A bot reads the rows, decides and stores its new orders under ``QuoteGuard``, one
+Redis lock per (account, pair), so two bots of one account never both place orders that cross each
+other. The venue's self-trade prevention (``exchanges.venues``, sent with every placement) is the
+backstop where the venue offers one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from bots.engine import keys
+from bots.engine.client_ids import client_id_prefix
+from bots.engine.rows import other_bots_open_orders
+from mmplatform.redis_client import get_redis
+from risk.checks import RestingOrder
+
+GUARD_WAIT_SECS = 2.0
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
+"""
+
+
+def from_rows(bot_id: int, account_id: int, pair: str) -> list[RestingOrder]:
+    """The open Order rows of the account's other bots on ``pair`` (stored, sent or being cancelled)."""
+    return [RestingOrder(side, float(price), f"bot {other}")  # type: ignore[arg-type]
+            for side, price, other in other_bots_open_orders(bot_id, account_id, pair)]
+
+
+def from_view(bot_id: int, orders: Iterable[Any], pair: str) -> tuple[RestingOrder, ...]:
+    """The venue's open orders of the account on ``pair`` (an account view's ``ExchangeOrder``s) that are
+    not this bot's."""
+    mine = client_id_prefix(bot_id)
+    resting = []
+    for order in orders:
+        cid = order.client_order_id or ""
+        if order.pair != pair or cid.startswith(mine) or order.price is None:
+            continue
+        owner = f"bot {cid.split('-')[1]}" if cid.startswith("mm-") else "an order not placed by a bot"
+        resting.append(RestingOrder(order.side, float(order.price), owner))
+    return tuple(resting)
+
+
+def merged(*groups: Iterable[RestingOrder]) -> tuple[RestingOrder, ...]:
+    """Resting orders of several sources, each (side, price, owner) once."""
+    return tuple(dict.fromkeys(order for group in groups for order in group))
+
+
+class QuoteGuard:
+    """One bot at a time decides and stores new orders on an (account, pair): SET NX PX, token-checked
+    release (``keys.quote_guard``). ``release`` may be called any number of times."""
+
+    def __init__(self, account_id: int, pair: str):
+        self.key = keys.quote_guard(account_id, pair)
+        self.token = uuid.uuid4().hex
+        self.held = False
+
+    def acquire(self, wait_secs: float = GUARD_WAIT_SECS) -> bool:
+        r = get_redis()
+        deadline = time.monotonic() + wait_secs
+        while not r.set(self.key, self.token, nx=True, px=keys.GUARD_TTL_MS):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+        self.held = True
+        return True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            get_redis().eval(_RELEASE, 1, self.key, self.token)
