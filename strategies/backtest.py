@@ -44,6 +44,8 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
+from typing import Any, cast
 
 from exchanges.emulator.engine import BUY as ENGINE_BUY
 from exchanges.emulator.engine import GTC, IOC, POST_ONLY, EngineError, MarketSpec, MatchingEngine
@@ -402,8 +404,8 @@ class Backtest:
                 if kind == QUOTE:
                     new_bid_ticks: tuple[int, ...] = (round(bid_col[i] * inv_tick),)
                     new_ask_ticks: tuple[int, ...] = (round(ask_col[i] * inv_tick),)
-                    bid_lots = (bid_lots_col[i],)
-                    ask_lots = (ask_lots_col[i],)
+                    bid_lots: tuple[int, ...] = (bid_lots_col[i],)
+                    ask_lots: tuple[int, ...] = (ask_lots_col[i],)
                 else:
                     level_bids, level_asks = books[i]
                     new_bid_ticks = tuple(round(p * inv_tick) for p, _ in level_bids)
@@ -455,6 +457,7 @@ class Backtest:
                             next_analysis = ts + analyse_every
                             snapshot = MarketSnapshot(symbol, best_bid, best_ask, ts, (), (), tuple(trades),
                                                       tick, lot, min_notional)
+                            assert strategy is not None  # calculate is its method
                             analysis = analyze_market(snapshot, strategy.config, mid_times, mids)
                             if strategy.should_adapt(analysis):
                                 strategy.adapt_to_conditions(analysis)
@@ -473,7 +476,7 @@ class Backtest:
                             diff = diff_orders(list(live.values()), intents, tolerance_bps=tolerance_bps,
                                                refresh_secs=refresh_secs, now=ts)
                             for order in diff.cancel:
-                                order_id = order.order_id
+                                order_id = cast(int, order.order_id)  # the engine's id here
                                 cancel(BOT, order_id, now_ms)
                                 if live.pop(order_id, None) is not None:
                                     del remaining[order_id]
@@ -490,7 +493,7 @@ class Backtest:
                                     continue
                                 placed += 1
                                 if bot_tif != POST_ONLY:
-                                    quantity, filled, is_open = state(order_id)
+                                    quantity, filled, is_open = state(order_id) or (0, 0, False)
                                     if not is_open:
                                         continue
                                     lots = quantity - filled
@@ -626,12 +629,12 @@ def write_report(result: BacktestResult, path: str) -> None:
 # --- CLI ---------------------------------------------------------------------------------------
 
 
-def _parse_overrides(pairs: list[str]) -> tuple[dict[str, object], dict[str, object]]:
+def _parse_overrides(pairs: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``field=value`` pairs split into StrategyConfig and OrderConfig keyword arguments."""
     strategy_fields = {f.name: f for f in dataclasses.fields(StrategyConfig)}
     order_fields = {f.name: f for f in dataclasses.fields(OrderConfig)}
-    strategy_kwargs: dict[str, object] = {}
-    order_kwargs: dict[str, object] = {}
+    strategy_kwargs: dict[str, Any] = {}
+    order_kwargs: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
             raise ValueError(f"--set expects field=value, got {pair!r}")
@@ -771,7 +774,7 @@ def build_convert_parser() -> argparse.ArgumentParser:
 def convert_main(argv: list[str]) -> int:
     """``convert``: bad input prints one line to stderr and returns 2."""
     args = build_convert_parser().parse_args(argv)
-    inputs: list[tuple[str, str]] = [(args.source, args.input)]
+    inputs: list[tuple[str, str | Path]] = [(args.source, args.input)]
     try:
         for item in args.merge:
             fmt, sep, path = item.partition(":")
