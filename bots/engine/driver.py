@@ -73,7 +73,6 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.owned: set[int] = set()
         self.runners: dict[int, Runner] = {}
         self.accounts: dict[int, AccountView] = {}
-        self.gateways: dict[int, ExchangeGateway] = {}
         self.pool = ThreadPoolExecutor(max_workers=settings.ENGINE_CYCLE_THREADS, thread_name_prefix="mm-cycle")
         self.wake = threading.Event()
         self.stopping = threading.Event()
@@ -177,13 +176,13 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
                 continue
             tolerance = runner.engine.config.order_settings.order_refresh_tolerance_bps / 4e4
             for key, quoted in runner.quoted_mid.items():
-                mid = latest.get(key)
-                if mid is None:
+                moved_to = latest.get(key)
+                if moved_to is None:
                     continue
                 if runner.busy:  # its running cycle may have decided on the book before this move
                     runner.wake_after = True
                     break
-                if abs(mid - quoted) > tolerance * quoted:
+                if abs(moved_to - quoted) > tolerance * quoted:
                     if runner.next_due > now:
                         runner.next_due, runner.woken = now, True
                     break
@@ -224,8 +223,8 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
                 quiet.append((runner, scheduled, started, verdict))
                 runner.next_due = next_due(scheduled, runner.interval, started)
                 continue
-            if verdict.kind == "requote":  # the old quotes' cancels leave now, under this cycle's lease
-                for pair, rows in verdict.cancels.items():
+            if verdict.kind == "requote" and runner.engine is not None:  # a re-quote is on the kept engine:
+                for pair, rows in verdict.cancels.items():  # its old quotes' cancels leave now, under this lease
                     if rows:
                         verdict.sent[pair] = (rows, runner.engine.order_manager.cancel_requests(rows))
             runner.busy = True

@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 
 from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import ORDER_BOOK_DEPTH
+from bots.engine.driver_state import DriverState
 from bots.engine.market_data import (
+    AccountView,
     BookData,
     book_from,
     book_reader,
@@ -33,7 +33,7 @@ from bots.engine.market_data import (
 )
 from bots.engine.runner import Runner
 from bots.engine.venues import exchange_key
-from exchanges.gateway import ExchangeGateway, ExchangeOrder
+from exchanges.gateway import ExchangeGateway
 from mmplatform import aio
 from strategies.analysis import MarketAnalysis, analyze_market
 
@@ -71,17 +71,6 @@ ANALYSIS_SECS = 1.0
 """Market analysis (volatility, trend, liquidity) is recomputed at most this often per venue and pair."""
 
 
-@dataclass
-class AccountView:
-    """One exchange account as the venue listed it: open orders by client id, total balances."""
-
-    taken_at: float
-    orders: dict[str, ExchangeOrder]
-    balances: dict[str, Decimal]
-    outdated: bool = False  # a fill moved its balances: read it again at the next due cycle
-    balances_at: float = 0.0  # when the balances were read (the orders may be newer)
-
-
 def _orders_moved(old: AccountView, new: AccountView) -> bool:
     """A resting order gained fills between two views (so balances moved). An order that left the book
     may just be cancelled (totals unchanged); a filled one is synced by its bot, which flags the view
@@ -98,7 +87,7 @@ def view_limit(interval: float) -> float:
     return 2 * interval + 1.0
 
 
-class FeedMixin:
+class FeedMixin(DriverState):
     """The driver's feeder thread and the snapshots built from what it fed (part of ``Driver``)."""
 
     def _books_wanted(self) -> dict[str, tuple[Any, set[str]]]:
@@ -232,10 +221,10 @@ class FeedMixin:
             if held is None or every < held[1]:
                 self.wanted_accounts[account_id] = (gateway, every)
         for pair, position in engine.active_positions.items():
-            gateway = engine.exchanges.get(position.exchange_account_id)
-            if gateway is not None:
+            book_gateway = engine.exchanges.get(position.exchange_account_id)
+            if book_gateway is not None:
                 self.wanted_books.setdefault((exchange_key(engine.accounts[position.exchange_account_id]), pair),
-                                             gateway)
+                                             book_gateway)
 
     def _book(self, engine: MarketMakingBot, account_id: int, pair: str,
               books: dict[tuple[str, str], BookData]) -> BookData:

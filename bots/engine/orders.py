@@ -334,7 +334,7 @@ class OrderManager(FillSyncMixin):
         results = await asyncio.gather(
             *(self.gateways[a].cancel_order(r.pair, exchange_order_id=r.exchange_order_id) for a, r in mine),
             return_exceptions=True)
-        return {r.client_order_id for (_, r), res in zip(mine, results, strict=True)
+        return {r.client_order_id or "" for (_, r), res in zip(mine, results, strict=True)
                 if isinstance(res, (ExchangeOrder, OrderNotFoundError))}
 
     def _settle_swept(self, gone: set[str]) -> None:

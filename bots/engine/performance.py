@@ -11,7 +11,7 @@ from bots.models import (
     Fill,
     LiquidityPosition,
 )
-from mmplatform.redis_client import get_redis
+from mmplatform.redis_client import get_redis, text
 
 
 class PerformanceTracker:
@@ -32,7 +32,7 @@ class PerformanceTracker:
         pipe.execute()
 
     def quote_uptime(self) -> float:
-        raw = {k.decode(): int(v) for k, v in get_redis().hgetall(self.uptime_key()).items()}
+        raw = {text(k): int(v) for k, v in get_redis().hgetall(self.uptime_key()).items()}
         cycles = sum(v for k, v in raw.items() if k.endswith(":cycles"))
         quoted = sum(v for k, v in raw.items() if k.endswith(":quoted"))
         return quoted / cycles if cycles else 0.0

@@ -16,7 +16,7 @@ from django.conf import settings
 
 from bots import quoting
 from bots.engine import keys
-from bots.engine.cycle import CycleReport
+from bots.engine.bot_state import BotState, CycleReport
 from bots.engine.lease import FencedError, check_send
 from bots.engine.strategy_engine import params_json
 from bots.events import publish_event
@@ -41,7 +41,7 @@ from strategies.types import InventoryState, MarketSnapshot, OrderIntent
 
 logger = logging.getLogger(__name__)
 
-class QuotesMixin:
+class QuotesMixin(BotState):
     """The quote path of ``MarketMakingBot``: decide -> check -> act for one pair."""
 
     def _place_initial_orders(self, position: LiquidityPosition) -> None:
@@ -156,7 +156,7 @@ class QuotesMixin:
             self.report.denied += len(decision.denied)
             self._record_denials(pair, decision.denied)
         by_client = {o.client_order_id: o for o in live_rows}
-        to_cancel = [by_client[o.order_id] for o in diff.cancel]
+        to_cancel = [by_client[str(o.order_id)] for o in diff.cancel]  # live ids are client ids
         # the cancels fly while the new orders are stored; nothing is sent before the venue answered them
         flying: list[tuple[list[Order], Any]] = []
         if sent_cancels is not None:

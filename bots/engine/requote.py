@@ -15,6 +15,7 @@ from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 
 from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import begin_fenced_cycle
+from bots.engine.driver_state import DriverState
 from bots.engine.lease import BotLease, FencedError, LeaseLostError
 from bots.engine.runner import Runner, next_due
 from bots.engine.verdict import Verdict
@@ -22,7 +23,7 @@ from bots.models import OPEN_ORDER_STATUSES, Bot, Order, OrderPurpose
 
 logger = logging.getLogger(__name__)
 
-class RequoteMixin:
+class RequoteMixin(DriverState):
     """The driver's pool-thread cycles (part of ``Driver``)."""
 
     def _cycle(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
+from bots.engine.bot_state import BotState
 from bots.engine.lease import fence_sends
 from bots.engine.risk_manager import PairRiskAdjustments
 from bots.events import publish_event, push
@@ -34,7 +35,7 @@ for another full cycle for the same pair: longer than the driver's balance reads
 next decision is taken on balances the venue reported after the trade."""
 
 
-class RiskActionsMixin:
+class RiskActionsMixin(BotState):
     """Risk assessment, risk-event actions and rebalancing of ``MarketMakingBot``."""
 
     def _pair_risk_states(self) -> tuple[checks.PairRiskState, ...]:

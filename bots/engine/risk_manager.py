@@ -9,7 +9,7 @@ from bots.engine import keys
 from bots.models import (
     Bot,
 )
-from mmplatform.redis_client import get_redis
+from mmplatform.redis_client import get_redis, text
 from risk import checks
 from risk.limits import RiskLimits
 from strategies.types import RiskContext
@@ -55,7 +55,7 @@ class MarketMakingRiskManager:
         """Statuses that were not active in the previous cycle (events are recorded once per breach)."""
         r = get_redis()
         keys = {f"{s.event_type}|{s.trading_pair}": s for s in statuses}
-        previous = {k.decode() for k in r.smembers(self.active_key())}
+        previous = {text(k) for k in r.smembers(self.active_key())}
         pipe = r.pipeline()
         pipe.delete(self.active_key())
         if keys:

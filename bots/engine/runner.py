@@ -20,9 +20,9 @@ class Runner:
     signature: tuple
     next_due: float
     engine: MarketMakingBot | None = None
-    live: dict[int, list[Order]] = field(default_factory=dict)  # position id -> open quote rows
+    live: dict[int | None, list[Order]] = field(default_factory=dict)  # position id -> open quote rows
     rows: list[Order] = field(default_factory=list)  # every open row (quotes and rebalancing orders)
-    open_count: dict[int, int] = field(default_factory=dict)  # position id -> open rows of any purpose
+    open_count: dict[int | None, int] = field(default_factory=dict)  # position id -> open rows of any purpose
     known: set[str] = field(default_factory=set)  # client ids of every open row
     gone: dict[str, float] = field(default_factory=dict)  # client id -> when it left our open set
     quoted_mid: dict[tuple[str, str], float] = field(default_factory=dict)
