@@ -818,10 +818,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "convert":
         return convert_main(argv[1:])
-    if argv and argv[0] == "sweep":
-        from strategies.sweep import main as sweep_main
-
-        return sweep_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -861,4 +857,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["sweep"]:
+        # the sweep is built on this module, so only the script (``__main__``, not ``strategies.backtest``)
+        # hands over to it: no import cycle (``strategies.sweep.main`` is the sweep's own entry)
+        from strategies.sweep import main as sweep_main
+
+        raise SystemExit(sweep_main(sys.argv[2:]))
     raise SystemExit(main())
