@@ -350,8 +350,7 @@ def rebalance_bot(bot_id: int, run_id: int) -> int:
             return 0
         engine = MarketMakingBot(bot, lease=lease)
         engine.initialize_exchanges(emit_events=False)
-        engine.cycle = begin_cycle(bot_id)  # its own number: its client ids never meet a driver cycle's
-        trades = engine.rebalance_now()
+        trades = engine.rebalance_now(begin_cycle(bot_id))
         RebalanceRun.objects.filter(pk=run_id).update(trades_executed=trades, outcome="done")
         return trades
     except Exception as exc:

@@ -82,8 +82,8 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
         self.accounts = {a.pk: a for a in bot.exchange_accounts.filter(is_active=True)}
         self.exchanges: dict[int, ExchangeGateway] = {}
         self.connection_problems: dict[str, str] = {}  # account label -> why it did not connect
-        self.order_manager = OrderManager(bot, self.exchanges)
-        self.order_manager.gate = self._check_send  # every send checks the fence and the lease first
+        # every send checks the fence and the lease first (the gate)
+        self.order_manager = OrderManager(bot, self.exchanges, gate=self._check_send)
         self.active_positions: dict[str, LiquidityPosition] = {
             p.trading_pair: p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)
         }

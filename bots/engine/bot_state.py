@@ -25,7 +25,7 @@ from bots.engine.performance import PerformanceTracker
 from bots.engine.risk_manager import MarketMakingRiskManager
 from bots.engine.strategy_engine import StrategyEngine
 from bots.engine.venues import GatewayFactory
-from bots.models import Bot, LiquidityPosition
+from bots.models import Bot, Fill, LiquidityPosition
 from exchanges.gateway import ExchangeGateway
 from exchanges.models import ExchangeAccount
 from risk import checks
@@ -81,6 +81,9 @@ class BotState:
     if TYPE_CHECKING:  # provided by a sibling mixin or bot.py (the real method overrides these)
 
         def order_pairs(self) -> list[tuple[int, str]]:
+            raise NotImplementedError
+
+        def announce_fills(self, pair: str, fills: list[Fill]) -> None:
             raise NotImplementedError
 
         def _market_snapshot(self, pair: str, account_id: int | None) -> MarketSnapshot:

@@ -48,8 +48,7 @@ class DriverState:
     wanted_books: dict[tuple[str, str], ExchangeGateway]  # ... and (venue, pair) -> gateway (replaced whole)
     _housekeeping_at: float
     _flush_at: float
-    _urgent: int  # urgent re-quotes in flight: +1 by the driver, -1 by a pool thread, under ``_urgent_lock``
-    _urgent_lock: threading.Lock
+    _urgent: int  # urgent re-quotes in flight (+1 on submit, -1 when taken back); the feeder reads it
     # --- the feeder thread (feed.py) ---------------------------------------------------------------
     accounts: dict[int, AccountView]  # views replaced whole; readers keep the one they got
     _books: dict[tuple[str, str], tuple[float, BookData]]  # in-process copy of the shared books
@@ -59,6 +58,11 @@ class DriverState:
     streams: dict[str, Any]  # driver thread (``_ensure_streams``)
     stream_tasks: dict[str, Any]  # driver thread
     stream_symbols: dict[str, tuple[str, ...]]  # driver thread
+    # --- hand-overs: appended by other threads, drained by the owner alone ------------------------------
+    # pool -> driver (``_take_back``): ended cycles (runner, verdict kind, urgent, drop it, wall ms, queued ms)
+    finished: deque[tuple[Runner, str, bool, bool, int, int]]
+    fresh_books: deque[tuple[tuple[str, str], tuple[float, BookData]]]  # driver/pool -> feeder: depth read off it
+    outdated: deque[int]  # pool -> feeder: accounts whose balances a fill sync moved
     # --- each pool thread its own key (requote.py) ------------------------------------------------------
     _pool_connections: dict[int, Any]  # pool thread id -> its database connection (closed by stop())
     _connection_checked: dict[int, float]  # pool thread id -> last close_old_connections()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -143,7 +144,22 @@ class FeedMixin(DriverState):
                 self.stopping.wait(0.5)
             self.stopping.wait(FEED_SECS)
 
+    def _take_handovers(self) -> None:
+        """What other threads handed the feeder: depth they had to read themselves (the newest book wins)
+        and accounts a fill sync moved (their view replaced by one marked ``outdated``)."""
+        while self.fresh_books:
+            key, fresh = self.fresh_books.popleft()
+            held = self._books.get(key)
+            if held is None or fresh[1].fetched_at >= held[1].fetched_at:
+                self._books[key] = fresh
+        while self.outdated:
+            account_id = self.outdated.popleft()
+            view = self.accounts.get(account_id)
+            if view is not None and not view.outdated:
+                self.accounts[account_id] = replace(view, outdated=True)
+
     def _feed_once(self, now: float) -> None:
+        self._take_handovers()
         stale: dict[int, ExchangeGateway] = {}
         for account_id, (gateway, every) in list(self.wanted_accounts.items()):
             view = self.accounts.get(account_id)
@@ -239,7 +255,7 @@ class FeedMixin(DriverState):
                 book = held[1]  # a fresher pushed top goes on a recent depth read
             else:  # nothing recent yet (a new pair, or the feeder is behind): read it here
                 book = shared_book(venue, pair, book_reader(engine.exchanges[account_id], pair, ORDER_BOOK_DEPTH))
-                self._books[(venue, pair)] = (time.time(), book)
+                self.fresh_books.append(((venue, pair), (time.time(), book)))  # the feeder keeps it
             if top is not None and top[4] > book.fetched_at:
                 # the pushed best bid/ask is newer than the last depth read: it replaces the top of
                 # book (deeper levels that it crossed are dropped)
@@ -259,14 +275,14 @@ class FeedMixin(DriverState):
         own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in runner.live.get(position.pk, [])]
         market = without_own(book, own)
         venue = exchange_key(engine.accounts[account_id])
-        held = self._books.get((venue, pair))
-        merged = held is not None and book.fetched_at > held[1].fetched_at  # a pushed top on older depth
+        top = self.tops.get((venue, pair))
+        merged = top is not None and book.fetched_at == top[4]  # a pushed top on older depth (``_book``)
         if merged and (market.bids[:1] != book.bids[:1] or market.asks[:1] != book.asks[:1]):
             # our own order was the pushed top: the levels behind it come from an older depth read and
             # may be from before a move, so read the depth now rather than quote off a stale level
             book = book_reader(engine.exchanges[account_id], pair, ORDER_BOOK_DEPTH)()
             store_books([(venue, pair, book)])
-            self._books[(venue, pair)] = (book.fetched_at, book)
+            self.fresh_books.append(((venue, pair), (book.fetched_at, book)))  # the feeder keeps it
             books[(venue, pair)] = book
             market = without_own(book, own)
         rules = engine.exchanges[account_id].market_rules(pair)

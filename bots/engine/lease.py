@@ -144,12 +144,18 @@ def current_chain(bot_id: int) -> str | None:
 
 def record_cycle(bot_id: int, scheduled_at: float, started_at: float, finished_at: float, worker: str) -> None:
     """Cycle start/end records (capped list) for overlap checks and lag benchmarks."""
-    r = get_redis()
+    pipe = get_redis().pipeline()
+    add_cycle_record(pipe, bot_id, scheduled_at, started_at, finished_at, worker)
+    pipe.execute()
+
+
+def add_cycle_record(pipe: Any, bot_id: int, scheduled_at: float, started_at: float, finished_at: float,
+                     worker: str) -> None:
+    """The one writer of ``keys.cycles``, on ``pipe`` (a cycle's ``record_cycle``, or the driver's quiet
+    cycles in one pipeline)."""
     key = keys.cycles(bot_id)
-    pipe = r.pipeline()
     pipe.lpush(key, f"{scheduled_at:.6f} {started_at:.6f} {finished_at:.6f} {worker}")
     pipe.ltrim(key, 0, keys.CYCLE_RECORDS - 1)
-    pipe.execute()
 
 
 def cycle_records(bot_id: int) -> list[tuple[float, float, float, str]]:

@@ -71,7 +71,7 @@ def _status_from_exchange(remote: ExchangeOrder) -> str:
 class OrderManager(FillSyncMixin):
     """Order lifecycle for one bot (spec OrderManager)."""
 
-    def __init__(self, bot: Bot, gateways: dict[int, ExchangeGateway]):
+    def __init__(self, bot: Bot, gateways: dict[int, ExchangeGateway], *, gate: Callable[[], None] | None = None):
         self.bot = bot
         self.gateways = gateways
         # the rows of each position's last sync_position (as the venue answered it), which the engine
@@ -81,7 +81,11 @@ class OrderManager(FillSyncMixin):
         self.stored: list[Order] = []
         # called right before any order is sent: raises when the bot's sends are fenced (kill, stop,
         # pause) or the cycle lost its lease (MarketMakingBot._check_send)
-        self.gate: Callable[[], None] | None = None
+        self.gate = gate
+
+    def reset_stored(self) -> None:
+        """A new kept cycle: forget the rows stored before it."""
+        self.stored = []
 
     # --- reads ----------------------------------------------------------------------------------
 

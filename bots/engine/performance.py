@@ -14,6 +14,15 @@ from bots.models import (
 from mmplatform.redis_client import get_redis, text
 
 
+def count_quoting(pipe: Any, bot_id: int, pair: str, quoted_both_sides: bool) -> None:
+    """The one writer of ``keys.uptime``: a cycle of ``pair`` (quoted on both sides or not), on ``pipe``
+    (the engine's cycles through ``record_quoting``, the driver's quiet cycles in one pipeline)."""
+    key = keys.uptime(bot_id)
+    pipe.hincrby(key, f"{pair}:cycles", 1)
+    if quoted_both_sides:
+        pipe.hincrby(key, f"{pair}:quoted", 1)
+
+
 class PerformanceTracker:
     """P&L, fees, volume, fills, spread capture, inventory value and quote uptime per bot."""
 
@@ -24,11 +33,8 @@ class PerformanceTracker:
         return keys.uptime(self.bot.pk)
 
     def record_quoting(self, pair: str, quoted_both_sides: bool) -> None:
-        r = get_redis()
-        pipe = r.pipeline()
-        pipe.hincrby(self.uptime_key(), f"{pair}:cycles", 1)
-        if quoted_both_sides:
-            pipe.hincrby(self.uptime_key(), f"{pair}:quoted", 1)
+        pipe = get_redis().pipeline()
+        count_quoting(pipe, self.bot.pk, pair, quoted_both_sides)
         pipe.execute()
 
     def quote_uptime(self) -> float:

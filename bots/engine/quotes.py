@@ -235,7 +235,7 @@ class QuotesMixin(BotState):
         under ``lease``: a fresh report, no rows stored yet."""
         self.lease = lease
         self.report = CycleReport()
-        self.order_manager.stored = []
+        self.order_manager.reset_stored()
 
     def fenced_cycle(self, cycle: int) -> None:
         """The cycle was numbered and fenced in one statement (``begin_fenced_cycle``)."""
@@ -244,6 +244,19 @@ class QuotesMixin(BotState):
 
     def end_kept_cycle(self) -> None:
         self.fenced_at_begin = False
+
+    def reload_balances(self, account_ids: set[int]) -> None:
+        """A fill moved these accounts' balances: read them again (a fill sync on the kept engine)."""
+        self.inventory_manager.load_balances({a: self.exchanges[a] for a in account_ids})
+
+    def sync_pair(self, position: LiquidityPosition, mid: float) -> list[Order]:
+        """Reconcile one pair with its venue on the kept engine (a fill sync): open orders, the fate of the
+        missing ones, trades -> Fill rows and OrderFilled events, the inventory valued at ``mid`` (nan: a
+        bad book, not valued). Returns the pair's rows as the venue answered them (to re-quote on)."""
+        self.announce_fills(position.trading_pair, self.order_manager.sync_position(position, mid=mid))
+        if mid == mid:
+            self.inventory_manager.assess(position, mid)
+        return self.order_manager.synced_rows.pop(position.pk, [])
 
     def requote_pair(self, position: LiquidityPosition, *, live_rows: list[Order], others_open: int,
                      begin_cycle_now: Callable[[], int] | None = None,

@@ -32,6 +32,7 @@ class RequoteMixin(DriverState):
 
         started = time.time()
         delay = runner.interval
+        drop = False
         try:
             last = self._connection_checked.get(threading.get_ident(), 0.0)
             if started - last > 1.0:  # drop a connection past its age or broken, at most once a second
@@ -50,7 +51,7 @@ class RequoteMixin(DriverState):
                 outcome = result.outcome
                 self._capture(runner, result.engine, full=True)
                 if outcome in ("stale-chain", "fenced", "auth-error"):
-                    runner.dropped = True  # the driver thread forgets it; a fenced bot comes back if cycling
+                    drop = True  # the driver thread forgets it; a fenced bot comes back if cycling
                 elif outcome == "error":
                     delay = runner.error_delay
         except Exception:
@@ -59,15 +60,11 @@ class RequoteMixin(DriverState):
             delay = runner.error_delay
             lease.release()
         finally:
-            if verdict.urgent:
-                with self._urgent_lock:
-                    self._urgent -= 1
             now = time.time()
-            self.stats[f"{verdict.kind}_wall_ms"] += int(1000 * (now - started))
-            self.stats[f"{verdict.kind}_queued_ms"] += int(1000 * max(started - scheduled, 0.0))
             runner.next_due = next_due(scheduled, runner.interval, now) if delay == runner.interval else now + delay
-            runner.touched = True
-            runner.busy = False
+            # handed back: the driver thread clears ``busy`` and counts the cycle (``Driver._take_back``)
+            self.finished.append((runner, verdict.kind, verdict.urgent, drop, int(1000 * (now - started)),
+                                  int(1000 * max(started - scheduled, 0.0))))
             self.wake.set()
 
     def _on_kept_engine(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float,
@@ -135,7 +132,7 @@ class RequoteMixin(DriverState):
         events), reload that account's balances, and re-quote the pair. The rest of the bot is as the
         quiet check left it; the next check assesses risk on the new position."""
         accounts = {engine.active_positions[p].exchange_account_id for p in pairs}
-        engine.inventory_manager.load_balances({a: engine.exchanges[a] for a in accounts})
+        engine.reload_balances(accounts)
         total_open = sum(runner.open_count.values())
         synced_positions: set[int] = set()
         rows: list[Order] = []
@@ -143,11 +140,8 @@ class RequoteMixin(DriverState):
             position = engine.active_positions[pair]
             snapshot = self._snapshot(runner, engine, position, {}, time.time())  # the feeder's book
             mid = snapshot.mid if not snapshot.problem() else float("nan")
-            engine.announce_fills(pair, engine.order_manager.sync_position(position, mid=mid))
-            if mid == mid:
-                engine.inventory_manager.assess(position, mid)
             # re-quoted on the rows the sync just reconciled with the venue (not read again)
-            synced = engine.order_manager.synced_rows.pop(position.pk, [])
+            synced = engine.sync_pair(position, mid)
             synced_positions.add(position.pk)
             rows.extend(synced)
             live = [o for o in synced if o.status in OPEN_ORDER_STATUSES and o.purpose == OrderPurpose.QUOTE]
@@ -157,7 +151,4 @@ class RequoteMixin(DriverState):
         # the sync and the re-quote, and the re-quote's new ones
         rows += [o for o in runner.rows if o.position_id not in synced_positions]
         self._capture(runner, engine, full=False, rows=rows + engine.order_manager.stored)
-        for account_id in accounts:  # balances moved: the next due cycle reads the account again
-            view = self.accounts.get(account_id)
-            if view is not None:
-                view.outdated = True
+        self.outdated.extend(accounts)  # balances moved: the feeder reads these accounts again at once

@@ -191,9 +191,11 @@ class RiskActionsMixin(BotState):
         return [t.trading_pair for t in trades
                 if now - self.rebalance_attempted_at.get(t.trading_pair, -REBALANCE_RETRY_SECS) >= REBALANCE_RETRY_SECS]
 
-    def rebalance_now(self) -> int:
-        """A scheduled or manual rebalance (``bots.tasks.rebalance_bot``): refresh balances and books,
-        then trade every pair back to its target."""
+    def rebalance_now(self, cycle: int) -> int:
+        """A scheduled or manual rebalance (``bots.tasks.rebalance_bot``) numbered ``cycle`` (its own
+        number: its client ids never meet a driver cycle's): refresh balances and books, then trade every
+        pair back to its target."""
+        self.cycle = cycle
         self._update_market_data()
         self._refresh_inventory()
         return self._rebalance_inventory(force=True)

@@ -130,8 +130,10 @@ class ShardsMixin(DriverState):
             elif runner.signature != signature:
                 runner.signature = signature
                 runner.interval, runner.error_delay = interval, error_delay
-                runner.engine = None  # the next cycle is a full one, on the bot as it is now
-                runner.stale = runner.busy
+                if runner.busy:  # its cycle holds the engine: dropped when the driver takes the runner back
+                    runner.stale = True
+                else:
+                    runner.engine = None  # the next cycle is a full one, on the bot as it is now
         for pk in list(self.runners):
             if pk not in seen:
                 self.runners.pop(pk).dropped = True
