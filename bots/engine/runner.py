@@ -10,7 +10,15 @@ from bots.models import Order
 
 @dataclass
 class Runner:
-    """The driver's memory of one bot between cycles."""
+    """The driver's memory of one bot between cycles.
+
+    Writers (docs/architecture.md, "Who owns what"): the driver thread alone writes ``busy`` (set before a
+    cycle is submitted, cleared when the cycle is handed back), ``dropped``, ``stale``, ``signature``,
+    ``interval``, ``error_delay``, ``woken``, ``wake_after``, ``last_verdict``, ``quiet_cycles``,
+    ``touched``. The cycle fields (``engine``, ``rows``, ``live``, ``open_count``, ``known``, ``gone``,
+    ``quoted_mid``, ``last_full_at``, ``perf_due_at``, ``high_water*``, ``next_due``) belong to whoever
+    holds the runner: the pool thread running its cycle while ``busy``, else the driver thread.
+    """
 
     bot_id: int
     epoch: int
