@@ -56,7 +56,7 @@ class BotState:
     clock: Callable[[], float]
     gateway_factory: GatewayFactory
     strategy_engine: StrategyEngine
-    inventory_manager: InventoryManager  # balances: written by load_balances / update_inventory only
+    inventory_manager: InventoryManager  # its balances: load_balances, observe_balances, update_inventory
     risk_manager: MarketMakingRiskManager
     performance_tracker: PerformanceTracker
     order_manager: OrderManager  # the bot's order rows and the venue's answers (orders.py, fills.py)

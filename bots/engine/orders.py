@@ -83,6 +83,10 @@ class OrderManager(FillSyncMixin):
         # pause) or the cycle lost its lease (MarketMakingBot._check_send)
         self.gate = gate
 
+    def take_synced(self, position_id: int) -> list[Order]:
+        """The rows of the position's last ``sync_position`` (as the venue answered them), handed over once."""
+        return self.synced_rows.pop(position_id, [])
+
     def reset_stored(self) -> None:
         """A new kept cycle: forget the rows stored before it."""
         self.stored = []

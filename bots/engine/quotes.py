@@ -220,7 +220,7 @@ class QuotesMixin(BotState):
 
     def observe_account(self, position: LiquidityPosition, balances: dict[str, Any], mid: float) -> None:
         """The account's balances as the feeder last read them; the pair's inventory valued at ``mid``."""
-        self.inventory_manager.balances[position.exchange_account_id] = balances
+        self.inventory_manager.observe_balances(position.exchange_account_id, balances)
         self.inventory_manager.assess(position, mid)
 
     def observe_analysis(self, pair: str, analysis: MarketAnalysis) -> None:
@@ -256,7 +256,7 @@ class QuotesMixin(BotState):
         self.announce_fills(position.trading_pair, self.order_manager.sync_position(position, mid=mid))
         if mid == mid:
             self.inventory_manager.assess(position, mid)
-        return self.order_manager.synced_rows.pop(position.pk, [])
+        return self.order_manager.take_synced(position.pk)
 
     def requote_pair(self, position: LiquidityPosition, *, live_rows: list[Order], others_open: int,
                      begin_cycle_now: Callable[[], int] | None = None,

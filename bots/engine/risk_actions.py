@@ -11,7 +11,6 @@ from decimal import Decimal
 
 from bots.engine.bot_state import BotState
 from bots.engine.lease import fence_sends
-from bots.engine.risk_manager import PairRiskAdjustments
 from bots.events import publish_event, push
 from bots.inventory import RebalancingTrade, calculate_rebalancing_trades
 from bots.models import (
@@ -103,13 +102,13 @@ class RiskActionsMixin(BotState):
 
     def _reduce_position_sizes(self, pair: str, base_value_quote: float) -> None:
         """Only the side that grows the position is reduced; the side that unwinds it keeps its size."""
-        adjust = self.risk_manager.adjustments.setdefault(pair, PairRiskAdjustments())
+        adjust = self.risk_manager.adjustment(pair)
         adjust.reduced_side = checks.growing_side(base_value_quote)
         adjust.reduced_side_factor = min(adjust.reduced_side_factor,
                                          self.config.risk_limits.position_size_reduction_factor)
 
     def _adjust_spreads_for_volatility(self, pair: str) -> None:
-        adjust = self.risk_manager.adjustments.setdefault(pair, PairRiskAdjustments())
+        adjust = self.risk_manager.adjustment(pair)
         adjust.spread_multiplier = max(adjust.spread_multiplier, self.config.risk_limits.volatility_spread_widen_factor)
 
     def _pause_trading(self, reason: str) -> None:

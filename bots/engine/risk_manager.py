@@ -31,6 +31,10 @@ class MarketMakingRiskManager:
         self.config = config
         self.adjustments: dict[str, PairRiskAdjustments] = {}
 
+    def adjustment(self, pair: str) -> PairRiskAdjustments:
+        """The pair's risk adjustments in this cycle (created neutral on first use)."""
+        return self.adjustments.setdefault(pair, PairRiskAdjustments())
+
     def validate_startup_conditions(self, daily_pnl_quote: float) -> list[str]:
         tenant_killed = type(self.bot.tenant).objects.filter(pk=self.bot.tenant_id,
                                                              kill_switch_engaged=True).exists()

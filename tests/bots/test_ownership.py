@@ -148,3 +148,38 @@ def test_only_the_bot_assigns_its_attributes() -> None:
                             and "engine" in ast.unparse(target.value):
                         offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(target)}")
     assert offenders == []
+
+
+COMPONENTS = {"inventory_manager", "order_manager", "risk_manager", "performance_tracker", "strategy_engine"}
+
+
+def component_writes(tree: ast.AST) -> list[str]:
+    """Writes to an attribute of a bot's component reached through another object (``x.order_manager.stored =
+    ...``, ``x.inventory_manager.balances[k] = ...``, ``x.risk_manager.adjustments.pop()``)."""
+    found = []
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign | ast.Delete):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS:
+            targets = [node.func.value]
+        for target in [e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]:
+            while isinstance(target, ast.Subscript):
+                target = target.value
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Attribute) \
+                    and target.value.attr in COMPONENTS:
+                found.append(f"{node.lineno}: {ast.unparse(target)}")
+    return found
+
+
+def test_a_bots_components_are_written_by_their_own_methods() -> None:
+    """The bot's managers keep their own state: others call their methods (``observe_balances``,
+    ``take_synced``, ``reset_stored``, ``adjustment``...) instead of assigning into them."""
+    offenders = [f"{path.relative_to(ROOT)}:{hit}" for top in ("bots", "mmplatform")
+                 for path in (ROOT / top).rglob("*.py") for hit in component_writes(ast.parse(path.read_text()))]
+    assert offenders == []
+    probe = ast.parse("engine.order_manager.stored = []\nself.inventory_manager.balances[1] = {}\n"
+                      "self.risk_manager.adjustments.setdefault('p', None)\n")
+    assert len(component_writes(probe)) == 3
