@@ -215,7 +215,7 @@ class FeedMixin(DriverState):
             view = AccountView(taken_at=taken, orders=orders, balances=old.balances if old else {},
                                balances_at=old.balances_at if old else 0.0)
             if old is None or old.outdated or taken - old.balances_at >= BALANCE_SECS or _orders_moved(old, view):
-                view.balances_at = -1.0  # to read
+                view = replace(view, balances_at=-1.0)  # to read
             views[account_id] = view
         wanted = [a for a, v in views.items() if v.balances_at < 0]
         read = aio.run(gather([stale[a].fetch_balance() for a in wanted])) if wanted else []
@@ -225,8 +225,8 @@ class FeedMixin(DriverState):
                 views.pop(account_id)
                 self.accounts.pop(account_id, None)
                 continue
-            views[account_id].balances = {asset: b.total for asset, b in result.assets.items()}
-            views[account_id].balances_at = taken
+            views[account_id] = replace(views[account_id], balances_at=taken,
+                                        balances={asset: b.total for asset, b in result.assets.items()})
         self.accounts.update(views)
 
     def _want(self, runner: Runner, engine: MarketMakingBot) -> None:

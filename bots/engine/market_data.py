@@ -35,14 +35,15 @@ class BookData:
     fetched_at: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class AccountView:
-    """One exchange account as the venue listed it: open orders by client id, total balances."""
+    """One exchange account as the venue listed it: open orders by client id, total balances. Frozen: the
+    feeder hands a new one over (``dataclasses.replace``), a reader keeps the one it got."""
 
     taken_at: float
     orders: dict[str, ExchangeOrder]
     balances: dict[str, Decimal]
-    outdated: bool = False  # a fill moved its balances: read it again at the next due cycle
+    outdated: bool = False  # a fill moved its balances: read it again at the feeder's next pass
     balances_at: float = 0.0  # when the balances were read (the orders may be newer)
 
 
