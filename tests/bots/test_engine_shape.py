@@ -114,7 +114,8 @@ def test_no_import_cycle_in_the_packages() -> None:
     graph = packages_graph()
     assert {"bots.services", "bots.tasks", "exchanges.gateway", "exchanges.ccxt_gateway", "strategies.backtest",
             "risk.checks"} <= graph.keys()
-    assert "bots.tasks" in graph["bots.services"]  # services enqueue tasks; what tasks share with them is below both
+    assert sum(len(deps) for deps in graph.values()) > 250  # the real graph (366 edges when this was written)
+    assert "bots.services" not in graph["bots.tasks"]  # services enqueue tasks; what both need is below them
     assert find_cycle(graph) == []
 
 
