@@ -33,6 +33,8 @@ THREAD = {
     "FeedMixin._watch": "io-loop",
     "RequoteMixin._cycle": "pool", "RequoteMixin._sync_and_requote": "pool",
     "FeedMixin._book": "driver or pool", "FeedMixin._snapshot": "driver or pool",  # the check, or a fill sync
+    "Driver._record_quiet": "driver", "VerdictMixin._check": "driver", "Driver._capture": "pool",
+    "RequoteMixin._on_kept_engine": "pool", "Driver._write_high_water": "driver or pool",
 }
 
 # attribute -> its owner thread (the only one whose methods write it)
@@ -183,3 +185,49 @@ def test_a_bots_components_are_written_by_their_own_methods() -> None:
     probe = ast.parse("engine.order_manager.stored = []\nself.inventory_manager.balances[1] = {}\n"
                       "self.risk_manager.adjustments.setdefault('p', None)\n")
     assert len(component_writes(probe)) == 3
+
+
+# a Runner's fields (runner.py): the driver thread's alone, or the cycle holder's (the pool thread while
+# ``busy``, else the driver thread)
+RUNNER_DRIVER_ONLY = {"busy", "dropped", "stale", "signature", "interval", "error_delay", "woken", "wake_after",
+                      "last_verdict", "quiet_cycles", "touched"}
+RUNNER_CYCLE = {"engine", "rows", "live", "open_count", "known", "gone", "quoted_mid", "last_full_at", "perf_due_at",
+                "high_water", "high_water_dirty", "next_due"}
+
+
+def runner_writes() -> dict[str, set[str]]:
+    """Runner field -> the ``Class.method`` names of the driver's modules that write it."""
+    found: dict[str, set[str]] = collections.defaultdict(set)
+    for name in DRIVER_MODULES:
+        tree = ast.parse((ENGINE / f"{name}.py").read_text())
+        for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
+            for fn in [n for n in cls.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]:
+                for node in ast.walk(fn):
+                    targets: list[ast.expr] = []
+                    if isinstance(node, ast.Assign):
+                        targets = list(node.targets)
+                    elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+                        targets = [node.target]
+                    elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                          and node.func.attr in MUTATORS):
+                        targets = [node.func.value]
+                    for target in [e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]:
+                        while isinstance(target, ast.Subscript):
+                            target = target.value
+                        if isinstance(target, ast.Attribute) and "runner" in ast.unparse(target.value):
+                            found[target.attr].add(f"{cls.name}.{fn.name}")
+    return found
+
+
+def test_a_runners_fields_have_their_writers() -> None:
+    from bots.engine.runner import Runner
+
+    writes = runner_writes()
+    fields = set(Runner.__dataclass_fields__)
+    assert RUNNER_DRIVER_ONLY | RUNNER_CYCLE <= fields
+    assert set(writes) <= RUNNER_DRIVER_ONLY | RUNNER_CYCLE, "a Runner field written but not classified here"
+    problems = {field: sorted(m for m in methods if THREAD.get(m) != "driver")
+                for field, methods in writes.items() if field in RUNNER_DRIVER_ONLY}
+    assert {f: m for f, m in problems.items() if m} == {}
+    unknown = {m for methods in writes.values() for m in methods if m not in THREAD}
+    assert unknown == set(), "a method writing a Runner runs on which thread?"
