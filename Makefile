@@ -27,8 +27,10 @@ system-deps:
 run: install
 	$(BIN)/python manage.py run_platform
 
+# ruff everywhere; mypy on strategies/, risk/ and bots/engine/ (pyproject.toml [tool.mypy]; cache in var/)
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # Tests run against DATABASE_URL / REDIS_URL when set (CI: real Postgres and Redis), else SQLite + embedded Redis,
 # in a shuffled order (modules and the tests inside them; the seed is printed: PYTEST_ARGS=--random-order-seed=N

@@ -200,3 +200,9 @@ def record_routine(*, bot: Bot, event_type: str, payload: dict[str, Any], at: da
     event._state.adding = False
     event._state.db = connection.alias
     return event
+
+
+def push_status(bot: Bot) -> None:
+    """Push the bot's status (status, reason, epoch) to its tenant's and its own dashboard groups."""
+    push(tenant_id=bot.tenant_id, bot_id=bot.pk, kind="status",
+         data={"status": bot.status, "reason": bot.status_reason, "epoch": bot.epoch})

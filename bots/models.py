@@ -516,3 +516,14 @@ class RebalanceRun(TenantOwned):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["bot", "slot_start"], name="uniq_rebalance_per_slot")]
         ordering = ["-slot_start"]
+
+    @classmethod
+    def claim(cls, *, bot: Bot, slot_start: Any, trigger: str = "schedule") -> RebalanceRun | None:
+        """Claim the (bot, slot) rebalance; None when another beat/worker already did (unique row)."""
+        from django.db import IntegrityError, transaction
+
+        try:
+            with transaction.atomic():
+                return cls.objects.create(tenant_id=bot.tenant_id, bot=bot, slot_start=slot_start, trigger=trigger)
+        except IntegrityError:
+            return None

@@ -22,9 +22,10 @@ from django.db.models import F
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from bots.cancels import cancel_all_orders_of
 from bots.config import validate_market_making_config
 from bots.engine.lease import BotLease, fence_sends, hold_leases
-from bots.events import publish_event, push
+from bots.events import publish_event, push_status
 from bots.models import Bot, BotEventType, BotStatus, RebalanceRun
 from mmplatform.errors import RiskLimitViolationError
 from mmplatform.tenancy.models import Tenant
@@ -47,11 +48,6 @@ def _actor(user: Any) -> str:
     return getattr(user, "username", None) or "system"
 
 
-def _status_push(bot: Bot) -> None:
-    push(tenant_id=bot.tenant_id, bot_id=bot.pk, kind="status",
-         data={"status": bot.status, "reason": bot.status_reason, "epoch": bot.epoch})
-
-
 @transaction.atomic
 def bot_request_start(*, bot: Bot, user: Any) -> Bot:
     """Start (or restart) a bot: validate, bump the epoch (fencing any older cycle), enqueue start."""
@@ -72,7 +68,7 @@ def bot_request_start(*, bot: Bot, user: Any) -> Bot:
     locked.refresh_from_db()
     epoch = locked.epoch
     transaction.on_commit(lambda: start_bot.delay(locked.pk, epoch))
-    _status_push(locked)
+    push_status(locked)
     return locked
 
 
@@ -131,7 +127,7 @@ def bot_request_stop(*, bot: Bot, user: Any) -> Bot:
             locked.refresh_from_db()
             epoch = locked.epoch
             transaction.on_commit(lambda: stop_bot.delay(locked.pk, epoch))
-            _status_push(locked)
+            push_status(locked)
         _halted([locked])
     return locked
 
@@ -153,7 +149,7 @@ def bot_request_pause(*, bot: Bot, user: Any, reason: str = "") -> Bot:
             locked.status_reason = reason or f"paused by {_actor(user)}"
             locked.save(update_fields=["status", "status_reason", "updated_at"])
             transaction.on_commit(lambda: cancel_bot_orders.delay(locked.pk))
-            _status_push(locked)
+            push_status(locked)
         _halted([locked])
     return locked
 
@@ -169,7 +165,7 @@ def bot_request_resume(*, bot: Bot, user: Any) -> Bot:
     Bot.objects.filter(pk=locked.pk).update(
         status=BotStatus.RUNNING, epoch=F("epoch") + 1, status_reason=f"resumed by {_actor(user)}")
     locked.refresh_from_db()
-    _status_push(locked)
+    push_status(locked)
     return locked
 
 
@@ -199,36 +195,9 @@ def _kill(bot_ids: list[int], message: str) -> int:
                                          event_type=RiskEventType.KILL_SWITCH, message=message,
                                          action_taken="cancel_all_orders")
                 publish_event(bot=locked, event_type=BotEventType.KILL_SWITCH, payload={"reason": message})
-                _status_push(locked)
+                push_status(locked)
                 transaction.on_commit(lambda pk=locked.pk: cancel_bot_orders.delay(pk))
         return _halted(killed)
-
-
-def cancel_all_orders_now(bot: Bot) -> int:
-    """Cancel every open order of the bot on its exchanges from this process."""
-    return cancel_all_orders_of([bot])
-
-
-def cancel_all_orders_of(bots: list[Bot]) -> int:
-    """Cancel every open order of these bots on their exchanges from this process, all bots at once.
-    Returns the number of exchange orders cancelled."""
-    from bots.engine.core import MarketMakingBot
-    from bots.engine.orders import sweep_venues
-
-    sweeps = []
-    for bot in bots:
-        try:
-            engine = MarketMakingBot(bot)
-            engine.initialize_exchanges(emit_events=False, validate=False)
-        except Exception:  # one bot's broken config or account never holds up the others' cancels
-            logger.exception("bot %s: immediate cancel failed; the kill task retries", bot.pk)
-            continue
-        sweeps.append((engine.order_manager, engine.order_pairs()))
-    try:
-        return sum(sweep_venues(sweeps))
-    except Exception:
-        logger.exception("bots %s: immediate cancel failed; the kill task retries", [bot.pk for bot in bots])
-        return 0
 
 
 @transaction.atomic
@@ -240,7 +209,7 @@ def bot_release_kill_switch(*, bot: Bot, user: Any) -> Bot:
     RiskEvent.objects.create(tenant_id=bot.tenant_id, bot=bot, event_type=RiskEventType.KILL_SWITCH_RELEASED,
                              message=message, action_taken="none: the bot stays stopped")
     publish_event(bot=bot, event_type=BotEventType.KILL_SWITCH_RELEASED, payload={"reason": message})
-    _status_push(bot)
+    push_status(bot)
     return bot
 
 
@@ -268,18 +237,6 @@ def bot_request_reconcile(*, bot: Bot, user: Any) -> None:
     transaction.on_commit(lambda: reconcile_bot.delay(bot.pk))
 
 
-def rebalance_slot_claim(*, bot: Bot, slot_start: Any, trigger: str = "schedule") -> RebalanceRun | None:
-    """Claim the (bot, slot) rebalance; None when another beat/worker already did (unique row)."""
-    from django.db import IntegrityError
-
-    try:
-        with transaction.atomic():
-            return RebalanceRun.objects.create(tenant_id=bot.tenant_id, bot=bot, slot_start=slot_start,
-                                               trigger=trigger)
-    except IntegrityError:
-        return None
-
-
 def bot_request_rebalance(*, bot: Bot, user: Any) -> RebalanceRun:
     """"Rebalance now": trade every pair of a running bot back to its target, once, as soon as a worker
     takes it (under the bot's lease, after any cycle in flight). Recorded as a manual ``RebalanceRun``."""
@@ -288,7 +245,7 @@ def bot_request_rebalance(*, bot: Bot, user: Any) -> RebalanceRun:
     current = Bot.objects.filter(pk=bot.pk).values_list("status", flat=True).first()
     if current != BotStatus.RUNNING:
         raise BotStateError(f"only a running bot can be rebalanced (it is {current})")
-    run = rebalance_slot_claim(bot=bot, slot_start=timezone.now(), trigger="manual")
+    run = RebalanceRun.claim(bot=bot, slot_start=timezone.now(), trigger="manual")
     if run is None:
         raise BotStateError("a rebalance of this bot was requested at this very moment; try again")
     logger.info("bot %s: rebalance requested by %s (run %s)", bot.pk, _actor(user), run.pk)

@@ -49,8 +49,7 @@ def lease_ttl(bot: Bot) -> float:
 def _fail(bot_id: int, epoch: int, message: str) -> None:
     """The bot goes to ERROR with the reason on its row and a BotError event (unless a newer request,
     e.g. a kill, has moved it on since: then nothing changes)."""
-    from bots.events import publish_event
-    from bots.services import _status_push
+    from bots.events import publish_event, push_status
 
     if not Bot.objects.filter(pk=bot_id, epoch=epoch).update(status=BotStatus.ERROR, last_error=message[:2000],
                                                              status_reason=message[:500]):
@@ -58,7 +57,7 @@ def _fail(bot_id: int, epoch: int, message: str) -> None:
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is not None:
         publish_event(bot=bot, event_type="BotError", payload={"error": message[:500]})
-        _status_push(bot)
+        push_status(bot)
 
 
 @shared_task(acks_late=True)
@@ -92,10 +91,10 @@ def start_bot(bot_id: int, epoch: int) -> str:
             status=BotStatus.RUNNING, status_reason="running", last_cycle_finished_at=timezone.now())
         if not started:
             return "fenced"
-        from bots.services import _status_push
+        from bots.events import push_status
 
         bot.refresh_from_db()
-        _status_push(bot)
+        push_status(bot)
         return "started"  # an engine driver picks the bot up within a second (bots/engine/driver.py)
     except Exception as exc:
         logger.exception("bot %s: start failed", bot_id)
@@ -191,10 +190,10 @@ def stop_bot(bot_id: int, epoch: int) -> str:
         engine.stop_market_making()
         Bot.objects.filter(pk=bot_id, epoch=epoch).update(  # stopped_at: set by the request (quoting ended)
             status=BotStatus.STOPPED, status_reason="stopped")
-        from bots.services import _status_push
+        from bots.events import push_status
 
         bot.refresh_from_db()
-        _status_push(bot)
+        push_status(bot)
         return "stopped"
     finally:
         lease.release()
@@ -204,7 +203,7 @@ def stop_bot(bot_id: int, epoch: int) -> str:
 def cancel_bot_orders(bot_id: int) -> int:
     """Cancel every resting order of the bot under its lease, i.e. after any running cycle: the
     kill switch's backstop and the pause. Idempotent."""
-    from bots.services import cancel_all_orders_now
+    from bots.cancels import cancel_all_orders_now
 
     close_old_connections()
     bot = Bot.objects.filter(pk=bot_id).first()
@@ -294,7 +293,6 @@ def claim_scheduled_rebalances(now: datetime) -> list[tuple[int, int]]:
     dropped without a row that says why."""
     from bots.models import RebalanceRun
     from bots.schedule import MAX_LATE, latest_fire, parse_crontab
-    from bots.services import rebalance_slot_claim
 
     parsed: dict[str, Any] = {}
     fires: dict[int, tuple[Bot, datetime]] = {}
@@ -317,7 +315,7 @@ def claim_scheduled_rebalances(now: datetime) -> list[tuple[int, int]]:
     for bot_id, (bot, fire) in fires.items():
         if (bot_id, fire) in claimed:
             continue
-        run = rebalance_slot_claim(bot=bot, slot_start=fire, trigger="schedule")
+        run = RebalanceRun.claim(bot=bot, slot_start=fire, trigger="schedule")
         if run is None:
             continue  # another beat (or tick) claimed it first
         if now - fire > MAX_LATE:
@@ -366,8 +364,7 @@ def rebalance_bot(bot_id: int, run_id: int) -> int:
             return 0
         engine = MarketMakingBot(bot, lease=lease)
         engine.initialize_exchanges(emit_events=False)
-        engine.cycle = begin_cycle(bot_id)  # its own number: its client ids never meet a driver cycle's
-        trades = engine.rebalance_now()
+        trades = engine.rebalance_now(begin_cycle(bot_id))
         RebalanceRun.objects.filter(pk=run_id).update(trades_executed=trades, outcome="done")
         return trades
     except Exception as exc:

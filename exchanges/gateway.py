@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import os
-import threading
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, NamedTuple
@@ -318,43 +316,3 @@ def _to_decimal(value: Decimal | float, name: str) -> Decimal:
     if not result.is_finite():
         raise InvalidOrderError(f"{name} must be a finite number, got {value}")
     return result
-
-
-# --- the per-process gateway cache -----------------------------------------------------------------
-
-_cache: dict[str, tuple[str, ExchangeGateway]] = {}
-_cache_lock = threading.Lock()
-_cache_pid = os.getpid()
-
-
-def get_gateway(credentials: Any, **options: Any) -> ExchangeGateway:
-    """The process's gateway for an account, rebuilt when its credentials change.
-
-    ``credentials`` is a ``GatewayCredentials`` or any object with the same attributes (e.g.
-    ``exchanges.models.AccountCredentials``). ``options`` go to ``CcxtGateway`` on creation
-    (e.g. ``redis_url=``); by default the Redis limiter uses ``$REDIS_URL`` when it is set.
-    """
-    global _cache_pid
-    from exchanges.ccxt_gateway import CcxtGateway
-
-    fingerprint = credentials_fingerprint(credentials)
-    with _cache_lock:
-        if _cache_pid != os.getpid():  # a forked worker must not share its parent's sockets
-            _cache.clear()
-            _cache_pid = os.getpid()
-        entry = _cache.get(credentials.account_key)
-        if entry is not None and entry[0] == fingerprint:
-            return entry[1]
-        gateway = CcxtGateway(credentials, **options)
-        _cache[credentials.account_key] = (fingerprint, gateway)
-    if entry is not None:
-        entry[1].discard()  # type: ignore[attr-defined]
-    return gateway
-
-
-def clear_gateway_cache() -> None:
-    """Forget every cached gateway (tests)."""
-    with _cache_lock:
-        for _, gateway in _cache.values():
-            gateway.discard()  # type: ignore[attr-defined]
-        _cache.clear()

@@ -19,3 +19,8 @@ def get_redis() -> redis.Redis:
         )
         _pid = os.getpid()
     return _client
+
+
+def text(value: bytes | str) -> str:
+    """A value read from Redis as text (the client answers bytes; its type stubs say bytes or str)."""
+    return value.decode() if isinstance(value, bytes) else value

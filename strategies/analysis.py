@@ -186,7 +186,7 @@ def analyze_market(
     sigma = realised_volatility_per_sec(mid_times, mids, config.volatility_half_life_secs, VOLATILITY_SAMPLE_SECS)
     # a mid that never moved (a wide tick, a quiet pair) measures zero: no information, not "no risk"
     volatility_measured = sigma is not None and sigma > 0
-    if not volatility_measured:
+    if sigma is None or not volatility_measured:
         sigma_bps = config.volatility_fallback_bps_per_sqrt_sec
     else:
         sigma_bps = sigma * BPS

@@ -26,6 +26,8 @@ import json
 import math
 import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from mmplatform.errors import InvalidStrategyError
 from strategies.config import OrderConfig, StrategyConfig
@@ -108,12 +110,12 @@ def write_report(result: BacktestResult, path: str) -> None:
 # --- CLI ---------------------------------------------------------------------------------------
 
 
-def _parse_overrides(pairs: list[str]) -> tuple[dict[str, object], dict[str, object]]:
+def _parse_overrides(pairs: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``field=value`` pairs split into StrategyConfig and OrderConfig keyword arguments."""
     strategy_fields = {f.name: f for f in dataclasses.fields(StrategyConfig)}
     order_fields = {f.name: f for f in dataclasses.fields(OrderConfig)}
-    strategy_kwargs: dict[str, object] = {}
-    order_kwargs: dict[str, object] = {}
+    strategy_kwargs: dict[str, Any] = {}
+    order_kwargs: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
             raise ValueError(f"--set expects field=value, got {pair!r}")
@@ -263,7 +265,7 @@ def build_convert_parser() -> argparse.ArgumentParser:
 def convert_main(argv: list[str]) -> int:
     """``convert``: bad input prints one line to stderr and returns 2."""
     args = build_convert_parser().parse_args(argv)
-    inputs: list[tuple[str, str]] = [(args.source, args.input)]
+    inputs: list[tuple[str, str | Path]] = [(args.source, args.input)]
     try:
         for item in args.merge:
             fmt, sep, path = item.partition(":")
@@ -307,10 +309,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "convert":
         return convert_main(argv[1:])
-    if argv and argv[0] == "sweep":
-        from strategies.sweep import main as sweep_main
-
-        return sweep_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -351,4 +349,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["sweep"]:
+        # the sweep is built on this module, so only the script (``__main__``, not ``strategies.backtest``)
+        # hands over to it: no import cycle (``strategies.sweep.main`` is the sweep's own entry)
+        from strategies.sweep import main as sweep_main
+
+        raise SystemExit(sweep_main(sys.argv[2:]))
     raise SystemExit(main())

@@ -69,7 +69,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, ClassVar, NamedTuple
+from typing import IO, ClassVar, NamedTuple, final
 
 from strategies.marketdata import COLUMNS, MarketData, MarketDataError, load_market_data
 
@@ -89,6 +89,7 @@ class DataFormatError(MarketDataError):
         super().__init__(f"{where}: {'column ' + repr(column) + ': ' if column else ''}{problem}")
 
 
+@final  # no subclasses: the readers dispatch on ``type(event) is ...``
 class Quote(NamedTuple):
     """Best bid/ask (prices in quote currency, sizes in base)."""
 
@@ -99,6 +100,7 @@ class Quote(NamedTuple):
     ask_size: float
 
 
+@final  # no subclasses: the readers dispatch on ``type(event) is ...``
 class Trade(NamedTuple):
     """A public trade; ``side`` is the aggressor's ("buy" lifted an ask)."""
 
@@ -108,6 +110,7 @@ class Trade(NamedTuple):
     side: str
 
 
+@final  # no subclasses: the readers dispatch on ``type(event) is ...``
 class Book(NamedTuple):
     """An L2 snapshot, levels best first."""
 
@@ -399,7 +402,7 @@ class TardisL2(_Tardis):
         time_column = self.time_column()
         number, timestamp = self.number, self.timestamp
         depth = self.depth
-        sizes = {"bid": {}, "ask": {}}  # price -> size
+        sizes: dict[str, dict[float, float]] = {"bid": {}, "ask": {}}  # price -> size
         prices: dict[str, list[float]] = {"bid": [], "ask": []}  # ascending
         in_snapshot = False
         batch_key: str | None = None

@@ -173,7 +173,7 @@ def plot_profit_histograms(result: SimulationResult, path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     both = np.concatenate([result.inventory.profits, result.symmetric.profits])
-    bins = np.linspace(float(both.min()), float(both.max()), 60)
+    bins = np.linspace(float(both.min()), float(both.max()), 60).tolist()
     ax.hist(result.inventory.profits, bins=bins, alpha=0.6, label="inventory strategy")
     ax.hist(result.symmetric.profits, bins=bins, alpha=0.6, label="symmetric strategy")
     p = result.parameters

@@ -44,6 +44,7 @@ import random
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from mmplatform.errors import InvalidStrategyError
 from strategies.backtest import (
@@ -156,10 +157,14 @@ def build_run(base: Base, params: dict[str, object], data: MarketData) -> tuple[
     """(strategy, settings, risk) of one combination; ``SweepError`` when the combination is invalid."""
     strategy_fields = {f.name for f in dataclasses.fields(StrategyConfig)}
     order_fields = {f.name for f in dataclasses.fields(OrderConfig)}
-    strategy_kwargs = {**base.strategy_kwargs, **{k: v for k, v in params.items() if k in strategy_fields}}
-    order_kwargs = {**base.order_kwargs, **{k: v for k, v in params.items() if k in order_fields}}
-    settings_kwargs = {**base.settings_kwargs, **{k: v for k, v in params.items() if k in SETTING_KEYS}}
-    risk = RiskContext(**{**base.risk_kwargs, **{k: v for k, v in params.items() if k in RISK_KEYS}})
+    # values checked by the dataclasses they build (SweepError below), so typed Any here
+    strategy_kwargs: dict[str, Any] = {**base.strategy_kwargs, **{k: v for k, v in params.items()
+                                                                    if k in strategy_fields}}
+    order_kwargs: dict[str, Any] = {**base.order_kwargs, **{k: v for k, v in params.items() if k in order_fields}}
+    settings_kwargs: dict[str, Any] = {**base.settings_kwargs, **{k: v for k, v in params.items()
+                                                                    if k in SETTING_KEYS}}
+    risk_kwargs: dict[str, Any] = {**base.risk_kwargs, **{k: v for k, v in params.items() if k in RISK_KEYS}}
+    risk = RiskContext(**risk_kwargs)
     kind = str(params.get("strategy", base.strategy))
     settings = settings_from_metadata(data, **settings_kwargs)
     problems = settings.problems()

@@ -24,7 +24,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from bots.config import validate_market_making_config
-from bots.engine.cycle import CycleMixin, CycleReport, request_daily_reset
+from bots.engine.bot_state import CycleReport
+from bots.engine.cycle import CycleMixin, request_daily_reset
 from bots.engine.inventory_manager import InventoryManager
 from bots.engine.lease import FencedError, LeaseLostError
 from bots.engine.orders import OrderManager
@@ -47,6 +48,7 @@ from mmplatform.errors import (
     InvalidTradingPairsError,
     RiskLimitViolationError,
 )
+from risk import checks
 from strategies import pipeline
 from strategies.analysis import MarketAnalysis
 from strategies.types import MarketSnapshot, OrderIntent
@@ -80,8 +82,8 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
         self.accounts = {a.pk: a for a in bot.exchange_accounts.filter(is_active=True)}
         self.exchanges: dict[int, ExchangeGateway] = {}
         self.connection_problems: dict[str, str] = {}  # account label -> why it did not connect
-        self.order_manager = OrderManager(bot, self.exchanges)
-        self.order_manager.gate = self._check_send  # every send checks the fence and the lease first
+        # every send checks the fence and the lease first (the gate)
+        self.order_manager = OrderManager(bot, self.exchanges, gate=self._check_send)
         self.active_positions: dict[str, LiquidityPosition] = {
             p.trading_pair: p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)
         }
@@ -96,6 +98,7 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
         self.rebalance_attempted_at: dict[str, float] = {}  # pair -> clock() of its last rebalancing trade
         self.start_error = ""  # why start_market_making returned False
         self.start_fenced = False  # ... because a kill, stop or pause (or a lost lease) fenced it
+        self._newly_active: list[checks.RiskStatus] = []  # assess_current_risk
 
     # --- exchanges ---------------------------------------------------------------------------
 
@@ -165,6 +168,7 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
             self.inventory_manager.load_balances(self.exchanges)
             for pair in validated:
                 account_id = self._select_exchange_for_pair(pair)
+                assert account_id is not None  # validated above: a connected exchange supports it
                 snapshot = self._market_snapshot(pair, account_id)
                 venue = exchange_key(self.accounts[account_id])
                 analysis = self.strategy_engine._analyze_market_characteristics(snapshot, venue)

@@ -10,7 +10,8 @@ New code imports from those modules.
 from __future__ import annotations
 
 from bots.engine.bot import MarketMakingBot
-from bots.engine.cycle import CycleReport, begin_cycle, begin_fenced_cycle, daily_reset_key, request_daily_reset
+from bots.engine.bot_state import CycleReport
+from bots.engine.cycle import begin_cycle, begin_fenced_cycle, daily_reset_key, request_daily_reset
 from bots.engine.inventory_manager import InventoryManager
 from bots.engine.performance import PerformanceTracker
 from bots.engine.risk_manager import MarketMakingRiskManager, PairRiskAdjustments

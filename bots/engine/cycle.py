@@ -8,12 +8,12 @@ whichever thread runs the cycle (a driver pool thread or a Celery task), under t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.utils import timezone
 
 from bots.engine import keys
+from bots.engine.bot_state import BotState, CycleReport
 from bots.engine.market_data import book_reader, shared_book, to_snapshot, without_own
 from bots.engine.venues import exchange_key
 from bots.events import publish_event, push
@@ -35,19 +35,6 @@ from mmplatform.redis_client import get_redis
 from strategies.types import MarketSnapshot
 
 logger = logging.getLogger(__name__)
-
-@dataclass
-class CycleReport:
-    """What one monitoring iteration did (for logs, tests and benchmarks)."""
-
-    placed: int = 0
-    cancelled: int = 0
-    fills: int = 0
-    denied: int = 0
-    rebalanced: int = 0
-    risk_events: list[str] = field(default_factory=list)
-    paused_reason: str = ""
-
 
 def begin_fenced_cycle(bot_id: int, epoch: int) -> int | None:
     """Count a cycle and check the placement fence in the same statement: the cycle number, or None
@@ -100,7 +87,7 @@ def request_daily_reset(bot_id: int) -> None:
 ORDER_BOOK_DEPTH = 20
 
 
-class CycleMixin:
+class CycleMixin(BotState):
     """The full cycle of ``MarketMakingBot``: ``monitoring_iteration`` and the reads it makes."""
 
     def monitoring_iteration(self, cycle: int) -> CycleReport:

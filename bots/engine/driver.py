@@ -41,14 +41,14 @@ from django.db import close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
-from bots.engine import keys
 from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import daily_reset_key
 from bots.engine.feed import AccountView, FeedMixin
-from bots.engine.lease import _RELEASE, BotLease, chain_key
+from bots.engine.lease import _RELEASE, BotLease, add_cycle_record, chain_key
 from bots.engine.market_data import (
     BookData,
 )
+from bots.engine.performance import count_quoting
 from bots.engine.requote import RequoteMixin
 from bots.engine.runner import Runner, next_due
 from bots.engine.shards import DRIVERS_KEY, HOUSEKEEPING_SECS, SHARD_TTL_SECS, ShardsMixin, shard_key
@@ -73,7 +73,6 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.owned: set[int] = set()
         self.runners: dict[int, Runner] = {}
         self.accounts: dict[int, AccountView] = {}
-        self.gateways: dict[int, ExchangeGateway] = {}
         self.pool = ThreadPoolExecutor(max_workers=settings.ENGINE_CYCLE_THREADS, thread_name_prefix="mm-cycle")
         self.wake = threading.Event()
         self.stopping = threading.Event()
@@ -92,7 +91,9 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.wanted_books: dict[tuple[str, str], ExchangeGateway] = {}  # feeder: (venue, pair) -> gateway
         self.feeder: threading.Thread | None = None
         self._urgent = 0  # urgent re-quotes in flight
-        self._urgent_lock = threading.Lock()
+        self.finished: deque[tuple[Runner, str, bool, bool, int, int]] = deque()  # pool -> driver thread
+        self.fresh_books: deque[tuple[tuple[str, str], tuple[float, BookData]]] = deque()  # -> feeder
+        self.outdated: deque[int] = deque()  # pool -> feeder: accounts whose balances a fill moved
         self.analyses: dict[Any, tuple[float, MarketAnalysis]] = {}
         self.stats: Counter[str] = Counter()  # cycles by verdict and full-cycle reason, since start
 
@@ -112,6 +113,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
             if thread is not None:
                 thread.join(timeout_secs)
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self._take_back()
         for conn in self._pool_connections.values():
             conn.close()  # the pool threads are gone; their sessions must not outlive the driver
         self._pool_connections.clear()
@@ -163,6 +165,25 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         wait = min(idle, default=now + 0.5) - time.time()
         self.wake.wait(timeout=min(max(wait, 0.001), 0.5))
         self.wake.clear()
+        self._take_back()  # the cycles that ended meanwhile (a pool thread woke us): their runners are free
+
+    def _take_back(self) -> None:
+        """Cycles the pool ended: the driver thread takes their runners back. The one writer of ``busy``,
+        ``dropped``, ``stale``, ``touched``, the stats and the feeder's wants; a pool thread only hands over."""
+        while self.finished:
+            runner, kind, urgent, drop, wall_ms, queued_ms = self.finished.popleft()
+            self.stats[f"{kind}_wall_ms"] += wall_ms
+            self.stats[f"{kind}_queued_ms"] += queued_ms
+            if urgent:
+                self._urgent -= 1
+            if drop:
+                runner.dropped = True  # forgotten at once; a fenced bot comes back if it is cycling
+            if runner.stale:  # changed while the cycle ran: the next cycle is a full one, on the bot as it is now
+                runner.engine, runner.stale = None, False
+            elif runner.engine is not None and not runner.dropped:
+                self._want(runner, runner.engine)  # its accounts and books, for the feeder
+            runner.touched = True
+            runner.busy = False
 
     def _apply_moves(self, now: float) -> None:
         """Pushed mids: bots whose quotes are a quarter of their tolerance off the new mid run now."""
@@ -177,13 +198,13 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
                 continue
             tolerance = runner.engine.config.order_settings.order_refresh_tolerance_bps / 4e4
             for key, quoted in runner.quoted_mid.items():
-                mid = latest.get(key)
-                if mid is None:
+                moved_to = latest.get(key)
+                if moved_to is None:
                     continue
                 if runner.busy:  # its running cycle may have decided on the book before this move
                     runner.wake_after = True
                     break
-                if abs(mid - quoted) > tolerance * quoted:
+                if abs(moved_to - quoted) > tolerance * quoted:
                     if runner.next_due > now:
                         runner.next_due, runner.woken = now, True
                     break
@@ -224,14 +245,13 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
                 quiet.append((runner, scheduled, started, verdict))
                 runner.next_due = next_due(scheduled, runner.interval, started)
                 continue
-            if verdict.kind == "requote":  # the old quotes' cancels leave now, under this cycle's lease
-                for pair, rows in verdict.cancels.items():
+            if verdict.kind == "requote" and runner.engine is not None:  # a re-quote is on the kept engine:
+                for pair, rows in verdict.cancels.items():  # its old quotes' cancels leave now, under this lease
                     if rows:
                         verdict.sent[pair] = (rows, runner.engine.order_manager.cancel_requests(rows))
             runner.busy = True
             verdict.urgent = woken and verdict.kind == "requote"
             if verdict.urgent:
-                with self._urgent_lock:
                     self._urgent += 1
             self.pool.submit(self._cycle, runner, lease, verdict, scheduled)
         if quiet:
@@ -242,14 +262,9 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         worker = worker_label()
         pipe = get_redis().pipeline(transaction=False)
         for runner, scheduled, started, verdict in quiet:
-            key = keys.cycles(runner.bot_id)
-            pipe.lpush(key, f"{scheduled:.6f} {started:.6f} {finished:.6f} {worker}")
-            pipe.ltrim(key, 0, keys.CYCLE_RECORDS - 1)
-            uptime = keys.uptime(runner.bot_id)
+            add_cycle_record(pipe, runner.bot_id, scheduled, started, finished, worker)
             for pair, both in verdict.uptime:
-                pipe.hincrby(uptime, f"{pair}:cycles", 1)
-                if both:
-                    pipe.hincrby(uptime, f"{pair}:quoted", 1)
+                count_quoting(pipe, runner.bot_id, pair, both)
             lease = leases[runner.bot_id]
             pipe.eval(_RELEASE, 1, lease.key, lease.token)
             runner.quiet_cycles += 1
@@ -264,8 +279,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         the caller holds them: a re-quote knows what it cancelled and stored), the mids."""
         now = time.time()
         if engine is None or engine.bot.status != BotStatus.RUNNING or runner.stale:
-            runner.engine = None
-            runner.stale = False
+            runner.engine = None  # (the driver thread clears ``stale`` when it takes the runner back)
             return
         if rows is None:
             rows = list(Order.objects.filter(bot_id=runner.bot_id, status__in=OPEN_ORDER_STATUSES))
@@ -289,7 +303,6 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
             if snapshot is not None and account is not None and not snapshot.problem():
                 runner.quoted_mid[(exchange_key(account), pair)] = snapshot.mid
         runner.engine = engine
-        self._want(runner, engine)
         if full:
             first = runner.last_full_at == 0.0
             period = max(engine.config.metrics_interval_secs, runner.interval)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from decimal import Decimal
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -22,7 +21,9 @@ from django.conf import settings
 from alerts.hooks import venue_read
 from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import ORDER_BOOK_DEPTH
+from bots.engine.driver_state import DriverState
 from bots.engine.market_data import (
+    AccountView,
     BookData,
     book_from,
     book_reader,
@@ -34,7 +35,7 @@ from bots.engine.market_data import (
 )
 from bots.engine.runner import Runner
 from bots.engine.venues import exchange_key
-from exchanges.gateway import ExchangeGateway, ExchangeOrder
+from exchanges.gateway import ExchangeGateway
 from mmplatform import aio
 from strategies.analysis import MarketAnalysis, analyze_market
 
@@ -72,17 +73,6 @@ ANALYSIS_SECS = 1.0
 """Market analysis (volatility, trend, liquidity) is recomputed at most this often per venue and pair."""
 
 
-@dataclass
-class AccountView:
-    """One exchange account as the venue listed it: open orders by client id, total balances."""
-
-    taken_at: float
-    orders: dict[str, ExchangeOrder]
-    balances: dict[str, Decimal]
-    outdated: bool = False  # a fill moved its balances: read it again at the next due cycle
-    balances_at: float = 0.0  # when the balances were read (the orders may be newer)
-
-
 def _orders_moved(old: AccountView, new: AccountView) -> bool:
     """A resting order gained fills between two views (so balances moved). An order that left the book
     may just be cancelled (totals unchanged); a filled one is synced by its bot, which flags the view
@@ -99,7 +89,7 @@ def view_limit(interval: float) -> float:
     return 2 * interval + 1.0
 
 
-class FeedMixin:
+class FeedMixin(DriverState):
     """The driver's feeder thread and the snapshots built from what it fed (part of ``Driver``)."""
 
     def _books_wanted(self) -> dict[str, tuple[Any, set[str]]]:
@@ -155,7 +145,22 @@ class FeedMixin:
                 self.stopping.wait(0.5)
             self.stopping.wait(FEED_SECS)
 
+    def _take_handovers(self) -> None:
+        """What other threads handed the feeder: depth they had to read themselves (the newest book wins)
+        and accounts a fill sync moved (their view replaced by one marked ``outdated``)."""
+        while self.fresh_books:
+            key, fresh = self.fresh_books.popleft()
+            held = self._books.get(key)
+            if held is None or fresh[1].fetched_at >= held[1].fetched_at:
+                self._books[key] = fresh
+        while self.outdated:
+            account_id = self.outdated.popleft()
+            view = self.accounts.get(account_id)
+            if view is not None and not view.outdated:
+                self.accounts[account_id] = replace(view, outdated=True)
+
     def _feed_once(self, now: float) -> None:
+        self._take_handovers()
         stale: dict[int, ExchangeGateway] = {}
         for account_id, (gateway, every) in list(self.wanted_accounts.items()):
             view = self.accounts.get(account_id)
@@ -213,7 +218,7 @@ class FeedMixin:
             view = AccountView(taken_at=taken, orders=orders, balances=old.balances if old else {},
                                balances_at=old.balances_at if old else 0.0)
             if old is None or old.outdated or taken - old.balances_at >= BALANCE_SECS or _orders_moved(old, view):
-                view.balances_at = -1.0  # to read
+                view = replace(view, balances_at=-1.0)  # to read
             views[account_id] = view
         wanted = [a for a, v in views.items() if v.balances_at < 0]
         read = aio.run(gather([stale[a].fetch_balance() for a in wanted])) if wanted else []
@@ -223,8 +228,8 @@ class FeedMixin:
                 views.pop(account_id)
                 self.accounts.pop(account_id, None)
                 continue
-            views[account_id].balances = {asset: b.total for asset, b in result.assets.items()}
-            views[account_id].balances_at = taken
+            views[account_id] = replace(views[account_id], balances_at=taken,
+                                        balances={asset: b.total for asset, b in result.assets.items()})
         self.accounts.update(views)
 
     def _want(self, runner: Runner, engine: MarketMakingBot) -> None:
@@ -235,10 +240,10 @@ class FeedMixin:
             if held is None or every < held[1]:
                 self.wanted_accounts[account_id] = (gateway, every)
         for pair, position in engine.active_positions.items():
-            gateway = engine.exchanges.get(position.exchange_account_id)
-            if gateway is not None:
+            book_gateway = engine.exchanges.get(position.exchange_account_id)
+            if book_gateway is not None:
                 self.wanted_books.setdefault((exchange_key(engine.accounts[position.exchange_account_id]), pair),
-                                             gateway)
+                                             book_gateway)
 
     def _book(self, engine: MarketMakingBot, account_id: int, pair: str,
               books: dict[tuple[str, str], BookData]) -> BookData:
@@ -253,7 +258,7 @@ class FeedMixin:
                 book = held[1]  # a fresher pushed top goes on a recent depth read
             else:  # nothing recent yet (a new pair, or the feeder is behind): read it here
                 book = shared_book(venue, pair, book_reader(engine.exchanges[account_id], pair, ORDER_BOOK_DEPTH))
-                self._books[(venue, pair)] = (time.time(), book)
+                self.fresh_books.append(((venue, pair), (time.time(), book)))  # the feeder keeps it
             if top is not None and top[4] > book.fetched_at:
                 # the pushed best bid/ask is newer than the last depth read: it replaces the top of
                 # book (deeper levels that it crossed are dropped)
@@ -273,14 +278,14 @@ class FeedMixin:
         own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in runner.live.get(position.pk, [])]
         market = without_own(book, own)
         venue = exchange_key(engine.accounts[account_id])
-        held = self._books.get((venue, pair))
-        merged = held is not None and book.fetched_at > held[1].fetched_at  # a pushed top on older depth
+        top = self.tops.get((venue, pair))
+        merged = top is not None and book.fetched_at == top[4]  # a pushed top on older depth (``_book``)
         if merged and (market.bids[:1] != book.bids[:1] or market.asks[:1] != book.asks[:1]):
             # our own order was the pushed top: the levels behind it come from an older depth read and
             # may be from before a move, so read the depth now rather than quote off a stale level
             book = book_reader(engine.exchanges[account_id], pair, ORDER_BOOK_DEPTH)()
             store_books([(venue, pair, book)])
-            self._books[(venue, pair)] = (book.fetched_at, book)
+            self.fresh_books.append(((venue, pair), (book.fetched_at, book)))  # the feeder keeps it
             books[(venue, pair)] = book
             market = without_own(book, own)
         rules = engine.exchanges[account_id].market_rules(pair)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -21,8 +21,8 @@ from bots.accounting import PositionAccount, apply_fill, fee_in_quote
 from bots.engine import keys
 from bots.engine.client_ids import client_id_prefix
 from bots.events import push
-from bots.models import OPEN_ORDER_STATUSES, Fill, LiquidityPosition, Order, OrderStatus
-from exchanges.gateway import ExchangeOrder
+from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderStatus
+from exchanges.gateway import ExchangeGateway, ExchangeOrder
 from mmplatform import aio
 from mmplatform.errors import (
     ExchangeError,
@@ -75,6 +75,30 @@ def trades_synced(position_id: int) -> None:
 class FillSyncMixin:
     """The sync half of ``OrderManager``: what the venue says happened to a position's orders."""
 
+    # set in OrderManager.__init__ (orders.py); the methods below are OrderManager's (they override these)
+    bot: Bot
+    gateways: dict[int, ExchangeGateway]
+    synced_rows: dict[int, list[Order]]
+
+    if TYPE_CHECKING:
+
+        def open_orders(self, position: LiquidityPosition | None = None) -> list[Order]:
+            raise NotImplementedError
+
+        def _acknowledge(self, order: Order, remote: ExchangeOrder, *, save: bool = True) -> bool:
+            raise NotImplementedError
+
+        def _count_miss(self, order: Order) -> int:
+            raise NotImplementedError
+
+        @staticmethod
+        def order_payload(order: Order) -> dict[str, Any]:
+            raise NotImplementedError
+
+        @staticmethod
+        def fill_payload(fill: Fill) -> dict[str, Any]:
+            raise NotImplementedError
+
     def sync_position(self, position: LiquidityPosition, *, mid: float) -> list[Fill]:
         """Reconcile one pair: open orders (adopt known, cancel unknown of ours), final states of
         rows that left the book, missed acknowledgements, then fills since the last sync."""
@@ -89,10 +113,10 @@ class FillSyncMixin:
 
         unknown = [r for cid, r in by_client.items() if cid.startswith(prefix) and cid not in rows
                    and not Order.objects.filter(client_order_id=cid).exists()]
-        for remote in unknown:
-            logger.warning("bot %s: cancelling unknown order %s on %s", self.bot.pk, remote.client_order_id, pair)
+        for stray in unknown:
+            logger.warning("bot %s: cancelling unknown order %s on %s", self.bot.pk, stray.client_order_id, pair)
             try:
-                aio.run(gateway.cancel_order(pair, exchange_order_id=remote.exchange_order_id))
+                aio.run(gateway.cancel_order(pair, exchange_order_id=stray.exchange_order_id))
             except ExchangeError as exc:
                 logger.warning("cancelling unknown order failed: %s", exc)
 
@@ -199,7 +223,7 @@ class FillSyncMixin:
                     locked.last_trade_sync_ms = max(locked.last_trade_sync_ms, latest_ms)
                     locked.save(update_fields=[*ACCOUNTING_FIELDS, "average_cost", "last_trade_sync_ms"])
         # orders the venue already reported filled in full have nothing to settle
-        self._settle_filled_orders({f.order_id for f in new_fills if f.order_id
+        self._settle_filled_orders({f.order_id for f in new_fills if f.order_id and f.order is not None
                                     and f.order.filled < f.order.amount})
         if not new_fills:
             LiquidityPosition.objects.filter(pk=position.pk, last_trade_sync_ms__lt=latest_ms).update(

@@ -1,12 +1,13 @@
 """Exchange accounts to gateways: credentials are decrypted in memory and the gateway is cached per
-process and per account by ``exchanges.gateway.get_gateway`` (rebuilt when credentials change)."""
+process and per account by ``exchanges.registry.get_gateway`` (rebuilt when credentials change)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 
-from exchanges.gateway import ExchangeGateway, get_gateway
+from exchanges.gateway import ExchangeGateway
 from exchanges.models import ExchangeAccount
+from exchanges.registry import get_gateway
 
 
 def gateway_for_account(account: ExchangeAccount) -> ExchangeGateway:

@@ -18,12 +18,12 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 
 from bots.engine import keys
-from mmplatform.redis_client import get_redis
+from mmplatform.redis_client import get_redis, text
 
 LAG_WINDOW_SECS = 60.0
 """Cycle lag percentiles are over the cycles that started in this last window (each bot's latest
@@ -117,8 +117,9 @@ def live_drivers(now: float | None = None) -> dict[str, float]:
     from bots.engine.shards import DRIVERS_KEY, SHARD_TTL_SECS
 
     now = time.time() if now is None else now
-    rows = get_redis().zrangebyscore(DRIVERS_KEY, now - SHARD_TTL_SECS, "+inf", withscores=True)
-    return {token.decode(): round(max(now - score, 0.0), 1) for token, score in rows}
+    rows = cast("list[tuple[bytes, float]]",
+                get_redis().zrangebyscore(DRIVERS_KEY, now - SHARD_TTL_SECS, "+inf", withscores=True))
+    return {text(token): round(max(now - float(score), 0.0), 1) for token, score in rows}
 
 
 def shard_owners() -> dict[int, str]:
@@ -127,7 +128,7 @@ def shard_owners() -> dict[int, str]:
 
     shards = list(range(settings.ENGINE_SHARDS))
     values = get_redis().mget([shard_key(s) for s in shards]) if shards else []
-    return {s: v.decode() for s, v in zip(shards, values, strict=True) if v is not None}
+    return {s: text(v) for s, v in zip(shards, values, strict=True) if v is not None}
 
 
 def cycling_bots(bot_ids: Iterable[int] | None = None) -> dict[int, int]:
@@ -190,9 +191,9 @@ def drivers_health(workers: Iterable[str] | None = None) -> list[DriverHealth]:
     held = {shard: token for token, shards in shards_of.items() for shard in shards}
     bots_of: dict[str, list[int]] = {token: [] for token in alive}
     for bot_id, shard in sorted(cycling_bots().items()):
-        token = held.get(shard)
-        if token is not None:
-            bots_of[token].append(bot_id)
+        holder = held.get(shard)
+        if holder is not None:
+            bots_of[holder].append(bot_id)
     lags = bot_lags([b for bots in bots_of.values() for b in bots], now)
     pipe = get_redis().pipeline(transaction=False)
     tokens = sorted(alive)
@@ -200,7 +201,7 @@ def drivers_health(workers: Iterable[str] | None = None) -> list[DriverHealth]:
         pipe.hgetall(keys.driver_stats(token))
     out = []
     for token, raw in zip(tokens, pipe.execute(), strict=True):
-        stats = {k.decode(): v.decode() for k, v in raw.items()}
+        stats = {text(k): text(v) for k, v in raw.items()}
         driver_lags = [lag for b in bots_of[token] for lag in lags[b][0]]
         out.append(DriverHealth(
             token=token, worker=token.rsplit(":", 1)[0], heartbeat_age_secs=alive[token],

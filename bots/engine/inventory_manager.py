@@ -40,6 +40,10 @@ class InventoryManager:
             for account_id, result in zip(gateways, results, strict=True)
         }
 
+    def observe_balances(self, account_id: int, balances: dict[str, Decimal]) -> None:
+        """One account's balances as the driver's feeder read them (instead of ``load_balances``)."""
+        self.balances[account_id] = balances
+
     def assess(self, position: LiquidityPosition, mid: float) -> PairInventory:
         """Spec assess_initial_inventory / current state for one pair."""
         return self._assess_pair(position.trading_pair, position.exchange_account_id, mid)

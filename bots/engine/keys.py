@@ -1,7 +1,9 @@
 """Every Redis key of the engine (``mm:*``), defined once: its meaning, who writes it, who reads it, TTL.
 
 No other module spells an ``mm:`` key (tests/bots/test_keys.py fails if one does); each imports the
-function here. The Redis database is the one of ``REDIS_URL`` (``mmplatform.redis_client``).
+function here, and each key function is called only from its owner module (the one that writes the key)
+and the modules named as its readers (``KEY_MODULES`` in tests/bots/test_keys.py). The Redis database is
+the one of ``REDIS_URL`` (``mmplatform.redis_client``).
 "Driver" is the engine driver of a worker process (``bots.engine.driver``); "engine" is a bot's
 ``MarketMakingBot`` running a cycle on one of the driver's pool threads or in a Celery task.
 
@@ -33,11 +35,13 @@ Per bot
 ``mm:chain:bot:<bot>``           string, the current cycle chain id (Celery-task cycles). Writer:
                                  ``lease.new_chain`` (start). No TTL.
 ``mm:cycles:bot:<bot>``          list of "scheduled started finished worker" (newest first, capped at
-                                 1,000). Writers: the driver (quiet cycles, ``_record_quiet``) and the
-                                 cycle (``lease.record_cycle``). No TTL. Readers: overlap checks, bench.
+                                 1,000). Writer: ``lease.add_cycle_record`` (the one function), called by
+                                 the driver for quiet cycles and by every other cycle (``record_cycle``).
+                                 No TTL. Readers: overlap checks, engine health, bench.
 ``mm:uptime:<bot>``              hash "<pair>:cycles" / "<pair>:quoted" counters (quote uptime).
-                                 Writers: the engine (``PerformanceTracker.record_quoting``, full cycles
-                                 and re-quotes) and the driver (quiet cycles). No TTL.
+                                 Writer: ``performance.count_quoting`` (the one function), called by the
+                                 engine (``record_quoting``: full cycles, re-quotes) and the driver (quiet
+                                 cycles). No TTL.
 ``mm:quoting:<bot>``             hash pair -> why the bot does not quote it (``bots.quoting``). Writer:
                                  the engine's decisions (``quoting.note``). TTL ``quoting.TTL_SECS``
                                  (120 s), renewed by every decision at most every 20 s. Reader: the

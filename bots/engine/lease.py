@@ -17,7 +17,7 @@ from typing import Any
 
 from bots.engine import keys
 from mmplatform.errors import MarketMakingError
-from mmplatform.redis_client import get_redis
+from mmplatform.redis_client import get_redis, text
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
@@ -139,23 +139,29 @@ def new_chain(bot_id: int) -> str:
 
 def current_chain(bot_id: int) -> str | None:
     raw = get_redis().get(chain_key(bot_id))
-    return raw.decode() if raw else None
+    return text(raw) if raw else None
 
 
 def record_cycle(bot_id: int, scheduled_at: float, started_at: float, finished_at: float, worker: str) -> None:
     """Cycle start/end records (capped list) for overlap checks and lag benchmarks."""
-    r = get_redis()
+    pipe = get_redis().pipeline()
+    add_cycle_record(pipe, bot_id, scheduled_at, started_at, finished_at, worker)
+    pipe.execute()
+
+
+def add_cycle_record(pipe: Any, bot_id: int, scheduled_at: float, started_at: float, finished_at: float,
+                     worker: str) -> None:
+    """The one writer of ``keys.cycles``, on ``pipe`` (a cycle's ``record_cycle``, or the driver's quiet
+    cycles in one pipeline)."""
     key = keys.cycles(bot_id)
-    pipe = r.pipeline()
     pipe.lpush(key, f"{scheduled_at:.6f} {started_at:.6f} {finished_at:.6f} {worker}")
     pipe.ltrim(key, 0, keys.CYCLE_RECORDS - 1)
-    pipe.execute()
 
 
 def cycle_records(bot_id: int) -> list[tuple[float, float, float, str]]:
     rows = get_redis().lrange(keys.cycles(bot_id), 0, -1)
     out = []
     for row in reversed(rows):
-        scheduled, started, finished, worker = row.decode().split(" ", 3)
+        scheduled, started, finished, worker = text(row).split(" ", 3)
         out.append((float(scheduled), float(started), float(finished), worker))
     return out

@@ -11,13 +11,14 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.conf import settings
 
 from bots.engine import keys
-from exchanges.gateway import ExchangeGateway, OrderBook
+from exchanges.gateway import ExchangeGateway, ExchangeOrder, OrderBook
 from mmplatform import aio
-from mmplatform.redis_client import get_redis
+from mmplatform.redis_client import get_redis, text
 from strategies.types import MarketSnapshot
 
 HISTORY_LENGTH = 600
@@ -32,6 +33,18 @@ class BookData:
     bids: list[tuple[float, float]]
     asks: list[tuple[float, float]]
     fetched_at: float
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """One exchange account as the venue listed it: open orders by client id, total balances. Frozen: the
+    feeder hands a new one over (``dataclasses.replace``), a reader keeps the one it got."""
+
+    taken_at: float
+    orders: dict[str, ExchangeOrder]
+    balances: dict[str, Decimal]
+    outdated: bool = False  # a fill moved its balances: read it again at the feeder's next pass
+    balances_at: float = 0.0  # when the balances were read (the orders may be newer)
 
 
 def book_from(raw: OrderBook, fetched_at: float | None = None) -> BookData:
@@ -97,7 +110,7 @@ def mid_history(exchange_key: str, pair: str) -> tuple[list[float], list[float]]
     rows = get_redis().lrange(_key(exchange_key, pair, "mids"), 0, -1)
     times, mids = [], []
     for row in rows:
-        t, _, m = row.decode().partition(":")
+        t, _, m = text(row).partition(":")
         times.append(float(t))
         mids.append(float(m))
     return times, mids

@@ -71,7 +71,7 @@ def _status_from_exchange(remote: ExchangeOrder) -> str:
 class OrderManager(FillSyncMixin):
     """Order lifecycle for one bot (spec OrderManager)."""
 
-    def __init__(self, bot: Bot, gateways: dict[int, ExchangeGateway]):
+    def __init__(self, bot: Bot, gateways: dict[int, ExchangeGateway], *, gate: Callable[[], None] | None = None):
         self.bot = bot
         self.gateways = gateways
         # the rows of each position's last sync_position (as the venue answered it), which the engine
@@ -84,7 +84,15 @@ class OrderManager(FillSyncMixin):
         self.stored: list[Order] = []
         # called right before any order is sent: raises when the bot's sends are fenced (kill, stop,
         # pause) or the cycle lost its lease (MarketMakingBot._check_send)
-        self.gate: Callable[[], None] | None = None
+        self.gate = gate
+
+    def take_synced(self, position_id: int) -> list[Order]:
+        """The rows of the position's last ``sync_position`` (as the venue answered them), handed over once."""
+        return self.synced_rows.pop(position_id, [])
+
+    def reset_stored(self) -> None:
+        """A new kept cycle: forget the rows stored before it."""
+        self.stored = []
 
     # --- reads ----------------------------------------------------------------------------------
 
@@ -337,7 +345,7 @@ class OrderManager(FillSyncMixin):
         results = await asyncio.gather(
             *(self.gateways[a].cancel_order(r.pair, exchange_order_id=r.exchange_order_id) for a, r in mine),
             return_exceptions=True)
-        return {r.client_order_id for (_, r), res in zip(mine, results, strict=True)
+        return {r.client_order_id or "" for (_, r), res in zip(mine, results, strict=True)
                 if isinstance(res, (ExchangeOrder, OrderNotFoundError))}
 
     def _settle_swept(self, gone: set[str]) -> None:

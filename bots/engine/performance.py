@@ -11,7 +11,16 @@ from bots.models import (
     Fill,
     LiquidityPosition,
 )
-from mmplatform.redis_client import get_redis
+from mmplatform.redis_client import get_redis, text
+
+
+def count_quoting(pipe: Any, bot_id: int, pair: str, quoted_both_sides: bool) -> None:
+    """The one writer of ``keys.uptime``: a cycle of ``pair`` (quoted on both sides or not), on ``pipe``
+    (the engine's cycles through ``record_quoting``, the driver's quiet cycles in one pipeline)."""
+    key = keys.uptime(bot_id)
+    pipe.hincrby(key, f"{pair}:cycles", 1)
+    if quoted_both_sides:
+        pipe.hincrby(key, f"{pair}:quoted", 1)
 
 
 class PerformanceTracker:
@@ -24,15 +33,12 @@ class PerformanceTracker:
         return keys.uptime(self.bot.pk)
 
     def record_quoting(self, pair: str, quoted_both_sides: bool) -> None:
-        r = get_redis()
-        pipe = r.pipeline()
-        pipe.hincrby(self.uptime_key(), f"{pair}:cycles", 1)
-        if quoted_both_sides:
-            pipe.hincrby(self.uptime_key(), f"{pair}:quoted", 1)
+        pipe = get_redis().pipeline()
+        count_quoting(pipe, self.bot.pk, pair, quoted_both_sides)
         pipe.execute()
 
     def quote_uptime(self) -> float:
-        raw = {k.decode(): int(v) for k, v in get_redis().hgetall(self.uptime_key()).items()}
+        raw = {text(k): int(v) for k, v in get_redis().hgetall(self.uptime_key()).items()}
         cycles = sum(v for k, v in raw.items() if k.endswith(":cycles"))
         quoted = sum(v for k, v in raw.items() if k.endswith(":quoted"))
         return quoted / cycles if cycles else 0.0

@@ -16,7 +16,7 @@ from django.conf import settings
 
 from bots import quoting
 from bots.engine import keys
-from bots.engine.cycle import CycleReport
+from bots.engine.bot_state import BotState, CycleReport
 from bots.engine.lease import FencedError, check_send
 from bots.engine.self_trades import QuoteGuard, from_rows, from_view, merged
 from bots.engine.strategy_engine import params_json
@@ -42,7 +42,7 @@ from strategies.types import InventoryState, MarketSnapshot, OrderIntent
 
 logger = logging.getLogger(__name__)
 
-class QuotesMixin:
+class QuotesMixin(BotState):
     """The quote path of ``MarketMakingBot``: decide -> check -> act for one pair."""
 
     def _place_initial_orders(self, position: LiquidityPosition) -> None:
@@ -177,7 +177,7 @@ class QuotesMixin:
             self.report.denied += len(decision.denied)
             self._record_denials(pair, decision.denied)
         by_client = {o.client_order_id: o for o in live_rows}
-        to_cancel = [by_client[o.order_id] for o in diff.cancel]
+        to_cancel = [by_client[str(o.order_id)] for o in diff.cancel]  # live ids are client ids
         # the cancels fly while the new orders are stored; nothing is sent before the venue answered them
         flying: list[tuple[list[Order], Any]] = []
         if sent_cancels is not None:
@@ -245,7 +245,7 @@ class QuotesMixin:
 
     def observe_account(self, position: LiquidityPosition, balances: dict[str, Any], mid: float) -> None:
         """The account's balances as the feeder last read them; the pair's inventory valued at ``mid``."""
-        self.inventory_manager.balances[position.exchange_account_id] = balances
+        self.inventory_manager.observe_balances(position.exchange_account_id, balances)
         self.inventory_manager.assess(position, mid)
 
     def observe_resting(self, pair: str, resting: tuple[checks.RestingOrder, ...]) -> None:
@@ -273,7 +273,7 @@ class QuotesMixin:
         under ``lease``: a fresh report, no rows stored yet."""
         self.lease = lease
         self.report = CycleReport()
-        self.order_manager.stored = []
+        self.order_manager.reset_stored()
 
     def fenced_cycle(self, cycle: int) -> None:
         """The cycle was numbered and fenced in one statement (``begin_fenced_cycle``)."""
@@ -282,6 +282,19 @@ class QuotesMixin:
 
     def end_kept_cycle(self) -> None:
         self.fenced_at_begin = False
+
+    def reload_balances(self, account_ids: set[int]) -> None:
+        """A fill moved these accounts' balances: read them again (a fill sync on the kept engine)."""
+        self.inventory_manager.load_balances({a: self.exchanges[a] for a in account_ids})
+
+    def sync_pair(self, position: LiquidityPosition, mid: float) -> list[Order]:
+        """Reconcile one pair with its venue on the kept engine (a fill sync): open orders, the fate of the
+        missing ones, trades -> Fill rows and OrderFilled events, the inventory valued at ``mid`` (nan: a
+        bad book, not valued). Returns the pair's rows as the venue answered them (to re-quote on)."""
+        self.announce_fills(position.trading_pair, self.order_manager.sync_position(position, mid=mid))
+        if mid == mid:
+            self.inventory_manager.assess(position, mid)
+        return self.order_manager.take_synced(position.pk)
 
     def requote_pair(self, position: LiquidityPosition, *, live_rows: list[Order], others_open: int,
                      begin_cycle_now: Callable[[], int] | None = None,

@@ -15,6 +15,7 @@ from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 
 from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import begin_fenced_cycle
+from bots.engine.driver_state import DriverState
 from bots.engine.lease import BotLease, FencedError, LeaseLostError
 from bots.engine.runner import Runner, next_due
 from bots.engine.verdict import Verdict
@@ -22,7 +23,7 @@ from bots.models import OPEN_ORDER_STATUSES, Bot, Order, OrderPurpose
 
 logger = logging.getLogger(__name__)
 
-class RequoteMixin:
+class RequoteMixin(DriverState):
     """The driver's pool-thread cycles (part of ``Driver``)."""
 
     def _cycle(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float) -> None:
@@ -31,6 +32,7 @@ class RequoteMixin:
 
         started = time.time()
         delay = runner.interval
+        drop = False
         try:
             last = self._connection_checked.get(threading.get_ident(), 0.0)
             if started - last > 1.0:  # drop a connection past its age or broken, at most once a second
@@ -49,7 +51,7 @@ class RequoteMixin:
                 outcome = result.outcome
                 self._capture(runner, result.engine, full=True)
                 if outcome in ("stale-chain", "fenced", "auth-error"):
-                    runner.dropped = True  # the driver thread forgets it; a fenced bot comes back if cycling
+                    drop = True  # the driver thread forgets it; a fenced bot comes back if cycling
                 elif outcome == "error":
                     delay = runner.error_delay
         except Exception:
@@ -58,15 +60,11 @@ class RequoteMixin:
             delay = runner.error_delay
             lease.release()
         finally:
-            if verdict.urgent:
-                with self._urgent_lock:
-                    self._urgent -= 1
             now = time.time()
-            self.stats[f"{verdict.kind}_wall_ms"] += int(1000 * (now - started))
-            self.stats[f"{verdict.kind}_queued_ms"] += int(1000 * max(started - scheduled, 0.0))
             runner.next_due = next_due(scheduled, runner.interval, now) if delay == runner.interval else now + delay
-            runner.touched = True
-            runner.busy = False
+            # handed back: the driver thread clears ``busy`` and counts the cycle (``Driver._take_back``)
+            self.finished.append((runner, verdict.kind, verdict.urgent, drop, int(1000 * (now - started)),
+                                  int(1000 * max(started - scheduled, 0.0))))
             self.wake.set()
 
     def _on_kept_engine(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float,
@@ -134,7 +132,7 @@ class RequoteMixin:
         events), reload that account's balances, and re-quote the pair. The rest of the bot is as the
         quiet check left it; the next check assesses risk on the new position."""
         accounts = {engine.active_positions[p].exchange_account_id for p in pairs}
-        engine.inventory_manager.load_balances({a: engine.exchanges[a] for a in accounts})
+        engine.reload_balances(accounts)
         total_open = sum(runner.open_count.values())
         synced_positions: set[int] = set()
         rows: list[Order] = []
@@ -142,11 +140,8 @@ class RequoteMixin:
             position = engine.active_positions[pair]
             snapshot = self._snapshot(runner, engine, position, {}, time.time())  # the feeder's book
             mid = snapshot.mid if not snapshot.problem() else float("nan")
-            engine.announce_fills(pair, engine.order_manager.sync_position(position, mid=mid))
-            if mid == mid:
-                engine.inventory_manager.assess(position, mid)
             # re-quoted on the rows the sync just reconciled with the venue (not read again)
-            synced = engine.order_manager.synced_rows.pop(position.pk, [])
+            synced = engine.sync_pair(position, mid)
             synced_positions.add(position.pk)
             rows.extend(synced)
             live = [o for o in synced if o.status in OPEN_ORDER_STATUSES and o.purpose == OrderPurpose.QUOTE]
@@ -156,7 +151,4 @@ class RequoteMixin:
         # the sync and the re-quote, and the re-quote's new ones
         rows += [o for o in runner.rows if o.position_id not in synced_positions]
         self._capture(runner, engine, full=False, rows=rows + engine.order_manager.stored)
-        for account_id in accounts:  # balances moved: the next due cycle reads the account again
-            view = self.accounts.get(account_id)
-            if view is not None:
-                view.outdated = True
+        self.outdated.extend(accounts)  # balances moved: the feeder reads these accounts again at once

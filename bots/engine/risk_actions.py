@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 from decimal import Decimal
 
+from bots.engine.bot_state import BotState
 from bots.engine.lease import fence_sends
-from bots.engine.risk_manager import PairRiskAdjustments
 from bots.engine.self_trades import QuoteGuard, from_rows, merged
 from bots.events import publish_event, push
 from bots.inventory import RebalancingTrade, calculate_rebalancing_trades
@@ -36,7 +36,7 @@ for another full cycle for the same pair: longer than the driver's balance reads
 next decision is taken on balances the venue reported after the trade."""
 
 
-class RiskActionsMixin:
+class RiskActionsMixin(BotState):
     """Risk assessment, risk-event actions and rebalancing of ``MarketMakingBot``."""
 
     def _pair_risk_states(self) -> tuple[checks.PairRiskState, ...]:
@@ -104,13 +104,13 @@ class RiskActionsMixin:
 
     def _reduce_position_sizes(self, pair: str, base_value_quote: float) -> None:
         """Only the side that grows the position is reduced; the side that unwinds it keeps its size."""
-        adjust = self.risk_manager.adjustments.setdefault(pair, PairRiskAdjustments())
+        adjust = self.risk_manager.adjustment(pair)
         adjust.reduced_side = checks.growing_side(base_value_quote)
         adjust.reduced_side_factor = min(adjust.reduced_side_factor,
                                          self.config.risk_limits.position_size_reduction_factor)
 
     def _adjust_spreads_for_volatility(self, pair: str) -> None:
-        adjust = self.risk_manager.adjustments.setdefault(pair, PairRiskAdjustments())
+        adjust = self.risk_manager.adjustment(pair)
         adjust.spread_multiplier = max(adjust.spread_multiplier, self.config.risk_limits.volatility_spread_widen_factor)
 
     def _pause_trading(self, reason: str) -> None:
@@ -216,9 +216,11 @@ class RiskActionsMixin:
         return [t.trading_pair for t in trades
                 if now - self.rebalance_attempted_at.get(t.trading_pair, -REBALANCE_RETRY_SECS) >= REBALANCE_RETRY_SECS]
 
-    def rebalance_now(self) -> int:
-        """A scheduled or manual rebalance (``bots.tasks.rebalance_bot``): refresh balances and books,
-        then trade every pair back to its target."""
+    def rebalance_now(self, cycle: int) -> int:
+        """A scheduled or manual rebalance (``bots.tasks.rebalance_bot``) numbered ``cycle`` (its own
+        number: its client ids never meet a driver cycle's): refresh balances and books, then trade every
+        pair back to its target."""
+        self.cycle = cycle
         self._update_market_data()
         self._refresh_inventory()
         return self._rebalance_inventory(force=True)

@@ -9,7 +9,7 @@ from bots.engine import keys
 from bots.models import (
     Bot,
 )
-from mmplatform.redis_client import get_redis
+from mmplatform.redis_client import get_redis, text
 from risk import checks
 from risk.limits import RiskLimits
 from strategies.types import RiskContext
@@ -31,6 +31,10 @@ class MarketMakingRiskManager:
         self.config = config
         self.adjustments: dict[str, PairRiskAdjustments] = {}
 
+    def adjustment(self, pair: str) -> PairRiskAdjustments:
+        """The pair's risk adjustments in this cycle (created neutral on first use)."""
+        return self.adjustments.setdefault(pair, PairRiskAdjustments())
+
     def validate_startup_conditions(self, daily_pnl_quote: float) -> list[str]:
         tenant_killed = type(self.bot.tenant).objects.filter(pk=self.bot.tenant_id,
                                                              kill_switch_engaged=True).exists()
@@ -49,7 +53,7 @@ class MarketMakingRiskManager:
         """Statuses that were not active in the previous cycle (events are recorded once per breach)."""
         r = get_redis()
         keys = {f"{s.event_type}|{s.trading_pair}": s for s in statuses}
-        previous = {k.decode() for k in r.smembers(self.active_key())}
+        previous = {text(k) for k in r.smembers(self.active_key())}
         pipe = r.pipeline()
         pipe.delete(self.active_key())
         if keys:

@@ -17,8 +17,10 @@ re-quote stores two new orders and saves four venue answers; these helpers make 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 from django.db import connection
+from django.db.models import Field
 from django.utils import timezone
 
 from bots.models import OPEN_ORDER_STATUSES, Bot, Order
@@ -32,11 +34,11 @@ def insert_orders(rows: Sequence[Order]) -> list[Order]:
     meta = Order._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
-    params: list[object] = []
+    params: list[Any] = []
     for row in rows:
         params.extend(f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields)
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+    sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)}) "
            f"VALUES {', '.join([one] * len(rows))} "
            f"ON CONFLICT ({quote('client_order_id')}) DO NOTHING "
            f"RETURNING {quote('id')}, {quote('client_order_id')}")
@@ -86,15 +88,15 @@ def save_order_fields(rows: Sequence[Order], field_names: Sequence[str]) -> None
             row.save(update_fields=list(field_names))
         return
     meta = Order._meta
-    fields = [meta.get_field(name) for name in field_names]
+    fields = [cast(Field, meta.get_field(name)) for name in field_names]  # concrete columns only
     quote = connection.ops.quote_name
-    params: list[object] = []
+    params: list[Any] = []
     for row in rows:
         params.append(row.pk)
         params.extend(f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields)
     one = "(" + ", ".join(["%s"] * (len(fields) + 1)) + ")"
     columns = ", ".join(["id", *(f"c{i}" for i in range(len(fields)))])
-    assignments = ", ".join(f"{quote(f.column)} = v.c{i}::{f.db_type(connection)}" for i, f in enumerate(fields))
+    assignments = ", ".join(f"{quote(str(f.column))} = v.c{i}::{f.db_type(connection)}" for i, f in enumerate(fields))
     table = quote(meta.db_table)
     sql = (f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([one] * len(rows))}) AS v({columns}) "
            f"WHERE {table}.{quote('id')} = v.id::bigint")

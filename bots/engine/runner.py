@@ -10,7 +10,15 @@ from bots.models import Order
 
 @dataclass
 class Runner:
-    """The driver's memory of one bot between cycles."""
+    """The driver's memory of one bot between cycles.
+
+    Writers (docs/architecture.md, "Who owns what"): the driver thread alone writes ``busy`` (set before a
+    cycle is submitted, cleared when the cycle is handed back), ``dropped``, ``stale``, ``signature``,
+    ``interval``, ``error_delay``, ``woken``, ``wake_after``, ``last_verdict``, ``quiet_cycles``,
+    ``touched``. The cycle fields (``engine``, ``rows``, ``live``, ``open_count``, ``known``, ``gone``,
+    ``quoted_mid``, ``last_full_at``, ``perf_due_at``, ``high_water*``, ``next_due``) belong to whoever
+    holds the runner: the pool thread running its cycle while ``busy``, else the driver thread.
+    """
 
     bot_id: int
     epoch: int
@@ -20,9 +28,9 @@ class Runner:
     signature: tuple
     next_due: float
     engine: MarketMakingBot | None = None
-    live: dict[int, list[Order]] = field(default_factory=dict)  # position id -> open quote rows
+    live: dict[int | None, list[Order]] = field(default_factory=dict)  # position id -> open quote rows
     rows: list[Order] = field(default_factory=list)  # every open row (quotes and rebalancing orders)
-    open_count: dict[int, int] = field(default_factory=dict)  # position id -> open rows of any purpose
+    open_count: dict[int | None, int] = field(default_factory=dict)  # position id -> open rows of any purpose
     known: set[str] = field(default_factory=set)  # client ids of every open row
     gone: dict[str, float] = field(default_factory=dict)  # client id -> when it left our open set
     quoted_mid: dict[tuple[str, str], float] = field(default_factory=dict)

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from bots.engine import keys
+from bots.engine.driver_state import DriverState
 from bots.engine.lease import _RELEASE, new_chain
 from bots.engine.runner import Runner
 from bots.models import Bot, BotStatus
@@ -50,7 +51,7 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[
 """
 
 
-class ShardsMixin:
+class ShardsMixin(DriverState):
     """The driver's shard and bot-membership housekeeping (part of ``Driver``; driver thread)."""
 
     def _housekeep(self, now: float) -> None:
@@ -129,8 +130,10 @@ class ShardsMixin:
             elif runner.signature != signature:
                 runner.signature = signature
                 runner.interval, runner.error_delay = interval, error_delay
-                runner.engine = None  # the next cycle is a full one, on the bot as it is now
-                runner.stale = runner.busy
+                if runner.busy:  # its cycle holds the engine: dropped when the driver takes the runner back
+                    runner.stale = True
+                else:
+                    runner.engine = None  # the next cycle is a full one, on the bot as it is now
         for pk in list(self.runners):
             if pk not in seen:
                 self.runners.pop(pk).dropped = True

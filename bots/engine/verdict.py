@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from bots.engine.client_ids import client_id_prefix
+from bots.engine.driver_state import DriverState
 from bots.engine.feed import SENT_MARGIN_SECS, view_limit
 from bots.engine.market_data import (
     BookData,
@@ -38,7 +39,7 @@ class Verdict:
     urgent: bool = False  # a re-quote brought forward by a pushed move: the feeder holds off meanwhile
 
 
-class VerdictMixin:
+class VerdictMixin(DriverState):
     """The driver's read-only check (part of ``Driver``; driver thread)."""
 
     def _check(self, runner: Runner, now: float, books: dict[tuple[str, str], BookData],
@@ -114,7 +115,7 @@ class VerdictMixin:
             if decision.diff.cancel or decision.diff.place:
                 requote.append(pair)
                 by_client = {o.client_order_id: o for o in rows}
-                cancels[pair] = [by_client[o.order_id] for o in decision.diff.cancel]
+                cancels[pair] = [by_client[str(o.order_id)] for o in decision.diff.cancel]  # client ids
             uptime.append((pair, decision.quotes_both_sides))
         if requote:
             return Verdict("requote", "quotes moved", pairs=requote, cancels=cancels)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from exchanges.emulator.server import AccountConfig, EmulatorConfig, EmulatorServer
-from exchanges.gateway import clear_gateway_cache
+from exchanges.registry import clear_gateway_cache
 
 EMULATOR_KEY = "bot-test-key-000111"
 EMULATOR_SECRET = "bot-test-secret-000111-abcdef"

@@ -86,3 +86,53 @@ def fn_doc(name: str) -> str:
 def test_a_market_data_key_of_an_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown market data key kind 'bok'"):
         keys.market_data("bok", "emulator", "BTC/USDT")
+
+
+# --- one owner per key ------------------------------------------------------------------------------------
+
+KEY_MODULES = {
+    # key function: (the one module that writes the key, the modules that only read it)
+    "shard": ("bots.engine.shards", set()),
+    "driver_stats": ("bots.engine.shards", {"bots.engine.health"}),
+    "lease": ("bots.engine.lease", set()),
+    "fence": ("bots.engine.lease", set()),
+    "chain": ("bots.engine.lease", set()),
+    "cycles": ("bots.engine.lease", {"bots.engine.health"}),  # lease.add_cycle_record, for every kind of cycle
+    "uptime": ("bots.engine.performance", set()),  # performance.count_quoting, for every kind of cycle
+    "quoting": ("bots.quoting", set()),
+    "risk_active": ("bots.engine.risk_manager", {"bots.selectors"}),
+    "risk_denied": ("bots.engine.quotes", set()),
+    "risk_rejected": ("bots.engine.quotes", set()),
+    "daily_reset": ("bots.engine.cycle", set()),
+    "performance_due": ("bots.engine.cycle", set()),
+    "trades_pending": ("bots.engine.fills", set()),
+    "trades_recent": ("bots.engine.fills", set()),
+    "market_data": ("bots.engine.market_data", set()),
+}
+
+
+def key_calls(path: Path) -> set[str]:
+    """The key functions ``path`` calls as ``keys.<name>(...)``."""
+    return {node.func.attr for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "keys"}
+
+
+def test_each_key_is_written_by_one_module() -> None:
+    """A key function is called only by its owner (the writer) and its declared readers, so a second
+    writer of a key cannot appear without this table (and keys.py's docstring) saying so."""
+    builders = {name for name, obj in vars(keys).items() if inspect.isfunction(obj) and not name.startswith("_")}
+    builders -= {"market_data_pattern"}  # a SCAN pattern (retention, bench), not a key
+    assert builders == KEY_MODULES.keys()
+    callers: dict[str, set[str]] = {name: set() for name in builders}
+    for top in PACKAGES:
+        for path in (ROOT / top).rglob("*.py") if (ROOT / top).is_dir() else ():
+            if path.relative_to(ROOT) in ALLOWED or "migrations" in path.parts:
+                continue
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            for name in key_calls(path) & builders:
+                callers[name].add(module)
+    unexpected = {name: sorted(mods - {KEY_MODULES[name][0], *KEY_MODULES[name][1]})
+                  for name, mods in callers.items()}
+    assert {name: mods for name, mods in unexpected.items() if mods} == {}
+    assert all(KEY_MODULES[name][0] in mods for name, mods in callers.items())  # the table names real writers

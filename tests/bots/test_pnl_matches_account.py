@@ -27,7 +27,7 @@ TAKER_KEY, TAKER_SECRET = "taker-key-000222", "taker-secret-000222-abcdef"
 
 @pytest.fixture
 def two_account_emulator() -> Any:
-    from exchanges.gateway import clear_gateway_cache
+    from exchanges.registry import clear_gateway_cache
 
     server = start_emulator(
         market_step_ms=0,

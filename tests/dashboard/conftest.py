@@ -78,6 +78,6 @@ def populated(world_a: TenantWorld, world_b: TenantWorld) -> tuple[TenantWorld, 
 def close_exchange_clients() -> Any:
     """A kill opens ccxt clients (its synchronous cancel); close them so none leaks past the test."""
     yield
-    from exchanges.gateway import clear_gateway_cache
+    from exchanges.registry import clear_gateway_cache
 
     clear_gateway_cache()

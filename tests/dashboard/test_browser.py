@@ -151,7 +151,7 @@ def test_a_burst_of_pushes_is_coalesced_into_few_renders(daphne: Daphne,
 
 @pytest.fixture
 def live_emulator() -> Iterator[Any]:
-    from exchanges.gateway import clear_gateway_cache
+    from exchanges.registry import clear_gateway_cache
     from tests.bots.conftest import start_emulator
 
     server = start_emulator()

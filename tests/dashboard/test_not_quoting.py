@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def frozen() -> Iterator[Any]:
-    from exchanges.gateway import clear_gateway_cache
+    from exchanges.registry import clear_gateway_cache
     from tests.bots.conftest import start_emulator
 
     server = start_emulator(market_step_ms=0,

@@ -18,11 +18,10 @@ from exchanges.gateway import (
     GatewayCredentials,
     MarketRules,
     OrderRequest,
-    clear_gateway_cache,
-    get_gateway,
     quantize_to_rules,
 )
 from exchanges.ratelimit import LocalTokenBucket, RedisTokenBucket
+from exchanges.registry import clear_gateway_cache, get_gateway
 from mmplatform.errors import (
     AuthenticationFailedError,
     BadSymbolError,

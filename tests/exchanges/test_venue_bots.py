@@ -13,7 +13,7 @@ import pytest
 from bots.engine.core import MarketMakingBot, begin_cycle
 from bots.models import Fill, Order, OrderStatus
 from exchanges.emulator.server import AccountConfig, EmulatorServer
-from exchanges.gateway import clear_gateway_cache
+from exchanges.registry import clear_gateway_cache
 from exchanges.venues import get_venue
 from tests.bots.conftest import (
     BALANCES,

@@ -16,8 +16,8 @@ from django.urls import reverse
 from bots.engine.gateways import gateway_for_account
 from bots.models import Bot, Order
 from exchanges.emulator.server import EmulatorConfig, EmulatorServer
-from exchanges.gateway import clear_gateway_cache
 from exchanges.models import ExchangeAccount
+from exchanges.registry import clear_gateway_cache
 from mmplatform import aio
 from tests.conftest import PASSWORD, TenantWorld, make_account
 from tests.platform.test_config_validation import admin_payload

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from bots.engine.gateways import gateway_for_account
 from exchanges.emulator.server import EmulatorConfig, EmulatorServer
-from exchanges.gateway import clear_gateway_cache
+from exchanges.registry import clear_gateway_cache
 from exchanges.services import EmulatorRegistrationError, parse_balances
 from mmplatform import aio
 from tests.conftest import PASSWORD, TenantWorld, make_account

@@ -21,7 +21,7 @@ from bots.engine.lease import cycle_records
 from bots.engine.orders import LOST_AFTER_MISSES
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Fill, Order
 from exchanges.emulator.server import EmulatorServer
-from exchanges.gateway import clear_gateway_cache
+from exchanges.registry import clear_gateway_cache
 from tests.processes import Proc, redis_pointed_at, start_beat, start_worker, wait_until
 from tests.reliability.conftest import (
     assert_fills_match_exchange,

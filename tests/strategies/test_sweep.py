@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from strategies.backtest import main
-from strategies.sweep import RUNS, pareto_front
+from strategies.sweep import RUNS, main, pareto_front
 
 DATA = Path(__file__).parent / "data"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -19,7 +18,7 @@ GRID = ["--grid", "spread_bps=4,8,30", "--grid", "level_spacing_bps=1,4"]
 
 
 def sweep(out: Path, *extra: str) -> int:
-    return main(["sweep", *COMMON, *GRID, "--out", str(out), *extra])
+    return main([*COMMON, *GRID, "--out", str(out), *extra])
 
 
 def test_same_results_byte_for_byte_with_one_or_two_workers_and_the_pnl_identity(tmp_path) -> None:
@@ -73,7 +72,7 @@ def test_resume_of_a_different_sweep_is_refused(tmp_path, capsys) -> None:
     out = tmp_path / "s"
     assert sweep(out, "--workers", "1") == 0
     capsys.readouterr()
-    assert main(["sweep", *COMMON, "--grid", "spread_bps=4,8", "--out", str(out), "--resume"]) == 2
+    assert main([*COMMON, "--grid", "spread_bps=4,8", "--out", str(out), "--resume"]) == 2
     assert "describes a different sweep" in capsys.readouterr().err
 
 
@@ -98,7 +97,7 @@ def test_resume_of_a_different_sweep_is_refused(tmp_path, capsys) -> None:
 )
 def test_bad_grid_is_a_clear_error_before_anything_runs(tmp_path, capsys, grid, message) -> None:
     out = tmp_path / "out"
-    assert main(["sweep", *COMMON, *grid, "--out", str(out)]) == 2
+    assert main([*COMMON, *grid, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err, err
     assert not out.exists()
@@ -106,7 +105,7 @@ def test_bad_grid_is_a_clear_error_before_anything_runs(tmp_path, capsys, grid, 
 
 def test_sweep_reads_exchange_dumps(tmp_path, capsys) -> None:
     out = tmp_path / "dumps"
-    code = main(["sweep", "--data", str(DATA / "BTCUSDT-bookTicker-2024-03-01.csv"), "--data",
+    code = main(["--data", str(DATA / "BTCUSDT-bookTicker-2024-03-01.csv"), "--data",
                  str(DATA / "BTCUSDT-trades-2024-03-01.csv"), "--data-format", "binance-bookticker",
                  "--data-format", "binance-trades", "--grid", "spread_bps=1,50", "--set", "grid_levels=1",
                  "--min-order-size-quote", "1", "--initial-quote", "100000", "--out", str(out), "--workers", "1",
@@ -124,7 +123,7 @@ def test_pareto_front() -> None:
 
 def test_a_clashing_combination_is_refused_before_anything_runs(tmp_path, capsys) -> None:
     out = tmp_path / "out"
-    code = main(["sweep", "--data", "synthetic:300", "--grid", "min_spread_bps=1,50", "--grid",
+    code = main(["--data", "synthetic:300", "--grid", "min_spread_bps=1,50", "--grid",
                  "max_spread_bps=40,100", "--out", str(out), "--quiet"])
     assert code == 2
     err = capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from argparse import ArgumentParser
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -35,7 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--plot", metavar="FILE.png",
                             help="write the two profit histograms to this PNG (default: no plot)")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         params = SimulationParameters(
             gamma=options["gamma"], s0=options["s0"], T=options["T"], sigma=options["sigma"],
             dt=options["dt"], k=options["k"], A=options["A"], q0=options["q0"],

@@ -1,0 +1,123 @@
+"""What a ``MarketMakingBot`` holds, declared once: every attribute, its type and who writes it.
+
+``MarketMakingBot`` is put together from ``CycleMixin`` (cycle.py), ``QuotesMixin`` (quotes.py) and
+``RiskActionsMixin`` (risk_actions.py); each of them derives from ``BotState``, so mypy checks every
+mixin against the same declarations (and, through ``if TYPE_CHECKING`` stubs, each call a mixin makes
+into another one against the real method, which overrides the stub).
+
+One writer at a time (docs/architecture.md, "Who owns what"): the object belongs to whoever runs the
+bot's cycle under its lease — a task, or a driver's pool thread while ``Runner.busy``; between cycles
+the driver thread alone calls its ``observe_*`` / ``decide_quotes`` / ``risk_in_memory`` for a quiet
+check. Only the engine's own modules (bot.py and its mixins) assign these attributes; a test enforces it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from bots.config import MarketMakingConfig
+from bots.engine.inventory_manager import InventoryManager
+from bots.engine.orders import OrderManager
+from bots.engine.performance import PerformanceTracker
+from bots.engine.risk_manager import MarketMakingRiskManager
+from bots.engine.strategy_engine import StrategyEngine
+from bots.engine.venues import GatewayFactory
+from bots.models import Bot, Fill, LiquidityPosition
+from exchanges.gateway import ExchangeGateway
+from exchanges.models import ExchangeAccount
+from risk import checks
+from strategies.analysis import MarketAnalysis
+from strategies.types import MarketSnapshot
+
+
+@dataclass
+class CycleReport:
+    """What one monitoring iteration did (for logs, tests and benchmarks)."""
+
+    placed: int = 0
+    cancelled: int = 0
+    fills: int = 0
+    denied: int = 0
+    rebalanced: int = 0
+    risk_events: list[str] = field(default_factory=list)
+    paused_reason: str = ""
+
+
+class BotState:
+    """The attributes of ``MarketMakingBot`` (set in ``MarketMakingBot.__init__``)."""
+
+    # --- fixed at construction -----------------------------------------------------------------
+    bot: Bot  # the row as loaded; status/kill flags re-read by _still_current, never written here
+    bot_id: int
+    config: MarketMakingConfig
+    clock: Callable[[], float]
+    gateway_factory: GatewayFactory
+    strategy_engine: StrategyEngine
+    inventory_manager: InventoryManager  # its balances: load_balances, observe_balances, update_inventory
+    risk_manager: MarketMakingRiskManager
+    performance_tracker: PerformanceTracker
+    order_manager: OrderManager  # the bot's order rows and the venue's answers (orders.py, fills.py)
+    accounts: dict[int, ExchangeAccount]
+    # --- the cycle's state (the cycle holder writes it) ---------------------------------------------
+    lease: Any  # BotLease of the running cycle (None for a test or a lease-less task)
+    exchanges: dict[int, ExchangeGateway]  # connected gateways: initialize_exchanges
+    connection_problems: dict[str, str]  # initialize_exchanges
+    active_positions: dict[str, LiquidityPosition]  # start / stop / reconcile (bot.py)
+    snapshots: dict[str, MarketSnapshot]  # _update_market_data (full cycle) or observe_market (driver)
+    book_fetched_at: dict[str, float]  # same writers as snapshots
+    analyses: dict[str, MarketAnalysis]  # _update_market_data or observe_analysis
+    report: CycleReport  # reset by begin_kept_cycle; counted by the act path
+    cycle: int  # this cycle's number: monitoring_iteration, fenced_cycle, number_cycle
+    fenced_at_begin: bool  # fenced_cycle / end_kept_cycle
+    rebalanced_pairs: set[str]  # pairs with a rebalancing trade in this engine's cycle
+    rebalance_attempted_at: dict[str, float]  # pair -> clock() of its last rebalancing trade
+    start_error: str  # why start_market_making returned False
+    start_fenced: bool  # ... because a kill, stop or pause (or a lost lease) fenced it
+    _newly_active: list[checks.RiskStatus]  # assess_current_risk: statuses not active at the last one
+
+    if TYPE_CHECKING:  # provided by a sibling mixin or bot.py (the real method overrides these)
+
+        def order_pairs(self) -> list[tuple[int, str]]:
+            raise NotImplementedError
+
+        def announce_fills(self, pair: str, fills: list[Fill]) -> None:
+            raise NotImplementedError
+
+        def _market_snapshot(self, pair: str, account_id: int | None) -> MarketSnapshot:
+            raise NotImplementedError
+
+        def _update_market_data(self) -> None:
+            raise NotImplementedError
+
+        def _refresh_inventory(self) -> None:
+            raise NotImplementedError
+
+        def _net_pnl_quote(self) -> Decimal:
+            raise NotImplementedError
+
+        def _daily_pnl_quote(self) -> float:
+            raise NotImplementedError
+
+        def _equity_quote(self) -> float:
+            raise NotImplementedError
+
+        def _adjust_position_strategy(self, position: LiquidityPosition) -> None:
+            raise NotImplementedError
+
+        def _still_current(self) -> bool:
+            raise NotImplementedError
+
+        def _check_send(self) -> None:
+            raise NotImplementedError
+
+        def assess_current_risk(self) -> list[checks.RiskStatus]:
+            raise NotImplementedError
+
+        def _handle_risk_event(self, status: checks.RiskStatus, *, record: bool = True) -> None:
+            raise NotImplementedError
+
+        def _rebalance_inventory(self, *, force: bool = False) -> int:
+            raise NotImplementedError

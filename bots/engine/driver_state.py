@@ -1,0 +1,92 @@
+"""What an engine ``Driver`` holds, declared once: every attribute, its type and the one thread that writes it.
+
+``Driver`` (driver.py) is put together from ``ShardsMixin`` (shards.py), ``FeedMixin`` (feed.py),
+``VerdictMixin`` (verdict.py) and ``RequoteMixin`` (requote.py); each derives from ``DriverState``, so mypy
+checks every mixin against these declarations, and each call one part makes into another against the
+real method (which overrides the ``if TYPE_CHECKING`` stub here).
+
+The threads (docs/architecture.md, "Who owns what"): the *driver* thread (``mm-engine-driver``: tick,
+housekeeping, checks, flush), the *feeder* thread (``mm-engine-feeder``: account views and depth reads),
+the *pool* threads (``mm-cycle-N``: re-quotes and full cycles) and the *I/O loop* (pushed best bid/ask).
+A value another thread needs is handed over whole (a new ``AccountView``, a new ``BookData``) or through a
+queue its owner drains (``moved``, ``finished``, ``outdated``); a test checks that only the owner's module
+assigns each attribute.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from bots.engine.bot import MarketMakingBot
+from bots.engine.market_data import AccountView, BookData
+from bots.engine.runner import Runner
+from bots.models import Order
+from exchanges.gateway import ExchangeGateway
+from strategies.analysis import MarketAnalysis
+from strategies.types import MarketSnapshot
+
+
+class DriverState:
+    """The attributes of ``Driver`` (set in ``Driver.__init__``); the comment names the writer."""
+
+    # --- fixed at construction / lifecycle (driver.py, the thread that starts and stops the driver) ---
+    token: str
+    pool: ThreadPoolExecutor
+    wake: threading.Event  # set by anyone (a cycle ended, a pushed move); waited on and cleared by the driver
+    stopping: threading.Event  # set by stop()
+    thread: threading.Thread | None
+    feeder: threading.Thread | None
+    # --- the driver thread (shards.py, driver.py, verdict.py) ------------------------------------------
+    owned: set[int]  # shard leases held (shards.py)
+    runners: dict[int, Runner]  # bots of those shards; each Runner's fields: see runner.py
+    stats: Counter[str]  # cycles by verdict, timings (pool timings arrive through ``finished``)
+    analyses: dict[Any, tuple[float, MarketAnalysis]]  # shared market analyses (feed.py ``_analysis``)
+    wanted_accounts: dict[int, tuple[ExchangeGateway, float]]  # what the feeder reads: account -> (gateway, every)
+    wanted_books: dict[tuple[str, str], ExchangeGateway]  # ... and (venue, pair) -> gateway (replaced whole)
+    _housekeeping_at: float
+    _flush_at: float
+    _urgent: int  # urgent re-quotes in flight (+1 on submit, -1 when taken back); the feeder reads it
+    # --- the feeder thread (feed.py) ---------------------------------------------------------------
+    accounts: dict[int, AccountView]  # views replaced whole; readers keep the one they got
+    _books: dict[tuple[str, str], tuple[float, BookData]]  # in-process copy of the shared books
+    # --- the I/O loop's stream watchers (feed.py ``_watch``); the driver thread starts them ---------------
+    tops: dict[tuple[str, str], tuple[float, float, float, float, float]]  # pushed best bid/ask
+    moved: deque[tuple[str, str, float]]  # pushed mids: appended by the watchers, drained by the driver
+    streams: dict[str, Any]  # driver thread (``_ensure_streams``)
+    stream_tasks: dict[str, Any]  # driver thread
+    stream_symbols: dict[str, tuple[str, ...]]  # driver thread
+    # --- hand-overs: appended by other threads, drained by the owner alone ------------------------------
+    # pool -> driver (``_take_back``): ended cycles (runner, verdict kind, urgent, drop it, wall ms, queued ms)
+    finished: deque[tuple[Runner, str, bool, bool, int, int]]
+    fresh_books: deque[tuple[tuple[str, str], tuple[float, BookData]]]  # driver/pool -> feeder: depth read off it
+    outdated: deque[int]  # pool -> feeder: accounts whose balances a fill sync moved
+    # --- each pool thread its own key (requote.py) ------------------------------------------------------
+    _pool_connections: dict[int, Any]  # pool thread id -> its database connection (closed by stop())
+    _connection_checked: dict[int, float]  # pool thread id -> last close_old_connections()
+
+    if TYPE_CHECKING:  # provided by a sibling part (the real method overrides these)
+
+        def _want(self, runner: Runner, engine: MarketMakingBot) -> None:
+            raise NotImplementedError
+
+        def _ensure_streams(self) -> None:
+            raise NotImplementedError
+
+        def _snapshot(self, runner: Runner, engine: MarketMakingBot, position: Any,
+                      books: dict[tuple[str, str], BookData], now: float) -> MarketSnapshot:
+            raise NotImplementedError
+
+        def _analysis(self, engine: MarketMakingBot, account_id: int, pair: str, snapshot: MarketSnapshot,
+                      now: float) -> MarketAnalysis:
+            raise NotImplementedError
+
+        def _capture(self, runner: Runner, engine: MarketMakingBot | None, *, full: bool,
+                     rows: list[Order] | None = None) -> None:
+            raise NotImplementedError
+
+        @staticmethod
+        def _write_high_water(runners: list[Runner]) -> None:
+            raise NotImplementedError
