@@ -68,6 +68,7 @@ class BotState:
     active_positions: dict[str, LiquidityPosition]  # start / stop / reconcile (bot.py)
     snapshots: dict[str, MarketSnapshot]  # _update_market_data (full cycle) or observe_market (driver)
     book_fetched_at: dict[str, float]  # same writers as snapshots
+    resting_seen: dict[str, tuple[checks.RestingOrder, ...]]  # observe_resting (the driver's account view)
     analyses: dict[str, MarketAnalysis]  # _update_market_data or observe_analysis
     report: CycleReport  # reset by begin_kept_cycle; counted by the act path
     cycle: int  # this cycle's number: monitoring_iteration, fenced_cycle, number_cycle
@@ -111,6 +112,9 @@ class BotState:
             raise NotImplementedError
 
         def _check_send(self) -> None:
+            raise NotImplementedError
+
+        def listed_resting(self, pair: str) -> tuple[checks.RestingOrder, ...]:
             raise NotImplementedError
 
         def assess_current_risk(self) -> list[checks.RiskStatus]:

@@ -79,6 +79,7 @@ class FillSyncMixin:
     bot: Bot
     gateways: dict[int, ExchangeGateway]
     synced_rows: dict[int, list[Order]]
+    listed_open: dict[str, list[ExchangeOrder]]  # pair -> the venue's open orders at the last sync
 
     if TYPE_CHECKING:
 
