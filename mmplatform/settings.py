@@ -130,6 +130,7 @@ INSTALLED_APPS = [
     "strategies",
     "risk",
     "bots",
+    "liquidity",
 ]
 
 MIDDLEWARE = [
@@ -265,6 +266,16 @@ ENGINE_FULL_CYCLE_SECS = env_float("ENGINE_FULL_CYCLE_SECS", 300.0)
 ENGINE_BOOK_STREAMS = env_bool("ENGINE_BOOK_STREAMS", True)
 # Storage retention (bots/retention.py, beat's hourly `storage-retention`): days before a kind is
 # pruned, 0 = never. Fills, orders with fills, positions, non-routine events and risk events are kept.
+SLA_MINUTE_RETENTION_DAYS = env_int("SLA_MINUTE_RETENTION_DAYS", 40, minimum=0)  # liquidity minute rows
+
+# E-mail (scheduled SLA reports): Django's backend, from the environment; the console backend by default
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "mmplatform@localhost")
 RETENTION_ORDERS_DAYS = env_int("RETENTION_ORDERS_DAYS", 7, minimum=0)  # ended with nothing filled
 RETENTION_ROUTINE_EVENTS_DAYS = env_int("RETENTION_ROUTINE_EVENTS_DAYS", 30, minimum=0)  # OrdersAdjusted summaries
 RETENTION_SNAPSHOTS_FULL_DAYS = env_int("RETENTION_SNAPSHOTS_FULL_DAYS", 7, minimum=0)  # then one per hour
