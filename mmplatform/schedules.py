@@ -9,7 +9,10 @@ every-minute tick of the per-bot schedules (``Bot.rebalance_crontab``, see bots/
 - ``scheduled-rebalance``: ``bots.tasks.scheduled_rebalance`` every minute (each bot's own crontab);
 - ``daily-risk-reset``: ``bots.tasks.daily_risk_reset`` at 00:00 UTC;
 - ``storage-retention``: ``bots.tasks.prune_storage`` every hour at :17 (bots/retention.py; added to
-  existing deployments by migration 0002).
+  existing deployments by migration 0002);
+- ``sla-figures``: ``liquidity.tasks.collect_sla_figures`` every minute (the closed minutes' SLA figures,
+  agreement statuses); ``sla-reports``: ``liquidity.tasks.send_sla_reports`` daily at 00:10 UTC (added
+  by ``liquidity/migrations/0002``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from django.utils import timezone
 
 EVERY_MINUTE = {"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
 HOURLY_AT_17 = {"minute": "17", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
+TEN_PAST_MIDNIGHT = {"minute": "10", "hour": "0", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
 MIDNIGHT = {"minute": "0", "hour": "0", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
 
 
@@ -62,6 +66,11 @@ def install_default_schedules(apps: Any = None) -> None:
     task_model.objects.get_or_create(
         name="storage-retention",
         defaults={"task": "bots.tasks.prune_storage", "crontab": _crontab(crontab_model, HOURLY_AT_17)})
+    task_model.objects.get_or_create(
+        name="sla-figures", defaults={"task": "liquidity.tasks.collect_sla_figures", "crontab": every_minute})
+    task_model.objects.get_or_create(
+        name="sla-reports",
+        defaults={"task": "liquidity.tasks.send_sla_reports", "crontab": _crontab(crontab_model, TEN_PAST_MIDNIGHT)})
     # a running beat re-reads its schedule when this changes (the signal that does it for admin edits does
     # not fire for a migration's models)
     changed_model.objects.update_or_create(ident=1, defaults={"last_update": timezone.now()})
