@@ -158,6 +158,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "mmplatform.tenancy.context_processors.tenancy",
+                "liquidity.context_processors.client",
             ],
         },
     },
