@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -69,11 +70,9 @@ VENUE_CLOCK_TRUST_SECS = 300.0
 def venue_time(ms: int | None) -> datetime:
     """When something happened on the venue, by the venue's clock (an order's acceptance, its cancel):
     the SLA figures (``liquidity``) measure resting time on it. Ours when the venue does not say."""
-    now = timezone.now()
-    if not ms:
-        return now
-    at = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return at if abs((at - now).total_seconds()) <= VENUE_CLOCK_TRUST_SECS else now
+    if not ms or abs(ms / 1000 - time.time()) > VENUE_CLOCK_TRUST_SECS:
+        return timezone.now()
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def _status_from_exchange(remote: ExchangeOrder) -> str:
