@@ -29,18 +29,21 @@ def send_sla_reports() -> dict[str, int]:
     """Daily at 00:10 UTC: yesterday's report to each daily agreement's recipients and, on the 1st, last
     month's to each monthly one's (PDF attached, JSON too). Also drops expired minute rows."""
     now = timezone.now()
+    sent = sum(send_report(sla, start, end, now=now) for sla, start, end in reports_due(now))
+    return {"sent": sent, "pruned_minutes": services.prune_minutes(now)}
+
+
+def reports_due(now: datetime) -> list[tuple[Sla, datetime, datetime]]:
+    """(agreement, start, end) of the reports due on ``now``'s day: yesterday for daily ones, last month
+    for monthly ones on the 1st."""
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    sent = 0
+    due = []
     for sla in Sla.objects.filter(is_active=True).exclude(report_schedule="").select_related("bot"):
         if sla.report_schedule == ReportSchedule.DAILY:
-            start, end = today - timedelta(days=1), today
+            due.append((sla, today - timedelta(days=1), today))
         elif sla.report_schedule == ReportSchedule.MONTHLY and today.day == 1:
-            end = today
-            start = (today - timedelta(days=1)).replace(day=1)
-        else:
-            continue
-        sent += send_report(sla, start, end, now=now)
-    return {"sent": sent, "pruned_minutes": services.prune_minutes(now)}
+            due.append((sla, (today - timedelta(days=1)).replace(day=1), today))
+    return due
 
 
 def send_report(sla: Sla, start: datetime, end: datetime, *, now: datetime | None = None) -> int:

@@ -209,3 +209,44 @@ def test_bots_to_measure_and_collect(world_a: Any) -> None:
     assert result["minutes"] == 30 and result["bots"] == 1
     again = services.collect(DAY + timedelta(minutes=31, seconds=5))
     assert again["minutes"] == 1  # only the newly closed minute
+
+
+def test_reports_due_daily_and_on_the_first_monthly(world_a: Any) -> None:
+    from liquidity.tasks import reports_due
+
+    daily = Sla.objects.create(tenant=world_a.tenant, name="d", bot=world_a.bot, max_spread_bps=Decimal("50"),
+                               report_schedule="daily", report_recipients="a@example.com")
+    monthly = Sla.objects.create(tenant=world_a.tenant, name="m", bot=world_a.bot, max_spread_bps=Decimal("50"),
+                                 report_schedule="monthly", report_recipients="b@example.com")
+    Sla.objects.create(tenant=world_a.tenant, name="none", bot=world_a.bot, max_spread_bps=Decimal("50"))
+    first = datetime(2026, 12, 1, 0, 10, tzinfo=UTC)
+    assert {(s.pk, a, b) for s, a, b in reports_due(first)} == {
+        (daily.pk, datetime(2026, 11, 30, tzinfo=UTC), DAY), (monthly.pk, datetime(2026, 11, 1, tzinfo=UTC), DAY)}
+    assert [s.pk for s, _, _ in reports_due(first + timedelta(days=1))] == [daily.pk]
+
+
+def test_a_gap_in_the_venue_reads_is_an_outage_and_excluded(world_a: Any) -> None:
+    """The shared mid history (one point per book read) stops for 40 s while the bot runs: the platform
+    could not read the venue; an agreement that excludes outages leaves that minute out."""
+    from bots.engine import keys
+    from bots.engine.venues import exchange_key
+    from bots.models import Bot
+    from liquidity.models import VenueOutage
+    from mmplatform.redis_client import get_redis
+
+    bot = quoted_world(world_a, hours=1)
+    Bot.objects.filter(pk=bot.pk).update(status=BotStatus.RUNNING, started_at=DAY)
+    bot.refresh_from_db()
+    venue = exchange_key(world_a.account)
+    now = DAY + timedelta(minutes=30)
+    reads = [now.timestamp() - 110 + i for i in range(0, 50, 2)] + [now.timestamp() - 20 + i for i in range(0, 20, 2)]
+    get_redis().rpush(keys.market_data("mids", venue, "BTC/USDT"), *[f"{t}:60000" for t in reads])
+    assert services.record_outages([bot], now) == 1
+    assert services.record_outages([bot], now + timedelta(seconds=1)) == 0  # the same gap: merged
+    outage = VenueOutage.objects.get()
+    assert (outage.ended_at - outage.started_at).total_seconds() == pytest.approx(42, abs=0.1)
+    sla = Sla.objects.create(tenant=world_a.tenant, name="issuer", bot=bot, min_uptime_pct=Decimal("90"))
+    services.store_minutes([bot], DAY, now)
+    figures = services.evaluate(sla, now=now)[0].figures
+    assert figures.excluded_ms == 120_000  # 00:28:58 - 00:29:40 touches two minutes
+    assert figures.counted_ms == 28 * 60_000 and figures.summary.uptime_bid == pytest.approx(1.0)
