@@ -109,6 +109,12 @@ def _pair(payload: Mapping[str, Any]) -> str:
     return f"{pair}: " if pair else ""
 
 
+def _rounded(value: Any) -> str:
+    """A figure of an SLA event to 4 decimals at most, without padding."""
+    number = to_decimal(value)
+    return format_decimal(round(number, 4) if number is not None else None)
+
+
 def _plural(n: Any, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
@@ -183,11 +189,11 @@ def event_summary(event_type: str, payload: Mapping[str, Any] | None) -> str:
         case "Reconciled":
             return f"reconciled with the exchange: {_plural(p.get('fills_recovered', 0), 'missed fill')} recovered"
         case "SlaBreached" | "SlaAtRisk":
-            failing = ", ".join(
-                f"{name} {format_decimal(c.get('figure'), 4)} (target {format_decimal(c.get('target'), 4)})"
-                for name, c in (p.get("checks") or {}).items() if isinstance(c, Mapping))
+            failing = ", ".join(f"{name} {_rounded(c.get('figure'))} (target {_rounded(c.get('target'))})"
+                                for name, c in (p.get("checks") or {}).items() if isinstance(c, Mapping))
             verb = "breached" if event_type == "SlaBreached" else "at risk"
-            return f"{_pair(p)}SLA {p.get('sla', '?')} {verb}" + (f": {failing}" if failing else "")
+            pair = f"{p['pair']}: " if p.get("pair") else ""
+            return f"{pair}SLA {p.get('sla', '?')} {verb}" + (f": {failing}" if failing else "")
         case _:
             return _generic(p)
 
