@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 
 from celery import shared_task
 from django.core.mail import EmailMessage
 from django.utils import timezone
 
+from bots.engine import keys
 from liquidity import reports, services
 from liquidity.models import ReportSchedule, Sla
+from mmplatform.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
+
+
+LOCK_SECS = 300
+"""A minute task holds the lock at most this long (one that died frees it then)."""
 
 
 @shared_task
 def collect_sla_figures() -> dict[str, object]:
     """Every minute: store the closed minutes of every quoting bot, their hours and days, the venue
-    outages seen, and each agreement's status (a ``SlaBreached`` / ``SlaAtRisk`` event on a change)."""
-    result = services.collect()
+    outages seen, and each agreement's status (a ``SlaBreached`` / ``SlaAtRisk`` event on a change).
+    One at a time (a Redis lock): a slow run makes the next one skip, which catches up after it."""
+    token = uuid.uuid4().hex
+    client = get_redis()
+    if not client.set(keys.SLA_COLLECT_LOCK, token, nx=True, ex=LOCK_SECS):
+        logger.info("sla figures: the previous run is still going; skipped")
+        return {"skipped": 1}
+    try:
+        result = services.collect()
+    finally:
+        if client.get(keys.SLA_COLLECT_LOCK) in (token, token.encode()):
+            client.delete(keys.SLA_COLLECT_LOCK)
     logger.info("sla figures: %s", result)
     return result
 

@@ -250,3 +250,14 @@ def test_a_gap_in_the_venue_reads_is_an_outage_and_excluded(world_a: Any) -> Non
     figures = services.evaluate(sla, now=now)[0].figures
     assert figures.excluded_ms == 120_000  # 00:28:58 - 00:29:40 touches two minutes
     assert figures.counted_ms == 28 * 60_000 and figures.summary.uptime_bid == pytest.approx(1.0)
+
+
+def test_the_minute_task_runs_one_at_a_time(world_a: Any) -> None:
+    from bots.engine import keys
+    from liquidity.tasks import collect_sla_figures
+    from mmplatform.redis_client import get_redis
+
+    get_redis().set(keys.SLA_COLLECT_LOCK, "someone-else", ex=60)
+    assert collect_sla_figures() == {"skipped": 1}
+    get_redis().delete(keys.SLA_COLLECT_LOCK)
+    assert collect_sla_figures()["bots"] == 0 and not get_redis().exists(keys.SLA_COLLECT_LOCK)
