@@ -114,9 +114,9 @@ def build(bot: Bot, start: datetime, end: datetime, fmt: str, *, now: datetime |
 
 def series(bot: Bot, start: datetime, end: datetime) -> dict[str, list[dict[str, Any]]]:
     """Chart points per "venue account id:pair": uptime per side, average spread and ±2 % depth per
-    stored minute (periods up to 6 h), hour (up to 10 days) or day."""
+    stored minute (periods up to a day), hour (up to 10 days) or day."""
     length = end - start
-    resolution = (Resolution.MINUTE if length <= timedelta(hours=6)
+    resolution = (Resolution.MINUTE if length <= timedelta(hours=24)
                   else Resolution.HOUR if length <= timedelta(days=10) else Resolution.DAY)
     found: dict[str, list[dict[str, Any]]] = {}
     for row in LiquidityStats.objects.filter(bot=bot, resolution=resolution, bucket_start__gte=start,

@@ -257,7 +257,8 @@ def roll_up(minutes: set[tuple[int, int, str, datetime]], tenants: dict[int, int
                 figures, more = figures_of(row)
                 total.add(figures)
                 extras.add(more)
-            total.duration_ms = int(span.total_seconds() * 1000)
+            # the stored span (a whole hour or day once complete): the figures of a bucket still filling
+            # are shares of what it has so far
             LiquidityStats.objects.update_or_create(
                 bot_id=bot_id, exchange_account_id=account_id, trading_pair=pair, resolution=coarser,
                 bucket_start=bucket, defaults={"tenant_id": tenants[bot_id], **_row_values(total, extras)})

@@ -39,7 +39,7 @@
     if (!LWC) { root.appendChild(el("div", { class: "state-note problem", text: "The chart library did not load." })); return; }
     if (!payload.series.length) { root.appendChild(el("div", { class: "state-note", text: "No stored minutes in this period yet." })); return; }
     payload.series.forEach((s) => {
-      const boxes = ["uptime (%)", "average spread (bps)", "depth within ±2 % (quote)"].map((title) => {
+      const boxes = ["uptime (%): bid green, ask red", "average spread (bps)", "depth within ±2 % (quote): bid green, ask red"].map((title) => {
         const box = el("div", { class: "chart chart-small" });
         root.appendChild(el("h3", { text: `${s.venue} ${s.pair} · ${title}` }));
         root.appendChild(box);
