@@ -43,6 +43,8 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 CATCH_UP_MINUTES = 60
 """A bot's minutes older than this that were never computed (beat was down) are left out."""
+ENDED_STATUSES = [s for s in OrderStatus.values if s not in OPEN_ORDER_STATUSES and s != OrderStatus.REJECTED]
+"""Statuses of orders that rested and ended (a rejected order never rested)."""
 SLA_EVENT_TYPES = {metrics.RED: "SlaBreached", metrics.AMBER: "SlaAtRisk"}
 
 
@@ -87,14 +89,14 @@ Interval = tuple[datetime, datetime]
 
 def resting_orders(bot_ids: Iterable[int], start: datetime, end: datetime) -> dict[BotKey, list[metrics.RestingOrder]]:
     """The quotes of these bots that rested on their venues in ``[start, end)``, per (bot, account, pair)."""
-    rows = list(
-        Order.objects.filter(bot_id__in=list(bot_ids), purpose=OrderPurpose.QUOTE, acknowledged_at__isnull=False,
-                             acknowledged_at__lt=end)
-        .filter(Q(closed_at__gte=start) | Q(closed_at__isnull=True, status__in=OPEN_ORDER_STATUSES)
-                | Q(closed_at__isnull=True, updated_at__gte=start))
-        .exclude(status=OrderStatus.REJECTED)
-        .values_list("pk", "bot_id", "exchange_account_id", "trading_pair", "side", "price", "amount", "status",
-                     "acknowledged_at", "closed_at", "updated_at"))
+    # two reads: the orders that ended in or after the span, of every bot asked at once, through the
+    # (status, closed_at) index (recent ends only: selective); the open ones through (bot, status)
+    fields = ("pk", "bot_id", "exchange_account_id", "trading_pair", "side", "price", "amount", "status",
+              "acknowledged_at", "closed_at", "updated_at")
+    quotes = Order.objects.filter(bot_id__in=list(bot_ids), purpose=OrderPurpose.QUOTE, acknowledged_at__isnull=False,
+                                  acknowledged_at__lt=end).order_by()
+    rows = list(quotes.filter(status__in=ENDED_STATUSES, closed_at__gte=start).values_list(*fields))
+    rows += quotes.filter(status__in=OPEN_ORDER_STATUSES).values_list(*fields)
     fills: dict[int, list[tuple[int, float]]] = defaultdict(list)
     if rows:
         for order_id, executed_at, amount in Fill.objects.filter(order_id__in=[r[0] for r in rows]).values_list(
