@@ -296,8 +296,8 @@ def rows_sla(data: dict[str, Any]) -> list[Row]:
         Row("sla", "figures per engine cycle, CPU", data.get("cpu_us_per_cycle"), "µs", higher_is_better=False,
             note=f"{data.get('cpu_ms_per_minute')} ms CPU, {data.get('wall_ms_per_minute')} ms wall a minute; {note}",
             measures="beat's `sla-figures` minute task (liquidity/services.py, off the engine's path): one minute "
-                     "of a bot's uptime, spread and depth from its order rows, stored, hour and day re-summed, "
-                     "divided by that minute's re-quote cycles"),
+                     "of a bot's uptime, spread and depth from its order rows, stored in one upsert (an hour row "
+                     "is summed when its hour closes), divided by that minute's re-quote cycles"),
         Row("sla", "figures per fill, CPU", data.get("cpu_us_per_fill"), "µs", higher_is_better=False,
             note=f"{data.get('fills_per_minute')} fills a minute against none; {note}",
             measures="the same minute task's extra CPU when the minute has fills, divided by the fills"),

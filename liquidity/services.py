@@ -92,7 +92,7 @@ def resting_orders(bot_ids: Iterable[int], start: datetime, end: datetime) -> di
     # two reads: the orders that ended in or after the span, of every bot asked at once, through the
     # (status, closed_at) index (recent ends only: selective); the open ones through (bot, status)
     fields = ("pk", "bot_id", "exchange_account_id", "trading_pair", "side", "price", "amount", "status",
-              "acknowledged_at", "closed_at", "updated_at")
+              "acknowledged_at", "closed_at")
     quotes = Order.objects.filter(bot_id__in=list(bot_ids), purpose=OrderPurpose.QUOTE, acknowledged_at__isnull=False,
                                   acknowledged_at__lt=end).order_by()
     rows = list(quotes.filter(status__in=ENDED_STATUSES, closed_at__gte=start).values_list(*fields))
@@ -103,16 +103,14 @@ def resting_orders(bot_ids: Iterable[int], start: datetime, end: datetime) -> di
                 "order_id", "executed_at", "amount"):
             fills[order_id].append((ms(executed_at), float(amount)))
     found: dict[tuple[int, int, str], list[metrics.RestingOrder]] = defaultdict(list)
-    for pk, bot_id, account_id, pair, side, price, amount, status, accepted, closed, updated in rows:
+    for pk, bot_id, account_id, pair, side, price, amount, status, accepted, closed in rows:
         own = tuple(sorted(fills.get(pk, ())))
         if status == OrderStatus.FILLED and own:
             end_ms: int | None = own[-1][0]
         elif closed is not None:
             end_ms = ms(closed)
-        elif status in OPEN_ORDER_STATUSES:
+        else:  # open (an ended order is read only with its end)
             end_ms = None
-        else:
-            end_ms = ms(updated)
         found[(bot_id, account_id, pair)].append(
             metrics.RestingOrder(side=side, price=float(price), amount=float(amount), start_ms=ms(accepted),
                                  end_ms=end_ms, fills=own))
@@ -218,52 +216,75 @@ def _quoted_keys(bots: list[Bot]) -> dict[int, set[Key]]:
     return keys
 
 
+STATS_FIELDS = ["tenant_id", "duration_ms", "bid_ms", "ask_ms", "two_sided_ms", "spread_bps_ms", "spread_histogram",
+                "bid_distance_histogram", "ask_distance_histogram", "depth_quote_ms", "fills", "volume_quote",
+                "maker_volume_quote", "venue_share_sum", "venue_share_samples", "computed_at"]
+
+
+def _upsert(rows: list[LiquidityStats]) -> None:
+    """Insert or replace stats rows in one statement per batch (unique per key, resolution, bucket)."""
+    if rows:
+        LiquidityStats.objects.bulk_create(
+            rows, batch_size=500, update_conflicts=True, update_fields=STATS_FIELDS,
+            unique_fields=["bot", "exchange_account", "trading_pair", "resolution", "bucket_start"])
+
+
+def _stats_row(key: BotKey, tenant_id: int, resolution: str, bucket: datetime, figures: metrics.Figures,
+               extras: Extras) -> LiquidityStats:
+    bot_id, account_id, pair = key
+    return LiquidityStats(bot_id=bot_id, exchange_account_id=account_id, trading_pair=pair, resolution=resolution,
+                          bucket_start=bucket, tenant_id=tenant_id, **_row_values(figures, extras))
+
+
 def store_minutes(bots: list[Bot], start: datetime, end: datetime, *, sample_venue: bool = False) -> int:
-    """Compute and upsert the minute rows of ``[start, end)`` (whole minutes) for these bots, then their
-    hours and days. Returns the minute rows written."""
+    """Compute and upsert the minute rows of ``[start, end)`` (whole minutes) for these bots, then the
+    hours this completes (an hour row is written once its last minute is) and the days those complete.
+    Returns the minute rows written."""
     keys = _quoted_keys(bots)
     tenants = {b.pk: b.tenant_id for b in bots}
-    written = 0
+    rows: list[LiquidityStats] = []
     touched: set[tuple[int, int, str, datetime]] = set()
     minute = minute_floor(start)
     while minute + MINUTE <= end:
         computed = compute(bots, minute, minute + MINUTE, keys=keys)
         venues = _venues(k[1] for k in computed) if sample_venue else {}
-        for (bot_id, account_id, pair), (figures, extras) in computed.items():
+        for key, (figures, extras) in computed.items():
             if sample_venue:
                 depth = (figures.depth_quote_ms.get("bid_2", 0.0) + figures.depth_quote_ms.get("ask_2", 0.0)) / 60_000
-                share = venue_share(venues[account_id], pair, depth)
+                share = venue_share(venues[key[1]], key[2], depth)
                 if share is not None:
                     extras.venue_share_sum, extras.venue_share_samples = share, 1
-            LiquidityStats.objects.update_or_create(
-                bot_id=bot_id, exchange_account_id=account_id, trading_pair=pair, resolution=Resolution.MINUTE,
-                bucket_start=minute, defaults={"tenant_id": tenants[bot_id], **_row_values(figures, extras)})
-            touched.add((bot_id, account_id, pair, minute))
-            written += 1
+            rows.append(_stats_row(key, tenants[key[0]], Resolution.MINUTE, minute, figures, extras))
+            touched.add((*key, minute))
         minute += MINUTE
-    roll_up(touched, tenants)
-    return written
+    _upsert(rows)
+    hours = {(b, a, p, m.replace(minute=0)) for b, a, p, m in touched if m.replace(minute=0) + HOUR <= end}
+    roll_up(hours, Resolution.HOUR, tenants)
+    days = {(b, a, p, h.replace(hour=0)) for b, a, p, h in hours if h.replace(hour=0) + DAY <= end}
+    roll_up(days, Resolution.DAY, tenants)
+    return len(rows)
 
 
-def roll_up(minutes: set[tuple[int, int, str, datetime]], tenants: dict[int, int]) -> None:
-    """Re-sum the hours of these minutes from their minute rows, and their days from the hours."""
-    hours = {(b, a, p, m.replace(minute=0)) for b, a, p, m in minutes}
-    for finer, coarser, span, buckets in ((Resolution.MINUTE, Resolution.HOUR, HOUR, hours),
-                                          (Resolution.HOUR, Resolution.DAY, DAY,
-                                           {(b, a, p, h.replace(hour=0)) for b, a, p, h in hours})):
-        for bot_id, account_id, pair, bucket in buckets:
-            total, extras = metrics.Figures(), Extras()
-            for row in LiquidityStats.objects.filter(
-                    bot_id=bot_id, exchange_account_id=account_id, trading_pair=pair, resolution=finer,
-                    bucket_start__gte=bucket, bucket_start__lt=bucket + span):
-                figures, more = figures_of(row)
-                total.add(figures)
-                extras.add(more)
-            # the stored span (a whole hour or day once complete): the figures of a bucket still filling
-            # are shares of what it has so far
-            LiquidityStats.objects.update_or_create(
-                bot_id=bot_id, exchange_account_id=account_id, trading_pair=pair, resolution=coarser,
-                bucket_start=bucket, defaults={"tenant_id": tenants[bot_id], **_row_values(total, extras)})
+def roll_up(buckets: set[tuple[int, int, str, datetime]], resolution: str, tenants: dict[int, int]) -> None:
+    """(Re-)sum these hour or day buckets from their minute or hour rows (one read, one upsert)."""
+    if not buckets:
+        return
+    finer, span = (Resolution.MINUTE, HOUR) if resolution == Resolution.HOUR else (Resolution.HOUR, DAY)
+    totals: dict[tuple[int, int, str, datetime], tuple[metrics.Figures, Extras]] = {
+        b: (metrics.Figures(), Extras()) for b in buckets}
+    first, last = min(b[3] for b in buckets), max(b[3] for b in buckets) + span
+    for row in LiquidityStats.objects.filter(bot_id__in={b[0] for b in buckets}, resolution=finer,
+                                             bucket_start__gte=first, bucket_start__lt=last):
+        bucket = row.bucket_start.replace(minute=0) if resolution == Resolution.HOUR else row.bucket_start.replace(
+            hour=0, minute=0)
+        target = totals.get((row.bot_id, row.exchange_account_id, row.trading_pair, bucket))
+        if target is not None:
+            figures, extras = figures_of(row)
+            target[0].add(figures)
+            target[1].add(extras)
+    # duration_ms: the stored span (the whole hour or day when every minute of it was stored)
+    _upsert([_stats_row((b, a, p), tenants[b], resolution, bucket, figures, extras)
+             for (b, a, p, bucket), (figures, extras) in totals.items()])
 
 
 def bots_to_measure(now: datetime) -> list[Bot]:
@@ -387,12 +408,15 @@ def _overlaps(exclusions: list[tuple[datetime, datetime]], start: datetime, end:
     return any(s < end and e > start for s, e in exclusions)
 
 
-def _plan(start: datetime, end: datetime, exclusions: list[Interval]) -> Iterator[tuple[str, datetime]]:
+def _plan(start: datetime, end: datetime, exclusions: list[Interval], *,
+          coarsest: str = Resolution.DAY) -> Iterator[tuple[str, datetime]]:
     """(resolution, bucket) covering ``[start, end)`` (whole minutes) with the coarsest stored rows that
-    no exclusion touches; excluded minutes are skipped."""
+    no exclusion touches (days, hours, then minutes; at most ``coarsest``); excluded minutes are skipped."""
+    levels = {Resolution.DAY: [(Resolution.DAY, DAY), (Resolution.HOUR, HOUR)],
+              Resolution.HOUR: [(Resolution.HOUR, HOUR)], Resolution.MINUTE: []}[coarsest]
     t = start
     while t < end:
-        for resolution, span in ((Resolution.DAY, DAY), (Resolution.HOUR, HOUR)):
+        for resolution, span in levels:
             aligned = t == (t.replace(hour=0, minute=0) if resolution == Resolution.DAY else t.replace(minute=0))
             if aligned and t + span <= end and not _overlaps(exclusions, t, t + span):
                 yield resolution, t
@@ -402,6 +426,31 @@ def _plan(start: datetime, end: datetime, exclusions: list[Interval]) -> Iterato
             if not _overlaps(exclusions, t, t + MINUTE):
                 yield Resolution.MINUTE, t
             t += MINUTE
+
+
+def _stored(bot: Bot, account_id: int, pair: str, start: datetime, end: datetime,
+            exclusions: list[Interval]) -> tuple[metrics.Figures, Extras]:
+    """The sums of the stored rows covering ``[start, end)`` minus the excluded minutes: days and hours
+    where their rows exist, their hours and minutes where not (a bucket the minute task never closed)."""
+    totals, extras = metrics.Figures(), Extras()
+    plan = list(_plan(start, end, exclusions))
+    while plan:
+        wanted: dict[str, list[datetime]] = defaultdict(list)
+        for resolution, bucket in plan:
+            wanted[resolution].append(bucket)
+        found: set[tuple[str, datetime]] = set()
+        for resolution, buckets in wanted.items():
+            for row in LiquidityStats.objects.filter(bot=bot, exchange_account_id=account_id, trading_pair=pair,
+                                                     resolution=resolution, bucket_start__in=buckets):
+                figures, more = figures_of(row)
+                totals.add(figures)
+                extras.add(more)
+                found.add((resolution, row.bucket_start))
+        plan = [step for resolution, bucket in plan if resolution != Resolution.MINUTE
+                and (resolution, bucket) not in found
+                for step in _plan(bucket, bucket + (DAY if resolution == Resolution.DAY else HOUR), exclusions,
+                                  coarsest=Resolution.HOUR if resolution == Resolution.DAY else Resolution.MINUTE)]
+    return totals, extras
 
 
 @dataclass
@@ -462,17 +511,7 @@ def window_figures(bot: Bot, start: datetime, end: datetime, *, sla: Sla | None 
     results = []
     for account_id, pair in sorted(keys):
         exclusions = exclusions_for(sla=sla, venue=venues[account_id], pair=pair, start=start, end=stop)
-        plan = list(_plan(start, boundary, exclusions))
-        totals, extras = metrics.Figures(), Extras()
-        wanted: dict[str, list[datetime]] = defaultdict(list)
-        for resolution, bucket in plan:
-            wanted[resolution].append(bucket)
-        for resolution, buckets in wanted.items():
-            for row in LiquidityStats.objects.filter(bot=bot, exchange_account_id=account_id, trading_pair=pair,
-                                                     resolution=resolution, bucket_start__in=buckets):
-                figures, more = figures_of(row)
-                totals.add(figures)
-                extras.add(more)
+        totals, extras = _stored(bot, account_id, pair, start, boundary, exclusions)
         excluded = sum(int((min(e, stop) - max(s, start)).total_seconds() * 1000)
                        for s, e in exclusions if s < stop and e > start)
         if (bot.pk, account_id, pair) in live and not _overlaps(exclusions, boundary, stop):

@@ -59,25 +59,33 @@ def test_stored_minutes_add_up_and_hours_days_are_their_sums(world_a: Any) -> No
     bot = quoted_world(world_a, hours=0.5)
     start, end = DAY, DAY + timedelta(minutes=45)
     assert services.store_minutes([bot], start, end) == 45
-    direct = services.compute([bot], start, end)[(bot.pk, world_a.account.pk, "BTC/USDT")][0]
+    assert not LiquidityStats.objects.filter(bot=bot).exclude(resolution=Resolution.MINUTE).exists()  # hour open
+    assert services.store_minutes([bot], end, DAY + timedelta(minutes=60)) == 15  # the hour's last minute: rolled
+    direct = services.compute([bot], start, DAY + timedelta(hours=1))[(bot.pk, world_a.account.pk, "BTC/USDT")][0]
     hour = LiquidityStats.objects.get(bot=bot, resolution=Resolution.HOUR, bucket_start=DAY)
+    services.roll_up({(bot.pk, world_a.account.pk, "BTC/USDT", DAY)}, Resolution.DAY, {bot.pk: bot.tenant_id})
     day = LiquidityStats.objects.get(bot=bot, resolution=Resolution.DAY, bucket_start=DAY)
     for row in (hour, day):
         assert (row.bid_ms, row.ask_ms, row.two_sided_ms) == (direct.bid_ms, direct.ask_ms, direct.two_sided_ms)
         assert row.bid_ms == 30 * 60_000 and row.fills == 1 and row.maker_volume_quote == Decimal("239.96")
         assert row.depth_quote_ms["bid_2"] == pytest.approx(direct.depth_quote_ms["bid_2"])
+        assert row.duration_ms == 3_600_000
     assert hour.spread_bps_ms / hour.two_sided_ms == pytest.approx(20 / 60000 * 10_000, rel=1e-6)
     # the bid rested 0.01 then 0.006 after the fill at 00:05
     minute4 = LiquidityStats.objects.get(bot=bot, resolution=Resolution.MINUTE, bucket_start=DAY + timedelta(minutes=4))
     minute6 = LiquidityStats.objects.get(bot=bot, resolution=Resolution.MINUTE, bucket_start=DAY + timedelta(minutes=6))
     assert minute4.depth_quote_ms["bid_1"] / 60_000 == pytest.approx(599.9)
     assert minute6.depth_quote_ms["bid_1"] / 60_000 == pytest.approx(599.9 * 0.6)
-    # a window read from the rows equals one computed at once; an hour quoted of 45 minutes
+    # a window read from the rows (the day row, the hour row, minutes) equals one computed at once
     figures = services.window_figures(bot, start, end, now=end)[0]
     assert figures.summary.uptime_bid == pytest.approx(30 / 45) and figures.extras.fills == 1
     # the minutes after the last stored one are computed on demand
-    later = services.window_figures(bot, start, end + timedelta(minutes=15), now=end + timedelta(minutes=15))[0]
-    assert later.summary.uptime_bid == pytest.approx(30 / 60)
+    later = services.window_figures(bot, start, DAY + timedelta(minutes=90), now=DAY + timedelta(minutes=90))[0]
+    assert later.summary.uptime_bid == pytest.approx(30 / 90)
+    # a complete hour whose row is missing (never rolled up) is read from its minutes
+    LiquidityStats.objects.filter(bot=bot).exclude(resolution=Resolution.MINUTE).delete()
+    again = services.window_figures(bot, start, DAY + timedelta(minutes=90), now=DAY + timedelta(minutes=90))[0]
+    assert again.summary.uptime_bid == pytest.approx(30 / 90) and again.extras.fills == 1
 
 
 def test_an_agreement_turns_amber_then_red_with_one_event_each(world_a: Any) -> None:
