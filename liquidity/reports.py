@@ -82,6 +82,38 @@ def sla_terms(bot: Bot) -> list[dict[str, Any]]:
             for s in Sla.objects.filter(bot=bot, is_active=True).select_related("exchange_account")]
 
 
+def sla_results(bot: Bot, start: datetime, end: datetime, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Each active agreement of the bot over the period, per (venue, pair) it covers: its excluded time,
+    the uptime within its max spread, and whether each term was met."""
+    labels = {a.pk: a.label for a in ExchangeAccount.objects.filter(tenant_id=bot.tenant_id)}
+    results = []
+    for sla in Sla.objects.filter(bot=bot, is_active=True):
+        for figures in services.window_figures(bot, start, end, sla=sla, now=now):
+            s = figures.summary
+            result: dict[str, Any] = {"sla": sla.name, "venue": labels.get(figures.exchange_account_id, "?"),
+                                      "pair": figures.trading_pair,
+                                      "excluded_minutes": round(figures.excluded_ms / 60_000, 2)}
+            bid, ask, two_sided = s.uptime_bid, s.uptime_ask, s.uptime_two_sided
+            if sla.max_spread_bps is not None:
+                bid, ask, two_sided = metrics.uptime_within(figures.totals, figures.counted_ms,
+                                                            float(sla.max_spread_bps))
+                result["avg_spread_bps"] = _round(s.avg_spread_bps, 3)
+                result["spread_met"] = s.avg_spread_bps is not None and s.avg_spread_bps <= float(sla.max_spread_bps)
+            result.update(uptime_bid=round(bid, 6), uptime_ask=round(ask, 6), uptime_two_sided=round(two_sided, 6))
+            if sla.min_uptime_pct is not None:
+                target = float(sla.min_uptime_pct) / 100
+                result["uptime_met"] = bid >= target and ask >= target
+            if sla.min_depth_quote is not None:
+                band = sla.depth_band_pct
+                bid_depth, ask_depth = s.depth_quote[f"bid_{band}"], s.depth_quote[f"ask_{band}"]
+                result[f"depth_bid_{band}pct_quote"] = _quote(bid_depth)
+                result[f"depth_ask_{band}pct_quote"] = _quote(ask_depth)
+                result["depth_met"] = min(bid_depth, ask_depth) >= float(sla.min_depth_quote)
+            result["met"] = all(v for k, v in result.items() if k.endswith("_met"))
+            results.append(result)
+    return results
+
+
 @dataclass(frozen=True)
 class Report:
     filename: str
@@ -99,7 +131,8 @@ def build(bot: Bot, start: datetime, end: datetime, fmt: str, *, now: datetime |
         import json
 
         document = {"bot": bot.name, "bot_id": bot.pk, "from": start.isoformat(), "to": end.isoformat(),
-                    "generated_at": (now or timezone.now()).isoformat(), "slas": sla_terms(bot), "rows": rows}
+                    "generated_at": (now or timezone.now()).isoformat(), "slas": sla_terms(bot),
+                    "sla_results": sla_results(bot, start, end, now=now), "rows": rows}
         body = json.dumps(document, indent=2).encode()
     elif fmt == "csv":
         buffer = io.StringIO()
@@ -108,7 +141,7 @@ def build(bot: Bot, start: datetime, end: datetime, fmt: str, *, now: datetime |
         writer.writerows(rows)
         body = buffer.getvalue().encode()
     else:
-        body = pdf(bot, start, end, rows)
+        body = pdf(bot, start, end, rows, sla_results(bot, start, end, now=now))
     return Report(f"{stem}.{fmt}", CONTENT_TYPES[fmt], body)
 
 
@@ -132,7 +165,8 @@ def series(bot: Bot, start: datetime, end: datetime) -> dict[str, list[dict[str,
     return found
 
 
-def pdf(bot: Bot, start: datetime, end: datetime, rows: list[dict[str, Any]]) -> bytes:
+def pdf(bot: Bot, start: datetime, end: datetime, rows: list[dict[str, Any]],
+        results: list[dict[str, Any]] | None = None) -> bytes:
     """A PDF: a title page with the agreements and the table of figures, then one page of charts per
     (venue, pair) (uptime per side, average spread, ±2 % depth over the period)."""
     import matplotlib
@@ -174,6 +208,17 @@ def pdf(bot: Bot, start: datetime, end: datetime, rows: list[dict[str, Any]]) ->
             table.scale(1, 1.4)
         else:
             axes.text(0.5, 0.8, "No quotes in this period.", ha="center")
+        if results:
+            verdicts = [[r["sla"], r["venue"], r["pair"], f"{r['uptime_bid'] * 100:.2f} %",
+                         f"{r['uptime_ask'] * 100:.2f} %",
+                         "-" if r.get("avg_spread_bps") is None else f"{r['avg_spread_bps']:.2f}",
+                         f"{r['excluded_minutes']:g} min", "met" if r["met"] else "MISSED"] for r in results]
+            table = axes.table(cellText=verdicts, loc="lower center", colLabels=[
+                "agreement", "venue", "pair", "uptime bid (within spread)", "uptime ask (within spread)",
+                "avg spread bps", "excluded", "verdict"])
+            table.auto_set_font_size(False)
+            table.set_fontsize(7.5)
+            table.scale(1, 1.4)
         document.savefig(figure)
         plt.close(figure)
         for key, values in sorted(points.items()):

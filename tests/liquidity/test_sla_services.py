@@ -144,6 +144,8 @@ def test_reports_show_the_figures(world_a: Any, tmp_path: Path) -> None:
     # 0.01 at 59990 for an hour but 5 minutes at 0.006 (the fill), over two hours
     assert Decimal(row["depth_bid_2pct_quote"]) == Decimal("289.95")
     assert row["fills"] == 1 and row["maker_share"] == 1.0 and document["slas"][0]["min_uptime_pct"] == "90.00"
+    (result,) = document["sla_results"]  # 1 h quoted of 2: 90 % per side missed
+    assert (result["uptime_bid"], result["uptime_met"], result["met"]) == (0.5, False, False)
     csv_path = tmp_path / "r.csv"
     call_command("sla_report", "--bot", str(bot.pk), "--from", "2026-12-01", "--to", "2026-12-01T02:00",
                  "--format", "csv", "--output", str(csv_path))
@@ -155,7 +157,7 @@ def test_reports_show_the_figures(world_a: Any, tmp_path: Path) -> None:
     reader = pypdf.PdfReader(pdf_path)
     assert len(reader.pages) == 2  # the table, then the charts of BTC/USDT
     text = reader.pages[0].extract_text()
-    assert bot.name in text and "50.00 %" in text and "3.33" in text and "BTC/USDT" in text
+    assert bot.name in text and "50.00 %" in text and "3.33" in text and "BTC/USDT" in text and "MISSED" in text
     assert "BTC/USDT" in reader.pages[1].extract_text()
     # bad input: a clear error, no file
     for args, message in ((["--from", "2026-12-02", "--to", "2026-12-01"], "the period is empty"),
