@@ -21,7 +21,15 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from mmplatform.children import child_options
-from mmplatform.demo import DEMO_ADMIN, DEMO_API_KEY, DEMO_API_SECRET, DEMO_BALANCES, DEMO_OPERATOR, DEMO_PAIRS
+from mmplatform.demo import (
+    DEMO_ADMIN,
+    DEMO_API_KEY,
+    DEMO_API_SECRET,
+    DEMO_BALANCES,
+    DEMO_CLIENT,
+    DEMO_OPERATOR,
+    DEMO_PAIRS,
+)
 
 MAX_RESTARTS_PER_MINUTE = 5
 
@@ -137,6 +145,7 @@ class Command(BaseCommand):
                 "\nmmplatform is running\n"
                 f"  dashboard: http://{host}:{port}/   operator login: {DEMO_OPERATOR[0]} / {DEMO_OPERATOR[1]}\n"
                 f"  admin:     http://{host}:{port}/admin/   admin login: {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}\n"
+                f"  SLA:       http://{host}:{port}/sla/   client login: {DEMO_CLIENT[0]} / {DEMO_CLIENT[1]}\n"
                 f"  exchange emulator: {emulator_url}   database: {settings.DATABASES['default']['ENGINE']}\n"
                 "  Ctrl-C stops everything.\n"
             ))
