@@ -56,7 +56,7 @@ class SlaAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         (None, {"fields": ["tenant", "name", "bot", "exchange_account", "trading_pair", "is_active"]}),
         ("Terms (each optional, at least one)", {"fields": ["max_spread_bps", "min_depth_quote", "depth_band_pct",
                                                             "min_uptime_pct"]}),
-        ("Window", {"fields": ["window", "exclude_venue_outages"],
+        ("Window", {"fields": ["window", "effective_from", "exclude_venue_outages"],
                     "description": "Planned exclusions (maintenance) are listed below; every minute they touch "
                                    "is left out of the window."}),
         ("Reports", {"fields": ["report_schedule", "report_recipients"]}),

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from bots.models import Bot
 from exchanges.models import ExchangeAccount
@@ -108,6 +109,9 @@ class Sla(TenantOwned):
         max_digits=6, decimal_places=2, null=True, blank=True,
         validators=[MinValueValidator(Decimal("0.01"))], help_text="Per side, % of the counted window (0-100].")
     window = models.CharField(max_length=8, choices=SlaWindow.choices, default=SlaWindow.DAY)
+    effective_from = models.DateTimeField(
+        default=timezone.now, help_text="The agreement counts from here: a window it starts in is counted from "
+                                        "this moment (to the minute), not from its beginning.")
     exclude_venue_outages = models.BooleanField(
         default=True, help_text="Leave out the time the platform could not read the venue's book.")
     is_active = models.BooleanField(default=True)

@@ -547,6 +547,9 @@ def evaluate(sla: Sla, *, now: datetime | None = None) -> list[SlaStatus]:
     """The agreement's checks on each of its (venue, pair)s over the current window."""
     now = now or timezone.now()
     start, end = window_bounds(sla.window, now)
+    start = max(start, minute_floor(sla.effective_from))  # a window the agreement starts in counts from then
+    if start >= now:
+        return []  # not in force yet
     statuses = []
     for figures in window_figures(sla.bot, start, end, sla=sla, now=now):
         summary = figures.summary

@@ -44,7 +44,8 @@ def test_client_sees_status_charts_and_downloads_the_pdf(daphne: Daphne, world_a
     quote(bot, f"mm-{bot.pk}-1-1-b0", "buy", "59990", start, start + timedelta(minutes=15))
     quote(bot, f"mm-{bot.pk}-1-1-s0", "sell", "60010", start + timedelta(minutes=5), None)
     services.store_minutes([bot], start, start + timedelta(minutes=20))
-    Sla.objects.create(tenant=world_a.tenant, bot=bot, name="issuer-agreement", max_spread_bps=Decimal("2"))
+    Sla.objects.create(tenant=world_a.tenant, bot=bot, effective_from=start,
+                       name="issuer-agreement", max_spread_bps=Decimal("2"))
     ClientAccess.objects.create(tenant=world_a.tenant, bot=bot, user=make_user("issuer", staff=False))
     with chromium_page(daphne.url) as page:
         errors: list[str] = []

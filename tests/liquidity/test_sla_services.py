@@ -90,7 +90,8 @@ def test_stored_minutes_add_up_and_hours_days_are_their_sums(world_a: Any) -> No
 
 def test_an_agreement_turns_amber_then_red_with_one_event_each(world_a: Any) -> None:
     bot = quoted_world(world_a, hours=1)
-    sla = Sla.objects.create(tenant=world_a.tenant, name="issuer", bot=bot, min_uptime_pct=Decimal("90"),
+    sla = Sla.objects.create(tenant=world_a.tenant, effective_from=DAY,
+                             name="issuer", bot=bot, min_uptime_pct=Decimal("90"),
                              max_spread_bps=Decimal("10"), min_depth_quote=Decimal("500"))
     services.store_minutes([bot], DAY, DAY + timedelta(hours=2))
     two_hours = DAY + timedelta(hours=2)
@@ -119,7 +120,8 @@ def test_an_agreement_turns_amber_then_red_with_one_event_each(world_a: Any) -> 
 
 def test_planned_exclusions_leave_their_minutes_out(world_a: Any) -> None:
     bot = quoted_world(world_a, hours=1)
-    sla = Sla.objects.create(tenant=world_a.tenant, name="issuer", bot=bot, min_uptime_pct=Decimal("90"))
+    sla = Sla.objects.create(tenant=world_a.tenant, effective_from=DAY,
+                             name="issuer", bot=bot, min_uptime_pct=Decimal("90"))
     services.store_minutes([bot], DAY, DAY + timedelta(hours=2))
     SlaExclusion.objects.create(tenant=world_a.tenant, sla=sla, starts_at=DAY + timedelta(hours=1),
                                 ends_at=DAY + timedelta(hours=1, minutes=30), reason="venue maintenance")
@@ -132,7 +134,7 @@ def test_reports_show_the_figures(world_a: Any, tmp_path: Path) -> None:
     import pypdf
 
     bot = quoted_world(world_a, hours=1)
-    Sla.objects.create(tenant=world_a.tenant, name="issuer", bot=bot, min_uptime_pct=Decimal("90"))
+    Sla.objects.create(tenant=world_a.tenant, effective_from=DAY, name="issuer", bot=bot, min_uptime_pct=Decimal("90"))
     services.store_minutes([bot], DAY, DAY + timedelta(hours=2))
     out = io.StringIO()
     call_command("sla_report", "--bot", str(bot.pk), "--from", "2026-12-01T00:00", "--to", "2026-12-01T02:00",
@@ -170,7 +172,8 @@ def test_reports_show_the_figures(world_a: Any, tmp_path: Path) -> None:
 
 def test_scheduled_report_is_mailed_with_pdf_and_json(world_a: Any) -> None:
     bot = quoted_world(world_a, hours=1)
-    sla = Sla.objects.create(tenant=world_a.tenant, name="issuer", bot=bot, min_uptime_pct=Decimal("90"),
+    sla = Sla.objects.create(tenant=world_a.tenant, effective_from=DAY,
+                             name="issuer", bot=bot, min_uptime_pct=Decimal("90"),
                              report_schedule="daily", report_recipients="issuer@example.com")
     assert send_report(sla, DAY, DAY + timedelta(days=1), now=DAY + timedelta(days=1)) == 1
     (message,) = mail.outbox
@@ -184,7 +187,8 @@ def test_bad_input_in_the_admin_is_a_field_error_and_nothing_is_saved(client: An
     url = reverse("admin:liquidity_sla_add")
     base = {"tenant": world_a.tenant.pk, "name": "x", "bot": world_a.bot.pk, "trading_pair": "", "window": "day",
             "depth_band_pct": "2", "exclude_venue_outages": "on", "is_active": "on", "report_schedule": "",
-            "report_recipients": "", "exclusions-TOTAL_FORMS": "0", "exclusions-INITIAL_FORMS": "0",
+            "report_recipients": "", "effective_from_0": "2026-12-01", "effective_from_1": "00:00",
+            "exclusions-TOTAL_FORMS": "0", "exclusions-INITIAL_FORMS": "0",
             "exclusions-MIN_NUM_FORMS": "0", "exclusions-MAX_NUM_FORMS": "1000"}
     cases = [
         ({"max_spread_bps": "-5"}, "max_spread_bps"),
@@ -224,11 +228,14 @@ def test_bots_to_measure_and_collect(world_a: Any) -> None:
 def test_reports_due_daily_and_on_the_first_monthly(world_a: Any) -> None:
     from liquidity.tasks import reports_due
 
-    daily = Sla.objects.create(tenant=world_a.tenant, name="d", bot=world_a.bot, max_spread_bps=Decimal("50"),
+    daily = Sla.objects.create(tenant=world_a.tenant, effective_from=DAY,
+                               name="d", bot=world_a.bot, max_spread_bps=Decimal("50"),
                                report_schedule="daily", report_recipients="a@example.com")
-    monthly = Sla.objects.create(tenant=world_a.tenant, name="m", bot=world_a.bot, max_spread_bps=Decimal("50"),
+    monthly = Sla.objects.create(tenant=world_a.tenant, effective_from=DAY,
+                                 name="m", bot=world_a.bot, max_spread_bps=Decimal("50"),
                                  report_schedule="monthly", report_recipients="b@example.com")
-    Sla.objects.create(tenant=world_a.tenant, name="none", bot=world_a.bot, max_spread_bps=Decimal("50"))
+    Sla.objects.create(tenant=world_a.tenant, effective_from=DAY,
+                       name="none", bot=world_a.bot, max_spread_bps=Decimal("50"))
     first = datetime(2026, 12, 1, 0, 10, tzinfo=UTC)
     assert {(s.pk, a, b) for s, a, b in reports_due(first)} == {
         (daily.pk, datetime(2026, 11, 30, tzinfo=UTC), DAY), (monthly.pk, datetime(2026, 11, 1, tzinfo=UTC), DAY)}
@@ -255,7 +262,8 @@ def test_a_gap_in_the_venue_reads_is_an_outage_and_excluded(world_a: Any) -> Non
     assert services.record_outages([bot], now + timedelta(seconds=1)) == 0  # the same gap: merged
     outage = VenueOutage.objects.get()
     assert (outage.ended_at - outage.started_at).total_seconds() == pytest.approx(42, abs=0.1)
-    sla = Sla.objects.create(tenant=world_a.tenant, name="issuer", bot=bot, min_uptime_pct=Decimal("90"))
+    sla = Sla.objects.create(tenant=world_a.tenant, effective_from=DAY,
+                             name="issuer", bot=bot, min_uptime_pct=Decimal("90"))
     services.store_minutes([bot], DAY, now)
     figures = services.evaluate(sla, now=now)[0].figures
     assert figures.excluded_ms == 120_000  # 00:28:58 - 00:29:40 touches two minutes
@@ -271,3 +279,13 @@ def test_the_minute_task_runs_one_at_a_time(world_a: Any) -> None:
     assert collect_sla_figures() == {"skipped": 1}
     get_redis().delete(keys.SLA_COLLECT_LOCK)
     assert collect_sla_figures()["bots"] == 0 and not get_redis().exists(keys.SLA_COLLECT_LOCK)
+
+
+def test_an_agreement_counts_from_when_it_takes_effect(world_a: Any) -> None:
+    bot = quoted_world(world_a, hours=1)
+    sla = Sla.objects.create(tenant=world_a.tenant, effective_from=DAY + timedelta(minutes=30), name="late",
+                             bot=bot, min_uptime_pct=Decimal("90"))
+    assert services.evaluate(sla, now=DAY + timedelta(minutes=20)) == []  # not in force yet
+    (status,) = services.evaluate(sla, now=DAY + timedelta(hours=1))
+    assert status.figures.counted_ms == 30 * 60_000 and status.figures.summary.uptime_bid == 1.0
+    assert status.status == "green"

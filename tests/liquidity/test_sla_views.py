@@ -31,7 +31,8 @@ def quoting(world_a: Any) -> Any:
     quote(bot, f"mm-{bot.pk}-1-1-b0", "buy", "59990", start, None)
     quote(bot, f"mm-{bot.pk}-1-1-s0", "sell", "60010", start, None)
     services.store_minutes([bot], start, start + timedelta(minutes=10))
-    Sla.objects.create(tenant=world_a.tenant, bot=bot, name="issuer-agreement", max_spread_bps=Decimal("2"),
+    Sla.objects.create(tenant=world_a.tenant, bot=bot, effective_from=start,
+                       name="issuer-agreement", max_spread_bps=Decimal("2"),
                        min_depth_quote=Decimal("1"))  # the day so far: at least 10 min of 600 a side
     return bot
 
