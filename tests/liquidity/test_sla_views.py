@@ -75,3 +75,26 @@ def test_client_sees_the_shared_bots_figures_without_controls(client: Any, world
     assert "issuer-agreement" in page and "3.33 bps" in page
     assert "bot page" not in page and "<form method=\"post\" action=\"/bots" not in page and "mm-" not in page
     assert client.get(f"/sla/bots/{quoting.pk}/status.json").json()["statuses"][0]["status"] == "red"
+
+
+def test_owner_shares_a_bot_with_a_new_client_login_in_the_admin(client: Any, world_a: Any, world_b: Any) -> None:
+    from django.contrib.auth import get_user_model
+    from django.urls import reverse
+
+    url = reverse("admin:liquidity_clientaccess_add")
+    form = {"tenant": world_a.tenant.pk, "bot": world_a.bot.pk, "username": "token-issuer",
+            "password": "a long client password"}
+    client.login(username="a-operator", password=PASSWORD)
+    assert client.post(url, form).status_code == 403  # owners only
+    client.login(username="a-owner", password=PASSWORD)
+    for bad, field in (({"username": "a-viewer"}, "username"), ({"password": "short"}, "username"),
+                       ({"bot": world_b.bot.pk}, "bot")):
+        response = client.post(url, {**form, **bad})
+        assert response.status_code == 200 and field in response.context["adminform"].form.errors, bad
+    assert not ClientAccess.objects.exists() and not get_user_model().objects.filter(username="token-issuer").exists()
+    assert client.post(url, form).status_code == 302
+    access = ClientAccess.objects.get()
+    assert access.user.username == "token-issuer" and not access.user.is_staff and access.tenant_id == world_a.tenant.pk
+    client.logout()
+    assert client.login(username="token-issuer", password="a long client password")
+    assert client.get(f"/sla/bots/{world_a.bot.pk}/").status_code == 200
