@@ -338,3 +338,22 @@ def sla_status_json(status: Any, venue: str) -> dict[str, Any]:
         "checks": [sla_check_json(c) for c in status.checks],
         "figures": sla_figures_json(status.figures, venue),
     })
+
+
+SLA_STATUS_ORDER = ("green", "amber", "red")
+
+
+def sla_bot_json(*, bot: Any, at: datetime, statuses: list[dict[str, Any]],
+                 today: list[dict[str, Any]]) -> dict[str, Any]:
+    """A bot's SLA page state: each agreement's status per (venue, pair), the worst of them, today's figures."""
+    worst = max((st["status"] for st in statuses), key=SLA_STATUS_ORDER.index, default=None)
+    return jsonable({"bot_id": bot.pk, "bot": bot.name, "at": at, "statuses": statuses, "today": today,
+                     "status": worst})
+
+
+def sla_series_json(*, bot: Any, hours: int, series: Mapping[str, list[dict[str, Any]]],
+                    venues: Mapping[int, str]) -> dict[str, Any]:
+    """Chart points per (venue, pair) (``liquidity.reports.series``: "account id:pair" -> points)."""
+    return jsonable({"bot_id": bot.pk, "hours": hours, "series": [
+        {"key": key, "venue": venues.get(int(key.split(":", 1)[0]), "?"), "pair": key.split(":", 1)[1],
+         "points": points} for key, points in sorted(series.items())]})

@@ -65,8 +65,7 @@ def bot_payload(bot: Bot, *, now: datetime) -> dict[str, object]:
     start, end = services.window_bounds(SlaWindow.DAY, now)
     today = [wire.sla_figures_json(f, venues.get(f.exchange_account_id, "?"))
              for f in services.window_figures(bot, start, end, now=now)]
-    return {"bot_id": bot.pk, "bot": bot.name, "at": now.isoformat(), "statuses": statuses, "today": today,
-            "status": max((s["status"] for s in statuses), key=["green", "amber", "red"].index, default=None)}
+    return wire.sla_bot_json(bot=bot, at=now, statuses=statuses, today=today)
 
 
 @login_required
@@ -112,11 +111,8 @@ def bot_sla_series(request: HttpRequest, bot_id: int) -> JsonResponse:
     if hours not in SERIES_HOURS:
         return JsonResponse({"error": f"hours must be one of {', '.join(map(str, SERIES_HOURS))}"}, status=400)
     end = timezone.now()
-    venues = _venues(bot)
     series = reports.series(bot, end - timedelta(hours=hours), end)
-    return JsonResponse({"bot_id": bot.pk, "hours": hours, "series": [
-        {"key": key, "venue": venues.get(int(key.split(":", 1)[0]), "?"), "pair": key.split(":", 1)[1],
-         "points": points} for key, points in sorted(series.items())]})
+    return JsonResponse(wire.sla_series_json(bot=bot, hours=hours, series=series, venues=_venues(bot)))
 
 
 def _moment(value: str | None, name: str, default: datetime) -> datetime:
