@@ -60,6 +60,7 @@ BENCHES = (
           quick_args=("--rows", "20000", "--ticks", "5000", "--repeat", "1")),
     Bench("storage", "bench.bench_storage", "storage.json", quick_args=("--bots", "1", "--window", "75")),
     Bench("alerts", "bench.bench_alerts", "alerts.json", quick_args=("--quick",)),
+    Bench("sla", "bench.bench_sla", "sla.json", quick_args=("--minutes", "3")),
 )
 
 
@@ -340,6 +341,26 @@ def rows_alerts(data: dict[str, Any]) -> list[Row]:
                     measures="`alerts.hooks.notice` on an `OrdersAdjusted` event (what each re-quote pays for the "
                              "alert matcher)"))
     return rows
+def rows_sla(data: dict[str, Any]) -> list[Row]:
+    note = (f"demo bot, {data.get('pairs')} pairs x {data.get('levels')} levels a side, "
+            f"{data.get('cycles_per_minute', 0):.0f} re-quote cycles and {data.get('orders_per_minute', 0):.0f} "
+            f"orders a minute, {data.get('minutes')} minutes ({data.get('database')})")
+    return [
+        Row("sla", "figures per engine cycle, CPU", data.get("cpu_us_per_cycle"), "µs", higher_is_better=False,
+            note=f"{data.get('cpu_ms_per_minute')} ms CPU, {data.get('wall_ms_per_minute')} ms wall a minute; {note}",
+            measures="beat's `sla-figures` minute task (liquidity/services.py, off the engine's path): one minute "
+                     "of a bot's uptime, spread and depth from its order rows, stored in one upsert (an hour row "
+                     "is summed when its hour closes), divided by that minute's re-quote cycles"),
+        Row("sla", "figures per fill, CPU", data.get("cpu_us_per_fill"), "µs", higher_is_better=False,
+            note=f"{data.get('fills_per_minute')} fills a minute against none; {note}",
+            measures="the same minute task's extra CPU when the minute has fills, divided by the fills"),
+        Row("sla", "live status of a day agreement", data.get("status_ms"), "ms", higher_is_better=False,
+            note=note, measures="`liquidity.services.evaluate`: a day window read from the stored minutes plus the "
+                                "minutes not stored yet, computed on the spot (the SLA pages and status.json)"),
+        Row("sla", "venue time on an order row (engine side)", data.get("venue_time_ns"), "ns",
+            higher_is_better=False, note=f"`timezone.now()`, which it replaced: {data.get('timezone_now_ns')} ns",
+            measures="`bots.engine.orders.venue_time`: the only SLA work on the engine's path, once per venue answer"),
+    ]
 
 
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
@@ -352,6 +373,7 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "peers.json": rows_peers,
     "storage.json": rows_storage,
     "alerts.json": rows_alerts,
+    "sla.json": rows_sla,
 }
 
 

@@ -433,6 +433,8 @@ class BotEventType(models.TextChoices):
     KILL_SWITCH = "KillSwitchEngaged"
     KILL_SWITCH_RELEASED = "KillSwitchReleased"
     RECONCILED = "Reconciled"
+    SLA_BREACHED = "SlaBreached"
+    SLA_AT_RISK = "SlaAtRisk"
 
 
 class BotEvent(TenantOwned):

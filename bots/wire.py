@@ -109,6 +109,12 @@ def _pair(payload: Mapping[str, Any]) -> str:
     return f"{pair}: " if pair else ""
 
 
+def _rounded(value: Any) -> str:
+    """A figure of an SLA event to 4 decimals at most, without padding."""
+    number = to_decimal(value)
+    return format_decimal(round(number, 4) if number is not None else None)
+
+
 def _plural(n: Any, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
@@ -182,6 +188,12 @@ def event_summary(event_type: str, payload: Mapping[str, Any] | None) -> str:
             return f"kill switch released: {p.get('reason') or 'no reason given'}"
         case "Reconciled":
             return f"reconciled with the exchange: {_plural(p.get('fills_recovered', 0), 'missed fill')} recovered"
+        case "SlaBreached" | "SlaAtRisk":
+            failing = ", ".join(f"{name} {_rounded(c.get('figure'))} (target {_rounded(c.get('target'))})"
+                                for name, c in (p.get("checks") or {}).items() if isinstance(c, Mapping))
+            verb = "breached" if event_type == "SlaBreached" else "at risk"
+            pair = f"{p['pair']}: " if p.get("pair") else ""
+            return f"{pair}SLA {p.get('sla', '?')} {verb}" + (f": {failing}" if failing else "")
         case _:
             return _generic(p)
 
@@ -266,3 +278,82 @@ def not_quoting_text(reasons: Mapping[str, str]) -> str:
     if not reasons:
         return ""
     return "Running — not quoting: " + "; ".join(reasons[pair] for pair in sorted(reasons))
+
+
+# --- liquidity agreements (liquidity/): the SLA pages of members and clients -------------------------
+
+SLA_CHECK_LABELS = {"uptime_bid": "Uptime, bid side", "uptime_ask": "Uptime, ask side",
+                    "avg_spread_bps": "Average spread"}
+
+
+def _sla_figure(name: str, value: float | None) -> str:
+    if value is None:
+        return EMPTY
+    if name.startswith("uptime"):
+        return format_percent(value, 2)
+    if name.endswith("_bps"):
+        return f"{format_decimal(Decimal(repr(value)), 2)} bps"
+    return format_money(Decimal(repr(value)))
+
+
+def sla_check_json(check: Any) -> dict[str, Any]:
+    """One term of an agreement: status, the figure and target as numbers and as text, what it needs."""
+    label = SLA_CHECK_LABELS.get(check.name) or check.name.replace("_", " ").replace("pct quote", "% depth")
+    return {"name": check.name, "label": label, "status": check.status, "figure": check.figure,
+            "target": check.target, "figure_text": _sla_figure(check.name, check.figure),
+            "target_text": _sla_figure(check.name, check.target), "needs": check.needs}
+
+
+def sla_figures_json(figures: Any, venue: str) -> dict[str, Any]:
+    """A (venue, pair)'s figures over a window: aggregates only (no order is ever named)."""
+    summary = figures.summary
+    return jsonable({
+        "venue": venue, "pair": figures.trading_pair, "from": figures.start, "to": figures.end,
+        "counted_minutes": round(figures.counted_ms / 60_000, 1),
+        "excluded_minutes": round(figures.excluded_ms / 60_000, 1),
+        "uptime_bid": summary.uptime_bid, "uptime_ask": summary.uptime_ask,
+        "uptime_two_sided": summary.uptime_two_sided,
+        "uptime_bid_text": format_percent(summary.uptime_bid, 2),
+        "uptime_ask_text": format_percent(summary.uptime_ask, 2),
+        "uptime_two_sided_text": format_percent(summary.uptime_two_sided, 2),
+        "avg_spread_bps": summary.avg_spread_bps, "p50_spread_bps": summary.p50_spread_bps,
+        "p95_spread_bps": summary.p95_spread_bps,
+        "avg_spread_text": _sla_figure("avg_spread_bps", summary.avg_spread_bps),
+        "depth_quote": {key: Decimal(repr(value)).quantize(Decimal("0.01"))
+                        for key, value in summary.depth_quote.items()},
+        "depth_bid_2pct_text": format_money(Decimal(repr(summary.depth_quote["bid_2"]))),
+        "depth_ask_2pct_text": format_money(Decimal(repr(summary.depth_quote["ask_2"]))),
+        "venue_share_2pct": figures.venue_share, "venue_share_text": format_percent(figures.venue_share),
+        "fills": figures.extras.fills, "volume_quote": figures.extras.volume_quote,
+        "maker_share": figures.maker_share, "maker_share_text": format_percent(figures.maker_share),
+    })
+
+
+def sla_status_json(status: Any, venue: str) -> dict[str, Any]:
+    """An agreement on one (venue, pair) now: green / amber / red, each term, the window's figures."""
+    sla = status.sla
+    return jsonable({
+        "sla_id": sla.pk, "sla": sla.name, "bot_id": sla.bot_id, "status": status.status, "window": sla.window,
+        "window_start": status.window_start, "window_end": status.window_end,
+        "checks": [sla_check_json(c) for c in status.checks],
+        "figures": sla_figures_json(status.figures, venue),
+    })
+
+
+SLA_STATUS_ORDER = ("green", "amber", "red")
+
+
+def sla_bot_json(*, bot: Any, at: datetime, statuses: list[dict[str, Any]],
+                 today: list[dict[str, Any]]) -> dict[str, Any]:
+    """A bot's SLA page state: each agreement's status per (venue, pair), the worst of them, today's figures."""
+    worst = max((st["status"] for st in statuses), key=SLA_STATUS_ORDER.index, default=None)
+    return jsonable({"bot_id": bot.pk, "bot": bot.name, "at": at, "statuses": statuses, "today": today,
+                     "status": worst})
+
+
+def sla_series_json(*, bot: Any, hours: int, series: Mapping[str, list[dict[str, Any]]],
+                    venues: Mapping[int, str]) -> dict[str, Any]:
+    """Chart points per (venue, pair) (``liquidity.reports.series``: "account id:pair" -> points)."""
+    return jsonable({"bot_id": bot.pk, "hours": hours, "series": [
+        {"key": key, "venue": venues.get(int(key.split(":", 1)[0]), "?"), "pair": key.split(":", 1)[1],
+         "points": points} for key, points in sorted(series.items())]})

@@ -394,6 +394,7 @@ class CcxtGateway(ExchangeGateway):
             average_price=_dec(raw.get("average")),
             status=raw.get("status") or OPEN,
             timestamp_ms=raw.get("timestamp"),
+            updated_ms=raw.get("lastUpdateTimestamp"),
         )
 
     async def place_order(self, request: OrderRequest) -> ExchangeOrder:

@@ -172,6 +172,8 @@ class ExchangeOrder:
     average_price: Decimal | None
     status: str
     timestamp_ms: int | None
+    updated_ms: int | None = None
+    """The venue's time of the order's latest change (a cancel answer: when it was cancelled), if it says."""
 
     @property
     def is_open(self) -> bool:

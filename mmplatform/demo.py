@@ -19,6 +19,7 @@ from mmplatform.tenancy.models import Membership, Role, Tenant
 
 DEMO_OPERATOR = ("operator", "mmplatform-demo")
 DEMO_ADMIN = ("admin", "mmplatform-admin")
+DEMO_CLIENT = ("issuer", "mmplatform-issuer")  # a token issuer's client login: the demo bot's SLA pages only
 DEMO_API_KEY = "demo-api-key-0001"
 DEMO_API_SECRET = "demo-api-secret-0001-please-rotate"
 DEMO_BALANCES = "BTC=1,ETH=20,USDT=60000"  # each pair starts at its 0.5 target ratio
@@ -95,6 +96,7 @@ def ensure_demo_world(emulator_url: str, venue_urls: dict[str, str] | None = Non
         changes = {**PREVIOUS_OVERRIDES_RESET, **DEMO_BOT_SETTINGS}
         Bot.objects.filter(pk=bot.pk).update(**changes)
         bot.refresh_from_db()
+    ensure_demo_agreement(tenant, bot)
     return DemoWorld(tenant, account, bot, accounts)
 
 
@@ -109,3 +111,19 @@ def _demo_account(tenant: Tenant, exchange_id: str, url: str) -> ExchangeAccount
     account.rate_limit_per_sec = 100.0
     account.save()
     return account
+
+
+def ensure_demo_agreement(tenant: Tenant, bot: Bot) -> None:
+    """The demo bot's liquidity agreement with a token issuer (its day's uptime, spread and depth) and the
+    issuer's client login, which sees only this bot's SLA pages (created once; edits are kept)."""
+    from liquidity.models import ClientAccess, Sla
+
+    Sla.objects.get_or_create(tenant=tenant, bot=bot, name="demo issuer agreement", defaults={
+        "max_spread_bps": Decimal("50"), "min_depth_quote": Decimal("1000"), "depth_band_pct": 2,
+        "min_uptime_pct": Decimal("90")})
+    users = get_user_model().objects
+    client = users.filter(username=DEMO_CLIENT[0]).first()
+    if client is None:
+        client = users.create_user(username=DEMO_CLIENT[0], password=DEMO_CLIENT[1], is_staff=False)
+    if not client.memberships.exists():
+        ClientAccess.objects.get_or_create(tenant=tenant, bot=bot, user=client)

@@ -12,6 +12,9 @@ every-minute tick of the per-bot schedules (``Bot.rebalance_crontab``, see bots/
   existing deployments by migration 0002);
 - ``alert-delivery-sweep``: ``alerts.tasks.sweep_deliveries`` every 30 s (re-enqueues alert deliveries whose
   retry task was lost; added by ``alerts/migrations/0002``).
+- ``sla-figures``: ``liquidity.tasks.collect_sla_figures`` every minute (the closed minutes' SLA figures,
+  agreement statuses); ``sla-reports``: ``liquidity.tasks.send_sla_reports`` daily at 00:10 UTC (added
+  by ``liquidity/migrations/0002``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from django.utils import timezone
 
 EVERY_MINUTE = {"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
 HOURLY_AT_17 = {"minute": "17", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
+TEN_PAST_MIDNIGHT = {"minute": "10", "hour": "0", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
 MIDNIGHT = {"minute": "0", "hour": "0", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
 
 
@@ -68,6 +72,11 @@ def install_default_schedules(apps: Any = None) -> None:
         interval_model.objects.create(every=30, period="seconds")
     task_model.objects.get_or_create(
         name="alert-delivery-sweep", defaults={"task": "alerts.tasks.sweep_deliveries", "interval": sweep_every})
+    task_model.objects.get_or_create(
+        name="sla-figures", defaults={"task": "liquidity.tasks.collect_sla_figures", "crontab": every_minute})
+    task_model.objects.get_or_create(
+        name="sla-reports",
+        defaults={"task": "liquidity.tasks.send_sla_reports", "crontab": _crontab(crontab_model, TEN_PAST_MIDNIGHT)})
     # a running beat re-reads its schedule when this changes (the signal that does it for admin edits does
     # not fire for a migration's models)
     changed_model.objects.update_or_create(ident=1, defaults={"last_update": timezone.now()})

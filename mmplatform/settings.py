@@ -132,6 +132,7 @@ INSTALLED_APPS = [
     "risk",
     "bots",
     "alerts",
+    "liquidity",
 ]
 
 MIDDLEWARE = [
@@ -159,6 +160,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "mmplatform.tenancy.context_processors.tenancy",
+                "liquidity.context_processors.client",
             ],
         },
     },
@@ -267,6 +269,8 @@ ENGINE_FULL_CYCLE_SECS = env_float("ENGINE_FULL_CYCLE_SECS", 300.0)
 ENGINE_BOOK_STREAMS = env_bool("ENGINE_BOOK_STREAMS", True)
 # Storage retention (bots/retention.py, beat's hourly `storage-retention`): days before a kind is
 # pruned, 0 = never. Fills, orders with fills, positions, non-routine events and risk events are kept.
+SLA_MINUTE_RETENTION_DAYS = env_int("SLA_MINUTE_RETENTION_DAYS", 40, minimum=0)  # liquidity minute rows
+
 RETENTION_ORDERS_DAYS = env_int("RETENTION_ORDERS_DAYS", 7, minimum=0)  # ended with nothing filled
 RETENTION_ROUTINE_EVENTS_DAYS = env_int("RETENTION_ROUTINE_EVENTS_DAYS", 30, minimum=0)  # OrdersAdjusted summaries
 RETENTION_SNAPSHOTS_FULL_DAYS = env_int("RETENTION_SNAPSHOTS_FULL_DAYS", 7, minimum=0)  # then one per hour
@@ -289,7 +293,7 @@ ALERTS_MAX_ATTEMPTS = env_int("ALERTS_MAX_ATTEMPTS", 6)  # then the delivery is 
 ALERTS_RETRY_BASE_SECS = env_float("ALERTS_RETRY_BASE_SECS", 2.0)  # 2, 4, 8, ... seconds between attempts
 ALERTS_RETRY_MAX_SECS = env_float("ALERTS_RETRY_MAX_SECS", 600.0)
 ALERTS_VENUE_DOWN_SECS = env_float("ALERTS_VENUE_DOWN_SECS", 15.0)  # unreadable this long = disconnected
-# Email (alerts by email): Django's email backend, SMTP in production, the console in development.
+# Email (alerts, scheduled SLA reports): Django's email backend, SMTP in production, the console in development.
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend")

@@ -88,7 +88,8 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
             p.trading_pair: p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)
         }
         self.snapshots: dict[str, MarketSnapshot] = {}
-        self.resting_seen: dict[str, tuple[checks.RestingOrder, ...]] = {}  # pair -> the account's other resting orders (driver's view)
+        # pair -> the account's other resting orders (the driver's view)
+        self.resting_seen: dict[str, tuple[checks.RestingOrder, ...]] = {}
         self.book_fetched_at: dict[str, float] = {}
         self.analyses: dict[str, MarketAnalysis] = {}
         self.report = CycleReport()

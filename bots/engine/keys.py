@@ -21,6 +21,8 @@ Fleet (one per process / shard)
 
 ``mm:retention:running``         string lock: one storage retention pass at a time (``bots.retention``).
                                  Writer: the pass holding it (SET NX). TTL ``retention.LOCK_SECS``.
+``mm:sla:collecting``            string lock: one SLA minute task at a time (``liquidity.tasks``).
+                                 Writer: the task holding it (SET NX). TTL ``liquidity.tasks.LOCK_SECS``.
 
 Per bot
 -------
@@ -94,6 +96,7 @@ DRIVERS = "mm:engine:drivers"
 
 
 RETENTION_LOCK = "mm:retention:running"
+SLA_COLLECT_LOCK = "mm:sla:collecting"
 
 
 def shard(n: int) -> str:

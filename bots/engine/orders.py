@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -59,6 +61,18 @@ EXCHANGE_STATUS = {
 class PlacementOutcome:
     order: Order
     error: Exception | None = None
+
+
+VENUE_CLOCK_TRUST_SECS = 300.0
+"""A venue time further than this from ours is not believed (a venue with a broken clock)."""
+
+
+def venue_time(ms: int | None) -> datetime:
+    """When something happened on the venue, by the venue's clock (an order's acceptance, its cancel):
+    the SLA figures (``liquidity``) measure resting time on it. Ours when the venue does not say."""
+    if not ms or abs(ms / 1000 - time.time()) > VENUE_CLOCK_TRUST_SECS:
+        return timezone.now()
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def _status_from_exchange(remote: ExchangeOrder) -> str:
@@ -225,13 +239,13 @@ class OrderManager(FillSyncMixin):
             mark_trades_pending(order.position_id)
         order.filled = max(order.filled, remote_filled)
         order.average_price = remote.average_price
-        order.acknowledged_at = order.acknowledged_at or timezone.now()
+        order.acknowledged_at = order.acknowledged_at or venue_time(remote.timestamp_ms)
         order.missing_count = 0
         after = (order.exchange_order_id, order.status, order.filled, order.average_price, order.missing_count, False)
         if before == after:
             return False
         if order.status not in OPEN_ORDER_STATUSES:
-            order.closed_at = order.closed_at or timezone.now()
+            order.closed_at = order.closed_at or venue_time(remote.updated_ms or remote.timestamp_ms)
         if save:
             order.save(update_fields=ACK_FIELDS)
         return True
@@ -274,7 +288,7 @@ class OrderManager(FillSyncMixin):
                 self._acknowledge(order, result, save=False)
                 if order.status == OrderStatus.OPEN or order.status == OrderStatus.PARTIALLY_FILLED:
                     order.status = OrderStatus.CANCELED
-                    order.closed_at = timezone.now()
+                    order.closed_at = venue_time(result.updated_ms)
                 settled.append(order)
                 gone += 1
             elif isinstance(result, OrderNotFoundError):

@@ -217,6 +217,33 @@ class TradeInfo:
     is_maker: bool
 
 
+JOURNAL_EVENTS = ("accept", "fill", "partial_fill", "cancel", "expire")
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One step of an order's life on the venue, stamped with the engine's clock (ms): ``accept``
+    (it entered the engine), ``fill`` / ``partial_fill`` (one trade; ``fill_quantity`` at
+    ``fill_price``), ``cancel``, ``expire`` (an IOC or market remainder). ``filled`` and ``remaining``
+    are the order's after this step; ``remaining`` is 0 once it left the book."""
+
+    seq: int
+    time_ms: int
+    event: str
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: str
+    price: Decimal
+    quantity: Decimal
+    filled: Decimal
+    remaining: Decimal
+    fill_quantity: Decimal
+    fill_price: Decimal
+    trade_id: int
+    is_maker: bool
+
+
 @dataclass(frozen=True, slots=True)
 class CancelReplaceResult:
     """What ``cancel_replace`` did: each half is either done (its order) or failed (its error);
@@ -376,10 +403,14 @@ class _Order:
 
 
 class _Account:
-    __slots__ = ("account_id", "balances", "client_ids", "open_orders", "trades")
+    __slots__ = ("account_id", "balances", "client_ids", "journal", "open_orders", "trades")
 
     def __init__(self, account_id: str):
         self.account_id = account_id
+        # (time_ms, event, order, filled_lots after, fill lots, fill price ticks, trade id, is maker); the
+        # order's fixed fields are copied out when the entry is written (``_note``)
+        # for accounts that keep a journal (``enable_journal``); None for the rest (the synthetic market)
+        self.journal: deque[tuple] | None = None
         self.balances: dict[str, list[int]] = {}  # asset -> [free units, locked units]
         self.open_orders: dict[int, _Order] = {}
         self.client_ids: dict[str, _Order] = {}  # latest order per client id
@@ -493,6 +524,40 @@ class MatchingEngine:
         self._accounts[account_id] = _Account(account_id)
         for asset, amount in (balances or {}).items():
             self.deposit(account_id, asset, amount)
+
+    def enable_journal(self, account_id: str, capacity: int = 1_000_000) -> None:
+        """Keep the order journal of ``account_id`` (its newest ``capacity`` entries; see ``journal``)."""
+        account = self._account(account_id)
+        if account.journal is None:
+            account.journal = deque(maxlen=capacity)
+
+    @staticmethod
+    def _note(journal: deque, time_ms: int, event: int, order: _Order, filled_lots: int = 0, fill_lots: int = 0,
+              fill_ticks: int = 0, trade_id: int = 0, is_maker: bool = False) -> None:
+        """One journal entry; the order's fields are copied (a journal never keeps an order alive)."""
+        journal.append((time_ms, event, order.order_id, order.client_order_id, order.market, order.side,
+                        order.price_ticks, order.quantity_lots, filled_lots, fill_lots, fill_ticks, trade_id, is_maker))
+
+    def journal(self, account_id: str, since_ms: int | None = None) -> list[JournalEntry]:
+        """Every accept, fill, partial fill, cancel and expiry of the account's orders, oldest first,
+        from ``since_ms`` (inclusive) on. Empty for an account without a journal."""
+        account = self._account(account_id)
+        entries = []
+        for seq, row in enumerate(account.journal or ()):
+            (time_ms, event, order_id, client_id, market, side, price_ticks, quantity_lots, filled_lots, fill_lots,
+             fill_ticks, trade_id, is_maker) = row
+            if since_ms is not None and time_ms < since_ms:
+                continue
+            remaining = quantity_lots - filled_lots if event in (0, 2) else 0
+            entries.append(JournalEntry(
+                seq=seq, time_ms=time_ms, event=JOURNAL_EVENTS[event], order_id=order_id,
+                client_order_id=client_id, symbol=market.symbol, side=SIDE_NAMES[side],
+                price=market.tick_size * price_ticks, quantity=market.lot_size * quantity_lots,
+                filled=market.lot_size * filled_lots, remaining=market.lot_size * remaining,
+                fill_quantity=market.lot_size * fill_lots, fill_price=market.tick_size * fill_ticks,
+                trade_id=trade_id, is_maker=is_maker,
+            ))
+        return entries
 
     def has_account(self, account_id: str) -> bool:
         """True if the account exists."""
@@ -612,24 +677,26 @@ class MatchingEngine:
         return self._order_info(order), fills
 
     def cancel_order(
-        self, account_id: str, symbol: str, order_id: int | None = None, client_order_id: str | None = None
+        self, account_id: str, symbol: str, order_id: int | None = None, client_order_id: str | None = None,
+        now_ms: int = 0,
     ) -> OrderInfo:
-        """Cancel an open order by id or client id; unknown or closed orders raise -2011."""
+        """Cancel an open order by id or client id, stamped ``now_ms`` (never before its last update);
+        unknown or closed orders raise -2011."""
         account = self._account(account_id)
         market = self._market(symbol)
         order = self._lookup(account, market, order_id, client_order_id)
         if order is None or order.status >= _FILLED:
             raise UnknownOrderError("Unknown order sent.", code=-2011)
-        self._cancel(order, order.updated_ms)
+        self._cancel(order, now_ms)
         return self._order_info(order)
 
-    def cancel_all(self, account_id: str, symbol: str) -> list[OrderInfo]:
-        """Cancel every open order of the account on ``symbol``."""
+    def cancel_all(self, account_id: str, symbol: str, now_ms: int = 0) -> list[OrderInfo]:
+        """Cancel every open order of the account on ``symbol``, stamped ``now_ms``."""
         account = self._account(account_id)
         market = self._market(symbol)
         cancelled = []
         for order in [o for o in account.open_orders.values() if o.market is market]:
-            self._cancel(order, order.updated_ms)
+            self._cancel(order, now_ms)
             cancelled.append(self._order_info(order))
         return cancelled
 
@@ -668,7 +735,7 @@ class MatchingEngine:
         cancelled: OrderInfo | None = None
         cancel_error: EngineError | None = None
         try:
-            cancelled = self.cancel_order(account_id, symbol, cancel_order_id, cancel_client_order_id)
+            cancelled = self.cancel_order(account_id, symbol, cancel_order_id, cancel_client_order_id, now_ms)
         except EngineError as error:
             cancel_error = error
         if cancel_error is not None and not allow_failure:
@@ -933,6 +1000,9 @@ class MatchingEngine:
             if client_order_id:
                 account.client_ids[client_order_id] = order
             order.status = _CANCELED
+            if account.journal is not None:
+                self._note(account.journal, now_ms, 0, order)
+                self._note(account.journal, now_ms, 3, order)
             self._retire(order)
             return order
         # lock funds
@@ -968,6 +1038,8 @@ class MatchingEngine:
         order.stp = stp
         if client_order_id:
             account.client_ids[client_order_id] = order
+        if account.journal is not None:
+            self._note(account.journal, now_ms, 0, order)
         if tif != POST_ONLY:
             self._match(order, now_ms)
             if is_market and side == BUY and order.quote_units < cost:  # STP stopped the walk early
@@ -988,6 +1060,8 @@ class MatchingEngine:
             self._release(order)
             order.status = _EXPIRED
             order.updated_ms = now_ms
+            if account.journal is not None:
+                self._note(account.journal, now_ms, 4, order, order.filled_lots)
             self._retire(order)
         return order
 
@@ -1108,6 +1182,12 @@ class MatchingEngine:
                 maker.quote_units += quote_units
                 maker.updated_ms = now_ms
                 level.live_lots -= fill
+                if taker_account.journal is not None:
+                    self._note(taker_account.journal, now_ms, 1 if taker.filled_lots == taker.quantity_lots else 2,
+                               taker, taker.filled_lots, fill, price, trade_id, False)
+                if maker_account.journal is not None:
+                    self._note(maker_account.journal, now_ms, 1 if maker.filled_lots == maker.quantity_lots else 2,
+                               maker, maker.filled_lots, fill, price, trade_id, True)
                 if record:
                     taker_account.trades.setdefault(market.symbol, []).append(
                         (trade_id, taker.order_id, taker.client_order_id, taker.side, price, fill,
@@ -1196,6 +1276,9 @@ class MatchingEngine:
         self._release(order)
         order.status = _CANCELED
         order.updated_ms = max(now_ms, order.updated_ms)
+        journal = order.account.journal
+        if journal is not None:
+            self._note(journal, order.updated_ms, 3, order, order.filled_lots)
         price = order.price_ticks
         if order.side == BUY:
             levels, keys, key = book.bid_levels, book.bid_keys, price

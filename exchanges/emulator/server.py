@@ -33,6 +33,7 @@ from exchanges.emulator.engine import (
     BadParameterError,
     CancelReplaceResult,
     EngineError,
+    JournalEntry,
     MarketSpec,
     MatchingEngine,
     OrderInfo,
@@ -45,6 +46,9 @@ from exchanges.emulator.market_streams import BookTickerHub
 
 ADMIN_HEADER = "X-Emulator-Admin"
 REQUEST_LOG_LENGTH = 100_000
+JOURNAL_LENGTH = 200_000
+"""Order journal entries kept per account (``GET /admin/journal``), ~150 bytes each: a demo bot's
+account writes ~25 a second, so about two hours of it."""
 """Arrival times kept per API key (a bounded log: the emulator may run for days)."""
 
 # tick, lot, min qty, min notional, initial mid of symbols the emulator knows; others get a default
@@ -309,6 +313,7 @@ class EmulatorServer:
             raise ValueError(f"api key {account.api_key!r} is already bound to another account")
         if not self.engine.has_account(account_id):
             self.engine.create_account(account_id, {})
+        self.engine.enable_journal(account_id, JOURNAL_LENGTH)
         for asset, amount in account.balances.items():
             self.engine.deposit(account_id, asset, Decimal(amount))
         self._keys[account.api_key] = (account_id, account.secret.encode())
@@ -432,6 +437,7 @@ class EmulatorServer:
         app.router.add_route("POST", "/admin/mid", self._admin(self._admin_set_mid))
         app.router.add_route("POST", "/admin/faults", self._admin(self._admin_set_faults))
         app.router.add_route("GET", "/admin/orders", self._admin(self._admin_orders))
+        app.router.add_route("GET", "/admin/journal", self._admin(self._admin_journal))
 
     def _wrap(
         self, handler: Callable[[dict, str | None], object], signed: bool, is_placement: bool
@@ -848,7 +854,7 @@ class EmulatorServer:
                 hidden = False  # the cancel below answers with its own error
             if hidden:
                 raise _Reject(400, -2011, "Unknown order sent.")
-        order = self.engine.cancel_order(account_id, symbol, order_id, client_id)
+        order = self.engine.cancel_order(account_id, symbol, order_id, client_id, now_ms=_now_ms())
         return _cancel_json(self.engine, order)
 
     def _open_orders(self, params: dict, account_id: str | None) -> list:
@@ -870,7 +876,7 @@ class EmulatorServer:
     def _cancel_open_orders(self, params: dict, account_id: str | None) -> list:
         assert account_id is not None
         symbol = self._symbol(params)
-        cancelled = self.engine.cancel_all(account_id, symbol)
+        cancelled = self.engine.cancel_all(account_id, symbol, now_ms=_now_ms())
         if not cancelled:
             raise _Reject(400, -2011, "Unknown order sent.")
         return [_cancel_json(self.engine, order) for order in cancelled]
@@ -956,8 +962,31 @@ class EmulatorServer:
         account_id = self._admin_account(payload)
         return {"orders": [_order_json(self.engine, o) for o in self.engine.open_orders(account_id)]}
 
+    def _admin_journal(self, payload: dict) -> dict:
+        """``GET /admin/journal?account=KEY[&since=MS]``: the account's order journal (every accept, fill,
+        partial fill, cancel and expiry, the engine's ms clock), oldest first. ``account`` is an API key
+        or an account id."""
+        key = str(payload.get("account") or payload.get("api_key") or "")
+        account_id = self._keys[key][0] if key in self._keys else key
+        if not self.engine.has_account(account_id):
+            raise KeyError("unknown account")
+        since = _int_param(payload, "since", None)
+        return {"account": account_id, "server_time": _now_ms(),
+                "entries": [_journal_json(self.engine, e) for e in self.engine.journal(account_id, since)]}
+
 
 # --- JSON shapes -------------------------------------------------------------------------------------
+
+
+def _journal_json(engine: MatchingEngine, entry: JournalEntry) -> dict:
+    return {
+        "seq": entry.seq, "time_ms": entry.time_ms, "event": entry.event, "order_id": entry.order_id,
+        "client_order_id": entry.client_order_id, "symbol": engine.markets[entry.symbol].exchange_symbol,
+        "pair": entry.symbol, "side": entry.side, "price": _fmt(entry.price), "quantity": _fmt(entry.quantity),
+        "filled": _fmt(entry.filled), "remaining": _fmt(entry.remaining),
+        "fill_quantity": _fmt(entry.fill_quantity), "fill_price": _fmt(entry.fill_price),
+        "trade_id": entry.trade_id, "is_maker": entry.is_maker,
+    }
 
 
 def _order_json(engine: MatchingEngine, order: OrderInfo) -> dict:

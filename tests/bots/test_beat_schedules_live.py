@@ -29,7 +29,8 @@ def test_migrate_and_one_beat_run_the_watchdog_and_the_rebalancing_tick(world_a:
     call_command("migrate", "mmplatform", "zero", verbosity=0)
     call_command("migrate", "mmplatform", verbosity=0)  # what a deployment runs; no other set-up below
     assert set(PeriodicTask.objects.values_list("name", flat=True)) == {
-        "bot-watchdog", "scheduled-rebalance", "daily-risk-reset", "storage-retention", "alert-delivery-sweep"}
+        "bot-watchdog", "scheduled-rebalance", "daily-risk-reset", "storage-retention", "alert-delivery-sweep",
+        "sla-figures", "sla-reports"}
 
     account = world_a.account
     account.api_base_url = CLOSED_PORT_URL

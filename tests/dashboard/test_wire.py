@@ -80,6 +80,9 @@ def test_template_filters_format_like_wire() -> None:
     ("BotError", {"error": "boom"}, "boom"),
     ("KillSwitchEngaged", {"reason": "test"}, "kill switch engaged: test"),
     ("Reconciled", {"fills_recovered": 1}, "reconciled with the exchange: 1 missed fill recovered"),
+    ("SlaBreached", {"pair": "BTC/USDT", "sla": "issuer", "checks": {"uptime_bid": {"figure": 0.81234, "target": 0.9}}},
+     "BTC/USDT: SLA issuer breached: uptime_bid 0.8123 (target 0.9)"),
+    ("SlaAtRisk", {"sla": "issuer", "checks": {}}, "SLA issuer at risk"),
     ("SomethingNew", {"fee": "0E-12", "note": "x", "deep": {"a": 1}}, "fee 0, note x"),
 ])
 def test_every_event_type_has_a_human_summary(event_type: str, payload: dict[str, Any], expected: str) -> None:

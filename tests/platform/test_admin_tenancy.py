@@ -27,9 +27,10 @@ from bots.models import (
     RebalanceRun,
 )
 from exchanges.models import ExchangeAccount
+from liquidity.models import ClientAccess, LiquidityStats, Sla
 from mmplatform.tenancy.models import Membership, Tenant
 from risk.models import RiskEvent
-from tests.conftest import PASSWORD, TenantWorld
+from tests.conftest import PASSWORD, TenantWorld, make_user
 
 
 def populate(world: TenantWorld) -> dict[type, Any]:
@@ -70,6 +71,11 @@ def populate(world: TenantWorld) -> dict[type, Any]:
         PerformanceSnapshot: PerformanceSnapshot.objects.create(tenant=t, bot=bot, taken_at=now),
         InventorySnapshot: InventorySnapshot.objects.create(tenant=t, bot=bot, trading_pair="BTC/USDT", taken_at=now),
         RebalanceRun: RebalanceRun.objects.create(tenant=t, bot=bot, slot_start=now),
+        Sla: Sla.objects.create(tenant=t, bot=bot, name=f"sla-{t.slug}", max_spread_bps=Decimal("50")),
+        LiquidityStats: LiquidityStats.objects.create(
+            tenant=t, bot=bot, exchange_account=account, trading_pair="BTC/USDT", resolution="minute",
+            bucket_start=now.replace(second=0, microsecond=0), duration_ms=60_000),
+        ClientAccess: ClientAccess.objects.create(tenant=t, bot=bot, user=make_user(f"{t.slug}-client", staff=False)),
     }
 
 
@@ -87,8 +93,8 @@ def rows(world_a: TenantWorld, world_b: TenantWorld) -> tuple[dict, dict]:
     return populate(world_a), populate(world_b)
 
 
-TENANT_MODELS = [m for m in admin.site._registry if m._meta.app_label in ("tenancy", "exchanges", "bots", "risk",
-                                                                             "alerts")]
+TENANT_MODELS = [m for m in admin.site._registry
+                 if m._meta.app_label in ("tenancy", "exchanges", "bots", "risk", "alerts", "liquidity")]
 
 
 def test_every_tenant_model_is_covered(rows: tuple[dict, dict]) -> None:

@@ -138,3 +138,38 @@ async def _refused(path: str, user: Any, session: Any) -> int:
     assert message.get("code") == 4404, message
     await communicator.wait()
     return 1
+
+
+def test_a_client_login_sees_only_its_shared_bots_sla_pages(client: Any, world_a: Any, world_b: Any) -> None:
+    """The client role (a token issuer's login, ``liquidity.ClientAccess``): every URL pattern with a bot
+    id answers 200 for the shared bot only on the SLA pages (``liquidity:``), 404 on every other page
+    (no controls, no orders) and for any bot not shared with it, of its desk's tenant or another's."""
+    from liquidity.models import ClientAccess
+    from tests.conftest import make_bot, make_user
+
+    shared = world_a.bot
+    unshared = make_bot(world_a.tenant, world_a.account, name="a-unshared-bot")
+    issuer = make_user("issuer", staff=False)
+    ClientAccess.objects.create(tenant=world_a.tenant, bot=shared, user=issuer)
+    client.login(username="issuer", password=PASSWORD)
+    seen = []
+    for route, name, params, _ in walk(get_resolver().url_patterns):
+        params = [p for p in params if p != "action"]
+        if set(params) != {"bot_id"}:
+            continue
+        for bot in (shared, unshared, world_b.bot):
+            url = fill(route, {"bot_id": bot.pk})
+            response = client.get(url)
+            if response.status_code == 405:
+                response = client.post(url, {"reason": "x"})
+            expected = 200 if bot is shared and name.startswith("liquidity:") else 404
+            assert response.status_code == expected, f"{name} {url} for the client: {response.status_code}"
+            body = response.content.decode(errors="replace")
+            assert unshared.name not in body and world_b.bot.name not in body, f"{name} leaks another bot"
+            assert "mm-" not in body, f"{name} shows order-level detail"
+        seen.append(name)
+    assert any(n.startswith("liquidity:") for n in seen) and any(n.startswith("dashboard:") for n in seen)
+    overview = client.get("/sla/").content.decode()
+    assert shared.name in overview and unshared.name not in overview and world_b.bot.name not in overview
+    assert client.get("/admin/").status_code == 302  # not staff: the admin's login page
+    assert client.get("/bots/").status_code in (200, 404) and shared.name not in client.get("/bots/").content.decode()

@@ -287,7 +287,7 @@ class BybitDialect(Dialect):
         self._spot(params)
         symbol = self.symbol_of(params.get("symbol"))
         order_id, link_id = self._ref(params)
-        order = self.engine.cancel_order(account_id, symbol, order_id, link_id)
+        order = self.engine.cancel_order(account_id, symbol, order_id, link_id, now_ms=now_ms())
         return {"orderId": str(order.order_id), "orderLinkId": order.client_order_id}
 
     def _orders(self, params: dict, account_id: str, open_only: bool) -> dict:

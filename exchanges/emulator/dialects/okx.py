@@ -340,7 +340,7 @@ class OkxDialect(Dialect):
         assert account_id is not None
         symbol = self.symbol_of(params.get("instId"))
         order_id, client_id = self._ref(params)
-        order = self.engine.cancel_order(account_id, symbol, order_id, client_id)
+        order = self.engine.cancel_order(account_id, symbol, order_id, client_id, now_ms=now_ms())
         return [{"ordId": str(order.order_id), "clOrdId": order.client_order_id, "ts": str(now_ms()),
                  "sCode": "0", "sMsg": ""}]
 

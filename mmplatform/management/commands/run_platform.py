@@ -28,6 +28,7 @@ from mmplatform.demo import (
     DEMO_API_KEY,
     DEMO_API_SECRET,
     DEMO_BALANCES,
+    DEMO_CLIENT,
     DEMO_OPERATOR,
     DEMO_PAIRS,
     DEMO_VENUES,
@@ -162,6 +163,7 @@ class Command(BaseCommand):
                 "\nmmplatform is running\n"
                 f"  dashboard: http://{host}:{port}/   operator login: {DEMO_OPERATOR[0]} / {DEMO_OPERATOR[1]}\n"
                 f"  admin:     http://{host}:{port}/admin/   admin login: {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}\n"
+                f"  SLA:       http://{host}:{port}/sla/   client login: {DEMO_CLIENT[0]} / {DEMO_CLIENT[1]}\n"
                 f"  exchange emulators: {', '.join(f'{v} {u}' for v, u in venue_urls.items())}"
                 f"{'' if not options['no_emulator'] else ' (not started: --no-emulator)'}\n"
                 f"  database: {settings.DATABASES['default']['ENGINE']}\n"
