@@ -27,7 +27,7 @@ def test_migrate_and_one_beat_run_the_watchdog_and_the_rebalancing_tick(world_a:
     settings.BOT_WATCHDOG_INTERVAL_SECS = 1.0
     PeriodicTask.objects.all().delete()
     call_command("migrate", "mmplatform", "zero", verbosity=0)
-    call_command("migrate", "mmplatform", verbosity=0)  # what a deployment runs; no other set-up below
+    call_command("migrate", verbosity=0)  # what a deployment runs; no other set-up below
     assert set(PeriodicTask.objects.values_list("name", flat=True)) == {
         "bot-watchdog", "scheduled-rebalance", "daily-risk-reset", "storage-retention", "alert-delivery-sweep",
         "sla-figures", "sla-reports"}

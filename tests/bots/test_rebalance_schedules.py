@@ -151,7 +151,7 @@ def test_migrate_installs_the_beat_schedules_and_upgrades_the_old_rebalance_entr
     PeriodicTask.objects.create(name="scheduled-rebalance", task="bots.tasks.scheduled_rebalance", crontab=hourly,
                                 kwargs='{"slot_minutes": 60}')
     PeriodicTask.objects.create(name="bot-watchdog", task="bots.tasks.watchdog", crontab=hourly, enabled=False)
-    call_command("migrate", "mmplatform", verbosity=0)
+    call_command("migrate", verbosity=0)  # every app: the ones that depend on mmplatform's migrations too
 
     tasks_by_name = {t.name: t for t in PeriodicTask.objects.all()}
     assert {"bot-watchdog", "scheduled-rebalance", "daily-risk-reset"} <= set(tasks_by_name)
