@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -80,6 +80,7 @@ class AccountView:
     balances: dict[str, Decimal]
     outdated: bool = False  # a fill moved its balances: read it again at the next due cycle
     balances_at: float = 0.0  # when the balances were read (the orders may be newer)
+    free: dict[str, Decimal] = field(default_factory=dict)  # free (not locked) balances, read with them
 
 
 def _orders_moved(old: AccountView, new: AccountView) -> bool:
@@ -208,7 +209,7 @@ class FeedMixin:
             old = self.accounts.get(account_id)
             orders = {o.client_order_id: o for o in result if o.client_order_id}
             view = AccountView(taken_at=taken, orders=orders, balances=old.balances if old else {},
-                               balances_at=old.balances_at if old else 0.0)
+                               balances_at=old.balances_at if old else 0.0, free=old.free if old else {})
             if old is None or old.outdated or taken - old.balances_at >= BALANCE_SECS or _orders_moved(old, view):
                 view.balances_at = -1.0  # to read
             views[account_id] = view
@@ -221,6 +222,7 @@ class FeedMixin:
                 self.accounts.pop(account_id, None)
                 continue
             views[account_id].balances = {asset: b.total for asset, b in result.assets.items()}
+            views[account_id].free = {asset: b.free for asset, b in result.assets.items()}
             views[account_id].balances_at = taken
         self.accounts.update(views)
 

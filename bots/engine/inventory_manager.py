@@ -22,6 +22,7 @@ class InventoryManager:
         self.config = config.inventory_settings
         self.default_target = config.strategy_settings.inventory_target_ratio
         self.balances: dict[int, dict[str, Decimal]] = {}
+        self.free: dict[int, dict[str, Decimal]] = {}  # the venue's free (not locked) balances, as last read
         self.current_inventory: dict[str, PairInventory] = {}
         self.account_of: dict[str, int] = {}  # pair -> the account whose balances it was assessed on
 
@@ -37,6 +38,10 @@ class InventoryManager:
         results = aio.run(fetch_all())
         self.balances = {
             account_id: {asset: bal.total for asset, bal in result.assets.items()}
+            for account_id, result in zip(gateways, results, strict=True)
+        }
+        self.free = {
+            account_id: {asset: bal.free for asset, bal in result.assets.items()}
             for account_id, result in zip(gateways, results, strict=True)
         }
 
