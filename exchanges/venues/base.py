@@ -171,6 +171,7 @@ def base_config(api_key: str, secret: str, passphrase: str, timeout_ms: int) -> 
 def private_stream_config(config: dict, timeout_ms: int, keepalive_ms: int) -> dict:
     """A REST config (with its credentials) turned into a private-stream one: keepalive pings, all updates."""
     config = dict(config)
+    config["newUpdates"] = True
     config["streaming"] = {"keepAlive": keepalive_ms, "connectionTimeout": timeout_ms}
     return config
 
