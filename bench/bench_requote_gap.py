@@ -10,9 +10,9 @@ is covered again. The watch only reads the engine; it changes nothing.
 Each bot has an account of its own; the market is the scale bench's active one (1.5 bps/√s, 0.5 noise
 orders/s) and the bots quote one grid level with the demo's 2 bps refresh tolerance, so they re-quote
 several times a second. Run once with the engine's default (``ENGINE_PLACE_FIRST=1``: new quotes
-first, then the cancels) and once with ``--cancel-first`` (the old order) for the comparison:
+first, then the cancels) and once with cancel-first (the old order) for the comparison:
 
-    python -m bench.bench_requote_gap [--bots 4] [--window 60] [--cancel-first]
+    python -m bench.bench_requote_gap [--bots 4] [--window 60] [--mode both|place-first|cancel-first]
 
 Figures (printed, and ``bench/results/requote_gap.json``): per side, the share of the window it stood
 empty, the number of gaps and their p50 / p90 / max; gaps a fill opened (a quote taken) are counted
@@ -174,17 +174,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--bots", type=int, default=4)
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--concurrency", type=int, default=1)
-    parser.add_argument("--cancel-first", action="store_true", help="ENGINE_PLACE_FIRST=0 (the old order)")
+    parser.add_argument("--mode", choices=["both", "place-first", "cancel-first"], default="both",
+                        help="place-first: the engine's default (ENGINE_PLACE_FIRST=1); cancel-first: the old order")
     options = parser.parse_args(argv)
     database = BenchDatabase("mmbench")
     redis: PrivateRedis | None = None
+    figures: dict[str, Any] = {}
     try:
         redis = PrivateRedis()
         setup_django(database.url, redis.url)
-        result = run(bots=options.bots, window_secs=options.window, place_first=not options.cancel_first,
-                     concurrency=options.concurrency)
-        result["command"] = "python -m bench.bench_requote_gap " + " ".join(argv if argv is not None else sys.argv[1:])
-        result["database"] = database.kind
+        for mode in ("place-first", "cancel-first"):
+            if options.mode in ("both", mode):
+                figures[mode.replace("-", "_")] = run(bots=options.bots, window_secs=options.window,
+                                                      place_first=mode == "place-first",
+                                                      concurrency=options.concurrency)
+        figures["command"] = "python -m bench.bench_requote_gap " + " ".join(argv if argv is not None
+                                                                             else sys.argv[1:])
+        figures["database"] = database.kind
     finally:
         if redis is not None:
             redis.stop()
@@ -195,14 +201,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
             connections.close_all()
         database.drop()
-    print(f"{result['cancels_served']} cancels served ({result['requotes_per_bot_per_sec']} re-quotes/s per bot)")
-    for side, figures in result["sides"].items():
-        print(f"{side}: empty {100 * figures['empty_share_of_window']:.3f} % of the window; "
-              f"re-quote gaps {figures['requote_gaps']}; fill gaps {figures['fill_gaps']}")
-    name = "requote_gap_cancel_first" if options.cancel_first else "requote_gap"
-    path = write_result(name, result)
+    for mode in ("place_first", "cancel_first"):
+        result = figures.get(mode)
+        if result is None:
+            continue
+        print(f"{mode}: {result['cancels_served']} cancels served ({result['requotes_per_bot_per_sec']} "
+              "re-quotes/s per bot)")
+        for side, side_figures in result["sides"].items():
+            print(f"  {side}: empty {100 * side_figures['empty_share_of_window']:.3f} % of the window; "
+                  f"re-quote gaps {side_figures['requote_gaps']}; fill gaps {side_figures['fill_gaps']}")
+    path = write_result("requote_gap", figures)
     print(f"wrote {path}")
-    return result
+    return figures
 
 
 if __name__ == "__main__":

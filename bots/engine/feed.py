@@ -211,6 +211,7 @@ class FeedMixin:
             return await asyncio.gather(*calls, return_exceptions=True)
 
         taken = time.time()
+        self.stats["account_reads"] += len(stale)  # REST open-orders reads (the bench reports them per second)
         listed = aio.run(gather([g.fetch_open_orders(None) for g in stale.values()]))
         views: dict[int, AccountView] = {}
         for account_id, result in zip(stale, listed, strict=True):
@@ -410,6 +411,7 @@ class FeedMixin:
             if orders is None:
                 resync.add(account_id)
                 continue
+            self.stats["order_pushes"] += len(orders)
             view = self.accounts.get(account_id)
             if view is None:
                 continue  # not read yet: the REST read that follows the subscription lists them
