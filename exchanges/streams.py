@@ -191,12 +191,13 @@ class BookTickerStream:
 
 
 class OrderUpdateStream:
-    """The account's own order updates pushed by the venue (ccxt.pro ``watch_orders``: on Binance the
-    user-data stream's ``executionReport``), for an account a ``CcxtGateway`` trades. ``subscribe``
-    returns once the venue confirmed the subscription (updates from then on are never lost: ccxt keeps
-    them until the next ``watch``); ``watch`` returns the orders changed since the last call (at least
-    one; waits). A dropped socket raises ``ExchangeUnavailableError``; the caller subscribes again and
-    reads the account by REST, since updates while disconnected are gone. One consumer per stream."""
+    """The account's own order updates pushed by the venue (ccxt.pro ``watch_orders`` over the venue's
+    user-data stream; ``Venue.private_stream_config`` says where), for an account a ``CcxtGateway``
+    trades. ``subscribe`` returns once the venue confirmed the subscription (updates from then on are
+    never lost: ccxt keeps them until the next ``watch``); ``watch`` returns the orders changed since
+    the last call (at least one; waits). A dropped socket raises ``ExchangeUnavailableError``; the
+    caller subscribes again and reads the account by REST, since updates while disconnected are gone.
+    One consumer per stream."""
 
     def __init__(self, gateway: Any, *, timeout_secs: float = 10.0, keepalive_secs: float = 10.0):
         config = self.config_of(gateway, timeout_secs, keepalive_secs)
