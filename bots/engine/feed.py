@@ -357,17 +357,20 @@ class FeedMixin:
             return
         from exchanges.streams import OrderUpdateStream
 
-        for account_id in [a for a in self.order_stream_tasks if a not in self.wanted_accounts]:
-            self.order_stream_tasks.pop(account_id).cancel()
-            self.order_streams_live.discard(account_id)
+        for account_id, (gateway, task) in list(self.order_stream_tasks.items()):
+            wanted = self.wanted_accounts.get(account_id)
+            if wanted is None or wanted[0] is not gateway:  # not wanted, or a new gateway (rotated keys)
+                del self.order_stream_tasks[account_id]
+                task.cancel()
+                self.order_streams_live.discard(account_id)
         for account_id, (gateway, _) in list(self.wanted_accounts.items()):
-            task = self.order_stream_tasks.get(account_id)
-            if task is not None and not task.done():
+            held = self.order_stream_tasks.get(account_id)
+            if held is not None and not held[1].done():
                 continue
             if OrderUpdateStream.config_of(gateway) is None:
                 continue
-            self.order_stream_tasks[account_id] = asyncio.run_coroutine_threadsafe(
-                self._watch_orders(account_id, OrderUpdateStream(gateway)), aio.get_loop())
+            self.order_stream_tasks[account_id] = (gateway, asyncio.run_coroutine_threadsafe(
+                self._watch_orders(account_id, OrderUpdateStream(gateway)), aio.get_loop()))
 
     def _order_stream_live(self, account_id: int) -> bool:
         return account_id in self.order_streams_live

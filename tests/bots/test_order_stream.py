@@ -97,3 +97,29 @@ def test_a_dropped_stream_falls_back_to_polling_and_resubscribes(
                     and account_id in driver.accounts and driver.accounts[account_id].read_at > before,
                     timeout_secs=30)
     assert set(driver.accounts[account_id].orders) == runner.known
+
+
+def test_a_new_gateway_for_the_account_replaces_its_stream(
+        streamed_bot: Bot, driver: Driver, frozen_emulator: EmulatorServer) -> None:  # noqa: F811
+    """Rotated keys give the account a new gateway: the stream signed with the old one is closed and a
+    new one subscribes with the new gateway's credentials."""
+    from exchanges.ccxt_gateway import CcxtGateway
+
+    account_id = streamed_bot.exchange_accounts.get().pk
+    settle(driver, streamed_bot, lambda r: r.engine is not None and driver._order_stream_live(account_id))
+    old_gateway, old_task = driver.order_stream_tasks[account_id]
+    new_gateway = CcxtGateway(old_gateway._credentials)
+    driver.wanted_accounts[account_id] = (new_gateway, driver.wanted_accounts[account_id][1])
+    driver._ensure_order_streams()
+    assert driver.order_stream_tasks[account_id][0] is new_gateway
+    deadline = time.monotonic() + 10
+    while not old_task.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert old_task.cancelled()
+    deadline = time.monotonic() + 15
+    while not driver._order_stream_live(account_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert driver._order_stream_live(account_id)
+    from mmplatform import aio
+
+    aio.run(new_gateway.close())  # its REST session (the driver's stop closes the stream)
