@@ -55,6 +55,7 @@ BENCHES = (
           quick_args=("--quotes", "20000", "--ticks", "20000", "--repeat", "1")),
     Bench("push", "bench.bench_push", "push.json", quick_args=("--clients", "1,50", "--events", "100")),
     Bench("engine", "bench.bench_engine", "engine.json", quick_args=("--quick",)),
+    Bench("requote gap", "bench.bench_requote_gap", "requote_gap.json", quick_args=("--window", "20")),
     Bench("kill", "bench.bench_kill", "kill.json", quick_args=("--quick",)),
     Bench("backtest data", "bench.bench_backtest_data", "backtest_data.json",
           quick_args=("--rows", "20000", "--ticks", "5000", "--repeat", "1")),
@@ -217,6 +218,30 @@ def rows_engine(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def rows_requote_gap(data: dict[str, Any]) -> list[Row]:
+    """Empty time per side on the venue: the engine's default (place first) and the old order (cancel first)."""
+    rows = []
+    for mode, label in (("place_first", "new quotes placed first"), ("cancel_first", "cancel first (before)")):
+        part = data.get(mode)
+        if not isinstance(part, dict):
+            continue
+        sides = part.get("sides") or {}
+        shares = [s.get("empty_share_of_window") for s in sides.values() if s.get("empty_share_of_window") is not None]
+        gaps = [s.get("requote_gaps") or {} for s in sides.values()]
+        count = sum(g.get("count", 0) for g in gaps)
+        p50 = max((g.get("p50_ms", 0.0) for g in gaps), default=0.0)
+        p90 = max((g.get("p90_ms", 0.0) for g in gaps), default=0.0)
+        rows.append(Row(
+            "engine", f"re-quote: side empty, {label}", 100 * max(shares) if shares else None, "%",
+            higher_is_better=False,
+            note=(f"{part.get('bots')} bots × {part.get('window_secs')} s, {part.get('requotes_per_bot_per_sec')} "
+                  f"re-quotes/s per bot, grid 1 level, 2 bps tolerance, active market; {count} re-quote gaps"
+                  + (f" (p50 {p50:g} ms, p90 {p90:g} ms, worse side)" if count else "")),
+            measures="share of the window a bot's bid or ask side (the worse of the two) had no resting order on "
+                     "the emulator, from its own matching thread (fills included; gaps split by cause in the json)"))
+    return rows
+
+
 def rows_kill(data: dict[str, Any]) -> list[Row]:
     targets = data.get("targets") or {}
     kill = data.get("kill") or {}
@@ -368,6 +393,7 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "strategies.json": rows_strategies,
     "push.json": rows_push,
     "engine.json": rows_engine,
+    "requote_gap.json": rows_requote_gap,
     "kill.json": rows_kill,
     "backtest_data.json": rows_backtest_data,
     "peers.json": rows_peers,

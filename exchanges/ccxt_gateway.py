@@ -374,6 +374,25 @@ class CcxtGateway(ExchangeGateway):
 
     # --- orders -----------------------------------------------------------------------------------
 
+    def private_stream_config(self, timeout_secs: float, keepalive_secs: float) -> dict | None:
+        """ccxt.pro config of this account's own order pushes (``exchanges.streams.OrderUpdateStream``);
+        None when the venue does not serve them."""
+        make = self.venue.private_stream_config
+        if make is None:
+            return None
+        creds = self._credentials
+        return make(creds.api_base_url or None, creds.api_key, creds.api_secret,
+                    getattr(creds, "passphrase", "") or "", int(timeout_secs * 1000), int(keepalive_secs * 1000))
+
+    @property
+    def loaded_markets(self) -> dict | None:
+        """ccxt's markets as ``load_markets`` fetched them (None before), to seed another client."""
+        return self._markets
+
+    def parse_order(self, raw: dict) -> ExchangeOrder:
+        """One of ccxt's unified orders (REST or pushed) as an ``ExchangeOrder``."""
+        return self._order(raw, raw.get("symbol") or "")
+
     def _order(self, raw: dict, pair: str) -> ExchangeOrder:
         exchange_order_id = str(raw.get("id"))
         client_order_id = self.venue.client_ids.decode(raw.get("clientOrderId") or None)

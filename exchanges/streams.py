@@ -188,3 +188,61 @@ class BookTickerStream:
             await exchange.close()
         elif loop is not None and loop.is_running():
             asyncio.run_coroutine_threadsafe(exchange.close(), loop)
+
+
+class OrderUpdateStream:
+    """The account's own order updates pushed by the venue (ccxt.pro ``watch_orders`` over the venue's
+    user-data stream; ``Venue.private_stream_config`` says where), for an account a ``CcxtGateway``
+    trades. ``subscribe`` returns once the venue confirmed the subscription (updates from then on are
+    never lost: ccxt keeps them until the next ``watch``); ``watch`` returns the orders changed since
+    the last call (at least one; waits). A dropped socket raises ``ExchangeUnavailableError``; the
+    caller subscribes again and reads the account by REST, since updates while disconnected are gone.
+    One consumer per stream."""
+
+    def __init__(self, gateway: Any, *, timeout_secs: float = 10.0, keepalive_secs: float = 10.0):
+        config = self.config_of(gateway, timeout_secs, keepalive_secs)
+        if config is None:
+            raise BadSymbolError(f"{getattr(gateway, 'exchange_id', gateway)!r}: no pushed order updates")
+        self.gateway = gateway
+        self._config = config
+        self._exchange: Any = None
+
+    @staticmethod
+    def config_of(gateway: Any, timeout_secs: float = 10.0, keepalive_secs: float = 10.0) -> dict | None:
+        """The ccxt.pro config of ``gateway``'s account pushes; None when there are none (another
+        gateway, a venue without them or without a ccxt.pro class)."""
+        make = getattr(gateway, "private_stream_config", None)
+        if make is None or not hasattr(ccxt_pro, getattr(gateway, "exchange_id", "")):
+            return None
+        return make(timeout_secs, keepalive_secs)
+
+    async def subscribe(self) -> None:
+        """Connect and subscribe (signed); returns when the venue confirmed it."""
+        await self.close()
+        await self.gateway.load_markets()
+        exchange = getattr(ccxt_pro, self.gateway.exchange_id)(self._config)
+        exchange.set_markets(self.gateway.loaded_markets)
+        self._exchange = exchange
+        try:
+            await exchange.authenticate({"type": "spot"})
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            raise map_ccxt_error(error) from error
+
+    async def watch(self) -> list[Any]:
+        """The account's orders (``ExchangeOrder``) that changed since the last call."""
+        if self._exchange is None:
+            raise ExchangeUnavailableError("order stream: not subscribed")
+        try:
+            raw = await self._exchange.watch_orders()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            raise map_ccxt_error(error) from error
+        return [self.gateway.parse_order(item) for item in raw]
+
+    async def close(self) -> None:
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None:
+            await exchange.close()

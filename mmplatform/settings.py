@@ -267,6 +267,18 @@ ENGINE_SHARDS = env_int("ENGINE_SHARDS", 16)
 ENGINE_CYCLE_THREADS = env_int("ENGINE_CYCLE_THREADS", 8)
 ENGINE_FULL_CYCLE_SECS = env_float("ENGINE_FULL_CYCLE_SECS", 300.0)
 ENGINE_BOOK_STREAMS = env_bool("ENGINE_BOOK_STREAMS", True)
+ENGINE_ORDER_STREAMS = env_bool("ENGINE_ORDER_STREAMS", True)
+"""The engine driver keeps its account views from the venue's pushed order updates (Binance's user-data
+stream, ccxt.pro ``watch_orders``) and reads open orders by REST only every ENGINE_ACCOUNT_RECONCILE_SECS,
+after a fill sync and whenever the stream (re)subscribes; off (or a venue without them): read every ~0.9
+monitoring interval."""
+ENGINE_ACCOUNT_RECONCILE_SECS = env_float("ENGINE_ACCOUNT_RECONCILE_SECS", 15.0)
+ENGINE_PLACE_FIRST = env_bool("ENGINE_PLACE_FIRST", True)
+"""Re-quotes place the new quotes before cancelling the old ones when the free balances allow
+(``strategies.requote_order``), so no side stands empty; off: cancel first, then place."""
+ENGINE_PLACE_FIRST_MARGIN = env_float("ENGINE_PLACE_FIRST_MARGIN", 3.0)
+"""Placing first needs this many times the new orders' cost free on the account (the free balances
+are a little old and shared with the account's other bots)."""
 # Storage retention (bots/retention.py, beat's hourly `storage-retention`): days before a kind is
 # pruned, 0 = never. Fills, orders with fills, positions, non-routine events and risk events are kept.
 SLA_MINUTE_RETENTION_DAYS = env_int("SLA_MINUTE_RETENTION_DAYS", 40, minimum=0)  # liquidity minute rows

@@ -82,6 +82,9 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.streams: dict[str, Any] = {}
         self.stream_tasks: dict[str, Any] = {}
         self.stream_symbols: dict[str, tuple[str, ...]] = {}
+        self.order_stream_tasks = {}  # account -> (gateway, watcher)
+        self.order_streams_live = set()  # accounts whose order updates are pushed right now
+        self.pushed_orders = deque()  # (account, orders | None: read it) for the feeder
         self._housekeeping_at = 0.0
         self._flush_at = 0.0
         self._pool_connections: dict[int, Any] = {}  # pool thread id -> its database connection
@@ -128,7 +131,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         except Exception:
             logger.exception("engine driver: releasing shards failed (they expire in %s s)", SHARD_TTL_SECS)
         self.owned.clear()
-        for task in self.stream_tasks.values():
+        for task in (*self.stream_tasks.values(), *(t for _, t in self.order_stream_tasks.values())):
             task.cancel()
 
     def _run(self) -> None:

@@ -58,6 +58,10 @@ class DriverState:
     streams: dict[str, Any]  # driver thread (``_ensure_streams``)
     stream_tasks: dict[str, Any]  # driver thread
     stream_symbols: dict[str, tuple[str, ...]]  # driver thread
+    # pushed order updates (feed.py ``_ensure_order_streams`` on the driver thread, ``_watch_orders`` on the loop)
+    order_stream_tasks: dict[int, tuple[ExchangeGateway, Any]]  # driver thread: account -> (gateway, watcher)
+    order_streams_live: set[int]  # the account's watcher (I/O loop): accounts whose order updates are pushed now
+    pushed_orders: deque[tuple[int, Any]]  # watchers -> feeder: (account, orders | None: read it by REST)
     # --- hand-overs: appended by other threads, drained by the owner alone ------------------------------
     # pool -> driver (``_take_back``): ended cycles (runner, verdict kind, urgent, drop it, wall ms, queued ms)
     finished: deque[tuple[Runner, str, bool, bool, int, int]]
@@ -73,6 +77,9 @@ class DriverState:
             raise NotImplementedError
 
         def _ensure_streams(self) -> None:
+            raise NotImplementedError
+
+        def _ensure_order_streams(self) -> None:
             raise NotImplementedError
 
         def _snapshot(self, runner: Runner, engine: MarketMakingBot, position: Any,

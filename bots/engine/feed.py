@@ -35,7 +35,7 @@ from bots.engine.market_data import (
 )
 from bots.engine.runner import Runner
 from bots.engine.venues import exchange_key
-from exchanges.gateway import ExchangeGateway
+from exchanges.gateway import ExchangeGateway, ExchangeOrder
 from mmplatform import aio
 from strategies.analysis import MarketAnalysis, analyze_market
 
@@ -63,6 +63,9 @@ BALANCE_SECS = 10.0
 
 
 FEED_SECS = 0.02
+
+
+ORDER_STREAM_BACKOFF_MAX_SECS = 5.0
 
 
 FEED_MAX_DEFERRALS = 5
@@ -161,10 +164,18 @@ class FeedMixin(DriverState):
 
     def _feed_once(self, now: float) -> None:
         self._take_handovers()
+        resync = self._apply_pushed_orders()
         stale: dict[int, ExchangeGateway] = {}
         for account_id, (gateway, every) in list(self.wanted_accounts.items()):
             view = self.accounts.get(account_id)
-            if view is None or view.outdated or now - view.taken_at >= every:
+            if view is None or view.outdated or account_id in resync:
+                stale[account_id] = gateway
+            elif self._order_stream_live(account_id):
+                if now - view.read_at >= settings.ENGINE_ACCOUNT_RECONCILE_SECS:
+                    stale[account_id] = gateway  # the slow REST reconciliation under the pushes
+                else:  # every update up to now was pushed and applied: the view is current
+                    self.accounts[account_id] = replace(view, taken_at=now)
+            elif now - view.taken_at >= every:
                 stale[account_id] = gateway
         if stale:
             self._read_accounts(stale)
@@ -204,6 +215,7 @@ class FeedMixin(DriverState):
             return await asyncio.gather(*calls, return_exceptions=True)
 
         taken = time.time()
+        self.stats["account_reads"] += len(stale)  # REST open-orders reads (the bench reports them per second)
         listed = aio.run(gather([g.fetch_open_orders(None) for g in stale.values()]))
         views: dict[int, AccountView] = {}
         for account_id, result in zip(stale, listed, strict=True):
@@ -216,7 +228,8 @@ class FeedMixin(DriverState):
             old = self.accounts.get(account_id)
             orders = {o.client_order_id: o for o in result if o.client_order_id}
             view = AccountView(taken_at=taken, orders=orders, balances=old.balances if old else {},
-                               balances_at=old.balances_at if old else 0.0)
+                               balances_at=old.balances_at if old else 0.0, free=old.free if old else {},
+                               read_at=taken)
             if old is None or old.outdated or taken - old.balances_at >= BALANCE_SECS or _orders_moved(old, view):
                 view = replace(view, balances_at=-1.0)  # to read
             views[account_id] = view
@@ -229,7 +242,8 @@ class FeedMixin(DriverState):
                 self.accounts.pop(account_id, None)
                 continue
             views[account_id] = replace(views[account_id], balances_at=taken,
-                                        balances={asset: b.total for asset, b in result.assets.items()})
+                                        balances={asset: b.total for asset, b in result.assets.items()},
+                                        free={asset: b.free for asset, b in result.assets.items()})
         self.accounts.update(views)
 
     def _want(self, runner: Runner, engine: MarketMakingBot) -> None:
@@ -339,3 +353,89 @@ class FeedMixin(DriverState):
                     woke = True
             if woke:
                 self.wake.set()
+
+    # --- pushed order updates (the venue's user-data stream) -----------------------------------------
+
+    def _ensure_order_streams(self) -> None:
+        """One order-update stream per wanted account whose venue pushes them (ENGINE_ORDER_STREAMS);
+        streams of accounts no longer wanted are closed."""
+        if not settings.ENGINE_ORDER_STREAMS:
+            return
+        from exchanges.streams import OrderUpdateStream
+
+        for account_id, (gateway, task) in list(self.order_stream_tasks.items()):
+            wanted = self.wanted_accounts.get(account_id)
+            if wanted is None or wanted[0] is not gateway:  # not wanted, or a new gateway (rotated keys)
+                del self.order_stream_tasks[account_id]
+                task.cancel()
+                self.order_streams_live.discard(account_id)
+        for account_id, (gateway, _) in list(self.wanted_accounts.items()):
+            held = self.order_stream_tasks.get(account_id)
+            if held is not None and not held[1].done():
+                continue
+            if OrderUpdateStream.config_of(gateway) is None:
+                continue
+            self.order_stream_tasks[account_id] = (gateway, asyncio.run_coroutine_threadsafe(
+                self._watch_orders(account_id, OrderUpdateStream(gateway)), aio.get_loop()))
+
+    def _order_stream_live(self, account_id: int) -> bool:
+        return account_id in self.order_streams_live
+
+    async def _watch_orders(self, account_id: int, stream: Any) -> None:
+        """On the I/O loop: subscribe, have the feeder read the account once (what happened before the
+        subscription is not pushed), then hand every pushed batch to the feeder thread (the views'
+        one writer). A drop: not live (the feeder polls again), back off, subscribe again."""
+        backoff = 0.1
+        try:
+            while not self.stopping.is_set():
+                try:
+                    await stream.subscribe()
+                    self.pushed_orders.append((account_id, None))  # read the account by REST now
+                    self.order_streams_live.add(account_id)
+                    backoff = 0.1
+                    while not self.stopping.is_set():
+                        orders = await stream.watch()
+                        self.pushed_orders.append((account_id, orders))
+                        self.wake.set()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.order_streams_live.discard(account_id)
+                    self.pushed_orders.append((account_id, None))
+                    logger.info("engine driver: order stream of account %s: %s", account_id, exc)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, ORDER_STREAM_BACKOFF_MAX_SECS)
+        finally:
+            self.order_streams_live.discard(account_id)
+            await stream.close()
+
+    def _apply_pushed_orders(self) -> set[int]:
+        """Apply the pushed order updates to the account views (new views; an open order replaces its
+        entry, a closed one leaves); returns the accounts to read by REST now (just subscribed or
+        dropped)."""
+        resync: set[int] = set()
+        changed: dict[int, dict[str, ExchangeOrder]] = {}
+        while self.pushed_orders:
+            account_id, orders = self.pushed_orders.popleft()
+            if orders is None:
+                resync.add(account_id)
+                continue
+            self.stats["order_pushes"] += len(orders)
+            view = self.accounts.get(account_id)
+            if view is None:
+                continue  # not read yet: the REST read that follows the subscription lists them
+            held = changed.get(account_id)
+            if held is None:
+                held = changed[account_id] = dict(view.orders)
+            for order in orders:
+                if not order.client_order_id:
+                    continue
+                if order.is_open:
+                    held[order.client_order_id] = order
+                else:
+                    held.pop(order.client_order_id, None)
+        for account_id, orders in changed.items():
+            view = self.accounts.get(account_id)
+            if view is not None:
+                self.accounts[account_id] = replace(view, orders=orders)
+        return resync

@@ -22,6 +22,7 @@ class InventoryManager:
         self.config = config.inventory_settings
         self.default_target = config.strategy_settings.inventory_target_ratio
         self.balances: dict[int, dict[str, Decimal]] = {}
+        self.free: dict[int, dict[str, Decimal]] = {}  # the venue's free (not locked) balances, as last read
         self.current_inventory: dict[str, PairInventory] = {}
         self.account_of: dict[str, int] = {}  # pair -> the account whose balances it was assessed on
 
@@ -39,10 +40,18 @@ class InventoryManager:
             account_id: {asset: bal.total for asset, bal in result.assets.items()}
             for account_id, result in zip(gateways, results, strict=True)
         }
+        self.free = {
+            account_id: {asset: bal.free for asset, bal in result.assets.items()}
+            for account_id, result in zip(gateways, results, strict=True)
+        }
 
-    def observe_balances(self, account_id: int, balances: dict[str, Decimal]) -> None:
-        """One account's balances as the driver's feeder read them (instead of ``load_balances``)."""
+    def observe_balances(self, account_id: int, balances: dict[str, Decimal], *,
+                         free: dict[str, Decimal] | None = None) -> None:
+        """One account's balances as the driver's feeder read them (instead of ``load_balances``; ``free``:
+        the not-locked part, when it was read)."""
         self.balances[account_id] = balances
+        if free:
+            self.free[account_id] = free
 
     def assess(self, position: LiquidityPosition, mid: float) -> PairInventory:
         """Spec assess_initial_inventory / current state for one pair."""

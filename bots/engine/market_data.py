@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
@@ -45,6 +45,8 @@ class AccountView:
     balances: dict[str, Decimal]
     outdated: bool = False  # a fill moved its balances: read it again at the feeder's next pass
     balances_at: float = 0.0  # when the balances were read (the orders may be newer)
+    free: dict[str, Decimal] = field(default_factory=dict)  # free (not locked) balances, read with them
+    read_at: float = 0.0  # the last REST read of the open orders (``taken_at`` moves on with pushed updates)
 
 
 def book_from(raw: OrderBook, fetched_at: float | None = None) -> BookData:

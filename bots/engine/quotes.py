@@ -35,7 +35,7 @@ from bots.models import (
 from mmplatform.redis_client import get_redis
 from risk import checks
 from risk.models import RiskEvent
-from strategies import pipeline
+from strategies import pipeline, requote_order
 from strategies.analysis import MarketAnalysis
 from strategies.base import MarketMakingStrategy
 from strategies.types import InventoryState, MarketSnapshot, OrderIntent
@@ -178,7 +178,58 @@ class QuotesMixin(BotState):
             self._record_denials(pair, decision.denied)
         by_client = {o.client_order_id: o for o in live_rows}
         to_cancel = [by_client[str(o.order_id)] for o in diff.cancel]  # live ids are client ids
-        # the cancels fly while the new orders are stored; nothing is sent before the venue answered them
+        place = diff.place if guarded else []
+        if sent_cancels is None and self.place_first_ok(position, place, to_cancel):
+            placed = self._place_then_cancel(position, place, to_cancel, begin_cycle_now, guard)
+        else:
+            placed = self._cancel_then_place(position, place, to_cancel, begin_cycle_now, sent_cancels, guard)
+        self.report.placed += placed
+        self.performance_tracker.record_quoting(pair, decision.quotes_both_sides)
+        if not initial and (to_cancel or placed):
+            publish_event(bot=self.bot, event_type=BotEventType.ORDERS_ADJUSTED, payload={
+                "position_id": position.pk, "trading_pair": pair, "new_order_count": placed,
+                "cancelled": len(to_cancel), "kept": len(diff.keep),
+            })
+        return placed
+
+    def place_first_ok(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order]) -> bool:
+        """A re-quote places its new orders before cancelling the old ones (each side stays covered) when
+        the account's free balances hold both for a moment and nothing new crosses an old quote
+        (``strategies.requote_order``); ENGINE_PLACE_FIRST off: always cancel first."""
+        if not settings.ENGINE_PLACE_FIRST or not place or not to_cancel:
+            return False
+        free = self.inventory_manager.free.get(position.exchange_account_id)
+        if not free:
+            return False
+        base, quote = position.trading_pair.split("/")
+        old = [(o.side, float(o.price), float(o.amount - o.filled)) for o in to_cancel]
+        return requote_order.place_first(
+            place, old, free_base=float(free[base]) if base in free else None,
+            free_quote=float(free[quote]) if quote in free else None, margin=settings.ENGINE_PLACE_FIRST_MARGIN)
+
+    def _place_then_cancel(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order],
+                           begin_cycle_now: Callable[[], int] | None, guard: QuoteGuard) -> int:
+        """The new quotes first (stored, fenced, sent, answered), then the old ones' cancels: each side
+        keeps a resting order throughout. The cancels go whatever became of the placements (a fenced
+        bot's old quotes are cancelled all the same); no CANCEL_PENDING mark (a statement on the path):
+        a crash before the answers are settled leaves OPEN rows off the book, which the next sync
+        settles by client id. ``guard`` (no self-trades) is released once the new rows are stored."""
+        placed = 0
+        try:
+            if begin_cycle_now is not None:
+                self.cycle = begin_cycle_now()
+            placed = self._place_order(position, place, before_send=guard.release)
+        finally:
+            results = self.order_manager.cancel_requests(to_cancel).result(60)
+            self.report.cancelled += self.order_manager.settle_cancels(to_cancel, results)
+        return placed
+
+    def _cancel_then_place(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order],
+                           begin_cycle_now: Callable[[], int] | None,
+                           sent_cancels: tuple[list[Order], Any] | None, guard: QuoteGuard) -> int:
+        """The old quotes' cancels fly while the new orders are stored; nothing is sent before the venue
+        answered them (the side is empty in between: used when placing first is not safe). ``guard``
+        (no self-trades) is released once the new rows are stored."""
         flying: list[tuple[list[Order], Any]] = []
         if sent_cancels is not None:
             # sent by the engine driver when it decided this re-quote; not marked CANCEL_PENDING first
@@ -201,21 +252,15 @@ class QuotesMixin(BotState):
             guard.release()
             cancels_answered()
 
+        placed = 0
         try:
             if begin_cycle_now is not None:
                 self.cycle = begin_cycle_now()
-            placed = self._place_order(position, diff.place if guarded else [], before_send=stored)
+            placed = self._place_order(position, place, before_send=stored)
         finally:
             if to_cancel:  # the rows learn the venue's answers after the new quotes are out
                 cancels_answered()
                 self.report.cancelled += self.order_manager.settle_cancels(to_cancel, cancel_results)
-        self.report.placed += placed
-        self.performance_tracker.record_quoting(pair, decision.quotes_both_sides)
-        if not initial and (to_cancel or placed):
-            publish_event(bot=self.bot, event_type=BotEventType.ORDERS_ADJUSTED, payload={
-                "position_id": position.pk, "trading_pair": pair, "new_order_count": placed,
-                "cancelled": len(to_cancel), "kept": len(diff.keep),
-            })
         return placed
 
     def _place_order(self, position: LiquidityPosition, intents: list[OrderIntent],
@@ -243,9 +288,11 @@ class QuotesMixin(BotState):
         self.snapshots[pair] = snapshot
         self.book_fetched_at[pair] = fetched_at
 
-    def observe_account(self, position: LiquidityPosition, balances: dict[str, Any], mid: float) -> None:
-        """The account's balances as the feeder last read them; the pair's inventory valued at ``mid``."""
-        self.inventory_manager.observe_balances(position.exchange_account_id, balances)
+    def observe_account(self, position: LiquidityPosition, balances: dict[str, Any], mid: float, *,
+                        free: dict[str, Any] | None = None) -> None:
+        """The account's balances as the feeder last read them (totals; ``free``: not locked, when read);
+        the pair's inventory valued at ``mid``."""
+        self.inventory_manager.observe_balances(position.exchange_account_id, balances, free=free)
         self.inventory_manager.assess(position, mid)
 
     def observe_resting(self, pair: str, resting: tuple[checks.RestingOrder, ...]) -> None:

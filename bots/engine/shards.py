@@ -95,6 +95,7 @@ class ShardsMixin(DriverState):
             if runner.engine is not None:
                 self._want(runner, runner.engine)
         self._ensure_streams()
+        self._ensure_order_streams()
         busy = sum(r.busy for r in self.runners.values())
         stats = {"bots": len(self.runners), "shards": len(self.owned), "busy": busy,
                  "pool_queue": self.pool._work_queue.qsize(), "due_now": sum(

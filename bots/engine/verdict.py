@@ -84,7 +84,7 @@ class VerdictMixin(DriverState):
             snapshot = self._snapshot(runner, engine, position, books, now)
             if snapshot.problem() or engine.stale_book(pair):
                 return Verdict("full", "book problem")
-            engine.observe_account(position, view.balances, snapshot.mid)
+            engine.observe_account(position, view.balances, snapshot.mid, free=view.free)
             analysis = self._analysis(engine, position.exchange_account_id, pair, snapshot, now)
             engine.observe_analysis(pair, analysis)
             settings_ = engine.config.strategy_settings
@@ -115,7 +115,9 @@ class VerdictMixin(DriverState):
             if decision.diff.cancel or decision.diff.place:
                 requote.append(pair)
                 by_client = {o.client_order_id: o for o in rows}
-                cancels[pair] = [by_client[str(o.order_id)] for o in decision.diff.cancel]  # client ids
+                old = [by_client[str(o.order_id)] for o in decision.diff.cancel]  # client ids
+                # the driver sends these cancels at once, unless the re-quote places its new orders first
+                cancels[pair] = [] if engine.place_first_ok(position, decision.diff.place, old) else old
             uptime.append((pair, decision.quotes_both_sides))
         if requote:
             return Verdict("requote", "quotes moved", pairs=requote, cancels=cancels)

@@ -142,6 +142,9 @@ class Venue:
     """The key of the per-symbol update id in a pushed best bid/ask's raw message (None: not sent)."""
     stream_methods: tuple[str, ...] = STREAM_METHODS
     private_stream_methods: tuple[str, ...] = ()
+    private_stream_config: Callable[[str | None, str, str, str, int, int], dict] | None = None
+    """(api base url or None, api key, secret, passphrase, timeout ms, keepalive ms) -> ccxt.pro config
+    for the account's own order/fill pushes (``private_stream_methods``); None: not served."""
     emulator_dialect: str = ""
     """The emulator's ``--venue`` value that speaks this venue's REST API."""
     self_trade_prevention: dict = field(default_factory=dict)
@@ -167,6 +170,14 @@ def base_config(api_key: str, secret: str, passphrase: str, timeout_ms: int) -> 
     config: dict = {"apiKey": api_key, "secret": secret, "enableRateLimit": False, "timeout": timeout_ms}
     if passphrase:
         config["password"] = passphrase
+    return config
+
+
+def private_stream_config(config: dict, timeout_ms: int, keepalive_ms: int) -> dict:
+    """A REST config (with its credentials) turned into a private-stream one: keepalive pings, all updates."""
+    config = dict(config)
+    config["newUpdates"] = True
+    config["streaming"] = {"keepAlive": keepalive_ms, "connectionTimeout": timeout_ms}
     return config
 
 

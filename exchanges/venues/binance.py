@@ -11,6 +11,7 @@ from exchanges.venues.base import (
     ReplaceFailure,
     Venue,
     base_config,
+    private_stream_config,
     public_stream_config,
     websocket_url_for,
 )
@@ -72,6 +73,19 @@ def stream_config_for(base_url: str | None, timeout_ms: int = 10_000, keepalive_
     return config
 
 
+def private_stream_config_for(base_url: str | None, api_key: str, secret: str, passphrase: str = "",
+                              timeout_ms: int = 10_000, keepalive_ms: int = 10_000) -> dict:
+    """ccxt.pro ``binance`` config for the account's user-data stream (``watch_orders`` /
+    ``watch_my_trades``: spot subscribes with a signed ``userDataStream.subscribe.signature`` on the
+    WebSocket API); ``base_url`` points ``urls['api']['ws']`` (``spot`` and ``ws-api``) at that host."""
+    config = private_stream_config(config_for(base_url, api_key, secret, passphrase, timeout_ms), timeout_ms,
+                                   keepalive_ms)
+    if base_url is not None:
+        config["urls"]["api"]["ws"] = {"spot": websocket_url_for(base_url),
+                                       "ws-api": {"spot": websocket_url_for(base_url, "/ws-api/v3")}}
+    return config
+
+
 def _replace_params(cancel_order_id: str | None, cancel_client_id: str | None) -> dict:
     params: dict = {"cancelReplaceMode": "STOP_ON_FAILURE"}
     if not cancel_order_id:  # ccxt then sends cancelOrigClientOrderId instead of cancelOrderId
@@ -127,6 +141,7 @@ VENUE = Venue(
     next_trades_page=_next_trades_page,
     quote_update_id_key="u",
     private_stream_methods=("watch_orders", "watch_my_trades"),
+    private_stream_config=private_stream_config_for,
     emulator_dialect="binance",
     # the new order expires, the resting one stays (what the pipeline's own check does); ccxt passes it as is
     self_trade_prevention={"selfTradePreventionMode": "EXPIRE_TAKER"},

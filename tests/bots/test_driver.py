@@ -27,6 +27,7 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the driver's pool thread
 @pytest.fixture
 def no_streams(settings: Any) -> None:
     settings.ENGINE_BOOK_STREAMS = False
+    settings.ENGINE_ORDER_STREAMS = False  # the polled account views (test_order_stream.py: the pushed ones)
     settings.ENGINE_FULL_CYCLE_SECS = 3600.0
 
 

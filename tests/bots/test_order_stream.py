@@ -1,0 +1,125 @@
+"""The engine driver's account views kept by the venue's pushed order updates (Binance's user-data
+stream through ccxt.pro's real ``binance`` class, served by the emulator): once the stream is live the
+views stay current without REST reads of the open orders (those come only every
+ENGINE_ACCOUNT_RECONCILE_SECS, after a fill sync and when the stream subscribes again), and an order
+that leaves the book is noticed from the push. In process against the real emulator, database and
+Redis; the driver's ``tick`` and feeder pass are called by the test."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import ccxt.async_support as ccxt_async
+import pytest
+
+from bots.engine.driver import Driver
+from bots.engine.lease import cycle_records
+from bots.models import Bot, Order, OrderStatus
+from exchanges.ccxt_config import binance_config_for
+from exchanges.emulator.server import EmulatorServer
+from tests.bots.conftest import EMULATOR_KEY, EMULATOR_SECRET, emulator_open_orders, started_bot
+from tests.bots.test_driver import driver, settle  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def pushed(settings: Any) -> None:
+    settings.ENGINE_BOOK_STREAMS = False
+    settings.ENGINE_ORDER_STREAMS = True
+    settings.ENGINE_ACCOUNT_RECONCILE_SECS = 3600.0  # no REST reconciliation during the test
+    settings.ENGINE_FULL_CYCLE_SECS = 3600.0
+
+
+@pytest.fixture
+def streamed_bot(world_a: Any, frozen_emulator: EmulatorServer, pushed: None) -> Bot:
+    return started_bot(world_a, frozen_emulator, trading_pairs="BTC/USDT", grid_levels=1,
+                       monitoring_interval_secs=0.2, metrics_interval_secs=3600.0,
+                       volatility_pause_threshold=1000.0, inventory_deviation_limit=1.0)
+
+
+def venue_side_cancel(server: EmulatorServer, exchange_order_id: str) -> None:
+    """A cancel the bot did not send (an operator on the venue's site, a venue expiry): signed REST."""
+    async def cancel() -> None:
+        client = ccxt_async.binance(binance_config_for(server.base_url, EMULATOR_KEY, EMULATOR_SECRET))
+        try:
+            await client.cancel_order(exchange_order_id, "BTC/USDT")
+        finally:
+            await client.close()
+
+    asyncio.run(cancel())
+
+
+def test_pushed_order_updates_keep_the_views_current_without_rest_reads(
+        streamed_bot: Bot, driver: Driver, frozen_emulator: EmulatorServer) -> None:  # noqa: F811
+    account_id = streamed_bot.exchange_accounts.get().pk
+    runner = settle(driver, streamed_bot, lambda r: r.engine is not None and driver._order_stream_live(account_id)
+                    and account_id in driver.accounts)
+    # the REST read that follows the subscription, then nothing but pushes
+    runner = settle(driver, streamed_bot, lambda r: driver.accounts[account_id].read_at > 0 and r.known and set(
+        driver.accounts[account_id].orders) == r.known)
+    read_at = driver.accounts[account_id].read_at
+    cycles = len(cycle_records(streamed_bot.pk))
+    deadline = time.monotonic() + 2.0  # ten monitoring intervals: a polled view would be read ~10 times
+    while time.monotonic() < deadline:
+        driver._feed_once(time.time())
+        driver.tick()
+        time.sleep(0.02)
+    view = driver.accounts[account_id]
+    assert view.read_at == read_at, "no REST read of the open orders while the stream is live"
+    assert time.time() - view.taken_at < 0.5  # and yet the view is current
+    assert len(cycle_records(streamed_bot.pk)) >= cycles + 5
+    assert "no account view" not in runner.last_verdict
+
+    victim = emulator_open_orders(frozen_emulator)[0]
+    time.sleep(0.6)  # orders younger than SENT_MARGIN_SECS may be missing from a view for good reason
+    venue_side_cancel(frozen_emulator, str(victim.order_id))
+    runner = settle(driver, streamed_bot, lambda r: r.last_verdict.startswith("fills")
+                    and victim.client_order_id not in r.known)
+    assert Order.objects.get(client_order_id=victim.client_order_id).status == OrderStatus.CANCELED
+    open_now = emulator_open_orders(frozen_emulator)
+    assert len(open_now) == 2 and {o.client_order_id for o in open_now} == runner.known  # quoted again
+
+
+def test_a_dropped_stream_falls_back_to_polling_and_resubscribes(
+        streamed_bot: Bot, driver: Driver, frozen_emulator: EmulatorServer) -> None:  # noqa: F811
+    account_id = streamed_bot.exchange_accounts.get().pk
+    settle(driver, streamed_bot, lambda r: r.engine is not None and driver._order_stream_live(account_id)
+           and account_id in driver.accounts and driver.accounts[account_id].read_at > 0)
+    # the venue drops every user-data socket
+    frozen_emulator.call(lambda: asyncio.ensure_future(frozen_emulator.user_streams.close()))
+    settle(driver, streamed_bot, lambda r: not driver._order_stream_live(account_id), timeout_secs=30)
+    before = driver.accounts[account_id].read_at if account_id in driver.accounts else 0.0
+    # polled meanwhile, and subscribed again (then read once more by REST)
+    runner = settle(driver, streamed_bot, lambda r: driver._order_stream_live(account_id)
+                    and account_id in driver.accounts and driver.accounts[account_id].read_at > before,
+                    timeout_secs=30)
+    assert set(driver.accounts[account_id].orders) == runner.known
+
+
+def test_a_new_gateway_for_the_account_replaces_its_stream(
+        streamed_bot: Bot, driver: Driver, frozen_emulator: EmulatorServer) -> None:  # noqa: F811
+    """Rotated keys give the account a new gateway: the stream signed with the old one is closed and a
+    new one subscribes with the new gateway's credentials."""
+    from exchanges.ccxt_gateway import CcxtGateway
+
+    account_id = streamed_bot.exchange_accounts.get().pk
+    settle(driver, streamed_bot, lambda r: r.engine is not None and driver._order_stream_live(account_id))
+    old_gateway, old_task = driver.order_stream_tasks[account_id]
+    new_gateway = CcxtGateway(old_gateway._credentials)
+    driver.wanted_accounts[account_id] = (new_gateway, driver.wanted_accounts[account_id][1])
+    driver._ensure_order_streams()
+    assert driver.order_stream_tasks[account_id][0] is new_gateway
+    deadline = time.monotonic() + 10
+    while not old_task.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert old_task.cancelled()
+    deadline = time.monotonic() + 15
+    while not driver._order_stream_live(account_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert driver._order_stream_live(account_id)
+    from mmplatform import aio
+
+    aio.run(new_gateway.close())  # its REST session (the driver's stop closes the stream)
