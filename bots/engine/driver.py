@@ -99,6 +99,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.outdated: deque[int] = deque()  # pool -> feeder: accounts whose balances a fill moved
         self.analyses: dict[Any, tuple[float, MarketAnalysis]] = {}
         self.stats: Counter[str] = Counter()  # cycles by verdict and full-cycle reason, since start
+        self.feed_stats: Counter[str] = Counter()  # the feeder's counts (REST account reads, pushed orders)
 
     # --- lifecycle -------------------------------------------------------------------------------
 

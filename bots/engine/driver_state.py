@@ -52,6 +52,7 @@ class DriverState:
     # --- the feeder thread (feed.py) ---------------------------------------------------------------
     accounts: dict[int, AccountView]  # views replaced whole; readers keep the one they got
     _books: dict[tuple[str, str], tuple[float, BookData]]  # in-process copy of the shared books
+    feed_stats: Counter[str]  # REST account reads, pushed order updates (published with the driver's stats)
     # --- the I/O loop's stream watchers (feed.py ``_watch``); the driver thread starts them ---------------
     tops: dict[tuple[str, str], tuple[float, float, float, float, float]]  # pushed best bid/ask
     moved: deque[tuple[str, str, float]]  # pushed mids: appended by the watchers, drained by the driver

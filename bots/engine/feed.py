@@ -215,7 +215,7 @@ class FeedMixin(DriverState):
             return await asyncio.gather(*calls, return_exceptions=True)
 
         taken = time.time()
-        self.stats["account_reads"] += len(stale)  # REST open-orders reads (the bench reports them per second)
+        self.feed_stats["account_reads"] += len(stale)  # REST open-orders reads (the bench reports them per second)
         listed = aio.run(gather([g.fetch_open_orders(None) for g in stale.values()]))
         views: dict[int, AccountView] = {}
         for account_id, result in zip(stale, listed, strict=True):
@@ -367,8 +367,7 @@ class FeedMixin(DriverState):
             wanted = self.wanted_accounts.get(account_id)
             if wanted is None or wanted[0] is not gateway:  # not wanted, or a new gateway (rotated keys)
                 del self.order_stream_tasks[account_id]
-                task.cancel()
-                self.order_streams_live.discard(account_id)
+                task.cancel()  # its watcher marks the account not live as it ends (the flag's one writer)
         for account_id, (gateway, _) in list(self.wanted_accounts.items()):
             held = self.order_stream_tasks.get(account_id)
             if held is not None and not held[1].done():
@@ -420,7 +419,7 @@ class FeedMixin(DriverState):
             if orders is None:
                 resync.add(account_id)
                 continue
-            self.stats["order_pushes"] += len(orders)
+            self.feed_stats["order_pushes"] += len(orders)
             view = self.accounts.get(account_id)
             if view is None:
                 continue  # not read yet: the REST read that follows the subscription lists them

@@ -108,6 +108,7 @@ KEY_MODULES = {
     "trades_pending": ("bots.engine.fills", set()),
     "trades_recent": ("bots.engine.fills", set()),
     "market_data": ("bots.engine.market_data", set()),
+    "quote_guard": ("bots.engine.self_trades", set()),  # QuoteGuard: the per-(account, pair) no-self-trade lock
 }
 
 

@@ -30,7 +30,8 @@ THREAD = {
     "ShardsMixin._refresh_bots": "driver", "FeedMixin._want": "driver", "FeedMixin._ensure_streams": "driver",
     "FeedMixin._analysis": "driver",  # only from VerdictMixin._check
     "FeedMixin._read_books": "feeder", "FeedMixin._read_accounts": "feeder", "FeedMixin._take_handovers": "feeder",
-    "FeedMixin._watch": "io-loop",
+    "FeedMixin._watch": "io-loop", "FeedMixin._watch_orders": "io-loop", "FeedMixin._ensure_order_streams": "driver",
+    "FeedMixin._feed_once": "feeder", "FeedMixin._apply_pushed_orders": "feeder",
     "RequoteMixin._cycle": "pool", "RequoteMixin._sync_and_requote": "pool",
     "FeedMixin._book": "driver or pool", "FeedMixin._snapshot": "driver or pool",  # the check, or a fill sync
     "Driver._record_quiet": "driver", "VerdictMixin._check": "driver", "Driver._capture": "pool",
@@ -42,8 +43,8 @@ OWNER = {
     "owned": "driver", "runners": "driver", "stats": "driver", "analyses": "driver", "_urgent": "driver",
     "wanted_accounts": "driver", "wanted_books": "driver", "streams": "driver", "stream_tasks": "driver",
     "stream_symbols": "driver", "_housekeeping_at": "driver", "_flush_at": "driver",
-    "accounts": "feeder", "_books": "feeder",
-    "tops": "io-loop",
+    "accounts": "feeder", "_books": "feeder", "feed_stats": "feeder",
+    "tops": "io-loop", "order_stream_tasks": "driver", "order_streams_live": "io-loop",
 }
 
 # hand-over queues: attribute -> (the threads that append, the one that drains)
@@ -52,6 +53,7 @@ QUEUES = {
     "finished": ({"pool"}, "driver"),
     "fresh_books": ({"driver or pool"}, "feeder"),
     "outdated": ({"pool"}, "feeder"),
+    "pushed_orders": ({"io-loop"}, "feeder"),
 }
 
 # per pool thread, each its own key (``threading.get_ident()``); an Event anyone may set
