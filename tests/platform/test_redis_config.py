@@ -45,8 +45,10 @@ def test_every_consumer_of_a_unix_url_uses_its_database(socket_redis: Path) -> N
         queue = connection.SimpleQueue("probe-queue")
         queue.put({"probe": 1})
         queue.close()
-    app = Celery(broker=values["CELERY_BROKER_URL"], backend=values["CELERY_RESULT_BACKEND"])
-    app.backend.client.set("probe-result", "1")  # the result backend's own connection
+    # not the current app: shared tasks of later tests must not find this one (its server is gone then)
+    with Celery("probe", broker=values["CELERY_BROKER_URL"], backend=values["CELERY_RESULT_BACKEND"],
+                set_as_current=False) as app:
+        app.backend.client.set("probe-result", "1")  # the result backend's own connection
     redis.Redis.from_url(values["REDIS_URL"]).set("probe-client", "1")
 
     def keys(db: int) -> set[str]:
