@@ -34,9 +34,14 @@ lint: install
 
 # Tests run against DATABASE_URL / REDIS_URL when set (CI: real Postgres and Redis), else SQLite + embedded Redis,
 # in a shuffled order (modules and the tests inside them; the seed is printed: PYTEST_ARGS=--random-order-seed=N
-# repeats an order, PYTEST_ARGS=--random-order-bucket=none keeps the file order).
+# repeats an order, PYTEST_ARGS=--random-order-bucket=none keeps the file order), on TEST_WORKERS pytest-xdist
+# processes that take the next test when idle (each with its own test database and Redis database: the
+# Redis URL's database + the worker's number). TEST_WORKERS=0 runs them all in this one process, in exactly
+# the seed's order.
+TEST_WORKERS ?= 2
 test: install system-deps lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider --random-order $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest -q -p no:cacheprovider --random-order -n $(TEST_WORKERS) --dist worksteal \
+		$(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 bench: install

@@ -1,6 +1,7 @@
 """Shared fixtures: two tenants, and for each role a user (owner / operator / viewer / outsider); and two
 session-wide guards: no test leaves this process pointed at another Redis, and no process started during
-the session (Celery, daphne, the emulator, redis-server, Chromium) outlives it."""
+the session (Celery, daphne, the emulator, redis-server, Chromium) outlives it (with pytest-xdist, each
+worker checks its own session and the controller fails the run for it)."""
 
 from __future__ import annotations
 
@@ -149,20 +150,38 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     own_redis = owned_server_pid()
     descendants = tuple(psutil.Process().children(recursive=True))
     left = wait_gone(SESSION_TAG, 15, ignore={own_redis} if own_redis else set(), known=descendants)
-    if not left:
+    messages = list(getattr(session.config, "_leftovers_of_xdist_workers", []))
+    if left:
+        messages.append(f"processes started by the test session still running after it:\n{describe(left)}")
+        for process in left:
+            try:
+                process.kill()
+            except psutil.Error:
+                pass  # gone meanwhile
+    if not messages:
         return
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its exit status is not the run's; the controller fails it
+        workeroutput["leftover_processes"] = "\n".join(messages)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    message = f"processes started by the test session still running after it:\n{describe(left)}"
-    if reporter is not None:
-        reporter.write_line(message, red=True)
-    else:
-        print(message)
-    for process in left:
-        try:
-            process.kill()
-        except psutil.Error:
-            pass  # gone meanwhile
+    for message in messages:
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        else:
+            print(message)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist's controller: a worker whose session left processes running fails the run (its own
+    session's exit status does not reach the controller; ``pytest_sessionfinish`` above reports it)."""
+    leftover = getattr(node, "workeroutput", {}).get("leftover_processes")
+    if leftover:
+        config = node.config
+        if not hasattr(config, "_leftovers_of_xdist_workers"):
+            config._leftovers_of_xdist_workers = []
+        config._leftovers_of_xdist_workers.append(f"[{node.gateway.id}] {leftover}")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -177,7 +196,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         shuffled = order.is_enabled and order.bucket_type != "none"
     except ValueError:  # the plugin is installed but disabled (-p no:random_order)
         return
-    if shuffled:
-        terminalreporter.write_line(f"test order: --random-order-bucket={order.bucket_type} "
-                                    f"--random-order-seed={order.seed} (make test PYTEST_ARGS=--random-order-seed="
-                                    f"{order.seed} repeats it)")
+    if not shuffled:
+        return
+    workers = getattr(config.option, "numprocesses", None)
+    if workers:  # pytest-xdist: the seed fixes the order handed out; which worker ran what depends on timing
+        again = f"make test TEST_WORKERS=0 PYTEST_ARGS=--random-order-seed={order.seed} runs it in one process"
+    else:
+        again = f"make test PYTEST_ARGS=--random-order-seed={order.seed} repeats it"
+    terminalreporter.write_line(f"test order: --random-order-bucket={order.bucket_type} "
+                                f"--random-order-seed={order.seed} ({again})")
