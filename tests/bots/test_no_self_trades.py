@@ -17,7 +17,7 @@ import pytest
 
 from bots import services
 from bots.models import Bot, BotStatus, Order
-from exchanges.gateway import clear_gateway_cache
+from exchanges.registry import clear_gateway_cache
 from risk.models import RiskEvent
 from tests.bots.conftest import EMULATOR_KEY, EMULATOR_SECRET, start_emulator
 from tests.bots.test_engine_worker import start_pool_worker
