@@ -205,3 +205,22 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         again = f"make test PYTEST_ARGS=--random-order-seed={order.seed} repeats it"
     terminalreporter.write_line(f"test order: --random-order-bucket={order.bucket_type} "
                                 f"--random-order-seed={order.seed} ({again})")
+
+
+@pytest.fixture(scope="module")
+def daphne(django_db_setup: Any, django_db_blocker: Any) -> Any:
+    """A real daphne serving the project to one module's browser tests (skipped without Chromium)."""
+    from tests.dashboard.browser import Daphne, require_chromium
+
+    require_chromium()
+    with django_db_blocker.unblock():
+        server = Daphne().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def playwright_beside_django(monkeypatch: Any) -> None:
+    """Playwright's sync API keeps an event loop in the test's thread; the ORM calls in a browser test are
+    still plain synchronous calls between browser steps (browser modules use it for every test)."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

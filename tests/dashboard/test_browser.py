@@ -19,23 +19,8 @@ from tests.conftest import PASSWORD, TenantWorld
 from tests.dashboard.browser import Daphne, chromium_page, require_chromium, screenshot, sign_in
 from tests.dashboard.conftest import BOT_NAMES
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def daphne(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Daphne]:
-    require_chromium()
-    with django_db_blocker.unblock():
-        server = Daphne().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def playwright_beside_django(monkeypatch: Any) -> None:
-    """Playwright's sync API keeps an event loop in this thread; the ORM calls in the test are
-    still plain synchronous calls between browser steps."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("playwright_beside_django")]  # daphne: tests/conftest.py
 
 
 def wait_live(page: Any) -> None:

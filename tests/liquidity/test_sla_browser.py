@@ -4,10 +4,8 @@ drawn from the stored minutes (the vendored chart library, no CDN), and download
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -16,24 +14,11 @@ from bots.models import LiquidityPosition
 from liquidity import services
 from liquidity.models import ClientAccess, Sla
 from tests.conftest import PASSWORD, TenantWorld, make_user
-from tests.dashboard.browser import Daphne, chromium_page, require_chromium, screenshot, sign_in
+from tests.dashboard.browser import Daphne, chromium_page, screenshot, sign_in
 from tests.liquidity.test_sla_services import quote
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module")
-def daphne(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Daphne]:
-    require_chromium()
-    with django_db_blocker.unblock():
-        server = Daphne().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def playwright_beside_django(monkeypatch: Any) -> None:
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("playwright_beside_django")]  # daphne: tests/conftest.py
 
 
 def test_client_sees_status_charts_and_downloads_the_pdf(daphne: Daphne, world_a: TenantWorld) -> None:

@@ -3,31 +3,17 @@ the essentials on one screen, the rest closed until asked for, and an error open
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import PASSWORD, TenantWorld
-from tests.dashboard.browser import Daphne, chromium_page, require_chromium, screenshot
+from tests.dashboard.browser import Daphne, chromium_page, screenshot
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("playwright_beside_django")]  # daphne: tests/conftest.py
 
 VIEWPORT_HEIGHT = 1000  # chromium_page's viewport
-
-
-@pytest.fixture(scope="module")
-def daphne(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Daphne]:
-    require_chromium()
-    with django_db_blocker.unblock():
-        server = Daphne().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def playwright_beside_django(monkeypatch: Any) -> None:
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def admin_sign_in(page: Any, username: str) -> None:
