@@ -19,3 +19,13 @@ def default_gateway_factory(account: Any) -> ExchangeGateway:
     from bots.engine.gateways import gateway_for_account
 
     return gateway_for_account(account)
+
+
+Slot = tuple[int, str]
+"""Where a bot quotes: (exchange account id, pair). A bot quotes one pair on several accounts at once,
+one ``LiquidityPosition`` per slot; the engine keys its per-quote state (snapshots, books, analyses,
+inventories) by slot and aggregates per pair across them."""
+
+
+def slot_of(position: Any) -> Slot:
+    return (position.exchange_account_id, position.trading_pair)
