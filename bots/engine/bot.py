@@ -80,6 +80,7 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
         self.accounts = {a.pk: a for a in bot.exchange_accounts.filter(is_active=True)}
         self.exchanges: dict[int, ExchangeGateway] = {}
         self.connection_problems: dict[str, str] = {}  # account label -> why it did not connect
+        self.venue_errors: dict[int, str] = {}  # account -> why its venue failed in this cycle
         self.order_manager = OrderManager(bot, self.exchanges)
         self.order_manager.gate = self._check_send  # every send checks the fence and the lease first
         # one position per slot (account, pair): a pair is quoted on every account of the bot that lists it

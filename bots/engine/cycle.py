@@ -108,6 +108,7 @@ class CycleMixin:
         """The body of the spec's _monitoring_loop. Errors of one pair never stop the others."""
         self.cycle = cycle
         self.rebalanced_pairs = set()
+        self.venue_errors = {}
         self._join_missing_slots()
         self._update_market_data()
         self._sync_fills()
@@ -117,7 +118,14 @@ class CycleMixin:
             self._handle_risk_event(status, record=status in self._newly_active)
         if self.bot.status == BotStatus.PAUSED:
             return self.report
+        self.venue_errors.update(self.inventory_manager.unread)
         for slot, position in self.active_positions.items():
+            if slot[0] in self.venue_errors and len(self.accounts) > 1:
+                # this venue failed in this cycle (market data, order sync or balances): it quotes nothing
+                # until it answers again, its resting orders are left to the next cycle that reaches it
+                quoting.note(self.bot, self.quoting_key(slot),
+                             f"{self._venue_name(slot)}: unreachable: {self.venue_errors[slot[0]]}"[:300])
+                continue
             try:
                 self._adjust_position_strategy(position)
             except ExchangeError as exc:  # this venue only: the others quote on
@@ -165,6 +173,7 @@ class CycleMixin:
             except ExchangeError as exc:
                 logger.warning("bot %s: market data for %s unavailable: %s", self.bot_id, slot, exc)
                 self.snapshots.pop(slot, None)
+                self.venue_errors.setdefault(slot[0], f"{type(exc).__name__}: {exc}"[:300])
                 continue
             self.snapshots[slot] = snapshot
             if not snapshot.problem():
@@ -196,6 +205,7 @@ class CycleMixin:
                 fills = self.order_manager.sync_position(position, mid=mid)
             except ExchangeError as exc:
                 logger.warning("bot %s: order sync for %s failed: %s", self.bot_id, slot, exc)
+                self.venue_errors.setdefault(slot[0], f"{type(exc).__name__}: {exc}"[:300])
                 continue
             self.announce_fills(position.trading_pair, fills)
 

@@ -30,7 +30,7 @@ class InventoryManager:
         self.default_target = config.strategy_settings.inventory_target_ratio
         self.balances: dict[int, dict[str, Decimal]] = {}
         self.current_inventory: dict[Slot, PairInventory] = {}
-        self.unread: set[int] = set()  # accounts whose last balance read failed (their venue is down)
+        self.unread: dict[int, str] = {}  # account -> why its last balance read failed (its venue is down)
 
     def target_ratio(self, pair: str) -> float:
         return float(self.config.target_ratios.get(pair, self.default_target))
@@ -50,9 +50,9 @@ class InventoryManager:
                 if not isinstance(result, Exception):
                     raise result
                 logger.warning("balance read of account %s failed: %s", account_id, result)
-                self.unread.add(account_id)
+                self.unread[account_id] = f"{type(result).__name__}: {result}"[:300]
                 continue
-            self.unread.discard(account_id)
+            self.unread.pop(account_id, None)
             balances[account_id] = {asset: bal.total for asset, bal in result.assets.items()}
         if results and not balances:
             raise results[0]  # every venue failed (a bot on one venue: its only read), as before
