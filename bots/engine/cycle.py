@@ -221,8 +221,21 @@ class CycleMixin:
             })
 
     def _mids(self) -> dict[Slot, float]:
-        """Each slot's mid as this cycle read it (slots with a bad book have none)."""
-        return {slot: s.mid for slot, s in self.snapshots.items() if not s.problem()}
+        """Each slot's mid as this cycle read it; a slot whose book is bad or unread (its venue is down)
+        is marked at the mean of its pair's other venues (one asset, one price), else has none."""
+        mids = {slot: s.mid for slot, s in self.snapshots.items() if not s.problem()}
+        for slot in self.active_positions:
+            if slot not in mids:
+                others = [mid for (_, pair), mid in mids.items() if pair == slot[1]]
+                if others:
+                    mids[slot] = sum(others) / len(others)
+        return mids
+
+    def equity_complete(self) -> bool:
+        """Every account's balances are read and every slot valued: the equity is the bot's whole equity
+        (a venue that is down leaves it partial, and a partial equity is no drawdown)."""
+        return not self.inventory_manager.unread and all(
+            slot in self.inventory_manager.current_inventory for slot in self.active_positions)
 
     def _net_pnl_quote(self) -> Decimal:
         """From the positions this cycle holds (fills of this cycle already applied to them)."""

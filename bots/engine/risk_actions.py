@@ -63,8 +63,10 @@ class RiskActionsMixin:
     def assess_current_risk(self) -> list[checks.RiskStatus]:
         """Spec risk_manager.assess_current_risk, on this cycle's inventory and P&L."""
         equity = self._equity_quote()
+        if not self.equity_complete():  # a venue is down: its assets are not in the sum, nothing fell
+            equity = max(float(self.bot.equity_high_water_quote), equity)
         high_water = max(float(self.bot.equity_high_water_quote), equity)
-        if high_water > float(self.bot.equity_high_water_quote):
+        if high_water > float(self.bot.equity_high_water_quote) and self.equity_complete():
             Bot.objects.filter(pk=self.bot_id).update(equity_high_water_quote=Decimal(repr(round(high_water, 8))))
             self.bot.equity_high_water_quote = Decimal(repr(round(high_water, 8)))
         state = checks.BotRiskState(
@@ -80,6 +82,8 @@ class RiskActionsMixin:
         no daily-reset pop, no active-set update), on the inventory and mids this object holds, and
         the equity it used. The engine driver's quiet check: any status means a full cycle."""
         equity = self._equity_quote()
+        if not self.equity_complete():
+            equity = max(high_water_quote, equity)
         state = checks.BotRiskState(
             daily_pnl_quote=float(self._net_pnl_quote() - self.bot.daily_pnl_baseline_quote),
             equity_quote=equity, equity_high_water_quote=max(high_water_quote, equity),
