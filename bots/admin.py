@@ -312,12 +312,6 @@ class BotForm(forms.ModelForm):
             foreign = [a.label for a in accounts if a.tenant_id != tenant.pk]
             if foreign:
                 self.add_error("exchange_accounts", f"Accounts of another tenant: {', '.join(foreign)}.")
-        if accounts is not None and not self.has_error("reference_venue"):
-            probe = Bot(reference_price=cleaned.get("reference_price") or "",
-                        reference_venue=cleaned.get("reference_venue") or "")
-            for name, messages in probe.reference_errors({a.exchange_id for a in accounts}).items():
-                for message in messages:
-                    self.add_error(name, message)
         self._check_pairs(cleaned)
         return cleaned
 
@@ -350,6 +344,11 @@ class BotForm(forms.ModelForm):
         """After the model's validation (bots.config, which speaks in field names): every message
         names fields by the form's labels."""
         super()._post_clean()
+        accounts = self.cleaned_data.get("exchange_accounts")
+        if accounts is not None and not self.has_error("reference_venue"):  # the model checked the rest
+            for name, messages in self.instance.reference_errors({a.exchange_id for a in accounts}).items():
+                for message in messages:
+                    self.add_error(name, message)
         labels = {name: str(f.label) for name, f in self.fields.items() if f.label}
         for name, errors in list(self._errors.items()):
             self._errors[name] = ErrorList(

@@ -56,7 +56,9 @@ class InventoryManager:
             balances[account_id] = {asset: bal.total for asset, bal in result.assets.items()}
         if results and not balances:
             raise results[0]  # every venue failed (a bot on one venue: its only read), as before
-        self.balances = balances
+        for account_id in self.unread:
+            self.balances.pop(account_id, None)
+        self.balances.update(balances)  # a read of some accounts (a fill sync's) keeps the others' balances
         for slot in [s for s in self.current_inventory if s[0] in self.unread]:
             del self.current_inventory[slot]  # never valued on balances we could not read
 

@@ -32,12 +32,14 @@ def key_of(venue: str) -> tuple[str, str]:
     return f"{venue}-mv-key-000111", f"{venue}-mv-secret-000111-abcdef"
 
 
-def venue_emulator(venue: str, symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")) -> EmulatorServer:
+def venue_emulator(venue: str, symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT"),
+                   held: dict[str, Decimal] | None = None) -> EmulatorServer:
     """A frozen market (moves only when a test moves it) speaking ``venue``'s dialect."""
     api_key, secret = key_of(venue)
     return start_emulator(
         venue=venue, symbols=symbols, market_step_ms=0,
-        accounts=(AccountConfig(api_key, secret, dict(BALANCES), passphrase=PASSPHRASE if venue == "okx" else ""),),
+        accounts=(AccountConfig(api_key, secret, dict(held or BALANCES),
+                                passphrase=PASSPHRASE if venue == "okx" else ""),),
         dynamics={s: {"noise_arrival_rate_per_sec": 0.0} for s in symbols},
     )
 
@@ -191,3 +193,31 @@ def test_quotes_on_a_thin_venue_follow_the_chosen_venue(world_a: Any, venues: di
                     venue, prices)
     finally:
         quoting.forget(bot)
+
+
+@pytest.mark.parametrize(("base_held", "side", "cheapest", "mids"), [
+    # too much BTC: sold where the bid is highest
+    (Decimal("3"), "sell", "okx", {"binance": "60000", "okx": "60300", "bybit": "59800"}),
+    # too little: bought where the ask is lowest
+    (Decimal("0.2"), "buy", "bybit", {"binance": "60000", "okx": "60300", "bybit": "59800"}),
+])
+def test_rebalancing_trades_on_the_cheapest_venue(world_a: Any, base_held: Decimal, side: str, cheapest: str,
+                                                  mids: dict[str, str]) -> None:
+    servers = {venue: venue_emulator(venue, held={"BTC": base_held, "USDT": Decimal("60000")}) for venue in VENUES}
+    try:
+        bot = multi_venue_bot(world_a, servers, default_rebalance_threshold=0.1, inventory_deviation_limit=0.9)
+        start(bot)
+        for venue, mid in mids.items():
+            servers[venue].call(lambda s=servers[venue], m=mid: s.market.set_mid("BTC/USDT", Decimal(m)))
+        engine = full_cycle(bot)
+        assert engine.report.rebalanced == 1
+        trades = list(Order.objects.filter(bot=bot, purpose="rebalance"))
+        assert [(t.side, t.exchange_account.exchange_id) for t in trades] == [(side, cheapest)]
+        full_cycle(bot)  # the next sync reads what the IOC did (OKX's answer to a placement is only its id)
+        trades[0].refresh_from_db()
+        assert trades[0].filled > 0 and trades[0].status == "filled", "the IOC traded on that venue's book"
+    finally:
+        quoting.forget(bot)
+        for server in servers.values():
+            server.stop_thread()
+        clear_gateway_cache()
