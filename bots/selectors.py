@@ -36,7 +36,16 @@ from bots.models import (
     OrderStatus,
     PerformanceSnapshot,
 )
-from bots.wire import ROUTINE_EVENTS, bot_event_json, fill_json, jsonable, not_quoting_text, order_json, risk_event_json
+from bots.wire import (
+    ROUTINE_EVENTS,
+    bot_event_json,
+    configured_reasons,
+    fill_json,
+    jsonable,
+    not_quoting_text,
+    order_json,
+    risk_event_json,
+)
 from mmplatform.redis_client import get_redis
 from mmplatform.tenancy.models import Tenant
 from mmplatform.tenancy.scoping import for_tenant, get_for_tenant_or_404
@@ -285,7 +294,7 @@ def bot_summaries(*, tenant: Tenant, bot_id: int | None = None) -> list[BotSumma
             cycle_is_stale=stale,
             risk_state=risk_state,
             risk_level=risk_level,
-            not_quoting={pair: why for pair, why in reasons.get(bot.pk, {}).items() if pair in bot.pairs},
+            not_quoting=configured_reasons(reasons.get(bot.pk, {}), bot.pairs),
         ))
     return summaries
 

@@ -247,7 +247,7 @@ def counters_json(bot: Any, *, open_orders: int, reasons: Mapping[str, str]) -> 
     running bot (of its configured pairs)."""
     last = bot.last_cycle_finished_at or bot.last_cycle_started_at
     running = bot.status == "running"
-    mine = {pair: why for pair, why in reasons.items() if pair in (bot.pairs or [])} if running else {}
+    mine = configured_reasons(reasons, bot.pairs or []) if running else {}
     return {
         "id": bot.pk,
         "tenant_id": bot.tenant_id,
@@ -259,6 +259,25 @@ def counters_json(bot: Any, *, open_orders: int, reasons: Mapping[str, str]) -> 
         "not_quoting": mine,
         "not_quoting_text": not_quoting_text(mine),
     }
+
+
+VENUE_SEPARATOR = " @ "
+
+
+def slot_name(pair: str, account_label: str) -> str:
+    """The name of a pair on one account of a bot that quotes it on several (its "not quoting" reason's
+    key, its ladder tab): ``BTC/USDT @ okx-desk``. A bot on one account names the pair alone."""
+    return f"{pair}{VENUE_SEPARATOR}{account_label}"
+
+
+def pair_of(name: str) -> str:
+    """The pair a ``slot_name`` (or a plain pair) is about."""
+    return name.split(VENUE_SEPARATOR, 1)[0]
+
+
+def configured_reasons(reasons: Mapping[str, str], pairs: list[str]) -> dict[str, str]:
+    """The reasons about the bot's configured pairs (on any of its venues: ``BTC/USDT @ okx-desk``)."""
+    return {name: why for name, why in reasons.items() if pair_of(name) in pairs}
 
 
 def not_quoting_text(reasons: Mapping[str, str]) -> str:

@@ -245,7 +245,7 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
         if len(self.accounts) < 2:
             return pair
         account = self.accounts.get(account_id)
-        return f"{pair} @ {account.label if account is not None else account_id}"
+        return quoting.slot_name(pair, account.label if account is not None else str(account_id))
 
     def stop_market_making(self) -> bool:
         """Spec stop_market_making: cancel every order, final inventory, performance summary."""

@@ -16,6 +16,7 @@ from bots import quoting, services
 from bots.engine.core import MarketMakingBot
 from bots.engine.cycle import begin_cycle
 from bots.models import Bot, BotStatus, LiquidityPosition, Order
+from bots.selectors import bot_summaries
 from exchanges.emulator.server import AccountConfig, EmulatorServer
 from exchanges.gateway import clear_gateway_cache
 from exchanges.models import ExchangeAccount
@@ -149,6 +150,8 @@ def test_a_pair_one_venue_does_not_list_is_a_reason_of_that_venue_only(world_a: 
         assert sorted(o.symbol for o in open_orders(servers["okx"])) == ["BTC/USDT"] * 2
         full_cycle(bot)  # the reason stays while the venue still does not list it
         assert quoting.current([bot.pk])[bot.pk] == reasons
+        (summary,) = bot_summaries(tenant=world_a.tenant, bot_id=bot.pk)  # the bot page's banner
+        assert summary.not_quoting_text == "Running — not quoting: okx-desk (okx) does not list ETH/USDT"
     finally:
         quoting.forget(bot)
         for server in servers.values():
