@@ -33,7 +33,14 @@ from bots.engine.quotes import QuotesMixin
 from bots.engine.risk_actions import RiskActionsMixin
 from bots.engine.risk_manager import MarketMakingRiskManager
 from bots.engine.strategy_engine import StrategyEngine, params_json
-from bots.engine.venues import GatewayFactory, Slot, default_gateway_factory, exchange_key, slot_of
+from bots.engine.venues import (
+    GatewayFactory,
+    Slot,
+    default_gateway_factory,
+    exchange_key,
+    slot_of,
+    venue_backoff,
+)
 from bots.events import publish_event
 from bots.models import (
     Bot,
@@ -101,13 +108,21 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
 
     # --- exchanges ---------------------------------------------------------------------------
 
-    def initialize_exchanges(self, *, emit_events: bool = True, validate: bool = True) -> bool:
+    def initialize_exchanges(self, *, emit_events: bool = True, validate: bool = True,
+                             skip_failing: bool = False) -> bool:
         """Connect every configured account; ExchangeConnected per success, a warning per failure.
 
         ``validate=False`` (every cycle after the start) only ensures the cached client has its
-        markets loaded, instead of a credentials round trip.
+        markets loaded, instead of a credentials round trip. ``skip_failing`` (a full cycle of a bot on
+        several venues) leaves out a venue that failed in a recent cycle (``venue_backoff``).
         """
         for account_id, account in self.accounts.items():
+            skipped = None
+            if skip_failing and len(self.accounts) > 1:
+                skipped = venue_backoff.skipped(account_id, time.time())
+            if skipped is not None:
+                self.connection_problems[account.label] = skipped
+                continue
             try:
                 gateway = self.gateway_factory(account)
                 if validate:
@@ -171,18 +186,19 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
             for pair in validated:
                 for account_id in self._accounts_for_pair(pair):
                     try:
-                        started.append(self._start_position(pair, account_id))
+                        position = self._start_position(pair, account_id)
                     except ExchangeError as exc:
                         if len(self.exchanges) < 2:
                             raise
                         # one venue failing at the start: the others start; this one joins at a later cycle
                         logger.warning("bot %s: %s on account %s not started: %s", self.bot_id, pair, account_id, exc)
                         self.connection_problems[self.accounts[account_id].label] = f"{type(exc).__name__}: {exc}"
+                        continue
+                    started.append(position)
+                    self._place_initial_orders(position)
             if not started:
                 raise InvalidTradingPairsError("no venue could start quoting any pair")
             self.note_venue_problems()
-            for position in started:
-                self._place_initial_orders(position)
             publish_event(bot=self.bot, event_type=BotEventType.MARKET_MAKING_STARTED,
                           payload={"trading_pairs": validated})
             return True

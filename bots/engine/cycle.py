@@ -8,6 +8,7 @@ whichever thread runs the cycle (a driver pool thread or a Celery task), under t
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -16,7 +17,7 @@ from django.utils import timezone
 from bots import quoting
 from bots.engine import keys
 from bots.engine.market_data import book_reader, shared_book, to_snapshot, without_own
-from bots.engine.venues import Slot, exchange_key
+from bots.engine.venues import Slot, exchange_key, venue_backoff
 from bots.events import publish_event, push
 from bots.models import (
     OPEN_ORDER_STATUSES,
@@ -119,7 +120,16 @@ class CycleMixin:
         if self.bot.status == BotStatus.PAUSED:
             return self.report
         self.venue_errors.update(self.inventory_manager.unread)
+        if len(self.accounts) > 1:  # a venue that failed sits the next cycles out; one that answered is back
+            now = time.time()
+            for account_id in self.exchanges:
+                if account_id in self.venue_errors:
+                    venue_backoff.failed(account_id, self.venue_errors[account_id], now)
+                else:
+                    venue_backoff.recovered(account_id)
         for slot, position in self.active_positions.items():
+            if slot[0] not in self.exchanges and len(self.accounts) > 1:
+                continue  # not connected (or sitting out a backoff): its reason is a venue problem
             if slot[0] in self.venue_errors and len(self.accounts) > 1:
                 # this venue failed in this cycle (market data, order sync or balances): it quotes nothing
                 # until it answers again, its resting orders are left to the next cycle that reaches it
@@ -157,8 +167,12 @@ class CycleMixin:
         return f"{account.label} ({account.exchange_id})" if account is not None else f"account {slot[0]}"
 
     def _refresh_inventory(self) -> None:
-        """Balances of every account, valued at this cycle's mids (slots with a bad book keep none)."""
-        self.inventory_manager.load_balances(self.exchanges)
+        """Balances of every account, valued at this cycle's mids (slots with a bad book keep none). An
+        account whose venue already failed in this cycle is not asked again (its balances are unread)."""
+        failed = {a: why for a, why in self.venue_errors.items() if a in self.exchanges}
+        self.inventory_manager.load_balances({a: g for a, g in self.exchanges.items() if a not in failed})
+        for account_id, why in failed.items():
+            self.inventory_manager.mark_unread(account_id, why)
         for slot, position in self.active_positions.items():
             snapshot = self.snapshots.get(slot)
             if snapshot is not None and not snapshot.problem():
@@ -166,7 +180,7 @@ class CycleMixin:
 
     def _update_market_data(self) -> None:
         for slot, position in self.active_positions.items():
-            if position.exchange_account_id not in self.exchanges:
+            if position.exchange_account_id not in self.exchanges or slot[0] in self.venue_errors:
                 continue
             try:
                 snapshot = self._market_snapshot(position.trading_pair, position.exchange_account_id)
@@ -197,8 +211,8 @@ class CycleMixin:
 
     def _sync_fills(self) -> None:
         for slot, position in self.active_positions.items():
-            if position.exchange_account_id not in self.exchanges:
-                continue
+            if position.exchange_account_id not in self.exchanges or slot[0] in self.venue_errors:
+                continue  # not connected, or it failed already in this cycle: one timeout per venue
             snapshot = self.snapshots.get(slot)
             mid = snapshot.mid if snapshot is not None and not snapshot.problem() else float("nan")
             try:

@@ -43,6 +43,8 @@ class InventoryManager:
 
             return await asyncio.gather(*(gw.fetch_balance() for gw in gateways.values()), return_exceptions=True)
 
+        if not gateways:
+            return
         results = aio.run(fetch_all())
         balances: dict[int, dict[str, Decimal]] = {}
         for account_id, result in zip(gateways, results, strict=True):
@@ -61,6 +63,13 @@ class InventoryManager:
         self.balances.update(balances)  # a read of some accounts (a fill sync's) keeps the others' balances
         for slot in [s for s in self.current_inventory if s[0] in self.unread]:
             del self.current_inventory[slot]  # never valued on balances we could not read
+
+    def mark_unread(self, account_id: int, reason: str) -> None:
+        """This account's balances could not be read in this cycle: no slot of it is valued."""
+        self.unread[account_id] = reason
+        self.balances.pop(account_id, None)
+        for slot in [s for s in self.current_inventory if s[0] == account_id]:
+            del self.current_inventory[slot]
 
     def assess(self, position: LiquidityPosition, mid: float) -> PairInventory:
         """Spec assess_initial_inventory / current state for one slot."""

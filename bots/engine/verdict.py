@@ -61,7 +61,7 @@ class VerdictMixin:
                 if cid.startswith(prefix) and cid not in runner.known and not (
                         runner.gone.get(cid, 0) > view.taken_at - SENT_MARGIN_SECS):
                     return Verdict("full", "stray order", detail=cid)
-        if engine.venue_problems():
+        if len(engine.accounts) > 1:
             engine.note_venue_problems()  # an account not connected or a pair one venue does not list
         filled: list[Slot] = []
         for slot, position in engine.active_positions.items():

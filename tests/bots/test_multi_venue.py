@@ -15,9 +15,10 @@ import pytest
 from bots import quoting, services
 from bots.engine.core import MarketMakingBot
 from bots.engine.cycle import begin_cycle
+from bots.engine.venues import venue_backoff
 from bots.models import Bot, BotStatus, LiquidityPosition, Order
 from bots.selectors import bot_summaries
-from exchanges.emulator.server import AccountConfig, EmulatorServer
+from exchanges.emulator.server import AccountConfig, EmulatorServer, FaultConfig
 from exchanges.gateway import clear_gateway_cache
 from exchanges.models import ExchangeAccount
 from tests.bots.conftest import start_emulator
@@ -46,8 +47,10 @@ def venue_emulator(venue: str, symbols: tuple[str, ...] = ("BTC/USDT", "ETH/USDT
 
 
 @pytest.fixture(autouse=True)
-def fresh_books(settings: Any) -> None:
+def fresh_books(settings: Any) -> Iterator[None]:
     settings.MARKET_DATA_CACHE_SECS = 0.0  # the tests move the mids: every read sees the venue's book
+    yield
+    venue_backoff._down.clear()  # process memory: no test's failing venue sits out another's cycles
 
 
 @pytest.fixture
@@ -94,9 +97,10 @@ def start(bot: Bot) -> MarketMakingBot:
 
 
 def full_cycle(bot: Bot) -> MarketMakingBot:
+    """A full cycle as the engine runs one (``bots.tasks.execute_cycle``)."""
     bot.refresh_from_db()
     engine = MarketMakingBot(bot)
-    engine.initialize_exchanges(emit_events=False, validate=False)
+    engine.initialize_exchanges(emit_events=False, validate=False, skip_failing=True)
     engine.monitoring_iteration(begin_cycle(bot.pk))
     return engine
 
@@ -176,6 +180,35 @@ def test_a_venue_that_stops_answering_halts_only_its_own_quotes(world_a: Any,
         assert list(reasons) == ["BTC/USDT @ bybit-desk"], reasons
         assert "bybit" in reasons["BTC/USDT @ bybit-desk"]
         assert engine.report.rebalanced == 0, "no rebalancing on an inventory missing a venue"
+    finally:
+        quoting.forget(bot)
+
+
+def test_a_venue_that_hangs_sits_out_and_does_not_hold_up_the_others(
+        world_a: Any, venues: dict[str, EmulatorServer], settings: Any) -> None:
+    import time
+
+    settings.EXCHANGE_HTTP_TIMEOUT_SECS = 1.0
+    clear_gateway_cache()
+    bot = multi_venue_bot(world_a, venues)
+    start(bot)
+    try:
+        venues["bybit"].set_faults(FaultConfig(latency_ms=5000))  # every answer of bybit comes too late
+        started = time.monotonic()
+        full_cycle(bot)  # meets the timeouts once
+        first = time.monotonic() - started
+        assert first >= 1.0
+        for venue in ("binance", "okx"):
+            venues[venue].call(lambda s=venues[venue]: s.market.set_mid("BTC/USDT", Decimal("60600")))
+        before = {venue: {o.client_order_id for o in open_orders(venues[venue])} for venue in ("binance", "okx")}
+        started = time.monotonic()
+        full_cycle(bot)
+        second = time.monotonic() - started
+        assert second < 1.0, f"the next cycle waited on bybit again ({second:.2f} s; the first took {first:.2f} s)"
+        for venue in ("binance", "okx"):
+            assert {o.client_order_id for o in open_orders(venues[venue])} - before[venue], f"{venue} did not re-quote"
+        reason = quoting.current([bot.pk])[bot.pk]["BTC/USDT @ bybit-desk"]
+        assert reason.startswith("bybit-desk (bybit): not connected: unreachable, next try in "), reason
     finally:
         quoting.forget(bot)
 
