@@ -89,7 +89,7 @@ BOT_LABELS: dict[str, str] = {
     "min_trade_value_quote": "Minimum rebalancing trade (quote)",
     "max_rebalance_slippage_bps": "Maximum rebalancing slippage (bps)",
     "reference_price": "Reference price",
-    "reference_venue": "Reference venue (exchange id)",
+    "reference_venue": "Reference venue",
     "max_position_quote": "Maximum position (quote)",
     "max_daily_loss_quote": "Maximum daily loss (quote)",
     "max_drawdown_ratio": "Maximum drawdown (fraction)",
@@ -343,7 +343,10 @@ class BotForm(forms.ModelForm):
     def _post_clean(self) -> None:
         """After the model's validation (bots.config, which speaks in field names): every message
         names fields by the form's labels."""
+        invalid_venue = list(self._errors.get("reference_venue", []))  # not a venue: the model saw it empty
         super()._post_clean()
+        if invalid_venue:
+            self._errors["reference_venue"] = self.error_class(invalid_venue, renderer=self.renderer)
         accounts = self.cleaned_data.get("exchange_accounts")
         if accounts is not None and not self.has_error("reference_venue"):  # the model checked the rest
             for name, messages in self.instance.reference_errors({a.exchange_id for a in accounts}).items():

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from bots.config import InventoryConfig, MarketMakingConfig, config_errors
-from exchanges.models import ExchangeAccount
+from exchanges.models import EXCHANGE_CHOICES, ExchangeAccount
 from mmplatform.tenancy.models import TenantOwned
 from risk.limits import RiskLimits
 from strategies.config import AS_HORIZON_MODES, STRATEGY_TYPES, OrderConfig, StrategyConfig
@@ -168,8 +168,8 @@ class Bot(TenantOwned):
         help_text="The mid each venue's quotes are centred on: its own, one chosen venue's, or a composite of "
                   "the healthy venues' (median, or weighted by the depth near the mid).")
     reference_venue = models.CharField(
-        max_length=32, blank=True, default="",
-        help_text="The venue (exchange id, e.g. binance) whose mid every venue follows, for 'one venue's mid'.")
+        max_length=32, blank=True, default="", choices=EXCHANGE_CHOICES,
+        help_text="The venue whose mid every venue follows, for 'one venue's mid' (one of the bot's accounts' venues).")
 
     # --- RiskLimits ---
     max_position_quote = money_field("100000", help_text="Largest inventory value per pair, quote currency.")

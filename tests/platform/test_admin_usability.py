@@ -292,7 +292,7 @@ def test_labels_replace_identifiers_not_english_words() -> None:
 @pytest.mark.parametrize(("mode", "venue", "error"), [
     ("venue", "", "Choose the venue whose mid every venue follows."),
     ("venue", "okx", "None of the bot's exchange accounts is on okx (its venues: binance)."),
-    ("venue", "kraken", "Unknown venue 'kraken'; one of binance, okx, bybit."),
+    ("venue", "kraken", "Select a valid choice. kraken is not one of the available choices."),
     ("median", "binance", "Only for 'One chosen venue's mid'; leave it empty."),
 ])
 def test_a_reference_venue_the_bot_cannot_follow_is_a_field_error_and_nothing_changes(
