@@ -116,7 +116,7 @@ class QuotesMixin:
         state = InventoryState.from_balances(
             inventory.base_balance, inventory.quote_balance, snapshot.mid, inventory.target_ratio)
         position_value = inventory.base_value_quote
-        venues = self.inventory_manager.by_pair().get(pair, {})
+        venues = self.inventory_manager.by_pair().get(pair, {}) if len(self.accounts) > 1 else {}
         if len(venues) > 1:
             total = aggregate_inventories(pair, list(venues.values()), inventory.target_ratio)
             aggregate = InventoryState.from_balances(total.base_balance, total.quote_balance, snapshot.mid,
