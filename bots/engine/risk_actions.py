@@ -107,12 +107,21 @@ class RiskActionsMixin:
             RiskEvent.objects.create(
                 tenant_id=self.bot.tenant_id, bot=self.bot, event_type=status.event_type,
                 trading_pair=status.trading_pair, message=status.message, action_taken=status.action_taken,
-                details=status.details,
+                details={**status.details, **self._venue_breakdown(status.trading_pair)},
             )
             publish_event(bot=self.bot, event_type=BotEventType.RISK_EVENT_HANDLED, payload={
                 "event_type": status.event_type, "action_taken": status.action_taken,
                 "trading_pair": status.trading_pair, "message": status.message,
             })
+
+    def _venue_breakdown(self, pair: str) -> dict[str, dict[str, dict[str, float]]]:
+        """A pair's risk event on a bot quoting it on several venues: each account's share of the
+        aggregate it was judged on (base, quote, base value)."""
+        venues = self.inventory_manager.by_pair().get(pair, {}) if pair and len(self.accounts) > 1 else {}
+        labels = self.account_labels()
+        return {"venues": {labels.get(account_id, str(account_id)): {
+            "base": inv.base_balance, "quote": inv.quote_balance, "base_value_quote": inv.base_value_quote}
+            for account_id, inv in sorted(venues.items())}} if venues else {}
 
     def _reduce_position_sizes(self, pair: str, base_value_quote: float) -> None:
         """Only the side that grows the position is reduced; the side that unwinds it keeps its size."""

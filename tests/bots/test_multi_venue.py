@@ -257,3 +257,23 @@ def test_rebalancing_trades_on_the_cheapest_venue(world_a: Any, base_held: Decim
         for server in servers.values():
             server.stop_thread()
         clear_gateway_cache()
+
+
+def test_the_position_limit_is_on_the_sum_of_the_venues(world_a: Any, venues: dict[str, EmulatorServer]) -> None:
+    """1 BTC on each venue at 60,000 is within a 150,000 limit on each, but 180,000 across them: the
+    breach is the pair's, with each venue's share, and no venue adds to the position (no bid anywhere)."""
+    from risk.models import RiskEvent
+
+    bot = multi_venue_bot(world_a, venues, max_position_quote=Decimal("150000"))
+    start(bot)
+    try:
+        full_cycle(bot)
+        event = RiskEvent.objects.get(bot=bot, event_type="POSITION_LIMIT_EXCEEDED")
+        assert event.trading_pair == "BTC/USDT"
+        assert event.details["base_value_quote"] == pytest.approx(180000, rel=0.01)
+        assert set(event.details["venues"]) == {f"{v}-desk" for v in VENUES}
+        assert all(v["base"] == 1.0 for v in event.details["venues"].values())
+        for venue, server in venues.items():
+            assert [o.side.lower() for o in open_orders(server)] == ["sell"], f"{venue}: a bid grows the position"
+    finally:
+        quoting.forget(bot)
