@@ -162,6 +162,11 @@ class CycleMixin:
                 except ExchangeError as exc:
                     logger.warning("bot %s: %s on account %s not joined: %s", self.bot_id, pair, account_id, exc)
 
+    def _failed_this_cycle(self, account_id: int) -> bool:
+        """A venue of a bot on several that failed earlier in this cycle is not asked again in it (a bot
+        on one venue asks on: its errors are the cycle's, an authentication error disables the bot)."""
+        return len(self.accounts) > 1 and account_id in self.venue_errors
+
     def _venue_name(self, slot: Slot) -> str:
         account = self.accounts.get(slot[0])
         return f"{account.label} ({account.exchange_id})" if account is not None else f"account {slot[0]}"
@@ -169,7 +174,7 @@ class CycleMixin:
     def _refresh_inventory(self) -> None:
         """Balances of every account, valued at this cycle's mids (slots with a bad book keep none). An
         account whose venue already failed in this cycle is not asked again (its balances are unread)."""
-        failed = {a: why for a, why in self.venue_errors.items() if a in self.exchanges}
+        failed = {a: why for a, why in self.venue_errors.items() if a in self.exchanges and len(self.accounts) > 1}
         self.inventory_manager.load_balances({a: g for a, g in self.exchanges.items() if a not in failed})
         for account_id, why in failed.items():
             self.inventory_manager.mark_unread(account_id, why)
@@ -180,7 +185,7 @@ class CycleMixin:
 
     def _update_market_data(self) -> None:
         for slot, position in self.active_positions.items():
-            if position.exchange_account_id not in self.exchanges or slot[0] in self.venue_errors:
+            if position.exchange_account_id not in self.exchanges or self._failed_this_cycle(slot[0]):
                 continue
             try:
                 snapshot = self._market_snapshot(position.trading_pair, position.exchange_account_id)
@@ -211,7 +216,7 @@ class CycleMixin:
 
     def _sync_fills(self) -> None:
         for slot, position in self.active_positions.items():
-            if position.exchange_account_id not in self.exchanges or slot[0] in self.venue_errors:
+            if position.exchange_account_id not in self.exchanges or self._failed_this_cycle(slot[0]):
                 continue  # not connected, or it failed already in this cycle: one timeout per venue
             snapshot = self.snapshots.get(slot)
             mid = snapshot.mid if snapshot is not None and not snapshot.problem() else float("nan")
