@@ -81,7 +81,7 @@ class FillSyncMixin:
         gateway = self.gateways[position.exchange_account_id]
         pair = position.trading_pair
         remote_open = aio.run(gateway.fetch_open_orders(pair))
-        self.listed_open[pair] = remote_open
+        self.listed_open[(position.exchange_account_id, pair)] = remote_open
         by_client = {r.client_order_id: r for r in remote_open if r.client_order_id}
         prefix = client_id_prefix(self.bot.pk)
         rows = {o.client_order_id: o for o in self.open_orders(position)}
