@@ -277,3 +277,39 @@ def test_the_position_limit_is_on_the_sum_of_the_venues(world_a: Any, venues: di
             assert [o.side.lower() for o in open_orders(server)] == ["sell"], f"{venue}: a bid grows the position"
     finally:
         quoting.forget(bot)
+
+
+def test_self_trades_are_per_account_another_venues_orders_never_hold_back_a_quote(
+        world_a: Any, venues: dict[str, EmulatorServer]) -> None:
+    """The no-self-trade state is keyed by slot (account, pair): an order resting on the Binance account
+    is one of that slot's resting orders only; the same pair's quotes on OKX never check against it."""
+    import ccxt
+
+    from exchanges.ccxt_config import config_for
+    from risk.checks import SELF_TRADE, RestingOrder
+
+    bot = multi_venue_bot(world_a, venues)
+    start(bot)
+    try:
+        api_key, secret = key_of("binance")
+        trader = ccxt.binance(config_for("binance", venues["binance"].base_url, api_key, secret))
+        ask = trader.fetch_order_book("BTC/USDT")["asks"][0][0] + 100
+        trader.create_order("BTC/USDT", "limit", "sell", 0.001, ask)  # by hand, above the market: rests
+        engine = full_cycle(bot)
+        slots = {engine.accounts[account_id].exchange_id: (account_id, pair)
+                 for account_id, pair in engine.active_positions}
+        assert engine.listed_resting(slots["binance"]) == (RestingOrder("sell", ask, "an order not placed by a bot"),)
+        assert engine.listed_resting(slots["okx"]) == engine.listed_resting(slots["bybit"]) == ()
+
+        # an order on the Binance account that any bid would cross: the Binance bid is held back, OKX's is not
+        engine.observe_resting(slots["binance"], (RestingOrder("sell", 1.0, "bot 99"),))
+        engine.observe_resting(slots["okx"], ())
+        denied = {}
+        for venue in ("binance", "okx"):
+            slot = slots[venue]
+            decision = engine.decide_quotes(engine.active_positions[slot], engine.snapshots[slot], [], 0)
+            denied[venue] = [(d.code, d.intent.side) for d in decision.denied]
+            assert [i.side for i in decision.diff.place] == (["sell"] if venue == "binance" else ["buy", "sell"])
+        assert denied == {"binance": [(SELF_TRADE, "buy")], "okx": []}
+    finally:
+        quoting.forget(bot)
