@@ -121,17 +121,20 @@ class Child:
 
 def start_emulator(port: int, *, account: str, admin_token: str, symbols: str = "BTC/USDT",
                    market_step_ms: int = 0, seed: int = 1, volatility_bps: float | None = None,
-                   noise_rate: float | None = None) -> Child:
-    """The exchange emulator in its own process; returns once it answers /api/v3/ping."""
+                   noise_rate: float | None = None, venue: str = "binance", passphrase: str = "") -> Child:
+    """The exchange emulator in its own process (``venue``'s dialect); returns once it answers."""
     extra = [] if volatility_bps is None else ["--volatility-bps", str(volatility_bps)]
     extra += [] if noise_rate is None else ["--noise-rate", str(noise_rate)]
-    child = Child("emulator", [PYTHON, "-m", "exchanges.emulator", "--port", str(port), "--seed", str(seed),
-                               "--symbols", symbols, "--account", account, "--admin-token", admin_token,
-                               "--market-step-ms", str(market_step_ms), *extra])
+    extra += ["--venue", venue] + (["--passphrase", passphrase] if passphrase else [])
+    child = Child(f"emulator-{venue}", [PYTHON, "-m", "exchanges.emulator", "--port", str(port), "--seed", str(seed),
+                                        "--symbols", symbols, "--account", account, "--admin-token", admin_token,
+                                        "--market-step-ms", str(market_step_ms), *extra])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v3/ping", timeout=1).read()
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/admin/state",
+                                             headers={"X-Emulator-Admin": admin_token})
+            urllib.request.urlopen(request, timeout=1).read()
             return child
         except OSError:
             if not child.alive():

@@ -62,6 +62,7 @@ BENCHES = (
     Bench("storage", "bench.bench_storage", "storage.json", quick_args=("--bots", "1", "--window", "75")),
     Bench("alerts", "bench.bench_alerts", "alerts.json", quick_args=("--quick",)),
     Bench("sla", "bench.bench_sla", "sla.json", quick_args=("--minutes", "3")),
+    Bench("multi-venue", "bench.bench_multi_venue", "multi_venue.json", quick_args=("--moves", "50")),
 )
 
 
@@ -266,6 +267,28 @@ def rows_kill(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def rows_multi_venue(data: dict[str, Any]) -> list[Row]:
+    result = data.get("tick_to_quote_three_venues") or {}
+    if not result:
+        return []
+    note = (f"{result.get('moves')} moves, {result.get('timeouts')} timeouts, interval "
+            f"{result.get('monitoring_interval_secs')} s; every venue centred on Binance's mid")
+    measures = ("a bot on BTC/USDT on three emulator processes (Binance, OKX, Bybit dialects), real worker, pushed "
+                "best bid/ask: Binance's mid jumps until the bot's replacement bid and ask are accepted on the venue")
+    rows = []
+    for venue, label in (("binance", "Binance (its own move)"), ("okx", "OKX (follows Binance)"),
+                         ("bybit", "Bybit (follows Binance)")):
+        lat = (result.get("latency") or {}).get(venue) or {}
+        rows.append(Row("multi-venue", f"tick-to-quote, {label}, p50", lat.get("p50_ms"), "ms", None,
+                        higher_is_better=False, note=note, measures=measures))
+        rows.append(Row("multi-venue", f"tick-to-quote, {label}, p99", lat.get("p99_ms"), "ms", None,
+                        higher_is_better=False, note=note, measures=measures))
+    every = result.get("all_three") or {}
+    rows.append(Row("multi-venue", "tick-to-quote, all three venues re-quoted, p99", every.get("p99_ms"), "ms", None,
+                    higher_is_better=False, note=note, measures=measures))
+    return rows
+
+
 def rows_backtest_data(data: dict[str, Any]) -> list[Row]:
     rows = [
         Row("backtest data", f"read {name} (gzip)", figures.get("rows_per_sec"), "rows/s", None,
@@ -400,6 +423,7 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "storage.json": rows_storage,
     "alerts.json": rows_alerts,
     "sla.json": rows_sla,
+    "multi_venue.json": rows_multi_venue,
 }
 
 

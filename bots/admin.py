@@ -88,6 +88,8 @@ BOT_LABELS: dict[str, str] = {
     "default_rebalance_threshold": "Rebalance threshold",
     "min_trade_value_quote": "Minimum rebalancing trade (quote)",
     "max_rebalance_slippage_bps": "Maximum rebalancing slippage (bps)",
+    "reference_price": "Reference price",
+    "reference_venue": "Reference venue",
     "max_position_quote": "Maximum position (quote)",
     "max_daily_loss_quote": "Maximum daily loss (quote)",
     "max_drawdown_ratio": "Maximum drawdown (fraction)",
@@ -164,6 +166,14 @@ BOT_FIELD_GROUPS: list[FieldGroup] = [
          "default_rebalance_threshold", "min_trade_value_quote", "max_rebalance_slippage_bps"),
         "The share of the pair's value held in the base asset, how hard quotes lean back towards it, "
         "and when a rebalancing trade is made.",
+    ),
+    FieldGroup(
+        "Reference price",
+        ("reference_price", "reference_venue"),
+        "For a pair quoted on several exchange accounts: the mid each venue's quotes are centred on. "
+        "Its own (default); one chosen venue's (the thin venues follow the deep one); or a composite of "
+        "the venues whose books are healthy: the median, or weighted by the depth near each mid. A venue "
+        "whose book is stale or whose connection fails stops quoting alone, with its reason on the bot page.",
     ),
     FieldGroup(
         "Rebalancing schedule",
@@ -333,7 +343,15 @@ class BotForm(forms.ModelForm):
     def _post_clean(self) -> None:
         """After the model's validation (bots.config, which speaks in field names): every message
         names fields by the form's labels."""
+        invalid_venue = list(self._errors.get("reference_venue", []))  # not a venue: the model saw it empty
         super()._post_clean()
+        if invalid_venue:
+            self._errors["reference_venue"] = self.error_class(invalid_venue, renderer=self.renderer)
+        accounts = self.cleaned_data.get("exchange_accounts")
+        if accounts is not None and not self.has_error("reference_venue"):  # the model checked the rest
+            for name, messages in self.instance.reference_errors({a.exchange_id for a in accounts}).items():
+                for message in messages:
+                    self.add_error(name, message)
         labels = {name: str(f.label) for name, f in self.fields.items() if f.label}
         for name, errors in list(self._errors.items()):
             self._errors[name] = ErrorList(

@@ -65,3 +65,37 @@ def calculate_rebalancing_trades(inventories: list[PairInventory], config: Inven
         if abs(difference) > config.min_trade_value_quote:
             trades.append(RebalancingTrade(inv.trading_pair, "buy" if difference > 0 else "sell", abs(difference)))
     return trades
+
+
+def aggregate_inventories(pair: str, inventories: list[PairInventory], target_ratio: float) -> PairInventory:
+    """One pair's inventory across the venues it is quoted on: balances summed, valued at the mean of
+    the venues' finite mids (the per-venue inventories are the breakdown)."""
+    mids = [inv.mid for inv in inventories if inv.mid > 0 and inv.mid == inv.mid and inv.mid != float("inf")]
+    return PairInventory(
+        trading_pair=pair,
+        base_balance=sum(inv.base_balance for inv in inventories),
+        quote_balance=sum(inv.quote_balance for inv in inventories),
+        mid=sum(mids) / len(mids) if mids else float("nan"),
+        target_ratio=target_ratio,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOffer:
+    """What one venue offers a rebalancing trade: its best prices and the balances that fund it."""
+
+    key: object
+    best_bid: float
+    best_ask: float
+    base_balance: float
+    quote_balance: float
+
+
+def cheapest_venue(side: str, offers: list[VenueOffer]) -> VenueOffer | None:
+    """The venue a rebalancing trade of ``side`` is cheapest on among those that can fund some of it:
+    a buy where the ask is lowest (quote held there), a sell where the bid is highest (base held there)."""
+    if side == "buy":
+        funded = [o for o in offers if o.quote_balance > 0 and o.best_ask > 0]
+        return min(funded, key=lambda o: o.best_ask, default=None)
+    funded = [o for o in offers if o.base_balance > 0 and o.best_bid > 0]
+    return max(funded, key=lambda o: o.best_bid, default=None)

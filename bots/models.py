@@ -9,10 +9,16 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from bots.config import InventoryConfig, MarketMakingConfig, config_errors
-from exchanges.models import ExchangeAccount
+from exchanges.models import EXCHANGE_CHOICES, ExchangeAccount
 from mmplatform.tenancy.models import TenantOwned
 from risk.limits import RiskLimits
 from strategies.config import AS_HORIZON_MODES, STRATEGY_TYPES, OrderConfig, StrategyConfig
+from strategies.reference import (
+    REFERENCE_DEPTH_WEIGHTED,
+    REFERENCE_MEDIAN,
+    REFERENCE_OWN,
+    REFERENCE_VENUE,
+)
 
 MONEY = {"max_digits": 30, "decimal_places": 12}
 
@@ -32,6 +38,14 @@ def money_field(default: str | None = None, **kwargs: Any) -> models.DecimalFiel
     if default is not None:
         kwargs["default"] = Decimal(default)
     return models.DecimalField(**MONEY, **kwargs)
+
+
+REFERENCE_PRICE_CHOICES = [
+    (REFERENCE_OWN, "Each venue's own mid"),
+    (REFERENCE_VENUE, "One chosen venue's mid"),
+    (REFERENCE_MEDIAN, "Median of the healthy venues' mids"),
+    (REFERENCE_DEPTH_WEIGHTED, "Depth-weighted mid of the healthy venues"),
+]
 
 
 class BotStatus(models.TextChoices):
@@ -148,6 +162,15 @@ class Bot(TenantOwned):
         null=True, blank=True, editable=False,
         help_text="When the schedule was last switched on or changed: fire times before it are not run.")
 
+    # --- reference price (a pair quoted on several venues) ---
+    reference_price = models.CharField(
+        max_length=16, default=REFERENCE_OWN, choices=REFERENCE_PRICE_CHOICES,
+        help_text="The mid each venue's quotes are centred on: its own, one chosen venue's, or a composite of "
+                  "the healthy venues' (median, or weighted by the depth near the mid).")
+    reference_venue = models.CharField(
+        max_length=32, blank=True, default="", choices=EXCHANGE_CHOICES,
+        help_text="The venue whose mid every venue follows, for 'one venue's mid' (one of the bot's accounts' venues).")
+
     # --- RiskLimits ---
     max_position_quote = money_field("100000", help_text="Largest inventory value per pair, quote currency.")
     max_daily_loss_quote = money_field("1000", help_text="Daily loss that pauses quoting, quote currency.")
@@ -252,11 +275,31 @@ class Bot(TenantOwned):
         """Field-level errors from the one validation (bots.config.validate_market_making_config)."""
         config = self.to_config(exchange_keys=("pending",))
         errors = config_errors(config)
+        errors.update(self.reference_errors())
         if errors:
             field_names = {f.name for f in self._meta.get_fields()}
             raise ValidationError(
                 {(name if name in field_names else "__all__"): messages for name, messages in errors.items()}
             )
+
+
+    def reference_errors(self, exchange_ids: set[str] | None = None) -> dict[str, list[str]]:
+        """The reference price's field errors; ``exchange_ids``: the venues of the bot's accounts when
+        known (the admin form passes the accounts it is saving)."""
+        from exchanges.venues import VENUES
+
+        if self.reference_price != REFERENCE_VENUE:
+            if self.reference_venue:
+                return {"reference_venue": ["Only for 'One chosen venue's mid'; leave it empty."]}
+            return {}
+        if not self.reference_venue:
+            return {"reference_venue": ["Choose the venue whose mid every venue follows."]}
+        if self.reference_venue not in VENUES:
+            return {"reference_venue": [f"Unknown venue {self.reference_venue!r}; one of {', '.join(VENUES)}."]}
+        if exchange_ids is not None and self.reference_venue not in exchange_ids:
+            return {"reference_venue": [f"None of the bot's exchange accounts is on {self.reference_venue} "
+                                        f"(its venues: {', '.join(sorted(exchange_ids)) or 'none'})."]}
+        return {}
 
 
 class LiquidityPosition(TenantOwned):
@@ -283,15 +326,15 @@ class LiquidityPosition(TenantOwned):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["bot", "trading_pair"],
+                fields=["bot", "exchange_account", "trading_pair"],
                 condition=models.Q(is_active=True),
-                name="uniq_active_position_per_bot_pair",
+                name="uniq_active_position_per_bot_account_pair",
             )
         ]
         ordering = ["bot_id", "trading_pair"]
 
     def __str__(self) -> str:
-        return f"{self.bot} {self.trading_pair}"
+        return f"{self.bot} {self.trading_pair} on {self.exchange_account_id}"
 
     def unrealised_pnl_quote(self, mid: Decimal) -> Decimal:
         """The open position marked to ``mid`` against its cost basis (exact; bots/accounting.py)."""

@@ -20,6 +20,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bots.engine import keys
+from bots.wire import slot_name
+
+__all__ = ["current", "forget", "key", "note", "reason_for", "slot_name"]
 from mmplatform.redis_client import get_redis
 
 REFRESH_SECS = 20.0

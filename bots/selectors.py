@@ -36,7 +36,17 @@ from bots.models import (
     OrderStatus,
     PerformanceSnapshot,
 )
-from bots.wire import ROUTINE_EVENTS, bot_event_json, fill_json, jsonable, not_quoting_text, order_json, risk_event_json
+from bots.wire import (
+    ROUTINE_EVENTS,
+    bot_event_json,
+    configured_reasons,
+    fill_json,
+    jsonable,
+    not_quoting_text,
+    order_json,
+    risk_event_json,
+    venues_json,
+)
 from mmplatform.redis_client import get_redis
 from mmplatform.tenancy.models import Tenant
 from mmplatform.tenancy.scoping import for_tenant, get_for_tenant_or_404
@@ -60,6 +70,9 @@ class PairInventoryView:
     ratio: float | None
     target_ratio: float
     mid: Decimal | None
+    venues: tuple[tuple[str, Decimal], ...] = ()
+    """A pair quoted on several accounts: (account label, the bot's base position there) each; the
+    other fields are the pair's aggregate across them."""
 
     @property
     def deviation(self) -> float | None:
@@ -115,7 +128,8 @@ class BotSummary:
             "fees_paid_quote": self.fees_paid_quote,
             "inventory": [
                 {"trading_pair": i.trading_pair, "base_position": i.base_position, "ratio": i.ratio,
-                 "target_ratio": i.target_ratio, "mid": i.mid}
+                 "target_ratio": i.target_ratio, "mid": i.mid,
+                 "venues": [{"venue": label, "base_position": base} for label, base in i.venues]}
                 for i in self.inventory
             ],
             "last_cycle_age_secs": self.last_cycle_age_secs,
@@ -182,6 +196,20 @@ def _positions(tenant: Tenant, bot_ids: list[int]) -> list[LiquidityPosition]:
         )
         .order_by("bot_id", "trading_pair")
     )
+
+
+def _pair_inventory(bot: Bot, pair: str, held: list[tuple[LiquidityPosition, Decimal | None]]) -> PairInventoryView:
+    """One pair's inventory view: its positions on every account summed (the engine records the pair's
+    ratio aggregated across venues), with the split per account when there are several."""
+    first = held[0][0]
+    target = first.snapshot_target
+    if target is None:
+        target = float(bot.target_ratios.get(pair, bot.inventory_target_ratio))
+    known = [mid for _, mid in held if mid is not None]
+    mid = known[0] if len(known) == 1 else (sum(known, ZERO) / len(known) if known else None)
+    venues = tuple((p.exchange_account.label, p.base_position) for p, _ in held) if len(held) > 1 else ()
+    return PairInventoryView(pair, sum((p.base_position for p, _ in held), ZERO), first.snapshot_ratio, target, mid,
+                             venues)
 
 
 def latest_mids(keys: list[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
@@ -254,17 +282,15 @@ def bot_summaries(*, tenant: Tenant, bot_id: int | None = None) -> list[BotSumma
     summaries = []
     for bot in bots:
         realised = fees = unrealised = ZERO
-        inventory = []
+        per_pair: dict[str, list[tuple[LiquidityPosition, Decimal | None]]] = {}
         for p in by_bot.get(bot.pk, []):
             mid = mids.get((exchange_key(p.exchange_account), p.trading_pair), p.snapshot_mid)
             realised += p.realised_pnl_quote
             fees += p.fees_paid_quote
             if mid is not None and p.base_position:
                 unrealised += p.unrealised_pnl_quote(mid)
-            target = p.snapshot_target
-            if target is None:
-                target = float(bot.target_ratios.get(p.trading_pair, bot.inventory_target_ratio))
-            inventory.append(PairInventoryView(p.trading_pair, p.base_position, p.snapshot_ratio, target, mid))
+            per_pair.setdefault(p.trading_pair, []).append((p, mid))
+        inventory = [_pair_inventory(bot, pair, held) for pair, held in per_pair.items()]
         total = realised + unrealised - fees
         last_cycle = bot.last_cycle_finished_at or bot.last_cycle_started_at
         age = (now - last_cycle).total_seconds() if last_cycle else None
@@ -285,7 +311,7 @@ def bot_summaries(*, tenant: Tenant, bot_id: int | None = None) -> list[BotSumma
             cycle_is_stale=stale,
             risk_state=risk_state,
             risk_level=risk_level,
-            not_quoting={pair: why for pair, why in reasons.get(bot.pk, {}).items() if pair in bot.pairs},
+            not_quoting=configured_reasons(reasons.get(bot.pk, {}), bot.pairs),
         ))
     return summaries
 
@@ -490,28 +516,45 @@ def bot_order_book(*, bot: Bot, depth: int = 15) -> dict[str, Any]:
     merged into one ladder (``ladder``). A missing or old book is reported with its age so the page can
     say what is wrong."""
     venues = _venues(bot)
+    accounts = list(bot.exchange_accounts.all())
     own = bot_open_orders(bot=bot)
-    now = time.time()
     books: dict[str, Any] = {}
     for pair in bot.pairs:
-        pair_own = [o for o in own if o.trading_pair == pair]
-        entry: dict[str, Any] = {"bids": [], "asks": [], "fetched_at": None, "age_secs": None,
-                                 "own": [order_json(o) for o in pair_own]}
-        book = None
-        if pair in venues:
-            try:
-                book = market_data.cached_book(venues[pair], pair)
-            except Exception:
-                entry["problem"] = "The market data cache (Redis) is unreachable."
-        if book is not None:
-            entry.update(bids=book.bids[:depth], asks=book.asks[:depth], fetched_at=book.fetched_at,
-                         age_secs=round(now - book.fetched_at, 3))
-        elif "problem" not in entry:
-            entry["problem"] = ("No fresh order book: the bot is not running or its exchange is unreachable."
-                                if bot.status == BotStatus.RUNNING else "No order book while the bot is not running.")
-        entry["ladder"] = ladder(entry["bids"], entry["asks"], pair_own, depth)
-        books[pair] = entry
+        if len(accounts) < 2:
+            pair_own = [o for o in own if o.trading_pair == pair]
+            books[pair] = _book_entry(bot, venues.get(pair), pair, pair_own, depth)
+            continue
+        # several accounts: one ladder per venue (the page's venue tabs); the pair's own entry is the first's
+        per_venue = {}
+        for account in accounts:
+            pair_own = [o for o in own if o.trading_pair == pair and o.exchange_account_id == account.pk]
+            entry = _book_entry(bot, exchange_key(account), pair, pair_own, depth)
+            entry["venue"] = f"{account.label} ({account.exchange_id})"
+            entry["exchange_account_id"] = account.pk
+            per_venue[account.label] = entry
+        books[pair] = {**next(iter(per_venue.values())), "venues": per_venue,
+                       "own": [o for entry in per_venue.values() for o in entry["own"]]}  # every venue's orders
     return {"bot_id": bot.pk, "status": bot.status, "books": books}
+
+
+def _book_entry(bot: Bot, venue: str | None, pair: str, own: list[Order], depth: int) -> dict[str, Any]:
+    """One venue's ladder of one pair: its cached book and the bot's own orders there."""
+    entry: dict[str, Any] = {"bids": [], "asks": [], "fetched_at": None, "age_secs": None,
+                             "own": [order_json(o) for o in own]}
+    book = None
+    if venue is not None:
+        try:
+            book = market_data.cached_book(venue, pair)
+        except Exception:
+            entry["problem"] = "The market data cache (Redis) is unreachable."
+    if book is not None:
+        entry.update(bids=book.bids[:depth], asks=book.asks[:depth], fetched_at=book.fetched_at,
+                     age_secs=round(time.time() - book.fetched_at, 3))
+    elif "problem" not in entry:
+        entry["problem"] = ("No fresh order book: the bot is not running or its exchange is unreachable."
+                            if bot.status == BotStatus.RUNNING else "No order book while the bot is not running.")
+    entry["ladder"] = ladder(entry["bids"], entry["asks"], own, depth)
+    return entry
 
 
 def bot_state(*, bot: Bot) -> dict[str, Any]:
@@ -519,6 +562,7 @@ def bot_state(*, bot: Bot) -> dict[str, Any]:
     summaries = bot_summaries(tenant=bot.tenant, bot_id=bot.pk)
     return {
         "bot": summaries[0].as_json() if summaries else None,
+        "venues": venues_json(bot.exchange_accounts.all()),
         "open_orders": [order_json(o) for o in bot_open_orders(bot=bot)],
         "orders": [order_json(o) for o in bot_recent_orders(bot=bot)],
         "fills": [fill_json(f) for f in bot_recent_fills(bot=bot)],

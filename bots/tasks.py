@@ -139,7 +139,7 @@ def execute_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | Non
             return CycleResult("stale-chain")
         cycle = begin_cycle(bot_id)
         engine = MarketMakingBot(bot, lease=lease)
-        if not engine.initialize_exchanges(emit_events=False, validate=False):
+        if not engine.initialize_exchanges(emit_events=False, validate=False, skip_failing=True):
             raise MarketMakingError("no exchange could be connected this cycle")
         engine.monitoring_iteration(cycle)
         Bot.objects.filter(pk=bot_id, epoch=epoch).exclude(last_error="").update(last_error="")

@@ -171,7 +171,7 @@ def event_summary(event_type: str, payload: Mapping[str, Any] | None) -> str:
                     f"{p.get('kept', 0)} kept")
         case "OrderFilled":
             return (f"{_pair(p)}{p.get('side', '?')} {format_decimal(p.get('amount'))} @ "
-                    f"{format_decimal(p.get('price'))}")
+                    f"{format_decimal(p.get('price'))}" + (f" on {p['venue']}" if p.get("venue") else ""))
         case "InventoryRebalanced":
             return f"{_plural(p.get('trades_executed', 0), 'rebalancing trade')} executed"
         case "RiskEventHandled":
@@ -234,6 +234,7 @@ def bot_event_json(event: Any, bot_name: str | None = None) -> dict[str, Any]:
 def order_json(order: Any) -> dict[str, Any]:
     return jsonable({
         "client_order_id": order.client_order_id, "pair": order.trading_pair, "side": order.side,
+        "exchange_account_id": order.exchange_account_id,  # the page names it (state's "venues")
         "price": order.price, "amount": order.amount, "filled": order.filled, "status": order.status,
         "level": order.level, "purpose": order.purpose, "created_at": order.created_at,
     })
@@ -242,6 +243,7 @@ def order_json(order: Any) -> dict[str, Any]:
 def fill_json(fill: Any) -> dict[str, Any]:
     return jsonable({
         "trade_id": fill.exchange_trade_id, "pair": fill.trading_pair, "side": fill.side, "price": fill.price,
+        "exchange_account_id": fill.exchange_account_id,
         "amount": fill.amount, "fee": fill.fee, "fee_currency": fill.fee_currency, "executed_at": fill.executed_at,
     })
 
@@ -259,7 +261,7 @@ def counters_json(bot: Any, *, open_orders: int, reasons: Mapping[str, str]) -> 
     running bot (of its configured pairs)."""
     last = bot.last_cycle_finished_at or bot.last_cycle_started_at
     running = bot.status == "running"
-    mine = {pair: why for pair, why in reasons.items() if pair in (bot.pairs or [])} if running else {}
+    mine = configured_reasons(reasons, bot.pairs or []) if running else {}
     return {
         "id": bot.pk,
         "tenant_id": bot.tenant_id,
@@ -271,6 +273,30 @@ def counters_json(bot: Any, *, open_orders: int, reasons: Mapping[str, str]) -> 
         "not_quoting": mine,
         "not_quoting_text": not_quoting_text(mine),
     }
+
+
+VENUE_SEPARATOR = " @ "
+
+
+def slot_name(pair: str, account_label: str) -> str:
+    """The name of a pair on one account of a bot that quotes it on several (its "not quoting" reason's
+    key, its ladder tab): ``BTC/USDT @ okx-desk``. A bot on one account names the pair alone."""
+    return f"{pair}{VENUE_SEPARATOR}{account_label}"
+
+
+def pair_of(name: str) -> str:
+    """The pair a ``slot_name`` (or a plain pair) is about."""
+    return name.split(VENUE_SEPARATOR, 1)[0]
+
+
+def venues_json(accounts: Any) -> dict[str, str]:
+    """account id -> "label (exchange)": how the bot page names the venue of an order, a fill, a ladder."""
+    return {str(a.pk): f"{a.label} ({a.exchange_id})" for a in accounts}
+
+
+def configured_reasons(reasons: Mapping[str, str], pairs: list[str]) -> dict[str, str]:
+    """The reasons about the bot's configured pairs (on any of its venues: ``BTC/USDT @ okx-desk``)."""
+    return {name: why for name, why in reasons.items() if pair_of(name) in pairs}
 
 
 def not_quoting_text(reasons: Mapping[str, str]) -> str:

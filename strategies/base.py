@@ -235,6 +235,8 @@ class MarketMakingStrategy:
         if plan is None:
             return []
         centre, bid_dist, ask_dist, bid_levels, ask_levels = plan
+        if snapshot.reference_mid > 0.0:  # centred on another venue's (or a composite) mid
+            centre *= snapshot.reference_mid / ((best_bid + best_ask) * 0.5)
 
         if not self.own_inventory_skew and self._skew:
             deviation = inventory.ratio - inventory.target_ratio

@@ -65,10 +65,15 @@ class MarketSnapshot:
     lot_size: float = 1e-8
     min_notional: float = 0.0
     """Smallest order value the exchange accepts, in quote currency."""
+    reference_mid: float = 0.0
+    """The price quotes are centred on when it is not this book's own mid (a pair quoted on several
+    venues: ``strategies.reference``); 0 = the book's mid."""
 
     @property
     def mid(self) -> float:
-        """Mid price in quote currency."""
+        """Mid price in quote currency: the reference when one is set, else the book's."""
+        if self.reference_mid > 0.0:
+            return self.reference_mid
         return (self.best_bid + self.best_ask) * 0.5
 
     def problem(self) -> str | None:

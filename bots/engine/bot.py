@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
-from django.utils import timezone
 
+from bots import quoting
 from bots.config import validate_market_making_config
 from bots.engine.bot_state import CycleReport
 from bots.engine.cycle import CycleMixin, request_daily_reset
@@ -34,7 +34,14 @@ from bots.engine.quotes import QuotesMixin
 from bots.engine.risk_actions import RiskActionsMixin
 from bots.engine.risk_manager import MarketMakingRiskManager
 from bots.engine.strategy_engine import StrategyEngine, params_json
-from bots.engine.venues import GatewayFactory, default_gateway_factory, exchange_key
+from bots.engine.venues import (
+    GatewayFactory,
+    Slot,
+    default_gateway_factory,
+    exchange_key,
+    slot_of,
+    venue_backoff,
+)
 from bots.events import publish_event
 from bots.models import (
     Bot,
@@ -82,16 +89,19 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
         self.accounts = {a.pk: a for a in bot.exchange_accounts.filter(is_active=True)}
         self.exchanges: dict[int, ExchangeGateway] = {}
         self.connection_problems: dict[str, str] = {}  # account label -> why it did not connect
+        self.venue_errors: dict[int, str] = {}  # account -> why its venue failed in this cycle
         # every send checks the fence and the lease first (the gate)
         self.order_manager = OrderManager(bot, self.exchanges, gate=self._check_send)
-        self.active_positions: dict[str, LiquidityPosition] = {
-            p.trading_pair: p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)
+        # one position per slot (account, pair): a pair is quoted on every account of the bot that lists it
+        self.active_positions: dict[Slot, LiquidityPosition] = {
+            slot_of(p): p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)
+            if p.exchange_account_id in self.accounts
         }
-        self.snapshots: dict[str, MarketSnapshot] = {}
-        # pair -> the account's other resting orders (the driver's view)
-        self.resting_seen: dict[str, tuple[checks.RestingOrder, ...]] = {}
-        self.book_fetched_at: dict[str, float] = {}
-        self.analyses: dict[str, MarketAnalysis] = {}
+        self.snapshots: dict[Slot, MarketSnapshot] = {}
+        # slot -> the account's other resting orders (the driver's view)
+        self.resting_seen: dict[Slot, tuple[checks.RestingOrder, ...]] = {}
+        self.book_fetched_at: dict[Slot, float] = {}
+        self.analyses: dict[Slot, MarketAnalysis] = {}
         self.report = CycleReport()
         self.cycle = bot.cycle_count
         self.fenced_at_begin = False
@@ -103,13 +113,21 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
 
     # --- exchanges ---------------------------------------------------------------------------
 
-    def initialize_exchanges(self, *, emit_events: bool = True, validate: bool = True) -> bool:
+    def initialize_exchanges(self, *, emit_events: bool = True, validate: bool = True,
+                             skip_failing: bool = False) -> bool:
         """Connect every configured account; ExchangeConnected per success, a warning per failure.
 
         ``validate=False`` (every cycle after the start) only ensures the cached client has its
-        markets loaded, instead of a credentials round trip.
+        markets loaded, instead of a credentials round trip. ``skip_failing`` (a full cycle of a bot on
+        several venues) leaves out a venue that failed in a recent cycle (``venue_backoff``).
         """
         for account_id, account in self.accounts.items():
+            skipped = None
+            if skip_failing and len(self.accounts) > 1:
+                skipped = venue_backoff.skipped(account_id, time.time())
+            if skipped is not None:
+                self.connection_problems[account.label] = skipped
+                continue
             try:
                 gateway = self.gateway_factory(account)
                 if validate:
@@ -132,10 +150,12 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
         return len(self.exchanges) > 0
 
     def _select_exchange_for_pair(self, pair: str) -> int | None:
-        for account_id, gateway in self.exchanges.items():
-            if gateway.supports_trading_pair(pair):
-                return account_id
-        return None
+        accounts = self._accounts_for_pair(pair)
+        return accounts[0] if accounts else None
+
+    def _accounts_for_pair(self, pair: str) -> list[int]:
+        """Every connected account whose venue lists ``pair``: the pair is quoted on each of them."""
+        return [account_id for account_id, gateway in self.exchanges.items() if gateway.supports_trading_pair(pair)]
 
     def _validate_trading_pair(self, pair: str) -> bool:
         """Spec: format ^[A-Z]+/[A-Z]+$ and supported by a connected exchange."""
@@ -167,26 +187,23 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
         try:
             self.reconcile()
             self.inventory_manager.load_balances(self.exchanges)
+            started: list[LiquidityPosition] = []
             for pair in validated:
-                account_id = self._select_exchange_for_pair(pair)
-                assert account_id is not None  # validated above: a connected exchange supports it
-                snapshot = self._market_snapshot(pair, account_id)
-                venue = exchange_key(self.accounts[account_id])
-                analysis = self.strategy_engine._analyze_market_characteristics(snapshot, venue)
-                strategy = self.strategy_engine.create_strategy(pair, analysis if not snapshot.problem() else None)
-                with transaction.atomic():
-                    LiquidityPosition.objects.filter(bot=self.bot, trading_pair=pair, is_active=True).exclude(
-                        exchange_account_id=account_id).update(is_active=False, closed_at=timezone.now())
-                    position, _ = LiquidityPosition.objects.get_or_create(
-                        bot=self.bot, trading_pair=pair, is_active=True,
-                        defaults={"tenant_id": self.bot.tenant_id, "exchange_account_id": account_id},
-                    )
-                position.strategy_type = strategy.strategy_type
-                position.strategy_params = params_json(strategy.parameters)
-                position.save(update_fields=["strategy_type", "strategy_params"])
-                self.active_positions[pair] = position
-                self.inventory_manager.assess(position, snapshot.mid)
-                self._place_initial_orders(position)
+                for account_id in self._accounts_for_pair(pair):
+                    try:
+                        position = self._start_position(pair, account_id)
+                    except ExchangeError as exc:
+                        if len(self.exchanges) < 2:
+                            raise
+                        # one venue failing at the start: the others start; this one joins at a later cycle
+                        logger.warning("bot %s: %s on account %s not started: %s", self.bot_id, pair, account_id, exc)
+                        self.connection_problems[self.accounts[account_id].label] = f"{type(exc).__name__}: {exc}"
+                        continue
+                    started.append(position)
+                    self._place_initial_orders(position)
+            if not started:
+                raise InvalidTradingPairsError("no venue could start quoting any pair")
+            self.note_venue_problems()
             publish_event(bot=self.bot, event_type=BotEventType.MARKET_MAKING_STARTED,
                           payload={"trading_pairs": validated})
             return True
@@ -199,31 +216,93 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
             self.stop_market_making()
             return False
 
+    def _start_position(self, pair: str, account_id: int) -> LiquidityPosition:
+        """The position of one slot (created once; kept across restarts), its strategy and inventory."""
+        snapshot = self._market_snapshot(pair, account_id)
+        venue = exchange_key(self.accounts[account_id])
+        analysis = self.strategy_engine._analyze_market_characteristics(snapshot, venue)
+        strategy = self.strategy_engine.create_strategy(pair, analysis if not snapshot.problem() else None)
+        with transaction.atomic():
+            position, _ = LiquidityPosition.objects.get_or_create(
+                bot=self.bot, trading_pair=pair, exchange_account_id=account_id, is_active=True,
+                defaults={"tenant_id": self.bot.tenant_id},
+            )
+        position.strategy_type = strategy.strategy_type
+        position.strategy_params = params_json(strategy.parameters)
+        position.save(update_fields=["strategy_type", "strategy_params"])
+        slot = slot_of(position)
+        self.active_positions[slot] = position
+        self.snapshots[slot] = snapshot
+        self.inventory_manager.assess(position, snapshot.mid)
+        return position
+
+    def venue_problems(self) -> dict[Slot, str]:
+        """Slots (account, pair) of this bot that cannot quote for a reason of their venue: the account
+        did not connect, or its venue does not list the pair. The other venues quote on."""
+        problems: dict[Slot, str] = {}
+        for account_id, account in self.accounts.items():
+            gateway = self.exchanges.get(account_id)
+            for pair in self.bot.pairs:
+                if (account_id, pair) in self.active_positions and gateway is not None:
+                    continue
+                if gateway is None:
+                    why = self.connection_problems.get(account.label, "not connected")
+                    problems[(account_id, pair)] = f"{account.label} ({account.exchange_id}): not connected: {why}"
+                elif not gateway.supports_trading_pair(pair):
+                    problems[(account_id, pair)] = f"{account.label} ({account.exchange_id}) does not list {pair}"
+        return problems
+
+    def note_venue_problems(self) -> None:
+        """Each venue problem on the dashboard's "not quoting" line of its slot (refreshed every cycle)."""
+        if len(self.accounts) < 2:
+            return  # one venue: its problems are the bot's own (errors, the start's reason)
+        for slot, reason in self.venue_problems().items():
+            quoting.note(self.bot, self.quoting_key(slot), reason)
+
+    def quoting_key(self, slot: Slot) -> str:
+        """The name of a slot on the dashboard's "not quoting" line: the pair, and on a bot with several
+        accounts the account it is quoted on."""
+        account_id, pair = slot
+        if len(self.accounts) < 2:
+            return pair
+        account = self.accounts.get(account_id)
+        return quoting.slot_name(pair, account.label if account is not None else str(account_id))
+
     def stop_market_making(self) -> bool:
         """Spec stop_market_making: cancel every order, final inventory, performance summary."""
         try:
             self.order_manager.cancel_everything_on_exchange(self.order_pairs())
-            mids: dict[str, float] = {}
+            mids: dict[Slot, float] = {}
             try:
                 for position in self.active_positions.values():  # fills up to the stop are in the summary
                     if position.exchange_account_id in self.exchanges:
-                        self.order_manager.sync_fills(position, mid=float("nan"))
+                        try:
+                            self.order_manager.sync_fills(position, mid=float("nan"))
+                        except ExchangeError as exc:
+                            logger.warning("bot %s: final fills of %s not read: %s", self.bot_id, position, exc)
                 self.inventory_manager.load_balances(self.exchanges)
-                for pair, position in self.active_positions.items():
-                    snapshot = self._market_snapshot(pair, position.exchange_account_id)
-                    mids[pair] = snapshot.mid
+                for slot, position in self.active_positions.items():
+                    try:
+                        snapshot = self._market_snapshot(position.trading_pair, position.exchange_account_id)
+                    except ExchangeError as exc:  # one venue down: the others' inventory is still final
+                        logger.warning("bot %s: final inventory of %s incomplete: %s", self.bot_id, slot, exc)
+                        continue
+                    mids[slot] = snapshot.mid
                     self.inventory_manager.assess(position, snapshot.mid)
             except ExchangeError as exc:
                 logger.warning("bot %s: final inventory incomplete: %s", self.bot_id, exc)
             positions = list(LiquidityPosition.objects.filter(bot=self.bot, is_active=True))
             publish_event(bot=self.bot, event_type=BotEventType.MARKET_MAKING_STOPPED, payload={
-                "final_inventory": self.inventory_manager.get_final_inventory(),
+                "final_inventory": self.inventory_manager.get_final_inventory(self.account_labels()),
                 "performance": self.performance_tracker.summary(positions, mids),
             })
             return True
         except Exception as exc:
             logger.error("bot %s: market making shutdown failed: %s", self.bot_id, exc, exc_info=True)
             return False
+
+    def account_labels(self) -> dict[int, str]:
+        return {account_id: account.label for account_id, account in self.accounts.items()}
 
     def order_pairs(self) -> list[tuple[int, str]]:
         """Every (account, pair) an order of this bot may rest on: its positions' and each connected

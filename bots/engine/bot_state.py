@@ -24,7 +24,7 @@ from bots.engine.orders import OrderManager
 from bots.engine.performance import PerformanceTracker
 from bots.engine.risk_manager import MarketMakingRiskManager
 from bots.engine.strategy_engine import StrategyEngine
-from bots.engine.venues import GatewayFactory
+from bots.engine.venues import GatewayFactory, Slot
 from bots.models import Bot, Fill, LiquidityPosition
 from exchanges.gateway import ExchangeGateway
 from exchanges.models import ExchangeAccount
@@ -64,12 +64,14 @@ class BotState:
     # --- the cycle's state (the cycle holder writes it) ---------------------------------------------
     lease: Any  # BotLease of the running cycle (None for a test or a lease-less task)
     exchanges: dict[int, ExchangeGateway]  # connected gateways: initialize_exchanges
-    connection_problems: dict[str, str]  # initialize_exchanges
-    active_positions: dict[str, LiquidityPosition]  # start / stop / reconcile (bot.py)
-    snapshots: dict[str, MarketSnapshot]  # _update_market_data (full cycle) or observe_market (driver)
-    book_fetched_at: dict[str, float]  # same writers as snapshots
-    resting_seen: dict[str, tuple[checks.RestingOrder, ...]]  # observe_resting (the driver's account view)
-    analyses: dict[str, MarketAnalysis]  # _update_market_data or observe_analysis
+    connection_problems: dict[str, str]  # initialize_exchanges (and a venue failing at the start)
+    venue_errors: dict[int, str]  # account -> why its venue failed in this cycle (monitoring_iteration)
+    # keyed by slot (account, pair): a pair is quoted on every account of the bot that lists it (venues.py)
+    active_positions: dict[Slot, LiquidityPosition]  # start / stop / reconcile (bot.py), _join_missing_slots
+    snapshots: dict[Slot, MarketSnapshot]  # _update_market_data (full cycle) or observe_market (driver)
+    book_fetched_at: dict[Slot, float]  # same writers as snapshots
+    resting_seen: dict[Slot, tuple[checks.RestingOrder, ...]]  # observe_resting (the driver's account view)
+    analyses: dict[Slot, MarketAnalysis]  # _update_market_data or observe_analysis
     report: CycleReport  # reset by begin_kept_cycle; counted by the act path
     cycle: int  # this cycle's number: monitoring_iteration, fenced_cycle, number_cycle
     fenced_at_begin: bool  # fenced_cycle / end_kept_cycle
@@ -114,7 +116,25 @@ class BotState:
         def _check_send(self) -> None:
             raise NotImplementedError
 
-        def listed_resting(self, pair: str) -> tuple[checks.RestingOrder, ...]:
+        def listed_resting(self, slot: Slot) -> tuple[checks.RestingOrder, ...]:
+            raise NotImplementedError
+
+        def quoting_key(self, slot: Slot) -> str:
+            raise NotImplementedError
+
+        def note_venue_problems(self) -> None:
+            raise NotImplementedError
+
+        def _start_position(self, pair: str, account_id: int) -> LiquidityPosition:
+            raise NotImplementedError
+
+        def account_labels(self) -> dict[int, str]:
+            raise NotImplementedError
+
+        def equity_complete(self) -> bool:
+            raise NotImplementedError
+
+        def _stale_book(self, slot: Slot) -> str | None:
             raise NotImplementedError
 
         def assess_current_risk(self) -> list[checks.RiskStatus]:

@@ -8,14 +8,16 @@ whichever thread runs the cycle (a driver pool thread or a Celery task), under t
 from __future__ import annotations
 
 import logging
+import time
 from decimal import Decimal
 
 from django.utils import timezone
 
+from bots import quoting
 from bots.engine import keys
 from bots.engine.bot_state import BotState, CycleReport
 from bots.engine.market_data import book_reader, shared_book, to_snapshot, without_own
-from bots.engine.venues import exchange_key
+from bots.engine.venues import Slot, exchange_key, venue_backoff
 from bots.events import publish_event, push
 from bots.models import (
     OPEN_ORDER_STATUSES,
@@ -94,6 +96,8 @@ class CycleMixin(BotState):
         """The body of the spec's _monitoring_loop. Errors of one pair never stop the others."""
         self.cycle = cycle
         self.rebalanced_pairs = set()
+        self.venue_errors = {}
+        self._join_missing_slots()
         self._update_market_data()
         self._sync_fills()
         self._refresh_inventory()
@@ -102,37 +106,85 @@ class CycleMixin(BotState):
             self._handle_risk_event(status, record=status in self._newly_active)
         if self.bot.status == BotStatus.PAUSED:
             return self.report
-        for position in self.active_positions.values():
+        self.venue_errors.update(self.inventory_manager.unread)
+        if len(self.accounts) > 1:  # a venue that failed sits the next cycles out; one that answered is back
+            now = time.time()
+            for account_id in self.exchanges:
+                if account_id in self.venue_errors:
+                    venue_backoff.failed(account_id, self.venue_errors[account_id], now)
+                else:
+                    venue_backoff.recovered(account_id)
+        for slot, position in self.active_positions.items():
+            if slot[0] not in self.exchanges and len(self.accounts) > 1:
+                continue  # not connected (or sitting out a backoff): its reason is a venue problem
+            if slot[0] in self.venue_errors and len(self.accounts) > 1:
+                # this venue failed in this cycle (market data, order sync or balances): it quotes nothing
+                # until it answers again, its resting orders are left to the next cycle that reaches it
+                quoting.note(self.bot, self.quoting_key(slot),
+                             f"{self._venue_name(slot)}: unreachable: {self.venue_errors[slot[0]]}"[:300])
+                continue
             try:
                 self._adjust_position_strategy(position)
-            except ExchangeError as exc:
-                logger.warning("bot %s %s: %s", self.bot_id, position.trading_pair, exc)
+            except ExchangeError as exc:  # this venue only: the others quote on
+                logger.warning("bot %s %s: %s", self.bot_id, slot, exc)
+                if len(self.accounts) > 1:
+                    quoting.note(self.bot, self.quoting_key(slot), f"{self._venue_name(slot)}: {exc}"[:300])
+        self.note_venue_problems()
         if self.inventory_manager.needs_rebalancing():
             self._rebalance_inventory()  # on the inventory as the risk handling's trades left it
         self._update_performance()
         return self.report
 
+    def _join_missing_slots(self) -> None:
+        """A connected account listing a configured pair without a position yet (its venue was down at
+        the start, or the account was added since) starts quoting the pair from this cycle."""
+        if not self.active_positions:
+            return  # not started (or stopped): the start creates the positions
+        for account_id, gateway in self.exchanges.items():
+            for pair in self.bot.pairs:
+                if (account_id, pair) in self.active_positions or not gateway.supports_trading_pair(pair):
+                    continue
+                try:
+                    self._start_position(pair, account_id)
+                except ExchangeError as exc:
+                    logger.warning("bot %s: %s on account %s not joined: %s", self.bot_id, pair, account_id, exc)
+
+    def _failed_this_cycle(self, account_id: int) -> bool:
+        """A venue of a bot on several that failed earlier in this cycle is not asked again in it (a bot
+        on one venue asks on: its errors are the cycle's, an authentication error disables the bot)."""
+        return len(self.accounts) > 1 and account_id in self.venue_errors
+
+    def _venue_name(self, slot: Slot) -> str:
+        account = self.accounts.get(slot[0])
+        return f"{account.label} ({account.exchange_id})" if account is not None else f"account {slot[0]}"
+
     def _refresh_inventory(self) -> None:
-        """Balances of every account, valued at this cycle's mids (pairs with a bad book keep none)."""
-        self.inventory_manager.load_balances(self.exchanges)
-        for pair, position in self.active_positions.items():
-            snapshot = self.snapshots.get(pair)
+        """Balances of every account, valued at this cycle's mids (slots with a bad book keep none). An
+        account whose venue already failed in this cycle is not asked again (its balances are unread)."""
+        failed = {a: why for a, why in self.venue_errors.items() if a in self.exchanges and len(self.accounts) > 1}
+        self.inventory_manager.load_balances({a: g for a, g in self.exchanges.items() if a not in failed})
+        for account_id, why in failed.items():
+            self.inventory_manager.mark_unread(account_id, why)
+        for slot, position in self.active_positions.items():
+            snapshot = self.snapshots.get(slot)
             if snapshot is not None and not snapshot.problem():
                 self.inventory_manager.assess(position, snapshot.mid)
 
     def _update_market_data(self) -> None:
-        for pair, position in self.active_positions.items():
-            if position.exchange_account_id not in self.exchanges:
+        for slot, position in self.active_positions.items():
+            if position.exchange_account_id not in self.exchanges or self._failed_this_cycle(slot[0]):
                 continue
             try:
-                snapshot = self._market_snapshot(pair, position.exchange_account_id)
+                snapshot = self._market_snapshot(position.trading_pair, position.exchange_account_id)
             except ExchangeError as exc:
-                logger.warning("bot %s: market data for %s unavailable: %s", self.bot_id, pair, exc)
+                logger.warning("bot %s: market data for %s unavailable: %s", self.bot_id, slot, exc)
+                self.snapshots.pop(slot, None)
+                self.venue_errors.setdefault(slot[0], f"{type(exc).__name__}: {exc}"[:300])
                 continue
-            self.snapshots[pair] = snapshot
+            self.snapshots[slot] = snapshot
             if not snapshot.problem():
                 venue = exchange_key(self.accounts[position.exchange_account_id])
-                self.analyses[pair] = self.strategy_engine._analyze_market_characteristics(snapshot, venue)
+                self.analyses[slot] = self.strategy_engine._analyze_market_characteristics(snapshot, venue)
 
     def _market_snapshot(self, pair: str, account_id: int | None) -> MarketSnapshot:
         if account_id is None or account_id not in self.exchanges:
@@ -140,7 +192,7 @@ class CycleMixin(BotState):
         gateway = self.exchanges[account_id]
         book = shared_book(exchange_key(self.accounts[account_id]), pair,
                            book_reader(gateway, pair, ORDER_BOOK_DEPTH))
-        self.book_fetched_at[pair] = book.fetched_at
+        self.book_fetched_at[(account_id, pair)] = book.fetched_at
         rules = gateway.market_rules(pair)
         own = [(side, float(price), float(amount - filled)) for side, price, amount, filled in Order.objects.filter(
             bot=self.bot, trading_pair=pair, exchange_account_id=account_id, status__in=OPEN_ORDER_STATUSES,
@@ -150,30 +202,50 @@ class CycleMixin(BotState):
                            now=self.clock())
 
     def _sync_fills(self) -> None:
-        for pair, position in self.active_positions.items():
-            if position.exchange_account_id not in self.exchanges:
-                continue
-            snapshot = self.snapshots.get(pair)
+        for slot, position in self.active_positions.items():
+            if position.exchange_account_id not in self.exchanges or self._failed_this_cycle(slot[0]):
+                continue  # not connected, or it failed already in this cycle: one timeout per venue
+            snapshot = self.snapshots.get(slot)
             mid = snapshot.mid if snapshot is not None and not snapshot.problem() else float("nan")
             try:
                 fills = self.order_manager.sync_position(position, mid=mid)
             except ExchangeError as exc:
-                logger.warning("bot %s: order sync for %s failed: %s", self.bot_id, pair, exc)
+                logger.warning("bot %s: order sync for %s failed: %s", self.bot_id, slot, exc)
+                self.venue_errors.setdefault(slot[0], f"{type(exc).__name__}: {exc}"[:300])
                 continue
-            self.announce_fills(pair, fills)
+            self.announce_fills(position.trading_pair, fills)
 
     def announce_fills(self, pair: str, fills: list[Fill]) -> None:
-        """An OrderFilled event per new fill."""
+        """An OrderFilled event per new fill (with the account it was on)."""
         self.report.fills += len(fills)
         for fill in fills:
+            account = self.accounts.get(fill.exchange_account_id)
             publish_event(bot=self.bot, event_type=BotEventType.ORDER_FILLED, payload={
                 "trading_pair": pair, "side": fill.side, "price": fill.price, "amount": fill.amount,
-                "trade_id": fill.exchange_trade_id,
+                "trade_id": fill.exchange_trade_id, "exchange_account_id": fill.exchange_account_id,
+                "venue": account.exchange_id if account is not None else "",
             })
+
+    def _mids(self) -> dict[Slot, float]:
+        """Each slot's mid as this cycle read it; a slot whose book is bad or unread (its venue is down)
+        is marked at the mean of its pair's other venues (one asset, one price), else has none."""
+        mids = {slot: s.mid for slot, s in self.snapshots.items() if not s.problem()}
+        for slot in self.active_positions:
+            if slot not in mids:
+                others = [mid for (_, pair), mid in mids.items() if pair == slot[1]]
+                if others:
+                    mids[slot] = sum(others) / len(others)
+        return mids
+
+    def equity_complete(self) -> bool:
+        """Every account's balances are read and every slot valued: the equity is the bot's whole equity
+        (a venue that is down leaves it partial, and a partial equity is no drawdown)."""
+        return not self.inventory_manager.unread and all(
+            slot in self.inventory_manager.current_inventory for slot in self.active_positions)
 
     def _net_pnl_quote(self) -> Decimal:
         """From the positions this cycle holds (fills of this cycle already applied to them)."""
-        mids = {p: s.mid for p, s in self.snapshots.items() if not s.problem()}
+        mids = self._mids()
         return self.performance_tracker.pnl(list(self.active_positions.values()), mids)["net_pnl_quote"]
 
     def _daily_pnl_quote(self) -> float:
@@ -188,13 +260,10 @@ class CycleMixin(BotState):
     def _equity_quote(self) -> float:
         """Value of the bot's assets across its accounts, quote currencies at 1, bases at their mid."""
         values: dict[tuple[int, str], float] = {}
-        for pair, position in self.active_positions.items():
-            inventory = self.inventory_manager.current_inventory.get(pair)
-            if inventory is None:
-                continue
+        for (account_id, pair), inventory in self.inventory_manager.current_inventory.items():
             base, quote = pair.split("/")
-            values[(position.exchange_account_id, base)] = inventory.base_value_quote
-            values[(position.exchange_account_id, quote)] = inventory.quote_balance
+            values[(account_id, base)] = inventory.base_value_quote
+            values[(account_id, quote)] = inventory.quote_balance
         return sum(values.values())
 
     def update_performance(self) -> None:
@@ -215,8 +284,7 @@ class CycleMixin(BotState):
         # the positions this engine holds are current (each fill sync updates them in memory too)
         positions = list(self.active_positions.values()) or list(
             LiquidityPosition.objects.filter(bot=self.bot, is_active=True))
-        mids = {p: s.mid for p, s in self.snapshots.items() if not s.problem()}
-        summary = self.performance_tracker.summary(positions, mids)
+        summary = self.performance_tracker.summary(positions, self._mids())
         equity = Decimal(repr(round(self._equity_quote(), 8)))
         PerformanceSnapshot.objects.create(
             tenant_id=self.bot.tenant_id, bot=self.bot, taken_at=now,
@@ -226,7 +294,7 @@ class CycleMixin(BotState):
             spread_capture_bps=summary["spread_capture_bps"], quote_uptime_ratio=summary["quote_uptime_ratio"],
         )
         rows = []
-        for pair, inventory in self.inventory_manager.current_inventory.items():
+        for pair, inventory in self.inventory_manager.aggregated().items():  # one row per pair, all venues
             rows.append(InventorySnapshot(
                 tenant_id=self.bot.tenant_id, bot=self.bot, trading_pair=pair, taken_at=now,
                 base_balance=Decimal(repr(inventory.base_balance)),
@@ -241,4 +309,4 @@ class CycleMixin(BotState):
             InventorySnapshot.objects.bulk_create(rows)
         push(tenant_id=self.bot.tenant_id, bot_id=self.bot_id, kind="snapshot",
              data={**summary, "equity_quote": equity, "taken_at": now,
-                   "inventory": self.inventory_manager.get_final_inventory()})
+                   "inventory": self.inventory_manager.get_final_inventory(self.account_labels())})

@@ -301,11 +301,11 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
             if order.purpose == OrderPurpose.QUOTE:
                 runner.live.setdefault(order.position_id, []).append(order)
         runner.quoted_mid = {}
-        for pair, position in engine.active_positions.items():
-            snapshot = engine.snapshots.get(pair)
+        for slot, position in engine.active_positions.items():
+            snapshot = engine.snapshots.get(slot)
             account = engine.accounts.get(position.exchange_account_id)
             if snapshot is not None and account is not None and not snapshot.problem():
-                runner.quoted_mid[(exchange_key(account), pair)] = snapshot.mid
+                runner.quoted_mid[(exchange_key(account), position.trading_pair)] = snapshot.mid
         runner.engine = engine
         if full:
             first = runner.last_full_at == 0.0

@@ -102,12 +102,12 @@ class FeedMixin(DriverState):
             engine = runner.engine
             if engine is None:
                 continue
-            for pair, position in engine.active_positions.items():
+            for position in engine.active_positions.values():
                 account = engine.accounts.get(position.exchange_account_id)
                 if account is None:
                     continue
                 venue = exchange_key(account)
-                wanted.setdefault(venue, (account, set()))[1].add(pair)
+                wanted.setdefault(venue, (account, set()))[1].add(position.trading_pair)
         return wanted
 
     def _ensure_streams(self) -> None:
@@ -253,11 +253,12 @@ class FeedMixin(DriverState):
             held = self.wanted_accounts.get(account_id)
             if held is None or every < held[1]:
                 self.wanted_accounts[account_id] = (gateway, every)
-        for pair, position in engine.active_positions.items():
+        for position in engine.active_positions.values():
             book_gateway = engine.exchanges.get(position.exchange_account_id)
             if book_gateway is not None:
-                self.wanted_books.setdefault((exchange_key(engine.accounts[position.exchange_account_id]), pair),
-                                             book_gateway)
+                self.wanted_books.setdefault(
+                    (exchange_key(engine.accounts[position.exchange_account_id]), position.trading_pair),
+                    book_gateway)
 
     def _book(self, engine: MarketMakingBot, account_id: int, pair: str,
               books: dict[tuple[str, str], BookData]) -> BookData:
@@ -305,7 +306,7 @@ class FeedMixin(DriverState):
         rules = engine.exchanges[account_id].market_rules(pair)
         snapshot = to_snapshot(pair, market, tick_size=float(rules.tick_size),
                                lot_size=float(rules.lot_size), min_notional=float(rules.min_notional or 0), now=now)
-        engine.observe_market(pair, snapshot, book.fetched_at)
+        engine.observe_market((account_id, pair), snapshot, book.fetched_at)
         return snapshot
 
     def _analysis(self, engine: MarketMakingBot, account_id: int, pair: str, snapshot: Any,

@@ -20,6 +20,7 @@ from django.utils import timezone
 from bots.accounting import PositionAccount, apply_fill, fee_in_quote
 from bots.engine import keys
 from bots.engine.client_ids import client_id_prefix
+from bots.engine.venues import Slot
 from bots.events import push
 from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderStatus
 from exchanges.gateway import ExchangeGateway, ExchangeOrder
@@ -79,7 +80,7 @@ class FillSyncMixin:
     bot: Bot
     gateways: dict[int, ExchangeGateway]
     synced_rows: dict[int, list[Order]]
-    listed_open: dict[str, list[ExchangeOrder]]  # pair -> the venue's open orders at the last sync
+    listed_open: dict[Slot, list[ExchangeOrder]]  # slot -> the venue's open orders at the last sync
 
     if TYPE_CHECKING:
 
@@ -106,7 +107,7 @@ class FillSyncMixin:
         gateway = self.gateways[position.exchange_account_id]
         pair = position.trading_pair
         remote_open = aio.run(gateway.fetch_open_orders(pair))
-        self.listed_open[pair] = remote_open
+        self.listed_open[(position.exchange_account_id, pair)] = remote_open
         by_client = {r.client_order_id: r for r in remote_open if r.client_order_id}
         prefix = client_id_prefix(self.bot.pk)
         rows = {o.client_order_id: o for o in self.open_orders(position)}

@@ -25,6 +25,7 @@ from bots import wire
 from bots.engine.client_ids import client_id_prefix, client_order_id, side_tag
 from bots.engine.fills import FillSyncMixin, mark_trades_pending
 from bots.engine.rows import insert_orders, save_order_fields
+from bots.engine.venues import Slot
 from bots.events import push
 from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderPurpose, OrderStatus
 from exchanges.gateway import ExchangeGateway, ExchangeOrder, OrderRequest
@@ -91,9 +92,9 @@ class OrderManager(FillSyncMixin):
         # the rows of each position's last sync_position (as the venue answered it), which the engine
         # driver re-quotes on instead of reading them again
         self.synced_rows: dict[int, list[Order]] = {}
-        # pair -> every open order the venue listed on the account at the last sync_position (other
-        # bots' and hand-placed ones too: the no-self-trade check of a full cycle)
-        self.listed_open: dict[str, list[ExchangeOrder]] = {}
+        # slot (account, pair) -> every open order the venue listed on the account at the last
+        # sync_position (other bots' and hand-placed ones too: the no-self-trade check of a full cycle)
+        self.listed_open: dict[Slot, list[ExchangeOrder]] = {}
         # every row this object stored since the caller last emptied it (the driver's in-memory view)
         self.stored: list[Order] = []
         # called right before any order is sent: raises when the bot's sends are fenced (kill, stop,

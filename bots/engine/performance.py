@@ -44,13 +44,14 @@ class PerformanceTracker:
         return quoted / cycles if cycles else 0.0
 
     @staticmethod
-    def pnl(positions: list[LiquidityPosition], mids: dict[str, float]) -> dict[str, Decimal]:
-        """Realised, unrealised (marked to the mid), fees and net P&L across pairs: exact decimals."""
+    def pnl(positions: list[LiquidityPosition], mids: dict[Any, float]) -> dict[str, Decimal]:
+        """Realised, unrealised (marked to the mid), fees and net P&L across pairs and venues: exact
+        decimals. ``mids`` by slot (account, pair), else by pair (every venue at one mid)."""
         realised = sum((p.realised_pnl_quote for p in positions), Decimal(0))
         fees = sum((p.fees_paid_quote for p in positions), Decimal(0))
         unrealised = Decimal(0)
         for p in positions:
-            mid = mids.get(p.trading_pair)
+            mid = mids.get((p.exchange_account_id, p.trading_pair), mids.get(p.trading_pair))
             if mid is not None and mid == mid:
                 unrealised += p.unrealised_pnl_quote(Decimal(repr(mid)))
         return {
@@ -60,7 +61,7 @@ class PerformanceTracker:
             "net_pnl_quote": realised + unrealised - fees,
         }
 
-    def summary(self, positions: list[LiquidityPosition], mids: dict[str, float]) -> dict[str, Any]:
+    def summary(self, positions: list[LiquidityPosition], mids: dict[Any, float]) -> dict[str, Any]:
         """Spec generate_summary: P&L, volume, fills, quote uptime and spread capture."""
         return {
             **self.pnl(positions, mids),

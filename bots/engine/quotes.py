@@ -20,8 +20,9 @@ from bots.engine.bot_state import BotState, CycleReport
 from bots.engine.lease import FencedError, check_send
 from bots.engine.self_trades import QuoteGuard, from_rows, from_view, merged
 from bots.engine.strategy_engine import params_json
+from bots.engine.venues import Slot, slot_of
 from bots.events import publish_event
-from bots.inventory import PairInventory
+from bots.inventory import PairInventory, aggregate_inventories
 from bots.models import (
     OPEN_ORDER_STATUSES,
     Bot,
@@ -38,6 +39,7 @@ from risk.models import RiskEvent
 from strategies import pipeline, requote_order
 from strategies.analysis import MarketAnalysis
 from strategies.base import MarketMakingStrategy
+from strategies.reference import REFERENCE_OWN, Reference, reference_mid, with_reference
 from strategies.types import InventoryState, MarketSnapshot, OrderIntent
 
 logger = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ class QuotesMixin(BotState):
     def _adjust_position_strategy(self, position: LiquidityPosition) -> None:
         """Spec _adjust_position_strategy: adapt to conditions, then re-quote where needed (this also
         replaces filled orders: a filled level is missing from the live orders and is placed again)."""
-        analysis = self.analyses.get(position.trading_pair)
+        analysis = self.analyses.get(slot_of(position))
         strategy = self.strategy_engine.restore(position)
         adaptive = self.config.strategy_settings.adaptation_enabled
         if analysis is not None and adaptive and (
@@ -88,29 +90,49 @@ class QuotesMixin(BotState):
         (``strategies.pipeline.decide``: strategy, pre-trade checks, diff against the live quotes),
         then notes the dashboard's "not quoting" reason. The driver's quiet check calls this too, so a
         quiet cycle and a full one can never disagree about whether to re-quote. ``resting``: the
-        account's other resting orders on the pair (None: as the driver last handed them over)."""
-        pair = position.trading_pair
+        account's other resting orders on the slot's pair (None: as the driver last handed them over)."""
+        slot = slot_of(position)
         strategy = self.strategy_engine.restore(position)
-        inventory = self.inventory_manager.current_inventory.get(pair) or self.inventory_manager.assess(
+        inventory = self.inventory_manager.current_inventory.get(slot) or self.inventory_manager.assess(
             position, snapshot.mid)
-        inputs = self.decision_inputs(pair, snapshot, inventory, live_rows, others_open, now=now,
-                                      resting=self.resting_seen.get(pair, ()) if resting is None else resting)
+        inputs = self.decision_inputs(slot, snapshot, inventory, live_rows, others_open, now=now,
+                                      resting=self.resting_seen.get(slot, ()) if resting is None else resting)
         decision = pipeline.decide(strategy, inputs)
-        quoting.note(self.bot, pair, quoting.reason_for(  # the dashboard's "not quoting" line
+        quoting.note(self.bot, self.quoting_key(slot), quoting.reason_for(  # the dashboard's "not quoting" line
             pause_reason=decision.pause_reason, intents=decision.intents, valid=decision.valid,
             allowed=decision.allowed, denied=decision.denied))
         return decision
 
-    def decision_inputs(self, pair: str, snapshot: MarketSnapshot, inventory: PairInventory, live_rows: list[Order],
+    def decision_inputs(self, slot: Slot, snapshot: MarketSnapshot, inventory: PairInventory, live_rows: list[Order],
                         others_open: int, *, now: float | None = None,
                         resting: tuple[checks.RestingOrder, ...] = ()) -> pipeline.DecisionInputs:
-        """The frozen inputs of one pair's decision, as this engine holds them now (``now``: the
-        clock the refresh diff ages the live orders by; the engine's clock when None)."""
+        """The frozen inputs of one slot's decision, as this engine holds them now (``now``: the
+        clock the refresh diff ages the live orders by; the engine's clock when None; ``resting``: the
+        slot's account's other resting orders on the pair, for the no-self-trade check).
+
+        A pair quoted on several venues is one inventory: the skew and the position limit see the pair's
+        aggregate across venues, the sizes what this venue's balances fund; the snapshot is centred on
+        the bot's reference price."""
+        pair = slot[1]
         adjust = self.risk_manager.adjustments.get(pair)
+        if (self.bot.reference_price or REFERENCE_OWN) != REFERENCE_OWN:
+            reference = self.reference_for(slot)
+            if reference.problem is None:
+                snapshot = with_reference(snapshot, reference.mid)
+        state = InventoryState.from_balances(
+            inventory.base_balance, inventory.quote_balance, snapshot.mid, inventory.target_ratio)
+        position_value = inventory.base_value_quote
+        venues = self.inventory_manager.by_pair().get(pair, {}) if len(self.accounts) > 1 else {}
+        if len(venues) > 1:
+            total = aggregate_inventories(pair, list(venues.values()), inventory.target_ratio)
+            aggregate = InventoryState.from_balances(total.base_balance, total.quote_balance, snapshot.mid,
+                                                     total.target_ratio)
+            state = InventoryState(state.base_balance, state.quote_balance, aggregate.base_value_quote,
+                                   aggregate.ratio, aggregate.target_ratio)
+            position_value = aggregate.base_value_quote
         return pipeline.DecisionInputs(
             snapshot=snapshot,
-            inventory=InventoryState.from_balances(
-                inventory.base_balance, inventory.quote_balance, snapshot.mid, inventory.target_ratio),
+            inventory=state,
             risk=self.risk_manager.get_pair_limits(pair),
             limits=self.risk_manager.limits,
             rules=self.quoting_rules(),
@@ -119,9 +141,34 @@ class QuotesMixin(BotState):
             now=self.clock() if now is None else now,
             reduction=(pipeline.SideReduction(adjust.reduced_side, adjust.reduced_side_factor)
                        if adjust is not None and adjust.reduced_side else pipeline.SideReduction()),
-            position_value_quote=inventory.base_value_quote,
+            position_value_quote=position_value,
             account_resting=resting,
         )
+
+    def reference_for(self, slot: Slot) -> Reference:
+        """The mid this slot's quotes are centred on (``Bot.reference_price``), from the healthy venues of
+        its pair as this engine last saw them."""
+        account_id, pair = slot
+        mode = self.bot.reference_price or REFERENCE_OWN
+        own_venue = self._venue_id(account_id)
+        healthy: dict[str, MarketSnapshot] = {}
+        for (other_account, other_pair), snapshot in self.snapshots.items():
+            if other_pair != pair or snapshot.problem() or self._stale_book((other_account, other_pair)):
+                continue
+            if mode == REFERENCE_OWN and other_account != account_id:
+                continue
+            healthy[self._venue_id(other_account) if other_account != account_id else own_venue] = snapshot
+        return reference_mid(mode, own_venue, healthy, chosen_venue=self.bot.reference_venue)
+
+    def reference_problem(self, slot: Slot) -> str | None:
+        """Why this slot has no reference price to centre on (the chosen venue, or every venue, unhealthy)."""
+        if (self.bot.reference_price or REFERENCE_OWN) == REFERENCE_OWN:
+            return None  # its own book: its own problems are checked on their own
+        return self.reference_for(slot).problem
+
+    def _venue_id(self, account_id: int) -> str:
+        account = self.accounts.get(account_id)
+        return account.exchange_id if account is not None else str(account_id)
 
     def quoting_rules(self) -> pipeline.QuotingRules:
         return self.config.quoting_rules()  # the backtester builds it the same way
@@ -135,17 +182,18 @@ class QuotesMixin(BotState):
         verified them (else read here); ``begin_cycle_now`` numbers the cycle once the cancels are under
         way, ``sent_cancels`` are (rows, future) of cancels the driver already sent for this re-quote."""
         pair = position.trading_pair
-        snapshot = self.snapshots.get(pair)
+        slot = slot_of(position)
+        snapshot = self.snapshots.get(slot)
         if snapshot is None:
             snapshot = self._market_snapshot(pair, position.exchange_account_id)
-            self.snapshots[pair] = snapshot
+            self.snapshots[slot] = snapshot
         if live_rows is None:
             live_rows = [o for o in self.order_manager.open_orders(position) if o.purpose == OrderPurpose.QUOTE]
-        problem = snapshot.problem() or self._stale_book(pair)
+        problem = snapshot.problem() or self._stale_book(slot) or self.reference_problem(slot)
         if problem:
-            # fail fast: no quoting on a bad book, and nothing left resting on it
+            # fail fast: no quoting on a bad book (or without the reference price), nothing left resting on it
             self.report.cancelled += self.order_manager.cancel(live_rows)
-            quoting.note(self.bot, pair, problem)  # the dashboard's "not quoting" line
+            quoting.note(self.bot, self.quoting_key(slot), problem)  # the dashboard's "not quoting" line
             self.performance_tracker.record_quoting(pair, False)
             return 0
         if others_open is None:
@@ -166,16 +214,17 @@ class QuotesMixin(BotState):
                         sent_cancels: tuple[list[Order], Any] | None) -> int:
         """``_adjust_orders`` from the decision on; ``guard`` is released once the new rows are stored."""
         pair = position.trading_pair
+        slot = slot_of(position)
         guarded = guard.acquire()
         if not guarded:
             logger.warning("bot %s: %s: another bot of the account held the quote guard; no new orders this cycle",
                            self.bot_id, pair)
-        resting = merged(from_rows(self.bot_id, position.exchange_account_id, pair), self.listed_resting(pair))
+        resting = merged(from_rows(self.bot_id, position.exchange_account_id, pair), self.listed_resting(slot))
         decision = self.decide_quotes(position, snapshot, live_rows, others_open, resting=resting)
         diff = decision.diff
         if decision.denied:
             self.report.denied += len(decision.denied)
-            self._record_denials(pair, decision.denied)
+            self._record_denials(slot, decision.denied)
         by_client = {o.client_order_id: o for o in live_rows}
         to_cancel = [by_client[str(o.order_id)] for o in diff.cancel]  # live ids are client ids
         place = diff.place if guarded else []
@@ -267,7 +316,6 @@ class QuotesMixin(BotState):
                      before_send: Callable[[], None] = lambda: None) -> int:
         """Spec _place_order, for all the new orders of one pair at once (the spec gathers one call per
         order): fence, store, send concurrently; returns the number of orders the venue accepted."""
-        pair = position.trading_pair
         placed = 0
         if intents and self._still_current():
             stored = self.order_manager.store_intents(position, intents, cycle=self.cycle)
@@ -277,16 +325,17 @@ class QuotesMixin(BotState):
             for outcome in outcomes:
                 if outcome.error is not None:
                     logger.warning("bot %s: order placement failed: %s", self.bot_id, outcome.error)
-            self._record_rejections(pair, [o.order for o in outcomes if o.order.status == OrderStatus.REJECTED])
+            self._record_rejections(slot_of(position),
+                                    [o.order for o in outcomes if o.order.status == OrderStatus.REJECTED])
         return placed
 
     # --- what the engine driver hands over and asks (its only ways into this object) ------------------
 
-    def observe_market(self, pair: str, snapshot: MarketSnapshot, fetched_at: float) -> None:
-        """The driver's feeder read this pair's book at ``fetched_at``; ``snapshot`` (frozen) is what the
+    def observe_market(self, slot: Slot, snapshot: MarketSnapshot, fetched_at: float) -> None:
+        """The driver's feeder read this slot's book at ``fetched_at``; ``snapshot`` (frozen) is what the
         next decision quotes on."""
-        self.snapshots[pair] = snapshot
-        self.book_fetched_at[pair] = fetched_at
+        self.snapshots[slot] = snapshot
+        self.book_fetched_at[slot] = fetched_at
 
     def observe_account(self, position: LiquidityPosition, balances: dict[str, Any], mid: float, *,
                         free: dict[str, Any] | None = None) -> None:
@@ -295,25 +344,26 @@ class QuotesMixin(BotState):
         self.inventory_manager.observe_balances(position.exchange_account_id, balances, free=free)
         self.inventory_manager.assess(position, mid)
 
-    def observe_resting(self, pair: str, resting: tuple[checks.RestingOrder, ...]) -> None:
-        """The account's other resting orders on ``pair`` as the feeder's account view listed them (the
-        no-self-trade check of the next decision; the quote path adds the other bots' stored rows)."""
-        self.resting_seen[pair] = resting
+    def observe_resting(self, slot: Slot, resting: tuple[checks.RestingOrder, ...]) -> None:
+        """The slot's account's other resting orders on its pair as the feeder's account view listed them
+        (the no-self-trade check of the next decision; the quote path adds the other bots' stored rows).
+        Self-trades are per account and pair: another venue's orders of the same pair never count."""
+        self.resting_seen[slot] = resting
 
-    def listed_resting(self, pair: str) -> tuple[checks.RestingOrder, ...]:
-        """The account's other orders on ``pair`` as the venue last listed them: the driver's account view
-        (``observe_resting``), else this engine's own last sync of the pair (a full cycle)."""
-        seen = self.resting_seen.get(pair)
+    def listed_resting(self, slot: Slot) -> tuple[checks.RestingOrder, ...]:
+        """The slot's account's other orders on its pair as the venue last listed them: the driver's
+        account view (``observe_resting``), else this engine's own last sync of the slot (a full cycle)."""
+        seen = self.resting_seen.get(slot)
         if seen is None:
-            seen = from_view(self.bot_id, self.order_manager.listed_open.get(pair, ()), pair)
+            seen = from_view(self.bot_id, self.order_manager.listed_open.get(slot, ()), slot[1])
         return seen
 
-    def observe_analysis(self, pair: str, analysis: MarketAnalysis) -> None:
-        self.analyses[pair] = analysis
+    def observe_analysis(self, slot: Slot, analysis: MarketAnalysis) -> None:
+        self.analyses[slot] = analysis
 
-    def stale_book(self, pair: str) -> str | None:
-        """Why this pair's book is too old to quote on (None when it is fresh enough)."""
-        return self._stale_book(pair)
+    def stale_book(self, slot: Slot) -> str | None:
+        """Why this slot's book (or its reference price) cannot be quoted on (None when it can)."""
+        return self._stale_book(slot) or self.reference_problem(slot)
 
     def begin_kept_cycle(self, lease: Any) -> None:
         """A cycle on this engine kept from the last full one (a re-quote, a fill sync, a snapshot) starts
@@ -350,14 +400,15 @@ class QuotesMixin(BotState):
         return self._adjust_orders(position, initial=False, live_rows=live_rows, others_open=others_open,
                                    begin_cycle_now=begin_cycle_now, sent_cancels=sent_cancels)
 
-    def _stale_book(self, pair: str) -> str | None:
+    def _stale_book(self, slot: Slot) -> str | None:
         """A book older than STALE_BOOK_SECS (or three monitoring intervals) is not quoted on."""
-        fetched = self.book_fetched_at.get(pair)
+        fetched = self.book_fetched_at.get(slot)
         if fetched is None:
             return None
         limit = max(settings.STALE_BOOK_SECS, 3 * self.config.monitoring_interval_secs)
         age = time.time() - fetched
-        return f"{pair}: order book is {age:.1f} s old (limit {limit:.1f} s)" if age > limit else None
+        where = slot[1] if len(self.accounts) < 2 else f"{slot[1]} on {self._venue_id(slot[0])}"
+        return f"{where}: order book is {age:.1f} s old (limit {limit:.1f} s)" if age > limit else None
 
     def _check_send(self) -> None:
         """The send gate (``OrderManager.send`` calls it right before any order leaves): the bot's
@@ -380,8 +431,9 @@ class QuotesMixin(BotState):
             kill_switch_engaged=False, tenant__kill_switch_engaged=False,
         ).exists()
 
-    def _record_denials(self, pair: str, denials: list[checks.Denial]) -> None:
-        key = keys.risk_denied(self.bot_id, pair)
+    def _record_denials(self, slot: Slot, denials: list[checks.Denial]) -> None:
+        pair = slot[1]
+        key = keys.risk_denied(self.bot_id, self.quoting_key(slot))
         # (a self-trade denial by its side only: the price and the other order's owner move every cycle)
         reasons = sorted({f"{d.code} {d.intent.side}" if d.code
                           else d.reason.split(" ")[0] + " " + d.reason.split(" ")[-1] for d in denials})
@@ -396,13 +448,14 @@ class QuotesMixin(BotState):
             details={"reasons": [d.reason for d in denials[:20]]},
         )
 
-    def _record_rejections(self, pair: str, rejected: list[Order]) -> None:
+    def _record_rejections(self, slot: Slot, rejected: list[Order]) -> None:
         """Orders the exchange refused (insufficient funds, invalid order) are never re-sent; the operator
         sees why in the risk log: one RiskEvent per change of the reasons, not one per cycle."""
         if not rejected:
             return
+        pair = slot[1]
         reasons = sorted({(o.error or "rejected").split(":")[0] for o in rejected})
-        key = keys.risk_rejected(self.bot_id, pair)
+        key = keys.risk_rejected(self.bot_id, self.quoting_key(slot))
         r = get_redis()
         if r.get(key) == "|".join(reasons).encode():
             return

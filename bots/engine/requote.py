@@ -18,6 +18,7 @@ from bots.engine.cycle import begin_fenced_cycle
 from bots.engine.driver_state import DriverState
 from bots.engine.lease import BotLease, FencedError, LeaseLostError
 from bots.engine.runner import Runner, next_due
+from bots.engine.venues import Slot
 from bots.engine.verdict import Verdict
 from bots.models import OPEN_ORDER_STATUSES, Bot, Order, OrderPurpose
 
@@ -101,11 +102,11 @@ class RequoteMixin(DriverState):
                 self._sync_and_requote(runner, engine, verdict.pairs)
                 return outcome
             total_open = sum(runner.open_count.values())
-            for pair in verdict.pairs:
-                position = engine.active_positions[pair]
+            for slot in verdict.pairs:
+                position = engine.active_positions[slot]
                 engine.requote_pair(position, live_rows=runner.live.get(position.pk, []),
                                     others_open=total_open - runner.open_count.get(position.pk, 0),
-                                    begin_cycle_now=number_once, sent_cancels=verdict.sent.get(pair))
+                                    begin_cycle_now=number_once, sent_cancels=verdict.sent.get(slot))
             # the open rows, in memory: the cancelled ones were settled on these objects, the new ones
             # are as the venue answered them (no read back)
             self._capture(runner, engine, full=False, rows=runner.rows + engine.order_manager.stored)
@@ -126,8 +127,8 @@ class RequoteMixin(DriverState):
             lease.release()
         return outcome
 
-    def _sync_and_requote(self, runner: Runner, engine: MarketMakingBot, pairs: list[str]) -> None:
-        """Orders of these pairs were filled or left the book: reconcile each pair with the venue (its
+    def _sync_and_requote(self, runner: Runner, engine: MarketMakingBot, pairs: list[Slot]) -> None:
+        """Orders of these slots were filled or left the book: reconcile each slot with the venue (its
         open orders, the fate of the missing ones, the trades -> Fill rows and accounting, OrderFilled
         events), reload that account's balances, and re-quote the pair. The rest of the bot is as the
         quiet check left it; the next check assesses risk on the new position."""
@@ -136,8 +137,8 @@ class RequoteMixin(DriverState):
         total_open = sum(runner.open_count.values())
         synced_positions: set[int] = set()
         rows: list[Order] = []
-        for pair in pairs:
-            position = engine.active_positions[pair]
+        for slot in pairs:
+            position = engine.active_positions[slot]
             snapshot = self._snapshot(runner, engine, position, {}, time.time())  # the feeder's book
             mid = snapshot.mid if not snapshot.problem() else float("nan")
             # re-quoted on the rows the sync just reconciled with the venue (not read again)

@@ -12,8 +12,9 @@ from decimal import Decimal
 from bots.engine.bot_state import BotState
 from bots.engine.lease import fence_sends
 from bots.engine.self_trades import QuoteGuard, from_rows, merged
+from bots.engine.venues import Slot
 from bots.events import publish_event, push
-from bots.inventory import RebalancingTrade, calculate_rebalancing_trades
+from bots.inventory import RebalancingTrade, VenueOffer, calculate_rebalancing_trades, cheapest_venue
 from bots.models import (
     Bot,
     BotEventType,
@@ -39,24 +40,35 @@ next decision is taken on balances the venue reported after the trade."""
 class RiskActionsMixin(BotState):
     """Risk assessment, risk-event actions and rebalancing of ``MarketMakingBot``."""
 
+    def _pair_venues(self, pair: str) -> set[int]:
+        """The accounts this bot quotes ``pair`` on."""
+        return {account_id for account_id, p in self.active_positions if p == pair}
+
     def _pair_risk_states(self) -> tuple[checks.PairRiskState, ...]:
+        """One state per pair, aggregated across the venues it is quoted on (position, inventory ratio;
+        the most volatile venue's volatility). A pair missing a venue's balances (that venue is down)
+        is judged on its position only: no imbalance is called on a part of the inventory."""
         pairs = []
-        for pair, inventory in self.inventory_manager.current_inventory.items():
-            analysis = self.analyses.get(pair)
+        for pair, inventory in self.inventory_manager.aggregated().items():
+            volatilities = [a.volatility_daily for (_, p), a in self.analyses.items()
+                            if p == pair and a is not None and a.volatility_measured]
+            complete = self.inventory_manager.complete(pair, self._pair_venues(pair))
             pairs.append(checks.PairRiskState(
                 trading_pair=pair,
                 base_value_quote=inventory.base_value_quote,
-                ratio=inventory.current_ratio,
+                ratio=inventory.current_ratio if complete else inventory.target_ratio,
                 target_ratio=inventory.target_ratio,
-                volatility_daily=analysis.volatility_daily if analysis and analysis.volatility_measured else 0.0,
+                volatility_daily=max(volatilities, default=0.0),
             ))
         return tuple(pairs)
 
     def assess_current_risk(self) -> list[checks.RiskStatus]:
         """Spec risk_manager.assess_current_risk, on this cycle's inventory and P&L."""
         equity = self._equity_quote()
+        if not self.equity_complete():  # a venue is down: its assets are not in the sum, nothing fell
+            equity = max(float(self.bot.equity_high_water_quote), equity)
         high_water = max(float(self.bot.equity_high_water_quote), equity)
-        if high_water > float(self.bot.equity_high_water_quote):
+        if high_water > float(self.bot.equity_high_water_quote) and self.equity_complete():
             Bot.objects.filter(pk=self.bot_id).update(equity_high_water_quote=Decimal(repr(round(high_water, 8))))
             self.bot.equity_high_water_quote = Decimal(repr(round(high_water, 8)))
         state = checks.BotRiskState(
@@ -72,6 +84,8 @@ class RiskActionsMixin(BotState):
         no daily-reset pop, no active-set update), on the inventory and mids this object holds, and
         the equity it used. The engine driver's quiet check: any status means a full cycle."""
         equity = self._equity_quote()
+        if not self.equity_complete():
+            equity = max(high_water_quote, equity)
         state = checks.BotRiskState(
             daily_pnl_quote=float(self._net_pnl_quote() - self.bot.daily_pnl_baseline_quote),
             equity_quote=equity, equity_high_water_quote=max(high_water_quote, equity),
@@ -95,12 +109,21 @@ class RiskActionsMixin(BotState):
             RiskEvent.objects.create(
                 tenant_id=self.bot.tenant_id, bot=self.bot, event_type=status.event_type,
                 trading_pair=status.trading_pair, message=status.message, action_taken=status.action_taken,
-                details=status.details,
+                details={**status.details, **self._venue_breakdown(status.trading_pair)},
             )
             publish_event(bot=self.bot, event_type=BotEventType.RISK_EVENT_HANDLED, payload={
                 "event_type": status.event_type, "action_taken": status.action_taken,
                 "trading_pair": status.trading_pair, "message": status.message,
             })
+
+    def _venue_breakdown(self, pair: str) -> dict[str, dict[str, dict[str, float]]]:
+        """A pair's risk event on a bot quoting it on several venues: each account's share of the
+        aggregate it was judged on (base, quote, base value)."""
+        venues = self.inventory_manager.by_pair().get(pair, {}) if pair and len(self.accounts) > 1 else {}
+        labels = self.account_labels()
+        return {"venues": {labels.get(account_id, str(account_id)): {
+            "base": inv.base_balance, "quote": inv.quote_balance, "base_value_quote": inv.base_value_quote}
+            for account_id, inv in sorted(venues.items())}} if venues else {}
 
     def _reduce_position_sizes(self, pair: str, base_value_quote: float) -> None:
         """Only the side that grows the position is reduced; the side that unwinds it keeps its size."""
@@ -129,8 +152,8 @@ class RiskActionsMixin(BotState):
                  data={"status": BotStatus.PAUSED, "reason": reason})
 
     def _force_rebalance(self, pair: str) -> None:
-        inventory = self.inventory_manager.current_inventory.get(pair)
-        if inventory is None:
+        inventory = self.inventory_manager.aggregated().get(pair)
+        if inventory is None or not self.inventory_manager.complete(pair, self._pair_venues(pair)):
             return
         trades = calculate_rebalancing_trades([inventory], self.inventory_manager.config, force=True)
         self._execute_rebalancing(trades)
@@ -139,8 +162,9 @@ class RiskActionsMixin(BotState):
         """Spec _rebalance_inventory: trades toward the targets (the pairs out of their band; with
         ``force``, a scheduled or manual run: every pair whose trade exceeds ``min_trade_value_quote``),
         the inventory updated after each trade, InventoryRebalanced when any ran."""
-        inventories = [inv for pair, inv in self.inventory_manager.current_inventory.items()
-                       if pair not in self.rebalanced_pairs]
+        inventories = [inv for pair, inv in self.inventory_manager.aggregated().items()
+                       if pair not in self.rebalanced_pairs
+                       and self.inventory_manager.complete(pair, self._pair_venues(pair))]
         trades = calculate_rebalancing_trades(inventories, self.inventory_manager.config, force=force)
         return self._execute_rebalancing(trades)
 
@@ -154,15 +178,17 @@ class RiskActionsMixin(BotState):
         executed = 0
         slippage = self.inventory_manager.config.max_rebalance_slippage_bps / 1e4
         for index, trade in enumerate(trades):
-            position = self.active_positions.get(trade.trading_pair)
-            snapshot = self.snapshots.get(trade.trading_pair)
-            if position is None or snapshot is None or snapshot.problem():
+            slot = self._rebalance_venue(trade)
+            if slot is None:
                 continue
+            position, snapshot = self.active_positions[slot], self.snapshots[slot]
             self.rebalanced_pairs.add(trade.trading_pair)
             self.rebalance_attempted_at[trade.trading_pair] = self.clock()
             mid = snapshot.mid
             price = mid * (1 + slippage) if trade.side == "buy" else mid * (1 - slippage)
-            size = min(trade.size_quote, float(self.config.max_order_size_quote)) / mid
+            funded = self._fundable_quote(slot, trade)
+            size = min(trade.size_quote, float(self.config.max_order_size_quote), funded) / mid
+            # the self-trade guard of the chosen venue's account and pair (self-trades are per account)
             guard = QuoteGuard(position.exchange_account_id, trade.trading_pair)
             try:
                 if not guard.acquire():
@@ -173,7 +199,7 @@ class RiskActionsMixin(BotState):
                 own = [checks.RestingOrder(o.side, float(o.price), "this bot")
                        for o in self.order_manager.open_orders(position)]
                 resting = merged(own, from_rows(self.bot_id, position.exchange_account_id, trade.trading_pair),
-                                 self.listed_resting(trade.trading_pair))
+                                 self.listed_resting(slot))
                 price = checks.self_trade_limit_price(trade.side, price, resting, snapshot.tick_size)
                 if not price:
                     continue
@@ -206,13 +232,38 @@ class RiskActionsMixin(BotState):
         if crossed:
             self.report.cancelled += self.order_manager.cancel(crossed)
 
+    def _rebalance_venue(self, trade: RebalancingTrade) -> Slot | None:
+        """The slot a rebalancing trade goes to: of the pair's venues with a healthy book, the cheapest
+        that can fund it (a buy where the ask is lowest, a sell where the bid is highest)."""
+        offers = []
+        for slot, position in self.active_positions.items():
+            snapshot = self.snapshots.get(slot)
+            inventory = self.inventory_manager.current_inventory.get(slot)
+            if (position.trading_pair != trade.trading_pair or snapshot is None or snapshot.problem()
+                    or inventory is None or self._stale_book(slot) or slot[0] not in self.exchanges):
+                continue
+            offers.append(VenueOffer(slot, snapshot.best_bid, snapshot.best_ask,
+                                     inventory.base_balance, inventory.quote_balance))
+        chosen = cheapest_venue(trade.side, offers)
+        return chosen.key if chosen is not None else None  # type: ignore[return-value]
+
+    def _fundable_quote(self, slot: Slot, trade: RebalancingTrade) -> float:
+        """The quote value of a trade this slot's balances can fund (all of a single venue's)."""
+        inventory = self.inventory_manager.current_inventory[slot]
+        if len(self._pair_venues(trade.trading_pair)) < 2:
+            return trade.size_quote  # one venue: as before, the venue refuses what its balances cannot fund
+        if trade.side == "buy":
+            return inventory.quote_balance
+        return inventory.base_value_quote
+
     def rebalancing_due(self, now: float) -> list[str]:
         """The pairs whose inventory, as this engine last assessed it, calls for a rebalancing trade
         (out of their band, a trade above ``min_trade_value_quote``), less those this engine traded or
         tried within ``REBALANCE_RETRY_SECS``. In memory, no I/O: the engine driver's quiet check asks
         it every monitoring interval, and a pair named here makes the cycle a full one."""
         trades = calculate_rebalancing_trades(
-            list(self.inventory_manager.current_inventory.values()), self.inventory_manager.config)
+            [inv for pair, inv in self.inventory_manager.aggregated().items()
+             if self.inventory_manager.complete(pair, self._pair_venues(pair))], self.inventory_manager.config)
         return [t.trading_pair for t in trades
                 if now - self.rebalance_attempted_at.get(t.trading_pair, -REBALANCE_RETRY_SECS) >= REBALANCE_RETRY_SECS]
 

@@ -22,6 +22,7 @@ from bots.engine.market_data import (
 )
 from bots.engine.runner import Runner
 from bots.engine.self_trades import from_view
+from bots.engine.venues import Slot
 from bots.models import BotStatus, Order
 from risk.checks import SELF_TRADE
 from strategies.selection import select_strategy_type
@@ -32,10 +33,10 @@ class Verdict:
     kind: str  # "quiet" | "requote" | "fills" | "snapshot" | "full"
     reason: str = ""
     detail: str = ""
-    pairs: list[str] = field(default_factory=list)
+    pairs: list[Slot] = field(default_factory=list)  # fills / requote: the slots (account, pair)
     uptime: list[tuple[str, bool]] = field(default_factory=list)
-    cancels: dict[str, list[Order]] = field(default_factory=dict)  # requote: rows to cancel, by pair
-    sent: dict[str, tuple[list[Order], Any]] = field(default_factory=dict)  # requote: cancels already sent
+    cancels: dict[Slot, list[Order]] = field(default_factory=dict)  # requote: rows to cancel, by slot
+    sent: dict[Slot, tuple[list[Order], Any]] = field(default_factory=dict)  # requote: cancels already sent
     urgent: bool = False  # a re-quote brought forward by a pushed move: the feeder holds off meanwhile
 
 
@@ -63,8 +64,10 @@ class VerdictMixin(DriverState):
                 if cid.startswith(prefix) and cid not in runner.known and not (
                         runner.gone.get(cid, 0) > view.taken_at - SENT_MARGIN_SECS):
                     return Verdict("full", "stray order", detail=cid)
-        filled: list[str] = []
-        for pair, position in engine.active_positions.items():
+        if len(engine.accounts) > 1:
+            engine.note_venue_problems()  # an account not connected or a pair one venue does not list
+        filled: list[Slot] = []
+        for slot, position in engine.active_positions.items():
             view = self.accounts.get(position.exchange_account_id)
             if view is None or position.exchange_account_id not in engine.exchanges:
                 return Verdict("full", "account not connected")
@@ -72,21 +75,25 @@ class VerdictMixin(DriverState):
                 remote = view.orders.get(row.client_order_id)
                 if (remote is None and row.created_at.timestamp() < view.taken_at - SENT_MARGIN_SECS) or (
                         remote is not None and (remote.filled or 0) > row.filled):
-                    filled.append(pair)  # filled, partly filled, or gone: sync this pair and re-quote it
+                    filled.append(slot)  # filled, partly filled, or gone: sync this slot and re-quote it
                     break
         if filled:
             return Verdict("fills", "orders filled or left the book", pairs=filled)
-        requote: list[str] = []
-        cancels: dict[str, list[Order]] = {}
+        requote: list[Slot] = []
+        cancels: dict[Slot, list[Order]] = {}
         uptime: list[tuple[str, bool]] = []
-        for pair, position in engine.active_positions.items():
+        snapshots = {}
+        for slot, position in engine.active_positions.items():  # every venue's book first: the reference
+            snapshots[slot] = self._snapshot(runner, engine, position, books, now)
+        for slot, position in engine.active_positions.items():
+            pair = position.trading_pair
             view = self.accounts[position.exchange_account_id]
-            snapshot = self._snapshot(runner, engine, position, books, now)
-            if snapshot.problem() or engine.stale_book(pair):
+            snapshot = snapshots[slot]
+            if snapshot.problem() or engine.stale_book(slot):
                 return Verdict("full", "book problem")
             engine.observe_account(position, view.balances, snapshot.mid, free=view.free)
             analysis = self._analysis(engine, position.exchange_account_id, pair, snapshot, now)
-            engine.observe_analysis(pair, analysis)
+            engine.observe_analysis(slot, analysis)
             settings_ = engine.config.strategy_settings
             if settings_.adaptation_enabled:
                 strategy = engine.strategy_engine.restore(position)
@@ -102,23 +109,23 @@ class VerdictMixin(DriverState):
         if equity > runner.high_water:
             runner.high_water, runner.high_water_dirty = equity, True
         total_open = sum(runner.open_count.values())
-        for pair, position in engine.active_positions.items():
+        for slot, position in engine.active_positions.items():
             rows = runner.live.get(position.pk, [])
             others = total_open - runner.open_count.get(position.pk, 0)
-            engine.observe_resting(pair, from_view(runner.bot_id, self.accounts[position.exchange_account_id]
-                                                   .orders.values(), pair))
-            decision = engine.decide_quotes(position, engine.snapshots[pair], rows, others, now=now)
+            engine.observe_resting(slot, from_view(runner.bot_id, self.accounts[position.exchange_account_id]
+                                                   .orders.values(), position.trading_pair))
+            decision = engine.decide_quotes(position, engine.snapshots[slot], rows, others, now=now)
             if any(denial.code != SELF_TRADE for denial in decision.denied):
                 # (a quote held back from crossing the account's own order is not a cause for a full cycle:
                 # it is placed once that order is gone, and the re-quote path checks it again)
                 return Verdict("full", "denied orders")
             if decision.diff.cancel or decision.diff.place:
-                requote.append(pair)
+                requote.append(slot)
                 by_client = {o.client_order_id: o for o in rows}
                 old = [by_client[str(o.order_id)] for o in decision.diff.cancel]  # client ids
                 # the driver sends these cancels at once, unless the re-quote places its new orders first
-                cancels[pair] = [] if engine.place_first_ok(position, decision.diff.place, old) else old
-            uptime.append((pair, decision.quotes_both_sides))
+                cancels[slot] = [] if engine.place_first_ok(position, decision.diff.place, old) else old
+            uptime.append((position.trading_pair, decision.quotes_both_sides))
         if requote:
             return Verdict("requote", "quotes moved", pairs=requote, cancels=cancels)
         if now >= runner.perf_due_at and engine.config.performance_tracking:

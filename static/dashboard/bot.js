@@ -257,18 +257,26 @@
       a.pair.localeCompare(b.pair) || a.side.localeCompare(b.side) || Number(b.price) - Number(a.price));
     document.getElementById("open-orders-count").textContent = String(orders.length);
     fillBody("open-orders", orders.map((o) => el("tr", { "data-order": o.client_order_id }, [
-      el("td", { text: o.pair }), sideCell(o.side), el("td", { class: "num", text: String(o.level) }),
+      el("td", { text: o.pair }), el("td", { class: "venue", text: venueOf(page, o) }), sideCell(o.side),
+      el("td", { class: "num", text: String(o.level) }),
       el("td", { class: "num", text: dec(o.price) }), el("td", { class: "num", text: dec(o.amount) }),
       el("td", { class: "num", text: dec(o.filled) }), el("td", { text: o.status }),
-    ])), 7, "No open orders. A running bot places its quotes within one monitoring cycle.");
+    ])), 8, "No open orders. A running bot places its quotes within one monitoring cycle.");
+  }
+
+  /* The venue of an order or a fill row: its account as the state names it (bots.wire.venues_json). */
+  function venueOf(page, row) {
+    const venues = (page.state && page.state.venues) || {};
+    return venues[String(row.exchange_account_id)] || "—";
   }
 
   function renderFills(page) {
     fillBody("fills", page.fills.slice(0, 100).map((f) => el("tr", { "data-trade": f.trade_id }, [
-      el("td", { class: "time", text: timeOf(f.executed_at) }), el("td", { text: f.pair }), sideCell(f.side),
+      el("td", { class: "time", text: timeOf(f.executed_at) }), el("td", { text: f.pair }),
+      el("td", { class: "venue", text: venueOf(page, f) }), sideCell(f.side),
       el("td", { class: "num", text: dec(f.price) }), el("td", { class: "num", text: dec(f.amount) }),
       el("td", { class: "num", text: dec(f.fee || "0") + " " + (f.fee_currency || "") }),
-    ])), 6, "No fills yet.");
+    ])), 7, "No fills yet.");
   }
 
   function renderRisk(page) {
@@ -326,8 +334,28 @@
    * cached book does not have yet (read before the order was placed) shows our size as its size. */
   const ON_BOOK = new Set(["open", "partially_filled"]);
 
+  /* A pair quoted on several venues has a ladder per venue (book.venues): one tab each above the ladder. */
+  function venueTabs(page, pairBook) {
+    const box = document.getElementById("venue-tabs");
+    const names = pairBook && pairBook.venues ? Object.keys(pairBook.venues) : [];
+    if (box) box.hidden = names.length < 2;
+    if (!names.length) return pairBook;
+    if (!names.includes(page.venue)) page.venue = names[0];
+    if (box && box.dataset.names !== names.join("|")) {
+      box.dataset.names = names.join("|");
+      box.replaceChildren(...names.map((name) => {
+        const tab = el("button", { type: "button", role: "tab", class: "tab", "data-venue": name,
+                                   text: pairBook.venues[name].venue || name });
+        tab.addEventListener("click", () => { page.venue = name; if (page.lastBook) renderBook(page, page.lastBook); });
+        return tab;
+      }));
+    }
+    if (box) box.querySelectorAll(".tab").forEach((t) => t.classList.toggle("active", t.dataset.venue === page.venue));
+    return pairBook.venues[page.venue];
+  }
+
   function renderBook(page, data) {
-    const book = data.books[page.pair];
+    const book = venueTabs(page, data.books[page.pair]);
     const problem = document.getElementById("book-problem");
     const body = document.querySelector("#ladder tbody");
     const age = document.getElementById("book-age");
@@ -340,6 +368,7 @@
     const own = new Map();  // "side:price" -> [remaining, count]
     for (const o of page.orders.values()) {
       if (o.pair !== page.pair || !ON_BOOK.has(o.status)) continue;
+      if (book.exchange_account_id != null && String(o.exchange_account_id) !== String(book.exchange_account_id)) continue;
       const key = o.side + ":" + dec(o.price);
       const entry = own.get(key) || [0, 0];
       own.set(key, [entry[0] + Number(o.amount) - Number(o.filled || 0), entry[1] + 1]);

@@ -298,10 +298,12 @@
         node.textContent = (bot.last_error || "").slice(0, 120);
         break;
       case "inventory":
-        node.replaceChildren(...(bot.inventory.length ? bot.inventory.map((i) => el("div", { class: "inv" }, [
+        node.replaceChildren(...(bot.inventory.length ? bot.inventory.flatMap((i) => [el("div", { class: "inv" }, [
           el("span", { text: i.trading_pair }),
           el("span", { class: "num", text: i.ratio == null ? "no snapshot" : fmt(i.ratio, 2) + " / " + fmt(i.target_ratio, 2) }),
-        ])) : [el("span", { class: "muted", text: "—" })]));
+        ]), ...((i.venues || []).length ? [el("div", { class: "sub venue-split",  // the split per account
+          text: i.venues.map((v) => v.venue + " " + dec(v.base_position)).join(" · ") })] : [])])
+          : [el("span", { class: "muted", text: "—" })]));
         break;
       default:
         break;

@@ -149,7 +149,8 @@ def test_a_full_cycle_hands_the_check_the_accounts_hand_placed_orders(world_a: A
         engine = MarketMakingBot(Bot.objects.get(pk=bot.pk))
         engine.initialize_exchanges(emit_events=False, validate=False)
         engine.monitoring_iteration(begin_cycle(bot.pk))
-        assert engine.listed_resting("BTC/USDT") == (RestingOrder("sell", ask, "an order not placed by a bot"),)
+        slot = next(s for s in engine.active_positions if s[1] == "BTC/USDT")  # (account, pair)
+        assert engine.listed_resting(slot) == (RestingOrder("sell", ask, "an order not placed by a bot"),)
     finally:
         server.stop_thread()
         clear_gateway_cache()

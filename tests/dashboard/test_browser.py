@@ -288,7 +288,7 @@ def test_ladder_marks_exactly_the_open_orders(daphne: Daphne, populated: tuple[T
                           ("sell", "100.7", "0.4", "0.4"), ("sell", "101", "0.3", "2")]
         # the same set as the open orders table beside it
         open_rows = page.evaluate("""() => Array.from(document.querySelectorAll('#open-orders tr[data-order]'))
-            .map((tr) => [tr.children[1].textContent, tr.children[3].textContent])""")
+            .map((tr) => [tr.children[2].textContent, tr.children[4].textContent])""")
         assert sorted({(side, price) for side, price in open_rows}) == [(m[0], m[1]) for m in marked]
         assert page.locator('#ladder tr[data-price="102"]').count() == 1
         assert page.locator('#ladder tr.own[data-price="102"]').count() == 0, "a cancelled order is not ours"
@@ -442,3 +442,59 @@ def test_counters_move_live_and_no_request_fails(daphne: Daphne, populated: tupl
         assert shown == [wire.format_decimal(v, p) for v, p in cases]
         assert page.evaluate("MM.money('-1234.5')") == wire.format_money("-1234.5") == "-1,234.50"
         assert page.js_errors == []
+
+
+def test_a_bot_on_two_venues_has_a_ladder_tab_per_venue_and_the_venue_on_every_row(
+        daphne: Daphne, populated: tuple[TenantWorld, TenantWorld]) -> None:
+    from decimal import Decimal
+
+    from bots.engine.core import exchange_key
+    from bots.engine.market_data import BookData, store_books
+    from bots.models import Fill, LiquidityPosition, Order
+    from exchanges.models import ExchangeAccount
+
+    world_a, _ = populated
+    bot, binance = world_a.bot, world_a.account
+    okx = ExchangeAccount(tenant=world_a.tenant, label="okx-desk", exchange_id="okx",
+                          api_base_url="http://127.0.0.1:9")
+    okx.set_credentials(api_key="okx-k", api_secret="okx-s", passphrase="okx-P")
+    okx.save()
+    bot.exchange_accounts.add(okx)
+    LiquidityPosition.objects.filter(bot=bot).update(base_position=Decimal("0.25"))
+    on_okx = LiquidityPosition.objects.create(tenant=world_a.tenant, bot=bot, exchange_account=okx,
+                                              trading_pair="BTC/USDT", base_position=Decimal("0.5"))
+    Order.objects.filter(bot=bot).update(status="canceled")
+    Order.objects.create(tenant=world_a.tenant, bot=bot, exchange_account=okx, position=on_okx,
+                         trading_pair="BTC/USDT", client_order_id="mm-okx-ask", side="sell", price=Decimal("200.5"),
+                         amount=Decimal("0.2"), status="open")
+    Fill.objects.create(tenant=world_a.tenant, bot=bot, exchange_account=okx, position=on_okx,
+                        exchange_trade_id="okx-t1", trading_pair="BTC/USDT", side="buy", price=Decimal("199"),
+                        amount=Decimal("0.1"), executed_at=timezone_now())
+    store_books([(exchange_key(binance), "BTC/USDT", BookData(bids=[(99.5, 1.0)], asks=[(100.5, 1.0)],
+                                                              fetched_at=time.time())),
+                 (exchange_key(okx), "BTC/USDT", BookData(bids=[(199.5, 1.0)], asks=[(200.5, 1.0)],
+                                                          fetched_at=time.time()))], max_age_secs=120)
+    with chromium_page(daphne.url) as page:
+        sign_in(page, "a-operator", PASSWORD)
+        page.goto(f"/bots/{bot.pk}/")
+        page.wait_for_selector('#venue-tabs .tab[data-venue="okx-desk"]')
+        assert page.locator("#venue-tabs .tab").all_inner_texts() == [
+            f"{binance.label} (binance)", "okx-desk (okx)"]
+        page.wait_for_selector('#ladder tr[data-price="100.5"]')  # the first venue's book
+        assert page.locator("#ladder tr.own").count() == 0, "the okx order is not on binance's ladder"
+        page.click('#venue-tabs .tab[data-venue="okx-desk"]')
+        page.wait_for_selector('#ladder tr.own[data-price="200.5"]')
+        assert page.locator('#ladder tr[data-price="100.5"]').count() == 0
+        row = page.locator('#open-orders tr[data-order="mm-okx-ask"] td.venue')
+        assert row.inner_text() == "okx-desk (okx)"
+        page.wait_for_selector('#fills tr[data-trade="okx-t1"]')
+        assert page.locator('#fills tr[data-trade="okx-t1"] td.venue').inner_text() == "okx-desk (okx)"
+        split = page.locator('[data-field="inventory"] .venue-split').first.inner_text()
+        assert split == f"{binance.label} 0.25 · okx-desk 0.5", split
+        assert page.js_errors == []
+
+
+def timezone_now() -> Any:
+    from django.utils import timezone
+
+    return timezone.now()

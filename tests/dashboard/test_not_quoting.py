@@ -71,9 +71,10 @@ def test_a_stale_book_is_reported_and_cleared_when_a_fresh_one_quotes(world_a: T
         assert quoting.current([bot.pk]) == {}, "a quoting bot has no reason"
         engine = MarketMakingBot(bot)
         engine.initialize_exchanges(emit_events=False, validate=False)
-        position = engine.active_positions["BTC/USDT"]
+        position = engine.active_positions[(world_a.account.pk, "BTC/USDT")]
         engine._update_market_data()
-        engine.book_fetched_at["BTC/USDT"] = time.time() - 3600  # the venue stopped answering an hour ago
+        # the venue stopped answering an hour ago
+        engine.book_fetched_at[(world_a.account.pk, "BTC/USDT")] = time.time() - 3600
         assert engine._adjust_orders(position, initial=False) == 0
         reason = quoting.current([bot.pk])[bot.pk]["BTC/USDT"]
         assert reason.startswith("BTC/USDT: order book is ") and "s old (limit" in reason

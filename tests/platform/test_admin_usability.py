@@ -284,3 +284,30 @@ def test_labels_replace_identifiers_not_english_words() -> None:
                             labels) == ("must not exceed “Maximum spread (bps)” (10.0), unlike "
                                         "“Minimum spread (bps)” and “Spread (bps)”")
     assert labelled_message("Accounts of another tenant: x.", labels) == "Accounts of another tenant: x."
+
+
+# --- the reference price of a bot on several venues ----------------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "venue", "error"), [
+    ("venue", "", "Choose the venue whose mid every venue follows."),
+    ("venue", "okx", "None of the bot's exchange accounts is on okx (its venues: binance)."),
+    ("venue", "kraken", "Select a valid choice. kraken is not one of the available choices."),
+    ("median", "binance", "Only for 'One chosen venue's mid'; leave it empty."),
+])
+def test_a_reference_venue_the_bot_cannot_follow_is_a_field_error_and_nothing_changes(
+    client: Any, world_a: TenantWorld, server: EmulatorServer, mode: str, venue: str, error: str
+) -> None:
+    ExchangeAccount.objects.filter(pk=world_a.account.pk).update(api_base_url=server.base_url)
+    client.login(username="a-operator", password=PASSWORD)
+    payload = admin_payload(world_a, world_a.bot)
+    payload.update({"reference_price": mode, "reference_venue": venue, "spread_bps": "33"})
+    response = client.post(change_url(world_a.bot), payload)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["reference_venue"] == [error]
+    world_a.bot.refresh_from_db()
+    assert (world_a.bot.reference_price, world_a.bot.reference_venue, world_a.bot.spread_bps) == ("own", "", 20.0)
+    payload.update({"reference_price": "venue", "reference_venue": "binance"})
+    assert client.post(change_url(world_a.bot), payload).status_code == 302
+    world_a.bot.refresh_from_db()
+    assert (world_a.bot.reference_price, world_a.bot.reference_venue) == ("venue", "binance")
