@@ -156,9 +156,14 @@ BOT_FIELD_GROUPS: list[FieldGroup] = [
     FieldGroup(
         "Quoting",
         ("level_spacing_bps", "level_size_multiplier", "min_spread_bps", "max_spread_bps", "maker_fee_bps",
-         "order_refresh_secs", "order_refresh_tolerance_bps", "post_only", "price_ceiling", "price_floor"),
+         "order_refresh_secs", "order_refresh_tolerance_bps", "post_only", "price_ceiling", "price_floor",
+         "reference_price", "reference_venue"),
         "How the levels are laid out and refreshed. The spread is never quoted below two maker fees, "
-        "so a round trip at level 0 does not lose money to fees.",
+        "so a round trip at level 0 does not lose money to fees. Reference price, for a pair quoted on "
+        "several exchange accounts: the mid each venue's quotes are centred on: its own (default); one "
+        "chosen venue's (the thin venues follow the deep one); or a composite of the venues whose books are "
+        "healthy: the median, or weighted by the depth near each mid. A venue whose book is stale or whose "
+        "connection fails stops quoting alone, with its reason on the bot page.",
     ),
     FieldGroup(
         "Inventory and rebalancing",
@@ -166,14 +171,6 @@ BOT_FIELD_GROUPS: list[FieldGroup] = [
          "default_rebalance_threshold", "min_trade_value_quote", "max_rebalance_slippage_bps"),
         "The share of the pair's value held in the base asset, how hard quotes lean back towards it, "
         "and when a rebalancing trade is made.",
-    ),
-    FieldGroup(
-        "Reference price",
-        ("reference_price", "reference_venue"),
-        "For a pair quoted on several exchange accounts: the mid each venue's quotes are centred on. "
-        "Its own (default); one chosen venue's (the thin venues follow the deep one); or a composite of "
-        "the venues whose books are healthy: the median, or weighted by the depth near each mid. A venue "
-        "whose book is stale or whose connection fails stops quoting alone, with its reason on the bot page.",
     ),
     FieldGroup(
         "Rebalancing schedule",
