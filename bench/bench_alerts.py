@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.bench_engine import make_tenant, setup_django, use_queue, wait_for  # noqa: E402
-from bench.common import BenchDatabase, PrivateRedis, start_worker, summary_ms, write_result  # noqa: E402
+from bench.common import BenchDatabase, PrivateRedis, release, start_worker, summary_ms, write_result  # noqa: E402
 
 TARGET_P99_MS = 5000.0
 SECRET = "whsec_bench_" + uuid.uuid4().hex
@@ -168,11 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             receiver.stop()
         if worker is not None:
             worker.stop()
-        redis.stop()
-        from django.db import connections
-
-        connections.close_all()
-        database.drop()
+        release(database, redis)
     figures = {
         "benchmark": "alert latency: publish_event -> signed webhook received (Celery worker, real HTTP)",
         "command": "python -m bench.bench_alerts " + " ".join(argv if argv is not None else sys.argv[1:]),

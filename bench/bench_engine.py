@@ -47,6 +47,7 @@ from bench.common import (  # noqa: E402
     percentile,
     project_breakdown,
     py_spy_record,
+    release,
     start_beat,
     start_emulator,
     start_worker,
@@ -642,15 +643,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for label, pct in steps[-1].get("profile", {}).get("project_inclusive_pct", [])[:12]:
                 print(f"  {pct:5.1f}%  {label}")
     finally:
-        if redis is not None:
-            redis.stop()
-        from django.conf import settings
-
-        if settings.configured:
-            from django.db import connections
-
-            connections.close_all()
-        database.drop()
+        release(database, redis)
     path = write_result("engine", figures) if options.only is None else merge_into_engine(figures)
     print(f"wrote {path.relative_to(ROOT)}")
     return figures

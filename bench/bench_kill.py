@@ -49,6 +49,7 @@ from bench.common import (  # noqa: E402
     PrivateRedis,
     admin_post,
     free_port,
+    release,
     start_emulator,
     start_worker,
     summary_ms,
@@ -209,11 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         env = setup_django(database.url, redis.url)
         result = bench_kill(env, rounds=rounds, concurrency=options.concurrency)
     finally:
-        redis.stop()
-        from django.db import connections
-
-        connections.close_all()
-        database.drop()
+        release(database, redis)
     figures = {"database": database.kind, "targets": TARGETS, "quick": options.quick,
                "command": "python -m bench.bench_kill " + " ".join(argv if argv is not None else sys.argv[1:]),
                "kill": result}

@@ -38,6 +38,7 @@ from bench.common import (  # noqa: E402
     PrivateRedis,
     admin_post,
     free_port,
+    release,
     start_emulator,
     start_worker,
     summary_ms,
@@ -166,15 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(f"{venue:>9}: p50 {lat['p50_ms']:.1f} ms  p99 {lat['p99_ms']:.1f} ms  (n={lat['count']})")
         print(f"timeouts: {result['timeouts']} of {result['moves']}")
     finally:
-        if redis is not None:
-            redis.stop()
-        from django.conf import settings
-
-        if settings.configured:
-            from django.db import connections
-
-            connections.close_all()
-        database.drop()
+        release(database, redis)
     path = write_result("multi_venue", figures)
     print(f"wrote {path.relative_to(ROOT)}")
     return figures

@@ -40,7 +40,7 @@ from bench.bench_engine import (
     use_queue,
     wait_for,
 )
-from bench.common import BenchDatabase, PrivateRedis, percentile, start_worker, write_result
+from bench.common import BenchDatabase, PrivateRedis, percentile, release, start_worker, write_result
 
 WATCHED = ("place_order", "cancel_order", "cancel_all", "cancel_replace", "place_limit_fast", "place_market_fast",
            "cancel_fast")
@@ -192,15 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                                              else sys.argv[1:])
         figures["database"] = database.kind
     finally:
-        if redis is not None:
-            redis.stop()
-        from django.conf import settings
-
-        if settings.configured:
-            from django.db import connections
-
-            connections.close_all()
-        database.drop()
+        release(database, redis)
     for mode in ("place_first", "cancel_first"):
         result = figures.get(mode)
         if result is None:

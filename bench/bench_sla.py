@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from bench.common import ROOT, BenchDatabase, PrivateRedis, write_result
+from bench.common import ROOT, BenchDatabase, PrivateRedis, release, write_result
 
 PAIRS = {"BTC/USDT": 60000.0, "ETH/USDT": 3000.0}
 LEVELS = 3
@@ -183,15 +183,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         setup_django(database.url, redis.url)
         figures = run(options.minutes, options.requotes, options.fills)
     finally:
-        if redis is not None:
-            redis.stop()
-        from django.conf import settings
-
-        if settings.configured:
-            from django.db import connections
-
-            connections.close_all()
-        database.drop()
+        release(database, redis)
     figures["database"] = database.kind
     figures["command"] = "python -m bench.bench_sla " + " ".join(argv if argv is not None else sys.argv[1:])
     path = write_result("sla", figures)

@@ -41,6 +41,7 @@ from bench.common import (  # noqa: E402
     PrivateRedis,
     admin_post,
     free_port,
+    release,
     start_emulator,
     start_worker,
     write_result,
@@ -230,15 +231,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         setup_django(database.url, redis.url)
         figures = run(options.bots, options.window, options.concurrency, options.market)
     finally:
-        if redis is not None:
-            redis.stop()
-        from django.conf import settings
-
-        if settings.configured:
-            from django.db import connections
-
-            connections.close_all()
-        database.drop()
+        release(database, redis)
     figures["database"] = database.kind
     figures["command"] = "python -m bench.bench_storage " + " ".join(argv if argv is not None else sys.argv[1:])
     path = write_result("storage", figures)

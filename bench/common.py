@@ -243,6 +243,20 @@ class PrivateRedis:
         self.child.stop(5)
 
 
+def release(database: BenchDatabase, redis: PrivateRedis | None) -> None:
+    """End a bench run's own world: its private Redis stopped, this process's database connections closed
+    (when Django was set up at all) and its database dropped."""
+    if redis is not None:
+        redis.stop()
+    from django.conf import settings
+
+    if settings.configured:
+        from django.db import connections
+
+        connections.close_all()
+    database.drop()
+
+
 def bench_environment(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     """Production-like settings (DEBUG=0: Django keeps no query log) for the bench and its children."""
     from cryptography.fernet import Fernet
