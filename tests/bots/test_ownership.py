@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import collections
+from collections.abc import Callable
 from pathlib import Path
 
 from bots.engine.bot_state import BotState
@@ -61,8 +62,9 @@ OTHER = {"_pool_connections": "each pool thread its own key", "_connection_check
          "wake": "threading.Event: set by any thread, cleared by the driver thread"}
 
 
-def self_writes(tree: ast.AST) -> dict[str, set[str]]:
-    """attribute of ``self`` -> the ``Class.method`` names that write it."""
+def attribute_writes(tree: ast.AST, holder: Callable[[ast.expr], bool]) -> dict[str, set[str]]:
+    """attribute of an object ``holder`` accepts (the expression before the dot) -> the ``Class.method``
+    names that write it: assign, delete, augment, or call a mutator on it (``x.attr[k] = v`` counts)."""
     found: dict[str, set[str]] = collections.defaultdict(set)
     for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
         for fn in [n for n in cls.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]:
@@ -79,10 +81,14 @@ def self_writes(tree: ast.AST) -> dict[str, set[str]]:
                 for target in [e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]:
                     while isinstance(target, ast.Subscript):
                         target = target.value
-                    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) \
-                            and target.value.id == "self":
+                    if isinstance(target, ast.Attribute) and holder(target.value):
                         found[target.attr].add(where)
     return found
+
+
+def self_writes(tree: ast.AST) -> dict[str, set[str]]:
+    """attribute of ``self`` -> the ``Class.method`` names that write it."""
+    return attribute_writes(tree, lambda value: isinstance(value, ast.Name) and value.id == "self")
 
 
 def driver_writes() -> dict[str, set[str]]:
@@ -202,22 +208,8 @@ def runner_writes() -> dict[str, set[str]]:
     found: dict[str, set[str]] = collections.defaultdict(set)
     for name in DRIVER_MODULES:
         tree = ast.parse((ENGINE / f"{name}.py").read_text())
-        for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
-            for fn in [n for n in cls.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]:
-                for node in ast.walk(fn):
-                    targets: list[ast.expr] = []
-                    if isinstance(node, ast.Assign):
-                        targets = list(node.targets)
-                    elif isinstance(node, ast.AugAssign | ast.AnnAssign):
-                        targets = [node.target]
-                    elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                          and node.func.attr in MUTATORS):
-                        targets = [node.func.value]
-                    for target in [e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]:
-                        while isinstance(target, ast.Subscript):
-                            target = target.value
-                        if isinstance(target, ast.Attribute) and "runner" in ast.unparse(target.value):
-                            found[target.attr].add(f"{cls.name}.{fn.name}")
+        for attr, methods in attribute_writes(tree, lambda value: "runner" in ast.unparse(value)).items():
+            found[attr] |= methods
     return found
 
 
