@@ -140,6 +140,12 @@ def rows_exchange(data: dict[str, Any]) -> list[Row]:
                         measures=measures))
         rows.append(Row("exchange", f"{label}, p99", summary.get("p99_ms"), "ms", 3.0, higher_is_better=False,
                         measures=measures))
+    for venue, summary in (data.get("placement_latency_by_venue") or {}).items():
+        measures = (f"one limit order through `CcxtGateway.place_order` (ccxt's `{venue}` class, signed HTTP) to the "
+                    f"emulator's {venue} dialect in another process on loopback, in-process token bucket")
+        for stat, target in (("p50", 1.0), ("p99", 3.0)):
+            rows.append(Row("exchange", f"gateway placement on {venue}, {stat}", summary.get(f"{stat}_ms"), "ms",
+                            target, higher_is_better=False, measures=measures))
     return rows
 
 
