@@ -27,6 +27,7 @@ import random
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -620,6 +621,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                           concurrency=options.concurrency, profile_secs=profile_secs)
             latency["command"] = "python -m bench.bench_engine " + " ".join(argv if argv is not None else sys.argv[1:])
             figures["tick_to_quote"] = latency
+            latency["date"] = datetime.now(tz=UTC).isoformat(timespec="seconds")  # a part's own date (--only)
             print_latency(latency)
         if options.only in (None, "scale"):
             steps = []
@@ -634,7 +636,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             keeping = [s["bots"] for s in steps if s["lag_p99_secs"] is not None and s["lag_p99_secs"] < 1.0
                        and s["running_at_window"] == s["bots"] and s["bots_with_a_cycle_in_window"] == s["bots"]]
             key = "scale" if options.market == "active" else f"scale_{options.market}"
-            figures[key] = {"steps": steps, "largest_n_with_p99_lag_under_interval": max(keeping, default=0),
+            figures[key] = {"date": datetime.now(tz=UTC).isoformat(timespec="seconds"),
+                            "steps": steps, "largest_n_with_p99_lag_under_interval": max(keeping, default=0),
                             "monitoring_interval_secs": 1.0, "market": options.market,
                             "command": "python -m bench.bench_engine " + " ".join(argv if argv is not None
                                                                                   else sys.argv[1:])}

@@ -79,6 +79,8 @@ class Row:
     higher_is_better: bool = True
     note: str = ""
     measures: str = ""
+    date: str = ""
+    """When the row's part was measured, if not the result file's date (a partial run merges parts)."""
 
     def shown_value(self) -> str:
         if self.value is None:
@@ -187,10 +189,13 @@ def rows_engine(data: dict[str, Any]) -> list[Row]:
             note += f"; `{tick['command']}`"
         measures = ("a mid move on the emulator until both of the bot's replacement orders are accepted there "
                     "(emulator clock), through a real Celery worker, Redis and the database")
+        day = str(tick.get("date", ""))[:10]
         rows.append(Row("engine", "tick-to-quote, p50", _get(tick, "latency", "p50_ms"), "ms",
-                        targets.get("tick_to_quote_p50_ms"), higher_is_better=False, note=note, measures=measures))
+                        targets.get("tick_to_quote_p50_ms"), higher_is_better=False, note=note, measures=measures,
+                        date=day))
         rows.append(Row("engine", "tick-to-quote, p99", _get(tick, "latency", "p99_ms"), "ms",
-                        targets.get("tick_to_quote_p99_ms"), higher_is_better=False, note=note, measures=measures))
+                        targets.get("tick_to_quote_p99_ms"), higher_is_better=False, note=note, measures=measures,
+                        date=day))
     for key in ("scale", "scale_calm"):
         scale = data.get(key) or {}
         if not scale:
@@ -198,13 +203,14 @@ def rows_engine(data: dict[str, Any]) -> list[Row]:
         steps = scale.get("steps") or []
         market = (steps[-1].get("market") or {}) if steps else {}
         label = scale.get("market", "active")
+        day = str(scale.get("date", ""))[:10]
         where = (f"{label} market: {market.get('volatility_bps_per_sqrt_sec')} bps/√s, "
                  f"{market.get('noise_orders_per_sec_per_symbol')} noise orders/s/symbol")
         rows.append(Row("engine", f"bot-pairs per machine, {label} market (p99 cycle lag < 1 s)",
                         scale.get("largest_n_with_p99_lag_under_interval"), "", targets.get("bot_pairs_per_machine"),
                         note=f"{where}; `{scale.get('command', '')}`",
                         measures="the most bots (one pair each, 1 s interval) one 2-process worker on this machine "
-                                 "keeps with the p99 cycle lag under 1 s"))
+                                 "keeps with the p99 cycle lag under 1 s", date=day))
         for step in steps:
             activity = step.get("activity_per_bot_pair_per_sec") or {}
             busy = ", ".join(f"{k} {v}/s" for k, v in activity.items() if k != "quiet" and v)
@@ -214,14 +220,14 @@ def rows_engine(data: dict[str, Any]) -> list[Row]:
                                  f"{step.get('lag_p50_secs')} s, {step.get('running_at_window')}/{step['bots']} running"
                                  + (f"; per bot-pair: {busy}" if busy else ""),
                             measures=f"how late the cycles of {step['bots']} running bots start after their "
-                                     "scheduled time (1 s interval), 99th percentile"))
+                                     "scheduled time (1 s interval), 99th percentile", date=day))
         if steps:
             biggest = steps[-1]
             rows.append(Row("engine", f"memory per bot ({label}, N={biggest['bots']})",
                             biggest.get("memory_per_bot_mb"), "MB", targets.get("memory_per_bot_mb"),
                             higher_is_better=False,
                             measures="memory (USS) growth of worker, beat and emulator plus Redis since before the "
-                                     "bots existed, divided by the bots (Postgres not included)"))
+                                     "bots existed, divided by the bots (Postgres not included)", date=day))
     return rows
 
 
@@ -474,7 +480,7 @@ def render_table() -> str:
             measures = "as above" if row.measures and row.measures == previous else row.measures
             previous = row.measures
             lines.append(f"| {row.bench} | {row.figure} | {measures} | {row.shown_value()} | "
-                         f"{row.shown_target()} | {row.verdict()} | `{command}` | {date} | {row.note} |")
+                         f"{row.shown_target()} | {row.verdict()} | `{command}` | {row.date or date} | {row.note} |")
     return "\n".join(lines)
 
 
