@@ -3,7 +3,8 @@
 Real parts: ``--hosts`` Celery workers (prefork, ``--concurrency`` pool processes each, so one engine
 driver each by default) stand for separate hosts — each its own node name (``wN@hostX``) and its own
 process group, so one ``killpg`` takes a whole host at once — sharing ``--bots`` bots (one-level grid,
-1 s interval, ``--bots-per-account`` per exchange account, a calm moving market with noise traders) in
+1 s interval, ``--bots-per-account`` per exchange account, the engine bench's active market: the mid
+moves every 100 ms and noise traders fill the quotes) in
 ``--shards`` shards, against one exchange emulator process, a private Redis and a database of the run's
 own. What is not real: the hosts share one kernel, hostname and clock (the cycle records' start times
 and this process's clock are the same clock).
@@ -34,7 +35,9 @@ counted too.
 
 Prints figures and writes ``bench/results/failover.json``; it never fails on a time.
 
-    python -m bench.bench_failover [--rounds 3] [--bots 60] [--hosts 3] [--shards 12]
+    python -m bench.bench_failover [--rounds 5] [--bots 60] [--hosts 3] [--shards 12]   # ~2.5 min
+    python -m bench.bench_failover --quick                                               # 2 rounds, 24 bots
+    python -m bench.bench_failover --stop-signal group   # the warm stop's SIGTERM to the whole process group
 """
 
 from __future__ import annotations
@@ -275,23 +278,30 @@ class Venue:
         return sorted(cid for cid, n in self.accepts.items() if n > 1)
 
 
-def orphan_candidates(venue: Venue, bot_ids: list[int]) -> set[str]:
-    """Client order ids open on the venue that no engine manages: unknown to the database or ended there,
-    or beyond one order a side of their bot (the oldest ones: an old quote left behind)."""
-    from bots.models import OPEN_ORDER_STATUSES, Order
-
-    remote = [o for o in venue.open_orders() if (o.get("clientOrderId") or "").startswith("mm-")]
-    open_rows = set(Order.objects.filter(bot_id__in=bot_ids, status__in=OPEN_ORDER_STATUSES)
-                    .values_list("client_order_id", flat=True))
-    out = {o["clientOrderId"] for o in remote if o["clientOrderId"] not in open_rows}
+def unmanaged(remote: list[dict[str, Any]], open_rows: set[str], levels: int = LEVELS) -> set[str]:
+    """Client order ids of the bots' orders open on the venue (``remote``, the admin API's shape) that no
+    engine manages: not open in the database (``open_rows``), or beyond ``levels`` orders a side of their
+    bot (the oldest ones: an old quote left behind)."""
+    ours = [o for o in remote if (o.get("clientOrderId") or "").startswith("mm-")]
+    out = {o["clientOrderId"] for o in ours if o["clientOrderId"] not in open_rows}
     by_side: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for order in remote:
+    for order in ours:
         bot_part = order["clientOrderId"].split("-")[1]
         by_side.setdefault((bot_part, order["side"]), []).append(order)
     for orders in by_side.values():
         orders.sort(key=lambda o: o["time"])
-        out |= {o["clientOrderId"] for o in orders[:-LEVELS]}
+        out |= {o["clientOrderId"] for o in orders[:-levels]}
     return out
+
+
+def orphan_candidates(venue: Venue, bot_ids: list[int]) -> set[str]:
+    """The bots' orders open on the venue right now that no engine manages (see ``unmanaged``)."""
+    from bots.models import OPEN_ORDER_STATUSES, Order
+
+    remote = venue.open_orders()
+    open_rows = set(Order.objects.filter(bot_id__in=bot_ids, status__in=OPEN_ORDER_STATUSES)
+                    .values_list("client_order_id", flat=True))
+    return unmanaged(remote, open_rows)
 
 
 def persistent_orphans(venue: Venue, bot_ids: list[int], watch_secs: float = 10.0) -> list[str]:
@@ -357,6 +367,7 @@ def hand_over(kind: str, victim: Host, hosts: dict[str, Host], bots_by_shard: di
         "bots": len(lost_bots),
         "shards_moved": len(moved),
         "bots_cycled": len(cycled),
+        "complete": len(moved) == len(lost) and len(cycled) == len(lost_bots),
         "all_shards_moved_secs": round(max(shard_secs), 2) if len(moved) == len(lost) and lost else None,
         "all_bots_cycled_secs": round(max(bot_secs), 2) if len(cycled) == len(lost_bots) and lost_bots else None,
         "bot_secs": seconds(bot_secs),
@@ -522,8 +533,7 @@ def run(env: dict[str, str], *, rounds: int, n_bots: int, n_hosts: int, shards: 
         kind: {"shards_moved_secs": seconds(of(kind, "all_shards_moved_secs")),
                "bots_cycled_secs": seconds(of(kind, "all_bots_cycled_secs")),
                "bot_p50_secs": seconds(bots_of(kind)),
-               "incomplete": sum(1 for h in handovers if h["kind"] == kind
-                                 and (h["all_shards_moved_secs"] is None or h["all_bots_cycled_secs"] is None))}
+               "incomplete": sum(1 for h in handovers if h["kind"] == kind and not h["complete"])}
         for kind in ("kill", "warm")
     }
     summary["join"] = {key: seconds(j[key] for j in joins if j[key] is not None)
@@ -531,6 +541,7 @@ def run(env: dict[str, str], *, rounds: int, n_bots: int, n_hosts: int, shards: 
                                    "all_bots_cycled_after_heartbeat_secs")}
     return {
         "bots": n_bots, "hosts": n_hosts, "shards": shards, "accounts": len(keys), "rounds": rounds,
+        "bots_per_account": bots_per_account,
         "worker_concurrency": concurrency, "monitoring_interval_secs": INTERVAL_SECS, "market": market,
         "warm_stop_signal": stop_signal,
         "shard_ttl_secs": SHARD_TTL_SECS, "housekeeping_secs": HOUSEKEEPING_SECS,
@@ -549,13 +560,14 @@ def run(env: dict[str, str], *, rounds: int, n_bots: int, n_hosts: int, shards: 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of kill -9 + join + warm stop + join")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of kill -9 + join + warm stop + join")
     parser.add_argument("--bots", type=int, default=60)
     parser.add_argument("--hosts", type=int, default=3, help="hosts (workers) running at once")
     parser.add_argument("--shards", type=int, default=12, help="ENGINE_SHARDS of the hosts")
     parser.add_argument("--concurrency", type=int, default=1, help="pool processes (drivers) per host")
-    parser.add_argument("--bots-per-account", type=int, default=5)
-    parser.add_argument("--market", choices=sorted(MARKETS), default="calm")
+    parser.add_argument("--bots-per-account", type=int,
+                        help="bots per exchange account (default bots / shards: every shard carries bots)")
+    parser.add_argument("--market", choices=sorted(MARKETS), default="active")
     parser.add_argument("--stop-signal", choices=("main", "group"), default="main",
                         help="the warm stop's SIGTERM: to the worker's main process (Celery's warm shutdown) or "
                              "to its whole process group (systemd's default KillMode=control-group)")
@@ -572,7 +584,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         redis = PrivateRedis()
         env = setup_django(database.url, redis.url)
         result = run(env, rounds=options.rounds, n_bots=options.bots, n_hosts=options.hosts, shards=options.shards,
-                     concurrency=options.concurrency, bots_per_account=options.bots_per_account,
+                     concurrency=options.concurrency,
+                     bots_per_account=options.bots_per_account or max(1, options.bots // options.shards),
                      market=options.market, stop_signal=options.stop_signal)
     finally:
         release(database, redis)
