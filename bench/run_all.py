@@ -63,6 +63,7 @@ BENCHES = (
     Bench("alerts", "bench.bench_alerts", "alerts.json", quick_args=("--quick",)),
     Bench("sla", "bench.bench_sla", "sla.json", quick_args=("--minutes", "3")),
     Bench("multi-venue", "bench.bench_multi_venue", "multi_venue.json", quick_args=("--moves", "50")),
+    Bench("failover", "bench.bench_failover", "failover.json", quick_args=("--quick",)),
 )
 
 
@@ -423,6 +424,70 @@ def rows_sla(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def rows_failover(data: dict[str, Any]) -> list[Row]:
+    run = data.get("failover") or {}
+    summary = run.get("summary") or {}
+    if not summary:
+        return []
+    loads = run.get("load_average_1m") or []
+    setup = (f"{run.get('rounds')} rounds, {run.get('bots')} bots ({run.get('market')} market, "
+             f"{run.get('monitoring_interval_secs'):g} s interval), {run.get('hosts')} hosts × "
+             f"{run.get('worker_concurrency')} driver, {run.get('shards')} shards, shard lease TTL "
+             f"{run.get('shard_ttl_secs'):g} s, housekeeping every {run.get('housekeeping_secs'):g} s; machine shared "
+             f"and loaded (1-min load {min(loads, default=0):.1f}–{max(loads, default=0):.1f} on 2 cores)")
+    hosts = ("prefork Celery workers standing for hosts (own node names and process groups, one kernel) sharing "
+             "the bots' shards")
+    kill, warm, joined = summary.get("kill") or {}, summary.get("warm") or {}, summary.get("join") or {}
+    correct = run.get("correctness") or {}
+    signalled = "process group" if run.get("warm_stop_signal") == "group" else "main process"
+
+    def p50(figures: dict[str, Any]) -> str:
+        return f"p50 {figures.get('p50')} s over {figures.get('count', 0)} hand-overs"
+
+    return [
+        Row("failover", "kill -9 of a host → all its shards held by survivors, max",
+            _get(kill, "shards_moved_secs", "max"), "s", TARGET_FAILOVER_SECS, higher_is_better=False,
+            note=f"{p50(kill.get('shards_moved_secs') or {})}; {setup}",
+            measures=f"{hosts}: one host's process group killed with -9, until every shard it held is leased by a "
+                     "survivor (`health.shard_owners`, polled every 0.1 s)"),
+        Row("failover", "kill -9 of a host → every one of its bots cycled on a survivor, max",
+            _get(kill, "bots_cycled_secs", "max"), "s", TARGET_FAILOVER_SECS, higher_is_better=False,
+            note=f"{p50(kill.get('bots_cycled_secs') or {})}; half of a host's bots within "
+                 f"{_get(kill, 'bot_p50_secs', 'p50')} s (median over the hand-overs)",
+            measures="as the row above, until each of the host's bots started a cycle on a survivor (the survivor's "
+                     "own start time in the bot's cycle records)"),
+        Row("failover", "warm shutdown of a host → every one of its bots cycled on a survivor, max",
+            _get(warm, "bots_cycled_secs", "max"), "s", higher_is_better=False,
+            note=f"{p50(warm.get('bots_cycled_secs') or {})}; shards on survivors p50 "
+                 f"{_get(warm, 'shards_moved_secs', 'p50')} s, max {_get(warm, 'shards_moved_secs', 'max')} s "
+                 f"(SIGTERM to the worker's {signalled}; its driver gives the shard leases back, no TTL waited)",
+            measures=f"{hosts}: SIGTERM (Celery's warm shutdown), until each of the host's bots started a cycle on "
+                     "a survivor"),
+        Row("failover", "joining host → holds its fair share, max",
+            _get(joined, "fair_share_after_heartbeat_secs", "max"), "s", higher_is_better=False,
+            note=f"p50 {_get(joined, 'fair_share_after_heartbeat_secs', 'p50')} s; its bots cycled there "
+                 f"{_get(joined, 'all_bots_cycled_after_heartbeat_secs', 'max')} s after its first heartbeat (max); "
+                 f"process start → first heartbeat p50 {_get(joined, 'boot_secs', 'p50')} s",
+            measures="a new worker joins (after each kill or stop): from its driver's first heartbeat until every "
+                     "shard is held and no host holds more than ceil(shards / hosts) nor it less than its floor"),
+        Row("failover", "client order ids accepted twice", correct.get("duplicate_client_order_ids"), "", 0,
+            higher_is_better=False,
+            note=f"{correct.get('orders_accepted')} orders accepted over the run",
+            measures="the emulator's order journals (`GET /admin/journal`) over every round: accepts per client "
+                     "order id"),
+        Row("failover", "orphan orders after a hand-over", correct.get("orphan_orders"), "", 0,
+            higher_is_better=False,
+            note=f"pending rows left {correct.get('pending_left')}, overlapping cycles of one bot "
+                 f"{correct.get('overlapping_cycles')}",
+            measures="after each hand-over settled: the bots' orders open on the emulator that no engine manages "
+                     "(not open in the database, or beyond one a side) and present at every poll for 10 s"),
+    ]
+
+
+TARGET_FAILOVER_SECS = 15.0
+"""Issue 14: a killed host's shards move to the survivors within 15 s."""
+
+
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "exchange.json": rows_exchange,
     "strategies.json": rows_strategies,
@@ -436,6 +501,7 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "alerts.json": rows_alerts,
     "sla.json": rows_sla,
     "multi_venue.json": rows_multi_venue,
+    "failover.json": rows_failover,
 }
 
 
