@@ -181,7 +181,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         os.environ.update(CELERY_TASK_ALWAYS_EAGER="1", ENGINE_BOOK_STREAMS="0", ENGINE_ORDER_STREAMS="0",
                           ENGINE_FULL_CYCLE_SECS="3600", ENGINE_DRIVER_ENABLED="0")
         setup_django(database.url, redis.url)
+        import gc
+
         from bots.engine.driver import Driver
+        from bots.engine.gateways import warm_up
+
+        warm_up()
+        gc.freeze()  # as a worker does at start (bots/engine/bootstep.py)
 
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"

@@ -52,6 +52,7 @@ from bots.engine.performance import count_quoting
 from bots.engine.requote import RequoteMixin
 from bots.engine.runner import Runner, next_due
 from bots.engine.shards import DRIVERS_KEY, HOUSEKEEPING_SECS, SHARD_TTL_SECS, ShardsMixin, shard_key
+from bots.engine.shared_views import SharedViews
 from bots.engine.venues import exchange_key
 from bots.engine.verdict import Verdict, VerdictMixin
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderPurpose
@@ -98,6 +99,8 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.fresh_books: deque[tuple[tuple[str, str], tuple[float, BookData]]] = deque()  # -> feeder
         self.outdated: deque[int] = deque()  # pool -> feeder: accounts whose balances a fill moved
         self.analyses: dict[Any, tuple[float, MarketAnalysis]] = {}
+        self.shared = SharedViews()
+        self.by_pair: dict[tuple[str, str], dict[int, Runner]] = {}  # (venue, pair) -> bots quoting it
         self.stats: Counter[str] = Counter()  # cycles by verdict and full-cycle reason, since start
         self.feed_stats: Counter[str] = Counter()  # the feeder's counts (REST account reads, pushed orders)
 
@@ -199,30 +202,49 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
                 self._want(runner, runner.engine)  # its accounts and books, for the feeder
             runner.touched = True
             runner.busy = False
+            self._index_quoted(runner)
 
     def _apply_moves(self, now: float) -> None:
-        """Pushed mids: bots whose quotes are a quarter of their tolerance off the new mid run now."""
+        """Pushed mids: bots whose quotes are a quarter of their tolerance off the new mid run now (only the
+        bots quoting a moved pair are looked at: ``by_pair``)."""
         if not self.moved:
             return
         latest: dict[tuple[str, str], float] = {}
         while self.moved:
             venue, pair, mid = self.moved.popleft()
             latest[(venue, pair)] = mid
-        for runner in self.runners.values():
-            if runner.engine is None:
-                continue
-            tolerance = runner.engine.config.order_settings.order_refresh_tolerance_bps / 4e4
-            for key, quoted in runner.quoted_mid.items():
-                moved_to = latest.get(key)
-                if moved_to is None:
+        seen: set[int] = set()
+        for moved_key in latest:
+            for pk, runner in self.by_pair.get(moved_key, {}).items():
+                if pk in seen or runner.engine is None or self.runners.get(pk) is not runner:
                     continue
-                if runner.busy:  # its running cycle may have decided on the book before this move
-                    runner.wake_after = True
-                    break
-                if abs(moved_to - quoted) > tolerance * quoted:
-                    if runner.next_due > now:
-                        runner.next_due, runner.woken = now, True
-                    break
+                seen.add(pk)
+                tolerance = runner.engine.config.order_settings.order_refresh_tolerance_bps / 4e4
+                for key, quoted in runner.quoted_mid.items():
+                    moved_to = latest.get(key)
+                    if moved_to is None:
+                        continue
+                    if runner.busy:  # its running cycle may have decided on the book before this move
+                        runner.wake_after = True
+                        break
+                    if abs(moved_to - quoted) > tolerance * quoted:
+                        if runner.next_due > now:
+                            runner.next_due, runner.woken = now, True
+                        break
+
+    def _index_quoted(self, runner: Runner) -> None:
+        """Keep ``by_pair`` (venue, pair) -> the bots whose quotes sit on it (their ``quoted_mid``), after a
+        cycle handed the runner back (the housekeeping rebuilds it whole every second)."""
+        keys = () if runner.dropped else tuple(runner.quoted_mid)
+        if keys == runner.indexed:
+            return
+        for key in runner.indexed:
+            bots = self.by_pair.get(key)
+            if bots is not None:
+                bots.pop(runner.bot_id, None)
+        for key in keys:
+            self.by_pair.setdefault(key, {})[runner.bot_id] = runner
+        runner.indexed = keys
 
     # --- cycles ------------------------------------------------------------------------------------
 

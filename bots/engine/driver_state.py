@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from bots.engine.bot import MarketMakingBot
 from bots.engine.market_data import AccountView, BookData
 from bots.engine.runner import Runner
+from bots.engine.shared_views import SharedViews
 from bots.models import Order
 from exchanges.gateway import ExchangeGateway
 from strategies.analysis import MarketAnalysis
@@ -44,6 +45,8 @@ class DriverState:
     runners: dict[int, Runner]  # bots of those shards; each Runner's fields: see runner.py
     stats: Counter[str]  # cycles by verdict, timings (pool timings arrive through ``finished``)
     analyses: dict[Any, tuple[float, MarketAnalysis]]  # shared market analyses (feed.py ``_analysis``)
+    by_pair: dict[tuple[str, str], dict[int, Runner]]  # (venue, pair) -> the bots quoting it (driver.py, shards.py)
+    shared: SharedViews  # what the bots of an account / a venue's pair share, per version (shared_views.py)
     wanted_accounts: dict[int, tuple[ExchangeGateway, float]]  # what the feeder reads: account -> (gateway, every)
     wanted_books: dict[tuple[str, str], ExchangeGateway]  # ... and (venue, pair) -> gateway (replaced whole)
     _housekeeping_at: float
@@ -84,7 +87,8 @@ class DriverState:
             raise NotImplementedError
 
         def _snapshot(self, runner: Runner, engine: MarketMakingBot, position: Any,
-                      books: dict[tuple[str, str], BookData], now: float) -> MarketSnapshot:
+                      books: dict[tuple[str, str], BookData], now: float,
+                      shared: SharedViews | None = None) -> MarketSnapshot:
             raise NotImplementedError
 
         def _analysis(self, engine: MarketMakingBot, account_id: int, pair: str, snapshot: MarketSnapshot,
