@@ -32,7 +32,6 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -49,6 +48,7 @@ from bots.engine.market_data import (
     BookData,
 )
 from bots.engine.performance import count_quoting
+from bots.engine.pool import CyclePool, patience
 from bots.engine.requote import RequoteMixin
 from bots.engine.runner import Runner, next_due
 from bots.engine.shards import DRIVERS_KEY, HOUSEKEEPING_SECS, SHARD_TTL_SECS, ShardsMixin, shard_key
@@ -74,7 +74,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.owned: set[int] = set()
         self.runners: dict[int, Runner] = {}
         self.accounts: dict[int, AccountView] = {}
-        self.pool = ThreadPoolExecutor(max_workers=settings.ENGINE_CYCLE_THREADS, thread_name_prefix="mm-cycle")
+        self.pool = CyclePool(settings.ENGINE_CYCLE_THREADS, "mm-cycle")  # earliest deadline first (pool.py)
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -281,7 +281,8 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
             verdict.urgent = woken and verdict.kind == "requote"
             if verdict.urgent:
                 self._urgent += 1
-            self.pool.submit(self._cycle, runner, lease, verdict, scheduled)
+            self.pool.submit(self._cycle, runner, lease, verdict, scheduled, on_cancel=lease.release,
+                             deadline=scheduled + patience(verdict.kind, verdict.reason, verdict.urgent))
         if quiet:
             self._record_quiet(quiet, leases)
 

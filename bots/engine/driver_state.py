@@ -7,21 +7,21 @@ real method (which overrides the ``if TYPE_CHECKING`` stub here).
 
 The threads (docs/architecture.md, "Who owns what"): the *driver* thread (``mm-engine-driver``: tick,
 housekeeping, checks, flush), the *feeder* thread (``mm-engine-feeder``: account views and depth reads),
-the *pool* threads (``mm-cycle-N``: re-quotes and full cycles) and the *I/O loop* (pushed best bid/ask).
-A value another thread needs is handed over whole (a new ``AccountView``, a new ``BookData``) or through a
-queue its owner drains (``moved``, ``finished``, ``outdated``); a test checks that only the owner's module
-assigns each attribute.
+the *pool* threads (``mm-cycle_N``: re-quotes, fill syncs and full cycles, the most urgent first) and
+the *I/O loop* (pushed best bid/ask). A value another thread needs is handed over whole (a new
+``AccountView``, a new ``BookData``) or through a queue its owner drains (``moved``, ``finished``,
+``outdated``); a test checks that only the owner's module assigns each attribute.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from bots.engine.bot import MarketMakingBot
 from bots.engine.market_data import AccountView, BookData
+from bots.engine.pool import CyclePool
 from bots.engine.runner import Runner
 from bots.engine.shared_views import SharedViews
 from bots.models import Order
@@ -35,7 +35,7 @@ class DriverState:
 
     # --- fixed at construction / lifecycle (driver.py, the thread that starts and stops the driver) ---
     token: str
-    pool: ThreadPoolExecutor
+    pool: CyclePool  # the cycles the checks hand over, earliest deadline first (pool.py)
     wake: threading.Event  # set by anyone (a cycle ended, a pushed move); waited on and cleared by the driver
     stopping: threading.Event  # set by stop()
     thread: threading.Thread | None

@@ -103,7 +103,7 @@ class ShardsMixin(DriverState):
         self._ensure_order_streams()
         busy = sum(r.busy for r in self.runners.values())
         stats = {"bots": len(self.runners), "shards": len(self.owned), "busy": busy,
-                 "pool_queue": self.pool._work_queue.qsize(), "due_now": sum(
+                 "pool_queue": self.pool.qsize(), "due_now": sum(
                      1 for r in self.runners.values() if not r.busy and r.next_due <= now),
                  **self.stats, **self.feed_stats, **self.shared.stats}
         pipe = r.pipeline(transaction=False)
