@@ -21,7 +21,8 @@ def bucket(rate: float, burst: float, key: str | None = None) -> RedisTokenBucke
 async def test_requests_sent_together_share_one_reservation() -> None:
     limiter = bucket(1000.0, 1000.0)
     try:
-        assert await asyncio.gather(*(limiter.acquire() for _ in range(6))) == [0.0] * 6
+        # (a wait of a few microseconds: the bucket's clock is stored with 0.1 ms resolution)
+        assert all(w < 0.001 for w in await asyncio.gather(*(limiter.acquire() for _ in range(6))))
         assert limiter.reservations == 1
         await limiter.acquire()
         await limiter.acquire()  # one after the other: one reservation each, as before
@@ -37,7 +38,7 @@ async def test_each_request_of_a_shared_reservation_gets_the_wait_it_would_have_
         # 5 requests at once on a 2-token bucket at 10/s: 0, 0, then 0.1, 0.2, 0.3 s (the debt each adds)
         loop_waits = await asyncio.gather(*(together._reserve_together() for _ in range(5)))
         assert together.reservations == 1
-        assert loop_waits[:2] == [0.0, 0.0]
+        assert all(w < 0.001 for w in loop_waits[:2])
         assert [round(w, 1) for w in loop_waits[2:]] == [0.1, 0.2, 0.3]
         # the shared bucket was charged all five: the next caller anywhere waits behind them
         assert 0.3 < await alone.reserve() <= 0.4
@@ -70,7 +71,7 @@ async def test_a_cancelled_first_request_leaves_the_others_to_reserve_for_themse
         others = [asyncio.ensure_future(limiter.acquire()) for _ in range(2)]
         await asyncio.sleep(0)  # the first holds the group open, the others join it
         first.cancel()
-        assert await asyncio.wait_for(asyncio.gather(*others), 10) == [0.0, 0.0]
+        assert all(w < 0.001 for w in await asyncio.wait_for(asyncio.gather(*others), 10))
         with pytest.raises(asyncio.CancelledError):
             await first
     finally:
