@@ -149,6 +149,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
 
     def tick(self) -> None:
         now = time.time()
+        self.stats["ticks"] += 1
         if now >= self._housekeeping_at:
             self._housekeeping_at = now + HOUSEKEEPING_SECS
             self._housekeep(now)
