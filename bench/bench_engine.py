@@ -14,7 +14,7 @@ the end, nothing else on the server is touched) and a private redis-server (``RE
   whose p99 lag stays under one interval, with a py-spy profile of the worker at the largest N.
 
 The worker consumes only the run's own default queue (``-Q bench-...``): beat's bookkeeping tasks (SLA
-figures and reports, storage retention) are routed to the background queue (``mmplatform/routing.py``),
+figures and reports, storage retention) are routed to the background queue (``mmplatform/task_routes.py``),
 which no process of the run consumes, so the worker's CPU is the engine's (and its control tasks':
 starts, the watchdog). ``worker_queues`` in the results says so.
 

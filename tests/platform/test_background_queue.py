@@ -1,5 +1,5 @@
 """The platform's periodic bookkeeping (SLA figures and reports, storage retention) goes to the background
-queue, not the default one the engine's workers consume (mmplatform/routing.py): a worker told to consume
+queue, not the default one the engine's workers consume (mmplatform/task_routes.py): a worker told to consume
 only the default queue never runs it, the suite's workers (like ``make run``'s) consume both. A real Celery
 worker and the broker's own queues in Redis."""
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mmplatform.routing import BACKGROUND_TASKS, background_queue, worker_queues
+from mmplatform.task_routes import BACKGROUND_TASKS, background_queue, worker_queues
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
