@@ -13,6 +13,11 @@ the end, nothing else on the server is touched) and a private redis-server (``RE
   ``bots.engine.lease.cycle_records``), CPU and memory per process, memory per bot, and the largest N
   whose p99 lag stays under one interval, with a py-spy profile of the worker at the largest N.
 
+The worker consumes only the run's own default queue (``-Q bench-...``): beat's bookkeeping tasks (SLA
+figures and reports, storage retention) are routed to the background queue (``mmplatform/task_routes.py``),
+which no process of the run consumes, so the worker's CPU is the engine's (and its control tasks':
+starts, the watchdog). ``worker_queues`` in the results says so.
+
 Prints figures and writes ``bench/results/engine.json``; it never fails on a time.
 
     python -m bench.bench_engine [--quick] [--only latency|scale] [--moves 1000] [--ns 10,100,500,1000]
@@ -291,6 +296,7 @@ def bench_tick_to_quote(env: dict[str, str], *, moves: int, interval_secs: float
             "monitoring_interval_secs": interval_secs,
             "market_data": "pushed best bid/ask (bookTicker websocket) + depth read every 0.5 s",
             "worker_concurrency": concurrency,
+            "worker_queues": [queue],  # not the background queue: no SLA or retention work in the figures
             "cycle_duration": summary_ms(durations),
             "cycle_lag": summary_ms(lags),
             "cycles_by_verdict": verdicts,
@@ -523,6 +529,7 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
             "memory_per_bot_note": "USS growth of worker+beat+emulator plus Redis used_memory growth since "
                                    "before the bots existed, divided by N (Postgres not included)",
             "worker_concurrency": concurrency,
+            "worker_queues": [queue],  # not the background queue: no SLA or retention work in the figures
             "cycles_by_verdict": dict(sorted(verdicts.items(), key=lambda kv: -kv[1])),
             "driver_state_at_window_end": driver_state,
             "activity_per_bot_pair_per_sec": {

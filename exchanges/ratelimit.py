@@ -4,6 +4,12 @@ in-process fallback used only when no Redis is configured.
 Both are reservation buckets: ``acquire()`` takes a token now (the balance may go negative) and sleeps
 for the time the debt needs to refill, so concurrent callers queue fairly without polling Redis.
 
+Requests of one process that ask at the same moment share one round trip (``RedisTokenBucket.acquire``):
+a cancel-and-replace's cancels and placements, a fill sync's reads are sent together (``asyncio.gather``),
+and the first of them reserves a token for each of the others in the same script call. Each gets its
+own token and wait, exactly what one call each would have got: no token is held for later, so the
+shared budget and the pauses hold as before.
+
 ``pause(secs)`` is the account-wide back-off: after a 429 / DDoSProtection answer (Retry-After) the
 bucket's clock moves past the pause with nothing saved up, so every caller of the account, in every
 process, waits out the pause and then resumes at the budget's rate (no burst on resumption).
@@ -49,6 +55,19 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate + wait) + 1000)
 return tostring(wait)
 """
 
+# ARGV[3] tokens to take. Returns "<ms until the bucket's clock> <tokens before taking>": token i (1-based)
+# of the batch waits that many ms plus max(0, i - tokens before) / rate (what i calls in a row would get).
+_TOKEN_BATCH_LUA = _REFILL_LUA + """
+local before = tokens
+tokens = tokens - tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts))
+local wait = ts - now
+local debt = 0
+if tokens < 0 then debt = -tokens * 1000 / rate end
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate + wait + debt) + 1000)
+return tostring(wait) .. ' ' .. tostring(before)
+"""
+
 # ARGV[3] pause in ms. Moves the bucket's clock to now + pause (never back) and drops saved-up
 # tokens, so every reservation waits out the pause. Returns the pause left in ms.
 _PAUSE_LUA = _REFILL_LUA + """
@@ -87,6 +106,10 @@ class RateLimiter(Protocol):
         ...
 
 
+def text_of(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _check(rate_per_sec: float, burst: float) -> None:
     if not rate_per_sec > 0:
         raise ValueError(f"rate_per_sec must be > 0, got {rate_per_sec}")
@@ -111,6 +134,9 @@ class RedisTokenBucket:
         self._client = None if isinstance(redis, str) else redis
         self._clients: dict[int, tuple[asyncio.AbstractEventLoop, object]] = {}
         self._scripts: dict[int, dict[str, Any]] = {}
+        # per event loop, the requests waiting for the reservation one of them is about to make
+        self._joining: dict[asyncio.AbstractEventLoop, list[asyncio.Future[float | None]]] = {}
+        self.reservations = 0  # script calls made by ``acquire`` (requests that shared one count once)
 
     def _redis(self):
         if self._client is not None:
@@ -141,12 +167,56 @@ class RedisTokenBucket:
             keys=[self.key], args=[self.rate_per_sec, self.burst, cost])
         return float(wait_ms) / 1000.0
 
+    async def _reserve_together(self) -> float:
+        """One token for this request and for every request of this event loop that asks before the
+        reservation leaves (they join it), in one script call; returns this request's wait in seconds."""
+        loop = asyncio.get_running_loop()
+        joining = self._joining.get(loop)
+        if joining is not None:  # another request of this moment is about to reserve: join it
+            future: asyncio.Future[float | None] = loop.create_future()
+            joining.append(future)
+            wait = await future
+            return await self.reserve() if wait is None else wait  # None: that request was cancelled
+        joining = self._joining[loop] = []
+
+        def close_group() -> None:  # later requests start a group of their own
+            if self._joining.get(loop) is joining:
+                del self._joining[loop]
+
+        try:
+            await asyncio.sleep(0)  # the requests sent together with this one (a gather) ask now
+            close_group()
+            client = self._redis()
+            reply = await self._script(client, _TOKEN_BATCH_LUA)(
+                keys=[self.key], args=[self.rate_per_sec, self.burst, 1 + len(joining)])
+            self.reservations += 1
+            wait_ms, before = (float(part) for part in text_of(reply).split())
+        except Exception as error:  # (Redis down: each request's caller falls back as it would have alone)
+            close_group()
+            for future in joining:
+                if not future.done():
+                    future.set_exception(error)
+            raise
+        except BaseException:  # this request was cancelled: the others reserve for themselves
+            close_group()
+            for future in joining:
+                if not future.done():
+                    future.set_result(None)
+            raise
+        waits = [(wait_ms + max(0.0, index - before) * 1000.0 / self.rate_per_sec) / 1000.0
+                 for index in range(1, len(joining) + 2)]
+        for future, wait in zip(joining, waits[1:], strict=True):
+            if not future.done():
+                future.set_result(wait)
+        return waits[0]
+
     async def acquire(self, cost: float = 1.0) -> float:
-        """Take ``cost`` tokens, sleeping as long as the bucket says; returns the seconds waited.
+        """Take ``cost`` tokens, sleeping as long as the bucket says; returns the seconds waited. Requests of
+        one token asking at the same moment share one reservation (``_reserve_together``).
 
         After a sleep the account may have been paused meanwhile (another caller got a 429): the pause
         is waited out too before the request goes."""
-        waited = wait = await self.reserve(cost)
+        waited = wait = await (self._reserve_together() if cost == 1.0 else self.reserve(cost))
         while wait > 0:
             await asyncio.sleep(wait)
             wait = await self.paused_for()

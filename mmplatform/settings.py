@@ -213,6 +213,15 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "mmplatform")
 
+# --- Celery: the background queue (issue 14, branch quietpath; a block of its own, so that other route
+# additions merge beside it). The platform's periodic bookkeeping (SLA figures and reports, storage
+# retention) goes to CELERY_BACKGROUND_QUEUE instead of the default queue the engine's workers consume
+# (mmplatform/task_routes.py says who consumes which). Empty: "<default queue>-background".
+CELERY_BACKGROUND_QUEUE = os.environ.get("CELERY_BACKGROUND_QUEUE", "")
+_earlier_routes = globals().get("CELERY_TASK_ROUTES") or []
+CELERY_TASK_ROUTES = [*(_earlier_routes if isinstance(_earlier_routes, list | tuple) else [_earlier_routes]),
+                      "mmplatform.task_routes.route_background"]
+
 # --- auth, i18n, static -------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection
 
 from mmplatform.children import child_options
+from mmplatform.task_routes import worker_queues
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -99,7 +100,7 @@ class Proc:
 def start_worker(name: str = "worker", concurrency: int = 2, **env: str) -> Proc:
     argv = [sys.executable, "-m", "celery", "-A", "mmplatform", "worker", "--loglevel", "INFO",
             "--concurrency", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "-Q", settings.CELERY_TASK_DEFAULT_QUEUE]
+            "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "-Q", worker_queues()]  # both (mmplatform/task_routes.py)
     return Proc(name, argv, process_env(**env))
 
 

@@ -32,7 +32,6 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -44,19 +43,21 @@ from django.utils import timezone
 from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import daily_reset_key
 from bots.engine.feed import AccountView, FeedMixin
-from bots.engine.lease import _RELEASE, BotLease, add_cycle_record, chain_key
+from bots.engine.lease import _RELEASE, BotLease, add_cycle_record, take_for_checks
 from bots.engine.market_data import (
     BookData,
 )
 from bots.engine.performance import count_quoting
+from bots.engine.pool import CyclePool, patience
 from bots.engine.requote import RequoteMixin
 from bots.engine.runner import Runner, next_due
 from bots.engine.shards import DRIVERS_KEY, HOUSEKEEPING_SECS, SHARD_TTL_SECS, ShardsMixin, shard_key
+from bots.engine.shared_views import SharedViews
 from bots.engine.venues import exchange_key
 from bots.engine.verdict import Verdict, VerdictMixin
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderPurpose
 from exchanges.gateway import ExchangeGateway
-from mmplatform.redis_client import get_redis
+from mmplatform.redis_client import WriteBatch, get_redis
 from strategies.analysis import MarketAnalysis
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.owned: set[int] = set()
         self.runners: dict[int, Runner] = {}
         self.accounts: dict[int, AccountView] = {}
-        self.pool = ThreadPoolExecutor(max_workers=settings.ENGINE_CYCLE_THREADS, thread_name_prefix="mm-cycle")
+        self.pool = CyclePool(settings.ENGINE_CYCLE_THREADS, "mm-cycle")  # earliest deadline first (pool.py)
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -98,6 +99,8 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.fresh_books: deque[tuple[tuple[str, str], tuple[float, BookData]]] = deque()  # -> feeder
         self.outdated: deque[int] = deque()  # pool -> feeder: accounts whose balances a fill moved
         self.analyses: dict[Any, tuple[float, MarketAnalysis]] = {}
+        self.shared = SharedViews()
+        self.by_pair: dict[tuple[str, str], dict[int, Runner]] = {}  # (venue, pair) -> bots quoting it
         self.stats: Counter[str] = Counter()  # cycles by verdict and full-cycle reason, since start
         self.feed_stats: Counter[str] = Counter()  # the feeder's counts (REST account reads, pushed orders)
 
@@ -146,27 +149,39 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
 
     def tick(self) -> None:
         now = time.time()
+        self.stats["ticks"] += 1
         if now >= self._housekeeping_at:
             self._housekeeping_at = now + HOUSEKEEPING_SECS
             self._housekeep(now)
         self._apply_moves(now)
-        for pk in [pk for pk, r in self.runners.items() if r.dropped]:
-            self.runners.pop(pk, None)
-        for runner in self.runners.values():  # moves heard during a cycle (only this thread sets/clears the flag)
-            if runner.wake_after and not runner.busy:
+        due: list[Runner] = []
+        dropped: list[int] = []
+        idle = now + 0.5
+        for pk, runner in self.runners.items():  # one pass over the bots
+            if runner.dropped:
+                dropped.append(pk)
+                continue
+            if runner.busy:
+                continue
+            if runner.wake_after:  # a move heard during its cycle (only this thread sets/clears the flag)
                 runner.wake_after = False
                 if runner.next_due > now:
                     runner.next_due, runner.woken = now, True
-        due = [r for r in self.runners.values() if not r.busy and r.next_due <= now]
+            if runner.next_due <= now:
+                due.append(runner)
+            elif runner.next_due < idle:
+                idle = runner.next_due
+        for pk in dropped:
+            self.runners.pop(pk, None)
         if due:
             began = time.perf_counter()
             self._run_due(due, now)
             self.stats["run_due_ms"] += int(1000 * (time.perf_counter() - began))
             self.stats["run_due_calls"] += 1
+            idle = min([idle, *(r.next_due for r in due if not r.busy)])
         if time.time() >= self._flush_at:
             self._flush()
-        idle = [r.next_due for r in self.runners.values() if not r.busy]
-        wait = min(idle, default=now + 0.5) - time.time()
+        wait = idle - time.time()
         self.wake.wait(timeout=min(max(wait, 0.001), 0.5))
         self.wake.clear()
         self._take_back()  # the cycles that ended meanwhile (a pool thread woke us): their runners are free
@@ -188,61 +203,71 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
                 self._want(runner, runner.engine)  # its accounts and books, for the feeder
             runner.touched = True
             runner.busy = False
+            self._index_quoted(runner)
 
     def _apply_moves(self, now: float) -> None:
-        """Pushed mids: bots whose quotes are a quarter of their tolerance off the new mid run now."""
+        """Pushed mids: bots whose quotes are a quarter of their tolerance off the new mid run now (only the
+        bots quoting a moved pair are looked at: ``by_pair``)."""
         if not self.moved:
             return
         latest: dict[tuple[str, str], float] = {}
         while self.moved:
             venue, pair, mid = self.moved.popleft()
             latest[(venue, pair)] = mid
-        for runner in self.runners.values():
-            if runner.engine is None:
-                continue
-            tolerance = runner.engine.config.order_settings.order_refresh_tolerance_bps / 4e4
-            for key, quoted in runner.quoted_mid.items():
-                moved_to = latest.get(key)
-                if moved_to is None:
+        seen: set[int] = set()
+        for moved_key in latest:
+            for pk, runner in self.by_pair.get(moved_key, {}).items():
+                if pk in seen or runner.engine is None or self.runners.get(pk) is not runner:
                     continue
-                if runner.busy:  # its running cycle may have decided on the book before this move
-                    runner.wake_after = True
-                    break
-                if abs(moved_to - quoted) > tolerance * quoted:
-                    if runner.next_due > now:
-                        runner.next_due, runner.woken = now, True
-                    break
+                seen.add(pk)
+                tolerance = runner.engine.config.order_settings.order_refresh_tolerance_bps / 4e4
+                for key, quoted in runner.quoted_mid.items():
+                    moved_to = latest.get(key)
+                    if moved_to is None:
+                        continue
+                    if runner.busy:  # its running cycle may have decided on the book before this move
+                        runner.wake_after = True
+                        break
+                    if abs(moved_to - quoted) > tolerance * quoted:
+                        if runner.next_due > now:
+                            runner.next_due, runner.woken = now, True
+                        break
+
+    def _index_quoted(self, runner: Runner) -> None:
+        """Keep ``by_pair`` (venue, pair) -> the bots whose quotes sit on it (their ``quoted_mid``), after a
+        cycle handed the runner back (the housekeeping rebuilds it whole every second)."""
+        keys = () if runner.dropped else tuple(runner.quoted_mid)
+        if keys == runner.indexed:
+            return
+        for key in runner.indexed:
+            bots = self.by_pair.get(key)
+            if bots is not None:
+                bots.pop(runner.bot_id, None)
+        for key in keys:
+            self.by_pair.setdefault(key, {})[runner.bot_id] = runner
+        runner.indexed = keys
 
     # --- cycles ------------------------------------------------------------------------------------
 
     def _run_due(self, due: list[Runner], now: float) -> None:
-        r = get_redis()
-        leases = {}
-        pipe = r.pipeline(transaction=False)
-        for runner in due:
-            lease = BotLease(runner.bot_id, max(10.0, 3 * runner.interval))
-            leases[runner.bot_id] = lease
-            pipe.set(lease.key, lease.token, nx=True, px=lease.ttl_ms)
-            pipe.get(chain_key(runner.bot_id))
-            pipe.exists(daily_reset_key(runner.bot_id))
-        results = pipe.execute()
+        token = uuid.uuid4().hex  # this tick's leases (one per bot key: one token serves them all)
+        leases = {r.bot_id: BotLease(r.bot_id, max(10.0, 3 * r.interval), token) for r in due}
+        taken = take_for_checks([leases[r.bot_id] for r in due], [daily_reset_key(r.bot_id) for r in due])
         books: dict[tuple[str, str], BookData] = {}
         quiet: list[tuple[Runner, float, float, Verdict]] = []
-        for index, runner in enumerate(due):
-            got, chain, reset_pending = results[3 * index: 3 * index + 3]
+        for runner, (got, chain, reset_pending) in zip(due, taken, strict=True):
             scheduled = runner.next_due
             woken, runner.woken = runner.woken, False
             lease = leases[runner.bot_id]
             if not got:  # a stop/kill/reconcile/rebalance task holds the bot: try again next interval
                 runner.next_due = now + runner.interval
                 continue
-            lease.held = True
-            if (chain.decode() if chain else None) != runner.chain:  # another driver took the bot
+            if chain != runner.chain:  # another driver took the bot
                 lease.release()
                 runner.dropped = True
                 continue
             started = time.time()
-            verdict = self._check(runner, started, books, bool(reset_pending))
+            verdict = self._check(runner, started, books, reset_pending)
             self.stats[verdict.kind if verdict.kind != "full" else "full: " + verdict.reason] += 1
             runner.last_verdict = f"{verdict.kind}: {verdict.reason} {verdict.detail}".strip()
             if verdict.kind == "quiet":
@@ -256,23 +281,25 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
             runner.busy = True
             verdict.urgent = woken and verdict.kind == "requote"
             if verdict.urgent:
-                    self._urgent += 1
-            self.pool.submit(self._cycle, runner, lease, verdict, scheduled)
+                self._urgent += 1
+            self.pool.submit(self._cycle, runner, lease, verdict, scheduled, on_cancel=lease.release,
+                             deadline=scheduled + patience(verdict.kind, verdict.reason, verdict.urgent))
         if quiet:
             self._record_quiet(quiet, leases)
 
     def _record_quiet(self, quiet: list[tuple[Runner, float, float, Verdict]], leases: dict[int, BotLease]) -> None:
+        """The tick's quiet cycles: their cycle records, quote-uptime counts and lease releases, all in one
+        Redis command (``WriteBatch``)."""
         finished = time.time()
         worker = worker_label()
-        pipe = get_redis().pipeline(transaction=False)
+        batch = WriteBatch()
         for runner, scheduled, started, verdict in quiet:
-            add_cycle_record(pipe, runner.bot_id, scheduled, started, finished, worker)
+            add_cycle_record(batch, runner.bot_id, scheduled, started, finished, worker)
             for pair, both in verdict.uptime:
-                count_quoting(pipe, runner.bot_id, pair, both)
-            lease = leases[runner.bot_id]
-            pipe.eval(_RELEASE, 1, lease.key, lease.token)
+                count_quoting(batch, runner.bot_id, pair, both)
+            leases[runner.bot_id].release_on(batch)
             runner.quiet_cycles += 1
-        pipe.execute()
+        batch.execute()
 
     # --- the feeder: account views and depth reads, off the driver thread ------------------------------
 

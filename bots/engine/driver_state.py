@@ -7,22 +7,23 @@ real method (which overrides the ``if TYPE_CHECKING`` stub here).
 
 The threads (docs/architecture.md, "Who owns what"): the *driver* thread (``mm-engine-driver``: tick,
 housekeeping, checks, flush), the *feeder* thread (``mm-engine-feeder``: account views and depth reads),
-the *pool* threads (``mm-cycle-N``: re-quotes and full cycles) and the *I/O loop* (pushed best bid/ask).
-A value another thread needs is handed over whole (a new ``AccountView``, a new ``BookData``) or through a
-queue its owner drains (``moved``, ``finished``, ``outdated``); a test checks that only the owner's module
-assigns each attribute.
+the *pool* threads (``mm-cycle_N``: re-quotes, fill syncs and full cycles, the most urgent first) and
+the *I/O loop* (pushed best bid/ask). A value another thread needs is handed over whole (a new
+``AccountView``, a new ``BookData``) or through a queue its owner drains (``moved``, ``finished``,
+``outdated``); a test checks that only the owner's module assigns each attribute.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from bots.engine.bot import MarketMakingBot
 from bots.engine.market_data import AccountView, BookData
+from bots.engine.pool import CyclePool
 from bots.engine.runner import Runner
+from bots.engine.shared_views import SharedViews
 from bots.models import Order
 from exchanges.gateway import ExchangeGateway
 from strategies.analysis import MarketAnalysis
@@ -34,7 +35,7 @@ class DriverState:
 
     # --- fixed at construction / lifecycle (driver.py, the thread that starts and stops the driver) ---
     token: str
-    pool: ThreadPoolExecutor
+    pool: CyclePool  # the cycles the checks hand over, earliest deadline first (pool.py)
     wake: threading.Event  # set by anyone (a cycle ended, a pushed move); waited on and cleared by the driver
     stopping: threading.Event  # set by stop()
     thread: threading.Thread | None
@@ -44,6 +45,8 @@ class DriverState:
     runners: dict[int, Runner]  # bots of those shards; each Runner's fields: see runner.py
     stats: Counter[str]  # cycles by verdict, timings (pool timings arrive through ``finished``)
     analyses: dict[Any, tuple[float, MarketAnalysis]]  # shared market analyses (feed.py ``_analysis``)
+    by_pair: dict[tuple[str, str], dict[int, Runner]]  # (venue, pair) -> the bots quoting it (driver.py, shards.py)
+    shared: SharedViews  # what the bots of an account / a venue's pair share, per version (shared_views.py)
     wanted_accounts: dict[int, tuple[ExchangeGateway, float]]  # what the feeder reads: account -> (gateway, every)
     wanted_books: dict[tuple[str, str], ExchangeGateway]  # ... and (venue, pair) -> gateway (replaced whole)
     _housekeeping_at: float
@@ -84,7 +87,8 @@ class DriverState:
             raise NotImplementedError
 
         def _snapshot(self, runner: Runner, engine: MarketMakingBot, position: Any,
-                      books: dict[tuple[str, str], BookData], now: float) -> MarketSnapshot:
+                      books: dict[tuple[str, str], BookData], now: float,
+                      shared: SharedViews | None = None) -> MarketSnapshot:
             raise NotImplementedError
 
         def _analysis(self, engine: MarketMakingBot, account_id: int, pair: str, snapshot: MarketSnapshot,

@@ -34,6 +34,7 @@ from bots.engine.market_data import (
     without_own,
 )
 from bots.engine.runner import Runner
+from bots.engine.shared_views import SharedViews
 from bots.engine.venues import exchange_key
 from exchanges.gateway import ExchangeGateway, ExchangeOrder
 from mmplatform import aio
@@ -284,15 +285,16 @@ class FeedMixin(DriverState):
         return book
 
     def _snapshot(self, runner: Runner, engine: MarketMakingBot, position: Any,
-                  books: dict[tuple[str, str], BookData], now: float) -> Any:
+                  books: dict[tuple[str, str], BookData], now: float, shared: SharedViews | None = None) -> Any:
         """The bot's strategy snapshot of a pair: the shared book (pushed top on the feeder's depth)
-        less the bot's own resting orders. Records the book's time for the staleness check."""
+        less the bot's own resting orders. Records the book's time for the staleness check. ``shared``:
+        the driver thread's shared views (its checks; a pool thread's fill sync passes none)."""
         pair = position.trading_pair
         account_id = position.exchange_account_id
         book = self._book(engine, account_id, pair, books)
         own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in runner.live.get(position.pk, [])]
-        market = without_own(book, own)
         venue = exchange_key(engine.accounts[account_id])
+        market = shared.book((venue, pair), book).without_own(own) if shared is not None else without_own(book, own)
         top = self.tops.get((venue, pair))
         merged = top is not None and book.fetched_at == top[4]  # a pushed top on older depth (``_book``)
         if merged and (market.bids[:1] != book.bids[:1] or market.asks[:1] != book.asks[:1]):
@@ -303,9 +305,15 @@ class FeedMixin(DriverState):
             self.fresh_books.append(((venue, pair), (book.fetched_at, book)))  # the feeder keeps it
             books[(venue, pair)] = book
             market = without_own(book, own)
-        rules = engine.exchanges[account_id].market_rules(pair)
-        snapshot = to_snapshot(pair, market, tick_size=float(rules.tick_size),
-                               lot_size=float(rules.lot_size), min_notional=float(rules.min_notional or 0), now=now)
+        gateway = engine.exchanges[account_id]
+        if shared is not None:
+            tick_size, lot_size, min_notional = shared.rules(gateway, account_id, pair)
+        else:
+            rules = gateway.market_rules(pair)
+            tick_size, lot_size = float(rules.tick_size), float(rules.lot_size)
+            min_notional = float(rules.min_notional or 0)
+        snapshot = to_snapshot(pair, market, tick_size=tick_size, lot_size=lot_size, min_notional=min_notional,
+                               now=now)
         engine.observe_market((account_id, pair), snapshot, book.fetched_at)
         return snapshot
 
@@ -315,12 +323,8 @@ class FeedMixin(DriverState):
         ANALYSIS_SECS per (venue, pair, strategy settings) and shared by every bot with those settings."""
         venue = exchange_key(engine.accounts[account_id])
         config = engine.config.strategy_settings
-        try:
-            key: Any = (venue, pair, config)
-            hit = self.analyses.get(key)
-        except TypeError:  # unhashable settings: this bot's own entry
-            key = (venue, pair, id(config))
-            hit = self.analyses.get(key)
+        key = (venue, pair, self.shared.settings_token(config))  # equal settings share one entry
+        hit = self.analyses.get(key)
         if hit is not None and now - hit[0] < ANALYSIS_SECS:
             return hit[1]
         times, mids = mid_history(venue, pair)

@@ -17,7 +17,7 @@ from typing import Any
 
 from bots.engine import keys
 from mmplatform.errors import MarketMakingError
-from mmplatform.redis_client import get_redis, text
+from mmplatform.redis_client import RECORD, SPLIT_LUA, WriteBatch, get_redis, joined, text
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
@@ -28,9 +28,10 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[
 
 
 class BotLease:
-    def __init__(self, bot_id: int, ttl_secs: float):
+    def __init__(self, bot_id: int, ttl_secs: float, token: str | None = None):
+        self.bot_id = bot_id
         self.key = keys.lease(bot_id)
-        self.token = uuid.uuid4().hex
+        self.token = token or uuid.uuid4().hex  # a driver's tick shares one fresh token among its bots' leases
         self.ttl_ms = max(int(ttl_secs * 1000), 1000)
         self.held = False
 
@@ -51,6 +52,12 @@ class BotLease:
     def release(self) -> None:
         if self.held:
             get_redis().eval(_RELEASE, 1, self.key, self.token)
+            self.held = False
+
+    def release_on(self, batch: WriteBatch) -> None:
+        """Release with ``batch`` (the driver's quiet cycles: every lease of a tick in one round trip)."""
+        if self.held:
+            batch.release(self.key, self.token)
             self.held = False
 
     @staticmethod
@@ -126,6 +133,40 @@ def hold_leases(leases: list[BotLease], wait_secs: float) -> list[BotLease]:
         time.sleep(0.005)
 
 
+# ARGV[1] the token; ARGV[2] one record per bot (``redis_client.joined``): lease key, chain key, flag key,
+# ttl ms. One line per bot, "<got><flag><chain>": got 1 when the lease was taken (SET NX PX), flag 1 when
+# the flag key exists, then the chain ('' if none).
+_TAKE_FOR_CHECKS = SPLIT_LUA + """
+local out = {}
+for record in string.gmatch(ARGV[2], '[^\\30]+') do
+  local f = fields(record)
+  local got = redis.call('set', f[1], ARGV[1], 'NX', 'PX', f[4])
+  local chain = redis.call('get', f[2]) or ''
+  out[#out + 1] = (got and '1' or '0') .. redis.call('exists', f[3]) .. chain
+end
+return table.concat(out, '\\n')
+"""
+
+
+def take_for_checks(leases: list[BotLease], flags: list[str]) -> list[tuple[bool, str | None, bool]]:
+    """The engine driver's tick: each due bot's lease (SET NX; ``held`` set on the ones taken), its chain and
+    whether its ``flags`` key exists (the daily reset), for every bot in one command, one argument and
+    one reply (the leases share one token). Returns (taken, chain or None, flag set) per lease."""
+    if not leases:
+        return []
+    token = leases[0].token
+    if any(lease.token != token for lease in leases):
+        raise ValueError("take_for_checks: the leases of one call share one token")
+    program = RECORD.join(joined(lease.key, chain_key(lease.bot_id), flag, lease.ttl_ms)
+                          for lease, flag in zip(leases, flags, strict=True))
+    lines = text(get_redis().eval(_TAKE_FOR_CHECKS, 0, token, program)).split("\n")
+    out = []
+    for lease, line in zip(leases, lines, strict=True):
+        lease.held = line[0] == "1"
+        out.append((lease.held, line[2:] or None, line[1] == "1"))
+    return out
+
+
 def chain_key(bot_id: int) -> str:
     return keys.chain(bot_id)
 
@@ -154,7 +195,7 @@ def add_cycle_record(pipe: Any, bot_id: int, scheduled_at: float, started_at: fl
     """The one writer of ``keys.cycles``, on ``pipe`` (a cycle's ``record_cycle``, or the driver's quiet
     cycles in one pipeline)."""
     key = keys.cycles(bot_id)
-    pipe.lpush(key, f"{scheduled_at:.6f} {started_at:.6f} {finished_at:.6f} {worker}")
+    pipe.lpush(key, f"{scheduled_at:.6f} {started_at:.6f} {finished_at:.6f} {worker}")  # (or a WriteBatch)
     pipe.ltrim(key, 0, keys.CYCLE_RECORDS - 1)
 
 

@@ -15,7 +15,7 @@ class Runner:
     Writers (docs/architecture.md, "Who owns what"): the driver thread alone writes ``busy`` (set before a
     cycle is submitted, cleared when the cycle is handed back), ``dropped``, ``stale``, ``signature``,
     ``interval``, ``error_delay``, ``woken``, ``wake_after``, ``last_verdict``, ``quiet_cycles``,
-    ``touched``. The cycle fields (``engine``, ``rows``, ``live``, ``open_count``, ``known``, ``gone``,
+    ``touched``, ``indexed``. The cycle fields (``engine``, ``rows``, ``live``, ``open_count``, ``known``, ``gone``,
     ``quoted_mid``, ``last_full_at``, ``perf_due_at``, ``high_water*``, ``next_due``) belong to whoever
     holds the runner: the pool thread running its cycle while ``busy``, else the driver thread.
     """
@@ -46,6 +46,7 @@ class Runner:
     wake_after: bool = False  # a pushed move arrived during a cycle: run again when it ends
     last_verdict: str = ""
     touched: bool = False  # cycled since the last flush
+    indexed: tuple[tuple[str, str], ...] = ()  # the (venue, pair) keys it is under in ``Driver.by_pair``
 
 def next_due(scheduled: float, interval: float, now: float) -> float:
     """Fixed rate (the lag of a late cycle does not shift the ones after it), but a bot more than an

@@ -40,14 +40,17 @@ def from_view(bot_id: int, orders: Iterable[Any], pair: str) -> tuple[RestingOrd
     """The venue's open orders of the account on ``pair`` (an account view's ``ExchangeOrder``s) that are
     not this bot's."""
     mine = client_id_prefix(bot_id)
-    resting = []
-    for order in orders:
-        cid = order.client_order_id or ""
-        if order.pair != pair or cid.startswith(mine) or order.price is None:
-            continue
-        owner = f"bot {cid.split('-')[1]}" if cid.startswith("mm-") else "an order not placed by a bot"
-        resting.append(RestingOrder(order.side, float(order.price), owner))
-    return tuple(resting)
+    return tuple(resting_of(order) for order in orders if order.pair == pair and order.price is not None
+                 and not (order.client_order_id or "").startswith(mine))
+
+
+def resting_of(order: Any) -> RestingOrder:
+    """A listed order (``ExchangeOrder``, with a price) as the no-self-trade check reads it, with its owner
+    as an operator reads it (the bot its client id names, or not a bot's). The driver groups these once
+    per account view for all its bots (``shared_views.AccountIndex``)."""
+    cid = order.client_order_id or ""
+    owner = f"bot {cid.split('-')[1]}" if cid.startswith("mm-") else "an order not placed by a bot"
+    return RestingOrder(order.side, float(order.price), owner)
 
 
 def merged(*groups: Iterable[RestingOrder]) -> tuple[RestingOrder, ...]:

@@ -91,16 +91,21 @@ class ShardsMixin(DriverState):
         accounts: dict[int, tuple[ExchangeGateway, float]] = {}
         books: dict[tuple[str, str], ExchangeGateway] = {}
         self.wanted_accounts, self.wanted_books = accounts, books  # rebuilt: bots that left drop out
+        by_pair: dict[tuple[str, str], dict[int, Runner]] = {}
         for runner in list(self.runners.values()):
             if runner.engine is not None:
                 self._want(runner, runner.engine)
+            runner.indexed = tuple(runner.quoted_mid)  # (a busy one's too: a move during its cycle wakes it after)
+            for key in runner.indexed:
+                by_pair.setdefault(key, {})[runner.bot_id] = runner
+        self.by_pair = by_pair  # rebuilt too (``Driver._index_quoted`` keeps it between two passes)
         self._ensure_streams()
         self._ensure_order_streams()
         busy = sum(r.busy for r in self.runners.values())
         stats = {"bots": len(self.runners), "shards": len(self.owned), "busy": busy,
-                 "pool_queue": self.pool._work_queue.qsize(), "due_now": sum(
+                 "pool_queue": self.pool.qsize(), "due_now": sum(
                      1 for r in self.runners.values() if not r.busy and r.next_due <= now),
-                 **self.stats, **self.feed_stats}
+                 **self.stats, **self.feed_stats, **self.shared.stats}
         pipe = r.pipeline(transaction=False)
         pipe.hset(keys.driver_stats(self.token), mapping={k: str(v) for k, v in stats.items()})
         pipe.expire(keys.driver_stats(self.token), int(SHARD_TTL_SECS * 3))

@@ -14,14 +14,12 @@ from typing import Any
 
 from django.conf import settings
 
-from bots.engine.client_ids import client_id_prefix
 from bots.engine.driver_state import DriverState
 from bots.engine.feed import SENT_MARGIN_SECS, view_limit
 from bots.engine.market_data import (
     BookData,
 )
 from bots.engine.runner import Runner
-from bots.engine.self_trades import from_view
 from bots.engine.venues import Slot
 from bots.models import BotStatus, Order
 from risk.checks import SELF_TRADE
@@ -55,14 +53,12 @@ class VerdictMixin(DriverState):
             return Verdict("full", "periodic full cycle")
         if reset_pending:
             return Verdict("full", "daily reset")
-        prefix = client_id_prefix(runner.bot_id)
         for account_id in engine.exchanges:
             view = self.accounts.get(account_id)
             if view is None or now - view.taken_at > view_limit(runner.interval):
                 return Verdict("full", "no account view")
-            for cid in view.orders:
-                if cid.startswith(prefix) and cid not in runner.known and not (
-                        runner.gone.get(cid, 0) > view.taken_at - SENT_MARGIN_SECS):
+            for cid in self.shared.account(account_id, view.orders).own(runner.bot_id):  # the bot's listed orders
+                if cid not in runner.known and not (runner.gone.get(cid, 0) > view.taken_at - SENT_MARGIN_SECS):
                     return Verdict("full", "stray order", detail=cid)
         if len(engine.accounts) > 1:
             engine.note_venue_problems()  # an account not connected or a pair one venue does not list
@@ -84,7 +80,7 @@ class VerdictMixin(DriverState):
         uptime: list[tuple[str, bool]] = []
         snapshots = {}
         for slot, position in engine.active_positions.items():  # every venue's book first: the reference
-            snapshots[slot] = self._snapshot(runner, engine, position, books, now)
+            snapshots[slot] = self._snapshot(runner, engine, position, books, now, self.shared)
         for slot, position in engine.active_positions.items():
             pair = position.trading_pair
             view = self.accounts[position.exchange_account_id]
@@ -112,8 +108,9 @@ class VerdictMixin(DriverState):
         for slot, position in engine.active_positions.items():
             rows = runner.live.get(position.pk, [])
             others = total_open - runner.open_count.get(position.pk, 0)
-            engine.observe_resting(slot, from_view(runner.bot_id, self.accounts[position.exchange_account_id]
-                                                   .orders.values(), position.trading_pair))
+            view = self.accounts[position.exchange_account_id]  # the account's other orders on the pair:
+            engine.observe_resting(slot, self.shared.account(position.exchange_account_id, view.orders)
+                                   .others(runner.bot_id, position.trading_pair))  # (self_trades.from_view)
             decision = engine.decide_quotes(position, engine.snapshots[slot], rows, others, now=now)
             if any(denial.code != SELF_TRADE for denial in decision.denied):
                 # (a quote held back from crossing the account's own order is not a cause for a full cycle:

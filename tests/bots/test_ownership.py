@@ -27,7 +27,8 @@ LIFECYCLE = {"Driver.__init__", "Driver.start", "Driver.stop"}  # before the thr
 # the thread each writing method runs on
 THREAD = {
     "Driver.tick": "driver", "Driver._run_due": "driver", "Driver._take_back": "driver",
-    "Driver._apply_moves": "driver", "Driver._flush": "driver", "ShardsMixin._housekeep": "driver",
+    "Driver._apply_moves": "driver", "Driver._index_quoted": "driver", "Driver._flush": "driver",
+    "ShardsMixin._housekeep": "driver",
     "ShardsMixin._refresh_bots": "driver", "FeedMixin._want": "driver", "FeedMixin._ensure_streams": "driver",
     "FeedMixin._analysis": "driver",  # only from VerdictMixin._check
     "FeedMixin._read_books": "feeder", "FeedMixin._read_accounts": "feeder", "FeedMixin._take_handovers": "feeder",
@@ -42,6 +43,7 @@ THREAD = {
 # attribute -> its owner thread (the only one whose methods write it)
 OWNER = {
     "owned": "driver", "runners": "driver", "stats": "driver", "analyses": "driver", "_urgent": "driver",
+    "shared": "driver", "by_pair": "driver",
     "wanted_accounts": "driver", "wanted_books": "driver", "streams": "driver", "stream_tasks": "driver",
     "stream_symbols": "driver", "_housekeeping_at": "driver", "_flush_at": "driver",
     "accounts": "feeder", "_books": "feeder", "feed_stats": "feeder",
@@ -198,7 +200,7 @@ def test_a_bots_components_are_written_by_their_own_methods() -> None:
 # a Runner's fields (runner.py): the driver thread's alone, or the cycle holder's (the pool thread while
 # ``busy``, else the driver thread)
 RUNNER_DRIVER_ONLY = {"busy", "dropped", "stale", "signature", "interval", "error_delay", "woken", "wake_after",
-                      "last_verdict", "quiet_cycles", "touched"}
+                      "last_verdict", "quiet_cycles", "touched", "indexed"}
 RUNNER_CYCLE = {"engine", "rows", "live", "open_count", "known", "gone", "quoted_mid", "last_full_at", "perf_due_at",
                 "high_water", "high_water_dirty", "next_due"}
 

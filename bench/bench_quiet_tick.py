@@ -1,0 +1,225 @@
+"""The engine driver's quiet tick per bot, in process (no Celery worker): what one check of one bot costs
+the driver thread when only the mid moved.
+
+N bots (one-level grid, 20 bps spread, 5 bps tolerance; ``--bots-per-symbol`` per symbol,
+``--bots-per-account`` per exchange account, as ``bench_engine --only scale`` lays them out) are started
+against the exchange emulator (its own process, a frozen market: no timer, no noise traders), a
+``Driver`` is built in this process and ticked by hand until every bot ran its first full cycle. Then,
+``--ticks`` times, every bot is made due and the driver's ``_run_due`` runs them all (the lease pipeline,
+the check of each bot, the quiet cycles' record): its wall time divided by the bots is the figure. Modes:
+
+* ``moving`` (default): before each tick the pushed best bid/ask of every pair moves by a few hundredths
+  of a bps (a new top, as the venue's bookTicker stream hands it over): the quotes stay within tolerance,
+  so every check is quiet, but the book each check reads is new;
+* ``static``: nothing moved between two ticks (the account views and books are the same objects).
+
+The feeder's pass (account views, depth reads) runs between ticks, outside the timing. ``--profile``
+prints cProfile's top functions of the timed ticks. A database of the run's own (``DATABASE_URL``'s
+server, else SQLite) and a private redis-server, both gone at the end. Prints figures and writes
+``bench/results/quiet_tick.json``; it never fails on a time.
+
+    python -m bench.bench_quiet_tick [--bots 200] [--ticks 40] [--mode moving|static] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import random
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.bench_engine import (  # noqa: E402
+    ADMIN_TOKEN,
+    account_balances,
+    account_plan,
+    make_account,
+    make_bot,
+    make_tenant,
+    scale_symbols,
+    setup_django,
+)
+from bench.common import (  # noqa: E402
+    BenchDatabase,
+    PrivateRedis,
+    admin_post,
+    free_port,
+    percentile,
+    release,
+    start_emulator,
+    write_result,
+)
+
+
+def start_bots(n_bots: int, base_url: str, bots_per_symbol: int, bots_per_account: int) -> list[int]:
+    """The scale bench's layout, each bot started in this process (the start task, run eagerly)."""
+    from bots import services
+
+    symbols = scale_symbols(n_bots, bots_per_symbol)
+    plan = account_plan(n_bots, symbols, bots_per_account)
+    account_symbols = {index: symbol for symbol, index in plan}
+    tenant = make_tenant(f"quiet-{uuid.uuid4().hex[:6]}")
+    accounts = []
+    for index in range(len(account_symbols)):
+        key, secret = f"quiet{index}key", f"quiet{index}secret"
+        admin_post(base_url, "/admin/accounts", {"api_key": key, "secret": secret,
+                                                 "balances": account_balances(account_symbols[index])}, ADMIN_TOKEN)
+        accounts.append(make_account(tenant, f"acct-{index}", base_url, key, secret))
+    bots = [make_bot(tenant, accounts[index], f"quiet-{i}", symbol, 1.0) for i, (symbol, index) in enumerate(plan)]
+    for bot in bots:
+        services.bot_request_start(bot=bot, user=None)  # CELERY_TASK_ALWAYS_EAGER: started here and now
+    return [b.pk for b in bots]
+
+
+def settle(driver: Any, bot_ids: list[int], timeout_secs: float) -> int:
+    """Tick the driver (and its feeder's pass) until every bot has a kept engine from a full cycle."""
+    deadline = time.monotonic() + timeout_secs
+    ready = 0
+    while time.monotonic() < deadline:
+        driver._feed_once(time.time())
+        driver.tick()
+        ready = sum(1 for pk in bot_ids if (r := driver.runners.get(pk)) is not None and r.engine is not None
+                    and not r.busy)
+        if ready == len(bot_ids):
+            break
+    return ready
+
+
+def move_tops(driver: Any, rng: random.Random) -> None:
+    """A new pushed best bid/ask for every quoted pair: the depth read's top moved by < 0.05 bps."""
+    now = time.time()
+    for key, (_, book) in list(driver._books.items()):
+        if not book.bids or not book.asks:
+            continue
+        shift = 1 + rng.uniform(-5e-6, 5e-6)
+        (bid, bid_size), (ask, ask_size) = book.bids[0], book.asks[0]
+        driver.tops[key] = (bid * shift, bid_size, ask * shift, ask_size, now)
+
+
+def drain(driver: Any, timeout_secs: float = 30.0) -> None:
+    """Wait for the cycles a tick handed to the pool (a non-quiet verdict) and take their runners back."""
+    deadline = time.monotonic() + timeout_secs
+    while any(r.busy for r in driver.runners.values()) and time.monotonic() < deadline:
+        driver.wake.wait(0.05)
+        driver.wake.clear()
+        driver._take_back()
+
+
+def measure(driver: Any, ticks: int, mode: str, profile: bool) -> dict[str, Any]:
+    rng = random.Random(7)
+    per_bot_us: list[float] = []
+    verdicts: Counter[str] = Counter()
+    profiler = cProfile.Profile() if profile else None
+    for _ in range(ticks):
+        driver._feed_once(time.time())  # the feeder's pass: untimed (its own thread in a worker)
+        drain(driver)
+        if mode == "moving":
+            move_tops(driver, rng)
+        now = time.time()
+        due = [r for r in driver.runners.values() if not r.busy and r.engine is not None]
+        for runner in due:
+            runner.next_due = now
+        before = Counter(driver.stats)
+        if profiler is not None:
+            profiler.enable()
+        began = time.perf_counter()
+        driver._run_due(due, now)
+        spent = time.perf_counter() - began
+        if profiler is not None:
+            profiler.disable()
+        per_bot_us.append(1e6 * spent / max(len(due), 1))
+        verdicts.update({k: v - before.get(k, 0) for k, v in driver.stats.items()
+                         if not k.endswith(("_ms", "_calls")) and v - before.get(k, 0)})
+    began = time.perf_counter()
+    driver._flush()
+    flush_ms = 1000 * (time.perf_counter() - began)
+    drain(driver)
+    per_bot_us.sort()
+    result = {
+        "ticks": ticks,
+        "bots_per_tick": len(driver.runners),
+        "per_bot_us": {"p50": round(percentile(per_bot_us, 50), 1), "p90": round(percentile(per_bot_us, 90), 1),
+                       "min": round(per_bot_us[0], 1), "mean": round(sum(per_bot_us) / len(per_bot_us), 1)},
+        "flush_ms": round(flush_ms, 2),
+        "verdicts": dict(verdicts.most_common()),
+    }
+    if profiler is not None:
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(45)
+        result["profile"] = out.getvalue()
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bots", type=int, default=200)
+    parser.add_argument("--ticks", type=int, default=40)
+    parser.add_argument("--mode", choices=["moving", "static"], default="moving")
+    parser.add_argument("--bots-per-symbol", type=int, default=20)
+    parser.add_argument("--bots-per-account", type=int, default=10)
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions of the ticks")
+    options = parser.parse_args(argv)
+
+    database = BenchDatabase("mmbench_quiet")
+    redis = PrivateRedis()
+    emulator = None
+    driver = None
+    try:
+        os.environ.update(CELERY_TASK_ALWAYS_EAGER="1", ENGINE_BOOK_STREAMS="0", ENGINE_ORDER_STREAMS="0",
+                          ENGINE_FULL_CYCLE_SECS="3600", ENGINE_DRIVER_ENABLED="0")
+        setup_django(database.url, redis.url)
+        import gc
+
+        from bots.engine.driver import Driver
+        from bots.engine.gateways import warm_up
+
+        warm_up()
+        gc.freeze()  # as a worker does at start (bots/engine/bootstep.py)
+
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        symbols = scale_symbols(options.bots, options.bots_per_symbol)
+        emulator = start_emulator(port, account="unusedkey:unusedsecret:USDT=1", admin_token=ADMIN_TOKEN,
+                                  symbols=",".join(symbols), market_step_ms=0, noise_rate=0.0)
+        started = time.monotonic()
+        bot_ids = start_bots(options.bots, base_url, options.bots_per_symbol, options.bots_per_account)
+        driver = Driver("quiet-bench")
+        ready = settle(driver, bot_ids, max(120.0, options.bots * 0.5))
+        print(f"{ready}/{len(bot_ids)} bots cycling after {time.monotonic() - started:.0f} s")
+        figures = measure(driver, options.ticks, options.mode, options.profile)
+        figures.update(bots=options.bots, mode=options.mode, bots_per_symbol=options.bots_per_symbol,
+                       bots_per_account=options.bots_per_account)
+        profile = figures.pop("profile", None)
+        print(f"quiet tick, {options.mode}, N={options.bots}: per bot p50 {figures['per_bot_us']['p50']} us, "
+              f"p90 {figures['per_bot_us']['p90']} us, min {figures['per_bot_us']['min']} us "
+              f"(ticks {options.ticks}); flush {figures['flush_ms']} ms; verdicts {figures['verdicts']}")
+        if profile:
+            print(profile)
+        write_result("quiet_tick", figures)
+        return figures
+    finally:
+        if driver is not None:
+            driver.stop()
+            from exchanges.registry import clear_gateway_cache
+
+            clear_gateway_cache()
+        if emulator is not None:
+            emulator.stop()
+        release(database, redis)
+
+
+if __name__ == "__main__":
+    main()
