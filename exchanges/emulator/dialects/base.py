@@ -17,6 +17,7 @@ from aiohttp import web
 from exchanges.emulator.engine import EngineError, OrderInfo
 from exchanges.emulator.market_streams import BookTickerHub
 from exchanges.emulator.market_streams import _fmt as fmt  # the emulator's one decimal spelling
+from exchanges.emulator.user_streams import PrivateStreamHub
 
 if TYPE_CHECKING:
     from exchanges.emulator.server import EmulatorServer
@@ -66,6 +67,11 @@ class Dialect:
     def stream_hub(self, default: BookTickerHub) -> BookTickerHub:
         """The public-stream hub of this dialect (replacing the server's Binance one)."""
         return self.hub_class(self.engine, first_update_id=default._first_update_id)
+
+    def private_hub(self) -> PrivateStreamHub:
+        """The private (account) stream hub of this dialect, served on its ``path`` (replacing the
+        server's Binance user-data stream)."""
+        raise NotImplementedError
 
     def __init__(self, server: EmulatorServer):
         self.server = server
