@@ -231,7 +231,9 @@ class OrderUpdateStream:
         self._config = config
         self._confirms: Callable[[dict], bool] = gateway.venue.private_stream_subscribed
         self._exchange: Any = None
-        self._first: asyncio.Future | None = None  # the watch_orders call that subscribed, until watched
+        self._pending: asyncio.Future | None = None
+        """The ``watch_orders`` call kept waiting between ``watch`` calls: ccxt hands an update only to a
+        call already waiting (one arriving between two calls would wait for the next update)."""
 
     @staticmethod
     def config_of(gateway: Any, timeout_secs: float = 10.0, keepalive_secs: float = 10.0) -> dict | None:
@@ -253,14 +255,14 @@ class OrderUpdateStream:
         exchange.set_markets(self.gateway.loaded_markets)
         self._exchange = exchange
         subscribed = exchange._subscribed = asyncio.get_running_loop().create_future()
-        first = self._first = asyncio.ensure_future(exchange.watch_orders())
+        first = self._pending = asyncio.ensure_future(exchange.watch_orders())
         await asyncio.wait((subscribed, first), timeout=self.timeout_secs, return_when=asyncio.FIRST_COMPLETED)
         if subscribed.done():
             return
         if first.done():
             error = first.exception()
             if error is not None:
-                self._first = None
+                self._pending = None
                 raise map_ccxt_error(error) from error
             return  # an update before the confirmation: the venue pushes; ``watch`` returns it first
         raise ExchangeUnavailableError(f"order stream: {self.gateway.exchange_id} did not confirm the "
@@ -270,26 +272,25 @@ class OrderUpdateStream:
         """The account's orders (``ExchangeOrder``) that changed since the last call."""
         if self._exchange is None:
             raise ExchangeUnavailableError("order stream: not subscribed")
+        exchange = self._exchange
+        pending, self._pending = self._pending, None
         try:
-            if self._first is not None:
-                pending, self._first = self._first, None
-                raw = await pending
-            else:
-                raw = await self._exchange.watch_orders()
+            raw = await (pending if pending is not None else exchange.watch_orders())
         except asyncio.CancelledError:
             raise
         except Exception as error:
             raise map_ccxt_error(error) from error
+        self._pending = asyncio.ensure_future(exchange.watch_orders())
         return [self.gateway.parse_order(item) for item in raw]
 
     async def close(self) -> None:
-        first, self._first = self._first, None
-        if first is not None:
-            if first.done():
-                if not first.cancelled():
-                    first.exception()  # retrieved: a dropped socket's error is not worth a warning
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            if pending.done():
+                if not pending.cancelled():
+                    pending.exception()  # retrieved: a dropped socket's error is not worth a warning
             else:
-                first.cancel()
+                pending.cancel()
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             await exchange.close()

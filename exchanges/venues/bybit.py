@@ -49,6 +49,9 @@ def private_stream_config_for(base_url: str | None, api_key: str, secret: str, p
     ``<base>/v5/private``."""
     config = private_stream_config(config_for(base_url, api_key, secret, passphrase, timeout_ms), timeout_ms,
                                    keepalive_ms)
+    # a unified trading account (v5's private socket): ccxt would otherwise ask by two signed REST reads
+    # on every connect which socket to use
+    config["options"].update({"enableUnifiedMargin": False, "enableUnifiedAccount": True})
     if base_url is not None:
         private = websocket_url_for(base_url, "/v5/private")
         config["urls"]["api"]["ws"] = {
