@@ -140,6 +140,11 @@ class EmulatorConfig:
     first_id: int | None = None
     """First order, trade and book-ticker update id; None derives it from the start time, so a restarted
     emulator never hands out an id of its previous run (venues never reuse ids; clients key fills by trade id)."""
+    mid_walk_seed: int | None = None
+    """The mid follows the shared walk of this seed from ``mid_walk_epoch_ms`` (None: its own walk from
+    ``seed``): emulators with the same two values are one market quoted on several venues
+    (``exchanges.emulator.market``)."""
+    mid_walk_epoch_ms: int | None = None
     self_trade_prevention: bool = True
     """The venue offers self-trade prevention (Binance ``selfTradePreventionMode``, OKX ``stpMode``, Bybit
     ``smpType``, each with the venue's default). False: a venue without it, the parameter is ignored and
@@ -181,7 +186,8 @@ class EmulatorServer:
             )
             for s in specs
         ]
-        self.market = SyntheticMarket(self.engine, dynamics, seed=config.seed, start_ms=_now_ms())
+        self.market = SyntheticMarket(self.engine, dynamics, seed=config.seed, start_ms=_now_ms(),
+                                      walk_seed=config.mid_walk_seed, walk_epoch_ms=config.mid_walk_epoch_ms)
         self.faults = config.faults
         self._fault_rng = random.Random(f"faults:{config.seed}")
         self._latency_rng = random.Random(f"latency:{config.seed}")
