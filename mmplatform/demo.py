@@ -54,6 +54,9 @@ DEMO_BOT_SETTINGS: dict[str, object] = {
     # one market on three venues (the demo's emulators share one mid walk): every venue's quotes centre
     # on the median of the venues' mids, so no venue's quotes can be picked off against another's
     "reference_price": "median",
+    # the position limit is on the pair's inventory summed over the venues: three venues' 1 BTC each is
+    # 180,000 USDT (the default 100,000 would hold every bid back from the start)
+    "max_position_quote": Decimal("300000"),
 }
 
 # What earlier versions created (it lost money to fees on the 0.1 % tier and overrode the volatility
@@ -65,6 +68,7 @@ PREVIOUS_OVERRIDES_RESET = {name: Bot._meta.get_field(name).get_default()
                             for name in ("high_volatility_threshold", "volatility_pause_threshold")}
 ONE_VENUE_REFERENCE = Bot._meta.get_field("reference_price").get_default()
 """The reference price of the demo bot the one-venue demo created (each venue its own mid)."""
+ONE_VENUE_MAX_POSITION = Bot._meta.get_field("max_position_quote").get_default()
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,10 @@ def ensure_demo_world(emulator_url: str, venue_urls: dict[str, str] | None = Non
         if list(bot.exchange_accounts.all()) == [account] and bot.reference_price == ONE_VENUE_REFERENCE:
             # as the one-venue demo left it: now on every venue, centred on their median
             bot.exchange_accounts.add(*accounts.values())
-            Bot.objects.filter(pk=bot.pk).update(reference_price=DEMO_BOT_SETTINGS["reference_price"])
+            changes = {"reference_price": DEMO_BOT_SETTINGS["reference_price"]}
+            if bot.max_position_quote == ONE_VENUE_MAX_POSITION:
+                changes["max_position_quote"] = DEMO_BOT_SETTINGS["max_position_quote"]
+            Bot.objects.filter(pk=bot.pk).update(**changes)
             bot.refresh_from_db()
     ensure_demo_agreement(tenant, bot)
     return DemoWorld(tenant, account, bot, accounts)

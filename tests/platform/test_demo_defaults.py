@@ -328,14 +328,16 @@ def test_a_one_venue_demo_bot_moves_to_every_venue_once() -> None:
     quotes on every venue, on their median, from the next run on; a user's own choice stays."""
     from bots.models import Bot
     from exchanges.venues import DEFAULT_EXCHANGE_ID
-    from mmplatform.demo import DEMO_VENUES, ensure_demo_world
+    from mmplatform.demo import DEMO_BOT_SETTINGS, DEMO_VENUES, ensure_demo_world
 
     urls = {venue: f"http://127.0.0.1:{8900 + index}" for index, venue in enumerate(DEMO_VENUES)}
     world = ensure_demo_world(urls[DEFAULT_EXCHANGE_ID], urls)
     world.bot.exchange_accounts.set([world.accounts[DEFAULT_EXCHANGE_ID]])
-    Bot.objects.filter(pk=world.bot.pk).update(reference_price="own")
+    Bot.objects.filter(pk=world.bot.pk).update(reference_price="own", max_position_quote=Decimal("100000"))
     bot = ensure_demo_world(urls[DEFAULT_EXCHANGE_ID], urls).bot
     assert set(bot.exchange_accounts.all()) == set(world.accounts.values()) and bot.reference_price == "median"
+    # the position limit holds the three venues' inventory of the pair (else every bid is held back)
+    assert bot.max_position_quote == DEMO_BOT_SETTINGS["max_position_quote"] > 3 * 60000
     bot.exchange_accounts.set([world.accounts["okx"]])  # the user's own choice
     bot = ensure_demo_world(urls[DEFAULT_EXCHANGE_ID], urls).bot
     assert list(bot.exchange_accounts.all()) == [world.accounts["okx"]]
