@@ -20,6 +20,7 @@ account reads per second over each phase, and how many of the three order stream
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import time
@@ -125,7 +126,8 @@ def bench(env: dict[str, str], *, moves: int, interval_secs: float, concurrency:
         if not wait_for(lambda: feed_stats()["order_streams_live"] >= len(VENUES), 60):
             print(f"note: only {feed_stats()['order_streams_live']} of {len(VENUES)} order streams live")
         result: dict[str, Any] = {"moves": moves, "monitoring_interval_secs": interval_secs,
-                                  "worker_concurrency": concurrency}
+                                  "worker_concurrency": concurrency,
+                                  "load_average_1m": [round(os.getloadavg()[0], 1)]}  # before, after
         rng = random.Random(1)
         for mode in modes:
             Bot.objects.filter(pk=bot.pk).update(updated_at=timezone.now(), **REFERENCES[mode])  # a full cycle
@@ -142,6 +144,7 @@ def bench(env: dict[str, str], *, moves: int, interval_secs: float, concurrency:
                 "order_streams_live": after["order_streams_live"],
                 "measured": MEASURED[mode],
             }
+        result["load_average_1m"].append(round(os.getloadavg()[0], 1))
         return result
     finally:
         if bot is not None:
@@ -213,6 +216,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["command"] = "python -m bench.bench_multi_venue " + " ".join(argv if argv is not None else sys.argv[1:])
         figures["tick_to_quote_three_venues"] = result
         figures["command"] = result["command"]
+        print(f"load average (1 min) before / after: {' / '.join(map(str, result['load_average_1m']))} "
+              f"on {os.cpu_count()} cores")
         for mode in modes:
             phase = result[mode]
             print(f"{mode}: {MEASURED[mode]}")

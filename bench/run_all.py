@@ -284,6 +284,9 @@ def rows_multi_venue(data: dict[str, Any]) -> list[Row]:
                 f"{result.get('monitoring_interval_secs')} s; {phase.get('order_streams_live')}/3 order streams "
                 f"live, {phase.get('order_pushes_per_sec')} orders pushed/s, {phase.get('account_reads_per_sec')} "
                 "REST account reads/s")
+        load = result.get("load_average_1m") or []
+        if load:
+            note += f"; load average {'-'.join(map(str, load))} (1 min, {data.get('machine', {}).get('nproc')} cores)"
         measures = ("a bot on BTC/USDT on three emulator processes (Binance, OKX, Bybit dialects), real worker, "
                     f"pushed best bid/ask and order updates: {how}")
         for venue, name in (("binance", "Binance"), ("okx", "OKX"), ("bybit", "Bybit")):

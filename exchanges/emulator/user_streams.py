@@ -216,8 +216,9 @@ class PrivateStreamHub:
         if not order.filled:
             return Decimal(0), asset
         last = step.trade.trade_id if step.trade is not None else None
-        trades = [t for t in self._engine.account_trades(order.account_id, order.symbol, limit=10**9,
-                                                         order_id=order.order_id)
+        # its fills are no older than the order: the account's history is read from there on only
+        trades = [t for t in self._engine.account_trades(order.account_id, order.symbol, since_ms=order.created_ms,
+                                                         limit=10**9, order_id=order.order_id)
                   if last is None or t.trade_id <= last]
         return sum((t.fee for t in trades), Decimal(0)), trades[0].fee_asset if trades else asset
 

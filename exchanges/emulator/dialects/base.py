@@ -181,7 +181,8 @@ class Dialect:
 
     def order_fee(self, order: OrderInfo) -> tuple[Decimal, str]:
         """Total fee of an order's fills and its asset (the engine books fees per fill)."""
-        trades = self.engine.account_trades(order.account_id, order.symbol, limit=10**9, order_id=order.order_id)
+        trades = self.engine.account_trades(order.account_id, order.symbol, since_ms=order.created_ms, limit=10**9,
+                                            order_id=order.order_id)  # its fills are no older than the order
         if not trades:
             spec = self.engine.markets[order.symbol]
             return Decimal(0), spec.base if order.side == "BUY" else spec.quote
