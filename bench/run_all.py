@@ -284,21 +284,35 @@ def rows_multi_venue(data: dict[str, Any]) -> list[Row]:
     result = data.get("tick_to_quote_three_venues") or {}
     if not result:
         return []
-    note = (f"{result.get('moves')} moves, {result.get('timeouts')} timeouts, interval "
-            f"{result.get('monitoring_interval_secs')} s; every venue centred on Binance's mid")
-    measures = ("a bot on BTC/USDT on three emulator processes (Binance, OKX, Bybit dialects), real worker, pushed "
-                "best bid/ask: Binance's mid jumps until the bot's replacement bid and ask are accepted on the venue")
     rows = []
-    for venue, label in (("binance", "Binance (its own move)"), ("okx", "OKX (follows Binance)"),
-                         ("bybit", "Bybit (follows Binance)")):
-        lat = (result.get("latency") or {}).get(venue) or {}
-        rows.append(Row("multi-venue", f"tick-to-quote, {label}, p50", lat.get("p50_ms"), "ms", None,
-                        higher_is_better=False, note=note, measures=measures))
-        rows.append(Row("multi-venue", f"tick-to-quote, {label}, p99", lat.get("p99_ms"), "ms", None,
-                        higher_is_better=False, note=note, measures=measures))
-    every = result.get("all_three") or {}
-    rows.append(Row("multi-venue", "tick-to-quote, all three venues re-quoted, p99", every.get("p99_ms"), "ms", None,
-                    higher_is_better=False, note=note, measures=measures))
+    phases = (("own", "its own mid moves", "each venue centred on its own mid; one venue's mid jumps (the venues in "
+               "turn) until the bot's replacement bid and ask are accepted on that venue"),
+              ("follow", "follows Binance", "every venue centred on Binance's mid; Binance's mid jumps until the "
+               "bot's replacement bid and ask are accepted on each venue"))
+    for mode, label, how in phases:
+        phase = result.get(mode) or {}
+        if not phase:
+            continue
+        note = (f"{result.get('moves')} moves, {phase.get('timeouts')} timeouts, interval "
+                f"{result.get('monitoring_interval_secs')} s; {phase.get('order_streams_live')}/3 order streams "
+                f"live, {phase.get('order_pushes_per_sec')} orders pushed/s, {phase.get('account_reads_per_sec')} "
+                "REST account reads/s")
+        load = result.get("load_average_1m") or []
+        if load:
+            note += f"; load average {'-'.join(map(str, load))} (1 min, {data.get('machine', {}).get('nproc')} cores)"
+        measures = ("a bot on BTC/USDT on three emulator processes (Binance, OKX, Bybit dialects), real worker, "
+                    f"pushed best bid/ask and order updates: {how}")
+        for venue, name in (("binance", "Binance"), ("okx", "OKX"), ("bybit", "Bybit")):
+            if mode == "follow" and venue == "binance":
+                name = "Binance (its own move)"
+            lat = (phase.get("latency") or {}).get(venue) or {}
+            for stat in ("p50", "p99"):
+                rows.append(Row("multi-venue", f"tick-to-quote, {name}, {label}, {stat}", lat.get(f"{stat}_ms"), "ms",
+                                None, higher_is_better=False, note=note, measures=measures))
+        every = (phase.get("latency") or {}).get("all") or {}
+        if every:
+            rows.append(Row("multi-venue", "tick-to-quote, all three venues re-quoted (follow), p99",
+                            every.get("p99_ms"), "ms", None, higher_is_better=False, note=note, measures=measures))
     return rows
 
 

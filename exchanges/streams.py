@@ -1,4 +1,5 @@
-"""Pushed best bid/ask over the venue's websocket (ccxt.pro), for quoting that reacts within milliseconds.
+"""Pushed best bid/ask over the venue's websocket (ccxt.pro), for quoting that reacts within milliseconds,
+and the account's own order updates (``OrderUpdateStream``).
 
 With ``exchanges.ccxt_gateway`` the only module importing ccxt. ``BookTickerStream.watch`` subscribes
 to ``<symbol>@bookTicker`` through ccxt.pro's ``watch_bids_asks`` and returns every symbol whose best
@@ -190,59 +191,106 @@ class BookTickerStream:
             asyncio.run_coroutine_threadsafe(exchange.close(), loop)
 
 
+_confirming_classes: dict[tuple[type, Callable[[dict], bool]], type] = {}
+
+
+def _confirming_class(base: type, confirms: Callable[[dict], bool]) -> type:
+    """``base`` (a ccxt.pro class) that resolves its ``_subscribed`` future on the venue's confirmation of
+    the order subscription (``confirms``: ``Venue.private_stream_subscribed``): ccxt itself only waits
+    for the first update, which says nothing about when updates start being pushed."""
+    key = (base, confirms)
+    confirming = _confirming_classes.get(key)
+    if confirming is None:
+
+        def handle_message(self: Any, client: Any, message: Any) -> None:
+            confirmed = isinstance(message, dict) and confirms(message)
+            base.handle_message(self, client, message)
+            waiter = getattr(self, "_subscribed", None)
+            if confirmed and waiter is not None and not waiter.done():
+                waiter.set_result(True)
+
+        confirming = _confirming_classes[key] = type(base.__name__, (base,), {"handle_message": handle_message})
+    return confirming
+
+
 class OrderUpdateStream:
     """The account's own order updates pushed by the venue (ccxt.pro ``watch_orders`` over the venue's
-    user-data stream; ``Venue.private_stream_config`` says where), for an account a ``CcxtGateway``
-    trades. ``subscribe`` returns once the venue confirmed the subscription (updates from then on are
-    never lost: ccxt keeps them until the next ``watch``); ``watch`` returns the orders changed since
-    the last call (at least one; waits). A dropped socket raises ``ExchangeUnavailableError``; the
-    caller subscribes again and reads the account by REST, since updates while disconnected are gone.
-    One consumer per stream."""
+    private stream; ``Venue.private_stream_config`` says where), for an account a ``CcxtGateway``
+    trades. ``subscribe`` returns once the venue confirmed the subscription
+    (``Venue.private_stream_subscribed``; updates from then on are never lost: ccxt keeps them until
+    the next ``watch``); ``watch`` returns the orders changed since the last call (at least one; waits).
+    A dropped socket raises ``ExchangeUnavailableError``; the caller subscribes again and reads the
+    account by REST, since updates while disconnected are gone. One consumer per stream."""
 
     def __init__(self, gateway: Any, *, timeout_secs: float = 10.0, keepalive_secs: float = 10.0):
         config = self.config_of(gateway, timeout_secs, keepalive_secs)
         if config is None:
             raise BadSymbolError(f"{getattr(gateway, 'exchange_id', gateway)!r}: no pushed order updates")
         self.gateway = gateway
+        self.timeout_secs = timeout_secs
         self._config = config
+        self._confirms: Callable[[dict], bool] = gateway.venue.private_stream_subscribed
         self._exchange: Any = None
+        self._pending: asyncio.Future | None = None
+        """The ``watch_orders`` call kept waiting between ``watch`` calls: ccxt hands an update only to a
+        call already waiting (one arriving between two calls would wait for the next update)."""
 
     @staticmethod
     def config_of(gateway: Any, timeout_secs: float = 10.0, keepalive_secs: float = 10.0) -> dict | None:
         """The ccxt.pro config of ``gateway``'s account pushes; None when there are none (another
         gateway, a venue without them or without a ccxt.pro class)."""
         make = getattr(gateway, "private_stream_config", None)
-        if make is None or not hasattr(ccxt_pro, getattr(gateway, "exchange_id", "")):
+        confirms = getattr(getattr(gateway, "venue", None), "private_stream_subscribed", None)
+        if make is None or confirms is None or not hasattr(ccxt_pro, getattr(gateway, "exchange_id", "")):
             return None
         return make(timeout_secs, keepalive_secs)
 
     async def subscribe(self) -> None:
-        """Connect and subscribe (signed); returns when the venue confirmed it."""
+        """Connect, sign in and subscribe; returns when the venue confirmed the subscription. Raises the
+        mapped error (``AuthenticationError`` for refused credentials), or ``ExchangeUnavailableError``
+        when no confirmation came within ``timeout_secs``."""
         await self.close()
         await self.gateway.load_markets()
-        exchange = getattr(ccxt_pro, self.gateway.exchange_id)(self._config)
+        exchange = _confirming_class(getattr(ccxt_pro, self.gateway.exchange_id), self._confirms)(self._config)
         exchange.set_markets(self.gateway.loaded_markets)
         self._exchange = exchange
-        try:
-            await exchange.authenticate({"type": "spot"})
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            raise map_ccxt_error(error) from error
+        subscribed = exchange._subscribed = asyncio.get_running_loop().create_future()
+        first = self._pending = asyncio.ensure_future(exchange.watch_orders())
+        await asyncio.wait((subscribed, first), timeout=self.timeout_secs, return_when=asyncio.FIRST_COMPLETED)
+        if subscribed.done():
+            return
+        if first.done():
+            error = first.exception()
+            if error is not None:
+                self._pending = None
+                raise map_ccxt_error(error) from error
+            return  # an update before the confirmation: the venue pushes; ``watch`` returns it first
+        raise ExchangeUnavailableError(f"order stream: {self.gateway.exchange_id} did not confirm the "
+                                       f"subscription within {self.timeout_secs:g} s")
 
     async def watch(self) -> list[Any]:
         """The account's orders (``ExchangeOrder``) that changed since the last call."""
         if self._exchange is None:
             raise ExchangeUnavailableError("order stream: not subscribed")
+        exchange = self._exchange
+        pending, self._pending = self._pending, None
         try:
-            raw = await self._exchange.watch_orders()
+            raw = await (pending if pending is not None else exchange.watch_orders())
         except asyncio.CancelledError:
             raise
         except Exception as error:
             raise map_ccxt_error(error) from error
+        self._pending = asyncio.ensure_future(exchange.watch_orders())
         return [self.gateway.parse_order(item) for item in raw]
 
     async def close(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            if pending.done():
+                if not pending.cancelled():
+                    pending.exception()  # retrieved: a dropped socket's error is not worth a warning
+            else:
+                pending.cancel()
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             await exchange.close()

@@ -1,7 +1,8 @@
 """The demo world the one-command run creates: a tenant, an operator, an admin, an emulator-backed
 exchange account on every venue of the registry (each on its own emulator dialect, funded alike) and a
-bot on two pairs on the default venue's account. Idempotent: running it again changes nothing (except a
-demo bot left exactly as an earlier version created it, which gets the current demo settings)."""
+bot quoting two pairs on every one of those accounts, centred on the venues' median mid. Idempotent:
+running it again changes nothing (except a demo bot left exactly as an earlier version created it, which
+gets the current demo settings and venues)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,12 @@ DEMO_BOT_SETTINGS: dict[str, object] = {
     "spread_bps": 12.0,
     "maker_fee_bps": float(DEMO_MAKER_FEE_RATE * 10000),
     "order_refresh_tolerance_bps": 2.0,
+    # one market on three venues (the demo's emulators share one mid walk): every venue's quotes centre
+    # on the median of the venues' mids, so no venue's quotes can be picked off against another's
+    "reference_price": "median",
+    # the position limit is on the pair's inventory summed over the venues: three venues' 1 BTC each is
+    # 180,000 USDT (the default 100,000 would hold every bid back from the start)
+    "max_position_quote": Decimal("300000"),
 }
 
 # What earlier versions created (it lost money to fees on the 0.1 % tier and overrode the volatility
@@ -59,16 +66,19 @@ PREVIOUS_DEMO_BOT_SETTINGS: dict[str, object] = {
 }
 PREVIOUS_OVERRIDES_RESET = {name: Bot._meta.get_field(name).get_default()
                             for name in ("high_volatility_threshold", "volatility_pause_threshold")}
+ONE_VENUE_REFERENCE = Bot._meta.get_field("reference_price").get_default()
+"""The reference price of the demo bot the one-venue demo created (each venue its own mid)."""
+ONE_VENUE_MAX_POSITION = Bot._meta.get_field("max_position_quote").get_default()
 
 
 @dataclass(frozen=True)
 class DemoWorld:
     tenant: Tenant
     account: ExchangeAccount
-    """The default venue's account: the demo bot quotes on it."""
+    """The default venue's account."""
     bot: Bot
     accounts: dict[str, ExchangeAccount]
-    """Every demo account by exchange id (the default venue's included)."""
+    """Every demo account by exchange id (the default venue's included): the demo bot quotes on each."""
 
 
 @transaction.atomic
@@ -91,11 +101,20 @@ def ensure_demo_world(emulator_url: str, venue_urls: dict[str, str] | None = Non
     bot = Bot.objects.filter(tenant=tenant, name="demo-bot").first()
     if bot is None:
         bot = Bot.objects.create(tenant=tenant, name="demo-bot", trading_pairs=DEMO_PAIRS, **DEMO_BOT_SETTINGS)
-        bot.exchange_accounts.add(account)
-    elif all(getattr(bot, name) == value for name, value in PREVIOUS_DEMO_BOT_SETTINGS.items()):
-        changes = {**PREVIOUS_OVERRIDES_RESET, **DEMO_BOT_SETTINGS}
-        Bot.objects.filter(pk=bot.pk).update(**changes)
-        bot.refresh_from_db()
+        bot.exchange_accounts.add(*accounts.values())
+    else:
+        if all(getattr(bot, name) == value for name, value in PREVIOUS_DEMO_BOT_SETTINGS.items()):
+            changes = {**PREVIOUS_OVERRIDES_RESET, **DEMO_BOT_SETTINGS}
+            Bot.objects.filter(pk=bot.pk).update(**changes)
+            bot.refresh_from_db()
+        if list(bot.exchange_accounts.all()) == [account] and bot.reference_price == ONE_VENUE_REFERENCE:
+            # as the one-venue demo left it: now on every venue, centred on their median
+            bot.exchange_accounts.add(*accounts.values())
+            changes = {"reference_price": DEMO_BOT_SETTINGS["reference_price"]}
+            if bot.max_position_quote == ONE_VENUE_MAX_POSITION:
+                changes["max_position_quote"] = DEMO_BOT_SETTINGS["max_position_quote"]
+            Bot.objects.filter(pk=bot.pk).update(**changes)
+            bot.refresh_from_db()
     ensure_demo_agreement(tenant, bot)
     return DemoWorld(tenant, account, bot, accounts)
 

@@ -105,7 +105,8 @@ class ShardsMixin(DriverState):
         stats = {"bots": len(self.runners), "shards": len(self.owned), "busy": busy,
                  "pool_queue": self.pool.qsize(), "due_now": sum(
                      1 for r in self.runners.values() if not r.busy and r.next_due <= now),
-                 **self.stats, **self.feed_stats, **self.shared.stats}
+                 "order_streams_live": len(self.order_streams_live), **self.stats, **self.feed_stats,
+                 **self.shared.stats}
         pipe = r.pipeline(transaction=False)
         pipe.hset(keys.driver_stats(self.token), mapping={k: str(v) for k, v in stats.items()})
         pipe.expire(keys.driver_stats(self.token), int(SHARD_TTL_SECS * 3))

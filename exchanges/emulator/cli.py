@@ -10,6 +10,7 @@ import errno
 import os
 import signal
 import sys
+import time
 from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 
@@ -18,6 +19,7 @@ from exchanges.emulator.market import (
     DEMO_DEFAULT_DAILY_VOLATILITY,
     DEMO_MAKER_FEE_RATE,
     DEMO_TAKER_FEE_RATE,
+    MAX_WALK_CATCH_UP_MS,
     bps_per_sqrt_sec,
     demo_dynamics,
 )
@@ -96,6 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="probability a placement is applied but its reply is lost (default %(default)s)")
     parser.add_argument("--lost-reply-mode", choices=["504", "drop"], default="504",
                         help="how a lost reply looks: a 504 or a dropped connection (default %(default)s)")
+    parser.add_argument("--mid-walk-seed", type=int, default=None,
+                        help="the mid follows the shared walk of this seed (on a 100 ms grid from "
+                             "--mid-walk-epoch-ms): emulators given the same two values are one market, each with "
+                             "its own book, noise flow and fills (default: the market's own walk, from --seed)")
+    parser.add_argument("--mid-walk-epoch-ms", type=int, default=None,
+                        help="start of the shared walk, unix ms, at most 7 days ago (default: the emulator's start)")
     parser.add_argument("--no-stp", action="store_true",
                         help="a venue without self-trade prevention: the STP parameter is ignored and an "
                              "account's orders match each other (default: the venue's STP and its default mode)")
@@ -135,6 +143,12 @@ def config_from_options(options: dict) -> EmulatorConfig:
     accounts = tuple(replace(account, passphrase=passphrase) for account in accounts)
     if options["market_step_ms"] < 0:
         raise ArgumentError("--market-step-ms must be >= 0")
+    walk_seed, walk_epoch_ms = options.get("mid_walk_seed"), options.get("mid_walk_epoch_ms")
+    if walk_epoch_ms is not None:
+        if walk_seed is None:
+            raise ArgumentError("--mid-walk-epoch-ms needs --mid-walk-seed")
+        if time.time() * 1000 - walk_epoch_ms > MAX_WALK_CATCH_UP_MS:
+            raise ArgumentError("--mid-walk-epoch-ms: at most 7 days ago")
     overrides: dict = {}
     for name, key in (("volatility_bps", "volatility_bps_per_sqrt_sec"), ("noise_rate", "noise_arrival_rate_per_sec")):
         value = options.get(name)
@@ -150,6 +164,7 @@ def config_from_options(options: dict) -> EmulatorConfig:
         faults=faults, market_step_ms=int(options["market_step_ms"]),
         dynamics={symbol: {**demo_dynamics(symbol), **overrides} for symbol in symbols},
         venue=venue, self_trade_prevention=not options.get("no_stp"),
+        mid_walk_seed=walk_seed, mid_walk_epoch_ms=walk_epoch_ms,
     )
 
 

@@ -66,6 +66,12 @@ TradeListener = Callable[[int, int, int, str, str, str, int, int, int], None]
 """``(trade_id, maker_order_id, taker_order_id, maker_account, taker_account, symbol, taker_side,
 price_ticks, quantity_lots) -> None``, called synchronously for every fill."""
 
+OrderListener = Callable[[str, "OrderInfo", "TradeInfo | None"], None]
+"""``(event, order, trade) -> None``, called synchronously for every step of an order of an account
+``report_orders`` switched on: ``event`` is one of ``JOURNAL_EVENTS``, ``order`` the order as it stands
+right after that step (status ``NEW`` on accept, ``PARTIALLY_FILLED`` / ``FILLED`` on a fill,
+``CANCELED``, ``EXPIRED`` or ``EXPIRED_IN_MATCH``), ``trade`` the account's side of the fill (fills only)."""
+
 
 # --- errors ---------------------------------------------------------------------------------------
 
@@ -224,7 +230,8 @@ JOURNAL_EVENTS = ("accept", "fill", "partial_fill", "cancel", "expire")
 class JournalEntry:
     """One step of an order's life on the venue, stamped with the engine's clock (ms): ``accept``
     (it entered the engine), ``fill`` / ``partial_fill`` (one trade; ``fill_quantity`` at
-    ``fill_price``), ``cancel``, ``expire`` (an IOC or market remainder). ``filled`` and ``remaining``
+    ``fill_price``), ``cancel``, ``expire`` (an IOC or market remainder, or an order self-trade
+    prevention took off, resting or incoming). ``filled`` and ``remaining``
     are the order's after this step; ``remaining`` is 0 once it left the book."""
 
     seq: int
@@ -403,10 +410,11 @@ class _Order:
 
 
 class _Account:
-    __slots__ = ("account_id", "balances", "client_ids", "journal", "open_orders", "trades")
+    __slots__ = ("account_id", "balances", "client_ids", "journal", "open_orders", "reported", "trades")
 
     def __init__(self, account_id: str):
         self.account_id = account_id
+        self.reported = False  # its order steps go to ``MatchingEngine.order_listener`` (``report_orders``)
         # (time_ms, event, order, filled_lots after, fill lots, fill price ticks, trade id, is maker); the
         # order's fixed fields are copied out when the entry is written (``_note``)
         # for accounts that keep a journal (``enable_journal``); None for the rest (the synthetic market)
@@ -498,6 +506,7 @@ class MatchingEngine:
         self._next_order_id = first_id  # order and trade ids count up from here
         self._next_trade_id = first_id
         self.trade_listener: TradeListener | None = None
+        self.order_listener: OrderListener | None = None
 
     # --- markets and accounts -----------------------------------------------------------------
 
@@ -530,6 +539,25 @@ class MatchingEngine:
         account = self._account(account_id)
         if account.journal is None:
             account.journal = deque(maxlen=capacity)
+
+    def report_orders(self, account_id: str, on: bool = True) -> None:
+        """Have (or stop having) every step of ``account_id``'s orders reported to ``order_listener``
+        (what a venue's private stream pushes: accept, each fill, cancel, expiry -- self-trade
+        prevention's included)."""
+        self._account(account_id).reported = on
+
+    def _step(self, account: _Account, time_ms: int, event: int, order: _Order, filled_lots: int = 0,
+              fill_lots: int = 0, fill_ticks: int = 0, trade_id: int = 0, is_maker: bool = False,
+              trade_row: tuple | None = None) -> None:
+        """One step of an order's life: into the account's journal (if it keeps one) and to the order
+        listener (if the account is reported)."""
+        if account.journal is not None:
+            self._note(account.journal, time_ms, event, order, filled_lots, fill_lots, fill_ticks, trade_id, is_maker)
+        listener = self.order_listener
+        if account.reported and listener is not None:
+            status = (_NEW, _FILLED, _PARTIALLY_FILLED, _CANCELED, order.status)[event]
+            trade = self._trade_info(order.market, trade_row) if trade_row is not None else None
+            listener(JOURNAL_EVENTS[event], self._order_info(order, status, time_ms), trade)
 
     @staticmethod
     def _note(journal: deque, time_ms: int, event: int, order: _Order, filled_lots: int = 0, fill_lots: int = 0,
@@ -1000,9 +1028,8 @@ class MatchingEngine:
             if client_order_id:
                 account.client_ids[client_order_id] = order
             order.status = _CANCELED
-            if account.journal is not None:
-                self._note(account.journal, now_ms, 0, order)
-                self._note(account.journal, now_ms, 3, order)
+            self._step(account, now_ms, 0, order)
+            self._step(account, now_ms, 3, order)
             self._retire(order)
             return order
         # lock funds
@@ -1038,8 +1065,7 @@ class MatchingEngine:
         order.stp = stp
         if client_order_id:
             account.client_ids[client_order_id] = order
-        if account.journal is not None:
-            self._note(account.journal, now_ms, 0, order)
+        self._step(account, now_ms, 0, order)
         if tif != POST_ONLY:
             self._match(order, now_ms)
             if is_market and side == BUY and order.quote_units < cost:  # STP stopped the walk early
@@ -1053,6 +1079,7 @@ class MatchingEngine:
             self._release(order)
             order.status = _EXPIRED_IN_MATCH
             order.updated_ms = now_ms
+            self._step(account, now_ms, 4, order, order.filled_lots)
             self._retire(order)
         elif tif == GTC or tif == POST_ONLY:
             self._rest(order)
@@ -1060,8 +1087,7 @@ class MatchingEngine:
             self._release(order)
             order.status = _EXPIRED
             order.updated_ms = now_ms
-            if account.journal is not None:
-                self._note(account.journal, now_ms, 4, order, order.filled_lots)
+            self._step(account, now_ms, 4, order, order.filled_lots)
             self._retire(order)
         return order
 
@@ -1182,21 +1208,21 @@ class MatchingEngine:
                 maker.quote_units += quote_units
                 maker.updated_ms = now_ms
                 level.live_lots -= fill
-                if taker_account.journal is not None:
-                    self._note(taker_account.journal, now_ms, 1 if taker.filled_lots == taker.quantity_lots else 2,
-                               taker, taker.filled_lots, fill, price, trade_id, False)
-                if maker_account.journal is not None:
-                    self._note(maker_account.journal, now_ms, 1 if maker.filled_lots == maker.quantity_lots else 2,
-                               maker, maker.filled_lots, fill, price, trade_id, True)
-                if record:
-                    taker_account.trades.setdefault(market.symbol, []).append(
-                        (trade_id, taker.order_id, taker.client_order_id, taker.side, price, fill,
-                         fee_taker, taker_buys, now_ms, False)
-                    )
-                    maker_account.trades.setdefault(market.symbol, []).append(
-                        (trade_id, maker.order_id, maker.client_order_id, maker.side, price, fill,
-                         fee_maker, not taker_buys, now_ms, True)
-                    )
+                taker_row = maker_row = None
+                if record or taker_account.reported or maker_account.reported:
+                    taker_row = (trade_id, taker.order_id, taker.client_order_id, taker.side, price, fill,
+                                 fee_taker, taker_buys, now_ms, False)
+                    maker_row = (trade_id, maker.order_id, maker.client_order_id, maker.side, price, fill,
+                                 fee_maker, not taker_buys, now_ms, True)
+                    if record:
+                        taker_account.trades.setdefault(market.symbol, []).append(taker_row)
+                        maker_account.trades.setdefault(market.symbol, []).append(maker_row)
+                if taker_account.journal is not None or taker_account.reported:
+                    self._step(taker_account, now_ms, 1 if taker.filled_lots == taker.quantity_lots else 2,
+                               taker, taker.filled_lots, fill, price, trade_id, False, taker_row)
+                if maker_account.journal is not None or maker_account.reported:
+                    self._step(maker_account, now_ms, 1 if maker.filled_lots == maker.quantity_lots else 2,
+                               maker, maker.filled_lots, fill, price, trade_id, True, maker_row)
                 if fill == maker_remaining:
                     orders.popleft()
                     level.live_count -= 1
@@ -1231,6 +1257,7 @@ class MatchingEngine:
         level.live_count -= 1
         del maker.account.open_orders[maker.order_id]
         del self._open[maker.order_id]
+        self._step(maker.account, maker.updated_ms, 4, maker, maker.filled_lots)
         self._retire(maker)
 
     def _rest(self, order: _Order) -> None:
@@ -1276,9 +1303,7 @@ class MatchingEngine:
         self._release(order)
         order.status = _CANCELED
         order.updated_ms = max(now_ms, order.updated_ms)
-        journal = order.account.journal
-        if journal is not None:
-            self._note(journal, order.updated_ms, 3, order, order.filled_lots)
+        self._step(order.account, order.updated_ms, 3, order, order.filled_lots)
         price = order.price_ticks
         if order.side == BUY:
             levels, keys, key = book.bid_levels, book.bid_keys, price
@@ -1309,7 +1334,7 @@ class MatchingEngine:
 
     # --- conversions ----------------------------------------------------------------------------
 
-    def _order_info(self, order: _Order) -> OrderInfo:
+    def _order_info(self, order: _Order, status: int | None = None, updated_ms: int | None = None) -> OrderInfo:
         market = order.market
         return OrderInfo(
             order_id=order.order_id,
@@ -1323,9 +1348,9 @@ class MatchingEngine:
             quantity=market.lot_size * order.quantity_lots,
             filled=market.lot_size * order.filled_lots,
             cumulative_quote=Decimal(order.quote_units).scaleb(-market.quote_exp),
-            status=STATUS_NAMES[order.status],
+            status=STATUS_NAMES[order.status if status is None else status],
             created_ms=order.created_ms,
-            updated_ms=order.updated_ms,
+            updated_ms=order.updated_ms if updated_ms is None else max(updated_ms, order.created_ms),
             self_trade_prevention=STP_MODES[order.stp],
             prevented_quantity=market.lot_size * order.prevented_lots,
         )

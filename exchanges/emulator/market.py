@@ -8,6 +8,13 @@ with intensity ``A * exp(-k * delta)`` (Avellaneda-Stoikov), where ``A`` is the 
 
 Stepped by an explicit clock (``step(now_ms)``) so tests are deterministic; the HTTP server calls it
 on a timer. ``set_mid`` is the test/admin hook that jumps the mid and re-ladders at once.
+
+A *shared walk* (``walk_seed`` + ``walk_epoch_ms``) makes several emulators one market: the mid then
+follows a walk of its own seed on a fixed ``WALK_STEP_MS`` grid counted from the epoch, so every
+emulator given the same two values has the same mid at the same wall-clock time, however its timer
+ticks (a venue listing the same asset, kept in line by arbitrage); the liquidity ladder, the noise flow
+and so the fills stay each emulator's own (``seed``). ``set_mid`` then moves that emulator's mid by an
+offset it keeps.
 """
 
 from __future__ import annotations
@@ -20,6 +27,10 @@ from decimal import Decimal
 from exchanges.emulator.engine import BUY, GTC, IOC, SELL, EngineError, MarketSpec, MatchingEngine
 
 SECONDS_PER_DAY = 86400.0
+WALK_STEP_MS = 100
+"""The grid of a shared walk: one draw per 100 ms of wall-clock time since its epoch."""
+MAX_WALK_CATCH_UP_MS = 7 * 86_400_000
+"""A shared walk's epoch at most this far back (catching up is one draw per grid step)."""
 
 # The demo market (what ``python -m exchanges.emulator`` / ``run_platform`` run unless told otherwise):
 # the daily volatility of a liquid major pair and a high-volume VIP fee tier, so that a bot with the
@@ -82,8 +93,17 @@ class SyntheticMarket:
         start_ms: int = 0,
         liquidity_account: str = LIQUIDITY_ACCOUNT,
         noise_account: str = NOISE_ACCOUNT,
+        walk_seed: int | None = None,
+        walk_epoch_ms: int | None = None,
     ):
+        """``walk_seed`` (with ``walk_epoch_ms``, default ``start_ms``): the mid follows the shared walk of
+        that seed instead of this market's own (see the module's docstring)."""
+        if walk_seed is not None and start_ms - (start_ms if walk_epoch_ms is None else walk_epoch_ms) > \
+                MAX_WALK_CATCH_UP_MS:
+            raise ValueError("walk_epoch_ms: at most 7 days before start_ms")
         self.engine = engine
+        self._walk_seed = walk_seed
+        self._walk_epoch_ms = start_ms if walk_epoch_ms is None else walk_epoch_ms
         self.liquidity_account = liquidity_account
         self.noise_account = noise_account
         self._now_ms = start_ms
@@ -98,6 +118,9 @@ class SyntheticMarket:
             if dyn.initial_mid <= 0:
                 raise ValueError(f"{dyn.symbol}: initial_mid must be > 0")
             state = _SymbolState(dyn, spec, random.Random(f"{seed}:{dyn.symbol}"))
+            if walk_seed is not None:
+                state.walk_rng = random.Random(f"walk:{walk_seed}:{dyn.symbol}")
+                self._advance_walk(state)
             self._symbols[dyn.symbol] = state
             self._fund(state)
             self._reladder(state)
@@ -121,6 +144,8 @@ class SyntheticMarket:
         if mid <= 0:
             raise ValueError("mid must be > 0")
         state = self._symbols[symbol]
+        if state.walk_rng is not None:
+            state.walk_offset += math.log(float(mid) / state.mid)
         state.mid = float(mid)
         self._reladder(state)
 
@@ -142,16 +167,22 @@ class SyntheticMarket:
     # --- internals --------------------------------------------------------------------------------
 
     def _advance_mid(self, state: _SymbolState, dt: float) -> None:
-        dyn = state.dyn
-        rng = state.rng
-        log_move = dyn.drift_bps_per_sec * dt / 1e4
-        if dyn.volatility_bps_per_sqrt_sec:
-            log_move += rng.gauss(0.0, dyn.volatility_bps_per_sqrt_sec * math.sqrt(dt) / 1e4)
-        if dyn.jump_rate_per_sec:
-            for _ in range(_poisson(rng, dyn.jump_rate_per_sec * dt)):
-                log_move += rng.gauss(0.0, dyn.jump_size_bps / 1e4)
-        state.mid *= math.exp(log_move)
+        if state.walk_rng is not None:
+            self._advance_walk(state)
+            return
+        state.mid *= math.exp(_log_move(state.dyn, state.rng, dt))
         state.mid = max(state.mid, float(state.tick_size))
+
+    def _advance_walk(self, state: _SymbolState) -> None:
+        """The shared walk up to the market clock: one draw per grid step since the epoch."""
+        rng = state.walk_rng
+        assert rng is not None
+        target = (self._now_ms - self._walk_epoch_ms) // WALK_STEP_MS
+        while state.walk_steps < target:
+            state.walk_steps += 1
+            state.walk_log += _log_move(state.dyn, rng, WALK_STEP_MS / 1000.0)
+        state.mid = max(float(state.dyn.initial_mid) * math.exp(state.walk_log + state.walk_offset),
+                        float(state.tick_size))
 
     def _reladder(self, state: _SymbolState) -> None:
         engine = self.engine
@@ -221,7 +252,8 @@ class SyntheticMarket:
 
 
 class _SymbolState:
-    __slots__ = ("base", "dyn", "ladder_ids", "laddered_mid", "lot_size", "mid", "quote", "rng", "tick_size")
+    __slots__ = ("base", "dyn", "ladder_ids", "laddered_mid", "lot_size", "mid", "quote", "rng", "tick_size",
+                 "walk_log", "walk_offset", "walk_rng", "walk_steps")
 
     def __init__(self, dyn: SymbolDynamics, spec: MarketSpec, rng: random.Random):
         self.dyn = dyn
@@ -233,6 +265,10 @@ class _SymbolState:
         self.mid = float(dyn.initial_mid)
         self.laddered_mid = self.mid
         self.ladder_ids: list[int] = []
+        self.walk_rng: random.Random | None = None  # a shared walk's own draws (None: the mid walks on ``rng``)
+        self.walk_steps = 0
+        self.walk_log = 0.0  # log(mid / initial mid) along the shared walk
+        self.walk_offset = 0.0  # ``set_mid``'s moves on top of it
 
     def ladder_depleted(self, engine: MatchingEngine) -> bool:
         """True when the innermost ladder level on either side has been fully taken."""
@@ -243,6 +279,17 @@ class _SymbolState:
             if state is None or not state[2]:
                 return True
         return False
+
+
+def _log_move(dyn: SymbolDynamics, rng: random.Random, dt: float) -> float:
+    """One step of the mid's log random walk over ``dt`` seconds: drift, diffusion, Poisson jumps."""
+    log_move = dyn.drift_bps_per_sec * dt / 1e4
+    if dyn.volatility_bps_per_sqrt_sec:
+        log_move += rng.gauss(0.0, dyn.volatility_bps_per_sqrt_sec * math.sqrt(dt) / 1e4)
+    if dyn.jump_rate_per_sec:
+        for _ in range(_poisson(rng, dyn.jump_rate_per_sec * dt)):
+            log_move += rng.gauss(0.0, dyn.jump_size_bps / 1e4)
+    return log_move
 
 
 def _poisson(rng: random.Random, lam: float) -> int:

@@ -43,8 +43,7 @@ from exchanges.emulator.engine import (
 )
 from exchanges.emulator.market import SymbolDynamics, SyntheticMarket
 from exchanges.emulator.market_streams import BookTickerHub
-from exchanges.emulator.user_streams import PATH as USER_STREAM_PATH
-from exchanges.emulator.user_streams import UserDataHub
+from exchanges.emulator.user_streams import PrivateStreamHub, UserDataHub
 
 ADMIN_HEADER = "X-Emulator-Admin"
 REQUEST_LOG_LENGTH = 100_000
@@ -141,6 +140,11 @@ class EmulatorConfig:
     first_id: int | None = None
     """First order, trade and book-ticker update id; None derives it from the start time, so a restarted
     emulator never hands out an id of its previous run (venues never reuse ids; clients key fills by trade id)."""
+    mid_walk_seed: int | None = None
+    """The mid follows the shared walk of this seed from ``mid_walk_epoch_ms`` (None: its own walk from
+    ``seed``): emulators with the same two values are one market quoted on several venues
+    (``exchanges.emulator.market``)."""
+    mid_walk_epoch_ms: int | None = None
     self_trade_prevention: bool = True
     """The venue offers self-trade prevention (Binance ``selfTradePreventionMode``, OKX ``stpMode``, Bybit
     ``smpType``, each with the venue's default). False: a venue without it, the parameter is ignored and
@@ -182,7 +186,8 @@ class EmulatorServer:
             )
             for s in specs
         ]
-        self.market = SyntheticMarket(self.engine, dynamics, seed=config.seed, start_ms=_now_ms())
+        self.market = SyntheticMarket(self.engine, dynamics, seed=config.seed, start_ms=_now_ms(),
+                                      walk_seed=config.mid_walk_seed, walk_epoch_ms=config.mid_walk_epoch_ms)
         self.faults = config.faults
         self._fault_rng = random.Random(f"faults:{config.seed}")
         self._latency_rng = random.Random(f"latency:{config.seed}")
@@ -201,7 +206,8 @@ class EmulatorServer:
         self.engine.trade_listener = self._on_trade
         self.started_ms = _now_ms()
         self.streams = BookTickerHub(self.engine, first_update_id=first_id)
-        self.user_streams = UserDataHub(self.engine, self._keys.get)
+        self.user_streams: PrivateStreamHub = UserDataHub(self.engine, self._keys.get)
+        """The account pushes (the dialect's: Binance's user-data stream, OKX's / Bybit's private socket)."""
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
         self._ticker_task: asyncio.Task | None = None
@@ -393,7 +399,6 @@ class EmulatorServer:
             stats["first_id"] = trade_id
         stats["last_id"] = trade_id
         self.streams.feeds.on_trade(trade_id, symbol, taker_side, price_ticks, lots)  # <symbol>@trade
-        self.user_streams.event("TRADE", maker_account, symbol, maker_order_id, trade_id)
 
     # --- HTTP plumbing --------------------------------------------------------------------------------
 
@@ -407,6 +412,8 @@ class EmulatorServer:
             self.streams = dialect.stream_hub(self.streams)
             for path in dialect.stream_paths:
                 app.router.add_route("GET", path, self.streams.handle)
+            self.user_streams = dialect.private_hub()
+            app.router.add_route("GET", self.user_streams.path, self.user_streams.handle)
             self._add_admin_routes(app)
             return app
         routes = [
@@ -433,7 +440,7 @@ class EmulatorServer:
         self._add_admin_routes(app)
         app.router.add_route("GET", "/ws", self.streams.handle)
         app.router.add_route("GET", "/ws/{stream_index}", self.streams.handle)
-        app.router.add_route("GET", USER_STREAM_PATH, self.user_streams.handle)
+        app.router.add_route("GET", self.user_streams.path, self.user_streams.handle)
         return app
 
     def _add_admin_routes(self, app: web.Application) -> None:
@@ -737,18 +744,7 @@ class EmulatorServer:
         request = self._order_params(params)
         now = _now_ms()
         order, fills = self.engine.place_order(account_id, now_ms=now, **request)
-        self._placed_events(order, fills)
         return self._placed_json(order, fills, now, params.get("newOrderRespType") or "FULL")
-
-    def _placed_events(self, order: OrderInfo, fills: list[TradeInfo]) -> None:
-        """A new order's user-stream events: NEW, a TRADE per fill it took, EXPIRED if it did not rest."""
-        if not self.user_streams.watched(order.account_id):
-            return
-        self.user_streams.order_event("NEW", order)
-        for fill in fills:
-            self.user_streams.order_event("TRADE", order, fill.trade_id)
-        if order.status in ("EXPIRED", "EXPIRED_IN_MATCH"):
-            self.user_streams.order_event("EXPIRED", order)
 
     def _placed_json(self, order: OrderInfo, fills: list[TradeInfo], now: int, response_type: str) -> dict:
         """A new order's answer in the ``newOrderRespType`` shape (ACK, RESULT or FULL)."""
@@ -804,10 +800,6 @@ class EmulatorServer:
             result = self.engine.cancel_replace(
                 account_id, symbol, cancel_order_id=cancel_id, cancel_client_order_id=cancel_client_id,
                 allow_failure=allow_failure, now_ms=now, **request)
-        if result.cancelled is not None:
-            self.user_streams.order_event("CANCELED", result.cancelled)
-        if result.new_order is not None:
-            self._placed_events(result.new_order, result.new_order_fills)
         response_type = params.get("newOrderRespType") or "FULL"
         cancel_response = (_cancel_json(self.engine, result.cancelled) if result.cancelled is not None
                            else _error_json(result.cancel_error))
@@ -876,7 +868,6 @@ class EmulatorServer:
             if hidden:
                 raise _Reject(400, -2011, "Unknown order sent.")
         order = self.engine.cancel_order(account_id, symbol, order_id, client_id, now_ms=_now_ms())
-        self.user_streams.order_event("CANCELED", order)
         return _cancel_json(self.engine, order)
 
     def _open_orders(self, params: dict, account_id: str | None) -> list:
@@ -901,8 +892,6 @@ class EmulatorServer:
         cancelled = self.engine.cancel_all(account_id, symbol, now_ms=_now_ms())
         if not cancelled:
             raise _Reject(400, -2011, "Unknown order sent.")
-        for order in cancelled:
-            self.user_streams.order_event("CANCELED", order)
         return [_cancel_json(self.engine, order) for order in cancelled]
 
     def _my_trades(self, params: dict, account_id: str | None) -> list:

@@ -145,6 +145,9 @@ class Venue:
     private_stream_config: Callable[[str | None, str, str, str, int, int], dict] | None = None
     """(api base url or None, api key, secret, passphrase, timeout ms, keepalive ms) -> ccxt.pro config
     for the account's own order/fill pushes (``private_stream_methods``); None: not served."""
+    private_stream_subscribed: Callable[[dict], bool] | None = None
+    """True for the message of the private socket by which the venue confirms the order subscription
+    (``exchanges.streams.OrderUpdateStream.subscribe`` returns on it: updates from then on are pushed)."""
     emulator_dialect: str = ""
     """The emulator's ``--venue`` value that speaks this venue's REST API."""
     self_trade_prevention: dict = field(default_factory=dict)

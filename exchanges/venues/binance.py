@@ -86,6 +86,12 @@ def private_stream_config_for(base_url: str | None, api_key: str, secret: str, p
     return config
 
 
+def private_stream_subscribed(message: dict) -> bool:
+    """The WebSocket API's answer to ``userDataStream.subscribe.signature``: ``{"result": {"subscriptionId"}}``."""
+    result = message.get("result")
+    return isinstance(result, dict) and "subscriptionId" in result
+
+
 def _replace_params(cancel_order_id: str | None, cancel_client_id: str | None) -> dict:
     params: dict = {"cancelReplaceMode": "STOP_ON_FAILURE"}
     if not cancel_order_id:  # ccxt then sends cancelOrigClientOrderId instead of cancelOrderId
@@ -142,6 +148,7 @@ VENUE = Venue(
     quote_update_id_key="u",
     private_stream_methods=("watch_orders", "watch_my_trades"),
     private_stream_config=private_stream_config_for,
+    private_stream_subscribed=private_stream_subscribed,
     emulator_dialect="binance",
     # the new order expires, the resting one stays (what the pipeline's own check does); ccxt passes it as is
     self_trade_prevention={"selfTradePreventionMode": "EXPIRE_TAKER"},

@@ -5,7 +5,14 @@ cancel, then a placement); trades paged by ccxt's own pagination."""
 
 from __future__ import annotations
 
-from exchanges.venues.base import ClientIdRules, Venue, base_config, public_stream_config, websocket_url_for
+from exchanges.venues.base import (
+    ClientIdRules,
+    Venue,
+    base_config,
+    private_stream_config,
+    public_stream_config,
+    websocket_url_for,
+)
 
 
 def config_for(base_url: str | None, api_key: str, secret: str, passphrase: str = "", timeout_ms: int = 10_000) -> dict:
@@ -25,6 +32,24 @@ def stream_config_for(base_url: str | None, timeout_ms: int = 10_000, keepalive_
     return config
 
 
+def private_stream_config_for(base_url: str | None, api_key: str, secret: str, passphrase: str = "",
+                              timeout_ms: int = 10_000, keepalive_ms: int = 10_000) -> dict:
+    """ccxt.pro ``okx`` config for the account's pushes (``watch_orders`` / ``watch_my_trades``: a ``login``
+    on ``<ws>/private`` signed with key, secret and passphrase, then the ``orders`` channel); ``base_url``
+    points ``urls['api']['ws']`` at ``<base>/ws/v5`` (ccxt adds ``/private``)."""
+    config = private_stream_config(config_for(base_url, api_key, secret, passphrase, timeout_ms), timeout_ms,
+                                   keepalive_ms)
+    if base_url is not None:
+        config["urls"]["api"]["ws"] = websocket_url_for(base_url, "/ws/v5")
+    return config
+
+
+def private_stream_subscribed(message: dict) -> bool:
+    """OKX's answer to a subscription of the ``orders`` channel: ``{"event": "subscribe", "arg": {...}}``."""
+    arg = message.get("arg")
+    return message.get("event") == "subscribe" and isinstance(arg, dict) and arg.get("channel") == "orders"
+
+
 VENUE = Venue(
     exchange_id="okx",
     label="OKX",
@@ -38,6 +63,8 @@ VENUE = Venue(
     my_trades_params={"paginate": True},
     quote_update_id_key="seqId",
     private_stream_methods=("watch_orders", "watch_my_trades"),
+    private_stream_config=private_stream_config_for,
+    private_stream_subscribed=private_stream_subscribed,
     emulator_dialect="okx",
     self_trade_prevention={"stpMode": "cancel_taker"},  # OKX's default is cancel_maker
 )

@@ -71,3 +71,35 @@ def test_noise_fill_probability_decays_with_distance_from_mid():
         fills[distance_bps] = hits
     # A*exp(-k*d)*dt per side: about 0.5*0.67=0.34 per 100 ms at 2 bps, 0.5*0.135=0.07 at 10 bps
     assert fills[2] > 2 * fills[10] > 0
+
+
+def test_a_shared_walk_is_one_market_on_several_emulators():
+    """Emulators with the same walk seed and epoch have the same mid at the same time, however their
+    timers tick and whenever they started (the demo's three venues); each keeps its own noise flow, and
+    ``set_mid`` moves one of them by an offset that stays."""
+    def market(seed: int, start_ms: int) -> tuple[MatchingEngine, SyntheticMarket]:
+        engine = MatchingEngine([BTC], D("0.001"), D("0.001"))
+        dynamics = [SymbolDynamics("BTC/USDT", D("30000"), volatility_bps_per_sqrt_sec=20.0)]
+        return engine, SyntheticMarket(engine, dynamics, seed=seed, start_ms=start_ms, walk_seed=5,
+                                       walk_epoch_ms=1_000)
+
+    (engine_a, a), (engine_b, b), (_, late) = market(1, 1_000), market(2, 1_037), market(3, 30_000)
+    for t in range(1_100, 60_000, 97):  # a's timer: 97 ms
+        a.step(t)
+    for t in range(1_100, 60_000, 251):  # b's: 251 ms, ending a little earlier
+        b.step(t)
+    b.step(59_998)
+    late.step(59_990)
+    assert a.mid("BTC/USDT") == b.mid("BTC/USDT") == late.mid("BTC/USDT") != D("30000")
+    assert engine_a.account_trades("__noise__", "BTC/USDT", limit=10**6) != engine_b.account_trades(
+        "__noise__", "BTC/USDT", limit=10**6)
+
+    jumped = (a.mid("BTC/USDT") * D("1.01")).quantize(D("0.01"))
+    a.set_mid("BTC/USDT", jumped)
+    a.step(59_999)
+    assert a.mid("BTC/USDT") == jumped  # within the same grid step: the walk did not move
+    for t in range(60_100, 70_000, 100):
+        a.step(t)
+        b.step(t)
+    ratio = a.mid("BTC/USDT") / b.mid("BTC/USDT")
+    assert abs(ratio - D("1.01")) < D("0.0001")

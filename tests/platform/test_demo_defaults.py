@@ -295,7 +295,7 @@ def test_a_demo_bot_left_as_an_earlier_version_made_it_is_brought_up_to_date_onc
 
 
 @pytest.mark.django_db
-def test_the_demo_tenant_has_an_account_on_every_venue_and_the_bot_stays_on_the_default_one() -> None:
+def test_the_demo_tenant_has_an_account_on_every_venue_and_the_bot_quotes_on_each() -> None:
     from exchanges.models import ExchangeAccount
     from exchanges.venues import DEFAULT_EXCHANGE_ID, VENUES
     from mmplatform.demo import DEMO_API_KEY, DEMO_VENUES, ensure_demo_world
@@ -311,10 +311,33 @@ def test_the_demo_tenant_has_an_account_on_every_venue_and_the_bot_stays_on_the_
         credentials = account.credentials()
         assert credentials.api_key == DEMO_API_KEY
         assert bool(credentials.passphrase) == VENUES[venue].requires_passphrase
-    assert list(world.bot.exchange_accounts.all()) == [world.accounts[DEFAULT_EXCHANGE_ID]]
+    assert set(world.bot.exchange_accounts.all()) == set(world.accounts.values())
+    assert world.bot.reference_price == "median"
+    world.bot.full_clean()
     # again, on other ports: the same accounts, pointed at the new URLs
     moved = {venue: url.replace(":89", ":79") for venue, url in urls.items()}
     again = ensure_demo_world(moved[DEFAULT_EXCHANGE_ID], moved)
     assert {v: a.pk for v, a in again.accounts.items()} == {v: a.pk for v, a in world.accounts.items()}
     assert ExchangeAccount.objects.filter(tenant=world.tenant).count() == len(VENUES)
     assert ExchangeAccount.objects.get(pk=again.accounts["okx"].pk).api_base_url == moved["okx"]
+
+
+@pytest.mark.django_db
+def test_a_one_venue_demo_bot_moves_to_every_venue_once() -> None:
+    """A demo bot as the one-venue demo left it (the default venue's account, each venue its own mid)
+    quotes on every venue, on their median, from the next run on; a user's own choice stays."""
+    from bots.models import Bot
+    from exchanges.venues import DEFAULT_EXCHANGE_ID
+    from mmplatform.demo import DEMO_BOT_SETTINGS, DEMO_VENUES, ensure_demo_world
+
+    urls = {venue: f"http://127.0.0.1:{8900 + index}" for index, venue in enumerate(DEMO_VENUES)}
+    world = ensure_demo_world(urls[DEFAULT_EXCHANGE_ID], urls)
+    world.bot.exchange_accounts.set([world.accounts[DEFAULT_EXCHANGE_ID]])
+    Bot.objects.filter(pk=world.bot.pk).update(reference_price="own", max_position_quote=Decimal("100000"))
+    bot = ensure_demo_world(urls[DEFAULT_EXCHANGE_ID], urls).bot
+    assert set(bot.exchange_accounts.all()) == set(world.accounts.values()) and bot.reference_price == "median"
+    # the position limit holds the three venues' inventory of the pair (else every bid is held back)
+    assert bot.max_position_quote == DEMO_BOT_SETTINGS["max_position_quote"] > 3 * 60000
+    bot.exchange_accounts.set([world.accounts["okx"]])  # the user's own choice
+    bot = ensure_demo_world(urls[DEFAULT_EXCHANGE_ID], urls).bot
+    assert list(bot.exchange_accounts.all()) == [world.accounts["okx"]]

@@ -17,6 +17,7 @@ from aiohttp import web
 from exchanges.emulator.engine import EngineError, OrderInfo
 from exchanges.emulator.market_streams import BookTickerHub
 from exchanges.emulator.market_streams import _fmt as fmt  # the emulator's one decimal spelling
+from exchanges.emulator.user_streams import PrivateStreamHub
 
 if TYPE_CHECKING:
     from exchanges.emulator.server import EmulatorServer
@@ -66,6 +67,11 @@ class Dialect:
     def stream_hub(self, default: BookTickerHub) -> BookTickerHub:
         """The public-stream hub of this dialect (replacing the server's Binance one)."""
         return self.hub_class(self.engine, first_update_id=default._first_update_id)
+
+    def private_hub(self) -> PrivateStreamHub:
+        """The private (account) stream hub of this dialect, served on its ``path`` (replacing the
+        server's Binance user-data stream)."""
+        raise NotImplementedError
 
     def __init__(self, server: EmulatorServer):
         self.server = server
@@ -175,7 +181,8 @@ class Dialect:
 
     def order_fee(self, order: OrderInfo) -> tuple[Decimal, str]:
         """Total fee of an order's fills and its asset (the engine books fees per fill)."""
-        trades = self.engine.account_trades(order.account_id, order.symbol, limit=10**9, order_id=order.order_id)
+        trades = self.engine.account_trades(order.account_id, order.symbol, since_ms=order.created_ms, limit=10**9,
+                                            order_id=order.order_id)  # its fills are no older than the order
         if not trades:
             spec = self.engine.markets[order.symbol]
             return Decimal(0), spec.base if order.side == "BUY" else spec.quote

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
 
 from exchanges.emulator.dialects.base import Dialect, DialectError, Handler, decimal_param, fmt, now_ms, top
+from exchanges.emulator.dialects.private_streams import BybitPrivateHub
 from exchanges.emulator.dialects.streams import BybitOrderbookHub
 from exchanges.emulator.engine import (
     BadParameterError,
@@ -55,6 +57,9 @@ class BybitDialect(Dialect):
     key_header = "X-BAPI-API-KEY"
     stream_paths = ("/v5/public/spot",)
     hub_class = BybitOrderbookHub
+
+    def private_hub(self) -> BybitPrivateHub:
+        return BybitPrivateHub(self.engine, self.server._keys.get, self)
 
     def routes(self) -> list[tuple[str, str, Handler, bool, bool]]:
         return [
@@ -336,8 +341,9 @@ class BybitDialect(Dialect):
 
     # --- shapes -------------------------------------------------------------------------------------
 
-    def order_json(self, order: OrderInfo) -> dict:
-        fee, fee_asset = self.order_fee(order)
+    def order_json(self, order: OrderInfo, fee_of: tuple[Decimal, str] | None = None) -> dict:
+        """Bybit's order shape (``fee_of``: its fees so far and their asset, else read from its fills)."""
+        fee, fee_asset = fee_of or self.order_fee(order)
         average = (order.cumulative_quote / order.filled).quantize(self.engine.markets[order.symbol].tick_size) \
             if order.filled else None
         limit = order.order_type != "MARKET"

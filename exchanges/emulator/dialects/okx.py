@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +30,7 @@ from exchanges.emulator.dialects.base import (
     now_ms,
     top,
 )
+from exchanges.emulator.dialects.private_streams import OkxPrivateHub
 from exchanges.emulator.dialects.streams import OkxBboHub
 from exchanges.emulator.engine import (
     BadParameterError,
@@ -74,6 +76,9 @@ class OkxDialect(Dialect):
     key_header = "OK-ACCESS-KEY"
     stream_paths = ("/ws/v5/public",)
     hub_class = OkxBboHub
+
+    def private_hub(self) -> OkxPrivateHub:
+        return OkxPrivateHub(self.engine, self.server._keys.get, self)
 
     def routes(self) -> list[tuple[str, str, Handler, bool, bool]]:
         return [
@@ -367,8 +372,9 @@ class OkxDialect(Dialect):
 
     # --- shapes -------------------------------------------------------------------------------------
 
-    def order_json(self, order: OrderInfo) -> dict:
-        fee, fee_asset = self.order_fee(order)
+    def order_json(self, order: OrderInfo, fee_of: tuple[Decimal, str] | None = None) -> dict:
+        """OKX's order shape (``fee_of``: its fees so far and their asset, else read from its fills)."""
+        fee, fee_asset = fee_of or self.order_fee(order)
         average = (order.cumulative_quote / order.filled).quantize(self.engine.markets[order.symbol].tick_size) \
             if order.filled else None
         return {

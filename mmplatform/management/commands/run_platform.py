@@ -1,10 +1,12 @@
 """One command for the whole platform: migrate, seed the demo, start an exchange emulator per venue of the
-registry (Binance, OKX, Bybit dialects on consecutive ports; the demo tenant has a funded account on each),
-daphne, a Celery worker and Celery beat, start the demo bot, and supervise them until Ctrl-C.
+registry (Binance, OKX, Bybit dialects on consecutive ports, one market: a shared mid walk; the demo
+tenant has a funded account on each), daphne, a Celery worker and Celery beat, start the demo bot (on
+every venue), and supervise them until Ctrl-C.
 
-Whatever it starts, it stops: on Ctrl-C (SIGINT) or SIGTERM it stops its children and waits for them,
-then the embedded Redis (if it started one, ``mmplatform.embedded_redis``); if it is killed outright
-(``kill -9``) the kernel sends each child SIGTERM (``mmplatform.children``)."""
+Whatever it starts, it stops: on Ctrl-C (SIGINT: the children have process groups of their own, so only
+this command gets it) or SIGTERM it stops the web, the worker and beat and waits for them, then the
+emulators, then the embedded Redis (if it started one, ``mmplatform.embedded_redis``); if it is killed
+outright (``kill -9``) the kernel sends each child SIGTERM (``mmplatform.children``)."""
 
 from __future__ import annotations
 
@@ -58,6 +60,19 @@ def wait_for_port(host: str, port: int, timeout_secs: float, stopping: Any = lam
                 return True
         time.sleep(0.2)
     return False
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]], timeout_secs: float = 20) -> None:
+    """SIGTERM to each running one, then wait for all of them (-9 for one that does not stop in time)."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=timeout_secs)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 class Command(BaseCommand):
@@ -114,9 +129,14 @@ class Command(BaseCommand):
 
         commands: dict[str, list[str]] = {}
 
+        def start(argv: list[str]) -> subprocess.Popen[bytes]:
+            # a process group of its own: a Ctrl-C in the terminal reaches this command only, which then
+            # stops its children in order (below)
+            return subprocess.Popen(argv, env=env, process_group=0, **child_options())
+
         def spawn(name: str, argv: list[str]) -> None:
             commands[name] = argv
-            processes.append((name, subprocess.Popen(argv, env=env, **child_options())))
+            processes.append((name, start(argv)))
 
         stopping = False
 
@@ -128,6 +148,8 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
 
+        # the emulators are one market on three venues: one mid walk (each its own book, noise flow, fills)
+        walk_epoch_ms = int(time.time() * 1000)
         try:
             for seed, (exchange_id, venue_port) in enumerate(venue_ports.items(), 1):
                 if options["no_emulator"]:
@@ -138,6 +160,7 @@ class Command(BaseCommand):
                     [python, "manage.py", "run_exchange_emulator", "--venue", VENUES[exchange_id].emulator_dialect,
                      "--host", host,
                      "--port", str(venue_port), "--seed", str(seed), "--symbols", DEMO_PAIRS,
+                     "--mid-walk-seed", "1", "--mid-walk-epoch-ms", str(walk_epoch_ms),
                      "--account", f"{DEMO_API_KEY}:{DEMO_API_SECRET}:{DEMO_BALANCES}",
                      *(["--passphrase", passphrase] if passphrase else [])],
                 )
@@ -184,16 +207,12 @@ class Command(BaseCommand):
                         raise CommandError(f"{name} exited with code {process.returncode} "
                                            f"{len(recent)} times within a minute; stopping")
                     self.stderr.write(f"{name} exited with code {process.returncode}; restarting it")
-                    processes[index] = (name, subprocess.Popen(commands[name], env=env, **child_options()))
+                    processes[index] = (name, start(commands[name]))
                 time.sleep(0.5)
         finally:
-            for _, process in processes:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-            for _, process in processes:
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+            # the web, the worker (whose engine cancels and syncs through the emulators) and beat first,
+            # then the emulators
+            emulators = [p for name, p in processes if name.startswith("emulator")]
+            stop_processes([p for _, p in processes if p not in emulators])
+            stop_processes(emulators)
             self.stdout.write("mmplatform stopped")
