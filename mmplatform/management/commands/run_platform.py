@@ -38,6 +38,10 @@ from mmplatform.demo import (
 )
 from mmplatform.task_routes import worker_queues
 
+START_WAIT_SECS = 150
+"""How long the web server and each emulator may take to listen (a loaded 2-core machine starts seven
+Python processes at once: 30 s was not always enough)."""
+
 MAX_RESTARTS_PER_MINUTE = 5
 
 
@@ -172,11 +176,11 @@ class Command(BaseCommand):
                  "-Q", worker_queues()],  # the bots' queue and the background one (mmplatform/task_routes.py)
             )
             spawn("beat", [python, "-m", "celery", "-A", "mmplatform", "beat", "--loglevel", "INFO"])
-            if not wait_for_port(host, port, 30, lambda: stopping) and not stopping:
+            if not wait_for_port(host, port, START_WAIT_SECS, lambda: stopping) and not stopping:
                 raise CommandError("the web server did not start; see the output above")
             for exchange_id, venue_port in venue_ports.items():
-                if (not options["no_emulator"] and not wait_for_port(host, venue_port, 30, lambda: stopping)
-                        and not stopping):
+                if (not options["no_emulator"] and not stopping
+                        and not wait_for_port(host, venue_port, START_WAIT_SECS, lambda: stopping) and not stopping):
                     raise CommandError(f"the {exchange_id} exchange emulator did not start; see the output above")
             if not options["no_demo_start"] and not stopping:
                 from bots.services import bot_request_start
