@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # what a fresh clone's shell does not have (pytest-django and the session set some of these)
 NOT_ON_A_FRESH_MACHINE = ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "DEBUG", "DJANGO_ENV", "SECURE_SSL",
                           "SECRET_KEY", "ALLOWED_HOSTS", "CREDENTIAL_KEYS", "CELERY_QUEUE", "EMULATOR_ADMIN_TOKEN",
-                          PROCESS_TAG_VARIABLE)
+                          "MMPLATFORM_SESSION_PID", PROCESS_TAG_VARIABLE)
 
 
 def fresh_env(var_dir: Path, tag: str) -> dict[str, str]:
