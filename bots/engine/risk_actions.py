@@ -13,7 +13,7 @@ from bots.engine.bot_state import BotState
 from bots.engine.lease import fence_sends
 from bots.engine.self_trades import QuoteGuard, from_rows, merged
 from bots.engine.venues import Slot
-from bots.events import publish_event, push
+from bots.events import publish_event, push, record_risk_event
 from bots.inventory import RebalancingTrade, VenueOffer, calculate_rebalancing_trades, venues_by_price
 from bots.models import (
     Bot,
@@ -23,7 +23,6 @@ from bots.models import (
     OrderPurpose,
 )
 from risk import checks
-from risk.models import RiskEvent
 from strategies.types import OrderIntent
 
 logger = logging.getLogger(__name__)
@@ -106,15 +105,9 @@ class RiskActionsMixin(BotState):
             self._adjust_spreads_for_volatility(status.trading_pair)
         self.report.risk_events.append(status.event_type)
         if record:
-            RiskEvent.objects.create(
-                tenant_id=self.bot.tenant_id, bot=self.bot, event_type=status.event_type,
-                trading_pair=status.trading_pair, message=status.message, action_taken=status.action_taken,
-                details={**status.details, **self._venue_breakdown(status.trading_pair)},
-            )
-            publish_event(bot=self.bot, event_type=BotEventType.RISK_EVENT_HANDLED, payload={
-                "event_type": status.event_type, "action_taken": status.action_taken,
-                "trading_pair": status.trading_pair, "message": status.message,
-            })
+            record_risk_event(bot=self.bot, event_type=status.event_type, trading_pair=status.trading_pair,
+                              message=status.message, action_taken=status.action_taken,
+                              details={**status.details, **self._venue_breakdown(status.trading_pair)})
 
     def _venue_breakdown(self, pair: str) -> dict[str, dict[str, dict[str, float]]]:
         """A pair's risk event on a bot quoting it on several venues: each account's share of the
