@@ -92,12 +92,15 @@ def setup_django(database_url: str, redis_url: str) -> dict[str, str]:
 
 
 def use_queue(queue: str) -> None:
-    """Tasks this process enqueues go to ``queue`` (the workers of this phase listen there only)."""
+    """Tasks this process enqueues go to ``queue`` and its alerts queue (the workers of this phase listen
+    there only: ``bench.common.start_worker``)."""
     from django.conf import settings
 
     from mmplatform.celery import app
+    from mmplatform.queues import alerts_queue_for
 
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    settings.CELERY_ALERTS_QUEUE = alerts_queue_for(queue)
     app.conf.task_default_queue = queue
 
 

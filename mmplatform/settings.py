@@ -35,8 +35,10 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 from mmplatform.embedded_redis import ensure_embedded_redis
+from mmplatform.queues import alerts_queue_for
 from mmplatform.redis_config import redis_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -212,6 +214,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "mmplatform")
+# alert delivery's own queue (mmplatform/queues.py): a worker without -Q consumes both queues
+CELERY_ALERTS_QUEUE = os.environ.get("CELERY_ALERTS_QUEUE") or alerts_queue_for(CELERY_TASK_DEFAULT_QUEUE)
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name)  # each its own exchange and key
+                      for name in (CELERY_TASK_DEFAULT_QUEUE, CELERY_ALERTS_QUEUE)]
+CELERY_TASK_ROUTES = ("mmplatform.queues.route_task",)
 
 # --- auth, i18n, static -------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -131,12 +131,15 @@ def clean_platform_redis_keys() -> None:
 
 @pytest.fixture
 def celery_queue(settings: Any) -> str:
-    """A queue of this test's own, so no task of another test (or run) reaches its workers."""
+    """Queues of this test's own (the default one, returned, and the alerts one beside it: the workers of
+    ``tests.processes`` consume both), so no task of another test (or run) reaches its workers."""
     from mmplatform.celery import app
+    from mmplatform.queues import alerts_queue_for
 
     queue = f"test-{uuid.uuid4().hex[:8]}"
     previous = app.conf.task_default_queue  # before the settings change: Celery's conf reads them live
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    settings.CELERY_ALERTS_QUEUE = alerts_queue_for(queue)  # read by mmplatform.queues.route_task per send
     app.conf.task_default_queue = queue
     yield queue
     app.conf.task_default_queue = previous

@@ -24,8 +24,8 @@ from tests.processes import PROCESS_TAG_VARIABLE, describe, processes_tagged, wa
 ROOT = Path(__file__).resolve().parents[2]
 # what a fresh clone's shell does not have (pytest-django and the session set some of these)
 NOT_ON_A_FRESH_MACHINE = ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "DEBUG", "DJANGO_ENV", "SECURE_SSL",
-                          "SECRET_KEY", "ALLOWED_HOSTS", "CREDENTIAL_KEYS", "CELERY_QUEUE", "EMULATOR_ADMIN_TOKEN",
-                          "MMPLATFORM_SESSION_PID", PROCESS_TAG_VARIABLE)
+                          "SECRET_KEY", "ALLOWED_HOSTS", "CREDENTIAL_KEYS", "CELERY_QUEUE", "CELERY_ALERTS_QUEUE",
+                          "EMULATOR_ADMIN_TOKEN", "MMPLATFORM_SESSION_PID", PROCESS_TAG_VARIABLE)
 
 
 def fresh_env(var_dir: Path, tag: str) -> dict[str, str]:
@@ -100,6 +100,8 @@ def test_run_platform_leaves_no_process_behind(platform_var_dir: Path, tmp_path:
         started = {" ".join(p.cmdline()) for p in running}
         for name in ("redis-server", "daphne", "celery", "run_exchange_emulator"):
             assert any(name in cmdline for cmdline in started), f"{name} is not running: {started}"
+        worker = next(cmdline for cmdline in started if "celery" in cmdline and " worker " in cmdline)
+        assert "-Q mmplatform,mmplatform.alerts" in worker, f"alert delivery's queue is not consumed: {worker}"
         for venue in DEMO_VENUES:  # an emulator per venue, the demo key funded on each
             assert any(f"--venue {venue}" in cmdline for cmdline in started), f"no {venue} emulator: {started}"
         if how == "ctrl-c":

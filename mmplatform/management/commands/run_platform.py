@@ -34,6 +34,7 @@ from mmplatform.demo import (
     DEMO_VENUES,
     demo_passphrase,
 )
+from mmplatform.queues import worker_queues
 
 MAX_RESTARTS_PER_MINUTE = 5
 
@@ -144,7 +145,8 @@ class Command(BaseCommand):
             spawn(
                 "worker",
                 [python, "-m", "celery", "-A", "mmplatform", "worker", "--loglevel", "INFO",
-                 "--concurrency", str(options["worker_concurrency"]), "--without-gossip", "--without-mingle"],
+                 "--concurrency", str(options["worker_concurrency"]), "--without-gossip", "--without-mingle",
+                 "-Q", worker_queues()],  # the bots' tasks and alert delivery (mmplatform/queues.py)
             )
             spawn("beat", [python, "-m", "celery", "-A", "mmplatform", "beat", "--loglevel", "INFO"])
             if not wait_for_port(host, port, 30, lambda: stopping) and not stopping:
