@@ -106,16 +106,21 @@ class Child:
         return self.popen.poll() is None
 
     def stop(self, timeout_secs: float = 15) -> None:
-        """SIGTERM the process group, SIGKILL after ``timeout_secs``."""
+        """SIGTERM the process group, SIGKILL after ``timeout_secs``; then SIGKILL whatever of the group is
+        left once its leader ended (as ``mmplatform.children.Supervisor`` does)."""
         if self.popen.poll() is None:
             try:
                 os.killpg(self.popen.pid, signal.SIGTERM)
                 self.popen.wait(timeout=timeout_secs)
             except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=10)
+                pass
             except ProcessLookupError:
                 pass
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # the group is gone (the usual case)
+        self.popen.wait(timeout=10)
         self._log.close()
 
 

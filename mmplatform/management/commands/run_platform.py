@@ -2,9 +2,11 @@
 registry (Binance, OKX, Bybit dialects on consecutive ports; the demo tenant has a funded account on each),
 daphne, a Celery worker and Celery beat, start the demo bot, and supervise them until Ctrl-C.
 
-Whatever it starts, it stops: on Ctrl-C (SIGINT) or SIGTERM it stops its children and waits for them,
-then the embedded Redis (if it started one, ``mmplatform.embedded_redis``); if it is killed outright
-(``kill -9``) the kernel sends each child SIGTERM (``mmplatform.children``)."""
+Whatever it starts, it stops: on Ctrl-C (SIGINT) or SIGTERM it stops its children (SIGTERM, at most
+``STOP_GRACE_SECS`` for all of them, then SIGKILL to each child's whole process group), then the embedded
+Redis (if it started one, ``mmplatform.embedded_redis``); if it is killed outright (``kill -9``) the kernel
+sends each child SIGTERM and the reaper kills what is left after the same grace
+(``mmplatform.children.Supervisor``)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import time
 from typing import Any
@@ -22,7 +23,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from exchanges.venues import VENUES
-from mmplatform.children import child_options
+from mmplatform.children import Supervisor
 from mmplatform.demo import (
     DEMO_ADMIN,
     DEMO_API_KEY,
@@ -37,6 +38,8 @@ from mmplatform.demo import (
 from mmplatform.queues import worker_queues
 
 MAX_RESTARTS_PER_MINUTE = 5
+STOP_GRACE_SECS = 20.0
+"""How long the children may take to stop (SIGTERM) before each one's process group is killed."""
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -110,13 +113,13 @@ class Command(BaseCommand):
         env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "DATABASE_URL": settings.DATABASE_URL,
                "EMULATOR_ADMIN_TOKEN": settings.EMULATOR_ADMIN_TOKEN}
         python = sys.executable
-        processes: list[tuple[str, subprocess.Popen[bytes]]] = []
-
+        # each child in a process group of its own; stopped together, boundedly, even if this is kill -9'd
+        supervisor = Supervisor(env, stop_grace_secs=STOP_GRACE_SECS)
         commands: dict[str, list[str]] = {}
 
         def spawn(name: str, argv: list[str]) -> None:
             commands[name] = argv
-            processes.append((name, subprocess.Popen(argv, env=env, **child_options())))
+            supervisor.spawn(name, argv)
 
         stopping = False
 
@@ -173,7 +176,7 @@ class Command(BaseCommand):
             ))
             restarts: dict[str, list[float]] = {}
             while not stopping:
-                for index, (name, process) in enumerate(processes):
+                for name, process in list(supervisor.children):
                     if process.poll() is None:
                         continue
                     # supervise like systemd would: restart a crashed process (e.g. a Celery worker
@@ -184,16 +187,12 @@ class Command(BaseCommand):
                         raise CommandError(f"{name} exited with code {process.returncode} "
                                            f"{len(recent)} times within a minute; stopping")
                     self.stderr.write(f"{name} exited with code {process.returncode}; restarting it")
-                    processes[index] = (name, subprocess.Popen(commands[name], env=env, **child_options()))
+                    supervisor.spawn(name, commands[name])
                 time.sleep(0.5)
         finally:
-            for _, process in processes:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-            for _, process in processes:
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+            # SIGTERM to each, at most STOP_GRACE_SECS for all, then SIGKILL to each whole process group:
+            # a worker whose warm shutdown hangs (its Redis gone first) is not waited for forever
+            killed = supervisor.stop()
+            if killed:
+                self.stderr.write(f"{', '.join(killed)} did not stop within {STOP_GRACE_SECS:g} s; killed")
             self.stdout.write("mmplatform stopped")
