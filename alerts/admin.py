@@ -84,7 +84,7 @@ class AlertRuleForm(forms.ModelForm):
     class Meta:
         model = AlertRule
         fields = ["tenant", "name", "enabled", "kinds", "bot", "min_severity", "channels", "dedup_window_secs",
-                  "throttle_max_alerts", "throttle_window_secs"]
+                  "throttle_max_alerts", "throttle_window_secs", "notify_resolved"]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -100,24 +100,25 @@ class AlertRuleForm(forms.ModelForm):
 class AlertRuleAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     form = AlertRuleForm
     list_display = ["name", "tenant", "enabled", "kinds", "bot", "min_severity", "dedup_window_secs",
-                    "throttle_max_alerts", "throttle_window_secs"]
+                    "throttle_max_alerts", "throttle_window_secs", "notify_resolved"]
     list_filter = ["enabled", "min_severity"]
     search_fields = ["name"]
 
 
 class DeliveryInline(ReadOnlyInline):
     model = AlertDelivery
-    fields = ["channel", "status", "attempts", "last_status_code", "last_error", "next_attempt_at", "delivered_at",
-              "latency_ms"]
+    fields = ["channel", "resolution", "status", "attempts", "last_status_code", "last_error", "next_attempt_at",
+              "delivered_at", "latency_ms"]
     readonly_fields = fields
     show_change_link = False
 
 
 @admin.register(Alert)
 class AlertAdmin(HistoryAdmin):
-    """The alert log: what was raised, by which rule, how often, and where it went."""
+    """The alert log: what was raised, by which rule, how often, where it went, and when it cleared."""
 
-    list_display = ["created_at", "tenant", "severity", "title", "bot", "kind", "status", "occurrences", "rule"]
+    list_display = ["created_at", "tenant", "severity", "title", "bot", "kind", "status", "occurrences", "rule",
+                    "resolved_at"]
     list_filter = ["severity", "kind", "status"]
     search_fields = ["title", "message"]
     inlines = [DeliveryInline]
@@ -130,9 +131,9 @@ def _may_control(request: HttpRequest, tenant_id: int) -> bool:
 
 @admin.register(AlertDelivery)
 class AlertDeliveryAdmin(HistoryAdmin):
-    list_display = ["created_at", "tenant", "alert", "channel", "status", "attempts", "last_status_code",
-                    "delivered_at", "latency_ms"]
-    list_filter = ["status"]
+    list_display = ["created_at", "tenant", "alert", "channel", "resolution", "status", "attempts",
+                    "last_status_code", "delivered_at", "latency_ms"]
+    list_filter = ["status", "resolution"]
 
 
 @admin.register(DeadLetter)

@@ -5,7 +5,8 @@ alert (``matching.EVENT_KINDS``; the routine flood) costs one dict lookup; one t
 after its transaction commits, to this process's enqueuer thread, which sends ``alerts.tasks.raise_alerts``
 to Celery. The caller (an engine cycle, a kill in the web process) never waits for the broker, the rules
 or a webhook. ``venue_read`` is the feeder's report of each account read; an account unreadable for
-``ALERTS_VENUE_DOWN_SECS`` is reported once (until it reads again) as a ``VenueDisconnected`` event.
+``ALERTS_VENUE_DOWN_SECS`` is reported once (until it reads again) as a ``VenueDisconnected`` event, and
+when it reads again as ``VenueReconnected`` (the alerts it raised are resolved).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from alerts.matching import EVENT_KINDS
+from alerts.matching import ALERT_TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -38,19 +39,24 @@ _reported: set[int] = set()
 
 def notice(*, tenant_id: int, bot_id: int | None, event_type: str, payload: dict[str, Any],
            event_id: int | None = None, occurred_at: datetime | None = None) -> None:
-    """An event was recorded: if its type can be an alert, match it against the rules once it commits."""
-    if event_type not in EVENT_KINDS:
+    """An event was recorded: if its type can be an alert, match it against the rules once it commits; if
+    it says a condition cleared (``matching.RESOLVING_EVENTS``), resolve the alerts it raised."""
+    task = ALERT_TASKS.get(event_type)
+    if task is None:
         return
     args = (tenant_id, bot_id, event_type, payload, event_id, occurred_at.isoformat() if occurred_at else None)
-    transaction.on_commit(lambda: _put("raise_alerts", args))
+    transaction.on_commit(lambda: _put(task, args))
 
 
 def venue_read(account_id: int, error: str | None) -> None:
-    """The engine's feeder read an exchange account (``error`` None) or failed to (the reason)."""
+    """The engine's feeder read an exchange account (``error`` None) or failed to (the reason). An account
+    reported disconnected that reads again is reported reconnected (its alerts resolved), once."""
     if error is None:
         if account_id in _down_since:
-            _down_since.pop(account_id, None)
-            _reported.discard(account_id)
+            since = _down_since.pop(account_id)
+            if account_id in _reported:
+                _reported.discard(account_id)
+                _put("venue_reconnected", (account_id, time.monotonic() - since))
         return
     now = time.monotonic()
     since = _down_since.setdefault(account_id, now)

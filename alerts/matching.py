@@ -26,12 +26,15 @@ KILL_SWITCH = "kill_switch"
 KINDS = (RISK_EVENT, SLA_BREACH, SLA_AT_RISK, BOT_ERROR, STALE_CYCLES, VENUE_DISCONNECTED, KILL_SWITCH)
 
 # Event types that are not BotEvent types of their own: reported by the watchdog (cycles older than the
-# bot's deadline) and by the engine's feeder (an account unreadable for ALERTS_VENUE_DOWN_SECS).
+# bot's deadline, and cycling again) and by the engine's feeder (an account unreadable for
+# ALERTS_VENUE_DOWN_SECS, and read again).
 CYCLES_STALE_EVENT = "CyclesStale"
 VENUE_DISCONNECTED_EVENT = "VenueDisconnected"
+CYCLES_RESUMED_EVENT = "CyclesResumed"
+VENUE_RECONNECTED_EVENT = "VenueReconnected"
 
 RISK_SEVERITY = {"DAILY_LOSS_LIMIT": CRITICAL, "MAX_DRAWDOWN": CRITICAL, "POSITION_LIMIT_EXCEEDED": ERROR,
-                 "INVENTORY_IMBALANCE": WARNING, "MARKET_VOLATILITY": WARNING}
+                 "INVENTORY_IMBALANCE": WARNING, "MARKET_VOLATILITY": WARNING, "ORDER_DENIED": WARNING}
 
 EVENT_KINDS: dict[str, str] = {
     "RiskEventHandled": RISK_EVENT,
@@ -43,6 +46,19 @@ EVENT_KINDS: dict[str, str] = {
     "KillSwitchEngaged": KILL_SWITCH,
 }
 """Bot event type -> alert kind. Any other event type raises no alert."""
+
+RESOLVING_EVENTS: dict[str, tuple[str, ...]] = {
+    "SlaRecovered": ("SlaBreached", "SlaAtRisk"),
+    VENUE_RECONNECTED_EVENT: (VENUE_DISCONNECTED_EVENT,),
+    CYCLES_RESUMED_EVENT: (CYCLES_STALE_EVENT,),
+    "KillSwitchReleased": ("KillSwitchEngaged",),
+}
+"""Event type that says a condition cleared -> the event types that alerted on it. Its payload carries what
+theirs did (the SLA, account and pair; the account), so it names the same alerts (``resolutions``)."""
+
+ALERT_TASKS: dict[str, str] = {**{event_type: "raise_alerts" for event_type in EVENT_KINDS},
+                               **{event_type: "resolve_alerts" for event_type in RESOLVING_EVENTS}}
+"""Event type -> the alerts task it goes to (``alerts.hooks.notice``: one lookup per event)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,13 @@ def classify(event_type: str, payload: Mapping[str, Any] | None) -> Signal | Non
     venue = _text(payload, "venue", "exchange_account_id")
     return Signal(kind, ERROR, venue, f"Venue disconnected: {_text(payload, 'account', 'venue')}".rstrip(": "),
                   _text(payload, "error", "message"))
+
+
+def resolutions(event_type: str, payload: Mapping[str, Any] | None) -> list[Signal]:
+    """The alerts a clearing event resolves, as the events that raised them classify (kind and subject are
+    what identify an alert within a bot); empty for any other event."""
+    signals = (classify(fired, payload) for fired in RESOLVING_EVENTS.get(event_type, ()))
+    return [signal for signal in signals if signal is not None]
 
 
 def at_least(severity: str, minimum: str) -> bool:

@@ -113,6 +113,11 @@ class AlertRule(TenantOwned):
     throttle_max_alerts = models.PositiveIntegerField(
         default=20, help_text="At most this many alerts of this rule are sent per throttle window.")
     throttle_window_secs = models.PositiveIntegerField(default=3600)
+    notify_resolved = models.BooleanField(
+        default=True, verbose_name="send a resolved notice",
+        help_text="When the condition of an alert this rule sent clears (SLA back to green, venue reconnected, "
+                  "cycles resumed, kill switch released), send one 'resolved' notice to the channels the alert "
+                  "went to.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -149,7 +154,8 @@ class AlertStatus(models.TextChoices):
 
 class Alert(TenantOwned):
     """One alert raised by a rule: the log the admin shows. Repeats within the rule's dedup window are
-    counted here (``occurrences``, ``last_at``) instead of raising another."""
+    counted here (``occurrences``, ``last_at``) instead of raising another, until the condition clears
+    (``resolved_at``); a repeat after that is a new alert."""
 
     rule = models.ForeignKey(AlertRule, null=True, on_delete=models.SET_NULL, related_name="alerts")
     bot = models.ForeignKey("bots.Bot", null=True, blank=True, on_delete=models.CASCADE, related_name="alerts")
@@ -166,10 +172,15 @@ class Alert(TenantOwned):
     occurred_at = models.DateTimeField(help_text="When the event happened.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     last_at = models.DateTimeField(help_text="The latest repeat counted on this alert.")
+    resolved_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="When its condition cleared (empty: still open).")
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["rule", "dedup_key", "-created_at"], name="alert_dedup")]
+        indexes = [models.Index(fields=["rule", "dedup_key", "-created_at"], name="alert_dedup"),
+                   # the open alerts a clearing event resolves (and the watchdog's open stale-cycles alerts)
+                   models.Index(fields=["kind", "dedup_key"], condition=models.Q(resolved_at__isnull=True),
+                                name="alert_open")]
 
     def __str__(self) -> str:
         return f"[{self.severity}] {self.title}"
@@ -184,10 +195,12 @@ class DeliveryStatus(models.TextChoices):
 
 
 class AlertDelivery(TenantOwned):
-    """One alert to one channel: attempts with exponential backoff, then delivered or dead-lettered."""
+    """One alert to one channel: attempts with exponential backoff, then delivered or dead-lettered. A
+    ``resolution`` delivery is the alert's "resolved" notice (its condition cleared), sent the same way."""
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
     channel = models.ForeignKey(AlertChannel, null=True, on_delete=models.SET_NULL, related_name="deliveries")
+    resolution = models.BooleanField(default=False, help_text="The alert's resolved notice, not the alert.")
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)

@@ -64,7 +64,8 @@ def alerts_raise(*, tenant_id: int, bot_id: int | None, event_type: str, payload
                  event_id: int | None = None, occurred_at: datetime | None = None,
                  now: datetime | None = None) -> Raised:
     """Match one event against its tenant's rules. Per matching rule, under that rule's row lock: a repeat
-    of an alert raised within the rule's dedup window is counted on it; otherwise a new alert, sent to
+    of an alert raised within the rule's dedup window (and not resolved since) is counted on it; otherwise
+    a new alert, sent to
     the rule's enabled channels unless the rule already sent ``throttle_max_alerts`` in its throttle
     window (then it is logged as throttled). Two workers raising the same alert at once wait for each other
     on the rule's row, so a breach is one alert however many events report it."""
@@ -78,7 +79,7 @@ def alerts_raise(*, tenant_id: int, bot_id: int | None, event_type: str, payload
              if rule.matches(kind=signal.kind, severity=signal.severity, bot_id=bot_id)]
     if not rules:
         return empty
-    key = f"{signal.kind}:{bot_id or '-'}:{signal.subject}"[:300]
+    key = alert_key(signal.kind, bot_id, signal.subject)
     alert_ids: list[int] = []
     delivery_ids: list[int] = []
     deduplicated = throttled = 0
@@ -89,7 +90,7 @@ def alerts_raise(*, tenant_id: int, bot_id: int | None, event_type: str, payload
             if not AlertRule.objects.filter(pk=rule.pk, enabled=True).update(enabled=True):
                 continue
             locked = AlertRule.objects.get(pk=rule.pk)
-            repeat = (Alert.objects.filter(rule=locked, dedup_key=key,
+            repeat = (Alert.objects.filter(rule=locked, dedup_key=key, resolved_at__isnull=True,
                                            created_at__gt=now - timedelta(seconds=locked.dedup_window_secs))
                       .order_by("-created_at", "-id").first())
             if repeat is not None:
@@ -113,6 +114,47 @@ def alerts_raise(*, tenant_id: int, bot_id: int | None, event_type: str, payload
                                                         next_attempt_at=now)
                 delivery_ids.append(delivery.pk)
     return Raised(alert_ids, deduplicated, throttled, delivery_ids)
+
+
+def alert_key(kind: str, bot_id: int | None, subject: str) -> str:
+    """What makes two events the same alert of a rule: its kind, bot and subject."""
+    return f"{kind}:{bot_id or '-'}:{subject}"[:300]
+
+
+def alerts_resolve(*, tenant_id: int, bot_id: int | None, event_type: str, payload: dict[str, Any],
+                   now: datetime | None = None) -> Raised:
+    """A condition cleared (``matching.RESOLVING_EVENTS``): every open alert it raised is resolved, and for
+    each rule that sent one (its latest) and keeps ``notify_resolved`` on, one "resolved" notice goes to the
+    channels that alert went to (a ``resolution`` delivery, sent, retried and dead-lettered like the alert).
+    Claimed with a conditional UPDATE: a clearing reported twice, or by two workers at once, is one notice.
+    Returns the alerts resolved and the deliveries to make."""
+    now = now or timezone.now()
+    keys = [alert_key(signal.kind, bot_id, signal.subject) for signal in matching.resolutions(event_type, payload)]
+    if not keys:
+        return Raised([], 0, 0, [])
+    open_alerts = list(Alert.objects.filter(tenant_id=tenant_id, dedup_key__in=keys, resolved_at__isnull=True)
+                       .select_related("rule").order_by("-created_at", "-id"))
+    resolved: list[int] = []
+    delivery_ids: list[int] = []
+    notified: set[tuple[int | None, str]] = set()
+    for alert in open_alerts:  # newest first: a rule's latest sent alert carries its notice
+        with transaction.atomic():
+            if not Alert.objects.filter(pk=alert.pk, resolved_at__isnull=True).update(resolved_at=now):
+                continue  # resolved meanwhile by another worker
+            resolved.append(alert.pk)
+            rule = alert.rule
+            group = (alert.rule_id, alert.dedup_key)
+            if (alert.status != AlertStatus.SENT or group in notified or rule is None or not rule.enabled
+                    or not rule.notify_resolved):
+                continue
+            notified.add(group)
+            went_to = AlertChannel.objects.filter(deliveries__alert=alert, deliveries__resolution=False, enabled=True,
+                                                  tenant_id=tenant_id).distinct()
+            for channel in went_to:
+                delivery = AlertDelivery.objects.create(tenant_id=tenant_id, alert=alert, channel=channel,
+                                                        resolution=True, next_attempt_at=now)
+                delivery_ids.append(delivery.pk)
+    return Raised(resolved, 0, 0, delivery_ids)
 
 
 def retry_delay_secs(attempts: int) -> float:
@@ -160,7 +202,8 @@ def _send(delivery: AlertDelivery) -> int | None:
     channel = delivery.channel
     if channel is None:
         raise DeliveryFailed("the channel was deleted")
-    fields = payloads.alert_fields(delivery.alert, delivery_id=delivery.pk, attempt=delivery.attempts)
+    fields = payloads.alert_fields(delivery.alert, delivery_id=delivery.pk, attempt=delivery.attempts,
+                                   resolution=delivery.resolution)
     if channel.kind == ChannelKind.EMAIL:
         try:
             send_mail(payloads.email_subject(fields), payloads.email_body(fields), settings.DEFAULT_FROM_EMAIL,
@@ -207,7 +250,9 @@ def delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> float 
             next_attempt_at=now + timedelta(seconds=delay))  # counted from this attempt's start
         return delay
     delivered_at = timezone.now()
-    latency_ms = (delivered_at - delivery.alert.occurred_at).total_seconds() * 1000
+    alert = delivery.alert
+    since = alert.resolved_at if delivery.resolution and alert.resolved_at else alert.occurred_at
+    latency_ms = (delivered_at - since).total_seconds() * 1000
     AlertDelivery.objects.filter(pk=delivery_id).update(
         status=DeliveryStatus.DELIVERED, delivered_at=delivered_at, latency_ms=latency_ms, last_error="",
         last_status_code=status_code, next_attempt_at=None)
@@ -257,6 +302,32 @@ def venue_disconnected_raise(*, account_id: int, down_secs: float, error: str) -
         totals = Raised(totals.alert_ids + raised.alert_ids, totals.deduplicated + raised.deduplicated,
                         totals.throttled + raised.throttled, totals.delivery_ids + raised.delivery_ids)
     return totals
+
+
+def venue_reconnected_resolve(*, account_id: int) -> Raised:
+    """The engine reads an account it had reported disconnected again: the ``VenueDisconnected`` alerts of
+    every bot on it are resolved (``alerts_resolve``)."""
+    from bots.models import Bot
+    from exchanges.models import ExchangeAccount
+
+    account = ExchangeAccount.objects.filter(pk=account_id).first()
+    if account is None:
+        return Raised([], 0, 0, [])
+    payload = {"venue": str(account_id), "account": f"{account.label} ({account.exchange_id})",
+               "exchange_account_id": account_id}
+    totals = Raised([], 0, 0, [])
+    for bot_id in Bot.objects.filter(exchange_accounts=account).values_list("pk", flat=True):
+        resolved = alerts_resolve(tenant_id=account.tenant_id, bot_id=bot_id,
+                                  event_type=matching.VENUE_RECONNECTED_EVENT, payload=payload)
+        totals = Raised(totals.alert_ids + resolved.alert_ids, 0, 0, totals.delivery_ids + resolved.delivery_ids)
+    return totals
+
+
+def open_alert_bot_ids(*, kind: str, bot_ids: list[int]) -> set[int]:
+    """Of ``bot_ids``, those with an open (unresolved) alert of ``kind`` (the watchdog: whose cycles to
+    report resumed)."""
+    return set(Alert.objects.filter(kind=kind, bot_id__in=bot_ids, resolved_at__isnull=True)
+               .values_list("bot_id", flat=True))
 
 
 def channel_secrets_rotate() -> int:

@@ -29,6 +29,20 @@ def raise_alerts(tenant_id: int, bot_id: int | None, event_type: str, payload: d
 
 
 @shared_task(acks_late=True)
+def resolve_alerts(tenant_id: int, bot_id: int | None, event_type: str, payload: dict[str, Any],
+                   event_id: int | None = None, occurred_at: str | None = None) -> dict[str, int]:
+    """A condition cleared: resolve the open alerts it raised and send each rule's "resolved" notice on its
+    own task. A re-run finds them resolved: nothing is sent twice."""
+    from alerts.services import alerts_resolve
+
+    close_old_connections()
+    resolved = alerts_resolve(tenant_id=tenant_id, bot_id=bot_id, event_type=event_type, payload=payload)
+    for delivery_id in resolved.delivery_ids:
+        deliver_alert.delay(delivery_id)
+    return {"resolved": len(resolved.alert_ids), "deliveries": len(resolved.delivery_ids)}
+
+
+@shared_task(acks_late=True)
 def deliver_alert(delivery_id: int) -> str:
     """One attempt; after a failure the next is scheduled with the backoff the service returned."""
     from alerts.services import delivery_attempt
@@ -63,3 +77,15 @@ def venue_disconnected(account_id: int, down_secs: float, error: str) -> int:
     for delivery_id in raised.delivery_ids:
         deliver_alert.delay(delivery_id)
     return len(raised.alert_ids)
+
+
+@shared_task
+def venue_reconnected(account_id: int, down_secs: float) -> int:
+    """An account the engine had reported disconnected reads again: resolve its bots' venue alerts."""
+    from alerts.services import venue_reconnected_resolve
+
+    close_old_connections()
+    resolved = venue_reconnected_resolve(account_id=account_id)
+    for delivery_id in resolved.delivery_ids:
+        deliver_alert.delay(delivery_id)
+    return len(resolved.alert_ids)

@@ -14,7 +14,7 @@ the end, nothing else on the server is touched) and a private redis-server (``RE
   whose p99 lag stays under one interval, with a py-spy profile of the worker at the largest N.
 
 The worker consumes only the run's own default queue (``-Q bench-...``): beat's bookkeeping tasks (SLA
-figures and reports, storage retention) are routed to the background queue (``mmplatform/task_routes.py``),
+figures and reports, storage retention) are routed to the background queue (``mmplatform/queues.py``),
 which no process of the run consumes, so the worker's CPU is the engine's (and its control tasks':
 starts, the watchdog). ``worker_queues`` in the results says so.
 
@@ -98,12 +98,15 @@ def setup_django(database_url: str, redis_url: str) -> dict[str, str]:
 
 
 def use_queue(queue: str) -> None:
-    """Tasks this process enqueues go to ``queue`` (the workers of this phase listen there only)."""
+    """Tasks this process enqueues go to ``queue`` and its alerts queue (the workers of this phase listen
+    there only: ``bench.common.start_worker``)."""
     from django.conf import settings
 
     from mmplatform.celery import app
+    from mmplatform.queues import alerts_queue_for
 
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    settings.CELERY_ALERTS_QUEUE = alerts_queue_for(queue)
     app.conf.task_default_queue = queue
 
 

@@ -106,16 +106,21 @@ class Child:
         return self.popen.poll() is None
 
     def stop(self, timeout_secs: float = 15) -> None:
-        """SIGTERM the process group, SIGKILL after ``timeout_secs``."""
+        """SIGTERM the process group, SIGKILL after ``timeout_secs``; then SIGKILL whatever of the group is
+        left once its leader ended (as ``mmplatform.children.Supervisor`` does)."""
         if self.popen.poll() is None:
             try:
                 os.killpg(self.popen.pid, signal.SIGTERM)
                 self.popen.wait(timeout=timeout_secs)
             except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=10)
+                pass
             except ProcessLookupError:
                 pass
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # the group is gone (the usual case)
+        self.popen.wait(timeout=10)
         self._log.close()
 
 
@@ -145,9 +150,16 @@ def start_emulator(port: int, *, account: str, admin_token: str, symbols: str = 
 
 
 def start_worker(env: dict[str, str], queue: str, concurrency: int, name: str = "worker") -> Child:
+    """A worker consuming ``queue`` and the alerts queue that goes with it (``mmplatform.queues``; what
+    ``bench.bench_engine.use_queue`` points this process's sends at)."""
+    from mmplatform.queues import alerts_queue_for
+
+    alerts = alerts_queue_for(queue)
+    env = {**env, "CELERY_QUEUE": queue, "CELERY_ALERTS_QUEUE": alerts}
     return Child(name, [PYTHON, "-m", "celery", "-A", "mmplatform", "worker", "--loglevel", "WARNING",
                         "--concurrency", str(concurrency), "--without-gossip", "--without-mingle",
-                        "--without-heartbeat", "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "-Q", queue], env)
+                        "--without-heartbeat", "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "-Q", f"{queue},{alerts}"],
+                 env)
 
 
 def start_beat(env: dict[str, str]) -> Child:

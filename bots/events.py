@@ -29,10 +29,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from alerts import hooks as alert_hooks
-from bots.models import Bot, BotEvent
+from bots.models import Bot, BotEvent, BotEventType
 from bots.wire import ROUTINE_EVENTS as WIRE_ROUTINE_EVENTS
 from bots.wire import event_json, jsonable
 from mmplatform import aio
+from risk.models import RiskEvent
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,21 @@ def publish_event(*, bot: Bot, event_type: str, payload: dict[str, Any] | None =
     alert_hooks.notice(tenant_id=bot.tenant_id, bot_id=bot.pk, event_type=event_type, payload=data,
                        event_id=event.pk, occurred_at=event.created_at)
     return event
+
+
+def record_risk_event(*, bot: Bot, event_type: str, trading_pair: str, message: str, action_taken: str,
+                      details: dict[str, Any] | None = None) -> RiskEvent:
+    """A risk event of a bot's engine (a breach and its action, orders denied by the pre-trade checks or
+    refused by the venue): its ``RiskEvent`` row and a ``RiskEventHandled`` bot event, which pushes it to
+    the dashboards and passes it to the alert matcher (each rule's dedup window and throttle apply). The
+    one way the engine records a risk event, so none is stored without reaching the alerts."""
+    row = RiskEvent.objects.create(tenant_id=bot.tenant_id, bot=bot, event_type=event_type,
+                                   trading_pair=trading_pair, message=message, action_taken=action_taken,
+                                   details=details or {})
+    publish_event(bot=bot, event_type=BotEventType.RISK_EVENT_HANDLED, payload={
+        "event_type": event_type, "action_taken": action_taken, "trading_pair": trading_pair, "message": message,
+    })
+    return row
 
 
 def minute_of(moment: datetime) -> datetime:

@@ -91,11 +91,9 @@ class VenueOffer:
     quote_balance: float
 
 
-def cheapest_venue(side: str, offers: list[VenueOffer]) -> VenueOffer | None:
-    """The venue a rebalancing trade of ``side`` is cheapest on among those that can fund some of it:
-    a buy where the ask is lowest (quote held there), a sell where the bid is highest (base held there)."""
+def venues_by_price(side: str, offers: list[VenueOffer]) -> list[VenueOffer]:
+    """The venues that can fund some of a rebalancing trade of ``side``, cheapest first: a buy's by
+    ascending ask (quote held there), a sell's by descending bid (base held there); ties keep their order."""
     if side == "buy":
-        funded = [o for o in offers if o.quote_balance > 0 and o.best_ask > 0]
-        return min(funded, key=lambda o: o.best_ask, default=None)
-    funded = [o for o in offers if o.base_balance > 0 and o.best_bid > 0]
-    return max(funded, key=lambda o: o.best_bid, default=None)
+        return sorted((o for o in offers if o.quote_balance > 0 and o.best_ask > 0), key=lambda o: o.best_ask)
+    return sorted((o for o in offers if o.base_balance > 0 and o.best_bid > 0), key=lambda o: -o.best_bid)

@@ -478,6 +478,7 @@ class BotEventType(models.TextChoices):
     RECONCILED = "Reconciled"
     SLA_BREACHED = "SlaBreached"
     SLA_AT_RISK = "SlaAtRisk"
+    SLA_RECOVERED = "SlaRecovered"
 
 
 class BotEvent(TenantOwned):

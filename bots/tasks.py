@@ -249,6 +249,19 @@ def _stale_alert(bot: Bot, last: datetime, now: datetime) -> None:
                     "deadline_secs": stale_after_secs(bot)})
 
 
+def _resumed_alerts(cycling: dict[int, tuple[Bot, datetime]], now: datetime) -> None:
+    """Running bots that cycle within their deadline again and still have an open stale-cycles alert: the
+    alerts' ``CyclesResumed`` event resolves it (one query for all of them; nothing for the others)."""
+    from alerts.hooks import notice
+    from alerts.matching import CYCLES_RESUMED_EVENT, STALE_CYCLES
+    from alerts.services import open_alert_bot_ids
+
+    for bot_id in open_alert_bot_ids(kind=STALE_CYCLES, bot_ids=list(cycling)):
+        bot, last = cycling[bot_id]
+        notice(tenant_id=bot.tenant_id, bot_id=bot_id, event_type=CYCLES_RESUMED_EVENT, occurred_at=now,
+               payload={"last_cycle_at": last.isoformat()})
+
+
 @shared_task
 def watchdog() -> dict[str, int]:
     """The dead-man's switch behind the engine drivers: cancel the resting orders of a cycling bot
@@ -256,22 +269,28 @@ def watchdog() -> dict[str, int]:
     unclaimed, its account unreachable), cancel what a bot that no longer cycles (ERROR, e.g. a start
     that failed and could not cancel; STOPPED, e.g. a kill whose sweep failed) still has open, and
     re-enqueue starts that never ran. A running bot silent past its deadline raises a ``CyclesStale``
-    alert event. Resuming a bot's cycles needs nothing here: drivers claim a dead
-    driver's shards when its shard leases expire."""
+    alert event, and one cycling again while its alert is open a ``CyclesResumed`` one. Resuming a
+    bot's cycles needs nothing here: drivers claim a dead driver's shards when its shard leases expire."""
     from bots.models import OPEN_ORDER_STATUSES, Order
 
     close_old_connections()
     now = timezone.now()
     restarted = cancelled = cleaned = 0
+    cycling: dict[int, tuple[Bot, datetime]] = {}
     for bot in Bot.objects.filter(status__in=CYCLING):
         last = bot.last_cycle_finished_at or bot.last_cycle_started_at or bot.started_at
         deadline = stale_after_secs(bot)
-        if last is not None and bot.status == BotStatus.RUNNING and (now - last).total_seconds() > deadline:
-            _stale_alert(bot, last, now)
+        if last is not None and bot.status == BotStatus.RUNNING:
+            if (now - last).total_seconds() > deadline:
+                _stale_alert(bot, last, now)
+            else:
+                cycling[bot.pk] = (bot, last)
         if last is None or (now - last).total_seconds() <= 2 * deadline or BotLease.is_held(bot.pk):
             continue
         cancel_bot_orders.delay(bot.pk)
         cancelled += 1
+    if cycling:
+        _resumed_alerts(cycling, now)
     idle_with_orders = Order.objects.filter(
         status__in=OPEN_ORDER_STATUSES, bot__status__in=(BotStatus.ERROR, BotStatus.STOPPED),
     ).order_by().values_list("bot_id", flat=True).distinct()

@@ -194,6 +194,10 @@ def event_summary(event_type: str, payload: Mapping[str, Any] | None) -> str:
             verb = "breached" if event_type == "SlaBreached" else "at risk"
             pair = f"{p['pair']}: " if p.get("pair") else ""
             return f"{pair}SLA {p.get('sla', '?')} {verb}" + (f": {failing}" if failing else "")
+        case "SlaRecovered":
+            pair = f"{p['pair']}: " if p.get("pair") else ""
+            was = {"red": "breached", "amber": "at risk"}.get(str(p.get("previous")), str(p.get("previous") or ""))
+            return f"{pair}SLA {p.get('sla', '?')} back to green" + (f" (was {was})" if was else "")
         case _:
             return _generic(p)
 

@@ -46,6 +46,7 @@ CATCH_UP_MINUTES = 60
 ENDED_STATUSES = [s for s in OrderStatus.values if s not in OPEN_ORDER_STATUSES and s != OrderStatus.REJECTED]
 """Statuses of orders that rested and ended (a rejected order never rested)."""
 SLA_EVENT_TYPES = {metrics.RED: "SlaBreached", metrics.AMBER: "SlaAtRisk"}
+SLA_RECOVERED = "SlaRecovered"  # green again after red or amber: resolves the alerts of both
 
 
 def ms(moment: datetime) -> int:
@@ -592,7 +593,9 @@ def evaluate_all(*, now: datetime | None = None, bots: list[Bot] | None = None) 
 
 
 def note_status(status: SlaStatus, *, now: datetime) -> str | None:
-    """Store the status; returns the event type recorded (None when nothing changed or it turned green)."""
+    """Store the status; returns the event type recorded: ``SlaBreached`` / ``SlaAtRisk`` when it turned red /
+    amber in its window, ``SlaRecovered`` when it is green again after red or amber (in that window or the
+    one before: a new window that starts green clears the last one's breach), else None."""
     sla, figures = status.sla, status.figures
     summary = {c.name: {"status": c.status, "figure": c.figure, "target": c.target, "needs": c.needs}
                for c in status.checks}
@@ -601,18 +604,22 @@ def note_status(status: SlaStatus, *, now: datetime) -> str | None:
             sla=sla, exchange_account_id=figures.exchange_account_id, trading_pair=figures.trading_pair,
             defaults={"tenant_id": sla.tenant_id, "window_start": status.window_start, "status": metrics.GREEN,
                       "changed_at": now})
-        previous = state.status if state.window_start == status.window_start else metrics.GREEN
+        stored = state.status
+        previous = stored if state.window_start == status.window_start else metrics.GREEN
         state.window_start, state.figures = status.window_start, summary
         changed = status.status != previous
-        if changed:
+        recovered = status.status == metrics.GREEN and stored != metrics.GREEN
+        if changed or recovered:
             state.status, state.changed_at = status.status, now
         state.save()
         event_type = SLA_EVENT_TYPES.get(status.status) if changed else None
+        if recovered:
+            event_type = SLA_RECOVERED
         if event_type is not None:
             failing = [c for c in status.checks if c.status == status.status]
             publish_event(bot=sla.bot, event_type=event_type, payload={
                 "sla_id": sla.pk, "sla": sla.name, "exchange_account_id": figures.exchange_account_id,
-                "pair": figures.trading_pair, "status": status.status, "previous": previous,
+                "pair": figures.trading_pair, "status": status.status, "previous": stored if recovered else previous,
                 "window_start": status.window_start.isoformat(),
                 "checks": {c.name: {"figure": c.figure, "target": c.target, "needs": c.needs} for c in failing},
             })

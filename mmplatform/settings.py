@@ -35,8 +35,10 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 from mmplatform.embedded_redis import ensure_embedded_redis
+from mmplatform.queues import alerts_queue_for, background_queue_for
 from mmplatform.redis_config import redis_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -212,15 +214,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "mmplatform")
-
-# --- Celery: the background queue (issue 14, branch quietpath; a block of its own, so that other route
-# additions merge beside it). The platform's periodic bookkeeping (SLA figures and reports, storage
-# retention) goes to CELERY_BACKGROUND_QUEUE instead of the default queue the engine's workers consume
-# (mmplatform/task_routes.py says who consumes which). Empty: "<default queue>-background".
-CELERY_BACKGROUND_QUEUE = os.environ.get("CELERY_BACKGROUND_QUEUE", "")
-_earlier_routes = globals().get("CELERY_TASK_ROUTES") or []
-CELERY_TASK_ROUTES = [*(_earlier_routes if isinstance(_earlier_routes, list | tuple) else [_earlier_routes]),
-                      "mmplatform.task_routes.route_background"]
+# the alerts queue and the background queue beside the default one (mmplatform/queues.py says which task
+# goes where and who consumes which); a worker without -Q consumes all three
+CELERY_ALERTS_QUEUE = os.environ.get("CELERY_ALERTS_QUEUE") or alerts_queue_for(CELERY_TASK_DEFAULT_QUEUE)
+CELERY_BACKGROUND_QUEUE = os.environ.get("CELERY_BACKGROUND_QUEUE", "")  # empty: "<default queue>-background"
+CELERY_TASK_QUEUES = [Queue(name, Exchange(name), routing_key=name)  # each its own exchange and key
+                      for name in (CELERY_TASK_DEFAULT_QUEUE, CELERY_ALERTS_QUEUE,
+                                   CELERY_BACKGROUND_QUEUE or background_queue_for(CELERY_TASK_DEFAULT_QUEUE))]
+CELERY_TASK_ROUTES = ("mmplatform.queues.route_task",)
 
 # --- auth, i18n, static -------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

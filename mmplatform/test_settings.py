@@ -5,7 +5,12 @@ Explicit environment variables (DATABASE_URL, REDIS_URL from .ci/run) still win.
 
 import os
 
+from mmplatform import network_guard
 from mmplatform.redis_config import database_of, with_database
+
+# A process a test started (worker, beat, daphne, the emulator, run_platform) runs offline like the test
+# session itself: tests/conftest.py names the log of refused hosts in the environment.
+network_guard.install_from_environment()
 
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("SECURE_SSL", "0")

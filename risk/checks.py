@@ -163,6 +163,18 @@ def self_trade_limit_price(side: str, price: float, resting: Sequence[RestingOrd
     return price
 
 
+def taking_limit_price(side: str, price: float, resting: Sequence[RestingOrder], tick: float, *,
+                       best_bid: float, best_ask: float) -> float:
+    """A taking order's limit on one venue (``self_trade_limit_price``), or 0.0 when that venue leaves it
+    nothing to take: the limit no longer reaches the venue's best price on the other side (the account's
+    own order is that best price or in front of it, or the limit was short of it to begin with). Where
+    it is 0.0 the order would only expire: a rebalancing trade goes to another venue instead."""
+    limit = self_trade_limit_price(side, price, resting, tick)
+    if side == BUY:
+        return limit if best_ask > 0 and limit >= best_ask * (1 - 1e-12) else 0.0
+    return limit if best_bid > 0 and limit > 0 and limit <= best_bid * (1 + 1e-12) else 0.0
+
+
 def growing_side(base_value_quote: float) -> str:
     """The side that grows a position of this (signed) value: buying a long, selling a short."""
     return BUY if base_value_quote >= 0 else SELL

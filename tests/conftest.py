@@ -1,11 +1,14 @@
-"""Shared fixtures: two tenants, and for each role a user (owner / operator / viewer / outsider); and two
-session-wide guards: no test leaves this process pointed at another Redis, and no process started during
+"""Shared fixtures: two tenants, and for each role a user (owner / operator / viewer / outsider); and three
+session-wide guards: no test leaves this process pointed at another Redis, no process started during
 the session (Celery, daphne, the emulator, redis-server, Chromium) outlives it (with pytest-xdist, each
-worker checks its own session and the controller fails the run for it)."""
+worker checks its own session and the controller fails the run for it), and no process of the session
+reaches beyond this machine (``mmplatform.network_guard``: a test whose code, or a worker it started, tries
+to resolve or connect to another host fails, naming the host and the caller)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -13,12 +16,31 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 
+from mmplatform import network_guard
+
 # Every process started from here on inherits the tag, however it is started and whoever its parent
-# becomes: the session-finish check finds them all by it (tests.processes.processes_tagged).
-SESSION_TAG = f"pytest-{uuid.uuid4().hex}"
-os.environ["MMPLATFORM_PROCESS_TAG"] = SESSION_TAG
+# becomes: the session-finish check finds them all by it (tests.processes.processes_tagged). One tag per
+# pytest process: this file is imported twice in a session (pytest's ``conftest``, and ``tests.conftest``
+# for the helpers below), and the second import must not hand later processes another tag (nor another
+# network log); an xdist worker inherits the controller's variables but is a process of its own.
+if os.environ.get("MMPLATFORM_SESSION_PID") == str(os.getpid()):
+    SESSION_TAG = os.environ["MMPLATFORM_PROCESS_TAG"]
+else:
+    SESSION_TAG = f"pytest-{uuid.uuid4().hex}"
+    os.environ["MMPLATFORM_PROCESS_TAG"] = SESSION_TAG
+    os.environ["MMPLATFORM_SESSION_PID"] = str(os.getpid())
+
+# Offline: this process, and every process started from here on (mmplatform.test_settings installs it from
+# the variable), refuses any host but this machine's and records who asked (checked after each test).
+NETWORK_LOG = os.path.join(tempfile.gettempdir(), f"mmplatform-network-{SESSION_TAG}.jsonl")
+os.environ[network_guard.ENVIRONMENT_VARIABLE] = NETWORK_LOG
+network_guard.install(NETWORK_LOG)
 
 PASSWORD = "correct-horse-battery-staple"
+CLOSED_PORT_URL = "http://127.0.0.1:9"
+"""An exchange account's ``api_base_url`` where nothing listens: a connection fails at once. Every test
+account has one unless the test gives it a venue (an emulator): an empty ``api_base_url`` is the real
+exchange, and no test may reach it."""
 
 
 @dataclass
@@ -39,8 +61,10 @@ def make_user(username: str, *, staff: bool = True, superuser: bool = False) -> 
 
 
 def make_account(tenant: Any, label: str = "main", *, api_key: str = "", api_secret: str = "", **extra: Any) -> Any:
+    """A Binance account of ``tenant``; on ``CLOSED_PORT_URL`` unless ``api_base_url`` says where its venue is."""
     from exchanges.models import ExchangeAccount
 
+    extra.setdefault("api_base_url", CLOSED_PORT_URL)
     account = ExchangeAccount(tenant=tenant, label=label, exchange_id="binance", **extra)
     account.set_credentials(
         api_key=api_key or f"key-{tenant.slug}-{label}-0123456789",
@@ -107,15 +131,46 @@ def clean_platform_redis_keys() -> None:
 
 @pytest.fixture
 def celery_queue(settings: Any) -> str:
-    """A queue of this test's own, so no task of another test (or run) reaches its workers."""
+    """Queues of this test's own (the default one, returned, and the alerts one beside it: the workers of
+    ``tests.processes`` consume both), so no task of another test (or run) reaches its workers."""
     from mmplatform.celery import app
+    from mmplatform.queues import alerts_queue_for
 
     queue = f"test-{uuid.uuid4().hex[:8]}"
     previous = app.conf.task_default_queue  # before the settings change: Celery's conf reads them live
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    settings.CELERY_ALERTS_QUEUE = alerts_queue_for(queue)  # read by mmplatform.queues.route_task per send
     app.conf.task_default_queue = queue
     yield queue
     app.conf.task_default_queue = previous
+
+
+_network_log_offset = 0
+
+
+def take_network_refusals() -> list[dict[str, Any]]:
+    """The refusals recorded since the last check, taken (a test of the guard itself expects them)."""
+    global _network_log_offset
+    refusals, _network_log_offset = network_guard.read_refusals(NETWORK_LOG, _network_log_offset)
+    return refusals
+
+
+@pytest.fixture
+def network_refusals() -> Any:
+    """``take_network_refusals`` for a test of the guard itself (a fixture: this module's own offset, not
+    that of the second import a ``from tests.conftest import`` makes)."""
+    return take_network_refusals
+
+
+@pytest.fixture(autouse=True)
+def network_stays_local(request: pytest.FixtureRequest) -> Any:
+    """A test whose code, or a process it started, tried to reach another host fails here, with the host
+    and the stack that asked (``mmplatform.network_guard``)."""
+    yield
+    refusals = take_network_refusals()
+    if refusals:
+        pytest.fail(f"{request.node.nodeid}: a process of this test tried to leave this machine:\n"
+                    f"{network_guard.describe_refusals(refusals)}", pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -151,6 +206,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     descendants = tuple(psutil.Process().children(recursive=True))
     left = wait_gone(SESSION_TAG, 15, ignore={own_redis} if own_redis else set(), known=descendants)
     messages = list(getattr(session.config, "_leftovers_of_xdist_workers", []))
+    refusals, _ = network_guard.read_refusals(NETWORK_LOG, _network_log_offset)  # after the last test's check
+    if refusals:
+        messages.append(f"processes of the test session tried to leave this machine:\n"
+                        f"{network_guard.describe_refusals(refusals)}")
+    if os.path.exists(NETWORK_LOG):
+        os.unlink(NETWORK_LOG)
     if left:
         messages.append(f"processes started by the test session still running after it:\n{describe(left)}")
         for process in left:

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection
 
 from mmplatform.children import child_options
-from mmplatform.task_routes import worker_queues
+from mmplatform.queues import worker_queues
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -43,6 +43,7 @@ def process_env(**extra: str) -> dict[str, str]:
         DATABASE_URL=test_database_url(),
         REDIS_URL=settings.REDIS_URL,
         CELERY_QUEUE=settings.CELERY_TASK_DEFAULT_QUEUE,
+        CELERY_ALERTS_QUEUE=settings.CELERY_ALERTS_QUEUE,
         CREDENTIAL_KEYS=",".join(settings.CREDENTIAL_KEYS),
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="INFO",
@@ -100,7 +101,7 @@ class Proc:
 def start_worker(name: str = "worker", concurrency: int = 2, **env: str) -> Proc:
     argv = [sys.executable, "-m", "celery", "-A", "mmplatform", "worker", "--loglevel", "INFO",
             "--concurrency", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "-Q", worker_queues()]  # both (mmplatform/task_routes.py)
+            "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "-Q", worker_queues()]
     return Proc(name, argv, process_env(**env))
 
 

@@ -72,7 +72,10 @@ class InventoryManager:
     def observe_balances(self, account_id: int, balances: dict[str, Decimal], *,
                          free: dict[str, Decimal] | None = None) -> None:
         """One account's balances as the driver's feeder read them (instead of ``load_balances``; ``free``:
-        the not-locked part, when it was read)."""
+        the not-locked part, when it was read). The account was read: it is no longer ``unread``, so its
+        slots are valued again and its pairs' aggregates are complete (a venue back after an outage that a
+        full cycle saw is judged by the driver's quiet checks without waiting for the next full cycle)."""
+        self.unread.pop(account_id, None)
         self.balances[account_id] = balances
         if free:
             self.free[account_id] = free

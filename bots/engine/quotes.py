@@ -21,7 +21,7 @@ from bots.engine.lease import FencedError, check_send
 from bots.engine.self_trades import QuoteGuard, from_rows, from_view, merged
 from bots.engine.strategy_engine import params_json
 from bots.engine.venues import Slot, slot_of
-from bots.events import publish_event
+from bots.events import publish_event, record_risk_event
 from bots.inventory import PairInventory, aggregate_inventories
 from bots.models import (
     OPEN_ORDER_STATUSES,
@@ -35,7 +35,7 @@ from bots.models import (
 )
 from mmplatform.redis_client import get_redis
 from risk import checks
-from risk.models import RiskEvent
+from risk.models import RiskEventType
 from strategies import pipeline, requote_order
 from strategies.analysis import MarketAnalysis
 from strategies.base import MarketMakingStrategy
@@ -442,8 +442,8 @@ class QuotesMixin(BotState):
         if r.get(key) == signature.encode():
             return  # the same denials as last cycle: one RiskEvent per change, not per cycle
         r.set(key, signature, ex=keys.RECORDED_SIGNATURE_SECS)
-        RiskEvent.objects.create(
-            tenant_id=self.bot.tenant_id, bot=self.bot, event_type="ORDER_DENIED", trading_pair=pair,
+        record_risk_event(
+            bot=self.bot, event_type=RiskEventType.ORDER_DENIED, trading_pair=pair,
             message=f"{len(denials)} order(s) denied: {denials[0].reason}", action_taken="order_not_sent",
             details={"reasons": [d.reason for d in denials[:20]]},
         )
@@ -460,8 +460,8 @@ class QuotesMixin(BotState):
         if r.get(key) == "|".join(reasons).encode():
             return
         r.set(key, "|".join(reasons), ex=keys.RECORDED_SIGNATURE_SECS)
-        RiskEvent.objects.create(
-            tenant_id=self.bot.tenant_id, bot=self.bot, event_type="ORDER_DENIED", trading_pair=pair,
+        record_risk_event(
+            bot=self.bot, event_type=RiskEventType.ORDER_DENIED, trading_pair=pair,
             message=f"{len(rejected)} order(s) rejected by the exchange: {rejected[0].error}"[:2000],
             action_taken="not_retried",
             details={"client_order_ids": [o.client_order_id for o in rejected[:20]],

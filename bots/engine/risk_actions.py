@@ -13,8 +13,8 @@ from bots.engine.bot_state import BotState
 from bots.engine.lease import fence_sends
 from bots.engine.self_trades import QuoteGuard, from_rows, merged
 from bots.engine.venues import Slot
-from bots.events import publish_event, push
-from bots.inventory import RebalancingTrade, VenueOffer, calculate_rebalancing_trades, cheapest_venue
+from bots.events import publish_event, push, record_risk_event
+from bots.inventory import RebalancingTrade, VenueOffer, calculate_rebalancing_trades, venues_by_price
 from bots.models import (
     Bot,
     BotEventType,
@@ -23,7 +23,6 @@ from bots.models import (
     OrderPurpose,
 )
 from risk import checks
-from risk.models import RiskEvent
 from strategies.types import OrderIntent
 
 logger = logging.getLogger(__name__)
@@ -106,15 +105,9 @@ class RiskActionsMixin(BotState):
             self._adjust_spreads_for_volatility(status.trading_pair)
         self.report.risk_events.append(status.event_type)
         if record:
-            RiskEvent.objects.create(
-                tenant_id=self.bot.tenant_id, bot=self.bot, event_type=status.event_type,
-                trading_pair=status.trading_pair, message=status.message, action_taken=status.action_taken,
-                details={**status.details, **self._venue_breakdown(status.trading_pair)},
-            )
-            publish_event(bot=self.bot, event_type=BotEventType.RISK_EVENT_HANDLED, payload={
-                "event_type": status.event_type, "action_taken": status.action_taken,
-                "trading_pair": status.trading_pair, "message": status.message,
-            })
+            record_risk_event(bot=self.bot, event_type=status.event_type, trading_pair=status.trading_pair,
+                              message=status.message, action_taken=status.action_taken,
+                              details={**status.details, **self._venue_breakdown(status.trading_pair)})
 
     def _venue_breakdown(self, pair: str) -> dict[str, dict[str, dict[str, float]]]:
         """A pair's risk event on a bot quoting it on several venues: each account's share of the
@@ -171,57 +164,76 @@ class RiskActionsMixin(BotState):
     def _execute_rebalancing(self, trades: list[RebalancingTrade]) -> int:
         """One IOC trade per pair at most per cycle (a forced and a regular rebalance of one imbalance
         never both trade): the rest of an imbalance one trade did not absorb (max order size, the book
-        within the slippage band) is for the next cycle, on balances read from the venue."""
+        within the slippage band) is for the next cycle, on balances read from the venue. Each trade goes
+        to the cheapest venue where it passes the pre-trade checks (``_rebalance_on``)."""
         trades = [t for t in trades if t.trading_pair not in self.rebalanced_pairs]
         if not trades or not self._still_current():
             return 0
         executed = 0
-        slippage = self.inventory_manager.config.max_rebalance_slippage_bps / 1e4
         for index, trade in enumerate(trades):
-            slot = self._rebalance_venue(trade)
-            if slot is None:
+            venues = self._rebalance_venues(trade)
+            if not venues:
                 continue
-            position, snapshot = self.active_positions[slot], self.snapshots[slot]
             self.rebalanced_pairs.add(trade.trading_pair)
             self.rebalance_attempted_at[trade.trading_pair] = self.clock()
-            mid = snapshot.mid
-            price = mid * (1 + slippage) if trade.side == "buy" else mid * (1 - slippage)
-            funded = self._fundable_quote(slot, trade)
-            size = min(trade.size_quote, float(self.config.max_order_size_quote), funded) / mid
-            # the self-trade guard of the chosen venue's account and pair (self-trades are per account)
-            guard = QuoteGuard(position.exchange_account_id, trade.trading_pair)
-            try:
-                if not guard.acquire():
-                    continue
-                # no self-trades: this bot's quotes the IOC would reach are cancelled first (they are placed
-                # again next cycle); it takes only what others offer before the account's other orders
-                self._cancel_crossed_quotes(position, trade.side, price)
-                own = [checks.RestingOrder(o.side, float(o.price), "this bot")
-                       for o in self.order_manager.open_orders(position)]
-                resting = merged(own, from_rows(self.bot_id, position.exchange_account_id, trade.trading_pair),
-                                 self.listed_resting(slot))
-                price = checks.self_trade_limit_price(trade.side, price, resting, snapshot.tick_size)
-                if not price:
-                    continue
-                intent = OrderIntent(trade.side, price, size, index, post_only=False, order_type="limit")
-                stored = self.order_manager.store_intents(
-                    position, [intent], cycle=self.cycle, purpose=OrderPurpose.REBALANCE,
-                    time_in_force="IOC")
-                guard.release()
-                outcomes = self.order_manager.send(stored)
-            except Exception as exc:
-                logger.warning("bot %s: rebalancing trade failed: %s", self.bot_id, exc)
-                continue
-            finally:
-                guard.release()
-            for outcome in outcomes:
-                if outcome.error is None:
-                    executed += 1
-                    self.inventory_manager.update_inventory(trade, outcome.order, position.exchange_account_id)
+            for slot in venues:
+                sent = self._rebalance_on(slot, trade, index)
+                if sent is not None:
+                    executed += sent
+                    break
+            else:
+                logger.info("bot %s: rebalancing %s %s not sent: every venue's limit would take nothing "
+                            "(the account's own orders are in front) or its guard is busy",
+                            self.bot_id, trade.side, trade.trading_pair)
         self.report.rebalanced += executed
         if executed:
             publish_event(bot=self.bot, event_type=BotEventType.INVENTORY_REBALANCED,
                           payload={"trades_executed": executed})
+        return executed
+
+    def _rebalance_on(self, slot: Slot, trade: RebalancingTrade, index: int) -> int | None:
+        """The trade as an IOC on ``slot``'s venue, under that account's quote guard (self-trades are per
+        account). None when it does not pass there: the guard is busy, or the self-trade limit (a tick
+        short of the account's other orders: other bots', hand-placed ones) leaves the limit short of the
+        venue's best price, so the order could only expire; the caller then tries the next venue. Else
+        the orders the venue accepted (0 after an error: nothing is tried elsewhere once a row is stored)."""
+        position, snapshot = self.active_positions[slot], self.snapshots[slot]
+        slippage = self.inventory_manager.config.max_rebalance_slippage_bps / 1e4
+        mid = snapshot.mid
+        price = mid * (1 + slippage) if trade.side == "buy" else mid * (1 - slippage)
+        size = min(trade.size_quote, float(self.config.max_order_size_quote), self._fundable_quote(slot, trade)) / mid
+        guard = QuoteGuard(position.exchange_account_id, trade.trading_pair)
+        try:
+            if not guard.acquire():
+                return None
+            others = merged(from_rows(self.bot_id, position.exchange_account_id, trade.trading_pair),
+                            self.listed_resting(slot))
+            if not checks.taking_limit_price(trade.side, price, others, snapshot.tick_size,
+                                             best_bid=snapshot.best_bid, best_ask=snapshot.best_ask):
+                return None
+            # no self-trades: this bot's quotes the IOC would reach are cancelled first (they are placed
+            # again next cycle); it takes only what others offer before the account's other orders
+            self._cancel_crossed_quotes(position, trade.side, price)
+            own = [checks.RestingOrder(o.side, float(o.price), "this bot")
+                   for o in self.order_manager.open_orders(position)]
+            price = checks.self_trade_limit_price(trade.side, price, merged(own, others), snapshot.tick_size)
+            if not price:
+                return 0
+            intent = OrderIntent(trade.side, price, size, index, post_only=False, order_type="limit")
+            stored = self.order_manager.store_intents(
+                position, [intent], cycle=self.cycle, purpose=OrderPurpose.REBALANCE, time_in_force="IOC")
+            guard.release()
+            outcomes = self.order_manager.send(stored)
+        except Exception as exc:
+            logger.warning("bot %s: rebalancing trade failed: %s", self.bot_id, exc)
+            return 0
+        finally:
+            guard.release()
+        executed = 0
+        for outcome in outcomes:
+            if outcome.error is None:
+                executed += 1
+                self.inventory_manager.update_inventory(trade, outcome.order, position.exchange_account_id)
         return executed
 
     def _cancel_crossed_quotes(self, position: LiquidityPosition, side: str, price: float) -> None:
@@ -232,9 +244,9 @@ class RiskActionsMixin(BotState):
         if crossed:
             self.report.cancelled += self.order_manager.cancel(crossed)
 
-    def _rebalance_venue(self, trade: RebalancingTrade) -> Slot | None:
-        """The slot a rebalancing trade goes to: of the pair's venues with a healthy book, the cheapest
-        that can fund it (a buy where the ask is lowest, a sell where the bid is highest)."""
+    def _rebalance_venues(self, trade: RebalancingTrade) -> list[Slot]:
+        """The slots a rebalancing trade may go to, cheapest first: of the pair's venues with a healthy
+        book, those that can fund it (a buy by ascending ask, a sell by descending bid)."""
         offers = []
         for slot, position in self.active_positions.items():
             snapshot = self.snapshots.get(slot)
@@ -244,8 +256,7 @@ class RiskActionsMixin(BotState):
                 continue
             offers.append(VenueOffer(slot, snapshot.best_bid, snapshot.best_ask,
                                      inventory.base_balance, inventory.quote_balance))
-        chosen = cheapest_venue(trade.side, offers)
-        return chosen.key if chosen is not None else None  # type: ignore[return-value]
+        return [offer.key for offer in venues_by_price(trade.side, offers)]  # type: ignore[misc]
 
     def _fundable_quote(self, slot: Slot, trade: RebalancingTrade) -> float:
         """The quote value of a trade this slot's balances can fund (all of a single venue's)."""

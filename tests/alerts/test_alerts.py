@@ -193,11 +193,11 @@ def test_venue_unreadable_for_long_enough_is_reported_once(world_a: Any, setting
     hooks.venue_read(account, "ExchangeUnavailableError: down")
     hooks.venue_read(account, "ExchangeUnavailableError: down")
     assert [task for task, _ in sent] == ["venue_disconnected"]
-    hooks.venue_read(account, None)  # read again: a later outage is a new report
+    hooks.venue_read(account, None)  # read again (reported reconnected): a later outage is a new report
     hooks.venue_read(account, "timeout")
     time.sleep(0.06)
     hooks.venue_read(account, "timeout")
-    assert len(sent) == 2
+    assert [task for task, _ in sent] == ["venue_disconnected", "venue_reconnected", "venue_disconnected"]
 
     world_a.bot.status = "running"
     world_a.bot.save()
@@ -426,3 +426,147 @@ def test_rotating_the_credential_keys_keeps_webhook_secrets_readable(world_a: An
     call_command("rotate_credential_keys")
     settings.CREDENTIAL_KEYS = [new_key]  # the old key is dropped
     assert AlertChannel.objects.get(pk=channel.pk).signing_secret() == SECRET
+
+
+# --- resolved: the condition that alerted clears ------------------------------------------------------
+
+
+def run_enqueued(sent: list[tuple[str, tuple]]) -> list[services.Raised]:
+    """What the worker's alert tasks do with what this process enqueued (``hooks._put`` replaced by a list)."""
+    done = []
+    for task, args in sent:
+        if task in ("raise_alerts", "resolve_alerts"):
+            tenant_id, bot_id, event_type, payload, event_id, _ = args
+            if task == "raise_alerts":
+                done.append(services.alerts_raise(tenant_id=tenant_id, bot_id=bot_id, event_type=event_type,
+                                                  payload=payload, event_id=event_id))
+            else:
+                done.append(services.alerts_resolve(tenant_id=tenant_id, bot_id=bot_id, event_type=event_type,
+                                                    payload=payload))
+        elif task == "venue_disconnected":
+            done.append(services.venue_disconnected_raise(account_id=args[0], down_secs=args[1], error=args[2]))
+        elif task == "venue_reconnected":
+            done.append(services.venue_reconnected_resolve(account_id=args[0]))
+        else:
+            raise AssertionError(f"unknown alerts task {task}")
+    sent.clear()
+    return done
+
+
+@pytest.fixture
+def enqueued(monkeypatch: Any) -> list[tuple[str, tuple]]:
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(hooks, "_put", lambda task, args: sent.append((task, args)))  # no broker in these tests
+    return sent
+
+
+def test_a_released_kill_switch_sends_one_resolved_notice_to_the_channels_that_were_alerted(
+        world_a: Any, enqueued: list, django_capture_on_commit_callbacks: Any) -> None:
+    from bots import services as bot_services
+    from exchanges.registry import clear_gateway_cache
+
+    mail_channel = AlertChannel.objects.create(tenant=world_a.tenant, name="mail", kind="email",
+                                               emails="desk@a.example")
+    quiet_channel = AlertChannel.objects.create(tenant=world_a.tenant, name="risk", kind="email",
+                                                emails="risk@a.example")
+    with WebhookReceiver() as receiver:
+        hook = webhook_channel(world_a.tenant, receiver.url)
+        rule_for(world_a.tenant, [hook, mail_channel], ["kill_switch"], name="desk")
+        rule_for(world_a.tenant, [quiet_channel], ["kill_switch"], name="risk", notify_resolved=False)
+        with django_capture_on_commit_callbacks(execute=True):
+            bot_services.bot_kill(bot=world_a.bot, user=world_a.operator)  # (its sweep fails: a closed port)
+        clear_gateway_cache()
+        [raised] = run_enqueued(enqueued)
+        assert len(raised.alert_ids) == 2 and len(raised.delivery_ids) == 3
+        for delivery_id in raised.delivery_ids:
+            attempt_until_done(delivery_id)
+
+        with django_capture_on_commit_callbacks(execute=True):
+            bot_services.bot_release_kill_switch(bot=world_a.bot, user=world_a.operator)
+        assert [task for task, _ in enqueued] == ["resolve_alerts"]
+        [resolved] = run_enqueued(enqueued)
+        assert sorted(resolved.alert_ids) == sorted(raised.alert_ids)  # both rules' alerts are resolved
+        notices = AlertDelivery.objects.filter(pk__in=resolved.delivery_ids)
+        assert {(d.channel_id, d.resolution) for d in notices} == {(hook.pk, True), (mail_channel.pk, True)}
+        for delivery_id in resolved.delivery_ids:
+            assert attempt_until_done(delivery_id) == 1
+        bodies = [json.loads(r.body) for r in receiver.received]
+        for received in receiver.received:
+            assert signing.verify(SECRET, received.headers[signing.SIGNATURE_HEADER.lower()], received.body,
+                                  now=time.time())
+
+    assert [(b["type"], b["status"], b["title"]) for b in bodies] == [
+        ("alert", "firing", "Kill switch engaged"), ("alert_resolved", "resolved", "Resolved: Kill switch engaged")]
+    assert bodies[1]["alert_id"] == bodies[0]["alert_id"] and bodies[1]["resolved_at"]
+    subjects = sorted(m.subject for m in mail.outbox)
+    assert subjects == sorted([f"[CRITICAL] Kill switch engaged — {world_a.bot.name}"] * 2
+                              + [f"[RESOLVED] Resolved: Kill switch engaged — {world_a.bot.name}"])
+    assert all(a.resolved_at is not None for a in Alert.objects.all())
+
+    # the same clearing reported again: nothing is open, nothing is sent
+    assert services.alerts_resolve(tenant_id=world_a.tenant.pk, bot_id=world_a.bot.pk,
+                                   event_type="KillSwitchReleased", payload={}) == services.Raised([], 0, 0, [])
+    # engaged again within the dedup window: a new alert, not a repeat of the resolved one
+    again = services.alerts_raise(tenant_id=world_a.tenant.pk, bot_id=world_a.bot.pk,
+                                  event_type="KillSwitchEngaged", payload={"reason": "again"})
+    assert len(again.alert_ids) == 2 and again.deduplicated == 0
+
+
+def test_a_throttled_alert_is_resolved_without_a_notice(world_a: Any) -> None:
+    channel = AlertChannel.objects.create(tenant=world_a.tenant, name="mail", kind="email", emails="d@a.example")
+    rule_for(world_a.tenant, [channel], ["sla_breach"], throttle_max_alerts=1)
+    breach(world_a, pair="ETH/USDT")  # sent: the rule's one alert this window
+    throttled = breach(world_a, pair="BTC/USDT")
+    assert throttled.throttled == 1
+    resolved = services.alerts_resolve(tenant_id=world_a.tenant.pk, bot_id=world_a.bot.pk, event_type="SlaRecovered",
+                                       payload={"sla_id": 1, "sla_name": "issuer uptime", "trading_pair": "BTC/USDT",
+                                                "metric": "uptime_bid"})
+    assert resolved.alert_ids == throttled.alert_ids and resolved.delivery_ids == []
+    assert Alert.objects.get(pk=throttled.alert_ids[0]).resolved_at is not None
+    assert Alert.objects.filter(resolved_at__isnull=True).count() == 1  # ETH's breach is still open
+
+
+def test_a_venue_read_again_resolves_its_disconnection_alerts(world_a: Any, settings: Any, enqueued: list,
+                                                              monkeypatch: Any) -> None:
+    settings.ALERTS_VENUE_DOWN_SECS = 0.0
+    monkeypatch.setattr(hooks, "_down_since", {})
+    monkeypatch.setattr(hooks, "_reported", set())
+    world_a.bot.status = "running"
+    world_a.bot.save()
+    channel = AlertChannel.objects.create(tenant=world_a.tenant, name="mail", kind="email", emails="d@a.example")
+    rule_for(world_a.tenant, [channel], ["venue_disconnected"])
+    account = world_a.account.pk
+    hooks.venue_read(account, "ExchangeUnavailableError: down")
+    [raised] = run_enqueued(enqueued)
+    assert len(raised.alert_ids) == 1
+    hooks.venue_read(account, None)
+    hooks.venue_read(account, None)  # read again and again: reported reconnected once
+    assert [task for task, _ in enqueued] == ["venue_reconnected"]
+    [resolved] = run_enqueued(enqueued)
+    assert resolved.alert_ids == raised.alert_ids and len(resolved.delivery_ids) == 1
+    assert AlertDelivery.objects.get(pk=resolved.delivery_ids[0]).resolution
+
+
+@pytest.mark.django_db(transaction=True)  # the watchdog task closes its connection first, as a task does
+def test_the_watchdog_resolves_stale_cycles_once_the_bot_cycles_again(world_a: Any, enqueued: list) -> None:
+    from bots.models import Bot
+    from bots.tasks import watchdog
+
+    channel = AlertChannel.objects.create(tenant=world_a.tenant, name="mail", kind="email", emails="d@a.example")
+    rule_for(world_a.tenant, [channel], ["stale_cycles"])
+    Bot.objects.filter(pk=world_a.bot.pk).update(status="running", monitoring_interval_secs=1.0,
+                                                 error_recovery_delay_secs=1.0,
+                                                 last_cycle_finished_at=timezone.now() - timedelta(minutes=5))
+    watchdog()
+    [raised] = run_enqueued(enqueued)
+    assert len(raised.alert_ids) == 1
+    watchdog()  # still silent: no resolution
+    assert [task for task, _ in enqueued] == ["raise_alerts"]  # (a repeat, counted on the alert)
+    enqueued.clear()
+    Bot.objects.filter(pk=world_a.bot.pk).update(last_cycle_finished_at=timezone.now())
+    watchdog()
+    assert [(task, args[2]) for task, args in enqueued] == [("resolve_alerts", "CyclesResumed")]
+    [resolved] = run_enqueued(enqueued)
+    assert resolved.alert_ids == raised.alert_ids and len(resolved.delivery_ids) == 1
+    watchdog()  # cycling, nothing open: nothing to report
+    assert enqueued == []

@@ -1,7 +1,8 @@
-"""Alerts end to end on a real Celery worker: the kill switch (engaged in this process, as the dashboard
-does), a bot whose start fails on the worker (ERROR) and the watchdog's stale-cycles check each reach a
-real HTTP receiver as one signed webhook, retried through the receiver's failures with the worker's
-backoff; an SLA breach reported twice is one alert. The worker runs no engine driver
+"""Alerts end to end on a real Celery worker (consuming the default queue and alert delivery's own): the
+kill switch (engaged in this process, as the dashboard does), a bot whose start fails on the worker (ERROR)
+and the watchdog's stale-cycles check each reach a real HTTP receiver as one signed webhook, retried
+through the receiver's failures with the worker's backoff; the released kill switch sends one "resolved"
+notice; an SLA breach reported twice is one alert. The worker runs no engine driver
 (ENGINE_DRIVER_ENABLED=false): only tasks."""
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def kinds_received(receiver: WebhookReceiver) -> list[tuple[str, int]]:
     return [(json.loads(r.body)["kind"], r.status) for r in receiver.received]
 
 
+def types_received(receiver: WebhookReceiver) -> list[tuple[str, str]]:
+    return [(json.loads(r.body)["type"], json.loads(r.body)["kind"]) for r in receiver.received if r.status == 200]
+
+
 def test_kill_switch_error_breach_and_stale_cycles_alert_through_a_real_worker(
     world_a: Any, frozen_emulator: Any, celery_queue: str, settings: Any
 ) -> None:
@@ -72,6 +77,11 @@ def test_kill_switch_error_breach_and_stale_cycles_alert_through_a_real_worker(
             assert kinds_received(receiver) == [("kill_switch", 500), ("kill_switch", 500), ("kill_switch", 200)]
             wait_until(lambda: Alert.objects.filter(kind="kill_switch", occurrences=2).exists(), 10,
                        message="the second kill was not counted on the first alert")
+            # released: one "resolved" notice to the same webhook
+            bot_services.bot_release_kill_switch(bot=Bot.objects.get(pk=killed.pk), user=world_a.operator)
+            assert hooks.flush()
+            wait_until(lambda: ("alert_resolved", "kill_switch") in types_received(receiver), 30,
+                       message=f"the resolved notice never arrived: {types_received(receiver)}")
 
             # a start that cannot connect: the worker puts the bot in ERROR
             bot_services.bot_request_start(bot=broken, user=world_a.operator)
@@ -108,8 +118,11 @@ def test_kill_switch_error_breach_and_stale_cycles_alert_through_a_real_worker(
     for received in receiver.received:
         assert signing.verify(SECRET, received.headers[signing.SIGNATURE_HEADER.lower()], received.body,
                               now=time.time())
-    deliveries = {d.alert.kind: d for d in AlertDelivery.objects.select_related("alert")}
+    deliveries = {d.alert.kind: d for d in AlertDelivery.objects.select_related("alert").filter(resolution=False)}
     assert (deliveries["kill_switch"].status, deliveries["kill_switch"].attempts) == ("delivered", 3)
-    assert all(d.status == "delivered" for d in deliveries.values())
+    assert all(d.status == "delivered" for d in AlertDelivery.objects.all())
+    resolved = AlertDelivery.objects.get(resolution=True)
+    assert resolved.alert.kind == "kill_switch" and resolved.alert.resolved_at is not None
+    assert types_received(receiver).count(("alert_resolved", "kill_switch")) == 1
     print("\nevent -> webhook delivered (ms; the kill switch's includes the worker's start-up and two retries): "
           + ", ".join(f"{deliveries[k].latency_ms:.0f}" for k in ("kill_switch", "bot_error", "stale_cycles")))

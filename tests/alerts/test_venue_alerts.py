@@ -1,7 +1,8 @@
 """A venue that stops answering: the engine driver's feeder (in process, against the real emulator with
 every request failing) reports the account once it has been unreadable for ALERTS_VENUE_DOWN_SECS, once
-per outage. The broker hand-off is replaced by a list here (``hooks._put``: the worker side is
-``test_alerts.py``'s ``venue_disconnected_raise``)."""
+per outage, and reconnected once when it reads again. The broker hand-off is replaced by a list here
+(``hooks._put``: the worker side is ``test_alerts.py``'s ``venue_disconnected_raise`` and
+``venue_reconnected_resolve``)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,10 @@ def test_an_unreadable_account_is_reported_once_per_outage(running_bot: Bot, dri
         driver._feed_once(time.time())
         time.sleep(0.05)
     assert account_id not in hooks._down_since, "a good read never cleared the outage"
+    for _ in range(5):  # reading on: reported reconnected once
+        driver._feed_once(time.time())
+    assert [(task, args[0]) for task, args in sent] == [("venue_disconnected", account_id),
+                                                        ("venue_reconnected", account_id)]
 
 
 def args_down(item: tuple[str, tuple]) -> float:

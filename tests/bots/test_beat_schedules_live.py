@@ -17,8 +17,6 @@ from tests.processes import start_beat, start_worker, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
-CLOSED_PORT_URL = "http://127.0.0.1:9"  # nothing listens: a connection fails at once
-
 
 def test_migrate_and_one_beat_run_the_watchdog_and_the_rebalancing_tick(world_a: TenantWorld, celery_queue: str,
                                                                        settings: Any) -> None:
@@ -32,9 +30,7 @@ def test_migrate_and_one_beat_run_the_watchdog_and_the_rebalancing_tick(world_a:
         "bot-watchdog", "scheduled-rebalance", "daily-risk-reset", "storage-retention", "alert-delivery-sweep",
         "sla-figures", "sla-reports"}
 
-    account = world_a.account
-    account.api_base_url = CLOSED_PORT_URL
-    account.save(update_fields=["api_base_url"])
+    account = world_a.account  # on tests.conftest.CLOSED_PORT_URL: a connection fails at once
     stuck = world_a.bot  # a start whose task was lost: the watchdog enqueues it again
     Bot.objects.filter(pk=stuck.pk).update(status=BotStatus.STARTING, epoch=1,
                                            started_at=timezone.now() - timedelta(minutes=5))

@@ -23,6 +23,7 @@ from bots.engine.health import live_drivers, shard_owners
 from bots.engine.lease import cycle_records
 from bots.engine.shards import shard_of
 from bots.models import Bot, BotStatus
+from mmplatform.queues import worker_queues
 from tests.bots.conftest import emulator_bot, emulator_open_orders
 from tests.conftest import PASSWORD
 from tests.processes import Proc, process_env, wait_until
@@ -36,7 +37,7 @@ def start_pool_worker(pool: str, *, node: str = "", concurrency: int = 2, **env:
     node = node or f"eng-{pool}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
     argv = [sys.executable, "-m", "celery", "-A", "mmplatform", "worker", "--loglevel", "INFO", "-P", pool,
             "--concurrency", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", node, "-Q", settings.CELERY_TASK_DEFAULT_QUEUE]
+            "-n", node, "-Q", worker_queues()]
     return Proc(f"worker-{pool}", argv, process_env(**env)), node
 
 

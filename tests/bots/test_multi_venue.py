@@ -259,6 +259,43 @@ def test_rebalancing_trades_on_the_cheapest_venue(world_a: Any, base_held: Decim
         clear_gateway_cache()
 
 
+def test_rebalancing_skips_the_cheapest_venue_where_its_own_order_is_the_best_price(world_a: Any) -> None:
+    """Too little BTC: the buy is cheapest on Bybit, but there the account's own (hand-placed) ask is the
+    best ask, and the self-trade limit a tick short of it would take nothing. The trade goes to the
+    cheapest venue where it passes, Binance, and fills there; nothing is sent to Bybit."""
+    import ccxt
+
+    from exchanges.ccxt_config import config_for
+
+    servers = {venue: venue_emulator(venue, held={"BTC": Decimal("0.2"), "USDT": Decimal("60000")})
+               for venue in VENUES}
+    try:
+        bot = multi_venue_bot(world_a, servers, default_rebalance_threshold=0.1, inventory_deviation_limit=0.9)
+        start(bot)
+        for venue, mid in {"binance": "60000", "okx": "60300", "bybit": "59800"}.items():
+            servers[venue].call(lambda s=servers[venue], m=mid: s.market.set_mid("BTC/USDT", Decimal(m)))
+        api_key, secret = key_of("bybit")
+        by_hand = ccxt.bybit(config_for("bybit", servers["bybit"].base_url, api_key, secret))
+        by_hand.create_order("BTC/USDT", "limit", "sell", 0.001, 59800)  # inside the spread: the best ask
+        assert by_hand.fetch_order_book("BTC/USDT")["asks"][0][0] == 59800
+
+        engine = full_cycle(bot)
+
+        assert engine.report.rebalanced == 1
+        trades = list(Order.objects.filter(bot=bot, purpose="rebalance"))
+        assert [(t.side, t.exchange_account.exchange_id) for t in trades] == [("buy", "binance")]
+        full_cycle(bot)
+        trades[0].refresh_from_db()
+        assert trades[0].filled > 0 and trades[0].status == "filled", "the IOC traded on Binance's book"
+        assert [o["price"] for o in by_hand.fetch_open_orders("BTC/USDT") if not o["clientOrderId"]
+                or not o["clientOrderId"].startswith("mm-")] == [59800], "the hand-placed ask was not touched"
+    finally:
+        quoting.forget(bot)
+        for server in servers.values():
+            server.stop_thread()
+        clear_gateway_cache()
+
+
 def test_the_position_limit_is_on_the_sum_of_the_venues(world_a: Any, venues: dict[str, EmulatorServer]) -> None:
     """1 BTC on each venue at 60,000 is within a 150,000 limit on each, but 180,000 across them: the
     breach is the pair's, with each venue's share, and no venue adds to the position (no bid anywhere)."""

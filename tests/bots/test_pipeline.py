@@ -256,3 +256,29 @@ def test_no_placement_ever_crosses_a_resting_order_of_the_account(case, data) ->
 def test_a_taking_order_stops_a_tick_short_of_the_accounts_own_orders(
         side: str, price: float, rest: list[checks.RestingOrder], expected: float) -> None:
     assert math.isclose(checks.self_trade_limit_price(side, price, rest, 0.01), expected, abs_tol=1e-9)
+
+
+@pytest.mark.parametrize(("side", "price", "rest", "expected"), [
+    # the venue's best ask is 100.2: the limit still reaches it past the account's own ask further up
+    (BUY, 101.0, [resting(SELL, 100.5)], 100.49),
+    # the account's own ask IS the venue's best ask: a tick short of it takes nothing there
+    (BUY, 101.0, [resting(SELL, 100.2)], 0.0),
+    # nothing of the account's in the way, but the limit is short of the venue's ask: takes nothing either
+    (BUY, 100.1, [], 0.0),
+    (SELL, 99.0, [resting(BUY, 99.5)], 99.51),  # the venue's best bid is 99.8: reached
+    (SELL, 99.0, [resting(BUY, 99.8)], 0.0),  # the account's own bid is the best bid
+    (SELL, 99.0, [resting(SELL, 99.9)], 99.0),  # its own asks are not in a sell's way
+])
+def test_a_taking_order_passes_on_a_venue_only_where_its_limit_still_reaches_the_best_price(
+        side: str, price: float, rest: list[checks.RestingOrder], expected: float) -> None:
+    limit = checks.taking_limit_price(side, price, rest, 0.01, best_bid=99.8, best_ask=100.2)
+    assert math.isclose(limit, expected, abs_tol=1e-9)
+
+
+def test_rebalancing_venues_are_ranked_cheapest_first_among_those_that_fund_the_trade() -> None:
+    from bots.inventory import VenueOffer, venues_by_price
+
+    offers = [VenueOffer("binance", 59990, 60000, 1.0, 1000.0), VenueOffer("okx", 60290, 60300, 1.0, 1000.0),
+              VenueOffer("bybit", 59790, 59800, 0.0, 1000.0), VenueOffer("broke", 59690, 59700, 1.0, 0.0)]
+    assert [o.key for o in venues_by_price("buy", offers)] == ["bybit", "binance", "okx"]  # "broke" holds no quote
+    assert [o.key for o in venues_by_price("sell", offers)] == ["okx", "binance", "broke"]  # bybit holds no base

@@ -178,7 +178,7 @@ def test_a_beat_pass_that_hit_its_limit_enqueues_the_next_and_passes_never_overl
         order(world_a, position, OrderStatus.CANCELED, days_ago=30)
     try:
         assert prune_storage.apply().get()["more"] == 1
-        # the next pass is enqueued, on the background queue (mmplatform/task_routes.py), not the engine's
+        # the next pass is enqueued, on the background queue (mmplatform/queues.py), not the engine's
         assert get_redis().llen(f"{celery_queue}-background") == 1 and get_redis().llen(celery_queue) == 0
         assert Order.objects.count() == 1
         get_redis().set(retention.LOCK_KEY, "another pass", ex=60)

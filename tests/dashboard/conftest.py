@@ -20,9 +20,8 @@ from bots.models import (
     PerformanceSnapshot,
 )
 from risk.models import RiskEvent
-from tests.conftest import TenantWorld
+from tests.conftest import CLOSED_PORT_URL, TenantWorld
 
-CLOSED_PORT_URL = "http://127.0.0.1:9"
 # Distinctive names: a page leaking another tenant's bot is caught by a plain substring check.
 BOT_NAMES = {"a": "Alpha Quoter", "b": "Bravo Quoter"}
 

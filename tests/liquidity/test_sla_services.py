@@ -17,6 +17,7 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from alerts import matching
 from bots.models import BotEvent, BotStatus, Fill, LiquidityPosition, Order, OrderStatus
 from liquidity import services
 from liquidity.models import LiquidityStats, Resolution, Sla, SlaExclusion, SlaState
@@ -116,6 +117,34 @@ def test_an_agreement_turns_amber_then_red_with_one_event_each(world_a: Any) -> 
     assert [e.event_type for e in events] == ["SlaAtRisk", "SlaBreached"]
     assert events[1].payload["checks"]["uptime_bid"]["needs"].startswith("window lost")
     assert SlaState.objects.get(sla=sla).status == "red"
+
+    # the terms relaxed: green again, one SlaRecovered event, which names the alerts the other two raised
+    Sla.objects.filter(pk=sla.pk).update(min_uptime_pct=None, max_spread_bps=None, min_depth_quote=None)
+    for _ in range(2):
+        services.evaluate_all(now=late)
+    events = list(BotEvent.objects.filter(bot=bot, event_type__startswith="Sla").order_by("id"))
+    assert [e.event_type for e in events] == ["SlaAtRisk", "SlaBreached", "SlaRecovered"]
+    assert (events[2].payload["status"], events[2].payload["previous"]) == ("green", "red")
+    assert SlaState.objects.get(sla=sla).status == "green"
+    raised = {(s.kind, s.subject) for e in events[:2] for s in [matching.classify(e.event_type, e.payload)] if s}
+    assert {(s.kind, s.subject) for s in matching.resolutions("SlaRecovered", events[2].payload)} == raised
+
+
+def test_a_breach_of_the_last_window_is_recovered_by_a_green_new_window(world_a: Any) -> None:
+    """A day window that ended red, then a new day that starts green: one SlaRecovered (the breach alert of
+    the day before is resolved), and none again on the next evaluation."""
+    bot = quoted_world(world_a, hours=1)
+    sla = Sla.objects.create(tenant=world_a.tenant, effective_from=DAY, name="issuer", bot=bot,
+                             min_uptime_pct=Decimal("90"))
+    services.evaluate_all(now=DAY + timedelta(hours=23))
+    assert SlaState.objects.get(sla=sla).status == "red"
+    Sla.objects.filter(pk=sla.pk).update(min_uptime_pct=None)
+    next_day = DAY + timedelta(days=1, minutes=5)
+    for _ in range(2):
+        services.evaluate_all(now=next_day)
+    kinds = list(BotEvent.objects.filter(bot=bot, event_type__startswith="Sla").order_by("id")
+                 .values_list("event_type", flat=True))
+    assert kinds == ["SlaBreached", "SlaRecovered"]
 
 
 def test_planned_exclusions_leave_their_minutes_out(world_a: Any) -> None:

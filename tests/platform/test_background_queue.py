@@ -1,5 +1,5 @@
 """The platform's periodic bookkeeping (SLA figures and reports, storage retention) goes to the background
-queue, not the default one the engine's workers consume (mmplatform/task_routes.py): a worker told to consume
+queue, not the default one the engine's workers consume (mmplatform/queues.py): a worker told to consume
 only the default queue never runs it, the suite's workers (like ``make run``'s) consume both. A real Celery
 worker and the broker's own queues in Redis."""
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mmplatform.task_routes import BACKGROUND_TASKS, background_queue, worker_queues
+from mmplatform.queues import BACKGROUND_TASKS, background_queue, worker_queues
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -25,9 +25,10 @@ def test_the_bookkeeping_tasks_go_to_the_background_queue_and_the_bots_tasks_do_
     for name in BACKGROUND_TASKS:
         assert routed_queue(name) == f"{celery_queue}-background", name
     for name in ("bots.tasks.start_bot", "bots.tasks.stop_bot", "bots.tasks.watchdog", "bots.tasks.rebalance_bot",
-                 "bots.tasks.daily_risk_reset", "bots.tasks.scheduled_rebalance", "alerts.tasks.deliver_alert"):
+                 "bots.tasks.daily_risk_reset", "bots.tasks.scheduled_rebalance"):
         assert routed_queue(name) == celery_queue, name
-    assert worker_queues() == f"{celery_queue},{celery_queue}-background"
+    assert routed_queue("alerts.tasks.deliver_alert") == f"{celery_queue}.alerts"  # alerts: a queue of their own
+    assert worker_queues() == f"{celery_queue},{celery_queue}.alerts,{celery_queue}-background"
 
 
 def test_a_named_background_queue_is_used_as_named(celery_queue: str, settings: Any) -> None:

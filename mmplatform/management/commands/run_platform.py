@@ -3,10 +3,12 @@ registry (Binance, OKX, Bybit dialects on consecutive ports, one market: a share
 tenant has a funded account on each), daphne, a Celery worker and Celery beat, start the demo bot (on
 every venue), and supervise them until Ctrl-C.
 
-Whatever it starts, it stops: on Ctrl-C (SIGINT: the children have process groups of their own, so only
-this command gets it) or SIGTERM it stops the web, the worker and beat and waits for them, then the
-emulators, then the embedded Redis (if it started one, ``mmplatform.embedded_redis``); if it is killed
-outright (``kill -9``) the kernel sends each child SIGTERM (``mmplatform.children``)."""
+Whatever it starts, it stops: on Ctrl-C (SIGINT) or SIGTERM it stops its children, the web, worker and beat
+before the emulators (SIGTERM, at most
+``STOP_GRACE_SECS`` for all of them, then SIGKILL to each child's whole process group), then the embedded
+Redis (if it started one, ``mmplatform.embedded_redis``); if it is killed outright (``kill -9``) the kernel
+sends each child SIGTERM and the reaper kills what is left after the same grace
+(``mmplatform.children.Supervisor``)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ import os
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import time
 from typing import Any
@@ -24,7 +25,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from exchanges.venues import VENUES
-from mmplatform.children import child_options
+from mmplatform.children import Supervisor
 from mmplatform.demo import (
     DEMO_ADMIN,
     DEMO_API_KEY,
@@ -36,13 +37,15 @@ from mmplatform.demo import (
     DEMO_VENUES,
     demo_passphrase,
 )
-from mmplatform.task_routes import worker_queues
+from mmplatform.queues import worker_queues
 
 START_WAIT_SECS = 150
 """How long the web server and each emulator may take to listen (a loaded 2-core machine starts seven
 Python processes at once: 30 s was not always enough)."""
 
 MAX_RESTARTS_PER_MINUTE = 5
+STOP_GRACE_SECS = 20.0
+"""How long the children may take to stop (SIGTERM) before each one's process group is killed."""
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -64,19 +67,6 @@ def wait_for_port(host: str, port: int, timeout_secs: float, stopping: Any = lam
                 return True
         time.sleep(0.2)
     return False
-
-
-def stop_processes(processes: list[subprocess.Popen[bytes]], timeout_secs: float = 20) -> None:
-    """SIGTERM to each running one, then wait for all of them (-9 for one that does not stop in time)."""
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=timeout_secs)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 class Command(BaseCommand):
@@ -129,18 +119,13 @@ class Command(BaseCommand):
         env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "DATABASE_URL": settings.DATABASE_URL,
                "EMULATOR_ADMIN_TOKEN": settings.EMULATOR_ADMIN_TOKEN}
         python = sys.executable
-        processes: list[tuple[str, subprocess.Popen[bytes]]] = []
-
+        # each child in a process group of its own; stopped together, boundedly, even if this is kill -9'd
+        supervisor = Supervisor(env, stop_grace_secs=STOP_GRACE_SECS)
         commands: dict[str, list[str]] = {}
-
-        def start(argv: list[str]) -> subprocess.Popen[bytes]:
-            # a process group of its own: a Ctrl-C in the terminal reaches this command only, which then
-            # stops its children in order (below)
-            return subprocess.Popen(argv, env=env, process_group=0, **child_options())
 
         def spawn(name: str, argv: list[str]) -> None:
             commands[name] = argv
-            processes.append((name, start(argv)))
+            supervisor.spawn(name, argv)
 
         stopping = False
 
@@ -173,7 +158,7 @@ class Command(BaseCommand):
                 "worker",
                 [python, "-m", "celery", "-A", "mmplatform", "worker", "--loglevel", "INFO",
                  "--concurrency", str(options["worker_concurrency"]), "--without-gossip", "--without-mingle",
-                 "-Q", worker_queues()],  # the bots' queue and the background one (mmplatform/task_routes.py)
+                 "-Q", worker_queues()],  # the bots' tasks, alerts and bookkeeping (mmplatform/queues.py)
             )
             spawn("beat", [python, "-m", "celery", "-A", "mmplatform", "beat", "--loglevel", "INFO"])
             if not wait_for_port(host, port, START_WAIT_SECS, lambda: stopping) and not stopping:
@@ -200,7 +185,7 @@ class Command(BaseCommand):
             ))
             restarts: dict[str, list[float]] = {}
             while not stopping:
-                for index, (name, process) in enumerate(processes):
+                for name, process in list(supervisor.children):
                     if process.poll() is None:
                         continue
                     # supervise like systemd would: restart a crashed process (e.g. a Celery worker
@@ -211,12 +196,12 @@ class Command(BaseCommand):
                         raise CommandError(f"{name} exited with code {process.returncode} "
                                            f"{len(recent)} times within a minute; stopping")
                     self.stderr.write(f"{name} exited with code {process.returncode}; restarting it")
-                    processes[index] = (name, start(commands[name]))
+                    supervisor.spawn(name, commands[name])
                 time.sleep(0.5)
         finally:
-            # the web, the worker (whose engine cancels and syncs through the emulators) and beat first,
-            # then the emulators
-            emulators = [p for name, p in processes if name.startswith("emulator")]
-            stop_processes([p for _, p in processes if p not in emulators])
-            stop_processes(emulators)
+            # SIGTERM to each, at most STOP_GRACE_SECS for all, then SIGKILL to each whole process group:
+            # a worker whose warm shutdown hangs (its Redis gone first) is not waited for forever
+            killed = supervisor.stop(last=lambda name: name.startswith("emulator"))
+            if killed:
+                self.stderr.write(f"{', '.join(killed)} did not stop within {STOP_GRACE_SECS:g} s; killed")
             self.stdout.write("mmplatform stopped")
