@@ -100,6 +100,8 @@ class CycleMixin(BotState):
         self._join_missing_slots()
         self._update_market_data()
         self._sync_fills()
+        if self.bot.status == BotStatus.RUNNING:
+            self.run_hedges()  # the new fills' hedges and the unresolved ones due, before anything is quoted
         self._refresh_inventory()
         statuses = self.assess_current_risk()
         for status in statuses:
@@ -115,6 +117,8 @@ class CycleMixin(BotState):
                 else:
                     venue_backoff.recovered(account_id)
         for slot, position in self.active_positions.items():
+            if not self.quotes_on(slot):
+                continue  # the hedge account only hedges
             if slot[0] not in self.exchanges and len(self.accounts) > 1:
                 continue  # not connected (or sitting out a backoff): its reason is a venue problem
             if slot[0] in self.venue_errors and len(self.accounts) > 1:

@@ -25,7 +25,7 @@ from bots import wire
 from bots.engine.client_ids import client_id_prefix, client_order_id, side_tag
 from bots.engine.fills import FillSyncMixin, mark_trades_pending
 from bots.engine.rows import insert_orders, save_order_fields
-from bots.engine.venues import Slot
+from bots.engine.venues import HedgeRoute, Slot
 from bots.events import push
 from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderPurpose, OrderStatus
 from exchanges.gateway import ExchangeGateway, ExchangeOrder, OrderRequest
@@ -86,9 +86,12 @@ def _status_from_exchange(remote: ExchangeOrder) -> str:
 class OrderManager(FillSyncMixin):
     """Order lifecycle for one bot (spec OrderManager)."""
 
-    def __init__(self, bot: Bot, gateways: dict[int, ExchangeGateway], *, gate: Callable[[], None] | None = None):
+    def __init__(self, bot: Bot, gateways: dict[int, ExchangeGateway], *, gate: Callable[[], None] | None = None,
+                 hedge_route: HedgeRoute | None = None):
         self.bot = bot
         self.gateways = gateways
+        # cross-venue hedging: the fills of quotes on these accounts owe a hedge (a Hedge row, with the Fill)
+        self.hedge_route = hedge_route
         # the rows of each position's last sync_position (as the venue answered it), which the engine
         # driver re-quotes on instead of reading them again
         self.synced_rows: dict[int, list[Order]] = {}
@@ -226,6 +229,10 @@ class OrderManager(FillSyncMixin):
             time_in_force=order.time_in_force,
         )
         return await gateway.place_order(request)
+
+    def apply_answer(self, order: Order, remote: ExchangeOrder) -> bool:
+        """The venue's view of one order, looked up by its id (a hedge attempt never answered), on its row."""
+        return self._acknowledge(order, remote)
 
     def _acknowledge(self, order: Order, remote: ExchangeOrder, *, save: bool = True) -> bool:
         """Apply the exchange's view of an order to its row (saved only when something changed;
