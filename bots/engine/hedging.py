@@ -162,7 +162,10 @@ class HedgingMixin(BotState):
                 rest = row.amount - row.hedged
                 total = rest if row.side == hedging.BUY else -rest
             if total == 0:
-                self._carried(row, carried, Decimal(0), first)
+                if first:
+                    self._carried(row, carried, Decimal(0), first)
+                else:  # the earlier attempts filled it all (their answer was saved, not yet booked here)
+                    self._settle(row)
                 return None
             side = hedging.hedge_side(total)
             limit = row.limit_price if row.limit_price and not first else hedging.limit_price(
@@ -222,6 +225,10 @@ class HedgingMixin(BotState):
                 self.announce_fills(row.trading_pair, self.order_manager.sync_fills(position, mid=mid))
             except ExchangeError as exc:  # booked by the position's next trade sync
                 logger.warning("bot %s: the hedge's fills of %s not read yet: %s", self.bot_id, row.trading_pair, exc)
+        self._settle(row)
+
+    def _settle(self, row: Hedge) -> None:
+        """Hedged in full by its attempts so far, or a slippage breach for the rest."""
         row.hedged = self._hedged_so_far(row)
         result = hedging.outcome(amount=row.amount, filled=row.hedged, limit=row.limit_price or Decimal(0),
                                  side=row.side)

@@ -279,3 +279,35 @@ def test_a_remainder_below_the_hedge_venues_lot_goes_with_the_next_fill(
         for server in servers.values():
             server.stop_thread()
         clear_gateway_cache()
+
+
+def test_a_hedge_sent_before_a_crash_is_found_on_the_venue_by_its_id_and_never_sent_twice(
+        world_a: Any, venues: dict[str, EmulatorServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    from bots.engine.orders import OrderManager
+
+    bot = hedged_bot(world_a, venues)
+    start(bot)
+    try:
+        original = OrderManager._save_acks
+
+        def crash(orders: list[Order]) -> None:
+            if any(o.purpose == OrderPurpose.HEDGE for o in orders):
+                raise RuntimeError("the worker died with the IOC's answer unsaved")
+            original(orders)
+
+        monkeypatch.setattr(OrderManager, "_save_acks", staticmethod(crash))
+        fill_the_ask(venues, "60300")
+        with pytest.raises(RuntimeError):
+            full_cycle(bot)
+        (hedge,) = Hedge.objects.filter(bot=bot)
+        assert hedge.order is not None and hedge.order.status == "pending", "stored before it was sent"
+        assert sum(venues[HEDGE].placement_attempts().values()) == 1, "it reached the hedge venue"
+        monkeypatch.setattr(OrderManager, "_save_acks", staticmethod(original))
+
+        full_cycle(bot)  # another process: the venue knows the IOC by its id; nothing is sent again
+        hedge.refresh_from_db()
+        assert hedge.status == HedgeStatus.HEDGED and hedge.hedged == hedge.amount and hedge.attempts == 1
+        assert sum(venues[HEDGE].placement_attempts().values()) == 1
+        assert sum(f.amount for f in Fill.objects.filter(bot=bot, is_hedge=True)) == hedge.amount
+    finally:
+        quoting.forget(bot)
