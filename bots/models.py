@@ -356,11 +356,14 @@ class Bot(TenantOwned):
         quote on. Whether its venue lists the pairs is checked on the venue (``bots.admin``)."""
         hedge = self.hedge_config(hedged_keys=tuple(f"account-{a.pk}" for a in hedged))
         errors = hedge_account_errors(hedge, tuple(f"account-{a.pk}" for a in accounts))
+        if self.hedge_account_id is not None and self.hedge_account_id in {a.pk for a in hedged}:
+            errors["hedged_accounts"] = [f"{self.hedge_account} is the hedge account: it cannot hedge its own "
+                                         "fills; untick it."]
         if "hedge_account" in errors and self.hedge_account_id not in {a.pk for a in accounts}:
             labels = ", ".join(a.label for a in accounts) or "none"
             errors["hedge_account"] = [f"{self.hedge_account} is not one of the bot's exchange accounts "
                                        f"(ticked: {labels})."]
-        if "hedged_accounts" in errors:
+        if "hedged_accounts" in errors and not errors["hedged_accounts"][0].endswith("untick it."):
             ids = {a.pk for a in accounts}
             errors["hedged_accounts"] = ["Not among the bot's exchange accounts: "
                                          + ", ".join(a.label for a in hedged if a.pk not in ids) + "."]
