@@ -92,6 +92,7 @@ class FillSyncMixin:
     synced_rows: dict[int, list[Order]]
     listed_open: dict[Slot, list[ExchangeOrder]]  # slot -> the venue's open orders at the last sync
     hedge_route: HedgeRoute | None  # cross-venue hedging: a quote's fill on a hedged account owes a Hedge
+    fills_seen: set[int]  # positions with fills whose trades are not read yet (emptied here, per position)
 
     if TYPE_CHECKING:
 
@@ -177,6 +178,7 @@ class FillSyncMixin:
         trades = aio.run(gateway.fetch_my_trades(position.trading_pair, since_ms=since or None))
         if not trades:
             trades_synced(position.pk)
+            self.fills_seen.discard(position.pk)
             return []
         order_ids = {t.exchange_order_id for t in trades}
         orders = {
@@ -257,6 +259,7 @@ class FillSyncMixin:
                 last_trade_sync_ms=latest_ms)
         position.last_trade_sync_ms = max(position.last_trade_sync_ms, latest_ms)
         trades_synced(position.pk)  # only now: a sync that failed half-way (e.g. its connection died) runs again
+        self.fills_seen.discard(position.pk)
         if new_fills:
             push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="fills",
                  data={"fills": [self.fill_payload(f) for f in new_fills]})

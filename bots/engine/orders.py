@@ -100,6 +100,9 @@ class OrderManager(FillSyncMixin):
         self.listed_open: dict[Slot, list[ExchangeOrder]] = {}
         # every row this object stored since the caller last emptied it (the driver's in-memory view)
         self.stored: list[Order] = []
+        # positions whose orders gained fills the trades were not read for yet (a cancel answered "filled"):
+        # the driver's next check makes them a fill sync; emptied per position by sync_fills
+        self.fills_seen: set[int] = set()
         # called right before any order is sent: raises when the bot's sends are fenced (kill, stop,
         # pause) or the cycle lost its lease (MarketMakingBot._check_send)
         self.gate = gate
@@ -245,6 +248,7 @@ class OrderManager(FillSyncMixin):
         remote_filled = remote.filled or Decimal(0)
         if remote_filled > order.filled and order.position_id is not None:
             mark_trades_pending(order.position_id)
+            self.fills_seen.add(order.position_id)
         order.filled = max(order.filled, remote_filled)
         order.average_price = remote.average_price
         order.acknowledged_at = order.acknowledged_at or venue_time(remote.timestamp_ms)

@@ -67,10 +67,14 @@ class VerdictMixin(DriverState):
         if len(engine.accounts) > 1:
             engine.note_venue_problems()  # an account not connected or a pair one venue does not list
         filled: list[Slot] = []
+        seen = engine.order_manager.fills_seen  # fills a cancel's answer found (the view may not show them yet)
         for slot, position in engine.active_positions.items():
             view = self.accounts.get(position.exchange_account_id)
             if view is None or position.exchange_account_id not in engine.exchanges:
                 return Verdict("full", "account not connected")
+            if position.pk in seen:
+                filled.append(slot)
+                continue
             for row in runner.live.get(position.pk, []):
                 remote = view.orders.get(row.client_order_id)
                 if (remote is None and row.created_at.timestamp() < view.taken_at - SENT_MARGIN_SECS) or (
