@@ -170,7 +170,8 @@ def event_summary(event_type: str, payload: Mapping[str, Any] | None) -> str:
             return (f"{_pair(p)}{p.get('new_order_count', 0)} placed, {p.get('cancelled', 0)} cancelled, "
                     f"{p.get('kept', 0)} kept")
         case "OrderFilled":
-            return (f"{_pair(p)}{p.get('side', '?')} {format_decimal(p.get('amount'))} @ "
+            return (f"{_pair(p)}{'hedge ' if p.get('is_hedge') else ''}{p.get('side', '?')} "
+                    f"{format_decimal(p.get('amount'))} @ "
                     f"{format_decimal(p.get('price'))}" + (f" on {p['venue']}" if p.get("venue") else ""))
         case "InventoryRebalanced":
             return f"{_plural(p.get('trades_executed', 0), 'rebalancing trade')} executed"

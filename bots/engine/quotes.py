@@ -390,9 +390,9 @@ class QuotesMixin(BotState):
         missing ones, trades -> Fill rows and OrderFilled events, the inventory valued at ``mid`` (nan: a
         bad book, not valued). Returns the pair's rows as the venue answered them (to re-quote on)."""
         fills = self.order_manager.sync_position(position, mid=mid)
-        self.announce_fills(position.trading_pair, fills)
         if fills or self.hedge_retry_due(self.clock()):
-            self.run_hedges()  # before the pair is re-quoted: a failed hedge halts it
+            self.run_hedges()  # first (latency), and before the pair is re-quoted: a failed hedge halts it
+        self.announce_fills(position.trading_pair, fills)
         if mid == mid:
             self.inventory_manager.assess(position, mid)
         return self.order_manager.take_synced(position.pk)
