@@ -65,8 +65,9 @@ def test_the_bot_page_shows_hedge_fills_the_status_and_the_unhedged_exposure(pop
     assert hedging["enabled"] and hedging["status"] == "halted"
     assert hedging["hedge_account"] == "hedge-desk (binance)"
     # 0.03 still to sell for the breach, plus the 0.001 carried below the lot
-    assert hedging["unhedged"] == [{"pair": "BTC/USDT", "base": "-0.031000000000", "asset": "BTC",
-                                    "text": "0.031 BTC to sell"}]
+    (owed,) = hedging["unhedged"]
+    assert (owed["pair"], Decimal(owed["base"]), owed["asset"]) == ("BTC/USDT", Decimal("-0.031"), "BTC")
+    assert owed["text"] == "0.031 BTC to sell"
     (row,) = hedging["open"]
     assert (row["status"], row["unhedged_text"], row["maker"]) == ("slippage", "0.03 BTC to sell", "main (binance)")
     page = login("a-viewer").get(reverse("dashboard:bot_detail", args=[bot.pk])).content.decode()
