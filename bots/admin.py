@@ -160,28 +160,26 @@ BOT_FIELD_GROUPS: list[FieldGroup] = [
         collapsed=False, change_only=True,
     ),
     FieldGroup(
-        "Quoting",
+        "Quoting and cross-venue hedging",
         ("level_spacing_bps", "level_size_multiplier", "min_spread_bps", "max_spread_bps", "maker_fee_bps",
          "order_refresh_secs", "order_refresh_tolerance_bps", "post_only", "price_ceiling", "price_floor",
-         "reference_price", "reference_venue"),
+         "reference_price", "reference_venue",
+         "hedge_enabled", "hedge_account", "hedged_accounts", "hedge_max_slippage_bps"),
         "How the levels are laid out and refreshed. The spread is never quoted below two maker fees, "
         "so a round trip at level 0 does not lose money to fees. Reference price, for a pair quoted on "
         "several exchange accounts: the mid each venue's quotes are centred on: its own (default); one "
         "chosen venue's (the thin venues follow the deep one); or a composite of the venues whose books are "
         "healthy: the median, or weighted by the depth near each mid. A venue whose book is stale or whose "
-        "connection fails stops quoting alone, with its reason on the bot page.",
-    ),
-    FieldGroup(
-        "Cross-venue hedging",
-        ("hedge_enabled", "hedge_account", "hedged_accounts", "hedge_max_slippage_bps"),
-        "Each fill of a quote on a hedged account is hedged at once by an IOC on the hedge account: the opposite "
-        "side, the base the fill moved (what is below the hedge venue's lot or minimum goes with the next fill), "
-        "limited to the fill's price plus (a buy) or minus (a sell) the maximum slippage. The hedge account only "
-        "hedges: the bot quotes nothing there, and its venue must list every pair. A hedge not filled within "
-        "the limit (slippage breach) or refused by its venue (failed) is a risk event, and the maker account stops "
-        "quoting that pair until a retry within the limit fills it (every 5 s) or an operator accepts the "
-        "exposure (bot page: Retry hedges / Accept exposure). Hedge fills are booked with the bot's positions "
-        "and flagged as hedges in the fills.",
+        "connection fails stops quoting alone, with its reason on the bot page. "
+        "Cross-venue hedging: each fill of a quote on a hedged account is hedged at once by an IOC on the hedge "
+        "account: the opposite side, the base the fill moved (what is below the hedge venue's lot or minimum "
+        "goes with the next fill), limited to the fill's price plus (a buy) or minus (a sell) the maximum "
+        "slippage. The hedge account only hedges: the bot quotes nothing there, and its venue must list every "
+        "pair (to quote off its book, choose its venue as the reference). A hedge not filled within the limit "
+        "(slippage breach) or refused by its venue (failed) is a risk event, and the maker account stops quoting "
+        "that pair until a retry within the limit fills it (every 5 s) or an operator accepts the exposure (bot "
+        "page: Retry hedges / Accept unhedged exposure). Hedge fills are booked with the bot's positions and "
+        "flagged as hedges in the fills.",
     ),
     FieldGroup(
         "Inventory and rebalancing",

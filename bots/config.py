@@ -87,9 +87,14 @@ class HedgeConfig:
         slippage = c.positive("hedge_max_slippage_bps")
         if slippage is not None and slippage > MAX_HEDGE_SLIPPAGE_BPS:
             c.add("hedge_max_slippage_bps", f"must be at most {MAX_HEDGE_SLIPPAGE_BPS:g} bps, got {slippage!r}")
-        if self.hedge_enabled is True and not self.hedge_account:
+        account, hedged = self.hedge_account, self.hedged_accounts
+        if not isinstance(account, str):
+            c.add("hedge_account", f"must be an exchange account key, got {account!r}"[:200])
+        elif self.hedge_enabled is True and not account:
             c.add("hedge_account", "choose the exchange account hedges are sent on")
-        if self.hedge_account and self.hedge_account in tuple(self.hedged_accounts or ()):
+        if not isinstance(hedged, (tuple, list)) or not all(isinstance(key, str) for key in hedged):
+            c.add("hedged_accounts", f"must be a list of exchange account keys, got {hedged!r}"[:200])
+        elif isinstance(account, str) and account and account in hedged:
             c.add("hedged_accounts", "the hedge account cannot hedge its own fills; leave it out")
         return c.errors
 
@@ -97,7 +102,9 @@ class HedgeConfig:
 def hedge_account_errors(hedge: HedgeConfig, exchanges: tuple[str, ...]) -> dict[str, list[str]]:
     """The hedge accounts against the bot's accounts (``exchanges``, their keys): the hedge account is one
     of them, so is every hedged account, and at least one account is left to quote on."""
-    if not hedge.hedge_enabled or not hedge.hedge_account:
+    if hedge.hedge_enabled is not True or not hedge.hedge_account or not isinstance(hedge.hedge_account, str):
+        return {}  # off, or a malformed setting HedgeConfig.validate reports
+    if not isinstance(hedge.hedged_accounts, (tuple, list)):
         return {}
     errors: dict[str, list[str]] = {}
     if hedge.hedge_account not in exchanges:
@@ -105,7 +112,7 @@ def hedge_account_errors(hedge: HedgeConfig, exchanges: tuple[str, ...]) -> dict
     elif not [key for key in exchanges if key != hedge.hedge_account]:
         errors["hedge_account"] = ["the bot needs another exchange account to quote on (the hedge account "
                                    "only hedges)"]
-    foreign = [key for key in hedge.hedged_accounts if key not in exchanges]
+    foreign = [str(key) for key in hedge.hedged_accounts if key not in exchanges]
     if foreign:
         errors["hedged_accounts"] = [f"not accounts of the bot: {', '.join(foreign)}"]
     return errors

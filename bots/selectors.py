@@ -392,8 +392,12 @@ def bot_recent_events(*, bot: Bot, limit: int = 100) -> list[BotEvent]:
 
 
 def bot_has_unresolved_hedges(*, bot: Bot) -> bool:
-    """A hedge of the bot failed or breached its slippage and is neither retried into place nor accepted."""
-    return for_tenant(Hedge, bot.tenant_id).filter(bot=bot, status__in=OPEN_HEDGE_STATUSES).exists()
+    """A hedge of the bot failed or breached its slippage and is neither retried into place nor accepted, or
+    one is owed while the bot does not run (it would be sent at the next start)."""
+    owed = for_tenant(Hedge, bot.tenant_id).filter(bot=bot)
+    if bot.status != BotStatus.RUNNING:
+        return owed.filter(status__in=(HedgeStatus.PENDING, *OPEN_HEDGE_STATUSES)).exists()
+    return owed.filter(status__in=OPEN_HEDGE_STATUSES).exists()
 
 
 def bot_hedging(*, bot: Bot, venues: dict[str, str]) -> dict[str, Any]:

@@ -260,9 +260,10 @@ HEDGE_ACTIONS = ("retry", "accept")
 
 def bot_resolve_hedges(*, bot: Bot, user: Any, action: str) -> int:
     """An operator's answer to the bot's unresolved hedges (a failed hedge or a slippage breach: its maker
-    account quotes nothing on the pair meanwhile). ``retry``: tried again at the bot's next cycle, within
-    the same limit (a success resumes quoting); ``accept``: the exposure stays with the bot (the positions
-    hold it), the hedges are closed and the maker accounts quote again. Taken under the bot's lease, so no
+    account quotes nothing on the pair meanwhile; or a hedge not sent yet, e.g. found by a stop's final
+    sync). ``retry``: tried again at the bot's next cycle, within the same limit (a success resumes
+    quoting); ``accept``: the exposure stays with the bot (the positions hold it), the hedges are closed
+    and never sent, the maker accounts quote again. Taken under the bot's lease, so no
     cycle is hedging meanwhile; the driver starts over from the rows. Returns the hedges resolved or due."""
     if action not in HEDGE_ACTIONS:
         raise ValueError(f"unknown hedge action {action!r}; one of {', '.join(HEDGE_ACTIONS)}")
@@ -271,7 +272,8 @@ def bot_resolve_hedges(*, bot: Bot, user: Any, action: str) -> int:
         raise BotStateError(f"the bot's cycle did not end within {HALT_WAIT_SECS:g} s; try again")
     try:
         with transaction.atomic():
-            rows = list(Hedge.objects.select_for_update().filter(bot=bot, status__in=OPEN_HEDGE_STATUSES))
+            rows = list(Hedge.objects.select_for_update().filter(
+                bot=bot, status__in=(HedgeStatus.PENDING, *OPEN_HEDGE_STATUSES)))
             if not rows:
                 raise BotStateError("the bot has no unresolved hedge")
             now = timezone.now()
@@ -284,7 +286,7 @@ def bot_resolve_hedges(*, bot: Bot, user: Any, action: str) -> int:
                 for row in rows:
                     base = row.trading_pair.split("/")[0]
                     message = (f"{row.trading_pair}: {_actor(user)} accepted the unhedged exposure of "
-                               f"{format_decimal(abs(row.open_base))} {base} ({row.reason})")[:2000]
+                               f"{format_decimal(abs(row.open_base))} {base} ({row.reason or 'not sent yet'})")[:2000]
                     RiskEvent.objects.create(
                         tenant_id=bot.tenant_id, bot=bot, event_type=RiskEventType.HEDGE_RESOLVED,
                         trading_pair=row.trading_pair, message=message, action_taken="maker_quotes_resumed",

@@ -66,14 +66,15 @@ class HedgingMixin(BotState):
     """Cross-venue hedging of ``MarketMakingBot``."""
 
     def load_hedge_halts(self) -> None:
-        """The maker slots an unresolved hedge halts, and when the next retry is due, from the rows."""
+        """The maker slots an unresolved hedge halts, and when the next attempt is due (now for a hedge not
+        sent yet: one a stop's final sync found, or one whose bot stopped hedging since), from the rows."""
         halts: dict[Slot, str] = {}
         retry_at: float | None = None
-        for row in Hedge.objects.filter(bot_id=self.bot_id, status__in=OPEN_HEDGE_STATUSES).order_by("pk"):
-            halts.setdefault((row.maker_account_id, row.trading_pair), self._halt_text(row))
-            if row.next_attempt_at is not None:
-                due = row.next_attempt_at.timestamp()
-                retry_at = due if retry_at is None else min(retry_at, due)
+        for row in Hedge.objects.filter(bot_id=self.bot_id, status__in=(HedgeStatus.PENDING, *OPEN_HEDGE_STATUSES)):
+            if row.status != HedgeStatus.PENDING:
+                halts.setdefault((row.maker_account_id, row.trading_pair), self._halt_text(row))
+            due = row.next_attempt_at.timestamp() if row.next_attempt_at is not None else 0.0
+            retry_at = due if retry_at is None else min(retry_at, due)
         self.hedge_halts = halts
         self.hedge_retry_at = retry_at
 
@@ -89,8 +90,8 @@ class HedgingMixin(BotState):
         """Send every hedge not sent yet and retry the unresolved ones that are due; returns the hedges
         tried. A venue error ends as the hedge's failure (never the cycle's); a fence or a lost lease
         ends the cycle as for any send (the hedge is tried again at the next start)."""
-        if self.hedge_route is None and not self.hedge_halts:
-            return 0
+        if self.hedge_route is None and self.hedge_retry_at is None:
+            return 0  # no hedging, nothing owed: no query
         now = timezone.now()
         rows = list(Hedge.objects.filter(bot_id=self.bot_id).filter(
             Q(status=HedgeStatus.PENDING) | Q(status__in=OPEN_HEDGE_STATUSES, next_attempt_at__lte=now),

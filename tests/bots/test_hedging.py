@@ -313,3 +313,25 @@ def test_a_hedge_sent_before_a_crash_is_found_on_the_venue_by_its_id_and_never_s
         assert sum(f.amount for f in Fill.objects.filter(bot=bot, is_hedge=True)) == hedge.amount
     finally:
         quoting.forget(bot)
+
+
+def test_a_fill_a_stop_found_is_hedged_at_the_next_start_or_accepted(
+        world_a: Any, venues: dict[str, EmulatorServer]) -> None:
+    bot = hedged_bot(world_a, venues)
+    engine = start(bot)
+    try:
+        fill_the_ask(venues, "60300")
+        services.bot_request_stop(bot=bot, user=world_a.operator)  # fences the bot, then its final sync
+        bot.refresh_from_db()
+        assert engine.stop_market_making()
+        (owed,) = Hedge.objects.filter(bot=bot)
+        assert owed.status == HedgeStatus.PENDING, "found by the stop's sync; a stopped bot sends nothing"
+        assert not Order.objects.filter(bot=bot, purpose=OrderPurpose.HEDGE).exists()
+
+        Bot.objects.filter(pk=bot.pk).update(status=BotStatus.STARTING, epoch=bot.epoch + 1)
+        bot.refresh_from_db()
+        start(bot)  # the start hedges it before anything is quoted
+        owed.refresh_from_db()
+        assert owed.status == HedgeStatus.HEDGED and owed.hedged == owed.fill.amount
+    finally:
+        quoting.forget(bot)
