@@ -34,7 +34,9 @@ CYCLES_RESUMED_EVENT = "CyclesResumed"
 VENUE_RECONNECTED_EVENT = "VenueReconnected"
 
 RISK_SEVERITY = {"DAILY_LOSS_LIMIT": CRITICAL, "MAX_DRAWDOWN": CRITICAL, "POSITION_LIMIT_EXCEEDED": ERROR,
-                 "INVENTORY_IMBALANCE": WARNING, "MARKET_VOLATILITY": WARNING, "ORDER_DENIED": WARNING}
+                 "INVENTORY_IMBALANCE": WARNING, "MARKET_VOLATILITY": WARNING, "ORDER_DENIED": WARNING,
+                 # an unhedged position and a maker venue that stopped quoting: a person should look now
+                 "HEDGE_FAILED": ERROR, "HEDGE_SLIPPAGE": ERROR, "HEDGE_RESOLVED": INFO}
 
 EVENT_KINDS: dict[str, str] = {
     "RiskEventHandled": RISK_EVENT,

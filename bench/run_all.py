@@ -64,6 +64,7 @@ BENCHES = (
     Bench("sla", "bench.bench_sla", "sla.json", quick_args=("--minutes", "3")),
     Bench("multi-venue", "bench.bench_multi_venue", "multi_venue.json", quick_args=("--moves", "50")),
     Bench("failover", "bench.bench_failover", "failover.json", quick_args=("--quick",)),
+    Bench("hedge", "bench.bench_hedge", "hedge.json", quick_args=("--fills", "10")),
 )
 
 
@@ -316,6 +317,25 @@ def rows_multi_venue(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def rows_hedge(data: dict[str, Any]) -> list[Row]:
+    result = data.get("fill_to_hedge") or {}
+    if not result:
+        return []
+    note = (f"{result.get('fills')} fills, {result.get('timeouts')} timeouts, {result.get('not_hedged')} not hedged, "
+            f"interval {result.get('monitoring_interval_secs')} s; quotes centred on the hedge venue's mid")
+    measures = ("a bot quoting BTC/USDT on a Binance-dialect emulator process, hedging on an OKX-dialect one, real "
+                "worker: the maker venue's mid jumps through its quote (a fill) until the hedge IOC is accepted on the "
+                "hedge venue (the venues' ms clocks)")
+    rows = []
+    for name, label in (("fill_to_hedge_accepted", "fill → hedge IOC accepted"),
+                        ("fill_to_hedge_row_stored", "fill → hedge owed (stored with the fill)")):
+        lat = result.get(name) or {}
+        for q in ("p50", "p99"):
+            rows.append(Row("hedge", f"{label}, {q}", lat.get(f"{q}_ms"), "ms", None, higher_is_better=False,
+                            note=note, measures=measures))
+    return rows
+
+
 def rows_backtest_data(data: dict[str, Any]) -> list[Row]:
     rows = [
         Row("backtest data", f"read {name} (gzip)", figures.get("rows_per_sec"), "rows/s", None,
@@ -516,6 +536,7 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "sla.json": rows_sla,
     "multi_venue.json": rows_multi_venue,
     "failover.json": rows_failover,
+    "hedge.json": rows_hedge,
 }
 
 

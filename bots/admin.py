@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import difflib
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,6 +24,7 @@ from bots.models import (
     Bot,
     BotEvent,
     Fill,
+    Hedge,
     InventorySnapshot,
     LiquidityPosition,
     Order,
@@ -90,6 +92,10 @@ BOT_LABELS: dict[str, str] = {
     "max_rebalance_slippage_bps": "Maximum rebalancing slippage (bps)",
     "reference_price": "Reference price",
     "reference_venue": "Reference venue",
+    "hedge_enabled": "Hedge every fill on another venue",
+    "hedge_account": "Hedge account",
+    "hedged_accounts": "Hedged maker accounts",
+    "hedge_max_slippage_bps": "Maximum hedge slippage (bps)",
     "max_position_quote": "Maximum position (quote)",
     "max_daily_loss_quote": "Maximum daily loss (quote)",
     "max_drawdown_ratio": "Maximum drawdown (fraction)",
@@ -154,16 +160,26 @@ BOT_FIELD_GROUPS: list[FieldGroup] = [
         collapsed=False, change_only=True,
     ),
     FieldGroup(
-        "Quoting",
+        "Quoting and cross-venue hedging",
         ("level_spacing_bps", "level_size_multiplier", "min_spread_bps", "max_spread_bps", "maker_fee_bps",
          "order_refresh_secs", "order_refresh_tolerance_bps", "post_only", "price_ceiling", "price_floor",
-         "reference_price", "reference_venue"),
+         "reference_price", "reference_venue",
+         "hedge_enabled", "hedge_account", "hedged_accounts", "hedge_max_slippage_bps"),
         "How the levels are laid out and refreshed. The spread is never quoted below two maker fees, "
         "so a round trip at level 0 does not lose money to fees. Reference price, for a pair quoted on "
         "several exchange accounts: the mid each venue's quotes are centred on: its own (default); one "
         "chosen venue's (the thin venues follow the deep one); or a composite of the venues whose books are "
         "healthy: the median, or weighted by the depth near each mid. A venue whose book is stale or whose "
-        "connection fails stops quoting alone, with its reason on the bot page.",
+        "connection fails stops quoting alone, with its reason on the bot page. "
+        "Cross-venue hedging: each fill of a quote on a hedged account is hedged at once by an IOC on the hedge "
+        "account: the opposite side, the base the fill moved (what is below the hedge venue's lot or minimum "
+        "goes with the next fill), limited to the fill's price plus (a buy) or minus (a sell) the maximum "
+        "slippage. The hedge account only hedges: the bot quotes nothing there, and its venue must list every "
+        "pair (to quote off its book, choose its venue as the reference). A hedge not filled within the limit "
+        "(slippage breach) or refused by its venue (failed) is a risk event, and the maker account stops quoting "
+        "that pair until a retry within the limit fills it (every 5 s) or an operator accepts the exposure (bot "
+        "page: Retry hedges / Accept unhedged exposure). Hedge fills are booked with the bot's positions and "
+        "flagged as hedges in the fills.",
     ),
     FieldGroup(
         "Inventory and rebalancing",
@@ -290,7 +306,8 @@ class BotForm(forms.ModelForm):
         model = Bot
         exclude = ["epoch"]  # noqa: DJ006 -- every config field is edited here; state is read-only
         labels = BOT_LABELS
-        widgets = {"exchange_accounts": forms.CheckboxSelectMultiple}  # a firm has a few: one line each
+        widgets = {"exchange_accounts": forms.CheckboxSelectMultiple,  # a firm has a few: one line each
+                   "hedged_accounts": forms.CheckboxSelectMultiple}
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -310,7 +327,30 @@ class BotForm(forms.ModelForm):
             if foreign:
                 self.add_error("exchange_accounts", f"Accounts of another tenant: {', '.join(foreign)}.")
         self._check_pairs(cleaned)
+        self._check_hedge_venue(cleaned)
         return cleaned
+
+    def _check_hedge_venue(self, cleaned: dict[str, Any]) -> None:
+        """The hedge account's venue lists every pair of the bot (it hedges each of them): a field error when
+        it answers, a warning when it cannot be asked; checked when hedging, its account or the pairs change."""
+        account = cleaned.get("hedge_account")
+        text = cleaned.get("trading_pairs")
+        if not cleaned.get("hedge_enabled") or account is None or not text or self.has_error("trading_pairs"):
+            return
+        if self.instance.pk is not None and not {"hedge_enabled", "hedge_account", "trading_pairs"} & set(
+                self.changed_data):
+            return
+        pairs = [p for p in dict.fromkeys(p.strip() for p in str(text).split(",")) if TRADING_PAIR_PATTERN.match(p)]
+        if not pairs:
+            return
+        check = check_pairs_on_venues([account], pairs)
+        if check.unlisted:
+            self.add_error("hedge_account", f"{account.label} ({account.exchange_id}) does not list "
+                                            f"{', '.join(check.unlisted)}: it could not hedge "
+                                            f"{'it' if len(check.unlisted) == 1 else 'them'}.")
+        for label, reason in check.unreachable.items():
+            self.venue_warnings.append(f"Saved without checking that the hedge account {label} lists the pairs: its "
+                                       f"venue could not be reached ({reason}).")
 
     def _check_pairs(self, cleaned: dict[str, Any]) -> None:
         """A pair the accounts' venues do not list is a field error (when they answer), checked when
@@ -347,6 +387,11 @@ class BotForm(forms.ModelForm):
         accounts = self.cleaned_data.get("exchange_accounts")
         if accounts is not None and not self.has_error("reference_venue"):  # the model checked the rest
             for name, messages in self.instance.reference_errors({a.exchange_id for a in accounts}).items():
+                for message in messages:
+                    self.add_error(name, message)
+        hedged = self.cleaned_data.get("hedged_accounts")
+        if accounts is not None and not self.has_error("hedge_account") and not self.has_error("hedged_accounts"):
+            for name, messages in self.instance.hedge_errors(list(accounts), list(hedged or [])).items():
                 for message in messages:
                     self.add_error(name, message)
         labels = {name: str(f.label) for name, f in self.fields.items() if f.label}
@@ -441,6 +486,10 @@ class BotAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
                           services.bot_request_reconcile),
         _lifecycle_action("rebalance_now", "Rebalance now: trade every pair back to its target",
                           services.bot_request_rebalance),
+        _lifecycle_action("retry_hedges", "Hedges: retry the unresolved ones now (within their limit)",
+                          functools.partial(services.bot_resolve_hedges, action="retry")),
+        _lifecycle_action("accept_hedges", "Hedges: accept the unhedged exposure and quote again",
+                          functools.partial(services.bot_resolve_hedges, action="accept")),
     ]
     list_display = ["name", "tenant", "status", "trading_pairs", "default_strategy", "last_cycle_finished_at"]
     list_filter = ["status", "default_strategy"]
@@ -536,9 +585,10 @@ class OrderAdmin(HistoryAdmin):
 @admin.register(Fill)
 class FillAdmin(HistoryAdmin):
     list_display = [
-        "exchange_trade_id", "bot", "trading_pair", "side", "price", "amount", "fee", "fee_currency", "executed_at"
+        "exchange_trade_id", "bot", "trading_pair", "side", "price", "amount", "fee", "fee_currency", "is_hedge",
+        "executed_at"
     ]
-    list_filter = ["side", "is_maker"]
+    list_filter = ["side", "is_maker", "is_hedge"]
     search_fields = ["exchange_trade_id", "trading_pair"]
     date_hierarchy = "executed_at"
 
@@ -570,3 +620,15 @@ class InventorySnapshotAdmin(HistoryAdmin):
 @admin.register(RebalanceRun)
 class RebalanceRunAdmin(HistoryAdmin):
     list_display = ["slot_start", "bot", "trigger", "trades_executed", "outcome"]
+
+
+@admin.register(Hedge)
+class HedgeAdmin(HistoryAdmin):
+    """What each maker fill owed the hedge venue and what became of it (unresolved ones: the bot list's
+    "Hedges" actions retry them or accept their exposure)."""
+
+    list_display = ["created_at", "bot", "trading_pair", "side", "amount", "hedged", "carry_base", "limit_price",
+                    "status", "attempts", "reason"]
+    list_filter = ["status"]
+    search_fields = ["trading_pair", "reason"]
+    date_hierarchy = "created_at"

@@ -19,6 +19,10 @@ from strategies.types import RiskContext
 
 TRADING_PAIR_PATTERN = re.compile(r"^[A-Z]+/[A-Z]+$")
 
+PENDING_ACCOUNTS = ("pending",)
+"""The exchange keys of a config whose accounts are not saved yet (a form's model validation): the
+checks that need the accounts are the form's (``Bot.hedge_errors``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class InventoryConfig:
@@ -56,6 +60,64 @@ class InventoryConfig:
         return c.errors
 
 
+MAX_HEDGE_SLIPPAGE_BPS = 1000.0
+"""The widest hedge slippage accepted (10 %): beyond it an IOC is no longer a hedge but a market order."""
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeConfig:
+    """Cross-venue hedging: each fill of a quote on a hedged maker account is hedged by an IOC on the
+    hedge account (opposite side, the base the fill moved), limited to ``hedge_max_slippage_bps`` from
+    the fill's price, so the round trip never loses more than that to the hedge's price."""
+
+    hedge_enabled: bool = False
+    hedge_account: str = ""
+    """The account key (``account-<id>``) hedges are sent on; it only hedges (quotes nothing)."""
+    hedged_accounts: tuple[str, ...] = ()
+    """The maker accounts whose fills are hedged; empty: every account of the bot but the hedge account."""
+    hedge_max_slippage_bps: float = 20.0
+    """A hedge buys at most this far above (sells at most this far below) the maker fill's price."""
+
+    def __post_init__(self) -> None:
+        coerce_numbers(self)
+
+    def validate(self) -> dict[str, list[str]]:
+        c = FieldChecker(self)
+        c.boolean("hedge_enabled")
+        slippage = c.positive("hedge_max_slippage_bps")
+        if slippage is not None and slippage > MAX_HEDGE_SLIPPAGE_BPS:
+            c.add("hedge_max_slippage_bps", f"must be at most {MAX_HEDGE_SLIPPAGE_BPS:g} bps, got {slippage!r}")
+        account, hedged = self.hedge_account, self.hedged_accounts
+        if not isinstance(account, str):
+            c.add("hedge_account", f"must be an exchange account key, got {account!r}"[:200])
+        elif self.hedge_enabled is True and not account:
+            c.add("hedge_account", "choose the exchange account hedges are sent on")
+        if not isinstance(hedged, (tuple, list)) or not all(isinstance(key, str) for key in hedged):
+            c.add("hedged_accounts", f"must be a list of exchange account keys, got {hedged!r}"[:200])
+        elif isinstance(account, str) and account and account in hedged:
+            c.add("hedged_accounts", "the hedge account cannot hedge its own fills; leave it out")
+        return c.errors
+
+
+def hedge_account_errors(hedge: HedgeConfig, exchanges: tuple[str, ...]) -> dict[str, list[str]]:
+    """The hedge accounts against the bot's accounts (``exchanges``, their keys): the hedge account is one
+    of them, so is every hedged account, and at least one account is left to quote on."""
+    if hedge.hedge_enabled is not True or not hedge.hedge_account or not isinstance(hedge.hedge_account, str):
+        return {}  # off, or a malformed setting HedgeConfig.validate reports
+    if not isinstance(hedge.hedged_accounts, (tuple, list)):
+        return {}
+    errors: dict[str, list[str]] = {}
+    if hedge.hedge_account not in exchanges:
+        errors["hedge_account"] = ["must be one of the bot's exchange accounts"]
+    elif not [key for key in exchanges if key != hedge.hedge_account]:
+        errors["hedge_account"] = ["the bot needs another exchange account to quote on (the hedge account "
+                                   "only hedges)"]
+    foreign = [str(key) for key in hedge.hedged_accounts if key not in exchanges]
+    if foreign:
+        errors["hedged_accounts"] = [f"not accounts of the bot: {', '.join(foreign)}"]
+    return errors
+
+
 @dataclass(frozen=True, slots=True)
 class MarketMakingConfig:
     """One bot's whole configuration (spec MarketMakingConfig)."""
@@ -68,6 +130,7 @@ class MarketMakingConfig:
     inventory_settings: InventoryConfig = field(default_factory=InventoryConfig)
     risk_limits: RiskLimits = field(default_factory=RiskLimits)
     order_settings: OrderConfig = field(default_factory=OrderConfig)
+    hedge_settings: HedgeConfig = field(default_factory=HedgeConfig)
     monitoring_interval_secs: float = 5.0
     error_recovery_delay_secs: float = 10.0
     min_order_size_quote: float = 10.0
@@ -139,6 +202,7 @@ def config_errors(config: MarketMakingConfig) -> dict[str, list[str]]:
         config.inventory_settings,
         config.risk_limits,
         config.order_settings,
+        config.hedge_settings,
     ]
     for found in [_validate_top_level(config)] + [part.validate() for part in parts]:
         for name, messages in found.items():
@@ -152,6 +216,9 @@ def config_errors(config: MarketMakingConfig) -> dict[str, list[str]]:
             f"must be between min_order_size_quote ({config.min_order_size_quote!r}) and "
             f"max_order_size_quote ({config.max_order_size_quote!r}), got {size!r}"
         )
+    if not _validate_top_level(config).get("exchanges") and config.exchanges != PENDING_ACCOUNTS:
+        for name, messages in hedge_account_errors(config.hedge_settings, tuple(config.exchanges)).items():
+            errors.setdefault(name, []).extend(messages)
     targets = config.inventory_settings.target_ratios
     if isinstance(targets, dict):
         for pair in targets:

@@ -8,7 +8,14 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from bots.config import InventoryConfig, MarketMakingConfig, config_errors
+from bots.config import (
+    PENDING_ACCOUNTS,
+    HedgeConfig,
+    InventoryConfig,
+    MarketMakingConfig,
+    config_errors,
+    hedge_account_errors,
+)
 from exchanges.models import EXCHANGE_CHOICES, ExchangeAccount
 from mmplatform.tenancy.models import TenantOwned
 from risk.limits import RiskLimits
@@ -38,6 +45,18 @@ def money_field(default: str | None = None, **kwargs: Any) -> models.DecimalFiel
     if default is not None:
         kwargs["default"] = Decimal(default)
     return models.DecimalField(**MONEY, **kwargs)
+
+
+def same_venue_key(one: ExchangeAccount, other: ExchangeAccount) -> bool:
+    """Two accounts that are one key on one venue (a hedge there would trade against the quotes it hedges)."""
+    if one.exchange_id != other.exchange_id or (one.api_base_url or "") != (other.api_base_url or ""):
+        return False
+    from exchanges.crypto import CredentialDecryptionError
+
+    try:
+        return bool(one.has_credentials) and one.credentials().api_key == other.credentials().api_key
+    except CredentialDecryptionError:
+        return False
 
 
 REFERENCE_PRICE_CHOICES = [
@@ -171,6 +190,23 @@ class Bot(TenantOwned):
         max_length=32, blank=True, default="", choices=EXCHANGE_CHOICES,
         help_text="The venue whose mid every venue follows, for 'one venue's mid' (one of the bot's accounts' venues).")
 
+    # --- cross-venue hedging (bots/engine/hedging.py) ---
+    hedge_enabled = models.BooleanField(
+        default=False, help_text="Hedge every fill of a quote on a hedged account at once with an IOC on the hedge "
+                                 "account: the opposite side, the base the fill moved.")
+    hedge_account = models.ForeignKey(
+        ExchangeAccount, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="One of the bot's exchange accounts, on another venue or key than the ones it hedges. It only "
+                  "hedges: the bot quotes nothing there. Its venue must list every pair of the bot.")
+    hedged_accounts = models.ManyToManyField(
+        ExchangeAccount, blank=True, related_name="+",
+        help_text="The maker accounts whose fills are hedged. None ticked: every account of the bot but the hedge "
+                  "account.")
+    hedge_max_slippage_bps = models.FloatField(
+        default=20.0, help_text="A hedge buys at most this far above, or sells at most this far below, the maker "
+                                "fill's price (its IOC limit): what is not filled within it is a slippage breach, "
+                                "and that maker account stops quoting the pair until the hedge is done or accepted.")
+
     # --- RiskLimits ---
     max_position_quote = money_field("100000", help_text="Largest inventory value per pair, quote currency.")
     max_daily_loss_quote = money_field("1000", help_text="Daily loss that pauses quoting, quote currency.")
@@ -251,6 +287,18 @@ class Bot(TenantOwned):
     def inventory_config(self) -> InventoryConfig:
         return InventoryConfig(**{name: getattr(self, name) for name in InventoryConfig.__dataclass_fields__})
 
+    def hedge_config(self, hedged_keys: tuple[str, ...] | None = None) -> HedgeConfig:
+        """The hedging settings, accounts as engine keys (``hedged_keys`` given when the M2M is not saved)."""
+        if hedged_keys is None:
+            hedged_keys = tuple(f"account-{pk}" for pk in self.hedged_accounts.values_list("pk", flat=True)) \
+                if self.pk is not None and self.hedge_enabled else ()
+        return HedgeConfig(
+            hedge_enabled=self.hedge_enabled,
+            hedge_account=f"account-{self.hedge_account_id}" if self.hedge_account_id else "",
+            hedged_accounts=hedged_keys,
+            hedge_max_slippage_bps=self.hedge_max_slippage_bps,
+        )
+
     def to_config(self, exchange_keys: tuple[str, ...] | None = None) -> MarketMakingConfig:
         """The pure config the engine runs (exchange keys given when the M2M is not saved yet)."""
         if exchange_keys is None:
@@ -263,6 +311,7 @@ class Bot(TenantOwned):
             inventory_settings=self.inventory_config(),
             risk_limits=self.risk_limits(),
             order_settings=self.order_config(),
+            hedge_settings=self.hedge_config(hedged_keys=() if exchange_keys == PENDING_ACCOUNTS else None),
             monitoring_interval_secs=self.monitoring_interval_secs,
             error_recovery_delay_secs=self.error_recovery_delay_secs,
             min_order_size_quote=self.min_order_size_quote,
@@ -273,7 +322,7 @@ class Bot(TenantOwned):
 
     def clean(self) -> None:
         """Field-level errors from the one validation (bots.config.validate_market_making_config)."""
-        config = self.to_config(exchange_keys=("pending",))
+        config = self.to_config(exchange_keys=PENDING_ACCOUNTS)
         errors = config_errors(config)
         errors.update(self.reference_errors())
         if errors:
@@ -300,6 +349,31 @@ class Bot(TenantOwned):
             return {"reference_venue": [f"None of the bot's exchange accounts is on {self.reference_venue} "
                                         f"(its venues: {', '.join(sorted(exchange_ids)) or 'none'})."]}
         return {}
+
+    def hedge_errors(self, accounts: list[ExchangeAccount], hedged: list[ExchangeAccount]) -> dict[str, list[str]]:
+        """The hedging settings against the accounts the bot is saved with (the admin form passes them):
+        the hedge account is one of them and not one it hedges, a bot account of the same firm is left to
+        quote on. Whether its venue lists the pairs is checked on the venue (``bots.admin``)."""
+        hedge = self.hedge_config(hedged_keys=tuple(f"account-{a.pk}" for a in hedged))
+        errors = hedge_account_errors(hedge, tuple(f"account-{a.pk}" for a in accounts))
+        if self.hedge_account_id is not None and self.hedge_account_id in {a.pk for a in hedged}:
+            errors["hedged_accounts"] = [f"{self.hedge_account} is the hedge account: it cannot hedge its own "
+                                         "fills; untick it."]
+        if "hedge_account" in errors and self.hedge_account_id not in {a.pk for a in accounts}:
+            labels = ", ".join(a.label for a in accounts) or "none"
+            errors["hedge_account"] = [f"{self.hedge_account} is not one of the bot's exchange accounts "
+                                       f"(ticked: {labels})."]
+        if "hedged_accounts" in errors and not errors["hedged_accounts"][0].endswith("untick it."):
+            ids = {a.pk for a in accounts}
+            errors["hedged_accounts"] = ["Not among the bot's exchange accounts: "
+                                         + ", ".join(a.label for a in hedged if a.pk not in ids) + "."]
+        if not errors and self.hedge_enabled and self.hedge_account is not None:
+            makers = [a for a in (hedged or accounts) if a.pk != self.hedge_account_id]
+            same = [a.label for a in makers if same_venue_key(a, self.hedge_account)]
+            if same:
+                errors["hedge_account"] = [f"The hedge account is the same venue and key as {', '.join(same)}: a "
+                                           "hedge would trade against the quotes it hedges."]
+        return errors
 
 
 class LiquidityPosition(TenantOwned):
@@ -371,6 +445,7 @@ OPEN_ORDER_STATUSES = (
 class OrderPurpose(models.TextChoices):
     QUOTE = "quote", "Quote"
     REBALANCE = "rebalance", "Rebalance"
+    HEDGE = "hedge", "Hedge"
 
 
 class Order(TenantOwned):
@@ -445,6 +520,7 @@ class Fill(TenantOwned):
     fee_currency = models.CharField(max_length=16, blank=True, default="")
     fee_quote = money_field("0", help_text="The fee valued in quote currency.")
     is_maker = models.BooleanField(default=True)
+    is_hedge = models.BooleanField(default=False, help_text="A fill of a hedge order (cross-venue hedging).")
     mid_at_fill = money_field(null=True, blank=True, help_text="Mid price when the fill was detected.")
     executed_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -460,6 +536,70 @@ class Fill(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.side} {self.amount} {self.trading_pair} @ {self.price}"
+
+
+class HedgeStatus(models.TextChoices):
+    PENDING = "pending", "Pending (to be sent)"
+    HEDGED = "hedged", "Hedged"
+    CARRIED = "carried", "Carried (below the hedge venue's minimum: hedged with the next fill)"
+    SLIPPAGE = "slippage", "Slippage breach (not filled within the limit)"
+    FAILED = "failed", "Failed (the hedge venue refused or did not answer)"
+    ACCEPTED = "accepted", "Exposure accepted by an operator"
+
+
+OPEN_HEDGE_STATUSES = (HedgeStatus.SLIPPAGE, HedgeStatus.FAILED)
+"""A hedge in one of these is unresolved: its maker account quotes nothing on its pair until it is hedged
+(a retry) or its exposure accepted (an operator)."""
+
+
+class Hedge(TenantOwned):
+    """What one maker fill owes the hedge venue (bots/engine/hedging.py), created with the Fill in one
+    transaction (exactly once per fill). ``need_base`` is signed (+: the hedge buys); ``amount`` is the
+    IOC's size after rounding to the hedge venue's lot with the carried remainders of earlier fills;
+    ``carry_base`` (signed) is what was left below the venue's lot or minimum, hedged with a later fill."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="hedges")
+    fill = models.OneToOneField(Fill, on_delete=models.CASCADE, related_name="hedge")
+    maker_account = models.ForeignKey(ExchangeAccount, on_delete=models.PROTECT, related_name="+")
+    hedge_account = models.ForeignKey(ExchangeAccount, on_delete=models.PROTECT, related_name="+")
+    trading_pair = models.CharField(max_length=40)
+    need_base = money_field(help_text="The base the maker fill moved, negated: what the hedge trades (+ buys).")
+    side = models.CharField(max_length=4, choices=OrderSide.choices, blank=True, default="")
+    amount = money_field("0", help_text="The hedge's size, base (rounded to the hedge venue's lot).")
+    hedged = money_field("0", help_text="What the hedge orders filled, base.")
+    carry_base = money_field("0", help_text="Left below the hedge venue's lot or minimum, signed: hedged later.")
+    carried_into = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                                     help_text="The hedge that took this one's carried remainder over.")
+    reference_price = money_field(help_text="The maker fill's price: the limit is this ± the maximum slippage.")
+    limit_price = money_field(null=True, blank=True)
+    order = models.ForeignKey("Order", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                              help_text="The latest attempt's IOC.")
+    attempts = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=HedgeStatus.choices, default=HedgeStatus.PENDING)
+    reason = models.TextField(blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True, default="",
+                                   help_text="'retry' (the engine), or the operator who accepted the exposure.")
+
+    class Meta:
+        indexes = [models.Index(fields=["bot", "status"], name="hedge_bot_status")]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"hedge {self.side} {self.amount} {self.trading_pair} ({self.status})"
+
+    @property
+    def open_base(self) -> Decimal:
+        """Signed base still owed by this hedge (+: to buy): its unfilled amount, or its need before it was
+        sized; a carried remainder is counted apart (``carry_base``)."""
+        if self.status in (HedgeStatus.HEDGED, HedgeStatus.CARRIED, HedgeStatus.ACCEPTED):
+            return Decimal(0)
+        if not self.side:
+            return self.need_base
+        rest = self.amount - self.hedged
+        return rest if self.side == OrderSide.BUY else -rest
 
 
 class BotEventType(models.TextChoices):

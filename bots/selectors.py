@@ -24,11 +24,14 @@ from bots.engine.core import exchange_key
 from bots.engine.market_data import mid_history
 from bots.engine.metrics import order_flow_metrics
 from bots.models import (
+    OPEN_HEDGE_STATUSES,
     OPEN_ORDER_STATUSES,
     Bot,
     BotEvent,
     BotStatus,
     Fill,
+    Hedge,
+    HedgeStatus,
     InventorySnapshot,
     LiquidityPosition,
     Order,
@@ -41,6 +44,7 @@ from bots.wire import (
     bot_event_json,
     configured_reasons,
     fill_json,
+    hedging_json,
     jsonable,
     not_quoting_text,
     order_json,
@@ -387,6 +391,24 @@ def bot_recent_events(*, bot: Bot, limit: int = 100) -> list[BotEvent]:
     return recent_events(for_tenant(BotEvent, bot.tenant_id).filter(bot=bot), limit)
 
 
+def bot_has_unresolved_hedges(*, bot: Bot) -> bool:
+    """A hedge of the bot failed or breached its slippage and is neither retried into place nor accepted, or
+    one is owed while the bot does not run (it would be sent at the next start)."""
+    owed = for_tenant(Hedge, bot.tenant_id).filter(bot=bot)
+    if bot.status != BotStatus.RUNNING:
+        return owed.filter(status__in=(HedgeStatus.PENDING, *OPEN_HEDGE_STATUSES)).exists()
+    return owed.filter(status__in=OPEN_HEDGE_STATUSES).exists()
+
+
+def bot_hedging(*, bot: Bot, venues: dict[str, str]) -> dict[str, Any]:
+    """The bot page's hedging panel (``wire.hedging_json``): two queries."""
+    hedges = for_tenant(Hedge, bot.tenant_id).filter(bot=bot)
+    rows = list(hedges.filter(status__in=(HedgeStatus.PENDING, *OPEN_HEDGE_STATUSES)).order_by("pk")[:100])
+    carried = dict(hedges.filter(carried_into__isnull=True).exclude(carry_base=0).values_list("trading_pair")
+                   .annotate(total=Sum("carry_base")).values_list("trading_pair", "total"))
+    return hedging_json(bot=bot, venues=venues, rows=rows, carried=carried)
+
+
 def bot_risk_events(*, bot: Bot, limit: int = 50) -> list[RiskEvent]:
     return list(for_tenant(RiskEvent, bot.tenant_id).filter(bot=bot).order_by("-created_at", "-id")[:limit])
 
@@ -560,9 +582,11 @@ def _book_entry(bot: Bot, venue: str | None, pair: str, own: list[Order], depth:
 def bot_state(*, bot: Bot) -> dict[str, Any]:
     """Everything the bot page renders, as JSON: fetched on load and after a reconnect."""
     summaries = bot_summaries(tenant=bot.tenant, bot_id=bot.pk)
+    venues = venues_json(bot.exchange_accounts.all())
     return {
         "bot": summaries[0].as_json() if summaries else None,
-        "venues": venues_json(bot.exchange_accounts.all()),
+        "venues": venues,
+        "hedging": bot_hedging(bot=bot, venues=venues),
         "open_orders": [order_json(o) for o in bot_open_orders(bot=bot)],
         "orders": [order_json(o) for o in bot_recent_orders(bot=bot)],
         "fills": [fill_json(f) for f in bot_recent_fills(bot=bot)],

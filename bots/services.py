@@ -1,5 +1,6 @@
 """Writes on bots: lifecycle requests (start, stop, pause, resume), the kill switch per bot and per
-tenant, reconciliation and scheduled rebalancing. Views, the admin, tasks and commands call these.
+tenant, reconciliation, scheduled rebalancing and the resolution of unresolved hedges. Views, the admin,
+tasks and commands call these.
 
 Requests change the row in a transaction and enqueue the Celery task on commit. Kill, stop and pause
 halt the bot before they return, whoever asks (dashboard, admin, API, risk): they fence the bot's sends
@@ -26,7 +27,8 @@ from bots.cancels import cancel_all_orders_of
 from bots.config import validate_market_making_config
 from bots.engine.lease import BotLease, fence_sends, hold_leases
 from bots.events import publish_event, push_status
-from bots.models import Bot, BotEventType, BotStatus, RebalanceRun
+from bots.models import OPEN_HEDGE_STATUSES, Bot, BotEventType, BotStatus, Hedge, HedgeStatus, RebalanceRun
+from bots.wire import format_decimal
 from mmplatform.errors import RiskLimitViolationError
 from mmplatform.tenancy.models import Tenant
 from risk.models import RiskEvent, RiskEventType
@@ -251,3 +253,49 @@ def bot_request_rebalance(*, bot: Bot, user: Any) -> RebalanceRun:
     logger.info("bot %s: rebalance requested by %s (run %s)", bot.pk, _actor(user), run.pk)
     transaction.on_commit(lambda: rebalance_bot.delay(bot.pk, run.pk))
     return run
+
+
+HEDGE_ACTIONS = ("retry", "accept")
+
+
+def bot_resolve_hedges(*, bot: Bot, user: Any, action: str) -> int:
+    """An operator's answer to the bot's unresolved hedges (a failed hedge or a slippage breach: its maker
+    account quotes nothing on the pair meanwhile; or a hedge not sent yet, e.g. found by a stop's final
+    sync). ``retry``: tried again at the bot's next cycle, within the same limit (a success resumes
+    quoting); ``accept``: the exposure stays with the bot (the positions hold it), the hedges are closed
+    and never sent, the maker accounts quote again. Taken under the bot's lease, so no
+    cycle is hedging meanwhile; the driver starts over from the rows. Returns the hedges resolved or due."""
+    if action not in HEDGE_ACTIONS:
+        raise ValueError(f"unknown hedge action {action!r}; one of {', '.join(HEDGE_ACTIONS)}")
+    lease = BotLease(bot.pk, HALT_WAIT_SECS)
+    if not lease.acquire(wait_secs=HALT_WAIT_SECS):
+        raise BotStateError(f"the bot's cycle did not end within {HALT_WAIT_SECS:g} s; try again")
+    try:
+        with transaction.atomic():
+            rows = list(Hedge.objects.select_for_update().filter(
+                bot=bot, status__in=(HedgeStatus.PENDING, *OPEN_HEDGE_STATUSES)))
+            if not rows:
+                raise BotStateError("the bot has no unresolved hedge")
+            now = timezone.now()
+            ids = [row.pk for row in rows]
+            if action == "retry":
+                Hedge.objects.filter(pk__in=ids).update(next_attempt_at=now)
+            else:
+                Hedge.objects.filter(pk__in=ids).update(status=HedgeStatus.ACCEPTED, resolved_at=now,
+                                                        resolved_by=_actor(user)[:150], next_attempt_at=None)
+                for row in rows:
+                    base = row.trading_pair.split("/")[0]
+                    message = (f"{row.trading_pair}: {_actor(user)} accepted the unhedged exposure of "
+                               f"{format_decimal(abs(row.open_base))} {base} ({row.reason or 'not sent yet'})")[:2000]
+                    RiskEvent.objects.create(
+                        tenant_id=bot.tenant_id, bot=bot, event_type=RiskEventType.HEDGE_RESOLVED,
+                        trading_pair=row.trading_pair, message=message, action_taken="maker_quotes_resumed",
+                        details={"hedge_id": row.pk, "unhedged_base": str(row.open_base), "accepted_by": _actor(user)})
+                    publish_event(bot=bot, event_type=BotEventType.RISK_EVENT_HANDLED, payload={
+                        "event_type": RiskEventType.HEDGE_RESOLVED, "action_taken": "maker_quotes_resumed",
+                        "trading_pair": row.trading_pair, "message": message})
+            Bot.objects.filter(pk=bot.pk).update(updated_at=now)  # the engine driver starts over from the rows
+        logger.info("bot %s: %s of %s unresolved hedge(s) by %s", bot.pk, action, len(rows), _actor(user))
+        return len(rows)
+    finally:
+        lease.release()

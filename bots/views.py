@@ -1,5 +1,5 @@
 """The operator dashboard: tenant overview, bots table, bot page, JSON state for the live pages,
-and the POST endpoints that start, stop, pause, resume and kill bots.
+and the POST endpoints that start, stop, pause, resume and kill bots and resolve unresolved hedges.
 
 Views stay thin: reads come from ``bots.selectors`` (always inside ``request.tenant``), writes from
 ``bots.services``. Another tenant's bot answers 404, a viewer's POST 403, bad input a message.
@@ -271,6 +271,18 @@ def _reconcile(request: HttpRequest, bot: Bot) -> str:
     return f"Reconciliation with the exchange requested for {bot.name}."
 
 
+def _hedge_retry(request: HttpRequest, bot: Bot) -> str:
+    count = services.bot_resolve_hedges(bot=bot, user=request.user, action="retry")
+    return (f"{count} unresolved hedge(s) of {bot.name} are tried again at its next cycle, within their limit; "
+            "its maker accounts quote again once they are filled.")
+
+
+def _hedge_accept(request: HttpRequest, bot: Bot) -> str:
+    count = services.bot_resolve_hedges(bot=bot, user=request.user, action="accept")
+    return (f"The unhedged exposure of {count} hedge(s) of {bot.name} is accepted: it stays in the bot's positions "
+            "and its maker accounts quote again.")
+
+
 BOT_ACTIONS: dict[str, tuple[str, Callable[[HttpRequest, Bot], str]]] = {
     "start": ("Start", _start),
     "stop": ("Stop", _stop),
@@ -279,6 +291,8 @@ BOT_ACTIONS: dict[str, tuple[str, Callable[[HttpRequest, Bot], str]]] = {
     "kill": ("Kill", _kill),
     "release": ("Release kill switch", _release),
     "reconcile": ("Reconcile", _reconcile),
+    "hedge_retry": ("Retry hedges", _hedge_retry),
+    "hedge_accept": ("Accept unhedged exposure", _hedge_accept),
 }
 
 
@@ -295,6 +309,8 @@ def _available_actions(bot: Bot) -> list[dict[str, str]]:
         names = ["pause", "stop", "kill"]
     else:  # starting / stopping
         names = ["stop", "kill"]
+    if selectors.bot_has_unresolved_hedges(bot=bot):  # its maker accounts quote nothing until resolved
+        names += ["hedge_retry", "hedge_accept"]
     return [{"name": name, "label": BOT_ACTIONS[name][0]} for name in names]
 
 

@@ -170,7 +170,8 @@ def event_summary(event_type: str, payload: Mapping[str, Any] | None) -> str:
             return (f"{_pair(p)}{p.get('new_order_count', 0)} placed, {p.get('cancelled', 0)} cancelled, "
                     f"{p.get('kept', 0)} kept")
         case "OrderFilled":
-            return (f"{_pair(p)}{p.get('side', '?')} {format_decimal(p.get('amount'))} @ "
+            return (f"{_pair(p)}{'hedge ' if p.get('is_hedge') else ''}{p.get('side', '?')} "
+                    f"{format_decimal(p.get('amount'))} @ "
                     f"{format_decimal(p.get('price'))}" + (f" on {p['venue']}" if p.get("venue") else ""))
         case "InventoryRebalanced":
             return f"{_plural(p.get('trades_executed', 0), 'rebalancing trade')} executed"
@@ -249,6 +250,51 @@ def fill_json(fill: Any) -> dict[str, Any]:
         "trade_id": fill.exchange_trade_id, "pair": fill.trading_pair, "side": fill.side, "price": fill.price,
         "exchange_account_id": fill.exchange_account_id,
         "amount": fill.amount, "fee": fill.fee, "fee_currency": fill.fee_currency, "executed_at": fill.executed_at,
+        "is_hedge": fill.is_hedge, "is_maker": fill.is_maker,
+        # the fills table's kind column: a hedge (cross-venue hedging), else as the venue matched it
+        "kind": "hedge" if fill.is_hedge else ("maker" if fill.is_maker else "taker"),
+    })
+
+
+HEDGE_STATUS_TEXT = {"off": "Hedging is off", "ok": "Hedged: nothing owed", "pending": "Hedging",
+                     "halted": "Halted: a hedge is unresolved"}
+
+
+def hedge_row_json(row: Any, venues: Mapping[str, str]) -> dict[str, Any]:
+    """One hedge still owed (pending, a slippage breach or a failure) as the bot page lists it."""
+    base = row.trading_pair.split("/")[0]
+    owed = row.open_base
+    return jsonable({
+        "id": row.pk, "pair": row.trading_pair, "status": row.status, "status_label": row.get_status_display(),
+        "maker": venues.get(str(row.maker_account_id), str(row.maker_account_id)), "side": row.side or (
+            "buy" if owed > 0 else "sell"), "unhedged_base": owed, "asset": base,
+        "unhedged_text": f"{format_decimal(abs(owed))} {base} to {'buy' if owed > 0 else 'sell'}",
+        "limit_price": row.limit_price, "reason": row.reason, "attempts": row.attempts,
+        "next_attempt_at": row.next_attempt_at, "created_at": row.created_at,
+    })
+
+
+def hedging_json(*, bot: Any, venues: Mapping[str, str], rows: list[Any],
+                 carried: Mapping[str, Decimal]) -> dict[str, Any]:
+    """The bot page's hedging panel: the setting, the status, the unhedged exposure per pair (what is
+    owed: unsent or unresolved hedges and the remainders carried below the hedge venue's lot), the open
+    hedges. ``rows``: hedges pending, in a slippage breach or failed; ``carried``: pair -> signed carry."""
+    unresolved = [r for r in rows if r.status in ("slippage", "failed")]
+    exposure: dict[str, Decimal] = {pair: Decimal(amount) for pair, amount in carried.items() if amount}
+    for row in rows:
+        exposure[row.trading_pair] = exposure.get(row.trading_pair, Decimal(0)) + row.open_base
+    enabled = bool(bot.hedge_enabled and bot.hedge_account_id)
+    status = "halted" if unresolved else "pending" if any(r.status == "pending" for r in rows) else (
+        "ok" if enabled else "off")
+    return jsonable({
+        "enabled": enabled, "status": status, "status_text": HEDGE_STATUS_TEXT[status],
+        "hedge_account": venues.get(str(bot.hedge_account_id)) if bot.hedge_account_id else None,
+        "max_slippage_bps": bot.hedge_max_slippage_bps,
+        "unhedged": [{"pair": pair, "base": amount, "asset": pair.split("/")[0],
+                      "text": f"{format_decimal(abs(amount))} {pair.split('/')[0]} to "
+                              f"{'buy' if amount > 0 else 'sell'}"}
+                     for pair, amount in sorted(exposure.items()) if amount],
+        "open": [hedge_row_json(r, venues) for r in rows],
     })
 
 

@@ -70,6 +70,9 @@ class DecisionInputs:
     account_resting: tuple[checks.RestingOrder, ...] = ()
     """The exchange account's other resting orders on this pair (other bots' of the tenant, or placed by
     hand): no new quote may cross one (nor the bot's own kept quotes)."""
+    halt: str = ""
+    """Why this slot quotes nothing whatever the strategy wants (an unresolved hedge of a fill on it): no
+    intent, every live quote cancelled, this reason the pause reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,8 @@ def valid_order(intent: OrderIntent, rules: QuotingRules) -> bool:
 
 def decide(strategy: MarketMakingStrategy, inputs: DecisionInputs) -> Decision:
     """decide -> check -> diff for one pair (see the module's docstring)."""
-    intents: Sequence[OrderIntent] = strategy.calculate_orders(inputs.snapshot, inputs.inventory, inputs.risk)
+    intents: Sequence[OrderIntent] = [] if inputs.halt else strategy.calculate_orders(
+        inputs.snapshot, inputs.inventory, inputs.risk)
     if inputs.reduction.side:
         intents = checks.reduce_growing_side(intents, inputs.reduction.side, inputs.reduction.factor,
                                              inputs.rules.min_order_size_quote)
@@ -141,4 +145,4 @@ def decide(strategy: MarketMakingStrategy, inputs: DecisionInputs) -> Decision:
             checked = checks.CheckResult([i for i in checked.allowed if id(i) not in refused],
                                          [*checked.denied, *crossing])
     return Decision(intents=tuple(intents), valid=tuple(valid), checked=checked, diff=diff,
-                    pause_reason=strategy.pause_reason)
+                    pause_reason=inputs.halt or strategy.pause_reason)

@@ -26,6 +26,7 @@ from bots import quoting
 from bots.config import validate_market_making_config
 from bots.engine.bot_state import CycleReport
 from bots.engine.cycle import CycleMixin, request_daily_reset
+from bots.engine.hedging import HedgingMixin
 from bots.engine.inventory_manager import InventoryManager
 from bots.engine.lease import FencedError, LeaseLostError
 from bots.engine.orders import OrderManager
@@ -39,6 +40,7 @@ from bots.engine.venues import (
     Slot,
     default_gateway_factory,
     exchange_key,
+    hedge_route,
     slot_of,
     venue_backoff,
 )
@@ -71,7 +73,7 @@ PAIR_PATTERN = re.compile(r"^[A-Z]+/[A-Z]+$")
 # --- the bot ----------------------------------------------------------------------------------------
 
 
-class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
+class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin, HedgingMixin):
     """The spec's MarketMakingBot for one Bot row."""
 
     def __init__(self, bot: Bot, *, gateway_factory: GatewayFactory = default_gateway_factory,
@@ -90,8 +92,11 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
         self.exchanges: dict[int, ExchangeGateway] = {}
         self.connection_problems: dict[str, str] = {}  # account label -> why it did not connect
         self.venue_errors: dict[int, str] = {}  # account -> why its venue failed in this cycle
+        # cross-venue hedging: where each fill of a quote is hedged (None: off); the unresolved hedges' halts
+        self.hedge_route = hedge_route(bot, set(self.accounts), set(
+            bot.hedged_accounts.values_list("pk", flat=True)) if bot.hedge_enabled else set())
         # every send checks the fence and the lease first (the gate)
-        self.order_manager = OrderManager(bot, self.exchanges, gate=self._check_send)
+        self.order_manager = OrderManager(bot, self.exchanges, gate=self._check_send, hedge_route=self.hedge_route)
         # one position per slot (account, pair): a pair is quoted on every account of the bot that lists it
         self.active_positions: dict[Slot, LiquidityPosition] = {
             slot_of(p): p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)
@@ -110,6 +115,9 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
         self.start_error = ""  # why start_market_making returned False
         self.start_fenced = False  # ... because a kill, stop or pause (or a lost lease) fenced it
         self._newly_active: list[checks.RiskStatus] = []  # assess_current_risk
+        self.hedge_halts: dict[Slot, str] = {}
+        self.hedge_retry_at: float | None = None
+        self.load_hedge_halts()
 
     # --- exchanges ---------------------------------------------------------------------------
 
@@ -186,6 +194,7 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
             raise RiskLimitViolationError("Risk limits prevent startup: " + "; ".join(problems))
         try:
             self.reconcile()
+            self.run_hedges()  # fills found since the last run (a stop's final sync) are hedged before quoting
             self.inventory_manager.load_balances(self.exchanges)
             started: list[LiquidityPosition] = []
             for pair in validated:
@@ -200,7 +209,8 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin):
                         self.connection_problems[self.accounts[account_id].label] = f"{type(exc).__name__}: {exc}"
                         continue
                     started.append(position)
-                    self._place_initial_orders(position)
+                    if self.quotes_on(slot_of(position)):  # the hedge account only hedges
+                        self._place_initial_orders(position)
             if not started:
                 raise InvalidTradingPairsError("no venue could start quoting any pair")
             self.note_venue_problems()

@@ -1,9 +1,9 @@
 """What a ``MarketMakingBot`` holds, declared once: every attribute, its type and who writes it.
 
-``MarketMakingBot`` is put together from ``CycleMixin`` (cycle.py), ``QuotesMixin`` (quotes.py) and
-``RiskActionsMixin`` (risk_actions.py); each of them derives from ``BotState``, so mypy checks every
-mixin against the same declarations (and, through ``if TYPE_CHECKING`` stubs, each call a mixin makes
-into another one against the real method, which overrides the stub).
+``MarketMakingBot`` is put together from ``CycleMixin`` (cycle.py), ``QuotesMixin`` (quotes.py),
+``RiskActionsMixin`` (risk_actions.py) and ``HedgingMixin`` (hedging.py); each of them derives from
+``BotState``, so mypy checks every mixin against the same declarations (and, through ``if TYPE_CHECKING``
+stubs, each call a mixin makes into another one against the real method, which overrides the stub).
 
 One writer at a time (docs/architecture.md, "Who owns what"): the object belongs to whoever runs the
 bot's cycle under its lease — a task, or a driver's pool thread while ``Runner.busy``; between cycles
@@ -24,7 +24,7 @@ from bots.engine.orders import OrderManager
 from bots.engine.performance import PerformanceTracker
 from bots.engine.risk_manager import MarketMakingRiskManager
 from bots.engine.strategy_engine import StrategyEngine
-from bots.engine.venues import GatewayFactory, Slot
+from bots.engine.venues import GatewayFactory, HedgeRoute, Slot
 from bots.models import Bot, Fill, LiquidityPosition
 from exchanges.gateway import ExchangeGateway
 from exchanges.models import ExchangeAccount
@@ -80,6 +80,10 @@ class BotState:
     start_error: str  # why start_market_making returned False
     start_fenced: bool  # ... because a kill, stop or pause (or a lost lease) fenced it
     _newly_active: list[checks.RiskStatus]  # assess_current_risk: statuses not active at the last one
+    # --- cross-venue hedging (hedging.py) ------------------------------------------------------------
+    hedge_route: HedgeRoute | None  # fixed at construction: where fills are hedged (None: hedging off)
+    hedge_halts: dict[Slot, str]  # maker slot -> why it quotes nothing (an unresolved hedge): load_hedge_halts
+    hedge_retry_at: float | None  # when an unresolved hedge's next retry is due: load_hedge_halts
 
     if TYPE_CHECKING:  # provided by a sibling mixin or bot.py (the real method overrides these)
 
@@ -144,4 +148,13 @@ class BotState:
             raise NotImplementedError
 
         def _rebalance_inventory(self, *, force: bool = False) -> int:
+            raise NotImplementedError
+
+        def quotes_on(self, slot: Slot) -> bool:
+            raise NotImplementedError
+
+        def run_hedges(self) -> int:
+            raise NotImplementedError
+
+        def hedge_retry_due(self, now: float) -> bool:
             raise NotImplementedError

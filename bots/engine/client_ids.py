@@ -3,6 +3,8 @@ cycle, position, side and level (the venue echoes it; a lost acknowledgement is 
 
 from __future__ import annotations
 
+import hashlib
+
 
 def client_order_id(bot_id: int, epoch: int, cycle: int, position_id: int, tag: str) -> str:
     """Deterministic id from (bot, epoch, cycle, position, side+level): letters, digits and '-' (each venue's
@@ -22,3 +24,15 @@ def client_id_prefix(bot_id: int) -> str:
 
 def side_tag(side: str, level: int) -> str:
     return f"{side[0]}{level}"
+
+
+def hedge_client_order_id(bot_id: int, account_id: int, trade_id: str, attempt: int) -> str:
+    """The hedge IOC of one maker fill, attempt ``attempt`` (1, 2, ... after a failure): derived from the fill's
+    venue trade id and account, so a fill synced twice (a retried sync, another process) names the same
+    order and the venue's duplicate check or a lookup by this id finds it. ``mm-<bot>-h<12 hex>r<attempt>``:
+    the bot's prefix (the kill sweep finds it), within OKX's 32 characters once its dashes are escaped."""
+    digest = hashlib.sha256(f"{account_id}:{trade_id}".encode()).hexdigest()[:12]
+    cid = f"mm-{bot_id}-h{digest}r{attempt}"
+    if len(cid) > 28:
+        raise ValueError(f"hedge client order id {cid!r} exceeds 28 characters")
+    return cid

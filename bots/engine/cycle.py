@@ -100,6 +100,8 @@ class CycleMixin(BotState):
         self._join_missing_slots()
         self._update_market_data()
         self._sync_fills()
+        if self.bot.status == BotStatus.RUNNING:
+            self.run_hedges()  # the new fills' hedges and the unresolved ones due, before anything is quoted
         self._refresh_inventory()
         statuses = self.assess_current_risk()
         for status in statuses:
@@ -115,6 +117,9 @@ class CycleMixin(BotState):
                 else:
                     venue_backoff.recovered(account_id)
         for slot, position in self.active_positions.items():
+            if not self.quotes_on(slot):
+                quoting.note(self.bot, self.quoting_key(slot), None)  # the hedge account only hedges: no reason
+                continue
             if slot[0] not in self.exchanges and len(self.accounts) > 1:
                 continue  # not connected (or sitting out a backoff): its reason is a venue problem
             if slot[0] in self.venue_errors and len(self.accounts) > 1:
@@ -223,7 +228,7 @@ class CycleMixin(BotState):
             publish_event(bot=self.bot, event_type=BotEventType.ORDER_FILLED, payload={
                 "trading_pair": pair, "side": fill.side, "price": fill.price, "amount": fill.amount,
                 "trade_id": fill.exchange_trade_id, "exchange_account_id": fill.exchange_account_id,
-                "venue": account.exchange_id if account is not None else "",
+                "venue": account.exchange_id if account is not None else "", "is_hedge": fill.is_hedge,
             })
 
     def _mids(self) -> dict[Slot, float]:

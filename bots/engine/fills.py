@@ -20,9 +20,18 @@ from django.utils import timezone
 from bots.accounting import PositionAccount, apply_fill, fee_in_quote
 from bots.engine import keys
 from bots.engine.client_ids import client_id_prefix
-from bots.engine.venues import Slot
+from bots.engine.venues import HedgeRoute, Slot
 from bots.events import push
-from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderStatus
+from bots.models import (
+    OPEN_ORDER_STATUSES,
+    Bot,
+    Fill,
+    Hedge,
+    LiquidityPosition,
+    Order,
+    OrderPurpose,
+    OrderStatus,
+)
 from exchanges.gateway import ExchangeGateway, ExchangeOrder
 from mmplatform import aio
 from mmplatform.errors import (
@@ -30,6 +39,7 @@ from mmplatform.errors import (
     OrderNotFoundError,
 )
 from mmplatform.redis_client import get_redis
+from risk.hedging import hedge_need
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +91,8 @@ class FillSyncMixin:
     gateways: dict[int, ExchangeGateway]
     synced_rows: dict[int, list[Order]]
     listed_open: dict[Slot, list[ExchangeOrder]]  # slot -> the venue's open orders at the last sync
+    hedge_route: HedgeRoute | None  # cross-venue hedging: a quote's fill on a hedged account owes a Hedge
+    fills_seen: set[int]  # positions with fills whose trades are not read yet (emptied here, per position)
 
     if TYPE_CHECKING:
 
@@ -166,6 +178,7 @@ class FillSyncMixin:
         trades = aio.run(gateway.fetch_my_trades(position.trading_pair, since_ms=since or None))
         if not trades:
             trades_synced(position.pk)
+            self.fills_seen.discard(position.pk)
             return []
         order_ids = {t.exchange_order_id for t in trades}
         orders = {
@@ -192,12 +205,13 @@ class FillSyncMixin:
                 seen = set(account_fills.filter(exchange_trade_id__in=[t.trade_id for t, _ in fresh]).values_list(
                     "exchange_trade_id", flat=True))
                 account = PositionAccount(**{name: getattr(locked, name) for name in ACCOUNTING_FIELDS})
+                hedges: list[Hedge] = []
                 for trade, order in fresh:
                     if trade.trade_id in seen:
                         continue
                     fee = trade.fee or Decimal(0)
                     fee_currency = trade.fee_currency or ""
-                    new_fills.append(Fill.objects.create(
+                    fill = Fill.objects.create(
                         tenant_id=self.bot.tenant_id,
                         bot=self.bot,
                         order=order,
@@ -212,11 +226,24 @@ class FillSyncMixin:
                         fee_currency=fee_currency,
                         fee_quote=fee_in_quote(fee, fee_currency, trade.price, base, quote),
                         is_maker=bool(trade.is_maker),
+                        is_hedge=order.purpose == OrderPurpose.HEDGE,
                         mid_at_fill=Decimal(repr(mid)) if mid == mid else None,
                         executed_at=datetime.fromtimestamp(trade.timestamp_ms / 1000, tz=UTC),
-                    ))
+                    )
+                    new_fills.append(fill)
+                    if self._hedged(order):  # what the fill owes the hedge venue, with the fill: exactly once
+                        assert self.hedge_route is not None
+                        hedges.append(Hedge(
+                            tenant_id=self.bot.tenant_id, bot=self.bot, fill=fill,
+                            maker_account_id=position.exchange_account_id,
+                            hedge_account_id=self.hedge_route.hedge_account_id, trading_pair=position.trading_pair,
+                            need_base=hedge_need(side=trade.side, amount=trade.amount, fee=fee,
+                                                 fee_currency=fee_currency, base=base),
+                            reference_price=trade.price))
                     account = apply_fill(account, side=trade.side, price=trade.price, amount=trade.amount, fee=fee,
                                          fee_currency=fee_currency, base=base, quote=quote)
+                if hedges:
+                    Hedge.objects.bulk_create(hedges)
                 if new_fills:
                     for name in (*ACCOUNTING_FIELDS, "average_cost"):  # the row, and the cycle's position
                         setattr(locked, name, getattr(account, name))
@@ -232,10 +259,18 @@ class FillSyncMixin:
                 last_trade_sync_ms=latest_ms)
         position.last_trade_sync_ms = max(position.last_trade_sync_ms, latest_ms)
         trades_synced(position.pk)  # only now: a sync that failed half-way (e.g. its connection died) runs again
+        self.fills_seen.discard(position.pk)
         if new_fills:
             push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="fills",
                  data={"fills": [self.fill_payload(f) for f in new_fills]})
         return new_fills
+
+    def _hedged(self, order: Order) -> bool:
+        """A fill of this order is hedged: a quote on one of the route's hedged accounts (a rebalancing trade
+        moves the inventory on purpose; a hedge's own fill is the hedge)."""
+        route = self.hedge_route
+        return (route is not None and order.purpose == OrderPurpose.QUOTE
+                and order.exchange_account_id in route.hedged)
 
     def _settle_filled_orders(self, order_ids: set[int]) -> None:
         """An order whose recorded fills add up to its amount is filled now, not at the next sync

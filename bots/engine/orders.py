@@ -25,7 +25,7 @@ from bots import wire
 from bots.engine.client_ids import client_id_prefix, client_order_id, side_tag
 from bots.engine.fills import FillSyncMixin, mark_trades_pending
 from bots.engine.rows import insert_orders, save_order_fields
-from bots.engine.venues import Slot
+from bots.engine.venues import HedgeRoute, Slot
 from bots.events import push
 from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderPurpose, OrderStatus
 from exchanges.gateway import ExchangeGateway, ExchangeOrder, OrderRequest
@@ -86,9 +86,12 @@ def _status_from_exchange(remote: ExchangeOrder) -> str:
 class OrderManager(FillSyncMixin):
     """Order lifecycle for one bot (spec OrderManager)."""
 
-    def __init__(self, bot: Bot, gateways: dict[int, ExchangeGateway], *, gate: Callable[[], None] | None = None):
+    def __init__(self, bot: Bot, gateways: dict[int, ExchangeGateway], *, gate: Callable[[], None] | None = None,
+                 hedge_route: HedgeRoute | None = None):
         self.bot = bot
         self.gateways = gateways
+        # cross-venue hedging: the fills of quotes on these accounts owe a hedge (a Hedge row, with the Fill)
+        self.hedge_route = hedge_route
         # the rows of each position's last sync_position (as the venue answered it), which the engine
         # driver re-quotes on instead of reading them again
         self.synced_rows: dict[int, list[Order]] = {}
@@ -97,6 +100,9 @@ class OrderManager(FillSyncMixin):
         self.listed_open: dict[Slot, list[ExchangeOrder]] = {}
         # every row this object stored since the caller last emptied it (the driver's in-memory view)
         self.stored: list[Order] = []
+        # positions whose orders gained fills the trades were not read for yet (a cancel answered "filled"):
+        # the driver's next check makes them a fill sync; emptied per position by sync_fills
+        self.fills_seen: set[int] = set()
         # called right before any order is sent: raises when the bot's sends are fenced (kill, stop,
         # pause) or the cycle lost its lease (MarketMakingBot._check_send)
         self.gate = gate
@@ -227,6 +233,10 @@ class OrderManager(FillSyncMixin):
         )
         return await gateway.place_order(request)
 
+    def apply_answer(self, order: Order, remote: ExchangeOrder) -> bool:
+        """The venue's view of one order, looked up by its id (a hedge attempt never answered), on its row."""
+        return self._acknowledge(order, remote)
+
     def _acknowledge(self, order: Order, remote: ExchangeOrder, *, save: bool = True) -> bool:
         """Apply the exchange's view of an order to its row (saved only when something changed;
         ``save=False`` leaves the write to the caller, which batches it). Returns whether it changed.
@@ -238,6 +248,7 @@ class OrderManager(FillSyncMixin):
         remote_filled = remote.filled or Decimal(0)
         if remote_filled > order.filled and order.position_id is not None:
             mark_trades_pending(order.position_id)
+            self.fills_seen.add(order.position_id)
         order.filled = max(order.filled, remote_filled)
         order.average_price = remote.average_price
         order.acknowledged_at = order.acknowledged_at or venue_time(remote.timestamp_ms)

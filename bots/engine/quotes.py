@@ -143,6 +143,7 @@ class QuotesMixin(BotState):
                        if adjust is not None and adjust.reduced_side else pipeline.SideReduction()),
             position_value_quote=position_value,
             account_resting=resting,
+            halt=self.hedge_halts.get(slot, ""),
         )
 
     def reference_for(self, slot: Slot) -> Reference:
@@ -388,7 +389,10 @@ class QuotesMixin(BotState):
         """Reconcile one pair with its venue on the kept engine (a fill sync): open orders, the fate of the
         missing ones, trades -> Fill rows and OrderFilled events, the inventory valued at ``mid`` (nan: a
         bad book, not valued). Returns the pair's rows as the venue answered them (to re-quote on)."""
-        self.announce_fills(position.trading_pair, self.order_manager.sync_position(position, mid=mid))
+        fills = self.order_manager.sync_position(position, mid=mid)
+        if fills or self.hedge_retry_due(self.clock()):
+            self.run_hedges()  # first (latency), and before the pair is re-quoted: a failed hedge halts it
+        self.announce_fills(position.trading_pair, fills)
         if mid == mid:
             self.inventory_manager.assess(position, mid)
         return self.order_manager.take_synced(position.pk)

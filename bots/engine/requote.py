@@ -152,4 +152,6 @@ class RequoteMixin(DriverState):
         # the sync and the re-quote, and the re-quote's new ones
         rows += [o for o in runner.rows if o.position_id not in synced_positions]
         self._capture(runner, engine, full=False, rows=rows + engine.order_manager.stored)
+        if engine.hedge_route is not None:  # a hedge moved the hedge account's balances too
+            accounts.add(engine.hedge_route.hedge_account_id)
         self.outdated.extend(accounts)  # balances moved: the feeder reads these accounts again at once

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from exchanges.gateway import ExchangeGateway
@@ -25,6 +26,28 @@ Slot = tuple[int, str]
 """Where a bot quotes: (exchange account id, pair). A bot quotes one pair on several accounts at once,
 one ``LiquidityPosition`` per slot; the engine keys its per-quote state (snapshots, books, analyses,
 inventories) by slot and aggregates per pair across them."""
+
+
+@dataclass(frozen=True)
+class HedgeRoute:
+    """Cross-venue hedging of a bot (``Bot.hedge_enabled``): fills of quotes on ``hedged`` accounts are
+    hedged on ``hedge_account_id``, which quotes nothing itself."""
+
+    hedge_account_id: int
+    hedged: frozenset[int]
+    max_slippage_bps: float
+
+    def quotes_on(self, account_id: int) -> bool:
+        return account_id != self.hedge_account_id
+
+
+def hedge_route(bot: Any, account_ids: set[int], hedged_ids: set[int]) -> HedgeRoute | None:
+    """The bot's route among its active accounts ``account_ids`` (``hedged_ids``: the ticked ones, empty
+    for every other account); None when hedging is off."""
+    if not bot.hedge_enabled or bot.hedge_account_id is None:
+        return None
+    hedged = (hedged_ids or account_ids) - {bot.hedge_account_id}
+    return HedgeRoute(bot.hedge_account_id, frozenset(hedged), float(bot.hedge_max_slippage_bps))
 
 
 def slot_of(position: Any) -> Slot:

@@ -63,10 +63,14 @@ class VerdictMixin(DriverState):
         if len(engine.accounts) > 1:
             engine.note_venue_problems()  # an account not connected or a pair one venue does not list
         filled: list[Slot] = []
+        seen = engine.order_manager.fills_seen  # fills a cancel's answer found (the view may not show them yet)
         for slot, position in engine.active_positions.items():
             view = self.accounts.get(position.exchange_account_id)
             if view is None or position.exchange_account_id not in engine.exchanges:
                 return Verdict("full", "account not connected")
+            if position.pk in seen:
+                filled.append(slot)
+                continue
             for row in runner.live.get(position.pk, []):
                 remote = view.orders.get(row.client_order_id)
                 if (remote is None and row.created_at.timestamp() < view.taken_at - SENT_MARGIN_SECS) or (
@@ -91,7 +95,7 @@ class VerdictMixin(DriverState):
             analysis = self._analysis(engine, position.exchange_account_id, pair, snapshot, now)
             engine.observe_analysis(slot, analysis)
             settings_ = engine.config.strategy_settings
-            if settings_.adaptation_enabled:
+            if settings_.adaptation_enabled and engine.quotes_on(slot):
                 strategy = engine.strategy_engine.restore(position)
                 if (select_strategy_type(analysis, settings_) != strategy.strategy_type
                         or strategy.should_adapt(analysis)):
@@ -102,10 +106,14 @@ class VerdictMixin(DriverState):
         rebalance = engine.rebalancing_due(now)  # the spec checks the need every monitoring interval
         if rebalance:
             return Verdict("full", "rebalancing needed", detail=",".join(rebalance))
+        if engine.hedge_retry_due(now):
+            return Verdict("full", "hedge retry due")
         if equity > runner.high_water:
             runner.high_water, runner.high_water_dirty = equity, True
         total_open = sum(runner.open_count.values())
         for slot, position in engine.active_positions.items():
+            if not engine.quotes_on(slot):
+                continue  # the hedge account only hedges
             rows = runner.live.get(position.pk, [])
             others = total_open - runner.open_count.get(position.pk, 0)
             view = self.accounts[position.exchange_account_id]  # the account's other orders on the pair:

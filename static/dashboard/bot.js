@@ -157,6 +157,7 @@
     renderControls(page.state.actions || []);
     renderOrders(page);
     renderFills(page);
+    renderHedging(page);
     page.log.render();
     renderRisk(page);
     renderCharts(page, true);
@@ -228,7 +229,8 @@
     const box = document.getElementById("bot-controls");
     if (!box) return;  // viewers have no controls at all
     const confirms = { kill: "Engage the kill switch? Every order is cancelled now and the bot stops.",
-                       stop: "Stop the bot and cancel its orders?" };
+                       stop: "Stop the bot and cancel its orders?",
+                       hedge_accept: "Accept the unhedged exposure? It stays in the bot's positions and its maker accounts quote again." };
     box.replaceChildren(...actions.map((a) => {
       const form = el("form", { method: "post", action: a.url, class: "inline" }, [
         el("input", { type: "hidden", name: "csrfmiddlewaretoken", value: csrfToken() }),
@@ -271,12 +273,34 @@
   }
 
   function renderFills(page) {
-    fillBody("fills", page.fills.slice(0, 100).map((f) => el("tr", { "data-trade": f.trade_id }, [
+    fillBody("fills", page.fills.slice(0, 100).map((f) => el("tr", { "data-trade": f.trade_id, class: f.is_hedge ? "hedge-fill" : "" }, [
       el("td", { class: "time", text: timeOf(f.executed_at) }), el("td", { text: f.pair }),
       el("td", { class: "venue", text: venueOf(page, f) }), sideCell(f.side),
+      el("td", { class: "kind kind-" + (f.kind || ""), text: f.kind || "" }),
       el("td", { class: "num", text: dec(f.price) }), el("td", { class: "num", text: dec(f.amount) }),
       el("td", { class: "num", text: dec(f.fee || "0") + " " + (f.fee_currency || "") }),
-    ])), 7, "No fills yet.");
+    ])), 8, "No fills yet.");
+  }
+
+  /* Cross-venue hedging (bots.wire.hedging_json): the setting, the status, what is owed and the open hedges. */
+  function renderHedging(page) {
+    const panel = document.getElementById("hedging-panel");
+    const h = page.state && page.state.hedging;
+    if (!panel) return;
+    panel.hidden = !h || (!h.enabled && !h.open.length && !h.unhedged.length);
+    if (panel.hidden) return;
+    document.getElementById("hedging-setting").textContent = h.enabled
+      ? "on " + h.hedge_account + ", at most " + h.max_slippage_bps + " bps from the fill's price" : "off";
+    const owed = h.unhedged.map((u) => u.pair + ": " + u.text).join(" · ");
+    const status = document.getElementById("hedging-status");
+    status.className = "hedging-status hedge-" + h.status;
+    status.textContent = h.status_text + (owed ? " — unhedged exposure " + owed : "");
+    fillBody("hedges", h.open.map((r) => el("tr", { "data-hedge": String(r.id), class: "hedge-" + r.status }, [
+      el("td", { class: "time", text: timeOf(r.created_at) }), el("td", { text: r.pair }),
+      el("td", { class: "venue", text: r.maker }), el("td", { text: r.status_label }),
+      el("td", { class: "num", text: r.unhedged_text }), el("td", { class: "num", text: r.limit_price ? dec(r.limit_price) : "—" }),
+      el("td", { class: "num", text: String(r.attempts) }), el("td", { text: r.reason || "" }),
+    ])), 8, "No hedge owed.");
   }
 
   function renderRisk(page) {

@@ -16,6 +16,8 @@ LOOPBACK = [ipaddress.ip_network("127.0.0.0/8")]
 @pytest.mark.parametrize(("event_type", "payload", "kind", "severity"), [
     ("RiskEventHandled", {"event_type": "DAILY_LOSS_LIMIT", "trading_pair": "BTC/USDT"}, "risk_event", "critical"),
     ("RiskEventHandled", {"event_type": "MARKET_VOLATILITY"}, "risk_event", "warning"),
+    ("RiskEventHandled", {"event_type": "HEDGE_FAILED", "trading_pair": "BTC/USDT"}, "risk_event", "error"),
+    ("RiskEventHandled", {"event_type": "HEDGE_SLIPPAGE", "trading_pair": "BTC/USDT"}, "risk_event", "error"),
     ("SlaBreached", {"sla_id": 3, "trading_pair": "BTC/USDT", "metric": "uptime_bid"}, "sla_breach", "error"),
     ("SlaAtRisk", {"sla_id": 3}, "sla_at_risk", "warning"),
     ("BotError", {"error": "no exchange could be connected"}, "bot_error", "critical"),

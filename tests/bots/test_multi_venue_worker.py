@@ -35,7 +35,7 @@ PAIR = "BTC/USDT"
 class VenueProcess:
     """One emulator process speaking one venue's dialect, and its admin API (the independent view)."""
 
-    def __init__(self, venue: str):
+    def __init__(self, venue: str, *, market_step_ms: int = 50):
         self.venue = venue
         self.api_key, self.secret = f"{venue}-mvw-key-0001", f"{venue}-mvw-secret-0001-abcdef"
         with socket.socket() as probe:
@@ -43,7 +43,7 @@ class VenueProcess:
             self.port = probe.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, "manage.py", "run_exchange_emulator", "--venue", venue, "--port", str(self.port),
-                "--seed", str(VENUES.index(venue) + 11), "--symbols", PAIR, "--market-step-ms", "50",
+                "--seed", str(VENUES.index(venue) + 11), "--symbols", PAIR, "--market-step-ms", str(market_step_ms),
                 "--admin-token", ADMIN_TOKEN, "--account", f"{self.api_key}:{self.secret}:BTC=1,USDT=60000"]
         if venue == "okx":
             argv += ["--passphrase", PASSPHRASE]

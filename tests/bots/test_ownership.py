@@ -135,7 +135,7 @@ def test_the_check_sees_a_second_writer() -> None:
                                  "a": {"FeedMixin._read_books"}, "b": {"FeedMixin._read_books"}}
 
 
-BOT_MODULES = {"bot.py", "bot_state.py", "cycle.py", "quotes.py", "risk_actions.py"}
+BOT_MODULES = {"bot.py", "bot_state.py", "cycle.py", "quotes.py", "risk_actions.py", "hedging.py"}
 
 
 def test_only_the_bot_assigns_its_attributes() -> None:

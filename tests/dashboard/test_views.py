@@ -37,6 +37,8 @@ METHODS = {
     "bot_kill": "POST",
     "bot_release": "POST",
     "bot_reconcile": "POST",
+    "bot_hedge_retry": "POST",
+    "bot_hedge_accept": "POST",
     "tenant_switch": "POST",
     "tenant_kill": "POST",
     "tenant_release": "POST",

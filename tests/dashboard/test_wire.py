@@ -62,6 +62,8 @@ def test_template_filters_format_like_wire() -> None:
 @pytest.mark.parametrize(("event_type", "payload", "expected"), [
     ("OrderFilled", {"trading_pair": "BTC/USDT", "side": "buy", "price": "59914.790000000000",
                      "amount": "0.016690000000", "trade_id": "7"}, "BTC/USDT: buy 0.01669 @ 59914.79"),
+    ("OrderFilled", {"trading_pair": "BTC/USDT", "side": "sell", "price": "60010", "amount": "0.5", "trade_id": "8",
+                     "venue": "okx", "is_hedge": True}, "BTC/USDT: hedge sell 0.5 @ 60010 on okx"),
     ("OrdersAdjusted", {"trading_pair": "ETH/USDT", "new_order_count": 2, "cancelled": 2, "kept": 6},
      "ETH/USDT: 2 placed, 2 cancelled, 6 kept"),
     ("OrdersPlaced", {"trading_pair": "BTC/USDT", "order_count": 1}, "BTC/USDT: 1 order placed"),

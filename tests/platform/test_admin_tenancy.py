@@ -20,6 +20,7 @@ from bots.models import (
     Bot,
     BotEvent,
     Fill,
+    Hedge,
     InventorySnapshot,
     LiquidityPosition,
     Order,
@@ -42,6 +43,10 @@ def populate(world: TenantWorld) -> dict[type, Any]:
         client_order_id=f"mm-{t.slug}-1", side="buy", price=Decimal("100"), amount=Decimal("1"),
     )
     now = timezone.now()
+    fill = Fill.objects.create(
+        tenant=t, bot=bot, order=order, exchange_account=account, exchange_trade_id=f"T-{t.slug}",
+        trading_pair="BTC/USDT", side="buy", price=Decimal("100"), amount=Decimal("1"), executed_at=now,
+    )
     channel = AlertChannel.objects.create(tenant=t, name=f"{t.slug}-mail", kind="email",
                                           emails=f"desk@{t.slug}.example")
     rule = AlertRule.objects.create(tenant=t, name=f"{t.slug}-rule", kinds=["kill_switch"], bot=bot)
@@ -62,10 +67,9 @@ def populate(world: TenantWorld) -> dict[type, Any]:
         Bot: bot,
         LiquidityPosition: position,
         Order: order,
-        Fill: Fill.objects.create(
-            tenant=t, bot=bot, order=order, exchange_account=account, exchange_trade_id=f"T-{t.slug}",
-            trading_pair="BTC/USDT", side="buy", price=Decimal("100"), amount=Decimal("1"), executed_at=now,
-        ),
+        Fill: fill,
+        Hedge: Hedge.objects.create(tenant=t, bot=bot, fill=fill, maker_account=account, hedge_account=account,
+                                    trading_pair="BTC/USDT", need_base=Decimal("-1"), reference_price=Decimal("100")),
         BotEvent: BotEvent.objects.create(tenant=t, bot=bot, event_type="OrdersPlaced", payload={"n": 1}),
         RiskEvent: RiskEvent.objects.create(tenant=t, bot=bot, event_type="DAILY_LOSS_LIMIT", message="m"),
         PerformanceSnapshot: PerformanceSnapshot.objects.create(tenant=t, bot=bot, taken_at=now),

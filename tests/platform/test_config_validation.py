@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from bots.config import InventoryConfig, MarketMakingConfig, validate_market_making_config
+from bots.config import HedgeConfig, InventoryConfig, MarketMakingConfig, validate_market_making_config
 from bots.models import Bot
 from mmplatform.errors import ConfigValidationError
 from risk.limits import RiskLimits
@@ -64,6 +64,21 @@ BAD_CONFIGS = [
      "default_rebalance_threshold"),
     ("negative min trade value", with_part("inventory_settings", min_trade_value_quote=-1), "min_trade_value_quote"),
     ("order size below min", with_part("order_settings", order_size_quote=1), "order_size_quote"),
+    ("hedging without a hedge account", with_part("hedge_settings", hedge_enabled=True), "hedge_account"),
+    ("zero hedge slippage", with_part("hedge_settings", hedge_max_slippage_bps=0), "hedge_max_slippage_bps"),
+    ("negative hedge slippage", with_part("hedge_settings", hedge_max_slippage_bps=-5), "hedge_max_slippage_bps"),
+    ("NaN hedge slippage", with_part("hedge_settings", hedge_max_slippage_bps=math.nan), "hedge_max_slippage_bps"),
+    ("hedge slippage over 10 %", with_part("hedge_settings", hedge_max_slippage_bps=1500), "hedge_max_slippage_bps"),
+    ("hedge account not the bot's", with_part("hedge_settings", hedge_enabled=True, hedge_account="account-9"),
+     "hedge_account"),
+    ("hedge account the only account", with_part("hedge_settings", hedge_enabled=True, hedge_account="account-1"),
+     "hedge_account"),
+    ("hedge account hedging itself", dataclasses.replace(base_config(exchanges=("account-1", "account-2")),
+     hedge_settings=HedgeConfig(hedge_enabled=True, hedge_account="account-2", hedged_accounts=("account-2",))),
+     "hedged_accounts"),
+    ("hedged account not the bot's", dataclasses.replace(base_config(exchanges=("account-1", "account-2")),
+     hedge_settings=HedgeConfig(hedge_enabled=True, hedge_account="account-2", hedged_accounts=("account-7",))),
+     "hedged_accounts"),
 ]
 
 
@@ -90,6 +105,8 @@ def test_model_defaults_mirror_the_config_dataclasses() -> None:
             if isinstance(default, Decimal):
                 default = float(default)
             assert default == expected, f"{cls.__name__}.{field.name}: model {default!r} != config {expected!r}"
+    for name in ("hedge_enabled", "hedge_max_slippage_bps"):
+        assert Bot._meta.get_field(name).get_default() == HedgeConfig.__dataclass_fields__[name].default, name
     for name in ("monitoring_interval_secs", "error_recovery_delay_secs", "min_order_size_quote",
                  "max_order_size_quote", "performance_tracking", "metrics_interval_secs"):
         default = Bot._meta.get_field(name).get_default()
@@ -122,7 +139,7 @@ def admin_payload(world: TenantWorld, bot: Bot) -> dict[str, Any]:
     for key, value in data.items():
         if key in ("id", "epoch") or value is None:
             continue
-        if key == "exchange_accounts":
+        if key in ("exchange_accounts", "hedged_accounts"):
             payload[key] = [a.pk for a in value]
         elif key in ("target_ratios", "rebalance_thresholds"):
             import json

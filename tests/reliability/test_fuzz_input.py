@@ -25,7 +25,7 @@ from mmplatform.errors import ConfigValidationError
 from tests.conftest import PASSWORD
 
 TRIED: Counter[str] = Counter()
-PARTS = ("strategy_settings", "inventory_settings", "risk_limits", "order_settings")
+PARTS = ("strategy_settings", "inventory_settings", "risk_limits", "order_settings", "hedge_settings")
 TOP_FIELDS = [f.name for f in dataclasses.fields(MarketMakingConfig) if f.name not in PARTS]
 PART_FIELDS = [(part, f.name) for part in PARTS
                for f in dataclasses.fields(dataclasses.fields(MarketMakingConfig)[[x.name for x in dataclasses.fields(
@@ -77,6 +77,7 @@ def test_validator_answers_every_bad_value_with_a_field_error(field: Any, value:
 def form_data(bot: Bot) -> dict[str, Any]:
     data = model_to_dict(bot, exclude=["id", "epoch"])
     data["exchange_accounts"] = [a.pk for a in bot.exchange_accounts.all()]
+    data["hedged_accounts"] = [a.pk for a in bot.hedged_accounts.all()]
     data = {k: ("" if v is None else (json.dumps(v) if isinstance(v, dict) else v)) for k, v in data.items()}
     return data
 
@@ -98,7 +99,8 @@ def test_admin_form_rejects_bad_values_and_saves_nothing(world_a: Any, field: st
         form.save()  # a value the form accepts must also be one the engine accepts
         validate_market_making_config(Bot.objects.get(pk=bot.pk).to_config())
         Bot.objects.filter(pk=bot.pk).update(**{k: v for k, v in before.items()
-                                               if k not in ("id", "tenant", "exchange_accounts")})
+                                               if k not in ("id", "tenant", "exchange_accounts",
+                                                            "hedged_accounts")})
     else:
         assert form.errors and all(form.errors.values())
         assert model_to_dict(Bot.objects.get(pk=bot.pk)) == before, "an invalid form changed the bot"
