@@ -16,8 +16,6 @@ import pytest
 from django.db import connection
 
 from bots import quoting, services
-from bots.engine.core import MarketMakingBot
-from bots.engine.cycle import begin_cycle
 from bots.engine.venues import venue_backoff
 from bots.models import Bot, BotStatus, Fill, Hedge, HedgeStatus, LiquidityPosition, Order, OrderPurpose
 from exchanges.emulator.server import AccountConfig, EmulatorServer, FaultConfig
@@ -25,6 +23,7 @@ from exchanges.models import ExchangeAccount
 from exchanges.registry import clear_gateway_cache
 from risk.models import RiskEvent
 from tests.bots.conftest import start_emulator
+from tests.bots.test_multi_venue import full_cycle, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -89,23 +88,6 @@ def hedged_bot(world: Any, servers: dict[str, EmulatorServer], **fields: Any) ->
         setattr(bot, name, value)
     bot.save()
     return bot
-
-
-def start(bot: Bot) -> MarketMakingBot:
-    engine = MarketMakingBot(bot)
-    assert engine.initialize_exchanges()
-    assert engine.start_market_making(bot.pairs), engine.start_error
-    Bot.objects.filter(pk=bot.pk).update(status=BotStatus.RUNNING)
-    bot.refresh_from_db()
-    return engine
-
-
-def full_cycle(bot: Bot) -> MarketMakingBot:
-    bot.refresh_from_db()
-    engine = MarketMakingBot(bot)
-    engine.initialize_exchanges(emit_events=False, validate=False, skip_failing=True)
-    engine.monitoring_iteration(begin_cycle(bot.pk))
-    return engine
 
 
 def account_id(server: EmulatorServer) -> str:
