@@ -37,12 +37,13 @@ def key_of(venue: str) -> tuple[str, str]:
     return f"{venue}-hedge-key-000111", f"{venue}-hedge-secret-000111-abcdef"
 
 
-def venue_emulator(venue: str) -> EmulatorServer:
+def venue_emulator(venue: str, held: dict[str, Decimal] | None = None) -> EmulatorServer:
     """A frozen market (moves only when the test moves it) speaking ``venue``'s dialect."""
     api_key, secret = key_of(venue)
     return start_emulator(
         venue=venue, symbols=(PAIR,), market_step_ms=0,
-        accounts=(AccountConfig(api_key, secret, dict(BALANCES), passphrase=PASSPHRASE if venue == "okx" else ""),),
+        accounts=(AccountConfig(api_key, secret, dict(held or BALANCES),
+                                passphrase=PASSPHRASE if venue == "okx" else ""),),
         dynamics={PAIR: {"noise_arrival_rate_per_sec": 0.0}},
     )
 
@@ -115,6 +116,21 @@ def fill_the_ask(servers: dict[str, EmulatorServer], mid: str) -> None:
     assert not [o for o in open_orders(servers[MAKER]) if o.client_order_id == resting[0].client_order_id]
 
 
+def pnl_from_trades(servers: dict[str, EmulatorServer], mark: Decimal) -> Decimal:
+    """The bot's P&L recomputed from the venues' own trade lists (the matching engines'), not from our rows:
+    each trade moves base by ±quantity and quote by ∓quantity × price, less its fee in the asset charged."""
+    total = Decimal(0)
+    for server in servers.values():
+        trades = server.call(lambda s=server: s.engine.account_trades(account_id(s), PAIR, limit=1000))
+        for t in trades:  # type: ignore[union-attr]
+            base = t.quantity if t.is_buyer else -t.quantity
+            quote = -t.quantity * t.price if t.is_buyer else t.quantity * t.price
+            base -= t.fee if t.fee_asset == "BTC" else 0
+            quote -= t.fee if t.fee_asset == "USDT" else 0
+            total += base * mark + quote
+    return total
+
+
 def net_pnl(bot: Bot, mark: Decimal) -> Decimal:
     return sum((p.realised_pnl_quote + p.unrealised_pnl_quote(mark) - p.fees_paid_quote
                 for p in LiquidityPosition.objects.filter(bot=bot)), Decimal(0))
@@ -162,6 +178,7 @@ def test_a_fill_is_hedged_once_on_the_hedge_venue_and_booked_with_the_position(
         gained = sum(((after[v]["BTC"] - before[v]["BTC"]) * mark + after[v]["USDT"] - before[v]["USDT"]
                       for v in venues), Decimal(0))
         assert net_pnl(bot, mark).quantize(Decimal("0.01")) == gained.quantize(Decimal("0.01"))
+        assert net_pnl(bot, mark).quantize(Decimal("0.01")) == pnl_from_trades(venues, mark).quantize(Decimal("0.01"))
         if connection.vendor == "postgresql":  # SQLite keeps decimal columns as floats
             assert net_pnl(bot, mark) == gained
     finally:
@@ -317,3 +334,23 @@ def test_a_fill_a_stop_found_is_hedged_at_the_next_start_or_accepted(
         assert owed.status == HedgeStatus.HEDGED and owed.hedged == owed.fill.amount
     finally:
         quoting.forget(bot)
+
+
+def test_a_hedge_venue_that_cannot_fund_the_hedge_is_a_failed_hedge(world_a: Any) -> None:
+    servers = {MAKER: venue_emulator(MAKER), HEDGE: venue_emulator(HEDGE, {"BTC": Decimal("1"), "USDT": Decimal("1")})}
+    try:
+        bot = hedged_bot(world_a, servers)
+        start(bot)
+        fill_the_ask(servers, "60300")  # the bot sold on the maker venue: the hedge must buy with 1 USDT
+        full_cycle(bot)
+        (hedge,) = Hedge.objects.filter(bot=bot)
+        assert hedge.status == HedgeStatus.FAILED and "InsufficientFunds" in hedge.reason, hedge.reason
+        assert hedge.order is not None and hedge.order.status == "rejected"
+        (event,) = RiskEvent.objects.filter(bot=bot, event_type="HEDGE_FAILED")
+        assert Decimal(event.details["unhedged_base"]) == hedge.amount
+        assert open_orders(servers[MAKER]) == []
+    finally:
+        quoting.forget(world_a.bot)
+        for server in servers.values():
+            server.stop_thread()
+        clear_gateway_cache()

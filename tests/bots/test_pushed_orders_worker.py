@@ -12,12 +12,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from bots import quoting, services
 from bots.engine import keys
 from bots.engine.feed import ACCOUNT_READ_MIN_SECS
 from bots.engine.health import live_drivers
-from bots.models import BotStatus, Fill
+from bots.models import Bot, BotStatus, Fill
 from exchanges.registry import clear_gateway_cache
 from mmplatform.redis_client import get_redis, text
 from tests.bots.test_multi_venue_worker import PAIR, VenueProcess, status_of
@@ -77,6 +78,8 @@ def test_a_bot_on_the_venue_keeps_its_account_view_from_pushes(world_a: Any, cel
         assert reads <= allowed < polled, (f"{reads} REST reads of the account in {window:.1f} s: pushed views "
                                            f"allow {allowed:.0f}, polling would make ~{polled:.0f}")
 
+        # then quotes inside the venue's takers' reach, for fills to count
+        Bot.objects.filter(pk=bot.pk).update(spread_bps=4.0, updated_at=timezone.now())
         wait_until(lambda: Fill.objects.filter(bot=bot).count() >= 2, 120, message=f"no fills on {venue}")
         services.bot_request_stop(bot=bot, user=world_a.operator)
         wait_until(lambda: status_of(bot) == BotStatus.STOPPED, 60, message="bot never stopped")

@@ -147,10 +147,11 @@ def test_a_quiet_tick_of_n_bots_on_one_account_and_pair_builds_the_shared_views_
         runners = [driver.runners[b.pk] for b in bots]
         assert all(r.engine is not None for r in runners), [r.last_verdict for r in runners]
         driver._housekeeping_at = driver._flush_at = time.time() + 3600  # this tick: the checks only
-        driver._feed_once(time.time())  # a new account view: the tick's index is built from it
+        driver._feed_once(time.time())
         for runner in runners:
             runner.next_due = 0.0
-        driver.shared.stats.clear()
+            runner.quiet_cycles = 0  # (the settling ticks may have run quiet cycles already)
+        driver.shared = SharedViews()  # nothing cached from the settling ticks: this tick builds what it uses
         with CaptureQueriesContext(connection) as queries:
             driver.tick()
         assert [r.quiet_cycles for r in runners] == [1, 1, 1], [r.last_verdict for r in runners]
