@@ -30,7 +30,7 @@ def hedge_client_order_id(bot_id: int, account_id: int, trade_id: str, attempt: 
     """The hedge IOC of one maker fill, attempt ``attempt`` (1, 2, ... after a failure): derived from the fill's
     venue trade id and account, so a fill synced twice (a retried sync, another process) names the same
     order and the venue's duplicate check or a lookup by this id finds it. ``mm-<bot>-h<12 hex>r<attempt>``:
-    the bot's prefix (the kill sweep finds it), within OKX's 32 characters once its dashes are escaped."""
+    the bot's prefix (the kill sweep finds it), within the strictest venue's 32 characters once dashes are escaped."""
     digest = hashlib.sha256(f"{account_id}:{trade_id}".encode()).hexdigest()[:12]
     cid = f"mm-{bot_id}-h{digest}r{attempt}"
     if len(cid) > 28:
