@@ -12,12 +12,9 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import machine  # noqa: E402
+from bench.common import Child, free_port, machine, start_emulator  # noqa: E402
 from exchanges.emulator.engine import (  # noqa: E402
     BUY,
     GTC,
@@ -36,7 +33,6 @@ from exchanges.emulator.engine import (  # noqa: E402
     MarketSpec,
     MatchingEngine,
 )
-from mmplatform.children import child_options  # noqa: E402
 
 BTC = MarketSpec("BTC/USDT", "BTC", "USDT", Decimal("0.01"), Decimal("0.00001"), Decimal("0.00001"), Decimal("5"))
 
@@ -145,12 +141,6 @@ def bench_cancel_replace_ticks(ticks: int) -> dict:
 # --- placement latency over loopback -------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 VENUES = ("binance", "okx", "bybit")
 """Every venue the emulator speaks: the gateway's placement is measured on each one's dialect."""
 
@@ -158,27 +148,10 @@ PASSPHRASE = {"okx": "benchpass"}
 """Venues that sign with a passphrase (OKX), and the one this bench's emulator account uses."""
 
 
-def _start_emulator(port: int, venue: str = "binance") -> subprocess.Popen:
-    extra = ["--passphrase", PASSPHRASE[venue]] if venue in PASSPHRASE else []
-    process = subprocess.Popen(
-        [sys.executable, "-m", "exchanges.emulator", "--port", str(port), "--seed", "1", "--symbols", "BTC/USDT",
-         "--account", "bench:benchsecret:BTC=1000,USDT=100000000", "--admin-token", "bench", "--venue", venue,
-         *extra],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **child_options(),
-    )
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/health", timeout=1).read()
-            return process
-        except urllib.error.HTTPError:  # it answers (the path is not every dialect's): it is up
-            return process
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(process.stderr.read().decode()) from None
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the emulator did not start")
+def _start_emulator(port: int, venue: str = "binance") -> Child:
+    """``bench.common.start_emulator`` with this bench's account, market timer on (100 ms)."""
+    return start_emulator(port, account="bench:benchsecret:BTC=1000,USDT=100000000", admin_token="bench",
+                          market_step_ms=100, venue=venue, passphrase=PASSPHRASE.get(venue, ""))
 
 
 def _summary(samples_ms: list[float]) -> dict:
@@ -292,7 +265,7 @@ def main() -> None:
     run_id = uuid.uuid4().hex[:12]
     redis_url = os.environ.get("REDIS_URL") or None
     private_redis = None
-    port = _free_port()
+    port = free_port()
     process = _start_emulator(port)
     try:
         if redis_url is None:
@@ -302,8 +275,7 @@ def main() -> None:
             redis_url = private_redis.url
         latency = asyncio.run(_bench_placements(f"http://127.0.0.1:{port}", options.placements, redis_url, run_id))
     finally:
-        process.terminate()
-        process.wait(10)
+        process.stop()
         if private_redis is not None:
             private_redis.stop()
         elif redis_url is not None:
@@ -311,14 +283,13 @@ def main() -> None:
     figures["placement_latency"] = latency
     by_venue: dict = {}
     for venue in VENUES:  # each dialect in an emulator of its own, one after the other
-        port = _free_port()
+        port = free_port()
         process = _start_emulator(port, venue)
         try:
             by_venue[venue] = asyncio.run(_bench_venue_placements(venue, f"http://127.0.0.1:{port}",
                                                                   options.placements))
         finally:
-            process.terminate()
-            process.wait(10)
+            process.stop()
     figures["placement_latency_by_venue"] = by_venue
     for venue, summary in by_venue.items():
         print(f"gateway on {venue:<14}: p50 {summary['p50_ms']:.3f} ms  p90 {summary['p90_ms']:.3f} ms  "
