@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from mmplatform.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "bench-push" / uuid.uuid4().hex[:12]  # this run's own: never another run's files
@@ -82,10 +83,6 @@ def seed_world(sessions: int) -> tuple[int, list[str]]:
     return bot.pk, keys
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_daphne(port: int) -> subprocess.Popen:

@@ -11,7 +11,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mmplatform.children import child_options
+from mmplatform.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -78,10 +78,6 @@ def write_result(name: str, figures: dict[str, Any]) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- child processes ---------------------------------------------------------------------------------

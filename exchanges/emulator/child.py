@@ -3,18 +3,13 @@
 
 from __future__ import annotations
 
-import socket
 import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from mmplatform.ports import free_port
 
 
 @contextmanager

@@ -7,7 +7,6 @@ the kill switch leaves no open order on any venue."""
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from bots.engine.gateways import warm_up
 from bots.models import Bot, BotEvent, BotStatus, Fill, LiquidityPosition, Order
 from exchanges.models import ExchangeAccount
 from exchanges.registry import clear_gateway_cache
+from mmplatform.ports import free_port
 from tests.processes import Proc, process_env, start_worker, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -38,9 +38,7 @@ class VenueProcess:
     def __init__(self, venue: str, *, market_step_ms: int = 50):
         self.venue = venue
         self.api_key, self.secret = f"{venue}-mvw-key-0001", f"{venue}-mvw-secret-0001-abcdef"
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, "manage.py", "run_exchange_emulator", "--venue", venue, "--port", str(self.port),
                 "--seed", str(VENUES.index(venue) + 11), "--symbols", PAIR, "--market-step-ms", str(market_step_ms),

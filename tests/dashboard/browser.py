@@ -4,7 +4,6 @@ Playwright (never a downloaded browser)."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 import urllib.request
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from mmplatform.ports import free_port
 from tests.processes import ARTIFACTS, Proc, process_env
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -29,10 +29,6 @@ def require_chromium() -> None:
         pytest.skip("Debian Chromium is not installed at /usr/bin/chromium (make system-deps installs it)")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Daphne:

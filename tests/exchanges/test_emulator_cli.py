@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,11 @@ import pytest
 
 from exchanges.ccxt_config import binance_config_for, config_for
 from exchanges.emulator.cli import ArgumentError, parse_account
+from mmplatform.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:

@@ -19,6 +19,7 @@ import pytest
 
 from exchanges.ccxt_config import config_for
 from mmplatform.demo import DEMO_API_KEY, DEMO_API_SECRET, DEMO_VENUES, demo_passphrase
+from mmplatform.ports import free_port, free_ports
 from tests.processes import PROCESS_TAG_VARIABLE, describe, processes_tagged, wait_gone
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,29 +33,6 @@ def fresh_env(var_dir: Path, tag: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in NOT_ON_A_FRESH_MACHINE}
     env.update(MMPLATFORM_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", **{PROCESS_TAG_VARIABLE: tag})
     return env
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free ports (the emulators of every venue)."""
-    import socket
-
-    while True:
-        first = free_port()
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
 
 
 def test_a_management_command_stops_the_embedded_redis_it_started(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from bots.engine.orders import LOST_AFTER_MISSES
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Fill, Order
 from exchanges.emulator.server import EmulatorServer
 from exchanges.registry import clear_gateway_cache
+from mmplatform.ports import free_port
 from tests.processes import Proc, redis_pointed_at, start_beat, start_worker, wait_until
 from tests.reliability.conftest import (
     assert_fills_match_exchange,
@@ -37,12 +38,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 FAST = {"BOT_WATCHDOG_INTERVAL_SECS": "1"}
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PrivateRedis:
