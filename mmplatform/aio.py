@@ -9,6 +9,7 @@ forked child (Celery prefork) gets its own loop on first use.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 from collections.abc import Coroutine
@@ -45,6 +46,21 @@ def run(coroutine: Coroutine[Any, Any, T], timeout_secs: float | None = 60.0) ->
     if running is loop:
         raise RuntimeError("mmplatform.aio.run() called from the I/O loop itself; await instead")
     future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    try:
+        return future.result(timeout_secs)
+    except TimeoutError:
+        future.cancel()
+        raise
+
+
+def start(coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Start a coroutine on the process loop without waiting: ``wait`` takes its result later (the caller
+    does other work meanwhile, e.g. a fill sync reads its trades while the balances are read)."""
+    return asyncio.run_coroutine_threadsafe(coroutine, get_loop())
+
+
+def wait(future: concurrent.futures.Future[T], timeout_secs: float | None = 60.0) -> T:
+    """The result of a coroutine ``start`` began (or its exception); cancelled after ``timeout_secs``."""
     try:
         return future.result(timeout_secs)
     except TimeoutError:

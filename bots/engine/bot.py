@@ -110,6 +110,7 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin, HedgingMixin):
         self.report = CycleReport()
         self.cycle = bot.cycle_count
         self.fenced_at_begin = False
+        self.balance_read: tuple[dict[int, ExchangeGateway], Any] | None = None  # a fill sync's balance read
         self.rebalanced_pairs: set[str] = set()  # pairs with a rebalancing trade in this engine's cycle
         self.rebalance_attempted_at: dict[str, float] = {}  # pair -> clock() of its last rebalancing trade
         self.start_error = ""  # why start_market_making returned False

@@ -75,6 +75,7 @@ class BotState:
     report: CycleReport  # reset by begin_kept_cycle; counted by the act path
     cycle: int  # this cycle's number: monitoring_iteration, fenced_cycle, number_cycle
     fenced_at_begin: bool  # fenced_cycle / end_kept_cycle
+    balance_read: tuple[dict[int, ExchangeGateway], Any] | None  # reload_balances -> balances_read / end_kept_cycle
     rebalanced_pairs: set[str]  # pairs with a rebalancing trade in this engine's cycle
     rebalance_attempted_at: dict[str, float]  # pair -> clock() of its last rebalancing trade
     start_error: str  # why start_market_making returned False

@@ -28,6 +28,7 @@ from bots.engine.market_data import (
     book_from,
     book_reader,
     mid_history,
+    recent_closed,
     shared_book,
     store_books,
     to_snapshot,
@@ -167,19 +168,24 @@ class FeedMixin(DriverState):
         self._take_handovers()
         resync = self._apply_pushed_orders()
         stale: dict[int, ExchangeGateway] = {}
+        balances: dict[int, ExchangeGateway] = {}
         for account_id, (gateway, every) in list(self.wanted_accounts.items()):
             view = self.accounts.get(account_id)
-            if view is None or view.outdated or account_id in resync:
+            if view is None or account_id in resync:
                 stale[account_id] = gateway
             elif self._order_stream_live(account_id):
                 if now - view.read_at >= settings.ENGINE_ACCOUNT_RECONCILE_SECS:
                     stale[account_id] = gateway  # the slow REST reconciliation under the pushes
                 else:  # every update up to now was pushed and applied: the view is current
                     self.accounts[account_id] = replace(view, taken_at=now)
-            elif now - view.taken_at >= every:
+                    if view.outdated:  # a fill sync moved the balances: those alone are read
+                        balances[account_id] = gateway
+            elif view.outdated or now - view.taken_at >= every:
                 stale[account_id] = gateway
         if stale:
             self._read_accounts(stale)
+        if balances:
+            self._read_balances(balances)
         due: list[tuple[str, str, ExchangeGateway]] = []
         for (venue, pair), gateway in list(self.wanted_books.items()):
             held = self._books.get((venue, pair))
@@ -230,7 +236,7 @@ class FeedMixin(DriverState):
             orders = {o.client_order_id: o for o in result if o.client_order_id}
             view = AccountView(taken_at=taken, orders=orders, balances=old.balances if old else {},
                                balances_at=old.balances_at if old else 0.0, free=old.free if old else {},
-                               read_at=taken)
+                               read_at=taken, closed=recent_closed(old.closed, taken) if old else {})
             if old is None or old.outdated or taken - old.balances_at >= BALANCE_SECS or _orders_moved(old, view):
                 view = replace(view, balances_at=-1.0)  # to read
             views[account_id] = view
@@ -246,6 +252,28 @@ class FeedMixin(DriverState):
                                         balances={asset: b.total for asset, b in result.assets.items()},
                                         free={asset: b.free for asset, b in result.assets.items()})
         self.accounts.update(views)
+
+    def _read_balances(self, accounts: dict[int, ExchangeGateway]) -> None:
+        """Only the balances of these accounts (a fill sync moved them; their open orders are pushed, so
+        the view's orders are current): the view keeps its orders, gets new balances."""
+        async def gather(calls: list[Any]) -> list[Any]:
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+        taken = time.time()
+        self.feed_stats["balance_reads"] += len(accounts)
+        read = aio.run(gather([g.fetch_balance() for g in accounts.values()]))
+        for account_id, result in zip(accounts, read, strict=True):
+            view = self.accounts.get(account_id)
+            if view is None:
+                continue
+            if isinstance(result, BaseException):
+                logger.info("engine driver: account %s balance read failed: %s", account_id, result)
+                self.accounts.pop(account_id, None)  # read whole at the next pass
+                continue
+            self.accounts[account_id] = replace(
+                view, outdated=False, balances_at=taken,
+                balances={asset: b.total for asset, b in result.assets.items()},
+                free={asset: b.free for asset, b in result.assets.items()})
 
     def _want(self, runner: Runner, engine: MarketMakingBot) -> None:
         """Tell the feeder what this bot needs read: its accounts and its pairs' books."""
@@ -419,6 +447,8 @@ class FeedMixin(DriverState):
         dropped)."""
         resync: set[int] = set()
         changed: dict[int, dict[str, ExchangeOrder]] = {}
+        ended: dict[int, dict[str, tuple[float, ExchangeOrder]]] = {}
+        now = time.time()
         while self.pushed_orders:
             account_id, orders = self.pushed_orders.popleft()
             if orders is None:
@@ -431,6 +461,7 @@ class FeedMixin(DriverState):
             held = changed.get(account_id)
             if held is None:
                 held = changed[account_id] = dict(view.orders)
+                ended[account_id] = dict(recent_closed(view.closed, now))
             for order in orders:
                 if not order.client_order_id:
                     continue
@@ -438,8 +469,9 @@ class FeedMixin(DriverState):
                     held[order.client_order_id] = order
                 else:
                     held.pop(order.client_order_id, None)
+                    ended[account_id][order.client_order_id] = (now, order)
         for account_id, orders in changed.items():
             view = self.accounts.get(account_id)
             if view is not None:
-                self.accounts[account_id] = replace(view, orders=orders)
+                self.accounts[account_id] = replace(view, orders=orders, closed=ended[account_id])
         return resync

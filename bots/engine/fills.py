@@ -20,6 +20,7 @@ from django.utils import timezone
 from bots.accounting import PositionAccount, apply_fill, fee_in_quote
 from bots.engine import keys
 from bots.engine.client_ids import client_id_prefix
+from bots.engine.market_data import AccountView
 from bots.engine.venues import HedgeRoute, Slot
 from bots.events import push
 from bots.models import (
@@ -113,12 +114,20 @@ class FillSyncMixin:
         def fill_payload(fill: Fill) -> dict[str, Any]:
             raise NotImplementedError
 
-    def sync_position(self, position: LiquidityPosition, *, mid: float) -> list[Fill]:
+    def sync_position(self, position: LiquidityPosition, *, mid: float, view: AccountView | None = None) -> list[Fill]:
         """Reconcile one pair: open orders (adopt known, cancel unknown of ours), final states of
-        rows that left the book, missed acknowledgements, then fills since the last sync."""
+        rows that left the book, missed acknowledgements, then fills since the last sync.
+
+        ``view``: the account as its live order stream keeps it (the driver's feeder): its open orders
+        stand for the venue's listing and its pushed final states for the fate of the rows that left
+        the book, so only a row it knows nothing of (sent after its last update) is asked about, and
+        the trades are read. None: everything is read from the venue."""
         gateway = self.gateways[position.exchange_account_id]
         pair = position.trading_pair
-        remote_open = aio.run(gateway.fetch_open_orders(pair))
+        if view is None:
+            remote_open = aio.run(gateway.fetch_open_orders(pair))
+        else:
+            remote_open = [o for o in view.orders.values() if o.pair == pair]
         self.listed_open[(position.exchange_account_id, pair)] = remote_open
         by_client = {r.client_order_id: r for r in remote_open if r.client_order_id}
         prefix = client_id_prefix(self.bot.pk)
@@ -143,6 +152,10 @@ class FillSyncMixin:
                 continue
             # not resting on the book: filled, cancelled, never arrived, or not visible yet
             left_book = True
+            pushed = view.closed.get(cid) if view is not None else None
+            if pushed is not None:  # its final state, as the order stream pushed it
+                self._acknowledge(order, pushed[1])
+                continue
             try:
                 remote = aio.run(gateway.fetch_order(pair, client_order_id=cid))
             except OrderNotFoundError:

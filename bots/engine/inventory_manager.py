@@ -4,6 +4,7 @@ aggregated across the venues it is quoted on, rebalancing need."""
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
 from decimal import Decimal
 from typing import Any
 
@@ -39,14 +40,23 @@ class InventoryManager:
     def load_balances(self, gateways: dict[int, ExchangeGateway]) -> None:
         """Every account's balances at once; an account whose venue fails keeps no balances and is
         ``unread`` (its pairs' aggregates are incomplete until it reads again), the others are unaffected."""
+        self.apply_balances(gateways, self.start_balance_read(gateways))
+
+    def start_balance_read(self, gateways: dict[int, ExchangeGateway]) -> Future[list[Any]] | None:
+        """Start reading these accounts' balances on the I/O loop; ``apply_balances`` takes them in."""
         async def fetch_all() -> list[Any]:
             import asyncio
 
             return await asyncio.gather(*(gw.fetch_balance() for gw in gateways.values()), return_exceptions=True)
 
-        if not gateways:
+        return aio.start(fetch_all()) if gateways else None
+
+    def apply_balances(self, gateways: dict[int, ExchangeGateway], pending: Future[list[Any]] | None) -> None:
+        """The balances ``start_balance_read`` began reading for ``gateways``, waited for and taken in
+        (``load_balances``)."""
+        if pending is None:
             return
-        results = aio.run(fetch_all())
+        results = aio.wait(pending)
         balances: dict[int, dict[str, Decimal]] = {}
         free: dict[int, dict[str, Decimal]] = {}
         for account_id, result in zip(gateways, results, strict=True):

@@ -47,6 +47,22 @@ class AccountView:
     balances_at: float = 0.0  # when the balances were read (the orders may be newer)
     free: dict[str, Decimal] = field(default_factory=dict)  # free (not locked) balances, read with them
     read_at: float = 0.0  # the last REST read of the open orders (``taken_at`` moves on with pushed updates)
+    closed: dict[str, tuple[float, ExchangeOrder]] = field(default_factory=dict)
+    """Orders the venue's order stream pushed as ended (filled, cancelled, expired): client id -> (when the
+    feeder applied it, the final state), kept ``CLOSED_KEEP_SECS``. A fill sync takes the fate of a row that
+    left the book from here instead of asking the venue (``FillSyncMixin.sync_position``)."""
+
+
+CLOSED_KEEP_SECS = 60.0
+"""How long an account view keeps the pushed final state of an order that left the book."""
+
+
+def recent_closed(closed: dict[str, tuple[float, ExchangeOrder]], now: float) -> dict[str, tuple[float, ExchangeOrder]]:
+    """``closed`` without the entries older than ``CLOSED_KEEP_SECS`` (the same dict when none is)."""
+    horizon = now - CLOSED_KEEP_SECS
+    if all(seen >= horizon for seen, _ in closed.values()):
+        return closed
+    return {cid: entry for cid, entry in closed.items() if entry[0] >= horizon}
 
 
 def book_from(raw: OrderBook, fetched_at: float | None = None) -> BookData:

@@ -18,6 +18,7 @@ from bots import quoting
 from bots.engine import keys
 from bots.engine.bot_state import BotState, CycleReport
 from bots.engine.lease import FencedError, check_send
+from bots.engine.market_data import AccountView
 from bots.engine.self_trades import QuoteGuard, from_rows, from_view, merged
 from bots.engine.strategy_engine import params_json
 from bots.engine.venues import Slot, slot_of
@@ -380,19 +381,31 @@ class QuotesMixin(BotState):
 
     def end_kept_cycle(self) -> None:
         self.fenced_at_begin = False
+        self.balance_read = None  # a read a failed sync never took in is dropped, never applied later
 
     def reload_balances(self, account_ids: set[int]) -> None:
-        """A fill moved these accounts' balances: read them again (a fill sync on the kept engine)."""
-        self.inventory_manager.load_balances({a: self.exchanges[a] for a in account_ids})
+        """A fill moved these accounts' balances: start reading them again (a fill sync on the kept engine);
+        the sync reads the trades meanwhile and takes the balances in before it values the inventory
+        (``balances_read``)."""
+        gateways = {a: self.exchanges[a] for a in account_ids}
+        self.balance_read = (gateways, self.inventory_manager.start_balance_read(gateways))
 
-    def sync_pair(self, position: LiquidityPosition, mid: float) -> list[Order]:
+    def balances_read(self) -> None:
+        """Wait for the balances ``reload_balances`` began reading and take them in (once)."""
+        pending, self.balance_read = self.balance_read, None
+        if pending is not None:
+            self.inventory_manager.apply_balances(*pending)
+
+    def sync_pair(self, position: LiquidityPosition, mid: float, view: AccountView | None = None) -> list[Order]:
         """Reconcile one pair with its venue on the kept engine (a fill sync): open orders, the fate of the
         missing ones, trades -> Fill rows and OrderFilled events, the inventory valued at ``mid`` (nan: a
-        bad book, not valued). Returns the pair's rows as the venue answered them (to re-quote on)."""
-        fills = self.order_manager.sync_position(position, mid=mid)
+        bad book, not valued). Returns the pair's rows as the venue answered them (to re-quote on).
+        ``view``: the account as its live order stream keeps it (``FillSyncMixin.sync_position``)."""
+        fills = self.order_manager.sync_position(position, mid=mid, view=view)
         if fills or self.hedge_retry_due(self.clock()):
             self.run_hedges()  # first (latency), and before the pair is re-quoted: a failed hedge halts it
         self.announce_fills(position.trading_pair, fills)
+        self.balances_read()  # before the inventory is valued and the pair re-quoted
         if mid == mid:
             self.inventory_manager.assess(position, mid)
         return self.order_manager.take_synced(position.pk)

@@ -142,7 +142,11 @@ class RequoteMixin(DriverState):
             snapshot = self._snapshot(runner, engine, position, {}, time.time())  # the feeder's book
             mid = snapshot.mid if not snapshot.problem() else float("nan")
             # re-quoted on the rows the sync just reconciled with the venue (not read again)
-            synced = engine.sync_pair(position, mid)
+            # an account whose orders are pushed: its view stands for the venue's listing (no REST read)
+            view = self.accounts.get(position.exchange_account_id)
+            if position.exchange_account_id not in self.order_streams_live:
+                view = None
+            synced = engine.sync_pair(position, mid, view)
             synced_positions.add(position.pk)
             rows.extend(synced)
             live = [o for o in synced if o.status in OPEN_ORDER_STATUSES and o.purpose == OrderPurpose.QUOTE]

@@ -12,6 +12,7 @@ backstop where the venue offers one.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -58,26 +59,56 @@ def merged(*groups: Iterable[RestingOrder]) -> tuple[RestingOrder, ...]:
     return tuple(dict.fromkeys(order for group in groups for order in group))
 
 
+_local_locks: dict[str, threading.Lock] = {}
+_local_locks_lock = threading.Lock()
+
+
+def _local_lock(key: str) -> threading.Lock:
+    """The process's own lock for a guard key (created once, kept: one per account and pair)."""
+    lock = _local_locks.get(key)
+    if lock is None:
+        with _local_locks_lock:
+            lock = _local_locks.setdefault(key, threading.Lock())
+    return lock
+
+
 class QuoteGuard:
     """One bot at a time decides and stores new orders on an (account, pair): SET NX PX, token-checked
-    release (``keys.quote_guard``). ``release`` may be called any number of times."""
+    release (``keys.quote_guard``). ``release`` may be called any number of times.
+
+    The bots of one (account, pair) in one worker process queue on a ``threading.Lock`` of the process
+    first, so only one thread per process polls Redis for the guard (the others sleep in the lock, costing
+    no CPU and no Redis round trips); the poll backs off from 2 ms to 20 ms."""
 
     def __init__(self, account_id: int, pair: str):
         self.key = keys.quote_guard(account_id, pair)
         self.token = uuid.uuid4().hex
         self.held = False
+        self._local: threading.Lock | None = None
 
     def acquire(self, wait_secs: float = GUARD_WAIT_SECS) -> bool:
-        r = get_redis()
         deadline = time.monotonic() + wait_secs
+        local = _local_lock(self.key)
+        if not local.acquire(timeout=wait_secs):
+            return False
+        r = get_redis()
+        pause = 0.002
         while not r.set(self.key, self.token, nx=True, px=keys.GUARD_TTL_MS):
             if time.monotonic() >= deadline:
+                local.release()
                 return False
-            time.sleep(0.002)
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.02)
+        self._local = local
         self.held = True
         return True
 
     def release(self) -> None:
         if self.held:
             self.held = False
-            get_redis().eval(_RELEASE, 1, self.key, self.token)
+            local, self._local = self._local, None
+            try:
+                get_redis().eval(_RELEASE, 1, self.key, self.token)
+            finally:
+                if local is not None:
+                    local.release()

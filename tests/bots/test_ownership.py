@@ -31,7 +31,8 @@ THREAD = {
     "ShardsMixin._housekeep": "driver",
     "ShardsMixin._refresh_bots": "driver", "FeedMixin._want": "driver", "FeedMixin._ensure_streams": "driver",
     "FeedMixin._analysis": "driver",  # only from VerdictMixin._check
-    "FeedMixin._read_books": "feeder", "FeedMixin._read_accounts": "feeder", "FeedMixin._take_handovers": "feeder",
+    "FeedMixin._read_books": "feeder", "FeedMixin._read_accounts": "feeder", "FeedMixin._read_balances": "feeder",
+    "FeedMixin._take_handovers": "feeder",
     "FeedMixin._watch": "io-loop", "FeedMixin._watch_orders": "io-loop", "FeedMixin._ensure_order_streams": "driver",
     "FeedMixin._feed_once": "feeder", "FeedMixin._apply_pushed_orders": "feeder",
     "RequoteMixin._cycle": "pool", "RequoteMixin._sync_and_requote": "pool",
