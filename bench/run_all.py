@@ -216,9 +216,14 @@ def rows_engine(data: dict[str, Any]) -> list[Row]:
         for step in steps:
             activity = step.get("activity_per_bot_pair_per_sec") or {}
             busy = ", ".join(f"{k} {v}/s" for k, v in activity.items() if k != "quiet" and v)
+            # a step whose bots did not all start within the window measured fewer bots than it says
+            short = step.get("running_at_window") != step["bots"]
             rows.append(Row("engine", f"{label}: N={step['bots']} bots, p99 cycle lag",
-                            step.get("lag_p99_secs"), "s", 1.0, higher_is_better=False,
-                            note=f"{step.get('cycles_per_sec')} cycles/s (pushed moves add cycles), lag p50 "
+                            None if short else step.get("lag_p99_secs"), "s", 1.0, higher_is_better=False,
+                            note=(f"only {step.get('running_at_window')}/{step['bots']} running in the window (p99 "
+                                  f"{step.get('lag_p99_secs')} s of those): not a figure for N={step['bots']}; "
+                                  if short else "")
+                                 + f"{step.get('cycles_per_sec')} cycles/s (pushed moves add cycles), lag p50 "
                                  f"{step.get('lag_p50_secs')} s, {step.get('running_at_window')}/{step['bots']} running"
                                  + (f"; per bot-pair: {busy}" if busy else ""),
                             measures=f"how late the cycles of {step['bots']} running bots start after their "
