@@ -280,7 +280,7 @@ ENGINE_BOOK_STREAMS = env_bool("ENGINE_BOOK_STREAMS", True)
 ENGINE_ORDER_STREAMS = env_bool("ENGINE_ORDER_STREAMS", True)
 """The engine driver keeps its account views from the venue's pushed order updates (Binance's user-data
 stream, ccxt.pro ``watch_orders``) and reads open orders by REST only every ENGINE_ACCOUNT_RECONCILE_SECS
-and whenever the stream (re)subscribes (after a fill sync, only the balances); a fill sync of such an account
+and whenever the stream (re)subscribes (a fill sync hands the view the balances it read); a fill sync of such an account
 takes the listing and the ended orders' fate from the view and reads only the trades. Off (or a venue without
 them): views read every ~0.9 monitoring interval, fill syncs read everything by REST."""
 ENGINE_ACCOUNT_RECONCILE_SECS = env_float("ENGINE_ACCOUNT_RECONCILE_SECS", 15.0)

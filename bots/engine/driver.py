@@ -98,6 +98,8 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.finished: deque[tuple[Runner, str, bool, bool, int, int]] = deque()  # pool -> driver thread
         self.fresh_books: deque[tuple[tuple[str, str], tuple[float, BookData]]] = deque()  # -> feeder
         self.outdated: deque[int] = deque()  # pool -> feeder: accounts whose balances a fill moved
+        # pool -> feeder: balances a fill sync read after the fill (account, read at, totals, free)
+        self.fresh_balances: deque[tuple[int, float, dict[str, Decimal], dict[str, Decimal]]] = deque()
         self.analyses: dict[Any, tuple[float, MarketAnalysis]] = {}
         self.shared = SharedViews()
         self.by_pair: dict[tuple[str, str], dict[int, Runner]] = {}  # (venue, pair) -> bots quoting it

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, deque
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from bots.engine.bot import MarketMakingBot
@@ -71,6 +72,8 @@ class DriverState:
     finished: deque[tuple[Runner, str, bool, bool, int, int]]
     fresh_books: deque[tuple[tuple[str, str], tuple[float, BookData]]]  # driver/pool -> feeder: depth read off it
     outdated: deque[int]  # pool -> feeder: accounts whose balances a fill sync moved
+    # pool -> feeder: balances a fill sync read after its fill (account, read at, totals, free)
+    fresh_balances: deque[tuple[int, float, dict[str, Decimal], dict[str, Decimal]]]
     # --- each pool thread its own key (requote.py) ------------------------------------------------------
     _pool_connections: dict[int, Any]  # pool thread id -> its database connection (closed by stop())
     _connection_checked: dict[int, float]  # pool thread id -> last close_old_connections()

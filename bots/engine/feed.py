@@ -151,13 +151,19 @@ class FeedMixin(DriverState):
             self.stopping.wait(FEED_SECS)
 
     def _take_handovers(self) -> None:
-        """What other threads handed the feeder: depth they had to read themselves (the newest book wins)
-        and accounts a fill sync moved (their view replaced by one marked ``outdated``)."""
+        """What other threads handed the feeder: depth they had to read themselves (the newest book wins),
+        the balances a fill sync read after its fill (newer than the view's: they replace its balances), and
+        accounts a fill sync moved without reading them (their view replaced by one marked ``outdated``)."""
         while self.fresh_books:
             key, fresh = self.fresh_books.popleft()
             held = self._books.get(key)
             if held is None or fresh[1].fetched_at >= held[1].fetched_at:
                 self._books[key] = fresh
+        while self.fresh_balances:
+            account_id, read_at, totals, free = self.fresh_balances.popleft()
+            view = self.accounts.get(account_id)
+            if view is not None and view.balances_at < read_at:
+                self.accounts[account_id] = replace(view, balances=totals, free=free, balances_at=read_at)
         while self.outdated:
             account_id = self.outdated.popleft()
             view = self.accounts.get(account_id)

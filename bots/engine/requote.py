@@ -133,6 +133,7 @@ class RequoteMixin(DriverState):
         events), reload that account's balances, and re-quote the pair. The rest of the bot is as the
         quiet check left it; the next check assesses risk on the new position."""
         accounts = {engine.active_positions[p].exchange_account_id for p in pairs}
+        balances_read_at = time.time()
         engine.reload_balances(accounts)
         total_open = sum(runner.open_count.values())
         synced_positions: set[int] = set()
@@ -156,6 +157,14 @@ class RequoteMixin(DriverState):
         # the sync and the re-quote, and the re-quote's new ones
         rows += [o for o in runner.rows if o.position_id not in synced_positions]
         self._capture(runner, engine, full=False, rows=rows + engine.order_manager.stored)
+        # balances moved: the accounts this sync read after the fill get those balances in their views; any
+        # other (a hedge account, a read that failed) the feeder reads again at once
+        inventory = engine.inventory_manager
+        for account_id in accounts:
+            if account_id in inventory.balances and account_id not in inventory.unread:
+                self.fresh_balances.append((account_id, balances_read_at, dict(inventory.balances[account_id]),
+                                            dict(inventory.free.get(account_id, {}))))
+            else:
+                self.outdated.append(account_id)
         if engine.hedge_route is not None:  # a hedge moved the hedge account's balances too
-            accounts.add(engine.hedge_route.hedge_account_id)
-        self.outdated.extend(accounts)  # balances moved: the feeder reads these accounts again at once
+            self.outdated.append(engine.hedge_route.hedge_account_id)

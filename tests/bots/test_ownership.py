@@ -57,6 +57,7 @@ QUEUES = {
     "finished": ({"pool"}, "driver"),
     "fresh_books": ({"driver or pool"}, "feeder"),
     "outdated": ({"pool"}, "feeder"),
+    "fresh_balances": ({"pool"}, "feeder"),
     "pushed_orders": ({"io-loop"}, "feeder"),
 }
 
