@@ -140,6 +140,14 @@ class Balance:
         """Free amount of ``asset``."""
         return self.get(asset).free
 
+    def totals(self) -> dict[str, Decimal]:
+        """Total amount per listed asset."""
+        return {asset: b.total for asset, b in self.assets.items()}
+
+    def free_amounts(self) -> dict[str, Decimal]:
+        """Free (not locked) amount per listed asset."""
+        return {asset: b.free for asset, b in self.assets.items()}
+
 
 @dataclass(frozen=True)
 class OrderRequest:

@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -66,3 +66,9 @@ def wait(future: concurrent.futures.Future[T], timeout_secs: float | None = 60.0
     except TimeoutError:
         future.cancel()
         raise
+
+
+async def settled(awaitables: Iterable[Awaitable[Any]]) -> list[Any]:
+    """Each awaitable's result, or the exception it raised, in order (``asyncio.gather`` with
+    ``return_exceptions``): one failed call never hides the others' answers. ``run(settled(...))``."""
+    return await asyncio.gather(*awaitables, return_exceptions=True)

@@ -205,12 +205,9 @@ class FeedMixin(DriverState):
 
     def _read_books(self, due: list[tuple[str, str, ExchangeGateway]]) -> None:
         """Depth reads of many pairs at once; shared through Redis like any other read."""
-        async def read_all() -> list[Any]:
-            return await asyncio.gather(*(g.fetch_order_book(p, ORDER_BOOK_DEPTH) for _, p, g in due),
-                                        return_exceptions=True)
-
         read = []
-        for (venue, pair, _), raw in zip(due, aio.run(read_all()), strict=True):
+        depths = aio.run(aio.settled(g.fetch_order_book(p, ORDER_BOOK_DEPTH) for _, p, g in due))
+        for (venue, pair, _), raw in zip(due, depths, strict=True):
             if isinstance(raw, BaseException):
                 logger.info("engine driver: depth read of %s on %s failed: %s", pair, venue, raw)
                 continue
@@ -224,12 +221,9 @@ class FeedMixin(DriverState):
         """One open-orders read per account (all accounts concurrently); then a balance read for those
         whose orders changed (a fill moves balances), that a fill sync flagged, or whose balances are
         older than BALANCE_SECS (deposits, withdrawals, fees)."""
-        async def gather(calls: list[Any]) -> list[Any]:
-            return await asyncio.gather(*calls, return_exceptions=True)
-
         taken = time.time()
         self.feed_stats["account_reads"] += len(stale)  # REST open-orders reads (the bench reports them per second)
-        listed = aio.run(gather([g.fetch_open_orders(None) for g in stale.values()]))
+        listed = aio.run(aio.settled([g.fetch_open_orders(None) for g in stale.values()]))
         views: dict[int, AccountView] = {}
         for account_id, result in zip(stale, listed, strict=True):
             if isinstance(result, BaseException):
@@ -247,27 +241,23 @@ class FeedMixin(DriverState):
                 view = replace(view, balances_at=-1.0)  # to read
             views[account_id] = view
         wanted = [a for a, v in views.items() if v.balances_at < 0]
-        read = aio.run(gather([stale[a].fetch_balance() for a in wanted])) if wanted else []
+        read = aio.run(aio.settled([stale[a].fetch_balance() for a in wanted])) if wanted else []
         for account_id, result in zip(wanted, read, strict=True):
             if isinstance(result, BaseException):
                 logger.info("engine driver: account %s balance read failed: %s", account_id, result)
                 views.pop(account_id)
                 self.accounts.pop(account_id, None)
                 continue
-            views[account_id] = replace(views[account_id], balances_at=taken,
-                                        balances={asset: b.total for asset, b in result.assets.items()},
-                                        free={asset: b.free for asset, b in result.assets.items()})
+            views[account_id] = replace(views[account_id], balances_at=taken, balances=result.totals(),
+                                        free=result.free_amounts())
         self.accounts.update(views)
 
     def _read_balances(self, accounts: dict[int, ExchangeGateway]) -> None:
         """Only the balances of these accounts (a fill sync moved them; their open orders are pushed, so
         the view's orders are current): the view keeps its orders, gets new balances."""
-        async def gather(calls: list[Any]) -> list[Any]:
-            return await asyncio.gather(*calls, return_exceptions=True)
-
         taken = time.time()
         self.feed_stats["balance_reads"] += len(accounts)
-        read = aio.run(gather([g.fetch_balance() for g in accounts.values()]))
+        read = aio.run(aio.settled([g.fetch_balance() for g in accounts.values()]))
         for account_id, result in zip(accounts, read, strict=True):
             view = self.accounts.get(account_id)
             if view is None:
@@ -276,10 +266,8 @@ class FeedMixin(DriverState):
                 logger.info("engine driver: account %s balance read failed: %s", account_id, result)
                 self.accounts.pop(account_id, None)  # read whole at the next pass
                 continue
-            self.accounts[account_id] = replace(
-                view, outdated=False, balances_at=taken,
-                balances={asset: b.total for asset, b in result.assets.items()},
-                free={asset: b.free for asset, b in result.assets.items()})
+            self.accounts[account_id] = replace(view, outdated=False, balances_at=taken, balances=result.totals(),
+                                                free=result.free_amounts())
 
     def _want(self, runner: Runner, engine: MarketMakingBot) -> None:
         """Tell the feeder what this bot needs read: its accounts and its pairs' books."""

@@ -44,12 +44,7 @@ class InventoryManager:
 
     def start_balance_read(self, gateways: dict[int, ExchangeGateway]) -> Future[list[Any]] | None:
         """Start reading these accounts' balances on the I/O loop; ``apply_balances`` takes them in."""
-        async def fetch_all() -> list[Any]:
-            import asyncio
-
-            return await asyncio.gather(*(gw.fetch_balance() for gw in gateways.values()), return_exceptions=True)
-
-        return aio.start(fetch_all()) if gateways else None
+        return aio.start(aio.settled(gw.fetch_balance() for gw in gateways.values())) if gateways else None
 
     def apply_balances(self, gateways: dict[int, ExchangeGateway], pending: Future[list[Any]] | None) -> None:
         """The balances ``start_balance_read`` began reading for ``gateways``, waited for and taken in
@@ -67,8 +62,8 @@ class InventoryManager:
                 self.unread[account_id] = f"{type(result).__name__}: {result}"[:300]
                 continue
             self.unread.pop(account_id, None)
-            balances[account_id] = {asset: bal.total for asset, bal in result.assets.items()}
-            free[account_id] = {asset: bal.free for asset, bal in result.assets.items()}
+            balances[account_id] = result.totals()
+            free[account_id] = result.free_amounts()
         if results and not balances:
             raise results[0]  # every venue failed (a bot on one venue: its only read), as before
         for account_id in self.unread:

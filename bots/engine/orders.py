@@ -192,10 +192,7 @@ class OrderManager(FillSyncMixin):
                     status=OrderStatus.CANCELED, closed_at=now, error=f"not sent: {exc}"[:500], updated_at=now)
                 raise
 
-        async def place_all() -> list[Any]:
-            return await asyncio.gather(*(self._place_one(o) for o in orders), return_exceptions=True)
-
-        results = aio.run(place_all(), timeout_secs=60)
+        results = aio.run(aio.settled(self._place_one(o) for o in orders), timeout_secs=60)
         outcomes = []
         acknowledged = []
         for order, result in zip(orders, results, strict=True):
@@ -278,10 +275,7 @@ class OrderManager(FillSyncMixin):
         """Only send the cancels (concurrently, on the I/O loop); the caller marks and settles the rows.
         The engine driver sends a re-quote's cancels the moment it decides, before handing the rest of
         the re-quote to a pool thread."""
-        async def cancel_all() -> list[Any]:
-            return await asyncio.gather(*(self._cancel_one(o) for o in orders), return_exceptions=True)
-
-        return asyncio.run_coroutine_threadsafe(cancel_all(), aio.get_loop())
+        return aio.start(aio.settled(self._cancel_one(o) for o in orders))
 
     def start_cancels(self, orders: Sequence[Order]) -> concurrent.futures.Future:
         """Mark the rows CANCEL_PENDING and start cancelling on the venue (concurrently, on the I/O
@@ -401,12 +395,9 @@ def sweep_venues(sweeps: Sequence[tuple[OrderManager, Iterable[tuple[int, str]]]
     """The kill path of many bots at once (a tenant kill): every bot's listings, then its cancels, all
     bots concurrently on the I/O loop; then each bot's rows settled. Returns the exchange orders
     cancelled per bot (0 for a bot whose sweep failed; its backstop task retries)."""
-    async def every() -> list[Any]:
-        return await asyncio.gather(*(manager._cancel_listed(list(pairs)) for manager, pairs in sweeps),
-                                    return_exceptions=True)
-
     counts = []
-    for (manager, _), gone in zip(sweeps, aio.run(every()), strict=True):
+    swept = aio.run(aio.settled(manager._cancel_listed(list(pairs)) for manager, pairs in sweeps))
+    for (manager, _), gone in zip(sweeps, swept, strict=True):
         if isinstance(gone, BaseException):
             logger.warning("kill: the sweep of bot %s failed: %s", manager.bot.pk, gone)
             counts.append(0)

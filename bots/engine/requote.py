@@ -144,9 +144,8 @@ class RequoteMixin(DriverState):
             mid = snapshot.mid if not snapshot.problem() else float("nan")
             # re-quoted on the rows the sync just reconciled with the venue (not read again)
             # an account whose orders are pushed: its view stands for the venue's listing (no REST read)
-            view = self.accounts.get(position.exchange_account_id)
-            if position.exchange_account_id not in self.order_streams_live:
-                view = None
+            account_id = position.exchange_account_id
+            view = self.accounts.get(account_id) if account_id in self.order_streams_live else None
             synced = engine.sync_pair(position, mid, view)
             synced_positions.add(position.pk)
             rows.extend(synced)
