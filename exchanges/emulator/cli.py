@@ -168,7 +168,13 @@ def config_from_options(options: dict) -> EmulatorConfig:
     )
 
 
-async def serve(config: EmulatorConfig, announce=print) -> None:
+def say(line: str) -> None:
+    """Print ``line`` at once: a parent that reads this process's stdout through a pipe (the latency tools,
+    the tests) waits for the readiness line, which a block-buffered pipe would hold back."""
+    print(line, flush=True)
+
+
+async def serve(config: EmulatorConfig, announce=say) -> None:
     """Run the emulator until SIGINT/SIGTERM."""
     server = EmulatorServer(config)
     base_url = await server.start()
@@ -188,7 +194,7 @@ async def serve(config: EmulatorConfig, announce=print) -> None:
         await server.stop()
 
 
-def run(config: EmulatorConfig, announce=print) -> int:
+def run(config: EmulatorConfig, announce=say) -> int:
     """Serve ``config``; returns a process exit code and prints a one-line reason on failure."""
     try:
         asyncio.run(serve(config, announce))
