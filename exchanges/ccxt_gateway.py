@@ -17,10 +17,12 @@ how trades are paged and which rejection means "duplicate client id".
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
 import random
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -160,6 +162,7 @@ class CcxtGateway(ExchangeGateway):
         self._rules: dict[str, MarketRules] = {}
         self._active: set[str] = set()
         self._client_ids: OrderedDict[str, str] = OrderedDict()  # exchange order id -> client id
+        self._balance_read: tuple[float, asyncio.Future[Balance]] | None = None  # (started, read): fetch_balance_since
         rate = float(getattr(credentials, "rate_limit_per_sec", 0.0) or self.venue.default_rate_limit_per_sec)
         self._own_limiter = rate_limiter is None
         if rate_limiter is None:
@@ -362,6 +365,13 @@ class CcxtGateway(ExchangeGateway):
         return Ticker(pair, _dec(raw.get("bid")), _dec(raw.get("ask")), _dec(raw.get("last")),
                       _dec(raw.get("baseVolume")), raw.get("timestamp"))
 
+    async def fetch_balance_since(self, not_before: float) -> Balance:
+        held = self._balance_read
+        if held is None or held[0] < not_before or (held[1].done() and (held[1].cancelled()
+                                                                      or held[1].exception() is not None)):
+            held = self._balance_read = (time.time(), asyncio.ensure_future(self.fetch_balance()))
+        return await asyncio.shield(held[1])
+
     async def fetch_balance(self) -> Balance:
         """Free/used/total per asset."""
         raw = await self._read(lambda client: client.fetch_balance())
@@ -392,6 +402,31 @@ class CcxtGateway(ExchangeGateway):
     def parse_order(self, raw: dict) -> ExchangeOrder:
         """One of ccxt's unified orders (REST or pushed) as an ``ExchangeOrder``."""
         return self._order(raw, raw.get("symbol") or "")
+
+    def parse_trade(self, raw: dict) -> Trade:
+        """One of ccxt's unified trades pushed by the account's stream (``watch_my_trades``) as a ``Trade``;
+        its client order id as the order's pushes or placement taught it (None if neither did)."""
+        trade = self._trade(raw, raw.get("symbol") or "", self._client_ids.get(str(raw.get("order"))))
+        if self.venue.pushed_fee_negated and trade.fee is not None:
+            trade = dataclasses.replace(trade, fee=-trade.fee)
+        return trade
+
+    @staticmethod
+    def _trade(raw: dict, pair: str, client_id: str | None) -> Trade:
+        fee = raw.get("fee") or {}
+        return Trade(
+            trade_id=str(raw.get("id")),
+            exchange_order_id=str(raw.get("order")),
+            client_order_id=client_id,
+            pair=raw.get("symbol") or pair,
+            side=raw.get("side") or "",
+            price=_dec(raw.get("price")) or Decimal(0),
+            amount=_dec(raw.get("amount")) or Decimal(0),
+            fee=_dec(fee.get("cost")),
+            fee_currency=fee.get("currency"),
+            timestamp_ms=int(raw.get("timestamp") or 0),
+            is_maker=(raw.get("takerOrMaker") == "maker") if raw.get("takerOrMaker") else None,
+        )
 
     def _order(self, raw: dict, pair: str) -> ExchangeOrder:
         exchange_order_id = str(raw.get("id"))
@@ -697,19 +732,6 @@ class CcxtGateway(ExchangeGateway):
                     client_id = (await self.fetch_order(pair, exchange_order_id=order_id)).client_order_id
                 except ExchangeError as error:
                     logger.info("client id of order %s unknown: %s", order_id, error)
-            fee = raw.get("fee") or {}
-            trades.append(Trade(
-                trade_id=str(raw.get("id")),
-                exchange_order_id=order_id,
-                client_order_id=client_id,
-                pair=raw.get("symbol") or pair,
-                side=raw.get("side") or "",
-                price=_dec(raw.get("price")) or Decimal(0),
-                amount=_dec(raw.get("amount")) or Decimal(0),
-                fee=_dec(fee.get("cost")),
-                fee_currency=fee.get("currency"),
-                timestamp_ms=int(raw.get("timestamp") or 0),
-                is_maker=(raw.get("takerOrMaker") == "maker") if raw.get("takerOrMaker") else None,
-            ))
+            trades.append(self._trade(raw, pair, client_id))
         trades.sort(key=lambda t: (t.timestamp_ms, int(t.trade_id) if t.trade_id.isdigit() else 0))
         return trades

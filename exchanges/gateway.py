@@ -246,6 +246,12 @@ class ExchangeGateway(abc.ABC):
     async def fetch_balance(self) -> Balance:
         """Free/used/total per asset."""
 
+    async def fetch_balance_since(self, not_before: float) -> Balance:
+        """The balances as a read that started at or after ``not_before`` (``time.time()``) found them: a
+        read already made or under way since then is shared (a burst of fills on one account has each
+        of its bots' fill syncs want the balances after its fill), otherwise a new one is made."""
+        return await self.fetch_balance()
+
     @abc.abstractmethod
     async def place_order(self, request: OrderRequest) -> ExchangeOrder:
         """Place exactly one order per client order id, even across timeouts and lost replies."""

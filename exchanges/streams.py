@@ -20,9 +20,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import ccxt.pro as ccxt_pro
+from ccxt.async_support.base.ws.cache import ArrayCacheBySymbolById
 
 from exchanges.ccxt_gateway import map_ccxt_error
 from exchanges.gateway import BestQuote
@@ -213,12 +214,34 @@ def _confirming_class(base: type, confirms: Callable[[dict], bool]) -> type:
     return confirming
 
 
+class _Recording(ArrayCacheBySymbolById):
+    """ccxt.pro's cache of an account's orders or trades (what its ``handle_*`` methods append every parsed
+    update to) that also hands each update to a list: nothing ccxt parsed is lost between two ``watch`` calls."""
+
+    def __init__(self, limit: int, sink: list[dict], arrived: asyncio.Event):
+        super().__init__(limit)
+        self._sink = sink
+        self._arrived = arrived
+
+    def append(self, item: dict) -> None:
+        super().append(item)
+        self._sink.append(item)
+        self._arrived.set()
+
+
+class PushedUpdates(NamedTuple):
+    """What one ``OrderUpdateStream.watch`` call returns."""
+
+    orders: list[Any]  # ExchangeOrder
+    trades: list[Any]  # exchanges.gateway.Trade
+
+
 class OrderUpdateStream:
     """The account's own order updates pushed by the venue (ccxt.pro ``watch_orders`` over the venue's
     private stream; ``Venue.private_stream_config`` says where), for an account a ``CcxtGateway``
     trades. ``subscribe`` returns once the venue confirmed the subscription
     (``Venue.private_stream_subscribed``; updates from then on are never lost: ccxt keeps them until
-    the next ``watch``); ``watch`` returns the orders changed since the last call (at least one; waits).
+    the next ``watch``); ``watch`` returns the orders changed and the trades made since the last call (waits).
     A dropped socket raises ``ExchangeUnavailableError``; the caller subscribes again and reads the
     account by REST, since updates while disconnected are gone. One consumer per stream."""
 
@@ -234,6 +257,12 @@ class OrderUpdateStream:
         self._pending: asyncio.Future | None = None
         """The ``watch_orders`` call kept waiting between ``watch`` calls: ccxt hands an update only to a
         call already waiting (one arriving between two calls would wait for the next update)."""
+        self._pending_trades: asyncio.Future | None = None
+        """The same for ``watch_my_trades`` (None: the venue's class pushes no trades)."""
+        self._orders_in: list[dict] = []  # every order update ccxt parsed since the last ``watch`` (``_Recording``)
+        self._trades_in: list[dict] = []  # every trade likewise
+        self._arrived = asyncio.Event()  # set by the recordings (a new one per subscription, on its loop)
+        self.pushes_trades = "watch_my_trades" in getattr(gateway.venue, "private_stream_methods", ())
 
     @staticmethod
     def config_of(gateway: Any, timeout_secs: float = 10.0, keepalive_secs: float = 10.0) -> dict | None:
@@ -253,44 +282,93 @@ class OrderUpdateStream:
         await self.gateway.load_markets()
         exchange = _confirming_class(getattr(ccxt_pro, self.gateway.exchange_id), self._confirms)(self._config)
         exchange.set_markets(self.gateway.loaded_markets)
+        self._orders_in.clear()
+        self._trades_in.clear()
+        self._arrived = asyncio.Event()
+        exchange.orders = _Recording(exchange.safe_integer(exchange.options, "ordersLimit", 1000), self._orders_in,
+                                     self._arrived)
+        exchange.myTrades = _Recording(exchange.safe_integer(exchange.options, "tradesLimit", 1000), self._trades_in,
+                                       self._arrived)
         self._exchange = exchange
         subscribed = exchange._subscribed = asyncio.get_running_loop().create_future()
         first = self._pending = asyncio.ensure_future(exchange.watch_orders())
         await asyncio.wait((subscribed, first), timeout=self.timeout_secs, return_when=asyncio.FIRST_COMPLETED)
         if subscribed.done():
+            self._watch_trades(exchange)
             return
         if first.done():
             error = first.exception()
             if error is not None:
                 self._pending = None
                 raise map_ccxt_error(error) from error
+            self._watch_trades(exchange)
             return  # an update before the confirmation: the venue pushes; ``watch`` returns it first
         raise ExchangeUnavailableError(f"order stream: {self.gateway.exchange_id} did not confirm the "
                                        f"subscription within {self.timeout_secs:g} s")
 
-    async def watch(self) -> list[Any]:
-        """The account's orders (``ExchangeOrder``) that changed since the last call."""
+    def _watch_trades(self, exchange: Any) -> None:
+        """Start watching the account's trades on the subscribed socket (most venues push them with the orders;
+        one whose trades come on a topic of their own subscribes it now: a trade before that is not pushed, which
+        the fill sync's per-order check catches and reads by REST)."""
+        if self.pushes_trades:
+            self._pending_trades = asyncio.ensure_future(exchange.watch_my_trades())
+
+    async def watch(self) -> PushedUpdates:
+        """The account's order updates (``ExchangeOrder``, oldest first) and its trades
+        (``Trade``) that were pushed since the last call (waits for at least one). Every update ccxt parsed is
+        taken from its caches as it was added (``_Recording``), not from the ``watch_*`` calls' answers: ccxt
+        answers only a call already waiting, and an update arriving between two calls would wait for the next
+        one (an order's second fill, hidden until the account's next update)."""
         if self._exchange is None:
             raise ExchangeUnavailableError("order stream: not subscribed")
         exchange = self._exchange
-        pending, self._pending = self._pending, None
+        while not (self._orders_in or self._trades_in):
+            if self._pending is None:
+                self._pending = asyncio.ensure_future(exchange.watch_orders())
+            if self._pending_trades is None and self.pushes_trades:
+                self._pending_trades = asyncio.ensure_future(exchange.watch_my_trades())
+            # woken by a recording (an update ccxt parsed while no call of its was waiting, too) or by a
+            # ``watch_*`` call ending (a dropped socket's error)
+            self._arrived.clear()
+            arrived = asyncio.ensure_future(self._arrived.wait())
+            waiting = [f for f in (arrived, self._pending, self._pending_trades) if f is not None]
+            try:
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                arrived.cancel()
+            if self._pending.done():  # what it carried is in the recordings
+                done, self._pending = self._pending, None
+                self._result(done)
+            if self._pending_trades is not None and self._pending_trades.done():
+                done, self._pending_trades = self._pending_trades, None
+                self._result(done)
+        raw_orders = list(self._orders_in)  # each state as pushed, oldest first (the feeder applies them in turn)
+        raw_trades = list(self._trades_in)
+        self._orders_in.clear()
+        self._trades_in.clear()
+        # orders first: a trade's client id is learnt from its order's push
+        orders = [self.gateway.parse_order(item) for item in raw_orders]
+        return PushedUpdates(orders, [self.gateway.parse_trade(item) for item in raw_trades])
+
+    @staticmethod
+    def _result(future: asyncio.Future) -> Any:
         try:
-            raw = await (pending if pending is not None else exchange.watch_orders())
+            return future.result()
         except asyncio.CancelledError:
             raise
         except Exception as error:
             raise map_ccxt_error(error) from error
-        self._pending = asyncio.ensure_future(exchange.watch_orders())
-        return [self.gateway.parse_order(item) for item in raw]
 
     async def close(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
+        for pending in (self._pending, self._pending_trades):
+            if pending is None:
+                continue
             if pending.done():
                 if not pending.cancelled():
                     pending.exception()  # retrieved: a dropped socket's error is not worth a warning
             else:
                 pending.cancel()
+        self._pending = self._pending_trades = None
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
             await exchange.close()

@@ -85,7 +85,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.stream_symbols: dict[str, tuple[str, ...]] = {}
         self.order_stream_tasks = {}  # account -> (gateway, watcher)
         self.order_streams_live = set()  # accounts whose order updates are pushed right now
-        self.pushed_orders = deque()  # (account, orders | None: read it) for the feeder
+        self.pushed_orders = deque()  # (account, pushed orders and trades | None: read it) for the feeder
         self._housekeeping_at = 0.0
         self._flush_at = 0.0
         self._pool_connections: dict[int, Any] = {}  # pool thread id -> its database connection

@@ -66,7 +66,7 @@ class DriverState:
     # pushed order updates (feed.py ``_ensure_order_streams`` on the driver thread, ``_watch_orders`` on the loop)
     order_stream_tasks: dict[int, tuple[ExchangeGateway, Any]]  # driver thread: account -> (gateway, watcher)
     order_streams_live: set[int]  # the account's watcher (I/O loop): accounts whose order updates are pushed now
-    pushed_orders: deque[tuple[int, Any]]  # watchers -> feeder: (account, orders | None: read it by REST)
+    pushed_orders: deque[tuple[int, Any]]  # watchers -> feeder: (account, PushedUpdates | None: read it by REST)
     # --- hand-overs: appended by other threads, drained by the owner alone ------------------------------
     # pool -> driver (``_take_back``): ended cycles (runner, verdict kind, urgent, drop it, wall ms, queued ms)
     finished: deque[tuple[Runner, str, bool, bool, int, int]]

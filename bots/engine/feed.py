@@ -37,7 +37,7 @@ from bots.engine.market_data import (
 from bots.engine.runner import Runner
 from bots.engine.shared_views import SharedViews
 from bots.engine.venues import exchange_key
-from exchanges.gateway import ExchangeGateway, ExchangeOrder
+from exchanges.gateway import ExchangeGateway, ExchangeOrder, Trade
 from mmplatform import aio
 from strategies.analysis import MarketAnalysis, analyze_market
 
@@ -236,7 +236,9 @@ class FeedMixin(DriverState):
             orders = {o.client_order_id: o for o in result if o.client_order_id}
             view = AccountView(taken_at=taken, orders=orders, balances=old.balances if old else {},
                                balances_at=old.balances_at if old else 0.0, free=old.free if old else {},
-                               read_at=taken, closed=recent_closed(old.closed, taken) if old else {})
+                               read_at=taken, closed=recent_closed(old.closed, taken) if old else {},
+                               trades=recent_closed(old.trades, taken) if old else {},
+                               pushed_at=old.pushed_at if old else 0.0)
             if old is None or old.outdated or taken - old.balances_at >= BALANCE_SECS or _orders_moved(old, view):
                 view = replace(view, balances_at=-1.0)  # to read
             views[account_id] = view
@@ -420,8 +422,8 @@ class FeedMixin(DriverState):
                     self.order_streams_live.add(account_id)
                     backoff = 0.1
                     while not self.stopping.is_set():
-                        orders = await stream.watch()
-                        self.pushed_orders.append((account_id, orders))
+                        updates = await stream.watch()
+                        self.pushed_orders.append((account_id, updates))
                         self.wake.set()
                 except asyncio.CancelledError:
                     raise
@@ -436,36 +438,46 @@ class FeedMixin(DriverState):
             await stream.close()
 
     def _apply_pushed_orders(self) -> set[int]:
-        """Apply the pushed order updates to the account views (new views; an open order replaces its
-        entry, a closed one leaves); returns the accounts to read by REST now (just subscribed or
-        dropped)."""
+        """Apply the pushed order updates and trades to the account views (new views; an open order replaces
+        its entry, a closed one leaves; a trade joins ``trades``); returns the accounts to read by REST now
+        (just subscribed or dropped)."""
         resync: set[int] = set()
         changed: dict[int, dict[str, ExchangeOrder]] = {}
         ended: dict[int, dict[str, tuple[float, ExchangeOrder]]] = {}
+        traded: dict[int, dict[str, tuple[float, Trade]]] = {}
         now = time.time()
         while self.pushed_orders:
-            account_id, orders = self.pushed_orders.popleft()
-            if orders is None:
+            account_id, updates = self.pushed_orders.popleft()
+            if updates is None:
                 resync.add(account_id)
                 continue
-            self.feed_stats["order_pushes"] += len(orders)
+            self.feed_stats["order_pushes"] += len(updates.orders)
+            self.feed_stats["trade_pushes"] += len(updates.trades)
             view = self.accounts.get(account_id)
             if view is None:
                 continue  # not read yet: the REST read that follows the subscription lists them
-            held = changed.get(account_id)
-            if held is None:
-                held = changed[account_id] = dict(view.orders)
+            if updates.orders and account_id not in changed:  # (the orders dict is new only when they moved)
+                changed[account_id] = dict(view.orders)
                 ended[account_id] = dict(recent_closed(view.closed, now))
-            for order in orders:
+            for order in updates.orders:
                 if not order.client_order_id:
                     continue
                 if order.is_open:
-                    held[order.client_order_id] = order
+                    changed[account_id][order.client_order_id] = order
                 else:
-                    held.pop(order.client_order_id, None)
+                    changed[account_id].pop(order.client_order_id, None)
                     ended[account_id][order.client_order_id] = (now, order)
-        for account_id, orders in changed.items():
+            if updates.trades and account_id not in traded:
+                traded[account_id] = dict(recent_closed(view.trades, now))
+            for trade in updates.trades:
+                traded[account_id][trade.trade_id] = (now, trade)
+        for account_id in changed.keys() | traded.keys():
             view = self.accounts.get(account_id)
-            if view is not None:
-                self.accounts[account_id] = replace(view, orders=orders, closed=ended[account_id])
+            if view is None:
+                continue
+            if account_id in changed:
+                view = replace(view, orders=changed[account_id], closed=ended[account_id])
+            if account_id in traded:
+                view = replace(view, trades=traded[account_id])
+            self.accounts[account_id] = replace(view, pushed_at=now)
         return resync

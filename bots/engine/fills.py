@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from bots.accounting import PositionAccount, apply_fill, fee_in_quote
@@ -33,7 +34,7 @@ from bots.models import (
     OrderPurpose,
     OrderStatus,
 )
-from exchanges.gateway import ExchangeGateway, ExchangeOrder
+from exchanges.gateway import ExchangeGateway, ExchangeOrder, Trade
 from mmplatform import aio
 from mmplatform.errors import (
     ExchangeError,
@@ -65,22 +66,37 @@ def mark_trades_pending(position_id: int) -> None:
     get_redis().set(_trades_key(position_id), "1")
 
 
-def trades_due(position_id: int) -> bool:
-    """Whether the position's trades must be read now: fills seen on an order, or the periodic
-    safety sync is due (also the first time). An order that left the book always triggers a read."""
+PUSHED_TRADE_SAFETY_SECS = 60.0
+"""With the account's order stream live, the trades are read by REST at least this often (the pushed trades are
+booked in between, each sync checking they account for every fill the venue reports on the position's orders)."""
+
+
+def trade_sync_state(position_id: int) -> tuple[bool, bool]:
+    """(fills seen on an order whose trades are not booked yet, the periodic safety read by REST is due (also
+    the first time))."""
     r = get_redis()
     pipe = r.pipeline()
     pipe.exists(_trades_key(position_id))
     pipe.exists(keys.trades_recent(position_id))
     pending, recent = pipe.execute()
-    return bool(pending) or not recent
+    return bool(pending), not recent
 
 
-def trades_synced(position_id: int) -> None:
+def trades_due(position_id: int) -> bool:
+    """Whether the position's trades must be read now: fills seen on an order, or the periodic
+    safety sync is due (also the first time). An order that left the book always triggers a read."""
+    pending, safety_due = trade_sync_state(position_id)
+    return pending or safety_due
+
+
+def trades_synced(position_id: int, *, by_rest: bool = True, safety_secs: float = FULL_TRADE_SYNC_SECS) -> None:
+    """The position's trades are booked: by a REST read (the safety read's clock restarts: ``safety_secs``) or
+    from the order stream's pushes (the clock runs on)."""
     r = get_redis()
     pipe = r.pipeline()
     pipe.delete(_trades_key(position_id))
-    pipe.set(keys.trades_recent(position_id), "1", px=int(FULL_TRADE_SYNC_SECS * 1000))
+    if by_rest:
+        pipe.set(keys.trades_recent(position_id), "1", px=int(safety_secs * 1000))
     pipe.execute()
 
 
@@ -94,6 +110,8 @@ class FillSyncMixin:
     listed_open: dict[Slot, list[ExchangeOrder]]  # slot -> the venue's open orders at the last sync
     hedge_route: HedgeRoute | None  # cross-venue hedging: a quote's fill on a hedged account owes a Hedge
     fills_seen: set[int]  # positions with fills whose trades are not read yet (emptied here, per position)
+    fill_rows: dict[int, dict[str, Order]]  # position -> rows that gained fills since the last sync (emptied here)
+    rest_synced: set[int]  # positions whose trades this object read by REST at least once
 
     if TYPE_CHECKING:
 
@@ -166,8 +184,9 @@ class FillSyncMixin:
                 continue
             self._acknowledge(order, remote)
         self.synced_rows[position.pk] = list(rows.values())
-        if left_book or trades_due(position.pk):
-            return self.sync_fills(position, mid=mid)
+        pending, safety_due = trade_sync_state(position.pk)
+        if left_book or pending or safety_due:
+            return self.sync_fills(position, mid=mid, view=None if safety_due else view)
         return []
 
     def _adopt_late(self, by_client: dict[str, ExchangeOrder], rows: dict[str, Order], prefix: str) -> None:
@@ -184,22 +203,34 @@ class FillSyncMixin:
             self._acknowledge(order, by_client[order.client_order_id])
             rows[order.client_order_id] = order
 
-    def sync_fills(self, position: LiquidityPosition, *, mid: float) -> list[Fill]:
-        """Record every trade of this bot's orders since the last sync (exactly once each)."""
-        gateway = self.gateways[position.exchange_account_id]
-        since = max(0, position.last_trade_sync_ms - TRADE_SYNC_OVERLAP_MS)
-        trades = aio.run(gateway.fetch_my_trades(position.trading_pair, since_ms=since or None))
+    def sync_fills(self, position: LiquidityPosition, *, mid: float, view: AccountView | None = None) -> list[Fill]:
+        """Record every trade of this bot's orders since the last sync (exactly once each).
+
+        ``view``: the account as its live order stream keeps it: the trades it pushed are booked when they
+        account for every fill the venue reports on the position's orders (``_pushed_trades``); otherwise,
+        and without a view, the trades are read by REST."""
+        pushed = self._pushed_trades(position, view) if view is not None else None
+        if pushed is None:
+            gateway = self.gateways[position.exchange_account_id]
+            since = max(0, position.last_trade_sync_ms - TRADE_SYNC_OVERLAP_MS)
+            trades = aio.run(gateway.fetch_my_trades(position.trading_pair, since_ms=since or None))
+            orders: dict[str, Order] = {}
+            seen: set[str] | None = None
+        else:
+            trades, orders, seen = pushed
+        by_rest = pushed is None
+        safety_secs = PUSHED_TRADE_SAFETY_SECS if view is not None else FULL_TRADE_SYNC_SECS
         if not trades:
-            trades_synced(position.pk)
-            self.fills_seen.discard(position.pk)
+            self._trades_booked(position, by_rest, safety_secs)
             return []
-        order_ids = {t.exchange_order_id for t in trades}
-        orders = {
-            o.exchange_order_id: o
-            for o in Order.objects.filter(
-                bot=self.bot, exchange_account_id=position.exchange_account_id, exchange_order_id__in=order_ids
-            )
-        }
+        order_ids = {t.exchange_order_id for t in trades} - orders.keys()
+        if order_ids:
+            orders.update({
+                o.exchange_order_id: o
+                for o in Order.objects.filter(
+                    bot=self.bot, exchange_account_id=position.exchange_account_id, exchange_order_id__in=order_ids
+                )
+            })
         self._match_by_client_id(position, trades, orders)
         base, quote = position.trading_pair.split("/")
         new_fills: list[Fill] = []
@@ -208,8 +239,9 @@ class FillSyncMixin:
         ordered = sorted(trades, key=lambda t: (t.timestamp_ms, t.trade_id))
         candidates = [(t, orders[t.exchange_order_id]) for t in ordered if t.exchange_order_id in orders]
         account_fills = Fill.objects.filter(exchange_account_id=position.exchange_account_id)
-        seen = set(account_fills.filter(exchange_trade_id__in=[t.trade_id for t, _ in candidates]).values_list(
-            "exchange_trade_id", flat=True))
+        if seen is None:
+            seen = set(account_fills.filter(exchange_trade_id__in=[t.trade_id for t, _ in candidates]).values_list(
+                "exchange_trade_id", flat=True))
         fresh = [(t, o) for t, o in candidates if t.trade_id not in seen]
         if fresh:
             # one transaction, the position row locked once: exactly-once even if two processes sync
@@ -224,7 +256,7 @@ class FillSyncMixin:
                         continue
                     fee = trade.fee or Decimal(0)
                     fee_currency = trade.fee_currency or ""
-                    fill = Fill.objects.create(
+                    fill = Fill(
                         tenant_id=self.bot.tenant_id,
                         bot=self.bot,
                         order=order,
@@ -255,28 +287,87 @@ class FillSyncMixin:
                             reference_price=trade.price))
                     account = apply_fill(account, side=trade.side, price=trade.price, amount=trade.amount, fee=fee,
                                          fee_currency=fee_currency, base=base, quote=quote)
+                Fill.objects.bulk_create(new_fills)  # one statement (their pks set: the hedges refer to them)
                 if hedges:
                     Hedge.objects.bulk_create(hedges)
                 if new_fills:
                     for name in (*ACCOUNTING_FIELDS, "average_cost"):  # the row, and the cycle's position
                         setattr(locked, name, getattr(account, name))
                         setattr(position, name, getattr(account, name))
-                    # the sync mark goes with the accounting (the row is locked: max() is safe)
-                    locked.last_trade_sync_ms = max(locked.last_trade_sync_ms, latest_ms)
-                    locked.save(update_fields=[*ACCOUNTING_FIELDS, "average_cost", "last_trade_sync_ms"])
+                    # the sync mark goes with the accounting (the row is locked: max() is safe); it is where
+                    # the next REST read starts, so only a REST read (everything up to it seen) moves it
+                    fields = [*ACCOUNTING_FIELDS, "average_cost"]
+                    if by_rest:
+                        locked.last_trade_sync_ms = max(locked.last_trade_sync_ms, latest_ms)
+                        fields.append("last_trade_sync_ms")
+                    locked.save(update_fields=fields)
         # orders the venue already reported filled in full have nothing to settle
         self._settle_filled_orders({f.order_id for f in new_fills if f.order_id and f.order is not None
                                     and f.order.filled < f.order.amount})
-        if not new_fills:
+        if not new_fills and by_rest:
             LiquidityPosition.objects.filter(pk=position.pk, last_trade_sync_ms__lt=latest_ms).update(
                 last_trade_sync_ms=latest_ms)
-        position.last_trade_sync_ms = max(position.last_trade_sync_ms, latest_ms)
-        trades_synced(position.pk)  # only now: a sync that failed half-way (e.g. its connection died) runs again
-        self.fills_seen.discard(position.pk)
+        if by_rest:
+            position.last_trade_sync_ms = max(position.last_trade_sync_ms, latest_ms)
+        # only now: a sync that failed half-way (e.g. its connection died) runs again
+        self._trades_booked(position, by_rest, safety_secs)
         if new_fills:
             push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="fills",
                  data={"fills": [self.fill_payload(f) for f in new_fills]})
         return new_fills
+
+    def _trades_booked(self, position: LiquidityPosition, by_rest: bool, safety_secs: float) -> None:
+        trades_synced(position.pk, by_rest=by_rest, safety_secs=safety_secs)
+        self.fills_seen.discard(position.pk)
+        self.fill_rows.pop(position.pk, None)
+        if by_rest:
+            self.rest_synced.add(position.pk)
+
+    def _pushed_trades(self, position: LiquidityPosition, view: AccountView
+                       ) -> tuple[list[Trade], dict[str, Order], set[str]] | None:
+        """The position's trades as the account's order stream pushed them (this bot's, on the pair), the rows
+        they belong to by exchange order id, and which of them are booked already -- when they account for every
+        fill the venue reports on the position's orders: each row of this sync and each row that gained fills
+        since the last one (``fill_rows``) has its booked plus pushed trades add up to its filled amount. None:
+        they do not (a trade not pushed, or pushed after its order's update), or this object never read the
+        trades by REST (a row filled under an earlier engine is on none of its lists): read them by REST."""
+        if position.pk not in self.rest_synced:
+            return None
+        prefix = client_id_prefix(self.bot.pk)
+        checked = {o.client_order_id: o for o in self.synced_rows.get(position.pk, [])}
+        checked.update(self.fill_rows.get(position.pk, {}))
+        by_exchange_id = {o.exchange_order_id: o for o in checked.values() if o.exchange_order_id}
+        pair = position.trading_pair
+        trades: list[Trade] = []
+        for _, trade in view.trades.values():
+            if trade.pair != pair:
+                continue
+            row = by_exchange_id.get(trade.exchange_order_id) or checked.get(trade.client_order_id or "")
+            if row is None and not (trade.client_order_id or "").startswith(prefix):
+                continue  # another bot's or a hand-placed order's
+            if row is not None and row.exchange_order_id != trade.exchange_order_id:
+                return None  # a row that never learnt its exchange id: the REST path matches and records it
+            trades.append(trade)
+        filled = [o for o in checked.values() if o.filled > 0]
+        if not trades and not filled:
+            return [], {}, set()
+        booked: dict[int, Decimal] = {}
+        seen: set[str] = set()
+        for order_id, trade_id, amount in Fill.objects.filter(
+                Q(order_id__in=[o.pk for o in filled])
+                | Q(exchange_account_id=position.exchange_account_id,
+                    exchange_trade_id__in=[t.trade_id for t in trades])).values_list(
+                "order_id", "exchange_trade_id", "amount"):
+            seen.add(trade_id)
+            booked[order_id] = booked.get(order_id, Decimal(0)) + amount
+        pushed: dict[str, Decimal] = {}
+        for trade in trades:
+            if trade.trade_id not in seen:
+                pushed[trade.exchange_order_id] = pushed.get(trade.exchange_order_id, Decimal(0)) + trade.amount
+        for order in filled:
+            if booked.get(order.pk, Decimal(0)) + pushed.get(order.exchange_order_id, Decimal(0)) < order.filled:
+                return None
+        return trades, by_exchange_id, seen
 
     def _hedged(self, order: Order) -> bool:
         """A fill of this order is hedged: a quote on one of the route's hedged accounts (a rebalancing trade

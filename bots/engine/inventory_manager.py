@@ -42,9 +42,16 @@ class InventoryManager:
         ``unread`` (its pairs' aggregates are incomplete until it reads again), the others are unaffected."""
         self.apply_balances(gateways, self.start_balance_read(gateways))
 
-    def start_balance_read(self, gateways: dict[int, ExchangeGateway]) -> Future[list[Any]] | None:
-        """Start reading these accounts' balances on the I/O loop; ``apply_balances`` takes them in."""
-        return aio.start(aio.settled(gw.fetch_balance() for gw in gateways.values())) if gateways else None
+    def start_balance_read(self, gateways: dict[int, ExchangeGateway],
+                           not_before: dict[int, float] | None = None) -> Future[list[Any]] | None:
+        """Start reading these accounts' balances on the I/O loop; ``apply_balances`` takes them in.
+        ``not_before``: per account, a read of the process that started at or after that time is taken instead
+        of a new one (``ExchangeGateway.fetch_balance_since``)."""
+        if not gateways:
+            return None
+        since = not_before or {}
+        return aio.start(aio.settled(
+            gw.fetch_balance_since(since[a]) if a in since else gw.fetch_balance() for a, gw in gateways.items()))
 
     def apply_balances(self, gateways: dict[int, ExchangeGateway], pending: Future[list[Any]] | None) -> None:
         """The balances ``start_balance_read`` began reading for ``gateways``, waited for and taken in

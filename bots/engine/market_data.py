@@ -12,11 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TypeVar
 
 from django.conf import settings
 
 from bots.engine import keys
-from exchanges.gateway import ExchangeGateway, ExchangeOrder, OrderBook
+from exchanges.gateway import ExchangeGateway, ExchangeOrder, OrderBook, Trade
 from mmplatform import aio
 from mmplatform.redis_client import get_redis, text
 from strategies.types import MarketSnapshot
@@ -51,14 +52,23 @@ class AccountView:
     """Orders the venue's order stream pushed as ended (filled, cancelled, expired): client id -> (when the
     feeder applied it, the final state), kept ``CLOSED_KEEP_SECS``. A fill sync takes the fate of a row that
     left the book from here instead of asking the venue (``FillSyncMixin.sync_position``)."""
+    pushed_at: float = 0.0  # when the feeder last applied pushed orders or trades (0: none yet)
+    trades: dict[str, tuple[float, Trade]] = field(default_factory=dict)
+    """The account's trades its order stream pushed: trade id -> (when the feeder applied it, the trade), kept
+    ``CLOSED_KEEP_SECS``. A fill sync books them instead of reading the trades by REST when they account for
+    every fill the venue reports on the position's orders (``FillSyncMixin.sync_fills``)."""
 
 
 CLOSED_KEEP_SECS = 60.0
 """How long an account view keeps the pushed final state of an order that left the book."""
 
 
-def recent_closed(closed: dict[str, tuple[float, ExchangeOrder]], now: float) -> dict[str, tuple[float, ExchangeOrder]]:
-    """``closed`` without the entries older than ``CLOSED_KEEP_SECS`` (the same dict when none is)."""
+Kept = TypeVar("Kept")
+
+
+def recent_closed(closed: dict[str, tuple[float, Kept]], now: float) -> dict[str, tuple[float, Kept]]:
+    """``closed`` (or ``trades``) without the entries older than ``CLOSED_KEEP_SECS`` (the same dict when
+    none is)."""
     horizon = now - CLOSED_KEEP_SECS
     if all(seen >= horizon for seen, _ in closed.values()):
         return closed

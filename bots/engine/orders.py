@@ -103,6 +103,13 @@ class OrderManager(FillSyncMixin):
         # positions whose orders gained fills the trades were not read for yet (a cancel answered "filled"):
         # the driver's next check makes them a fill sync; emptied per position by sync_fills
         self.fills_seen: set[int] = set()
+        # position -> client id -> the rows whose fills the venue reported beyond what was recorded when they
+        # were last acknowledged (``_acknowledge``): the trades a fill sync books from the order stream must
+        # account for all of them (``FillSyncMixin._pushed_trades``); emptied per position by sync_fills
+        self.fill_rows: dict[int, dict[str, Order]] = {}
+        # positions whose trades this object read by REST at least once: only after that are pushed trades
+        # booked (a row filled under an earlier engine, before this one's stream, is on no list here)
+        self.rest_synced: set[int] = set()
         # called right before any order is sent: raises when the bot's sends are fenced (kill, stop,
         # pause) or the cycle lost its lease (MarketMakingBot._check_send)
         self.gate = gate
@@ -246,6 +253,7 @@ class OrderManager(FillSyncMixin):
         if remote_filled > order.filled and order.position_id is not None:
             mark_trades_pending(order.position_id)
             self.fills_seen.add(order.position_id)
+            self.fill_rows.setdefault(order.position_id, {})[order.client_order_id] = order
         order.filled = max(order.filled, remote_filled)
         order.average_price = remote.average_price
         order.acknowledged_at = order.acknowledged_at or venue_time(remote.timestamp_ms)

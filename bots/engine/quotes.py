@@ -383,12 +383,13 @@ class QuotesMixin(BotState):
         self.fenced_at_begin = False
         self.balance_read = None  # a read a failed sync never took in is dropped, never applied later
 
-    def reload_balances(self, account_ids: set[int]) -> None:
+    def reload_balances(self, account_ids: set[int], not_before: dict[int, float] | None = None) -> None:
         """A fill moved these accounts' balances: start reading them again (a fill sync on the kept engine);
         the sync reads the trades meanwhile and takes the balances in before it values the inventory
-        (``balances_read``)."""
+        (``balances_read``). ``not_before``: per account, when the fill was known to have happened (a read
+        the process started since then is shared)."""
         gateways = {a: self.exchanges[a] for a in account_ids}
-        self.balance_read = (gateways, self.inventory_manager.start_balance_read(gateways))
+        self.balance_read = (gateways, self.inventory_manager.start_balance_read(gateways, not_before))
 
     def balances_read(self) -> None:
         """Wait for the balances ``reload_balances`` began reading and take them in (once)."""

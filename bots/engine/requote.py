@@ -134,7 +134,12 @@ class RequoteMixin(DriverState):
         quiet check left it; the next check assesses risk on the new position."""
         accounts = {engine.active_positions[p].exchange_account_id for p in pairs}
         balances_read_at = time.time()
-        engine.reload_balances(accounts)
+        # a balance read the process started after the push that showed the fill is shared (a burst of fills
+        # on one account); a fill a cancel's answer found (maybe not pushed yet) wants a read from now on
+        answered = any(engine.active_positions[p].pk in engine.order_manager.fills_seen for p in pairs)
+        not_before = {a: (balances_read_at if answered else self.accounts[a].pushed_at) for a in accounts
+                      if a in self.order_streams_live and a in self.accounts and self.accounts[a].pushed_at}
+        engine.reload_balances(accounts, not_before)
         total_open = sum(runner.open_count.values())
         synced_positions: set[int] = set()
         rows: list[Order] = []

@@ -148,6 +148,9 @@ class Venue:
     private_stream_subscribed: Callable[[dict], bool] | None = None
     """True for the message of the private socket by which the venue confirms the order subscription
     (``exchanges.streams.OrderUpdateStream.subscribe`` returns on it: updates from then on are pushed)."""
+    pushed_fee_negated: bool = False
+    """ccxt.pro's class passes the venue's pushed trade fee on with the venue's sign (OKX's ``fillFee``:
+    negative when paid) where its REST class gives the amount paid: the gateway negates it."""
     emulator_dialect: str = ""
     """The emulator's ``--venue`` value that speaks this venue's REST API."""
     self_trade_prevention: dict = field(default_factory=dict)

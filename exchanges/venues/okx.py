@@ -65,6 +65,7 @@ VENUE = Venue(
     private_stream_methods=("watch_orders", "watch_my_trades"),
     private_stream_config=private_stream_config_for,
     private_stream_subscribed=private_stream_subscribed,
+    pushed_fee_negated=True,
     emulator_dialect="okx",
     self_trade_prevention={"stpMode": "cancel_taker"},  # OKX's default is cancel_maker
 )

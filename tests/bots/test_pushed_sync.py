@@ -1,7 +1,10 @@
 """A fill sync on an account whose order stream is live takes the venue's listing and the fate of the
 orders that left the book from the account view the pushes keep (``FillSyncMixin.sync_position`` with a
 view), against the real emulator and database in process: it asks the venue about no order the view
-accounts for, only about a row the view knows nothing of, and still reads the trades.
+accounts for, only about a row the view knows nothing of. The trades the order stream pushed (the
+platform's ``OrderUpdateStream``, as the feeder runs it) are booked without a REST read once the position's
+trades were read by REST, and only while they account for every fill the venue reports on its orders: a
+fill whose trade was not pushed makes the sync read the trades.
 
 The gateway's reads are counted by wrapping the real gateway's methods (they still reach the emulator)."""
 
@@ -15,9 +18,11 @@ import pytest
 
 from bots.engine.core import MarketMakingBot
 from bots.engine.market_data import AccountView
-from bots.models import LiquidityPosition, Order, OrderStatus
+from bots.models import Fill, LiquidityPosition, Order, OrderStatus
+from exchanges.emulator.server import AccountConfig
+from exchanges.streams import OrderUpdateStream
 from mmplatform import aio
-from tests.bots.conftest import started_bot
+from tests.bots.conftest import BALANCES, EMULATOR_KEY, EMULATOR_SECRET, start_emulator, started_bot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,3 +93,115 @@ def test_without_a_view_the_sync_reads_the_venue(world_a: Any, frozen_emulator: 
     assert calls == {"fetch_open_orders": 1, "fetch_order": 1, "fetch_my_trades": 1}
     row.refresh_from_db()
     assert row.status == OrderStatus.CANCELED
+
+
+TAKER_KEY, TAKER_SECRET = "taker-key-000333", "taker-secret-000333-abcdef"
+LOT = Decimal("0.00001")  # the emulator's BTC/USDT amount step
+
+
+@pytest.fixture
+def two_account_emulator() -> Any:
+    from exchanges.registry import clear_gateway_cache
+
+    server = start_emulator(
+        market_step_ms=0,
+        dynamics={s: {"noise_arrival_rate_per_sec": 0.0} for s in ("BTC/USDT", "ETH/USDT")},
+        accounts=(AccountConfig(EMULATOR_KEY, EMULATOR_SECRET, dict(BALANCES)),
+                  AccountConfig(TAKER_KEY, TAKER_SECRET, {"BTC": Decimal("100"), "USDT": Decimal("10000000")})),
+    )
+    yield server
+    server.stop_thread()
+    clear_gateway_cache()
+
+
+def take(server: Any, gateway: Any, order: Order, amount: Decimal) -> None:
+    """The taker account trades ``amount`` of the bot's resting ``order``, after whatever rests in front of
+    it (IOC at its price)."""
+    book = aio.run(gateway.fetch_order_book("BTC/USDT", 100))
+    if order.side == "buy":
+        ahead = sum((level.amount for level in book.bids if level.price >= order.price), Decimal(0))
+    else:
+        ahead = sum((level.amount for level in book.asks if level.price <= order.price), Decimal(0))
+    ahead -= order.amount - order.filled  # the bot's own order is last in its level's queue
+    taker = server._keys[TAKER_KEY][0]
+    side = "BUY" if order.side == "sell" else "SELL"
+    server.call(lambda: server.engine.place_order(taker, "BTC/USDT", side, "LIMIT", ahead + amount, order.price,
+                                                  time_in_force="IOC", now_ms=int(time.time() * 1000)))
+
+
+def pushed_until(stream: OrderUpdateStream, done: Any) -> tuple[list[Any], list[Any]]:
+    orders: list[Any] = []
+    trades: list[Any] = []
+    deadline = time.monotonic() + 15  # a guard against hanging, not a speed assertion
+    while not done(orders, trades):
+        assert time.monotonic() < deadline, f"not pushed: {orders} {trades}"
+        updates = aio.run(stream.watch(), timeout_secs=15)
+        orders += updates.orders
+        trades += updates.trades
+    return orders, trades
+
+
+def test_pushed_trades_are_booked_without_a_read_while_they_account_for_every_fill(
+        world_a: Any, two_account_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = two_account_emulator
+    bot = started_bot(world_a, server, trading_pairs="BTC/USDT", grid_levels=1, order_size_quote=Decimal("600"))
+    engine = MarketMakingBot(bot)
+    engine.initialize_exchanges(emit_events=False, validate=False)
+    manager = engine.order_manager
+    position = LiquidityPosition.objects.get(bot=bot, trading_pair="BTC/USDT", is_active=True)
+    gateway = manager.gateways[position.exchange_account_id]
+    bid = Order.objects.get(bot=bot, position=position, side="buy", status=OrderStatus.OPEN)
+    ask = Order.objects.get(bot=bot, position=position, side="sell", status=OrderStatus.OPEN)
+    stream = OrderUpdateStream(gateway)
+    aio.run(stream.subscribe())
+    try:
+        calls = counted(monkeypatch, gateway, ("fetch_open_orders", "fetch_order", "fetch_my_trades"))
+        manager.sync_position(position, mid=float("nan"))  # a new engine reads the trades by REST first
+        assert calls["fetch_my_trades"] == 1
+
+        # the bid filled in two trades: pushed with its fills, booked from the pushes alone
+        half = (bid.amount / 2).quantize(LOT)
+        take(server, gateway, bid, half)
+        bid.filled = half
+        take(server, gateway, bid, bid.amount - half)
+        bid.filled = Decimal(0)
+        orders, trades = pushed_until(stream, lambda o, t: len(t) == 2 and any(x.status == "closed" for x in o))
+        now = time.time()
+        final = [o for o in orders if o.client_order_id == bid.client_order_id][-1]
+        listed = aio.run(gateway.fetch_open_orders("BTC/USDT"))
+        view = AccountView(taken_at=now, balances={}, read_at=now, orders={o.client_order_id: o for o in listed},
+                           closed={bid.client_order_id: (now, final)}, trades={t.trade_id: (now, t) for t in trades})
+        calls.update(dict.fromkeys(calls, 0))
+        booked = manager.sync_position(position, mid=float("nan"), view=view)
+        assert calls == {"fetch_open_orders": 0, "fetch_order": 0, "fetch_my_trades": 0}
+        venue = [t for t in aio.run(gateway.fetch_my_trades("BTC/USDT"))
+                 if t.exchange_order_id == bid.exchange_order_id]
+        assert sorted((f.exchange_trade_id, f.price, f.amount, f.fee, f.fee_currency) for f in booked) == sorted(
+            (t.trade_id, t.price, t.amount, t.fee, t.fee_currency) for t in venue)
+        bid.refresh_from_db()
+        assert bid.status == OrderStatus.FILLED and bid.filled == bid.amount
+        position.refresh_from_db()
+        assert position.base_position == bid.amount - sum(f.fee for f in booked) and position.fill_count == 2
+
+        # the same view again: nothing new, nothing read, nothing booked twice
+        calls.update(dict.fromkeys(calls, 0))
+        assert manager.sync_fills(position, mid=float("nan"), view=view) == []
+        assert calls["fetch_my_trades"] == 0 and Fill.objects.filter(bot=bot).count() == 2
+
+        # the ask partly filled, its pushed state in the view but not its trade: the sync reads the trades
+        quarter = (ask.amount / 4).quantize(LOT)
+        take(server, gateway, ask, quarter)
+        orders, trades = pushed_until(stream, lambda o, t: t and any(x.client_order_id == ask.client_order_id
+                                                                     for x in o))
+        partial = [o for o in orders if o.client_order_id == ask.client_order_id][-1]
+        assert partial.filled == quarter
+        later = time.time()
+        view = AccountView(taken_at=later, balances={}, read_at=later, orders={ask.client_order_id: partial},
+                           trades=dict(view.trades))
+        calls.update(dict.fromkeys(calls, 0))
+        booked = manager.sync_position(position, mid=float("nan"), view=view)
+        assert calls["fetch_my_trades"] == 1, "a fill the pushed trades do not account for is read by REST"
+        assert [(f.exchange_trade_id, f.amount) for f in booked] == [(trades[0].trade_id, quarter)]
+        assert Fill.objects.filter(bot=bot).count() == 3
+    finally:
+        aio.run(stream.close())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import Counter
 from decimal import Decimal as D
+from typing import Any
 
 import ccxt
 import pytest
@@ -101,6 +103,38 @@ class RecordingSleep:
     async def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
         await asyncio.sleep(0)
+
+
+async def test_a_balance_read_started_after_the_moment_asked_for_is_shared():
+    """``fetch_balance_since``: the fill syncs of a burst on one account share the process's read that started
+    after their fill (one request for all of them); a read that started before the moment asked for is never
+    taken (it may not hold the fill), and a read after an order placed shows the order."""
+    async with EmulatorServer(emulator_config()) as server:
+        gateway = CcxtGateway(credentials(server.base_url), rate_limiter=LocalTokenBucket(1e6))
+        reads = 0
+        real = gateway.fetch_balance
+
+        async def counted() -> Any:
+            nonlocal reads
+            reads += 1
+            return await real()
+
+        gateway.fetch_balance = counted  # type: ignore[method-assign]  # the real read, counted
+        try:
+            await gateway.load_markets()
+            fill_seen = time.time()
+            together = await asyncio.gather(*(gateway.fetch_balance_since(fill_seen) for _ in range(10)))
+            assert reads == 1 and all(b == together[0] for b in together)
+            assert await gateway.fetch_balance_since(fill_seen) == together[0] and reads == 1  # made since then
+            book = await gateway.fetch_order_book("BTC/USDT", 5)
+            order = await gateway.place_order(OrderRequest("BTC/USDT", "buy", book.bids[0].price - D("100"),
+                                                           D("0.01"), "since-1"))
+            placed = time.time()
+            after = await gateway.fetch_balance_since(placed)
+            assert reads == 2, "the earlier read started before the moment asked for: a new one"
+            assert after.get("USDT").used == order.price * order.amount
+        finally:
+            await gateway.close()
 
 
 async def test_gateway_reads_and_order_lifecycle():

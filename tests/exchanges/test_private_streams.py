@@ -309,7 +309,8 @@ def test_the_platforms_order_stream_on_each_venue(any_venue):
     """``exchanges.streams.OrderUpdateStream`` (what the engine's feeder runs per account) over each venue:
     ``subscribe`` returns once the venue confirmed the subscription, so an order placed right after it is
     pushed; the platform's client ids come back decoded (OKX's are sent without dashes); bad credentials
-    are refused."""
+    are refused; an order's fills come with its trades, each equal to the trade the REST read lists (OKX's
+    pushed fee sign normalised)."""
     name, base_url = any_venue
 
     def gateway(secret: str = MAKER[1]) -> CcxtGateway:
@@ -332,11 +333,39 @@ def test_the_platforms_order_stream_on_each_venue(any_venue):
             placed = await good.place_order(OrderRequest(BTC, "buy", price=price, amount=D("0.002"),
                                                          client_order_id=mine))
             pushed = await asyncio.wait_for(stream.watch(), WATCH_SECS)
-            assert [(o.client_order_id, o.exchange_order_id, o.is_open) for o in pushed] == [
+            assert [(o.client_order_id, o.exchange_order_id, o.is_open) for o in pushed.orders] == [
                 (mine, placed.exchange_order_id, True)]
+            assert pushed.trades == []
             await good.cancel_order(BTC, exchange_order_id=placed.exchange_order_id)
             pushed = await asyncio.wait_for(stream.watch(), WATCH_SECS)
-            assert [(o.client_order_id, o.status) for o in pushed] == [(mine, "canceled")]
+            assert [(o.client_order_id, o.status) for o in pushed.orders] == [(mine, "canceled")]
+
+            # a resting bid filled in two parts by another account: each trade pushed is the trade the REST
+            # read lists, to the last digit of price, amount and fee (what the engine books from the push)
+            bid = (book.bids[0].price + book.asks[0].price) / 2
+            filled_cid = f"mm-7-1-{int(time.time() * 1000) % 10**6}-9b1"
+            resting = await good.place_order(OrderRequest(BTC, "buy", price=bid, amount=D("0.01"),
+                                                          client_order_id=filled_cid))
+            taker = rest_client(name, base_url, TAKER)
+            try:
+                await taker.load_markets()
+                for amount in (0.004, 0.006):
+                    await taker.create_order(BTC, "limit", "sell", amount, float(bid), {"timeInForce": "IOC"})
+            finally:
+                await taker.close()
+            orders: list = []
+            trades: list = []
+            deadline = time.monotonic() + WATCH_SECS
+            while (len(trades) < 2 or not any(o.status == "closed" for o in orders)) and time.monotonic() < deadline:
+                pushed = await asyncio.wait_for(stream.watch(), WATCH_SECS)
+                orders += pushed.orders
+                trades += pushed.trades
+            listed = [t for t in await good.fetch_my_trades(BTC) if t.exchange_order_id == resting.exchange_order_id]
+            assert len(listed) == 2 and sorted(trades, key=lambda t: t.trade_id) == sorted(
+                listed, key=lambda t: t.trade_id)
+            assert {t.client_order_id for t in trades} == {filled_cid}
+            assert sum(t.amount for t in trades) == D("0.01") and all(t.fee and t.fee > 0 for t in trades)
+            assert [o.filled for o in orders if o.client_order_id == filled_cid][-1] == D("0.01")
         finally:
             await stream.close()
             await refused.close()
