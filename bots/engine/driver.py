@@ -95,7 +95,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.wanted_books: dict[tuple[str, str], ExchangeGateway] = {}  # feeder: (venue, pair) -> gateway
         self.feeder: threading.Thread | None = None
         self._urgent = 0  # urgent re-quotes in flight
-        self.finished: deque[tuple[Runner, str, bool, bool, int, int]] = deque()  # pool -> driver thread
+        self.finished: deque[tuple[Runner, str, bool, bool, int, int, Counter[str] | None]] = deque()  # pool -> driver
         self.fresh_books: deque[tuple[tuple[str, str], tuple[float, BookData]]] = deque()  # -> feeder
         self.outdated: deque[int] = deque()  # pool -> feeder: accounts whose balances a fill moved
         # pool -> feeder: balances a fill sync read after the fill (account, read at, totals, free)
@@ -192,9 +192,11 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         """Cycles the pool ended: the driver thread takes their runners back. The one writer of ``busy``,
         ``dropped``, ``stale``, ``touched``, the stats and the feeder's wants; a pool thread only hands over."""
         while self.finished:
-            runner, kind, urgent, drop, wall_ms, queued_ms = self.finished.popleft()
+            runner, kind, urgent, drop, wall_ms, queued_ms, counts = self.finished.popleft()
             self.stats[f"{kind}_wall_ms"] += wall_ms
             self.stats[f"{kind}_queued_ms"] += queued_ms
+            if counts:
+                self.stats.update(counts)
             if urgent:
                 self._urgent -= 1
             if drop:

@@ -68,8 +68,9 @@ class DriverState:
     order_streams_live: set[int]  # the account's watcher (I/O loop): accounts whose order updates are pushed now
     pushed_orders: deque[tuple[int, Any]]  # watchers -> feeder: (account, PushedUpdates | None: read it by REST)
     # --- hand-overs: appended by other threads, drained by the owner alone ------------------------------
-    # pool -> driver (``_take_back``): ended cycles (runner, verdict kind, urgent, drop it, wall ms, queued ms)
-    finished: deque[tuple[Runner, str, bool, bool, int, int]]
+    # pool -> driver (``_take_back``): ended cycles (runner, verdict kind, urgent, drop it, wall ms, queued ms,
+    # the engine's counts since its last cycle: how its fill syncs booked the trades)
+    finished: deque[tuple[Runner, str, bool, bool, int, int, Counter[str] | None]]
     fresh_books: deque[tuple[tuple[str, str], tuple[float, BookData]]]  # driver/pool -> feeder: depth read off it
     outdated: deque[int]  # pool -> feeder: accounts whose balances a fill sync moved
     # pool -> feeder: balances a fill sync read after its fill (account, read at, totals, free)

@@ -9,6 +9,7 @@ accounting moves with it, in one transaction.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -111,6 +112,7 @@ class FillSyncMixin:
     hedge_route: HedgeRoute | None  # cross-venue hedging: a quote's fill on a hedged account owes a Hedge
     fills_seen: set[int]  # positions with fills whose trades are not read yet (emptied here, per position)
     fill_rows: dict[int, dict[str, Order]]  # position -> rows that gained fills since the last sync (emptied here)
+    counts: Counter[str]  # how the trades were booked (OrderManager.take_counts)
     rest_synced: set[int]  # positions whose trades this object read by REST at least once
 
     if TYPE_CHECKING:
@@ -186,7 +188,7 @@ class FillSyncMixin:
         self.synced_rows[position.pk] = list(rows.values())
         pending, safety_due = trade_sync_state(position.pk)
         if left_book or pending or safety_due:
-            return self.sync_fills(position, mid=mid, view=None if safety_due else view)
+            return self.sync_fills(position, mid=mid, view=view, safety_read=safety_due)
         return []
 
     def _adopt_late(self, by_client: dict[str, ExchangeOrder], rows: dict[str, Order], prefix: str) -> None:
@@ -203,13 +205,18 @@ class FillSyncMixin:
             self._acknowledge(order, by_client[order.client_order_id])
             rows[order.client_order_id] = order
 
-    def sync_fills(self, position: LiquidityPosition, *, mid: float, view: AccountView | None = None) -> list[Fill]:
+    def sync_fills(self, position: LiquidityPosition, *, mid: float, view: AccountView | None = None,
+                   safety_read: bool = False) -> list[Fill]:
         """Record every trade of this bot's orders since the last sync (exactly once each).
 
         ``view``: the account as its live order stream keeps it: the trades it pushed are booked when they
         account for every fill the venue reports on the position's orders (``_pushed_trades``); otherwise,
-        and without a view, the trades are read by REST."""
-        pushed = self._pushed_trades(position, view) if view is not None else None
+        without a view, and when the periodic safety read is due (``safety_read``), the trades are read by
+        REST."""
+        if safety_read and view is not None:
+            self.counts["trades_rest_safety"] += 1
+        pushed = self._pushed_trades(position, view) if view is not None and not safety_read else None
+        self.counts["trades_pushed" if pushed is not None else "trades_rest"] += 1
         if pushed is None:
             gateway = self.gateways[position.exchange_account_id]
             since = max(0, position.last_trade_sync_ms - TRADE_SYNC_OVERLAP_MS)
@@ -332,6 +339,7 @@ class FillSyncMixin:
         they do not (a trade not pushed, or pushed after its order's update), or this object never read the
         trades by REST (a row filled under an earlier engine is on none of its lists): read them by REST."""
         if position.pk not in self.rest_synced:
+            self.counts["trades_rest_first"] += 1
             return None
         prefix = client_id_prefix(self.bot.pk)
         checked = {o.client_order_id: o for o in self.synced_rows.get(position.pk, [])}
@@ -346,6 +354,7 @@ class FillSyncMixin:
             if row is None and not (trade.client_order_id or "").startswith(prefix):
                 continue  # another bot's or a hand-placed order's
             if row is not None and row.exchange_order_id != trade.exchange_order_id:
+                self.counts["trades_rest_unmatched"] += 1
                 return None  # a row that never learnt its exchange id: the REST path matches and records it
             trades.append(trade)
         filled = [o for o in checked.values() if o.filled > 0]
@@ -366,8 +375,10 @@ class FillSyncMixin:
                 pushed[trade.exchange_order_id] = pushed.get(trade.exchange_order_id, Decimal(0)) + trade.amount
         for order in filled:
             if booked.get(order.pk, Decimal(0)) + pushed.get(order.exchange_order_id, Decimal(0)) < order.filled:
+                self.counts["trades_rest_incomplete"] += 1
                 return None
-        return trades, by_exchange_id, seen
+        # the trades booked already are left out (an account's trades stay in the view for a minute)
+        return [t for t in trades if t.trade_id not in seen], by_exchange_id, seen
 
     def _hedged(self, order: Order) -> bool:
         """A fill of this order is hedged: a quote on one of the route's hedged accounts (a rebalancing trade

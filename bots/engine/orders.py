@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -110,9 +111,17 @@ class OrderManager(FillSyncMixin):
         # positions whose trades this object read by REST at least once: only after that are pushed trades
         # booked (a row filled under an earlier engine, before this one's stream, is on no list here)
         self.rest_synced: set[int] = set()
+        # how the fill syncs booked the trades since ``take_counts`` (the driver's stats: ``trades_pushed``,
+        # ``trades_rest_<why>``)
+        self.counts: Counter[str] = Counter()
         # called right before any order is sent: raises when the bot's sends are fenced (kill, stop,
         # pause) or the cycle lost its lease (MarketMakingBot._check_send)
         self.gate = gate
+
+    def take_counts(self) -> Counter[str] | None:
+        """The counts since the last call (None: nothing counted), handed over once."""
+        counts, self.counts = self.counts, Counter()
+        return counts or None
 
     def take_synced(self, position_id: int) -> list[Order]:
         """The rows of the position's last ``sync_position`` (as the venue answered them), handed over once."""

@@ -64,8 +64,10 @@ class RequoteMixin(DriverState):
             now = time.time()
             runner.next_due = next_due(scheduled, runner.interval, now) if delay == runner.interval else now + delay
             # handed back: the driver thread clears ``busy`` and counts the cycle (``Driver._take_back``)
+            engine = runner.engine
             self.finished.append((runner, verdict.kind, verdict.urgent, drop, int(1000 * (now - started)),
-                                  int(1000 * max(started - scheduled, 0.0))))
+                                  int(1000 * max(started - scheduled, 0.0)),
+                                  engine.order_manager.take_counts() if engine is not None else None))
             self.wake.set()
 
     def _on_kept_engine(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float,
