@@ -75,7 +75,8 @@ MARKETS = {
     "calm": {"volatility_bps": 0.5, "noise_rate": 0.1},
 }
 TARGETS = {"tick_to_quote_p50_ms": 10.0, "tick_to_quote_p99_ms": 30.0, "bot_pairs_per_machine": 1000,
-           "memory_per_bot_mb": 2.0}
+           "bot_pairs_per_machine_calm": 3000, "memory_per_bot_mb": 2.0}
+"""Issue 14: active market >= 1,000 bot-pairs per 2-core machine, calm >= 3,000."""
 
 
 # --- setup -----------------------------------------------------------------------------------------

@@ -209,7 +209,8 @@ def rows_engine(data: dict[str, Any]) -> list[Row]:
         where = (f"{label} market: {market.get('volatility_bps_per_sqrt_sec')} bps/√s, "
                  f"{market.get('noise_orders_per_sec_per_symbol')} noise orders/s/symbol")
         rows.append(Row("engine", f"bot-pairs per machine, {label} market (p99 cycle lag < 1 s)",
-                        scale.get("largest_n_with_p99_lag_under_interval"), "", targets.get("bot_pairs_per_machine"),
+                        scale.get("largest_n_with_p99_lag_under_interval"), "",
+                        targets.get(f"bot_pairs_per_machine_{label}") or targets.get("bot_pairs_per_machine"),
                         note=f"{where}; `{scale.get('command', '')}`",
                         measures="the most bots (one pair each, 1 s interval) one 2-process worker on this machine "
                                  "keeps with the p99 cycle lag under 1 s", date=day))

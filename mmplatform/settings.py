@@ -281,8 +281,9 @@ ENGINE_ORDER_STREAMS = env_bool("ENGINE_ORDER_STREAMS", True)
 """The engine driver keeps its account views from the venue's pushed order updates (Binance's user-data
 stream, ccxt.pro ``watch_orders``) and reads open orders by REST only every ENGINE_ACCOUNT_RECONCILE_SECS
 and whenever the stream (re)subscribes (a fill sync hands the view the balances it read); a fill sync of such an account
-takes the listing and the ended orders' fate from the view and reads only the trades. Off (or a venue without
-them): views read every ~0.9 monitoring interval, fill syncs read everything by REST."""
+takes the listing and the ended orders' fate from the view and books the pushed trades when they account for every
+fill the venue reports (else, and every 60 s, it reads the trades by REST). Off (or a venue without them): views
+read every ~0.9 monitoring interval, fill syncs read everything by REST."""
 ENGINE_ACCOUNT_RECONCILE_SECS = env_float("ENGINE_ACCOUNT_RECONCILE_SECS", 15.0)
 ENGINE_PLACE_FIRST = env_bool("ENGINE_PLACE_FIRST", True)
 """Re-quotes place the new quotes before cancelling the old ones when the free balances allow

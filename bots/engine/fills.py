@@ -23,6 +23,7 @@ from bots.accounting import PositionAccount, apply_fill, fee_in_quote
 from bots.engine import keys
 from bots.engine.client_ids import client_id_prefix
 from bots.engine.market_data import AccountView
+from bots.engine.rows import ACK_FIELDS, save_order_fields
 from bots.engine.venues import HedgeRoute, Slot
 from bots.events import push
 from bots.models import (
@@ -164,17 +165,20 @@ class FillSyncMixin:
                 logger.warning("cancelling unknown order failed: %s", exc)
 
         left_book = False
+        answered: list[Order] = []  # rows the venue's answers changed: saved in one statement below
         for cid, order in rows.items():
             remote = by_client.get(cid)
             if remote is not None:
-                if order.status != OrderStatus.CANCEL_PENDING or remote.status != "open":
-                    self._acknowledge(order, remote)
+                if (order.status != OrderStatus.CANCEL_PENDING or remote.status != "open") and self._acknowledge(
+                        order, remote, save=False):
+                    answered.append(order)
                 continue
             # not resting on the book: filled, cancelled, never arrived, or not visible yet
             left_book = True
             pushed = view.closed.get(cid) if view is not None else None
             if pushed is not None:  # its final state, as the order stream pushed it
-                self._acknowledge(order, pushed[1])
+                if self._acknowledge(order, pushed[1], save=False):
+                    answered.append(order)
                 continue
             try:
                 remote = aio.run(gateway.fetch_order(pair, client_order_id=cid))
@@ -184,7 +188,9 @@ class FillSyncMixin:
             except ExchangeError as exc:
                 logger.info("fetch_order %s failed: %s", cid, exc)
                 continue
-            self._acknowledge(order, remote)
+            if self._acknowledge(order, remote, save=False):
+                answered.append(order)
+        save_order_fields(answered, ACK_FIELDS)
         self.synced_rows[position.pk] = list(rows.values())
         pending, safety_due = trade_sync_state(position.pk)
         if left_book or pending or safety_due:

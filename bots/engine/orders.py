@@ -25,7 +25,7 @@ from django.utils import timezone
 from bots import wire
 from bots.engine.client_ids import client_id_prefix, client_order_id, side_tag
 from bots.engine.fills import FillSyncMixin, mark_trades_pending
-from bots.engine.rows import insert_orders, save_order_fields
+from bots.engine.rows import ACK_FIELDS, insert_orders, save_order_fields
 from bots.engine.venues import HedgeRoute, Slot
 from bots.events import push
 from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderPurpose, OrderStatus
@@ -45,9 +45,6 @@ logger = logging.getLogger(__name__)
 LOST_AFTER_MISSES = 3
 """An unacknowledged order is marked lost only after this many consecutive 'not found' answers."""
 
-ACK_FIELDS = ["exchange_order_id", "status", "filled", "average_price", "acknowledged_at", "missing_count",
-              "closed_at", "updated_at"]
-"""The Order columns an answer of the venue can change."""
 
 EXCHANGE_STATUS = {
     "open": OrderStatus.OPEN,

@@ -25,6 +25,10 @@ from django.utils import timezone
 
 from bots.models import OPEN_ORDER_STATUSES, Bot, Order
 
+ACK_FIELDS = ["exchange_order_id", "status", "filled", "average_price", "acknowledged_at", "missing_count",
+              "closed_at", "updated_at"]
+"""The Order columns an answer of the venue can change."""
+
 
 def insert_orders(rows: Sequence[Order]) -> list[Order]:
     """Store new Order rows in one statement; returns the rows stored (their pk set), in order. Rows
