@@ -32,6 +32,22 @@ def start_emulator(**overrides: Any) -> EmulatorServer:
     return server
 
 
+TAKER_KEY, TAKER_SECRET = "taker-key-000222", "taker-secret-000222-abcdef"
+"""A second emulator account that trades against the bots' quotes (``start_with_taker``)."""
+
+
+def start_with_taker(**overrides: Any) -> EmulatorServer:
+    """A frozen market (moves only when a test moves it) with the bots' account and a well-funded taker's."""
+    values: dict[str, Any] = {
+        "market_step_ms": 0,
+        "dynamics": {s: {"noise_arrival_rate_per_sec": 0.0} for s in ("BTC/USDT", "ETH/USDT")},
+        "accounts": (AccountConfig(EMULATOR_KEY, EMULATOR_SECRET, dict(BALANCES)),
+                     AccountConfig(TAKER_KEY, TAKER_SECRET, {"BTC": Decimal("100"), "USDT": Decimal("10000000")})),
+    }
+    values.update(overrides)
+    return start_emulator(**values)
+
+
 @pytest.fixture
 def emulator() -> Iterator[EmulatorServer]:
     server = start_emulator()

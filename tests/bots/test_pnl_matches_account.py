@@ -17,25 +17,15 @@ from django.db import connection
 from bots.engine.core import MarketMakingBot, begin_cycle
 from bots.models import Bot, Fill, LiquidityPosition, Order
 from bots.selectors import bot_summaries
-from exchanges.emulator.server import AccountConfig
-from tests.bots.conftest import BALANCES, EMULATOR_KEY, EMULATOR_SECRET, emulator_trades, start_emulator, started_bot
+from tests.bots.conftest import EMULATOR_KEY, TAKER_KEY, emulator_trades, start_with_taker, started_bot
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-TAKER_KEY, TAKER_SECRET = "taker-key-000222", "taker-secret-000222-abcdef"
-
 
 @pytest.fixture
 def two_account_emulator() -> Any:
     from exchanges.registry import clear_gateway_cache
 
-    server = start_emulator(
-        market_step_ms=0,
-        maker_fee_rate=Decimal("0.01"),  # large fees, so a fee booked wrong shows well above a cent
-        dynamics={s: {"noise_arrival_rate_per_sec": 0.0} for s in ("BTC/USDT", "ETH/USDT")},
-        accounts=(AccountConfig(EMULATOR_KEY, EMULATOR_SECRET, dict(BALANCES)),
-                  AccountConfig(TAKER_KEY, TAKER_SECRET, {"BTC": Decimal("100"), "USDT": Decimal("10000000")})),
-    )
+    server = start_with_taker(maker_fee_rate=Decimal("0.01"))  # large fees: a fee booked wrong shows above a cent
     yield server
     server.stop_thread()
     clear_gateway_cache()

@@ -19,10 +19,9 @@ import pytest
 from bots.engine.core import MarketMakingBot
 from bots.engine.market_data import AccountView
 from bots.models import Fill, LiquidityPosition, Order, OrderStatus
-from exchanges.emulator.server import AccountConfig
 from exchanges.streams import OrderUpdateStream
 from mmplatform import aio
-from tests.bots.conftest import BALANCES, EMULATOR_KEY, EMULATOR_SECRET, start_emulator, started_bot
+from tests.bots.conftest import TAKER_KEY, start_with_taker, started_bot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -95,7 +94,6 @@ def test_without_a_view_the_sync_reads_the_venue(world_a: Any, frozen_emulator: 
     assert row.status == OrderStatus.CANCELED
 
 
-TAKER_KEY, TAKER_SECRET = "taker-key-000333", "taker-secret-000333-abcdef"
 LOT = Decimal("0.00001")  # the emulator's BTC/USDT amount step
 
 
@@ -103,12 +101,7 @@ LOT = Decimal("0.00001")  # the emulator's BTC/USDT amount step
 def two_account_emulator() -> Any:
     from exchanges.registry import clear_gateway_cache
 
-    server = start_emulator(
-        market_step_ms=0,
-        dynamics={s: {"noise_arrival_rate_per_sec": 0.0} for s in ("BTC/USDT", "ETH/USDT")},
-        accounts=(AccountConfig(EMULATOR_KEY, EMULATOR_SECRET, dict(BALANCES)),
-                  AccountConfig(TAKER_KEY, TAKER_SECRET, {"BTC": Decimal("100"), "USDT": Decimal("10000000")})),
-    )
+    server = start_with_taker()
     yield server
     server.stop_thread()
     clear_gateway_cache()
