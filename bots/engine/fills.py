@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -73,14 +73,16 @@ PUSHED_TRADE_SAFETY_SECS = 60.0
 booked in between, each sync checking they account for every fill the venue reports on the position's orders)."""
 
 
-def trade_sync_state(position_id: int) -> tuple[bool, bool]:
+def trade_sync_state(position_id: int, marks: Iterable[int] = ()) -> tuple[bool, bool]:
     """(fills seen on an order whose trades are not booked yet, the periodic safety read by REST is due (also
-    the first time))."""
+    the first time)); the positions in ``marks`` are marked trades-pending first, in the same round trip."""
     r = get_redis()
     pipe = r.pipeline()
+    for marked in marks:
+        pipe.set(_trades_key(marked), "1")
     pipe.exists(_trades_key(position_id))
     pipe.exists(keys.trades_recent(position_id))
-    pending, recent = pipe.execute()
+    *_, pending, recent = pipe.execute()
     return bool(pending), not recent
 
 
@@ -115,6 +117,7 @@ class FillSyncMixin:
     fill_rows: dict[int, dict[str, Order]]  # position -> rows that gained fills since the last sync (emptied here)
     counts: Counter[str]  # how the trades were booked (OrderManager.take_counts)
     rest_synced: set[int]  # positions whose trades this object read by REST at least once
+    deferred_marks: set[int] | None  # during sync_position: the trades-pending marks its acknowledgements owe
 
     if TYPE_CHECKING:
 
@@ -165,34 +168,40 @@ class FillSyncMixin:
                 logger.warning("cancelling unknown order failed: %s", exc)
 
         left_book = False
-        answered: list[Order] = []  # rows the venue's answers changed: saved in one statement below
-        for cid, order in rows.items():
-            remote = by_client.get(cid)
-            if remote is not None:
-                if (order.status != OrderStatus.CANCEL_PENDING or remote.status != "open") and self._acknowledge(
-                        order, remote, save=False):
+        self.deferred_marks = set()
+        try:
+            answered: list[Order] = []  # rows the venue's answers changed: saved in one statement below
+            for cid, order in rows.items():
+                remote = by_client.get(cid)
+                if remote is not None:
+                    if (order.status != OrderStatus.CANCEL_PENDING or remote.status != "open") and self._acknowledge(
+                            order, remote, save=False):
+                        answered.append(order)
+                    continue
+                # not resting on the book: filled, cancelled, never arrived, or not visible yet
+                left_book = True
+                pushed = view.closed.get(cid) if view is not None else None
+                if pushed is not None:  # its final state, as the order stream pushed it
+                    if self._acknowledge(order, pushed[1], save=False):
+                        answered.append(order)
+                    continue
+                try:
+                    remote = aio.run(gateway.fetch_order(pair, client_order_id=cid))
+                except OrderNotFoundError:
+                    self._count_miss(order)
+                    continue
+                except ExchangeError as exc:
+                    logger.info("fetch_order %s failed: %s", cid, exc)
+                    continue
+                if self._acknowledge(order, remote, save=False):
                     answered.append(order)
-                continue
-            # not resting on the book: filled, cancelled, never arrived, or not visible yet
-            left_book = True
-            pushed = view.closed.get(cid) if view is not None else None
-            if pushed is not None:  # its final state, as the order stream pushed it
-                if self._acknowledge(order, pushed[1], save=False):
-                    answered.append(order)
-                continue
-            try:
-                remote = aio.run(gateway.fetch_order(pair, client_order_id=cid))
-            except OrderNotFoundError:
-                self._count_miss(order)
-                continue
-            except ExchangeError as exc:
-                logger.info("fetch_order %s failed: %s", cid, exc)
-                continue
-            if self._acknowledge(order, remote, save=False):
-                answered.append(order)
+        finally:
+            marks, self.deferred_marks = self.deferred_marks or set(), None
+        # the marks first (with the state, one round trip), then the rows: a row never shows fills whose
+        # trades nobody is marked to read
+        pending, safety_due = trade_sync_state(position.pk, marks)
         save_order_fields(answered, ACK_FIELDS)
         self.synced_rows[position.pk] = list(rows.values())
-        pending, safety_due = trade_sync_state(position.pk)
         if left_book or pending or safety_due:
             return self.sync_fills(position, mid=mid, view=view, safety_read=safety_due)
         return []

@@ -108,6 +108,9 @@ class OrderManager(FillSyncMixin):
         # positions whose trades this object read by REST at least once: only after that are pushed trades
         # booked (a row filled under an earlier engine, before this one's stream, is on no list here)
         self.rest_synced: set[int] = set()
+        # during a sync_position: the positions whose trades-pending marks its acknowledgements owe (written
+        # in the one pipeline that reads the trade-sync state, before any trade is booked); None otherwise
+        self.deferred_marks: set[int] | None = None
         # how the fill syncs booked the trades since ``take_counts`` (the driver's stats: ``trades_pushed``,
         # ``trades_rest_<why>``)
         self.counts: Counter[str] = Counter()
@@ -257,7 +260,10 @@ class OrderManager(FillSyncMixin):
         order.status = _status_from_exchange(remote)
         remote_filled = remote.filled or Decimal(0)
         if remote_filled > order.filled and order.position_id is not None:
-            mark_trades_pending(order.position_id)
+            if self.deferred_marks is not None:  # a sync_position writes it with its own Redis round trip
+                self.deferred_marks.add(order.position_id)
+            else:
+                mark_trades_pending(order.position_id)
             self.fills_seen.add(order.position_id)
             self.fill_rows.setdefault(order.position_id, {})[order.client_order_id] = order
         order.filled = max(order.filled, remote_filled)
