@@ -28,7 +28,7 @@ from bots.engine.market_data import (
     book_from,
     book_reader,
     mid_history,
-    recent_closed,
+    recent_entries,
     shared_book,
     store_books,
     to_snapshot,
@@ -236,8 +236,8 @@ class FeedMixin(DriverState):
             orders = {o.client_order_id: o for o in result if o.client_order_id}
             view = AccountView(taken_at=taken, orders=orders, balances=old.balances if old else {},
                                balances_at=old.balances_at if old else 0.0, free=old.free if old else {},
-                               read_at=taken, closed=recent_closed(old.closed, taken) if old else {},
-                               trades=recent_closed(old.trades, taken) if old else {},
+                               read_at=taken, closed=recent_entries(old.closed, taken) if old else {},
+                               trades=recent_entries(old.trades, taken) if old else {},
                                pushed_at=old.pushed_at if old else 0.0)
             if old is None or old.outdated or taken - old.balances_at >= BALANCE_SECS or _orders_moved(old, view):
                 view = replace(view, balances_at=-1.0)  # to read
@@ -458,7 +458,7 @@ class FeedMixin(DriverState):
                 continue  # not read yet: the REST read that follows the subscription lists them
             if updates.orders and account_id not in changed:  # (the orders dict is new only when they moved)
                 changed[account_id] = dict(view.orders)
-                ended[account_id] = dict(recent_closed(view.closed, now))
+                ended[account_id] = dict(recent_entries(view.closed, now))
             for order in updates.orders:
                 if not order.client_order_id:
                     continue
@@ -468,7 +468,7 @@ class FeedMixin(DriverState):
                     changed[account_id].pop(order.client_order_id, None)
                     ended[account_id][order.client_order_id] = (now, order)
             if updates.trades and account_id not in traded:
-                traded[account_id] = dict(recent_closed(view.trades, now))
+                traded[account_id] = dict(recent_entries(view.trades, now))
             for trade in updates.trades:
                 traded[account_id][trade.trade_id] = (now, trade)
         for account_id in changed.keys() | traded.keys():

@@ -1,9 +1,10 @@
 """Reconciling a position with its venue: open orders, late and lost orders, trades -> Fill rows.
 
-``FillSyncMixin`` is part of ``OrderManager`` (bots/engine/orders.py). A fill sync reads the trades
-only when an order of the position gained fills (``keys.trades_pending``) or the periodic safety
-read is due (``FULL_TRADE_SYNC_SECS``); each trade becomes one Fill row and the position's
-accounting moves with it, in one transaction.
+``FillSyncMixin`` is part of ``OrderManager`` (bots/engine/orders.py). A fill sync books the trades
+only when an order of the position left the book or gained fills (``keys.trades_pending``) or the
+periodic safety read is due (``FULL_TRADE_SYNC_SECS``; ``PUSHED_TRADE_SAFETY_SECS`` under a live order
+stream, whose pushed trades are booked in between when they account for every fill); each trade becomes
+one Fill row and the position's accounting moves with it, in one transaction.
 """
 
 from __future__ import annotations
@@ -84,13 +85,6 @@ def trade_sync_state(position_id: int, marks: Iterable[int] = ()) -> tuple[bool,
     pipe.exists(keys.trades_recent(position_id))
     *_, pending, recent = pipe.execute()
     return bool(pending), not recent
-
-
-def trades_due(position_id: int) -> bool:
-    """Whether the position's trades must be read now: fills seen on an order, or the periodic
-    safety sync is due (also the first time). An order that left the book always triggers a read."""
-    pending, safety_due = trade_sync_state(position_id)
-    return pending or safety_due
 
 
 def trades_synced(position_id: int, *, by_rest: bool = True, safety_secs: float = FULL_TRADE_SYNC_SECS) -> None:

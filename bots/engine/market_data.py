@@ -66,13 +66,13 @@ CLOSED_KEEP_SECS = 60.0
 Kept = TypeVar("Kept")
 
 
-def recent_closed(closed: dict[str, tuple[float, Kept]], now: float) -> dict[str, tuple[float, Kept]]:
-    """``closed`` (or ``trades``) without the entries older than ``CLOSED_KEEP_SECS`` (the same dict when
-    none is)."""
+def recent_entries(entries: dict[str, tuple[float, Kept]], now: float) -> dict[str, tuple[float, Kept]]:
+    """A view's ``closed`` or ``trades`` without the entries older than ``CLOSED_KEEP_SECS`` (the same dict
+    when none is)."""
     horizon = now - CLOSED_KEEP_SECS
-    if all(seen >= horizon for seen, _ in closed.values()):
-        return closed
-    return {cid: entry for cid, entry in closed.items() if entry[0] >= horizon}
+    if all(seen >= horizon for seen, _ in entries.values()):
+        return entries
+    return {key: entry for key, entry in entries.items() if entry[0] >= horizon}
 
 
 def book_from(raw: OrderBook, fetched_at: float | None = None) -> BookData:
