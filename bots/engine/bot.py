@@ -34,6 +34,7 @@ from bots.engine.performance import PerformanceTracker
 from bots.engine.quotes import QuotesMixin
 from bots.engine.risk_actions import RiskActionsMixin
 from bots.engine.risk_manager import MarketMakingRiskManager
+from bots.engine.self_trades import QuoteGuard
 from bots.engine.strategy_engine import StrategyEngine, params_json
 from bots.engine.venues import (
     GatewayFactory,
@@ -97,6 +98,7 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin, HedgingMixin):
             bot.hedged_accounts.values_list("pk", flat=True)) if bot.hedge_enabled else set())
         # every send checks the fence and the lease first (the gate)
         self.order_manager = OrderManager(bot, self.exchanges, gate=self._check_send, hedge_route=self.hedge_route)
+        self.guard_at_send: QuoteGuard | None = None  # released in the send gate's step (quotes._release_at_send)
         # one position per slot (account, pair): a pair is quoted on every account of the bot that lists it
         self.active_positions: dict[Slot, LiquidityPosition] = {
             slot_of(p): p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)

@@ -23,6 +23,7 @@ from bots.engine.inventory_manager import InventoryManager
 from bots.engine.orders import OrderManager
 from bots.engine.performance import PerformanceTracker
 from bots.engine.risk_manager import MarketMakingRiskManager
+from bots.engine.self_trades import QuoteGuard
 from bots.engine.strategy_engine import StrategyEngine
 from bots.engine.venues import GatewayFactory, HedgeRoute, Slot
 from bots.models import Bot, Fill, LiquidityPosition
@@ -75,6 +76,7 @@ class BotState:
     report: CycleReport  # reset by begin_kept_cycle; counted by the act path
     cycle: int  # this cycle's number: monitoring_iteration, fenced_cycle, number_cycle
     fenced_at_begin: bool  # fenced_cycle / end_kept_cycle
+    guard_at_send: QuoteGuard | None  # a quote guard the next send gate releases (_release_at_send / _check_send)
     balance_read: tuple[dict[int, ExchangeGateway], Any] | None  # reload_balances -> balances_read / end_kept_cycle
     rebalanced_pairs: set[str]  # pairs with a rebalancing trade in this engine's cycle
     rebalance_attempted_at: dict[str, float]  # pair -> clock() of its last rebalancing trade

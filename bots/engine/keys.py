@@ -77,7 +77,8 @@ Per exchange account and pair (shared by every bot quoting the pair on the accou
                                  orders on the pair, decides and stores its new orders, so two bots of
                                  one account never place orders that cross each other (no
                                  self-trades, ``self_trades.QuoteGuard``). Writer: the engine's quote
-                                 path (SET NX, released by token). TTL ``GUARD_TTL_MS``.
+                                 path (SET NX, released by token; once the new rows are stored, the
+                                 send gate's step ``lease.check_send`` releases it). TTL ``GUARD_TTL_MS``.
 
 Per venue and pair (shared by every bot on it)
 ----------------------------------------------

@@ -86,6 +86,7 @@ return 1
 """
 
 _CHECK_SEND = """
+if ARGV[4] ~= '' and redis.call('get', KEYS[3]) == ARGV[4] then redis.call('del', KEYS[3]) end
 if tonumber(ARGV[1]) <= tonumber(redis.call('get', KEYS[1]) or '-1') then return -1 end
 if ARGV[2] ~= '' then
   if redis.call('get', KEYS[2]) ~= ARGV[2] then return 0 end
@@ -104,11 +105,15 @@ def fence_sends(fences: Iterable[tuple[Any, int]]) -> None:
     pipe.execute()
 
 
-def check_send(bot: Any, epoch: int, lease: BotLease | None) -> None:
+def check_send(bot: Any, epoch: int, lease: BotLease | None, release: tuple[str, str] | None = None) -> None:
     """Right before orders are sent: the bot is not fenced at ``epoch`` and this cycle still holds its
-    lease (extended here), checked in one atomic step. Raises FencedError or LeaseLostError."""
+    lease (extended here), checked in one atomic step. Raises FencedError or LeaseLostError.
+    ``release``: a (key, token) the same step deletes first if it still holds the token, whatever the
+    verdict (a quote guard whose rows are stored: ``self_trades.QuoteGuard.release_with_send``)."""
     token, ttl = (lease.token, lease.ttl_ms) if lease is not None else ("", 0)
-    verdict = get_redis().eval(_CHECK_SEND, 2, fence_key(bot), keys.lease(bot.pk), int(epoch), token, ttl)
+    guard_key, guard_token = release or (keys.lease(bot.pk), "")
+    verdict = get_redis().eval(_CHECK_SEND, 3, fence_key(bot), keys.lease(bot.pk), guard_key, int(epoch), token, ttl,
+                               guard_token)
     if verdict == -1:
         raise FencedError(f"bot {bot.pk}: killed, stopped or paused (epoch {epoch} is fenced); nothing is sent")
     if verdict == 0:

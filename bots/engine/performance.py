@@ -11,7 +11,7 @@ from bots.models import (
     Fill,
     LiquidityPosition,
 )
-from mmplatform.redis_client import get_redis, text
+from mmplatform.redis_client import WriteBatch, get_redis, text
 
 
 def count_quoting(pipe: Any, bot_id: int, pair: str, quoted_both_sides: bool) -> None:
@@ -28,11 +28,25 @@ class PerformanceTracker:
 
     def __init__(self, bot: Bot):
         self.bot = bot
+        self.batch: WriteBatch | None = None  # a kept cycle's (begin_kept_cycle): sent with the cycle's record
+
 
     def uptime_key(self) -> str:
         return keys.uptime(self.bot.pk)
 
+    def begin_batch(self) -> None:
+        """A cycle on the kept engine starts: its uptime counts wait for its end (``take_batch``)."""
+        self.batch = WriteBatch()
+
+    def take_batch(self) -> WriteBatch:
+        """The counts since ``begin_batch`` (empty without one); from now on they are written at once."""
+        batch, self.batch = self.batch, None
+        return batch if batch is not None else WriteBatch()
+
     def record_quoting(self, pair: str, quoted_both_sides: bool) -> None:
+        if self.batch is not None:  # a cycle on the kept engine: one round trip at its end
+            count_quoting(self.batch, self.bot.pk, pair, quoted_both_sides)
+            return
         pipe = get_redis().pipeline()
         count_quoting(pipe, self.bot.pk, pair, quoted_both_sides)
         pipe.execute()

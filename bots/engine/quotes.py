@@ -17,7 +17,7 @@ from django.conf import settings
 from bots import quoting
 from bots.engine import keys
 from bots.engine.bot_state import BotState, CycleReport
-from bots.engine.lease import FencedError, check_send
+from bots.engine.lease import FencedError, LeaseLostError, check_send
 from bots.engine.market_data import AccountView
 from bots.engine.self_trades import QuoteGuard, from_rows, from_view, merged
 from bots.engine.strategy_engine import params_json
@@ -34,7 +34,7 @@ from bots.models import (
     OrderPurpose,
     OrderStatus,
 )
-from mmplatform.redis_client import get_redis
+from mmplatform.redis_client import WriteBatch, get_redis
 from risk import checks
 from risk.models import RiskEventType
 from strategies import pipeline, requote_order
@@ -208,6 +208,7 @@ class QuotesMixin(BotState):
             return self._adjust_guarded(position, snapshot, live_rows, others_open, guard, initial=initial,
                                         begin_cycle_now=begin_cycle_now, sent_cancels=sent_cancels)
         finally:
+            self.guard_at_send = None
             guard.release()
 
     def _adjust_guarded(self, position: LiquidityPosition, snapshot: MarketSnapshot, live_rows: list[Order],
@@ -269,7 +270,7 @@ class QuotesMixin(BotState):
         try:
             if begin_cycle_now is not None:
                 self.cycle = begin_cycle_now()
-            placed = self._place_order(position, place, before_send=guard.release)
+            placed = self._place_order(position, place, before_send=lambda: self._release_at_send(guard))
         finally:
             results = self.order_manager.cancel_requests(to_cancel).result(60)
             self.report.cancelled += self.order_manager.settle_cancels(to_cancel, results)
@@ -300,8 +301,11 @@ class QuotesMixin(BotState):
                     cancel_results.extend(future.result(60))
 
         def stored() -> None:  # the new rows are committed: other bots of the account see them now
-            guard.release()
-            cancels_answered()
+            if flying:  # (not held while the cancels are awaited)
+                guard.release()
+                cancels_answered()
+            else:
+                self._release_at_send(guard)
 
         placed = 0
         try:
@@ -373,15 +377,20 @@ class QuotesMixin(BotState):
         self.lease = lease
         self.report = CycleReport()
         self.order_manager.reset_stored()
+        self.performance_tracker.begin_batch()
 
     def fenced_cycle(self, cycle: int) -> None:
         """The cycle was numbered and fenced in one statement (``begin_fenced_cycle``)."""
         self.cycle = cycle
         self.fenced_at_begin = True
 
-    def end_kept_cycle(self) -> None:
+    def end_kept_cycle(self) -> WriteBatch:
+        """The cycle on the kept engine ended: returns its Redis writes still to send (its quote-uptime
+        counts), which the caller sends with the cycle's record and its lease's release (one round trip)."""
         self.fenced_at_begin = False
         self.balance_read = None  # a read a failed sync never took in is dropped, never applied later
+        self.guard_at_send = None
+        return self.performance_tracker.take_batch()
 
     def reload_balances(self, account_ids: set[int], not_before: dict[int, float] | None = None) -> None:
         """A fill moved these accounts' balances: start reading them again (a fill sync on the kept engine);
@@ -431,8 +440,23 @@ class QuotesMixin(BotState):
     def _check_send(self) -> None:
         """The send gate (``OrderManager.send`` calls it right before any order leaves): the bot's
         sends are not fenced at this epoch (kill, stop, pause) and this cycle still holds its lease
-        (extended here), in one atomic Redis step. Raises FencedError / LeaseLostError."""
-        check_send(self.bot, self.bot.epoch, self.lease)
+        (extended here), in one atomic Redis step, which also releases the quote guard handed to it
+        (``_release_at_send``). Raises FencedError / LeaseLostError."""
+        guard, self.guard_at_send = self.guard_at_send, None
+        if guard is None:
+            check_send(self.bot, self.bot.epoch, self.lease)
+            return
+        try:
+            check_send(self.bot, self.bot.epoch, self.lease, release=guard.handed_over())
+        except (FencedError, LeaseLostError):
+            guard.released_elsewhere()  # the step ran (and deleted the guard) before it refused
+            raise
+        guard.released_elsewhere()  # (another failure leaves it held: the cycle's release deletes it)
+
+    def _release_at_send(self, guard: QuoteGuard) -> None:
+        """The new rows are stored: the guard goes in the send gate's own Redis step (one round trip
+        fewer); if no gate runs (nothing to send), ``_adjust_orders`` releases it as before."""
+        self.guard_at_send = guard
 
     def _still_current(self) -> bool:
         """Before storing new orders: the bot is still running at this epoch (the row: kill/stop/pause)

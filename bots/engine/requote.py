@@ -74,7 +74,7 @@ class RequoteMixin(DriverState):
                         started: float) -> str:
         """A re-quote (``_adjust_orders`` of the pairs whose quotes moved, on the rows the quiet check saw) or
         a performance snapshot, on the engine kept from the last full cycle, under the bot's lease."""
-        from bots.engine.lease import record_cycle
+        from bots.engine.lease import add_cycle_record
         from bots.tasks import worker_id
 
         engine = runner.engine
@@ -124,9 +124,11 @@ class RequoteMixin(DriverState):
             runner.engine = None
             outcome = "error"
         finally:
-            engine.end_kept_cycle()
-            record_cycle(runner.bot_id, scheduled, started, time.time(), worker_id())
-            lease.release()
+            # the cycle's record, its uptime counts and the lease's release: one round trip
+            batch = engine.end_kept_cycle()
+            add_cycle_record(batch, runner.bot_id, scheduled, started, time.time(), worker_id())
+            lease.release_on(batch)
+            batch.execute()
         return outcome
 
     def _sync_and_requote(self, runner: Runner, engine: MarketMakingBot, pairs: list[Slot]) -> None:

@@ -103,6 +103,19 @@ class QuoteGuard:
         self.held = True
         return True
 
+    def handed_over(self) -> tuple[str, str] | None:
+        """(key, token) for another Redis step to delete the guard with (``lease.check_send``); None if not
+        held. ``released_elsewhere`` once that step ran."""
+        return (self.key, self.token) if self.held else None
+
+    def released_elsewhere(self) -> None:
+        """The key was deleted by the step ``handed_over`` fed: only the process's lock is left to release."""
+        if self.held:
+            self.held = False
+            local, self._local = self._local, None
+            if local is not None:
+                local.release()
+
     def release(self) -> None:
         if self.held:
             self.held = False

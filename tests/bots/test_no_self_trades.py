@@ -186,3 +186,38 @@ def test_the_rows_handed_to_the_check_are_the_open_ones_of_the_accounts_other_bo
         RestingOrder("buy", 98.0, f"bot {peer.pk}"), RestingOrder("buy", 99.0, f"bot {peer.pk}"),
         RestingOrder("sell", 101.0, f"bot {peer.pk}")]
     assert from_rows(peer.pk, account.pk, "BTC/USDT") == [RestingOrder("sell", 100.0, f"bot {me.pk}")]
+
+
+def test_the_send_gate_releases_the_quote_guard_in_its_own_step_even_when_it_refuses(world_a: Any) -> None:
+    """A re-quote's stored rows hand the (account, pair) guard to the send gate (``quotes._release_at_send``):
+    ``check_send`` deletes it in the same Redis step as the fence and lease check, only while it still
+    holds this guard's token, and also when it refuses to send (fenced), so a refused cycle never leaves
+    the account's other bots waiting for the guard's TTL; the process's lock goes with it."""
+    from bots.engine.lease import BotLease, FencedError, check_send, fence_sends
+    from bots.engine.self_trades import QuoteGuard
+    from mmplatform.redis_client import get_redis
+
+    bot, r = world_a.bot, get_redis()
+    lease = BotLease(bot.pk, 10.0)
+    assert lease.acquire()
+    guard = QuoteGuard(world_a.account.pk, "BTC/USDT")
+    assert guard.acquire()
+    check_send(bot, bot.epoch, lease, release=guard.handed_over())
+    guard.released_elsewhere()
+    assert not r.exists(guard.key) and not guard.held
+    assert r.get(lease.key) == lease.token.encode()  # the lease stays (extended), only the guard went
+
+    follower = QuoteGuard(world_a.account.pk, "BTC/USDT")
+    assert follower.acquire(wait_secs=0.05)  # neither the key nor the process's lock is left held
+    stranger = ("mm:quoteguard:unrelated", "not-its-token")
+    r.set(stranger[0], "someone-else", px=5000)
+    check_send(bot, bot.epoch, lease, release=stranger)
+    assert r.get(stranger[0]) == b"someone-else"  # another holder's guard is never deleted
+
+    fence_sends([(bot, bot.epoch + 1)])  # as a kill does: this epoch's sends are over
+    with pytest.raises(FencedError):
+        check_send(bot, bot.epoch, lease, release=follower.handed_over())
+    follower.released_elsewhere()
+    assert not r.exists(follower.key)
+    assert QuoteGuard(world_a.account.pk, "BTC/USDT").acquire(wait_secs=0.05)
+    r.delete(stranger[0])
