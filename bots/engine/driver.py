@@ -105,6 +105,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.by_pair: dict[tuple[str, str], dict[int, Runner]] = {}  # (venue, pair) -> bots quoting it
         self.stats: Counter[str] = Counter()  # cycles by verdict and full-cycle reason, since start
         self.feed_stats: Counter[str] = Counter()  # the feeder's counts (REST account reads, pushed orders)
+        self.loop_probe: list[float] = [0.0, 0.0]  # feeder: the I/O loop's lateness probe (sent, ran)
 
     # --- lifecycle -------------------------------------------------------------------------------
 

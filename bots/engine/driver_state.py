@@ -57,6 +57,8 @@ class DriverState:
     accounts: dict[int, AccountView]  # views replaced whole; readers keep the one they got
     _books: dict[tuple[str, str], tuple[float, BookData]]  # in-process copy of the shared books
     feed_stats: Counter[str]  # REST account reads, pushed order updates (published with the driver's stats)
+    loop_probe: list[float]  # [sent, ran] of the I/O loop's lateness probe (feed.py ``_probe_loop``); the loop
+    # writes only ``ran`` (index 1), once, into the probe the feeder handed it
     # --- the I/O loop's stream watchers (feed.py ``_watch``); the driver thread starts them ---------------
     tops: dict[tuple[str, str], tuple[float, float, float, float, float]]  # pushed best bid/ask
     moved: deque[tuple[str, str, float]]  # pushed mids: appended by the watchers, drained by the driver

@@ -70,6 +70,14 @@ FEED_SECS = 0.02
 ORDER_STREAM_BACKOFF_MAX_SECS = 5.0
 
 
+LOOP_PROBE_SECS = 0.1
+"""How often the feeder measures how late the process's I/O loop runs what is handed to it (``_probe_loop``)."""
+
+
+def _ran(probe: list[float]) -> None:
+    probe[1] = time.perf_counter()
+
+
 FEED_MAX_DEFERRALS = 5
 """The feeder holds off at most this many passes in a row for urgent re-quotes."""
 
@@ -144,11 +152,34 @@ class FeedMixin(DriverState):
                 continue
             deferred = 0
             try:
+                self._probe_loop()
                 self._feed_once(time.time())
             except Exception:
                 logger.exception("engine driver: feeder pass failed")
                 self.stopping.wait(0.5)
             self.stopping.wait(FEED_SECS)
+
+    def _probe_loop(self) -> None:
+        """How late the process's I/O loop runs a callback handed to it: every venue call (a placement, a
+        cancel, a read) waits that long before it leaves, behind the loop's other work (the streams' parsing)
+        and the GIL. One probe in flight, sent every ``LOOP_PROBE_SECS``; the feeder counts each answered one
+        (``aio_lag_probes``, ``aio_lag_ms`` summed, ``aio_lag_over_10ms``, ``aio_lag_over_50ms``)."""
+        sent, ran = self.loop_probe
+        if sent and ran == 0.0:
+            return  # still waiting for the loop
+        now = time.perf_counter()
+        if ran > 0.0:
+            lag_ms = 1000 * (ran - sent)
+            self.feed_stats["aio_lag_probes"] += 1
+            self.feed_stats["aio_lag_ms"] += int(lag_ms)
+            self.feed_stats["aio_lag_over_10ms"] += lag_ms > 10
+            self.feed_stats["aio_lag_over_50ms"] += lag_ms > 50
+            self.loop_probe = [sent, -1.0]  # counted
+        if now - sent < LOOP_PROBE_SECS:
+            return
+        probe = [now, 0.0]
+        self.loop_probe = probe
+        aio.get_loop().call_soon_threadsafe(_ran, probe)
 
     def _take_handovers(self) -> None:
         """What other threads handed the feeder: depth they had to read themselves (the newest book wins),

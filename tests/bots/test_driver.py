@@ -230,3 +230,41 @@ def test_bots_started_together_spread_their_periodic_work(running_bot: Bot, driv
     before = time.time()
     driver._capture(runner, engine, full=True)
     assert before <= runner.last_full_at and before + period <= runner.perf_due_at <= time.time() + period
+
+
+def test_the_feeder_measures_how_late_the_io_loop_runs_what_is_handed_to_it() -> None:
+    """Every venue call waits for the process's I/O loop: the feeder's probe (one callback in flight, every
+    ``LOOP_PROBE_SECS``) counts how late the loop ran it, so a loop busy with the streams shows in the
+    driver's stats (``aio_lag_*``). Here the loop is held by a blocking 120 ms callback (standing for a
+    stream's parsing): the probe sent behind it counts over 50 ms; a free loop's probe does not."""
+    import threading
+
+    from bots.engine.feed import LOOP_PROBE_SECS
+    from mmplatform import aio
+
+    driver = Driver("probe-test")
+    try:
+        def probe_until_counted(n: int) -> None:
+            deadline = time.monotonic() + 5
+            while driver.feed_stats["aio_lag_probes"] < n and time.monotonic() < deadline:
+                driver._probe_loop()
+                time.sleep(0.005)
+
+        probe_until_counted(1)
+        assert driver.feed_stats["aio_lag_probes"] == 1
+        assert driver.feed_stats["aio_lag_over_50ms"] == 0
+
+        driver._probe_loop()  # counted already; the next probe waits for its time, none is in flight
+        assert driver.loop_probe[1] == -1.0
+
+        time.sleep(LOOP_PROBE_SECS)
+        busy = threading.Event()
+        aio.get_loop().call_soon_threadsafe(lambda: (busy.set(), time.sleep(0.12)))
+        busy.wait(5)
+        driver._probe_loop()  # sent while the loop is held
+        probe_until_counted(2)
+        assert driver.feed_stats["aio_lag_probes"] == 2
+        assert driver.feed_stats["aio_lag_over_50ms"] == 1
+        assert driver.feed_stats["aio_lag_ms"] >= 50
+    finally:
+        driver.pool.shutdown(wait=True)
