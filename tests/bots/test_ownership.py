@@ -32,7 +32,7 @@ THREAD = {
     "ShardsMixin._refresh_bots": "driver", "FeedMixin._want": "driver", "FeedMixin._ensure_streams": "driver",
     "FeedMixin._analysis": "driver",  # only from VerdictMixin._check
     "FeedMixin._read_books": "feeder", "FeedMixin._read_accounts": "feeder", "FeedMixin._read_balances": "feeder",
-    "FeedMixin._take_handovers": "feeder",
+    "FeedMixin._take_handovers": "feeder", "FeedMixin._probe_loop": "feeder",
     "FeedMixin._watch": "io-loop", "FeedMixin._watch_orders": "io-loop", "FeedMixin._ensure_order_streams": "driver",
     "FeedMixin._feed_once": "feeder", "FeedMixin._apply_pushed_orders": "feeder",
     "RequoteMixin._cycle": "pool", "RequoteMixin._sync_and_requote": "pool",
@@ -47,7 +47,7 @@ OWNER = {
     "shared": "driver", "by_pair": "driver",
     "wanted_accounts": "driver", "wanted_books": "driver", "streams": "driver", "stream_tasks": "driver",
     "stream_symbols": "driver", "_housekeeping_at": "driver", "_flush_at": "driver",
-    "accounts": "feeder", "_books": "feeder", "feed_stats": "feeder",
+    "accounts": "feeder", "_books": "feeder", "feed_stats": "feeder", "loop_probe": "feeder",
     "tops": "io-loop", "order_stream_tasks": "driver", "order_streams_live": "io-loop",
 }
 
