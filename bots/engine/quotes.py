@@ -218,6 +218,15 @@ class QuotesMixin(BotState):
         """``_adjust_orders`` from the decision on; ``guard`` is released once the new rows are stored."""
         pair = position.trading_pair
         slot = slot_of(position)
+        if begin_cycle_now is not None and sent_cancels is not None:
+            # a re-quote whose cancels the driver sent: numbered and fenced before the guard (one statement
+            # fewer under it); fenced, its cancels are settled as the cancel-first path's would be
+            try:
+                self.cycle = begin_cycle_now()
+            except FencedError:
+                rows, future = sent_cancels
+                self.report.cancelled += self.order_manager.settle_cancels(rows, future.result(60))
+                raise
         guarded = guard.acquire()
         if not guarded:
             logger.warning("bot %s: %s: another bot of the account held the quote guard; no new orders this cycle",
@@ -231,6 +240,8 @@ class QuotesMixin(BotState):
         by_client = {o.client_order_id: o for o in live_rows}
         to_cancel = [by_client[str(o.order_id)] for o in diff.cancel]  # live ids are client ids
         place = diff.place if guarded else []
+        if not place:
+            guard.release()  # nothing will be stored: the account's other bots need not wait for the cancels
         if sent_cancels is None and self.place_first_ok(position, place, to_cancel):
             placed = self._place_then_cancel(position, place, to_cancel, begin_cycle_now, guard)
         else:
