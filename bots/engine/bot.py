@@ -26,6 +26,7 @@ from bots import quoting
 from bots.config import validate_market_making_config
 from bots.engine.bot_state import CycleReport
 from bots.engine.cycle import CycleMixin, request_daily_reset
+from bots.engine.gate import GateMixin
 from bots.engine.hedging import HedgingMixin
 from bots.engine.inventory_manager import InventoryManager
 from bots.engine.lease import FencedError, LeaseLostError
@@ -74,7 +75,7 @@ PAIR_PATTERN = re.compile(r"^[A-Z]+/[A-Z]+$")
 # --- the bot ----------------------------------------------------------------------------------------
 
 
-class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin, HedgingMixin):
+class MarketMakingBot(CycleMixin, QuotesMixin, GateMixin, RiskActionsMixin, HedgingMixin):
     """The spec's MarketMakingBot for one Bot row."""
 
     def __init__(self, bot: Bot, *, gateway_factory: GatewayFactory = default_gateway_factory,
@@ -98,7 +99,7 @@ class MarketMakingBot(CycleMixin, QuotesMixin, RiskActionsMixin, HedgingMixin):
             bot.hedged_accounts.values_list("pk", flat=True)) if bot.hedge_enabled else set())
         # every send checks the fence and the lease first (the gate)
         self.order_manager = OrderManager(bot, self.exchanges, gate=self._check_send, hedge_route=self.hedge_route)
-        self.guard_at_send: QuoteGuard | None = None  # released in the send gate's step (quotes._release_at_send)
+        self.guard_at_send: QuoteGuard | None = None  # released in the send gate's step (gate._release_at_send)
         # one position per slot (account, pair): a pair is quoted on every account of the bot that lists it
         self.active_positions: dict[Slot, LiquidityPosition] = {
             slot_of(p): p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)

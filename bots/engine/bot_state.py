@@ -123,6 +123,9 @@ class BotState:
         def _check_send(self) -> None:
             raise NotImplementedError
 
+        def _release_at_send(self, guard: QuoteGuard) -> None:
+            raise NotImplementedError
+
         def listed_resting(self, slot: Slot) -> tuple[checks.RestingOrder, ...]:
             raise NotImplementedError
 

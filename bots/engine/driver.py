@@ -44,6 +44,7 @@ from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import daily_reset_key
 from bots.engine.feed import AccountView, FeedMixin
 from bots.engine.lease import _RELEASE, BotLease, add_cycle_record, take_for_checks
+from bots.engine.loop_probe import LoopProbe
 from bots.engine.market_data import (
     BookData,
 )
@@ -105,7 +106,9 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.by_pair: dict[tuple[str, str], dict[int, Runner]] = {}  # (venue, pair) -> bots quoting it
         self.stats: Counter[str] = Counter()  # cycles by verdict and full-cycle reason, since start
         self.feed_stats: Counter[str] = Counter()  # the feeder's counts (REST account reads, pushed orders)
-        self.loop_probe: list[float] = [0.0, 0.0]  # feeder: the I/O loop's lateness probe (sent, ran)
+        self.mids: dict[tuple[str, str], tuple[float, list[float], list[float]]] = {}  # feeder: mid histories
+        self.mids_read_at = 0.0
+        self.loop_probe = LoopProbe()  # feeder: how late the I/O loop runs what is handed to it
 
     # --- lifecycle -------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from bots.engine.bot import MarketMakingBot
+from bots.engine.loop_probe import LoopProbe
 from bots.engine.market_data import AccountView, BookData
 from bots.engine.pool import CyclePool
 from bots.engine.runner import Runner
@@ -57,8 +58,9 @@ class DriverState:
     accounts: dict[int, AccountView]  # views replaced whole; readers keep the one they got
     _books: dict[tuple[str, str], tuple[float, BookData]]  # in-process copy of the shared books
     feed_stats: Counter[str]  # REST account reads, pushed order updates (published with the driver's stats)
-    loop_probe: list[float]  # [sent, ran] of the I/O loop's lateness probe (feed.py ``_probe_loop``); the loop
-    # writes only ``ran`` (index 1), once, into the probe the feeder handed it
+    mids: dict[tuple[str, str], tuple[float, list[float], list[float]]]  # (venue, pair) -> (read at, times, mids)
+    mids_read_at: float  # when the feeder last read the wanted books' mid histories (``_read_mids``)
+    loop_probe: LoopProbe  # how late the I/O loop runs what is handed to it (loop_probe.py; feeder's ``_probe_loop``)
     # --- the I/O loop's stream watchers (feed.py ``_watch``); the driver thread starts them ---------------
     tops: dict[tuple[str, str], tuple[float, float, float, float, float]]  # pushed best bid/ask
     moved: deque[tuple[str, str, float]]  # pushed mids: appended by the watchers, drained by the driver

@@ -27,6 +27,7 @@ from bots.engine.market_data import (
     BookData,
     book_from,
     book_reader,
+    mid_histories,
     mid_history,
     recent_entries,
     shared_book,
@@ -70,20 +71,15 @@ FEED_SECS = 0.02
 ORDER_STREAM_BACKOFF_MAX_SECS = 5.0
 
 
-LOOP_PROBE_SECS = 0.1
-"""How often the feeder measures how late the process's I/O loop runs what is handed to it (``_probe_loop``)."""
-
-
-def _ran(probe: list[float]) -> None:
-    probe[1] = time.perf_counter()
-
-
 FEED_MAX_DEFERRALS = 5
 """The feeder holds off at most this many passes in a row for urgent re-quotes."""
 
 
 ANALYSIS_SECS = 1.0
 """Market analysis (volatility, trend, liquidity) is recomputed at most this often per venue and pair."""
+
+MIDS_MAX_AGE_SECS = 3.0
+"""The feeder's read of a mid history serves the analyses up to this old (else the check reads it)."""
 
 
 def _orders_moved(old: AccountView, new: AccountView) -> bool:
@@ -160,26 +156,8 @@ class FeedMixin(DriverState):
             self.stopping.wait(FEED_SECS)
 
     def _probe_loop(self) -> None:
-        """How late the process's I/O loop runs a callback handed to it: every venue call (a placement, a
-        cancel, a read) waits that long before it leaves, behind the loop's other work (the streams' parsing)
-        and the GIL. One probe in flight, sent every ``LOOP_PROBE_SECS``; the feeder counts each answered one
-        (``aio_lag_probes``, ``aio_lag_ms`` summed, ``aio_lag_over_10ms``, ``aio_lag_over_50ms``)."""
-        sent, ran = self.loop_probe
-        if sent and ran == 0.0:
-            return  # still waiting for the loop
-        now = time.perf_counter()
-        if ran > 0.0:
-            lag_ms = 1000 * (ran - sent)
-            self.feed_stats["aio_lag_probes"] += 1
-            self.feed_stats["aio_lag_ms"] += int(lag_ms)
-            self.feed_stats["aio_lag_over_10ms"] += lag_ms > 10
-            self.feed_stats["aio_lag_over_50ms"] += lag_ms > 50
-            self.loop_probe = [sent, -1.0]  # counted
-        if now - sent < LOOP_PROBE_SECS:
-            return
-        probe = [now, 0.0]
-        self.loop_probe = probe
-        aio.get_loop().call_soon_threadsafe(_ran, probe)
+        """How late the I/O loop runs what is handed to it, counted in the feeder's stats (``loop_probe.py``)."""
+        self.loop_probe.run(self.feed_stats)
 
     def _take_handovers(self) -> None:
         """What other threads handed the feeder: depth they had to read themselves (the newest book wins),
@@ -233,6 +211,14 @@ class FeedMixin(DriverState):
                 due.append((venue, pair, gateway))
         if due:
             self._read_books(due)
+        if time.time() - self.mids_read_at >= ANALYSIS_SECS and self.wanted_books:
+            self._read_mids()
+
+    def _read_mids(self) -> None:
+        """The mid histories of every wanted book, in one round trip every ``ANALYSIS_SECS``, for the
+        driver's market analyses (``_analysis``), which then wait on no Redis read; replaced whole."""
+        self.mids_read_at = read_at = time.time()
+        self.mids = {book: (read_at, *history) for book, history in mid_histories(list(self.wanted_books)).items()}
 
     def _read_books(self, due: list[tuple[str, str, ExchangeGateway]]) -> None:
         """Depth reads of many pairs at once; shared through Redis like any other read."""
@@ -382,7 +368,11 @@ class FeedMixin(DriverState):
         hit = self.analyses.get(key)
         if hit is not None and now - hit[0] < ANALYSIS_SECS:
             return hit[1]
-        times, mids = mid_history(venue, pair)
+        held = self.mids.get((venue, pair))  # the feeder's read (at most ANALYSIS_SECS old while it runs)
+        if held is not None and now - held[0] < MIDS_MAX_AGE_SECS:
+            times, mids = held[1], held[2]
+        else:  # a pair the feeder does not read yet (a bot's first checks), or a stalled feeder
+            times, mids = mid_history(venue, pair)
         analysis = analyze_market(snapshot, config, times, mids)
         if len(self.analyses) > 10_000:
             self.analyses.clear()

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 
@@ -135,7 +135,19 @@ def store_books(books: list[tuple[str, str, BookData]], *, max_age_secs: float |
 
 def mid_history(exchange_key: str, pair: str) -> tuple[list[float], list[float]]:
     """(times, mids) oldest first, as recorded by every fetch of this book."""
-    rows = get_redis().lrange(_key(exchange_key, pair, "mids"), 0, -1)
+    return _parse_mids(get_redis().lrange(_key(exchange_key, pair, "mids"), 0, -1))
+
+
+def mid_histories(books: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
+    """``mid_history`` of many (venue, pair) books in one round trip (the driver's feeder)."""
+    wanted = list(books)
+    pipe = get_redis().pipeline(transaction=False)
+    for exchange_key, pair in wanted:
+        pipe.lrange(_key(exchange_key, pair, "mids"), 0, -1)
+    return {book: _parse_mids(rows) for book, rows in zip(wanted, pipe.execute(), strict=True)}
+
+
+def _parse_mids(rows: list[Any]) -> tuple[list[float], list[float]]:
     times, mids = [], []
     for row in rows:
         t, _, m = text(row).partition(":")

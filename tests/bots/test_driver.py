@@ -239,7 +239,7 @@ def test_the_feeder_measures_how_late_the_io_loop_runs_what_is_handed_to_it() ->
     stream's parsing): the probe sent behind it counts over 50 ms; a free loop's probe does not."""
     import threading
 
-    from bots.engine.feed import LOOP_PROBE_SECS
+    from bots.engine.loop_probe import LOOP_PROBE_SECS
     from mmplatform import aio
 
     driver = Driver("probe-test")
@@ -255,7 +255,7 @@ def test_the_feeder_measures_how_late_the_io_loop_runs_what_is_handed_to_it() ->
         assert driver.feed_stats["aio_lag_over_50ms"] == 0
 
         driver._probe_loop()  # counted already; the next probe waits for its time, none is in flight
-        assert driver.loop_probe[1] == -1.0
+        assert driver.loop_probe.current[1] == -1.0
 
         time.sleep(LOOP_PROBE_SECS)
         busy = threading.Event()
@@ -268,3 +268,35 @@ def test_the_feeder_measures_how_late_the_io_loop_runs_what_is_handed_to_it() ->
         assert driver.feed_stats["aio_lag_ms"] >= 50
     finally:
         driver.pool.shutdown(wait=True)
+
+
+def test_the_checks_analyse_the_mid_history_the_feeder_read(running_bot: Bot, driver: Driver) -> None:
+    """The driver thread's market analyses take the mid histories the feeder reads for every wanted book (one
+    round trip per ``ANALYSIS_SECS``), not one Redis read of their own per pair; a history the feeder has
+    not read (or read too long ago) is read by the check as before."""
+    from bots.engine.core import exchange_key
+    from bots.engine.feed import MIDS_MAX_AGE_SECS
+    from bots.engine.market_data import mid_history
+
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    engine = runner.engine
+    slot, position = next(iter(engine.active_positions.items()))
+    venue, pair = exchange_key(engine.accounts[position.exchange_account_id]), position.trading_pair
+    driver._read_mids()
+    read_at, times, mids = driver.mids[(venue, pair)]
+    assert read_at == driver.mids_read_at
+    assert (times, mids) == mid_history(venue, pair) and mids  # what Redis holds, all of it
+
+    now = time.time()
+    stamps = [now - 60 + i for i in range(60)]
+    rising, falling = [100.0 + i for i in range(60)], [160.0 - i for i in range(60)]  # only in the copies
+    for history, direction in ((rising, 1), (falling, -1)):
+        driver.mids[(venue, pair)] = (now, stamps, history)
+        driver.analyses.clear()
+        analysis = driver._analysis(engine, position.exchange_account_id, pair, engine.snapshots[slot], now)
+        assert analysis.trend_direction == direction and analysis.trend_strength > 0.5
+
+    driver.mids[(venue, pair)] = (now - MIDS_MAX_AGE_SECS - 1, stamps, falling)  # too old: Redis's history
+    driver.analyses.clear()
+    own_read = driver._analysis(engine, position.exchange_account_id, pair, engine.snapshots[slot], now)
+    assert own_read.trend_direction != -1

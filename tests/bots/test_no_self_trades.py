@@ -189,7 +189,7 @@ def test_the_rows_handed_to_the_check_are_the_open_ones_of_the_accounts_other_bo
 
 
 def test_the_send_gate_releases_the_quote_guard_in_its_own_step_even_when_it_refuses(world_a: Any) -> None:
-    """A re-quote's stored rows hand the (account, pair) guard to the send gate (``quotes._release_at_send``):
+    """A re-quote's stored rows hand the (account, pair) guard to the send gate (``gate._release_at_send``):
     ``check_send`` deletes it in the same Redis step as the fence and lease check, only while it still
     holds this guard's token, and also when it refuses to send (fenced), so a refused cycle never leaves
     the account's other bots waiting for the guard's TTL; the process's lock goes with it."""

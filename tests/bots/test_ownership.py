@@ -33,6 +33,7 @@ THREAD = {
     "FeedMixin._analysis": "driver",  # only from VerdictMixin._check
     "FeedMixin._read_books": "feeder", "FeedMixin._read_accounts": "feeder", "FeedMixin._read_balances": "feeder",
     "FeedMixin._take_handovers": "feeder", "FeedMixin._probe_loop": "feeder",
+    "FeedMixin._read_mids": "feeder",
     "FeedMixin._watch": "io-loop", "FeedMixin._watch_orders": "io-loop", "FeedMixin._ensure_order_streams": "driver",
     "FeedMixin._feed_once": "feeder", "FeedMixin._apply_pushed_orders": "feeder",
     "RequoteMixin._cycle": "pool", "RequoteMixin._sync_and_requote": "pool",
@@ -48,6 +49,7 @@ OWNER = {
     "wanted_accounts": "driver", "wanted_books": "driver", "streams": "driver", "stream_tasks": "driver",
     "stream_symbols": "driver", "_housekeeping_at": "driver", "_flush_at": "driver",
     "accounts": "feeder", "_books": "feeder", "feed_stats": "feeder", "loop_probe": "feeder",
+    "mids": "feeder", "mids_read_at": "feeder",
     "tops": "io-loop", "order_stream_tasks": "driver", "order_streams_live": "io-loop",
 }
 
