@@ -42,6 +42,7 @@ from django.utils import timezone
 
 from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import daily_reset_key
+from bots.engine.depth import WAIT_LIMIT_SECS, DepthReads
 from bots.engine.feed import AccountView, FeedMixin
 from bots.engine.lease import _RELEASE, BotLease, add_cycle_record, take_for_checks
 from bots.engine.loop_probe import LoopProbe
@@ -108,6 +109,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.feed_stats: Counter[str] = Counter()  # the feeder's counts (REST account reads, pushed orders)
         self.mids: dict[tuple[str, str], tuple[float, list[float], list[float]]] = {}  # feeder: mid histories
         self.mids_read_at = 0.0
+        self.depth = DepthReads(self.wake)  # depth reads the checks started on the loop (depth.py)
         self.loop_probe = LoopProbe()  # feeder: how late the I/O loop runs what is handed to it
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -160,6 +162,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
             self._housekeeping_at = now + HOUSEKEEPING_SECS
             self._housekeep(now)
         self._apply_moves(now)
+        self._take_depth()
         due: list[Runner] = []
         dropped: list[int] = []
         idle = now + 0.5
@@ -169,6 +172,10 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
                 continue
             if runner.busy:
                 continue
+            if runner.awaiting_depth:  # its check waits for a depth read (``_take_depth`` ends the wait)
+                if now - runner.awaiting_depth < WAIT_LIMIT_SECS:
+                    continue
+                runner.awaiting_depth = 0.0
             if runner.wake_after:  # a move heard during its cycle (only this thread sets/clears the flag)
                 runner.wake_after = False
                 if runner.next_due > now:
@@ -212,6 +219,17 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
             runner.touched = True
             runner.busy = False
             self._index_quoted(runner)
+
+    def _take_depth(self) -> None:
+        """Depth reads the checks started that answered: the feeder keeps each book, and the bots that waited
+        for it are checked again at once (still due at their original time: the wait counts as lag)."""
+        for key, book, waiters in self.depth.take():
+            if book is not None:
+                self.fresh_books.append((key, (book.fetched_at, book)))
+            for pk in waiters:
+                runner = self.runners.get(pk)
+                if runner is not None:
+                    runner.awaiting_depth = 0.0
 
     def _apply_moves(self, now: float) -> None:
         """Pushed mids: bots whose quotes are a quarter of their tolerance off the new mid run now (only the
@@ -263,6 +281,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         taken = take_for_checks([leases[r.bot_id] for r in due], [daily_reset_key(r.bot_id) for r in due])
         books: dict[tuple[str, str], BookData] = {}
         quiet: list[tuple[Runner, float, float, Verdict]] = []
+        waiting: list[Runner] = []
         for runner, (got, chain, reset_pending) in zip(due, taken, strict=True):
             scheduled = runner.next_due
             woken, runner.woken = runner.woken, False
@@ -282,6 +301,10 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
                 quiet.append((runner, scheduled, started, verdict))
                 runner.next_due = next_due(scheduled, runner.interval, started)
                 continue
+            if verdict.kind == "wait":  # a depth read on the loop: checked again when it lands, due as it was
+                runner.awaiting_depth = started
+                waiting.append(runner)
+                continue
             if verdict.kind == "requote" and runner.engine is not None:  # a re-quote is on the kept engine:
                 for pair, rows in verdict.cancels.items():  # its old quotes' cancels leave now, under this lease
                     if rows:
@@ -292,15 +315,18 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
                 self._urgent += 1
             self.pool.submit(self._cycle, runner, lease, verdict, scheduled, on_cancel=lease.release,
                              deadline=scheduled + patience(verdict.kind, verdict.reason, verdict.urgent))
-        if quiet:
-            self._record_quiet(quiet, leases)
+        if quiet or waiting:
+            self._record_quiet(quiet, leases, waiting)
 
-    def _record_quiet(self, quiet: list[tuple[Runner, float, float, Verdict]], leases: dict[int, BotLease]) -> None:
+    def _record_quiet(self, quiet: list[tuple[Runner, float, float, Verdict]], leases: dict[int, BotLease],
+                      waiting: list[Runner] | None = None) -> None:
         """The tick's quiet cycles: their cycle records, quote-uptime counts and lease releases, all in one
-        Redis command (``WriteBatch``)."""
+        Redis command (``WriteBatch``); the leases of the checks that wait for a depth read go with them."""
         finished = time.time()
         worker = worker_label()
         batch = WriteBatch()
+        for runner in waiting or ():
+            leases[runner.bot_id].release_on(batch)
         for runner, scheduled, started, verdict in quiet:
             add_cycle_record(batch, runner.bot_id, scheduled, started, finished, worker)
             for pair, both in verdict.uptime:

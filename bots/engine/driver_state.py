@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from bots.engine.bot import MarketMakingBot
+from bots.engine.depth import DepthReads
 from bots.engine.loop_probe import LoopProbe
 from bots.engine.market_data import AccountView, BookData
 from bots.engine.pool import CyclePool
@@ -60,6 +61,7 @@ class DriverState:
     feed_stats: Counter[str]  # REST account reads, pushed order updates (published with the driver's stats)
     mids: dict[tuple[str, str], tuple[float, list[float], list[float]]]  # (venue, pair) -> (read at, times, mids)
     mids_read_at: float  # when the feeder last read the wanted books' mid histories (``_read_mids``)
+    depth: DepthReads  # the checks' depth reads on the loop and the bots waiting for them (depth.py; driver thread)
     loop_probe: LoopProbe  # how late the I/O loop runs what is handed to it (loop_probe.py; feeder's ``_probe_loop``)
     # --- the I/O loop's stream watchers (feed.py ``_watch``); the driver thread starts them ---------------
     tops: dict[tuple[str, str], tuple[float, float, float, float, float]]  # pushed best bid/ask

@@ -19,16 +19,16 @@ from typing import Any
 from django.conf import settings
 
 from alerts.hooks import venue_read
+from bots.engine.analyses import ANALYSIS_SECS, AnalysisMixin
 from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import ORDER_BOOK_DEPTH
+from bots.engine.depth import DepthPending
 from bots.engine.driver_state import DriverState
 from bots.engine.market_data import (
     AccountView,
     BookData,
     book_from,
     book_reader,
-    mid_histories,
-    mid_history,
     recent_entries,
     shared_book,
     store_books,
@@ -40,7 +40,6 @@ from bots.engine.shared_views import SharedViews
 from bots.engine.venues import exchange_key
 from exchanges.gateway import ExchangeGateway, ExchangeOrder, Trade
 from mmplatform import aio
-from strategies.analysis import MarketAnalysis, analyze_market
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +74,6 @@ FEED_MAX_DEFERRALS = 5
 """The feeder holds off at most this many passes in a row for urgent re-quotes."""
 
 
-ANALYSIS_SECS = 1.0
-"""Market analysis (volatility, trend, liquidity) is recomputed at most this often per venue and pair."""
-
-MIDS_MAX_AGE_SECS = 3.0
-"""The feeder's read of a mid history serves the analyses up to this old (else the check reads it)."""
 
 
 def _orders_moved(old: AccountView, new: AccountView) -> bool:
@@ -98,7 +92,7 @@ def view_limit(interval: float) -> float:
     return 2 * interval + 1.0
 
 
-class FeedMixin(DriverState):
+class FeedMixin(AnalysisMixin, DriverState):
     """The driver's feeder thread and the snapshots built from what it fed (part of ``Driver``)."""
 
     def _books_wanted(self) -> dict[str, tuple[Any, set[str]]]:
@@ -214,12 +208,6 @@ class FeedMixin(DriverState):
         if time.time() - self.mids_read_at >= ANALYSIS_SECS and self.wanted_books:
             self._read_mids()
 
-    def _read_mids(self) -> None:
-        """The mid histories of every wanted book, in one round trip every ``ANALYSIS_SECS``, for the
-        driver's market analyses (``_analysis``), which then wait on no Redis read; replaced whole."""
-        self.mids_read_at = read_at = time.time()
-        self.mids = {book: (read_at, *history) for book, history in mid_histories(list(self.wanted_books)).items()}
-
     def _read_books(self, due: list[tuple[str, str, ExchangeGateway]]) -> None:
         """Depth reads of many pairs at once; shared through Redis like any other read."""
         read = []
@@ -303,11 +291,15 @@ class FeedMixin(DriverState):
                     book_gateway)
 
     def _book(self, engine: MarketMakingBot, account_id: int, pair: str,
-              books: dict[tuple[str, str], BookData]) -> BookData:
+              books: dict[tuple[str, str], BookData], fresh: dict[tuple[str, str], BookData] | None = None) -> BookData:
+        """``fresh``: the driver thread's own depth reads (depth.py), newer than the feeder's until it took them."""
         venue = exchange_key(engine.accounts[account_id])
         book = books.get((venue, pair))
         if book is None:
             held = self._books.get((venue, pair))
+            mine = fresh.get((venue, pair)) if fresh else None
+            if mine is not None and (held is None or mine.fetched_at > held[1].fetched_at):
+                held = (mine.fetched_at, mine)
             top = self.tops.get((venue, pair))
             if held is not None and time.time() - held[1].fetched_at < settings.MARKET_DATA_CACHE_SECS + FEED_SECS:
                 book = held[1]  # the feeder keeps it fresh: no read on the driver thread
@@ -332,7 +324,7 @@ class FeedMixin(DriverState):
         the driver thread's shared views (its checks; a pool thread's fill sync passes none)."""
         pair = position.trading_pair
         account_id = position.exchange_account_id
-        book = self._book(engine, account_id, pair, books)
+        book = self._book(engine, account_id, pair, books, self.depth.fresh if shared is not None else None)
         own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in runner.live.get(position.pk, [])]
         venue = exchange_key(engine.accounts[account_id])
         market = shared.book((venue, pair), book).without_own(own) if shared is not None else without_own(book, own)
@@ -340,7 +332,11 @@ class FeedMixin(DriverState):
         merged = top is not None and book.fetched_at == top[4]  # a pushed top on older depth (``_book``)
         if merged and (market.bids[:1] != book.bids[:1] or market.asks[:1] != book.asks[:1]):
             # our own order was the pushed top: the levels behind it come from an older depth read and
-            # may be from before a move, so read the depth now rather than quote off a stale level
+            # may be from before a move, so read the depth now rather than quote off a stale level (the
+            # driver thread on the loop, checking the bot again when it lands: depth.py)
+            if shared is not None:
+                self.depth.start((venue, pair), engine.exchanges[account_id], ORDER_BOOK_DEPTH, runner.bot_id)
+                raise DepthPending(venue, pair)
             book = book_reader(engine.exchanges[account_id], pair, ORDER_BOOK_DEPTH)()
             store_books([(venue, pair, book)])
             self.fresh_books.append(((venue, pair), (book.fetched_at, book)))  # the feeder keeps it
@@ -357,27 +353,6 @@ class FeedMixin(DriverState):
                                now=now)
         engine.observe_market((account_id, pair), snapshot, book.fetched_at)
         return snapshot
-
-    def _analysis(self, engine: MarketMakingBot, account_id: int, pair: str, snapshot: Any,
-                  now: float) -> MarketAnalysis:
-        """The spec's market analysis on the venue's shared mid history, computed at most once per
-        ANALYSIS_SECS per (venue, pair, strategy settings) and shared by every bot with those settings."""
-        venue = exchange_key(engine.accounts[account_id])
-        config = engine.config.strategy_settings
-        key = (venue, pair, self.shared.settings_token(config))  # equal settings share one entry
-        hit = self.analyses.get(key)
-        if hit is not None and now - hit[0] < ANALYSIS_SECS:
-            return hit[1]
-        held = self.mids.get((venue, pair))  # the feeder's read (at most ANALYSIS_SECS old while it runs)
-        if held is not None and now - held[0] < MIDS_MAX_AGE_SECS:
-            times, mids = held[1], held[2]
-        else:  # a pair the feeder does not read yet (a bot's first checks), or a stalled feeder
-            times, mids = mid_history(venue, pair)
-        analysis = analyze_market(snapshot, config, times, mids)
-        if len(self.analyses) > 10_000:
-            self.analyses.clear()
-        self.analyses[key] = (now, analysis)
-        return analysis
 
     async def _watch(self, venue: str, stream: Any, symbols: tuple[str, ...]) -> None:
         backoff = 0.1

@@ -44,6 +44,7 @@ class Runner:
     quiet_cycles: int = 0
     woken: bool = False  # this cycle was brought forward by a pushed mid move
     wake_after: bool = False  # a pushed move arrived during a cycle: run again when it ends
+    awaiting_depth: float = 0.0  # when its check began waiting for a depth read of one of its pairs (0: not)
     last_verdict: str = ""
     touched: bool = False  # cycled since the last flush
     indexed: tuple[tuple[str, str], ...] = ()  # the (venue, pair) keys it is under in ``Driver.by_pair``

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
+from bots.engine.depth import DepthPending
 from bots.engine.driver_state import DriverState
 from bots.engine.feed import SENT_MARGIN_SECS, view_limit
 from bots.engine.market_data import (
@@ -28,7 +29,7 @@ from strategies.selection import select_strategy_type
 
 @dataclass
 class Verdict:
-    kind: str  # "quiet" | "requote" | "fills" | "snapshot" | "full"
+    kind: str  # "quiet" | "requote" | "fills" | "snapshot" | "full" | "wait" (a depth read on the loop)
     reason: str = ""
     detail: str = ""
     pairs: list[Slot] = field(default_factory=list)  # fills / requote: the slots (account, pair)
@@ -83,8 +84,11 @@ class VerdictMixin(DriverState):
         cancels: dict[Slot, list[Order]] = {}
         uptime: list[tuple[str, bool]] = []
         snapshots = {}
-        for slot, position in engine.active_positions.items():  # every venue's book first: the reference
-            snapshots[slot] = self._snapshot(runner, engine, position, books, now, self.shared)
+        try:
+            for slot, position in engine.active_positions.items():  # every venue's book first: the reference
+                snapshots[slot] = self._snapshot(runner, engine, position, books, now, self.shared)
+        except DepthPending as pending:  # checked again when the depth arrives (``Driver._take_depth``)
+            return Verdict("wait", "depth read", detail=f"{pending.args[0]} {pending.args[1]}")
         for slot, position in engine.active_positions.items():
             pair = position.trading_pair
             view = self.accounts[position.exchange_account_id]

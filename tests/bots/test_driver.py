@@ -274,8 +274,8 @@ def test_the_checks_analyse_the_mid_history_the_feeder_read(running_bot: Bot, dr
     """The driver thread's market analyses take the mid histories the feeder reads for every wanted book (one
     round trip per ``ANALYSIS_SECS``), not one Redis read of their own per pair; a history the feeder has
     not read (or read too long ago) is read by the check as before."""
+    from bots.engine.analyses import MIDS_MAX_AGE_SECS
     from bots.engine.core import exchange_key
-    from bots.engine.feed import MIDS_MAX_AGE_SECS
     from bots.engine.market_data import mid_history
 
     runner = settle(driver, running_bot, lambda r: r.engine is not None)
@@ -300,3 +300,42 @@ def test_the_checks_analyse_the_mid_history_the_feeder_read(running_bot: Bot, dr
     driver.analyses.clear()
     own_read = driver._analysis(engine, position.exchange_account_id, pair, engine.snapshots[slot], now)
     assert own_read.trend_direction != -1
+
+
+def test_the_driver_thread_reads_the_depth_behind_its_own_top_without_waiting(running_bot: Bot, driver: Driver,
+                                                                              frozen_emulator: EmulatorServer) -> None:
+    """The same stale depth behind our own pushed top, met by a check on the driver thread: it must not wait
+    for the venue (every bot of the process would wait with it), so the read starts on the I/O loop, the
+    check answers ``wait`` and the bot is skipped (not due) until the read lands; then the feeder gets the
+    book, the bot is due again at its original time, and its check quotes off the fresh depth."""
+    from bots.engine.core import exchange_key
+    from bots.engine.depth import DepthPending
+    from bots.engine.market_data import BookData
+
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    engine = runner.engine
+    position = next(iter(engine.active_positions.values()))
+    ours = next(o for o in runner.live[position.pk] if o.side == "buy")
+    venue, pair = exchange_key(engine.accounts[position.exchange_account_id]), position.trading_pair
+    stale_level = float(ours.price) * 0.9
+    old = time.time() - 1.0
+    driver._books[(venue, pair)] = (old, BookData([(float(ours.price), float(ours.amount)), (stale_level, 1.0)],
+                                                  [(float(ours.price) * 1.01, 1.0)], old))
+    driver.tops[(venue, pair)] = (float(ours.price), float(ours.amount), float(ours.price) * 1.01, 1.0, time.time())
+    with pytest.raises(DepthPending):
+        driver._snapshot(runner, engine, position, {}, time.time(), driver.shared)
+    assert (venue, pair) in driver.depth.flying and driver.depth.waiters[(venue, pair)] == {running_bot.pk}
+    with pytest.raises(DepthPending):  # a second check joins the read under way
+        driver._snapshot(runner, engine, position, {}, time.time(), driver.shared)
+    assert len(driver.depth.flying) == 1
+
+    runner.awaiting_depth = time.time()
+    deadline = time.monotonic() + 10
+    while driver.depth.flying and time.monotonic() < deadline:
+        driver.wake.wait(0.05)
+        driver._take_depth()
+    assert not driver.depth.flying and runner.awaiting_depth == 0.0  # landed: the bot is checked again
+    handed = [held[1].fetched_at for key, held in list(driver.fresh_books) if key == (venue, pair)]
+    assert handed and max(handed) > old  # the feeder keeps the book
+    snapshot = driver._snapshot(runner, engine, position, {}, time.time(), driver.shared)
+    assert snapshot.best_bid > stale_level * 1.05, "quoted off a stale level behind our own order"

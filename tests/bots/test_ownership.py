@@ -27,13 +27,14 @@ LIFECYCLE = {"Driver.__init__", "Driver.start", "Driver.stop"}  # before the thr
 # the thread each writing method runs on
 THREAD = {
     "Driver.tick": "driver", "Driver._run_due": "driver", "Driver._take_back": "driver",
-    "Driver._apply_moves": "driver", "Driver._index_quoted": "driver", "Driver._flush": "driver",
+    "Driver._apply_moves": "driver", "Driver._take_depth": "driver", "Driver._index_quoted": "driver",
+    "Driver._flush": "driver",
     "ShardsMixin._housekeep": "driver",
     "ShardsMixin._refresh_bots": "driver", "FeedMixin._want": "driver", "FeedMixin._ensure_streams": "driver",
-    "FeedMixin._analysis": "driver",  # only from VerdictMixin._check
+    "AnalysisMixin._analysis": "driver",  # only from VerdictMixin._check
     "FeedMixin._read_books": "feeder", "FeedMixin._read_accounts": "feeder", "FeedMixin._read_balances": "feeder",
     "FeedMixin._take_handovers": "feeder", "FeedMixin._probe_loop": "feeder",
-    "FeedMixin._read_mids": "feeder",
+    "AnalysisMixin._read_mids": "feeder",
     "FeedMixin._watch": "io-loop", "FeedMixin._watch_orders": "io-loop", "FeedMixin._ensure_order_streams": "driver",
     "FeedMixin._feed_once": "feeder", "FeedMixin._apply_pushed_orders": "feeder",
     "RequoteMixin._cycle": "pool", "RequoteMixin._sync_and_requote": "pool",
@@ -57,7 +58,7 @@ OWNER = {
 QUEUES = {
     "moved": ({"io-loop"}, "driver"),
     "finished": ({"pool"}, "driver"),
-    "fresh_books": ({"driver or pool"}, "feeder"),
+    "fresh_books": ({"driver or pool", "driver"}, "feeder"),
     "outdated": ({"pool"}, "feeder"),
     "fresh_balances": ({"pool"}, "feeder"),
     "pushed_orders": ({"io-loop"}, "feeder"),
@@ -204,6 +205,7 @@ def test_a_bots_components_are_written_by_their_own_methods() -> None:
 # a Runner's fields (runner.py): the driver thread's alone, or the cycle holder's (the pool thread while
 # ``busy``, else the driver thread)
 RUNNER_DRIVER_ONLY = {"busy", "dropped", "stale", "signature", "interval", "error_delay", "woken", "wake_after",
+                      "awaiting_depth",
                       "last_verdict", "quiet_cycles", "touched", "indexed"}
 RUNNER_CYCLE = {"engine", "rows", "live", "open_count", "known", "gone", "quoted_mid", "last_full_at", "perf_due_at",
                 "high_water", "high_water_dirty", "next_due"}
