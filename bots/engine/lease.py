@@ -109,7 +109,7 @@ def check_send(bot: Any, epoch: int, lease: BotLease | None, release: tuple[str,
     """Right before orders are sent: the bot is not fenced at ``epoch`` and this cycle still holds its
     lease (extended here), checked in one atomic step. Raises FencedError or LeaseLostError.
     ``release``: a (key, token) the same step deletes first if it still holds the token, whatever the
-    verdict (a quote guard whose rows are stored: ``self_trades.QuoteGuard.release_with_send``)."""
+    verdict (a quote guard whose rows are stored: ``self_trades.QuoteGuard.handed_over``)."""
     token, ttl = (lease.token, lease.ttl_ms) if lease is not None else ("", 0)
     guard_key, guard_token = release or (keys.lease(bot.pk), "")
     verdict = get_redis().eval(_CHECK_SEND, 3, fence_key(bot), keys.lease(bot.pk), guard_key, int(epoch), token, ttl,

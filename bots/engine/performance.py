@@ -30,7 +30,6 @@ class PerformanceTracker:
         self.bot = bot
         self.batch: WriteBatch | None = None  # a kept cycle's (begin_kept_cycle): sent with the cycle's record
 
-
     def uptime_key(self) -> str:
         return keys.uptime(self.bot.pk)
 

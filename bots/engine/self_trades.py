@@ -109,7 +109,8 @@ class QuoteGuard:
         return (self.key, self.token) if self.held else None
 
     def released_elsewhere(self) -> None:
-        """The key was deleted by the step ``handed_over`` fed: only the process's lock is left to release."""
+        """The key was deleted (by the step ``handed_over`` fed, or by ``release``): the hold is forgotten and
+        the process's lock released."""
         if self.held:
             self.held = False
             local, self._local = self._local, None
@@ -118,10 +119,7 @@ class QuoteGuard:
 
     def release(self) -> None:
         if self.held:
-            self.held = False
-            local, self._local = self._local, None
             try:
                 get_redis().eval(_RELEASE, 1, self.key, self.token)
             finally:
-                if local is not None:
-                    local.release()
+                self.released_elsewhere()  # (not held any more, the process's lock released, even if it failed)
