@@ -29,6 +29,18 @@ NOT_ON_A_FRESH_MACHINE = ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE",
                           "EMULATOR_ADMIN_TOKEN", "MMPLATFORM_SESSION_PID", PROCESS_TAG_VARIABLE)
 
 
+def alive_command_lines(processes: tuple[psutil.Process, ...]) -> dict[psutil.Process, str]:
+    """Each listed process still running, with its command line; one that exited since it was listed (a
+    short-lived child of the platform) is left out: it is not running."""
+    out = {}
+    for process in processes:
+        try:
+            out[process] = " ".join(process.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
 def fresh_env(var_dir: Path, tag: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in NOT_ON_A_FRESH_MACHINE}
     env.update(MMPLATFORM_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", **{PROCESS_TAG_VARIABLE: tag})
@@ -74,9 +86,11 @@ def test_run_platform_leaves_no_process_behind(platform_var_dir: Path, tmp_path:
             assert platform.poll() is None, f"run_platform exited early:\n{log_path.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"run_platform did not start:\n{log_path.read_text()[-3000:]}"
             time.sleep(0.5)
-        running = tuple(processes_tagged(tag, cmdline_contains=str(platform_var_dir)))
-        running += tuple(psutil.Process(platform.pid).children(recursive=True))
-        started = {" ".join(p.cmdline()) for p in running}
+        listed = (*processes_tagged(tag, cmdline_contains=str(platform_var_dir)),
+                  *psutil.Process(platform.pid).children(recursive=True))
+        command_lines = alive_command_lines(listed)  # (a short-lived child may exit between listing and reading)
+        running = tuple(command_lines)
+        started = set(command_lines.values())
         for name in ("redis-server", "daphne", "celery", "run_exchange_emulator"):
             assert any(name in cmdline for cmdline in started), f"{name} is not running: {started}"
         worker = next(cmdline for cmdline in started if "celery" in cmdline and " worker " in cmdline)
@@ -94,7 +108,7 @@ def test_run_platform_leaves_no_process_behind(platform_var_dir: Path, tmp_path:
         elif how == "sigterm":
             platform.send_signal(signal.SIGTERM)
         elif how == "redis-gone-first":
-            [redis] = {p.pid: p for p in running if "redis-server" in " ".join(p.cmdline())}.values()
+            [redis] = {p.pid: p for p, cmdline in command_lines.items() if "redis-server" in cmdline}.values()
             redis.kill()  # (a zombie until run_platform, its parent, exits)
             platform.send_signal(signal.SIGTERM)
         else:
