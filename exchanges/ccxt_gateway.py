@@ -69,6 +69,8 @@ T = TypeVar("T")
 CLIENT_ORDER_ID_PATTERN = PLATFORM_CLIENT_ID
 _TRADES_PAGE = 1000
 RATE_LIMIT_PAUSE_SECS = 1.0
+# how long a process may hold tokens it leased from the account's shared budget (exchanges/ratelimit.py)
+RATE_LIMIT_LEASE_SECS = 0.1
 """Account-wide pause after a 429 / DDoSProtection that names no Retry-After."""
 
 # most specific first: the first isinstance match wins
@@ -169,7 +171,7 @@ class CcxtGateway(ExchangeGateway):
             target = redis if redis is not None else (redis_url or os.environ.get("REDIS_URL") or None)
             key = f"mmplatform:ratelimit:{self.exchange_id}:{self.account_key}"
             if target is not None:
-                rate_limiter = RedisTokenBucket(target, key, rate, rate_limit_burst)
+                rate_limiter = RedisTokenBucket(target, key, rate, rate_limit_burst, lease_secs=RATE_LIMIT_LEASE_SECS)
             else:
                 rate_limiter = LocalTokenBucket(rate, rate_limit_burst)
         self.rate_limiter = rate_limiter

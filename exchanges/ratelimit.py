@@ -7,8 +7,16 @@ for the time the debt needs to refill, so concurrent callers queue fairly withou
 Requests of one process that ask at the same moment share one round trip (``RedisTokenBucket.acquire``):
 a cancel-and-replace's cancels and placements, a fill sync's reads are sent together (``asyncio.gather``),
 and the first of them reserves a token for each of the others in the same script call. Each gets its
-own token and wait, exactly what one call each would have got: no token is held for later, so the
-shared budget and the pauses hold as before.
+own token and wait, exactly what one call each would have got.
+
+A lease (``RedisTokenBucket(lease_secs=...)``, what the gateways use): while the account's shared bucket
+is more than half full, the reservation also takes a few tokens for this process's next requests (at
+most ``rate × lease_secs``, never below half the burst) and keeps them for ``lease_secs``; those requests
+go without a round trip. Near the budget, or while the account is paused, nothing is leased and every
+request reserves in Redis. The leased tokens are charged to the shared bucket when taken, and dropped
+unused when the lease ends or this process sets a pause, so the account never sends more than the bucket
+allows plus one lease (its requests use them at most ``lease_secs`` after they were counted), and a
+pause another process sets reaches this one's requests within ``lease_secs``.
 
 ``pause(secs)`` is the account-wide back-off: after a 429 / DDoSProtection answer (Retry-After) the
 bucket's clock moves past the pause with nothing saved up, so every caller of the account, in every
@@ -55,17 +63,25 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate + wait) + 1000)
 return tostring(wait)
 """
 
-# ARGV[3] tokens to take. Returns "<ms until the bucket's clock> <tokens before taking>": token i (1-based)
-# of the batch waits that many ms plus max(0, i - tokens before) / rate (what i calls in a row would get).
+# ARGV[3] tokens to take, ARGV[4] most tokens to lease besides. Returns "<ms until the bucket's clock>
+# <tokens before taking> <tokens leased>": token i (1-based) of the batch waits that many ms plus
+# max(0, i - tokens before) / rate (what i calls in a row would get). Tokens are leased only from a bucket
+# that is not paused and keeps at least half its burst after the batch and the lease.
 _TOKEN_BATCH_LUA = _REFILL_LUA + """
 local before = tokens
 tokens = tokens - tonumber(ARGV[3])
+local lease = 0
+if ts <= now then
+  lease = math.floor(math.min(tonumber(ARGV[4]), tokens - burst / 2))
+  if lease < 0 then lease = 0 end
+  tokens = tokens - lease
+end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts))
 local wait = ts - now
 local debt = 0
 if tokens < 0 then debt = -tokens * 1000 / rate end
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate + wait + debt) + 1000)
-return tostring(wait) .. ' ' .. tostring(before)
+return tostring(wait) .. ' ' .. tostring(before) .. ' ' .. tostring(lease)
 """
 
 # ARGV[3] pause in ms. Moves the bucket's clock to now + pause (never back) and drops saved-up
@@ -121,15 +137,24 @@ class RedisTokenBucket:
     """A token bucket in Redis (atomic Lua), keyed by account, shared by every process using ``key``.
 
     ``redis`` is a ``redis.asyncio.Redis`` client or a URL; with a URL a client is made per event loop
-    (redis.asyncio connections are bound to the loop that opened them).
+    (redis.asyncio connections are bound to the loop that opened them). ``lease_secs`` > 0 lets a
+    reservation lease tokens for this process's next requests (the module's docstring); 0 leases none.
     """
 
-    def __init__(self, redis: object, key: str, rate_per_sec: float, burst: float | None = None):
+    def __init__(self, redis: object, key: str, rate_per_sec: float, burst: float | None = None,
+                 lease_secs: float = 0.0):
         burst = burst if burst is not None else max(1.0, rate_per_sec)
         _check(rate_per_sec, burst)
+        if lease_secs < 0:
+            raise ValueError(f"lease_secs must be >= 0, got {lease_secs}")
         self.key = key
         self.rate_per_sec = rate_per_sec
         self.burst = burst
+        self.lease_secs = lease_secs
+        self._lease_most = int(rate_per_sec * lease_secs)  # tokens one reservation may lease
+        # per event loop: [tokens leased and not used yet, monotonic time the lease ends]
+        self._leases: dict[asyncio.AbstractEventLoop, list[float]] = {}
+        self.leased = 0  # requests that went on a leased token (no round trip)
         self._url = redis if isinstance(redis, str) else None
         self._client = None if isinstance(redis, str) else redis
         self._clients: dict[int, tuple[asyncio.AbstractEventLoop, object]] = {}
@@ -188,9 +213,11 @@ class RedisTokenBucket:
             close_group()
             client = self._redis()
             reply = await self._script(client, _TOKEN_BATCH_LUA)(
-                keys=[self.key], args=[self.rate_per_sec, self.burst, 1 + len(joining)])
+                keys=[self.key], args=[self.rate_per_sec, self.burst, 1 + len(joining), self._lease_most])
             self.reservations += 1
-            wait_ms, before = (float(part) for part in text_of(reply).split())
+            wait_ms, before, leased = (float(part) for part in text_of(reply).split())
+            if leased > 0:
+                self._leases[loop] = [leased, time.monotonic() + self.lease_secs]
         except Exception as error:  # (Redis down: each request's caller falls back as it would have alone)
             close_group()
             for future in joining:
@@ -215,7 +242,10 @@ class RedisTokenBucket:
         one token asking at the same moment share one reservation (``_reserve_together``).
 
         After a sleep the account may have been paused meanwhile (another caller got a 429): the pause
-        is waited out too before the request goes."""
+        is waited out too before the request goes. A request of one token goes at once on a token this
+        process leased, while the lease lasts."""
+        if cost == 1.0 and self._leases and self._take_leased():
+            return 0.0
         waited = wait = await (self._reserve_together() if cost == 1.0 else self.reserve(cost))
         while wait > 0:
             await asyncio.sleep(wait)
@@ -223,10 +253,24 @@ class RedisTokenBucket:
             waited += wait
         return waited
 
+    def _take_leased(self) -> bool:
+        """One token of this loop's lease, if it has one left and has not ended."""
+        lease = self._leases.get(asyncio.get_running_loop())
+        if lease is None:
+            return False
+        if lease[0] < 1 or time.monotonic() >= lease[1]:
+            del self._leases[asyncio.get_running_loop()]
+            return False
+        lease[0] -= 1
+        self.leased += 1
+        return True
+
     async def pause(self, secs: float) -> None:
-        """Hold every request of the account, in every process, for ``secs`` (never shortens a pause)."""
+        """Hold every request of the account, in every process, for ``secs`` (never shortens a pause).
+        This process's leased tokens are dropped."""
         if secs <= 0:
             return
+        self._leases.clear()
         client = self._redis()
         await self._script(client, _PAUSE_LUA)(keys=[self.key], args=[self.rate_per_sec, self.burst, secs * 1000])
 

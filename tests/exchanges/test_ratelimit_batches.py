@@ -1,7 +1,8 @@
 """Requests of one process that ask the Redis token bucket at the same moment share one round trip
 (exchanges/ratelimit.py ``RedisTokenBucket.acquire``), and each still gets exactly the token and wait it
-would have got alone: the shared budget is charged one token per request, no token is held for later.
-Against the test session's Redis."""
+would have got alone: the shared budget is charged one token per request. Without a lease no token is held
+for later; with one (what the gateways use) a roomy bucket lends a process a few tokens for a short time,
+charged to the shared budget when taken. Against the test session's Redis."""
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ from django.conf import settings
 from exchanges.ratelimit import RedisTokenBucket
 
 
-def bucket(rate: float, burst: float, key: str | None = None) -> RedisTokenBucket:
-    return RedisTokenBucket(settings.REDIS_URL, key or f"mmplatform:test:batch:{uuid.uuid4().hex}", rate, burst)
+def bucket(rate: float, burst: float, key: str | None = None, lease_secs: float = 0.0) -> RedisTokenBucket:
+    return RedisTokenBucket(settings.REDIS_URL, key or f"mmplatform:test:batch:{uuid.uuid4().hex}", rate, burst,
+                            lease_secs=lease_secs)
+
+
+def tokens_left(key: str) -> float:
+    from mmplatform.redis_client import get_redis
+
+    return float(get_redis().hget(key, "tokens"))
 
 
 async def test_requests_sent_together_share_one_reservation() -> None:
@@ -76,3 +84,73 @@ async def test_a_cancelled_first_request_leaves_the_others_to_reserve_for_themse
             await first
     finally:
         await limiter.close()
+
+
+async def test_a_lease_lets_the_next_requests_go_without_a_round_trip_and_is_charged_to_the_shared_bucket() -> None:
+    key = f"mmplatform:test:batch:{uuid.uuid4().hex}"
+    limiter = bucket(100.0, 100.0, key, lease_secs=0.5)  # at most 100/s x 0.5 s = 50 tokens a lease
+    try:
+        assert await limiter.acquire() < 0.001
+        # 1 token for the request and 49 leased: never below half the burst (100 - 1 - 49 = 50)
+        assert limiter.reservations == 1 and 50.0 <= tokens_left(key) < 51.0
+        for _ in range(49):
+            assert await limiter.acquire() == 0.0
+        assert limiter.reservations == 1 and limiter.leased == 49
+        await limiter.acquire()  # the lease is used up: a round trip, and no new lease from a half-full bucket
+        assert limiter.reservations == 2
+        await limiter.acquire()
+        assert limiter.reservations == 3 and limiter.leased == 49
+    finally:
+        await limiter.close()
+
+
+async def test_near_the_budget_nothing_is_leased() -> None:
+    key = f"mmplatform:test:batch:{uuid.uuid4().hex}"
+    limiter, peer = bucket(100.0, 100.0, key, lease_secs=0.5), bucket(100.0, 100.0, key)
+    try:
+        assert await peer.reserve(50) == 0.0  # another process took half the burst
+        for expected in range(1, 6):
+            await limiter.acquire()
+            assert limiter.reservations == expected and limiter.leased == 0
+    finally:
+        for each in (limiter, peer):
+            await each.close()
+
+
+async def test_a_lease_ends_after_lease_secs() -> None:
+    limiter = bucket(100.0, 100.0, lease_secs=0.05)
+    try:
+        await limiter.acquire()
+        await limiter.acquire()
+        assert (limiter.reservations, limiter.leased) == (1, 1)
+        await asyncio.sleep(0.06)
+        await limiter.acquire()  # the 3 tokens left of the lease are gone with it
+        assert (limiter.reservations, limiter.leased) == (2, 1)
+    finally:
+        await limiter.close()
+
+
+async def test_a_pause_this_process_sets_drops_its_lease() -> None:
+    limiter = bucket(100.0, 100.0, lease_secs=0.5)
+    try:
+        await limiter.acquire()
+        await limiter.pause(0.3)
+        assert await limiter.acquire() > 0.2 and limiter.leased == 0
+    finally:
+        await limiter.close()
+
+
+async def test_a_pause_another_process_sets_holds_a_leased_process_once_its_lease_ends() -> None:
+    key = f"mmplatform:test:batch:{uuid.uuid4().hex}"
+    leased, throttled = bucket(100.0, 100.0, key, lease_secs=0.2), bucket(100.0, 100.0, key)
+    try:
+        await leased.acquire()  # leases 20 tokens (100/s x 0.2 s)
+        await throttled.pause(1.0)  # that process got a 429
+        # inside its lease the other process sends at most the 20 tokens it was lent, then waits
+        waits = [await leased.acquire() for _ in range(3)]
+        assert waits == [0.0, 0.0, 0.0] and leased.leased == 3
+        await asyncio.sleep(0.2)
+        assert await leased.acquire() > 0.5, "a pause set elsewhere did not reach the process after its lease"
+    finally:
+        for each in (leased, throttled):
+            await each.close()
