@@ -172,7 +172,7 @@ async def _bench_placements(base_url: str, placements: int, redis_url: str | Non
     from exchanges.ccxt_config import binance_config_for
     from exchanges.ccxt_gateway import CcxtGateway
     from exchanges.gateway import GatewayCredentials, OrderRequest
-    from exchanges.ratelimit import LocalTokenBucket
+    from exchanges.ratelimit import LocalTokenBucket, RedisTokenBucket
 
     results: dict = {}
     # bare ccxt async, for reference
@@ -187,14 +187,20 @@ async def _bench_placements(base_url: str, placements: int, redis_url: str | Non
     await exchange.close()
     results["bare_ccxt_async"] = _summary(samples[50:])
 
-    variants = [("gateway_local_limiter", None)]
+    # the in-process bucket; the gateway's own Redis bucket (leasing while the budget has room, as in
+    # production); the Redis bucket without a lease (a script call before every request)
+    variants: list[tuple[str, str | None, bool]] = [("gateway_local_limiter", None, False)]
     if redis_url:
-        variants.append(("gateway_redis_limiter", redis_url))
-    for name, url in variants:
+        variants += [("gateway_redis_limiter", redis_url, False), ("gateway_redis_limiter_no_lease", redis_url, True)]
+    for name, url, no_lease in variants:
         credentials = GatewayCredentials(f"bench-{name}-{run_id}", "binance", "bench", "benchsecret",
                                          api_base_url=base_url, rate_limit_per_sec=1_000_000)
-        gateway = CcxtGateway(credentials, rate_limiter=None if url else LocalTokenBucket(1_000_000),
-                              redis_url=url, rate_limit_burst=1_000_000)
+        limiter: LocalTokenBucket | RedisTokenBucket | None = None
+        if url is None:
+            limiter = LocalTokenBucket(1_000_000)
+        elif no_lease:
+            limiter = RedisTokenBucket(url, f"mmplatform:ratelimit:bench:{name}:{run_id}", 1_000_000, 1_000_000)
+        gateway = CcxtGateway(credentials, rate_limiter=limiter, redis_url=url, rate_limit_burst=1_000_000)
         await gateway.load_markets()
         samples = []
         for i in range(placements):
@@ -204,6 +210,8 @@ async def _bench_placements(base_url: str, placements: int, redis_url: str | Non
             await gateway.place_order(request)
             samples.append((time.perf_counter() - start) * 1000)
         await gateway.close()
+        if isinstance(limiter, RedisTokenBucket):
+            await limiter.close()
         results[name] = _summary(samples[50:])
     return results
 

@@ -134,9 +134,16 @@ def rows_exchange(data: dict[str, Any]) -> list[Row]:
                      "bid and an ask and places new ones on a 20-level book"),
     ]
     limiter = {"gateway_local_limiter": "an in-process token bucket",
-               "gateway_redis_limiter": "the Redis token bucket shared by processes (one more Redis round trip)"}
-    for variant in ("gateway_local_limiter", "gateway_redis_limiter"):
-        summary = _get(data, "placement_latency", variant) or {}
+               "gateway_redis_limiter": "the Redis token bucket shared by processes, as the gateways use it (an "
+                                        "account with budget to spare: requests go on tokens the process leased, "
+                                        "one Redis round trip per lease)",
+               "gateway_redis_limiter_no_lease": "the Redis token bucket shared by processes without a lease (one "
+                                                 "more Redis round trip per request, as near an account's budget)"}
+    for variant in limiter:
+        summary = _get(data, "placement_latency", variant)
+        if summary is None and variant == "gateway_redis_limiter_no_lease":
+            continue  # (results from before the lease)
+        summary = summary or {}
         label = variant.replace("gateway_", "gateway placement, ").replace("_", " ")
         measures = (f"one limit order through `CcxtGateway.place_order` (ccxt, signed HTTP) to the emulator in "
                     f"another process on loopback, rate-limited by {limiter[variant]}")
