@@ -7,7 +7,9 @@ charged to the shared budget when taken. Against the test session's Redis."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from django.conf import settings
@@ -104,17 +106,24 @@ async def test_a_lease_lets_the_next_requests_go_without_a_round_trip_and_is_cha
         await limiter.close()
 
 
-async def test_near_the_budget_nothing_is_leased() -> None:
+@contextlib.asynccontextmanager
+async def leased_and_peer(lease_secs: float) -> AsyncIterator[tuple[RedisTokenBucket, RedisTokenBucket]]:
+    """Two processes' buckets on one account (100/s, burst 100): the first leases, the second does not."""
     key = f"mmplatform:test:batch:{uuid.uuid4().hex}"
-    limiter, peer = bucket(100.0, 100.0, key, lease_secs=0.5), bucket(100.0, 100.0, key)
+    leased, peer = bucket(100.0, 100.0, key, lease_secs=lease_secs), bucket(100.0, 100.0, key)
     try:
+        yield leased, peer
+    finally:
+        for each in (leased, peer):
+            await each.close()
+
+
+async def test_near_the_budget_nothing_is_leased() -> None:
+    async with leased_and_peer(0.5) as (limiter, peer):
         assert await peer.reserve(50) == 0.0  # another process took half the burst
         for expected in range(1, 6):
             await limiter.acquire()
             assert limiter.reservations == expected and limiter.leased == 0
-    finally:
-        for each in (limiter, peer):
-            await each.close()
 
 
 async def test_a_lease_ends_after_lease_secs() -> None:
@@ -124,7 +133,7 @@ async def test_a_lease_ends_after_lease_secs() -> None:
         await limiter.acquire()
         assert (limiter.reservations, limiter.leased) == (1, 1)
         await asyncio.sleep(0.06)
-        await limiter.acquire()  # the 3 tokens left of the lease are gone with it
+        await limiter.acquire()  # the 4 tokens left of the lease (100/s x 0.05 s = 5) are gone with it
         assert (limiter.reservations, limiter.leased) == (2, 1)
     finally:
         await limiter.close()
@@ -141,16 +150,17 @@ async def test_a_pause_this_process_sets_drops_its_lease() -> None:
 
 
 async def test_a_pause_another_process_sets_holds_a_leased_process_once_its_lease_ends() -> None:
-    key = f"mmplatform:test:batch:{uuid.uuid4().hex}"
-    leased, throttled = bucket(100.0, 100.0, key, lease_secs=0.2), bucket(100.0, 100.0, key)
-    try:
-        await leased.acquire()  # leases 20 tokens (100/s x 0.2 s)
+    async with leased_and_peer(0.5) as (leased, throttled):
+        await leased.acquire()  # leases 49 tokens (at most 100/s x 0.5 s, never below half the burst)
         await throttled.pause(1.0)  # that process got a 429
-        # inside its lease the other process sends at most the 20 tokens it was lent, then waits
-        waits = [await leased.acquire() for _ in range(3)]
-        assert waits == [0.0, 0.0, 0.0] and leased.leased == 3
-        await asyncio.sleep(0.2)
-        assert await leased.acquire() > 0.5, "a pause set elsewhere did not reach the process after its lease"
-    finally:
-        for each in (leased, throttled):
-            await each.close()
+        assert [await leased.acquire() for _ in range(3)] == [0.0] * 3 and leased.leased == 3
+        await asyncio.sleep(0.5)
+        assert await leased.acquire() > 0.3, "a pause set elsewhere did not reach the process after its lease"
+
+
+async def test_during_a_pause_set_elsewhere_a_leased_process_sends_no_more_than_its_lease() -> None:
+    async with leased_and_peer(1.0) as (leased, throttled):
+        await leased.acquire()  # leases 49 tokens
+        await throttled.pause(1.0)
+        assert [await leased.acquire() for _ in range(49)] == [0.0] * 49 and leased.leased == 49
+        assert await leased.acquire() > 0.5, "a leased process sent more than its lease during a pause set elsewhere"
