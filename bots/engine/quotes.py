@@ -189,9 +189,11 @@ class QuotesMixin(BotState):
             self.snapshots[slot] = snapshot
         if live_rows is None:
             live_rows = [o for o in self.order_manager.open_orders(position) if o.purpose == OrderPurpose.QUOTE]
-        problem = snapshot.problem() or self._stale_book(slot) or self.reference_problem(slot)
+        stale = self._stale_book(slot)
+        problem = snapshot.problem() or stale or self.reference_problem(slot)
         if problem:
             # fail fast: no quoting on a bad book (or without the reference price), nothing left resting on it
+            self.order_manager.count("not_quoted_stale_book" if problem is stale else "not_quoted_problem")
             self.report.cancelled += self.order_manager.cancel(live_rows)
             quoting.note(self.bot, self.quoting_key(slot), problem)  # the dashboard's "not quoting" line
             self.performance_tracker.record_quoting(pair, False)

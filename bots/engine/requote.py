@@ -20,7 +20,8 @@ from bots.engine.lease import BotLease, FencedError, LeaseLostError
 from bots.engine.runner import Runner, next_due
 from bots.engine.venues import Slot
 from bots.engine.verdict import Verdict
-from bots.models import OPEN_ORDER_STATUSES, Bot, Order, OrderPurpose
+from bots.models import OPEN_ORDER_STATUSES, Bot, LiquidityPosition, Order, OrderPurpose
+from mmplatform.errors import ExchangeError
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ class RequoteMixin(DriverState):
             total_open = sum(runner.open_count.values())
             for slot in verdict.pairs:
                 position = engine.active_positions[slot]
+                if slot not in verdict.sent:
+                    self._fresh_snapshot(runner, engine, position)
                 engine.requote_pair(position, live_rows=runner.live.get(position.pk, []),
                                     others_open=total_open - runner.open_count.get(position.pk, 0),
                                     begin_cycle_now=number_once, sent_cancels=verdict.sent.get(slot))
@@ -130,6 +133,17 @@ class RequoteMixin(DriverState):
             lease.release_on(batch)
             batch.execute()
         return outcome
+
+    def _fresh_snapshot(self, runner: Runner, engine: MarketMakingBot, position: LiquidityPosition) -> None:
+        """A re-quote decides on the feeder's book as it is when the cycle runs, not as the check saw it:
+        one that waited in the pool's queue (a burst of fills) would otherwise find its book past the
+        staleness limit and cancel every quote of the pair, and the next check place them all again. Not
+        for a slot whose cancels the driver already sent (that re-quote is settled on the check's book).
+        A depth read that fails leaves the check's snapshot (the staleness check still applies)."""
+        try:
+            self._snapshot(runner, engine, position, {}, time.time())
+        except ExchangeError as exc:
+            logger.info("bot %s: fresh book for %s not read: %s", runner.bot_id, position.trading_pair, exc)
 
     def _sync_and_requote(self, runner: Runner, engine: MarketMakingBot, pairs: list[Slot]) -> None:
         """Orders of these slots were filled or left the book: reconcile each slot with the venue (its

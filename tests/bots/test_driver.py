@@ -339,3 +339,36 @@ def test_the_driver_thread_reads_the_depth_behind_its_own_top_without_waiting(ru
     assert handed and max(handed) > old  # the feeder keeps the book
     snapshot = driver._snapshot(runner, engine, position, {}, time.time(), driver.shared)
     assert snapshot.best_bid > stale_level * 1.05, "quoted off a stale level behind our own order"
+
+
+def test_a_requote_that_waited_in_the_queue_decides_on_the_book_as_it_is_when_it_runs(
+        running_bot: Bot, driver: Driver, frozen_emulator: EmulatorServer) -> None:
+    """Under a burst the pool's queue holds a re-quote for seconds: the book its check saw is then past the
+    staleness limit. The re-quote takes the feeder's book as it is when it runs and re-quotes on it,
+    instead of cancelling every quote of the pair (and the next check placing them all again)."""
+    from bots.engine.lease import BotLease
+
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    engine = runner.engine
+    old = {o.client_order_id for o in emulator_open_orders(frozen_emulator)}
+    target = (frozen_emulator.market.mid("BTC/USDT") * Decimal("1.0015")).quantize(Decimal("0.01"))
+    frozen_emulator.call(lambda: frozen_emulator.market.set_mid("BTC/USDT", target))
+    get_redis().delete(*get_redis().keys("mm:md:book:*"))
+    driver._feed_once(time.time())
+    checked = time.time()
+    verdict = driver._check(runner, checked, {}, False)
+    assert verdict.kind == "requote", verdict
+    # the check was made long ago: the cycle waited in the pool's queue past the staleness limit
+    for slot in verdict.pairs:
+        engine.book_fetched_at[slot] = checked - 60.0
+    lease = BotLease(running_bot.pk, 10.0)
+    assert lease.acquire()
+    runner.busy = True
+    driver._cycle(runner, lease, verdict, checked)
+    now_open = emulator_open_orders(frozen_emulator)
+    assert len(now_open) == 2, "the re-quote cancelled its quotes instead of moving them"
+    assert not old & {o.client_order_id for o in now_open}
+    mid = sum(Decimal(o.price) for o in now_open) / 2
+    assert abs(mid - target) / target < Decimal("0.0010"), (mid, target)
+    counts = driver.finished[-1][6]
+    assert counts is None or not counts.get("not_quoted_stale_book"), counts
