@@ -193,6 +193,20 @@ def fence_bots(bot_ids: list[int]) -> None:
     Bot.objects.filter(pk__in=bot_ids).update(status=BotStatus.STOPPED, epoch=F("epoch") + 1)
 
 
+def close_orphaned_rows(bot_ids: list[int]) -> None:
+    """After a step: its emulator is gone with the orders resting on it, so the step's open rows are closed
+    here. Left open, the next step's watchdog (beat) would queue a cancel sweep for each of these STOPPED
+    bots on the next step's worker, which tries the dead emulator for every one of them while its own
+    bots start (seen: 389 sweeps in the first minute of the N=500 step after N=400; 400 of its 500 bots
+    running when the window opened)."""
+    from django.utils import timezone
+
+    from bots.models import OPEN_ORDER_STATUSES, Order, OrderStatus
+
+    Order.objects.filter(bot_id__in=bot_ids, status__in=OPEN_ORDER_STATUSES).update(
+        status=OrderStatus.CANCELED, closed_at=timezone.now())
+
+
 # --- tick to quote -----------------------------------------------------------------------------------
 
 
@@ -314,6 +328,8 @@ def bench_tick_to_quote(env: dict[str, str], *, moves: int, interval_secs: float
             fence_bots([bot.pk])
         worker.stop()
         emulator.stop()
+        if bot is not None:
+            close_orphaned_rows([bot.pk])
 
 
 def profile_during(worker: Child, seconds: float, load: Any, tag: str) -> dict[str, Any]:
@@ -550,6 +566,7 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
         beat.stop()
         worker.stop(20)
         emulator.stop()
+        close_orphaned_rows(bot_ids)
 
 
 # --- main ---------------------------------------------------------------------------------------------
