@@ -233,6 +233,8 @@ def rows_engine(data: dict[str, Any]) -> list[Row]:
                                   if short else "")
                                  + f"{step.get('cycles_per_sec')} cycles/s (pushed moves add cycles), lag p50 "
                                  f"{step.get('lag_p50_secs')} s, {step.get('running_at_window')}/{step['bots']} running"
+                                 + (f" (start-up: every bot cycled {step['first_cycle_secs']} s after the starts)"
+                                    if step.get("first_cycle_secs") is not None else "")
                                  + (f"; per bot-pair: {busy}" if busy else ""),
                             measures=f"how late the cycles of {step['bots']} running bots start after their "
                                      "scheduled time (1 s interval), 99th percentile", date=day))
