@@ -144,9 +144,12 @@ def execute_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | Non
         engine.monitoring_iteration(cycle)
         Bot.objects.filter(pk=bot_id, epoch=epoch).exclude(last_error="").update(last_error="")
         result.engine = engine
-    except (FencedError, LeaseLostError) as exc:  # killed, stopped or paused mid-cycle: nothing was sent
+    except FencedError as exc:  # killed, stopped or paused mid-cycle: nothing was sent
         logger.info("%s", exc)
         result = CycleResult("fenced")
+    except LeaseLostError as exc:  # someone else holds the bot now: this cycle sends nothing more
+        logger.warning("%s", exc)
+        result = CycleResult("lease-lost")
     except AuthenticationFailedError as exc:
         _fail(bot_id, epoch, f"authentication failed, bot disabled: {exc}")
         result = CycleResult("auth-error")

@@ -44,7 +44,7 @@ from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import daily_reset_key
 from bots.engine.depth import WAIT_LIMIT_SECS, DepthReads
 from bots.engine.feed import AccountView, FeedMixin
-from bots.engine.lease import _RELEASE, BotLease, add_cycle_record, take_for_checks
+from bots.engine.lease import _RELEASE, BotLease, add_cycle_record, extend_leases, take_for_checks
 from bots.engine.loop_probe import LoopProbe
 from bots.engine.market_data import (
     BookData,
@@ -66,6 +66,10 @@ logger = logging.getLogger(__name__)
 
 FLUSH_SECS = 1.0
 """The feeder's pass: account views and depth reads are at most this much later than due."""
+
+LEASE_MIN_SECS = 10.0
+"""A check's bot lease lives ``max(LEASE_MIN_SECS, 3 x interval)``; while its cycle is queued or running the
+driver extends it (``_keep_leases``), so only a dead driver's leases expire."""
 
 
 class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
@@ -161,6 +165,8 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         if now >= self._housekeeping_at:
             self._housekeeping_at = now + HOUSEKEEPING_SECS
             self._housekeep(now)
+            self._take_back()  # (a cycle that just ended released its lease: not counted as lost below)
+            self._keep_leases(now)
         self._apply_moves(now)
         self._take_depth()
         due: list[Runner] = []
@@ -217,7 +223,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
             elif runner.engine is not None and not runner.dropped:
                 self._want(runner, runner.engine)  # its accounts and books, for the feeder
             runner.touched = True
-            runner.busy = False
+            runner.busy, runner.lease = False, None
             self._index_quoted(runner)
 
     def _take_depth(self) -> None:
@@ -277,7 +283,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
 
     def _run_due(self, due: list[Runner], now: float) -> None:
         token = uuid.uuid4().hex  # this tick's leases (one per bot key: one token serves them all)
-        leases = {r.bot_id: BotLease(r.bot_id, max(10.0, 3 * r.interval), token) for r in due}
+        leases = {r.bot_id: BotLease(r.bot_id, max(LEASE_MIN_SECS, 3 * r.interval), token) for r in due}
         taken = take_for_checks([leases[r.bot_id] for r in due], [daily_reset_key(r.bot_id) for r in due])
         books: dict[tuple[str, str], BookData] = {}
         quiet: list[tuple[Runner, float, float, Verdict]] = []
@@ -309,7 +315,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
                 for pair, rows in verdict.cancels.items():  # its old quotes' cancels leave now, under this lease
                     if rows:
                         verdict.sent[pair] = (rows, runner.engine.order_manager.cancel_requests(rows))
-            runner.busy = True
+            runner.busy, runner.lease, runner.lease_until = True, lease, now + lease.ttl_ms / 1000
             verdict.urgent = woken and verdict.kind == "requote"
             if verdict.urgent:
                 self._urgent += 1
@@ -317,6 +323,27 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
                              deadline=scheduled + patience(verdict.kind, verdict.reason, verdict.urgent))
         if quiet or waiting:
             self._record_quiet(quiet, leases, waiting)
+
+    def _keep_leases(self, now: float) -> None:
+        """The heartbeat of the leases the checks took for the cycles they handed to the pool: a cycle keeps
+        its bot's lease until it has run, however long it waits in the queue. Without it, a cycle queued
+        past its lease's TTL (a pool behind: calm N=2,000) found the lease gone at the send gate, its
+        engine was dropped, and the bot's next cycle was a full one, which made the queue longer still.
+        Extended once half the TTL is left (one command for all; housekeeping runs every second). A lease
+        found no longer held by its token is counted (``lease_lost_queued``): that cycle stops at its
+        send gate. A stop, kill or pause does not wait on it: it fences the bot's sends first."""
+        due = [r for r in self.runners.values() if r.busy and r.lease is not None
+               and r.lease_until - now < r.lease.ttl_ms / 2000]
+        if not due:
+            return
+        leases = [r.lease for r in due if r.lease is not None]
+        for runner, lease, kept in zip(due, leases, extend_leases(leases), strict=True):
+            if kept:
+                runner.lease_until = now + lease.ttl_ms / 1000
+            else:
+                runner.lease = None  # released by its cycle meanwhile, or lost: nothing more to extend
+                self.stats["lease_lost_queued"] += 1 if runner.busy else 0
+        self.stats["leases_extended"] += len(due)
 
     def _record_quiet(self, quiet: list[tuple[Runner, float, float, Verdict]], leases: dict[int, BotLease],
                       waiting: list[Runner] | None = None) -> None:

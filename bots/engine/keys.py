@@ -30,7 +30,9 @@ Per bot
                                  cycle holding it (SET NX, extended by the send gate, released by
                                  token; the driver's tick takes every due bot's in one script,
                                  ``lease.take_for_checks``, and releases its quiet cycles' in one
-                                 ``WriteBatch``). TTL the cycle's lease (>= 1 s).
+                                 ``WriteBatch``; while a cycle it handed to its pool is queued or
+                                 running, it extends that lease every second, ``lease.extend_leases``).
+                                 TTL the cycle's lease (>= 1 s).
 ``mm:fence:bot:<bot>:<created>`` string, the highest fenced epoch of the bot's sends (it only rises);
                                  ``<created>`` is the bot row's creation in microseconds, so a reused
                                  id never inherits a fence. Writer: kill / stop / pause / restart

@@ -153,6 +153,34 @@ return table.concat(out, '\\n')
 """
 
 
+# ARGV[1] one record per lease (``redis_client.joined``): key, token, ttl ms. Returns one character per
+# lease: 1 when it still held the token (and was extended), 0 when not.
+_EXTEND_MANY = SPLIT_LUA + """
+local out = {}
+for record in string.gmatch(ARGV[1], '[^\\30]+') do
+  local f = fields(record)
+  if redis.call('get', f[1]) == f[2] then
+    redis.call('pexpire', f[1], f[3])
+    out[#out + 1] = '1'
+  else
+    out[#out + 1] = '0'
+  end
+end
+return table.concat(out)
+"""
+
+
+def extend_leases(leases: list[BotLease]) -> list[bool]:
+    """Extend every lease still held by its token, in one command (the driver's heartbeat for the cycles
+    queued on its pool: a cycle keeps the lease its check took until it has run, however long it
+    waited). Returns, per lease, whether it was still held."""
+    if not leases:
+        return []
+    program = RECORD.join(joined(lease.key, lease.token, lease.ttl_ms) for lease in leases)
+    reply = text(get_redis().eval(_EXTEND_MANY, 0, program))
+    return [flag == "1" for flag in reply]
+
+
 def take_for_checks(leases: list[BotLease], flags: list[str]) -> list[tuple[bool, str | None, bool]]:
     """The engine driver's tick: each due bot's lease (SET NX; ``held`` set on the ones taken), its chain and
     whether its ``flags`` key exists (the daily reset), for every bot in one command, one argument and

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 
 from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 
@@ -35,6 +36,7 @@ class RequoteMixin(DriverState):
         started = time.time()
         delay = runner.interval
         drop = False
+        outcome = ""
         try:
             last = self._connection_checked.get(threading.get_ident(), 0.0)
             if started - last > 1.0:  # drop a connection past its age or broken, at most once a second
@@ -66,9 +68,11 @@ class RequoteMixin(DriverState):
             runner.next_due = next_due(scheduled, runner.interval, now) if delay == runner.interval else now + delay
             # handed back: the driver thread clears ``busy`` and counts the cycle (``Driver._take_back``)
             engine = runner.engine
+            counts = engine.order_manager.take_counts() if engine is not None else None
+            if outcome == "lease-lost":  # (a full cycle's next one is full again; the runner stays)
+                counts = (counts or Counter()) + Counter(lease_lost=1)
             self.finished.append((runner, verdict.kind, verdict.urgent, drop, int(1000 * (now - started)),
-                                  int(1000 * max(started - scheduled, 0.0)),
-                                  engine.order_manager.take_counts() if engine is not None else None))
+                                  int(1000 * max(started - scheduled, 0.0)), counts))
             self.wake.set()
 
     def _on_kept_engine(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float,
@@ -115,10 +119,14 @@ class RequoteMixin(DriverState):
             # the open rows, in memory: the cancelled ones were settled on these objects, the new ones
             # are as the venue answered them (no read back)
             self._capture(runner, engine, full=False, rows=runner.rows + engine.order_manager.stored)
-        except (LeaseLostError, FencedError) as exc:
+        except FencedError as exc:
             logger.info("%s", exc)
             runner.engine = None
             outcome = "fenced"
+        except LeaseLostError as exc:
+            logger.warning("%s", exc)
+            runner.engine = None
+            outcome = "lease-lost"
         except Exception as exc:
             logger.exception("bot %s: re-quote failed", runner.bot_id)
             close_old_connections()

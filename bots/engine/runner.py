@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bots.engine.bot import MarketMakingBot
+from bots.engine.lease import BotLease
 from bots.models import Order
 
 
@@ -15,9 +16,11 @@ class Runner:
     Writers (docs/architecture.md, "Who owns what"): the driver thread alone writes ``busy`` (set before a
     cycle is submitted, cleared when the cycle is handed back), ``dropped``, ``stale``, ``signature``,
     ``interval``, ``error_delay``, ``woken``, ``wake_after``, ``last_verdict``, ``quiet_cycles``,
-    ``touched``, ``indexed``. The cycle fields (``engine``, ``rows``, ``live``, ``open_count``, ``known``, ``gone``,
-    ``quoted_mid``, ``last_full_at``, ``perf_due_at``, ``high_water*``, ``next_due``) belong to whoever
-    holds the runner: the pool thread running its cycle while ``busy``, else the driver thread.
+    ``touched``, ``indexed``, ``lease`` (the lease its check took, kept alive while the cycle is queued or
+    running: ``Driver._keep_leases``) and ``lease_until``. The cycle fields (``engine``, ``rows``,
+    ``live``, ``open_count``, ``known``, ``gone``, ``quoted_mid``, ``last_full_at``, ``perf_due_at``,
+    ``high_water*``, ``next_due``) belong to whoever holds the runner: the pool thread running its cycle
+    while ``busy``, else the driver thread.
     """
 
     bot_id: int
@@ -48,6 +51,8 @@ class Runner:
     last_verdict: str = ""
     touched: bool = False  # cycled since the last flush
     indexed: tuple[tuple[str, str], ...] = ()  # the (venue, pair) keys it is under in ``Driver.by_pair``
+    lease: BotLease | None = None  # while ``busy``: the lease its check took (the driver extends it)
+    lease_until: float = 0.0  # when that lease expires unless extended (the driver's reckoning)
 
 def next_due(scheduled: float, interval: float, now: float) -> float:
     """Fixed rate (the lag of a late cycle does not shift the ones after it), but a bot more than an

@@ -372,3 +372,50 @@ def test_a_requote_that_waited_in_the_queue_decides_on_the_book_as_it_is_when_it
     assert abs(mid - target) / target < Decimal("0.0010"), (mid, target)
     counts = driver.finished[-1][6]
     assert counts is None or not counts.get("not_quoted_stale_book"), counts
+
+
+def test_a_cycle_queued_past_its_lease_ttl_keeps_the_lease_and_sends(running_bot: Bot, driver: Driver,
+                                                                      frozen_emulator: EmulatorServer,
+                                                                      monkeypatch: Any) -> None:
+    """A pool that is behind holds a re-quote in its queue longer than the lease its check took. The driver
+    keeps that lease alive while the cycle waits, so the re-quote still holds it at the send gate and moves
+    the quotes; before, it lost the lease there, sent nothing and its engine was dropped (the next cycle a
+    full one: the calm N=2,000 collapse)."""
+    import threading
+
+    import bots.engine.driver as driver_module
+    from bots.engine import keys
+
+    monkeypatch.setattr(driver_module, "LEASE_MIN_SECS", 2.0)  # the check's lease: 2 s (10 s in production)
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    engine = runner.engine
+    old = {o.client_order_id for o in emulator_open_orders(frozen_emulator)}
+    gate = threading.Event()
+    for _ in range(driver.pool.max_threads):  # every pool thread busy: the re-quote waits in the queue
+        driver.pool.submit(gate.wait, 30.0, deadline=-1.0)
+    try:
+        target = (frozen_emulator.market.mid("BTC/USDT") * Decimal("1.0015")).quantize(Decimal("0.01"))
+        frozen_emulator.call(lambda: frozen_emulator.market.set_mid("BTC/USDT", target))
+        get_redis().delete(*get_redis().keys("mm:md:book:*"))
+        runner.next_due = 0.0
+        deadline = time.monotonic() + 10
+        while not runner.busy and time.monotonic() < deadline:
+            driver._feed_once(time.time())
+            driver.tick()
+        assert runner.busy and runner.last_verdict.startswith("requote"), runner.last_verdict
+        token = runner.lease.token
+        queued_until = time.monotonic() + 5.0  # 2.5 TTLs in the queue
+        while time.monotonic() < queued_until:
+            driver.tick()
+            assert get_redis().get(keys.lease(running_bot.pk)) == token.encode(), "the queued cycle's lease expired"
+            time.sleep(0.05)
+    finally:
+        gate.set()
+    runner = settle(driver, running_bot, lambda r: not (old & {o.client_order_id for o in
+                                                              emulator_open_orders(frozen_emulator)}))
+    assert runner.engine is engine, "the re-quote lost its engine"
+    assert not driver.stats.get("lease_lost"), driver.stats
+    assert driver.stats["leases_extended"] >= 2
+    now_open = emulator_open_orders(frozen_emulator)
+    assert len(now_open) == 2
+    assert abs(sum(Decimal(o.price) for o in now_open) / 2 - target) / target < Decimal("0.0010")

@@ -28,7 +28,7 @@ LIFECYCLE = {"Driver.__init__", "Driver.start", "Driver.stop"}  # before the thr
 THREAD = {
     "Driver.tick": "driver", "Driver._run_due": "driver", "Driver._take_back": "driver",
     "Driver._apply_moves": "driver", "Driver._take_depth": "driver", "Driver._index_quoted": "driver",
-    "Driver._flush": "driver",
+    "Driver._flush": "driver", "Driver._keep_leases": "driver",
     "ShardsMixin._housekeep": "driver",
     "ShardsMixin._refresh_bots": "driver", "FeedMixin._want": "driver", "FeedMixin._ensure_streams": "driver",
     "AnalysisMixin._analysis": "driver",  # only from VerdictMixin._check
@@ -206,7 +206,7 @@ def test_a_bots_components_are_written_by_their_own_methods() -> None:
 # ``busy``, else the driver thread)
 RUNNER_DRIVER_ONLY = {"busy", "dropped", "stale", "signature", "interval", "error_delay", "woken", "wake_after",
                       "awaiting_depth",
-                      "last_verdict", "quiet_cycles", "touched", "indexed"}
+                      "last_verdict", "quiet_cycles", "touched", "indexed", "lease", "lease_until"}
 RUNNER_CYCLE = {"engine", "rows", "live", "open_count", "known", "gone", "quoted_mid", "last_full_at", "perf_due_at",
                 "high_water", "high_water_dirty", "next_due"}
 
