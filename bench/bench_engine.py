@@ -451,6 +451,20 @@ def _redis_used_mb(redis_url: str) -> float:
     return redis.Redis.from_url(redis_url).info("memory")["used_memory"] / 2**20
 
 
+def cpu_per_cycle(verdicts: dict[str, int]) -> dict[str, float]:
+    """Pool-thread CPU per cycle of each kind (``<kind>_cpu_us`` / cycles of that kind), in ms; the checks'
+    CPU is the driver thread's (``cpu_cores_by_thread``)."""
+    out = {}
+    for key, value in verdicts.items():
+        if key.endswith("_cpu_us"):
+            kind = key[: -len("_cpu_us")]
+            count = verdicts.get(kind, 0) if kind != "full" else sum(
+                v for k, v in verdicts.items() if k.startswith("full: "))
+            if count:
+                out[kind] = round(value / count / 1000, 2)
+    return out
+
+
 def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window_secs: float, concurrency: int,
                      bots_per_account: int, profile_secs: float, db_kind: str,
                      volatility_bps: float, noise_rate: float, bots_per_symbol: int) -> dict[str, Any]:
@@ -575,6 +589,12 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
                 for kind in ("quiet", "requote", "fills", "snapshot")} | {
                 "full": round(sum(v for k, v in verdicts.items() if k.startswith("full: "))
                               / n_bots / max(window_end - window_start, 1e-9), 4)},
+            "cpu_per_cycle_ms": cpu_per_cycle(verdicts),
+            "cpu_cores_by_thread": {
+                "driver": round(verdicts.get("driver_cpu_ms", 0) / 1000 / max(window_end - window_start, 1e-9), 3),
+                "feeder": round(verdicts.get("feeder_cpu_ms", 0) / 1000 / max(window_end - window_start, 1e-9), 3),
+                "pool": round(sum(v for k, v in verdicts.items() if k.endswith("_cpu_us")) / 1e6
+                              / max(window_end - window_start, 1e-9), 3)},
             "market": {"volatility_bps_per_sqrt_sec": volatility_bps, "noise_orders_per_sec_per_symbol": noise_rate,
                        "symbols": len(symbols), "spread_bps": 20.0, "refresh_tolerance_bps": 5.0},
             "profile": profile,
@@ -618,6 +638,8 @@ def print_scale(step: dict[str, Any]) -> None:
           f"{step['first_cycle_secs']} s ({cycled} before the window)")
     if step.get("cycles_by_verdict"):
         print(f"  cycles by verdict: {step['cycles_by_verdict']}")
+        print(f"  CPU per pool cycle (ms): {step.get('cpu_per_cycle_ms')}; "
+              f"cores by thread: {step.get('cpu_cores_by_thread')}")
         print(f"  drivers at the window's end: {step.get('driver_state_at_window_end')}; cycle duration p50 "
               f"{step['cycle_duration_p50_ms']} ms, p99 {step['cycle_duration_p99_ms']} ms")
 

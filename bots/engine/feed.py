@@ -144,6 +144,7 @@ class FeedMixin(AnalysisMixin, DriverState):
             try:
                 self._probe_loop()
                 self._feed_once(time.time())
+                self.feed_stats["feeder_cpu_ms"] = int(1000 * time.thread_time())  # (a gauge: its total so far)
             except Exception:
                 logger.exception("engine driver: feeder pass failed")
                 self.stopping.wait(0.5)

@@ -34,6 +34,7 @@ class RequoteMixin(DriverState):
         from bots.tasks import execute_cycle
 
         started = time.time()
+        cpu_started = time.thread_time()  # this thread's CPU: waits for the venue, the database or the GIL not counted
         delay = runner.interval
         drop = False
         outcome = ""
@@ -69,8 +70,10 @@ class RequoteMixin(DriverState):
             # handed back: the driver thread clears ``busy`` and counts the cycle (``Driver._take_back``)
             engine = runner.engine
             counts = engine.order_manager.take_counts() if engine is not None else None
+            counts = counts if counts is not None else Counter()
+            counts[f"{verdict.kind}_cpu_us"] += int(1e6 * (time.thread_time() - cpu_started))
             if outcome == "lease-lost":  # (a full cycle's next one is full again; the runner stays)
-                counts = (counts or Counter()) + Counter(lease_lost=1)
+                counts["lease_lost"] += 1
             self.finished.append((runner, verdict.kind, verdict.urgent, drop, int(1000 * (now - started)),
                                   int(1000 * max(started - scheduled, 0.0)), counts))
             self.wake.set()

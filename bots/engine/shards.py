@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -102,6 +103,7 @@ class ShardsMixin(DriverState):
         self._ensure_streams()
         self._ensure_order_streams()
         busy = sum(r.busy for r in self.runners.values())
+        self.stats["driver_cpu_ms"] = int(1000 * time.thread_time())  # the driver thread's CPU so far (a gauge)
         stats = {"bots": len(self.runners), "shards": len(self.owned), "busy": busy,
                  "pool_queue": self.pool.qsize(), "due_now": sum(
                      1 for r in self.runners.values() if not r.busy and r.next_due <= now),

@@ -36,7 +36,7 @@ THREAD = {
     "FeedMixin._take_handovers": "feeder", "FeedMixin._probe_loop": "feeder",
     "AnalysisMixin._read_mids": "feeder",
     "FeedMixin._watch": "io-loop", "FeedMixin._watch_orders": "io-loop", "FeedMixin._ensure_order_streams": "driver",
-    "FeedMixin._feed_once": "feeder", "FeedMixin._apply_pushed_orders": "feeder",
+    "FeedMixin._feed_once": "feeder", "FeedMixin._apply_pushed_orders": "feeder", "FeedMixin._feed": "feeder",
     "RequoteMixin._cycle": "pool", "RequoteMixin._sync_and_requote": "pool",
     "FeedMixin._book": "driver or pool", "FeedMixin._snapshot": "driver or pool",  # the check, or a fill sync
     "Driver._record_quiet": "driver", "VerdictMixin._check": "driver", "Driver._capture": "pool",
