@@ -419,3 +419,23 @@ def test_a_cycle_queued_past_its_lease_ttl_keeps_the_lease_and_sends(running_bot
     now_open = emulator_open_orders(frozen_emulator)
     assert len(now_open) == 2
     assert abs(sum(Decimal(o.price) for o in now_open) / 2 - target) / target < Decimal("0.0010")
+
+
+def test_the_flush_counts_each_bots_quiet_cycles_in_one_statement(world_a: Any) -> None:
+    """``count_cycles``: each bot's ``cycle_count`` grows by its own number of quiet cycles and its last cycle
+    time is set; a bot not listed is untouched (one statement on Postgres, one per count elsewhere)."""
+    from datetime import UTC, datetime
+
+    from bots.engine.driver import count_cycles
+    from tests.conftest import make_bot
+
+    bots = [make_bot(world_a.tenant, world_a.account, name=f"flush-{i}") for i in range(4)]
+    Bot.objects.filter(pk=bots[0].pk).update(cycle_count=10)
+    at = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    with CaptureQueriesContext(connection) as queries:
+        count_cycles({3: [bots[0].pk, bots[1].pk], 1: [bots[2].pk]}, at)
+    if connection.vendor == "postgresql":
+        assert len(queries) == 1
+    rows = {b.pk: b for b in Bot.objects.filter(pk__in=[b.pk for b in bots])}
+    assert [rows[b.pk].cycle_count for b in bots] == [13, 3, 1, 0]
+    assert [rows[b.pk].last_cycle_finished_at for b in bots] == [at, at, at, None]
