@@ -167,6 +167,9 @@ def measure(driver: Any, ticks: int, mode: str, profile: bool) -> dict[str, Any]
         stats = pstats.Stats(profiler, stream=out)
         stats.sort_stats("tottime").print_stats(30)
         stats.sort_stats("cumulative").print_stats(45)
+        for where in (r"verdict.py:.*\(_check\)", r"\(decide_quotes\)", r"\(risk_in_memory\)", r"\(rebalancing_due\)",
+                      r"pipeline.py:.*\(decide\)", r"feed.py:.*\(_snapshot\)"):
+            stats.print_callees(where)  # where a check's time goes, callee by callee
         result["profile"] = out.getvalue()
     return result
 

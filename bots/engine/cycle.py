@@ -17,8 +17,9 @@ from bots import quoting
 from bots.engine import keys
 from bots.engine.bot_state import BotState, CycleReport
 from bots.engine.market_data import book_reader, shared_book, to_snapshot, without_own
+from bots.engine.performance import PerformanceFigures, write_performance
 from bots.engine.venues import Slot, exchange_key, venue_backoff
-from bots.events import publish_event, push
+from bots.events import publish_event
 from bots.models import (
     OPEN_ORDER_STATUSES,
     Bot,
@@ -28,7 +29,6 @@ from bots.models import (
     InventorySnapshot,
     LiquidityPosition,
     Order,
-    PerformanceSnapshot,
 )
 from mmplatform.errors import (
     ExchangeError,
@@ -271,10 +271,6 @@ class CycleMixin(BotState):
             values[(account_id, quote)] = inventory.quote_balance
         return sum(values.values())
 
-    def update_performance(self) -> None:
-        """A performance snapshot if one is due (the driver's ``snapshot`` verdict)."""
-        self._update_performance()
-
     def _update_performance(self) -> None:
         """Spec performance_tracker.update_metrics: snapshots every metrics_interval_secs."""
         if not self.config.performance_tracking:
@@ -285,33 +281,32 @@ class CycleMixin(BotState):
         self.snapshot_performance()
 
     def snapshot_performance(self) -> None:
-        now = timezone.now()
         # the positions this engine holds are current (each fill sync updates them in memory too)
         positions = list(self.active_positions.values()) or list(
             LiquidityPosition.objects.filter(bot=self.bot, is_active=True))
-        summary = self.performance_tracker.summary(positions, self._mids())
-        equity = Decimal(repr(round(self._equity_quote(), 8)))
-        PerformanceSnapshot.objects.create(
-            tenant_id=self.bot.tenant_id, bot=self.bot, taken_at=now,
-            realised_pnl_quote=summary["realised_pnl_quote"], unrealised_pnl_quote=summary["unrealised_pnl_quote"],
-            fees_paid_quote=summary["fees_paid_quote"], volume_quote=summary["volume_quote"],
-            fill_count=summary["fill_count"], inventory_value_quote=equity, equity_quote=equity,
-            spread_capture_bps=summary["spread_capture_bps"], quote_uptime_ratio=summary["quote_uptime_ratio"],
-        )
+        write_performance(self.performance_figures(positions), only_if_due=False)
+
+    def performance_figures(self, positions: list[LiquidityPosition] | None = None) -> PerformanceFigures:
+        """The bot's performance now, from this engine's memory alone (its positions, mids and inventory):
+        the driver thread takes it at a check and a pool thread stores it (``write_performance``)."""
+        if positions is None:
+            positions = list(self.active_positions.values())
+        tracker = self.performance_tracker
+        now = timezone.now()
         rows = []
         for pair, inventory in self.inventory_manager.aggregated().items():  # one row per pair, all venues
             rows.append(InventorySnapshot(
-                tenant_id=self.bot.tenant_id, bot=self.bot, trading_pair=pair, taken_at=now,
+                tenant_id=self.bot.tenant_id, bot_id=self.bot_id, trading_pair=pair, taken_at=now,
                 base_balance=Decimal(repr(inventory.base_balance)),
                 quote_balance=Decimal(repr(inventory.quote_balance)),
                 mid_price=Decimal(repr(round(inventory.mid, 8))),
                 base_value_quote=Decimal(repr(round(inventory.base_value_quote, 8))),
                 ratio=inventory.current_ratio, target_ratio=inventory.target_ratio,
             ))
-        if len(rows) == 1:  # one plain INSERT (bulk_create wraps even one row in a transaction)
-            rows[0].save(force_insert=True)
-        else:
-            InventorySnapshot.objects.bulk_create(rows)
-        push(tenant_id=self.bot.tenant_id, bot_id=self.bot_id, kind="snapshot",
-             data={**summary, "equity_quote": equity, "taken_at": now,
-                   "inventory": self.inventory_manager.get_final_inventory(self.account_labels())})
+        return PerformanceFigures(
+            bot_id=self.bot_id, tenant_id=self.bot.tenant_id, taken_at=now,
+            metrics_interval_secs=self.config.metrics_interval_secs, pnl=tracker.pnl(positions, self._mids()),
+            volume_quote=sum((p.volume_quote for p in positions), Decimal(0)),
+            fill_count=sum(p.fill_count for p in positions),
+            equity_quote=Decimal(repr(round(self._equity_quote(), 8))), inventory_rows=tuple(rows),
+            inventory=self.inventory_manager.get_final_inventory(self.account_labels()))

@@ -2,16 +2,89 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from bots.engine import keys
+from bots.events import push
 from bots.models import (
     Bot,
     Fill,
+    InventorySnapshot,
     LiquidityPosition,
+    PerformanceSnapshot,
 )
 from mmplatform.redis_client import WriteBatch, get_redis, text
+
+
+@dataclass(frozen=True)
+class PerformanceFigures:
+    """A bot's performance at one moment, taken from its engine in memory (``performance_figures``: no I/O,
+    so the driver thread takes it at a check); ``write_performance`` stores and pushes it."""
+
+    bot_id: int
+    tenant_id: int
+    taken_at: datetime
+    metrics_interval_secs: float
+    pnl: dict[str, Decimal]  # PerformanceTracker.pnl
+    volume_quote: Decimal
+    fill_count: int
+    equity_quote: Decimal
+    inventory_rows: tuple[InventorySnapshot, ...]  # one unsaved row per pair, all venues
+    inventory: dict[str, dict[str, Any]]  # the push's: InventoryManager.get_final_inventory
+
+
+def write_performance(figures: PerformanceFigures, *, only_if_due: bool) -> bool:
+    """Store one performance snapshot (the quote uptime from Redis, the spread capture from the fills, a
+    ``PerformanceSnapshot`` and the ``InventorySnapshot`` rows) and push it. ``only_if_due``: only if no
+    snapshot of the bot was taken within its metrics interval, by any engine or path (SET NX on
+    ``keys.performance_due``). Returns whether it was written."""
+    if only_if_due and not get_redis().set(keys.performance_due(figures.bot_id), "1", nx=True,
+                                           px=int(figures.metrics_interval_secs * 1000)):
+        return False
+    uptime = quote_uptime_of(figures.bot_id)
+    capture = spread_capture_bps_of(figures.bot_id)
+    PerformanceSnapshot.objects.create(
+        tenant_id=figures.tenant_id, bot_id=figures.bot_id, taken_at=figures.taken_at,
+        realised_pnl_quote=figures.pnl["realised_pnl_quote"], unrealised_pnl_quote=figures.pnl["unrealised_pnl_quote"],
+        fees_paid_quote=figures.pnl["fees_paid_quote"], volume_quote=figures.volume_quote,
+        fill_count=figures.fill_count, inventory_value_quote=figures.equity_quote, equity_quote=figures.equity_quote,
+        spread_capture_bps=capture, quote_uptime_ratio=uptime,
+    )
+    rows = list(figures.inventory_rows)
+    if len(rows) == 1:  # one plain INSERT (bulk_create wraps even one row in a transaction)
+        rows[0].save(force_insert=True)
+    elif rows:
+        InventorySnapshot.objects.bulk_create(rows)
+    summary = {**figures.pnl, "volume_quote": figures.volume_quote, "fill_count": figures.fill_count,
+               "quote_uptime_ratio": uptime, "spread_capture_bps": capture}
+    push(tenant_id=figures.tenant_id, bot_id=figures.bot_id, kind="snapshot",
+         data={**summary, "equity_quote": figures.equity_quote, "taken_at": figures.taken_at,
+               "inventory": figures.inventory})
+    return True
+
+
+def quote_uptime_of(bot_id: int) -> float:
+    """The share of the bot's cycles that quoted both sides, over every pair (``keys.uptime``)."""
+    raw = {text(k): int(v) for k, v in get_redis().hgetall(keys.uptime(bot_id)).items()}
+    cycles = sum(v for k, v in raw.items() if k.endswith(":cycles"))
+    quoted = sum(v for k, v in raw.items() if k.endswith(":quoted"))
+    return quoted / cycles if cycles else 0.0
+
+
+def spread_capture_bps_of(bot_id: int) -> float:
+    """Mean distance of the last 500 maker fills from the mid at detection, in bps (positive = earned)."""
+    fills = Fill.objects.filter(bot_id=bot_id, mid_at_fill__isnull=False).order_by("-executed_at").values_list(
+        "side", "price", "mid_at_fill")[:500]
+    captures = []
+    for side, price, mid_at_fill in fills:
+        mid = float(mid_at_fill)
+        if mid > 0:
+            edge = (mid - float(price)) if side == "buy" else (float(price) - mid)
+            captures.append(edge / mid * 1e4)
+    return sum(captures) / len(captures) if captures else 0.0
 
 
 def count_quoting(pipe: Any, bot_id: int, pair: str, quoted_both_sides: bool) -> None:
@@ -51,10 +124,7 @@ class PerformanceTracker:
         pipe.execute()
 
     def quote_uptime(self) -> float:
-        raw = {text(k): int(v) for k, v in get_redis().hgetall(self.uptime_key()).items()}
-        cycles = sum(v for k, v in raw.items() if k.endswith(":cycles"))
-        quoted = sum(v for k, v in raw.items() if k.endswith(":quoted"))
-        return quoted / cycles if cycles else 0.0
+        return quote_uptime_of(self.bot.pk)
 
     @staticmethod
     def pnl(positions: list[LiquidityPosition], mids: dict[Any, float]) -> dict[str, Decimal]:
@@ -86,12 +156,4 @@ class PerformanceTracker:
 
     def spread_capture_bps(self) -> float:
         """Mean distance of maker fills from the mid at detection, in bps (positive = earned)."""
-        fills = Fill.objects.filter(bot=self.bot, mid_at_fill__isnull=False).order_by("-executed_at").values_list(
-            "side", "price", "mid_at_fill")[:500]
-        captures = []
-        for side, price, mid_at_fill in fills:
-            mid = float(mid_at_fill)
-            if mid > 0:
-                edge = (mid - float(price)) if side == "buy" else (float(price) - mid)
-                captures.append(edge / mid * 1e4)
-        return sum(captures) / len(captures) if captures else 0.0
+        return spread_capture_bps_of(self.bot.pk)

@@ -18,6 +18,7 @@ from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import begin_fenced_cycle
 from bots.engine.driver_state import DriverState
 from bots.engine.lease import BotLease, FencedError, LeaseLostError
+from bots.engine.performance import PerformanceFigures, write_performance
 from bots.engine.runner import Runner, next_due
 from bots.engine.venues import Slot
 from bots.engine.verdict import Verdict
@@ -39,17 +40,10 @@ class RequoteMixin(DriverState):
         drop = False
         outcome = ""
         try:
-            last = self._connection_checked.get(threading.get_ident(), 0.0)
-            if started - last > 1.0:  # drop a connection past its age or broken, at most once a second
-                close_old_connections()
-                self._connection_checked[threading.get_ident()] = started
-            if threading.get_ident() not in self._pool_connections:
-                conn = connections[DEFAULT_DB_ALIAS]
-                conn.inc_thread_sharing()  # so stop() may close it from the driver's thread
-                self._pool_connections[threading.get_ident()] = conn
+            self._ready_connection(started)
             if runner.high_water_dirty:
                 self._write_high_water([runner])
-            if verdict.kind in ("requote", "fills", "snapshot") and runner.engine is not None:
+            if verdict.kind in ("requote", "fills") and runner.engine is not None:
                 outcome = self._on_kept_engine(runner, lease, verdict, scheduled, started)
             else:
                 result = execute_cycle(runner.bot_id, runner.epoch, runner.chain, scheduled, lease=lease)
@@ -78,10 +72,32 @@ class RequoteMixin(DriverState):
                                   int(1000 * max(started - scheduled, 0.0)), counts))
             self.wake.set()
 
+    def _ready_connection(self, now: float) -> None:
+        """This pool thread's database connection: one past its age or broken is dropped (at most once a
+        second), and the connection is known to the driver so ``stop()`` closes it."""
+        last = self._connection_checked.get(threading.get_ident(), 0.0)
+        if now - last > 1.0:
+            close_old_connections()
+            self._connection_checked[threading.get_ident()] = now
+        if threading.get_ident() not in self._pool_connections:
+            conn = connections[DEFAULT_DB_ALIAS]
+            conn.inc_thread_sharing()  # so stop() may close it from the driver's thread
+            self._pool_connections[threading.get_ident()] = conn
+
+    def _store_snapshot(self, figures: PerformanceFigures) -> None:
+        """A pool thread: store and push the performance figures a check took (``Driver._hand_snapshot``),
+        unless another path snapshotted the bot within its metrics interval."""
+        self._ready_connection(time.time())
+        try:
+            write_performance(figures, only_if_due=True)
+        except Exception:
+            logger.exception("bot %s: performance snapshot not stored", figures.bot_id)
+            close_old_connections()
+
     def _on_kept_engine(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float,
                         started: float) -> str:
         """A re-quote (``_adjust_orders`` of the pairs whose quotes moved, on the rows the quiet check saw) or
-        a performance snapshot, on the engine kept from the last full cycle, under the bot's lease."""
+        a fill sync, on the engine kept from the last full cycle, under the bot's lease."""
         from bots.engine.lease import add_cycle_record
         from bots.tasks import worker_id
 
@@ -90,10 +106,6 @@ class RequoteMixin(DriverState):
         engine.begin_kept_cycle(lease)
         outcome = "ok"
         try:
-            if verdict.kind == "snapshot":
-                engine.update_performance()
-                runner.perf_due_at = time.time() + max(engine.config.metrics_interval_secs, runner.interval)
-                return outcome
             numbered: list[int] = []
 
             def number_once() -> int:

@@ -439,3 +439,43 @@ def test_the_flush_counts_each_bots_quiet_cycles_in_one_statement(world_a: Any) 
     rows = {b.pk: b for b in Bot.objects.filter(pk__in=[b.pk for b in bots])}
     assert [rows[b.pk].cycle_count for b in bots] == [13, 3, 1, 0]
     assert [rows[b.pk].last_cycle_finished_at for b in bots] == [at, at, at, None]
+
+
+def test_a_performance_snapshot_is_taken_at_the_check_and_stored_without_holding_the_bot(
+        running_bot: Bot, driver: Driver, frozen_emulator: EmulatorServer) -> None:
+    """A snapshot due at a check is taken there from the kept engine and stored by a pool thread; the bot is
+    not busy meanwhile, so its checks go on while the store waits behind other cycles (before, the
+    snapshot was a pool cycle holding the bot, and a pool behind left the bot unchecked for seconds)."""
+    import threading
+
+    from bots.engine import keys
+    from bots.models import InventorySnapshot, PerformanceSnapshot
+
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    get_redis().delete(keys.performance_due(running_bot.pk))  # (the start's snapshot set it for an hour)
+    before = PerformanceSnapshot.objects.filter(bot=running_bot).count()
+    inventory_before = InventorySnapshot.objects.filter(bot=running_bot).count()
+    gate = threading.Event()
+    for _ in range(driver.pool.max_threads):  # every pool thread busy: the store waits in the queue
+        driver.pool.submit(gate.wait, 30.0, deadline=-1.0)
+    try:
+        driver._feed_once(time.time())
+        runner.perf_due_at, runner.next_due = 0.0, 0.0
+        driver.tick()
+        assert runner.last_verdict.startswith("snapshot"), runner.last_verdict
+        assert not runner.busy and runner.perf_due_at > time.time() + 3000
+        runner.next_due = 0.0
+        driver._feed_once(time.time())
+        driver.tick()
+        assert runner.last_verdict.startswith("quiet"), "the bot is checked while its snapshot waits"
+        assert PerformanceSnapshot.objects.filter(bot=running_bot).count() == before
+    finally:
+        gate.set()
+    deadline = time.monotonic() + 10
+    while PerformanceSnapshot.objects.filter(bot=running_bot).count() == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    snapshot = PerformanceSnapshot.objects.filter(bot=running_bot).latest("taken_at")
+    assert PerformanceSnapshot.objects.filter(bot=running_bot).count() == before + 1
+    assert snapshot.equity_quote > 0 and snapshot.tenant_id == running_bot.tenant_id
+    assert InventorySnapshot.objects.filter(bot=running_bot).count() == inventory_before + 1  # one pair
+    assert 0 < snapshot.quote_uptime_ratio <= 1

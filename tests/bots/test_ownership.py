@@ -38,6 +38,7 @@ THREAD = {
     "FeedMixin._watch": "io-loop", "FeedMixin._watch_orders": "io-loop", "FeedMixin._ensure_order_streams": "driver",
     "FeedMixin._feed_once": "feeder", "FeedMixin._apply_pushed_orders": "feeder", "FeedMixin._feed": "feeder",
     "RequoteMixin._cycle": "pool", "RequoteMixin._sync_and_requote": "pool",
+    "RequoteMixin._ready_connection": "pool", "RequoteMixin._store_snapshot": "pool", "Driver._hand_snapshot": "driver",
     "FeedMixin._book": "driver or pool", "FeedMixin._snapshot": "driver or pool",  # the check, or a fill sync
     "Driver._record_quiet": "driver", "VerdictMixin._check": "driver", "Driver._capture": "pool",
     "RequoteMixin._on_kept_engine": "pool", "Driver._write_high_water": "driver or pool",
