@@ -17,7 +17,7 @@ from bots import quoting
 from bots.engine import keys
 from bots.engine.bot_state import BotState, CycleReport
 from bots.engine.market_data import book_reader, shared_book, to_snapshot, without_own
-from bots.engine.performance import PerformanceFigures, write_performance
+from bots.engine.performance import PerformanceFigures, claim_performance_due, write_performance
 from bots.engine.venues import Slot, exchange_key, venue_backoff
 from bots.events import publish_event
 from bots.models import (
@@ -275,10 +275,8 @@ class CycleMixin(BotState):
         """Spec performance_tracker.update_metrics: snapshots every metrics_interval_secs."""
         if not self.config.performance_tracking:
             return
-        r = get_redis()
-        if not r.set(keys.performance_due(self.bot_id), "1", nx=True, px=int(self.config.metrics_interval_secs * 1000)):
-            return
-        self.snapshot_performance()
+        if claim_performance_due(self.bot_id, self.config.metrics_interval_secs):
+            self.snapshot_performance()
 
     def snapshot_performance(self) -> None:
         # the positions this engine holds are current (each fill sync updates them in memory too)

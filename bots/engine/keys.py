@@ -63,7 +63,8 @@ Per bot
                                  (engine) and the daily-reset beat task (``bots.tasks``); deleted by the
                                  engine that applies it. No TTL.
 ``mm:perf:due:<bot>``            flag, NX: a performance snapshot was written this metrics interval.
-                                 Writer: the engine. TTL ``metrics_interval_secs``.
+                                 Writer: ``performance.claim_performance_due`` (a full cycle, or the
+                                 pool thread storing a snapshot a check took). TTL ``metrics_interval_secs``.
 
 Per position
 ------------

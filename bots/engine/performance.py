@@ -41,8 +41,7 @@ def write_performance(figures: PerformanceFigures, *, only_if_due: bool) -> bool
     ``PerformanceSnapshot`` and the ``InventorySnapshot`` rows) and push it. ``only_if_due``: only if no
     snapshot of the bot was taken within its metrics interval, by any engine or path (SET NX on
     ``keys.performance_due``). Returns whether it was written."""
-    if only_if_due and not get_redis().set(keys.performance_due(figures.bot_id), "1", nx=True,
-                                           px=int(figures.metrics_interval_secs * 1000)):
+    if only_if_due and not claim_performance_due(figures.bot_id, figures.metrics_interval_secs):
         return False
     uptime = quote_uptime_of(figures.bot_id)
     capture = spread_capture_bps_of(figures.bot_id)
@@ -64,6 +63,12 @@ def write_performance(figures: PerformanceFigures, *, only_if_due: bool) -> bool
          data={**summary, "equity_quote": figures.equity_quote, "taken_at": figures.taken_at,
                "inventory": figures.inventory})
     return True
+
+
+def claim_performance_due(bot_id: int, interval_secs: float) -> bool:
+    """True for the one caller that may snapshot the bot now: none did within ``interval_secs`` (SET NX
+    on ``keys.performance_due``, any engine, any path)."""
+    return bool(get_redis().set(keys.performance_due(bot_id), "1", nx=True, px=int(interval_secs * 1000)))
 
 
 def quote_uptime_of(bot_id: int) -> float:

@@ -104,7 +104,7 @@ KEY_MODULES = {
     "risk_denied": ("bots.engine.quotes", set()),
     "risk_rejected": ("bots.engine.quotes", set()),
     "daily_reset": ("bots.engine.cycle", set()),
-    "performance_due": ("bots.engine.cycle", set()),
+    "performance_due": ("bots.engine.performance", set()),
     "trades_pending": ("bots.engine.fills", set()),
     "trades_recent": ("bots.engine.fills", set()),
     "market_data": ("bots.engine.market_data", set()),
