@@ -36,8 +36,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
-from django.db.models import F
+from django.db import close_old_connections
 from django.utils import timezone
 
 from bots.engine.bot import MarketMakingBot
@@ -52,6 +51,7 @@ from bots.engine.market_data import (
 from bots.engine.performance import count_quoting
 from bots.engine.pool import CyclePool, patience
 from bots.engine.requote import RequoteMixin
+from bots.engine.rows import count_cycles
 from bots.engine.runner import Runner, next_due
 from bots.engine.shards import DRIVERS_KEY, HOUSEKEEPING_SECS, SHARD_TTL_SECS, ShardsMixin, shard_key
 from bots.engine.shared_views import SharedViews
@@ -455,28 +455,6 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
             Bot.objects.filter(pk=runner.bot_id, equity_high_water_quote__lt=value).update(
                 equity_high_water_quote=value)
             runner.high_water_dirty = False
-
-
-def count_cycles(counts: dict[int, list[int]], now: Any) -> None:
-    """The flush's bot rows: ``cycle_count`` += n and ``last_cycle_finished_at`` = now for the bots of each
-    n. On Postgres one statement with three parameters whatever the number of bots (the ORM's
-    ``pk__in`` list puts one placeholder per bot into the SQL, which psycopg parses again on every
-    flush: ~8 % of the driver thread at calm N=1,500); elsewhere one ORM update per n."""
-    if not counts:
-        return
-    if connection.vendor != "postgresql":
-        for n, ids in counts.items():
-            Bot.objects.filter(pk__in=ids).update(cycle_count=F("cycle_count") + n, last_cycle_finished_at=now)
-        return
-    ids = [pk for pks in counts.values() for pk in pks]
-    adds = [n for n, pks in counts.items() for _ in pks]
-    quote = connection.ops.quote_name
-    table = quote(Bot._meta.db_table)
-    sql = (f"UPDATE {table} SET {quote('cycle_count')} = {table}.{quote('cycle_count')} + v.n, "
-           f"{quote('last_cycle_finished_at')} = %s "
-           f"FROM unnest(%s::bigint[], %s::integer[]) AS v(id, n) WHERE {table}.{quote('id')} = v.id")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [now, ids, adds])
 
 
 def worker_label() -> str:

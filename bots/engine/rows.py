@@ -12,6 +12,8 @@ re-quote stores two new orders and saves four venue answers; these helpers make 
   databases save row by row.
 * ``other_bots_open_orders``: the open rows of the account's other bots on a pair, one ``SELECT`` that
   walks the (bot, status) index of each bot linked to the account (the no-self-trade check).
+* ``count_cycles``: the driver's once-a-second bot rows (each quiet bot's cycle count and last cycle
+  time), one ``UPDATE ... FROM unnest(...)`` with three parameters whatever the number of bots (Postgres).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from django.db import connection
-from django.db.models import Field
+from django.db.models import F, Field
 from django.utils import timezone
 
 from bots.models import OPEN_ORDER_STATUSES, Bot, Order
@@ -106,3 +108,25 @@ def save_order_fields(rows: Sequence[Order], field_names: Sequence[str]) -> None
            f"WHERE {table}.{quote('id')} = v.id::bigint")
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def count_cycles(counts: dict[int, list[int]], now: Any) -> None:
+    """The flush's bot rows: ``cycle_count`` += n and ``last_cycle_finished_at`` = now for the bots of each
+    n. On Postgres one statement with three parameters whatever the number of bots (the ORM's
+    ``pk__in`` list puts one placeholder per bot into the SQL, which psycopg parses again on every
+    flush: ~8 % of the driver thread at calm N=1,500); elsewhere one ORM update per n."""
+    if not counts:
+        return
+    if connection.vendor != "postgresql":
+        for n, ids in counts.items():
+            Bot.objects.filter(pk__in=ids).update(cycle_count=F("cycle_count") + n, last_cycle_finished_at=now)
+        return
+    ids = [pk for pks in counts.values() for pk in pks]
+    adds = [n for n, pks in counts.items() for _ in pks]
+    quote = connection.ops.quote_name
+    table = quote(Bot._meta.db_table)
+    sql = (f"UPDATE {table} SET {quote('cycle_count')} = {table}.{quote('cycle_count')} + v.n, "
+           f"{quote('last_cycle_finished_at')} = %s "
+           f"FROM unnest(%s::bigint[], %s::integer[]) AS v(id, n) WHERE {table}.{quote('id')} = v.id")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, ids, adds])

@@ -426,7 +426,7 @@ def test_the_flush_counts_each_bots_quiet_cycles_in_one_statement(world_a: Any) 
     time is set; a bot not listed is untouched (one statement on Postgres, one per count elsewhere)."""
     from datetime import UTC, datetime
 
-    from bots.engine.driver import count_cycles
+    from bots.engine.rows import count_cycles
     from tests.conftest import make_bot
 
     bots = [make_bot(world_a.tenant, world_a.account, name=f"flush-{i}") for i in range(4)]
