@@ -303,8 +303,6 @@ class CycleMixin(BotState):
             ))
         return PerformanceFigures(
             bot_id=self.bot_id, tenant_id=self.bot.tenant_id, taken_at=now,
-            metrics_interval_secs=self.config.metrics_interval_secs, pnl=tracker.pnl(positions, self._mids()),
-            volume_quote=sum((p.volume_quote for p in positions), Decimal(0)),
-            fill_count=sum(p.fill_count for p in positions),
+            metrics_interval_secs=self.config.metrics_interval_secs, totals=tracker.totals(positions, self._mids()),
             equity_quote=Decimal(repr(round(self._equity_quote(), 8))), inventory_rows=tuple(rows),
             inventory=self.inventory_manager.get_final_inventory(self.account_labels()))

@@ -349,7 +349,8 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         engine was dropped, and the bot's next cycle was a full one, which made the queue longer still.
         Extended once half the TTL is left (one command for all; housekeeping runs every second). A lease
         found no longer held by its token is counted (``lease_lost_queued``): that cycle stops at its
-        send gate. A stop, kill or pause does not wait on it: it fences the bot's sends first."""
+        send gate. A stop, kill or pause fences the bot's sends first, so a queued cycle sends nothing after
+        it; it still waits up to ``HALT_WAIT_SECS`` for the lease before it commits (``services._halting``)."""
         due = [r for r in self.runners.values() if r.busy and r.lease is not None
                and r.lease_until - now < r.lease.ttl_ms / 2000]
         if not due:
@@ -360,7 +361,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
                 runner.lease_until = now + lease.ttl_ms / 1000
             else:
                 runner.lease = None  # released by its cycle meanwhile, or lost: nothing more to extend
-                self.stats["lease_lost_queued"] += 1 if runner.busy else 0
+                self.stats["lease_lost_queued"] += 1
         self.stats["leases_extended"] += len(due)
 
     def _record_quiet(self, quiet: list[tuple[Runner, float, float, Verdict]], leases: dict[int, BotLease],

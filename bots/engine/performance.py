@@ -28,9 +28,7 @@ class PerformanceFigures:
     tenant_id: int
     taken_at: datetime
     metrics_interval_secs: float
-    pnl: dict[str, Decimal]  # PerformanceTracker.pnl
-    volume_quote: Decimal
-    fill_count: int
+    totals: dict[str, Any]  # PerformanceTracker.totals: the P&L, the volume and the fill count
     equity_quote: Decimal
     inventory_rows: tuple[InventorySnapshot, ...]  # one unsaved row per pair, all venues
     inventory: dict[str, dict[str, Any]]  # the push's: InventoryManager.get_final_inventory
@@ -45,11 +43,12 @@ def write_performance(figures: PerformanceFigures, *, only_if_due: bool) -> bool
         return False
     uptime = quote_uptime_of(figures.bot_id)
     capture = spread_capture_bps_of(figures.bot_id)
+    summary = {**figures.totals, "quote_uptime_ratio": uptime, "spread_capture_bps": capture}  # (``summary``'s)
     PerformanceSnapshot.objects.create(
         tenant_id=figures.tenant_id, bot_id=figures.bot_id, taken_at=figures.taken_at,
-        realised_pnl_quote=figures.pnl["realised_pnl_quote"], unrealised_pnl_quote=figures.pnl["unrealised_pnl_quote"],
-        fees_paid_quote=figures.pnl["fees_paid_quote"], volume_quote=figures.volume_quote,
-        fill_count=figures.fill_count, inventory_value_quote=figures.equity_quote, equity_quote=figures.equity_quote,
+        realised_pnl_quote=summary["realised_pnl_quote"], unrealised_pnl_quote=summary["unrealised_pnl_quote"],
+        fees_paid_quote=summary["fees_paid_quote"], volume_quote=summary["volume_quote"],
+        fill_count=summary["fill_count"], inventory_value_quote=figures.equity_quote, equity_quote=figures.equity_quote,
         spread_capture_bps=capture, quote_uptime_ratio=uptime,
     )
     rows = list(figures.inventory_rows)
@@ -57,8 +56,6 @@ def write_performance(figures: PerformanceFigures, *, only_if_due: bool) -> bool
         rows[0].save(force_insert=True)
     elif rows:
         InventorySnapshot.objects.bulk_create(rows)
-    summary = {**figures.pnl, "volume_quote": figures.volume_quote, "fill_count": figures.fill_count,
-               "quote_uptime_ratio": uptime, "spread_capture_bps": capture}
     push(tenant_id=figures.tenant_id, bot_id=figures.bot_id, kind="snapshot",
          data={**summary, "equity_quote": figures.equity_quote, "taken_at": figures.taken_at,
                "inventory": figures.inventory})
@@ -152,11 +149,18 @@ class PerformanceTracker:
     def summary(self, positions: list[LiquidityPosition], mids: dict[Any, float]) -> dict[str, Any]:
         """Spec generate_summary: P&L, volume, fills, quote uptime and spread capture."""
         return {
-            **self.pnl(positions, mids),
-            "volume_quote": sum((p.volume_quote for p in positions), Decimal(0)),
-            "fill_count": sum(p.fill_count for p in positions),
+            **self.totals(positions, mids),
             "quote_uptime_ratio": self.quote_uptime(),
             "spread_capture_bps": self.spread_capture_bps(),
+        }
+
+    @staticmethod
+    def totals(positions: list[LiquidityPosition], mids: dict[Any, float]) -> dict[str, Any]:
+        """The part of ``summary`` held in memory (no I/O): P&L (``pnl``), volume and fill count."""
+        return {
+            **PerformanceTracker.pnl(positions, mids),
+            "volume_quote": sum((p.volume_quote for p in positions), Decimal(0)),
+            "fill_count": sum(p.fill_count for p in positions),
         }
 
     def spread_capture_bps(self) -> float:
