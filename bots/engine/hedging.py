@@ -210,10 +210,11 @@ class HedgingMixin(BotState):
             row.status = HedgeStatus.HEDGED
         row.reason = "below the hedge venue's lot or minimum: carried to the next fill's hedge"
         row.next_attempt_at = None
-        row.save(update_fields=["status", "carry_base", "carried_into", "amount", "hedged", "reason",
-                                "next_attempt_at"])
-        if was_open:
-            self._record_resolved(row, "retry: the rest is below the venue's minimum and carried")
+        with transaction.atomic():  # the resolved row and its event together (never one without the other)
+            row.save(update_fields=["status", "carry_base", "carried_into", "amount", "hedged", "reason",
+                                    "next_attempt_at"])
+            if was_open:
+                self._record_resolved(row, "retry: the rest is below the venue's minimum and carried")
 
     def _book(self, row: Hedge, position: LiquidityPosition, order: Order) -> None:
         """The IOC answered: its fills into the hedge account's position, then hedged or a slippage breach."""
@@ -240,9 +241,10 @@ class HedgingMixin(BotState):
         row.status, row.reason, row.next_attempt_at = HedgeStatus.HEDGED, "", None
         if was_open:
             row.resolved_at, row.resolved_by = timezone.now(), "retry"
-        row.save(update_fields=["status", "hedged", "reason", "next_attempt_at", "resolved_at", "resolved_by"])
-        if was_open:
-            self._record_resolved(row, f"a retry filled the rest within the limit {row.limit_price}")
+        with transaction.atomic():  # the resolved row and its event together (never one without the other)
+            row.save(update_fields=["status", "hedged", "reason", "next_attempt_at", "resolved_at", "resolved_by"])
+            if was_open:
+                self._record_resolved(row, f"a retry filled the rest within the limit {row.limit_price}")
 
     def _hedged_so_far(self, row: Hedge) -> Decimal:
         """What this hedge's IOCs filled, every attempt (as the venue answered them)."""
@@ -260,15 +262,16 @@ class HedgingMixin(BotState):
         row.status = HedgeStatus.SLIPPAGE if event_type == RiskEventType.HEDGE_SLIPPAGE else HedgeStatus.FAILED
         row.reason = reason[:2000]
         row.next_attempt_at = timezone.now() + timedelta(seconds=HEDGE_RETRY_SECS)
-        row.save(update_fields=["status", "reason", "next_attempt_at", "hedged"])
         logger.warning("bot %s: hedge %s unresolved: %s", self.bot_id, row.pk, reason)
-        if was_open:
-            return
-        maker = self._label(row.maker_account_id)
-        message = (f"{row.trading_pair}: the hedge of a fill on {maker} is unresolved: {reason}; unhedged "
-                   f"{format_decimal(abs(row.open_base))} {row.trading_pair.split('/')[0]}. {maker} quotes nothing on "
-                   f"{row.trading_pair} until a retry fills it or an operator accepts the exposure.")
-        self._record_hedge_event(row, event_type, message[:2000], "maker_quotes_halted")
+        with transaction.atomic():  # the unresolved row and its event together (never one without the other)
+            row.save(update_fields=["status", "reason", "next_attempt_at", "hedged"])
+            if was_open:
+                return
+            maker = self._label(row.maker_account_id)
+            message = (f"{row.trading_pair}: the hedge of a fill on {maker} is unresolved: {reason}; unhedged "
+                       f"{format_decimal(abs(row.open_base))} {row.trading_pair.split('/')[0]}. {maker} quotes nothing "
+                       f"on {row.trading_pair} until a retry fills it or an operator accepts the exposure.")
+            self._record_hedge_event(row, event_type, message[:2000], "maker_quotes_halted")
 
     def _record_resolved(self, row: Hedge, how: str) -> None:
         maker = self._label(row.maker_account_id)
