@@ -1,14 +1,14 @@
-"""Writes on bots: lifecycle requests (start, stop, pause, resume), the kill switch per bot and per
-tenant, reconciliation, scheduled rebalancing and the resolution of unresolved hedges. Views, the admin,
-tasks and commands call these.
+"""Writes on bots: lifecycle requests (start, stop, pause, resume), the kill switch per bot and per tenant,
+reconciliation, scheduled rebalancing and the resolution of unresolved hedges. Views, the admin, tasks and
+commands call these.
 
-Requests change the row in a transaction and enqueue the Celery task on commit. Kill, stop and pause
-halt the bot before they return, whoever asks (dashboard, admin, API, risk): they fence the bot's sends
-in Redis (``bots.engine.lease.fence_sends``), take the bot's lease (a cycle in flight finishes its sends
-first, bounded by HALT_WAIT_SECS), commit, and cancel every order of the bot on its venues in the
-caller's process while still holding the lease. From the commit on nothing of that bot is sent (every
-send checks the fence under its lease), and when the call returns the venue shows none of its orders;
-a task follows as a backstop under the lease (and the watchdog after it).
+Requests change the row in a transaction and enqueue the Celery task on commit. Kill,
+stop and pause halt the bot before they return, whoever asks (dashboard, admin, API, risk): they fence the
+bot's sends in Redis (``bots.engine.lease.fence_sends``), take the bot's lease (a cycle in flight finishes its
+sends first, bounded by HALT_WAIT_SECS; a cycle only queued on a driver's pool is not waited for), commit, and
+cancel every order of the bot on its venues in the caller's process while still holding the lease. From the
+commit on nothing of that bot is sent (every send checks the fence under its lease), and when the call returns
+the venue shows none of its orders; a task follows as a backstop under the lease (and the watchdog after it).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from bots.cancels import cancel_all_orders_of
 from bots.config import validate_market_making_config
-from bots.engine.lease import BotLease, fence_sends, hold_leases
+from bots.engine.lease import BotLease, fence_sends, halt_token, hold_leases
 from bots.events import publish_event, push_status
 from bots.models import OPEN_HEDGE_STATUSES, Bot, BotEventType, BotStatus, Hedge, HedgeStatus, RebalanceRun
 from bots.wire import format_decimal
@@ -77,12 +77,14 @@ def bot_request_start(*, bot: Bot, user: Any) -> Bot:
 @contextmanager
 def _halting(bots: list[Bot], *, fence_next_epoch: bool) -> Iterator[None]:
     """Fence the bots' sends (the epoch they run at, and the next one when the request bumps it), then
-    hold their leases for the block: a cycle in flight ends first (at most HALT_WAIT_SECS), and no
-    cycle starts until the block's commit and cancel sweep are done."""
+    hold their leases for the block: a cycle in flight ends first (at most HALT_WAIT_SECS), a check's or a
+    queued cycle's lease is taken at once (``lease.hold_leases``), and no cycle starts until the block's
+    commit and cancel sweep are done."""
     leases: list[BotLease] = []
     try:
         fence_sends([(bot, bot.epoch + (1 if fence_next_epoch else 0)) for bot in bots])
-        wanted = [BotLease(bot.pk, HALT_WAIT_SECS) for bot in bots]
+        token = halt_token()  # a cycle still queued on a driver's pool finds it at its start and does nothing
+        wanted = [BotLease(bot.pk, HALT_WAIT_SECS, token) for bot in bots]
         leases = hold_leases(wanted, HALT_WAIT_SECS)
         if len(leases) < len(wanted):
             logger.warning("%s: a cycle still held the lease after %s s; halting anyway (its sends are fenced)",

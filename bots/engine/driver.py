@@ -43,7 +43,7 @@ from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import daily_reset_key
 from bots.engine.depth import WAIT_LIMIT_SECS, DepthReads
 from bots.engine.feed import AccountView, FeedMixin
-from bots.engine.lease import _RELEASE, BotLease, add_cycle_record, extend_leases, take_for_checks
+from bots.engine.lease import _RELEASE, BotLease, add_cycle_record, check_token, extend_leases, take_for_checks
 from bots.engine.loop_probe import LoopProbe
 from bots.engine.market_data import (
     BookData,
@@ -282,7 +282,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
     # --- cycles ------------------------------------------------------------------------------------
 
     def _run_due(self, due: list[Runner], now: float) -> None:
-        token = uuid.uuid4().hex  # this tick's leases (one per bot key: one token serves them all)
+        token = check_token()  # this tick's leases (one per bot key: one token serves them all; ``q:``)
         leases = {r.bot_id: BotLease(r.bot_id, max(LEASE_MIN_SECS, 3 * r.interval), token) for r in due}
         taken = take_for_checks([leases[r.bot_id] for r in due], [daily_reset_key(r.bot_id) for r in due])
         books: dict[tuple[str, str], BookData] = {}
@@ -349,8 +349,9 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         engine was dropped, and the bot's next cycle was a full one, which made the queue longer still.
         Extended once half the TTL is left (one command for all; housekeeping runs every second). A lease
         found no longer held by its token is counted (``lease_lost_queued``): that cycle stops at its
-        send gate. A stop, kill or pause fences the bot's sends first, so a queued cycle sends nothing after
-        it; it still waits up to ``HALT_WAIT_SECS`` for the lease before it commits (``services._halting``)."""
+        send gate. A stop, kill or pause fences the bot's sends first and takes a queued cycle's lease at once
+        (``lease.hold_leases``: no pool thread has started it); the cycle then does nothing
+        (``BotLease.start``). It waits, up to ``HALT_WAIT_SECS``, only for a cycle that has started."""
         due = [r for r in self.runners.values() if r.busy and r.lease is not None
                and r.lease_until - now < r.lease.ttl_ms / 2000]
         if not due:

@@ -32,7 +32,16 @@ Per bot
                                  ``lease.take_for_checks``, and releases its quiet cycles' in one
                                  ``WriteBatch``; while a cycle it handed to its pool is queued or
                                  running, it extends that lease every second, ``lease.extend_leases``).
-                                 TTL the cycle's lease (>= 1 s).
+                                 TTL the cycle's lease (>= 1 s). A driver check's token starts with
+                                 ``q:`` (``lease.check_token``), a halt's with ``h:``.
+``mm:lease-started:bot:<bot>``   string, the token of the bot's lease whose cycle a pool thread has
+                                 started. Writer: ``BotLease.start`` (atomically with the lease's
+                                 check); extended with the lease by the driver's heartbeat. TTL the
+                                 lease's. Reader: a halt (``lease.hold_leases``) takes a ``q:`` lease
+                                 whose token is not here (a check, or a cycle still queued) at once,
+                                 and waits for one that is. The halt writes ``halted:<token>`` here
+                                 when it takes a queued cycle's lease (TTL ``lease.HALTED_MARK_SECS``),
+                                 which that cycle reads at its start.
 ``mm:fence:bot:<bot>:<created>`` string, the highest fenced epoch of the bot's sends (it only rises);
                                  ``<created>`` is the bot row's creation in microseconds, so a reused
                                  id never inherits a fence. Writer: kill / stop / pause / restart
@@ -122,6 +131,11 @@ DRIVER_STATS_PATTERN = "mm:engine:stats:*"
 def lease(bot_id: int) -> str:
     """The token of the one cycle acting for the bot (TTL the lease)."""
     return f"mm:lease:bot:{bot_id}"
+
+
+def lease_started(bot_id: int) -> str:
+    """The token of the bot's lease once a pool thread has started its cycle (TTL the lease's)."""
+    return f"mm:lease-started:bot:{bot_id}"
 
 
 def fence(bot_id: int, created_us: int) -> str:

@@ -6,7 +6,14 @@ The send fence: a kill, stop or pause first fences the bot's sends in Redis (``f
 an epoch at or below the fenced one may be sent), then takes the bot's lease, so a cycle in flight
 finishes before the kill commits. Every placement checks the fence and its own lease in one atomic step
 right before it sends (``check_send``); a start's new epoch is above the fence, so nothing needs to be
-cleared."""
+cleared.
+
+Queued and started: the driver's checks take their leases with a check token (``check_token``: ``q:``).
+A cycle the driver hands to its pool marks its lease started when a pool thread picks it up
+(``BotLease.start``, which sets ``keys.lease_started`` to the token). A halt (``hold_leases`` with a
+``halt_token``: ``h:``) takes at once a check's lease that no cycle has started: that cycle has done
+nothing yet and finds the halt's token at its start (``HaltedError``, before any row or venue call).
+It waits only for a cycle that has started."""
 
 from __future__ import annotations
 
@@ -46,6 +53,20 @@ class BotLease:
                 return False
             time.sleep(0.02)
 
+    def start(self) -> None:
+        """A pool thread picks up the cycle this lease was taken for: mark it started (a halt waits for
+        it from now on) if the lease is still this token's, in one atomic step. Raises HaltedError when a
+        halt took the lease while the cycle was queued, LeaseLostError when anyone else holds it."""
+        verdict = get_redis().eval(_START, 2, self.key, keys.lease_started(self.bot_id), self.token, self.ttl_ms,
+                                   HALT_PREFIX)
+        if verdict == -1:
+            self.held = False
+            raise HaltedError(f"bot {self.bot_id}: killed, stopped or paused while its cycle was queued; "
+                              "the cycle does nothing")
+        if verdict == 0:
+            self.held = False
+            raise LeaseLostError(f"bot {self.bot_id}: the queued cycle's lease is gone; the cycle does nothing")
+
     def extend(self) -> bool:
         return bool(get_redis().eval(_EXTEND, 1, self.key, self.token, self.ttl_ms))
 
@@ -71,6 +92,61 @@ class LeaseLostError(MarketMakingError):
 
 class FencedError(MarketMakingError):
     """The bot was killed, stopped, paused or restarted since this cycle began: it sends nothing."""
+
+
+class HaltedError(FencedError):
+    """A kill, stop or pause took the lease of a cycle still queued on the pool: the cycle does nothing."""
+
+
+CHECK_PREFIX = "q:"
+"""The tokens of the driver's checks: a lease with one that no cycle has started (``keys.lease_started``)
+is a check's or a queued cycle's, which a halt takes without waiting."""
+HALT_PREFIX = "h:"
+"""The tokens of a kill's, stop's or pause's leases (``services._halting``)."""
+
+
+def check_token() -> str:
+    """A fresh token for a driver tick's check leases."""
+    return CHECK_PREFIX + uuid.uuid4().hex
+
+
+def halt_token() -> str:
+    """A fresh token for a halt's leases."""
+    return HALT_PREFIX + uuid.uuid4().hex
+
+
+HALTED_MARK_SECS = 600
+"""How long a halt's mark on the lease it took from a queued cycle lives (``keys.lease_started``): that
+cycle, however long it still waits in the queue, is told it was halted rather than that its lease is gone."""
+
+# KEYS[1] the lease, KEYS[2] the started mark; ARGV[1] the cycle's token, ARGV[2] ttl ms, ARGV[3] the halt
+# prefix. 1: the lease is the token's and is now marked started; -1: a halt took it (and may have released
+# it since: its mark says so) or holds it; 0: the lease is gone or anyone else holds it.
+_START = """
+local v = redis.call('get', KEYS[1])
+if v == ARGV[1] then
+  redis.call('set', KEYS[2], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if redis.call('get', KEYS[2]) == 'halted:' .. ARGV[1] then return -1 end
+if v and string.sub(v, 1, string.len(ARGV[3])) == ARGV[3] then return -1 end
+return 0
+"""
+
+# KEYS[1] the lease, KEYS[2] its started mark; ARGV[1] the halt's token, ARGV[2] ttl ms, ARGV[3] the check
+# prefix, ARGV[4] the halted mark's ttl ms. 1: taken (free); 2: taken from a check or a queued cycle (a
+# check token no cycle has started; the mark "halted:<its token>" tells that cycle at its start);
+# 0: a started cycle or another holder keeps it.
+_HOLD = """
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+local v = redis.call('get', KEYS[1])
+if v and string.sub(v, 1, string.len(ARGV[3])) == ARGV[3] and redis.call('get', KEYS[2]) ~= v then
+  redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('set', KEYS[2], 'halted:' .. v, 'PX', ARGV[4])
+  return 2
+end
+return 0
+"""
 
 
 def fence_key(bot: Any) -> str:
@@ -121,15 +197,18 @@ def check_send(bot: Any, epoch: int, lease: BotLease | None, release: tuple[str,
 
 
 def hold_leases(leases: list[BotLease], wait_secs: float) -> list[BotLease]:
-    """Take every lease, waiting up to ``wait_secs`` in all for the cycles that hold them to end;
-    returns the leases held (the others' holders outlived the wait)."""
+    """A halt's leases (fenced first, ``fence_sends``): take every lease, at once from a check or a cycle
+    still queued on a driver's pool (one no pool thread has started: it finds the halt's token when it
+    does, ``BotLease.start``), and waiting up to ``wait_secs`` in all for the started cycles that hold
+    the others to end. Returns the leases held (the others' holders outlived the wait)."""
     r = get_redis()
     pending = list(leases)
     deadline = time.monotonic() + wait_secs
     while True:
         pipe = r.pipeline(transaction=False)
         for lease in pending:
-            pipe.set(lease.key, lease.token, nx=True, px=lease.ttl_ms)
+            pipe.eval(_HOLD, 2, lease.key, keys.lease_started(lease.bot_id), lease.token, lease.ttl_ms, CHECK_PREFIX,
+                      HALTED_MARK_SECS * 1000)
         for lease, got in zip(pending, pipe.execute(), strict=True):
             lease.held = bool(got)
         pending = [lease for lease in pending if not lease.held]
@@ -153,14 +232,15 @@ return table.concat(out, '\\n')
 """
 
 
-# ARGV[1] one record per lease (``redis_client.joined``): key, token, ttl ms. Returns one character per
-# lease: 1 when it still held the token (and was extended), 0 when not.
+# ARGV[1] one record per lease (``redis_client.joined``): key, token, ttl ms, started-mark key. Returns one
+# character per lease: 1 when it still held the token (and was extended, with its started mark), 0 when not.
 _EXTEND_MANY = SPLIT_LUA + """
 local out = {}
 for record in string.gmatch(ARGV[1], '[^\\30]+') do
   local f = fields(record)
   if redis.call('get', f[1]) == f[2] then
     redis.call('pexpire', f[1], f[3])
+    if redis.call('get', f[4]) == f[2] then redis.call('pexpire', f[4], f[3]) end
     out[#out + 1] = '1'
   else
     out[#out + 1] = '0'
@@ -173,10 +253,12 @@ return table.concat(out)
 def extend_leases(leases: list[BotLease]) -> list[bool]:
     """Extend every lease still held by its token, in one command (the driver's heartbeat for the cycles
     queued on its pool: a cycle keeps the lease its check took until it has run, however long it
-    waited). Returns, per lease, whether it was still held."""
+    waited; a started cycle's mark lives as long, so a halt keeps waiting for it). Returns, per lease,
+    whether it was still held."""
     if not leases:
         return []
-    program = RECORD.join(joined(lease.key, lease.token, lease.ttl_ms) for lease in leases)
+    program = RECORD.join(joined(lease.key, lease.token, lease.ttl_ms, keys.lease_started(lease.bot_id))
+                          for lease in leases)
     reply = text(get_redis().eval(_EXTEND_MANY, 0, program))
     return [flag == "1" for flag in reply]
 

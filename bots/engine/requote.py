@@ -17,7 +17,7 @@ from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import begin_fenced_cycle
 from bots.engine.driver_state import DriverState
-from bots.engine.lease import BotLease, FencedError, LeaseLostError
+from bots.engine.lease import BotLease, FencedError, HaltedError, LeaseLostError
 from bots.engine.performance import PerformanceFigures, write_performance
 from bots.engine.runner import Runner, next_due
 from bots.engine.venues import Slot
@@ -40,6 +40,7 @@ class RequoteMixin(DriverState):
         drop = False
         outcome = ""
         try:
+            lease.start()  # from here a halt waits for this cycle; one that came while it was queued took its lease
             self._ready_connection(started)
             if runner.high_water_dirty:
                 self._write_high_water([runner])
@@ -53,6 +54,14 @@ class RequoteMixin(DriverState):
                     drop = True  # the driver thread forgets it; a fenced bot comes back if cycling
                 elif outcome == "error":
                     delay = runner.error_delay
+        except HaltedError as exc:  # a kill, stop or pause while queued: nothing was done, its sweep settles
+            logger.info("%s", exc)  # the rows (the cancels a re-quote's check sent among them)
+            runner.engine = None
+            outcome = "halted"
+        except LeaseLostError as exc:  # (only a driver stalled past the lease's TTL)
+            logger.warning("%s", exc)
+            runner.engine = None
+            outcome = "lease-lost"
         except Exception:
             logger.exception("bot %s: driver cycle failed", runner.bot_id)
             runner.engine = None
@@ -68,6 +77,8 @@ class RequoteMixin(DriverState):
             counts[f"{verdict.kind}_cpu_us"] += int(1e6 * (time.thread_time() - cpu_started))
             if outcome == "lease-lost":  # (a full cycle's next one is full again; the runner stays)
                 counts["lease_lost"] += 1
+            elif outcome == "halted":
+                counts["halted_queued"] += 1
             self.finished.append((runner, verdict.kind, verdict.urgent, drop, int(1000 * (now - started)),
                                   int(1000 * max(started - scheduled, 0.0)), counts))
             self.wake.set()

@@ -152,6 +152,12 @@
     if (bot) {
       setStatus(bot.status, bot.status_reason);
       document.querySelectorAll("#bot-cards [data-field]").forEach((node) => renderSummaryField(node, node.dataset.field, bot));
+      // a state read before the last counters frame answers after it: the cycle count never goes back (the
+      // socket sends a count once, so a stale state's would stay until the next re-read, 15 s later)
+      const live = page.counters.bots.get(bot.id);
+      if (live && live.cycle_count > bot.cycle_count) {
+        document.querySelectorAll('#bot-cards [data-field="cycle_count"]').forEach((n) => { n.textContent = String(live.cycle_count); });
+      }
       renderBanners(bot);
     }
     renderControls(page.state.actions || []);

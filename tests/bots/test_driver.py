@@ -421,6 +421,92 @@ def test_a_cycle_queued_past_its_lease_ttl_keeps_the_lease_and_sends(running_bot
     assert abs(sum(Decimal(o.price) for o in now_open) / 2 - target) / target < Decimal("0.0010")
 
 
+def test_a_kill_takes_a_queued_cycles_lease_at_once_and_the_cycle_then_does_nothing(
+        running_bot: Bot, driver: Driver, frozen_emulator: EmulatorServer, world_a: Any, caplog: Any) -> None:
+    """A pool that is behind holds a re-quote in its queue. A kill fences the bot and takes that cycle's lease
+    at once (no pool thread has started it), so it commits and sweeps the venue without waiting
+    ``HALT_WAIT_SECS`` for a cycle that has done nothing; when the cycle's turn comes it finds the kill's
+    token and does nothing (``halted_queued``): nothing of the bot reaches the venue after the kill."""
+    import logging
+    import threading
+
+    from bots import services
+    from bots.engine import keys
+
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    assert len(emulator_open_orders(frozen_emulator)) == 2
+    gate = threading.Event()
+    for _ in range(driver.pool.max_threads):  # every pool thread busy: the re-quote waits in the queue
+        driver.pool.submit(gate.wait, 30.0, deadline=-1.0)
+    try:
+        target = (frozen_emulator.market.mid("BTC/USDT") * Decimal("1.0015")).quantize(Decimal("0.01"))
+        frozen_emulator.call(lambda: frozen_emulator.market.set_mid("BTC/USDT", target))
+        get_redis().delete(*get_redis().keys("mm:md:book:*"))
+        runner.next_due = 0.0
+        deadline = time.monotonic() + 10
+        while not runner.busy and time.monotonic() < deadline:
+            driver._feed_once(time.time())
+            driver.tick()
+        assert runner.busy and runner.last_verdict.startswith("requote"), runner.last_verdict
+        queued = runner.lease.token
+        assert get_redis().get(keys.lease(running_bot.pk)) == queued.encode()
+        kill = threading.Thread(target=services.bot_kill, kwargs={"bot": running_bot, "user": world_a.operator})
+        with caplog.at_level(logging.WARNING, logger="bots.services"):
+            kill.start()
+            while kill.is_alive():  # the driver goes on meanwhile (its heartbeat keeps the queued lease)
+                driver.tick()
+                kill.join(0.05)
+        assert not gate.is_set() and runner.busy, "the queued cycle ran before the kill returned"
+        assert "still held the lease" not in caplog.text, "the kill waited for a cycle that had not started"
+        assert emulator_open_orders(frozen_emulator) == [], "the kill's sweep left an order"
+        assert get_redis().get(keys.lease(running_bot.pk)) != queued.encode()
+    finally:
+        gate.set()
+    deadline = time.monotonic() + 20
+    while runner.busy and time.monotonic() < deadline:
+        driver.tick()
+        time.sleep(0.02)
+    assert not runner.busy
+    assert driver.stats["halted_queued"] == 1, driver.stats
+    assert not driver.stats.get("lease_lost"), driver.stats
+    for _ in range(20):  # the driver goes on: nothing of the killed bot is sent
+        driver._feed_once(time.time())
+        driver.tick()
+        time.sleep(0.02)
+    assert emulator_open_orders(frozen_emulator) == []
+    assert Order.objects.filter(bot=running_bot, status__in=OPEN_ORDER_STATUSES).count() == 0
+
+
+def test_a_halt_waits_for_a_started_cycle_and_takes_a_checks_lease_at_once(world_a: Any) -> None:
+    """The lease rules a halt relies on (``lease.hold_leases``): a check's lease that no cycle has started
+    is taken at once, and its cycle's start then raises HaltedError; a started cycle's lease is waited
+    for (not taken within the wait); any other holder's (a task's) too."""
+    from bots.engine.lease import BotLease, HaltedError, check_token, halt_token, hold_leases
+
+    queued = BotLease(world_a.bot.pk, 10, check_token())
+    assert queued.acquire()
+    halt = BotLease(world_a.bot.pk, 10, halt_token())
+    assert hold_leases([halt], 0.0) == [halt]
+    with pytest.raises(HaltedError):
+        queued.start()
+    halt.release()
+    with pytest.raises(HaltedError):  # the halt has ended meanwhile: its mark still tells the queued cycle
+        queued.start()
+
+    started = BotLease(world_a.bot.pk, 10, check_token())
+    assert started.acquire()
+    started.start()
+    assert hold_leases([BotLease(world_a.bot.pk, 10, halt_token())], 0.1) == []
+    started.release()
+    assert hold_leases([BotLease(world_a.bot.pk, 10, halt_token())], 0.0) != []
+    get_redis().delete(BotLease(world_a.bot.pk, 1).key)
+
+    task = BotLease(world_a.bot.pk, 10)  # a start / stop / rebalance task's lease: never taken from it
+    assert task.acquire()
+    assert hold_leases([BotLease(world_a.bot.pk, 10, halt_token())], 0.1) == []
+    task.release()
+
+
 def test_the_flush_counts_each_bots_quiet_cycles_in_one_statement(world_a: Any) -> None:
     """``count_cycles``: each bot's ``cycle_count`` grows by its own number of quiet cycles and its last cycle
     time is set; a bot not listed is untouched (one statement on Postgres, one per count elsewhere)."""

@@ -95,6 +95,7 @@ KEY_MODULES = {
     "shard": ("bots.engine.shards", set()),
     "driver_stats": ("bots.engine.shards", {"bots.engine.health"}),
     "lease": ("bots.engine.lease", set()),
+    "lease_started": ("bots.engine.lease", set()),
     "fence": ("bots.engine.lease", set()),
     "chain": ("bots.engine.lease", set()),
     "cycles": ("bots.engine.lease", {"bots.engine.health"}),  # lease.add_cycle_record, for every kind of cycle
