@@ -374,6 +374,23 @@ def test_a_requote_that_waited_in_the_queue_decides_on_the_book_as_it_is_when_it
     assert counts is None or not counts.get("not_quoted_stale_book"), counts
 
 
+def queue_a_requote(driver: Driver, runner: Any, server: EmulatorServer, gate: Any) -> Decimal:
+    """Every pool thread blocked on ``gate``, the mid moved 15 bps, the driver ticked until the bot's
+    re-quote is decided and waits in the pool's queue. Returns the new mid."""
+    for _ in range(driver.pool.max_threads):  # every pool thread busy: the re-quote waits in the queue
+        driver.pool.submit(gate.wait, 30.0, deadline=-1.0)
+    target = (server.market.mid("BTC/USDT") * Decimal("1.0015")).quantize(Decimal("0.01"))
+    server.call(lambda: server.market.set_mid("BTC/USDT", target))
+    get_redis().delete(*get_redis().keys("mm:md:book:*"))
+    runner.next_due = 0.0
+    deadline = time.monotonic() + 10
+    while not runner.busy and time.monotonic() < deadline:
+        driver._feed_once(time.time())
+        driver.tick()
+    assert runner.busy and runner.last_verdict.startswith("requote"), runner.last_verdict
+    return target
+
+
 def test_a_cycle_queued_past_its_lease_ttl_keeps_the_lease_and_sends(running_bot: Bot, driver: Driver,
                                                                       frozen_emulator: EmulatorServer,
                                                                       monkeypatch: Any) -> None:
@@ -391,18 +408,8 @@ def test_a_cycle_queued_past_its_lease_ttl_keeps_the_lease_and_sends(running_bot
     engine = runner.engine
     old = {o.client_order_id for o in emulator_open_orders(frozen_emulator)}
     gate = threading.Event()
-    for _ in range(driver.pool.max_threads):  # every pool thread busy: the re-quote waits in the queue
-        driver.pool.submit(gate.wait, 30.0, deadline=-1.0)
     try:
-        target = (frozen_emulator.market.mid("BTC/USDT") * Decimal("1.0015")).quantize(Decimal("0.01"))
-        frozen_emulator.call(lambda: frozen_emulator.market.set_mid("BTC/USDT", target))
-        get_redis().delete(*get_redis().keys("mm:md:book:*"))
-        runner.next_due = 0.0
-        deadline = time.monotonic() + 10
-        while not runner.busy and time.monotonic() < deadline:
-            driver._feed_once(time.time())
-            driver.tick()
-        assert runner.busy and runner.last_verdict.startswith("requote"), runner.last_verdict
+        target = queue_a_requote(driver, runner, frozen_emulator, gate)
         token = runner.lease.token
         queued_until = time.monotonic() + 5.0  # 2.5 TTLs in the queue
         while time.monotonic() < queued_until:
@@ -436,18 +443,8 @@ def test_a_kill_takes_a_queued_cycles_lease_at_once_and_the_cycle_then_does_noth
     runner = settle(driver, running_bot, lambda r: r.engine is not None)
     assert len(emulator_open_orders(frozen_emulator)) == 2
     gate = threading.Event()
-    for _ in range(driver.pool.max_threads):  # every pool thread busy: the re-quote waits in the queue
-        driver.pool.submit(gate.wait, 30.0, deadline=-1.0)
     try:
-        target = (frozen_emulator.market.mid("BTC/USDT") * Decimal("1.0015")).quantize(Decimal("0.01"))
-        frozen_emulator.call(lambda: frozen_emulator.market.set_mid("BTC/USDT", target))
-        get_redis().delete(*get_redis().keys("mm:md:book:*"))
-        runner.next_due = 0.0
-        deadline = time.monotonic() + 10
-        while not runner.busy and time.monotonic() < deadline:
-            driver._feed_once(time.time())
-            driver.tick()
-        assert runner.busy and runner.last_verdict.startswith("requote"), runner.last_verdict
+        queue_a_requote(driver, runner, frozen_emulator, gate)
         queued = runner.lease.token
         assert get_redis().get(keys.lease(running_bot.pk)) == queued.encode()
         kill = threading.Thread(target=services.bot_kill, kwargs={"bot": running_bot, "user": world_a.operator})
