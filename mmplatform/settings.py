@@ -276,6 +276,10 @@ ENGINE_DRIVER_ENABLED = env_bool("ENGINE_DRIVER_ENABLED", True)
 ENGINE_SHARDS = env_int("ENGINE_SHARDS", 16)
 ENGINE_CYCLE_THREADS = env_int("ENGINE_CYCLE_THREADS", 8)
 ENGINE_FULL_CYCLE_SECS = env_float("ENGINE_FULL_CYCLE_SECS", 300.0)
+ENGINE_QUIET_REUSE_SECS = env_float("ENGINE_QUIET_REUSE_SECS", 10.0)
+"""A quiet check whose inputs did not change since the bot's last quiet decision (the same books, the same
+account data, no cycle of the bot between) reuses that verdict instead of deciding again, for at most this
+long after the decision (then it decides in full again); 0: every check decides in full."""
 ENGINE_BOOK_STREAMS = env_bool("ENGINE_BOOK_STREAMS", True)
 ENGINE_ORDER_STREAMS = env_bool("ENGINE_ORDER_STREAMS", True)
 """The engine driver keeps its account views from the venue's pushed order updates (Binance's user-data

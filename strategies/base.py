@@ -139,6 +139,12 @@ class MarketMakingStrategy:
         self._floor = oc.price_floor if oc.price_floor is not None else 0.0
         self._post_only = oc.post_only
 
+    @property
+    def decides_on_clock(self) -> bool:
+        """Whether ``calculate_orders`` moves with ``snapshot.now`` alone (not only with the book, the
+        inventory and the risk context): such a strategy's decision is never reused unchanged."""
+        return False
+
     # --- the spec's interface ---------------------------------------------------------------
 
     def should_adapt(self, analysis: MarketAnalysis) -> bool:

@@ -59,6 +59,10 @@ class InventoryStrategy(MarketMakingStrategy):
         self._half = self._liquidity_half + self._inventory_coef * 0.5
         self._max_shift = self.order_config.max_spread_bps / BPS
 
+    @property
+    def decides_on_clock(self) -> bool:
+        return self._finite  # the finite horizon's inventory term shrinks as the session runs out
+
     def time_left_secs(self, now: float) -> float:
         """T - t: the rest of the current session (finite) or the whole window (infinite)."""
         if self._finite:

@@ -98,7 +98,8 @@ class DriverState:
 
         def _snapshot(self, runner: Runner, engine: MarketMakingBot, position: Any,
                       books: dict[tuple[str, str], BookData], now: float,
-                      shared: SharedViews | None = None) -> MarketSnapshot:
+                      shared: SharedViews | None = None, seen: dict[Any, tuple] | None = None,
+                      same: dict[Any, tuple] | None = None) -> MarketSnapshot:
             raise NotImplementedError
 
         def _analysis(self, engine: MarketMakingBot, account_id: int, pair: str, snapshot: MarketSnapshot,

@@ -319,18 +319,30 @@ class FeedMixin(AnalysisMixin, DriverState):
         return book
 
     def _snapshot(self, runner: Runner, engine: MarketMakingBot, position: Any,
-                  books: dict[tuple[str, str], BookData], now: float, shared: SharedViews | None = None) -> Any:
+                  books: dict[tuple[str, str], BookData], now: float, shared: SharedViews | None = None,
+                  seen: dict[Any, tuple] | None = None, same: dict[Any, tuple] | None = None) -> Any:
         """The bot's strategy snapshot of a pair: the shared book (pushed top on the feeder's depth)
         less the bot's own resting orders. Records the book's time for the staleness check. ``shared``:
-        the driver thread's shared views (its checks; a pool thread's fill sync passes none)."""
+        the driver thread's shared views (its checks; a pool thread's fill sync passes none). ``seen``:
+        gets the book it is built from (``QuietInputs.books``); when that equals the slot's entry in
+        ``same`` (the book a quiet check decided on, the bot's orders unchanged since), the engine's
+        snapshot is taken again as it is, at ``now``."""
         pair = position.trading_pair
         account_id = position.exchange_account_id
         book = self._book(engine, account_id, pair, books, self.depth.fresh if shared is not None else None)
-        own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in runner.live.get(position.pk, [])]
         venue = exchange_key(engine.accounts[account_id])
-        market = shared.book((venue, pair), book).without_own(own) if shared is not None else without_own(book, own)
         top = self.tops.get((venue, pair))
         merged = top is not None and book.fetched_at == top[4]  # a pushed top on older depth (``_book``)
+        if seen is not None:
+            slot = (account_id, pair)
+            seen[slot] = key = (tuple(book.bids), tuple(book.asks), merged)
+            held = engine.snapshots.get(slot)
+            if same is not None and held is not None and same.get(slot) == key:
+                snapshot = replace(held, now=now)  # the same book less the same orders: the same snapshot
+                engine.observe_market(slot, snapshot, book.fetched_at)
+                return snapshot
+        own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in runner.live.get(position.pk, [])]
+        market = shared.book((venue, pair), book).without_own(own) if shared is not None else without_own(book, own)
         if merged and (market.bids[:1] != book.bids[:1] or market.asks[:1] != book.asks[:1]):
             # our own order was the pushed top: the levels behind it come from an older depth read and
             # may be from before a move, so read the depth now rather than quote off a stale level (the

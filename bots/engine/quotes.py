@@ -160,6 +160,11 @@ class QuotesMixin(BotState):
             healthy[self._venue_id(other_account) if other_account != account_id else own_venue] = snapshot
         return reference_mid(mode, own_venue, healthy, chosen_venue=self.bot.reference_venue)
 
+    def centred_on_own_book(self) -> bool:
+        """Each slot quotes around its own book's mid (no other venue's price, whose book's age would move
+        the reference alone)."""
+        return (self.bot.reference_price or REFERENCE_OWN) == REFERENCE_OWN
+
     def reference_problem(self, slot: Slot) -> str | None:
         """Why this slot has no reference price to centre on (the chosen venue, or every venue, unhealthy)."""
         if (self.bot.reference_price or REFERENCE_OWN) == REFERENCE_OWN:

@@ -272,11 +272,25 @@ class RiskActionsMixin(BotState):
         (out of their band, a trade above ``min_trade_value_quote``), less those this engine traded or
         tried within ``REBALANCE_RETRY_SECS``. In memory, no I/O: the engine driver's quiet check asks
         it every monitoring interval, and a pair named here makes the cycle a full one."""
+        return self.rebalancing_needs(now)[0]
+
+    def rebalancing_needs(self, now: float) -> tuple[list[str], bool]:
+        """``rebalancing_due`` and whether no pair wants a trade at all (none held back by the retry
+        window either): the answer then stays empty for as long as the inventory does not change."""
         trades = calculate_rebalancing_trades(
             [inv for pair, inv in self.inventory_manager.aggregated().items()
              if self.inventory_manager.complete(pair, self._pair_venues(pair))], self.inventory_manager.config)
         return [t.trading_pair for t in trades
-                if now - self.rebalance_attempted_at.get(t.trading_pair, -REBALANCE_RETRY_SECS) >= REBALANCE_RETRY_SECS]
+                if now - self.rebalance_attempted_at.get(t.trading_pair, -REBALANCE_RETRY_SECS) >= REBALANCE_RETRY_SECS
+                ], not trades
+
+    def volatility_within_limit(self) -> bool:
+        """No measured volatility of this engine's analyses is above ``volatility_pause_threshold``: with
+        every other input of ``risk_in_memory`` unchanged, its answer cannot have changed (the volatility
+        is the only input of ``checks.assess_risk`` a new analysis moves)."""
+        limit = self.config.risk_limits.volatility_pause_threshold
+        return not any(a is not None and a.volatility_measured and a.volatility_daily > limit
+                       for a in self.analyses.values())
 
     def rebalance_now(self, cycle: int) -> int:
         """A scheduled or manual rebalance (``bots.tasks.rebalance_bot``) numbered ``cycle`` (its own

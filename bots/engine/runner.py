@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from bots.engine.bot import MarketMakingBot
 from bots.engine.lease import BotLease
 from bots.models import Order
+
+
+@dataclass
+class QuietInputs:
+    """What a check that decided in full and found the bot quiet saw (``VerdictMixin._check``): while
+    none of it changes, the next checks reuse that verdict instead of deciding again. Held by the driver
+    thread; dropped at every check that is not quiet (so before any cycle of the bot) and at ``until``."""
+
+    engine: MarketMakingBot  # the kept engine it was decided on
+    until: float  # reused no later than this: the reuse cap, and the live orders' first refresh age
+    books: dict[Any, tuple]  # slot -> the book it was decided on (bids, asks, a merged pushed top or not)
+    views: dict[int, tuple[Any, Any, Any]]  # account -> its view's orders, balances, free (the objects)
+    equity: float  # ``risk_in_memory``'s equity (it found no breach)
+    no_rebalance: bool  # ``rebalancing_needs``: no pair wanted a trade, none held back by the retry window
+    uptime: list[tuple[str, bool]]  # each quoted pair's quoting-both-sides, as decided
 
 
 @dataclass
@@ -17,10 +33,10 @@ class Runner:
     cycle is submitted, cleared when the cycle is handed back), ``dropped``, ``stale``, ``signature``,
     ``interval``, ``error_delay``, ``woken``, ``wake_after``, ``last_verdict``, ``quiet_cycles``,
     ``touched``, ``indexed``, ``lease`` (the lease its check took, kept alive while the cycle is queued or
-    running: ``Driver._keep_leases``) and ``lease_until``. The cycle fields (``engine``, ``rows``,
-    ``live``, ``open_count``, ``known``, ``gone``, ``quoted_mid``, ``last_full_at``, ``perf_due_at``,
-    ``high_water*``, ``next_due``) belong to whoever holds the runner: the pool thread running its cycle
-    while ``busy``, else the driver thread.
+    running: ``Driver._keep_leases``), ``lease_until`` and ``quiet`` (what its last full quiet check
+    saw). The cycle fields (``engine``, ``rows``, ``live``, ``open_count``, ``known``, ``gone``,
+    ``quoted_mid``, ``last_full_at``, ``perf_due_at``, ``high_water*``, ``next_due``) belong to whoever
+    holds the runner: the pool thread running its cycle while ``busy``, else the driver thread.
     """
 
     bot_id: int
@@ -53,6 +69,7 @@ class Runner:
     indexed: tuple[tuple[str, str], ...] = ()  # the (venue, pair) keys it is under in ``Driver.by_pair``
     lease: BotLease | None = None  # while ``busy``: the lease its check took (the driver extends it)
     lease_until: float = 0.0  # when that lease expires unless extended (the driver's reckoning)
+    quiet: QuietInputs | None = None  # the last quiet check's inputs, while a check may reuse its verdict
 
 def next_due(scheduled: float, interval: float, now: float) -> float:
     """Fixed rate (the lag of a late cycle does not shift the ones after it), but a bot more than an

@@ -14,16 +14,17 @@ from typing import Any
 
 from django.conf import settings
 
+from bots.engine.bot import MarketMakingBot
 from bots.engine.depth import DepthPending
 from bots.engine.driver_state import DriverState
 from bots.engine.feed import SENT_MARGIN_SECS, view_limit
 from bots.engine.market_data import (
     BookData,
 )
-from bots.engine.runner import Runner
+from bots.engine.runner import QuietInputs, Runner
 from bots.engine.venues import Slot
 from bots.models import BotStatus, Order
-from risk.checks import SELF_TRADE
+from risk.checks import SELF_TRADE, RiskStatus
 from strategies.selection import select_strategy_type
 
 
@@ -39,12 +40,22 @@ class Verdict:
     urgent: bool = False  # a re-quote brought forward by a pushed move: the feeder holds off meanwhile
 
 
+def _same(now: dict, then: dict) -> bool:
+    return now is then or now == then
+
+
 class VerdictMixin(DriverState):
     """The driver's read-only check (part of ``Driver``; driver thread)."""
 
     def _check(self, runner: Runner, now: float, books: dict[tuple[str, str], BookData],
                reset_pending: bool) -> Verdict:
-        """Quiet, a re-quote only, or a full cycle (with the reason)."""
+        """Quiet, a re-quote only, or a full cycle (with the reason). A check whose books and account data
+        are those the bot's last quiet check decided on, with no cycle of the bot since, reuses that
+        decision (``QuietInputs``; ``quiet_reused``): it still takes the books, judges their staleness, the
+        new market analysis (adaptation, the volatility limit) and the hedge retry, but does not value the
+        inventory, assess the other risk limits or decide the quotes again."""
+        # what the last quiet check decided on (any verdict but quiet drops it: a cycle follows)
+        last, runner.quiet = runner.quiet, None
         engine = runner.engine
         if engine is None:
             return Verdict("full", "no engine state")
@@ -80,22 +91,32 @@ class VerdictMixin(DriverState):
                     break
         if filled:
             return Verdict("fills", "orders filled or left the book", pairs=filled)
+        if last is not None and (last.engine is not engine or now >= last.until):
+            last = None
+        views_same = last is not None and all(  # the same objects (pushed views), or equal (a REST re-read)
+            (view := self.accounts.get(a)) is not None and _same(view.orders, held[0])
+            and _same(view.balances, held[1]) and _same(view.free, held[2]) for a, held in last.views.items())
+        same = last.books if last is not None and views_same else None
+        books_seen: dict[Slot, tuple] = {}
         requote: list[Slot] = []
         cancels: dict[Slot, list[Order]] = {}
         uptime: list[tuple[str, bool]] = []
         snapshots = {}
         try:
             for slot, position in engine.active_positions.items():  # every venue's book first: the reference
-                snapshots[slot] = self._snapshot(runner, engine, position, books, now, self.shared)
+                snapshots[slot] = self._snapshot(runner, engine, position, books, now, self.shared,
+                                                 seen=books_seen, same=same)
         except DepthPending as pending:  # checked again when the depth arrives (``Driver._take_depth``)
             return Verdict("wait", "depth read", detail=f"{pending.args[0]} {pending.args[1]}")
+        reuse = same is not None and books_seen == same  # every book and every view as the quiet check saw them
         for slot, position in engine.active_positions.items():
             pair = position.trading_pair
             view = self.accounts[position.exchange_account_id]
             snapshot = snapshots[slot]
             if snapshot.problem() or engine.stale_book(slot):
                 return Verdict("full", "book problem")
-            engine.observe_account(position, view.balances, snapshot.mid, free=view.free)
+            if not reuse:
+                engine.observe_account(position, view.balances, snapshot.mid, free=view.free)
             analysis = self._analysis(engine, position.exchange_account_id, pair, snapshot, now)
             engine.observe_analysis(slot, analysis)
             settings_ = engine.config.strategy_settings
@@ -104,17 +125,34 @@ class VerdictMixin(DriverState):
                 if (select_strategy_type(analysis, settings_) != strategy.strategy_type
                         or strategy.should_adapt(analysis)):
                     return Verdict("full", "strategy adaptation")
-        statuses, equity = engine.risk_in_memory(runner.high_water)
+        statuses: list[RiskStatus]
+        if reuse and last is not None and engine.volatility_within_limit():
+            # the same inventory, mids, P&L and high-water mark: only a new analysis's volatility could
+            # have breached a limit, and none is above it
+            statuses, equity = [], last.equity
+        else:
+            statuses, equity = engine.risk_in_memory(runner.high_water)
         if statuses:
             return Verdict("full", "risk status", detail=",".join(s.event_type for s in statuses))
-        rebalance = engine.rebalancing_due(now)  # the spec checks the need every monitoring interval
+        rebalance: list[str]
+        if reuse and last is not None and last.no_rebalance:
+            rebalance, no_rebalance = [], True
+        else:
+            rebalance, no_rebalance = engine.rebalancing_needs(now)  # the spec checks the need every interval
         if rebalance:
             return Verdict("full", "rebalancing needed", detail=",".join(rebalance))
         if engine.hedge_retry_due(now):
             return Verdict("full", "hedge retry due")
         if equity > runner.high_water:
             runner.high_water, runner.high_water_dirty = equity, True
+        if reuse and last is not None:  # the same decision as the quiet check's: quiet again
+            self.stats["quiet_reused"] += 1
+            runner.quiet = last
+            return self._quiet_or_snapshot(runner, engine, now, last.uptime)
         total_open = sum(runner.open_count.values())
+        until = now + settings.ENGINE_QUIET_REUSE_SECS
+        reusable = settings.ENGINE_QUIET_REUSE_SECS > 0 and engine.centred_on_own_book()
+        refresh = engine.config.order_settings.order_refresh_secs
         for slot, position in engine.active_positions.items():
             if not engine.quotes_on(slot):
                 continue  # the hedge account only hedges
@@ -135,8 +173,21 @@ class VerdictMixin(DriverState):
                 # the driver sends these cancels at once, unless the re-quote places its new orders first
                 cancels[slot] = [] if engine.place_first_ok(position, decision.diff.place, old) else old
             uptime.append((position.trading_pair, decision.quotes_both_sides))
+            reusable = reusable and not engine.strategy_engine.restore(position).decides_on_clock
+            for row in rows:  # a live order past its refresh age is replaced: the same inputs decide otherwise
+                until = min(until, row.created_at.timestamp() + refresh)
         if requote:
             return Verdict("requote", "quotes moved", pairs=requote, cancels=cancels)
+        if reusable:
+            runner.quiet = QuietInputs(
+                engine=engine, until=until, books=books_seen, equity=equity, no_rebalance=no_rebalance,
+                views={a: (v.orders, v.balances, v.free) for a in engine.exchanges if (v := self.accounts[a])},
+                uptime=uptime)
+        return self._quiet_or_snapshot(runner, engine, now, uptime)
+
+    @staticmethod
+    def _quiet_or_snapshot(runner: Runner, engine: MarketMakingBot, now: float,
+                           uptime: list[tuple[str, bool]]) -> Verdict:
         if now >= runner.perf_due_at and engine.config.performance_tracking:
             return Verdict("snapshot", "performance snapshot due", uptime=uptime)
         return Verdict("quiet", uptime=uptime)

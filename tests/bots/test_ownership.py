@@ -207,7 +207,7 @@ def test_a_bots_components_are_written_by_their_own_methods() -> None:
 # ``busy``, else the driver thread)
 RUNNER_DRIVER_ONLY = {"busy", "dropped", "stale", "signature", "interval", "error_delay", "woken", "wake_after",
                       "awaiting_depth",
-                      "last_verdict", "quiet_cycles", "touched", "indexed", "lease", "lease_until"}
+                      "last_verdict", "quiet_cycles", "touched", "indexed", "lease", "lease_until", "quiet"}
 RUNNER_CYCLE = {"engine", "rows", "live", "open_count", "known", "gone", "quoted_mid", "last_full_at", "perf_due_at",
                 "high_water", "high_water_dirty", "next_due"}
 
