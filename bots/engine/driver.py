@@ -86,6 +86,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.thread: threading.Thread | None = None
         self.moved: deque[tuple[str, str, float]] = deque(maxlen=10_000)
         self.tops: dict[tuple[str, str], tuple[float, float, float, float, float]] = {}  # pushed best bid/ask
+        self._book_keys: dict[tuple[str, str], tuple[BookData, tuple]] = {}  # the driver thread's (``_snapshot``)
         self.streams: dict[str, Any] = {}
         self.stream_tasks: dict[str, Any] = {}
         self.stream_symbols: dict[str, tuple[str, ...]] = {}

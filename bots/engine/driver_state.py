@@ -65,6 +65,7 @@ class DriverState:
     loop_probe: LoopProbe  # how late the I/O loop runs what is handed to it (loop_probe.py; feeder's ``_probe_loop``)
     # --- the I/O loop's stream watchers (feed.py ``_watch``); the driver thread starts them ---------------
     tops: dict[tuple[str, str], tuple[float, float, float, float, float]]  # pushed best bid/ask
+    _book_keys: dict[tuple[str, str], tuple[BookData, tuple]]  # (venue, pair) -> a book and its QuietInputs key
     moved: deque[tuple[str, str, float]]  # pushed mids: appended by the watchers, drained by the driver
     streams: dict[str, Any]  # driver thread (``_ensure_streams``)
     stream_tasks: dict[str, Any]  # driver thread

@@ -335,7 +335,10 @@ class FeedMixin(AnalysisMixin, DriverState):
         merged = top is not None and book.fetched_at == top[4]  # a pushed top on older depth (``_book``)
         if seen is not None:
             slot = (account_id, pair)
-            seen[slot] = key = (tuple(book.bids), tuple(book.asks), merged)
+            keyed = self._book_keys.get((venue, pair))
+            if keyed is None or keyed[0] is not book:  # (the bots of a pair share the tick's book: one key)
+                keyed = self._book_keys[(venue, pair)] = (book, (tuple(book.bids), tuple(book.asks), merged))
+            seen[slot] = key = keyed[1]
             held = engine.snapshots.get(slot)
             if same is not None and held is not None and same.get(slot) == key:
                 snapshot = replace(held, now=now)  # the same book less the same orders: the same snapshot

@@ -93,10 +93,7 @@ class VerdictMixin(DriverState):
             return Verdict("fills", "orders filled or left the book", pairs=filled)
         if last is not None and (last.engine is not engine or now >= last.until):
             last = None
-        views_same = last is not None and all(  # the same objects (pushed views), or equal (a REST re-read)
-            (view := self.accounts.get(a)) is not None and _same(view.orders, held[0])
-            and _same(view.balances, held[1]) and _same(view.free, held[2]) for a, held in last.views.items())
-        same = last.books if last is not None and views_same else None
+        same = last.books if last is not None else None  # (a book as it was: the snapshot as it was too)
         books_seen: dict[Slot, tuple] = {}
         requote: list[Slot] = []
         cancels: dict[Slot, list[Order]] = {}
@@ -108,7 +105,10 @@ class VerdictMixin(DriverState):
                                                  seen=books_seen, same=same)
         except DepthPending as pending:  # checked again when the depth arrives (``Driver._take_depth``)
             return Verdict("wait", "depth read", detail=f"{pending.args[0]} {pending.args[1]}")
-        reuse = same is not None and books_seen == same  # every book and every view as the quiet check saw them
+        reuse = last is not None and books_seen == last.books and all(  # every book and every view as then:
+            (view := self.accounts.get(a)) is not None and _same(view.orders, held[0])  # the same objects
+            and _same(view.balances, held[1]) and _same(view.free, held[2])  # (pushed), or equal (a REST re-read)
+            for a, held in last.views.items())
         for slot, position in engine.active_positions.items():
             pair = position.trading_pair
             view = self.accounts[position.exchange_account_id]

@@ -67,7 +67,8 @@ QUEUES = {
 
 # per pool thread, each its own key (``threading.get_ident()``); an Event anyone may set
 OTHER = {"_pool_connections": "each pool thread its own key", "_connection_checked": "each pool thread its own key",
-         "wake": "threading.Event: set by any thread, cleared by the driver thread"}
+         "wake": "threading.Event: set by any thread, cleared by the driver thread",
+         "_book_keys": "the driver thread's: ``_snapshot`` writes it only for a check (``seen`` given)"}
 
 
 def attribute_writes(tree: ast.AST, holder: Callable[[ast.expr], bool]) -> dict[str, set[str]]:
