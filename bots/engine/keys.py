@@ -59,8 +59,8 @@ Per bot
                                  cycles). No TTL.
 ``mm:quoting:<bot>``             hash pair -> why the bot does not quote it (``bots.quoting``). Writer:
                                  the engine's decisions (``quoting.note``). TTL ``quoting.TTL_SECS``
-                                 (120 s), renewed by every decision at most every 20 s. Reader: the
-                                 dashboard.
+                                 (120 s), renewed by every decision at most every 20 s (a process's
+                                 due renewals together, at most every 5 s). Reader: the dashboard.
 ``mm:risk:active:<bot>``         set of "<event type>|<pair>" breaches active in the last assessment.
                                  Writer: the engine (``MarketMakingRiskManager.newly_active``). No TTL.
                                  Reader: the dashboard (``bots.selectors``).
