@@ -114,7 +114,7 @@ class QuotesMixin(BotState):
         the bot's reference price."""
         pair = slot[1]
         adjust = self.risk_manager.adjustments.get(pair)
-        if (self.bot.reference_price or REFERENCE_OWN) != REFERENCE_OWN:
+        if not self.centred_on_own_book():
             reference = self.reference_for(slot)
             if reference.problem is None:
                 snapshot = with_reference(snapshot, reference.mid)
@@ -167,7 +167,7 @@ class QuotesMixin(BotState):
 
     def reference_problem(self, slot: Slot) -> str | None:
         """Why this slot has no reference price to centre on (the chosen venue, or every venue, unhealthy)."""
-        if (self.bot.reference_price or REFERENCE_OWN) == REFERENCE_OWN:
+        if self.centred_on_own_book():
             return None  # its own book: its own problems are checked on their own
         return self.reference_for(slot).problem
 

@@ -105,17 +105,17 @@ class VerdictMixin(DriverState):
                                                  seen=books_seen, same=same)
         except DepthPending as pending:  # checked again when the depth arrives (``Driver._take_depth``)
             return Verdict("wait", "depth read", detail=f"{pending.args[0]} {pending.args[1]}")
-        reuse = last is not None and books_seen == last.books and all(  # every book and every view as then:
+        reuse = last if last is not None and books_seen == last.books and all(  # every book and view as then:
             (view := self.accounts.get(a)) is not None and _same(view.orders, held[0])  # the same objects
             and _same(view.balances, held[1]) and _same(view.free, held[2])  # (pushed), or equal (a REST re-read)
-            for a, held in last.views.items())
+            for a, held in last.views.items()) else None
         for slot, position in engine.active_positions.items():
             pair = position.trading_pair
             view = self.accounts[position.exchange_account_id]
             snapshot = snapshots[slot]
             if snapshot.problem() or engine.stale_book(slot):
                 return Verdict("full", "book problem")
-            if not reuse:
+            if reuse is None:
                 engine.observe_account(position, view.balances, snapshot.mid, free=view.free)
             analysis = self._analysis(engine, position.exchange_account_id, pair, snapshot, now)
             engine.observe_analysis(slot, analysis)
@@ -126,16 +126,16 @@ class VerdictMixin(DriverState):
                         or strategy.should_adapt(analysis)):
                     return Verdict("full", "strategy adaptation")
         statuses: list[RiskStatus]
-        if reuse and last is not None and engine.volatility_within_limit():
+        if reuse is not None and engine.volatility_within_limit():
             # the same inventory, mids, P&L and high-water mark: only a new analysis's volatility could
             # have breached a limit, and none is above it
-            statuses, equity = [], last.equity
+            statuses, equity = [], reuse.equity
         else:
             statuses, equity = engine.risk_in_memory(runner.high_water)
         if statuses:
             return Verdict("full", "risk status", detail=",".join(s.event_type for s in statuses))
         rebalance: list[str]
-        if reuse and last is not None and last.no_rebalance:
+        if reuse is not None and reuse.no_rebalance:
             rebalance, no_rebalance = [], True
         else:
             rebalance, no_rebalance = engine.rebalancing_needs(now)  # the spec checks the need every interval
@@ -145,10 +145,10 @@ class VerdictMixin(DriverState):
             return Verdict("full", "hedge retry due")
         if equity > runner.high_water:
             runner.high_water, runner.high_water_dirty = equity, True
-        if reuse and last is not None:  # the same decision as the quiet check's: quiet again
+        if reuse is not None:  # the same decision as the quiet check's: quiet again
             self.stats["quiet_reused"] += 1
-            runner.quiet = last
-            return self._quiet_or_snapshot(runner, engine, now, last.uptime)
+            runner.quiet = reuse
+            return self._quiet_or_snapshot(runner, engine, now, reuse.uptime)
         total_open = sum(runner.open_count.values())
         until = now + settings.ENGINE_QUIET_REUSE_SECS
         reusable = settings.ENGINE_QUIET_REUSE_SECS > 0 and engine.centred_on_own_book()
