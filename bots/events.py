@@ -29,6 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from alerts import hooks as alert_hooks
+from bots.engine.rows import insert_rows
 from bots.models import Bot, BotEvent, BotEventType
 from bots.wire import ROUTINE_EVENTS as WIRE_ROUTINE_EVENTS
 from bots.wire import event_json, jsonable
@@ -135,7 +136,8 @@ def publish_event(*, bot: Bot, event_type: str, payload: dict[str, Any] | None =
     if event_type in ROUTINE_EVENTS:
         event = record_routine(bot=bot, event_type=event_type, payload=data)
     else:
-        event = BotEvent.objects.create(tenant_id=bot.tenant_id, bot=bot, event_type=event_type, payload=data)
+        event = BotEvent(tenant_id=bot.tenant_id, bot=bot, event_type=event_type, payload=data)
+        insert_rows([event])  # the ORM's create without its query building (a fill sync's OrderFilled)
     push(
         tenant_id=bot.tenant_id,
         bot_id=bot.pk,

@@ -17,14 +17,20 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from bots.accounting import PositionAccount, apply_fill, fee_in_quote
 from bots.engine import keys
 from bots.engine.client_ids import client_id_prefix
 from bots.engine.market_data import AccountView
-from bots.engine.rows import ACK_FIELDS, save_order_fields
+from bots.engine.rows import (
+    ACK_FIELDS,
+    booked_fills,
+    booked_trade_ids,
+    insert_rows,
+    save_fields,
+    select_rows,
+)
 from bots.engine.venues import HedgeRoute, Slot
 from bots.events import push
 from bots.models import (
@@ -194,7 +200,7 @@ class FillSyncMixin:
         # the marks first (with the state, one round trip), then the rows: a row never shows fills whose
         # trades nobody is marked to read
         pending, safety_due = trade_sync_state(position.pk, marks)
-        save_order_fields(answered, ACK_FIELDS)
+        save_fields(answered, ACK_FIELDS)
         self.synced_rows[position.pk] = list(rows.values())
         if left_book or pending or safety_due:
             return self.sync_fills(position, mid=mid, view=view, safety_read=safety_due)
@@ -254,17 +260,18 @@ class FillSyncMixin:
         # ours only (a shared account also carries other bots' and manual trades), oldest first
         ordered = sorted(trades, key=lambda t: (t.timestamp_ms, t.trade_id))
         candidates = [(t, orders[t.exchange_order_id]) for t in ordered if t.exchange_order_id in orders]
-        account_fills = Fill.objects.filter(exchange_account_id=position.exchange_account_id)
+        account_id = position.exchange_account_id
         if seen is None:
-            seen = set(account_fills.filter(exchange_trade_id__in=[t.trade_id for t, _ in candidates]).values_list(
-                "exchange_trade_id", flat=True))
+            seen = booked_trade_ids(account_id, [t.trade_id for t, _ in candidates])
         fresh = [(t, o) for t, o in candidates if t.trade_id not in seen]
         if fresh:
             # one transaction, the position row locked once: exactly-once even if two processes sync
             with transaction.atomic():
-                locked = LiquidityPosition.objects.select_for_update().get(pk=position.pk)
-                seen = set(account_fills.filter(exchange_trade_id__in=[t.trade_id for t, _ in fresh]).values_list(
-                    "exchange_trade_id", flat=True))
+                found = select_rows(LiquidityPosition, "id = %s", [position.pk], for_update=True)
+                if not found:
+                    raise LiquidityPosition.DoesNotExist(f"position {position.pk} is gone")
+                locked = found[0]
+                seen = booked_trade_ids(account_id, [t.trade_id for t, _ in fresh])
                 account = PositionAccount(**{name: getattr(locked, name) for name in ACCOUNTING_FIELDS})
                 hedges: list[Hedge] = []
                 for trade, order in fresh:
@@ -303,7 +310,7 @@ class FillSyncMixin:
                             reference_price=trade.price))
                     account = apply_fill(account, side=trade.side, price=trade.price, amount=trade.amount, fee=fee,
                                          fee_currency=fee_currency, base=base, quote=quote)
-                Fill.objects.bulk_create(new_fills)  # one statement (their pks set: the hedges refer to them)
+                insert_rows(new_fills)  # one statement (their pks set: the hedges refer to them)
                 if hedges:
                     Hedge.objects.bulk_create(hedges)
                 if new_fills:
@@ -316,7 +323,7 @@ class FillSyncMixin:
                     if by_rest:
                         locked.last_trade_sync_ms = max(locked.last_trade_sync_ms, latest_ms)
                         fields.append("last_trade_sync_ms")
-                    locked.save(update_fields=fields)
+                    save_fields([locked], fields)
         # orders the venue already reported filled in full have nothing to settle
         self._settle_filled_orders({f.order_id for f in new_fills if f.order_id and f.order is not None
                                     and f.order.filled < f.order.amount})
@@ -369,13 +376,10 @@ class FillSyncMixin:
         filled = [o for o in checked.values() if o.filled > 0]
         if not trades and not filled:
             return [], {}, set()
-        booked: dict[int, Decimal] = {}
+        booked: dict[int | None, Decimal] = {}
         seen: set[str] = set()
-        for order_id, trade_id, amount in Fill.objects.filter(
-                Q(order_id__in=[o.pk for o in filled])
-                | Q(exchange_account_id=position.exchange_account_id,
-                    exchange_trade_id__in=[t.trade_id for t in trades])).values_list(
-                "order_id", "exchange_trade_id", "amount"):
+        for order_id, trade_id, amount in booked_fills([o.pk for o in filled], position.exchange_account_id,
+                                                       [t.trade_id for t in trades]):
             seen.add(trade_id)
             booked[order_id] = booked.get(order_id, Decimal(0)) + amount
         pushed: dict[str, Decimal] = {}

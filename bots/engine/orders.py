@@ -25,7 +25,7 @@ from django.utils import timezone
 from bots import wire
 from bots.engine.client_ids import client_id_prefix, client_order_id, side_tag
 from bots.engine.fills import FillSyncMixin, mark_trades_pending
-from bots.engine.rows import ACK_FIELDS, insert_orders, save_order_fields
+from bots.engine.rows import ACK_FIELDS, insert_orders, save_fields, select_rows
 from bots.engine.venues import HedgeRoute, Slot
 from bots.events import push
 from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderPurpose, OrderStatus
@@ -41,6 +41,9 @@ from mmplatform.errors import (
 from strategies.types import LiveOrder, OrderIntent
 
 logger = logging.getLogger(__name__)
+
+_OPEN_WHERE = f"bot_id = %s AND status IN ({', '.join(['%s'] * len(OPEN_ORDER_STATUSES))})"
+"""A bot's open rows (``Order.status`` in ``OPEN_ORDER_STATUSES``): the (bot, status) index."""
 
 LOST_AFTER_MISSES = 3
 """An unacknowledged order is marked lost only after this many consecutive 'not found' answers."""
@@ -138,10 +141,11 @@ class OrderManager(FillSyncMixin):
     # --- reads ----------------------------------------------------------------------------------
 
     def open_orders(self, position: LiquidityPosition | None = None) -> list[Order]:
-        qs = Order.objects.filter(bot=self.bot, status__in=OPEN_ORDER_STATUSES)
-        if position is not None:
-            qs = qs.filter(position=position)
-        return list(qs.order_by("pk"))
+        """The bot's open rows (of one position), oldest first: one SELECT whose SQL is built once."""
+        if position is None:
+            return select_rows(Order, _OPEN_WHERE, [self.bot.pk, *OPEN_ORDER_STATUSES], order_by="id")
+        return select_rows(Order, _OPEN_WHERE + " AND position_id = %s",
+                           [self.bot.pk, *OPEN_ORDER_STATUSES, position.pk], order_by="id")
 
     @staticmethod
     def as_live(orders: Iterable[Order]) -> list[LiveOrder]:
@@ -333,7 +337,7 @@ class OrderManager(FillSyncMixin):
     @staticmethod
     def _save_acks(orders: list[Order]) -> None:
         """The venue's answers for several orders in one statement."""
-        save_order_fields(orders, ACK_FIELDS)
+        save_fields(orders, ACK_FIELDS)
 
     async def _cancel_one(self, order: Order) -> ExchangeOrder:
         gateway = self.gateways[order.exchange_account_id]
