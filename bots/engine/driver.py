@@ -51,13 +51,13 @@ from bots.engine.market_data import (
 from bots.engine.performance import count_quoting
 from bots.engine.pool import CyclePool, patience
 from bots.engine.requote import RequoteMixin
-from bots.engine.rows import count_cycles
+from bots.engine.rows import count_cycles, open_rows, raise_high_water
 from bots.engine.runner import Runner, next_due
 from bots.engine.shards import DRIVERS_KEY, HOUSEKEEPING_SECS, SHARD_TTL_SECS, ShardsMixin, shard_key
 from bots.engine.shared_views import SharedViews
 from bots.engine.venues import exchange_key
 from bots.engine.verdict import Verdict, VerdictMixin
-from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderPurpose
+from bots.models import OPEN_ORDER_STATUSES, BotStatus, Order, OrderPurpose
 from exchanges.gateway import ExchangeGateway
 from mmplatform.redis_client import WriteBatch, get_redis
 from strategies.analysis import MarketAnalysis
@@ -395,7 +395,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
             runner.engine = None  # (the driver thread clears ``stale`` when it takes the runner back)
             return
         if rows is None:
-            rows = list(Order.objects.filter(bot_id=runner.bot_id, status__in=OPEN_ORDER_STATUSES))
+            rows = open_rows(runner.bot_id)
         else:
             rows = [o for o in rows if o.status in OPEN_ORDER_STATUSES]
         runner.rows = rows
@@ -453,10 +453,8 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
 
     @staticmethod
     def _write_high_water(runners: list[Runner]) -> None:
+        raise_high_water({runner.bot_id: Decimal(repr(round(runner.high_water, 8))) for runner in runners})
         for runner in runners:
-            value = Decimal(repr(round(runner.high_water, 8)))
-            Bot.objects.filter(pk=runner.bot_id, equity_high_water_quote__lt=value).update(
-                equity_high_water_quote=value)
             runner.high_water_dirty = False
 
 

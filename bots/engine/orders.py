@@ -25,7 +25,7 @@ from django.utils import timezone
 from bots import wire
 from bots.engine.client_ids import client_id_prefix, client_order_id, side_tag
 from bots.engine.fills import FillSyncMixin, mark_trades_pending
-from bots.engine.rows import ACK_FIELDS, insert_orders, save_fields, select_rows
+from bots.engine.rows import ACK_FIELDS, insert_orders, mark_cancel_pending, open_rows, save_fields
 from bots.engine.venues import HedgeRoute, Slot
 from bots.events import push
 from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderPurpose, OrderStatus
@@ -41,9 +41,6 @@ from mmplatform.errors import (
 from strategies.types import LiveOrder, OrderIntent
 
 logger = logging.getLogger(__name__)
-
-_OPEN_WHERE = f"bot_id = %s AND status IN ({', '.join(['%s'] * len(OPEN_ORDER_STATUSES))})"
-"""A bot's open rows (``Order.status`` in ``OPEN_ORDER_STATUSES``): the (bot, status) index."""
 
 LOST_AFTER_MISSES = 3
 """An unacknowledged order is marked lost only after this many consecutive 'not found' answers."""
@@ -142,10 +139,7 @@ class OrderManager(FillSyncMixin):
 
     def open_orders(self, position: LiquidityPosition | None = None) -> list[Order]:
         """The bot's open rows (of one position), oldest first: one SELECT whose SQL is built once."""
-        if position is None:
-            return select_rows(Order, _OPEN_WHERE, [self.bot.pk, *OPEN_ORDER_STATUSES], order_by="id")
-        return select_rows(Order, _OPEN_WHERE + " AND position_id = %s",
-                           [self.bot.pk, *OPEN_ORDER_STATUSES, position.pk], order_by="id")
+        return open_rows(self.bot.pk, position.pk if position is not None else None)
 
     @staticmethod
     def as_live(orders: Iterable[Order]) -> list[LiveOrder]:
@@ -226,13 +220,13 @@ class OrderManager(FillSyncMixin):
                 outcomes.append(PlacementOutcome(order))
             elif isinstance(result, OrderOutcomeUnknownError):
                 order.error = str(result)[:500]
-                order.save(update_fields=["error", "updated_at"])
+                save_fields([order], ["error", "updated_at"])
                 outcomes.append(PlacementOutcome(order, OrderPlacementError(f"outcome unknown: {result}")))
             else:
                 order.status = OrderStatus.REJECTED
                 order.error = f"{type(result).__name__}: {result}"[:500]
                 order.closed_at = timezone.now()
-                order.save(update_fields=["status", "error", "closed_at", "updated_at"])
+                save_fields([order], ["status", "error", "closed_at", "updated_at"])
                 outcomes.append(PlacementOutcome(order, OrderPlacementError(
                     f"Failed to place order {order.client_order_id}: {result}")))
         self._save_acks(acknowledged)
@@ -284,7 +278,7 @@ class OrderManager(FillSyncMixin):
         if order.status not in OPEN_ORDER_STATUSES:
             order.closed_at = order.closed_at or venue_time(remote.updated_ms or remote.timestamp_ms)
         if save:
-            order.save(update_fields=ACK_FIELDS)
+            save_fields([order], ACK_FIELDS)
         return True
 
     # --- cancellation ---------------------------------------------------------------------------
@@ -310,7 +304,7 @@ class OrderManager(FillSyncMixin):
         loop) without waiting for the answers: a re-quote stores its new orders meanwhile, waits for
         these answers before it sends, and hands them to ``settle_cancels`` after. A crash in between
         leaves CANCEL_PENDING rows, which the next sync resolves by client id."""
-        Order.objects.filter(pk__in=[o.pk for o in orders]).update(status=OrderStatus.CANCEL_PENDING)
+        mark_cancel_pending([o.pk for o in orders])
         return self.cancel_requests(orders)
 
     def settle_cancels(self, orders: Sequence[Order], results: Sequence[Any]) -> int:
@@ -367,9 +361,9 @@ class OrderManager(FillSyncMixin):
         if order.missing_count >= LOST_AFTER_MISSES:
             order.status = OrderStatus.LOST
             order.closed_at = timezone.now()
-            order.save(update_fields=["missing_count", "status", "closed_at", "updated_at"])
+            save_fields([order], ["missing_count", "status", "closed_at", "updated_at"])
             return 1
-        order.save(update_fields=["missing_count", "updated_at"])
+        save_fields([order], ["missing_count", "updated_at"])
         return 0
 
     def cancel_everything_on_exchange(self, pairs: Iterable[tuple[int, str]]) -> int:

@@ -17,10 +17,13 @@ statement's SQL once per shape (``functools.lru_cache``) and only bind the new v
   ``UPDATE ... FROM (VALUES ...)`` for several rows (Postgres), one ``UPDATE ... WHERE id`` for one row.
 * ``select_rows``: model instances of one ``SELECT`` of every column (optionally ``FOR UPDATE``),
   converted as the ORM would (``from_db``, the backend's and the fields' converters).
+* ``mark_cancel_pending``: the rows whose cancels leave, CANCEL_PENDING (Postgres: ``= ANY(array)``).
 * ``booked_trade_ids`` / ``booked_fills``: which trades of an account are booked already, and the
   fills of given orders (Postgres: ``= ANY(array)``, one statement whatever the number of ids).
 * ``other_bots_open_orders``: the open rows of the account's other bots on a pair, one ``SELECT`` that
   walks the (bot, status) index of each bot linked to the account (the no-self-trade check).
+* ``open_rows``: a bot's open rows (of one position), ``select_rows`` on the (bot, status) index.
+* ``raise_high_water``: the flush's equity high-water marks, one ``UPDATE ... FROM unnest(...)`` (Postgres).
 * ``count_cycles``: the driver's once-a-second bot rows (each quiet bot's cycle count and last cycle
   time), one ``UPDATE ... FROM unnest(...)`` with three parameters whatever the number of bots (Postgres).
 """
@@ -36,7 +39,7 @@ from django.db import connection
 from django.db.models import F, Field, Model
 from django.utils import timezone
 
-from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, Order
+from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, Order, OrderStatus
 
 M = TypeVar("M", bound=Model)
 
@@ -182,6 +185,49 @@ def _converted(row: Sequence[Any], converters: tuple[tuple[int, tuple[Converter,
             value = function(value, col, connection)
         values[index] = value
     return values
+
+
+def mark_cancel_pending(pks: Sequence[int]) -> None:
+    """The Order rows ``pks`` are CANCEL_PENDING (their cancels are about to leave), in one statement."""
+    if not pks:
+        return
+    if connection.vendor != "postgresql":
+        Order.objects.filter(pk__in=list(pks)).update(status=OrderStatus.CANCEL_PENDING)
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_CANCEL_PENDING_SQL, [str(OrderStatus.CANCEL_PENDING), list(pks)])
+
+
+_CANCEL_PENDING_SQL = f"UPDATE {Order._meta.db_table} SET status = %s WHERE id = ANY(%s)"
+
+
+OPEN_WHERE = f"bot_id = %s AND status IN ({', '.join(['%s'] * len(OPEN_ORDER_STATUSES))})"
+"""A bot's open rows (``Order.status`` in ``OPEN_ORDER_STATUSES``): the (bot, status) index."""
+
+
+def open_rows(bot_id: int, position_id: int | None = None) -> list[Order]:
+    """The bot's open Order rows (of one position), oldest first."""
+    if position_id is None:
+        return select_rows(Order, OPEN_WHERE, [bot_id, *OPEN_ORDER_STATUSES], order_by="id")
+    return select_rows(Order, OPEN_WHERE + " AND position_id = %s", [bot_id, *OPEN_ORDER_STATUSES, position_id],
+                       order_by="id")
+
+
+def raise_high_water(values: dict[int, Decimal]) -> None:
+    """Each bot's ``equity_high_water_quote`` to its value where that is higher (never lowered), in one
+    statement on Postgres (the driver's flush: one ORM update per bot was 11 % of its thread at calm N=1,500)."""
+    if not values:
+        return
+    if connection.vendor != "postgresql":
+        for bot_id, value in values.items():
+            Bot.objects.filter(pk=bot_id, equity_high_water_quote__lt=value).update(equity_high_water_quote=value)
+        return
+    table = Bot._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET equity_high_water_quote = v.value FROM unnest(%s::bigint[], %s::numeric[]) "
+            f"AS v(id, value) WHERE {table}.id = v.id AND {table}.equity_high_water_quote < v.value",
+            [list(values), list(values.values())])
 
 
 def booked_trade_ids(account_id: int, trade_ids: Sequence[str]) -> set[str]:

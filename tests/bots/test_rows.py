@@ -12,8 +12,17 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from bots.engine.orders import _OPEN_WHERE
-from bots.engine.rows import booked_fills, booked_trade_ids, insert_rows, save_fields, select_rows
+from bots.engine.rows import (
+    OPEN_WHERE,
+    booked_fills,
+    booked_trade_ids,
+    insert_rows,
+    mark_cancel_pending,
+    open_rows,
+    raise_high_water,
+    save_fields,
+    select_rows,
+)
 from bots.models import OPEN_ORDER_STATUSES, Fill, LiquidityPosition, Order, OrderStatus
 from tests.conftest import TenantWorld
 
@@ -75,10 +84,12 @@ def test_select_rows_gives_what_the_orm_gives_in_one_statement(world_a: TenantWo
     orm_one = list(Order.objects.filter(bot=world_a.bot, status__in=OPEN_ORDER_STATUSES, position=position)
                    .order_by("pk"))
     with CaptureQueriesContext(connection) as queries:
-        raw_all = select_rows(Order, _OPEN_WHERE, [world_a.bot.pk, *OPEN_ORDER_STATUSES], order_by="id")
-        raw_one = select_rows(Order, _OPEN_WHERE + " AND position_id = %s",
+        raw_all = select_rows(Order, OPEN_WHERE, [world_a.bot.pk, *OPEN_ORDER_STATUSES], order_by="id")
+        raw_one = select_rows(Order, OPEN_WHERE + " AND position_id = %s",
                               [world_a.bot.pk, *OPEN_ORDER_STATUSES, position.pk], order_by="id")
     assert len(queries) == 2
+    assert [o.pk for o in open_rows(world_a.bot.pk)] == [o.pk for o in raw_all]
+    assert [o.pk for o in open_rows(world_a.bot.pk, position.pk)] == [o.pk for o in raw_one]
     assert [o.pk for o in raw_all] == [o.pk for o in rows[:4]]
     assert [o.pk for o in raw_one] == [rows[0].pk, rows[1].pk]
     assert [columns(o) for o in raw_all] == [columns(o) for o in orm_all]
@@ -122,6 +133,14 @@ def test_save_fields_writes_one_row_in_one_statement_and_several_in_one(world_a:
     assert list(Order.objects.filter(pk__in=[first.pk, second.pk]).order_by("pk").values_list("filled", flat=True)) \
         == [Decimal("0.01"), Decimal("0.02")]
 
+    third = order(world_a, position, OrderStatus.OPEN)
+    with CaptureQueriesContext(connection) as queries:
+        mark_cancel_pending([first.pk, third.pk])
+        mark_cancel_pending([])
+    assert len(queries) == 1
+    assert dict(Order.objects.filter(pk__in=[first.pk, second.pk, third.pk]).values_list("pk", "status")) == {
+        first.pk: OrderStatus.CANCEL_PENDING, second.pk: OrderStatus.PENDING, third.pk: OrderStatus.CANCEL_PENDING}
+
 
 def test_insert_rows_sets_their_pks_and_the_booked_reads_find_them(world_a: TenantWorld,
                                                                   position: LiquidityPosition) -> None:
@@ -147,3 +166,19 @@ def test_insert_rows_sets_their_pks_and_the_booked_reads_find_them(world_a: Tena
     with pytest.raises(IntegrityError), transaction.atomic():
         insert_rows([fill(world_a, position, of, "T-1")])
     assert Fill.objects.filter(exchange_trade_id="T-1").count() == 1
+
+
+def test_raise_high_water_only_raises_in_one_statement(world_a: TenantWorld) -> None:
+    """The driver's flush of the equity high-water marks: a bot's mark moves only up; one statement (Postgres)."""
+    from bots.models import Bot
+    from tests.conftest import make_bot
+
+    low, high = world_a.bot, make_bot(world_a.tenant, world_a.account, name="rows-high")
+    Bot.objects.filter(pk=low.pk).update(equity_high_water_quote=Decimal("100"))
+    Bot.objects.filter(pk=high.pk).update(equity_high_water_quote=Decimal("500"))
+    with CaptureQueriesContext(connection) as queries:
+        raise_high_water({low.pk: Decimal("150.12345678"), high.pk: Decimal("400")})
+    if connection.vendor == "postgresql":
+        assert len(queries) == 1
+    assert dict(Bot.objects.filter(pk__in=[low.pk, high.pk]).values_list("pk", "equity_high_water_quote")) == {
+        low.pk: Decimal("150.12345678"), high.pk: Decimal("500")}
