@@ -107,6 +107,8 @@ def test_a_mid_move_beyond_tolerance_requotes_on_the_kept_engine(running_bot: Bo
     assert runner.engine is engine
     assert {o.client_order_id for o in now_open} == runner.known
     assert not Order.objects.filter(bot=running_bot, client_order_id__in=old, status__in=OPEN_ORDER_STATUSES).exists()
+    assert driver.stats["guard_takes"] >= 1, driver.stats  # the quote guard's wait is counted (guard_wait_ms)
+    assert "guard_wait_ms" in driver.stats
 
 
 def test_an_order_that_left_the_book_is_synced_and_replaced(running_bot: Bot, driver: Driver,
