@@ -118,9 +118,9 @@ class OrderManager(FillSyncMixin):
         # pause) or the cycle lost its lease (MarketMakingBot._check_send)
         self.gate = gate
 
-    def count(self, kind: str) -> None:
-        """One more of ``kind`` in the driver's stats (handed over by ``take_counts``)."""
-        self.counts[kind] += 1
+    def count(self, kind: str, n: int = 1) -> None:
+        """``n`` more of ``kind`` in the driver's stats (handed over by ``take_counts``)."""
+        self.counts[kind] += n
 
     def take_counts(self) -> Counter[str] | None:
         """The counts since the last call (None: nothing counted), handed over once."""

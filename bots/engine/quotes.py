@@ -235,7 +235,7 @@ class QuotesMixin(BotState):
         waited = time.perf_counter()
         guarded = guard.acquire()
         # the driver's stats: how long re-quotes waited for another bot of the account (guard_wait_ms / guard_takes)
-        self.order_manager.counts["guard_wait_ms"] += int(1000 * (time.perf_counter() - waited))
+        self.order_manager.count("guard_wait_ms", int(1000 * (time.perf_counter() - waited)))
         self.order_manager.count("guard_takes")
         if not guarded:
             logger.warning("bot %s: %s: another bot of the account held the quote guard; no new orders this cycle",
