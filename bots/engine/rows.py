@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 from django.db import connection
-from django.db.models import F, Field, Model
+from django.db.models import F, Field, Model, Q
 from django.utils import timezone
 
 from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, Order, OrderStatus
@@ -53,29 +53,13 @@ def insert_orders(rows: Sequence[Order]) -> list[Order]:
     whose client order id is already stored are left out and keep ``pk`` None."""
     if not rows:
         return []
-    meta = Order._meta
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    quote = connection.ops.quote_name
-    params: list[Any] = []
-    for row in rows:
-        params.extend(f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields)
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    sql = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)}) "
-           f"VALUES {', '.join([one] * len(rows))} "
-           f"ON CONFLICT ({quote('client_order_id')}) DO NOTHING "
-           f"RETURNING {quote('id')}, {quote('client_order_id')}")
+    sql, fields = _insert_sql(Order, len(rows), connection.vendor, "client_order_id")
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, _insert_params(rows, fields))
         stored = {client_id: pk for pk, client_id in cursor.fetchall()}
-    kept = []
-    for row in rows:
-        pk = stored.get(row.client_order_id)
-        if pk is None:
-            continue
-        row.pk = pk
-        row._state.adding = False
-        row._state.db = connection.alias
-        kept.append(row)
+    kept = [row for row in rows if row.client_order_id in stored]
+    for row in kept:
+        _stored(row, stored[row.client_order_id])
     return kept
 
 
@@ -118,19 +102,25 @@ def save_fields(rows: Sequence[Model], field_names: Sequence[str]) -> None:
         for row in rows:
             row.save(update_fields=list(field_names))
         return
-    quote = connection.ops.quote_name
     params: list[Any] = []
     for row in rows:
         params.append(row.pk)
         params.extend(f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(_update_many_sql(model, tuple(field_names), len(rows), connection.vendor), params)
+
+
+@functools.lru_cache(maxsize=64)
+def _update_many_sql(model: type[Model], field_names: tuple[str, ...], count: int, vendor: str) -> str:
+    """Postgres: ``count`` rows' ``field_names`` from one ``VALUES`` list of (id, values...)."""
+    fields = [cast(Field, model._meta.get_field(name)) for name in field_names]
+    quote = connection.ops.quote_name
     one = "(" + ", ".join(["%s"] * (len(fields) + 1)) + ")"
     columns = ", ".join(["id", *(f"c{i}" for i in range(len(fields)))])
     assignments = ", ".join(f"{quote(str(f.column))} = v.c{i}::{f.db_type(connection)}" for i, f in enumerate(fields))
     table = quote(model._meta.db_table)
-    sql = (f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([one] * len(rows))}) AS v({columns}) "
-           f"WHERE {table}.{quote('id')} = v.id::bigint")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return (f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([one] * count)}) AS v({columns}) "
+            f"WHERE {table}.{quote('id')} = v.id::bigint")
 
 
 @functools.lru_cache(maxsize=64)
@@ -255,8 +245,6 @@ def booked_fills(order_ids: Sequence[int], account_id: int, trade_ids: Sequence[
     if not order_ids and not trade_ids:
         return []
     if connection.vendor != "postgresql":
-        from django.db.models import Q
-
         return list(Fill.objects.filter(
             Q(order_id__in=list(order_ids)) | Q(exchange_account_id=account_id, exchange_trade_id__in=list(trade_ids))
         ).values_list("order_id", "exchange_trade_id", "amount"))
@@ -274,27 +262,38 @@ def insert_rows(rows: Sequence[Model]) -> None:
     if connection.vendor != "postgresql":
         model._default_manager.bulk_create(rows)
         return
-    sql, fields = _insert_sql(model, len(rows))
-    params: list[Any] = []
-    for row in rows:
-        params.extend(f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields)
+    sql, fields = _insert_sql(model, len(rows), connection.vendor)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, _insert_params(rows, fields))
         pks = [pk for (pk,) in cursor.fetchall()]
     for row, pk in zip(rows, pks, strict=True):  # RETURNING gives the VALUES' order (bulk_create relies on it too)
-        row.pk = pk
-        row._state.adding = False
-        row._state.db = connection.alias
+        _stored(row, pk)
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(model: type[Model], count: int) -> tuple[str, list[Field]]:
+def _insert_sql(model: type[Model], count: int, vendor: str, skip_conflicts_on: str = "") -> tuple[str, list[Field]]:
+    """``INSERT`` of ``count`` rows of every concrete column but the pk, returning the pk (and
+    ``skip_conflicts_on``, a unique column whose existing value makes a row be skipped: ``ON CONFLICT DO
+    NOTHING``); the fields in column order."""
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     quote = connection.ops.quote_name
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    returning = quote(str(meta.pk.column)) + (f", {quote(skip_conflicts_on)}" if skip_conflicts_on else "")
+    conflict = f"ON CONFLICT ({quote(skip_conflicts_on)}) DO NOTHING " if skip_conflicts_on else ""
     return (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)}) "
-            f"VALUES {', '.join([one] * count)} RETURNING {quote(str(meta.pk.column))}"), fields
+            f"VALUES {', '.join([one] * count)} {conflict}RETURNING {returning}"), fields
+
+
+def _insert_params(rows: Sequence[Model], fields: list[Field]) -> list[Any]:
+    return [f.get_db_prep_save(f.pre_save(row, True), connection) for row in rows for f in fields]
+
+
+def _stored(row: Model, pk: Any) -> None:
+    """The row is in the database now, under ``pk`` (what ``save`` leaves on an instance)."""
+    row.pk = pk
+    row._state.adding = False
+    row._state.db = connection.alias
 
 
 def count_cycles(counts: dict[int, list[int]], now: Any) -> None:

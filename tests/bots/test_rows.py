@@ -16,6 +16,7 @@ from bots.engine.rows import (
     OPEN_WHERE,
     booked_fills,
     booked_trade_ids,
+    insert_orders,
     insert_rows,
     mark_cancel_pending,
     open_rows,
@@ -182,3 +183,26 @@ def test_raise_high_water_only_raises_in_one_statement(world_a: TenantWorld) -> 
         assert len(queries) == 1
     assert dict(Bot.objects.filter(pk__in=[low.pk, high.pk]).values_list("pk", "equity_high_water_quote")) == {
         low.pk: Decimal("150.12345678"), high.pk: Decimal("500")}
+
+
+def test_insert_orders_stores_new_rows_in_one_statement_and_skips_a_stored_client_id(
+        world_a: TenantWorld, position: LiquidityPosition) -> None:
+    """A retried cycle's order (its client order id stored already) is left out with pk None, the stored row
+    untouched; the new rows are stored with their pks, in one statement on both databases."""
+    stored = order(world_a, position, OrderStatus.OPEN)
+
+    def new(client_id: str, price: str) -> Order:
+        return Order(tenant=world_a.tenant, bot=world_a.bot, position=position, exchange_account=world_a.account,
+                     trading_pair="BTC/USDT", client_order_id=client_id, side="sell", price=Decimal(price),
+                     amount=Decimal("0.5"), status=OrderStatus.PENDING)
+
+    rows = [new("mm-rows-new-1", "101"), new(stored.client_order_id, "999"), new("mm-rows-new-2", "102")]
+    with CaptureQueriesContext(connection) as queries:
+        kept = insert_orders(rows)
+    assert len(queries) == 1
+    assert kept == [rows[0], rows[2]] and rows[1].pk is None
+    assert all(r.pk is not None and not r._state.adding for r in kept)
+    # (the instances keep the choices' enum members they were made with; the values are what was stored)
+    assert [{k: v for k, (v, _) in columns(r).items()} for r in kept] == [
+        {k: v for k, (v, _) in columns(Order.objects.get(pk=r.pk)).items()} for r in kept]
+    assert Order.objects.get(pk=stored.pk).price == Decimal("100.01")
