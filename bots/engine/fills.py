@@ -25,6 +25,7 @@ from bots.engine.client_ids import client_id_prefix
 from bots.engine.market_data import AccountView
 from bots.engine.rows import (
     ACK_FIELDS,
+    book_fills_if_unchanged,
     booked_fills,
     booked_trade_ids,
     insert_rows,
@@ -64,6 +65,14 @@ FULL_TRADE_SYNC_SECS = 15.0
 
 TRADE_SYNC_OVERLAP_MS = 5_000
 """Trades are re-read this far back so one arriving late at the venue is not skipped."""
+
+
+def _accounting(account: PositionAccount, with_average: bool = False) -> dict[str, Any]:
+    """The position's accounting columns as ``account`` has them (and the derived average cost)."""
+    values = {name: getattr(account, name) for name in ACCOUNTING_FIELDS}
+    if with_average:
+        values["average_cost"] = account.average_cost
+    return values
 
 
 def _trades_key(position_id: int) -> str:
@@ -254,7 +263,6 @@ class FillSyncMixin:
                 )
             })
         self._match_by_client_id(position, trades, orders)
-        base, quote = position.trading_pair.split("/")
         new_fills: list[Fill] = []
         latest_ms = max([position.last_trade_sync_ms] + [t.timestamp_ms for t in trades])
         # ours only (a shared account also carries other bots' and manual trades), oldest first
@@ -265,65 +273,7 @@ class FillSyncMixin:
             seen = booked_trade_ids(account_id, [t.trade_id for t, _ in candidates])
         fresh = [(t, o) for t, o in candidates if t.trade_id not in seen]
         if fresh:
-            # one transaction, the position row locked once: exactly-once even if two processes sync
-            with transaction.atomic():
-                found = select_rows(LiquidityPosition, "id = %s", [position.pk], for_update=True)
-                if not found:
-                    raise LiquidityPosition.DoesNotExist(f"position {position.pk} is gone")
-                locked = found[0]
-                seen = booked_trade_ids(account_id, [t.trade_id for t, _ in fresh])
-                account = PositionAccount(**{name: getattr(locked, name) for name in ACCOUNTING_FIELDS})
-                hedges: list[Hedge] = []
-                for trade, order in fresh:
-                    if trade.trade_id in seen:
-                        continue
-                    fee = trade.fee or Decimal(0)
-                    fee_currency = trade.fee_currency or ""
-                    fill = Fill(
-                        tenant_id=self.bot.tenant_id,
-                        bot=self.bot,
-                        order=order,
-                        position_id=order.position_id or locked.pk,  # no read of the order's position
-                        exchange_account_id=position.exchange_account_id,
-                        exchange_trade_id=trade.trade_id,
-                        trading_pair=position.trading_pair,
-                        side=trade.side,
-                        price=trade.price,
-                        amount=trade.amount,
-                        fee=fee,
-                        fee_currency=fee_currency,
-                        fee_quote=fee_in_quote(fee, fee_currency, trade.price, base, quote),
-                        is_maker=bool(trade.is_maker),
-                        is_hedge=order.purpose == OrderPurpose.HEDGE,
-                        mid_at_fill=Decimal(repr(mid)) if mid == mid else None,
-                        executed_at=datetime.fromtimestamp(trade.timestamp_ms / 1000, tz=UTC),
-                    )
-                    new_fills.append(fill)
-                    if self._hedged(order):  # what the fill owes the hedge venue, with the fill: exactly once
-                        assert self.hedge_route is not None
-                        hedges.append(Hedge(
-                            tenant_id=self.bot.tenant_id, bot=self.bot, fill=fill,
-                            maker_account_id=position.exchange_account_id,
-                            hedge_account_id=self.hedge_route.hedge_account_id, trading_pair=position.trading_pair,
-                            need_base=hedge_need(side=trade.side, amount=trade.amount, fee=fee,
-                                                 fee_currency=fee_currency, base=base),
-                            reference_price=trade.price))
-                    account = apply_fill(account, side=trade.side, price=trade.price, amount=trade.amount, fee=fee,
-                                         fee_currency=fee_currency, base=base, quote=quote)
-                insert_rows(new_fills)  # one statement (their pks set: the hedges refer to them)
-                if hedges:
-                    Hedge.objects.bulk_create(hedges)
-                if new_fills:
-                    for name in (*ACCOUNTING_FIELDS, "average_cost"):  # the row, and the cycle's position
-                        setattr(locked, name, getattr(account, name))
-                        setattr(position, name, getattr(account, name))
-                    # the sync mark goes with the accounting (the row is locked: max() is safe); it is where
-                    # the next REST read starts, so only a REST read (everything up to it seen) moves it
-                    fields = [*ACCOUNTING_FIELDS, "average_cost"]
-                    if by_rest:
-                        locked.last_trade_sync_ms = max(locked.last_trade_sync_ms, latest_ms)
-                        fields.append("last_trade_sync_ms")
-                    save_fields([locked], fields)
+            new_fills = self._book(position, fresh, mid, latest_ms if by_rest else None)
         # orders the venue already reported filled in full have nothing to settle
         self._settle_filled_orders({f.order_id for f in new_fills if f.order_id and f.order is not None
                                     and f.order.filled < f.order.amount})
@@ -338,6 +288,88 @@ class FillSyncMixin:
             push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="fills",
                  data={"fills": [self.fill_payload(f) for f in new_fills]})
         return new_fills
+
+    def _book(self, position: LiquidityPosition, fresh: list[tuple[Trade, Order]], mid: float,
+              sync_ms: int | None) -> list[Fill]:
+        """The trades ``fresh`` as Fill rows, and the position's accounting moved with them, exactly once each;
+        ``sync_ms``: a REST read's mark, where the next one starts. Without a hedge to owe, in one statement
+        when the row still holds the accounting this engine last booked (``rows.book_fills_if_unchanged``);
+        otherwise, or when the row moved, in one transaction with the row locked (even if two processes
+        sync). Returns the fills booked (their pks set); the position holds the stored accounting."""
+        if not any(self._hedged(order) for _, order in fresh):
+            before = PositionAccount(**{name: getattr(position, name) for name in ACCOUNTING_FIELDS})
+            fills, _, account = self._fill_rows(position, fresh, before, position.pk, mid)
+            if book_fills_if_unchanged(position, _accounting(before), _accounting(account, with_average=True),
+                                       fills, sync_ms):
+                self.counts["fills_booked_at_once"] += 1
+                return fills
+            self.counts["fills_booked_locked"] += 1
+        with transaction.atomic():
+            found = select_rows(LiquidityPosition, "id = %s", [position.pk], for_update=True)
+            if not found:
+                raise LiquidityPosition.DoesNotExist(f"position {position.pk} is gone")
+            locked = found[0]
+            seen = booked_trade_ids(position.exchange_account_id, [t.trade_id for t, _ in fresh])
+            fresh = [(trade, order) for trade, order in fresh if trade.trade_id not in seen]
+            account = PositionAccount(**{name: getattr(locked, name) for name in ACCOUNTING_FIELDS})
+            fills, hedges, account = self._fill_rows(position, fresh, account, locked.pk, mid)
+            insert_rows(fills)  # one statement (their pks set: the hedges refer to them)
+            if hedges:
+                Hedge.objects.bulk_create(hedges)
+            if fills:
+                for name in (*ACCOUNTING_FIELDS, "average_cost"):  # the row, and the cycle's position
+                    setattr(locked, name, getattr(account, name))
+                    setattr(position, name, getattr(account, name))
+                # the sync mark goes with the accounting (the row is locked: max() is safe); it is where
+                # the next REST read starts, so only a REST read (everything up to it seen) moves it
+                fields = [*ACCOUNTING_FIELDS, "average_cost"]
+                if sync_ms is not None:
+                    locked.last_trade_sync_ms = max(locked.last_trade_sync_ms, sync_ms)
+                    fields.append("last_trade_sync_ms")
+                save_fields([locked], fields)
+        return fills
+
+    def _fill_rows(self, position: LiquidityPosition, fresh: list[tuple[Trade, Order]], account: PositionAccount,
+                   position_id: int, mid: float) -> tuple[list[Fill], list[Hedge], PositionAccount]:
+        """The Fill rows of ``fresh`` (not stored), the Hedge rows they owe, and ``account`` after them."""
+        base, quote = position.trading_pair.split("/")
+        fills: list[Fill] = []
+        hedges: list[Hedge] = []
+        for trade, order in fresh:
+            fee = trade.fee or Decimal(0)
+            fee_currency = trade.fee_currency or ""
+            fill = Fill(
+                tenant_id=self.bot.tenant_id,
+                bot=self.bot,
+                order=order,
+                position_id=order.position_id or position_id,  # no read of the order's position
+                exchange_account_id=position.exchange_account_id,
+                exchange_trade_id=trade.trade_id,
+                trading_pair=position.trading_pair,
+                side=trade.side,
+                price=trade.price,
+                amount=trade.amount,
+                fee=fee,
+                fee_currency=fee_currency,
+                fee_quote=fee_in_quote(fee, fee_currency, trade.price, base, quote),
+                is_maker=bool(trade.is_maker),
+                is_hedge=order.purpose == OrderPurpose.HEDGE,
+                mid_at_fill=Decimal(repr(mid)) if mid == mid else None,
+                executed_at=datetime.fromtimestamp(trade.timestamp_ms / 1000, tz=UTC),
+            )
+            fills.append(fill)
+            if self._hedged(order):  # what the fill owes the hedge venue, with the fill: exactly once
+                assert self.hedge_route is not None
+                hedges.append(Hedge(
+                    tenant_id=self.bot.tenant_id, bot=self.bot, fill=fill,
+                    maker_account_id=position.exchange_account_id,
+                    hedge_account_id=self.hedge_route.hedge_account_id, trading_pair=position.trading_pair,
+                    need_base=hedge_need(side=trade.side, amount=trade.amount, fee=fee,
+                                         fee_currency=fee_currency, base=base),
+                    reference_price=trade.price))
+            account = apply_fill(account, side=trade.side, price=trade.price, amount=trade.amount, fee=fee,
+                                 fee_currency=fee_currency, base=base, quote=quote)
+        return fills, hedges, account
 
     def _trades_booked(self, position: LiquidityPosition, by_rest: bool, safety_secs: float) -> None:
         trades_synced(position.pk, by_rest=by_rest, safety_secs=safety_secs)

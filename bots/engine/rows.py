@@ -24,6 +24,9 @@ statement's SQL once per shape (``functools.lru_cache``) and only bind the new v
   walks the (bot, status) index of each bot linked to the account (the no-self-trade check).
 * ``open_rows``: a bot's open rows (of one position), ``select_rows`` on the (bot, status) index.
 * ``raise_high_water``: the flush's equity high-water marks, one ``UPDATE ... FROM unnest(...)`` (Postgres).
+* ``book_fills_if_unchanged``: a fill sync's booking -- the Fill rows and the position's new accounting -- in
+  one statement, a compare-and-set on the accounting the engine holds (Postgres, outside a transaction);
+  the caller books under the row's lock when it answers False.
 * ``count_cycles``: the driver's once-a-second bot rows (each quiet bot's cycle count and last cycle
   time), one ``UPDATE ... FROM unnest(...)`` with three parameters whatever the number of bots (Postgres).
 """
@@ -35,11 +38,11 @@ from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.db.models import F, Field, Model, Q
 from django.utils import timezone
 
-from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, Order, OrderStatus
+from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderStatus
 
 M = TypeVar("M", bound=Model)
 
@@ -316,3 +319,65 @@ def count_cycles(counts: dict[int, list[int]], now: Any) -> None:
            f"FROM unnest(%s::bigint[], %s::integer[]) AS v(id, n) WHERE {table}.{quote('id')} = v.id")
     with connection.cursor() as cursor:
         cursor.execute(sql, [now, ids, adds])
+
+
+def book_fills_if_unchanged(position: LiquidityPosition, before: dict[str, Any], after: dict[str, Any],
+                            fills: Sequence[Fill], sync_ms: int | None = None) -> bool:
+    """Store ``fills`` and move the position's accounting columns from ``before`` to ``after`` (and its
+    ``last_trade_sync_ms`` up to ``sync_ms`` when given) in one statement, only if the row still holds
+    ``before``: a compare-and-set instead of BEGIN, the row's lock, the booked-trades check, the INSERT, the
+    UPDATE and COMMIT (six round trips). The fills are inserted only when the row matched, and a fill booked
+    already (the account's unique trade id) fails the whole statement, so either everything is written or
+    nothing. True: written; the fills' pks and the position's stored values are set. False: nothing written
+    (the row moved: another booking, an edit; or a trade is booked already; or not Postgres, or inside a
+    transaction, where a failed statement would break it): the caller books under the row's lock."""
+    if not fills or connection.vendor != "postgresql" or connection.in_atomic_block:
+        return False
+    compared, assigned = tuple(before), tuple(after)
+    sql, fill_fields, returned = _booking_sql(compared, assigned, sync_ms is not None, len(fills))
+    params: list[Any] = [*after.values(), *([sync_ms] if sync_ms is not None else []), position.pk,
+                         *before.values(), *_insert_params(fills, fill_fields)]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    except IntegrityError:  # a trade of these booked meanwhile: nothing was written
+        return False
+    if not rows:
+        return False
+    for name, value in zip(returned, rows[0], strict=False):
+        setattr(position, name, value)
+    pks = {trade_id: pk for *_, pk, trade_id in rows}
+    for fill in fills:
+        _stored(fill, pks[fill.exchange_trade_id])
+    return True
+
+
+@functools.lru_cache(maxsize=64)
+def _booking_sql(compared: tuple[str, ...], assigned: tuple[str, ...], with_sync: bool, count: int
+                 ) -> tuple[str, list[Field], tuple[str, ...]]:
+    """``book_fills_if_unchanged``'s statement: the position's UPDATE ... WHERE its columns ``compared`` hold
+    the old values, RETURNING the stored ones; the fills' INSERT ... SELECT from typed VALUES when the UPDATE
+    matched; one result row per fill (none when the row did not match)."""
+    quote = connection.ops.quote_name
+    meta = LiquidityPosition._meta
+    column = {name: str(cast(Field, meta.get_field(name)).column) for name in (*compared, *assigned)}
+    sets = [f"{quote(column[name])} = %s" for name in assigned]
+    returned = [*assigned]
+    if with_sync:
+        sync = quote(str(cast(Field, meta.get_field("last_trade_sync_ms")).column))
+        sets.append(f"{sync} = GREATEST({sync}, %s)")
+        returned.append("last_trade_sync_ms")
+    table = quote(meta.db_table)
+    fill_meta = Fill._meta
+    fields = [f for f in fill_meta.concrete_fields if not f.primary_key]
+    one = "(" + ", ".join(f"%s::{f.db_type(connection)}" for f in fields) + ")"
+    names = ", ".join(quote(str(f.column)) for f in fields)
+    sql = (f"WITH pos AS (UPDATE {table} SET {', '.join(sets)} WHERE {quote('id')} = %s AND "
+           + " AND ".join(f"{quote(column[name])} = %s" for name in compared)
+           + f" RETURNING {', '.join(quote(str(cast(Field, meta.get_field(n)).column)) for n in returned)}), "
+           f"ins AS (INSERT INTO {quote(fill_meta.db_table)} ({names}) SELECT * FROM (VALUES "
+           f"{', '.join([one] * count)}) AS v({names}) WHERE EXISTS (SELECT 1 FROM pos) "
+           f"RETURNING {quote('id')}, {quote('exchange_trade_id')}) "
+           "SELECT pos.*, ins.* FROM pos CROSS JOIN ins")
+    return sql, fields, tuple(returned)

@@ -8,6 +8,7 @@ account's BTC and USDT balances valued at the same mid, exactly (the issue asked
 from __future__ import annotations
 
 import time
+from collections import Counter
 from decimal import Decimal
 from typing import Any
 
@@ -48,10 +49,13 @@ def take(server: Any, bot: Bot, bot_side: str, *, deepest_level: int) -> None:
                                                   time_in_force="IOC", now_ms=int(time.time() * 1000)))
 
 
-def cycle(bot: Bot) -> None:
+def cycle(bot: Bot, booked: Counter[str] | None = None) -> None:
+    """One full cycle of a new engine; ``booked``: gains how its fill syncs booked (``fills_booked_*``)."""
     engine = MarketMakingBot(Bot.objects.get(pk=bot.pk))
     engine.initialize_exchanges(emit_events=False, validate=False)
     engine.monitoring_iteration(begin_cycle(bot.pk))
+    if booked is not None:
+        booked.update({k: n for k, n in engine.order_manager.counts.items() if k.startswith("fills_booked")})
 
 
 def move_mid(server: Any, mid: Decimal) -> None:
@@ -77,11 +81,14 @@ def test_reported_pnl_equals_the_account_change_with_fees_in_base(world_a: Any, 
     # (bot side, deepest level taken): short two levels, buy back one while still short (its fee in BTC
     # grows the short), then the rest and through flat; long, sell part, sell through flat; and again
     script = [("sell", 1), ("buy", 0), ("buy", 1), ("sell", 0), ("sell", 1), ("buy", 1), ("buy", 0), ("sell", 1)]
+    booked: Counter[str] = Counter()
     for step, (side, level) in enumerate(script):
         take(server, bot, side, deepest_level=level)
-        cycle(bot)
+        cycle(bot, booked)
         move_mid(server, start_mid * (Decimal(1) + Decimal(step % 3 - 1) / 400))
-        cycle(bot)
+        cycle(bot, booked)
+    if connection.vendor == "postgresql":  # the bookings were the one-statement compare-and-set, not the locked path
+        assert booked["fills_booked_at_once"] >= len(script) and not booked["fills_booked_locked"], booked
     assert MarketMakingBot(Bot.objects.get(pk=bot.pk)).initialize_exchanges(emit_events=False, validate=False)
     stopper = MarketMakingBot(Bot.objects.get(pk=bot.pk))
     stopper.initialize_exchanges(emit_events=False, validate=False)

@@ -12,8 +12,10 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from bots.engine.fills import ACCOUNTING_FIELDS
 from bots.engine.rows import (
     OPEN_WHERE,
+    book_fills_if_unchanged,
     booked_fills,
     booked_trade_ids,
     insert_orders,
@@ -206,3 +208,61 @@ def test_insert_orders_stores_new_rows_in_one_statement_and_skips_a_stored_clien
     assert [{k: v for k, (v, _) in columns(r).items()} for r in kept] == [
         {k: v for k, (v, _) in columns(Order.objects.get(pk=r.pk)).items()} for r in kept]
     assert Order.objects.get(pk=stored.pk).price == Decimal("100.01")
+
+
+ACCOUNTING = ACCOUNTING_FIELDS
+
+
+def accounting(row: LiquidityPosition) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in ACCOUNTING}
+
+
+@pytest.mark.django_db(transaction=True)  # the statement runs outside a transaction, as a fill sync's does
+def test_book_fills_if_unchanged_writes_everything_in_one_statement_or_nothing(world_a: TenantWorld,
+                                                                               position: LiquidityPosition) -> None:
+    """A fill sync's booking as a compare-and-set (Postgres): the fills and the position's new accounting in one
+    statement when the row holds the values the engine booked last; nothing at all when the row moved or a trade of
+    the batch is booked already (the caller then books under the row's lock); never inside a transaction."""
+    of = order(world_a, position, OrderStatus.OPEN)
+    before = accounting(position)
+    after = {**before, "base_position": Decimal("0.29970001"), "cost_basis_quote": Decimal("30.150000005"),
+             "realised_pnl_quote": Decimal("-1.1"), "fill_count": 4, "average_cost": Decimal("100.600600934")}
+    sync_ms = 1_733_400_000_000
+    rows = [fill(world_a, position, of, "B-1"), fill(world_a, position, None, "B-2")]
+    if connection.vendor != "postgresql":
+        assert not book_fills_if_unchanged(position, before, after, rows, sync_ms)
+        assert Fill.objects.count() == 0 and accounting(LiquidityPosition.objects.get(pk=position.pk)) == before
+        return
+
+    moved = {**before, "fill_count": 3}  # the row holds another booking than the one the engine last made
+    with CaptureQueriesContext(connection) as queries:
+        assert not book_fills_if_unchanged(position, moved, after, rows, sync_ms)
+    assert len(queries) == 1
+    assert Fill.objects.count() == 0 and all(r.pk is None for r in rows)
+    assert accounting(LiquidityPosition.objects.get(pk=position.pk)) == before
+
+    insert_rows([fill(world_a, position, None, "B-2")])  # booked by someone else meanwhile
+    assert not book_fills_if_unchanged(position, before, after, rows, sync_ms)
+    assert list(Fill.objects.values_list("exchange_trade_id", flat=True)) == ["B-2"]
+    assert accounting(LiquidityPosition.objects.get(pk=position.pk)) == before
+    Fill.objects.all().delete()
+
+    with transaction.atomic():  # a failed statement would break the caller's transaction: not tried there
+        assert not book_fills_if_unchanged(position, before, after, rows, sync_ms)
+    assert Fill.objects.count() == 0
+
+    with CaptureQueriesContext(connection) as queries:
+        assert book_fills_if_unchanged(position, before, after, rows, sync_ms)
+    assert len(queries) == 1
+    stored = LiquidityPosition.objects.get(pk=position.pk)
+    assert accounting(stored) == {name: after[name] for name in ACCOUNTING}
+    assert stored.average_cost == after["average_cost"] and stored.last_trade_sync_ms == sync_ms
+    assert accounting(position) == accounting(stored) and position.last_trade_sync_ms == sync_ms
+    assert all(r.pk is not None and not r._state.adding for r in rows)
+    assert [columns(r) for r in rows] == [columns(Fill.objects.get(pk=r.pk)) for r in rows]
+
+    # the sync mark only moves forward
+    later = [fill(world_a, position, of, "B-3")]
+    assert book_fills_if_unchanged(position, accounting(stored), {**accounting(stored), "fill_count": 5}, later,
+                                   sync_ms - 1)
+    assert LiquidityPosition.objects.get(pk=position.pk).last_trade_sync_ms == sync_ms
