@@ -192,8 +192,9 @@ class CcxtGateway(ExchangeGateway):
         entry = self._clients.get(id(loop))
         if entry is not None and entry[0] is loop:
             return entry[1]
-        for key in [k for k, (other, _) in self._clients.items() if other.is_closed()]:
-            del self._clients[key]  # a finished asyncio.run(): its sessions died with it
+        for key, (other, _) in list(self._clients.items()):  # a copy: another thread's loop may add its client
+            if other.is_closed():
+                self._clients.pop(key, None)  # a finished asyncio.run(): its sessions died with it
         client = getattr(ccxt_async, self.exchange_id)(self._config())
         if self._markets is not None:
             client.set_markets(self._markets)
@@ -319,7 +320,7 @@ class CcxtGateway(ExchangeGateway):
         self._markets = markets
         self._rules = rules
         self._active = active
-        for _, other in self._clients.values():
+        for _, other in list(self._clients.values()):
             if other is not client:
                 other.set_markets(markets)
         return rules
