@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _lock = threading.Lock()
+_waits = threading.local()  # per thread: how many times it waited for the loop (``run``, ``wait``)
 _loop: asyncio.AbstractEventLoop | None = None
 _owner_pid: int | None = None
 
@@ -45,6 +46,7 @@ def run(coroutine: Coroutine[Any, Any, T], timeout_secs: float | None = 60.0) ->
         running = None
     if running is loop:
         raise RuntimeError("mmplatform.aio.run() called from the I/O loop itself; await instead")
+    _waits.n = getattr(_waits, "n", 0) + 1
     future = asyncio.run_coroutine_threadsafe(coroutine, loop)
     try:
         return future.result(timeout_secs)
@@ -61,11 +63,18 @@ def start(coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
 
 def wait(future: concurrent.futures.Future[T], timeout_secs: float | None = 60.0) -> T:
     """The result of a coroutine ``start`` began (or its exception); cancelled after ``timeout_secs``."""
+    _waits.n = getattr(_waits, "n", 0) + 1
     try:
         return future.result(timeout_secs)
     except TimeoutError:
         future.cancel()
         raise
+
+
+def waits() -> int:
+    """How many times the calling thread has waited for the loop (``run``, ``wait``): each is a hand-over to the
+    loop's thread and back (the engine's cycles count theirs: ``<kind>_loop_waits`` in the driver's stats)."""
+    return getattr(_waits, "n", 0)
 
 
 async def settled(awaitables: Iterable[Awaitable[Any]]) -> list[Any]:

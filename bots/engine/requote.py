@@ -11,6 +11,8 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 
@@ -23,9 +25,21 @@ from bots.engine.runner import Runner, next_due
 from bots.engine.venues import Slot
 from bots.engine.verdict import Verdict
 from bots.models import OPEN_ORDER_STATUSES, Bot, LiquidityPosition, Order, OrderPurpose
+from mmplatform import aio
 from mmplatform.errors import ExchangeError
 
 logger = logging.getLogger(__name__)
+
+class StatementCounter:
+    """A database execute wrapper (``connection.execute_wrappers``) counting the statements it lets through."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        self.n += 1
+        return execute(sql, params, many, context)
+
 
 class RequoteMixin(DriverState):
     """The driver's pool-thread cycles (part of ``Driver``)."""
@@ -39,6 +53,10 @@ class RequoteMixin(DriverState):
         delay = runner.interval
         drop = False
         outcome = ""
+        # the cycle's round trips: its SQL statements (BEGIN / COMMIT not counted) and its waits for the I/O loop
+        statements = StatementCounter()
+        connections[DEFAULT_DB_ALIAS].execute_wrappers.append(statements)
+        loop_waits = aio.waits()
         try:
             lease.start()  # from here a halt waits for this cycle; one that came while it was queued took its lease
             self._ready_connection(started)
@@ -75,6 +93,9 @@ class RequoteMixin(DriverState):
             counts = engine.order_manager.take_counts() if engine is not None else None
             counts = counts if counts is not None else Counter()
             counts[f"{verdict.kind}_cpu_us"] += int(1e6 * (time.thread_time() - cpu_started))
+            connections[DEFAULT_DB_ALIAS].execute_wrappers.remove(statements)
+            counts[f"{verdict.kind}_statements"] += statements.n
+            counts[f"{verdict.kind}_loop_waits"] += aio.waits() - loop_waits
             if outcome == "lease-lost":  # (a full cycle's next one is full again; the runner stays)
                 counts["lease_lost"] += 1
             elif outcome == "halted":

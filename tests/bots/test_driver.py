@@ -109,6 +109,8 @@ def test_a_mid_move_beyond_tolerance_requotes_on_the_kept_engine(running_bot: Bo
     assert not Order.objects.filter(bot=running_bot, client_order_id__in=old, status__in=OPEN_ORDER_STATUSES).exists()
     assert driver.stats["guard_takes"] >= 1, driver.stats  # the quote guard's wait is counted (guard_wait_ms)
     assert "guard_wait_ms" in driver.stats
+    # and its round trips: a re-quote stores and acknowledges its rows (statements) and waits for the venue
+    assert driver.stats["requote_statements"] >= 2 and driver.stats["requote_loop_waits"] >= 1, driver.stats
 
 
 def test_an_order_that_left_the_book_is_synced_and_replaced(running_bot: Bot, driver: Driver,
