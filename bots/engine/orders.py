@@ -114,6 +114,8 @@ class OrderManager(FillSyncMixin):
         # how the fill syncs booked the trades since ``take_counts`` (the driver's stats: ``trades_pushed``,
         # ``trades_rest_<why>``)
         self.counts: Counter[str] = Counter()
+        # while a re-quote holds them (``hold_acks``): the answers' rows, saved together by ``save_held_acks``
+        self.held_acks: list[Order] | None = None
         # called right before any order is sent: raises when the bot's sends are fenced (kill, stop,
         # pause) or the cycle lost its lease (MarketMakingBot._check_send)
         self.gate = gate
@@ -229,7 +231,7 @@ class OrderManager(FillSyncMixin):
                 save_fields([order], ["status", "error", "closed_at", "updated_at"])
                 outcomes.append(PlacementOutcome(order, OrderPlacementError(
                     f"Failed to place order {order.client_order_id}: {result}")))
-        self._save_acks(acknowledged)
+        self._ack_rows(acknowledged)
         push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="orders",
              data={"placed": [self.order_payload(o.order) for o in outcomes if o.error is None]})
         return outcomes
@@ -323,10 +325,29 @@ class OrderManager(FillSyncMixin):
                 gone += self._resolve_missing(order)
             else:
                 logger.warning("cancel of %s failed: %s", order.client_order_id, result)
-        self._save_acks(settled)
+        self._ack_rows(settled)
         push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="orders",
              data={"cancelled": [o.client_order_id for o in orders]})
         return gone
+
+    def hold_acks(self) -> None:
+        """From now on the venue's answers (placements, cancels) are kept in memory until ``save_held_acks``:
+        a re-quote that places, then cancels, saves both sets of answers in one statement. A crash in between
+        leaves rows without their answers, which the next sync settles by client id, as after a lost reply."""
+        if self.held_acks is None:
+            self.held_acks = []
+
+    def save_held_acks(self) -> None:
+        """Save the answers held since ``hold_acks`` (one statement) and stop holding."""
+        held, self.held_acks = self.held_acks, None
+        if held:
+            self._save_acks(list({o.pk: o for o in held}.values()))  # a row answered twice: saved once
+
+    def _ack_rows(self, orders: list[Order]) -> None:
+        if self.held_acks is not None:
+            self.held_acks.extend(orders)
+        else:
+            self._save_acks(orders)
 
     @staticmethod
     def _save_acks(orders: list[Order]) -> None:

@@ -287,13 +287,17 @@ class QuotesMixin(BotState):
         a crash before the answers are settled leaves OPEN rows off the book, which the next sync
         settles by client id. ``guard`` (no self-trades) is released once the new rows are stored."""
         placed = 0
+        self.order_manager.hold_acks()  # the placements' and the cancels' answers saved in one statement
         try:
-            if begin_cycle_now is not None:
-                self.cycle = begin_cycle_now()
-            placed = self._place_order(position, place, before_send=lambda: self._release_at_send(guard))
+            try:
+                if begin_cycle_now is not None:
+                    self.cycle = begin_cycle_now()
+                placed = self._place_order(position, place, before_send=lambda: self._release_at_send(guard))
+            finally:
+                results = self.order_manager.cancel_requests(to_cancel).result(60)
+                self.report.cancelled += self.order_manager.settle_cancels(to_cancel, results)
         finally:
-            results = self.order_manager.cancel_requests(to_cancel).result(60)
-            self.report.cancelled += self.order_manager.settle_cancels(to_cancel, results)
+            self.order_manager.save_held_acks()
         return placed
 
     def _cancel_then_place(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order],

@@ -11,8 +11,6 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 
@@ -21,6 +19,7 @@ from bots.engine.cycle import begin_fenced_cycle
 from bots.engine.driver_state import DriverState
 from bots.engine.lease import BotLease, FencedError, HaltedError, LeaseLostError
 from bots.engine.performance import PerformanceFigures, write_performance
+from bots.engine.rows import StatementCounter
 from bots.engine.runner import Runner, next_due
 from bots.engine.venues import Slot
 from bots.engine.verdict import Verdict
@@ -29,17 +28,6 @@ from mmplatform import aio
 from mmplatform.errors import ExchangeError
 
 logger = logging.getLogger(__name__)
-
-class StatementCounter:
-    """A database execute wrapper (``connection.execute_wrappers``) counting the statements it lets through."""
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
-        self.n += 1
-        return execute(sql, params, many, context)
-
 
 class RequoteMixin(DriverState):
     """The driver's pool-thread cycles (part of ``Driver``)."""

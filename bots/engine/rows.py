@@ -381,3 +381,14 @@ def _booking_sql(compared: tuple[str, ...], assigned: tuple[str, ...], with_sync
            f"RETURNING {quote('id')}, {quote('exchange_trade_id')}) "
            "SELECT pos.*, ins.* FROM pos CROSS JOIN ins")
     return sql, fields, tuple(returned)
+
+
+class StatementCounter:
+    """A database execute wrapper (``connection.execute_wrappers``) counting the statements it lets through."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
+        self.n += 1
+        return execute(sql, params, many, context)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bots.engine.driver import Driver
-from bots.models import Bot
+from bots.models import Bot, Order
 from exchanges.emulator.server import EmulatorServer
 from mmplatform.redis_client import get_redis
 from strategies.requote_order import place_first
@@ -88,6 +88,11 @@ def test_a_requote_keeps_each_side_covered_when_the_balances_allow(
     assert sorted(o.side for o in now_open) == ["BUY", "SELL"]
     assert {o.client_order_id for o in now_open} == runner.known
     assert sorted(side for side, _ in at_cancel) == ["BUY", "SELL"], at_cancel  # each old quote cancelled once
+    # the venue's answers are on the rows (placing first, both sets saved in one statement at the end)
+    rows = {o.client_order_id: o for o in Order.objects.filter(client_order_id__in=old | runner.known)}
+    assert all(rows[c].status == "canceled" and rows[c].closed_at is not None for c in old), rows
+    assert all(rows[c].status == "open" and rows[c].exchange_order_id and rows[c].acknowledged_at
+               for c in runner.known), rows
     if covered:
         assert all(left == 1 for _, left in at_cancel), at_cancel  # its replacement was already resting
     else:
