@@ -67,6 +67,11 @@ TRADE_SYNC_OVERLAP_MS = 5_000
 """Trades are re-read this far back so one arriving late at the venue is not skipped."""
 
 
+def _account_of(row: LiquidityPosition) -> PositionAccount:
+    """The accounting a position row (or the engine's copy of it) holds."""
+    return PositionAccount(**{name: getattr(row, name) for name in ACCOUNTING_FIELDS})
+
+
 def _accounting(account: PositionAccount, with_average: bool = False) -> dict[str, Any]:
     """The position's accounting columns as ``account`` has them (and the derived average cost)."""
     values = {name: getattr(account, name) for name in ACCOUNTING_FIELDS}
@@ -297,7 +302,7 @@ class FillSyncMixin:
         otherwise, or when the row moved, in one transaction with the row locked (even if two processes
         sync). Returns the fills booked (their pks set); the position holds the stored accounting."""
         if not any(self._hedged(order) for _, order in fresh):
-            before = PositionAccount(**{name: getattr(position, name) for name in ACCOUNTING_FIELDS})
+            before = _account_of(position)
             fills, _, account = self._fill_rows(position, fresh, before, position.pk, mid)
             if book_fills_if_unchanged(position, _accounting(before), _accounting(account, with_average=True),
                                        fills, sync_ms):
@@ -311,18 +316,18 @@ class FillSyncMixin:
             locked = found[0]
             seen = booked_trade_ids(position.exchange_account_id, [t.trade_id for t, _ in fresh])
             fresh = [(trade, order) for trade, order in fresh if trade.trade_id not in seen]
-            account = PositionAccount(**{name: getattr(locked, name) for name in ACCOUNTING_FIELDS})
-            fills, hedges, account = self._fill_rows(position, fresh, account, locked.pk, mid)
+            fills, hedges, account = self._fill_rows(position, fresh, _account_of(locked), locked.pk, mid)
             insert_rows(fills)  # one statement (their pks set: the hedges refer to them)
             if hedges:
                 Hedge.objects.bulk_create(hedges)
             if fills:
-                for name in (*ACCOUNTING_FIELDS, "average_cost"):  # the row, and the cycle's position
-                    setattr(locked, name, getattr(account, name))
-                    setattr(position, name, getattr(account, name))
+                written = _accounting(account, with_average=True)
+                for name, value in written.items():  # the row, and the cycle's position
+                    setattr(locked, name, value)
+                    setattr(position, name, value)
                 # the sync mark goes with the accounting (the row is locked: max() is safe); it is where
                 # the next REST read starts, so only a REST read (everything up to it seen) moves it
-                fields = [*ACCOUNTING_FIELDS, "average_cost"]
+                fields = list(written)
                 if sync_ms is not None:
                     locked.last_trade_sync_ms = max(locked.last_trade_sync_ms, sync_ms)
                     fields.append("last_trade_sync_ms")

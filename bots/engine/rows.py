@@ -345,7 +345,7 @@ def book_fills_if_unchanged(position: LiquidityPosition, before: dict[str, Any],
         return False
     if not rows:
         return False
-    for name, value in zip(returned, rows[0], strict=False):
+    for name, value in zip(returned, rows[0][:len(returned)], strict=True):  # (then the fill's id and trade id)
         setattr(position, name, value)
     pks = {trade_id: pk for *_, pk, trade_id in rows}
     for fill in fills:
