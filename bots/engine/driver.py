@@ -93,6 +93,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
         self.order_stream_tasks = {}  # account -> (gateway, watcher)
         self.order_streams_live = set()  # accounts whose order updates are pushed right now
         self.pushed_orders = deque()  # (account, pushed orders and trades | None: read it) for the feeder
+        self.bots_read = None
         self._housekeeping_at = 0.0
         self._flush_at = 0.0
         self._pool_connections: dict[int, Any] = {}  # pool thread id -> its database connection
@@ -193,6 +194,8 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
                 idle = runner.next_due
         for pk in dropped:
             self.runners.pop(pk, None)
+        if dropped:
+            self.bots_read = None  # a fenced bot that is still cycling comes back at the next read
         if due:
             began = time.perf_counter()
             self._run_due(due, now)

@@ -52,6 +52,8 @@ class DriverState:
     shared: SharedViews  # what the bots of an account / a venue's pair share, per version (shared_views.py)
     wanted_accounts: dict[int, tuple[ExchangeGateway, float]]  # what the feeder reads: account -> (gateway, every)
     wanted_books: dict[tuple[str, str], ExchangeGateway]  # ... and (venue, pair) -> gateway (replaced whole)
+    bots_read: tuple[str, frozenset[int]] | None  # (bots' fingerprint, owned shards) at the last read of the bots;
+    # None: read them at the next housekeeping pass (a runner was dropped) (shards.py, driver.py)
     _housekeeping_at: float
     _flush_at: float
     _urgent: int  # urgent re-quotes in flight (+1 on submit, -1 when taken back); the feeder reads it

@@ -392,3 +392,42 @@ class StatementCounter:
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:
         self.n += 1
         return execute(sql, params, many, context)
+
+
+_FINGERPRINTED = ("id", "epoch", "status", "monitoring_interval_secs", "error_recovery_delay_secs", "updated_at",
+                  "kill_switch_engaged", "daily_pnl_baseline_quote")
+
+
+def bots_fingerprint(statuses: Sequence[str]) -> str:
+    """One value that changes whenever anything the engine driver reads of the bots in ``statuses`` changes
+    (``ShardsMixin._refresh_bots``: each bot's lifecycle columns, its tenant's kill switch, its first exchange
+    account), computed by the database: the driver reads every such bot only when it moved, instead of
+    parsing a thousand rows a second per process to find that nothing did."""
+    from mmplatform.tenancy.models import Tenant
+
+    quote = connection.ops.quote_name
+    table, tenants = quote(Bot._meta.db_table), quote(Tenant._meta.db_table)
+    links = quote(Bot.exchange_accounts.through._meta.db_table)
+    cast = "::text" if connection.vendor == "postgresql" else ""
+    parts = [f"COALESCE(b.{quote(name)}{cast}, '-')" for name in _FINGERPRINTED]
+    parts.append(f"COALESCE(t.{quote('kill_switch_engaged')}{cast}, '-')")
+    parts.append(f"COALESCE((SELECT MIN(l.{quote('exchangeaccount_id')}) FROM {links} l "
+                 f"WHERE l.{quote('bot_id')} = b.{quote('id')}){cast}, '-')")
+    row_text = " || ',' || ".join(parts)
+    marks = ", ".join(["%s"] * len(statuses))
+    source = (f"FROM {table} b JOIN {tenants} t ON t.{quote('id')} = b.{quote('tenant_id')} "
+              f"WHERE b.{quote('status')} IN ({marks})")
+    if connection.vendor == "postgresql":
+        aggregated = f"STRING_AGG({row_text}, ';' ORDER BY b.{quote('id')})"
+        sql = f"SELECT COUNT(*)::text || ':' || MD5(COALESCE({aggregated}, '')) {source}"
+    else:  # SQLite: its rows in id order, hashed here
+        sql = f"SELECT GROUP_CONCAT(r, ';') FROM (SELECT {row_text} AS r {source} ORDER BY b.{quote('id')})"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(statuses))
+        row = cursor.fetchone()
+    value = str(row[0] or "") if row else ""
+    if connection.vendor != "postgresql":
+        import hashlib
+
+        value = hashlib.md5(value.encode(), usedforsecurity=False).hexdigest()
+    return value

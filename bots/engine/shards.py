@@ -21,6 +21,7 @@ from django.db import close_old_connections
 from bots.engine import keys
 from bots.engine.driver_state import DriverState
 from bots.engine.lease import _RELEASE, new_chain
+from bots.engine.rows import bots_fingerprint
 from bots.engine.runner import Runner
 from bots.models import Bot, BotStatus
 from exchanges.gateway import ExchangeGateway
@@ -115,7 +116,16 @@ class ShardsMixin(DriverState):
         pipe.execute()
 
     def _refresh_bots(self, now: float) -> None:
-        rows = Bot.objects.filter(status__in=(BotStatus.RUNNING, BotStatus.PAUSED)).values_list(
+        """The runners of the running and paused bots of the owned shards, as the rows say now. Read only when
+        something the driver reads of them moved (``rows.bots_fingerprint``), the shards changed hands, or a
+        runner was dropped since (a fenced bot comes back if it is cycling)."""
+        statuses = (BotStatus.RUNNING, BotStatus.PAUSED)
+        seen_key = (bots_fingerprint(statuses), frozenset(self.owned))
+        if seen_key == self.bots_read:
+            self.stats["bots_read_skipped"] += 1
+            return
+        self.stats["bots_read"] += 1
+        rows = Bot.objects.filter(status__in=statuses).values_list(
             "pk", "epoch", "status", "monitoring_interval_secs", "error_recovery_delay_secs", "updated_at",
             "kill_switch_engaged", "tenant__kill_switch_engaged", "daily_pnl_baseline_quote")
         first_account: dict[int, int] = {}
@@ -146,3 +156,4 @@ class ShardsMixin(DriverState):
         for pk in list(self.runners):
             if pk not in seen:
                 self.runners.pop(pk).dropped = True
+        self.bots_read = seen_key

@@ -133,11 +133,17 @@ def test_an_order_that_left_the_book_is_synced_and_replaced(running_bot: Bot, dr
 
 def test_a_config_change_drops_the_kept_engine(running_bot: Bot, driver: Driver) -> None:
     runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    read, skipped = driver.stats["bots_read"], driver.stats["bots_read_skipped"]
+    driver._housekeeping_at = 0.0
+    driver.tick()  # nothing moved: the bots are not read again (rows.bots_fingerprint)
+    assert (driver.stats["bots_read"], driver.stats["bots_read_skipped"]) == (read, skipped + 1)
+    assert runner.engine is not None
     bot = Bot.objects.get(pk=running_bot.pk)
     bot.spread_bps = 80.0
     bot.save()
     driver._housekeeping_at = 0.0
     driver.tick()
+    assert driver.stats["bots_read"] == read + 1
     assert runner.engine is None or runner.engine.config.strategy_settings.spread_bps == 80.0
     runner = settle(driver, running_bot, lambda r: r.engine is not None)
     assert runner.engine.config.strategy_settings.spread_bps == 80.0

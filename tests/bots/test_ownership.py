@@ -47,7 +47,7 @@ THREAD = {
 # attribute -> its owner thread (the only one whose methods write it)
 OWNER = {
     "owned": "driver", "runners": "driver", "stats": "driver", "analyses": "driver", "_urgent": "driver",
-    "shared": "driver", "by_pair": "driver",
+    "shared": "driver", "by_pair": "driver", "bots_read": "driver",
     "wanted_accounts": "driver", "wanted_books": "driver", "streams": "driver", "stream_tasks": "driver",
     "stream_symbols": "driver", "_housekeeping_at": "driver", "_flush_at": "driver",
     "accounts": "feeder", "_books": "feeder", "feed_stats": "feeder", "loop_probe": "feeder",

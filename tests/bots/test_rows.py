@@ -18,6 +18,7 @@ from bots.engine.rows import (
     book_fills_if_unchanged,
     booked_fills,
     booked_trade_ids,
+    bots_fingerprint,
     insert_orders,
     insert_rows,
     mark_cancel_pending,
@@ -26,8 +27,8 @@ from bots.engine.rows import (
     save_fields,
     select_rows,
 )
-from bots.models import OPEN_ORDER_STATUSES, Fill, LiquidityPosition, Order, OrderStatus
-from tests.conftest import TenantWorld
+from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Fill, LiquidityPosition, Order, OrderStatus
+from tests.conftest import TenantWorld, make_account
 
 pytestmark = pytest.mark.django_db
 
@@ -266,3 +267,49 @@ def test_book_fills_if_unchanged_writes_everything_in_one_statement_or_nothing(w
     assert book_fills_if_unchanged(position, accounting(stored), {**accounting(stored), "fill_count": 5}, later,
                                    sync_ms - 1)
     assert LiquidityPosition.objects.get(pk=position.pk).last_trade_sync_ms == sync_ms
+
+
+def test_bots_fingerprint_moves_with_everything_the_driver_reads_of_a_bot_and_nothing_else(
+        world_a: TenantWorld, world_b: TenantWorld) -> None:
+    """The driver re-reads the running bots only when this value moves (``ShardsMixin._refresh_bots``): each
+    column its runners are built from, the tenant's kill switch and the bot's first account move it; a cycle's
+    counters and the other statuses' bots do not. One statement, on both databases."""
+    running = (BotStatus.RUNNING, BotStatus.PAUSED)
+    Bot.objects.filter(pk__in=[world_a.bot.pk, world_b.bot.pk]).update(status=BotStatus.RUNNING)
+    with CaptureQueriesContext(connection) as queries:
+        first = bots_fingerprint(running)
+    assert len(queries) == 1
+    assert first == bots_fingerprint(running)
+    bot = world_a.bot
+
+    def moved(**fields: Any) -> bool:
+        nonlocal first
+        Bot.objects.filter(pk=bot.pk).update(**fields)
+        now = bots_fingerprint(running)
+        changed, first = now != first, now
+        return changed
+
+    # a cycle's own bookkeeping is not the driver's business
+    assert not moved(cycle_count=7, last_cycle_started_at=AT, last_cycle_finished_at=AT)
+    assert moved(epoch=bot.epoch + 1)
+    assert moved(status=BotStatus.PAUSED)
+    assert moved(monitoring_interval_secs=3)
+    assert moved(error_recovery_delay_secs=9)
+    assert moved(kill_switch_engaged=True)
+    assert moved(daily_pnl_baseline_quote=Decimal("12.5"))
+    assert moved(updated_at=AT)
+    type(world_a.tenant).objects.filter(pk=world_a.tenant.pk).update(kill_switch_engaged=True)
+    assert bots_fingerprint(running) != first
+    first = bots_fingerprint(running)
+    second = make_account(world_a.tenant, "second")
+    bot.exchange_accounts.add(second)
+    assert bots_fingerprint(running) == first  # its shard follows its first account, which did not change
+    bot.exchange_accounts.remove(world_a.account)  # now it did
+    assert bots_fingerprint(running) != first
+    first = bots_fingerprint(running)
+    # a bot leaving the statuses moves it; a change to a bot of another status does not
+    assert moved(status=BotStatus.STOPPED)
+    assert not moved(epoch=bot.epoch + 5)
+    Bot.objects.filter(pk=world_b.bot.pk).update(status=BotStatus.STOPPED)
+    assert bots_fingerprint(running) != first
+    assert bots_fingerprint(running) == bots_fingerprint((BotStatus.ERROR,))  # no bot: the value of none
