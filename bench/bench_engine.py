@@ -429,6 +429,25 @@ def _postgres_processes() -> list[Any]:
     return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres")]
 
 
+def _postgres_cpu_secs() -> float:
+    """The Postgres server's CPU so far: its live processes' and, through the postmaster's children times, the
+    backends that exited (a backend's time moves there when the postmaster reaps it). Enumerated afresh at each
+    reading, so backends that came or went during a window count for what they ran in it (taking the list at the
+    window's start and summing it at its end read negative when connections closed meanwhile)."""
+    import psutil
+
+    total = 0.0
+    for p in _postgres_processes():
+        try:
+            times = p.cpu_times()
+            total += times.user + times.system
+            if p.ppid() == 1 or p.parent() is None or not (p.parent().name() or "").startswith("postgres"):
+                total += times.children_user + times.children_system  # the postmaster: reaped backends
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def driver_stats(redis_url: str, *, reset: bool = False) -> dict[str, int]:
     """Cycles by verdict (quiet / requote / full: reason) summed over the engine drivers (``reset``:
     forget the figures of drivers of an earlier step first)."""
@@ -522,6 +541,8 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
         processes = {"worker": _tree(worker.pid), "beat": _tree(beat.pid), "emulator": _tree(emulator.pid),
                      "postgres (whole server)": _postgres_processes() if db_kind == "postgres" else []}
         cpu_before = {name: _cpu_secs(procs) for name, procs in processes.items()}
+        if db_kind == "postgres":
+            cpu_before["postgres (whole server)"] = _postgres_cpu_secs()
         verdicts_before = driver_stats(redis_url)
         window_start = time.time()
         time.sleep(window_secs)
@@ -531,6 +552,8 @@ def bench_scale_step(env: dict[str, str], redis_url: str, n_bots: int, *, window
         verdicts = {k: v - verdicts_before.get(k, 0) for k, v in verdicts_after.items()
                     if k not in ("bots", "shards", "busy", "pool_queue", "due_now") and v - verdicts_before.get(k, 0)}
         cpu_after = {name: _cpu_secs(procs) for name, procs in processes.items()}
+        if db_kind == "postgres":
+            cpu_after["postgres (whole server)"] = _postgres_cpu_secs()
         uss = {name: _uss_mb(procs) for name, procs in processes.items() if name != "postgres (whole server)"}
         rss = {name: _rss_mb(procs) for name, procs in processes.items() if name != "postgres (whole server)"}
         redis_mb = _redis_used_mb(redis_url)
