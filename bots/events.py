@@ -131,25 +131,41 @@ def publish_event(*, bot: Bot, event_type: str, payload: dict[str, Any] | None =
     ``bots.wire.event_json`` (the same dict the pages render and the catch-up sends). A routine event
     (``ROUTINE_EVENTS``) is added to its minute's summary row; the row returned then has this event's
     id (``pk``, which the summary row now carries), payload and time, and the minute's ``occurrences``."""
-    data = jsonable(payload or {})
-    DjangoJSONEncoder().encode(data)  # fail here, not in the socket, on a non-JSON payload
     if event_type in ROUTINE_EVENTS:
+        data = _checked(payload)
         event = record_routine(bot=bot, event_type=event_type, payload=data)
     else:
-        event = BotEvent(tenant_id=bot.tenant_id, bot=bot, event_type=event_type, payload=data)
-        insert_rows([event])  # the ORM's create without its query building (a fill sync's OrderFilled)
+        event = event_row(bot=bot, event_type=event_type, payload=payload)
+        insert_rows([event])  # the ORM's create without its query building
+    announce(bot, event)
+    return event
+
+
+def event_row(*, bot: Bot, event_type: str, payload: dict[str, Any] | None = None) -> BotEvent:
+    """A (not routine) event's row, not stored yet: a fill sync stores its ``OrderFilled`` rows in the statement
+    that books the fills (``bots.engine.rows.book_fills_if_unchanged``), then calls ``announce`` for each."""
+    return BotEvent(tenant_id=bot.tenant_id, bot=bot, event_type=event_type, payload=_checked(payload))
+
+
+def announce(bot: Bot, event: BotEvent) -> None:
+    """A stored event to the dashboards and the alert matcher (the second half of ``publish_event``)."""
     push(
         tenant_id=bot.tenant_id,
         bot_id=bot.pk,
         kind="event",
         event_id=event.pk,
-        data=event_json(event_id=event.pk, bot_id=bot.pk, bot_name=bot.name, event_type=event_type,
-                        payload=data, created_at=event.created_at),
+        data=event_json(event_id=event.pk, bot_id=bot.pk, bot_name=bot.name, event_type=event.event_type,
+                        payload=event.payload, created_at=event.created_at),
     )
     # every event passes the alert matcher; one that may alert is enqueued after commit (never waited for)
-    alert_hooks.notice(tenant_id=bot.tenant_id, bot_id=bot.pk, event_type=event_type, payload=data,
+    alert_hooks.notice(tenant_id=bot.tenant_id, bot_id=bot.pk, event_type=event.event_type, payload=event.payload,
                        event_id=event.pk, occurred_at=event.created_at)
-    return event
+
+
+def _checked(payload: dict[str, Any] | None) -> dict[str, Any]:
+    data = jsonable(payload or {})
+    DjangoJSONEncoder().encode(data)  # fail here, not in the socket, on a non-JSON payload
+    return data
 
 
 def record_risk_event(*, bot: Bot, event_type: str, trading_pair: str, message: str, action_taken: str,

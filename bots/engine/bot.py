@@ -98,7 +98,8 @@ class MarketMakingBot(CycleMixin, QuotesMixin, GateMixin, RiskActionsMixin, Hedg
         self.hedge_route = hedge_route(bot, set(self.accounts), set(
             bot.hedged_accounts.values_list("pk", flat=True)) if bot.hedge_enabled else set())
         # every send checks the fence and the lease first (the gate)
-        self.order_manager = OrderManager(bot, self.exchanges, gate=self._check_send, hedge_route=self.hedge_route)
+        self.order_manager = OrderManager(bot, self.exchanges, gate=self._check_send, hedge_route=self.hedge_route,
+                                          venues={pk: a.exchange_id for pk, a in self.accounts.items()})
         self.guard_at_send: QuoteGuard | None = None  # released in the send gate's step (gate._release_at_send)
         # one position per slot (account, pair): a pair is quoted on every account of the bot that lists it
         self.active_positions: dict[Slot, LiquidityPosition] = {
@@ -291,7 +292,8 @@ class MarketMakingBot(CycleMixin, QuotesMixin, GateMixin, RiskActionsMixin, Hedg
                 for position in self.active_positions.values():  # fills up to the stop are in the summary
                     if position.exchange_account_id in self.exchanges:
                         try:
-                            self.order_manager.sync_fills(position, mid=float("nan"))
+                            self.announce_fills(position.trading_pair,
+                                                self.order_manager.sync_fills(position, mid=float("nan")))
                         except ExchangeError as exc:
                             logger.warning("bot %s: final fills of %s not read: %s", self.bot_id, position, exc)
                 self.inventory_manager.load_balances(self.exchanges)
@@ -330,7 +332,9 @@ class MarketMakingBot(CycleMixin, QuotesMixin, GateMixin, RiskActionsMixin, Hedg
         fills = 0
         for position in self.active_positions.values():
             if position.exchange_account_id in self.exchanges:
-                fills += len(self.order_manager.sync_position(position, mid=float("nan")))
+                booked = self.order_manager.sync_position(position, mid=float("nan"))
+                self.announce_fills(position.trading_pair, booked)
+                fills += len(booked)
         if self.active_positions:
             publish_event(bot=self.bot, event_type=BotEventType.RECONCILED, payload={"fills_recovered": fills})
         return fills

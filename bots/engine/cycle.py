@@ -19,11 +19,10 @@ from bots.engine.bot_state import BotState, CycleReport
 from bots.engine.market_data import book_reader, shared_book, to_snapshot, without_own
 from bots.engine.performance import PerformanceFigures, claim_performance_due, write_performance
 from bots.engine.venues import Slot, exchange_key, venue_backoff
-from bots.events import publish_event
+from bots.events import announce
 from bots.models import (
     OPEN_ORDER_STATUSES,
     Bot,
-    BotEventType,
     BotStatus,
     Fill,
     InventorySnapshot,
@@ -221,15 +220,11 @@ class CycleMixin(BotState):
             self.announce_fills(position.trading_pair, fills)
 
     def announce_fills(self, pair: str, fills: list[Fill]) -> None:
-        """An OrderFilled event per new fill (with the account it was on)."""
+        """The new fills' OrderFilled events (with the account each was on) to the dashboards and the alert
+        matcher: their rows were stored with the fills (``FillSyncMixin._book``)."""
         self.report.fills += len(fills)
-        for fill in fills:
-            account = self.accounts.get(fill.exchange_account_id)
-            publish_event(bot=self.bot, event_type=BotEventType.ORDER_FILLED, payload={
-                "trading_pair": pair, "side": fill.side, "price": fill.price, "amount": fill.amount,
-                "trade_id": fill.exchange_trade_id, "exchange_account_id": fill.exchange_account_id,
-                "venue": account.exchange_id if account is not None else "", "is_hedge": fill.is_hedge,
-            })
+        for event in self.order_manager.take_fill_events():
+            announce(self.bot, event)
 
     def _mids(self) -> dict[Slot, float]:
         """Each slot's mid as this cycle read it; a slot whose book is bad or unread (its venue is down)

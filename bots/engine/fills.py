@@ -33,10 +33,12 @@ from bots.engine.rows import (
     select_rows,
 )
 from bots.engine.venues import HedgeRoute, Slot
-from bots.events import push
+from bots.events import event_row, push
 from bots.models import (
     OPEN_ORDER_STATUSES,
     Bot,
+    BotEvent,
+    BotEventType,
     Fill,
     Hedge,
     LiquidityPosition,
@@ -132,6 +134,8 @@ class FillSyncMixin:
     counts: Counter[str]  # how the trades were booked (OrderManager.take_counts)
     rest_synced: set[int]  # positions whose trades this object read by REST at least once
     deferred_marks: set[int] | None  # during sync_position: the trades-pending marks its acknowledgements owe
+    venues: dict[int, str]  # account -> its venue's id (the OrderFilled events' ``venue``)
+    fill_events: list[BotEvent]  # the OrderFilled rows stored with their fills, until the bot announces them
 
     if TYPE_CHECKING:
 
@@ -300,13 +304,16 @@ class FillSyncMixin:
         ``sync_ms``: a REST read's mark, where the next one starts. Without a hedge to owe, in one statement
         when the row still holds the accounting this engine last booked (``rows.book_fills_if_unchanged``);
         otherwise, or when the row moved, in one transaction with the row locked (even if two processes
-        sync). Returns the fills booked (their pks set); the position holds the stored accounting."""
+        sync). Each fill's ``OrderFilled`` event row is stored with it (``fill_events``: the bot announces them).
+        Returns the fills booked (their pks set); the position holds the stored accounting."""
         if not any(self._hedged(order) for _, order in fresh):
             before = _account_of(position)
             fills, _, account = self._fill_rows(position, fresh, before, position.pk, mid)
+            events = self._filled_events(position, fills)
             if book_fills_if_unchanged(position, _accounting(before), _accounting(account, with_average=True),
-                                       fills, sync_ms):
+                                       fills, sync_ms, events):
                 self.counts["fills_booked_at_once"] += 1
+                self.fill_events.extend(events)
                 return fills
             self.counts["fills_booked_locked"] += 1
         with transaction.atomic():
@@ -318,6 +325,8 @@ class FillSyncMixin:
             fresh = [(trade, order) for trade, order in fresh if trade.trade_id not in seen]
             fills, hedges, account = self._fill_rows(position, fresh, _account_of(locked), locked.pk, mid)
             insert_rows(fills)  # one statement (their pks set: the hedges refer to them)
+            events = self._filled_events(position, fills)
+            insert_rows(events)
             if hedges:
                 Hedge.objects.bulk_create(hedges)
             if fills:
@@ -332,7 +341,21 @@ class FillSyncMixin:
                     locked.last_trade_sync_ms = max(locked.last_trade_sync_ms, sync_ms)
                     fields.append("last_trade_sync_ms")
                 save_fields([locked], fields)
+        self.fill_events.extend(events)
         return fills
+
+    def _filled_events(self, position: LiquidityPosition, fills: list[Fill]) -> list[BotEvent]:
+        """An ``OrderFilled`` event row per fill (not stored yet: stored with the fills)."""
+        return [event_row(bot=self.bot, event_type=BotEventType.ORDER_FILLED, payload={
+            "trading_pair": position.trading_pair, "side": fill.side, "price": fill.price, "amount": fill.amount,
+            "trade_id": fill.exchange_trade_id, "exchange_account_id": fill.exchange_account_id,
+            "venue": self.venues.get(fill.exchange_account_id, ""), "is_hedge": fill.is_hedge,
+        }) for fill in fills]
+
+    def take_fill_events(self) -> list[BotEvent]:
+        """The ``OrderFilled`` rows stored since the last call, to announce (oldest first)."""
+        events, self.fill_events = self.fill_events, []
+        return events
 
     def _fill_rows(self, position: LiquidityPosition, fresh: list[tuple[Trade, Order]], account: PositionAccount,
                    position_id: int, mid: float) -> tuple[list[Fill], list[Hedge], PositionAccount]:

@@ -28,7 +28,7 @@ from bots.engine.fills import FillSyncMixin, mark_trades_pending
 from bots.engine.rows import ACK_FIELDS, insert_orders, mark_cancel_pending, open_rows, save_fields
 from bots.engine.venues import HedgeRoute, Slot
 from bots.events import push
-from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderPurpose, OrderStatus
+from bots.models import OPEN_ORDER_STATUSES, Bot, BotEvent, Fill, LiquidityPosition, Order, OrderPurpose, OrderStatus
 from exchanges.gateway import ExchangeGateway, ExchangeOrder, OrderRequest
 from mmplatform import aio
 from mmplatform.errors import (
@@ -85,9 +85,11 @@ class OrderManager(FillSyncMixin):
     """Order lifecycle for one bot (spec OrderManager)."""
 
     def __init__(self, bot: Bot, gateways: dict[int, ExchangeGateway], *, gate: Callable[[], None] | None = None,
-                 hedge_route: HedgeRoute | None = None):
+                 hedge_route: HedgeRoute | None = None, venues: dict[int, str] | None = None):
         self.bot = bot
         self.gateways = gateways
+        self.venues = venues or {}  # account -> its venue's id (the OrderFilled events say where a fill was)
+        self.fill_events: list[BotEvent] = []  # OrderFilled rows stored with their fills, to announce
         # cross-venue hedging: the fills of quotes on these accounts owe a hedge (a Hedge row, with the Fill)
         self.hedge_route = hedge_route
         # the rows of each position's last sync_position (as the venue answered it), which the engine

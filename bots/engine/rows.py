@@ -322,21 +322,24 @@ def count_cycles(counts: dict[int, list[int]], now: Any) -> None:
 
 
 def book_fills_if_unchanged(position: LiquidityPosition, before: dict[str, Any], after: dict[str, Any],
-                            fills: Sequence[Fill], sync_ms: int | None = None) -> bool:
+                            fills: Sequence[Fill], sync_ms: int | None = None, events: Sequence[Model] = ()) -> bool:
     """Store ``fills`` and move the position's accounting columns from ``before`` to ``after`` (and its
     ``last_trade_sync_ms`` up to ``sync_ms`` when given) in one statement, only if the row still holds
     ``before``: a compare-and-set instead of BEGIN, the row's lock, the booked-trades check, the INSERT, the
     UPDATE and COMMIT (six round trips). The fills are inserted only when the row matched, and a fill booked
     already (the account's unique trade id) fails the whole statement, so either everything is written or
-    nothing. True: written; the fills' pks and the position's stored values are set. False: nothing written
-    (the row moved: another booking, an edit; or a trade is booked already; or not Postgres, or inside a
+    nothing. ``events``: rows of another model (the fills' ``OrderFilled`` events) stored with them, and only
+    with them. True: written; the fills' and events' pks and the position's stored values are set. False:
+    nothing written (the row moved: another booking, an edit; or a trade is booked already; or not Postgres, or inside a
     transaction, where a failed statement would break it): the caller books under the row's lock."""
     if not fills or connection.vendor != "postgresql" or connection.in_atomic_block:
         return False
     compared, assigned = tuple(before), tuple(after)
-    sql, fill_fields, returned = _booking_sql(compared, assigned, sync_ms is not None, len(fills))
+    event_model = type(events[0]) if events else None
+    sql, fill_fields, event_fields, returned = _booking_sql(compared, assigned, sync_ms is not None, len(fills),
+                                                            event_model, len(events))
     params: list[Any] = [*after.values(), *([sync_ms] if sync_ms is not None else []), position.pk,
-                         *before.values(), *_insert_params(fills, fill_fields)]
+                         *before.values(), *_insert_params(fills, fill_fields), *_insert_params(events, event_fields)]
     try:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -345,20 +348,26 @@ def book_fills_if_unchanged(position: LiquidityPosition, before: dict[str, Any],
         return False
     if not rows:
         return False
-    for name, value in zip(returned, rows[0][:len(returned)], strict=True):  # (then the fill's id and trade id)
+    width = len(returned)
+    for name, value in zip(returned, rows[0][:width], strict=True):  # (then the fill's id and trade id)
         setattr(position, name, value)
-    pks = {trade_id: pk for *_, pk, trade_id in rows}
+    pks = {row[width + 1]: row[width] for row in rows}
     for fill in fills:
         _stored(fill, pks[fill.exchange_trade_id])
+    if events:  # their ids in the VALUES' order, as RETURNING gives them (insert_rows relies on it too)
+        for event, pk in zip(events, rows[0][width + 2], strict=True):
+            _stored(event, pk)
     return True
 
 
 @functools.lru_cache(maxsize=64)
-def _booking_sql(compared: tuple[str, ...], assigned: tuple[str, ...], with_sync: bool, count: int
-                 ) -> tuple[str, list[Field], tuple[str, ...]]:
+def _booking_sql(compared: tuple[str, ...], assigned: tuple[str, ...], with_sync: bool, count: int,
+                 event_model: type[Model] | None = None, event_count: int = 0
+                 ) -> tuple[str, list[Field], list[Field], tuple[str, ...]]:
     """``book_fills_if_unchanged``'s statement: the position's UPDATE ... WHERE its columns ``compared`` hold
-    the old values, RETURNING the stored ones; the fills' INSERT ... SELECT from typed VALUES when the UPDATE
-    matched; one result row per fill (none when the row did not match)."""
+    the old values, RETURNING the stored ones; the fills' (and the events') INSERT ... SELECT from typed VALUES
+    when the UPDATE matched; one result row per fill (none when the row did not match), each with the events'
+    ids as an array (in the VALUES' order)."""
     quote = connection.ops.quote_name
     meta = LiquidityPosition._meta
     column = {name: str(cast(Field, meta.get_field(name)).column) for name in (*compared, *assigned)}
@@ -369,18 +378,29 @@ def _booking_sql(compared: tuple[str, ...], assigned: tuple[str, ...], with_sync
         sets.append(f"{sync} = GREATEST({sync}, %s)")
         returned.append("last_trade_sync_ms")
     table = quote(meta.db_table)
-    fill_meta = Fill._meta
-    fields = [f for f in fill_meta.concrete_fields if not f.primary_key]
-    one = "(" + ", ".join(f"%s::{f.db_type(connection)}" for f in fields) + ")"
-    names = ", ".join(quote(str(f.column)) for f in fields)
+
+    def inserted(model: type[Model], rows: int, returning: str) -> tuple[str, list[Field]]:
+        """INSERT ... SELECT from typed VALUES, only when the position's UPDATE matched."""
+        fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+        one = "(" + ", ".join(f"%s::{f.db_type(connection)}" for f in fields) + ")"
+        names = ", ".join(quote(str(f.column)) for f in fields)
+        return (f"INSERT INTO {quote(model._meta.db_table)} ({names}) SELECT * FROM (VALUES "
+                f"{', '.join([one] * rows)}) AS v({names}) WHERE EXISTS (SELECT 1 FROM pos) "
+                f"RETURNING {returning}"), fields
+
+    fills_sql, fields = inserted(Fill, count, f"{quote('id')}, {quote('exchange_trade_id')}")
     sql = (f"WITH pos AS (UPDATE {table} SET {', '.join(sets)} WHERE {quote('id')} = %s AND "
            + " AND ".join(f"{quote(column[name])} = %s" for name in compared)
            + f" RETURNING {', '.join(quote(str(cast(Field, meta.get_field(n)).column)) for n in returned)}), "
-           f"ins AS (INSERT INTO {quote(fill_meta.db_table)} ({names}) SELECT * FROM (VALUES "
-           f"{', '.join([one] * count)}) AS v({names}) WHERE EXISTS (SELECT 1 FROM pos) "
-           f"RETURNING {quote('id')}, {quote('exchange_trade_id')}) "
-           "SELECT pos.*, ins.* FROM pos CROSS JOIN ins")
-    return sql, fields, tuple(returned)
+           f"ins AS ({fills_sql})")
+    event_fields: list[Field] = []
+    if event_model is not None and event_count:
+        events_sql, event_fields = inserted(event_model, event_count, quote("id"))
+        sql += (f", ev AS ({events_sql}) SELECT pos.*, ins.*, (SELECT ARRAY_AGG({quote('id')} ORDER BY "
+                f"{quote('id')}) FROM ev) FROM pos CROSS JOIN ins")
+    else:
+        sql += " SELECT pos.*, ins.*, NULL FROM pos CROSS JOIN ins"
+    return sql, fields, event_fields, tuple(returned)
 
 
 class StatementCounter:

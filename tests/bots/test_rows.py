@@ -27,7 +27,18 @@ from bots.engine.rows import (
     save_fields,
     select_rows,
 )
-from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Fill, LiquidityPosition, Order, OrderStatus
+from bots.events import event_row
+from bots.models import (
+    OPEN_ORDER_STATUSES,
+    Bot,
+    BotEvent,
+    BotEventType,
+    BotStatus,
+    Fill,
+    LiquidityPosition,
+    Order,
+    OrderStatus,
+)
 from tests.conftest import TenantWorld, make_account
 
 pytestmark = pytest.mark.django_db
@@ -221,40 +232,53 @@ def accounting(row: LiquidityPosition) -> dict[str, Any]:
 @pytest.mark.django_db(transaction=True)  # the statement runs outside a transaction, as a fill sync's does
 def test_book_fills_if_unchanged_writes_everything_in_one_statement_or_nothing(world_a: TenantWorld,
                                                                                position: LiquidityPosition) -> None:
-    """A fill sync's booking as a compare-and-set (Postgres): the fills and the position's new accounting in one
-    statement when the row holds the values the engine booked last; nothing at all when the row moved or a trade of
-    the batch is booked already (the caller then books under the row's lock); never inside a transaction."""
+    """A fill sync's booking as a compare-and-set (Postgres): the fills, their events and the position's new
+    accounting in one statement when the row holds the values the engine booked last; nothing at all when the row
+    moved or a trade of the batch is booked already (the caller then books under the row's lock); never inside a
+    transaction."""
     of = order(world_a, position, OrderStatus.OPEN)
     before = accounting(position)
     after = {**before, "base_position": Decimal("0.29970001"), "cost_basis_quote": Decimal("30.150000005"),
              "realised_pnl_quote": Decimal("-1.1"), "fill_count": 4, "average_cost": Decimal("100.600600934")}
     sync_ms = 1_733_400_000_000
     rows = [fill(world_a, position, of, "B-1"), fill(world_a, position, None, "B-2")]
+    events = [event_row(bot=world_a.bot, event_type=BotEventType.ORDER_FILLED,
+                        payload={"trade_id": r.exchange_trade_id, "price": r.price}) for r in rows]
     if connection.vendor != "postgresql":
-        assert not book_fills_if_unchanged(position, before, after, rows, sync_ms)
+        assert not book_fills_if_unchanged(position, before, after, rows, sync_ms, events)
         assert Fill.objects.count() == 0 and accounting(LiquidityPosition.objects.get(pk=position.pk)) == before
+        assert BotEvent.objects.count() == 0
         return
 
     moved = {**before, "fill_count": 3}  # the row holds another booking than the one the engine last made
     with CaptureQueriesContext(connection) as queries:
-        assert not book_fills_if_unchanged(position, moved, after, rows, sync_ms)
+        assert not book_fills_if_unchanged(position, moved, after, rows, sync_ms, events)
     assert len(queries) == 1
     assert Fill.objects.count() == 0 and all(r.pk is None for r in rows)
+    assert BotEvent.objects.count() == 0 and all(e.pk is None for e in events)
     assert accounting(LiquidityPosition.objects.get(pk=position.pk)) == before
 
     insert_rows([fill(world_a, position, None, "B-2")])  # booked by someone else meanwhile
-    assert not book_fills_if_unchanged(position, before, after, rows, sync_ms)
+    assert not book_fills_if_unchanged(position, before, after, rows, sync_ms, events)
     assert list(Fill.objects.values_list("exchange_trade_id", flat=True)) == ["B-2"]
     assert accounting(LiquidityPosition.objects.get(pk=position.pk)) == before
+    assert BotEvent.objects.count() == 0
     Fill.objects.all().delete()
 
     with transaction.atomic():  # a failed statement would break the caller's transaction: not tried there
-        assert not book_fills_if_unchanged(position, before, after, rows, sync_ms)
+        assert not book_fills_if_unchanged(position, before, after, rows, sync_ms, events)
     assert Fill.objects.count() == 0
 
     with CaptureQueriesContext(connection) as queries:
-        assert book_fills_if_unchanged(position, before, after, rows, sync_ms)
+        assert book_fills_if_unchanged(position, before, after, rows, sync_ms, events)
     assert len(queries) == 1
+    # the events are stored with the fills, in their order, as the ORM reads them back
+    assert all(e.pk is not None and not e._state.adding for e in events)
+    assert [(e.pk, e.payload["trade_id"], e.event_type, e.bot_id) for e in events] == [
+        (e.pk, e.payload["trade_id"], e.event_type, e.bot_id) for e in BotEvent.objects.order_by("pk")]
+    assert [e.payload["trade_id"] for e in events] == ["B-1", "B-2"]
+    assert [{k: value for k, (value, _) in columns(e).items()} for e in events] == [  # (event_type: an enum member)
+        {k: value for k, (value, _) in columns(BotEvent.objects.get(pk=e.pk)).items()} for e in events]
     stored = LiquidityPosition.objects.get(pk=position.pk)
     assert accounting(stored) == {name: after[name] for name in ACCOUNTING}
     assert stored.average_cost == after["average_cost"] and stored.last_trade_sync_ms == sync_ms
