@@ -65,6 +65,7 @@ BENCHES = (
     Bench("multi-venue", "bench.bench_multi_venue", "multi_venue.json", quick_args=("--moves", "50")),
     Bench("failover", "bench.bench_failover", "failover.json", quick_args=("--quick",)),
     Bench("hedge", "bench.bench_hedge", "hedge.json", quick_args=("--fills", "10")),
+    Bench("db binding", "bench.bench_db_binding", "db_binding.json", quick_args=("--statements", "1000")),
 )
 
 
@@ -537,6 +538,22 @@ TARGET_FAILOVER_SECS = 15.0
 """Issue 14: a killed host's shards move to the survivors within 15 s."""
 
 
+def rows_db_binding(data: dict[str, Any]) -> list[Row]:
+    rows = []
+    for label, how in (("client_side", "parameters quoted into the SQL by the client (Django's default for psycopg "
+                                        "3)"),
+                       ("server_side_prepared", "parameters bound by the server and the statement prepared there "
+                                                "after 5 runs on the connection (`DB_PREPARED_STATEMENTS`, on)")):
+        mean = _get(data, label, "mean") or {}
+        each = ", ".join(f"{name} {figures.get('server_us')} µs" for name, figures in (data.get(label) or {}).items()
+                         if name != "mean")
+        rows.append(Row("db binding", f"{how.split(' (')[0]}: server CPU per statement", mean.get("server_us"), "µs",
+                        higher_is_better=False, note=f"client {mean.get('client_us')} µs a statement; {each}",
+                        measures=f"Postgres backend CPU for an engine-shaped statement (a fill sync's answer UPDATE, "
+                                 f"the open-rows read, a fill's INSERT; mean of the three), {how}"))
+    return rows
+
+
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "exchange.json": rows_exchange,
     "strategies.json": rows_strategies,
@@ -552,6 +569,7 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "multi_venue.json": rows_multi_venue,
     "failover.json": rows_failover,
     "hedge.json": rows_hedge,
+    "db_binding.json": rows_db_binding,
 }
 
 

@@ -21,15 +21,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from alerts import hooks as alert_hooks
-from bots.engine.rows import insert_rows
+from bots.engine.rows import insert_rows, save_fields, save_fields_then
 from bots.models import Bot, BotEvent, BotEventType
 from bots.wire import ROUTINE_EVENTS as WIRE_ROUTINE_EVENTS
 from bots.wire import event_json, jsonable
@@ -143,7 +145,7 @@ def publish_event(*, bot: Bot, event_type: str, payload: dict[str, Any] | None =
 
 def event_row(*, bot: Bot, event_type: str, payload: dict[str, Any] | None = None) -> BotEvent:
     """A (not routine) event's row, not stored yet: a fill sync stores its ``OrderFilled`` rows in the statement
-    that books the fills (``bots.engine.rows.book_fills_if_unchanged``), then calls ``announce`` for each."""
+    that books the fills (``bots.engine.booking.book_fills_if_unchanged``), then calls ``announce`` for each."""
     return BotEvent(tenant_id=bot.tenant_id, bot=bot, event_type=event_type, payload=_checked(payload))
 
 
@@ -191,6 +193,53 @@ def record_routine(*, bot: Bot, event_type: str, payload: dict[str, Any], at: da
     """Add one routine event to its summary row (bot, type, pair, minute) in one statement (Postgres;
     two on SQLite, which has no sequence to draw the event's id from in the same statement)."""
     now = at or timezone.now()
+    if connection.vendor == "postgresql":
+        sql, params = _routine_upsert(bot, event_type, payload, now)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            pk, occurrences = cursor.fetchone()
+        return _routine_row(bot, event_type, payload, now, pk, occurrences)
+    summed, params, table, columns, conflict, placeholders = _routine_parts(bot, event_type, payload, now)
+    meta = BotEvent._meta
+    sums = ", ".join(
+        f"'$.totals.{key}', COALESCE(json_extract({table}.payload, '$.totals.{key}'), 0) "
+        f"+ COALESCE(json_extract(EXCLUDED.payload, '$.totals.{key}'), 0)" for key in summed)
+    with connection.cursor() as cursor:
+        # the event's own id: the next of the table's AUTOINCREMENT sequence (none yet: a first row)
+        cursor.execute("UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = %s RETURNING seq",
+                       [meta.db_table])
+        reserved = cursor.fetchone()
+        cursor.execute(
+            f"INSERT INTO {table} ({connection.ops.quote_name('id')}, {columns}) VALUES (%s, {placeholders}) "
+            f"{conflict}payload = json_set(EXCLUDED.payload, {sums}) "
+            f"RETURNING {connection.ops.quote_name('id')}, {connection.ops.quote_name('occurrences')}",
+            [reserved[0] if reserved else None, *params])
+        pk, occurrences = cursor.fetchone()
+    return _routine_row(bot, event_type, payload, now, pk, occurrences)
+
+
+def publish_routine_with_saved(*, bot: Bot, event_type: str, payload: dict[str, Any], rows: Sequence[Model],
+                               fields: Sequence[str]) -> BotEvent:
+    """``publish_event`` of a routine event whose summary upsert goes in the statement that first saves ``fields``
+    of ``rows`` (``rows.save_fields``): a re-quote's venue answers and its ``OrdersAdjusted``, one round trip on
+    Postgres (two statements elsewhere)."""
+    data = _checked(payload)
+    if connection.vendor != "postgresql":
+        save_fields(rows, fields)
+        event = record_routine(bot=bot, event_type=event_type, payload=data)
+    else:
+        now = timezone.now()
+        sql, params = _routine_upsert(bot, event_type, data, now)
+        pk, occurrences = save_fields_then(rows, fields, sql, params)
+        event = _routine_row(bot, event_type, data, now, pk, occurrences)
+    announce(bot, event)
+    return event
+
+
+def _routine_parts(bot: Bot, event_type: str, payload: dict[str, Any], now: datetime
+                   ) -> tuple[tuple[str, ...], list[Any], str, str, str, str]:
+    """What both databases' upserts of a routine event share: its summed keys, the row's values, the table, its
+    columns, the ON CONFLICT head and the placeholders."""
     summed = ROUTINE_EVENTS[event_type]
     totals = {key: payload[key] for key in summed if isinstance(payload.get(key), (int, float))}
     stored = {**payload, "totals": totals}
@@ -210,35 +259,30 @@ def record_routine(*, bot: Bot, event_type: str, payload: dict[str, Any], at: da
                 f"{quote('occurrences')} = {table}.{quote('occurrences')} + 1, "
                 f"{quote('last_at')} = EXCLUDED.{quote('last_at')}, ")
     placeholders = ", ".join(["%s"] * len(params))
-    if connection.vendor == "postgresql":
-        sums = ", ".join(
-            f"'{key}', COALESCE(({table}.payload->'totals'->>'{key}')::numeric, 0) "
-            f"+ COALESCE((EXCLUDED.payload->'totals'->>'{key}')::numeric, 0)" for key in summed)
-        sql = (f"INSERT INTO {table} ({quote('id')}, {columns}) "
-               f"VALUES (nextval(pg_get_serial_sequence('{meta.db_table}', 'id')), {placeholders}) "
-               f"{conflict}payload = EXCLUDED.payload || jsonb_build_object('totals', jsonb_build_object({sums})) "
-               f"RETURNING {quote('id')}, {quote('occurrences')}")
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            pk, occurrences = cursor.fetchone()
-    else:
-        sums = ", ".join(
-            f"'$.totals.{key}', COALESCE(json_extract({table}.payload, '$.totals.{key}'), 0) "
-            f"+ COALESCE(json_extract(EXCLUDED.payload, '$.totals.{key}'), 0)" for key in summed)
-        with connection.cursor() as cursor:
-            # the event's own id: the next of the table's AUTOINCREMENT sequence (none yet: a first row)
-            cursor.execute("UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = %s RETURNING seq",
-                           [meta.db_table])
-            reserved = cursor.fetchone()
-            cursor.execute(
-                f"INSERT INTO {table} ({quote('id')}, {columns}) VALUES (%s, {placeholders}) "
-                f"{conflict}payload = json_set(EXCLUDED.payload, {sums}) "
-                f"RETURNING {quote('id')}, {quote('occurrences')}",
-                [reserved[0] if reserved else None, *params])
-            pk, occurrences = cursor.fetchone()
+    return summed, params, table, columns, conflict, placeholders
+
+
+def _routine_upsert(bot: Bot, event_type: str, payload: dict[str, Any], now: datetime) -> tuple[str, list[Any]]:
+    """Postgres: a routine event's summary upsert, one statement drawing the event's id from the table's sequence
+    and returning (id, occurrences)."""
+    summed, params, table, columns, conflict, placeholders = _routine_parts(bot, event_type, payload, now)
+    quote = connection.ops.quote_name
+    sums = ", ".join(
+        f"'{key}', COALESCE(({table}.payload->'totals'->>'{key}')::numeric, 0) "
+        f"+ COALESCE((EXCLUDED.payload->'totals'->>'{key}')::numeric, 0)" for key in summed)
+    sql = (f"INSERT INTO {table} ({quote('id')}, {columns}) "
+           f"VALUES (nextval(pg_get_serial_sequence('{BotEvent._meta.db_table}', 'id')), {placeholders}) "
+           f"{conflict}payload = EXCLUDED.payload || jsonb_build_object('totals', jsonb_build_object({sums})) "
+           f"RETURNING {quote('id')}, {quote('occurrences')}")
+    return sql, params
+
+
+def _routine_row(bot: Bot, event_type: str, payload: dict[str, Any], now: datetime, pk: int,
+                 occurrences: int) -> BotEvent:
+    """The summary row as the upsert left it, carrying this event's id, payload and time."""
     event = BotEvent(pk=pk, tenant_id=bot.tenant_id, bot=bot, event_type=event_type, payload=payload,
-                     created_at=now, trading_pair=pair, bucket_start=minute_of(now), occurrences=occurrences,
-                     last_at=now)
+                     created_at=now, trading_pair=str(payload.get("trading_pair") or "")[:40],
+                     bucket_start=minute_of(now), occurrences=occurrences, last_at=now)
     event._state.adding = False
     event._state.db = connection.alias
     return event

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 from django.utils import timezone
 
@@ -18,6 +20,7 @@ from bots.engine import keys
 from bots.engine.bot_state import BotState, CycleReport
 from bots.engine.market_data import book_reader, shared_book, to_snapshot, without_own
 from bots.engine.performance import PerformanceFigures, claim_performance_due, write_performance
+from bots.engine.rows import fence_and_open_rows, fence_sql
 from bots.engine.venues import Slot, exchange_key, venue_backoff
 from bots.events import announce
 from bots.models import (
@@ -43,16 +46,20 @@ def begin_fenced_cycle(bot_id: int, epoch: int) -> int | None:
     conditions as ``MarketMakingBot._still_current``, one round trip instead of two)."""
     from django.db import connection
 
-    from mmplatform.tenancy.models import Tenant
-
-    table, tenants = Bot._meta.db_table, Tenant._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET cycle_count = cycle_count + 1, last_cycle_started_at = %s WHERE id = %s "
-            f"RETURNING cycle_count, epoch, status, kill_switch_engaged, "
-            f"(SELECT t.kill_switch_engaged FROM {tenants} t WHERE t.id = {table}.tenant_id)",
-            [timezone.now(), bot_id])
+        cursor.execute(fence_sql(connection.vendor), [timezone.now(), bot_id])
         row = cursor.fetchone()
+    return _fenced_number(row, epoch)
+
+
+def begin_fenced_sync(bot_id: int, epoch: int, position_id: int) -> tuple[int | None, list[Order]]:
+    """``begin_fenced_cycle`` and the position's open rows in one statement (a fill sync's first:
+    ``rows.fence_and_open_rows``): (the cycle number or None, the rows)."""
+    fence, rows = fence_and_open_rows(bot_id, timezone.now(), position_id)
+    return _fenced_number(fence, epoch), rows
+
+
+def _fenced_number(row: Sequence[Any] | None, epoch: int) -> int | None:
     if row is None:
         return None
     cycle, current_epoch, status, bot_kill, tenant_kill = row

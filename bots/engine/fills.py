@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -20,17 +20,22 @@ from django.db import transaction
 from django.utils import timezone
 
 from bots.accounting import PositionAccount, apply_fill, fee_in_quote
-from bots.engine import keys
-from bots.engine.client_ids import client_id_prefix
-from bots.engine.market_data import AccountView
-from bots.engine.rows import (
-    ACK_FIELDS,
+from bots.engine.booking import (
+    account_of,
+    accounting_columns,
     book_fills_if_unchanged,
     booked_fills,
     booked_trade_ids,
-    insert_rows,
-    save_fields,
-    select_rows,
+)
+from bots.engine.client_ids import client_id_prefix
+from bots.engine.market_data import AccountView
+from bots.engine.rows import ACK_FIELDS, insert_rows, save_fields, select_rows
+from bots.engine.trade_marks import (
+    FULL_TRADE_SYNC_SECS,
+    PUSHED_TRADE_SAFETY_SECS,
+    TRADE_SYNC_OVERLAP_MS,
+    trade_sync_state,
+    trades_synced,
 )
 from bots.engine.venues import HedgeRoute, Slot
 from bots.events import event_row, push
@@ -52,73 +57,9 @@ from mmplatform.errors import (
     ExchangeError,
     OrderNotFoundError,
 )
-from mmplatform.redis_client import get_redis
 from risk.hedging import hedge_need
 
 logger = logging.getLogger(__name__)
-
-ACCOUNTING_FIELDS = ("base_position", "cost_basis_quote", "realised_pnl_quote", "fees_paid_quote", "volume_quote",
-                     "fill_count")
-"""LiquidityPosition columns that mirror bots.accounting.PositionAccount (``average_cost`` is derived)."""
-
-FULL_TRADE_SYNC_SECS = 15.0
-"""Trades are read at least this often even when no order of the position changed (safety net)."""
-
-
-TRADE_SYNC_OVERLAP_MS = 5_000
-"""Trades are re-read this far back so one arriving late at the venue is not skipped."""
-
-
-def _account_of(row: LiquidityPosition) -> PositionAccount:
-    """The accounting a position row (or the engine's copy of it) holds."""
-    return PositionAccount(**{name: getattr(row, name) for name in ACCOUNTING_FIELDS})
-
-
-def _accounting(account: PositionAccount, with_average: bool = False) -> dict[str, Any]:
-    """The position's accounting columns as ``account`` has them (and the derived average cost)."""
-    values = {name: getattr(account, name) for name in ACCOUNTING_FIELDS}
-    if with_average:
-        values["average_cost"] = account.average_cost
-    return values
-
-
-def _trades_key(position_id: int) -> str:
-    return keys.trades_pending(position_id)
-
-
-def mark_trades_pending(position_id: int) -> None:
-    """An order of the position gained fills: read the trades at the next sync."""
-    get_redis().set(_trades_key(position_id), "1")
-
-
-PUSHED_TRADE_SAFETY_SECS = 60.0
-"""With the account's order stream live, the trades are read by REST at least this often (the pushed trades are
-booked in between, each sync checking they account for every fill the venue reports on the position's orders)."""
-
-
-def trade_sync_state(position_id: int, marks: Iterable[int] = ()) -> tuple[bool, bool]:
-    """(fills seen on an order whose trades are not booked yet, the periodic safety read by REST is due (also
-    the first time)); the positions in ``marks`` are marked trades-pending first, in the same round trip."""
-    r = get_redis()
-    pipe = r.pipeline()
-    for marked in marks:
-        pipe.set(_trades_key(marked), "1")
-    pipe.exists(_trades_key(position_id))
-    pipe.exists(keys.trades_recent(position_id))
-    *_, pending, recent = pipe.execute()
-    return bool(pending), not recent
-
-
-def trades_synced(position_id: int, *, by_rest: bool = True, safety_secs: float = FULL_TRADE_SYNC_SECS) -> None:
-    """The position's trades are booked: by a REST read (the safety read's clock restarts: ``safety_secs``) or
-    from the order stream's pushes (the clock runs on)."""
-    r = get_redis()
-    pipe = r.pipeline()
-    pipe.delete(_trades_key(position_id))
-    if by_rest:
-        pipe.set(keys.trades_recent(position_id), "1", px=int(safety_secs * 1000))
-    pipe.execute()
-
 
 class FillSyncMixin:
     """The sync half of ``OrderManager``: what the venue says happened to a position's orders."""
@@ -136,6 +77,7 @@ class FillSyncMixin:
     deferred_marks: set[int] | None  # during sync_position: the trades-pending marks its acknowledgements owe
     venues: dict[int, str]  # account -> its venue's id (the OrderFilled events' ``venue``)
     fill_events: list[BotEvent]  # the OrderFilled rows stored with their fills, until the bot announces them
+    unsaved_answers: list[Order]  # during a sync's booking: the rows its venue answers changed, saved with the fills
 
     if TYPE_CHECKING:
 
@@ -156,14 +98,16 @@ class FillSyncMixin:
         def fill_payload(fill: Fill) -> dict[str, Any]:
             raise NotImplementedError
 
-    def sync_position(self, position: LiquidityPosition, *, mid: float, view: AccountView | None = None) -> list[Fill]:
+    def sync_position(self, position: LiquidityPosition, *, mid: float, view: AccountView | None = None,
+                      open_rows: list[Order] | None = None) -> list[Fill]:
         """Reconcile one pair: open orders (adopt known, cancel unknown of ours), final states of
         rows that left the book, missed acknowledgements, then fills since the last sync.
 
         ``view``: the account as its live order stream keeps it (the driver's feeder): its open orders
         stand for the venue's listing and its pushed final states for the fate of the rows that left
         the book, so only a row it knows nothing of (sent after its last update) is asked about, and
-        the trades are read. None: everything is read from the venue."""
+        the trades are read. None: everything is read from the venue. ``open_rows``: the position's open rows,
+        read by the caller in its first statement (a fill sync's fence); None: read here."""
         gateway = self.gateways[position.exchange_account_id]
         pair = position.trading_pair
         if view is None:
@@ -173,7 +117,7 @@ class FillSyncMixin:
         self.listed_open[(position.exchange_account_id, pair)] = remote_open
         by_client = {r.client_order_id: r for r in remote_open if r.client_order_id}
         prefix = client_id_prefix(self.bot.pk)
-        rows = {o.client_order_id: o for o in self.open_orders(position)}
+        rows = {o.client_order_id: o for o in (open_rows if open_rows is not None else self.open_orders(position))}
         self._adopt_late(by_client, rows, prefix)
 
         unknown = [r for cid, r in by_client.items() if cid.startswith(prefix) and cid not in rows
@@ -218,11 +162,22 @@ class FillSyncMixin:
         # the marks first (with the state, one round trip), then the rows: a row never shows fills whose
         # trades nobody is marked to read
         pending, safety_due = trade_sync_state(position.pk, marks)
-        save_fields(answered, ACK_FIELDS)
         self.synced_rows[position.pk] = list(rows.values())
-        if left_book or pending or safety_due:
+        if not (left_book or pending or safety_due):
+            save_fields(answered, ACK_FIELDS)
+            return []
+        # the answers go with the booking's statement when there is one (saved before anything reads the rows
+        # back: ``save_answers``); whatever happens, they are saved before the sync returns
+        self.unsaved_answers = answered
+        try:
             return self.sync_fills(position, mid=mid, view=view, safety_read=safety_due)
-        return []
+        finally:
+            self.save_answers()
+
+    def save_answers(self) -> None:
+        """The sync's venue answers not saved with a booking yet: saved now (one statement)."""
+        answered, self.unsaved_answers = self.unsaved_answers, []
+        save_fields(answered, ACK_FIELDS)
 
     def _adopt_late(self, by_client: dict[str, ExchangeOrder], rows: dict[str, Order], prefix: str) -> None:
         """An order the venue lists although its row was closed as rejected or lost (its reply was lost
@@ -265,6 +220,7 @@ class FillSyncMixin:
             return []
         order_ids = {t.exchange_order_id for t in trades} - orders.keys()
         if order_ids:
+            self.save_answers()  # (the rows are read back by exchange id: with what the venue just answered)
             orders.update({
                 o.exchange_order_id: o
                 for o in Order.objects.filter(
@@ -283,6 +239,7 @@ class FillSyncMixin:
         fresh = [(t, o) for t, o in candidates if t.trade_id not in seen]
         if fresh:
             new_fills = self._book(position, fresh, mid, latest_ms if by_rest else None)
+        self.save_answers()  # (not booked with the fills: before the filled orders are settled from the rows)
         # orders the venue already reported filled in full have nothing to settle
         self._settle_filled_orders({f.order_id for f in new_fills if f.order_id and f.order is not None
                                     and f.order.filled < f.order.amount})
@@ -302,18 +259,21 @@ class FillSyncMixin:
               sync_ms: int | None) -> list[Fill]:
         """The trades ``fresh`` as Fill rows, and the position's accounting moved with them, exactly once each;
         ``sync_ms``: a REST read's mark, where the next one starts. Without a hedge to owe, in one statement
-        when the row still holds the accounting this engine last booked (``rows.book_fills_if_unchanged``);
+        when the row still holds the accounting this engine last booked (``booking.book_fills_if_unchanged``);
         otherwise, or when the row moved, in one transaction with the row locked (even if two processes
         sync). Each fill's ``OrderFilled`` event row is stored with it (``fill_events``: the bot announces them).
         Returns the fills booked (their pks set); the position holds the stored accounting."""
         if not any(self._hedged(order) for _, order in fresh):
-            before = _account_of(position)
+            before = account_of(position)
             fills, _, account = self._fill_rows(position, fresh, before, position.pk, mid)
             events = self._filled_events(position, fills)
-            if book_fills_if_unchanged(position, _accounting(before), _accounting(account, with_average=True),
-                                       fills, sync_ms, events):
+            after = accounting_columns(account, with_average=True)
+            answers = self.unsaved_answers
+            if book_fills_if_unchanged(position, accounting_columns(before), after, fills, sync_ms, events,
+                                       also_save=(answers, ACK_FIELDS)):
                 self.counts["fills_booked_at_once"] += 1
                 self.fill_events.extend(events)
+                self.unsaved_answers = []  # saved with the fills
                 return fills
             self.counts["fills_booked_locked"] += 1
         with transaction.atomic():
@@ -323,14 +283,14 @@ class FillSyncMixin:
             locked = found[0]
             seen = booked_trade_ids(position.exchange_account_id, [t.trade_id for t, _ in fresh])
             fresh = [(trade, order) for trade, order in fresh if trade.trade_id not in seen]
-            fills, hedges, account = self._fill_rows(position, fresh, _account_of(locked), locked.pk, mid)
+            fills, hedges, account = self._fill_rows(position, fresh, account_of(locked), locked.pk, mid)
             insert_rows(fills)  # one statement (their pks set: the hedges refer to them)
             events = self._filled_events(position, fills)
             insert_rows(events)
             if hedges:
                 Hedge.objects.bulk_create(hedges)
             if fills:
-                written = _accounting(account, with_average=True)
+                written = accounting_columns(account, with_average=True)
                 for name, value in written.items():  # the row, and the cycle's position
                     setattr(locked, name, value)
                     setattr(position, name, value)

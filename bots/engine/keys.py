@@ -78,7 +78,7 @@ Per bot
 Per position
 ------------
 ``mm:trades:pending:<position>`` flag: an order of the position gained fills, read the trades at the
-                                 next sync. Writer: the order sync (``fills.mark_trades_pending``);
+                                 next sync. Writer: the order sync (``trade_marks.mark_trades_pending``);
                                  deleted by ``trades_synced``. No TTL.
 ``mm:trades:recent:<position>``  flag: the trades were read in the last ``FULL_TRADE_SYNC_SECS``.
                                  Writer: the fill sync. TTL ``FULL_TRADE_SYNC_SECS``.

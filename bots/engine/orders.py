@@ -24,10 +24,11 @@ from django.utils import timezone
 
 from bots import wire
 from bots.engine.client_ids import client_id_prefix, client_order_id, side_tag
-from bots.engine.fills import FillSyncMixin, mark_trades_pending
+from bots.engine.fills import FillSyncMixin
 from bots.engine.rows import ACK_FIELDS, insert_orders, mark_cancel_pending, open_rows, save_fields
+from bots.engine.trade_marks import mark_trades_pending
 from bots.engine.venues import HedgeRoute, Slot
-from bots.events import push
+from bots.events import publish_routine_with_saved, push
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotEvent, Fill, LiquidityPosition, Order, OrderPurpose, OrderStatus
 from exchanges.gateway import ExchangeGateway, ExchangeOrder, OrderRequest
 from mmplatform import aio
@@ -90,6 +91,7 @@ class OrderManager(FillSyncMixin):
         self.gateways = gateways
         self.venues = venues or {}  # account -> its venue's id (the OrderFilled events say where a fill was)
         self.fill_events: list[BotEvent] = []  # OrderFilled rows stored with their fills, to announce
+        self.unsaved_answers: list[Order] = []  # a sync's answers, saved with its booking (fills.py)
         # cross-venue hedging: the fills of quotes on these accounts owe a hedge (a Hedge row, with the Fill)
         self.hedge_route = hedge_route
         # the rows of each position's last sync_position (as the venue answered it), which the engine
@@ -339,11 +341,17 @@ class OrderManager(FillSyncMixin):
         if self.held_acks is None:
             self.held_acks = []
 
-    def save_held_acks(self) -> None:
-        """Save the answers held since ``hold_acks`` (one statement) and stop holding."""
+    def save_held_acks(self, event: tuple[str, dict[str, Any]] | None = None) -> None:
+        """Save the answers held since ``hold_acks`` (one statement) and stop holding. ``event``: a routine event
+        (type, payload) published with them, its summary upsert in the same statement
+        (``bots.events.publish_routine_with_saved``)."""
         held, self.held_acks = self.held_acks, None
-        if held:
-            self._save_acks(list({o.pk: o for o in held}.values()))  # a row answered twice: saved once
+        rows = list({o.pk: o for o in held}.values()) if held else []  # a row answered twice: saved once
+        if event is not None:
+            publish_routine_with_saved(bot=self.bot, event_type=event[0], payload=event[1], rows=rows,
+                                       fields=ACK_FIELDS)
+        elif rows:
+            self._save_acks(rows)
 
     def _ack_rows(self, orders: list[Order]) -> None:
         if self.held_acks is not None:

@@ -251,17 +251,25 @@ class QuotesMixin(BotState):
         place = diff.place if guarded else []
         if not place:
             guard.release()  # nothing will be stored: the account's other bots need not wait for the cancels
+
+        def adjusted(placed: int) -> tuple[str, dict[str, Any]] | None:
+            """The OrdersAdjusted event this re-quote owes (none for a first placement or when nothing moved)."""
+            if initial or not (to_cancel or placed):
+                return None
+            return BotEventType.ORDERS_ADJUSTED, {
+                "position_id": position.pk, "trading_pair": pair, "new_order_count": placed,
+                "cancelled": len(to_cancel), "kept": len(diff.keep)}
+
         if sent_cancels is None and self.place_first_ok(position, place, to_cancel):
-            placed = self._place_then_cancel(position, place, to_cancel, begin_cycle_now, guard)
+            # the event goes in the statement that saves the venue's answers
+            placed = self._place_then_cancel(position, place, to_cancel, begin_cycle_now, guard, adjusted)
         else:
             placed = self._cancel_then_place(position, place, to_cancel, begin_cycle_now, sent_cancels, guard)
+            event = adjusted(placed)
+            if event is not None:
+                publish_event(bot=self.bot, event_type=event[0], payload=event[1])
         self.report.placed += placed
         self.performance_tracker.record_quoting(pair, decision.quotes_both_sides)
-        if not initial and (to_cancel or placed):
-            publish_event(bot=self.bot, event_type=BotEventType.ORDERS_ADJUSTED, payload={
-                "position_id": position.pk, "trading_pair": pair, "new_order_count": placed,
-                "cancelled": len(to_cancel), "kept": len(diff.keep),
-            })
         return placed
 
     def place_first_ok(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order]) -> bool:
@@ -280,13 +288,17 @@ class QuotesMixin(BotState):
             free_quote=float(free[quote]) if quote in free else None, margin=settings.ENGINE_PLACE_FIRST_MARGIN)
 
     def _place_then_cancel(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order],
-                           begin_cycle_now: Callable[[], int] | None, guard: QuoteGuard) -> int:
+                           begin_cycle_now: Callable[[], int] | None, guard: QuoteGuard,
+                           adjusted: Callable[[int], tuple[str, dict[str, Any]] | None] = lambda placed: None) -> int:
         """The new quotes first (stored, fenced, sent, answered), then the old ones' cancels: each side
         keeps a resting order throughout. The cancels go whatever became of the placements (a fenced
         bot's old quotes are cancelled all the same); no CANCEL_PENDING mark (a statement on the path):
         a crash before the answers are settled leaves OPEN rows off the book, which the next sync
-        settles by client id. ``guard`` (no self-trades) is released once the new rows are stored."""
+        settles by client id. ``guard`` (no self-trades) is released once the new rows are stored. ``adjusted``:
+        the event the re-quote owes for what it placed, stored in the statement that saves the answers (none when
+        it failed half-way)."""
         placed = 0
+        event: tuple[str, dict[str, Any]] | None = None
         self.order_manager.hold_acks()  # the placements' and the cancels' answers saved in one statement
         try:
             try:
@@ -296,8 +308,9 @@ class QuotesMixin(BotState):
             finally:
                 results = self.order_manager.cancel_requests(to_cancel).result(60)
                 self.report.cancelled += self.order_manager.settle_cancels(to_cancel, results)
+            event = adjusted(placed)
         finally:
-            self.order_manager.save_held_acks()
+            self.order_manager.save_held_acks(event)
         return placed
 
     def _cancel_then_place(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order],
@@ -409,12 +422,14 @@ class QuotesMixin(BotState):
         if pending is not None:
             self.inventory_manager.apply_balances(*pending)
 
-    def sync_pair(self, position: LiquidityPosition, mid: float, view: AccountView | None = None) -> list[Order]:
+    def sync_pair(self, position: LiquidityPosition, mid: float, view: AccountView | None = None,
+                  open_rows: list[Order] | None = None) -> list[Order]:
         """Reconcile one pair with its venue on the kept engine (a fill sync): open orders, the fate of the
         missing ones, trades -> Fill rows and OrderFilled events, the inventory valued at ``mid`` (nan: a
         bad book, not valued). Returns the pair's rows as the venue answered them (to re-quote on).
-        ``view``: the account as its live order stream keeps it (``FillSyncMixin.sync_position``)."""
-        fills = self.order_manager.sync_position(position, mid=mid, view=view)
+        ``view``: the account as its live order stream keeps it, ``open_rows``: the position's open rows as the
+        cycle just read them (``FillSyncMixin.sync_position``)."""
+        fills = self.order_manager.sync_position(position, mid=mid, view=view, open_rows=open_rows)
         if fills or self.hedge_retry_due(self.clock()):
             self.run_hedges()  # first (latency), and before the pair is re-quoted: a failed hedge halts it
         self.announce_fills(position.trading_pair, fills)

@@ -15,7 +15,7 @@ from collections import Counter
 from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 
 from bots.engine.bot import MarketMakingBot
-from bots.engine.cycle import begin_fenced_cycle
+from bots.engine.cycle import begin_fenced_cycle, begin_fenced_sync
 from bots.engine.driver_state import DriverState
 from bots.engine.lease import BotLease, FencedError, HaltedError, LeaseLostError
 from bots.engine.performance import PerformanceFigures, write_performance
@@ -140,8 +140,14 @@ class RequoteMixin(DriverState):
                 return numbered[0]
 
             if verdict.kind == "fills":
-                number_once()
-                self._sync_and_requote(runner, engine, verdict.pairs)
+                # numbered and fenced in the statement that reads the first pair's open rows for its sync
+                first = engine.active_positions[verdict.pairs[0]]
+                cycle, first_rows = begin_fenced_sync(runner.bot_id, runner.epoch, first.pk)
+                if cycle is None:
+                    raise FencedError(f"bot {runner.bot_id}: stopped, killed or restarted; nothing is sent")
+                numbered.append(cycle)
+                engine.fenced_cycle(cycle)
+                self._sync_and_requote(runner, engine, verdict.pairs, {first.pk: first_rows})
                 return outcome
             total_open = sum(runner.open_count.values())
             for slot in verdict.pairs:
@@ -188,11 +194,13 @@ class RequoteMixin(DriverState):
         except ExchangeError as exc:
             logger.info("bot %s: fresh book for %s not read: %s", runner.bot_id, position.trading_pair, exc)
 
-    def _sync_and_requote(self, runner: Runner, engine: MarketMakingBot, pairs: list[Slot]) -> None:
+    def _sync_and_requote(self, runner: Runner, engine: MarketMakingBot, pairs: list[Slot],
+                          open_rows: dict[int, list[Order]]) -> None:
         """Orders of these slots were filled or left the book: reconcile each slot with the venue (its
         open orders, the fate of the missing ones, the trades -> Fill rows and accounting, OrderFilled
         events), reload that account's balances, and re-quote the pair. The rest of the bot is as the
-        quiet check left it; the next check assesses risk on the new position."""
+        quiet check left it; the next check assesses risk on the new position. ``open_rows``: positions whose
+        open rows the cycle's first statement read (the others' are read by their sync)."""
         accounts = {engine.active_positions[p].exchange_account_id for p in pairs}
         balances_read_at = time.time()
         # a balance read the process started after the push that showed the fill is shared (a burst of fills
@@ -212,7 +220,7 @@ class RequoteMixin(DriverState):
             # an account whose orders are pushed: its view stands for the venue's listing (no REST read)
             account_id = position.exchange_account_id
             view = self.accounts.get(account_id) if account_id in self.order_streams_live else None
-            synced = engine.sync_pair(position, mid, view)
+            synced = engine.sync_pair(position, mid, view, open_rows.get(position.pk))
             synced_positions.add(position.pk)
             rows.extend(synced)
             live = [o for o in synced if o.status in OPEN_ORDER_STATUSES and o.purpose == OrderPurpose.QUOTE]

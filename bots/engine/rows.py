@@ -18,15 +18,14 @@ statement's SQL once per shape (``functools.lru_cache``) and only bind the new v
 * ``select_rows``: model instances of one ``SELECT`` of every column (optionally ``FOR UPDATE``),
   converted as the ORM would (``from_db``, the backend's and the fields' converters).
 * ``mark_cancel_pending``: the rows whose cancels leave, CANCEL_PENDING (Postgres: ``= ANY(array)``).
-* ``booked_trade_ids`` / ``booked_fills``: which trades of an account are booked already, and the
-  fills of given orders (Postgres: ``= ANY(array)``, one statement whatever the number of ids).
 * ``other_bots_open_orders``: the open rows of the account's other bots on a pair, one ``SELECT`` that
   walks the (bot, status) index of each bot linked to the account (the no-self-trade check).
 * ``open_rows``: a bot's open rows (of one position), ``select_rows`` on the (bot, status) index.
 * ``raise_high_water``: the flush's equity high-water marks, one ``UPDATE ... FROM unnest(...)`` (Postgres).
-* ``book_fills_if_unchanged``: a fill sync's booking -- the Fill rows and the position's new accounting -- in
-  one statement, a compare-and-set on the accounting the engine holds (Postgres, outside a transaction);
-  the caller books under the row's lock when it answers False.
+* ``fence_and_open_rows``: a fill sync's first statement, the cycle's fence and the position's open rows.
+* ``save_fields_then``: ``save_fields`` as a WITH of another statement (a re-quote's answers and its event).
+* ``bots_fingerprint``: one value that moves when anything the driver reads of the running bots does.
+(A fill sync's booking statements are in ``bots/engine/booking.py``.)
 * ``count_cycles``: the driver's once-a-second bot rows (each quiet bot's cycle count and last cycle
   time), one ``UPDATE ... FROM unnest(...)`` with three parameters whatever the number of bots (Postgres).
 """
@@ -38,11 +37,11 @@ from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from django.db import IntegrityError, connection
-from django.db.models import F, Field, Model, Q
+from django.db import connection
+from django.db.models import F, Field, Model
 from django.utils import timezone
 
-from bots.models import OPEN_ORDER_STATUSES, Bot, Fill, LiquidityPosition, Order, OrderStatus
+from bots.models import OPEN_ORDER_STATUSES, Bot, Order, OrderStatus
 
 M = TypeVar("M", bound=Model)
 
@@ -58,11 +57,11 @@ def insert_orders(rows: Sequence[Order]) -> list[Order]:
         return []
     sql, fields = _insert_sql(Order, len(rows), connection.vendor, "client_order_id")
     with connection.cursor() as cursor:
-        cursor.execute(sql, _insert_params(rows, fields))
+        cursor.execute(sql, insert_params(rows, fields))
         stored = {client_id: pk for pk, client_id in cursor.fetchall()}
     kept = [row for row in rows if row.client_order_id in stored]
     for row in kept:
-        _stored(row, stored[row.client_order_id])
+        mark_stored(row, stored[row.client_order_id])
     return kept
 
 
@@ -89,28 +88,52 @@ def save_fields(rows: Sequence[Model], field_names: Sequence[str]) -> None:
     are of one model (Order rows on the quoting path; a LiquidityPosition's accounting in a fill sync)."""
     if not rows:
         return
+    if connection.vendor == "postgresql" or len(rows) == 1:
+        sql, params = save_statement(rows, field_names)  # (one row: the same statement on both databases)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+        return
+    if "updated_at" in field_names:
+        now = timezone.now()
+        for row in rows:
+            row.updated_at = now  # type: ignore[attr-defined]
+    for row in rows:
+        row.save(update_fields=list(field_names))
+
+
+def save_fields_then(rows: Sequence[Model], field_names: Sequence[str], statement: str, params: Sequence[Any]
+                     ) -> tuple[Any, ...]:
+    """``save_fields`` and then ``statement`` (one that returns a row: an INSERT ... RETURNING) in one round trip:
+    the UPDATE goes as a data-modifying WITH of the statement (Postgres; elsewhere, two statements). Returns
+    the statement's row."""
+    if rows and connection.vendor == "postgresql":
+        update_sql, update_params = save_statement(rows, field_names)
+        statement, params = f"WITH saved AS ({update_sql}) {statement}", [*update_params, *params]
+    else:
+        save_fields(rows, field_names)
+    with connection.cursor() as cursor:
+        cursor.execute(statement, list(params))
+        return tuple(cursor.fetchone())
+
+
+def save_statement(rows: Sequence[Model], field_names: Sequence[str]) -> tuple[str, list[Any]]:
+    """``save_fields``'s one statement and its parameters (one row on any database, several on Postgres;
+    ``updated_at`` stamped now when listed)."""
     if "updated_at" in field_names:
         now = timezone.now()
         for row in rows:
             row.updated_at = now  # type: ignore[attr-defined]
     model = type(rows[0])
-    fields = [cast(Field, model._meta.get_field(name)) for name in field_names]  # concrete columns only
+    fields = [cast(Field, model._meta.get_field(name)) for name in field_names]
     if len(rows) == 1:
         row = rows[0]
-        with connection.cursor() as cursor:
-            cursor.execute(_update_one_sql(model, tuple(field_names), connection.vendor),
-                           [*(f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields), row.pk])
-        return
-    if connection.vendor != "postgresql":
-        for row in rows:
-            row.save(update_fields=list(field_names))
-        return
+        return (_update_one_sql(model, tuple(field_names), connection.vendor),
+                [*(f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields), row.pk])
     params: list[Any] = []
     for row in rows:
         params.append(row.pk)
         params.extend(f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields)
-    with connection.cursor() as cursor:
-        cursor.execute(_update_many_sql(model, tuple(field_names), len(rows), connection.vendor), params)
+    return _update_many_sql(model, tuple(field_names), len(rows), connection.vendor), params
 
 
 @functools.lru_cache(maxsize=64)
@@ -206,6 +229,51 @@ def open_rows(bot_id: int, position_id: int | None = None) -> list[Order]:
                        order_by="id")
 
 
+@functools.lru_cache(maxsize=4)
+def fence_sql(vendor: str) -> str:
+    """A cycle's number and fence (``bots.engine.cycle.begin_fenced_cycle``): ``cycle_count`` + 1 and
+    ``last_cycle_started_at`` (parameters: the time, the bot's id), returning the new count, the epoch, the status
+    and the bot's and its tenant's kill switches."""
+    from mmplatform.tenancy.models import Tenant
+
+    quote = connection.ops.quote_name
+    table, tenants = quote(Bot._meta.db_table), quote(Tenant._meta.db_table)
+    return (f"UPDATE {table} SET cycle_count = cycle_count + 1, last_cycle_started_at = %s WHERE id = %s "
+            f"RETURNING cycle_count, epoch, status, kill_switch_engaged, "
+            f"(SELECT t.kill_switch_engaged FROM {tenants} t WHERE t.id = {table}.tenant_id)")
+
+
+def fence_and_open_rows(bot_id: int, now: Any, position_id: int) -> tuple[tuple[Any, ...] | None, list[Order]]:
+    """A fill sync's first statement: the cycle's fence (``fence_sql``) and the position's open rows
+    (``open_rows``) in one round trip on Postgres (two elsewhere). (The fence's row, None when the bot is gone;
+    the rows, oldest first.)"""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(fence_sql(connection.vendor), [now, bot_id])
+            fence = cursor.fetchone()
+        return (tuple(fence), open_rows(bot_id, position_id)) if fence else (None, [])
+    select, names, converters = _select_sql(Order, OPEN_WHERE + " AND position_id = %s", "", False, connection.vendor)
+    quote = connection.ops.quote_name
+    sql = (f"WITH f AS ({fence_sql(connection.vendor)}) SELECT f.*, o.* FROM f LEFT JOIN ({select}) o ON TRUE "
+           f"ORDER BY o.{quote('id')}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, bot_id, bot_id, *OPEN_ORDER_STATUSES, position_id])
+        found = cursor.fetchall()
+    if not found:
+        return None, []
+    width = len(found[0]) - len(names)
+    pk_at = names.index("id")
+    orders: list[Order] = []
+    for row in found:
+        values: Sequence[Any] = row[width:]
+        if values[pk_at] is None:
+            continue  # no open row: the fence's row alone
+        if converters:
+            values = _converted(values, converters)
+        orders.append(Order.from_db(connection.alias, list(names), values))
+    return tuple(found[0][:width]), orders
+
+
 def raise_high_water(values: dict[int, Decimal]) -> None:
     """Each bot's ``equity_high_water_quote`` to its value where that is higher (never lowered), in one
     statement on Postgres (the driver's flush: one ORM update per bot was 11 % of its thread at calm N=1,500)."""
@@ -223,39 +291,6 @@ def raise_high_water(values: dict[int, Decimal]) -> None:
             [list(values), list(values.values())])
 
 
-def booked_trade_ids(account_id: int, trade_ids: Sequence[str]) -> set[str]:
-    """Which of the exchange account's trades ``trade_ids`` have a Fill row already."""
-    if not trade_ids:
-        return set()
-    if connection.vendor != "postgresql":
-        return set(Fill.objects.filter(exchange_account_id=account_id, exchange_trade_id__in=trade_ids)
-                   .values_list("exchange_trade_id", flat=True))
-    with connection.cursor() as cursor:
-        cursor.execute(_BOOKED_SQL, [account_id, list(trade_ids)])
-        return {trade_id for (trade_id,) in cursor.fetchall()}
-
-
-_BOOKED_SQL = (f"SELECT exchange_trade_id FROM {Fill._meta.db_table} WHERE"
-               " exchange_account_id = %s AND exchange_trade_id = ANY(%s)")
-_FILLS_SQL = (f"SELECT order_id, exchange_trade_id, amount FROM {Fill._meta.db_table} "
-              "WHERE order_id = ANY(%s) OR (exchange_account_id = %s AND exchange_trade_id = ANY(%s))")
-
-
-def booked_fills(order_ids: Sequence[int], account_id: int, trade_ids: Sequence[str]
-                 ) -> list[tuple[int | None, str, Decimal]]:
-    """(order id, trade id, amount) of every Fill row of the orders ``order_ids`` and of the exchange account's
-    trades ``trade_ids``."""
-    if not order_ids and not trade_ids:
-        return []
-    if connection.vendor != "postgresql":
-        return list(Fill.objects.filter(
-            Q(order_id__in=list(order_ids)) | Q(exchange_account_id=account_id, exchange_trade_id__in=list(trade_ids))
-        ).values_list("order_id", "exchange_trade_id", "amount"))
-    with connection.cursor() as cursor:
-        cursor.execute(_FILLS_SQL, [list(order_ids), account_id, list(trade_ids)])
-        return list(cursor.fetchall())
-
-
 def insert_rows(rows: Sequence[Model]) -> None:
     """Store new rows of one model in one ``INSERT ... RETURNING`` and set their pks, as ``bulk_create`` does
     (Postgres; elsewhere ``bulk_create`` itself). The SQL is built once per model and row count."""
@@ -267,10 +302,10 @@ def insert_rows(rows: Sequence[Model]) -> None:
         return
     sql, fields = _insert_sql(model, len(rows), connection.vendor)
     with connection.cursor() as cursor:
-        cursor.execute(sql, _insert_params(rows, fields))
+        cursor.execute(sql, insert_params(rows, fields))
         pks = [pk for (pk,) in cursor.fetchall()]
     for row, pk in zip(rows, pks, strict=True):  # RETURNING gives the VALUES' order (bulk_create relies on it too)
-        _stored(row, pk)
+        mark_stored(row, pk)
 
 
 @functools.lru_cache(maxsize=64)
@@ -288,11 +323,11 @@ def _insert_sql(model: type[Model], count: int, vendor: str, skip_conflicts_on: 
             f"VALUES {', '.join([one] * count)} {conflict}RETURNING {returning}"), fields
 
 
-def _insert_params(rows: Sequence[Model], fields: list[Field]) -> list[Any]:
+def insert_params(rows: Sequence[Model], fields: list[Field]) -> list[Any]:
     return [f.get_db_prep_save(f.pre_save(row, True), connection) for row in rows for f in fields]
 
 
-def _stored(row: Model, pk: Any) -> None:
+def mark_stored(row: Model, pk: Any) -> None:
     """The row is in the database now, under ``pk`` (what ``save`` leaves on an instance)."""
     row.pk = pk
     row._state.adding = False
@@ -319,88 +354,6 @@ def count_cycles(counts: dict[int, list[int]], now: Any) -> None:
            f"FROM unnest(%s::bigint[], %s::integer[]) AS v(id, n) WHERE {table}.{quote('id')} = v.id")
     with connection.cursor() as cursor:
         cursor.execute(sql, [now, ids, adds])
-
-
-def book_fills_if_unchanged(position: LiquidityPosition, before: dict[str, Any], after: dict[str, Any],
-                            fills: Sequence[Fill], sync_ms: int | None = None, events: Sequence[Model] = ()) -> bool:
-    """Store ``fills`` and move the position's accounting columns from ``before`` to ``after`` (and its
-    ``last_trade_sync_ms`` up to ``sync_ms`` when given) in one statement, only if the row still holds
-    ``before``: a compare-and-set instead of BEGIN, the row's lock, the booked-trades check, the INSERT, the
-    UPDATE and COMMIT (six round trips). The fills are inserted only when the row matched, and a fill booked
-    already (the account's unique trade id) fails the whole statement, so either everything is written or
-    nothing. ``events``: rows of another model (the fills' ``OrderFilled`` events) stored with them, and only
-    with them. True: written; the fills' and events' pks and the position's stored values are set. False:
-    nothing written (the row moved: another booking, an edit; or a trade is booked already; or not Postgres, or inside a
-    transaction, where a failed statement would break it): the caller books under the row's lock."""
-    if not fills or connection.vendor != "postgresql" or connection.in_atomic_block:
-        return False
-    compared, assigned = tuple(before), tuple(after)
-    event_model = type(events[0]) if events else None
-    sql, fill_fields, event_fields, returned = _booking_sql(compared, assigned, sync_ms is not None, len(fills),
-                                                            event_model, len(events))
-    params: list[Any] = [*after.values(), *([sync_ms] if sync_ms is not None else []), position.pk,
-                         *before.values(), *_insert_params(fills, fill_fields), *_insert_params(events, event_fields)]
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-    except IntegrityError:  # a trade of these booked meanwhile: nothing was written
-        return False
-    if not rows:
-        return False
-    width = len(returned)
-    for name, value in zip(returned, rows[0][:width], strict=True):  # (then the fill's id and trade id)
-        setattr(position, name, value)
-    pks = {row[width + 1]: row[width] for row in rows}
-    for fill in fills:
-        _stored(fill, pks[fill.exchange_trade_id])
-    if events:  # their ids in the VALUES' order, as RETURNING gives them (insert_rows relies on it too)
-        for event, pk in zip(events, rows[0][width + 2], strict=True):
-            _stored(event, pk)
-    return True
-
-
-@functools.lru_cache(maxsize=64)
-def _booking_sql(compared: tuple[str, ...], assigned: tuple[str, ...], with_sync: bool, count: int,
-                 event_model: type[Model] | None = None, event_count: int = 0
-                 ) -> tuple[str, list[Field], list[Field], tuple[str, ...]]:
-    """``book_fills_if_unchanged``'s statement: the position's UPDATE ... WHERE its columns ``compared`` hold
-    the old values, RETURNING the stored ones; the fills' (and the events') INSERT ... SELECT from typed VALUES
-    when the UPDATE matched; one result row per fill (none when the row did not match), each with the events'
-    ids as an array (in the VALUES' order)."""
-    quote = connection.ops.quote_name
-    meta = LiquidityPosition._meta
-    column = {name: str(cast(Field, meta.get_field(name)).column) for name in (*compared, *assigned)}
-    sets = [f"{quote(column[name])} = %s" for name in assigned]
-    returned = [*assigned]
-    if with_sync:
-        sync = quote(str(cast(Field, meta.get_field("last_trade_sync_ms")).column))
-        sets.append(f"{sync} = GREATEST({sync}, %s)")
-        returned.append("last_trade_sync_ms")
-    table = quote(meta.db_table)
-
-    def inserted(model: type[Model], rows: int, returning: str) -> tuple[str, list[Field]]:
-        """INSERT ... SELECT from typed VALUES, only when the position's UPDATE matched."""
-        fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-        one = "(" + ", ".join(f"%s::{f.db_type(connection)}" for f in fields) + ")"
-        names = ", ".join(quote(str(f.column)) for f in fields)
-        return (f"INSERT INTO {quote(model._meta.db_table)} ({names}) SELECT * FROM (VALUES "
-                f"{', '.join([one] * rows)}) AS v({names}) WHERE EXISTS (SELECT 1 FROM pos) "
-                f"RETURNING {returning}"), fields
-
-    fills_sql, fields = inserted(Fill, count, f"{quote('id')}, {quote('exchange_trade_id')}")
-    sql = (f"WITH pos AS (UPDATE {table} SET {', '.join(sets)} WHERE {quote('id')} = %s AND "
-           + " AND ".join(f"{quote(column[name])} = %s" for name in compared)
-           + f" RETURNING {', '.join(quote(str(cast(Field, meta.get_field(n)).column)) for n in returned)}), "
-           f"ins AS ({fills_sql})")
-    event_fields: list[Field] = []
-    if event_model is not None and event_count:
-        events_sql, event_fields = inserted(event_model, event_count, quote("id"))
-        sql += (f", ev AS ({events_sql}) SELECT pos.*, ins.*, (SELECT ARRAY_AGG({quote('id')} ORDER BY "
-                f"{quote('id')}) FROM ev) FROM pos CROSS JOIN ins")
-    else:
-        sql += " SELECT pos.*, ins.*, NULL FROM pos CROSS JOIN ins"
-    return sql, fields, event_fields, tuple(returned)
 
 
 class StatementCounter:

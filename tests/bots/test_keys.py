@@ -106,8 +106,8 @@ KEY_MODULES = {
     "risk_rejected": ("bots.engine.quotes", set()),
     "daily_reset": ("bots.engine.cycle", set()),
     "performance_due": ("bots.engine.performance", set()),
-    "trades_pending": ("bots.engine.fills", set()),
-    "trades_recent": ("bots.engine.fills", set()),
+    "trades_pending": ("bots.engine.trade_marks", set()),
+    "trades_recent": ("bots.engine.trade_marks", set()),
     "market_data": ("bots.engine.market_data", set()),
     "quote_guard": ("bots.engine.self_trades", set()),  # QuoteGuard: the per-(account, pair) no-self-trade lock
 }

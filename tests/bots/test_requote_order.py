@@ -10,9 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 
 from bots.engine.driver import Driver
-from bots.models import Bot, Order
+from bots.models import Bot, BotEvent, BotEventType, Order
 from exchanges.emulator.server import EmulatorServer
 from mmplatform.redis_client import get_redis
 from strategies.requote_order import place_first
@@ -79,8 +80,10 @@ def test_a_requote_keeps_each_side_covered_when_the_balances_allow(
         frozen_emulator.call(lambda: frozen_emulator.market.set_mid("BTC/USDT", target))
         get_redis().delete(*get_redis().keys("mm:md:book:*"))
         runner.next_due = 0.0
+        statements = driver.stats["requote_statements"]
         runner = settle(driver, running_bot, lambda r: not (old & {o.client_order_id for o in
                                                                   emulator_open_orders(frozen_emulator)}))
+        statements = driver.stats["requote_statements"] - statements
     finally:
         engine.cancel_order = original
     assert runner.last_verdict.startswith("requote"), runner.last_verdict
@@ -93,6 +96,12 @@ def test_a_requote_keeps_each_side_covered_when_the_balances_allow(
     assert all(rows[c].status == "canceled" and rows[c].closed_at is not None for c in old), rows
     assert all(rows[c].status == "open" and rows[c].exchange_order_id and rows[c].acknowledged_at
                for c in runner.known), rows
+    # its OrdersAdjusted is in the minute's summary row; placing first, it went in the statement that saved the
+    # venue's answers (on Postgres 5 statements in all, 6 before that; cancelling first takes 7)
+    adjusted = BotEvent.objects.filter(bot=running_bot, event_type=BotEventType.ORDERS_ADJUSTED).latest("last_at")
+    assert adjusted.payload["new_order_count"] == 2 and adjusted.payload["cancelled"] == 2, adjusted.payload
+    if connection.vendor == "postgresql":  # (SQLite: the ORM's way, more statements)
+        assert statements == (5 if covered else 7), statements
     if covered:
         assert all(left == 1 for _, left in at_cancel), at_cancel  # its replacement was already resting
     else:

@@ -12,13 +12,11 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from bots.engine.fills import ACCOUNTING_FIELDS
+from bots.engine.booking import ACCOUNTING_FIELDS, book_fills_if_unchanged, booked_fills, booked_trade_ids
 from bots.engine.rows import (
     OPEN_WHERE,
-    book_fills_if_unchanged,
-    booked_fills,
-    booked_trade_ids,
     bots_fingerprint,
+    fence_and_open_rows,
     insert_orders,
     insert_rows,
     mark_cancel_pending,
@@ -157,6 +155,31 @@ def test_save_fields_writes_one_row_in_one_statement_and_several_in_one(world_a:
         first.pk: OrderStatus.CANCEL_PENDING, second.pk: OrderStatus.PENDING, third.pk: OrderStatus.CANCEL_PENDING}
 
 
+def test_save_fields_then_saves_the_rows_and_runs_the_statement_in_one_round_trip(
+        world_a: TenantWorld, position: LiquidityPosition) -> None:
+    """A re-quote's venue answers and its OrdersAdjusted summary: the rows' UPDATE as a WITH of the event's upsert,
+    one statement on Postgres whatever the number of rows (none, one, several); the statement's row comes back."""
+    from bots.events import publish_routine_with_saved
+
+    first, second = order(world_a, position, OrderStatus.PENDING), order(world_a, position, OrderStatus.PENDING)
+    for rows in ([], [first], [first, second]):
+        for n, row in enumerate(rows):
+            row.status, row.exchange_order_id = OrderStatus.OPEN, f"E{n}-{len(rows)}"
+        with CaptureQueriesContext(connection) as queries:
+            event = publish_routine_with_saved(
+                bot=world_a.bot, event_type=BotEventType.ORDERS_ADJUSTED, rows=rows,
+                fields=["status", "exchange_order_id", "updated_at"],
+                payload={"trading_pair": "BTC/USDT", "new_order_count": len(rows), "cancelled": 1, "kept": 0})
+        if connection.vendor == "postgresql":
+            assert len(queries) == 1
+        for row in rows:
+            assert Order.objects.filter(pk=row.pk, status=OrderStatus.OPEN,
+                                        exchange_order_id=row.exchange_order_id).exists()
+    summary = BotEvent.objects.get(bot=world_a.bot, event_type=BotEventType.ORDERS_ADJUSTED)
+    assert summary.pk == event.pk and summary.occurrences == event.occurrences == 3
+    assert summary.payload["totals"] == {"new_order_count": 3, "cancelled": 3, "kept": 0}
+
+
 def test_insert_rows_sets_their_pks_and_the_booked_reads_find_them(world_a: TenantWorld,
                                                                   position: LiquidityPosition) -> None:
     """New fills in one statement (Postgres) with their pks set (the hedges refer to them); the stored rows are
@@ -181,6 +204,34 @@ def test_insert_rows_sets_their_pks_and_the_booked_reads_find_them(world_a: Tena
     with pytest.raises(IntegrityError), transaction.atomic():
         insert_rows([fill(world_a, position, of, "T-1")])
     assert Fill.objects.filter(exchange_trade_id="T-1").count() == 1
+
+
+def test_fence_and_open_rows_numbers_the_cycle_and_reads_the_positions_open_rows_in_one_statement(
+        world_a: TenantWorld, position: LiquidityPosition) -> None:
+    """A fill sync's first statement: the fence's row (``begin_fenced_cycle``'s) and exactly the rows ``open_rows``
+    gives, oldest first (one statement on Postgres); the fence alone when nothing is open; nothing for a bot that
+    is gone."""
+    bot = world_a.bot
+    count = Bot.objects.get(pk=bot.pk).cycle_count
+    assert fence_and_open_rows(bot.pk, AT, position.pk) == ((count + 1, bot.epoch, bot.status, False, False), [])
+    rows = [order(world_a, position, status) for status in (OrderStatus.OPEN, OrderStatus.FILLED,
+                                                            OrderStatus.PARTIALLY_FILLED, OrderStatus.CANCEL_PENDING)]
+    other = LiquidityPosition.objects.create(tenant=world_a.tenant, bot=bot, exchange_account=world_a.account,
+                                             trading_pair="ETH/USDT")
+    order(world_a, other, OrderStatus.OPEN)
+    with CaptureQueriesContext(connection) as queries:
+        fence, found = fence_and_open_rows(bot.pk, AT, position.pk)
+    if connection.vendor == "postgresql":
+        assert len(queries) == 1
+    assert fence == (count + 2, bot.epoch, bot.status, False, False)
+    stored = Bot.objects.get(pk=bot.pk)
+    assert stored.cycle_count == count + 2 and stored.last_cycle_started_at == AT
+    expected = open_rows(bot.pk, position.pk)
+    assert [r.pk for r in expected] == [r.pk for r in rows if r.status != OrderStatus.FILLED]
+    assert [columns(r) for r in found] == [columns(r) for r in expected]
+    type(world_a.tenant).objects.filter(pk=world_a.tenant.pk).update(kill_switch_engaged=True)
+    assert fence_and_open_rows(bot.pk, AT, position.pk)[0][-1] is True
+    assert fence_and_open_rows(bot.pk + 10_000, AT, position.pk) == (None, [])
 
 
 def test_raise_high_water_only_raises_in_one_statement(world_a: TenantWorld) -> None:
@@ -244,6 +295,12 @@ def test_book_fills_if_unchanged_writes_everything_in_one_statement_or_nothing(w
     rows = [fill(world_a, position, of, "B-1"), fill(world_a, position, None, "B-2")]
     events = [event_row(bot=world_a.bot, event_type=BotEventType.ORDER_FILLED,
                         payload={"trade_id": r.exchange_trade_id, "price": r.price}) for r in rows]
+    answered = order(world_a, position, OrderStatus.OPEN)  # a venue answer the sync saves with the booking
+    answered.status, answered.filled = OrderStatus.FILLED, answered.amount
+    also = ([answered, of], ["status", "filled", "updated_at"])
+
+    def answer_saved() -> bool:
+        return Order.objects.filter(pk=answered.pk, status=OrderStatus.FILLED).exists()
     if connection.vendor != "postgresql":
         assert not book_fills_if_unchanged(position, before, after, rows, sync_ms, events)
         assert Fill.objects.count() == 0 and accounting(LiquidityPosition.objects.get(pk=position.pk)) == before
@@ -252,14 +309,15 @@ def test_book_fills_if_unchanged_writes_everything_in_one_statement_or_nothing(w
 
     moved = {**before, "fill_count": 3}  # the row holds another booking than the one the engine last made
     with CaptureQueriesContext(connection) as queries:
-        assert not book_fills_if_unchanged(position, moved, after, rows, sync_ms, events)
-    assert len(queries) == 1
+        assert not book_fills_if_unchanged(position, moved, after, rows, sync_ms, events, also_save=also)
+    assert len(queries) == 1 and not answer_saved()
     assert Fill.objects.count() == 0 and all(r.pk is None for r in rows)
     assert BotEvent.objects.count() == 0 and all(e.pk is None for e in events)
     assert accounting(LiquidityPosition.objects.get(pk=position.pk)) == before
 
     insert_rows([fill(world_a, position, None, "B-2")])  # booked by someone else meanwhile
-    assert not book_fills_if_unchanged(position, before, after, rows, sync_ms, events)
+    assert not book_fills_if_unchanged(position, before, after, rows, sync_ms, events, also_save=also)
+    assert not answer_saved()
     assert list(Fill.objects.values_list("exchange_trade_id", flat=True)) == ["B-2"]
     assert accounting(LiquidityPosition.objects.get(pk=position.pk)) == before
     assert BotEvent.objects.count() == 0
@@ -270,8 +328,8 @@ def test_book_fills_if_unchanged_writes_everything_in_one_statement_or_nothing(w
     assert Fill.objects.count() == 0
 
     with CaptureQueriesContext(connection) as queries:
-        assert book_fills_if_unchanged(position, before, after, rows, sync_ms, events)
-    assert len(queries) == 1
+        assert book_fills_if_unchanged(position, before, after, rows, sync_ms, events, also_save=also)
+    assert len(queries) == 1 and answer_saved()
     # the events are stored with the fills, in their order, as the ORM reads them back
     assert all(e.pk is not None and not e._state.adding for e in events)
     assert [(e.pk, e.payload["trade_id"], e.event_type, e.bot_id) for e in events] == [
