@@ -260,14 +260,19 @@ class QuotesMixin(BotState):
                 "position_id": position.pk, "trading_pair": pair, "new_order_count": placed,
                 "cancelled": len(to_cancel), "kept": len(diff.keep)}
 
-        if sent_cancels is None and self.place_first_ok(position, place, to_cancel):
-            # the event goes in the statement that saves the venue's answers
-            placed = self._place_then_cancel(position, place, to_cancel, begin_cycle_now, guard, adjusted)
-        else:
-            placed = self._cancel_then_place(position, place, to_cancel, begin_cycle_now, sent_cancels, guard)
+        # every venue answer of this act (placements, cancels) is held and saved in one statement at its end, with
+        # the event it owes (none when it failed half-way); a crash in between leaves rows without their answers,
+        # which the next sync settles by client id, as after a lost reply
+        event: tuple[str, dict[str, Any]] | None = None
+        self.order_manager.hold_acks()
+        try:
+            if sent_cancels is None and self.place_first_ok(position, place, to_cancel):
+                placed = self._place_then_cancel(position, place, to_cancel, begin_cycle_now, guard)
+            else:
+                placed = self._cancel_then_place(position, place, to_cancel, begin_cycle_now, sent_cancels, guard)
             event = adjusted(placed)
-            if event is not None:
-                publish_event(bot=self.bot, event_type=event[0], payload=event[1])
+        finally:
+            self.order_manager.save_held_acks(event)
         self.report.placed += placed
         self.performance_tracker.record_quoting(pair, decision.quotes_both_sides)
         return placed
@@ -288,29 +293,21 @@ class QuotesMixin(BotState):
             free_quote=float(free[quote]) if quote in free else None, margin=settings.ENGINE_PLACE_FIRST_MARGIN)
 
     def _place_then_cancel(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order],
-                           begin_cycle_now: Callable[[], int] | None, guard: QuoteGuard,
-                           adjusted: Callable[[int], tuple[str, dict[str, Any]] | None] = lambda placed: None) -> int:
+                           begin_cycle_now: Callable[[], int] | None, guard: QuoteGuard) -> int:
         """The new quotes first (stored, fenced, sent, answered), then the old ones' cancels: each side
         keeps a resting order throughout. The cancels go whatever became of the placements (a fenced
         bot's old quotes are cancelled all the same); no CANCEL_PENDING mark (a statement on the path):
         a crash before the answers are settled leaves OPEN rows off the book, which the next sync
-        settles by client id. ``guard`` (no self-trades) is released once the new rows are stored. ``adjusted``:
-        the event the re-quote owes for what it placed, stored in the statement that saves the answers (none when
-        it failed half-way)."""
+        settles by client id. ``guard`` (no self-trades) is released once the new rows are stored. The answers
+        are held by the caller (``_adjust_guarded``)."""
         placed = 0
-        event: tuple[str, dict[str, Any]] | None = None
-        self.order_manager.hold_acks()  # the placements' and the cancels' answers saved in one statement
         try:
-            try:
-                if begin_cycle_now is not None:
-                    self.cycle = begin_cycle_now()
-                placed = self._place_order(position, place, before_send=lambda: self._release_at_send(guard))
-            finally:
-                results = self.order_manager.cancel_requests(to_cancel).result(60)
-                self.report.cancelled += self.order_manager.settle_cancels(to_cancel, results)
-            event = adjusted(placed)
+            if begin_cycle_now is not None:
+                self.cycle = begin_cycle_now()
+            placed = self._place_order(position, place, before_send=lambda: self._release_at_send(guard))
         finally:
-            self.order_manager.save_held_acks(event)
+            results = self.order_manager.cancel_requests(to_cancel).result(60)
+            self.report.cancelled += self.order_manager.settle_cancels(to_cancel, results)
         return placed
 
     def _cancel_then_place(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order],
