@@ -336,7 +336,8 @@ class OrderManager(FillSyncMixin):
 
     def hold_acks(self) -> None:
         """From now on the venue's answers (placements, cancels) are kept in memory until ``save_held_acks``:
-        a re-quote that places, then cancels, saves both sets of answers in one statement. A crash in between
+        a re-quote saves every answer of its act (placements and cancels) in one statement, with its event
+        (``QuotesMixin._adjust_guarded``). A crash in between
         leaves rows without their answers, which the next sync settles by client id, as after a lost reply."""
         if self.held_acks is None:
             self.held_acks = []
