@@ -194,11 +194,7 @@ def record_routine(*, bot: Bot, event_type: str, payload: dict[str, Any], at: da
     two on SQLite, which has no sequence to draw the event's id from in the same statement)."""
     now = at or timezone.now()
     if connection.vendor == "postgresql":
-        sql, params = _routine_upsert(bot, event_type, payload, now)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            pk, occurrences = cursor.fetchone()
-        return _routine_row(bot, event_type, payload, now, pk, occurrences)
+        return _upsert_routine(bot, event_type, payload, now)
     summed, params, table, columns, conflict, placeholders = _routine_parts(bot, event_type, payload, now)
     meta = BotEvent._meta
     sums = ", ".join(
@@ -224,14 +220,11 @@ def publish_routine_with_saved(*, bot: Bot, event_type: str, payload: dict[str, 
     of ``rows`` (``rows.save_fields``): a re-quote's venue answers and its ``OrdersAdjusted``, one round trip on
     Postgres (two statements elsewhere)."""
     data = _checked(payload)
-    if connection.vendor != "postgresql":
+    if connection.vendor == "postgresql":
+        event = _upsert_routine(bot, event_type, data, timezone.now(), rows, fields)
+    else:
         save_fields(rows, fields)
         event = record_routine(bot=bot, event_type=event_type, payload=data)
-    else:
-        now = timezone.now()
-        sql, params = _routine_upsert(bot, event_type, data, now)
-        pk, occurrences = save_fields_then(rows, fields, sql, params)
-        event = _routine_row(bot, event_type, data, now, pk, occurrences)
     announce(bot, event)
     return event
 
@@ -262,9 +255,10 @@ def _routine_parts(bot: Bot, event_type: str, payload: dict[str, Any], now: date
     return summed, params, table, columns, conflict, placeholders
 
 
-def _routine_upsert(bot: Bot, event_type: str, payload: dict[str, Any], now: datetime) -> tuple[str, list[Any]]:
+def _upsert_routine(bot: Bot, event_type: str, payload: dict[str, Any], now: datetime,
+                    rows: Sequence[Model] = (), fields: Sequence[str] = ()) -> BotEvent:
     """Postgres: a routine event's summary upsert, one statement drawing the event's id from the table's sequence
-    and returning (id, occurrences)."""
+    (``fields`` of ``rows`` saved in it first: ``rows.save_fields_then``); the summary row as it left it."""
     summed, params, table, columns, conflict, placeholders = _routine_parts(bot, event_type, payload, now)
     quote = connection.ops.quote_name
     sums = ", ".join(
@@ -274,7 +268,8 @@ def _routine_upsert(bot: Bot, event_type: str, payload: dict[str, Any], now: dat
            f"VALUES (nextval(pg_get_serial_sequence('{BotEvent._meta.db_table}', 'id')), {placeholders}) "
            f"{conflict}payload = EXCLUDED.payload || jsonb_build_object('totals', jsonb_build_object({sums})) "
            f"RETURNING {quote('id')}, {quote('occurrences')}")
-    return sql, params
+    pk, occurrences = save_fields_then(rows, fields, sql, params)
+    return _routine_row(bot, event_type, payload, now, pk, occurrences)
 
 
 def _routine_row(bot: Bot, event_type: str, payload: dict[str, Any], now: datetime, pk: int,

@@ -292,8 +292,7 @@ class MarketMakingBot(CycleMixin, QuotesMixin, GateMixin, RiskActionsMixin, Hedg
                 for position in self.active_positions.values():  # fills up to the stop are in the summary
                     if position.exchange_account_id in self.exchanges:
                         try:
-                            self.announce_fills(position.trading_pair,
-                                                self.order_manager.sync_fills(position, mid=float("nan")))
+                            self.announce_fills(self.order_manager.sync_fills(position, mid=float("nan")))
                         except ExchangeError as exc:
                             logger.warning("bot %s: final fills of %s not read: %s", self.bot_id, position, exc)
                 self.inventory_manager.load_balances(self.exchanges)
@@ -333,7 +332,7 @@ class MarketMakingBot(CycleMixin, QuotesMixin, GateMixin, RiskActionsMixin, Hedg
         for position in self.active_positions.values():
             if position.exchange_account_id in self.exchanges:
                 booked = self.order_manager.sync_position(position, mid=float("nan"))
-                self.announce_fills(position.trading_pair, booked)
+                self.announce_fills(booked)
                 fills += len(booked)
         if self.active_positions:
             publish_event(bot=self.bot, event_type=BotEventType.RECONCILED, payload={"fills_recovered": fills})

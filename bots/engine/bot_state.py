@@ -93,7 +93,7 @@ class BotState:
         def order_pairs(self) -> list[tuple[int, str]]:
             raise NotImplementedError
 
-        def announce_fills(self, pair: str, fills: list[Fill]) -> None:
+        def announce_fills(self, fills: list[Fill]) -> None:
             raise NotImplementedError
 
         def _market_snapshot(self, pair: str, account_id: int | None) -> MarketSnapshot:

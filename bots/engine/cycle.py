@@ -224,9 +224,9 @@ class CycleMixin(BotState):
                 logger.warning("bot %s: order sync for %s failed: %s", self.bot_id, slot, exc)
                 self.venue_errors.setdefault(slot[0], f"{type(exc).__name__}: {exc}"[:300])
                 continue
-            self.announce_fills(position.trading_pair, fills)
+            self.announce_fills(fills)
 
-    def announce_fills(self, pair: str, fills: list[Fill]) -> None:
+    def announce_fills(self, fills: list[Fill]) -> None:
         """The new fills' OrderFilled events (with the account each was on) to the dashboards and the alert
         matcher: their rows were stored with the fills (``FillSyncMixin._book``)."""
         self.report.fills += len(fills)

@@ -268,9 +268,8 @@ class FillSyncMixin:
             fills, _, account = self._fill_rows(position, fresh, before, position.pk, mid)
             events = self._filled_events(position, fills)
             after = accounting_columns(account, with_average=True)
-            answers = self.unsaved_answers
             if book_fills_if_unchanged(position, accounting_columns(before), after, fills, sync_ms, events,
-                                       also_save=(answers, ACK_FIELDS)):
+                                       also_save=(self.unsaved_answers, ACK_FIELDS)):
                 self.counts["fills_booked_at_once"] += 1
                 self.fill_events.extend(events)
                 self.unsaved_answers = []  # saved with the fills

@@ -224,7 +224,7 @@ class HedgingMixin(BotState):
             snapshot = self.snapshots.get((position.exchange_account_id, row.trading_pair))
             mid = snapshot.mid if snapshot is not None and not snapshot.problem() else NAN
             try:
-                self.announce_fills(row.trading_pair, self.order_manager.sync_fills(position, mid=mid))
+                self.announce_fills(self.order_manager.sync_fills(position, mid=mid))
             except ExchangeError as exc:  # booked by the position's next trade sync
                 logger.warning("bot %s: the hedge's fills of %s not read yet: %s", self.bot_id, row.trading_pair, exc)
         self._settle(row)

@@ -429,7 +429,7 @@ class QuotesMixin(BotState):
         fills = self.order_manager.sync_position(position, mid=mid, view=view, open_rows=open_rows)
         if fills or self.hedge_retry_due(self.clock()):
             self.run_hedges()  # first (latency), and before the pair is re-quoted: a failed hedge halts it
-        self.announce_fills(position.trading_pair, fills)
+        self.announce_fills(fills)
         self.balances_read()  # before the inventory is valued and the pair re-quoted
         if mid == mid:
             self.inventory_manager.assess(position, mid)

@@ -93,12 +93,17 @@ def save_fields(rows: Sequence[Model], field_names: Sequence[str]) -> None:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
         return
+    _stamp(rows, field_names)
+    for row in rows:
+        row.save(update_fields=list(field_names))
+
+
+def _stamp(rows: Sequence[Model], field_names: Sequence[str]) -> None:
+    """``updated_at`` = now on every row when it is among the fields written (one time for them all)."""
     if "updated_at" in field_names:
         now = timezone.now()
         for row in rows:
             row.updated_at = now  # type: ignore[attr-defined]
-    for row in rows:
-        row.save(update_fields=list(field_names))
 
 
 def save_fields_then(rows: Sequence[Model], field_names: Sequence[str], statement: str, params: Sequence[Any]
@@ -119,10 +124,7 @@ def save_fields_then(rows: Sequence[Model], field_names: Sequence[str], statemen
 def save_statement(rows: Sequence[Model], field_names: Sequence[str]) -> tuple[str, list[Any]]:
     """``save_fields``'s one statement and its parameters (one row on any database, several on Postgres;
     ``updated_at`` stamped now when listed)."""
-    if "updated_at" in field_names:
-        now = timezone.now()
-        for row in rows:
-            row.updated_at = now  # type: ignore[attr-defined]
+    _stamp(rows, field_names)
     model = type(rows[0])
     fields = [cast(Field, model._meta.get_field(name)) for name in field_names]
     if len(rows) == 1:
