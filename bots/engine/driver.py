@@ -41,7 +41,8 @@ from django.utils import timezone
 
 from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import daily_reset_key
-from bots.engine.depth import WAIT_LIMIT_SECS, DepthReads
+from bots.engine.depth import DepthReads
+from bots.engine.due import DueQueue
 from bots.engine.feed import AccountView, FeedMixin
 from bots.engine.lease import _RELEASE, BotLease, add_cycle_record, check_token, extend_leases, take_for_checks
 from bots.engine.loop_probe import LoopProbe
@@ -53,6 +54,7 @@ from bots.engine.pool import CyclePool, patience
 from bots.engine.requote import RequoteMixin
 from bots.engine.rows import count_cycles, open_rows, raise_high_water
 from bots.engine.runner import Runner, next_due
+from bots.engine.schedule import ScheduleMixin
 from bots.engine.shards import DRIVERS_KEY, HOUSEKEEPING_SECS, SHARD_TTL_SECS, ShardsMixin, shard_key
 from bots.engine.shared_views import SharedViews
 from bots.engine.venues import exchange_key
@@ -72,13 +74,14 @@ LEASE_MIN_SECS = 10.0
 driver extends it (``_keep_leases``), so only a dead driver's leases expire."""
 
 
-class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
+class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
     """Runs the cycles of the bots in this process's shards (one thread, a small pool for full cycles)."""
 
     def __init__(self, name: str = ""):
         self.token = f"{name or 'driver'}:{uuid.uuid4().hex[:12]}"
         self.owned: set[int] = set()
         self.runners: dict[int, Runner] = {}
+        self.due_queue = DueQueue()  # when each runner is next looked at (due.py)
         self.accounts: dict[int, AccountView] = {}
         self.pool = CyclePool(settings.ENGINE_CYCLE_THREADS, "mm-cycle")  # earliest deadline first (pool.py)
         self.wake = threading.Event()
@@ -169,39 +172,20 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
             self._housekeep(now)
             self._take_back()  # (a cycle that just ended released its lease: not counted as lost below)
             self._keep_leases(now)
+            for runner in self.runners.values():  # new runners; and a safety net: none is left unscheduled
+                self._schedule(runner, now)
         self._apply_moves(now)
         self._take_depth()
-        due: list[Runner] = []
-        dropped: list[int] = []
-        idle = now + 0.5
-        for pk, runner in self.runners.items():  # one pass over the bots
-            if runner.dropped:
-                dropped.append(pk)
-                continue
-            if runner.busy:
-                continue
-            if runner.awaiting_depth:  # its check waits for a depth read (``_take_depth`` ends the wait)
-                if now - runner.awaiting_depth < WAIT_LIMIT_SECS:
-                    continue
-                runner.awaiting_depth = 0.0
-            if runner.wake_after:  # a move heard during its cycle (only this thread sets/clears the flag)
-                runner.wake_after = False
-                if runner.next_due > now:
-                    runner.next_due, runner.woken = now, True
-            if runner.next_due <= now:
-                due.append(runner)
-            elif runner.next_due < idle:
-                idle = runner.next_due
-        for pk in dropped:
-            self.runners.pop(pk, None)
-        if dropped:
-            self.bots_read = None  # a fenced bot that is still cycling comes back at the next read
+        due = self._pop_due(now)
         if due:
             began = time.perf_counter()
             self._run_due(due, now)
             self.stats["run_due_ms"] += int(1000 * (time.perf_counter() - began))
             self.stats["run_due_calls"] += 1
-            idle = min([idle, *(r.next_due for r in due if not r.busy)])
+            for runner in due:
+                self._schedule(runner, now)
+        upcoming = self.due_queue.next_at()
+        idle = now + 0.5 if upcoming is None else min(now + 0.5, upcoming)
         if time.time() >= self._flush_at:
             self._flush()
         wait = idle - time.time()
@@ -229,6 +213,8 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
             runner.touched = True
             runner.busy, runner.lease = False, None
             self._index_quoted(runner)
+            self.due_queue.schedule(runner.bot_id, time.time() if runner.wake_after or runner.dropped
+                                    else runner.next_due)
 
     def _take_depth(self) -> None:
         """Depth reads the checks started that answered: the feeder keeps each book, and the bots that waited
@@ -240,48 +226,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin):
                 runner = self.runners.get(pk)
                 if runner is not None:
                     runner.awaiting_depth = 0.0
-
-    def _apply_moves(self, now: float) -> None:
-        """Pushed mids: bots whose quotes are a quarter of their tolerance off the new mid run now (only the
-        bots quoting a moved pair are looked at: ``by_pair``)."""
-        if not self.moved:
-            return
-        latest: dict[tuple[str, str], float] = {}
-        while self.moved:
-            venue, pair, mid = self.moved.popleft()
-            latest[(venue, pair)] = mid
-        seen: set[int] = set()
-        for moved_key in latest:
-            for pk, runner in self.by_pair.get(moved_key, {}).items():
-                if pk in seen or runner.engine is None or self.runners.get(pk) is not runner:
-                    continue
-                seen.add(pk)
-                tolerance = runner.engine.config.order_settings.order_refresh_tolerance_bps / 4e4
-                for key, quoted in runner.quoted_mid.items():
-                    moved_to = latest.get(key)
-                    if moved_to is None:
-                        continue
-                    if runner.busy:  # its running cycle may have decided on the book before this move
-                        runner.wake_after = True
-                        break
-                    if abs(moved_to - quoted) > tolerance * quoted:
-                        if runner.next_due > now:
-                            runner.next_due, runner.woken = now, True
-                        break
-
-    def _index_quoted(self, runner: Runner) -> None:
-        """Keep ``by_pair`` (venue, pair) -> the bots whose quotes sit on it (their ``quoted_mid``), after a
-        cycle handed the runner back (the housekeeping rebuilds it whole every second)."""
-        keys = () if runner.dropped else tuple(runner.quoted_mid)
-        if keys == runner.indexed:
-            return
-        for key in runner.indexed:
-            bots = self.by_pair.get(key)
-            if bots is not None:
-                bots.pop(runner.bot_id, None)
-        for key in keys:
-            self.by_pair.setdefault(key, {})[runner.bot_id] = runner
-        runner.indexed = keys
+                    self.due_queue.schedule(pk, runner.next_due)
 
     # --- cycles ------------------------------------------------------------------------------------
 

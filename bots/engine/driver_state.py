@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from bots.engine.bot import MarketMakingBot
 from bots.engine.depth import DepthReads
+from bots.engine.due import DueQueue
 from bots.engine.loop_probe import LoopProbe
 from bots.engine.market_data import AccountView, BookData
 from bots.engine.pool import CyclePool
@@ -46,6 +47,7 @@ class DriverState:
     # --- the driver thread (shards.py, driver.py, verdict.py) ------------------------------------------
     owned: set[int]  # shard leases held (shards.py)
     runners: dict[int, Runner]  # bots of those shards; each Runner's fields: see runner.py
+    due_queue: DueQueue  # when each runner is next looked at: the tick pops the due ones (due.py)
     stats: Counter[str]  # cycles by verdict, timings (pool timings arrive through ``finished``)
     analyses: dict[Any, tuple[float, MarketAnalysis]]  # shared market analyses (feed.py ``_analysis``)
     by_pair: dict[tuple[str, str], dict[int, Runner]]  # (venue, pair) -> the bots quoting it (driver.py, shards.py)

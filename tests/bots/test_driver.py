@@ -72,7 +72,7 @@ def test_first_cycle_is_full_then_quiet_cycles_touch_no_database(running_bot: Bo
     cycles_before = len(cycle_records(running_bot.pk))
     driver._housekeeping_at = driver._flush_at = time.time() + 3600  # this tick: cycles only
     driver._feed_once(time.time())
-    runner.next_due = 0.0
+    driver.bring_forward(runner)
     with CaptureQueriesContext(connection) as queries:
         driver.tick()
     assert runner.quiet_cycles == 1, "an unchanged market is a quiet cycle"
@@ -95,7 +95,7 @@ def test_a_mid_move_beyond_tolerance_requotes_on_the_kept_engine(running_bot: Bo
     # the book's mid moves ~8 bps (our own ask stays best): past the 5 bps refresh tolerance
     frozen_emulator.call(lambda: frozen_emulator.market.set_mid("BTC/USDT", target))
     get_redis().delete(*get_redis().keys("mm:md:book:*"))
-    runner.next_due = 0.0
+    driver.bring_forward(runner)
     runner = settle(driver, running_bot, lambda r: not (old & {o.client_order_id for o in
                                                               emulator_open_orders(frozen_emulator)}))
     now_open = emulator_open_orders(frozen_emulator)
@@ -121,7 +121,7 @@ def test_an_order_that_left_the_book_is_synced_and_replaced(running_bot: Bot, dr
     frozen_emulator.call(lambda: frozen_emulator.engine.cancel_order(victim.account_id, victim.symbol,
                                                                       order_id=victim.order_id))
     time.sleep(0.6)  # orders younger than SENT_MARGIN_SECS may be missing from a view for good reason
-    runner.next_due = 0.0
+    driver.bring_forward(runner)
     runner = settle(driver, running_bot, lambda r: r.last_verdict.startswith("fills")
                     and victim.client_order_id not in r.known)
     assert runner.last_full_at == full_at  # the pair was reconciled on its own, not a full cycle
@@ -392,7 +392,7 @@ def queue_a_requote(driver: Driver, runner: Any, server: EmulatorServer, gate: A
     target = (server.market.mid("BTC/USDT") * Decimal("1.0015")).quantize(Decimal("0.01"))
     server.call(lambda: server.market.set_mid("BTC/USDT", target))
     get_redis().delete(*get_redis().keys("mm:md:book:*"))
-    runner.next_due = 0.0
+    driver.bring_forward(runner)
     deadline = time.monotonic() + 10
     while not runner.busy and time.monotonic() < deadline:
         driver._feed_once(time.time())
@@ -553,11 +553,12 @@ def test_a_performance_snapshot_is_taken_at_the_check_and_stored_without_holding
         driver.pool.submit(gate.wait, 30.0, deadline=-1.0)
     try:
         driver._feed_once(time.time())
-        runner.perf_due_at, runner.next_due = 0.0, 0.0
+        runner.perf_due_at = 0.0
+        driver.bring_forward(runner)
         driver.tick()
         assert runner.last_verdict.startswith("snapshot"), runner.last_verdict
         assert not runner.busy and runner.perf_due_at > time.time() + 3000
-        runner.next_due = 0.0
+        driver.bring_forward(runner)
         driver._feed_once(time.time())
         driver.tick()
         assert runner.last_verdict.startswith("quiet"), "the bot is checked while its snapshot waits"

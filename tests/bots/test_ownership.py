@@ -19,7 +19,7 @@ from bots.engine.driver_state import DriverState
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "bots" / "engine"
-DRIVER_MODULES = ("driver", "shards", "feed", "verdict", "requote")
+DRIVER_MODULES = ("driver", "shards", "feed", "verdict", "requote", "schedule")
 MUTATORS = {"append", "appendleft", "extend", "pop", "popleft", "clear", "update", "setdefault", "add", "discard",
             "remove", "set", "__setitem__"}
 LIFECYCLE = {"Driver.__init__", "Driver.start", "Driver.stop"}  # before the threads start / after they joined
@@ -27,7 +27,9 @@ LIFECYCLE = {"Driver.__init__", "Driver.start", "Driver.stop"}  # before the thr
 # the thread each writing method runs on
 THREAD = {
     "Driver.tick": "driver", "Driver._run_due": "driver", "Driver._take_back": "driver",
-    "Driver._apply_moves": "driver", "Driver._take_depth": "driver", "Driver._index_quoted": "driver",
+    "ScheduleMixin._apply_moves": "driver", "Driver._take_depth": "driver", "ScheduleMixin._index_quoted": "driver",
+    "ScheduleMixin._pop_due": "driver", "ScheduleMixin._schedule": "driver",
+    "ScheduleMixin.bring_forward": "driver",  # (tests and tools, from the thread that ticks the driver)
     "Driver._flush": "driver", "Driver._keep_leases": "driver",
     "ShardsMixin._housekeep": "driver",
     "ShardsMixin._refresh_bots": "driver", "FeedMixin._want": "driver", "FeedMixin._ensure_streams": "driver",
@@ -47,7 +49,7 @@ THREAD = {
 # attribute -> its owner thread (the only one whose methods write it)
 OWNER = {
     "owned": "driver", "runners": "driver", "stats": "driver", "analyses": "driver", "_urgent": "driver",
-    "shared": "driver", "by_pair": "driver", "bots_read": "driver",
+    "due_queue": "driver", "shared": "driver", "by_pair": "driver", "bots_read": "driver",
     "wanted_accounts": "driver", "wanted_books": "driver", "streams": "driver", "stream_tasks": "driver",
     "stream_symbols": "driver", "_housekeeping_at": "driver", "_flush_at": "driver",
     "accounts": "feeder", "_books": "feeder", "feed_stats": "feeder", "loop_probe": "feeder",

@@ -48,7 +48,7 @@ def count_decisions(runner: Any, monkeypatch: Any) -> list[float]:
 
 def check_now(driver: Driver, runner: Any) -> str:  # noqa: F811
     driver._feed_once(time.time())
-    runner.next_due = 0.0
+    driver.bring_forward(runner)
     driver.tick()
     return runner.last_verdict
 

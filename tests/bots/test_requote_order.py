@@ -79,7 +79,7 @@ def test_a_requote_keeps_each_side_covered_when_the_balances_allow(
         # ~8 bps: past the 5 bps refresh tolerance, well inside the 20 bps spread (nothing crosses)
         frozen_emulator.call(lambda: frozen_emulator.market.set_mid("BTC/USDT", target))
         get_redis().delete(*get_redis().keys("mm:md:book:*"))
-        runner.next_due = 0.0
+        driver.bring_forward(runner)
         statements = driver.stats["requote_statements"]
         runner = settle(driver, running_bot, lambda r: not (old & {o.client_order_id for o in
                                                                   emulator_open_orders(frozen_emulator)}))

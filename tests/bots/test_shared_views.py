@@ -152,7 +152,7 @@ def test_a_quiet_tick_of_n_bots_on_one_account_and_pair_builds_the_shared_views_
         driver._housekeeping_at = driver._flush_at = time.time() + 3600  # this tick: the checks only
         driver._feed_once(time.time())
         for runner in runners:
-            runner.next_due = 0.0
+            driver.bring_forward(runner)
             runner.quiet_cycles = 0  # (the settling ticks may have run quiet cycles already)
         driver.shared = SharedViews()  # nothing cached from the settling ticks: this tick builds what it uses
         with CaptureQueriesContext(connection) as queries:
