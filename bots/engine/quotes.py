@@ -184,8 +184,9 @@ class QuotesMixin(BotState):
         """Spec _adjust_orders: decide -> check -> act for one pair (the strategy's orders, the pre-trade
         checks, cancel what moved past the refresh tolerance, place the rest); returns the number of
         orders placed. ``live_rows`` and ``others_open`` are the open rows as the engine driver just
-        verified them (else read here); ``begin_cycle_now`` numbers the cycle once the cancels are under
-        way, ``sent_cancels`` are (rows, future) of cancels the driver already sent for this re-quote."""
+        verified them (else read here); ``begin_cycle_now`` numbers and fences the cycle before the
+        quote guard is taken (a re-quote on the kept engine); ``sent_cancels`` are (rows, future) of
+        cancels the driver already sent for this re-quote."""
         pair = position.trading_pair
         slot = slot_of(position)
         snapshot = self.snapshots.get(slot)
@@ -223,15 +224,18 @@ class QuotesMixin(BotState):
         """``_adjust_orders`` from the decision on; ``guard`` is released once the new rows are stored."""
         pair = position.trading_pair
         slot = slot_of(position)
-        if begin_cycle_now is not None and sent_cancels is not None:
-            # a re-quote whose cancels the driver sent: numbered and fenced before the guard (one statement
-            # fewer under it); fenced, its cancels are settled as the cancel-first path's would be
+        if begin_cycle_now is not None:
+            # a re-quote is numbered and fenced before it takes the guard (one statement fewer under it, which the
+            # account's other bots wait out); fenced, nothing of it is sent (a stop, kill or pause cancels the
+            # bot's orders itself), and cancels the driver already sent are settled as the cancel-first path's are
             try:
                 self.cycle = begin_cycle_now()
             except FencedError:
-                rows, future = sent_cancels
-                self.report.cancelled += self.order_manager.settle_cancels(rows, future.result(60))
+                if sent_cancels is not None:
+                    rows, future = sent_cancels
+                    self.report.cancelled += self.order_manager.settle_cancels(rows, future.result(60))
                 raise
+            begin_cycle_now = None
         waited = time.perf_counter()
         guarded = guard.acquire()
         # the driver's stats: how long re-quotes waited for another bot of the account (guard_wait_ms / guard_takes)
