@@ -36,7 +36,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from bots.engine.bot import MarketMakingBot
@@ -83,7 +83,8 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
         self.runners: dict[int, Runner] = {}
         self.due_queue = DueQueue()  # when each runner is next looked at (due.py)
         self.accounts: dict[int, AccountView] = {}
-        self.pool = CyclePool(settings.ENGINE_CYCLE_THREADS, "mm-cycle")  # earliest deadline first (pool.py)
+        # earliest deadline first (pool.py); each pool thread closes its own database connections as it ends
+        self.pool = CyclePool(settings.ENGINE_CYCLE_THREADS, "mm-cycle", on_thread_exit=connections.close_all)
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -156,13 +157,16 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
             task.cancel()
 
     def _run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.tick()
-            except Exception:
-                logger.exception("engine driver tick failed")
-                close_old_connections()
-                self.stopping.wait(0.5)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self.tick()
+                except Exception:
+                    logger.exception("engine driver tick failed")
+                    close_old_connections()
+                    self.stopping.wait(0.5)
+        finally:
+            connections.close_all()  # this thread's own (no one else can close them once it is gone)
 
     def tick(self) -> None:
         now = time.time()
