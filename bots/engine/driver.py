@@ -83,8 +83,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
         self.runners: dict[int, Runner] = {}
         self.due_queue = DueQueue()  # when each runner is next looked at (due.py)
         self.accounts: dict[int, AccountView] = {}
-        # earliest deadline first (pool.py); each pool thread closes its own database connections as it ends
-        self.pool = CyclePool(settings.ENGINE_CYCLE_THREADS, "mm-cycle", on_thread_exit=connections.close_all)
+        self.pool = CyclePool(settings.ENGINE_CYCLE_THREADS, "mm-cycle")  # earliest deadline first (pool.py)
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
@@ -217,8 +216,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
             runner.touched = True
             runner.busy, runner.lease = False, None
             self._index_quoted(runner)
-            self.due_queue.schedule(runner.bot_id, time.time() if runner.wake_after or runner.dropped
-                                    else runner.next_due)
+            self._schedule(runner, time.time())
 
     def _take_depth(self) -> None:
         """Depth reads the checks started that answered: the feeder keeps each book, and the bots that waited
@@ -230,7 +228,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
                 runner = self.runners.get(pk)
                 if runner is not None:
                     runner.awaiting_depth = 0.0
-                    self.due_queue.schedule(pk, runner.next_due)
+                    self._schedule(runner, time.time())
 
     # --- cycles ------------------------------------------------------------------------------------
 

@@ -55,12 +55,9 @@ class CyclePool:
     """Threads taking the queued work with the earliest deadline first (started as work arrives, up to
     ``threads``)."""
 
-    def __init__(self, threads: int, name: str = "mm-cycle", on_thread_exit: Callable[[], Any] | None = None):
-        """``on_thread_exit``: run by each pool thread as it ends (the driver closes the thread's own database
-        connections there, which nothing else can reach once the thread is gone)."""
+    def __init__(self, threads: int, name: str = "mm-cycle"):
         self.max_threads = max(int(threads), 1)
         self.name = name
-        self._on_thread_exit = on_thread_exit
         self._queue: list[tuple[float, int, Callable[..., Any], tuple[Any, ...], Callable[[], Any] | None]] = []
         self._order = itertools.count()
         self._condition = threading.Condition()
@@ -88,26 +85,19 @@ class CyclePool:
         return len(self._queue)
 
     def _work(self) -> None:
-        try:
-            while True:
-                with self._condition:
-                    self._idle += 1
-                    while not self._queue and not self._closed:
-                        self._condition.wait()
-                    self._idle -= 1
-                    if not self._queue:  # closed and drained
-                        return
-                    _, _, fn, args, _ = heapq.heappop(self._queue)
-                try:
-                    fn(*args)
-                except Exception:
-                    logger.exception("engine driver: a pool cycle raised")
-        finally:
-            if self._on_thread_exit is not None:
-                try:
-                    self._on_thread_exit()
-                except Exception:
-                    logger.exception("engine driver: a pool thread's exit hook raised")
+        while True:
+            with self._condition:
+                self._idle += 1
+                while not self._queue and not self._closed:
+                    self._condition.wait()
+                self._idle -= 1
+                if not self._queue:  # closed and drained
+                    return
+                _, _, fn, args, _ = heapq.heappop(self._queue)
+            try:
+                fn(*args)
+            except Exception:
+                logger.exception("engine driver: a pool cycle raised")
 
     def shutdown(self, wait: bool = True, cancel_futures: bool = True) -> None:
         """No more work; the queued cycles are cancelled (``on_cancel``) unless ``cancel_futures`` is False,

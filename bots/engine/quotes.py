@@ -235,7 +235,6 @@ class QuotesMixin(BotState):
                     rows, future = sent_cancels
                     self.report.cancelled += self.order_manager.settle_cancels(rows, future.result(60))
                 raise
-            begin_cycle_now = None
         waited = time.perf_counter()
         guarded = guard.acquire()
         # the driver's stats: how long re-quotes waited for another bot of the account (guard_wait_ms / guard_takes)
@@ -271,9 +270,9 @@ class QuotesMixin(BotState):
         self.order_manager.hold_acks()
         try:
             if sent_cancels is None and self.place_first_ok(position, place, to_cancel):
-                placed = self._place_then_cancel(position, place, to_cancel, begin_cycle_now, guard)
+                placed = self._place_then_cancel(position, place, to_cancel, guard)
             else:
-                placed = self._cancel_then_place(position, place, to_cancel, begin_cycle_now, sent_cancels, guard)
+                placed = self._cancel_then_place(position, place, to_cancel, sent_cancels, guard)
             event = adjusted(placed)
         finally:
             self.order_manager.save_held_acks(event)
@@ -297,7 +296,7 @@ class QuotesMixin(BotState):
             free_quote=float(free[quote]) if quote in free else None, margin=settings.ENGINE_PLACE_FIRST_MARGIN)
 
     def _place_then_cancel(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order],
-                           begin_cycle_now: Callable[[], int] | None, guard: QuoteGuard) -> int:
+                           guard: QuoteGuard) -> int:
         """The new quotes first (stored, fenced, sent, answered), then the old ones' cancels: each side
         keeps a resting order throughout. The cancels go whatever became of the placements (a fenced
         bot's old quotes are cancelled all the same); no CANCEL_PENDING mark (a statement on the path):
@@ -306,8 +305,6 @@ class QuotesMixin(BotState):
         are held by the caller (``_adjust_guarded``)."""
         placed = 0
         try:
-            if begin_cycle_now is not None:
-                self.cycle = begin_cycle_now()
             placed = self._place_order(position, place, before_send=lambda: self._release_at_send(guard))
         finally:
             results = self.order_manager.cancel_requests(to_cancel).result(60)
@@ -315,7 +312,6 @@ class QuotesMixin(BotState):
         return placed
 
     def _cancel_then_place(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order],
-                           begin_cycle_now: Callable[[], int] | None,
                            sent_cancels: tuple[list[Order], Any] | None, guard: QuoteGuard) -> int:
         """The old quotes' cancels fly while the new orders are stored; nothing is sent before the venue
         answered them (the side is empty in between: used when placing first is not safe). ``guard``
@@ -347,8 +343,6 @@ class QuotesMixin(BotState):
 
         placed = 0
         try:
-            if begin_cycle_now is not None:
-                self.cycle = begin_cycle_now()
             placed = self._place_order(position, place, before_send=stored)
         finally:
             if to_cancel:  # the rows learn the venue's answers after the new quotes are out

@@ -57,8 +57,8 @@ class ScheduleMixin(DriverState):
         """Put a runner the driver holds (not busy) in the due queue at the time it must next be looked at."""
         if runner.busy:
             return  # its cycle hands it back (``_take_back`` schedules it then)
-        if runner.dropped:
-            self.due_queue.schedule(runner.bot_id, now)  # (forgotten at the next tick)
+        if runner.dropped or runner.wake_after:
+            self.due_queue.schedule(runner.bot_id, now)  # (forgotten / brought forward at the next tick)
         elif runner.awaiting_depth:
             self.due_queue.schedule(runner.bot_id, runner.awaiting_depth + WAIT_LIMIT_SECS)
         else:
