@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,15 @@ from risk.hedging import hedge_need
 
 logger = logging.getLogger(__name__)
 
+@dataclass(frozen=True)
+class Booking:
+    """A reconciled pair whose trades are to be read and booked (``FillSyncMixin.book_position``)."""
+
+    position: LiquidityPosition
+    view: AccountView | None
+    safety_read: bool  # the periodic REST read of the trades is due
+
+
 class FillSyncMixin:
     """The sync half of ``OrderManager``: what the venue says happened to a position's orders."""
 
@@ -100,8 +110,18 @@ class FillSyncMixin:
 
     def sync_position(self, position: LiquidityPosition, *, mid: float, view: AccountView | None = None,
                       open_rows: list[Order] | None = None) -> list[Fill]:
-        """Reconcile one pair: open orders (adopt known, cancel unknown of ours), final states of
-        rows that left the book, missed acknowledgements, then fills since the last sync.
+        """Reconcile one pair (``reconcile_position``), then book its fills since the last sync
+        (``book_position``)."""
+        booking = self.reconcile_position(position, view=view, open_rows=open_rows)
+        return self.book_position(booking, mid=mid) if booking is not None else []
+
+    def reconcile_position(self, position: LiquidityPosition, *, view: AccountView | None = None,
+                           open_rows: list[Order] | None = None) -> Booking | None:
+        """Reconcile one pair: open orders (adopt known, cancel unknown of ours), final states of rows that
+        left the book, missed acknowledgements; the rows as the venue answered them are ``synced_rows``.
+        Returns what ``book_position`` books next (None: nothing left the book and no trade read is owed;
+        the answers are saved here). Until it runs, the answers wait to be saved with its booking
+        (``unsaved_answers``): a fill sync re-quotes in between, on these rows.
 
         ``view``: the account as its live order stream keeps it (the driver's feeder): its open orders
         stand for the venue's listing and its pushed final states for the fate of the rows that left
@@ -165,12 +185,18 @@ class FillSyncMixin:
         self.synced_rows[position.pk] = list(rows.values())
         if not (left_book or pending or safety_due):
             save_fields(answered, ACK_FIELDS)
-            return []
+            return None
         # the answers go with the booking's statement when there is one (saved before anything reads the rows
-        # back: ``save_answers``); whatever happens, they are saved before the sync returns
+        # back: ``save_answers``); whatever happens, they are saved before the booking returns
         self.unsaved_answers = answered
+        return Booking(position, view, safety_due)
+
+    def book_position(self, booking: Booking, *, mid: float, view: AccountView | None = None) -> list[Fill]:
+        """The fills ``reconcile_position`` found owed, booked (``sync_fills``); the answers saved either way.
+        ``view``: the same account's view taken since, if any (the trades pushed meanwhile count)."""
+        view = view if view is not None and booking.view is not None else booking.view
         try:
-            return self.sync_fills(position, mid=mid, view=view, safety_read=safety_due)
+            return self.sync_fills(booking.position, mid=mid, view=view, safety_read=booking.safety_read)
         finally:
             self.save_answers()
 

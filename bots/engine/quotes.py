@@ -17,6 +17,7 @@ from django.conf import settings
 from bots import quoting
 from bots.engine import keys
 from bots.engine.bot_state import BotState
+from bots.engine.fills import Booking
 from bots.engine.lease import FencedError
 from bots.engine.market_data import AccountView
 from bots.engine.self_trades import QuoteGuard, from_rows, from_view, merged
@@ -417,20 +418,27 @@ class QuotesMixin(BotState):
         if pending is not None:
             self.inventory_manager.apply_balances(*pending)
 
-    def sync_pair(self, position: LiquidityPosition, mid: float, view: AccountView | None = None,
-                  open_rows: list[Order] | None = None) -> list[Order]:
-        """Reconcile one pair with its venue on the kept engine (a fill sync): open orders, the fate of the
-        missing ones, trades -> Fill rows and OrderFilled events, the inventory valued at ``mid`` (nan: a
-        bad book, not valued). Returns the pair's rows as the venue answered them (to re-quote on).
-        ``view``: the account as its live order stream keeps it, ``open_rows``: the position's open rows as the
-        cycle just read them (``FillSyncMixin.sync_position``)."""
-        fills = self.order_manager.sync_position(position, mid=mid, view=view, open_rows=open_rows)
-        if fills or self.hedge_retry_due(self.clock()):
-            self.run_hedges()  # first (latency), and before the pair is re-quoted: a failed hedge halts it
-        self.announce_fills(fills)
+    def reconcile_pair(self, position: LiquidityPosition, mid: float, view: AccountView | None = None,
+                       open_rows: list[Order] | None = None) -> tuple[list[Order], Booking | None]:
+        """A fill sync's first half on the kept engine: the pair reconciled with its venue (open orders, the fate
+        of the missing ones; ``view`` and ``open_rows`` as ``OrderManager.reconcile_position`` takes them),
+        the balances read since the fill taken in and the inventory valued at ``mid`` (nan: a bad book, not
+        valued). Returns the pair's rows as the venue answered them (to re-quote on) and the booking owed."""
+        booking = self.order_manager.reconcile_position(position, view=view, open_rows=open_rows)
         self.balances_read()  # before the inventory is valued and the pair re-quoted
         if mid == mid:
             self.inventory_manager.assess(position, mid)
+        return self.order_manager.synced_rows.get(position.pk, []), booking
+
+    def book_pair(self, position: LiquidityPosition, booking: Booking | None, mid: float,
+                  view: AccountView | None = None) -> list[Order]:
+        """A fill sync's second half: the trades -> Fill rows and OrderFilled events (``view``: the account's
+        view now, whose trades pushed since the reconciliation count), the hedges they owe run. Returns the
+        pair's rows as the sync and anything since (a re-quote's cancels) left them."""
+        fills = self.order_manager.book_position(booking, mid=mid, view=view) if booking is not None else []
+        if fills or self.hedge_retry_due(self.clock()):
+            self.run_hedges()  # at once (latency): a failed hedge halts the maker venue
+        self.announce_fills(fills)
         return self.order_manager.take_synced(position.pk)
 
     def requote_pair(self, position: LiquidityPosition, *, live_rows: list[Order], others_open: int,

@@ -16,10 +16,11 @@ from bots.engine.driver import Driver
 from bots.engine.lease import cycle_records
 from bots.engine.runner import next_due
 from bots.engine.shards import DRIVERS_KEY, shard_key
-from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Order, OrderStatus
+from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Fill, Order, OrderStatus
 from exchanges.emulator.server import EmulatorServer
+from exchanges.registry import clear_gateway_cache
 from mmplatform.redis_client import get_redis
-from tests.bots.conftest import emulator_open_orders, started_bot
+from tests.bots.conftest import TAKER_KEY, emulator_open_orders, start_with_taker, started_bot
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the driver's pool threads have their own connections
 
@@ -129,6 +130,39 @@ def test_an_order_that_left_the_book_is_synced_and_replaced(running_bot: Bot, dr
     assert row.status == OrderStatus.CANCELED  # the sync learnt its fate from the venue
     assert len(emulator_open_orders(frozen_emulator)) == 2  # and the level was quoted again
     assert {o.client_order_id for o in emulator_open_orders(frozen_emulator)} == runner.known
+
+
+def test_a_fill_is_requoted_first_then_booked_once_on_the_kept_engine(world_a: Any, no_streams: None,
+                                                                       driver: Driver) -> None:
+    """A fill sync places the filled level's replacement before it books the fill: the new quote does not
+    wait for the booking's statements (tick-to-quote), and the fill is booked exactly once, at its price."""
+    server = start_with_taker()
+    try:
+        bot = started_bot(world_a, server, trading_pairs="BTC/USDT", grid_levels=1, monitoring_interval_secs=0.2,
+                          metrics_interval_secs=3600.0, volatility_pause_threshold=1000.0,
+                          inventory_deviation_limit=1.0)
+        runner = settle(driver, bot, lambda r: r.engine is not None)
+        full_at = runner.last_full_at
+        bid = Order.objects.get(bot=bot, side="buy", status=OrderStatus.OPEN)
+        taker = server._keys[TAKER_KEY][0]  # sweeps the book down to the bot's bid (IOC: the rest expires)
+        server.call(lambda: server.engine.place_order(taker, "BTC/USDT", "SELL", "LIMIT", Decimal("5"), bid.price,
+                                                      time_in_force="IOC", now_ms=int(time.time() * 1000)))
+        time.sleep(0.6)  # orders younger than SENT_MARGIN_SECS may be missing from a view for good reason
+        driver.bring_forward(runner)
+        runner = settle(driver, bot, lambda r: bid.client_order_id not in r.known and len(r.known) == 2)
+        assert runner.last_full_at == full_at, "a fill sync on the kept engine, not a full cycle"
+        assert driver.stats["fills"] == 1, driver.stats
+        fill = Fill.objects.get(bot=bot)  # booked once
+        assert (fill.order_id, fill.side, fill.amount, fill.price) == (bid.pk, "buy", bid.amount, bid.price)
+        assert Order.objects.get(pk=bid.pk).status == OrderStatus.FILLED
+        new_bids = [o for o in emulator_open_orders(server) if o.side == "BUY"]
+        assert len(new_bids) == 1 and new_bids[0].client_order_id != bid.client_order_id
+        # the venue accepted the replacement (its own ms clock) before the fill's row was written
+        assert new_bids[0].created_ms <= fill.created_at.timestamp() * 1000, (new_bids[0].created_ms, fill.created_at)
+        assert {o.client_order_id for o in emulator_open_orders(server)} == runner.known
+    finally:
+        server.stop_thread()
+        clear_gateway_cache()
 
 
 def test_a_config_change_drops_the_kept_engine(running_bot: Bot, driver: Driver) -> None:
