@@ -486,6 +486,10 @@ class Order(TenantOwned):
             models.Index(fields=["bot", "status"], name="order_bot_status"),
             models.Index(fields=["exchange_account", "exchange_order_id"], name="order_account_exchange_id"),
             models.Index(fields=["status", "closed_at"], name="order_status_closed"),  # retention
+            # the open rows of an account's pair (the quote guard's read of the other bots' orders, under the
+            # guard: rows.other_bots_open_orders); only open rows, so it stays small as the table grows
+            models.Index(fields=["exchange_account", "trading_pair"], name="order_open_account_pair",
+                         condition=models.Q(status__in=OPEN_ORDER_STATUSES)),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="order_amount_positive"),
