@@ -92,6 +92,10 @@ def view_limit(interval: float) -> float:
     return 2 * interval + 1.0
 
 
+def _best(levels: list[tuple[float, float]]) -> float | None:
+    return levels[0][0] if levels else None  # a side's best price (None: the side is empty)
+
+
 class FeedMixin(AnalysisMixin, DriverState):
     """The driver's feeder thread and the snapshots built from what it fed (part of ``Driver``)."""
 
@@ -346,10 +350,10 @@ class FeedMixin(AnalysisMixin, DriverState):
                 return snapshot
         own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in runner.live.get(position.pk, [])]
         market = shared.book((venue, pair), book).without_own(own) if shared is not None else without_own(book, own)
-        if merged and (market.bids[:1] != book.bids[:1] or market.asks[:1] != book.asks[:1]):
-            # our own order was the pushed top: the levels behind it come from an older depth read and
-            # may be from before a move, so read the depth now rather than quote off a stale level (the
-            # driver thread on the loop, checking the bot again when it lands: depth.py)
+        if merged and (_best(market.bids) != _best(book.bids) or _best(market.asks) != _best(book.asks)):
+            # our own order was the pushed top, alone at its price (others left on the level: the best price
+            # stands): the levels behind it come from an older depth read and may be from before a move, so read
+            # the depth now rather than quote off a stale level (the driver thread on the loop: depth.py)
             if shared is not None:
                 self.depth.start((venue, pair), engine.exchanges[account_id], ORDER_BOOK_DEPTH, runner.bot_id)
                 raise DepthPending(venue, pair)

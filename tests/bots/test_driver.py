@@ -385,6 +385,32 @@ def test_the_driver_thread_reads_the_depth_behind_its_own_top_without_waiting(ru
     assert snapshot.best_bid > stale_level * 1.05, "quoted off a stale level behind our own order"
 
 
+def test_a_pushed_top_our_order_shares_with_others_needs_no_depth_read(running_bot: Bot, driver: Driver) -> None:
+    """Our order at the pushed best bid beside other orders at that price: the best price stands without ours,
+    so the check quotes on it (the pushed size less ours) and reads no depth; the older levels behind it stay
+    as they were."""
+    from bots.engine.core import exchange_key
+    from bots.engine.depth import DepthPending
+    from bots.engine.market_data import BookData
+
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    engine = runner.engine
+    position = next(iter(engine.active_positions.values()))
+    ours = next(o for o in runner.live[position.pk] if o.side == "buy")
+    venue, pair = exchange_key(engine.accounts[position.exchange_account_id]), position.trading_pair
+    price, size = float(ours.price), float(ours.amount)
+    old = time.time() - 1.0
+    driver._books[(venue, pair)] = (old, BookData([(price, size), (price * 0.9, 1.0)], [(price * 1.01, 1.0)], old))
+    driver.tops[(venue, pair)] = (price, size + 0.5, price * 1.01, 1.0, time.time())  # 0.5 of another's with ours
+    snapshot = driver._snapshot(runner, engine, position, {}, time.time(), driver.shared)
+    assert not driver.depth.flying
+    assert snapshot.best_bid == price
+
+    driver.tops[(venue, pair)] = (price, size, price * 1.01, 1.0, time.time())  # ours alone: the depth is read
+    with pytest.raises(DepthPending):
+        driver._snapshot(runner, engine, position, {}, time.time(), driver.shared)
+
+
 def test_a_requote_that_waited_in_the_queue_decides_on_the_book_as_it_is_when_it_runs(
         running_bot: Bot, driver: Driver, frozen_emulator: EmulatorServer) -> None:
     """Under a burst the pool's queue holds a re-quote for seconds: the book its check saw is then past the
