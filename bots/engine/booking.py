@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
@@ -23,6 +24,7 @@ from django.db import IntegrityError, connection
 from django.db.models import Field, Model, Q
 
 from bots.accounting import PositionAccount
+from bots.engine.market_data import AccountView
 from bots.engine.rows import insert_params, mark_stored, save_statement
 from bots.models import Fill, LiquidityPosition
 
@@ -30,6 +32,15 @@ ACCOUNTING_FIELDS = ("base_position", "cost_basis_quote", "realised_pnl_quote", 
                      "fill_count")
 """LiquidityPosition columns that mirror bots.accounting.PositionAccount (``average_cost`` is derived)."""
 
+
+
+@dataclass(frozen=True)
+class Booking:
+    """A reconciled pair whose trades are to be read and booked (``FillSyncMixin.book_position``)."""
+
+    position: LiquidityPosition
+    view: AccountView | None
+    safety_read: bool  # the periodic REST read of the trades is due
 
 def account_of(row: LiquidityPosition) -> PositionAccount:
     """The accounting a position row (or the engine's copy of it) holds."""

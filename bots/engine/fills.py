@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from django.utils import timezone
 
 from bots.accounting import PositionAccount, apply_fill, fee_in_quote
 from bots.engine.booking import (
+    Booking,
     account_of,
     accounting_columns,
     book_fills_if_unchanged,
@@ -62,15 +62,6 @@ from risk.hedging import hedge_need
 
 logger = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class Booking:
-    """A reconciled pair whose trades are to be read and booked (``FillSyncMixin.book_position``)."""
-
-    position: LiquidityPosition
-    view: AccountView | None
-    safety_read: bool  # the periodic REST read of the trades is due
-
-
 class FillSyncMixin:
     """The sync half of ``OrderManager``: what the venue says happened to a position's orders."""
 
@@ -84,6 +75,7 @@ class FillSyncMixin:
     fill_rows: dict[int, dict[str, Order]]  # position -> rows that gained fills since the last sync (emptied here)
     counts: Counter[str]  # how the trades were booked (OrderManager.take_counts)
     rest_synced: set[int]  # positions whose trades this object read by REST at least once
+    booked_trades: set[tuple[int, str]]  # (account, trade id) of pushed trades known booked: not asked about again
     deferred_marks: set[int] | None  # during sync_position: the trades-pending marks its acknowledgements owe
     venues: dict[int, str]  # account -> its venue's id (the OrderFilled events' ``venue``)
     fill_events: list[BotEvent]  # the OrderFilled rows stored with their fills, until the bot announces them
@@ -265,6 +257,7 @@ class FillSyncMixin:
         fresh = [(t, o) for t, o in candidates if t.trade_id not in seen]
         if fresh:
             new_fills = self._book(position, fresh, mid, latest_ms if by_rest else None)
+            self.booked_trades.update((account_id, f.exchange_trade_id) for f in new_fills)
         self.save_answers()  # (not booked with the fills: before the filled orders are settled from the rows)
         # orders the venue already reported filled in full have nothing to settle
         self._settle_filled_orders({f.order_id for f in new_fills if f.order_id and f.order is not None
@@ -418,15 +411,21 @@ class FillSyncMixin:
                 self.counts["trades_rest_unmatched"] += 1
                 return None  # a row that never learnt its exchange id: the REST path matches and records it
             trades.append(trade)
+        account_id = position.exchange_account_id
+        known = self.booked_trades  # (a trade stays in the view for a minute: booked ones are not asked about again)
+        if len(known) > 2 * len(view.trades) + 100:
+            known &= {(account_id, trade_id) for trade_id in view.trades} | {k for k in known if k[0] != account_id}
+        seen = {t.trade_id for t in trades if (account_id, t.trade_id) in known}
+        trades = [t for t in trades if t.trade_id not in seen]
         filled = [o for o in checked.values() if o.filled > 0]
         if not trades and not filled:
-            return [], {}, set()
-        booked: dict[int | None, Decimal] = {}
-        seen: set[str] = set()
-        for order_id, trade_id, amount in booked_fills([o.pk for o in filled], position.exchange_account_id,
+            return [], {}, seen
+        booked: dict[int | None, Decimal] = {}  # every booked fill of the filled rows, by order (from the rows)
+        for order_id, trade_id, amount in booked_fills([o.pk for o in filled], account_id,
                                                        [t.trade_id for t in trades]):
             seen.add(trade_id)
             booked[order_id] = booked.get(order_id, Decimal(0)) + amount
+        known.update((account_id, trade_id) for trade_id in seen)
         pushed: dict[str, Decimal] = {}
         for trade in trades:
             if trade.trade_id not in seen:

@@ -112,6 +112,7 @@ class OrderManager(FillSyncMixin):
         # positions whose trades this object read by REST at least once: only after that are pushed trades
         # booked (a row filled under an earlier engine, before this one's stream, is on no list here)
         self.rest_synced: set[int] = set()
+        self.booked_trades: set[tuple[int, str]] = set()  # (account, trade id) known booked (fills.py)
         # during a sync_position: the positions whose trades-pending marks its acknowledgements owe (written
         # in the one pipeline that reads the trade-sync state, before any trade is booked); None otherwise
         self.deferred_marks: set[int] | None = None

@@ -16,8 +16,8 @@ from django.conf import settings
 
 from bots import quoting
 from bots.engine import keys
+from bots.engine.booking import Booking
 from bots.engine.bot_state import BotState
-from bots.engine.fills import Booking
 from bots.engine.lease import FencedError
 from bots.engine.market_data import AccountView
 from bots.engine.self_trades import QuoteGuard, from_rows, from_view, merged
