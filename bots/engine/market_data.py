@@ -68,9 +68,12 @@ Kept = TypeVar("Kept")
 
 def recent_entries(entries: dict[str, tuple[float, Kept]], now: float) -> dict[str, tuple[float, Kept]]:
     """A view's ``closed`` or ``trades`` without the entries older than ``CLOSED_KEEP_SECS`` (the same dict
-    when none is)."""
+    when its oldest is not: a push does not walk a minute of entries)."""
     horizon = now - CLOSED_KEEP_SECS
-    if all(seen >= horizon for seen, _ in entries.values()):
+    # entries are added in time order: the first one is the oldest (one entered again keeps its place with a
+    # newer time, which at worst keeps the ones behind it a little longer)
+    first = next(iter(entries.values()), None)
+    if first is None or first[0] >= horizon:
         return entries
     return {key: entry for key, entry in entries.items() if entry[0] >= horizon}
 
