@@ -350,12 +350,11 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
             rows = [o for o in rows if o.status in OPEN_ORDER_STATUSES]
         runner.rows = rows
         known = {o.client_order_id for o in rows}
-        gone = runner.gone  # (time order: the oldest first; a new dict only when one expired)
-        if gone and now - next(iter(gone.values())) >= 30:
-            gone = {cid: t for cid, t in gone.items() if now - t < 30}
+        gone = runner.gone  # (in time order: the expired ones leave from the front)
+        while gone and now - gone[oldest := next(iter(gone))] >= 30:
+            del gone[oldest]
         for cid in runner.known - known:
             gone[cid] = now
-        runner.gone = gone
         runner.known = known
         runner.live, runner.open_count = {}, {}
         for order in rows:

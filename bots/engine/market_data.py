@@ -65,15 +65,19 @@ CLOSED_KEEP_SECS = 60.0
 
 Kept = TypeVar("Kept")
 
+RECENT_PRUNE_SECS = 5.0
+"""``recent_entries`` keeps a view's entries ``CLOSED_KEEP_SECS`` at least and this much longer at most."""
+
 
 def recent_entries(entries: dict[str, tuple[float, Kept]], now: float) -> dict[str, tuple[float, Kept]]:
     """A view's ``closed`` or ``trades`` without the entries older than ``CLOSED_KEEP_SECS`` (the same dict
-    when its oldest is not: a push does not walk a minute of entries)."""
+    until its oldest is ``RECENT_PRUNE_SECS`` older than that: a push does not walk a minute of entries)."""
     horizon = now - CLOSED_KEEP_SECS
     # entries are added in time order: the first one is the oldest (one entered again keeps its place with a
-    # newer time, which at worst keeps the ones behind it a little longer)
+    # newer time, which at worst keeps the ones behind it a little longer); they are dropped in batches, once
+    # the oldest is RECENT_PRUNE_SECS past the minute (a busy account's views are not copied on every push)
     first = next(iter(entries.values()), None)
-    if first is None or first[0] >= horizon:
+    if first is None or first[0] >= horizon - RECENT_PRUNE_SECS:
         return entries
     return {key: entry for key, entry in entries.items() if entry[0] >= horizon}
 
