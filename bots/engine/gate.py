@@ -55,9 +55,11 @@ class GateMixin(BotState):
         guard.released_elsewhere()  # (another failure leaves it held: the cycle's release deletes it)
 
     def _release_at_send(self, guard: QuoteGuard) -> None:
-        """The new rows are stored: the guard goes in the send gate's own Redis step (one round trip
-        fewer); if no gate runs (nothing to send), ``_adjust_orders`` releases it as before."""
-        self.guard_at_send = guard
+        """The new rows are stored: another bot of this process waiting for the guard takes it at once
+        (``QuoteGuard.hand_over_locally``); otherwise the guard goes in the send gate's own Redis step (one
+        round trip fewer); if no gate runs (nothing to send), ``_adjust_orders`` releases it as before."""
+        if not guard.hand_over_locally():
+            self.guard_at_send = guard
 
     def _still_current(self) -> bool:
         """Before storing new orders: the bot is still running at this epoch (the row: kill/stop/pause)

@@ -90,7 +90,9 @@ Per exchange account and pair (shared by every bot quoting the pair on the accou
                                  one account never place orders that cross each other (no
                                  self-trades, ``self_trades.QuoteGuard``). Writer: the engine's quote
                                  path (SET NX, released by token; once the new rows are stored, the
-                                 send gate's step ``lease.check_send`` releases it). TTL ``GUARD_TTL_MS``.
+                                 send gate's step ``lease.check_send`` releases it, or the process hands
+                                 it to the next of its bots waiting for it, ``HANDOFFS_MAX`` in a row at
+                                 most, TTL renewed by token). TTL ``GUARD_TTL_MS``.
 
 Per venue and pair (shared by every bot on it)
 ----------------------------------------------

@@ -59,17 +59,38 @@ def merged(*groups: Iterable[RestingOrder]) -> tuple[RestingOrder, ...]:
     return tuple(dict.fromkeys(order for group in groups for order in group))
 
 
-_local_locks: dict[str, threading.Lock] = {}
-_local_locks_lock = threading.Lock()
+_REFRESH = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end
+"""
+
+HANDOFFS_MAX = 8
+"""A process hands its hold of an (account, pair)'s guard key from one of its bots to the next at most this many
+times in a row; then the key is deleted and taken again (another process's bots get their turn)."""
 
 
-def _local_lock(key: str) -> threading.Lock:
-    """The process's own lock for a guard key (created once, kept: one per account and pair)."""
-    lock = _local_locks.get(key)
-    if lock is None:
-        with _local_locks_lock:
-            lock = _local_locks.setdefault(key, threading.Lock())
-    return lock
+class _ProcessHold:
+    """One (account, pair) guard in this process: the lock its threads queue on, how many queue, and the Redis
+    key's token while the process holds the key across bots (the lock's holder alone reads or writes it)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.waiting = 0  # threads waiting for ``lock`` (under ``_holds_lock``)
+        self.token: str | None = None  # the key's token while this process holds it between two of its bots
+        self.since = 0.0  # when the key was set or its TTL renewed (monotonic)
+        self.takes = 0  # bots that took the key since it was set
+
+
+_holds: dict[str, _ProcessHold] = {}
+_holds_lock = threading.Lock()
+
+
+def _process_hold(key: str) -> _ProcessHold:
+    """The process's state for a guard key (created once, kept: one per account and pair)."""
+    hold = _holds.get(key)
+    if hold is None:
+        with _holds_lock:
+            hold = _holds.setdefault(key, _ProcessHold())
+    return hold
 
 
 class QuoteGuard:
@@ -78,29 +99,58 @@ class QuoteGuard:
 
     The bots of one (account, pair) in one worker process queue on a ``threading.Lock`` of the process
     first, so only one thread per process polls Redis for the guard (the others sleep in the lock, costing
-    no CPU and no Redis round trips); the poll backs off from 2 ms to 20 ms."""
+    no CPU and no Redis round trips); the poll backs off from 2 ms to 20 ms. A bot whose rows are stored hands
+    the process's hold of the key to the next bot of the process waiting for it (``hand_over_locally``):
+    the key stays set, no Redis round trip on either side, up to ``HANDOFFS_MAX`` bots in a row."""
 
     def __init__(self, account_id: int, pair: str):
         self.key = keys.quote_guard(account_id, pair)
         self.token = uuid.uuid4().hex
         self.held = False
-        self._local: threading.Lock | None = None
+        self._hold: _ProcessHold | None = None
 
     def acquire(self, wait_secs: float = GUARD_WAIT_SECS) -> bool:
         deadline = time.monotonic() + wait_secs
-        local = _local_lock(self.key)
-        if not local.acquire(timeout=wait_secs):
-            return False
+        hold = _process_hold(self.key)
+        with _holds_lock:
+            hold.waiting += 1
+        try:
+            if not hold.lock.acquire(timeout=wait_secs):
+                return False
+        finally:
+            with _holds_lock:
+                hold.waiting -= 1
         r = get_redis()
+        if hold.token is not None:  # handed over by the process's previous holder: the key is the process's
+            if time.monotonic() - hold.since < keys.GUARD_TTL_MS / 2000 or r.eval(
+                    _REFRESH, 1, self.key, hold.token, keys.GUARD_TTL_MS):
+                if time.monotonic() - hold.since >= keys.GUARD_TTL_MS / 2000:
+                    hold.since = time.monotonic()
+                self.token, hold.takes = hold.token, hold.takes + 1
+                self._hold, self.held = hold, True
+                return True
+            hold.token = None  # expired meanwhile (a stalled thread): taken again like any other
         pause = 0.002
         while not r.set(self.key, self.token, nx=True, px=keys.GUARD_TTL_MS):
             if time.monotonic() >= deadline:
-                local.release()
+                hold.lock.release()
                 return False
             time.sleep(pause)
             pause = min(pause * 1.5, 0.02)
-        self._local = local
-        self.held = True
+        hold.token, hold.since, hold.takes = self.token, time.monotonic(), 1
+        self._hold, self.held = hold, True
+        return True
+
+    def hand_over_locally(self) -> bool:
+        """The new rows are stored: if another bot of this process waits for the guard, it takes the process's
+        hold of the key now (nothing deleted, nothing set again); False (still held) when none waits or the
+        process handed it over ``HANDOFFS_MAX`` times in a row (then it goes as usual: the send gate's step
+        or ``release`` deletes it)."""
+        hold = self._hold
+        if not self.held or hold is None or hold.waiting == 0 or hold.takes >= HANDOFFS_MAX:
+            return False
+        self.held, self._hold = False, None
+        hold.lock.release()  # (hold.token stays: the next holder in this process takes it over)
         return True
 
     def handed_over(self) -> tuple[str, str] | None:
@@ -113,12 +163,13 @@ class QuoteGuard:
         the process's lock released."""
         if self.held:
             self.held = False
-            local, self._local = self._local, None
-            if local is not None:
-                local.release()
+            hold, self._hold = self._hold, None
+            if hold is not None:
+                hold.token = None
+                hold.lock.release()
 
     def release(self) -> None:
-        if self.held:
+        if self.held and not self.hand_over_locally():
             try:
                 get_redis().eval(_RELEASE, 1, self.key, self.token)
             finally:

@@ -221,3 +221,51 @@ def test_the_send_gate_releases_the_quote_guard_in_its_own_step_even_when_it_ref
     assert not r.exists(follower.key)
     assert QuoteGuard(world_a.account.pk, "BTC/USDT").acquire(wait_secs=0.05)
     r.delete(stranger[0])
+
+
+def test_a_process_hands_the_quote_guard_from_bot_to_bot_without_a_redis_round_trip(world_a: Any) -> None:
+    """Once a bot's rows are stored, the next bot of the same process waiting for the (account, pair) guard
+    takes the process's hold of the key: nothing is deleted or set again (the key keeps its token), so the
+    account's other processes still wait; with nobody waiting, or after ``HANDOFFS_MAX`` bots in a row, the
+    key is deleted as before and taken again by SET NX."""
+    import threading
+
+    from bots.engine.self_trades import HANDOFFS_MAX, QuoteGuard, _process_hold
+    from mmplatform.redis_client import get_redis
+
+    r = get_redis()
+    pair = "ETH/USDT"
+
+    def waiting_bot(taken: list[QuoteGuard]) -> threading.Thread:
+        def run() -> None:
+            guard = QuoteGuard(world_a.account.pk, pair)
+            if guard.acquire(wait_secs=5):
+                taken.append(guard)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        wait_until(lambda: _process_hold(guard_key).waiting == 1, 5, 0.01, "the second bot waits for the guard")
+        return thread
+
+    first = QuoteGuard(world_a.account.pk, pair)
+    guard_key = first.key
+    assert first.acquire()
+    token = r.get(guard_key)
+    assert not first.hand_over_locally()  # nobody waits: it stays held
+    taken: list[QuoteGuard] = []
+    thread = waiting_bot(taken)
+    assert first.hand_over_locally() and not first.held
+    thread.join(5)
+    second = taken[0]
+    assert second.held and r.get(guard_key) == token  # the same key, never deleted or set again
+
+    _process_hold(guard_key).takes = HANDOFFS_MAX  # as after HANDOFFS_MAX bots in a row
+    taken.clear()
+    thread = waiting_bot(taken)
+    assert not second.hand_over_locally()  # the cap: another process may want it
+    second.release()  # deleted; the waiting bot takes it again with a token of its own
+    thread.join(5)
+    third = taken[0]
+    assert third.held and r.get(guard_key) == third.token.encode() != token
+    third.release()
+    assert not r.exists(guard_key) and _process_hold(guard_key).token is None
