@@ -33,7 +33,6 @@ ACCOUNTING_FIELDS = ("base_position", "cost_basis_quote", "realised_pnl_quote", 
 """LiquidityPosition columns that mirror bots.accounting.PositionAccount (``average_cost`` is derived)."""
 
 
-
 @dataclass(frozen=True)
 class Booking:
     """A reconciled pair whose trades are to be read and booked (``FillSyncMixin.book_position``)."""
@@ -41,6 +40,7 @@ class Booking:
     position: LiquidityPosition
     view: AccountView | None
     safety_read: bool  # the periodic REST read of the trades is due
+
 
 def account_of(row: LiquidityPosition) -> PositionAccount:
     """The accounting a position row (or the engine's copy of it) holds."""

@@ -140,7 +140,7 @@ class RequoteMixin(DriverState):
                 return numbered[0]
 
             if verdict.kind == "fills":
-                balances_read_at = self._reload_balances(engine, verdict.pairs)  # (meanwhile: the fence)
+                reading = self._reload_balances(engine, verdict.pairs)  # (meanwhile: the fence)
                 # numbered and fenced in the statement that reads the first pair's open rows for its sync
                 first = engine.active_positions[verdict.pairs[0]]
                 cycle, first_rows = begin_fenced_sync(runner.bot_id, runner.epoch, first.pk)
@@ -148,7 +148,7 @@ class RequoteMixin(DriverState):
                     raise FencedError(f"bot {runner.bot_id}: stopped, killed or restarted; nothing is sent")
                 numbered.append(cycle)
                 engine.fenced_cycle(cycle)
-                self._sync_and_requote(runner, engine, verdict.pairs, {first.pk: first_rows}, balances_read_at)
+                self._sync_and_requote(runner, engine, verdict.pairs, {first.pk: first_rows}, *reading)
                 return outcome
             total_open = sum(runner.open_count.values())
             for slot in verdict.pairs:
@@ -195,8 +195,9 @@ class RequoteMixin(DriverState):
         except ExchangeError as exc:
             logger.info("bot %s: fresh book for %s not read: %s", runner.bot_id, position.trading_pair, exc)
 
-    def _reload_balances(self, engine: MarketMakingBot, pairs: list[Slot]) -> float:
-        """A fill sync's balance read of these slots' accounts, started (``reload_balances``); returns when."""
+    def _reload_balances(self, engine: MarketMakingBot, pairs: list[Slot]) -> tuple[set[int], float]:
+        """A fill sync's balance read of these slots' accounts, started (``reload_balances``); returns the
+        accounts and when."""
         accounts = {engine.active_positions[p].exchange_account_id for p in pairs}
         balances_read_at = time.time()
         # a balance read the process started after the push that showed the fill is shared (a burst of fills
@@ -205,10 +206,10 @@ class RequoteMixin(DriverState):
         not_before = {a: (balances_read_at if answered else self.accounts[a].pushed_at) for a in accounts
                       if a in self.order_streams_live and a in self.accounts and self.accounts[a].pushed_at}
         engine.reload_balances(accounts, not_before)
-        return balances_read_at
+        return accounts, balances_read_at
 
     def _sync_and_requote(self, runner: Runner, engine: MarketMakingBot, pairs: list[Slot],
-                          open_rows: dict[int, list[Order]], balances_read_at: float) -> None:
+                          open_rows: dict[int, list[Order]], accounts: set[int], balances_read_at: float) -> None:
         """Orders of these slots were filled or left the book: reconcile each slot with the venue (its
         open orders, the fate of the missing ones), take in the balances read since (``_reload_balances``),
         re-quote the pair on them, then book its trades (Fill rows and accounting, OrderFilled events): the
@@ -216,8 +217,8 @@ class RequoteMixin(DriverState):
         re-quote's cancels found. A hedged bot books (and hedges) first: a failed hedge halts the venue before
         it quotes again. The rest of the bot is as the quiet check left it; the next check assesses risk on
         the new position. ``open_rows``: positions whose open rows the cycle's first statement read (the
-        others' are read by their sync)."""
-        accounts = {engine.active_positions[p].exchange_account_id for p in pairs}
+        others' are read by their sync); ``accounts``, ``balances_read_at``: the read ``_reload_balances`` started."""
+        hedged = engine.hedge_route is not None
         total_open = sum(runner.open_count.values())
         synced_positions: set[int] = set()
         rows: list[Order] = []
@@ -229,13 +230,13 @@ class RequoteMixin(DriverState):
             account_id = position.exchange_account_id
             view = self.accounts.get(account_id) if account_id in self.order_streams_live else None
             synced, booking = engine.reconcile_pair(position, mid, view, open_rows.get(position.pk))
-            if engine.hedge_route is not None:
+            if hedged:
                 synced, booking = engine.book_pair(position, booking, mid), None
             # re-quoted on the rows the sync just reconciled with the venue (not read again)
             live = [o for o in synced if o.status in OPEN_ORDER_STATUSES and o.purpose == OrderPurpose.QUOTE]
             engine.requote_pair(position, live_rows=live,
                                 others_open=total_open - runner.open_count.get(position.pk, 0))
-            if engine.hedge_route is None:  # on the account's view now: the trades pushed meanwhile count
+            if not hedged:  # on the account's view now: the trades pushed meanwhile count
                 synced = engine.book_pair(position, booking, mid, self.accounts.get(account_id))
             synced_positions.add(position.pk)
             rows.extend(synced)

@@ -122,9 +122,9 @@ class QuoteGuard:
                 hold.waiting -= 1
         r = get_redis()
         if hold.token is not None:  # handed over by the process's previous holder: the key is the process's
-            if time.monotonic() - hold.since < keys.GUARD_TTL_MS / 2000 or r.eval(
-                    _REFRESH, 1, self.key, hold.token, keys.GUARD_TTL_MS):
-                if time.monotonic() - hold.since >= keys.GUARD_TTL_MS / 2000:
+            young = time.monotonic() - hold.since < keys.GUARD_TTL_MS / 2000
+            if young or r.eval(_REFRESH, 1, self.key, hold.token, keys.GUARD_TTL_MS):
+                if not young:  # its TTL renewed by token
                     hold.since = time.monotonic()
                 self.token, hold.takes = hold.token, hold.takes + 1
                 self._hold, self.held = hold, True
