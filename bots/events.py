@@ -31,7 +31,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from alerts import hooks as alert_hooks
-from bots.engine.rows import insert_rows, save_fields, save_fields_then
+from bots.engine.rows import db_value, insert_rows, save_fields, save_fields_then
 from bots.models import Bot, BotEvent, BotEventType
 from bots.wire import ROUTINE_EVENTS as WIRE_ROUTINE_EVENTS
 from bots.wire import event_json, jsonable
@@ -242,7 +242,7 @@ def _routine_parts(bot: Bot, event_type: str, payload: dict[str, Any], now: date
              "occurrences", "last_at"]
     values = [bot.tenant_id, bot.pk, event_type, stored, now, pair, minute_of(now), 1, now]
     fields = [meta.get_field(n) for n in names]
-    params = [f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)]
+    params = [db_value(f, v) for f, v in zip(fields, values, strict=True)]
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
     columns = ", ".join(quote(f.column) for f in fields)
