@@ -130,9 +130,13 @@ class FillSyncMixin:
         by_client = {r.client_order_id: r for r in remote_open if r.client_order_id}
         prefix = client_id_prefix(self.bot.pk)
         rows = {o.client_order_id: o for o in (open_rows if open_rows is not None else self.open_orders(position))}
-        self._adopt_late(by_client, rows, prefix)
+        # ours the venue lists without an open row; those whose close this object saw are only listed late (the
+        # pushed view: the push of the answer that closed them is on its way), not rows to adopt or strays
+        unlisted = [cid for cid in by_client if cid.startswith(prefix) and cid not in rows
+                    and cid not in self.closed_by_venue]
+        self._adopt_late(by_client, rows, unlisted)
 
-        unknown = [r for cid, r in by_client.items() if cid.startswith(prefix) and cid not in rows
+        unknown = [by_client[cid] for cid in unlisted if cid not in rows
                    and not Order.objects.filter(client_order_id=cid).exists()]
         for stray in unknown:
             logger.warning("bot %s: cancelling unknown order %s on %s", self.bot.pk, stray.client_order_id, pair)
@@ -197,10 +201,10 @@ class FillSyncMixin:
         answered, self.unsaved_answers = self.unsaved_answers, []
         save_fields(answered, ACK_FIELDS)
 
-    def _adopt_late(self, by_client: dict[str, ExchangeOrder], rows: dict[str, Order], prefix: str) -> None:
+    def _adopt_late(self, by_client: dict[str, ExchangeOrder], rows: dict[str, Order], late: list[str]) -> None:
         """An order the venue lists although its row was closed as rejected or lost (its reply was lost
-        and the venue denied knowing it for a while): it is ours and live, so it is managed again."""
-        late = [cid for cid in by_client if cid.startswith(prefix) and cid not in rows]
+        and the venue denied knowing it for a while): it is ours and live, so it is managed again. ``late``:
+        the listed client ids of ours without an open row."""
         if not late:
             return
         for order in Order.objects.filter(bot=self.bot, client_order_id__in=late,

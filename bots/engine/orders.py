@@ -46,6 +46,11 @@ logger = logging.getLogger(__name__)
 LOST_AFTER_MISSES = 3
 """An unacknowledged order is marked lost only after this many consecutive 'not found' answers."""
 
+VENUE_CLOSED = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED})
+CLOSED_MEMORY_SECS = 120.0
+"""How long an OrderManager remembers a row the venue closed (``closed_by_venue``): longer than an account
+view keeps a pushed final state (60 s), so a listing is never behind by more."""
+
 
 EXCHANGE_STATUS = {
     "open": OrderStatus.OPEN,
@@ -113,6 +118,10 @@ class OrderManager(FillSyncMixin):
         # booked (a row filled under an earlier engine, before this one's stream, is on no list here)
         self.rest_synced: set[int] = set()
         self.booked_trades: set[tuple[int, str]] = set()  # (account, trade id) known booked (fills.py)
+        # client id -> when: rows this object saw the venue close (filled, cancelled, expired). A pushed view
+        # still lists such an order for a moment after the answer that closed it (its push is on its way): a
+        # sync knows it from here instead of asking the database whether it is a row to adopt or a stray
+        self.closed_by_venue: dict[str, float] = {}
         # during a sync_position: the positions whose trades-pending marks its acknowledgements owe (written
         # in the one pipeline that reads the trade-sync state, before any trade is booked); None otherwise
         self.deferred_marks: set[int] | None = None
@@ -284,9 +293,21 @@ class OrderManager(FillSyncMixin):
             return False
         if order.status not in OPEN_ORDER_STATUSES:
             order.closed_at = order.closed_at or venue_time(remote.updated_ms or remote.timestamp_ms)
+            self._closed_by_venue(order)
         if save:
             save_fields([order], ACK_FIELDS)
         return True
+
+    def _closed_by_venue(self, order: Order) -> None:
+        """Remember a row the venue's answer closed as filled, cancelled or expired (``closed_by_venue``; the
+        last ``CLOSED_MEMORY_SECS`` of them)."""
+        if order.status not in VENUE_CLOSED:
+            return
+        now = time.monotonic()
+        closed = self.closed_by_venue
+        closed[order.client_order_id] = now
+        if len(closed) > 256 and next(iter(closed.values())) < now - CLOSED_MEMORY_SECS:
+            self.closed_by_venue = {cid: at for cid, at in closed.items() if at >= now - CLOSED_MEMORY_SECS}
 
     # --- cancellation ---------------------------------------------------------------------------
 
@@ -324,6 +345,7 @@ class OrderManager(FillSyncMixin):
                 if order.status == OrderStatus.OPEN or order.status == OrderStatus.PARTIALLY_FILLED:
                     order.status = OrderStatus.CANCELED
                     order.closed_at = venue_time(result.updated_ms)
+                    self._closed_by_venue(order)
                 settled.append(order)
                 gone += 1
             elif isinstance(result, OrderNotFoundError):
