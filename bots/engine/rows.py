@@ -69,20 +69,29 @@ def insert_orders(rows: Sequence[Order]) -> list[Order]:
 
 def other_bots_open_orders(bot_id: int, account_id: int, pair: str) -> list[tuple[str, object, int]]:
     """(side, price, bot id) of the open rows on ``pair`` and the exchange account ``account_id`` of every
-    bot linked to that account but ``bot_id``."""
+    bot linked to that account but ``bot_id`` (run under the quote guard: ``_other_bots_sql``)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_other_bots_sql(connection.vendor), [account_id, bot_id, account_id, pair])
+        return list(cursor.fetchall())
+
+
+@functools.lru_cache(maxsize=4)
+def _other_bots_sql(vendor: str) -> str:
+    """The open statuses are written into the SQL as literals, not bound: only then can Postgres's generic plan of
+    the prepared statement use the partial index of open rows (``order_open_account_pair``, whose predicate is
+    those literals). With them bound, every execution was planned again (a custom plan kept winning): at active
+    N=600 (pg_stat_statements) 0.33 ms of planning against 0.18 ms of execution per call, under the guard."""
     quote = connection.ops.quote_name
     link = Bot.exchange_accounts.through._meta
     link_bot = quote(link.get_field("bot").column)
     link_account = quote(link.get_field("exchangeaccount").column)
     statuses = [str(status) for status in OPEN_ORDER_STATUSES]
-    sql = (f"SELECT {quote('side')}, {quote('price')}, {quote('bot_id')} FROM {quote(Order._meta.db_table)} "
-           f"WHERE {quote('bot_id')} IN (SELECT {link_bot} FROM {quote(link.db_table)} "
-           f"WHERE {link_account} = %s AND {link_bot} <> %s) "
-           f"AND {quote('status')} IN ({', '.join(['%s'] * len(statuses))}) "
-           f"AND {quote('exchange_account_id')} = %s AND {quote('trading_pair')} = %s")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [account_id, bot_id, *statuses, account_id, pair])
-        return list(cursor.fetchall())
+    assert all(s.isidentifier() for s in statuses)  # code constants (lower-case words): safe as SQL literals
+    return (f"SELECT {quote('side')}, {quote('price')}, {quote('bot_id')} FROM {quote(Order._meta.db_table)} "
+            f"WHERE {quote('bot_id')} IN (SELECT {link_bot} FROM {quote(link.db_table)} "
+            f"WHERE {link_account} = %s AND {link_bot} <> %s) "
+            f"AND {quote('status')} IN ({', '.join(repr(s) for s in statuses)}) "
+            f"AND {quote('exchange_account_id')} = %s AND {quote('trading_pair')} = %s")
 
 
 def save_fields(rows: Sequence[Model], field_names: Sequence[str]) -> None:
