@@ -96,6 +96,9 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
         self.order_stream_tasks = {}  # account -> (gateway, watcher)
         self.order_streams_live = set()  # accounts whose order updates are pushed right now
         self.pushed_orders = deque()  # (account, pushed orders and trades | None: read it) for the feeder
+        self.feed_wake = threading.Event()  # watchers -> feeder: pushed order updates wait
+        self.resync_wanted: set[int] = set()  # feeder: accounts pushes said to read by REST at its next pass
+        self.traded_bots: deque[int] = deque()  # feeder -> driver: bots whose orders the pushes showed trading
         self.bots_read = None
         self._housekeeping_at = 0.0
         self._flush_at = 0.0
@@ -133,6 +136,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
         """Finish the running cycles, give the shards back at once (a warm shutdown)."""
         self.stopping.set()
         self.wake.set()
+        self.feed_wake.set()
         for thread in (self.thread, self.feeder):
             if thread is not None:
                 thread.join(timeout_secs)
@@ -178,6 +182,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
             for runner in self.runners.values():  # new runners; and a safety net: none is left unscheduled
                 self._schedule(runner, now)
         self._apply_moves(now)
+        self._bring_traded(now)
         self._take_depth()
         due = self._pop_due(now)
         if due:

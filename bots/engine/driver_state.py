@@ -78,6 +78,9 @@ class DriverState:
     order_stream_tasks: dict[int, tuple[ExchangeGateway, Any]]  # driver thread: account -> (gateway, watcher)
     order_streams_live: set[int]  # the account's watcher (I/O loop): accounts whose order updates are pushed now
     pushed_orders: deque[tuple[int, Any]]  # watchers -> feeder: (account, PushedUpdates | None: read it by REST)
+    feed_wake: threading.Event  # watchers -> feeder: set with each pushed batch (the feeder applies it at once)
+    resync_wanted: set[int]  # feeder: accounts the pushes applied between passes said to read by REST
+    traded_bots: deque[int]  # feeder -> driver (``_bring_traded``): bots whose orders the pushes showed trading
     # --- hand-overs: appended by other threads, drained by the owner alone ------------------------------
     # pool -> driver (``_take_back``): ended cycles (runner, verdict kind, urgent, drop it, wall ms, queued ms,
     # the engine's counts since its last cycle: how its fill syncs booked the trades)

@@ -23,7 +23,6 @@ from bots.engine.analyses import ANALYSIS_SECS, AnalysisMixin
 from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import ORDER_BOOK_DEPTH
 from bots.engine.depth import DepthPending
-from bots.engine.driver_state import DriverState
 from bots.engine.market_data import (
     AccountView,
     BookData,
@@ -35,10 +34,11 @@ from bots.engine.market_data import (
     to_snapshot,
     without_own,
 )
+from bots.engine.order_feed import OrderFeedMixin
 from bots.engine.runner import Runner
 from bots.engine.shared_views import SharedViews
 from bots.engine.venues import exchange_key
-from exchanges.gateway import ExchangeGateway, ExchangeOrder, Trade
+from exchanges.gateway import ExchangeGateway
 from mmplatform import aio
 
 logger = logging.getLogger(__name__)
@@ -67,9 +67,6 @@ BALANCE_SECS = 10.0
 FEED_SECS = 0.02
 
 
-ORDER_STREAM_BACKOFF_MAX_SECS = 5.0
-
-
 FEED_MAX_DEFERRALS = 5
 """The feeder holds off at most this many passes in a row for urgent re-quotes."""
 
@@ -96,7 +93,7 @@ def _best(levels: list[tuple[float, float]]) -> float | None:
     return levels[0][0] if levels else None  # a side's best price (None: the side is empty)
 
 
-class FeedMixin(AnalysisMixin, DriverState):
+class FeedMixin(AnalysisMixin, OrderFeedMixin):
     """The driver's feeder thread and the snapshots built from what it fed (part of ``Driver``)."""
 
     def _books_wanted(self) -> dict[str, tuple[Any, set[str]]]:
@@ -139,10 +136,21 @@ class FeedMixin(AnalysisMixin, DriverState):
         sync: at once) and every quoted pair's shared book younger than MARKET_DATA_CACHE_SECS, so the
         driver thread's checks never wait for the venue."""
         deferred = 0
+        next_pass = 0.0
         while not self.stopping.is_set():
+            # pushed order updates wake the feeder: applied at once, between the passes too (a fill's check
+            # should see it, and the bot is brought forward); the rest of a pass runs every FEED_SECS
+            pushed = self.feed_wake.wait(max(next_pass - time.monotonic(), 0.0))
+            self.feed_wake.clear()
+            if self.stopping.is_set():
+                break
+            if pushed and time.monotonic() < next_pass:
+                self._apply_pushes()
+                continue
+            next_pass = time.monotonic() + FEED_SECS
             if self._urgent and deferred < FEED_MAX_DEFERRALS:
                 deferred += 1  # a pushed move's re-quote is in flight: reads wait, they are not urgent
-                self.stopping.wait(FEED_SECS)
+                self._apply_pushes()
                 continue
             deferred = 0
             try:
@@ -152,7 +160,6 @@ class FeedMixin(AnalysisMixin, DriverState):
             except Exception:
                 logger.exception("engine driver: feeder pass failed")
                 self.stopping.wait(0.5)
-            self.stopping.wait(FEED_SECS)
 
     def _probe_loop(self) -> None:
         """How late the I/O loop runs what is handed to it, counted in the feeder's stats (``loop_probe.py``)."""
@@ -180,7 +187,7 @@ class FeedMixin(AnalysisMixin, DriverState):
 
     def _feed_once(self, now: float) -> None:
         self._take_handovers()
-        resync = self._apply_pushed_orders()
+        resync, self.resync_wanted = self._apply_pushed_orders() | self.resync_wanted, set()
         stale: dict[int, ExchangeGateway] = {}
         balances: dict[int, ExchangeGateway] = {}
         for account_id, (gateway, every) in list(self.wanted_accounts.items()):
@@ -398,102 +405,3 @@ class FeedMixin(AnalysisMixin, DriverState):
                     woke = True
             if woke:
                 self.wake.set()
-
-    # --- pushed order updates (the venue's user-data stream) -----------------------------------------
-
-    def _ensure_order_streams(self) -> None:
-        """One order-update stream per wanted account whose venue pushes them (ENGINE_ORDER_STREAMS);
-        streams of accounts no longer wanted are closed."""
-        if not settings.ENGINE_ORDER_STREAMS:
-            return
-        from exchanges.streams import OrderUpdateStream
-
-        for account_id, (gateway, task) in list(self.order_stream_tasks.items()):
-            wanted = self.wanted_accounts.get(account_id)
-            if wanted is None or wanted[0] is not gateway:  # not wanted, or a new gateway (rotated keys)
-                del self.order_stream_tasks[account_id]
-                task.cancel()  # its watcher marks the account not live as it ends (the flag's one writer)
-        for account_id, (gateway, _) in list(self.wanted_accounts.items()):
-            held = self.order_stream_tasks.get(account_id)
-            if held is not None and not held[1].done():
-                continue
-            if OrderUpdateStream.config_of(gateway) is None:
-                continue
-            self.order_stream_tasks[account_id] = (gateway, asyncio.run_coroutine_threadsafe(
-                self._watch_orders(account_id, OrderUpdateStream(gateway)), aio.get_loop()))
-
-    def _order_stream_live(self, account_id: int) -> bool:
-        return account_id in self.order_streams_live
-
-    async def _watch_orders(self, account_id: int, stream: Any) -> None:
-        """On the I/O loop: subscribe, have the feeder read the account once (what happened before the
-        subscription is not pushed), then hand every pushed batch to the feeder thread (the views'
-        one writer). A drop: not live (the feeder polls again), back off, subscribe again."""
-        backoff = 0.1
-        try:
-            while not self.stopping.is_set():
-                try:
-                    await stream.subscribe()
-                    self.pushed_orders.append((account_id, None))  # read the account by REST now
-                    self.order_streams_live.add(account_id)
-                    backoff = 0.1
-                    while not self.stopping.is_set():
-                        updates = await stream.watch()
-                        self.pushed_orders.append((account_id, updates))
-                        self.wake.set()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self.order_streams_live.discard(account_id)
-                    self.pushed_orders.append((account_id, None))
-                    logger.info("engine driver: order stream of account %s: %s", account_id, exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, ORDER_STREAM_BACKOFF_MAX_SECS)
-        finally:
-            self.order_streams_live.discard(account_id)
-            await stream.close()
-
-    def _apply_pushed_orders(self) -> set[int]:
-        """Apply the pushed order updates and trades to the account views (new views; an open order replaces
-        its entry, a closed one leaves; a trade joins ``trades``); returns the accounts to read by REST now
-        (just subscribed or dropped)."""
-        resync: set[int] = set()
-        changed: dict[int, dict[str, ExchangeOrder]] = {}
-        ended: dict[int, dict[str, tuple[float, ExchangeOrder]]] = {}
-        traded: dict[int, dict[str, tuple[float, Trade]]] = {}
-        now = time.time()
-        while self.pushed_orders:
-            account_id, updates = self.pushed_orders.popleft()
-            if updates is None:
-                resync.add(account_id)
-                continue
-            self.feed_stats["order_pushes"] += len(updates.orders)
-            self.feed_stats["trade_pushes"] += len(updates.trades)
-            view = self.accounts.get(account_id)
-            if view is None:
-                continue  # not read yet: the REST read that follows the subscription lists them
-            if updates.orders and account_id not in changed:  # (the orders dict is new only when they moved)
-                changed[account_id] = dict(view.orders)
-                ended[account_id] = dict(recent_entries(view.closed, now))
-            for order in updates.orders:
-                if not order.client_order_id:
-                    continue
-                if order.is_open:
-                    changed[account_id][order.client_order_id] = order
-                else:
-                    changed[account_id].pop(order.client_order_id, None)
-                    ended[account_id][order.client_order_id] = (now, order)
-            if updates.trades and account_id not in traded:
-                traded[account_id] = dict(recent_entries(view.trades, now))
-            for trade in updates.trades:
-                traded[account_id][trade.trade_id] = (now, trade)
-        for account_id in changed.keys() | traded.keys():
-            view = self.accounts.get(account_id)
-            if view is None:
-                continue
-            if account_id in changed:
-                view = replace(view, orders=changed[account_id], closed=ended[account_id])
-            if account_id in traded:
-                view = replace(view, trades=traded[account_id])
-            self.accounts[account_id] = replace(view, pushed_at=now)
-        return resync

@@ -76,6 +76,7 @@ class FillSyncMixin:
     counts: Counter[str]  # how the trades were booked (OrderManager.take_counts)
     rest_synced: set[int]  # positions whose trades this object read by REST at least once
     booked_trades: set[tuple[int, str]]  # (account, trade id) of pushed trades known booked: not asked about again
+    closed_by_venue: dict[str, float]  # client id -> when: rows this object saw the venue close (orders.py)
     deferred_marks: set[int] | None  # during sync_position: the trades-pending marks its acknowledgements owe
     venues: dict[int, str]  # account -> its venue's id (the OrderFilled events' ``venue``)
     fill_events: list[BotEvent]  # the OrderFilled rows stored with their fills, until the bot announces them

@@ -47,6 +47,20 @@ class ScheduleMixin(DriverState):
             self.bots_read = None  # a fenced bot that is still cycling comes back at the next read
         return due
 
+    def _bring_traded(self, now: float) -> None:
+        """Bots whose orders the pushes showed trading (the feeder's ``traded_bots``, once it applied them to the
+        account views) are looked at now: the check sees the fill and makes it a fill sync at once, not at the
+        bot's next interval (a fill moves no mid by itself when others' quotes stay at the top)."""
+        while self.traded_bots:
+            runner = self.runners.get(self.traded_bots.popleft())
+            if runner is None or runner.dropped:
+                continue
+            if runner.busy:
+                runner.wake_after = True  # its cycle may have decided on the view before this fill
+            elif runner.next_due > now:
+                runner.next_due = now
+                self.due_queue.schedule(runner.bot_id, now)
+
     def bring_forward(self, runner: Runner, at: float = 0.0) -> None:
         """Make a runner due at ``at`` (tests and tools; the driver thread's own wakes go through the queue
         as well): its next tick looks at it."""

@@ -18,7 +18,10 @@ from bots.engine.runner import next_due
 from bots.engine.shards import DRIVERS_KEY, shard_key
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotStatus, Fill, Order, OrderStatus
 from exchanges.emulator.server import EmulatorServer
+from exchanges.gateway import Trade
 from exchanges.registry import clear_gateway_cache
+from exchanges.streams import PushedUpdates
+from mmplatform import aio
 from mmplatform.redis_client import get_redis
 from tests.bots.conftest import TAKER_KEY, emulator_open_orders, start_with_taker, started_bot
 
@@ -160,6 +163,44 @@ def test_a_fill_is_requoted_first_then_booked_once_on_the_kept_engine(world_a: A
         # the venue accepted the replacement (its own ms clock) before the fill's row was written
         assert new_bids[0].created_ms <= fill.created_at.timestamp() * 1000, (new_bids[0].created_ms, fill.created_at)
         assert {o.client_order_id for o in emulator_open_orders(server)} == runner.known
+    finally:
+        server.stop_thread()
+        clear_gateway_cache()
+
+
+def test_a_pushed_fill_brings_its_bot_forward_to_a_fill_sync(world_a: Any, no_streams: None,
+                                                             driver: Driver) -> None:
+    """A trade the order stream pushes makes its bot's check run at once (a fill sync), not at the bot's next
+    interval: the feeder, applying the push between its passes, hands the bot to the driver (``traded_bots``).
+    The bot's next check is an hour away here; without the hand-over the fill would wait for it."""
+    server = start_with_taker()
+    try:
+        bot = started_bot(world_a, server, trading_pairs="BTC/USDT", grid_levels=1, monitoring_interval_secs=3600.0,
+                          metrics_interval_secs=3600.0, volatility_pause_threshold=1000.0,
+                          inventory_deviation_limit=1.0)
+        runner = settle(driver, bot, lambda r: r.engine is not None)
+        assert runner.next_due > time.time() + 3000
+        driver._feed_once(time.time())  # the feeder's views of the bot's account
+        bid = Order.objects.get(bot=bot, side="buy", status=OrderStatus.OPEN)
+        taker = server._keys[TAKER_KEY][0]
+        server.call(lambda: server.engine.place_order(taker, "BTC/USDT", "SELL", "LIMIT", Decimal("5"), bid.price,
+                                                      time_in_force="IOC", now_ms=int(time.time() * 1000)))
+        time.sleep(0.6)  # orders younger than SENT_MARGIN_SECS may be missing from a view for good reason
+        trade = Trade(trade_id="pushed-1", exchange_order_id=bid.exchange_order_id or "",
+                      client_order_id=bid.client_order_id, pair="BTC/USDT", side="buy", price=bid.price,
+                      amount=bid.amount, fee=None, fee_currency=None, timestamp_ms=int(time.time() * 1000),
+                      is_maker=True)
+        gateway = runner.engine.order_manager.gateways[bid.exchange_account_id]
+        final = aio.run(gateway.fetch_order("BTC/USDT", client_order_id=bid.client_order_id))  # as pushed
+        assert final.status == "closed" or not final.is_open
+        driver.pushed_orders.append((bid.exchange_account_id, PushedUpdates(orders=[final], trades=[trade])))
+        driver._apply_pushes()  # the feeder, woken by the push between its passes
+        assert list(driver.traded_bots) == [bot.pk]
+        runner = settle(driver, bot, lambda r: bid.client_order_id not in r.known and len(r.known) == 2,
+                        timeout_secs=10)
+        assert driver.stats["fills"] == 1, driver.stats
+        assert Fill.objects.get(bot=bot).order_id == bid.pk
+        assert runner.next_due > time.time() + 3000, "then back to its own interval"
     finally:
         server.stop_thread()
         clear_gateway_cache()

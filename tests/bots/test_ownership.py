@@ -19,7 +19,7 @@ from bots.engine.driver_state import DriverState
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE = ROOT / "bots" / "engine"
-DRIVER_MODULES = ("driver", "shards", "feed", "verdict", "requote", "schedule")
+DRIVER_MODULES = ("driver", "shards", "feed", "order_feed", "verdict", "requote", "schedule")
 MUTATORS = {"append", "appendleft", "extend", "pop", "popleft", "clear", "update", "setdefault", "add", "discard",
             "remove", "set", "__setitem__"}
 LIFECYCLE = {"Driver.__init__", "Driver.start", "Driver.stop"}  # before the threads start / after they joined
@@ -37,8 +37,10 @@ THREAD = {
     "FeedMixin._read_books": "feeder", "FeedMixin._read_accounts": "feeder", "FeedMixin._read_balances": "feeder",
     "FeedMixin._take_handovers": "feeder", "FeedMixin._probe_loop": "feeder",
     "AnalysisMixin._read_mids": "feeder",
-    "FeedMixin._watch": "io-loop", "FeedMixin._watch_orders": "io-loop", "FeedMixin._ensure_order_streams": "driver",
-    "FeedMixin._feed_once": "feeder", "FeedMixin._apply_pushed_orders": "feeder", "FeedMixin._feed": "feeder",
+    "FeedMixin._watch": "io-loop", "OrderFeedMixin._watch_orders": "io-loop",
+    "OrderFeedMixin._ensure_order_streams": "driver",
+    "FeedMixin._feed_once": "feeder", "OrderFeedMixin._apply_pushed_orders": "feeder", "FeedMixin._feed": "feeder",
+    "OrderFeedMixin._apply_pushes": "feeder", "ScheduleMixin._bring_traded": "driver",
     "RequoteMixin._cycle": "pool", "RequoteMixin._sync_and_requote": "pool",
     "RequoteMixin._ready_connection": "pool", "RequoteMixin._store_snapshot": "pool", "Driver._hand_snapshot": "driver",
     "FeedMixin._book": "driver or pool", "FeedMixin._snapshot": "driver or pool",  # the check, or a fill sync
@@ -53,7 +55,7 @@ OWNER = {
     "wanted_accounts": "driver", "wanted_books": "driver", "streams": "driver", "stream_tasks": "driver",
     "stream_symbols": "driver", "_housekeeping_at": "driver", "_flush_at": "driver",
     "accounts": "feeder", "_books": "feeder", "feed_stats": "feeder", "loop_probe": "feeder",
-    "mids": "feeder", "mids_read_at": "feeder",
+    "mids": "feeder", "mids_read_at": "feeder", "resync_wanted": "feeder",
     "tops": "io-loop", "order_stream_tasks": "driver", "order_streams_live": "io-loop",
 }
 
@@ -65,11 +67,13 @@ QUEUES = {
     "outdated": ({"pool"}, "feeder"),
     "fresh_balances": ({"pool"}, "feeder"),
     "pushed_orders": ({"io-loop"}, "feeder"),
+    "traded_bots": ({"feeder"}, "driver"),
 }
 
 # per pool thread, each its own key (``threading.get_ident()``); an Event anyone may set
 OTHER = {"_pool_connections": "each pool thread its own key", "_connection_checked": "each pool thread its own key",
          "wake": "threading.Event: set by any thread, cleared by the driver thread",
+         "feed_wake": "threading.Event: set by the order-stream watchers (and stop), cleared by the feeder thread",
          "_book_keys": "the driver thread's: ``_snapshot`` writes it only for a check (``seen`` given)"}
 
 
