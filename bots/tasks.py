@@ -237,6 +237,11 @@ def reconcile_bot(bot_id: int) -> int:
         lease.release()
 
 
+WATCHDOG_FIELDS = ("id", "tenant_id", "status", "last_cycle_finished_at", "last_cycle_started_at", "started_at",
+                   "monitoring_interval_secs", "error_recovery_delay_secs")
+"""The Bot columns the watchdog reads of every cycling bot."""
+
+
 def stale_after_secs(bot: Bot) -> float:
     return max(3 * bot.monitoring_interval_secs + bot.error_recovery_delay_secs, settings.BOT_WATCHDOG_INTERVAL_SECS)
 
@@ -280,7 +285,9 @@ def watchdog() -> dict[str, int]:
     now = timezone.now()
     restarted = cancelled = cleaned = 0
     cycling: dict[int, tuple[Bot, datetime]] = {}
-    for bot in Bot.objects.filter(status__in=CYCLING):
+    # only the columns read here (``stale_after_secs``, the alerts): every cycling bot's whole row every 10 s was
+    # ~2 % of an engine worker's GIL at active N=800 (the bot rows carry the whole configuration)
+    for bot in Bot.objects.filter(status__in=CYCLING).only(*WATCHDOG_FIELDS):
         last = bot.last_cycle_finished_at or bot.last_cycle_started_at or bot.started_at
         deadline = stale_after_secs(bot)
         if last is not None and bot.status == BotStatus.RUNNING:

@@ -30,7 +30,7 @@ from bots.engine.booking import (
 )
 from bots.engine.client_ids import client_id_prefix
 from bots.engine.market_data import AccountView
-from bots.engine.rows import ACK_FIELDS, insert_rows, save_fields, select_rows
+from bots.engine.rows import ACK_FIELDS, insert_rows, rows_by_exchange_ids, save_fields, select_rows
 from bots.engine.trade_marks import (
     FULL_TRADE_SYNC_SECS,
     PUSHED_TRADE_SAFETY_SECS,
@@ -244,12 +244,8 @@ class FillSyncMixin:
         order_ids = {t.exchange_order_id for t in trades} - orders.keys()
         if order_ids:
             self.save_answers()  # (the rows are read back by exchange id: with what the venue just answered)
-            orders.update({
-                o.exchange_order_id: o
-                for o in Order.objects.filter(
-                    bot=self.bot, exchange_account_id=position.exchange_account_id, exchange_order_id__in=order_ids
-                )
-            })
+            rows = rows_by_exchange_ids(self.bot.pk, position.exchange_account_id, order_ids)
+            orders.update({o.exchange_order_id: o for o in rows if o.exchange_order_id})
         self._match_by_client_id(position, trades, orders)
         new_fills: list[Fill] = []
         latest_ms = max([position.last_trade_sync_ms] + [t.timestamp_ms for t in trades])

@@ -216,6 +216,17 @@ def _converted(row: Sequence[Any], converters: tuple[tuple[int, tuple[Converter,
     return values
 
 
+def rows_by_exchange_ids(bot_id: int, account_id: int, exchange_ids: Iterable[str]) -> list[Order]:
+    """The bot's Order rows on the account with these exchange order ids (a REST trade read's orders: one
+    statement with an array on Postgres, whatever the number of ids; the ORM's queryset was ~1 % of an engine
+    worker's GIL at active N=800)."""
+    ids = list(exchange_ids)
+    if connection.vendor != "postgresql":
+        return list(Order.objects.filter(bot_id=bot_id, exchange_account_id=account_id, exchange_order_id__in=ids))
+    return select_rows(Order, "bot_id = %s AND exchange_account_id = %s AND exchange_order_id = ANY(%s)",
+                       [bot_id, account_id, ids])
+
+
 def mark_cancel_pending(pks: Sequence[int]) -> None:
     """The Order rows ``pks`` are CANCEL_PENDING (their cancels are about to leave), in one statement."""
     if not pks:
