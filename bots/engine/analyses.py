@@ -9,7 +9,7 @@ from typing import Any
 
 from bots.engine.bot import MarketMakingBot
 from bots.engine.driver_state import DriverState
-from bots.engine.market_data import mid_histories, mid_history
+from bots.engine.market_data import mid_history
 from bots.engine.venues import exchange_key
 from strategies.analysis import MarketAnalysis, analyze_market
 
@@ -27,7 +27,8 @@ class AnalysisMixin(DriverState):
         """The mid histories of every wanted book, in one round trip every ``ANALYSIS_SECS``, for the
         driver's market analyses (``_analysis``), which then wait on no Redis read; replaced whole."""
         self.mids_read_at = read_at = time.time()
-        self.mids = {book: (read_at, *history) for book, history in mid_histories(list(self.wanted_books)).items()}
+        histories = self.mid_reader.read(list(self.wanted_books))  # (the tails since the last read)
+        self.mids = {book: (read_at, *history) for book, history in histories.items()}
 
     def _analysis(self, engine: MarketMakingBot, account_id: int, pair: str, snapshot: Any,
                   now: float) -> MarketAnalysis:

@@ -46,9 +46,7 @@ from bots.engine.due import DueQueue
 from bots.engine.feed import AccountView, FeedMixin
 from bots.engine.lease import _RELEASE, BotLease, add_cycle_record, check_token, extend_leases, take_for_checks
 from bots.engine.loop_probe import LoopProbe
-from bots.engine.market_data import (
-    BookData,
-)
+from bots.engine.market_data import BookData, MidHistoryReader
 from bots.engine.performance import count_quoting
 from bots.engine.pool import CyclePool, patience
 from bots.engine.requote import RequoteMixin
@@ -121,6 +119,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
         self.feed_stats: Counter[str] = Counter()  # the feeder's counts (REST account reads, pushed orders)
         self.mids: dict[tuple[str, str], tuple[float, list[float], list[float]]] = {}  # feeder: mid histories
         self.mids_read_at = 0.0
+        self.mid_reader = MidHistoryReader()  # feeder: the histories' tails read since its last read
         self.depth = DepthReads(self.wake)  # depth reads the checks started on the loop (depth.py)
         self.loop_probe = LoopProbe()  # feeder: how late the I/O loop runs what is handed to it
 

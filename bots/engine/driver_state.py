@@ -24,7 +24,7 @@ from bots.engine.bot import MarketMakingBot
 from bots.engine.depth import DepthReads
 from bots.engine.due import DueQueue
 from bots.engine.loop_probe import LoopProbe
-from bots.engine.market_data import AccountView, BookData
+from bots.engine.market_data import AccountView, BookData, MidHistoryReader
 from bots.engine.pool import CyclePool
 from bots.engine.runner import Runner
 from bots.engine.shared_views import SharedViews
@@ -65,6 +65,7 @@ class DriverState:
     feed_stats: Counter[str]  # REST account reads, pushed order updates (published with the driver's stats)
     mids: dict[tuple[str, str], tuple[float, list[float], list[float]]]  # (venue, pair) -> (read at, times, mids)
     mids_read_at: float  # when the feeder last read the wanted books' mid histories (``_read_mids``)
+    mid_reader: MidHistoryReader  # the feeder's: each history held as last read, its tail read since
     depth: DepthReads  # the checks' depth reads on the loop and the bots waiting for them (depth.py; driver thread)
     loop_probe: LoopProbe  # how late the I/O loop runs what is handed to it (loop_probe.py; feeder's ``_probe_loop``)
     # --- the I/O loop's stream watchers (feed.py ``_watch``); the driver thread starts them ---------------

@@ -145,13 +145,57 @@ def mid_history(exchange_key: str, pair: str) -> tuple[list[float], list[float]]
     return _parse_mids(get_redis().lrange(_key(exchange_key, pair, "mids"), 0, -1))
 
 
-def mid_histories(books: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
-    """``mid_history`` of many (venue, pair) books in one round trip (the driver's feeder)."""
-    wanted = list(books)
-    pipe = get_redis().pipeline(transaction=False)
-    for exchange_key, pair in wanted:
-        pipe.lrange(_key(exchange_key, pair, "mids"), 0, -1)
-    return {book: _parse_mids(rows) for book, rows in zip(wanted, pipe.execute(), strict=True)}
+class MidHistoryReader:
+    """The mid histories of many (venue, pair) books in one round trip (the driver's feeder), kept in step by
+    reading only each list's tail: a history is append-only and trimmed from the front (``store_books``), so the
+    entries after the last one this reader holds are the new ones; a tail that does not reach back to it (more
+    appended than ``TAIL`` since) is read whole. The feeder read every wanted book's whole history
+    (``HISTORY_LENGTH`` entries) every second: ~3 % of an engine worker's GIL at active N=800. Each read hands
+    out new lists (a reader of the last ones keeps them as they were)."""
+
+    TAIL = 32
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, str], tuple[list[float], list[float], Any]] = {}
+
+    def read(self, books: Iterable[tuple[str, str]]) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
+        wanted = list(books)
+        pipe = get_redis().pipeline(transaction=False)
+        for exchange_key, pair in wanted:
+            pipe.lrange(_key(exchange_key, pair, "mids"), -self.TAIL if (exchange_key, pair) in self._held else 0, -1)
+        whole: list[tuple[str, str]] = []
+        held: dict[tuple[str, str], tuple[list[float], list[float], Any]] = {}
+        for book, rows in zip(wanted, pipe.execute(), strict=True):
+            if book not in self._held:
+                held[book] = (*_parse_mids(rows), rows[-1] if rows else None)
+                continue
+            times, mids, last = self._held[book]
+            after = _after_last(rows, last)
+            if after is None:
+                whole.append(book)
+                continue
+            new_times, new_mids = _parse_mids(rows[after:])
+            keep = max(len(times) + len(new_times) - HISTORY_LENGTH, 0)
+            held[book] = (times[keep:] + new_times, mids[keep:] + new_mids, rows[-1] if rows else last)
+        if whole:
+            pipe = get_redis().pipeline(transaction=False)
+            for exchange_key, pair in whole:
+                pipe.lrange(_key(exchange_key, pair, "mids"), 0, -1)
+            for book, rows in zip(whole, pipe.execute(), strict=True):
+                held[book] = (*_parse_mids(rows), rows[-1] if rows else None)
+        self._held = held  # (books no longer wanted are forgotten)
+        return {book: (times, mids) for book, (times, mids, _) in held.items()}
+
+
+def _after_last(rows: list[Any], last: Any) -> int | None:
+    """Where the entries after ``last`` start in ``rows`` (a history's tail); None: the tail does not reach back
+    to ``last`` (read the history whole)."""
+    if last is None:
+        return None if rows else 0
+    for index, row in enumerate(rows):
+        if row == last:
+            return index + 1
+    return None
 
 
 def _parse_mids(rows: list[Any]) -> tuple[list[float], list[float]]:
