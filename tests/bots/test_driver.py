@@ -135,22 +135,32 @@ def test_an_order_that_left_the_book_is_synced_and_replaced(running_bot: Bot, dr
     assert {o.client_order_id for o in emulator_open_orders(frozen_emulator)} == runner.known
 
 
+def taker_world_bot(world: Any, server: EmulatorServer, *, interval_secs: float) -> Bot:
+    """A one-level BTC/USDT bot on an emulator with a taker account (``start_with_taker``)."""
+    return started_bot(world, server, trading_pairs="BTC/USDT", grid_levels=1, monitoring_interval_secs=interval_secs,
+                       metrics_interval_secs=3600.0, volatility_pause_threshold=1000.0, inventory_deviation_limit=1.0)
+
+
+def fill_the_bid(server: EmulatorServer, bot: Bot) -> Order:
+    """The taker sweeps the book down to the bot's bid (IOC: the rest expires); returns the bid's row."""
+    bid = Order.objects.get(bot=bot, side="buy", status=OrderStatus.OPEN)
+    taker = server._keys[TAKER_KEY][0]
+    server.call(lambda: server.engine.place_order(taker, "BTC/USDT", "SELL", "LIMIT", Decimal("5"), bid.price,
+                                                  time_in_force="IOC", now_ms=int(time.time() * 1000)))
+    time.sleep(0.6)  # orders younger than SENT_MARGIN_SECS may be missing from a view for good reason
+    return bid
+
+
 def test_a_fill_is_requoted_first_then_booked_once_on_the_kept_engine(world_a: Any, no_streams: None,
                                                                        driver: Driver) -> None:
     """A fill sync places the filled level's replacement before it books the fill: the new quote does not
     wait for the booking's statements (tick-to-quote), and the fill is booked exactly once, at its price."""
     server = start_with_taker()
     try:
-        bot = started_bot(world_a, server, trading_pairs="BTC/USDT", grid_levels=1, monitoring_interval_secs=0.2,
-                          metrics_interval_secs=3600.0, volatility_pause_threshold=1000.0,
-                          inventory_deviation_limit=1.0)
+        bot = taker_world_bot(world_a, server, interval_secs=0.2)
         runner = settle(driver, bot, lambda r: r.engine is not None)
         full_at = runner.last_full_at
-        bid = Order.objects.get(bot=bot, side="buy", status=OrderStatus.OPEN)
-        taker = server._keys[TAKER_KEY][0]  # sweeps the book down to the bot's bid (IOC: the rest expires)
-        server.call(lambda: server.engine.place_order(taker, "BTC/USDT", "SELL", "LIMIT", Decimal("5"), bid.price,
-                                                      time_in_force="IOC", now_ms=int(time.time() * 1000)))
-        time.sleep(0.6)  # orders younger than SENT_MARGIN_SECS may be missing from a view for good reason
+        bid = fill_the_bid(server, bot)
         driver.bring_forward(runner)
         runner = settle(driver, bot, lambda r: bid.client_order_id not in r.known and len(r.known) == 2)
         assert runner.last_full_at == full_at, "a fill sync on the kept engine, not a full cycle"
@@ -175,17 +185,11 @@ def test_a_pushed_fill_brings_its_bot_forward_to_a_fill_sync(world_a: Any, no_st
     The bot's next check is an hour away here; without the hand-over the fill would wait for it."""
     server = start_with_taker()
     try:
-        bot = started_bot(world_a, server, trading_pairs="BTC/USDT", grid_levels=1, monitoring_interval_secs=3600.0,
-                          metrics_interval_secs=3600.0, volatility_pause_threshold=1000.0,
-                          inventory_deviation_limit=1.0)
+        bot = taker_world_bot(world_a, server, interval_secs=3600.0)
         runner = settle(driver, bot, lambda r: r.engine is not None)
         assert runner.next_due > time.time() + 3000
         driver._feed_once(time.time())  # the feeder's views of the bot's account
-        bid = Order.objects.get(bot=bot, side="buy", status=OrderStatus.OPEN)
-        taker = server._keys[TAKER_KEY][0]
-        server.call(lambda: server.engine.place_order(taker, "BTC/USDT", "SELL", "LIMIT", Decimal("5"), bid.price,
-                                                      time_in_force="IOC", now_ms=int(time.time() * 1000)))
-        time.sleep(0.6)  # orders younger than SENT_MARGIN_SECS may be missing from a view for good reason
+        bid = fill_the_bid(server, bot)
         trade = Trade(trade_id="pushed-1", exchange_order_id=bid.exchange_order_id or "",
                       client_order_id=bid.client_order_id, pair="BTC/USDT", side="buy", price=bid.price,
                       amount=bid.amount, fee=None, fee_currency=None, timestamp_ms=int(time.time() * 1000),
@@ -196,6 +200,8 @@ def test_a_pushed_fill_brings_its_bot_forward_to_a_fill_sync(world_a: Any, no_st
         driver.pushed_orders.append((bid.exchange_account_id, PushedUpdates(orders=[final], trades=[trade])))
         driver._apply_pushes()  # the feeder, woken by the push between its passes
         assert list(driver.traded_bots) == [bot.pk]
+        # (pushes come from a live stream: the feeder's passes stamp its view current, as they do in the worker)
+        driver.order_streams_live.add(bid.exchange_account_id)
         runner = settle(driver, bot, lambda r: bid.client_order_id not in r.known and len(r.known) == 2,
                         timeout_secs=10)
         assert driver.stats["fills"] == 1, driver.stats

@@ -39,14 +39,21 @@ def counted(monkeypatch: pytest.MonkeyPatch, gateway: Any, names: tuple[str, ...
     return calls
 
 
-def test_a_sync_on_a_pushed_view_asks_the_venue_only_what_the_view_does_not_know(
-        world_a: Any, frozen_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    bot = started_bot(world_a, frozen_emulator, trading_pairs="BTC/USDT", grid_levels=2)
+def synced_engine(world: Any, emulator: Any, *, levels: int) -> tuple[Any, MarketMakingBot, LiquidityPosition, Any,
+                                                                   list[Order]]:
+    """A started BTC/USDT bot, a new engine of it with its exchanges, its position, gateway and open rows."""
+    bot = started_bot(world, emulator, trading_pairs="BTC/USDT", grid_levels=levels)
     engine = MarketMakingBot(bot)
     engine.initialize_exchanges(emit_events=False, validate=False)
     position = LiquidityPosition.objects.get(bot=bot, trading_pair="BTC/USDT", is_active=True)
     gateway = engine.order_manager.gateways[position.exchange_account_id]
     rows = list(Order.objects.filter(bot=bot, position=position, status=OrderStatus.OPEN).order_by("pk"))
+    return bot, engine, position, gateway, rows
+
+
+def test_a_sync_on_a_pushed_view_asks_the_venue_only_what_the_view_does_not_know(
+        world_a: Any, frozen_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, engine, position, gateway, rows = synced_engine(world_a, frozen_emulator, levels=2)
     assert len(rows) == 4
     listed = aio.run(gateway.fetch_open_orders("BTC/USDT"))
     # the venue cancels one order (as a pushed CANCELED would say), and a second one the view never heard of
@@ -208,12 +215,7 @@ def test_an_order_this_engine_saw_closed_but_the_view_still_lists_is_not_asked_a
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    bot = started_bot(world_a, frozen_emulator, trading_pairs="BTC/USDT", grid_levels=1)
-    engine = MarketMakingBot(bot)
-    engine.initialize_exchanges(emit_events=False, validate=False)
-    position = LiquidityPosition.objects.get(bot=bot, trading_pair="BTC/USDT", is_active=True)
-    gateway = engine.order_manager.gateways[position.exchange_account_id]
-    rows = list(Order.objects.filter(bot=bot, position=position, status=OrderStatus.OPEN).order_by("pk"))
+    bot, engine, position, gateway, rows = synced_engine(world_a, frozen_emulator, levels=1)
     listed = aio.run(gateway.fetch_open_orders("BTC/USDT"))  # the listing before the cancel: the view is behind
     cancelled = rows[0]
     assert engine.order_manager.cancel([cancelled]) == 1
