@@ -147,19 +147,19 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
             if pushed and time.monotonic() < next_pass:
                 self._apply_pushes()
                 continue
-            next_pass = time.monotonic() + FEED_SECS
             if self._urgent and deferred < FEED_MAX_DEFERRALS:
                 deferred += 1  # a pushed move's re-quote is in flight: reads wait, they are not urgent
                 self._apply_pushes()
-                continue
-            deferred = 0
-            try:
-                self._probe_loop()
-                self._feed_once(time.time())
-                self.feed_stats["feeder_cpu_ms"] = int(1000 * time.thread_time())  # (a gauge: its total so far)
-            except Exception:
-                logger.exception("engine driver: feeder pass failed")
-                self.stopping.wait(0.5)
+            else:
+                deferred = 0
+                try:
+                    self._probe_loop()
+                    self._feed_once(time.time())
+                    self.feed_stats["feeder_cpu_ms"] = int(1000 * time.thread_time())  # (a gauge: its total so far)
+                except Exception:
+                    logger.exception("engine driver: feeder pass failed")
+                    self.stopping.wait(0.5)
+            next_pass = time.monotonic() + FEED_SECS  # (FEED_SECS after a pass ends, as before)
 
     def _probe_loop(self) -> None:
         """How late the I/O loop runs what is handed to it, counted in the feeder's stats (``loop_probe.py``)."""
