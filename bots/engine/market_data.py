@@ -167,7 +167,7 @@ class MidHistoryReader:
         held: dict[tuple[str, str], tuple[list[float], list[float], Any]] = {}
         for book, rows in zip(wanted, pipe.execute(), strict=True):
             if book not in self._held:
-                held[book] = (*_parse_mids(rows), rows[-1] if rows else None)
+                held[book] = _whole(rows)
                 continue
             times, mids, last = self._held[book]
             after = _after_last(rows, last)
@@ -182,9 +182,14 @@ class MidHistoryReader:
             for exchange_key, pair in whole:
                 pipe.lrange(_key(exchange_key, pair, "mids"), 0, -1)
             for book, rows in zip(whole, pipe.execute(), strict=True):
-                held[book] = (*_parse_mids(rows), rows[-1] if rows else None)
+                held[book] = _whole(rows)
         self._held = held  # (books no longer wanted are forgotten)
         return {book: (times, mids) for book, (times, mids, _) in held.items()}
+
+
+def _whole(rows: list[Any]) -> tuple[list[float], list[float], Any]:
+    """A history read whole, as ``MidHistoryReader`` holds it: (times, mids, its last raw entry or None)."""
+    return (*_parse_mids(rows), rows[-1] if rows else None)
 
 
 def _after_last(rows: list[Any], last: Any) -> int | None:

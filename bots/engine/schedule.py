@@ -58,8 +58,7 @@ class ScheduleMixin(DriverState):
             if runner.busy:
                 runner.wake_after = True  # its cycle may have decided on the view before this fill
             elif runner.next_due > now:
-                runner.next_due = now
-                self.due_queue.schedule(runner.bot_id, now)
+                self.bring_forward(runner, now)
 
     def bring_forward(self, runner: Runner, at: float = 0.0) -> None:
         """Make a runner due at ``at`` (tests and tools; the driver thread's own wakes go through the queue
