@@ -35,6 +35,7 @@ from bots.engine.performance import PerformanceTracker
 from bots.engine.quotes import QuotesMixin
 from bots.engine.risk_actions import RiskActionsMixin
 from bots.engine.risk_manager import MarketMakingRiskManager
+from bots.engine.rows import select_rows
 from bots.engine.self_trades import QuoteGuard
 from bots.engine.strategy_engine import StrategyEngine, params_json
 from bots.engine.venues import (
@@ -53,6 +54,7 @@ from bots.models import (
     LiquidityPosition,
 )
 from exchanges.gateway import ExchangeGateway
+from exchanges.models import ExchangeAccount
 from mmplatform import aio
 from mmplatform.errors import (
     ExchangeError,
@@ -68,6 +70,12 @@ logger = logging.getLogger(__name__)
 
 PAIR_PATTERN = re.compile(r"^[A-Z]+/[A-Z]+$")
 
+LINKED_ACCOUNTS_WHERE = (f"id IN (SELECT exchangeaccount_id FROM {Bot.exchange_accounts.through._meta.db_table} "
+                         "WHERE bot_id = %s)")
+ACCOUNT_ORDER = "tenant_id, label, id"
+"""A bot's exchange accounts as its ``exchange_accounts`` relation lists them (``ExchangeAccount``'s ordering).
+An engine is built for every full cycle: the ORM's query building of these reads was ~a third of its CPU."""
+
 
 # --- spec managers -------------------------------------------------------------------------------
 
@@ -82,7 +90,9 @@ class MarketMakingBot(CycleMixin, QuotesMixin, GateMixin, RiskActionsMixin, Hedg
                  clock: Callable[[], float] = time.time, lease: Any = None):
         self.bot = bot
         self.lease = lease
-        self.config = validate_market_making_config(bot.to_config())
+        # every account linked to the bot (the config names them all), in one statement built once
+        linked = select_rows(ExchangeAccount, LINKED_ACCOUNTS_WHERE, [bot.pk], order_by=ACCOUNT_ORDER)
+        self.config = validate_market_making_config(bot.to_config(tuple(f"account-{a.pk}" for a in linked)))
         self.bot_id = bot.pk
         self.clock = clock
         self.gateway_factory = gateway_factory
@@ -90,7 +100,7 @@ class MarketMakingBot(CycleMixin, QuotesMixin, GateMixin, RiskActionsMixin, Hedg
         self.inventory_manager = InventoryManager(self.config)
         self.risk_manager = MarketMakingRiskManager(bot, self.config.risk_limits, self.config)
         self.performance_tracker = PerformanceTracker(bot)
-        self.accounts = {a.pk: a for a in bot.exchange_accounts.filter(is_active=True)}
+        self.accounts = {a.pk: a for a in linked if a.is_active}
         self.exchanges: dict[int, ExchangeGateway] = {}
         self.connection_problems: dict[str, str] = {}  # account label -> why it did not connect
         self.venue_errors: dict[int, str] = {}  # account -> why its venue failed in this cycle
@@ -103,7 +113,8 @@ class MarketMakingBot(CycleMixin, QuotesMixin, GateMixin, RiskActionsMixin, Hedg
         self.guard_at_send: QuoteGuard | None = None  # released in the send gate's step (gate._release_at_send)
         # one position per slot (account, pair): a pair is quoted on every account of the bot that lists it
         self.active_positions: dict[Slot, LiquidityPosition] = {
-            slot_of(p): p for p in LiquidityPosition.objects.filter(bot=bot, is_active=True)
+            slot_of(p): p for p in select_rows(LiquidityPosition, "bot_id = %s AND is_active", [bot.pk],
+                                               order_by="bot_id, trading_pair")  # (the model's ordering)
             if p.exchange_account_id in self.accounts
         }
         self.snapshots: dict[Slot, MarketSnapshot] = {}

@@ -20,11 +20,10 @@ from bots.engine import keys
 from bots.engine.bot_state import BotState, CycleReport
 from bots.engine.market_data import book_reader, shared_book, to_snapshot, without_own
 from bots.engine.performance import PerformanceFigures, claim_performance_due, write_performance
-from bots.engine.rows import fence_and_open_rows, fence_sql
+from bots.engine.rows import fence_and_open_rows, fence_sql, open_rows
 from bots.engine.venues import Slot, exchange_key, venue_backoff
 from bots.events import announce
 from bots.models import (
-    OPEN_ORDER_STATUSES,
     Bot,
     BotStatus,
     Fill,
@@ -81,6 +80,18 @@ def begin_cycle(bot_id: int) -> int:
     if row is None:
         raise Bot.DoesNotExist(f"bot {bot_id} does not exist")
     return int(row[0])
+
+
+def end_cycle(bot_id: int, epoch: int, *, ok: bool) -> None:
+    """A full cycle's end on the bot's row, one statement: ``last_cycle_finished_at``, and ``last_error``
+    cleared when the cycle completed (``ok``) in the epoch it ran in."""
+    from django.db import connection
+
+    table = Bot._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_cycle_finished_at = %s, last_error = CASE WHEN %s AND epoch = %s "
+            "THEN '' ELSE last_error END WHERE id = %s", [timezone.now(), ok, epoch, bot_id])
 
 
 def daily_reset_key(bot_id: int) -> str:
@@ -205,9 +216,8 @@ class CycleMixin(BotState):
                            book_reader(gateway, pair, ORDER_BOOK_DEPTH))
         self.book_fetched_at[(account_id, pair)] = book.fetched_at
         rules = gateway.market_rules(pair)
-        own = [(side, float(price), float(amount - filled)) for side, price, amount, filled in Order.objects.filter(
-            bot=self.bot, trading_pair=pair, exchange_account_id=account_id, status__in=OPEN_ORDER_STATUSES,
-        ).values_list("side", "price", "amount", "filled")]
+        own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in open_rows(self.bot_id)
+               if o.trading_pair == pair and o.exchange_account_id == account_id]  # (a statement built once)
         return to_snapshot(pair, without_own(book, own), tick_size=float(rules.tick_size),
                            lot_size=float(rules.lot_size), min_notional=float(rules.min_notional or 0),
                            now=self.clock())

@@ -47,7 +47,7 @@ from bots.engine.feed import AccountView, FeedMixin
 from bots.engine.lease import _RELEASE, BotLease, add_cycle_record, check_token, extend_leases, take_for_checks
 from bots.engine.loop_probe import LoopProbe
 from bots.engine.market_data import BookData, MidHistoryReader
-from bots.engine.performance import count_quoting
+from bots.engine.performance import PerformanceFigures, count_quoting
 from bots.engine.pool import CyclePool, patience
 from bots.engine.requote import RequoteMixin
 from bots.engine.rows import count_cycles, open_rows, raise_high_water
@@ -122,6 +122,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
         self.mid_reader = MidHistoryReader()  # feeder: the histories' tails read since its last read
         self.depth = DepthReads(self.wake)  # depth reads the checks started on the loop (depth.py)
         self.loop_probe = LoopProbe()  # feeder: how late the I/O loop runs what is handed to it
+        self.snapshots_due: list[tuple[float, PerformanceFigures]] = []  # the checks' snapshots, not handed over yet
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -194,6 +195,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
         upcoming = self.due_queue.next_at()
         idle = now + 0.5 if upcoming is None else min(now + 0.5, upcoming)
         if time.time() >= self._flush_at:
+            self._hand_snapshots()
             self._flush()
         wait = idle - time.time()
         self.wake.wait(timeout=min(max(wait, 0.001), 0.5))
@@ -286,16 +288,26 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
 
     def _hand_snapshot(self, runner: Runner, now: float, verdict: Verdict, scheduled: float) -> None:
         """A performance snapshot is due: its figures are taken here from the kept engine, in memory (the
-        driver thread holds the runner), and a pool thread stores them (``_store_snapshot``) without holding
+        driver thread holds the runner), and a pool thread stores them (``_store_snapshots``) without holding
         the bot, whose checks go on meanwhile. Before, the snapshot was a pool cycle that kept the bot busy
         while it waited behind the fill syncs and re-quotes (its patience is 5 s): at calm N=1,500 it
-        waited 6.7 s on average, and the bot was not checked for that long (the p99 lag was 7 s)."""
+        waited 6.7 s on average, and the bot was not checked for that long (the p99 lag was 7 s). The
+        figures wait in ``snapshots_due`` for the next flush (``_hand_snapshots``)."""
         engine = runner.engine
         assert engine is not None
-        figures = engine.performance_figures()
+        self.snapshots_due.append((scheduled + patience(verdict.kind, verdict.reason, False),
+                                   engine.performance_figures()))
         runner.perf_due_at = now + max(engine.config.metrics_interval_secs, runner.interval)
-        self.pool.submit(self._store_snapshot, figures,
-                         deadline=scheduled + patience(verdict.kind, verdict.reason, False))
+
+    def _hand_snapshots(self) -> None:
+        """The snapshots the checks took since the last flush go to one pool thread together: a batch costs a
+        few round trips whatever its size (``performance.write_performances``), where one snapshot a bot
+        cost six (at calm N=3,000, 50 snapshots a second). Due by the earliest one's patience; the ones
+        still here when the driver stops are not stored (the bots' next engine takes them again)."""
+        if self.snapshots_due:
+            batch, self.snapshots_due = self.snapshots_due, []
+            self.pool.submit(self._store_snapshots, [figures for _, figures in batch],
+                             deadline=min(deadline for deadline, _ in batch))
 
     def _keep_leases(self, now: float) -> None:
         """The heartbeat of the leases the checks took for the cycles they handed to the pool: a cycle keeps

@@ -25,6 +25,7 @@ from bots.engine.depth import DepthReads
 from bots.engine.due import DueQueue
 from bots.engine.loop_probe import LoopProbe
 from bots.engine.market_data import AccountView, BookData, MidHistoryReader
+from bots.engine.performance import PerformanceFigures
 from bots.engine.pool import CyclePool
 from bots.engine.runner import Runner
 from bots.engine.shared_views import SharedViews
@@ -58,6 +59,8 @@ class DriverState:
     # None: read them at the next housekeeping pass (a runner was dropped) (shards.py, driver.py)
     _housekeeping_at: float
     _flush_at: float
+    snapshots_due: list[tuple[float, PerformanceFigures]]  # (deadline, figures) the checks took; handed to
+    # a pool thread in one batch at the next flush (``_hand_snapshots``, driver.py)
     _urgent: int  # urgent re-quotes in flight (+1 on submit, -1 when taken back); the feeder reads it
     # --- the feeder thread (feed.py) ---------------------------------------------------------------
     accounts: dict[int, AccountView]  # views replaced whole; readers keep the one they got

@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from bots.engine.bot_state import BotState
 from bots.engine.client_ids import hedge_client_order_id
+from bots.engine.rows import select_rows
 from bots.engine.venues import Slot
 from bots.events import publish_event
 from bots.models import (
@@ -56,6 +57,9 @@ from risk.models import RiskEvent, RiskEventType
 
 logger = logging.getLogger(__name__)
 
+_HALTING_WHERE = f"bot_id = %s AND status IN ({', '.join(['%s'] * (1 + len(OPEN_HEDGE_STATUSES)))})"
+"""A bot's hedges not sent yet or unresolved (``load_hedge_halts``)."""
+
 HEDGE_RETRY_SECS = 5.0
 """An unresolved hedge is tried again this long after its last attempt (same limit: within the slippage)."""
 
@@ -70,7 +74,8 @@ class HedgingMixin(BotState):
         sent yet: one a stop's final sync found, or one whose bot stopped hedging since), from the rows."""
         halts: dict[Slot, str] = {}
         retry_at: float | None = None
-        for row in Hedge.objects.filter(bot_id=self.bot_id, status__in=(HedgeStatus.PENDING, *OPEN_HEDGE_STATUSES)):
+        for row in select_rows(Hedge, _HALTING_WHERE, [self.bot_id, HedgeStatus.PENDING, *OPEN_HEDGE_STATUSES],
+                               order_by="created_at DESC, id DESC"):  # (the model's ordering; built once)
             if row.status != HedgeStatus.PENDING:
                 halts.setdefault((row.maker_account_id, row.trading_pair), self._halt_text(row))
             due = row.next_attempt_at.timestamp() if row.next_attempt_at is not None else 0.0

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
+
 from bots.engine import keys
+from bots.engine.rows import insert_rows
 from bots.events import push
 from bots.models import (
     Bot,
     Fill,
     InventorySnapshot,
     LiquidityPosition,
+    OrderSide,
     PerformanceSnapshot,
 )
 from mmplatform.redis_client import WriteBatch, get_redis, text
@@ -35,31 +40,55 @@ class PerformanceFigures:
 
 
 def write_performance(figures: PerformanceFigures, *, only_if_due: bool) -> bool:
-    """Store one performance snapshot (the quote uptime from Redis, the spread capture from the fills, a
-    ``PerformanceSnapshot`` and the ``InventorySnapshot`` rows) and push it. ``only_if_due``: only if no
-    snapshot of the bot was taken within its metrics interval, by any engine or path (SET NX on
-    ``keys.performance_due``). Returns whether it was written."""
-    if only_if_due and not claim_performance_due(figures.bot_id, figures.metrics_interval_secs):
-        return False
-    uptime = quote_uptime_of(figures.bot_id)
-    capture = spread_capture_bps_of(figures.bot_id)
-    summary = {**figures.totals, "quote_uptime_ratio": uptime, "spread_capture_bps": capture}  # (``summary``'s)
-    PerformanceSnapshot.objects.create(
-        tenant_id=figures.tenant_id, bot_id=figures.bot_id, taken_at=figures.taken_at,
-        realised_pnl_quote=summary["realised_pnl_quote"], unrealised_pnl_quote=summary["unrealised_pnl_quote"],
-        fees_paid_quote=summary["fees_paid_quote"], volume_quote=summary["volume_quote"],
-        fill_count=summary["fill_count"], inventory_value_quote=figures.equity_quote, equity_quote=figures.equity_quote,
-        spread_capture_bps=capture, quote_uptime_ratio=uptime,
-    )
-    rows = list(figures.inventory_rows)
-    if len(rows) == 1:  # one plain INSERT (bulk_create wraps even one row in a transaction)
-        rows[0].save(force_insert=True)
-    elif rows:
-        InventorySnapshot.objects.bulk_create(rows)
-    push(tenant_id=figures.tenant_id, bot_id=figures.bot_id, kind="snapshot",
-         data={**summary, "equity_quote": figures.equity_quote, "taken_at": figures.taken_at,
-               "inventory": figures.inventory})
-    return True
+    """Store and push one performance snapshot (``write_performances`` of one)."""
+    return write_performances([figures], only_if_due=only_if_due) == 1
+
+
+def write_performances(batch: Sequence[PerformanceFigures], *, only_if_due: bool) -> int:
+    """Store the performance snapshots of several bots (each: the quote uptime from Redis, the spread capture
+    from the fills, a ``PerformanceSnapshot`` and the ``InventorySnapshot`` rows) and push each. Every
+    bot's figures were taken from its engine in memory; the batch costs one Redis round trip (claims and
+    uptime counters), one statement for the spread captures and one INSERT per table, whatever its size
+    (the driver hands the snapshots its checks took over in batches: ``Driver._hand_snapshot``).
+    ``only_if_due``: a bot's snapshot is written only if none was taken within its metrics interval, by any
+    engine or path (SET NX on ``keys.performance_due``). Returns how many were written."""
+    if not batch:
+        return 0
+    pipe = get_redis().pipeline(transaction=False)
+    for figures in batch:
+        if only_if_due:
+            pipe.set(keys.performance_due(figures.bot_id), "1", nx=True,
+                     px=int(figures.metrics_interval_secs * 1000))
+        pipe.hgetall(keys.uptime(figures.bot_id))
+    answers = pipe.execute()
+    step = 2 if only_if_due else 1
+    written = [(f, uptime_ratio(answers[i * step + step - 1])) for i, f in enumerate(batch)
+               if not only_if_due or answers[i * step]]
+    if not written:
+        return 0
+    captures = spread_captures_bps_of([f.bot_id for f, _ in written])
+    snapshots: list[PerformanceSnapshot] = []
+    inventory_rows: list[InventorySnapshot] = []
+    summaries = []
+    for figures, uptime in written:
+        capture = captures[figures.bot_id]
+        summary = {**figures.totals, "quote_uptime_ratio": uptime, "spread_capture_bps": capture}  # (``summary``'s)
+        summaries.append(summary)
+        snapshots.append(PerformanceSnapshot(
+            tenant_id=figures.tenant_id, bot_id=figures.bot_id, taken_at=figures.taken_at,
+            realised_pnl_quote=summary["realised_pnl_quote"], unrealised_pnl_quote=summary["unrealised_pnl_quote"],
+            fees_paid_quote=summary["fees_paid_quote"], volume_quote=summary["volume_quote"],
+            fill_count=summary["fill_count"], inventory_value_quote=figures.equity_quote,
+            equity_quote=figures.equity_quote, spread_capture_bps=capture, quote_uptime_ratio=uptime,
+        ))
+        inventory_rows.extend(figures.inventory_rows)
+    insert_rows(snapshots)
+    insert_rows(inventory_rows)
+    for (figures, _), summary in zip(written, summaries, strict=True):
+        push(tenant_id=figures.tenant_id, bot_id=figures.bot_id, kind="snapshot",
+             data={**summary, "equity_quote": figures.equity_quote, "taken_at": figures.taken_at,
+                   "inventory": figures.inventory})
+    return len(written)
 
 
 def claim_performance_due(bot_id: int, interval_secs: float) -> bool:
@@ -70,23 +99,44 @@ def claim_performance_due(bot_id: int, interval_secs: float) -> bool:
 
 def quote_uptime_of(bot_id: int) -> float:
     """The share of the bot's cycles that quoted both sides, over every pair (``keys.uptime``)."""
-    raw = {text(k): int(v) for k, v in get_redis().hgetall(keys.uptime(bot_id)).items()}
+    return uptime_ratio(get_redis().hgetall(keys.uptime(bot_id)))
+
+
+def uptime_ratio(counters: dict[Any, Any]) -> float:
+    """The quoted share of a bot's ``keys.uptime`` counters (``<pair>:cycles`` / ``<pair>:quoted``)."""
+    raw = {text(k): int(v) for k, v in counters.items()}
     cycles = sum(v for k, v in raw.items() if k.endswith(":cycles"))
     quoted = sum(v for k, v in raw.items() if k.endswith(":quoted"))
     return quoted / cycles if cycles else 0.0
 
 
+SPREAD_CAPTURE_FILLS = 500
+"""The spread capture is the mean over this many of a bot's latest fills with a mid at detection."""
+
+
 def spread_capture_bps_of(bot_id: int) -> float:
-    """Mean distance of the last 500 maker fills from the mid at detection, in bps (positive = earned)."""
-    fills = Fill.objects.filter(bot_id=bot_id, mid_at_fill__isnull=False).order_by("-executed_at").values_list(
-        "side", "price", "mid_at_fill")[:500]
-    captures = []
-    for side, price, mid_at_fill in fills:
-        mid = float(mid_at_fill)
-        if mid > 0:
-            edge = (mid - float(price)) if side == "buy" else (float(price) - mid)
-            captures.append(edge / mid * 1e4)
-    return sum(captures) / len(captures) if captures else 0.0
+    """Mean distance of the last ``SPREAD_CAPTURE_FILLS`` maker fills from the mid at detection, in bps
+    (positive = earned)."""
+    return spread_captures_bps_of([bot_id])[bot_id]
+
+
+def spread_captures_bps_of(bot_ids: Sequence[int]) -> dict[int, float]:
+    """``spread_capture_bps_of`` of several bots in one statement, averaged by the database: per bot, a
+    subquery reads its latest fills through the (bot, executed_at) index, as one bot's read did."""
+    ids = sorted({int(b) for b in bot_ids})  # (integers, written into the statement)
+    if not ids:
+        return {}
+    table = connection.ops.quote_name(Fill._meta.db_table)
+    edge = (f"CASE WHEN mid_at_fill > 0 THEN (CASE WHEN side = '{OrderSide.BUY.value}' THEN mid_at_fill - price "
+            "ELSE price - mid_at_fill END) * 10000.0 / mid_at_fill END")
+    sql = " UNION ALL ".join(
+        f"SELECT {b}, AVG({edge}) FROM (SELECT side, price, mid_at_fill FROM {table} WHERE bot_id = {b} "
+        f"AND mid_at_fill IS NOT NULL ORDER BY executed_at DESC LIMIT {SPREAD_CAPTURE_FILLS}) AS f{b}"
+        for b in ids)
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        found = {int(b): float(avg) for b, avg in cursor.fetchall() if avg is not None}
+    return {b: found.get(b, 0.0) for b in ids}
 
 
 def count_quoting(pipe: Any, bot_id: int, pair: str, quoted_both_sides: bool) -> None:

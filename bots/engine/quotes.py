@@ -20,13 +20,13 @@ from bots.engine.booking import Booking
 from bots.engine.bot_state import BotState
 from bots.engine.lease import FencedError
 from bots.engine.market_data import AccountView
+from bots.engine.rows import open_rows
 from bots.engine.self_trades import QuoteGuard, from_rows, from_view, merged
 from bots.engine.strategy_engine import params_json
 from bots.engine.venues import Slot, slot_of
 from bots.events import publish_event, record_risk_event
 from bots.inventory import PairInventory, aggregate_inventories
 from bots.models import (
-    OPEN_ORDER_STATUSES,
     BotEventType,
     LiquidityPosition,
     Order,
@@ -206,8 +206,7 @@ class QuotesMixin(BotState):
             self.performance_tracker.record_quoting(pair, False)
             return 0
         if others_open is None:
-            others_open = Order.objects.filter(bot=self.bot, status__in=OPEN_ORDER_STATUSES).exclude(
-                position=position).count()
+            others_open = sum(1 for o in open_rows(self.bot_id) if o.position_id != position.pk)
         # no self-trades: the account's other orders on the pair are read, the decision made and its
         # orders stored under the (account, pair) guard, so no other bot of the account decides meanwhile
         guard = QuoteGuard(position.exchange_account_id, pair)

@@ -18,7 +18,7 @@ from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import begin_fenced_cycle, begin_fenced_sync
 from bots.engine.driver_state import DriverState
 from bots.engine.lease import BotLease, FencedError, HaltedError, LeaseLostError
-from bots.engine.performance import PerformanceFigures, write_performance
+from bots.engine.performance import PerformanceFigures, write_performances
 from bots.engine.rows import StatementCounter
 from bots.engine.runner import Runner, next_due
 from bots.engine.venues import Slot
@@ -104,15 +104,24 @@ class RequoteMixin(DriverState):
             conn.inc_thread_sharing()  # so stop() may close it from the driver's thread
             self._pool_connections[threading.get_ident()] = conn
 
-    def _store_snapshot(self, figures: PerformanceFigures) -> None:
-        """A pool thread: store and push the performance figures a check took (``Driver._hand_snapshot``),
-        unless another path snapshotted the bot within its metrics interval."""
+    def _store_snapshots(self, batch: list[PerformanceFigures]) -> None:
+        """A pool thread: store and push the performance figures the checks took (``Driver._hand_snapshots``),
+        each unless another path snapshotted its bot within its metrics interval. A batch that fails (a bot
+        deleted meanwhile) is stored one bot at a time, so one bad row costs only its own snapshot."""
         self._ready_connection(time.time())
         try:
-            write_performance(figures, only_if_due=True)
+            write_performances(batch, only_if_due=True)
+            return
         except Exception:
-            logger.exception("bot %s: performance snapshot not stored", figures.bot_id)
+            logger.warning("performance snapshots of %d bots not stored together; one at a time", len(batch),
+                           exc_info=True)
             close_old_connections()
+        for figures in batch:  # (claimed by the batch already)
+            try:
+                write_performances([figures], only_if_due=False)
+            except Exception:
+                logger.exception("bot %s: performance snapshot not stored", figures.bot_id)
+                close_old_connections()
 
     def _on_kept_engine(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float,
                         started: float) -> str:

@@ -673,10 +673,12 @@ def test_a_performance_snapshot_is_taken_at_the_check_and_stored_without_holding
     finally:
         gate.set()
     deadline = time.monotonic() + 10
-    # the store writes the performance row, then the inventory rows (two statements): wait for both
+    # handed to the pool at the next flush (with the other bots' snapshots of that second); the store writes
+    # the performance row, then the inventory rows (two statements): wait for both
     while (PerformanceSnapshot.objects.filter(bot=running_bot).count() == before
            or InventorySnapshot.objects.filter(bot=running_bot).count() == inventory_before) \
             and time.monotonic() < deadline:
+        driver.tick()
         time.sleep(0.05)
     snapshot = PerformanceSnapshot.objects.filter(bot=running_bot).latest("taken_at")
     assert PerformanceSnapshot.objects.filter(bot=running_bot).count() == before + 1

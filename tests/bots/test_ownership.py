@@ -42,7 +42,8 @@ THREAD = {
     "FeedMixin._feed_once": "feeder", "OrderFeedMixin._apply_pushed_orders": "feeder", "FeedMixin._feed": "feeder",
     "OrderFeedMixin._apply_pushes": "feeder", "ScheduleMixin._bring_traded": "driver",
     "RequoteMixin._cycle": "pool", "RequoteMixin._sync_and_requote": "pool",
-    "RequoteMixin._ready_connection": "pool", "RequoteMixin._store_snapshot": "pool", "Driver._hand_snapshot": "driver",
+    "RequoteMixin._ready_connection": "pool", "RequoteMixin._store_snapshots": "pool",
+    "Driver._hand_snapshot": "driver", "Driver._hand_snapshots": "driver",
     "FeedMixin._book": "driver or pool", "FeedMixin._snapshot": "driver or pool",  # the check, or a fill sync
     "Driver._record_quiet": "driver", "VerdictMixin._check": "driver", "Driver._capture": "pool",
     "RequoteMixin._on_kept_engine": "pool", "Driver._write_high_water": "driver or pool",
@@ -51,7 +52,7 @@ THREAD = {
 # attribute -> its owner thread (the only one whose methods write it)
 OWNER = {
     "owned": "driver", "runners": "driver", "stats": "driver", "analyses": "driver", "_urgent": "driver",
-    "due_queue": "driver", "shared": "driver", "by_pair": "driver", "bots_read": "driver",
+    "due_queue": "driver", "shared": "driver", "by_pair": "driver", "bots_read": "driver", "snapshots_due": "driver",
     "wanted_accounts": "driver", "wanted_books": "driver", "streams": "driver", "stream_tasks": "driver",
     "stream_symbols": "driver", "_housekeeping_at": "driver", "_flush_at": "driver",
     "accounts": "feeder", "_books": "feeder", "feed_stats": "feeder", "loop_probe": "feeder",
