@@ -13,14 +13,18 @@ the figures. Modes:
 * ``moving`` (default): before each tick the pushed best bid/ask of every pair moves by a few hundredths
   of a bps (a new top, as the venue's bookTicker stream hands it over): the quotes stay within tolerance,
   so every check is quiet, but the book each check reads is new;
-* ``static``: nothing moved between two ticks (the account views and books are the same objects).
+* ``static``: nothing moved between two ticks (the account views and books are the same objects);
+* ``full``: every bot's check finds its periodic full cycle due (``ENGINE_FULL_CYCLE_SECS``), and the cycles
+  the driver hands to its pool run on the ticking thread instead, so the figures are what one full cycle
+  (a new engine from the rows, the venue reads, the decision, the rows and pushes) costs: its wall time
+  includes the emulator's answers, its CPU time does not.
 
 The feeder's pass (account views, depth reads) runs between ticks, outside the timing. ``--profile``
 prints cProfile's top functions of the timed ticks. A database of the run's own (``DATABASE_URL``'s
 server, else SQLite) and a private redis-server, both gone at the end. Prints figures and writes
-``bench/results/quiet_tick.json``; it never fails on a time.
+``bench/results/quiet_tick.json`` (``full``: ``bench/results/full_cycle.json``); it never fails on a time.
 
-    python -m bench.bench_quiet_tick [--bots 200] [--ticks 40] [--mode moving|static] [--profile]
+    python -m bench.bench_quiet_tick [--bots 200] [--ticks 40] [--mode moving|static|full] [--profile]
 """
 
 from __future__ import annotations
@@ -124,6 +128,8 @@ def measure(driver: Any, ticks: int, mode: str, profile: bool) -> dict[str, Any]
     per_bot_cpu_us: list[float] = []  # the driver thread's CPU (time.thread_time): what other load does not inflate
     verdicts: Counter[str] = Counter()
     profiler = cProfile.Profile() if profile else None
+    if mode == "full":  # the pool's cycles run here, on the thread being timed
+        driver.pool.submit = lambda fn, *args, deadline, on_cancel=None: fn(*args)
     for _ in range(ticks):
         driver._feed_once(time.time())  # the feeder's pass: untimed (its own thread in a worker)
         drain(driver)
@@ -133,11 +139,14 @@ def measure(driver: Any, ticks: int, mode: str, profile: bool) -> dict[str, Any]
         due = [r for r in driver.runners.values() if not r.busy and r.engine is not None]
         for runner in due:
             runner.next_due = now
+            if mode == "full":
+                runner.last_full_at = 0.0  # its periodic full cycle is due
         before = Counter(driver.stats)
         if profiler is not None:
             profiler.enable()
         began, began_cpu = time.perf_counter(), time.thread_time()
         driver._run_due(due, now)
+        driver._take_back()  # (a full cycle hands its runner back)
         spent, spent_cpu = time.perf_counter() - began, time.thread_time() - began_cpu
         if profiler is not None:
             profiler.disable()
@@ -167,7 +176,8 @@ def measure(driver: Any, ticks: int, mode: str, profile: bool) -> dict[str, Any]
         stats = pstats.Stats(profiler, stream=out)
         stats.sort_stats("tottime").print_stats(30)
         stats.sort_stats("cumulative").print_stats(45)
-        for where in (r"verdict.py:.*\(_check\)", r"\(decide_quotes\)", r"\(risk_in_memory\)", r"\(rebalancing_due\)",
+        for where in (r"verdict.py:.*\(_check\)", r"\(execute_cycle\)", r"\(monitoring_iteration\)",
+                      r"\(decide_quotes\)", r"\(risk_in_memory\)", r"\(rebalancing_due\)",
                       r"pipeline.py:.*\(decide\)", r"feed.py:.*\(_snapshot\)"):
             stats.print_callees(where)  # where a check's time goes, callee by callee
         result["profile"] = out.getvalue()
@@ -178,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bots", type=int, default=200)
     parser.add_argument("--ticks", type=int, default=40)
-    parser.add_argument("--mode", choices=["moving", "static"], default="moving")
+    parser.add_argument("--mode", choices=["moving", "static", "full"], default="moving")
     parser.add_argument("--bots-per-symbol", type=int, default=20)
     parser.add_argument("--bots-per-account", type=int, default=10)
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions of the ticks")
@@ -214,13 +224,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figures.update(bots=options.bots, mode=options.mode, bots_per_symbol=options.bots_per_symbol,
                        bots_per_account=options.bots_per_account)
         profile = figures.pop("profile", None)
-        print(f"quiet tick, {options.mode}, N={options.bots}: per bot wall p50 {figures['per_bot_us']['p50']} us, "
+        label = "full cycle" if options.mode == "full" else f"quiet tick, {options.mode}"
+        print(f"{label}, N={options.bots}: per bot wall p50 {figures['per_bot_us']['p50']} us, "
               f"p90 {figures['per_bot_us']['p90']} us, min {figures['per_bot_us']['min']} us; driver-thread CPU "
               f"p50 {figures['per_bot_cpu_us']['p50']} us, min {figures['per_bot_cpu_us']['min']} us "
               f"(ticks {options.ticks}); flush {figures['flush_ms']} ms; verdicts {figures['verdicts']}")
         if profile:
             print(profile)
-        write_result("quiet_tick", figures)
+        write_result("full_cycle" if options.mode == "full" else "quiet_tick", figures)
         return figures
     finally:
         if driver is not None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
 from bots.engine import keys
 from bots.engine.rows import insert_rows
@@ -48,8 +48,8 @@ def write_performances(batch: Sequence[PerformanceFigures], *, only_if_due: bool
     """Store the performance snapshots of several bots (each: the quote uptime from Redis, the spread capture
     from the fills, a ``PerformanceSnapshot`` and the ``InventorySnapshot`` rows) and push each. Every
     bot's figures were taken from its engine in memory; the batch costs one Redis round trip (claims and
-    uptime counters), one statement for the spread captures and one INSERT per table, whatever its size
-    (the driver hands the snapshots its checks took over in batches: ``Driver._hand_snapshot``).
+    uptime counters), one statement for the spread captures and one transaction of one INSERT per table,
+    whatever its size (the driver hands the snapshots its checks took over in batches: ``Driver._hand_snapshots``).
     ``only_if_due``: a bot's snapshot is written only if none was taken within its metrics interval, by any
     engine or path (SET NX on ``keys.performance_due``). Returns how many were written."""
     if not batch:
@@ -82,8 +82,9 @@ def write_performances(batch: Sequence[PerformanceFigures], *, only_if_due: bool
             equity_quote=figures.equity_quote, spread_capture_bps=capture, quote_uptime_ratio=uptime,
         ))
         inventory_rows.extend(figures.inventory_rows)
-    insert_rows(snapshots)
-    insert_rows(inventory_rows)
+    with transaction.atomic():  # both tables or neither (a failed batch is stored again one bot at a time)
+        insert_rows(snapshots)
+        insert_rows(inventory_rows)
     for (figures, _), summary in zip(written, summaries, strict=True):
         push(tenant_id=figures.tenant_id, bot_id=figures.bot_id, kind="snapshot",
              data={**summary, "equity_quote": figures.equity_quote, "taken_at": figures.taken_at,
