@@ -84,6 +84,12 @@ def _orders_moved(old: AccountView, new: AccountView) -> bool:
     return False
 
 
+def _kept(old: dict, new: dict) -> dict:
+    """``old`` when ``new`` equals it: a part of an account view a read found unchanged stays the same object,
+    which the checks (``QuietInputs``) and the shared views compare by identity, once instead of per bot."""
+    return old if new == old else new
+
+
 def view_limit(interval: float) -> float:
     """An account view older than this is not trusted for a quiet check (a full cycle reads the venue)."""
     return 2 * interval + 1.0
@@ -178,7 +184,8 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
             account_id, read_at, totals, free = self.fresh_balances.popleft()
             view = self.accounts.get(account_id)
             if view is not None and view.balances_at < read_at:
-                self.accounts[account_id] = replace(view, balances=totals, free=free, balances_at=read_at)
+                self.accounts[account_id] = replace(view, balances=_kept(view.balances, totals),
+                                                    free=_kept(view.free, free), balances_at=read_at)
         while self.outdated:
             account_id = self.outdated.popleft()
             view = self.accounts.get(account_id)
@@ -251,6 +258,7 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
             venue_read(account_id, None)
             old = self.accounts.get(account_id)
             orders = {o.client_order_id: o for o in result if o.client_order_id}
+            orders = _kept(old.orders, orders) if old is not None else orders
             view = AccountView(taken_at=taken, orders=orders, balances=old.balances if old else {},
                                balances_at=old.balances_at if old else 0.0, free=old.free if old else {},
                                read_at=taken, closed=recent_entries(old.closed, taken) if old else {},
@@ -267,8 +275,9 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
                 views.pop(account_id)
                 self.accounts.pop(account_id, None)
                 continue
-            views[account_id] = replace(views[account_id], balances_at=taken, balances=result.totals(),
-                                        free=result.free_amounts())
+            view = views[account_id]
+            views[account_id] = replace(view, balances_at=taken, balances=_kept(view.balances, result.totals()),
+                                        free=_kept(view.free, result.free_amounts()))
         self.accounts.update(views)
 
     def _read_balances(self, accounts: dict[int, ExchangeGateway]) -> None:
@@ -285,8 +294,9 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
                 logger.info("engine driver: account %s balance read failed: %s", account_id, result)
                 self.accounts.pop(account_id, None)  # read whole at the next pass
                 continue
-            self.accounts[account_id] = replace(view, outdated=False, balances_at=taken, balances=result.totals(),
-                                                free=result.free_amounts())
+            self.accounts[account_id] = replace(view, outdated=False, balances_at=taken,
+                                                balances=_kept(view.balances, result.totals()),
+                                                free=_kept(view.free, result.free_amounts()))
 
     def _want(self, runner: Runner, engine: MarketMakingBot) -> None:
         """Tell the feeder what this bot needs read: its accounts and its pairs' books."""

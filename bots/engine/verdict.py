@@ -109,6 +109,11 @@ class VerdictMixin(DriverState):
             (view := self.accounts.get(a)) is not None and _same(view.orders, held[0])  # the same objects
             and _same(view.balances, held[1]) and _same(view.free, held[2])  # (pushed), or equal (a REST re-read)
             for a, held in last.views.items()) else None
+        if reuse is not None:  # views equal to the held ones are held instead: the next checks compare identities
+            for a, held in reuse.views.items():
+                view = self.accounts[a]
+                if held[0] is not view.orders or held[1] is not view.balances or held[2] is not view.free:
+                    reuse.views[a] = (view.orders, view.balances, view.free)
         for slot, position in engine.active_positions.items():
             pair = position.trading_pair
             view = self.accounts[position.exchange_account_id]
