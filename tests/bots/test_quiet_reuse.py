@@ -75,6 +75,37 @@ def test_unchanged_inputs_reuse_the_decision_and_a_moved_book_decides_again(
     assert len(emulator_open_orders(frozen_emulator)) == 2
 
 
+def test_an_unchanged_account_read_keeps_its_objects_and_the_reuse_compares_identities(
+        world_a: Any, frozen_emulator: EmulatorServer, driver: Driver, no_streams: None,  # noqa: F811
+        monkeypatch: Any) -> None:
+    """The feeder's REST re-read of an account that did not change hands the checks the same orders, balances
+    and free objects; a view that is new but equal (a re-read before this) is taken into the held decision, so
+    the next checks compare identities, not every order of the account (at calm N=1,000 that comparison,
+    repeated by every bot of an account at every check, was ~a quarter of a reused check)."""
+    bot = quiet_bot(world_a, frozen_emulator)
+    runner = settle(driver, bot, lambda r: r.engine is not None)
+    account_id = next(iter(runner.engine.exchanges))
+    assert check_now(driver, runner).startswith("quiet")
+    check_now(driver, runner)
+    before = driver.accounts[account_id]
+    driver._read_accounts({account_id: runner.engine.exchanges[account_id]})  # read again: nothing changed
+    driver.accounts[account_id] = replace(driver.accounts[account_id], balances_at=0.0)  # (and balances read)
+    driver._read_accounts({account_id: runner.engine.exchanges[account_id]})
+    after = driver.accounts[account_id]
+    assert after is not before and after.taken_at > before.taken_at
+    assert after.orders is before.orders and after.balances is before.balances and after.free is before.free
+
+    # a view equal to the held one but new objects (as a read before the identity was kept made it)
+    copied = replace(after, orders=dict(after.orders), balances=dict(after.balances), free=dict(after.free))
+    driver.accounts[account_id] = copied
+    monkeypatch.setattr(driver, "_feed_once", lambda now: None)  # (no read between: the copy stays)
+    decided = count_decisions(runner, monkeypatch)
+    assert check_now(driver, runner).startswith("quiet")
+    assert decided == [], "equal inputs: the decision is reused"
+    held = runner.quiet.views[account_id]
+    assert held[0] is copied.orders and held[1] is copied.balances and held[2] is copied.free
+
+
 def test_the_reuse_ends_at_the_live_orders_refresh_age(world_a: Any, frozen_emulator: EmulatorServer,
                                                        driver: Driver, no_streams: None,  # noqa: F811
                                                        monkeypatch: Any) -> None:
