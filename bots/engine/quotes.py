@@ -194,8 +194,12 @@ class QuotesMixin(BotState):
         if snapshot is None:
             snapshot = self._market_snapshot(pair, position.exchange_account_id)
             self.snapshots[slot] = snapshot
-        if live_rows is None:
-            live_rows = [o for o in self.order_manager.open_orders(position) if o.purpose == OrderPurpose.QUOTE]
+        if live_rows is None or others_open is None:  # (a full cycle) one read of the open rows for both
+            rows = open_rows(self.bot_id)
+            if live_rows is None:
+                live_rows = [o for o in rows if o.position_id == position.pk and o.purpose == OrderPurpose.QUOTE]
+            if others_open is None:
+                others_open = sum(1 for o in rows if o.position_id != position.pk)
         stale = self._stale_book(slot)
         problem = snapshot.problem() or stale or self.reference_problem(slot)
         if problem:
@@ -205,8 +209,6 @@ class QuotesMixin(BotState):
             quoting.note(self.bot, self.quoting_key(slot), problem)  # the dashboard's "not quoting" line
             self.performance_tracker.record_quoting(pair, False)
             return 0
-        if others_open is None:
-            others_open = sum(1 for o in open_rows(self.bot_id) if o.position_id != position.pk)
         # no self-trades: the account's other orders on the pair are read, the decision made and its
         # orders stored under the (account, pair) guard, so no other bot of the account decides meanwhile
         guard = QuoteGuard(position.exchange_account_id, pair)
