@@ -48,12 +48,19 @@ def write_performances(batch: Sequence[PerformanceFigures], *, only_if_due: bool
     """Store the performance snapshots of several bots (each: the quote uptime from Redis, the spread capture
     from the fills, a ``PerformanceSnapshot`` and the ``InventorySnapshot`` rows) and push each. Every
     bot's figures were taken from its engine in memory; the batch costs one Redis round trip (claims and
-    uptime counters), one statement for the spread captures and one transaction of one INSERT per table,
-    whatever its size (the driver hands the snapshots its checks took over in batches: ``Driver._hand_snapshots``).
-    ``only_if_due``: a bot's snapshot is written only if none was taken within its metrics interval, by any
-    engine or path (SET NX on ``keys.performance_due``). Returns how many were written."""
+    uptime counters, ``claim_performances``), one statement for the spread captures and one transaction of
+    one INSERT per table (``store_performances``), whatever its size (the driver hands the snapshots its
+    checks took over in batches: ``Driver._hand_snapshots``). Returns how many were written."""
+    return store_performances(claim_performances(batch, only_if_due=only_if_due))
+
+
+def claim_performances(batch: Sequence[PerformanceFigures], *, only_if_due: bool
+                       ) -> list[tuple[PerformanceFigures, float]]:
+    """The snapshots of ``batch`` to write, each with its bot's quote uptime, in one Redis round trip.
+    ``only_if_due``: only the bots none snapshotted within their metrics interval, by any engine or path
+    (SET NX on ``keys.performance_due``, claimed here)."""
     if not batch:
-        return 0
+        return []
     pipe = get_redis().pipeline(transaction=False)
     for figures in batch:
         if only_if_due:
@@ -62,18 +69,23 @@ def write_performances(batch: Sequence[PerformanceFigures], *, only_if_due: bool
         pipe.hgetall(keys.uptime(figures.bot_id))
     answers = pipe.execute()
     step = 2 if only_if_due else 1
-    written = [(f, uptime_ratio(answers[i * step + step - 1])) for i, f in enumerate(batch)
-               if not only_if_due or answers[i * step]]
-    if not written:
+    return [(f, uptime_ratio(answers[i * step + step - 1])) for i, f in enumerate(batch)
+            if not only_if_due or answers[i * step]]
+
+
+def store_performances(claimed: Sequence[tuple[PerformanceFigures, float]]) -> int:
+    """Store and push the snapshots ``claim_performances`` handed out (figures, uptime): one statement for the
+    spread captures, one transaction of one INSERT per table. Returns how many were written."""
+    if not claimed:
         return 0
-    captures = spread_captures_bps_of([f.bot_id for f, _ in written])
+    captures = spread_captures_bps_of([f.bot_id for f, _ in claimed])
+    summaries: list[tuple[PerformanceFigures, dict[str, Any]]] = []
     snapshots: list[PerformanceSnapshot] = []
     inventory_rows: list[InventorySnapshot] = []
-    summaries = []
-    for figures, uptime in written:
+    for figures, uptime in claimed:
         capture = captures[figures.bot_id]
         summary = {**figures.totals, "quote_uptime_ratio": uptime, "spread_capture_bps": capture}  # (``summary``'s)
-        summaries.append(summary)
+        summaries.append((figures, summary))
         snapshots.append(PerformanceSnapshot(
             tenant_id=figures.tenant_id, bot_id=figures.bot_id, taken_at=figures.taken_at,
             realised_pnl_quote=summary["realised_pnl_quote"], unrealised_pnl_quote=summary["unrealised_pnl_quote"],
@@ -85,11 +97,11 @@ def write_performances(batch: Sequence[PerformanceFigures], *, only_if_due: bool
     with transaction.atomic():  # both tables or neither (a failed batch is stored again one bot at a time)
         insert_rows(snapshots)
         insert_rows(inventory_rows)
-    for (figures, _), summary in zip(written, summaries, strict=True):
+    for figures, summary in summaries:
         push(tenant_id=figures.tenant_id, bot_id=figures.bot_id, kind="snapshot",
              data={**summary, "equity_quote": figures.equity_quote, "taken_at": figures.taken_at,
                    "inventory": figures.inventory})
-    return len(written)
+    return len(summaries)
 
 
 def claim_performance_due(bot_id: int, interval_secs: float) -> bool:

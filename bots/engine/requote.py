@@ -18,7 +18,7 @@ from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import begin_fenced_cycle, begin_fenced_sync
 from bots.engine.driver_state import DriverState
 from bots.engine.lease import BotLease, FencedError, HaltedError, LeaseLostError
-from bots.engine.performance import PerformanceFigures, write_performances
+from bots.engine.performance import PerformanceFigures, claim_performances, store_performances
 from bots.engine.rows import StatementCounter
 from bots.engine.runner import Runner, next_due
 from bots.engine.venues import Slot
@@ -106,21 +106,27 @@ class RequoteMixin(DriverState):
 
     def _store_snapshots(self, batch: list[PerformanceFigures]) -> None:
         """A pool thread: store and push the performance figures the checks took (``Driver._hand_snapshots``),
-        each unless another path snapshotted its bot within its metrics interval. A batch that fails (a bot
-        deleted meanwhile) is stored one bot at a time, so one bad row costs only its own snapshot."""
+        each unless another path snapshotted its bot within its metrics interval. A batch that fails to store
+        (a bot deleted meanwhile) is stored one claimed bot at a time, so one bad row costs only its own
+        snapshot (and a bot another path snapshotted is never written)."""
         self._ready_connection(time.time())
         try:
-            write_performances(batch, only_if_due=True)
+            claimed = claim_performances(batch, only_if_due=True)
+        except Exception:
+            logger.exception("performance snapshots of %d bots not claimed", len(batch))
+            return
+        try:
+            store_performances(claimed)
             return
         except Exception:
-            logger.warning("performance snapshots of %d bots not stored together; one at a time", len(batch),
+            logger.warning("performance snapshots of %d bots not stored together; one at a time", len(claimed),
                            exc_info=True)
             close_old_connections()
-        for figures in batch:  # (claimed by the batch already)
+        for one in claimed:
             try:
-                write_performances([figures], only_if_due=False)
+                store_performances([one])
             except Exception:
-                logger.exception("bot %s: performance snapshot not stored", figures.bot_id)
+                logger.exception("bot %s: performance snapshot not stored", one[0].bot_id)
                 close_old_connections()
 
     def _on_kept_engine(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float,

@@ -120,12 +120,15 @@ def test_a_batch_stores_every_due_bot_in_a_few_statements_and_skips_one_snapshot
 @pytest.mark.django_db(transaction=True)  # autocommit, as the engine runs: the foreign key is checked at once
 def test_the_driver_stores_a_batch_that_failed_one_bot_at_a_time(world_a: TenantWorld) -> None:
     """A bot deleted between its check and the store fails the batch's INSERT; the pool thread then stores the
-    others one at a time, so only the deleted bot's snapshot is lost."""
+    others it claimed one at a time, so only the deleted bot's snapshot is lost, and a bot another path
+    snapshotted within its interval is not written by the retry either."""
     from bots.engine.driver import Driver
 
     kept = make_bot(world_a.tenant, world_a.account, name="kept")
     gone = make_bot(world_a.tenant, world_a.account, name="gone")
-    batch = [figures(world_a.bot), figures(gone), figures(kept)]
+    elsewhere = make_bot(world_a.tenant, world_a.account, name="snapshotted-elsewhere")
+    get_redis().set(keys.performance_due(elsewhere.pk), "1", px=60_000)  # another path took its snapshot
+    batch = [figures(world_a.bot), figures(gone), figures(kept), figures(elsewhere)]
     Bot.objects.filter(pk=gone.pk).delete()
     driver = Driver("perf-batch-test")  # not started: its pool thread's method is called here
     try:
