@@ -18,9 +18,7 @@ from bots.engine.bot import MarketMakingBot
 from bots.engine.depth import DepthPending
 from bots.engine.driver_state import DriverState
 from bots.engine.feed import SENT_MARGIN_SECS, view_limit
-from bots.engine.market_data import (
-    BookData,
-)
+from bots.engine.market_data import AccountView, BookData
 from bots.engine.runner import QuietInputs, Runner
 from bots.engine.venues import Slot
 from bots.models import BotStatus, Order
@@ -42,6 +40,11 @@ class Verdict:
 
 def _same(now: dict, then: dict) -> bool:
     return now is then or now == then
+
+
+def _held(view: AccountView) -> tuple[Any, Any, Any]:
+    """What a quiet decision holds of an account view (``QuietInputs.views``): its orders, balances, free."""
+    return view.orders, view.balances, view.free
 
 
 class VerdictMixin(DriverState):
@@ -110,10 +113,7 @@ class VerdictMixin(DriverState):
             and _same(view.balances, held[1]) and _same(view.free, held[2])  # (pushed), or equal (a REST re-read)
             for a, held in last.views.items()) else None
         if reuse is not None:  # views equal to the held ones are held instead: the next checks compare identities
-            for a, held in reuse.views.items():
-                view = self.accounts[a]
-                if held[0] is not view.orders or held[1] is not view.balances or held[2] is not view.free:
-                    reuse.views[a] = (view.orders, view.balances, view.free)
+            reuse.views = {a: _held(self.accounts[a]) for a in reuse.views}
         for slot, position in engine.active_positions.items():
             pair = position.trading_pair
             view = self.accounts[position.exchange_account_id]
@@ -186,7 +186,7 @@ class VerdictMixin(DriverState):
         if reusable:
             runner.quiet = QuietInputs(
                 engine=engine, until=until, books=books_seen, equity=equity, no_rebalance=no_rebalance,
-                views={a: (v.orders, v.balances, v.free) for a in engine.exchanges if (v := self.accounts[a])},
+                views={a: _held(self.accounts[a]) for a in engine.exchanges},
                 uptime=uptime)
         return self._quiet_or_snapshot(runner, engine, now, uptime)
 
