@@ -4,7 +4,9 @@ the one statement that stores new fills (and their events) with the position's n
 * ``ACCOUNTING_FIELDS``, ``account_of``, ``accounting_columns``: the ``LiquidityPosition`` columns that mirror
   ``bots.accounting.PositionAccount``, read into one and written from one.
 * ``booked_trade_ids`` / ``booked_fills``: which trades of an account are booked already, and the fills of given
-  orders (Postgres: ``= ANY(array)``, one statement whatever the number of ids).
+  orders (Postgres: ``= ANY(array)``, one statement whatever the number of ids); ``owing_positions``: the other
+  bots' positions with a trade of a pair's shared safety read unbooked (``bots/engine/trade_marks.py``);
+  ``settle_filled_orders``: orders whose booked fills add up to more than they show.
 * ``book_fills_if_unchanged``: the Fill rows, their events and the position's new accounting in one statement, a
   compare-and-set on the accounting the engine holds (Postgres, outside a transaction); the caller books under
   the row's lock when it answers False (``bots.engine.fills.FillSyncMixin._book``).
@@ -21,12 +23,14 @@ from decimal import Decimal
 from typing import Any, cast
 
 from django.db import IntegrityError, connection
-from django.db.models import Field, Model, Q
+from django.db.models import Field, Model, Q, Sum
+from django.utils import timezone
 
 from bots.accounting import PositionAccount
 from bots.engine.market_data import AccountView
 from bots.engine.rows import insert_params, mark_stored, save_statement
-from bots.models import Fill, LiquidityPosition
+from bots.models import OPEN_ORDER_STATUSES, Fill, LiquidityPosition, Order, OrderStatus
+from exchanges.gateway import Trade
 
 ACCOUNTING_FIELDS = ("base_position", "cost_basis_quote", "realised_pnl_quote", "fees_paid_quote", "volume_quote",
                      "fill_count")
@@ -40,6 +44,8 @@ class Booking:
     position: LiquidityPosition
     view: AccountView | None
     safety_read: bool  # the periodic REST read of the trades is due
+    mark_ms: int | None = None  # the pair's check mark (a live order stream: ``trade_marks.TradeSyncState``)
+    owed_ms: int | None = None  # another bot's check found a trade of the position unbooked: read from here
 
 
 def account_of(row: LiquidityPosition) -> PositionAccount:
@@ -71,6 +77,58 @@ _BOOKED_SQL = (f"SELECT exchange_trade_id FROM {Fill._meta.db_table} WHERE"
                " exchange_account_id = %s AND exchange_trade_id = ANY(%s)")
 _FILLS_SQL = (f"SELECT order_id, exchange_trade_id, amount FROM {Fill._meta.db_table} "
               "WHERE order_id = ANY(%s) OR (exchange_account_id = %s AND exchange_trade_id = ANY(%s))")
+
+
+def owing_positions(bot_id: int, account_id: int, trades: Sequence[Trade], before_ms: int) -> set[int]:
+    """The positions of the account's other bots that owe a REST read of their trades: one of ``trades`` (a REST
+    read of one pair) made before ``before_ms`` is of an order of theirs and has no Fill row. One statement on
+    Postgres whatever the number of trades."""
+    judged = [t for t in trades if t.timestamp_ms < before_ms and t.exchange_order_id]
+    if not judged:
+        return set()
+    if connection.vendor != "postgresql":
+        booked = booked_trade_ids(account_id, [t.trade_id for t in judged])
+        unbooked = {t.exchange_order_id for t in judged if t.trade_id not in booked}
+        return set(Order.objects.filter(exchange_account_id=account_id, exchange_order_id__in=list(unbooked),
+                                        position_id__isnull=False).exclude(bot_id=bot_id)
+                   .values_list("position_id", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(_OWING_SQL, [[t.exchange_order_id for t in judged], [t.trade_id for t in judged],
+                                    account_id, bot_id, account_id])
+        return {position_id for (position_id,) in cursor.fetchall()}
+
+
+_OWING_SQL = (f"SELECT DISTINCT o.position_id FROM {Order._meta.db_table} o"
+              " JOIN unnest(%s::text[], %s::text[]) AS t(order_id, trade_id) ON o.exchange_order_id = t.order_id"
+              " WHERE o.exchange_account_id = %s AND o.bot_id <> %s AND o.position_id IS NOT NULL AND NOT EXISTS"
+              f" (SELECT 1 FROM {Fill._meta.db_table} f WHERE f.exchange_account_id = %s"
+              " AND f.exchange_trade_id = t.trade_id)")
+
+
+def settle_filled_orders(order_ids: set[int]) -> list[Order]:
+    """The orders ``order_ids`` whose Fill rows add up to more than their ``filled``: that much filled now (FILLED
+    at their amount, else PARTIALLY_FILLED), saved; returns them."""
+    if not order_ids:
+        return []
+    totals = dict(Fill.objects.filter(order_id__in=order_ids).values("order_id").annotate(
+        total=Sum("amount")).values_list("order_id", "total"))
+    updated = []
+    for order in Order.objects.filter(pk__in=order_ids):
+        total = totals.get(order.pk) or Decimal(0)
+        if total <= order.filled:
+            continue
+        order.filled = min(total, order.amount)
+        fields = ["filled", "updated_at"]
+        if order.filled >= order.amount and order.status in OPEN_ORDER_STATUSES:
+            order.status = OrderStatus.FILLED
+            order.closed_at = timezone.now()
+            fields += ["status", "closed_at"]
+        elif order.status == OrderStatus.OPEN:
+            order.status = OrderStatus.PARTIALLY_FILLED
+            fields.append("status")
+        order.save(update_fields=fields)
+        updated.append(order)
+    return updated
 
 
 def booked_fills(order_ids: Sequence[int], account_id: int, trade_ids: Sequence[str]

@@ -10,6 +10,7 @@ one Fill row and the position's accounting moves with it, in one transaction.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -17,7 +18,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
-from django.utils import timezone
 
 from bots.accounting import PositionAccount, apply_fill, fee_in_quote
 from bots.engine.booking import (
@@ -27,21 +27,24 @@ from bots.engine.booking import (
     book_fills_if_unchanged,
     booked_fills,
     booked_trade_ids,
+    owing_positions,
+    settle_filled_orders,
 )
 from bots.engine.client_ids import client_id_prefix
 from bots.engine.market_data import AccountView
 from bots.engine.rows import ACK_FIELDS, insert_rows, rows_by_exchange_ids, save_fields, select_rows
 from bots.engine.trade_marks import (
     FULL_TRADE_SYNC_SECS,
+    OWED_GRACE_MS,
     PUSHED_TRADE_SAFETY_SECS,
     TRADE_SYNC_OVERLAP_MS,
+    pair_checked,
     trade_sync_state,
     trades_synced,
 )
 from bots.engine.venues import HedgeRoute, Slot
 from bots.events import event_row, push
 from bots.models import (
-    OPEN_ORDER_STATUSES,
     Bot,
     BotEvent,
     BotEventType,
@@ -178,22 +181,24 @@ class FillSyncMixin:
             marks, self.deferred_marks = self.deferred_marks or set(), None
         # the marks first (with the state, one round trip), then the rows: a row never shows fills whose
         # trades nobody is marked to read
-        pending, safety_due = trade_sync_state(position.pk, marks)
+        # under a live order stream the safety read is the account's pair's, shared by its bots (``trade_marks``)
+        state = trade_sync_state(position.pk, marks, (position.exchange_account_id, pair) if view is not None else None)
         self.synced_rows[position.pk] = list(rows.values())
-        if not (left_book or pending or safety_due):
+        if not (left_book or state.pending or state.safety_due):
             save_fields(answered, ACK_FIELDS)
             return None
         # the answers go with the booking's statement when there is one (saved before anything reads the rows
         # back: ``save_answers``); whatever happens, they are saved before the booking returns
         self.unsaved_answers = answered
-        return Booking(position, view, safety_due)
+        return Booking(position, view, state.safety_due, state.mark_ms, state.owed_ms)
 
     def book_position(self, booking: Booking, *, mid: float, view: AccountView | None = None) -> list[Fill]:
         """The fills ``reconcile_position`` found owed, booked (``sync_fills``); the answers saved either way.
         ``view``: the same account's view taken since, if any (the trades pushed meanwhile count)."""
         view = view if view is not None and booking.view is not None else booking.view
         try:
-            return self.sync_fills(booking.position, mid=mid, view=view, safety_read=booking.safety_read)
+            return self.sync_fills(booking.position, mid=mid, view=view, safety_read=booking.safety_read,
+                                   mark_ms=booking.mark_ms, owed_ms=booking.owed_ms)
         finally:
             self.save_answers()
 
@@ -217,21 +222,32 @@ class FillSyncMixin:
             rows[order.client_order_id] = order
 
     def sync_fills(self, position: LiquidityPosition, *, mid: float, view: AccountView | None = None,
-                   safety_read: bool = False) -> list[Fill]:
+                   safety_read: bool = False, mark_ms: int | None = None, owed_ms: int | None = None
+                   ) -> list[Fill]:
         """Record every trade of this bot's orders since the last sync (exactly once each).
 
         ``view``: the account as its live order stream keeps it: the trades it pushed are booked when they
         account for every fill the venue reports on the position's orders (``_pushed_trades``); otherwise,
         without a view, and when the periodic safety read is due (``safety_read``), the trades are read by
-        REST."""
+        REST. Under a view a REST read starts at the pair's check mark (``mark_ms``; at ``owed_ms`` when another
+        bot's check found a trade of the position unbooked) and checks the other bots' trades too (``_check_pair``)."""
         if safety_read and view is not None:
             self.counts["trades_rest_safety"] += 1
         pushed = self._pushed_trades(position, view) if view is not None and not safety_read else None
         self.counts["trades_pushed" if pushed is not None else "trades_rest"] += 1
+        check: tuple[Sequence[Trade], int, int] | None = None
         if pushed is None:
             gateway = self.gateways[position.exchange_account_id]
-            since = max(0, position.last_trade_sync_ms - TRADE_SYNC_OVERLAP_MS)
+            read_ms = int(time.time() * 1000)
+            start = position.last_trade_sync_ms
+            if owed_ms is not None:
+                start = owed_ms
+            elif view is not None:  # the pair's mark (none yet: back past the per-position reads' gaps)
+                start = mark_ms if mark_ms is not None else max(0, start - int(FULL_TRADE_SYNC_SECS * 1000))
+            since = max(0, start - TRADE_SYNC_OVERLAP_MS)
             trades = aio.run(gateway.fetch_my_trades(position.trading_pair, since_ms=since or None))
+            if view is not None and (mark_ms is None or since <= mark_ms):  # (the read reaches the mark)
+                check = (trades, since, read_ms - OWED_GRACE_MS)  # the other bots' trades, once its own are booked
             orders: dict[str, Order] = {}
             seen: set[str] | None = None
         else:
@@ -239,7 +255,7 @@ class FillSyncMixin:
         by_rest = pushed is None
         safety_secs = PUSHED_TRADE_SAFETY_SECS if view is not None else FULL_TRADE_SYNC_SECS
         if not trades:
-            self._trades_booked(position, by_rest, safety_secs)
+            self._trades_booked(position, by_rest, safety_secs, owed_ms, check)
             return []
         order_ids = {t.exchange_order_id for t in trades} - orders.keys()
         if order_ids:
@@ -269,7 +285,7 @@ class FillSyncMixin:
         if by_rest:
             position.last_trade_sync_ms = max(position.last_trade_sync_ms, latest_ms)
         # only now: a sync that failed half-way (e.g. its connection died) runs again
-        self._trades_booked(position, by_rest, safety_secs)
+        self._trades_booked(position, by_rest, safety_secs, owed_ms, check)
         if new_fills:
             push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="fills",
                  data={"fills": [self.fill_payload(f) for f in new_fills]})
@@ -378,8 +394,22 @@ class FillSyncMixin:
                                  fee_currency=fee_currency, base=base, quote=quote)
         return fills, hedges, account
 
-    def _trades_booked(self, position: LiquidityPosition, by_rest: bool, safety_secs: float) -> None:
-        trades_synced(position.pk, by_rest=by_rest, safety_secs=safety_secs)
+    def _trades_booked(self, position: LiquidityPosition, by_rest: bool, safety_secs: float,
+                       owed_ms: int | None = None, check: tuple[Sequence[Trade], int, int] | None = None) -> None:
+        """The position's trades are booked. ``check``: (the trades, since, through) of a REST read of the pair under
+        its live order stream, which checks them for every bot of the account once its own are booked: the other
+        bots' positions with one made before ``through`` unbooked owe a REST read from ``since``; the pair's next
+        check is due in ``PUSHED_TRADE_SAFETY_SECS`` and starts at ``through`` (``trade_marks.pair_checked``)."""
+        if check is not None:
+            trades, since_ms, through_ms = check
+            owing = owing_positions(self.bot.pk, position.exchange_account_id, trades, through_ms)
+            if owing:
+                self.counts["trades_owed_found"] += len(owing)
+                logger.warning("bot %s: the check of %s found unbooked trades of positions %s", self.bot.pk,
+                               position.trading_pair, sorted(owing))
+            pair_checked(position.exchange_account_id, position.trading_pair, since_ms, through_ms, owing)
+        trades_synced(position.pk, by_rest=by_rest, safety_secs=safety_secs,
+                      owed_paid=owed_ms if by_rest else None)
         self.fills_seen.discard(position.pk)
         self.fill_rows.pop(position.pk, None)
         if by_rest:
@@ -448,33 +478,14 @@ class FillSyncMixin:
     def _settle_filled_orders(self, order_ids: set[int]) -> None:
         """An order whose recorded fills add up to its amount is filled now, not at the next sync
         (so this cycle's diff never keeps a filled order as if it still rested)."""
-        if not order_ids:
-            return
-        from django.db.models import Sum
-
-        totals = dict(Fill.objects.filter(order_id__in=order_ids).values("order_id").annotate(
-            total=Sum("amount")).values_list("order_id", "total"))
-        updated = []
-        for order in Order.objects.filter(pk__in=order_ids):
-            total = totals.get(order.pk) or Decimal(0)
-            if total <= order.filled:
-                continue
-            order.filled = min(total, order.amount)
-            fields = ["filled", "updated_at"]
-            if order.filled >= order.amount and order.status in OPEN_ORDER_STATUSES:
-                order.status = OrderStatus.FILLED
-                order.closed_at = timezone.now()
-                fields += ["status", "closed_at"]
-            elif order.status == OrderStatus.OPEN:
-                order.status = OrderStatus.PARTIALLY_FILLED
-                fields.append("status")
-            order.save(update_fields=fields)
+        updated = settle_filled_orders(order_ids)
+        for order in updated:
             for synced in self.synced_rows.get(order.position_id or 0, []):
                 if synced.pk == order.pk:  # the copy the sync handed out learns it too
                     synced.filled, synced.status, synced.closed_at = order.filled, order.status, order.closed_at
-            updated.append(self.order_payload(order))
         if updated:
-            push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="orders", data={"updated": updated})
+            push(tenant_id=self.bot.tenant_id, bot_id=self.bot.pk, kind="orders",
+                 data={"updated": [self.order_payload(order) for order in updated]})
 
     def _match_by_client_id(self, position: LiquidityPosition, trades: Sequence[Any], orders: dict[str, Order]) -> None:
         """Trades of our orders whose row never learnt the exchange id (a lost acknowledgement): match

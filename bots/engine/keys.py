@@ -82,6 +82,10 @@ Per position
                                  deleted by ``trades_synced``. No TTL.
 ``mm:trades:recent:<position>``  flag: the trades were read in the last ``FULL_TRADE_SYNC_SECS``.
                                  Writer: the fill sync. TTL ``FULL_TRADE_SYNC_SECS``.
+``mm:trades:owed:<position>``    flag: another bot's check of the account's pair found a trade of this
+                                 position without a Fill row; its next sync reads the trades by REST from
+                                 its own last read. Writer: ``trade_marks.pair_checked``; deleted by
+                                 ``trades_synced`` after that read. No TTL.
 
 Per exchange account and pair (shared by every bot quoting the pair on the account)
 -------------------------------------------------------------------------------
@@ -93,6 +97,15 @@ Per exchange account and pair (shared by every bot quoting the pair on the accou
                                  send gate's step ``lease.check_send`` releases it, or the process hands
                                  it to the next of its bots waiting for it, ``HANDOFFS_MAX`` in a row at
                                  most, TTL renewed by token). TTL ``GUARD_TTL_MS``.
+
+``mm:trades:checked:<account>:<pair>`` flag: a position's REST read checked every trade of the pair on
+                                 the account (its own booked, the other bots' looked up) within the last
+                                 ``PUSHED_TRADE_SAFETY_SECS``; while it lives, no position under a live
+                                 order stream makes the safety read. Writer: ``trade_marks.pair_checked``.
+                                 TTL ``PUSHED_TRADE_SAFETY_SECS``.
+``mm:trades:through:<account>:<pair>`` int ms: every trade of the pair on the account before it is booked or
+                                 owed (``mm:trades:owed``); the next check reads from there. Writer:
+                                 ``trade_marks.pair_checked``. TTL ``PAIR_THROUGH_TTL_SECS``.
 
 Per venue and pair (shared by every bot on it)
 ----------------------------------------------
@@ -204,6 +217,21 @@ def trades_pending(position_id: int) -> str:
 def trades_recent(position_id: int) -> str:
     """Flag: the position's trades were read recently (TTL FULL_TRADE_SYNC_SECS)."""
     return f"mm:trades:recent:{position_id}"
+
+
+def trades_owed(position_id: int) -> str:
+    """Flag: another bot's check found a trade of the position unbooked: read them by REST (no TTL)."""
+    return f"mm:trades:owed:{position_id}"
+
+
+def trades_checked(account_id: int, pair: str) -> str:
+    """Flag: the account's pair's trades were checked by REST recently (TTL PUSHED_TRADE_SAFETY_SECS)."""
+    return f"mm:trades:checked:{account_id}:{pair}"
+
+
+def trades_through(account_id: int, pair: str) -> str:
+    """Int ms: every trade of the account's pair before it is booked or owed (TTL PAIR_THROUGH_TTL_SECS)."""
+    return f"mm:trades:through:{account_id}:{pair}"
 
 
 def quote_guard(account_id: int, pair: str) -> str:

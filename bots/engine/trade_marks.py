@@ -2,11 +2,21 @@
 gained fills) and the recent-read flag whose expiry makes the periodic safety read by REST due
 (``bots/engine/keys.py``: ``mm:trades:pending:*``, ``mm:trades:recent:*``). Read and written by the order sync
 (``bots/engine/fills.py``, ``orders.py``).
+
+Under a live order stream the safety read is one per exchange account and pair, not one per position: the ~10
+bots quoting a pair on one account each read the same trade history by REST every minute before. The position
+whose sync finds the pair's check due (``mm:trades:checked:<account>:<pair>`` expired) reads the pair's trades
+from the pair's check mark on (``mm:trades:through:<account>:<pair>``: every trade of the pair before it is
+booked or owed), books its own and looks up the others': a trade of another bot's order that has no Fill row
+``OWED_GRACE_MS`` after it happened makes that bot's position owe a REST read from where that check's read
+started (``mm:trades:owed:<position>``, with the pending mark). So every trade of the pair is still read by REST within
+a minute and a trade the pushes missed is booked by its own bot, with a tenth of the reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from bots.engine import keys
 from mmplatform.redis_client import get_redis
@@ -33,25 +43,75 @@ PUSHED_TRADE_SAFETY_SECS = 60.0
 booked in between, each sync checking they account for every fill the venue reports on the position's orders)."""
 
 
-def trade_sync_state(position_id: int, marks: Iterable[int] = ()) -> tuple[bool, bool]:
-    """(fills seen on an order whose trades are not booked yet, the periodic safety read by REST is due (also
-    the first time)); the positions in ``marks`` are marked trades-pending first, in the same round trip."""
+OWED_GRACE_MS = 30_000
+"""A trade of another bot's order is judged by a pair's shared safety read only once it is this old (its own fill
+sync books a pushed trade within milliseconds; a younger one is read again by the next check)."""
+
+PAIR_THROUGH_TTL_SECS = 3600
+"""The pair's check mark is kept this long after the last check (without it a read starts at its position's own
+last REST read)."""
+
+
+class TradeSyncState(NamedTuple):
+    """What a fill sync owes its position's trades (``trade_sync_state``)."""
+
+    pending: bool  # an order of the position gained fills whose trades are not booked yet
+    safety_due: bool  # the periodic safety read by REST is due (also the first time)
+    mark_ms: int | None  # the pair's check mark (``shared`` only): every trade of the pair before it is booked or owed
+    owed_ms: int | None  # another bot's check found a trade of this position unbooked: read from here (by REST)
+
+
+def trade_sync_state(position_id: int, marks: Iterable[int] = (), shared: tuple[int, str] | None = None
+                     ) -> TradeSyncState:
+    """The position's state; the positions in ``marks`` are marked trades-pending first, in the same round trip.
+    ``shared``: (exchange account, pair) of a position under a live order stream, whose safety read is the
+    pair's (due when neither the pair was checked nor the position read its own trades within their intervals, or
+    when the position owes a read)."""
     r = get_redis()
     pipe = r.pipeline()
     for marked in marks:
         pipe.set(_trades_key(marked), "1")
     pipe.exists(_trades_key(position_id))
     pipe.exists(keys.trades_recent(position_id))
-    *_, pending, recent = pipe.execute()
-    return bool(pending), not recent
+    if shared is None:
+        *_, pending, recent = pipe.execute()
+        return TradeSyncState(bool(pending), not recent, None, None)
+    pipe.get(keys.trades_owed(position_id))
+    pipe.exists(keys.trades_checked(*shared))
+    pipe.get(keys.trades_through(*shared))
+    *_, pending, recent, owed, checked, through = pipe.execute()
+    return TradeSyncState(bool(pending), owed is not None or not (checked or recent),
+                          None if through is None else int(through), None if owed is None else int(owed))
 
 
-def trades_synced(position_id: int, *, by_rest: bool = True, safety_secs: float = FULL_TRADE_SYNC_SECS) -> None:
+def pair_checked(account_id: int, pair: str, since_ms: int, through_ms: int, owed: Iterable[int]) -> None:
+    """A position's REST read from ``since_ms`` checked every trade of the account's pair before ``through_ms``:
+    the pair's next safety read is due in ``PUSHED_TRADE_SAFETY_SECS`` and starts there; the positions ``owed``
+    (another bot's trade without a Fill row) read theirs by REST from ``since_ms`` at their next sync (an earlier
+    check's debt, older, is kept)."""
+    r = get_redis()
+    pipe = r.pipeline()
+    for position_id in owed:
+        pipe.set(keys.trades_owed(position_id), str(since_ms), nx=True)
+        pipe.set(_trades_key(position_id), "1")
+    pipe.set(keys.trades_checked(account_id, pair), "1", px=int(PUSHED_TRADE_SAFETY_SECS * 1000))
+    pipe.set(keys.trades_through(account_id, pair), str(through_ms), ex=PAIR_THROUGH_TTL_SECS)
+    pipe.execute()
+
+
+_DELETE_IF_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def trades_synced(position_id: int, *, by_rest: bool = True, safety_secs: float = FULL_TRADE_SYNC_SECS,
+                  owed_paid: int | None = None) -> None:
     """The position's trades are booked: by a REST read (the safety read's clock restarts: ``safety_secs``) or
-    from the order stream's pushes (the clock runs on)."""
+    from the order stream's pushes (the clock runs on). ``owed_paid``: the debt (``TradeSyncState.owed_ms``) a
+    REST read from there paid (deleted unless another check set a new one meanwhile)."""
     r = get_redis()
     pipe = r.pipeline()
     pipe.delete(_trades_key(position_id))
+    if owed_paid is not None:
+        pipe.eval(_DELETE_IF_SCRIPT, 1, keys.trades_owed(position_id), str(owed_paid))
     if by_rest:
         pipe.set(keys.trades_recent(position_id), "1", px=int(safety_secs * 1000))
     pipe.execute()

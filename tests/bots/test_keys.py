@@ -108,6 +108,9 @@ KEY_MODULES = {
     "performance_due": ("bots.engine.performance", set()),
     "trades_pending": ("bots.engine.trade_marks", set()),
     "trades_recent": ("bots.engine.trade_marks", set()),
+    "trades_owed": ("bots.engine.trade_marks", set()),
+    "trades_checked": ("bots.engine.trade_marks", set()),
+    "trades_through": ("bots.engine.trade_marks", set()),
     "market_data": ("bots.engine.market_data", set()),
     "quote_guard": ("bots.engine.self_trades", set()),  # QuoteGuard: the per-(account, pair) no-self-trade lock
 }

@@ -243,3 +243,94 @@ def test_an_order_this_engine_saw_closed_but_the_view_still_lists_is_not_asked_a
     assert [q for q in queries.captured_queries if cancelled.client_order_id in q["sql"]]
     assert fresh_calls == {"cancel_order": 0}
     assert Order.objects.get(pk=cancelled.pk).status == OrderStatus.CANCELED
+
+
+def test_the_bots_of_an_account_share_the_pairs_safety_read_and_it_finds_another_bots_unbooked_trade(
+        world_a: Any, two_account_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under a live order stream the periodic REST read of the trades is the account's pair's, not each position's:
+    a sync whose pair another bot checked within the minute reads nothing, and the read that checks the pair looks
+    up the other bots' trades: one without a Fill row (a trade whose push never came) ``OWED_GRACE_MS`` after it
+    happened makes its bot read the trades by REST from there, and book it. Before, each of the ~10 bots of an
+    account's pair read the pair's last minute of trades by REST every minute."""
+    from bots.engine import fills, keys
+    from bots.engine.trade_marks import OWED_GRACE_MS
+    from bots.models import Bot, BotStatus
+    from mmplatform.redis_client import get_redis
+    from tests.conftest import make_bot
+
+    server = two_account_emulator
+    wide = started_bot(world_a, server, trading_pairs="BTC/USDT", grid_levels=1, order_size_quote=Decimal("600"),
+                       spread_bps=400.0)  # quotes away from the peer's: a trade of the peer's bid leaves them be
+    peer = make_bot(world_a.tenant, world_a.account, name="peer", pairs="BTC/USDT", grid_levels=1,
+                    order_size_quote=Decimal("600"), spread_bps=20.0, adaptation_enabled=False,
+                    monitoring_interval_secs=0.5, status=BotStatus.STARTING, epoch=1)
+    starter = MarketMakingBot(peer)
+    assert starter.initialize_exchanges() and starter.start_market_making(peer.pairs)
+    Bot.objects.filter(pk=peer.pk).update(status=BotStatus.RUNNING)
+    engines = {}
+    for bot in (wide, peer):
+        engine = MarketMakingBot(Bot.objects.get(pk=bot.pk))
+        engine.initialize_exchanges(emit_events=False, validate=False)
+        position = LiquidityPosition.objects.get(bot=bot, trading_pair="BTC/USDT", is_active=True)
+        engines[bot.pk] = (engine.order_manager, position)
+    wide_manager, wide_position = engines[wide.pk]
+    peer_manager, peer_position = engines[peer.pk]
+    account_id = peer_position.exchange_account_id
+    gateway = peer_manager.gateways[account_id]
+    redis = get_redis()
+
+    def listed_view() -> AccountView:
+        now = time.time()
+        listed = aio.run(gateway.fetch_open_orders("BTC/USDT"))
+        return AccountView(taken_at=now, balances={}, read_at=now, orders={o.client_order_id: o for o in listed})
+
+    assert wide_manager.gateways[account_id] is gateway  # one gateway per account in the process
+    reads = counted(monkeypatch, gateway, ("fetch_my_trades",))
+
+    def check_due(position: LiquidityPosition) -> None:
+        """The pair's check and the position's own REST read are both older than their intervals."""
+        redis.delete(keys.trades_checked(account_id, "BTC/USDT"), keys.trades_recent(position.pk))
+
+    # a read under the stream checks the pair: the other bot's sync right after it reads nothing
+    peer_manager.sync_position(peer_position, mid=float("nan"), view=listed_view())
+    assert redis.exists(keys.trades_checked(account_id, "BTC/USDT"))
+    redis.delete(keys.trades_recent(wide_position.pk))
+    wide_manager.sync_position(wide_position, mid=float("nan"), view=listed_view())
+    assert reads["fetch_my_trades"] == 1
+
+    # a trade of the peer's bid whose push never came: the peer's view still lists the bid untouched
+    stale = listed_view()
+    bid = Order.objects.get(bot=peer, position=peer_position, side="buy", status=OrderStatus.OPEN)
+    take(server, gateway, bid, (bid.amount / 3).quantize(LOT))
+    time.sleep(0.01)
+    redis.delete(keys.trades_recent(peer_position.pk))  # the peer's own read is old; the pair's check is not
+    assert peer_manager.sync_position(peer_position, mid=float("nan"), view=stale) == []
+    assert reads["fetch_my_trades"] == 1, "the pair was checked within the minute: no REST read"
+    assert not Fill.objects.filter(bot=peer).exists()
+
+    # the pair's check falls due; the wide bot's sync makes it: the trade is younger than the grace, not judged yet
+    check_due(wide_position)
+    wide_manager.sync_position(wide_position, mid=float("nan"), view=stale)
+    assert reads["fetch_my_trades"] == 2
+    assert not redis.exists(keys.trades_owed(peer_position.pk)) and OWED_GRACE_MS > 1000
+    # ... and a check once the grace has passed (shortened here) finds it unbooked: the peer owes a read
+    monkeypatch.setattr(fills, "OWED_GRACE_MS", 0)
+    check_due(wide_position)
+    wide_manager.sync_position(wide_position, mid=float("nan"), view=stale)
+    assert reads["fetch_my_trades"] == 3
+    assert redis.exists(keys.trades_owed(peer_position.pk))
+    assert redis.exists(keys.trades_checked(account_id, "BTC/USDT"))
+    assert not Fill.objects.filter(bot=peer).exists(), "the checking bot books only its own trades"
+
+    # the peer's next sync, on the same stale view, reads by REST and books the trade exactly as the venue has it
+    booked = peer_manager.sync_position(peer_position, mid=float("nan"), view=stale)
+    assert reads["fetch_my_trades"] == 4
+    venue = [t for t in aio.run(gateway.fetch_my_trades("BTC/USDT")) if t.exchange_order_id == bid.exchange_order_id]
+    assert len(venue) == 1 and reads["fetch_my_trades"] == 5  # (this read of the test's own counts too)
+    assert [(f.exchange_trade_id, f.price, f.amount, f.fee) for f in booked] == [
+        (venue[0].trade_id, venue[0].price, venue[0].amount, venue[0].fee)]
+    assert not redis.exists(keys.trades_owed(peer_position.pk)), "the debt is paid"
+    redis.delete(keys.trades_recent(peer_position.pk))
+    assert peer_manager.sync_position(peer_position, mid=float("nan"), view=stale) == []
+    assert reads["fetch_my_trades"] == 5 and Fill.objects.filter(bot=peer).count() == 1
+    assert not Fill.objects.filter(bot=wide).exists()
