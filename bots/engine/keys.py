@@ -100,9 +100,11 @@ Per exchange account and pair (shared by every bot quoting the pair on the accou
 
 ``mm:trades:checked:<account>:<pair>`` flag: a position's REST read checked every trade of the pair on
                                  the account (its own booked, the other bots' looked up) within the last
-                                 ``PUSHED_TRADE_SAFETY_SECS``; while it lives, no position under a live
-                                 order stream makes the safety read. Writer: ``trade_marks.pair_checked``.
-                                 TTL ``PUSHED_TRADE_SAFETY_SECS``.
+                                 ``PUSHED_TRADE_SAFETY_SECS`` ("1"), or a sync claimed that check
+                                 ("claimed", NX); while it lives, no position under a live order stream
+                                 makes the safety read. Writers: ``trade_marks.trade_sync_state`` (the
+                                 claim, TTL ``CLAIM_MS``) and ``pair_checked`` (TTL
+                                 ``PUSHED_TRADE_SAFETY_SECS``).
 ``mm:trades:through:<account>:<pair>`` int ms: every trade of the pair on the account before it is booked or
                                  owed (``mm:trades:owed``); the next check reads from there. Writer:
                                  ``trade_marks.pair_checked``. TTL ``PAIR_THROUGH_TTL_SECS``.

@@ -65,8 +65,8 @@ def trade_sync_state(position_id: int, marks: Iterable[int] = (), shared: tuple[
                      ) -> TradeSyncState:
     """The position's state; the positions in ``marks`` are marked trades-pending first, in the same round trip.
     ``shared``: (exchange account, pair) of a position under a live order stream, whose safety read is the
-    pair's (due when neither the pair was checked nor the position read its own trades within their intervals, or
-    when the position owes a read)."""
+    pair's: due when the position owes a read, or when neither the pair was checked nor the position read its own
+    trades within their intervals -- then this sync claims the pair's check, which no other sync finds due."""
     r = get_redis()
     pipe = r.pipeline()
     for marked in marks:
@@ -77,11 +77,23 @@ def trade_sync_state(position_id: int, marks: Iterable[int] = (), shared: tuple[
         *_, pending, recent = pipe.execute()
         return TradeSyncState(bool(pending), not recent, None, None)
     pipe.get(keys.trades_owed(position_id))
-    pipe.exists(keys.trades_checked(*shared))
+    # the pair's check is claimed by the first sync that finds it due: a burst of fills syncs the pair's ~10 bots at
+    # once, and each would read it (the claim lapses after CLAIM_MS if that sync fails before its read is done)
+    pipe.eval(_CLAIM_SCRIPT, 2, keys.trades_recent(position_id), keys.trades_checked(*shared), CLAIM_MS)
     pipe.get(keys.trades_through(*shared))
-    *_, pending, recent, owed, checked, through = pipe.execute()
-    return TradeSyncState(bool(pending), owed is not None or not (checked or recent),
-                          None if through is None else int(through), None if owed is None else int(owed))
+    *_, pending, _recent, owed, claimed, through = pipe.execute()
+    return TradeSyncState(bool(pending), owed is not None or bool(claimed), None if through is None else int(through),
+                          None if owed is None else int(owed))
+
+
+CLAIM_MS = 30_000
+"""A claimed pair check not done (``pair_checked``) within this is due again."""
+
+_CLAIM_SCRIPT = """
+if redis.call('exists', KEYS[1]) == 1 then return 0 end
+if redis.call('set', KEYS[2], 'claimed', 'NX', 'PX', ARGV[1]) then return 1 end
+return 0
+"""
 
 
 def pair_checked(account_id: int, pair: str, since_ms: int, through_ms: int, owed: Iterable[int]) -> None:

@@ -253,7 +253,7 @@ def test_the_bots_of_an_account_share_the_pairs_safety_read_and_it_finds_another
     happened makes its bot read the trades by REST from there, and book it. Before, each of the ~10 bots of an
     account's pair read the pair's last minute of trades by REST every minute."""
     from bots.engine import fills, keys
-    from bots.engine.trade_marks import OWED_GRACE_MS
+    from bots.engine.trade_marks import OWED_GRACE_MS, trade_sync_state
     from bots.models import Bot, BotStatus
     from mmplatform.redis_client import get_redis
     from tests.conftest import make_bot
@@ -334,3 +334,10 @@ def test_the_bots_of_an_account_share_the_pairs_safety_read_and_it_finds_another
     assert peer_manager.sync_position(peer_position, mid=float("nan"), view=stale) == []
     assert reads["fetch_my_trades"] == 5 and Fill.objects.filter(bot=peer).count() == 1
     assert not Fill.objects.filter(bot=wide).exists()
+
+    # a burst of fills syncs the pair's bots at once: the first that finds the check due claims it, the others
+    # do not read
+    check_due(wide_position)
+    redis.delete(keys.trades_recent(peer_position.pk))
+    assert trade_sync_state(wide_position.pk, shared=(account_id, "BTC/USDT")).safety_due
+    assert not trade_sync_state(peer_position.pk, shared=(account_id, "BTC/USDT")).safety_due
