@@ -548,10 +548,12 @@ class CcxtGateway(ExchangeGateway):
         cancel_exchange_order_id: str | None,
         cancel_client_order_id: str | None,
         new: OrderRequest,
+        cancelled: list[ExchangeOrder] | None = None,
     ) -> ExchangeOrder:
         """Cancel an open order and place ``new``: in one request (ccxt's ``edit_order`` with the
-        venue's cancel-replace params, one request of the budget) where the venue does it in one
-        request, else a cancel, then a placement.
+        venue's cancel-replace params, one request of the budget; the venue's own request where its dialect
+        keeps the cancelled half, ``CancelReplace.request``) where the venue does it in one request, else a
+        cancel, then a placement. ``cancelled``: the replaced order's final state is appended when known.
 
         ``new`` is rounded and checked as ``place_order`` does. Outcomes:
 
@@ -574,7 +576,8 @@ class CcxtGateway(ExchangeGateway):
             raise ValueError("cancel_exchange_order_id or cancel_client_order_id is required")
         dialect = self.venue.cancel_replace
         if dialect is None:
-            return await self._replace_in_two_requests(pair, cancel_exchange_order_id, cancel_client_order_id, new)
+            return await self._replace_in_two_requests(pair, cancel_exchange_order_id, cancel_client_order_id, new,
+                                                       cancelled)
         cid = new.client_order_id
         amount, price_arg, params = await self._prepared(new)
         cancel_wire_id = self._wire_id(cancel_client_order_id) if cancel_client_order_id else None
@@ -583,8 +586,20 @@ class CcxtGateway(ExchangeGateway):
             params["timeInForce"] = new.time_in_force
 
         def edit(client: Any) -> Awaitable[dict]:
-            return client.edit_order(cancel_exchange_order_id or None, pair, new.order_type, new.side, amount,
-                                     price_arg, dict(params))
+            if dialect.request is None:
+                return client.edit_order(cancel_exchange_order_id or None, pair, new.order_type, new.side, amount,
+                                         price_arg, dict(params))
+            return both_halves(client)
+
+        async def both_halves(client: Any) -> dict:
+            assert dialect.request is not None and dialect.halves is not None
+            answer = await dialect.request(client, cancel_exchange_order_id or None, pair, new.order_type, new.side,
+                                           amount, price_arg, dict(params))
+            new_half, cancelled_half = dialect.halves(answer)
+            market = client.market(pair)
+            if cancelled is not None and cancelled_half:
+                cancelled.append(self._order(client.parse_order(cancelled_half, market), pair))
+            return client.parse_order(new_half, market)
 
         async def cancel_failed(error: ExchangeError, outcome_was_unknown: bool) -> ExchangeOrder | None:
             failure = dialect.failure(error.__cause__)
@@ -629,15 +644,17 @@ class CcxtGateway(ExchangeGateway):
 
     async def _replace_in_two_requests(
         self, pair: str, cancel_exchange_order_id: str | None, cancel_client_order_id: str | None,
-        new: OrderRequest,
+        new: OrderRequest, cancelled: list[ExchangeOrder] | None = None,
     ) -> ExchangeOrder:
         """``replace_order``'s outcomes from a cancel and a placement, for venues without cancel-replace."""
         try:
-            cancelled = await self.cancel_order(pair, cancel_exchange_order_id, cancel_client_order_id)
+            old = await self.cancel_order(pair, cancel_exchange_order_id, cancel_client_order_id)
         except OrderNotFoundError as error:
             raise ReplaceCancelFailedError(f"{pair}: the order to replace is not open ({error})") from error
-        if cancelled.status != CANCELED:
-            raise ReplaceCancelFailedError(f"{pair}: the order to replace is {cancelled.status}; nothing placed")
+        if old.status != CANCELED:
+            raise ReplaceCancelFailedError(f"{pair}: the order to replace is {old.status}; nothing placed")
+        if cancelled is not None:
+            cancelled.append(old)
         try:
             return await self.place_order(new)
         except (InvalidOrderError, InsufficientFundsError) as error:

@@ -264,8 +264,10 @@ class ExchangeGateway(abc.ABC):
         cancel_exchange_order_id: str | None,
         cancel_client_order_id: str | None,
         new: OrderRequest,
+        cancelled: list[ExchangeOrder] | None = None,
     ) -> ExchangeOrder:
-        """Cancel one open order and place ``new`` in one request; returns the new order.
+        """Cancel one open order and place ``new`` in one request; returns the new order. ``cancelled``: the
+        replaced order's final state is appended to it when the venue's answer carries it (what it had filled).
 
         Both halves or neither: ``ReplaceCancelFailedError`` (an ``OrderNotFoundError``) when the old
         order is no longer open -- nothing was placed; ``InvalidOrderError`` / ``InsufficientFundsError``

@@ -298,6 +298,9 @@ takes the listing and the ended orders' fate from the view and books the pushed 
 fill the venue reports (else, and every 60 s, it reads the trades by REST). Off (or a venue without them): views
 read every ~0.9 monitoring interval, fill syncs read everything by REST."""
 ENGINE_ACCOUNT_RECONCILE_SECS = env_float("ENGINE_ACCOUNT_RECONCILE_SECS", 15.0)
+ENGINE_CANCEL_REPLACE = env_bool("ENGINE_CANCEL_REPLACE", True)
+"""Re-quotes on a venue that cancels and places in one request (Binance's order/cancelReplace) move each quote with
+one such request (``bots/engine/acts.py``); off: place first or cancel first."""
 ENGINE_PLACE_FIRST = env_bool("ENGINE_PLACE_FIRST", True)
 """Re-quotes place the new quotes before cancelling the old ones when the free balances allow
 (``strategies.requote_order``), so no side stands empty; off: cancel first, then place."""

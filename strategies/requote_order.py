@@ -1,4 +1,5 @@
-"""In which order a re-quote acts: place the new quotes before cancelling the old ones when it is safe.
+"""In which order a re-quote acts: replace each old quote in one request where the venue can (``replacements``),
+else place the new quotes before cancelling the old ones when it is safe.
 
 A re-quote that cancels first leaves each side of the book empty for a round trip or two (issue 16
 item 8: ~8 ms per re-quote, ~2.7 % of a side's uptime at three re-quotes a second). Placing first keeps
@@ -47,3 +48,29 @@ def place_first(place: Sequence[OrderIntent], cancel: Sequence[OldQuote], *, fre
                 return False
             sell_amount += intent.size
     return buy_cost * margin <= free_quote and sell_amount * margin <= free_base
+
+
+def replacements(place: Sequence[OrderIntent], cancel: Sequence[OldQuote]) -> list[int] | None:
+    """Where the venue cancels and places in one request (Binance's ``order/cancelReplace``: the cancel, then the
+    placement, nothing in between, so the side is never empty and the new order has the funds the old one held):
+    the old quote (its index in ``cancel``) each new one replaces, paired side by side in the order given (the
+    strategy's level order). None when a new quote has no old one of its side left to replace, or crosses an old
+    quote of the other side (a re-quote's requests fly concurrently: that old quote may still rest when the new one
+    lands); then the re-quote places first or cancels first. Old quotes left unpaired are cancelled on their own."""
+    if not place or not cancel:
+        return None
+    old_asks = [price for side, price, _ in cancel if side == "sell"]
+    old_bids = [price for side, price, _ in cancel if side == "buy"]
+    for intent in place:
+        if intent.side == "buy" and old_asks and intent.price >= min(old_asks):
+            return None
+        if intent.side == "sell" and old_bids and intent.price <= max(old_bids):
+            return None
+    left = {side: [i for i, (s, _, _) in enumerate(cancel) if s == side] for side in ("buy", "sell")}
+    paired = []
+    for intent in place:
+        queue = left.get(intent.side)
+        if not queue:
+            return None
+        paired.append(queue.pop(0))
+    return paired

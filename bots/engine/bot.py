@@ -24,6 +24,7 @@ from django.db import transaction
 
 from bots import quoting
 from bots.config import validate_market_making_config
+from bots.engine.acts import ActsMixin
 from bots.engine.bot_state import CycleReport
 from bots.engine.cycle import CycleMixin, request_daily_reset
 from bots.engine.gate import GateMixin
@@ -83,7 +84,7 @@ An engine is built for every full cycle: the ORM's query building of these reads
 # --- the bot ----------------------------------------------------------------------------------------
 
 
-class MarketMakingBot(CycleMixin, QuotesMixin, GateMixin, RiskActionsMixin, HedgingMixin):
+class MarketMakingBot(CycleMixin, QuotesMixin, ActsMixin, GateMixin, RiskActionsMixin, HedgingMixin):
     """The spec's MarketMakingBot for one Bot row."""
 
     def __init__(self, bot: Bot, *, gateway_factory: GatewayFactory = default_gateway_factory,

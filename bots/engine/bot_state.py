@@ -26,12 +26,12 @@ from bots.engine.risk_manager import MarketMakingRiskManager
 from bots.engine.self_trades import QuoteGuard
 from bots.engine.strategy_engine import StrategyEngine
 from bots.engine.venues import GatewayFactory, HedgeRoute, Slot
-from bots.models import Bot, Fill, LiquidityPosition
+from bots.models import Bot, Fill, LiquidityPosition, Order
 from exchanges.gateway import ExchangeGateway
 from exchanges.models import ExchangeAccount
 from risk import checks
 from strategies.analysis import MarketAnalysis
-from strategies.types import MarketSnapshot
+from strategies.types import MarketSnapshot, OrderIntent
 
 
 @dataclass
@@ -124,6 +124,14 @@ class BotState:
             raise NotImplementedError
 
         def _release_at_send(self, guard: QuoteGuard) -> None:
+            raise NotImplementedError
+
+        def _act(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order],
+                 sent_cancels: tuple[list[Order], Any] | None, guard: QuoteGuard) -> int:
+            raise NotImplementedError
+
+        def _place_order(self, position: LiquidityPosition, intents: list[OrderIntent],
+                         before_send: Callable[[], None] = lambda: None, replacing: list[Order] | None = None) -> int:
             raise NotImplementedError
 
         def listed_resting(self, slot: Slot) -> tuple[checks.RestingOrder, ...]:

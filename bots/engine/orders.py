@@ -14,7 +14,7 @@ import concurrent.futures
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -25,12 +25,13 @@ from django.utils import timezone
 from bots import wire
 from bots.engine.client_ids import client_id_prefix, client_order_id, side_tag
 from bots.engine.fills import FillSyncMixin
+from bots.engine.replacing import replace_one, request_of
 from bots.engine.rows import ACK_FIELDS, insert_orders, mark_cancel_pending, open_rows, save_fields
 from bots.engine.trade_marks import mark_trades_pending
 from bots.engine.venues import HedgeRoute, Slot
 from bots.events import publish_routine_with_saved, push
 from bots.models import OPEN_ORDER_STATUSES, Bot, BotEvent, Fill, LiquidityPosition, Order, OrderPurpose, OrderStatus
-from exchanges.gateway import ExchangeGateway, ExchangeOrder, OrderRequest
+from exchanges.gateway import ExchangeGateway, ExchangeOrder
 from mmplatform import aio
 from mmplatform.errors import (
     ExchangeError,
@@ -130,6 +131,8 @@ class OrderManager(FillSyncMixin):
         self.counts: Counter[str] = Counter()
         # while a re-quote holds them (``hold_acks``): the answers' rows, saved together by ``save_held_acks``
         self.held_acks: list[Order] | None = None
+        # the old rows the last ``send`` replaced in one request each, with the venue's answer as a cancel's
+        self.replaced: list[tuple[Order, Any]] = []
         # called right before any order is sent: raises when the bot's sends are fenced (kill, stop,
         # pause) or the cycle lost its lease (MarketMakingBot._check_send)
         self.gate = gate
@@ -208,10 +211,13 @@ class OrderManager(FillSyncMixin):
         self.stored.extend(stored)
         return stored
 
-    def send(self, orders: Sequence[Order]) -> list[PlacementOutcome]:
+    def send(self, orders: Sequence[Order], replacing: Mapping[int, Order] | None = None) -> list[PlacementOutcome]:
         """Send stored orders concurrently; acknowledge, reject or leave pending (outcome unknown).
         The gate is checked first, right before the orders leave: when the bot was fenced (or the cycle
-        lost its lease) nothing is sent, the rows are closed as never sent, and the error is raised."""
+        lost its lease) nothing is sent, the rows are closed as never sent, and the error is raised.
+        ``replacing``: new row pk -> the old row it replaces in the same request (``replacing.replace_one``);
+        the old rows' fates are in ``replaced`` afterwards, for ``settle_cancels``."""
+        self.replaced = []
         if not orders:
             return []
         if self.gate is not None:
@@ -226,7 +232,9 @@ class OrderManager(FillSyncMixin):
                     status=OrderStatus.CANCELED, closed_at=now, error=f"not sent: {exc}"[:500], updated_at=now)
                 raise
 
-        results = aio.run(aio.settled(self._place_one(o) for o in orders), timeout_secs=60)
+        results = aio.run(aio.settled(
+            replace_one(self.gateways[o.exchange_account_id], o, replacing[o.pk], self.replaced)
+            if replacing and o.pk in replacing else self._place_one(o) for o in orders), timeout_secs=60)
         outcomes = []
         acknowledged = []
         for order, result in zip(orders, results, strict=True):
@@ -251,18 +259,7 @@ class OrderManager(FillSyncMixin):
         return outcomes
 
     async def _place_one(self, order: Order) -> ExchangeOrder:
-        gateway = self.gateways[order.exchange_account_id]
-        request = OrderRequest(
-            pair=order.trading_pair,
-            side=order.side,
-            price=order.price,
-            amount=order.amount,
-            client_order_id=order.client_order_id,
-            post_only=order.post_only,
-            order_type=order.order_type,
-            time_in_force=order.time_in_force,
-        )
-        return await gateway.place_order(request)
+        return await self.gateways[order.exchange_account_id].place_order(request_of(order))
 
     def apply_answer(self, order: Order, remote: ExchangeOrder) -> bool:
         """The venue's view of one order, looked up by its id (a hedge attempt never answered), on its row."""

@@ -2,7 +2,8 @@
 
 ``QuotesMixin`` is part of ``MarketMakingBot``: ``decide_quotes`` gathers the frozen inputs and calls
 the pure decision, ``_adjust_orders`` acts on it (a full cycle and the driver's re-quote path both end
-here), ``_place_order`` stores the intents and sends them through the send gate.
+here; how the new quotes take the old ones' place at the venue is ``acts.py``), ``_place_order`` stores the
+intents and sends them through the send gate.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from bots.models import (
 from mmplatform.redis_client import get_redis
 from risk import checks
 from risk.models import RiskEventType
-from strategies import pipeline, requote_order
+from strategies import pipeline
 from strategies.analysis import MarketAnalysis
 from strategies.base import MarketMakingStrategy
 from strategies.reference import REFERENCE_OWN, Reference, reference_mid, with_reference
@@ -271,10 +272,7 @@ class QuotesMixin(BotState):
         event: tuple[str, dict[str, Any]] | None = None
         self.order_manager.hold_acks()
         try:
-            if sent_cancels is None and self.place_first_ok(position, place, to_cancel):
-                placed = self._place_then_cancel(position, place, to_cancel, guard)
-            else:
-                placed = self._cancel_then_place(position, place, to_cancel, sent_cancels, guard)
+            placed = self._act(position, place, to_cancel, sent_cancels, guard)  # (acts.py)
             event = adjusted(placed)
         finally:
             self.order_manager.save_held_acks(event)
@@ -282,85 +280,18 @@ class QuotesMixin(BotState):
         self.performance_tracker.record_quoting(pair, decision.quotes_both_sides)
         return placed
 
-    def place_first_ok(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order]) -> bool:
-        """A re-quote places its new orders before cancelling the old ones (each side stays covered) when
-        the account's free balances hold both for a moment and nothing new crosses an old quote
-        (``strategies.requote_order``); ENGINE_PLACE_FIRST off: always cancel first."""
-        if not settings.ENGINE_PLACE_FIRST or not place or not to_cancel:
-            return False
-        free = self.inventory_manager.free.get(position.exchange_account_id)
-        if not free:
-            return False
-        base, quote = position.trading_pair.split("/")
-        old = [(o.side, float(o.price), float(o.amount - o.filled)) for o in to_cancel]
-        return requote_order.place_first(
-            place, old, free_base=float(free[base]) if base in free else None,
-            free_quote=float(free[quote]) if quote in free else None, margin=settings.ENGINE_PLACE_FIRST_MARGIN)
-
-    def _place_then_cancel(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order],
-                           guard: QuoteGuard) -> int:
-        """The new quotes first (stored, fenced, sent, answered), then the old ones' cancels: each side
-        keeps a resting order throughout. The cancels go whatever became of the placements (a fenced
-        bot's old quotes are cancelled all the same); no CANCEL_PENDING mark (a statement on the path):
-        a crash before the answers are settled leaves OPEN rows off the book, which the next sync
-        settles by client id. ``guard`` (no self-trades) is released once the new rows are stored. The answers
-        are held by the caller (``_adjust_guarded``)."""
-        placed = 0
-        try:
-            placed = self._place_order(position, place, before_send=lambda: self._release_at_send(guard))
-        finally:
-            results = self.order_manager.cancel_requests(to_cancel).result(60)
-            self.report.cancelled += self.order_manager.settle_cancels(to_cancel, results)
-        return placed
-
-    def _cancel_then_place(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order],
-                           sent_cancels: tuple[list[Order], Any] | None, guard: QuoteGuard) -> int:
-        """The old quotes' cancels fly while the new orders are stored; nothing is sent before the venue
-        answered them (the side is empty in between: used when placing first is not safe). ``guard``
-        (no self-trades) is released once the new rows are stored."""
-        flying: list[tuple[list[Order], Any]] = []
-        if sent_cancels is not None:
-            # sent by the engine driver when it decided this re-quote; not marked CANCEL_PENDING first
-            # (a round trip on the re-quote's path): settled below, and a crash before that leaves
-            # OPEN rows that are off the book, which the next sync settles by client id
-            flying.append(sent_cancels)
-        already = {o.client_order_id for o in sent_cancels[0]} if sent_cancels is not None else set()
-        rest = [o for o in to_cancel if o.client_order_id not in already]
-        if rest:
-            flying.append((rest, self.order_manager.start_cancels(rest)))
-        to_cancel = [o for rows, _ in flying for o in rows]
-        cancel_results: list[Any] = []
-
-        def cancels_answered() -> None:
-            if flying and not cancel_results:
-                for _, future in flying:
-                    cancel_results.extend(future.result(60))
-
-        def stored() -> None:  # the new rows are committed: other bots of the account see them now
-            if flying:  # (not held while the cancels are awaited)
-                guard.release()
-                cancels_answered()
-            else:
-                self._release_at_send(guard)
-
-        placed = 0
-        try:
-            placed = self._place_order(position, place, before_send=stored)
-        finally:
-            if to_cancel:  # the rows learn the venue's answers after the new quotes are out
-                cancels_answered()
-                self.report.cancelled += self.order_manager.settle_cancels(to_cancel, cancel_results)
-        return placed
-
     def _place_order(self, position: LiquidityPosition, intents: list[OrderIntent],
-                     before_send: Callable[[], None] = lambda: None) -> int:
+                     before_send: Callable[[], None] = lambda: None, replacing: list[Order] | None = None) -> int:
         """Spec _place_order, for all the new orders of one pair at once (the spec gathers one call per
-        order): fence, store, send concurrently; returns the number of orders the venue accepted."""
+        order): fence, store, send concurrently; returns the number of orders the venue accepted.
+        ``replacing``: the old row each intent replaces in one request (``acts.ActsMixin._replace_quotes``)."""
         placed = 0
         if intents and self._still_current():
             stored = self.order_manager.store_intents(position, intents, cycle=self.cycle)
             before_send()
-            outcomes = self.order_manager.send(stored)
+            old_of = {(i.side, i.level): old for i, old in zip(intents, replacing or [], strict=False)}
+            outcomes = self.order_manager.send(stored, {row.pk: old_of[(row.side, row.level)] for row in stored
+                                                        if (row.side, row.level) in old_of})
             placed = sum(1 for o in outcomes if o.error is None)
             for outcome in outcomes:
                 if outcome.error is not None:

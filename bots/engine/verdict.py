@@ -175,8 +175,9 @@ class VerdictMixin(DriverState):
                 requote.append(slot)
                 by_client = {o.client_order_id: o for o in rows}
                 old = [by_client[str(o.order_id)] for o in decision.diff.cancel]  # client ids
-                # the driver sends these cancels at once, unless the re-quote places its new orders first
-                cancels[slot] = [] if engine.place_first_ok(position, decision.diff.place, old) else old
+                # the driver sends these cancels at once, unless the re-quote's act sends them (cancel-replace,
+                # placing first)
+                cancels[slot] = [] if engine.keeps_old_quotes(position, decision.diff.place, old) else old
             uptime.append((position.trading_pair, decision.quotes_both_sides))
             reusable = reusable and not engine.strategy_engine.restore(position).decides_on_clock
             for row in rows:  # a live order past its refresh age is replaced: the same inputs decide otherwise

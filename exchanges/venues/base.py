@@ -7,7 +7,7 @@ benchmarks can read the registry without loading either.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +111,11 @@ class CancelReplace:
     """The URL whose error table maps a new-order rejection (from the client's ``urls``)."""
     time_in_force_param: bool = True
     """Send ``timeInForce`` for a non-post-only limit order."""
+    request: Callable[..., Awaitable[dict]] | None = None
+    """(ccxt client, cancel order id or None, pair, type, side, amount, price, params) -> the venue's raw answer
+    with both halves (what ``edit_order`` sends; it returns only the new order). None: ``edit_order``."""
+    halves: Callable[[dict], tuple[dict, dict]] | None = None
+    """The raw answer of ``request`` -> (the new order, the cancelled order), each as the venue sent it."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ request (``order/cancelReplace``), trades paged by ``fromId``, no passphrase."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from exchanges.venues.base import (
     CancelReplace,
@@ -124,6 +125,19 @@ def replace_failure(error: BaseException | None) -> ReplaceFailure | None:
     )
 
 
+async def _replace_request(client: Any, cancel_order_id: str | None, pair: str, order_type: str, side: str,
+                           amount: str, price: str | None, params: dict) -> dict:
+    """``POST /api/v3/order/cancelReplace`` as ccxt's ``edit_order`` sends it (``edit_spot_order_request``), the
+    answer kept whole: ``edit_order`` returns only ``newOrderResponse`` and drops ``cancelResponse``, whose
+    ``executedQty`` is what the replaced order had filled when it was cancelled."""
+    return await client.privatePostOrderCancelReplace(
+        client.edit_spot_order_request(cancel_order_id, pair, order_type, side, amount, price, params))
+
+
+def _replace_halves(answer: dict) -> tuple[dict, dict]:
+    return answer.get("newOrderResponse") or {}, answer.get("cancelResponse") or {}
+
+
 def _next_trades_page(page: list[dict], page_size: int) -> dict | None:
     if len(page) < page_size:
         return None
@@ -142,6 +156,8 @@ VENUE = Venue(
         params=_replace_params,
         failure=replace_failure,
         rejection_url=lambda urls: str(urls["api"]["private"]) + "/order",
+        request=_replace_request,
+        halves=_replace_halves,
     ),
     duplicate_client_id_markers=("Duplicate order",),
     next_trades_page=_next_trades_page,

@@ -58,6 +58,7 @@ pytestmark_db = pytest.mark.django_db(transaction=True)
 def test_a_requote_keeps_each_side_covered_when_the_balances_allow(
         running_bot: Bot, driver: Driver, frozen_emulator: EmulatorServer,  # noqa: F811
         settings: Any, enabled: bool, margin: float, covered: bool) -> None:
+    settings.ENGINE_CANCEL_REPLACE = False  # (test_cancel_replace.py: the venue's one-request move)
     settings.ENGINE_PLACE_FIRST = enabled
     settings.ENGINE_PLACE_FIRST_MARGIN = margin
     runner = settle(driver, running_bot, lambda r: r.engine is not None)

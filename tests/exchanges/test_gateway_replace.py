@@ -9,11 +9,11 @@ from decimal import Decimal as D
 
 import aiohttp
 import pytest
-from exchanges_testkit import API_KEY, API_SECRET, emulator_config
+from exchanges_testkit import API_KEY, API_SECRET, START_BALANCES, emulator_config
 
 from exchanges.ccxt_config import websocket_url_for
 from exchanges.ccxt_gateway import CcxtGateway
-from exchanges.emulator.server import EmulatorServer, FaultConfig
+from exchanges.emulator.server import AccountConfig, EmulatorServer, FaultConfig
 from exchanges.gateway import GatewayCredentials, OrderRequest
 from exchanges.ratelimit import LocalTokenBucket
 from mmplatform.errors import (
@@ -60,6 +60,40 @@ async def test_replace_cancels_the_old_order_and_rests_the_new_one_in_one_reques
                                                 new=OrderRequest(BTC, "sell", ask + 20, D("0.01"), "rq-sell2"))
             assert moved.price == ask + 20 and orders_by_client_id(server)["rq-sell"].status == "CANCELED"
             assert server.placement_attempts()["rq-sell2"] == 1
+        finally:
+            await gateway.close()
+
+
+async def test_a_replace_hands_back_what_the_replaced_order_had_filled():
+    """Binance answers a cancel-replace with both halves; ccxt's ``edit_order`` returns only the new order, so the
+    gateway sends the request itself (``CancelReplace.request``) and hands back the cancelled half: what the old
+    order had filled when it went, which the engine settles the old row with."""
+    import time
+
+    async with EmulatorServer(emulator_config(accounts=(
+            AccountConfig(API_KEY, API_SECRET, dict(START_BALANCES)),
+            AccountConfig("taker-key", "taker-secret", {"BTC": D("10"), "USDT": D("1000000")})))) as server:
+        gateway = gateway_for(server)
+        try:
+            await gateway.load_markets()
+            book = await gateway.fetch_order_book(BTC, 1)
+            bid, ask = book.bids[0].price, book.asks[0].price
+            price = bid + D("0.01")  # alone at the top of the bids
+            assert price < ask
+            old = await gateway.place_order(OrderRequest(BTC, "buy", price, D("0.01"), "pf-old"))
+            taker = server._keys["taker-key"][0]
+            server.engine.place_order(taker, BTC, "SELL", "LIMIT", D("0.004"), price, time_in_force="IOC",
+                                      now_ms=int(time.time() * 1000))
+            cancelled: list = []
+            before = server.request_count
+            new = await gateway.replace_order(BTC, cancel_exchange_order_id=old.exchange_order_id,
+                                              cancel_client_order_id=None,
+                                              new=OrderRequest(BTC, "buy", bid - 5, D("0.01"), "pf-new"),
+                                              cancelled=cancelled)
+            assert server.request_count == before + 1
+            assert new.client_order_id == "pf-new" and new.is_open
+            assert [(o.client_order_id, o.exchange_order_id, o.status, o.filled, o.amount) for o in cancelled] == [
+                ("pf-old", old.exchange_order_id, "canceled", D("0.004"), D("0.01"))]
         finally:
             await gateway.close()
 
