@@ -50,13 +50,15 @@ def place_first(place: Sequence[OrderIntent], cancel: Sequence[OldQuote], *, fre
     return buy_cost * margin <= free_quote and sell_amount * margin <= free_base
 
 
-def replacements(place: Sequence[OrderIntent], cancel: Sequence[OldQuote]) -> list[int] | None:
+def replacements(place: Sequence[OrderIntent], cancel: Sequence[OldQuote]) -> list[int | None] | None:
     """Where the venue cancels and places in one request (Binance's ``order/cancelReplace``: the cancel, then the
     placement, nothing in between, so the side is never empty and the new order has the funds the old one held):
     the old quote (its index in ``cancel``) each new one replaces, paired side by side in the order given (the
-    strategy's level order). None when a new quote has no old one of its side left to replace, or crosses an old
-    quote of the other side (a re-quote's requests fly concurrently: that old quote may still rest when the new one
-    lands); then the re-quote places first or cancels first. Old quotes left unpaired are cancelled on their own."""
+    strategy's level order); None for a new quote with no old one of its side left (placed on its own, alongside:
+    a fill sync re-quotes the side whose quote filled). None when no new quote has an old one to replace, or when a
+    new quote crosses an old quote of the other side (a re-quote's requests fly concurrently: that old quote may
+    still rest when the new one lands); then the re-quote places first or cancels first. Old quotes left unpaired
+    are cancelled on their own."""
     if not place or not cancel:
         return None
     old_asks = [price for side, price, _ in cancel if side == "sell"]
@@ -67,10 +69,8 @@ def replacements(place: Sequence[OrderIntent], cancel: Sequence[OldQuote]) -> li
         if intent.side == "sell" and old_bids and intent.price <= max(old_bids):
             return None
     left = {side: [i for i, (s, _, _) in enumerate(cancel) if s == side] for side in ("buy", "sell")}
-    paired = []
+    paired: list[int | None] = []
     for intent in place:
         queue = left.get(intent.side)
-        if not queue:
-            return None
-        paired.append(queue.pop(0))
-    return paired
+        paired.append(queue.pop(0) if queue else None)
+    return paired if any(i is not None for i in paired) else None

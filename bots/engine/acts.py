@@ -3,8 +3,9 @@
 
 * **cancel-replace** (``_replace_quotes``): the venue cancels and places in one request (``Venue.cancel_replace``)
   and every new quote has an old one of its side to replace, none crossing an old quote of the other side
-  (``strategies.requote_order.replacements``): one request per new quote, sent concurrently, the old quotes left
-  unpaired cancelled alongside. Half the requests of a cancel and a placement and one round trip, the side never
+  (``strategies.requote_order.replacements``): one request per new quote, sent concurrently, a new quote
+  without an old one (a fill sync re-quoting the side that filled) placed and the old quotes left unpaired
+  cancelled alongside. Half the requests of a cancel and a placement and one round trip, the side never
   empty and no funds held twice (``bots/engine/replacing.py`` settles both halves). ``ENGINE_CANCEL_REPLACE``
   off: never.
 * **place first** (``_place_then_cancel``): the new quotes, then the old ones' cancels, where the free balances
@@ -52,16 +53,16 @@ class ActsMixin(BotState):
             position, place, to_cancel)
 
     def replacements(self, position: LiquidityPosition, place: list[OrderIntent],
-                     to_cancel: list[Order]) -> list[Order] | None:
-        """The old row each new quote replaces in one request, in ``place``'s order; None: not by cancel-replace
-        (off, the venue has none, or ``requote_order.replacements`` says no)."""
+                     to_cancel: list[Order]) -> list[Order | None] | None:
+        """The old row each new quote replaces in one request, in ``place``'s order (None: placed on its own); None:
+        not by cancel-replace (off, the venue has none, or ``requote_order.replacements`` says no)."""
         if not settings.ENGINE_CANCEL_REPLACE or not place or not to_cancel:
             return None
         venue = getattr(self.exchanges.get(position.exchange_account_id), "venue", None)
         if getattr(venue, "cancel_replace", None) is None:
             return None
         paired = requote_order.replacements(place, _old_quotes(to_cancel))
-        return None if paired is None else [to_cancel[i] for i in paired]
+        return None if paired is None else [None if i is None else to_cancel[i] for i in paired]
 
     def place_first_ok(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order]) -> bool:
         """A re-quote places its new orders before cancelling the old ones (each side stays covered) when
@@ -78,15 +79,16 @@ class ActsMixin(BotState):
             free_quote=float(free[quote]) if quote in free else None, margin=settings.ENGINE_PLACE_FIRST_MARGIN)
 
     def _replace_quotes(self, position: LiquidityPosition, place: list[OrderIntent], to_cancel: list[Order],
-                        replaced: list[Order], guard: QuoteGuard) -> int:
+                        replaced: list[Order | None], guard: QuoteGuard) -> int:
         """Each new quote replaces its old one (``replaced``, in ``place``'s order) in one request through the
-        send gate; the old quotes without a new one are cancelled at once. An old quote whose replacement never
+        send gate, a new quote without one (None) is placed alongside; the old quotes without a new one are
+        cancelled at once. An old quote whose replacement never
         left (a fenced bot, a cycle no longer current) or whose request's outcome stayed unknown is cancelled on
         its own afterwards (an unknown one the venue did replace is then looked up: ``_resolve_missing``), as the
         place-first path cancels whatever became of its placements. ``guard`` is released once the new rows are
         stored."""
         manager = self.order_manager
-        paired = {o.pk for o in replaced}
+        paired = {o.pk for o in replaced if o is not None}
         alone = [o for o in to_cancel if o.pk not in paired]
         flying = manager.cancel_requests(alone) if alone else None
         manager.replaced = []
@@ -97,7 +99,7 @@ class ActsMixin(BotState):
         finally:
             answered = list(manager.replaced)
             done = {o.pk for o, _ in answered}
-            rest = [o for o in replaced if o.pk not in done]
+            rest = [o for o in replaced if o is not None and o.pk not in done]
             rows = [o for o, _ in answered] + alone + rest
             results = [r for _, r in answered] + (flying.result(60) if flying is not None else [])
             results += manager.cancel_requests(rest).result(60) if rest else []

@@ -131,7 +131,8 @@ class BotState:
             raise NotImplementedError
 
         def _place_order(self, position: LiquidityPosition, intents: list[OrderIntent],
-                         before_send: Callable[[], None] = lambda: None, replacing: list[Order] | None = None) -> int:
+                         before_send: Callable[[], None] = lambda: None,
+                         replacing: list[Order | None] | None = None) -> int:
             raise NotImplementedError
 
         def listed_resting(self, slot: Slot) -> tuple[checks.RestingOrder, ...]:

@@ -281,7 +281,8 @@ class QuotesMixin(BotState):
         return placed
 
     def _place_order(self, position: LiquidityPosition, intents: list[OrderIntent],
-                     before_send: Callable[[], None] = lambda: None, replacing: list[Order] | None = None) -> int:
+                     before_send: Callable[[], None] = lambda: None,
+                     replacing: list[Order | None] | None = None) -> int:
         """Spec _place_order, for all the new orders of one pair at once (the spec gathers one call per
         order): fence, store, send concurrently; returns the number of orders the venue accepted.
         ``replacing``: the old row each intent replaces in one request (``acts.ActsMixin._replace_quotes``)."""
@@ -289,7 +290,7 @@ class QuotesMixin(BotState):
         if intents and self._still_current():
             stored = self.order_manager.store_intents(position, intents, cycle=self.cycle)
             before_send()
-            old_of = {(i.side, i.level): old for i, old in zip(intents, replacing or [], strict=False)}
+            old_of = {(i.side, i.level): old for i, old in zip(intents, replacing or [], strict=False) if old}
             outcomes = self.order_manager.send(stored, {row.pk: old_of[(row.side, row.level)] for row in stored
                                                         if (row.side, row.level) in old_of})
             placed = sum(1 for o in outcomes if o.error is None)

@@ -34,7 +34,8 @@ def test_replacements_pair_each_new_quote_with_an_old_one_of_its_side() -> None:
     old = [("sell", 102.0, 1.0), ("buy", 98.0, 1.0), ("buy", 97.0, 1.0)]
     assert replacements([BUY, SELL], old) == [1, 0]
     assert replacements([BUY, OrderIntent("buy", 98.5, 1.0, 1)], old) == [1, 2]
-    assert replacements([BUY], [("sell", 102.0, 1.0)]) is None  # no old bid to replace
+    assert replacements([BUY], [("sell", 102.0, 1.0)]) is None  # no old bid to replace: nothing by cancel-replace
+    assert replacements([BUY, SELL], [("sell", 102.0, 1.0)]) == [None, 0]  # the bid (filled) placed alongside
     assert replacements([], old) is None and replacements([BUY], []) is None
     # a new bid at or above an old ask (or a new ask at or below an old bid) may meet it: not by cancel-replace
     assert replacements([OrderIntent("buy", 102.0, 1.0, 0)], old) is None
