@@ -17,14 +17,14 @@ from django.db import connection
 
 from bots.engine.core import MarketMakingBot
 from bots.engine.driver import Driver
-from bots.models import Bot, BotEvent, BotEventType, Fill, LiquidityPosition, Order, OrderStatus
+from bots.models import Bot, Fill, LiquidityPosition, Order, OrderStatus
 from exchanges.emulator.server import EmulatorServer
 from mmplatform import aio
-from mmplatform.redis_client import get_redis
 from strategies.requote_order import replacements
 from strategies.types import OrderIntent
 from tests.bots.conftest import EMULATOR_KEY, emulator_open_orders, started_bot
 from tests.bots.test_driver import driver, no_streams, running_bot, settle  # noqa: F401  (fixtures)
+from tests.bots.test_requote_order import assert_moved, requote_on_a_move
 
 BUY, SELL = OrderIntent("buy", 99.0, 1.0, 0), OrderIntent("sell", 101.0, 1.0, 0)
 LOT = Decimal("0.00001")  # the emulator's BTC/USDT amount step
@@ -91,14 +91,7 @@ def test_a_requote_moves_each_quote_with_one_cancel_replace_and_no_side_stands_e
     account_id = frozen_emulator._keys[EMULATOR_KEY][0]
     counts, notes, undo = watch(frozen_emulator, account_id)
     try:
-        target = (frozen_emulator.market.mid("BTC/USDT") * Decimal("1.0008")).quantize(Decimal("0.01"))
-        frozen_emulator.call(lambda: frozen_emulator.market.set_mid("BTC/USDT", target))  # ~8 bps: a re-quote
-        get_redis().delete(*get_redis().keys("mm:md:book:*"))
-        driver.bring_forward(runner)
-        statements = driver.stats["requote_statements"]
-        runner = settle(driver, running_bot, lambda r: not (old & {o.client_order_id for o in
-                                                                  emulator_open_orders(frozen_emulator)}))
-        statements = driver.stats["requote_statements"] - statements
+        runner, statements = requote_on_a_move(driver, running_bot, runner, frozen_emulator, old)
     finally:
         undo()
     assert runner.last_verdict.startswith("requote"), runner.last_verdict
@@ -107,12 +100,7 @@ def test_a_requote_moves_each_quote_with_one_cancel_replace_and_no_side_stands_e
     now_open = emulator_open_orders(frozen_emulator)
     assert sorted(o.side for o in now_open) == ["BUY", "SELL"]
     assert {o.client_order_id for o in now_open} == runner.known
-    rows = {o.client_order_id: o for o in Order.objects.filter(client_order_id__in=old | runner.known)}
-    assert all(rows[c].status == "canceled" and rows[c].closed_at is not None for c in old), rows
-    assert all(rows[c].status == "open" and rows[c].exchange_order_id and rows[c].acknowledged_at
-               for c in runner.known), rows
-    adjusted = BotEvent.objects.filter(bot=running_bot, event_type=BotEventType.ORDERS_ADJUSTED).latest("last_at")
-    assert adjusted.payload["new_order_count"] == 2 and adjusted.payload["cancelled"] == 2, adjusted.payload
+    assert_moved(running_bot, old, runner.known)
     if connection.vendor == "postgresql":  # as placing first: the statements do not grow
         assert statements <= 5, statements
 

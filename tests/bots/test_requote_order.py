@@ -49,6 +49,29 @@ def test_place_first_never_crosses_an_old_quote_it_is_about_to_cancel() -> None:
 pytestmark_db = pytest.mark.django_db(transaction=True)
 
 
+def assert_moved(bot: Bot, old: set[str], new: set[str]) -> None:
+    """The ``old`` rows are cancelled and the ``new`` ones open with the venue's answers on them (saved in one
+    statement at the act's end), and the minute's OrdersAdjusted summary counts two placed and two cancelled."""
+    rows = {o.client_order_id: o for o in Order.objects.filter(client_order_id__in=old | new)}
+    assert all(rows[c].status == "canceled" and rows[c].closed_at is not None for c in old), rows
+    assert all(rows[c].status == "open" and rows[c].exchange_order_id and rows[c].acknowledged_at for c in new), rows
+    adjusted = BotEvent.objects.filter(bot=bot, event_type=BotEventType.ORDERS_ADJUSTED).latest("last_at")
+    assert adjusted.payload["new_order_count"] == 2 and adjusted.payload["cancelled"] == 2, adjusted.payload
+
+
+def requote_on_a_move(driver: Driver, bot: Bot, runner: Any, server: EmulatorServer,  # noqa: F811
+                      old: set[str]) -> tuple[Any, int]:
+    """Move the mid ~8 bps (past the 5 bps refresh tolerance, well inside the 20 bps spread: nothing crosses) and
+    tick the driver until none of the ``old`` orders rests; returns the runner and the re-quote's statements."""
+    target = (server.market.mid("BTC/USDT") * Decimal("1.0008")).quantize(Decimal("0.01"))
+    server.call(lambda: server.market.set_mid("BTC/USDT", target))
+    get_redis().delete(*get_redis().keys("mm:md:book:*"))
+    driver.bring_forward(runner)
+    statements = driver.stats["requote_statements"]
+    runner = settle(driver, bot, lambda r: not (old & {o.client_order_id for o in emulator_open_orders(server)}))
+    return runner, driver.stats["requote_statements"] - statements
+
+
 @pytestmark_db
 @pytest.mark.parametrize(("enabled", "margin", "covered"), [
     (True, 3.0, True),  # the default: new quotes first, each side covered throughout
@@ -76,15 +99,7 @@ def test_a_requote_keeps_each_side_covered_when_the_balances_allow(
 
     engine.cancel_order = watched_cancel  # read-only watch: the venue still cancels as before
     try:
-        target = (frozen_emulator.market.mid("BTC/USDT") * Decimal("1.0008")).quantize(Decimal("0.01"))
-        # ~8 bps: past the 5 bps refresh tolerance, well inside the 20 bps spread (nothing crosses)
-        frozen_emulator.call(lambda: frozen_emulator.market.set_mid("BTC/USDT", target))
-        get_redis().delete(*get_redis().keys("mm:md:book:*"))
-        driver.bring_forward(runner)
-        statements = driver.stats["requote_statements"]
-        runner = settle(driver, running_bot, lambda r: not (old & {o.client_order_id for o in
-                                                                  emulator_open_orders(frozen_emulator)}))
-        statements = driver.stats["requote_statements"] - statements
+        runner, statements = requote_on_a_move(driver, running_bot, runner, frozen_emulator, old)
     finally:
         engine.cancel_order = original
     assert runner.last_verdict.startswith("requote"), runner.last_verdict
@@ -93,14 +108,9 @@ def test_a_requote_keeps_each_side_covered_when_the_balances_allow(
     assert {o.client_order_id for o in now_open} == runner.known
     assert sorted(side for side, _ in at_cancel) == ["BUY", "SELL"], at_cancel  # each old quote cancelled once
     # the venue's answers are on the rows (placing first, both sets saved in one statement at the end)
-    rows = {o.client_order_id: o for o in Order.objects.filter(client_order_id__in=old | runner.known)}
-    assert all(rows[c].status == "canceled" and rows[c].closed_at is not None for c in old), rows
-    assert all(rows[c].status == "open" and rows[c].exchange_order_id and rows[c].acknowledged_at
-               for c in runner.known), rows
     # its OrdersAdjusted is in the minute's summary row, stored in the statement that saved the venue's answers
     # (on Postgres 5 statements in all either way; before that 6 placing first, 7 cancelling first)
-    adjusted = BotEvent.objects.filter(bot=running_bot, event_type=BotEventType.ORDERS_ADJUSTED).latest("last_at")
-    assert adjusted.payload["new_order_count"] == 2 and adjusted.payload["cancelled"] == 2, adjusted.payload
+    assert_moved(running_bot, old, runner.known)
     if connection.vendor == "postgresql":  # (SQLite: the ORM's way, more statements)
         assert statements == 5, statements
     if covered:
