@@ -192,18 +192,26 @@ class BookTickerStream:
             asyncio.run_coroutine_threadsafe(exchange.close(), loop)
 
 
-_confirming_classes: dict[tuple[type, Callable[[dict], bool]], type] = {}
+_confirming_classes: dict[tuple[type, Callable[[dict], bool], Any], type] = {}
 
 
-def _confirming_class(base: type, confirms: Callable[[dict], bool]) -> type:
+def _confirming_class(base: type, confirms: Callable[[dict], bool],
+                      balances: Callable[[dict], Any] | None = None) -> type:
     """``base`` (a ccxt.pro class) that resolves its ``_subscribed`` future on the venue's confirmation of
     the order subscription (``confirms``: ``Venue.private_stream_subscribed``): ccxt itself only waits
-    for the first update, which says nothing about when updates start being pushed."""
-    key = (base, confirms)
+    for the first update, which says nothing about when updates start being pushed. ``balances``
+    (``Venue.private_stream_balances``): a pushed balance message goes to the instance's ``_on_balances``
+    instead of ccxt's own balance cache."""
+    key = (base, confirms, balances)
     confirming = _confirming_classes.get(key)
     if confirming is None:
 
         def handle_message(self: Any, client: Any, message: Any) -> None:
+            if balances is not None and isinstance(message, dict):
+                pushed = balances(message)
+                if pushed is not None:
+                    self._on_balances(pushed)
+                    return
             confirmed = isinstance(message, dict) and confirms(message)
             base.handle_message(self, client, message)
             waiter = getattr(self, "_subscribed", None)
@@ -218,15 +226,17 @@ class _Recording(ArrayCacheBySymbolById):
     """ccxt.pro's cache of an account's orders or trades (what its ``handle_*`` methods append every parsed
     update to) that also hands each update to a list: nothing ccxt parsed is lost between two ``watch`` calls."""
 
-    def __init__(self, limit: int, sink: list[dict], arrived: asyncio.Event):
+    def __init__(self, limit: int, sink: list[dict], arrived: asyncio.Event, last: list[bool]):
         super().__init__(limit)
         self._sink = sink
         self._arrived = arrived
+        self._last = last  # [whether pushed balances came after every update so far], shared by the stream
 
     def append(self, item: dict) -> None:
         super().append(item)
         self._sink.append(item)
         self._arrived.set()
+        self._last[0] = False  # an order or trade update came last
 
 
 class PushedUpdates(NamedTuple):
@@ -234,6 +244,10 @@ class PushedUpdates(NamedTuple):
 
     orders: list[Any]  # ExchangeOrder
     trades: list[Any]  # exchanges.gateway.Trade
+    balances: tuple[dict[str, tuple[Decimal, Decimal]], ...] = ()
+    """Pushed balances (currency -> (free, locked)), oldest first; each lists only the assets it moved."""
+    balances_last: bool = False
+    """The venue pushed balances after every order and trade update of this batch: they include them all."""
 
 
 class OrderUpdateStream:
@@ -241,7 +255,8 @@ class OrderUpdateStream:
     private stream; ``Venue.private_stream_config`` says where), for an account a ``CcxtGateway``
     trades. ``subscribe`` returns once the venue confirmed the subscription
     (``Venue.private_stream_subscribed``; updates from then on are never lost: ccxt keeps them until
-    the next ``watch``); ``watch`` returns the orders changed and the trades made since the last call (waits).
+    the next ``watch``); ``watch`` returns the orders changed, the trades made and the balances pushed
+    (``Venue.private_stream_balances``) since the last call (waits).
     A dropped socket raises ``ExchangeUnavailableError``; the caller subscribes again and reads the
     account by REST, since updates while disconnected are gone. One consumer per stream."""
 
@@ -261,6 +276,8 @@ class OrderUpdateStream:
         """The same for ``watch_my_trades`` (None: the venue's class pushes no trades)."""
         self._orders_in: list[dict] = []  # every order update ccxt parsed since the last ``watch`` (``_Recording``)
         self._trades_in: list[dict] = []  # every trade likewise
+        self._balances_in: list[dict[str, tuple[Decimal, Decimal]]] = []  # pushed balances (``_record_balances``)
+        self._balances_last = [False]  # the last thing pushed was balances (after every update before them)
         self._arrived = asyncio.Event()  # set by the recordings (a new one per subscription, on its loop)
         self.pushes_trades = "watch_my_trades" in getattr(gateway.venue, "private_stream_methods", ())
 
@@ -280,15 +297,20 @@ class OrderUpdateStream:
         when no confirmation came within ``timeout_secs``."""
         await self.close()
         await self.gateway.load_markets()
-        exchange = _confirming_class(getattr(ccxt_pro, self.gateway.exchange_id), self._confirms)(self._config)
+        balances = getattr(self.gateway.venue, "private_stream_balances", None)
+        exchange = _confirming_class(getattr(ccxt_pro, self.gateway.exchange_id), self._confirms,
+                                     balances)(self._config)
         exchange.set_markets(self.gateway.loaded_markets)
         self._orders_in.clear()
         self._trades_in.clear()
+        self._balances_in.clear()
+        self._balances_last[0] = False
         self._arrived = asyncio.Event()
         exchange.orders = _Recording(exchange.safe_integer(exchange.options, "ordersLimit", 1000), self._orders_in,
-                                     self._arrived)
+                                     self._arrived, self._balances_last)
         exchange.myTrades = _Recording(exchange.safe_integer(exchange.options, "tradesLimit", 1000), self._trades_in,
-                                       self._arrived)
+                                       self._arrived, self._balances_last)
+        exchange._on_balances = self._record_balances
         self._exchange = exchange
         subscribed = exchange._subscribed = asyncio.get_running_loop().create_future()
         first = self._pending = asyncio.ensure_future(exchange.watch_orders())
@@ -306,6 +328,15 @@ class OrderUpdateStream:
         raise ExchangeUnavailableError(f"order stream: {self.gateway.exchange_id} did not confirm the "
                                        f"subscription within {self.timeout_secs:g} s")
 
+    def _record_balances(self, pushed: dict[str, tuple[Decimal, Decimal]]) -> None:
+        """A pushed balance message (``Venue.private_stream_balances``), its assets as ccxt's currency codes."""
+        exchange = self._exchange
+        codes = {exchange.safe_currency_code(asset) if exchange is not None else asset: amounts
+                 for asset, amounts in pushed.items()}
+        self._balances_in.append(codes)
+        self._balances_last[0] = True
+        self._arrived.set()
+
     def _watch_trades(self, exchange: Any) -> None:
         """Start watching the account's trades on the subscribed socket (most venues push them with the orders;
         one whose trades come on a topic of their own subscribes it now: a trade before that is not pushed, which
@@ -322,7 +353,7 @@ class OrderUpdateStream:
         if self._exchange is None:
             raise ExchangeUnavailableError("order stream: not subscribed")
         exchange = self._exchange
-        while not (self._orders_in or self._trades_in):
+        while not (self._orders_in or self._trades_in or self._balances_in):
             if self._pending is None:
                 self._pending = asyncio.ensure_future(exchange.watch_orders())
             if self._pending_trades is None and self.pushes_trades:
@@ -344,11 +375,14 @@ class OrderUpdateStream:
                 self._result(done)
         raw_orders = list(self._orders_in)  # each state as pushed, oldest first (the feeder applies them in turn)
         raw_trades = list(self._trades_in)
+        balances = tuple(self._balances_in)
         self._orders_in.clear()
         self._trades_in.clear()
+        self._balances_in.clear()
         # orders first: a trade's client id is learnt from its order's push
         orders = [self.gateway.parse_order(item) for item in raw_orders]
-        return PushedUpdates(orders, [self.gateway.parse_trade(item) for item in raw_trades])
+        return PushedUpdates(orders, [self.gateway.parse_trade(item) for item in raw_trades], balances,
+                             bool(balances) and self._balances_last[0])
 
     @staticmethod
     def _result(future: asyncio.Future) -> Any:

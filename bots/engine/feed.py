@@ -185,7 +185,8 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
             view = self.accounts.get(account_id)
             if view is not None and view.balances_at < read_at:
                 self.accounts[account_id] = replace(view, balances=_kept(view.balances, totals),
-                                                    free=_kept(view.free, free), balances_at=read_at)
+                                                    free=_kept(view.free, free), balances_at=read_at,
+                                                    balances_pushed=False)
         while self.outdated:
             account_id = self.outdated.popleft()
             view = self.accounts.get(account_id)
@@ -263,9 +264,12 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
                                balances_at=old.balances_at if old else 0.0, free=old.free if old else {},
                                read_at=taken, closed=recent_entries(old.closed, taken) if old else {},
                                trades=recent_entries(old.trades, taken) if old else {},
-                               pushed_at=old.pushed_at if old else 0.0)
-            if old is None or old.outdated or taken - old.balances_at >= BALANCE_SECS or _orders_moved(old, view):
-                view = replace(view, balances_at=-1.0)  # to read
+                               pushed_at=old.pushed_at if old else 0.0,
+                               balances_pushed=old.balances_pushed if old else False)
+            # orders that moved moved the balances too, unless the venue pushed them after every update
+            if (old is None or old.outdated or taken - old.balances_at >= BALANCE_SECS
+                    or (_orders_moved(old, view) and not old.balances_pushed)):
+                view = replace(view, balances_at=-1.0, balances_pushed=False)  # to read
             views[account_id] = view
         wanted = [a for a, v in views.items() if v.balances_at < 0]
         read = aio.run(aio.settled([stale[a].fetch_balance() for a in wanted])) if wanted else []
@@ -294,7 +298,7 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
                 logger.info("engine driver: account %s balance read failed: %s", account_id, result)
                 self.accounts.pop(account_id, None)  # read whole at the next pass
                 continue
-            self.accounts[account_id] = replace(view, outdated=False, balances_at=taken,
+            self.accounts[account_id] = replace(view, outdated=False, balances_at=taken, balances_pushed=False,
                                                 balances=_kept(view.balances, result.totals()),
                                                 free=_kept(view.free, result.free_amounts()))
 

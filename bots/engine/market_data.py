@@ -53,6 +53,9 @@ class AccountView:
     feeder applied it, the final state), kept ``CLOSED_KEEP_SECS``. A fill sync takes the fate of a row that
     left the book from here instead of asking the venue (``FillSyncMixin.sync_position``)."""
     pushed_at: float = 0.0  # when the feeder last applied pushed orders or trades (0: none yet)
+    balances_pushed: bool = False
+    """The balances are the venue's last push, which came after every order and trade update applied to this view:
+    they include every fill it shows (a fill sync takes them instead of reading the balances by REST)."""
     trades: dict[str, tuple[float, Trade]] = field(default_factory=dict)
     """The account's trades its order stream pushed: trade id -> (when the feeder applied it, the trade), kept
     ``CLOSED_KEEP_SECS``. A fill sync books them instead of reading the trades by REST when they account for

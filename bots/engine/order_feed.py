@@ -6,8 +6,9 @@ feeder applying what they push to the account views.
 * ``_watch_orders`` (I/O loop): subscribe, have the feeder read the account by REST once, then hand every
   pushed batch to the feeder (``pushed_orders``) and wake it (``feed_wake``).
 * ``_apply_pushed_orders`` / ``_apply_pushes`` (feeder thread, the views' one writer): new views with the pushed
-  orders, final states and trades; the bots whose orders traded go to the driver (``traded_bots``), which checks
-  them at once.
+  orders, final states, trades and balances (``AccountView.balances_pushed``: the balances came after every update,
+  so a fill sync takes them instead of a REST read); the bots whose orders traded go to the driver
+  (``traded_bots``), which checks them at once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -93,6 +95,7 @@ class OrderFeedMixin(DriverState):
         changed: dict[int, dict[str, ExchangeOrder]] = {}
         ended: dict[int, dict[str, tuple[float, ExchangeOrder]]] = {}
         traded: dict[int, dict[str, tuple[float, Trade]]] = {}
+        balanced: dict[int, tuple[dict[str, Decimal], dict[str, Decimal], bool]] = {}  # totals, free, pushed last
         now = time.time()
         while self.pushed_orders:
             account_id, updates = self.pushed_orders.popleft()
@@ -122,7 +125,14 @@ class OrderFeedMixin(DriverState):
                 bot = bot_key(trade.client_order_id or "")
                 if bot is not None and bot.isdigit():
                     self.traded_bots.append(int(bot))  # checked at once (its fill sync): ``Driver._bring_traded``
-        for account_id in changed.keys() | traded.keys():
+            if updates.orders or updates.trades or updates.balances:
+                totals, free, _ = balanced.get(account_id) or (dict(view.balances), dict(view.free), False)
+                for pushed in updates.balances:
+                    for asset, (available, locked) in pushed.items():
+                        totals[asset], free[asset] = available + locked, available
+                # current only when balances came after every update of the batch
+                balanced[account_id] = (totals, free, updates.balances_last)
+        for account_id in changed.keys() | traded.keys() | balanced.keys():
             view = self.accounts.get(account_id)
             if view is None:
                 continue
@@ -130,6 +140,12 @@ class OrderFeedMixin(DriverState):
                 view = replace(view, orders=changed[account_id], closed=ended[account_id])
             if account_id in traded:
                 view = replace(view, trades=traded[account_id])
+            if account_id in balanced:
+                totals, free, current = balanced[account_id]
+                if totals != view.balances or free != view.free:  # (a part that did not move stays the same object)
+                    view = replace(view, balances=view.balances if totals == view.balances else totals,
+                                   free=view.free if free == view.free else free, balances_at=now)
+                view = replace(view, balances_pushed=current)
             self.accounts[account_id] = replace(view, pushed_at=now)
         if self.traded_bots:
             self.wake.set()

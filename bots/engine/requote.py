@@ -211,22 +211,33 @@ class RequoteMixin(DriverState):
             logger.info("bot %s: fresh book for %s not read: %s", runner.bot_id, position.trading_pair, exc)
 
     def _reload_balances(self, engine: MarketMakingBot, pairs: list[Slot]) -> tuple[set[int], float]:
-        """A fill sync's balance read of these slots' accounts, started (``reload_balances``); returns the
-        accounts and when."""
+        """A fill sync's balances of these slots' accounts: an account whose view holds the balances its venue
+        pushed after every update it shows (``AccountView.balances_pushed``, so after the fill) takes them at
+        once; the others' read is started (``reload_balances``). Returns the accounts read and when."""
         accounts = {engine.active_positions[p].exchange_account_id for p in pairs}
         balances_read_at = time.time()
         # a balance read the process started after the push that showed the fill is shared (a burst of fills
         # on one account); a fill a cancel's answer found (maybe not pushed yet) wants a read from now on
         answered = any(engine.active_positions[p].pk in engine.order_manager.fills_seen for p in pairs)
+        if not answered:
+            for account_id in sorted(accounts):
+                view = self.accounts.get(account_id)
+                if view is not None and view.balances_pushed and account_id in self.order_streams_live:
+                    engine.inventory_manager.observe_balances(account_id, dict(view.balances), free=dict(view.free))
+                    engine.order_manager.count("balances_pushed")
+                    accounts.discard(account_id)
+        if not accounts:
+            return accounts, balances_read_at
         not_before = {a: (balances_read_at if answered else self.accounts[a].pushed_at) for a in accounts
                       if a in self.order_streams_live and a in self.accounts and self.accounts[a].pushed_at}
         engine.reload_balances(accounts, not_before)
+        engine.order_manager.count("balances_rest", len(accounts))
         return accounts, balances_read_at
 
     def _sync_and_requote(self, runner: Runner, engine: MarketMakingBot, pairs: list[Slot],
                           open_rows: dict[int, list[Order]], accounts: set[int], balances_read_at: float) -> None:
         """Orders of these slots were filled or left the book: reconcile each slot with the venue (its
-        open orders, the fate of the missing ones), take in the balances read since (``_reload_balances``),
+        open orders, the fate of the missing ones), take in the balances pushed or read since (``_reload_balances``),
         re-quote the pair on them, then book its trades (Fill rows and accounting, OrderFilled events): the
         new quotes do not wait for the booking's statements, and the booking also takes the fills the
         re-quote's cancels found. A hedged bot books (and hedges) first: a failed hedge halts the venue before

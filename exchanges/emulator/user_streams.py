@@ -19,7 +19,9 @@ url-encoded parameters, as a REST request is signed) and then receive, on the sa
 orders: NEW when one is accepted, TRADE per fill (maker or taker), CANCELED, EXPIRED, and
 TRADE_PREVENTION (status ``EXPIRED_IN_MATCH``) for an order self-trade prevention expired, resting or
 incoming. Also served: ``userDataStream.unsubscribe`` and ``ping``. Other methods answer Binance's
-error shape.
+error shape. After a loop turn's steps of an account, ``outboundAccountPosition`` with the free and locked
+balances of the assets they moved, as they stand after all of them (``account_frames``): a client that has seen it
+after a step's report holds balances that include that step.
 """
 
 from __future__ import annotations
@@ -153,6 +155,13 @@ class PrivateStreamHub:
         """What ``subscriber`` receives for ``step`` (nothing when it did not subscribe to that)."""
         raise NotImplementedError
 
+    def account_frames(self, subscriber: Any, account_id: str, assets: set[str],
+                       memo: dict[Hashable, Any]) -> Iterable[str]:
+        """What ``subscriber`` receives after a loop turn's steps of ``account_id``, which moved the balances of
+        ``assets`` (rendered after every step of the turn: the balances as they stand once all of them are done).
+        None by default (a dialect that pushes no balances)."""
+        return ()
+
     # --- subscriptions --------------------------------------------------------------------------------
 
     def watched(self, account_id: str) -> bool:
@@ -198,13 +207,25 @@ class PrivateStreamHub:
     def _flush(self) -> None:
         self._flush_handle = None
         pending, self._pending = self._pending, []
+        moved: dict[str, set[str]] = {}  # account -> the assets this turn's steps moved, in the order first seen
         for step in pending:
             subscribers = self._subscribers.get(step.order.account_id)
             if not subscribers:
                 continue
+            spec = self._engine.markets[step.order.symbol]
+            assets = moved.setdefault(step.order.account_id, set())
+            assets.update((spec.base, spec.quote))
+            if step.trade is not None and step.trade.fee_asset:
+                assets.add(step.trade.fee_asset)
             memo: dict[Hashable, Any] = {}
             for subscriber in list(subscribers):
                 for frame in self.frames(subscriber, step, memo):
+                    subscriber.connection.send(frame)
+                    self.frames_sent += 1
+        for account_id, assets in moved.items():
+            memo = {}
+            for subscriber in list(self._subscribers.get(account_id, ())):
+                for frame in self.account_frames(subscriber, account_id, assets, memo):
                     subscriber.connection.send(frame)
                     self.frames_sent += 1
 
@@ -262,6 +283,21 @@ class UserDataHub(PrivateStreamHub):
         if report is None:
             report = memo["report"] = self.execution_report(step)
         return (json.dumps({"subscriptionId": subscriber.subscription_id, "event": report}),)
+
+    def account_frames(self, subscriber: Any, account_id: str, assets: set[str],
+                       memo: dict[Hashable, Any]) -> Iterable[str]:
+        """``outboundAccountPosition``: the free and locked balances of the assets the turn's steps moved, as they
+        stand after all of them (Binance sends one after the ``executionReport`` of every change that moves the
+        account's balances)."""
+        position = memo.get("position")
+        if position is None:
+            now = int(time.time() * 1000)
+            balances = self._engine.balances(account_id)
+            position = memo["position"] = {
+                "e": "outboundAccountPosition", "E": now, "u": now,
+                "B": [{"a": asset, "f": fmt8(balances[asset].free), "l": fmt8(balances[asset].locked)}
+                      for asset in sorted(assets) if asset in balances]}
+        return (json.dumps({"subscriptionId": subscriber.subscription_id, "event": position}),)
 
     def execution_report(self, step: OrderStep) -> dict[str, Any]:
         order = step.order

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 STREAM_METHODS = ("watch_bids_asks", "watch_ticker", "watch_order_book")
@@ -153,6 +154,10 @@ class Venue:
     private_stream_subscribed: Callable[[dict], bool] | None = None
     """True for the message of the private socket by which the venue confirms the order subscription
     (``exchanges.streams.OrderUpdateStream.subscribe`` returns on it: updates from then on are pushed)."""
+    private_stream_balances: Callable[[dict], dict[str, tuple[Decimal, Decimal]] | None] | None = None
+    """The account's balances in a message of the private socket (venue asset -> (free, locked)), None for any
+    other message; the venue pushes them after the order updates that moved them (Binance's
+    ``outboundAccountPosition``). None: the venue's private stream carries no balances."""
     pushed_fee_negated: bool = False
     """ccxt.pro's class passes the venue's pushed trade fee on with the venue's sign (OKX's ``fillFee``:
     negative when paid) where its REST class gives the amount paid: the gateway negates it."""

@@ -4,6 +4,7 @@ request (``order/cancelReplace``), trades paged by ``fromId``, no passphrase."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from exchanges.venues.base import (
@@ -93,6 +94,17 @@ def private_stream_subscribed(message: dict) -> bool:
     return isinstance(result, dict) and "subscriptionId" in result
 
 
+def private_stream_balances(message: dict) -> dict[str, tuple[Decimal, Decimal]] | None:
+    """The account's balances in an ``outboundAccountPosition`` push (``{"subscriptionId", "event": {"e":
+    "outboundAccountPosition", "B": [{"a", "f", "l"}]}}``): venue asset -> (free, locked); None for any other
+    message."""
+    event = message.get("event")
+    if not isinstance(event, dict) or event.get("e") != "outboundAccountPosition":
+        return None
+    return {str(entry["a"]): (Decimal(str(entry["f"])), Decimal(str(entry["l"])))
+            for entry in event.get("B") or () if isinstance(entry, dict) and "a" in entry}
+
+
 def _replace_params(cancel_order_id: str | None, cancel_client_id: str | None) -> dict:
     params: dict = {"cancelReplaceMode": "STOP_ON_FAILURE"}
     if not cancel_order_id:  # ccxt then sends cancelOrigClientOrderId instead of cancelOrderId
@@ -165,6 +177,7 @@ VENUE = Venue(
     private_stream_methods=("watch_orders", "watch_my_trades"),
     private_stream_config=private_stream_config_for,
     private_stream_subscribed=private_stream_subscribed,
+    private_stream_balances=private_stream_balances,
     emulator_dialect="binance",
     # the new order expires, the resting one stays (what the pipeline's own check does); ccxt passes it as is
     self_trade_prevention={"selfTradePreventionMode": "EXPIRE_TAKER"},
