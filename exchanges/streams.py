@@ -239,6 +239,10 @@ class _Recording(ArrayCacheBySymbolById):
         self._last[0] = False  # an order or trade update came last
 
 
+BALANCES_GRACE_SECS = 0.005
+"""How long ``OrderUpdateStream.watch`` waits for the balances a venue that pushes them sends after an update."""
+
+
 class PushedUpdates(NamedTuple):
     """What one ``OrderUpdateStream.watch`` call returns."""
 
@@ -280,6 +284,7 @@ class OrderUpdateStream:
         self._balances_last = [False]  # the last thing pushed was balances (after every update before them)
         self._arrived = asyncio.Event()  # set by the recordings (a new one per subscription, on its loop)
         self.pushes_trades = "watch_my_trades" in getattr(gateway.venue, "private_stream_methods", ())
+        self.pushes_balances = getattr(gateway.venue, "private_stream_balances", None) is not None
 
     @staticmethod
     def config_of(gateway: Any, timeout_secs: float = 10.0, keepalive_secs: float = 10.0) -> dict | None:
@@ -373,6 +378,8 @@ class OrderUpdateStream:
             if self._pending_trades is not None and self._pending_trades.done():
                 done, self._pending_trades = self._pending_trades, None
                 self._result(done)
+        if self.pushes_balances:
+            await self._balances_after(exchange)
         raw_orders = list(self._orders_in)  # each state as pushed, oldest first (the feeder applies them in turn)
         raw_trades = list(self._trades_in)
         balances = tuple(self._balances_in)
@@ -383,6 +390,23 @@ class OrderUpdateStream:
         orders = [self.gateway.parse_order(item) for item in raw_orders]
         return PushedUpdates(orders, [self.gateway.parse_trade(item) for item in raw_trades], balances,
                              bool(balances) and self._balances_last[0])
+
+    async def _balances_after(self, exchange: Any) -> None:
+        """The venue pushes the balances an update moved right after it (Binance: ``outboundAccountPosition``
+        after each ``executionReport``), mostly already in the socket's buffer: wait for them up to
+        ``BALANCES_GRACE_SECS``, so that the batch carries the balances after its last update (a fill sync then
+        takes them instead of reading them by REST)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BALANCES_GRACE_SECS
+        while not self._balances_last[0] and self._exchange is exchange:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                return
 
     @staticmethod
     def _result(future: asyncio.Future) -> Any:
