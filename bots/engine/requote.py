@@ -18,6 +18,7 @@ from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import begin_fenced_cycle, begin_fenced_sync
 from bots.engine.driver_state import DriverState
 from bots.engine.lease import BotLease, FencedError, HaltedError, LeaseLostError
+from bots.engine.market_data import AccountView
 from bots.engine.performance import PerformanceFigures, claim_performances, store_performances
 from bots.engine.rows import StatementCounter
 from bots.engine.runner import Runner, next_due
@@ -212,26 +213,34 @@ class RequoteMixin(DriverState):
 
     def _reload_balances(self, engine: MarketMakingBot, pairs: list[Slot]) -> tuple[set[int], float]:
         """A fill sync's balances of these slots' accounts: an account whose view holds the balances its venue
-        pushed after every update it shows (``AccountView.balances_pushed``, so after the fill) takes them at
-        once; the others' read is started (``reload_balances``). Returns the accounts read and when."""
+        pushed after every update it shows (``AccountView.balances_pushed``), updates that include the fills the
+        engine's own answers found (a cancel's), takes them at once; the others' read is started
+        (``reload_balances``). Returns the accounts read and when."""
         accounts = {engine.active_positions[p].exchange_account_id for p in pairs}
         balances_read_at = time.time()
-        # a balance read the process started after the push that showed the fill is shared (a burst of fills
-        # on one account); a fill a cancel's answer found (maybe not pushed yet) wants a read from now on
-        answered = any(engine.active_positions[p].pk in engine.order_manager.fills_seen for p in pairs)
-        if not answered:
-            for account_id in sorted(accounts):
-                view = self.accounts.get(account_id)
-                if view is not None and view.balances_pushed and account_id in self.order_streams_live:
-                    engine.inventory_manager.observe_balances(account_id, dict(view.balances), free=dict(view.free))
-                    engine.order_manager.count("balances_pushed")
-                    accounts.discard(account_id)
+        manager = engine.order_manager
+        # fills a cancel's (or a replacement's) answer found: maybe not pushed yet
+        found = [row for p in pairs if engine.active_positions[p].pk in manager.fills_seen
+                 for row in manager.fill_rows.get(engine.active_positions[p].pk, {}).values()]
+        for account_id in sorted(accounts):
+            view = self.accounts.get(account_id)
+            if view is None or account_id not in self.order_streams_live:
+                continue
+            if view.balances_pushed and _shows(view, [row for row in found if row.exchange_account_id == account_id]):
+                engine.inventory_manager.observe_balances(account_id, dict(view.balances), free=dict(view.free))
+                manager.count("balances_pushed")
+                accounts.discard(account_id)
+            else:  # (the driver's stats: an update, or a fill the engine's answers found, after the last balances)
+                manager.count("balances_behind")
         if not accounts:
             return accounts, balances_read_at
+        # a balance read the process started after the push that showed the fill is shared (a burst of fills
+        # on one account); a fill a cancel's answer found (maybe not pushed yet) wants a read from now on
+        answered = bool(found) or any(engine.active_positions[p].pk in manager.fills_seen for p in pairs)
         not_before = {a: (balances_read_at if answered else self.accounts[a].pushed_at) for a in accounts
                       if a in self.order_streams_live and a in self.accounts and self.accounts[a].pushed_at}
         engine.reload_balances(accounts, not_before)
-        engine.order_manager.count("balances_rest", len(accounts))
+        manager.count("balances_rest", len(accounts))
         return accounts, balances_read_at
 
     def _sync_and_requote(self, runner: Runner, engine: MarketMakingBot, pairs: list[Slot],
@@ -281,3 +290,15 @@ class RequoteMixin(DriverState):
                 self.outdated.append(account_id)
         if engine.hedge_route is not None:  # a hedge moved the hedge account's balances too
             self.outdated.append(engine.hedge_route.hedge_account_id)
+
+
+def _shows(view: AccountView, rows: list[Order]) -> bool:
+    """The account view's pushed orders show each of ``rows`` filled as far as the row knows (open or ended)."""
+    for row in rows:
+        pushed = view.orders.get(row.client_order_id)
+        if pushed is None:
+            ended = view.closed.get(row.client_order_id)
+            pushed = ended[1] if ended is not None else None
+        if pushed is None or (pushed.filled or 0) < row.filled:
+            return False
+    return True

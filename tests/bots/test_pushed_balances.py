@@ -99,3 +99,28 @@ def test_a_fill_sync_takes_the_balances_the_venue_pushed_after_the_fill(
     finally:
         server.stop_thread()
         clear_gateway_cache()
+
+
+def test_a_fill_the_engines_own_answer_found_counts_once_the_view_shows_it() -> None:
+    """A cancel's (or a replacement's) answer can find a fill before its push lands: the pushed balances include it
+    only once the view shows that order filled as far as the row knows (``requote._shows``)."""
+    from bots.engine.market_data import AccountView
+    from bots.engine.requote import _shows
+    from exchanges.gateway import ExchangeOrder
+
+    row = Order(client_order_id="mm-1-1-1-1-b0", filled=Decimal("0.4"), amount=Decimal("1"))
+
+    def state(filled: str, status: str = "open") -> ExchangeOrder:
+        return ExchangeOrder(exchange_order_id="9", client_order_id=row.client_order_id, pair="BTC/USDT",
+                             side="buy", order_type="limit", price=Decimal("100"), amount=Decimal("1"),
+                             filled=Decimal(filled), remaining=Decimal(1) - Decimal(filled), average_price=None,
+                             status=status, timestamp_ms=None, updated_ms=None)
+
+    def view(**parts: Any) -> AccountView:
+        return AccountView(taken_at=0.0, balances={}, balances_pushed=True, **parts)
+
+    assert _shows(view(orders={}), [])
+    assert not _shows(view(orders={}), [row]), "not pushed yet"
+    assert not _shows(view(orders={row.client_order_id: state("0.1")}), [row]), "pushed before that fill"
+    assert _shows(view(orders={row.client_order_id: state("0.4")}), [row])
+    assert _shows(view(orders={}, closed={row.client_order_id: (0.0, state("1", "closed"))}), [row])
