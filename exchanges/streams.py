@@ -392,10 +392,9 @@ class OrderUpdateStream:
                              bool(balances) and self._balances_last[0])
 
     async def _balances_after(self, exchange: Any) -> None:
-        """The venue pushes the balances an update moved right after it (Binance: ``outboundAccountPosition``
-        after each ``executionReport``), mostly already in the socket's buffer: wait for them up to
-        ``BALANCES_GRACE_SECS``, so that the batch carries the balances after its last update (a fill sync then
-        takes them instead of reading them by REST)."""
+        """The venue pushes the balances an update moved right after it (``Venue.private_stream_balances``), mostly
+        already in the socket's buffer: wait for them up to ``BALANCES_GRACE_SECS``, so that the batch carries the
+        balances after its last update (a fill sync then takes them instead of reading them by REST)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + BALANCES_GRACE_SECS
         while not self._balances_last[0] and self._exchange is exchange:

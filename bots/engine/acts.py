@@ -82,11 +82,10 @@ class ActsMixin(BotState):
                         replaced: list[Order | None], guard: QuoteGuard) -> int:
         """Each new quote replaces its old one (``replaced``, in ``place``'s order) in one request through the
         send gate, a new quote without one (None) is placed alongside; the old quotes without a new one are
-        cancelled at once. An old quote whose replacement never
-        left (a fenced bot, a cycle no longer current) or whose request's outcome stayed unknown is cancelled on
-        its own afterwards (an unknown one the venue did replace is then looked up: ``_resolve_missing``), as the
-        place-first path cancels whatever became of its placements. ``guard`` is released once the new rows are
-        stored."""
+        cancelled at once. An old quote whose replacement never left (a fenced bot, a cycle no longer current) or
+        whose request's outcome stayed unknown is cancelled on its own afterwards (an unknown one the venue did
+        replace is then looked up: ``_resolve_missing``), as the place-first path cancels whatever became of its
+        placements. ``guard`` is released once the new rows are stored."""
         manager = self.order_manager
         paired = {o.pk for o in replaced if o is not None}
         alone = [o for o in to_cancel if o.pk not in paired]
