@@ -284,7 +284,8 @@ class OrderUpdateStream:
         self._balances_last = [False]  # the last thing pushed was balances (after every update before them)
         self._arrived = asyncio.Event()  # set by the recordings (a new one per subscription, on its loop)
         self.pushes_trades = "watch_my_trades" in getattr(gateway.venue, "private_stream_methods", ())
-        self.pushes_balances = getattr(gateway.venue, "private_stream_balances", None) is not None
+        self._balances_of: Callable[[dict], Any] | None = getattr(gateway.venue, "private_stream_balances", None)
+        self.pushes_balances = self._balances_of is not None
 
     @staticmethod
     def config_of(gateway: Any, timeout_secs: float = 10.0, keepalive_secs: float = 10.0) -> dict | None:
@@ -302,9 +303,8 @@ class OrderUpdateStream:
         when no confirmation came within ``timeout_secs``."""
         await self.close()
         await self.gateway.load_markets()
-        balances = getattr(self.gateway.venue, "private_stream_balances", None)
         exchange = _confirming_class(getattr(ccxt_pro, self.gateway.exchange_id), self._confirms,
-                                     balances)(self._config)
+                                     self._balances_of)(self._config)
         exchange.set_markets(self.gateway.loaded_markets)
         self._orders_in.clear()
         self._trades_in.clear()

@@ -28,6 +28,7 @@ from bots.engine.market_data import (
     BookData,
     book_from,
     book_reader,
+    kept,
     recent_entries,
     shared_book,
     store_books,
@@ -82,12 +83,6 @@ def _orders_moved(old: AccountView, new: AccountView) -> bool:
         if before is not None and (order.filled or 0) != (before.filled or 0):
             return True
     return False
-
-
-def _kept(old: dict, new: dict) -> dict:
-    """``old`` when ``new`` equals it: a part of an account view a read found unchanged stays the same object,
-    which the checks (``QuietInputs``) and the shared views compare by identity, once instead of per bot."""
-    return old if new == old else new
 
 
 def view_limit(interval: float) -> float:
@@ -184,8 +179,8 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
             account_id, read_at, totals, free = self.fresh_balances.popleft()
             view = self.accounts.get(account_id)
             if view is not None and view.balances_at < read_at:
-                self.accounts[account_id] = replace(view, balances=_kept(view.balances, totals),
-                                                    free=_kept(view.free, free), balances_at=read_at,
+                self.accounts[account_id] = replace(view, balances=kept(view.balances, totals),
+                                                    free=kept(view.free, free), balances_at=read_at,
                                                     balances_pushed=False)
         while self.outdated:
             account_id = self.outdated.popleft()
@@ -259,7 +254,7 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
             venue_read(account_id, None)
             old = self.accounts.get(account_id)
             orders = {o.client_order_id: o for o in result if o.client_order_id}
-            orders = _kept(old.orders, orders) if old is not None else orders
+            orders = kept(old.orders, orders) if old is not None else orders
             view = AccountView(taken_at=taken, orders=orders, balances=old.balances if old else {},
                                balances_at=old.balances_at if old else 0.0, free=old.free if old else {},
                                read_at=taken, closed=recent_entries(old.closed, taken) if old else {},
@@ -280,8 +275,8 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
                 self.accounts.pop(account_id, None)
                 continue
             view = views[account_id]
-            views[account_id] = replace(view, balances_at=taken, balances=_kept(view.balances, result.totals()),
-                                        free=_kept(view.free, result.free_amounts()))
+            views[account_id] = replace(view, balances_at=taken, balances=kept(view.balances, result.totals()),
+                                        free=kept(view.free, result.free_amounts()))
         self.accounts.update(views)
 
     def _read_balances(self, accounts: dict[int, ExchangeGateway]) -> None:
@@ -299,8 +294,8 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
                 self.accounts.pop(account_id, None)  # read whole at the next pass
                 continue
             self.accounts[account_id] = replace(view, outdated=False, balances_at=taken, balances_pushed=False,
-                                                balances=_kept(view.balances, result.totals()),
-                                                free=_kept(view.free, result.free_amounts()))
+                                                balances=kept(view.balances, result.totals()),
+                                                free=kept(view.free, result.free_amounts()))
 
     def _want(self, runner: Runner, engine: MarketMakingBot) -> None:
         """Tell the feeder what this bot needs read: its accounts and its pairs' books."""

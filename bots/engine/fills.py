@@ -230,7 +230,8 @@ class FillSyncMixin:
         account for every fill the venue reports on the position's orders (``_pushed_trades``); otherwise,
         without a view, and when the periodic safety read is due (``safety_read``), the trades are read by
         REST. Under a view a REST read starts at the pair's check mark (``mark_ms``; at ``owed_ms`` when another
-        bot's check found a trade of the position unbooked) and checks the other bots' trades too (``_check_pair``)."""
+        bot's check found a trade of the position unbooked) and checks the other bots' trades too
+        (``_trades_booked``)."""
         if safety_read and view is not None:
             self.counts["trades_rest_safety"] += 1
         pushed = self._pushed_trades(position, view) if view is not None and not safety_read else None

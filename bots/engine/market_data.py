@@ -62,6 +62,12 @@ class AccountView:
     every fill the venue reports on the position's orders (``FillSyncMixin.sync_fills``)."""
 
 
+def kept(old: dict, new: dict) -> dict:
+    """``old`` when ``new`` equals it: a part of an account view a read or a push found unchanged stays the same
+    object, which the checks (``QuietInputs``) and the shared views compare by identity, once instead of per bot."""
+    return old if new == old else new
+
+
 CLOSED_KEEP_SECS = 60.0
 """How long an account view keeps the pushed final state of an order that left the book."""
 

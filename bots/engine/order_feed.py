@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 
 from bots.engine.driver_state import DriverState
-from bots.engine.market_data import recent_entries
+from bots.engine.market_data import kept, recent_entries
 from bots.engine.shared_views import bot_key
 from exchanges.gateway import ExchangeOrder, Trade
 from mmplatform import aio
@@ -142,9 +142,9 @@ class OrderFeedMixin(DriverState):
                 view = replace(view, trades=traded[account_id])
             if account_id in balanced:
                 totals, free, current = balanced[account_id]
-                if totals != view.balances or free != view.free:  # (a part that did not move stays the same object)
-                    view = replace(view, balances=view.balances if totals == view.balances else totals,
-                                   free=view.free if free == view.free else free, balances_at=now)
+                if totals != view.balances or free != view.free:
+                    view = replace(view, balances=kept(view.balances, totals), free=kept(view.free, free),
+                                   balances_at=now)
                 view = replace(view, balances_pushed=current)
             self.accounts[account_id] = replace(view, pushed_at=now)
         if self.traded_bots:

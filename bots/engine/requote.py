@@ -236,7 +236,7 @@ class RequoteMixin(DriverState):
             return accounts, balances_read_at
         # a balance read the process started after the push that showed the fill is shared (a burst of fills
         # on one account); a fill a cancel's answer found (maybe not pushed yet) wants a read from now on
-        answered = bool(found) or any(engine.active_positions[p].pk in manager.fills_seen for p in pairs)
+        answered = any(engine.active_positions[p].pk in manager.fills_seen for p in pairs)
         not_before = {a: (balances_read_at if answered else self.accounts[a].pushed_at) for a in accounts
                       if a in self.order_streams_live and a in self.accounts and self.accounts[a].pushed_at}
         engine.reload_balances(accounts, not_before)

@@ -20,15 +20,12 @@ from typing import Any
 
 from bots.engine import keys
 from bots.engine.client_ids import client_id_prefix
+from bots.engine.lease import _RELEASE
 from bots.engine.rows import other_bots_open_orders
 from mmplatform.redis_client import get_redis
 from risk.checks import RestingOrder
 
 GUARD_WAIT_SECS = 2.0
-
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
-"""
 
 
 def from_rows(bot_id: int, account_id: int, pair: str) -> list[RestingOrder]:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from bots.engine import keys
+from bots.engine.lease import _RELEASE
 from mmplatform.redis_client import get_redis
 
 FULL_TRADE_SYNC_SECS = 15.0
@@ -72,8 +73,8 @@ def trade_sync_state(position_id: int, marks: Iterable[int] = (), shared: tuple[
     for marked in marks:
         pipe.set(_trades_key(marked), "1")
     pipe.exists(_trades_key(position_id))
-    pipe.exists(keys.trades_recent(position_id))
     if shared is None:
+        pipe.exists(keys.trades_recent(position_id))
         *_, pending, recent = pipe.execute()
         return TradeSyncState(bool(pending), not recent, None, None)
     pipe.get(keys.trades_owed(position_id))
@@ -81,7 +82,7 @@ def trade_sync_state(position_id: int, marks: Iterable[int] = (), shared: tuple[
     # once, and each would read it (the claim lapses after CLAIM_MS if that sync fails before its read is done)
     pipe.eval(_CLAIM_SCRIPT, 2, keys.trades_recent(position_id), keys.trades_checked(*shared), CLAIM_MS)
     pipe.get(keys.trades_through(*shared))
-    *_, pending, _recent, owed, claimed, through = pipe.execute()
+    *_, pending, owed, claimed, through = pipe.execute()
     return TradeSyncState(bool(pending), owed is not None or bool(claimed), None if through is None else int(through),
                           None if owed is None else int(owed))
 
@@ -111,9 +112,6 @@ def pair_checked(account_id: int, pair: str, since_ms: int, through_ms: int, owe
     pipe.execute()
 
 
-_DELETE_IF_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-
-
 def trades_synced(position_id: int, *, by_rest: bool = True, safety_secs: float = FULL_TRADE_SYNC_SECS,
                   owed_paid: int | None = None) -> None:
     """The position's trades are booked: by a REST read (the safety read's clock restarts: ``safety_secs``) or
@@ -123,7 +121,7 @@ def trades_synced(position_id: int, *, by_rest: bool = True, safety_secs: float 
     pipe = r.pipeline()
     pipe.delete(_trades_key(position_id))
     if owed_paid is not None:
-        pipe.eval(_DELETE_IF_SCRIPT, 1, keys.trades_owed(position_id), str(owed_paid))
+        pipe.eval(_RELEASE, 1, keys.trades_owed(position_id), str(owed_paid))  # (only the debt it paid)
     if by_rest:
         pipe.set(keys.trades_recent(position_id), "1", px=int(safety_secs * 1000))
     pipe.execute()
