@@ -12,7 +12,8 @@ statement's SQL once per shape (``functools.lru_cache``) and only bind the new v
   client order id exists already is skipped (the stored row wins: a retried cycle never stores or
   sends an order twice).
 * ``insert_rows``: one ``INSERT ... RETURNING`` for new rows of one model, their pks set (a sync's Fill
-  rows, an event's row; Postgres, elsewhere ``bulk_create``).
+  rows, an event's row; Postgres, elsewhere ``bulk_create``). Both insert several rows on Postgres as one
+  array per column (``insert_statement``: ``UNNEST``), so the statement is the same whatever their number.
 * ``save_fields`` (Order rows, a position's accounting): one
   ``UPDATE ... FROM (VALUES ...)`` for several rows (Postgres), one ``UPDATE ... WHERE id`` for one row.
 * ``select_rows``: model instances of one ``SELECT`` of every column (optionally ``FOR UPDATE``),
@@ -57,9 +58,9 @@ def insert_orders(rows: Sequence[Order]) -> list[Order]:
     whose client order id is already stored are left out and keep ``pk`` None."""
     if not rows:
         return []
-    sql, fields = _insert_sql(Order, len(rows), connection.vendor, "client_order_id")
+    sql, params = insert_statement(rows, "client_order_id")
     with connection.cursor() as cursor:
-        cursor.execute(sql, insert_params(rows, fields))
+        cursor.execute(sql, params)
         stored = {client_id: pk for pk, client_id in cursor.fetchall()}
     kept = [row for row in rows if row.client_order_id in stored]
     for row in kept:
@@ -324,12 +325,50 @@ def insert_rows(rows: Sequence[Model]) -> None:
     if connection.vendor != "postgresql":
         model._default_manager.bulk_create(rows)
         return
-    sql, fields = _insert_sql(model, len(rows), connection.vendor)
+    sql, params = insert_statement(rows)
     with connection.cursor() as cursor:
-        cursor.execute(sql, insert_params(rows, fields))
+        cursor.execute(sql, params)
         pks = [pk for (pk,) in cursor.fetchall()]
     for row, pk in zip(rows, pks, strict=True):  # RETURNING gives the VALUES' order (bulk_create relies on it too)
         mark_stored(row, pk)
+
+
+def insert_statement(rows: Sequence[Model], skip_conflicts_on: str = "") -> tuple[str, list[Any]]:
+    """The ``INSERT`` of new ``rows`` of one model and its parameters (``_insert_sql``). Several rows on Postgres:
+    one array per column, unnested (``_unnest_insert_sql``): the statement and its parameter count stay the same
+    whatever the number of rows. With one placeholder per value, two Order rows were 52 parameters, past the 50
+    up to which psycopg caches its parsing of a statement (``MAX_CACHED_STATEMENT_PARAMS``): re-parsing the
+    statement of every re-quote's orders and of each batch of performance snapshots was ~3 % of an engine
+    worker's GIL at active N=1,000."""
+    model = type(rows[0])
+    if len(rows) > 1 and connection.vendor == "postgresql":
+        unnested = _unnest_insert_sql(model, skip_conflicts_on)
+        if unnested is not None:
+            sql, fields = unnested
+            flat = insert_params(rows, fields)
+            width = len(fields)
+            return sql, [flat[column::width] for column in range(width)]
+    sql, fields = _insert_sql(model, len(rows), connection.vendor, skip_conflicts_on)
+    return sql, insert_params(rows, fields)
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_insert_sql(model: type[Model], skip_conflicts_on: str = "") -> tuple[str, list[Field]] | None:
+    """``_insert_sql`` for any number of rows on Postgres: ``INSERT ... SELECT * FROM UNNEST(%s::type[], ...)``,
+    one typed array per column (as Django's ``bulk_create`` does on Postgres: the rows come back in the arrays'
+    order). None where a column cannot go in an array as Django decides it (a field that builds its own
+    placeholder, a type the backend does not name)."""
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    if any(hasattr(f, "get_placeholder") or (f.target_field if f.is_relation else f).get_internal_type()
+           not in connection.data_types for f in fields):
+        return None
+    quote = connection.ops.quote_name
+    arrays = ", ".join(f"%s::{str(f.db_type(connection)).split('(')[0]}[]" for f in fields)
+    returning = quote(str(meta.pk.column)) + (f", {quote(skip_conflicts_on)}" if skip_conflicts_on else "")
+    conflict = f"ON CONFLICT ({quote(skip_conflicts_on)}) DO NOTHING " if skip_conflicts_on else ""
+    return (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)}) "
+            f"SELECT * FROM UNNEST({arrays}) {conflict}RETURNING {returning}"), fields
 
 
 @functools.lru_cache(maxsize=64)

@@ -206,6 +206,33 @@ def test_insert_rows_sets_their_pks_and_the_booked_reads_find_them(world_a: Tena
     assert Fill.objects.filter(exchange_trade_id="T-1").count() == 1
 
 
+def test_several_rows_go_as_one_array_per_column_whatever_their_number(world_a: TenantWorld,
+                                                                       position: LiquidityPosition) -> None:
+    """Several rows (Postgres): the same statement for 2 and 5 rows, one parameter per column (under the 50 up to
+    which psycopg caches a statement's parsing), the rows stored in their order with what they hold, JSON
+    payloads and NULLs included; one row keeps its plain VALUES."""
+    from bots.engine.rows import insert_statement
+
+    def events(count: int) -> list[BotEvent]:
+        return [event_row(bot=world_a.bot, event_type=BotEventType.ORDER_FILLED,
+                          payload={"n": n, "price": "100.5", "nested": {"ok": [1, None]}}) for n in range(count)]
+
+    two, five = events(2), events(5)
+    if connection.vendor == "postgresql":
+        width = len([f for f in BotEvent._meta.concrete_fields if not f.primary_key])
+        (sql_two, params_two), (sql_five, params_five) = insert_statement(two), insert_statement(five)
+        assert sql_two == sql_five and "UNNEST" in sql_two
+        assert len(params_two) == len(params_five) == width <= 50
+        assert "UNNEST" not in insert_statement(events(1))[0]
+    insert_rows(two)
+    insert_rows(five)
+    stored = {e.pk: e for e in BotEvent.objects.filter(pk__in=[e.pk for e in two + five])}
+    assert [stored[e.pk].payload["n"] for e in two + five] == [0, 1, 0, 1, 2, 3, 4]
+    assert all(stored[e.pk].payload["nested"] == {"ok": [1, None]} for e in two + five)
+    assert [{k: v for k, (v, _) in columns(e).items()} for e in five] == [  # (the instances keep their enum members)
+        {k: v for k, (v, _) in columns(stored[e.pk]).items()} for e in five]
+
+
 def test_fence_and_open_rows_numbers_the_cycle_and_reads_the_positions_open_rows_in_one_statement(
         world_a: TenantWorld, position: LiquidityPosition) -> None:
     """A fill sync's first statement: the fence's row (``begin_fenced_cycle``'s) and exactly the rows ``open_rows``
