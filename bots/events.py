@@ -31,7 +31,8 @@ from django.db.models import Model
 from django.utils import timezone
 
 from alerts import hooks as alert_hooks
-from bots.engine.rows import db_value, insert_rows, save_fields, save_fields_then
+from bots.engine.row_values import db_value
+from bots.engine.rows import insert_rows, save_fields, save_fields_then
 from bots.models import Bot, BotEvent, BotEventType
 from bots.wire import ROUTINE_EVENTS as WIRE_ROUTINE_EVENTS
 from bots.wire import event_json, jsonable

@@ -28,7 +28,8 @@ from django.utils import timezone
 
 from bots.accounting import PositionAccount
 from bots.engine.market_data import AccountView
-from bots.engine.rows import insert_params, mark_stored, save_statement
+from bots.engine.row_values import insert_params, mark_stored
+from bots.engine.rows import save_statement
 from bots.models import OPEN_ORDER_STATUSES, Fill, LiquidityPosition, Order, OrderStatus
 from exchanges.gateway import Trade
 

@@ -270,7 +270,11 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
                 runner.next_due = next_due(scheduled, runner.interval, started)
                 continue
             if verdict.kind == "wait":  # a depth read on the loop: checked again when it lands, due as it was
-                runner.awaiting_depth = started
+                if verdict.reason == "account view behind":  # (or looked at again shortly: ``VIEW_RETRY_SECS``)
+                    runner.awaiting_view = started
+                    self.stats["view_waits"] += 1
+                else:
+                    runner.awaiting_depth = started
                 waiting.append(runner)
                 continue
             if verdict.kind == "requote" and runner.engine is not None:  # a re-quote is on the kept engine:

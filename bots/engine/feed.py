@@ -90,6 +90,18 @@ def view_limit(interval: float) -> float:
     return 2 * interval + 1.0
 
 
+VIEW_BEHIND_SECS = 10.0
+"""Under a live order stream, a check whose account view is past ``view_limit`` by at most this waits for the
+feeder's next pass (``Verdict("wait", "account view behind")``, checked again every ``VIEW_RETRY_SECS``) instead of
+running a full cycle: the view is behind because the process is (the feeder keeps a live view current at each
+pass), and a full cycle is the most expensive cycle there is. At calm N=3,000, 179 such full cycles in a 40 s window
+put the process further behind. Past this, the full cycle reads the venue as before."""
+
+VIEW_RETRY_SECS = 0.25
+"""How soon a check that waits for its account view (``VIEW_BEHIND_SECS``) looks again; the bot stays due at its
+original time meanwhile (the wait counts as lag)."""
+
+
 def _best(levels: list[tuple[float, float]]) -> float | None:
     return levels[0][0] if levels else None  # a side's best price (None: the side is empty)
 

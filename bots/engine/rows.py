@@ -35,15 +35,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar, cast
 
-from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db import connection
 from django.db.models import F, Field, Model
 from django.utils import timezone
 
+from bots.engine.row_values import db_value, insert_params, mark_stored
 from bots.models import OPEN_ORDER_STATUSES, Bot, Order, OrderStatus
 
 M = TypeVar("M", bound=Model)
@@ -360,7 +359,7 @@ def _unnest_insert_sql(model: type[Model], skip_conflicts_on: str = "") -> tuple
     placeholder, a type the backend does not name)."""
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
-    if any(hasattr(f, "get_placeholder") or (f.target_field if f.is_relation else f).get_internal_type()
+    if any(hasattr(f, "get_placeholder") or (cast(Any, f).target_field if f.is_relation else f).get_internal_type()
            not in connection.data_types for f in fields):
         return None
     quote = connection.ops.quote_name
@@ -384,86 +383,6 @@ def _insert_sql(model: type[Model], count: int, vendor: str, skip_conflicts_on: 
     conflict = f"ON CONFLICT ({quote(skip_conflicts_on)}) DO NOTHING " if skip_conflicts_on else ""
     return (f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)}) "
             f"VALUES {', '.join([one] * count)} {conflict}RETURNING {returning}"), fields
-
-
-def insert_params(rows: Sequence[Model], fields: list[Field]) -> list[Any]:
-    """The parameters of new ``rows``' ``fields`` (``pre_save`` first: auto_now columns are stamped), as the ORM
-    would bind them (``db_value``)."""
-    conn = connections[DEFAULT_DB_ALIAS]
-    plan = _value_plan(tuple(fields), conn.vendor)
-    params: list[Any] = []
-    append = params.append
-    for row in rows:
-        for field, attname, same, stamped in plan:
-            value = field.pre_save(row, True) if stamped else getattr(row, attname)
-            append(value if same(value) else field.get_db_prep_save(value, conn))
-    return params
-
-
-def db_value(field: Field, value: Any) -> Any:
-    """``value`` as the ORM binds it for ``field`` (``get_db_prep_save``), without its per-field calls where they
-    would hand it back unchanged (``_value_plan``)."""
-    conn = connections[DEFAULT_DB_ALIAS]
-    same = _value_plan((field,), conn.vendor)[0][2]
-    return value if same(value) else field.get_db_prep_save(value, conn)
-
-
-def _is_str(value: Any) -> bool:
-    return value is None or type(value) is str
-
-
-def _is_int(value: Any) -> bool:
-    return value is None or type(value) is int
-
-
-def _is_bool(value: Any) -> bool:
-    return value is None or type(value) is bool
-
-
-def _is_finite_decimal(value: Any) -> bool:
-    return value is None or (type(value) is Decimal and value.is_finite())
-
-
-def _is_aware_datetime(value: Any) -> bool:
-    return value is None or (type(value) is datetime and value.tzinfo is not None)
-
-
-def _never(value: Any) -> bool:
-    return False
-
-
-_UNCHANGED: dict[type[Field], Callable[[Any], bool]] = {
-    models.CharField: _is_str, models.TextField: _is_str,
-    models.IntegerField: _is_int, models.BigIntegerField: _is_int, models.SmallIntegerField: _is_int,
-    models.PositiveIntegerField: _is_int, models.PositiveBigIntegerField: _is_int,
-    models.PositiveSmallIntegerField: _is_int, models.ForeignKey: _is_int,
-    models.BooleanField: _is_bool, models.DecimalField: _is_finite_decimal, models.DateTimeField: _is_aware_datetime,
-}
-"""On Postgres, values of these types pass Django's ``get_db_prep_save`` of these exact field classes unchanged
-(``to_python`` of a str, an int, a bool, a finite Decimal gives it back; an aware datetime and a decimal are not
-adapted by the backend). A foreign key's value is its target's integer pk."""
-
-
-@functools.lru_cache(maxsize=256)
-def _value_plan(fields: tuple[Field, ...], vendor: str) -> tuple[tuple[Field, str, Callable[[Any], bool], bool], ...]:
-    """Per field: (field, attname, whether a value passes unchanged, whether ``pre_save`` stamps it). The ORM's
-    per-value path (``get_db_prep_save``: the field's conversions and the backend's, each through the connection
-    proxy) was ~10 % of a pool cycle's CPU in a profile of the engine's fill syncs and re-quotes; values of the
-    plain types skip it (elsewhere than Postgres, or without time zones, every value takes it)."""
-    postgres = vendor == "postgresql" and settings.USE_TZ
-    plan = []
-    for field in fields:
-        same = _UNCHANGED.get(type(field), _never) if postgres else _never
-        stamped = isinstance(field, models.DateTimeField) and bool(field.auto_now or field.auto_now_add)
-        plan.append((field, field.attname, same, stamped))
-    return tuple(plan)
-
-
-def mark_stored(row: Model, pk: Any) -> None:
-    """The row is in the database now, under ``pk`` (what ``save`` leaves on an instance)."""
-    row.pk = pk
-    row._state.adding = False
-    row._state.db = connection.alias
 
 
 def count_cycles(counts: dict[int, list[int]], now: Any) -> None:

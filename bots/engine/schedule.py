@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from bots.engine.depth import WAIT_LIMIT_SECS
 from bots.engine.driver_state import DriverState
+from bots.engine.feed import VIEW_RETRY_SECS
 from bots.engine.runner import Runner
 
 
@@ -33,6 +34,11 @@ class ScheduleMixin(DriverState):
                     queue.schedule(pk, runner.awaiting_depth + WAIT_LIMIT_SECS)
                     continue
                 runner.awaiting_depth = 0.0
+            if runner.awaiting_view:  # its check waits for its account view to catch up: looked at again shortly
+                if now - runner.awaiting_view < VIEW_RETRY_SECS:
+                    queue.schedule(pk, runner.awaiting_view + VIEW_RETRY_SECS)
+                    continue
+                runner.awaiting_view = 0.0
             if runner.wake_after:  # a move heard during its cycle (only this thread sets/clears the flag)
                 runner.wake_after = False
                 if runner.next_due > now:
@@ -74,6 +80,8 @@ class ScheduleMixin(DriverState):
             self.due_queue.schedule(runner.bot_id, now)  # (forgotten / brought forward at the next tick)
         elif runner.awaiting_depth:
             self.due_queue.schedule(runner.bot_id, runner.awaiting_depth + WAIT_LIMIT_SECS)
+        elif runner.awaiting_view:
+            self.due_queue.schedule(runner.bot_id, runner.awaiting_view + VIEW_RETRY_SECS)
         else:
             self.due_queue.schedule(runner.bot_id, runner.next_due)
 

@@ -17,7 +17,7 @@ from django.conf import settings
 from bots.engine.bot import MarketMakingBot
 from bots.engine.depth import DepthPending
 from bots.engine.driver_state import DriverState
-from bots.engine.feed import SENT_MARGIN_SECS, view_limit
+from bots.engine.feed import SENT_MARGIN_SECS, VIEW_BEHIND_SECS, view_limit
 from bots.engine.market_data import AccountView, BookData
 from bots.engine.runner import QuietInputs, Runner
 from bots.engine.venues import Slot
@@ -28,7 +28,7 @@ from strategies.selection import select_strategy_type
 
 @dataclass
 class Verdict:
-    kind: str  # "quiet" | "requote" | "fills" | "snapshot" | "full" | "wait" (a depth read on the loop)
+    kind: str  # "quiet" | "requote" | "fills" | "snapshot" | "full" | "wait" (a depth read, an account view behind)
     reason: str = ""
     detail: str = ""
     pairs: list[Slot] = field(default_factory=list)  # fills / requote: the slots (account, pair)
@@ -70,7 +70,12 @@ class VerdictMixin(DriverState):
             return Verdict("full", "daily reset")
         for account_id in engine.exchanges:
             view = self.accounts.get(account_id)
-            if view is None or now - view.taken_at > view_limit(runner.interval):
+            if view is None:
+                return Verdict("full", "no account view")
+            behind = now - view.taken_at - view_limit(runner.interval)
+            if behind > 0:
+                if behind <= VIEW_BEHIND_SECS and account_id in self.order_streams_live:
+                    return Verdict("wait", "account view behind", detail=f"account {account_id}")
                 return Verdict("full", "no account view")
             for cid in self.shared.account(account_id, view.orders).own(runner.bot_id):  # the bot's listed orders
                 if cid not in runner.known and not (runner.gone.get(cid, 0) > view.taken_at - SENT_MARGIN_SECS):

@@ -123,3 +123,52 @@ def test_a_new_gateway_for_the_account_replaces_its_stream(
     from mmplatform import aio
 
     aio.run(new_gateway.close())  # its REST session (the driver's stop closes the stream)
+
+
+def test_a_check_waits_for_a_live_view_a_little_behind_instead_of_running_a_full_cycle(
+        streamed_bot: Bot, driver: Driver, frozen_emulator: EmulatorServer) -> None:  # noqa: F811
+    """The feeder's pass late (a loaded process) under a live order stream: a due bot's check waits for its account
+    view instead of running a full cycle -- no cycle, the lease released, still due at its time (the wait is lag) --
+    and is looked at again ``VIEW_RETRY_SECS`` later; once a feeder's pass brought the view up to date, the check
+    decides as usual. A view behind by more than ``VIEW_BEHIND_SECS`` falls back to the full cycle, as before."""
+    from dataclasses import replace
+
+    from bots.engine.feed import VIEW_BEHIND_SECS, VIEW_RETRY_SECS, view_limit
+    from bots.engine.lease import BotLease
+
+    account_id = streamed_bot.exchange_accounts.get().pk
+    runner = settle(driver, streamed_bot, lambda r: r.engine is not None and r.known
+                    and driver._order_stream_live(account_id) and account_id in driver.accounts)
+    driver._housekeeping_at = driver._flush_at = time.time() + 3600  # these ticks: checks only
+    limit = view_limit(runner.interval)
+    cycles = len(cycle_records(streamed_bot.pk))
+    waits = driver.stats["view_waits"]
+
+    view = driver.accounts[account_id]
+    driver.accounts[account_id] = replace(view, taken_at=time.time() - limit - 1.0)  # the feeder's pass is late
+    due_at = time.time()
+    driver.bring_forward(runner, due_at)
+    driver.tick()  # (no feeder pass)
+    assert runner.last_verdict.startswith("wait: account view behind"), runner.last_verdict
+    assert not runner.busy and runner.awaiting_view and runner.next_due == due_at
+    assert driver.stats["view_waits"] == waits + 1
+    assert not BotLease.is_held(streamed_bot.pk)
+    assert len(cycle_records(streamed_bot.pk)) == cycles  # no cycle ran
+    began = runner.awaiting_view
+    assert driver.due_queue.next_at() == pytest.approx(began + VIEW_RETRY_SECS)  # looked at again then
+    driver.tick()  # (still no feeder pass: it waits again, not sooner than VIEW_RETRY_SECS after the first)
+    assert runner.awaiting_view >= began + VIEW_RETRY_SECS and driver.stats["view_waits"] == waits + 2
+    assert len(cycle_records(streamed_bot.pk)) == cycles and runner.next_due == due_at
+
+    driver._feed_once(time.time())  # the feeder catches up: the live view is current again
+    time.sleep(VIEW_RETRY_SECS)
+    runner = settle(driver, streamed_bot, lambda r: not r.awaiting_view and r.last_verdict)
+    assert not runner.last_verdict.startswith(("wait", "full")), runner.last_verdict
+    assert len(cycle_records(streamed_bot.pk)) > cycles
+
+    view = driver.accounts[account_id]
+    driver.accounts[account_id] = replace(view, taken_at=time.time() - limit - VIEW_BEHIND_SECS - 1.0)
+    driver.bring_forward(runner, time.time())
+    driver.tick()
+    assert runner.last_verdict == "full: no account view"
+    settle(driver, streamed_bot, lambda r: r.engine is not None)
