@@ -37,10 +37,14 @@ def venue() -> Iterator[EmulatorServer]:
     server.stop_thread()
 
 
-async def orders_until(pro: ccxt_pro.binance, done) -> list[dict]:
+async def orders_until(pro: ccxt_pro.binance, done, first: asyncio.Future | None = None) -> list[dict]:
+    """Pushed order updates until one satisfies ``done``. ``first``: a ``watch_orders`` started before the action
+    whose push is awaited (ccxt.pro resolves only a watch already waiting: a push that comes before the next
+    ``watch_orders`` call is cached but wakes nobody, and the watch would wait for an update that never comes)."""
     seen: list[dict] = []
     while True:
-        batch = await asyncio.wait_for(pro.watch_orders(BTC), WATCH_SECS)
+        batch = await asyncio.wait_for(first if first is not None else pro.watch_orders(BTC), WATCH_SECS)
+        first = None
         seen += batch
         if any(done(o) for o in batch):
             return seen
@@ -64,9 +68,10 @@ def test_watch_orders_and_my_trades_see_new_fill_and_cancel_pushed(venue: Emulat
 
             # another account sells into it: the fill is pushed (order update and the trade itself)
             trades_watch = asyncio.ensure_future(pro.watch_my_trades(BTC))
+            fill_watch = asyncio.ensure_future(pro.watch_orders(BTC))  # waiting before the fill is pushed
             await asyncio.sleep(0.2)
             await taker.create_order(BTC, "limit", "sell", 0.004, float(bid), {"timeInForce": "IOC"})
-            seen = await orders_until(pro, lambda o: o["id"] == resting["id"] and o["filled"] == 0.004)
+            seen = await orders_until(pro, lambda o: o["id"] == resting["id"] and o["filled"] == 0.004, fill_watch)
             assert seen[-1]["status"] == "open" and seen[-1]["remaining"] == pytest.approx(0.006)
             trades = await asyncio.wait_for(trades_watch, WATCH_SECS)
             assert trades[-1]["order"] == resting["id"] and trades[-1]["amount"] == pytest.approx(0.004)
@@ -74,8 +79,11 @@ def test_watch_orders_and_my_trades_see_new_fill_and_cancel_pushed(venue: Emulat
             listed = await rest.fetch_my_trades(BTC)
             assert trades[-1]["id"] == listed[-1]["id"]  # the same trade id the REST endpoint lists
 
+            cancel_watch = asyncio.ensure_future(pro.watch_orders(BTC))  # waiting before the cancel is pushed
+            await asyncio.sleep(0.1)
             await rest.cancel_order(resting["id"], BTC)
-            seen = await orders_until(pro, lambda o: o["id"] == resting["id"] and o["status"] == "canceled")
+            seen = await orders_until(pro, lambda o: o["id"] == resting["id"] and o["status"] == "canceled",
+                                      cancel_watch)
             assert seen[-1]["filled"] == pytest.approx(0.004)
         finally:
             await pro.close()
