@@ -233,7 +233,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
             for pk in waiters:
                 runner = self.runners.get(pk)
                 if runner is not None:
-                    runner.awaiting_depth = 0.0
+                    runner.wait_until = 0.0
                     self._schedule(runner, time.time())
 
     # --- cycles ------------------------------------------------------------------------------------
@@ -269,12 +269,8 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
                 quiet.append((runner, scheduled, started, verdict))
                 runner.next_due = next_due(scheduled, runner.interval, started)
                 continue
-            if verdict.kind == "wait":  # a depth read on the loop: checked again when it lands, due as it was
-                if verdict.reason == "account view behind":  # (or looked at again shortly: ``VIEW_RETRY_SECS``)
-                    runner.awaiting_view = started
-                    self.stats["view_waits"] += 1
-                else:
-                    runner.awaiting_depth = started
+            if verdict.kind == "wait":  # a depth read on the loop, an account view behind: due as it was, looked
+                runner.wait_until = started + verdict.retry_secs  # at again then (or when the depth read lands)
                 waiting.append(runner)
                 continue
             if verdict.kind == "requote" and runner.engine is not None:  # a re-quote is on the kept engine:

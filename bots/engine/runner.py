@@ -31,7 +31,7 @@ class Runner:
 
     Writers (docs/architecture.md, "Who owns what"): the driver thread alone writes ``busy`` (set before a
     cycle is submitted, cleared when the cycle is handed back), ``dropped``, ``stale``, ``signature``,
-    ``interval``, ``error_delay``, ``woken``, ``wake_after``, ``awaiting_depth``, ``awaiting_view``,
+    ``interval``, ``error_delay``, ``woken``, ``wake_after``, ``wait_until``,
     ``last_verdict``, ``quiet_cycles``, ``touched``, ``indexed``, ``lease`` (the lease its check took, kept
     alive while the cycle is queued or running: ``Driver._keep_leases``), ``lease_until`` and ``quiet`` (what
     its last full quiet check saw). The cycle fields (``engine``, ``rows``, ``live``, ``open_count``, ``known``,
@@ -63,8 +63,8 @@ class Runner:
     quiet_cycles: int = 0
     woken: bool = False  # this cycle was brought forward by a pushed mid move
     wake_after: bool = False  # a pushed move arrived during a cycle: run again when it ends
-    awaiting_depth: float = 0.0  # when its check began waiting for a depth read of one of its pairs (0: not)
-    awaiting_view: float = 0.0  # when its check began waiting for its account view to catch up (0: not)
+    wait_until: float = 0.0  # its check waits (a depth read, its account view behind): looked at again then, or
+    # when the depth read lands (0: not waiting)
     last_verdict: str = ""
     touched: bool = False  # cycled since the last flush
     indexed: tuple[tuple[str, str], ...] = ()  # the (venue, pair) keys it is under in ``Driver.by_pair``

@@ -5,9 +5,7 @@ the housekeeping pass as a safety net), and the pushed moves that bring a bot's 
 
 from __future__ import annotations
 
-from bots.engine.depth import WAIT_LIMIT_SECS
 from bots.engine.driver_state import DriverState
-from bots.engine.feed import VIEW_RETRY_SECS
 from bots.engine.runner import Runner
 
 
@@ -29,16 +27,11 @@ class ScheduleMixin(DriverState):
                 continue
             if runner.busy:  # scheduled again when the driver takes it back (``_take_back``)
                 continue
-            if runner.awaiting_depth:  # its check waits for a depth read (``_take_depth`` ends the wait)
-                if now - runner.awaiting_depth < WAIT_LIMIT_SECS:
-                    queue.schedule(pk, runner.awaiting_depth + WAIT_LIMIT_SECS)
+            if runner.wait_until:  # its check waits (a depth read: ``_take_depth`` ends the wait; its account view)
+                if now < runner.wait_until:
+                    queue.schedule(pk, runner.wait_until)
                     continue
-                runner.awaiting_depth = 0.0
-            if runner.awaiting_view:  # its check waits for its account view to catch up: looked at again shortly
-                if now - runner.awaiting_view < VIEW_RETRY_SECS:
-                    queue.schedule(pk, runner.awaiting_view + VIEW_RETRY_SECS)
-                    continue
-                runner.awaiting_view = 0.0
+                runner.wait_until = 0.0
             if runner.wake_after:  # a move heard during its cycle (only this thread sets/clears the flag)
                 runner.wake_after = False
                 if runner.next_due > now:
@@ -78,10 +71,8 @@ class ScheduleMixin(DriverState):
             return  # its cycle hands it back (``_take_back`` schedules it then)
         if runner.dropped or runner.wake_after:
             self.due_queue.schedule(runner.bot_id, now)  # (forgotten / brought forward at the next tick)
-        elif runner.awaiting_depth:
-            self.due_queue.schedule(runner.bot_id, runner.awaiting_depth + WAIT_LIMIT_SECS)
-        elif runner.awaiting_view:
-            self.due_queue.schedule(runner.bot_id, runner.awaiting_view + VIEW_RETRY_SECS)
+        elif runner.wait_until:
+            self.due_queue.schedule(runner.bot_id, runner.wait_until)
         else:
             self.due_queue.schedule(runner.bot_id, runner.next_due)
 

@@ -15,9 +15,9 @@ from typing import Any
 from django.conf import settings
 
 from bots.engine.bot import MarketMakingBot
-from bots.engine.depth import DepthPending
+from bots.engine.depth import WAIT_LIMIT_SECS, DepthPending
 from bots.engine.driver_state import DriverState
-from bots.engine.feed import SENT_MARGIN_SECS, VIEW_BEHIND_SECS, view_limit
+from bots.engine.feed import SENT_MARGIN_SECS, VIEW_BEHIND_SECS, VIEW_RETRY_SECS, view_limit
 from bots.engine.market_data import AccountView, BookData
 from bots.engine.runner import QuietInputs, Runner
 from bots.engine.venues import Slot
@@ -36,6 +36,7 @@ class Verdict:
     cancels: dict[Slot, list[Order]] = field(default_factory=dict)  # requote: rows to cancel, by slot
     sent: dict[Slot, tuple[list[Order], Any]] = field(default_factory=dict)  # requote: cancels already sent
     urgent: bool = False  # a re-quote brought forward by a pushed move: the feeder holds off meanwhile
+    retry_secs: float = 0.0  # wait: the bot is looked at again this much later (a depth read that lands: at once)
 
 
 def _same(now: dict, then: dict) -> bool:
@@ -75,7 +76,9 @@ class VerdictMixin(DriverState):
             behind = now - view.taken_at - view_limit(runner.interval)
             if behind > 0:
                 if behind <= VIEW_BEHIND_SECS and account_id in self.order_streams_live:
-                    return Verdict("wait", "account view behind", detail=f"account {account_id}")
+                    self.stats["view_waits"] += 1
+                    return Verdict("wait", "account view behind", detail=f"account {account_id}",
+                                   retry_secs=VIEW_RETRY_SECS)
                 return Verdict("full", "no account view")
             for cid in self.shared.account(account_id, view.orders).own(runner.bot_id):  # the bot's listed orders
                 if cid not in runner.known and not (runner.gone.get(cid, 0) > view.taken_at - SENT_MARGIN_SECS):
@@ -112,7 +115,8 @@ class VerdictMixin(DriverState):
                 snapshots[slot] = self._snapshot(runner, engine, position, books, now, self.shared,
                                                  seen=books_seen, same=same)
         except DepthPending as pending:  # checked again when the depth arrives (``Driver._take_depth``)
-            return Verdict("wait", "depth read", detail=f"{pending.args[0]} {pending.args[1]}")
+            return Verdict("wait", "depth read", detail=f"{pending.args[0]} {pending.args[1]}",
+                           retry_secs=WAIT_LIMIT_SECS)
         reuse = last if last is not None and books_seen == last.books and all(  # every book and view as then:
             (view := self.accounts.get(a)) is not None and _same(view.orders, held[0])  # the same objects
             and _same(view.balances, held[1]) and _same(view.free, held[2])  # (pushed), or equal (a REST re-read)

@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from bots.engine.depth import WAIT_LIMIT_SECS
 from bots.engine.driver import Driver
 from bots.engine.lease import cycle_records
 from bots.engine.runner import next_due
@@ -420,12 +421,12 @@ def test_the_driver_thread_reads_the_depth_behind_its_own_top_without_waiting(ru
         driver._snapshot(runner, engine, position, {}, time.time(), driver.shared)
     assert len(driver.depth.flying) == 1
 
-    runner.awaiting_depth = time.time()
+    runner.wait_until = time.time() + WAIT_LIMIT_SECS
     deadline = time.monotonic() + 10
     while driver.depth.flying and time.monotonic() < deadline:
         driver.wake.wait(0.05)
         driver._take_depth()
-    assert not driver.depth.flying and runner.awaiting_depth == 0.0  # landed: the bot is checked again
+    assert not driver.depth.flying and runner.wait_until == 0.0  # landed: the bot is checked again
     handed = [held[1].fetched_at for key, held in list(driver.fresh_books) if key == (venue, pair)]
     assert handed and max(handed) > old  # the feeder keeps the book
     snapshot = driver._snapshot(runner, engine, position, {}, time.time(), driver.shared)

@@ -150,19 +150,19 @@ def test_a_check_waits_for_a_live_view_a_little_behind_instead_of_running_a_full
     driver.bring_forward(runner, due_at)
     driver.tick()  # (no feeder pass)
     assert runner.last_verdict.startswith("wait: account view behind"), runner.last_verdict
-    assert not runner.busy and runner.awaiting_view and runner.next_due == due_at
+    assert not runner.busy and runner.wait_until and runner.next_due == due_at
     assert driver.stats["view_waits"] == waits + 1
     assert not BotLease.is_held(streamed_bot.pk)
     assert len(cycle_records(streamed_bot.pk)) == cycles  # no cycle ran
-    began = runner.awaiting_view
+    began = runner.wait_until - VIEW_RETRY_SECS  # when the check began to wait
     assert driver.due_queue.next_at() == pytest.approx(began + VIEW_RETRY_SECS)  # looked at again then
     driver.tick()  # (still no feeder pass: it waits again, not sooner than VIEW_RETRY_SECS after the first)
-    assert runner.awaiting_view >= began + VIEW_RETRY_SECS and driver.stats["view_waits"] == waits + 2
+    assert runner.wait_until - VIEW_RETRY_SECS >= began + VIEW_RETRY_SECS and driver.stats["view_waits"] == waits + 2
     assert len(cycle_records(streamed_bot.pk)) == cycles and runner.next_due == due_at
 
     driver._feed_once(time.time())  # the feeder catches up: the live view is current again
     time.sleep(VIEW_RETRY_SECS)
-    runner = settle(driver, streamed_bot, lambda r: not r.awaiting_view and r.last_verdict)
+    runner = settle(driver, streamed_bot, lambda r: not r.wait_until and r.last_verdict)
     assert not runner.last_verdict.startswith(("wait", "full")), runner.last_verdict
     assert len(cycle_records(streamed_bot.pk)) > cycles
 

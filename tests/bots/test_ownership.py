@@ -214,7 +214,7 @@ def test_a_bots_components_are_written_by_their_own_methods() -> None:
 # a Runner's fields (runner.py): the driver thread's alone, or the cycle holder's (the pool thread while
 # ``busy``, else the driver thread)
 RUNNER_DRIVER_ONLY = {"busy", "dropped", "stale", "signature", "interval", "error_delay", "woken", "wake_after",
-                      "awaiting_depth", "awaiting_view",
+                      "wait_until",
                       "last_verdict", "quiet_cycles", "touched", "indexed", "lease", "lease_until", "quiet"}
 RUNNER_CYCLE = {"engine", "rows", "live", "open_count", "known", "gone", "quoted_mid", "last_full_at", "perf_due_at",
                 "high_water", "high_water_dirty", "next_due"}
