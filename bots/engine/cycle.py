@@ -268,11 +268,21 @@ class CycleMixin(BotState):
     def _daily_pnl_quote(self) -> float:
         """Net P&L since the daily baseline; a pending daily reset moves the baseline here first."""
         net = self._net_pnl_quote()
-        if get_redis().delete(daily_reset_key(self.bot_id)):
-            self.bot.daily_pnl_baseline_quote = net.quantize(Decimal("1e-12"))
-            Bot.objects.filter(pk=self.bot_id).update(
-                daily_pnl_baseline_quote=self.bot.daily_pnl_baseline_quote, daily_reset_at=timezone.now())
+        self.take_daily_reset(net)
         return float(net - self.bot.daily_pnl_baseline_quote)
+
+    def take_daily_reset(self, net: Decimal | None = None) -> bool:
+        """A pending daily reset (``keys.daily_reset``, set by the start and the daily-reset beat task) moves the
+        daily P&L baseline to the net P&L now (``net``, else at the mids this engine holds): the flag is taken
+        and the bot's row written. A full cycle does it before it assesses risk; the engine driver's ``reset``
+        verdict does it on the kept engine. Returns whether a reset was pending."""
+        if not get_redis().delete(daily_reset_key(self.bot_id)):
+            return False
+        net = self._net_pnl_quote() if net is None else net
+        self.bot.daily_pnl_baseline_quote = net.quantize(Decimal("1e-12"))
+        Bot.objects.filter(pk=self.bot_id).update(
+            daily_pnl_baseline_quote=self.bot.daily_pnl_baseline_quote, daily_reset_at=timezone.now())
+        return True
 
     def _equity_quote(self) -> float:
         """Value of the bot's assets across its accounts, quote currencies at 1, bases at their mid."""

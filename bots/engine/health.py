@@ -33,7 +33,7 @@ RECORDS_READ = 60
 reads 60 short strings per bot, and a bot on a 50 ms clock does not outweigh the others in the fleet's
 percentiles."""
 STATE_FIELDS = ("bots", "shards", "busy", "pool_queue", "due_now")
-VERDICTS = ("quiet", "requote", "fills", "snapshot", "full")
+VERDICTS = ("quiet", "requote", "fills", "snapshot", "reset", "full")
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -34,6 +34,7 @@ PATIENCE_SECS = {
     "fills": 0.0,
     "full": 0.5,
     "routine": 2.0,  # the periodic full cycle, a bot's first cycle (no engine state yet)
+    "reset": 2.0,  # the daily reset's new P&L baseline (``Verdict("reset")``)
     "snapshot": 5.0,
 }
 """How long a cycle of each kind may wait behind more urgent ones (seconds past its bot's due time)."""

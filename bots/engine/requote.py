@@ -51,8 +51,10 @@ class RequoteMixin(DriverState):
             self._ready_connection(started)
             if runner.high_water_dirty:
                 self._write_high_water([runner])
-            if verdict.kind in ("requote", "fills") and runner.engine is not None:
+            if verdict.kind in ("requote", "fills", "reset") and runner.engine is not None:
                 outcome = self._on_kept_engine(runner, lease, verdict, scheduled, started)
+                if verdict.kind == "reset" and outcome == "ok":
+                    delay = 0.0  # the reset decided nothing: the bot is checked again at once
             else:
                 result = execute_cycle(runner.bot_id, runner.epoch, runner.chain, scheduled, lease=lease)
                 outcome = result.outcome
@@ -132,8 +134,8 @@ class RequoteMixin(DriverState):
 
     def _on_kept_engine(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float,
                         started: float) -> str:
-        """A re-quote (``_adjust_orders`` of the pairs whose quotes moved, on the rows the quiet check saw) or
-        a fill sync, on the engine kept from the last full cycle, under the bot's lease."""
+        """A re-quote (``_adjust_orders`` of the pairs whose quotes moved, on the rows the quiet check saw), a
+        fill sync or a daily reset, on the engine kept from the last full cycle, under the bot's lease."""
         from bots.engine.lease import add_cycle_record
         from bots.tasks import worker_id
 
@@ -155,6 +157,9 @@ class RequoteMixin(DriverState):
                     engine.fenced_cycle(cycle)
                 return numbered[0]
 
+            if verdict.kind == "reset":  # a new risk day: the P&L baseline at the check's mids (no venue read)
+                engine.take_daily_reset()
+                return outcome
             if verdict.kind == "fills":
                 reading = self._reload_balances(engine, verdict.pairs)  # (meanwhile: the fence)
                 # numbered and fenced in the statement that reads the first pair's open rows for its sync

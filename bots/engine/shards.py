@@ -147,8 +147,14 @@ class ShardsMixin(DriverState):
                 self.runners[pk] = Runner(pk, epoch, new_chain(pk), interval, error_delay, signature,
                                           next_due=now + offset)
             elif runner.signature != signature:
+                # a daily P&L baseline the kept engine holds already is its own daily reset's (``Verdict("reset")``;
+                # set in memory before the row is written: read here even while a pool thread holds the runner)
+                held = runner.engine.bot.daily_pnl_baseline_quote if runner.engine is not None else None
+                moved = signature[:-1] != runner.signature[:-1] or baseline != held
                 runner.signature = signature
                 runner.interval, runner.error_delay = interval, error_delay
+                if not moved:
+                    continue
                 if runner.busy:  # its cycle holds the engine: dropped when the driver takes the runner back
                     runner.stale = True
                 else:

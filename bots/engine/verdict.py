@@ -28,7 +28,7 @@ from strategies.selection import select_strategy_type
 
 @dataclass
 class Verdict:
-    kind: str  # "quiet" | "requote" | "fills" | "snapshot" | "full" | "wait" (a depth read, an account view behind)
+    kind: str  # "quiet" | "requote" | "fills" | "snapshot" | "reset" | "full" | "wait" (a depth read, a view behind)
     reason: str = ""
     detail: str = ""
     pairs: list[Slot] = field(default_factory=list)  # fills / requote: the slots (account, pair)
@@ -67,8 +67,6 @@ class VerdictMixin(DriverState):
             return Verdict("full", "not running")
         if now - runner.last_full_at >= settings.ENGINE_FULL_CYCLE_SECS:
             return Verdict("full", "periodic full cycle")
-        if reset_pending:
-            return Verdict("full", "daily reset")
         for account_id in engine.exchanges:
             view = self.accounts.get(account_id)
             if view is None:
@@ -139,6 +137,8 @@ class VerdictMixin(DriverState):
                 if (select_strategy_type(analysis, settings_) != strategy.strategy_type
                         or strategy.should_adapt(analysis)):
                     return Verdict("full", "strategy adaptation")
+        if reset_pending:  # a new risk day: the baseline moves to the net P&L at this check's mids, on the kept
+            return Verdict("reset", "daily reset")  # engine (a pool thread stores it; no venue read, no new engine)
         statuses: list[RiskStatus]
         if reuse is not None and engine.volatility_within_limit():
             # the same inventory, mids, P&L and high-water mark: only a new analysis's volatility could
