@@ -53,7 +53,7 @@ def _actor(user: Any) -> str:
 @transaction.atomic
 def bot_request_start(*, bot: Bot, user: Any) -> Bot:
     """Start (or restart) a bot: validate, bump the epoch (fencing any older cycle), enqueue start."""
-    from bots.tasks import start_bot
+    from bots.tasks import queue_start
 
     locked = Bot.objects.select_for_update().select_related("tenant").get(pk=bot.pk)
     if locked.status in (BotStatus.RUNNING, BotStatus.STARTING):
@@ -69,7 +69,7 @@ def bot_request_start(*, bot: Bot, user: Any) -> Bot:
     )
     locked.refresh_from_db()
     epoch = locked.epoch
-    transaction.on_commit(lambda: start_bot.delay(locked.pk, epoch))
+    transaction.on_commit(lambda: queue_start(locked.pk, epoch))
     push_status(locked)
     return locked
 

@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from bots.engine.core import MarketMakingBot, begin_cycle
-from bots.engine.cycle import end_cycle
+from bots.engine.cycle import LiveViews, end_cycle
 from bots.engine.lease import BotLease, FencedError, LeaseLostError, current_chain, record_cycle
 from bots.engine.rows import select_rows
 from bots.models import Bot, BotStatus
@@ -62,9 +62,29 @@ def _fail(bot_id: int, epoch: int, message: str) -> None:
         push_status(bot)
 
 
+def queue_start(bot_id: int, epoch: int, *, again: bool = False) -> bool:
+    """Send the bot's start task (``start_bot``) and mark it queued (``keys.start_queued``: the epoch, for
+    ``START_QUEUED_SECS``). ``again`` (the watchdog, for a start not begun a minute after it was asked for): only
+    when no start is marked queued. A mass start queues its starts behind each other on the workers' task threads;
+    re-sent every watchdog run while it waited (every start older than a minute, every 10 s), a start of 1,000
+    bots queued thousands of duplicates, each of which waited for the running start's lease. Returns whether sent."""
+    from bots.engine import keys
+    from mmplatform.redis_client import get_redis
+
+    if not get_redis().set(keys.start_queued(bot_id), str(epoch), nx=again, ex=keys.START_QUEUED_SECS):
+        return False
+    start_bot.delay(bot_id, epoch)
+    return True
+
+
 @shared_task(acks_late=True)
 def start_bot(bot_id: int, epoch: int) -> str:
     """Connect, reconcile and start market making; then begin the cycle chain."""
+    from bots.engine import keys
+    from bots.engine.lease import _RELEASE
+    from mmplatform.redis_client import get_redis
+
+    get_redis().eval(_RELEASE, 1, keys.start_queued(bot_id), str(epoch))  # begun: no longer queued
     close_old_connections()
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None or bot.epoch != epoch or bot.status != BotStatus.STARTING:
@@ -116,10 +136,11 @@ class CycleResult:
 
 
 def execute_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | None = None, *,
-                  lease: BotLease | None = None) -> CycleResult:
+                  lease: BotLease | None = None, views: LiveViews | None = None) -> CycleResult:
     """One monitoring iteration of one bot, fenced by epoch and chain, under the bot's lease (taken
     here unless the caller already holds it; released here either way). Schedules nothing: the
-    engine driver (bots/engine/driver.py) decides when the next cycle runs."""
+    engine driver (bots/engine/driver.py) decides when the next cycle runs. ``views``: the driver's live
+    account views (``CycleMixin.monitoring_iteration``)."""
     close_old_connections()
     started = time.time()
     if current_chain(bot_id) != chain:
@@ -143,7 +164,7 @@ def execute_cycle(bot_id: int, epoch: int, chain: str, scheduled_at: float | Non
         engine = MarketMakingBot(bot, lease=lease)
         if not engine.initialize_exchanges(emit_events=False, validate=False, skip_failing=True):
             raise MarketMakingError("no exchange could be connected this cycle")
-        engine.monitoring_iteration(cycle)
+        engine.monitoring_iteration(cycle, views)
         result.engine = engine
     except FencedError as exc:  # killed, stopped or paused mid-cycle: nothing was sent
         logger.info("%s", exc)
@@ -324,9 +345,9 @@ def watchdog() -> dict[str, int]:
         if not BotLease.is_held(bot_id):
             cancel_bot_orders.delay(bot_id)
             cleaned += 1
-    for bot in Bot.objects.filter(status=BotStatus.STARTING, started_at__lt=now - timedelta(seconds=60)):
-        start_bot.delay(bot.pk, bot.epoch)
-        restarted += 1
+    for bot_id, epoch in Bot.objects.filter(status=BotStatus.STARTING, started_at__lt=now - timedelta(seconds=60)
+                                            ).values_list("pk", "epoch"):
+        restarted += queue_start(bot_id, epoch, again=True)  # (not while one is queued: a mass start's wait)
     return {"restarted": restarted, "cancelled": cancelled, "cleaned": cleaned}
 
 

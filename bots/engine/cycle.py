@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +18,7 @@ from django.utils import timezone
 from bots import quoting
 from bots.engine import keys
 from bots.engine.bot_state import BotState, CycleReport
-from bots.engine.market_data import book_reader, shared_book, to_snapshot, without_own
+from bots.engine.market_data import BALANCE_SECS, AccountView, book_reader, shared_book, to_snapshot, without_own
 from bots.engine.performance import PerformanceFigures, claim_performance_due, write_performance
 from bots.engine.rows import fence_and_open_rows, fence_sql, open_rows
 from bots.engine.venues import Slot, exchange_key, venue_backoff
@@ -105,21 +105,29 @@ def request_daily_reset(bot_id: int) -> None:
 
 ORDER_BOOK_DEPTH = 20
 
+LiveViews = Callable[[int], AccountView | None]
+"""An exchange account's view as its live order stream keeps it, if current (``monitoring_iteration``)."""
+
 
 class CycleMixin(BotState):
     """The full cycle of ``MarketMakingBot``: ``monitoring_iteration`` and the reads it makes."""
 
-    def monitoring_iteration(self, cycle: int) -> CycleReport:
-        """The body of the spec's _monitoring_loop. Errors of one pair never stop the others."""
+    def monitoring_iteration(self, cycle: int, views: LiveViews | None = None) -> CycleReport:
+        """The body of the spec's _monitoring_loop. Errors of one pair never stop the others. ``views``: the
+        engine driver's accounts as their live order streams keep them (None for an account without one, or
+        whose view is not current): such an account's open orders and balances are the view's instead of a
+        REST read (the trades are still read by REST, from each position's own mark: the full cycle's net)."""
         self.cycle = cycle
         self.rebalanced_pairs = set()
         self.venue_errors = {}
         self._join_missing_slots()
         self._update_market_data()
-        self._sync_fills()
+        moved = self._sync_fills(views)
         if self.bot.status == BotStatus.RUNNING:
             self.run_hedges()  # the new fills' hedges and the unresolved ones due, before anything is quoted
-        self._refresh_inventory()
+            if self.hedge_route is not None and moved:
+                moved.add(self.hedge_route.hedge_account_id)  # (a hedge moved its balances: read them)
+        self._refresh_inventory(views, moved)
         statuses = self.assess_current_risk()
         for status in statuses:
             self._handle_risk_event(status, record=status in self._newly_active)
@@ -180,11 +188,23 @@ class CycleMixin(BotState):
         account = self.accounts.get(slot[0])
         return f"{account.label} ({account.exchange_id})" if account is not None else f"account {slot[0]}"
 
-    def _refresh_inventory(self) -> None:
+    def _refresh_inventory(self, views: LiveViews | None = None, moved: set[int] | None = None) -> None:
         """Balances of every account, valued at this cycle's mids (slots with a bad book keep none). An
-        account whose venue already failed in this cycle is not asked again (its balances are unread)."""
+        account whose venue already failed in this cycle is not asked again (its balances are unread). An
+        account with a live view (``views``) whose balances are current takes them, unless this cycle's fill
+        sync booked fills on it (``moved``: read, as the view may not show them yet)."""
         failed = {a: why for a, why in self.venue_errors.items() if a in self.exchanges and len(self.accounts) > 1}
-        self.inventory_manager.load_balances({a: g for a, g in self.exchanges.items() if a not in failed})
+        viewed: dict[int, AccountView] = {}
+        now = time.time()
+        for account_id in self.exchanges if views is not None else ():
+            view = views(account_id) if views is not None and account_id not in failed else None
+            if (view is not None and account_id not in (moved or ()) and not view.outdated
+                    and view.balances_at > 0 and now - view.balances_at < BALANCE_SECS):
+                viewed[account_id] = view
+        self.inventory_manager.load_balances({a: g for a, g in self.exchanges.items()
+                                              if a not in failed and a not in viewed})
+        for account_id, view in viewed.items():
+            self.inventory_manager.observe_balances(account_id, dict(view.balances), free=dict(view.free))
         for account_id, why in failed.items():
             self.inventory_manager.mark_unread(account_id, why)
         for slot, position in self.active_positions.items():
@@ -222,19 +242,26 @@ class CycleMixin(BotState):
                            lot_size=float(rules.lot_size), min_notional=float(rules.min_notional or 0),
                            now=self.clock())
 
-    def _sync_fills(self) -> None:
+    def _sync_fills(self, views: LiveViews | None = None) -> set[int]:
+        """Every pair's open orders reconciled and fills booked (on an account's live view, if any: ``views``);
+        returns the accounts it booked fills on."""
+        moved: set[int] = set()
         for slot, position in self.active_positions.items():
             if position.exchange_account_id not in self.exchanges or self._failed_this_cycle(slot[0]):
                 continue  # not connected, or it failed already in this cycle: one timeout per venue
             snapshot = self.snapshots.get(slot)
             mid = snapshot.mid if snapshot is not None and not snapshot.problem() else float("nan")
+            view = views(slot[0]) if views is not None else None
             try:
-                fills = self.order_manager.sync_position(position, mid=mid)
+                fills = self.order_manager.sync_position(position, mid=mid, view=view, own_trades=True)
             except ExchangeError as exc:
                 logger.warning("bot %s: order sync for %s failed: %s", self.bot_id, slot, exc)
                 self.venue_errors.setdefault(slot[0], f"{type(exc).__name__}: {exc}"[:300])
                 continue
+            if fills:
+                moved.add(slot[0])
             self.announce_fills(fills)
+        return moved
 
     def announce_fills(self, fills: list[Fill]) -> None:
         """The new fills' OrderFilled events (with the account each was on) to the dashboards and the alert

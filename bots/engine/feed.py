@@ -24,6 +24,7 @@ from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import ORDER_BOOK_DEPTH
 from bots.engine.depth import DepthPending
 from bots.engine.market_data import (
+    BALANCE_SECS,
     AccountView,
     BookData,
     book_from,
@@ -59,10 +60,6 @@ DEPTH_REUSE_SECS = 3.0
 ACCOUNT_READ_MIN_SECS = 0.25
 """An account is read at most this often (a bot on a 50 ms clock must not have its own account reads
 compete with its re-quotes on the I/O loop); quiet checks accept views up to 2 intervals + 1 s old."""
-
-
-BALANCE_SECS = 10.0
-"""An account's balances are read at least this often even when none of its orders changed."""
 
 
 FEED_SECS = 0.02

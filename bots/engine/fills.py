@@ -105,14 +105,15 @@ class FillSyncMixin:
             raise NotImplementedError
 
     def sync_position(self, position: LiquidityPosition, *, mid: float, view: AccountView | None = None,
-                      open_rows: list[Order] | None = None) -> list[Fill]:
+                      open_rows: list[Order] | None = None, own_trades: bool = False) -> list[Fill]:
         """Reconcile one pair (``reconcile_position``), then book its fills since the last sync
-        (``book_position``)."""
-        booking = self.reconcile_position(position, view=view, open_rows=open_rows)
+        (``book_position``). ``own_trades`` (a full cycle on a live view): the trades are read by REST from the
+        position's own mark, whatever the view shows (the full cycle's net)."""
+        booking = self.reconcile_position(position, view=view, open_rows=open_rows, own_trades=own_trades)
         return self.book_position(booking, mid=mid) if booking is not None else []
 
     def reconcile_position(self, position: LiquidityPosition, *, view: AccountView | None = None,
-                           open_rows: list[Order] | None = None) -> Booking | None:
+                           open_rows: list[Order] | None = None, own_trades: bool = False) -> Booking | None:
         """Reconcile one pair: open orders (adopt known, cancel unknown of ours), final states of rows that
         left the book, missed acknowledgements; the rows as the venue answered them are ``synced_rows``.
         Returns what ``book_position`` books next (None: nothing left the book and no trade read is owed;
@@ -123,7 +124,8 @@ class FillSyncMixin:
         stand for the venue's listing and its pushed final states for the fate of the rows that left
         the book, so only a row it knows nothing of (sent after its last update) is asked about, and
         the trades are read. None: everything is read from the venue. ``open_rows``: the position's open rows,
-        read by the caller in its first statement (a fill sync's fence); None: read here."""
+        read by the caller in its first statement (a fill sync's fence); None: read here. ``own_trades``: the
+        booking reads the trades by REST as without a view (``sync_position``)."""
         gateway = self.gateways[position.exchange_account_id]
         pair = position.trading_pair
         if view is None:
@@ -182,7 +184,8 @@ class FillSyncMixin:
         # the marks first (with the state, one round trip), then the rows: a row never shows fills whose
         # trades nobody is marked to read
         # under a live order stream the safety read is the account's pair's, shared by its bots (``trade_marks``)
-        state = trade_sync_state(position.pk, marks, (position.exchange_account_id, pair) if view is not None else None)
+        shared = view is not None and not own_trades
+        state = trade_sync_state(position.pk, marks, (position.exchange_account_id, pair) if shared else None)
         self.synced_rows[position.pk] = list(rows.values())
         if not (left_book or state.pending or state.safety_due):
             save_fields(answered, ACK_FIELDS)
@@ -190,7 +193,7 @@ class FillSyncMixin:
         # the answers go with the booking's statement when there is one (saved before anything reads the rows
         # back: ``save_answers``); whatever happens, they are saved before the booking returns
         self.unsaved_answers = answered
-        return Booking(position, view, state.safety_due, state.mark_ms, state.owed_ms)
+        return Booking(position, view if shared else None, state.safety_due, state.mark_ms, state.owed_ms)
 
     def book_position(self, booking: Booking, *, mid: float, view: AccountView | None = None) -> list[Fill]:
         """The fills ``reconcile_position`` found owed, booked (``sync_fills``); the answers saved either way.

@@ -68,6 +68,10 @@ Per bot
                                  RiskEvent per change). Writer: the engine. TTL 1 h.
 ``mm:risk:rejected:<bot>:<pair>`` string, the signature of the last venue rejections recorded. Writer:
                                  the engine. TTL 1 h.
+``mm:bot:start-queued:<bot>``    the epoch whose start task (``start_bot``) is queued and has not begun. Writer:
+                                 ``bots.tasks.queue_start`` (a start request; the watchdog's re-send, only when
+                                 none is marked); deleted by the start task as it begins. TTL
+                                 ``START_QUEUED_SECS`` (300 s: a start message lost is sent again after it).
 ``mm:risk:daily-reset:<bot>``    flag: reset the daily P&L baseline at the next cycle. Writers: the start
                                  (engine) and the daily-reset beat task (``bots.tasks``); deleted by the
                                  engine that applies it. No TTL.
@@ -199,6 +203,14 @@ def risk_rejected(bot_id: int, pair: str) -> str:
 
 
 RECORDED_SIGNATURE_SECS = 3600
+
+
+def start_queued(bot_id: int) -> str:
+    """The epoch whose start task is queued and has not begun (TTL START_QUEUED_SECS)."""
+    return f"mm:bot:start-queued:{bot_id}"
+
+
+START_QUEUED_SECS = 300
 
 
 def daily_reset(bot_id: int) -> str:

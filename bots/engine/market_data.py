@@ -71,6 +71,10 @@ def kept(old: dict, new: dict) -> dict:
 CLOSED_KEEP_SECS = 60.0
 """How long an account view keeps the pushed final state of an order that left the book."""
 
+BALANCE_SECS = 10.0
+"""An account's balances are read at least this often even when none of its orders changed (the driver's feeder);
+a full cycle takes a live view's balances younger than this instead of reading them."""
+
 
 Kept = TypeVar("Kept")
 

@@ -17,6 +17,7 @@ from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 from bots.engine.bot import MarketMakingBot
 from bots.engine.cycle import begin_fenced_cycle, begin_fenced_sync
 from bots.engine.driver_state import DriverState
+from bots.engine.feed import view_limit
 from bots.engine.lease import BotLease, FencedError, HaltedError, LeaseLostError
 from bots.engine.market_data import AccountView
 from bots.engine.performance import PerformanceFigures, claim_performances, store_performances
@@ -56,7 +57,9 @@ class RequoteMixin(DriverState):
                 if verdict.kind == "reset" and outcome == "ok":
                     delay = 0.0  # the reset decided nothing: the bot is checked again at once
             else:
-                result = execute_cycle(runner.bot_id, runner.epoch, runner.chain, scheduled, lease=lease)
+                limit = view_limit(runner.interval)  # the accounts its live order streams keep: no REST reads of their
+                result = execute_cycle(runner.bot_id, runner.epoch, runner.chain, scheduled, lease=lease,  # open orders
+                                       views=lambda account_id: self._live_view(account_id, limit))  # and balances
                 outcome = result.outcome
                 self._capture(runner, result.engine, full=True)
                 if outcome in ("stale-chain", "fenced", "auth-error"):
@@ -215,6 +218,12 @@ class RequoteMixin(DriverState):
             self._snapshot(runner, engine, position, {}, time.time())
         except ExchangeError as exc:
             logger.info("bot %s: fresh book for %s not read: %s", runner.bot_id, position.trading_pair, exc)
+
+    def _live_view(self, account_id: int, limit: float) -> AccountView | None:
+        """An account as its live order stream keeps it, for a full cycle on a pool thread, while the stream is live
+        and the view no older than ``limit`` (a check's); else None (the cycle reads the venue)."""
+        view = self.accounts.get(account_id) if account_id in self.order_streams_live else None
+        return view if view is not None and time.time() - view.taken_at <= limit else None
 
     def _reload_balances(self, engine: MarketMakingBot, pairs: list[Slot]) -> tuple[set[int], float]:
         """A fill sync's balances of these slots' accounts: an account whose view holds the balances its venue

@@ -105,6 +105,7 @@ KEY_MODULES = {
     "risk_denied": ("bots.engine.quotes", set()),
     "risk_rejected": ("bots.engine.quotes", set()),
     "daily_reset": ("bots.engine.cycle", set()),
+    "start_queued": ("bots.tasks", set()),
     "performance_due": ("bots.engine.performance", set()),
     "trades_pending": ("bots.engine.trade_marks", set()),
     "trades_recent": ("bots.engine.trade_marks", set()),

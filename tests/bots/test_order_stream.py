@@ -172,3 +172,27 @@ def test_a_check_waits_for_a_live_view_a_little_behind_instead_of_running_a_full
     driver.tick()
     assert runner.last_verdict == "full: no account view"
     settle(driver, streamed_bot, lambda r: r.engine is not None)
+
+
+def test_a_periodic_full_cycle_takes_the_live_views_orders_and_balances(
+        streamed_bot: Bot, driver: Driver, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The driver hands its full cycles the account views the order stream keeps: a periodic full cycle reads
+    neither the open orders nor the balances by REST (``CycleMixin.monitoring_iteration``, ``views``)."""
+    from tests.bots.test_pushed_sync import counted
+
+    account_id = streamed_bot.exchange_accounts.get().pk
+    runner = settle(driver, streamed_bot, lambda r: r.engine is not None and driver._order_stream_live(account_id)
+                    and account_id in driver.accounts and driver.accounts[account_id].balances_at > 0)
+    engine, gateway = runner.engine, driver.wanted_accounts[account_id][0]
+    calls = counted(monkeypatch, gateway, ("fetch_open_orders", "fetch_balance"))
+    account_reads = driver.feed_stats["account_reads"]
+    runner.last_full_at = 1.0  # its periodic full cycle is due
+    driver.bring_forward(runner)
+    runner = settle(driver, streamed_bot, lambda r: r.engine is not None and r.engine is not engine)
+    assert runner.last_verdict.startswith("full: periodic full cycle")
+    # (the feeder's own REST reads, if any, are counted in its stats)
+    assert calls["fetch_open_orders"] == driver.feed_stats["account_reads"] - account_reads, "the view is the listing"
+    view = driver.accounts[account_id]
+    assert runner.engine.inventory_manager.balances[account_id] == view.balances
+    assert calls["fetch_balance"] <= driver.feed_stats["balance_reads"], "only the feeder's own balance reads"
+    assert set(driver.accounts[account_id].orders) == runner.known

@@ -11,13 +11,14 @@ The gateway's reads are counted by wrapping the real gateway's methods (they sti
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from bots.engine.core import MarketMakingBot
-from bots.engine.market_data import AccountView
+from bots.engine.core import MarketMakingBot, begin_cycle
+from bots.engine.market_data import BALANCE_SECS, AccountView
 from bots.models import Fill, LiquidityPosition, Order, OrderStatus
 from exchanges.streams import OrderUpdateStream
 from mmplatform import aio
@@ -341,3 +342,60 @@ def test_the_bots_of_an_account_share_the_pairs_safety_read_and_it_finds_another
     redis.delete(keys.trades_recent(peer_position.pk))
     assert trade_sync_state(wide_position.pk, shared=(account_id, "BTC/USDT")).safety_due
     assert not trade_sync_state(peer_position.pk, shared=(account_id, "BTC/USDT")).safety_due
+
+
+def test_a_full_cycle_on_a_live_view_takes_its_listing_and_balances_and_still_books_by_rest(
+        world_a: Any, two_account_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine driver's full cycle (the periodic one, a bot's first) on an account whose order stream is live:
+    the open orders and the balances are the view's, no REST read of them; the trades are read by REST as without a
+    view (the full cycle's net), and an account the cycle booked fills on has its balances read."""
+    server = two_account_emulator
+    bot = started_bot(world_a, server, trading_pairs="BTC/USDT", grid_levels=1, order_size_quote=Decimal("600"))
+    engine = MarketMakingBot(bot)
+    engine.initialize_exchanges(emit_events=False, validate=False)
+    position = LiquidityPosition.objects.get(bot=bot, trading_pair="BTC/USDT", is_active=True)
+    account_id = position.exchange_account_id
+    gateway = engine.order_manager.gateways[account_id]
+    bid = Order.objects.get(bot=bot, position=position, side="buy", status=OrderStatus.OPEN)
+    resting = set(Order.objects.filter(bot=bot, status=OrderStatus.OPEN).values_list("client_order_id", flat=True))
+
+    def live_view(balances_age_secs: float = 0.0) -> AccountView:
+        """The account as the feeder keeps it under its order stream: every open order, the balances."""
+        now = time.time()
+        listed = aio.run(gateway.fetch_open_orders(None))
+        balance = aio.run(gateway.fetch_balance())
+        return AccountView(taken_at=now, read_at=now, orders={o.client_order_id: o for o in listed},
+                           balances=balance.totals(), free=balance.free_amounts(), balances_at=now - balances_age_secs)
+
+    view = live_view()
+    calls = counted(monkeypatch, gateway, ("fetch_open_orders", "fetch_order", "fetch_my_trades", "fetch_balance"))
+    engine.monitoring_iteration(begin_cycle(bot.pk), views=lambda a: view if a == account_id else None)
+    assert (calls["fetch_open_orders"], calls["fetch_order"], calls["fetch_balance"]) == (0, 0, 0), calls
+    assert engine.inventory_manager.balances[account_id] == view.balances
+    assert set(Order.objects.filter(bot=bot, status=OrderStatus.OPEN).values_list("client_order_id", flat=True)
+               ) == resting, "nothing moved: nothing re-quoted"
+
+    # balances older than the feeder's balance interval are read
+    view = live_view(balances_age_secs=BALANCE_SECS + 1)
+    calls.update(dict.fromkeys(calls, 0))
+    engine.monitoring_iteration(begin_cycle(bot.pk), views=lambda a: view if a == account_id else None)
+    assert (calls["fetch_open_orders"], calls["fetch_balance"]) == (0, 1), calls
+
+    # the bid filled; the view lists it no more but has no final state for it, and its balances are from before
+    # the fill: the row is asked about, the trade read by REST from the position's own mark and booked, and the
+    # balances read after it
+    before = live_view()
+    take(server, gateway, bid, bid.amount)
+    view = replace(live_view(), balances=before.balances, free=before.free)
+    assert bid.client_order_id not in view.orders
+    calls.update(dict.fromkeys(calls, 0))
+    engine.monitoring_iteration(begin_cycle(bot.pk), views=lambda a: view if a == account_id else None)
+    assert calls == {"fetch_open_orders": 0, "fetch_order": 1, "fetch_my_trades": 1, "fetch_balance": 1}, calls
+    venue = [t for t in aio.run(gateway.fetch_my_trades("BTC/USDT")) if t.exchange_order_id == bid.exchange_order_id]
+    booked = Fill.objects.filter(bot=bot)
+    assert sorted((f.exchange_trade_id, f.price, f.amount) for f in booked) == sorted(
+        (t.trade_id, t.price, t.amount) for t in venue) and venue
+    assert engine.inventory_manager.balances[account_id]["BTC"] > view.balances["BTC"], "read after the fill"
+    bid.refresh_from_db()
+    assert bid.status == OrderStatus.FILLED
+    assert Order.objects.filter(bot=bot, side="buy", status=OrderStatus.OPEN).exists(), "the bid quoted again"
