@@ -386,8 +386,10 @@ class QuotesMixin(BotState):
         fetched = self.book_fetched_at.get(slot)
         if fetched is None:
             return None
-        limit = max(settings.STALE_BOOK_SECS, 3 * self.config.monitoring_interval_secs)
         age = time.time() - fetched
+        if age <= 3 * self.config.monitoring_interval_secs:
+            return None  # (the common case, decided without reading Django's settings: per slot, per check)
+        limit = max(settings.STALE_BOOK_SECS, 3 * self.config.monitoring_interval_secs)
         where = slot[1] if len(self.accounts) < 2 else f"{slot[1]} on {self._venue_id(slot[0])}"
         return f"{where}: order book is {age:.1f} s old (limit {limit:.1f} s)" if age > limit else None
 
