@@ -125,8 +125,8 @@ class CycleMixin(BotState):
         moved = self._sync_fills(views)
         if self.bot.status == BotStatus.RUNNING:
             self.run_hedges()  # the new fills' hedges and the unresolved ones due, before anything is quoted
-            if self.hedge_route is not None and moved:
-                moved.add(self.hedge_route.hedge_account_id)  # (a hedge moved its balances: read them)
+            if self.hedge_route is not None:  # (a hedge, new or retried, may have moved its balances: read them)
+                moved.add(self.hedge_route.hedge_account_id)
         self._refresh_inventory(views, moved)
         statuses = self.assess_current_risk()
         for status in statuses:
