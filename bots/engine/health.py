@@ -94,7 +94,7 @@ class BotHealth:
 
 
 def verdict_counts(stats: dict[str, str]) -> dict[str, int]:
-    """Cycles by verdict since the driver started: ``quiet``, ``requote``, ``fills``, ``snapshot`` and
+    """Cycles by verdict since the driver started: ``quiet``, ``requote``, ``fills``, ``snapshot``, ``reset`` and
     ``full`` (every ``full: <reason>`` summed, each reason also kept under its own key)."""
     out: dict[str, int] = dict.fromkeys(VERDICTS, 0)
     for key, value in stats.items():
