@@ -22,12 +22,14 @@ from django.db import DatabaseError, close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
+from bots.engine import keys
 from bots.engine.core import MarketMakingBot, begin_cycle
 from bots.engine.cycle import LiveViews, end_cycle
-from bots.engine.lease import BotLease, FencedError, LeaseLostError, current_chain, record_cycle
+from bots.engine.lease import _RELEASE, BotLease, FencedError, LeaseLostError, current_chain, record_cycle
 from bots.engine.rows import select_rows
 from bots.models import Bot, BotStatus
 from mmplatform.errors import AuthenticationFailedError, MarketMakingError
+from mmplatform.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +70,6 @@ def queue_start(bot_id: int, epoch: int, *, again: bool = False) -> bool:
     when no start is marked queued. A mass start queues its starts behind each other on the workers' task threads;
     re-sent every watchdog run while it waited (every start older than a minute, every 10 s), a start of 1,000
     bots queued thousands of duplicates, each of which waited for the running start's lease. Returns whether sent."""
-    from bots.engine import keys
-    from mmplatform.redis_client import get_redis
-
     if not get_redis().set(keys.start_queued(bot_id), str(epoch), nx=again, ex=keys.START_QUEUED_SECS):
         return False
     start_bot.delay(bot_id, epoch)
@@ -80,10 +79,6 @@ def queue_start(bot_id: int, epoch: int, *, again: bool = False) -> bool:
 @shared_task(acks_late=True)
 def start_bot(bot_id: int, epoch: int) -> str:
     """Connect, reconcile and start market making; then begin the cycle chain."""
-    from bots.engine import keys
-    from bots.engine.lease import _RELEASE
-    from mmplatform.redis_client import get_redis
-
     get_redis().eval(_RELEASE, 1, keys.start_queued(bot_id), str(epoch))  # begun: no longer queued
     close_old_connections()
     bot = Bot.objects.filter(pk=bot_id).first()

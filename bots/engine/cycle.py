@@ -195,12 +195,13 @@ class CycleMixin(BotState):
         sync booked fills on it (``moved``: read, as the view may not show them yet)."""
         failed = {a: why for a, why in self.venue_errors.items() if a in self.exchanges and len(self.accounts) > 1}
         viewed: dict[int, AccountView] = {}
-        now = time.time()
-        for account_id in self.exchanges if views is not None else ():
-            view = views(account_id) if views is not None and account_id not in failed else None
-            if (view is not None and account_id not in (moved or ()) and not view.outdated
-                    and view.balances_at > 0 and now - view.balances_at < BALANCE_SECS):
-                viewed[account_id] = view
+        if views is not None:
+            now = time.time()
+            for account_id in self.exchanges.keys() - failed.keys() - (moved or set()):
+                view = views(account_id)
+                if (view is not None and not view.outdated and view.balances_at > 0
+                        and now - view.balances_at < BALANCE_SECS):
+                    viewed[account_id] = view
         self.inventory_manager.load_balances({a: g for a, g in self.exchanges.items()
                                               if a not in failed and a not in viewed})
         for account_id, view in viewed.items():
@@ -298,18 +299,17 @@ class CycleMixin(BotState):
         self.take_daily_reset(net)
         return float(net - self.bot.daily_pnl_baseline_quote)
 
-    def take_daily_reset(self, net: Decimal | None = None) -> bool:
+    def take_daily_reset(self, net: Decimal | None = None) -> None:
         """A pending daily reset (``keys.daily_reset``, set by the start and the daily-reset beat task) moves the
         daily P&L baseline to the net P&L now (``net``, else at the mids this engine holds): the flag is taken
         and the bot's row written. A full cycle does it before it assesses risk; the engine driver's ``reset``
-        verdict does it on the kept engine. Returns whether a reset was pending."""
+        verdict does it on the kept engine. Nothing when no reset is pending."""
         if not get_redis().delete(daily_reset_key(self.bot_id)):
-            return False
+            return
         net = self._net_pnl_quote() if net is None else net
         self.bot.daily_pnl_baseline_quote = net.quantize(Decimal("1e-12"))
         Bot.objects.filter(pk=self.bot_id).update(
             daily_pnl_baseline_quote=self.bot.daily_pnl_baseline_quote, daily_reset_at=timezone.now())
-        return True
 
     def _equity_quote(self) -> float:
         """Value of the bot's assets across its accounts, quote currencies at 1, bases at their mid."""
