@@ -20,7 +20,7 @@ from bots.engine import keys
 from bots.engine.bot_state import BotState, CycleReport
 from bots.engine.market_data import BALANCE_SECS, AccountView, book_reader, shared_book, to_snapshot, without_own
 from bots.engine.performance import PerformanceFigures, claim_performance_due, write_performance
-from bots.engine.rows import fence_and_open_rows, fence_sql, open_rows
+from bots.engine.rows import fence_and_open_rows, fence_and_other_bots, fence_sql, open_rows
 from bots.engine.venues import Slot, exchange_key, venue_backoff
 from bots.events import announce
 from bots.models import (
@@ -49,6 +49,15 @@ def begin_fenced_cycle(bot_id: int, epoch: int) -> int | None:
         cursor.execute(fence_sql(connection.vendor), [timezone.now(), bot_id])
         row = cursor.fetchone()
     return _fenced_number(row, epoch)
+
+
+def begin_fenced_requote(bot_id: int, epoch: int, account_id: int,
+                         pair: str) -> tuple[int | None, list[tuple[str, object, int]]]:
+    """``begin_fenced_cycle`` and the account's other bots' open rows on ``pair`` in one statement (a re-quote's
+    first under the quote guard: ``rows.fence_and_other_bots``): (the cycle number or None, (side, price, bot id)
+    of each row)."""
+    fence, others = fence_and_other_bots(bot_id, timezone.now(), account_id, pair)
+    return _fenced_number(fence, epoch), others
 
 
 def begin_fenced_sync(bot_id: int, epoch: int, position_id: int) -> tuple[int | None, list[Order]]:

@@ -45,6 +45,11 @@ from strategies.types import InventoryState, MarketSnapshot, OrderIntent
 
 logger = logging.getLogger(__name__)
 
+NumberCycle = Callable[[int, str], tuple[int, list[checks.RestingOrder]]]
+"""A re-quote on the kept engine numbers and fences its cycle in the statement that reads the account's other bots'
+open rows on the pair (the exchange account id, the pair): (the cycle number, those rows as the check reads them);
+raises ``FencedError`` when the bot was stopped, killed or restarted since the check."""
+
 class QuotesMixin(BotState):
     """The quote path of ``MarketMakingBot``: decide -> check -> act for one pair."""
 
@@ -181,13 +186,13 @@ class QuotesMixin(BotState):
         return self.config.quoting_rules()  # the backtester builds it the same way
 
     def _adjust_orders(self, position: LiquidityPosition, *, initial: bool, live_rows: list[Order] | None = None,
-                       others_open: int | None = None, begin_cycle_now: Callable[[], int] | None = None,
+                       others_open: int | None = None, begin_cycle_now: NumberCycle | None = None,
                        sent_cancels: tuple[list[Order], Any] | None = None) -> int:
         """Spec _adjust_orders: decide -> check -> act for one pair (the strategy's orders, the pre-trade
         checks, cancel what moved past the refresh tolerance, place the rest); returns the number of
         orders placed. ``live_rows`` and ``others_open`` are the open rows as the engine driver just
-        verified them (else read here); ``begin_cycle_now`` numbers and fences the cycle before the
-        quote guard is taken (a re-quote on the kept engine); ``sent_cancels`` are (rows, future) of
+        verified them (else read here); ``begin_cycle_now`` numbers and fences the cycle under the
+        quote guard (a re-quote on the kept engine: ``NumberCycle``); ``sent_cancels`` are (rows, future) of
         cancels the driver already sent for this re-quote."""
         pair = position.trading_pair
         slot = slot_of(position)
@@ -222,22 +227,11 @@ class QuotesMixin(BotState):
 
     def _adjust_guarded(self, position: LiquidityPosition, snapshot: MarketSnapshot, live_rows: list[Order],
                         others_open: int, guard: QuoteGuard, *, initial: bool,
-                        begin_cycle_now: Callable[[], int] | None,
+                        begin_cycle_now: NumberCycle | None,
                         sent_cancels: tuple[list[Order], Any] | None) -> int:
         """``_adjust_orders`` from the decision on; ``guard`` is released once the new rows are stored."""
         pair = position.trading_pair
         slot = slot_of(position)
-        if begin_cycle_now is not None:
-            # a re-quote is numbered and fenced before it takes the guard (one statement fewer under it, which the
-            # account's other bots wait out); fenced, nothing of it is sent (a stop, kill or pause cancels the
-            # bot's orders itself), and cancels the driver already sent are settled as the cancel-first path's are
-            try:
-                self.cycle = begin_cycle_now()
-            except FencedError:
-                if sent_cancels is not None:
-                    rows, future = sent_cancels
-                    self.report.cancelled += self.order_manager.settle_cancels(rows, future.result(60))
-                raise
         waited = time.perf_counter()
         guarded = guard.acquire()
         # the driver's stats: how long re-quotes waited for another bot of the account (guard_wait_ms / guard_takes)
@@ -246,7 +240,21 @@ class QuotesMixin(BotState):
         if not guarded:
             logger.warning("bot %s: %s: another bot of the account held the quote guard; no new orders this cycle",
                            self.bot_id, pair)
-        resting = merged(from_rows(self.bot_id, position.exchange_account_id, pair), self.listed_resting(slot))
+        if begin_cycle_now is None:
+            others = from_rows(self.bot_id, position.exchange_account_id, pair)
+        else:
+            # a re-quote is numbered and fenced in the statement that reads the account's other bots' rows under the
+            # guard (one round trip on its path, not two); fenced, nothing of it is sent (a stop, kill or pause
+            # cancels the bot's orders itself), and cancels the driver already sent are settled as the cancel-first
+            # path's are
+            try:
+                self.cycle, others = begin_cycle_now(position.exchange_account_id, pair)
+            except FencedError:
+                if sent_cancels is not None:
+                    rows, future = sent_cancels
+                    self.report.cancelled += self.order_manager.settle_cancels(rows, future.result(60))
+                raise
+        resting = merged(others, self.listed_resting(slot))
         decision = self.decide_quotes(position, snapshot, live_rows, others_open, resting=resting)
         diff = decision.diff
         if decision.denied:
@@ -375,7 +383,7 @@ class QuotesMixin(BotState):
         return self.order_manager.take_synced(position.pk)
 
     def requote_pair(self, position: LiquidityPosition, *, live_rows: list[Order], others_open: int,
-                     begin_cycle_now: Callable[[], int] | None = None,
+                     begin_cycle_now: NumberCycle | None = None,
                      sent_cancels: tuple[list[Order], Any] | None = None) -> int:
         """A re-quote of one pair on rows the driver just verified (``_adjust_orders``, not initial)."""
         return self._adjust_orders(position, initial=False, live_rows=live_rows, others_open=others_open,

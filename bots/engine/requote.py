@@ -15,7 +15,7 @@ from collections import Counter
 from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 
 from bots.engine.bot import MarketMakingBot
-from bots.engine.cycle import begin_fenced_cycle, begin_fenced_sync
+from bots.engine.cycle import begin_fenced_requote, begin_fenced_sync
 from bots.engine.driver_state import DriverState
 from bots.engine.feed import view_limit
 from bots.engine.lease import BotLease, FencedError, HaltedError, LeaseLostError
@@ -23,11 +23,13 @@ from bots.engine.market_data import AccountView
 from bots.engine.performance import PerformanceFigures, claim_performances, store_performances
 from bots.engine.rows import StatementCounter
 from bots.engine.runner import Runner, next_due
+from bots.engine.self_trades import from_rows, resting_from
 from bots.engine.venues import Slot
 from bots.engine.verdict import Verdict
 from bots.models import OPEN_ORDER_STATUSES, Bot, LiquidityPosition, Order, OrderPurpose
 from mmplatform import aio
 from mmplatform.errors import ExchangeError
+from risk.checks import RestingOrder
 
 logger = logging.getLogger(__name__)
 
@@ -149,16 +151,18 @@ class RequoteMixin(DriverState):
         try:
             numbered: list[int] = []
 
-            def number_once() -> int:
-                """This cycle's number, taken once (a re-quote's after its cancels left) and fenced in the
-                same statement: a stop, kill or restart since the check sends nothing."""
-                if not numbered:
-                    cycle = begin_fenced_cycle(runner.bot_id, runner.epoch)
-                    if cycle is None:
-                        raise FencedError(f"bot {runner.bot_id}: stopped, killed or restarted; nothing is sent")
-                    numbered.append(cycle)
-                    engine.fenced_cycle(cycle)
-                return numbered[0]
+            def number_once(account_id: int, pair: str) -> tuple[int, list[RestingOrder]]:
+                """This cycle's number, taken once (a re-quote's under its first pair's quote guard, after its
+                cancels left) and fenced in the statement that reads the account's other bots' rows on ``pair``: a
+                stop, kill or restart since the check sends nothing. A later pair's rows are read on their own."""
+                if numbered:
+                    return numbered[0], from_rows(runner.bot_id, account_id, pair)
+                cycle, others = begin_fenced_requote(runner.bot_id, runner.epoch, account_id, pair)
+                if cycle is None:
+                    raise FencedError(f"bot {runner.bot_id}: stopped, killed or restarted; nothing is sent")
+                numbered.append(cycle)
+                engine.fenced_cycle(cycle)
+                return cycle, resting_from(others)
 
             if verdict.kind == "reset":  # a new risk day: the P&L baseline at the check's mids (no venue read)
                 engine.take_daily_reset()

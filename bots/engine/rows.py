@@ -267,6 +267,27 @@ def fence_sql(vendor: str) -> str:
             f"(SELECT t.kill_switch_engaged FROM {tenants} t WHERE t.id = {table}.tenant_id)")
 
 
+def fence_and_other_bots(bot_id: int, now: Any, account_id: int,
+                          pair: str) -> tuple[tuple[Any, ...] | None, list[tuple[str, object, int]]]:
+    """A re-quote's fence (``fence_sql``) and the account's other bots' open rows on ``pair``
+    (``other_bots_open_orders``) in one round trip on Postgres (two elsewhere), run under the quote guard: (the
+    fence's row, None when the bot is gone; (side, price, bot id) of each other bot's open row)."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(fence_sql(connection.vendor), [now, bot_id])
+            fence = cursor.fetchone()
+        return (tuple(fence), other_bots_open_orders(bot_id, account_id, pair)) if fence else (None, [])
+    sql = (f"WITH f AS ({fence_sql(connection.vendor)}) SELECT f.*, o.* FROM f "
+           f"LEFT JOIN ({_other_bots_sql(connection.vendor)}) o ON TRUE")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now, bot_id, account_id, bot_id, account_id, pair])
+        found = cursor.fetchall()
+    if not found:
+        return None, []
+    width = len(found[0]) - 3
+    return tuple(found[0][:width]), [(side, price, other) for *_, side, price, other in found if other is not None]
+
+
 def fence_and_open_rows(bot_id: int, now: Any, position_id: int) -> tuple[tuple[Any, ...] | None, list[Order]]:
     """A fill sync's first statement: the cycle's fence (``fence_sql``) and the position's open rows
     (``open_rows``) in one round trip on Postgres (two elsewhere). (The fence's row, None when the bot is gone;

@@ -30,8 +30,13 @@ GUARD_WAIT_SECS = 2.0
 
 def from_rows(bot_id: int, account_id: int, pair: str) -> list[RestingOrder]:
     """The open Order rows of the account's other bots on ``pair`` (stored, sent or being cancelled)."""
+    return resting_from(other_bots_open_orders(bot_id, account_id, pair))
+
+
+def resting_from(rows: Iterable[tuple[str, object, int]]) -> list[RestingOrder]:
+    """(side, price, bot id) of other bots' open rows (``rows.other_bots_open_orders``) as the check reads them."""
     return [RestingOrder(side, float(price), f"bot {other}")  # type: ignore[arg-type]
-            for side, price, other in other_bots_open_orders(bot_id, account_id, pair)]
+            for side, price, other in rows]
 
 
 def from_view(bot_id: int, orders: Iterable[Any], pair: str) -> tuple[RestingOrder, ...]:

@@ -187,6 +187,29 @@ def test_the_rows_handed_to_the_check_are_the_open_ones_of_the_accounts_other_bo
         RestingOrder("sell", 101.0, f"bot {peer.pk}")]
     assert from_rows(peer.pk, account.pk, "BTC/USDT") == [RestingOrder("sell", 100.0, f"bot {me.pk}")]
 
+    # a re-quote's first statement under the guard: the same rows, with its cycle numbered and fenced
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from bots.engine.cycle import begin_fenced_requote
+    from bots.engine.self_trades import resting_from
+    from mmplatform.tenancy.models import Tenant
+
+    Bot.objects.filter(pk=me.pk).update(status=BotStatus.RUNNING)
+    count = Bot.objects.get(pk=me.pk).cycle_count
+    with CaptureQueriesContext(connection) as queries:
+        cycle, others = begin_fenced_requote(me.pk, me.epoch, account.pk, "BTC/USDT")
+    if connection.vendor == "postgresql":
+        assert len(queries) == 1
+    assert cycle == count + 1 == Bot.objects.get(pk=me.pk).cycle_count
+    assert sorted(resting_from(others), key=lambda o: o.price) == sorted(
+        from_rows(me.pk, account.pk, "BTC/USDT"), key=lambda o: o.price)
+    assert begin_fenced_requote(me.pk, me.epoch, account.pk, "XRP/USDT") == (count + 2, [])  # none: the fence alone
+    assert begin_fenced_requote(me.pk, me.epoch + 1, account.pk, "BTC/USDT")[0] is None  # restarted since
+    Tenant.objects.filter(pk=world_a.tenant.pk).update(kill_switch_engaged=True)
+    assert begin_fenced_requote(me.pk, me.epoch, account.pk, "BTC/USDT")[0] is None  # the tenant's kill switch
+    assert begin_fenced_requote(10**9, 1, account.pk, "BTC/USDT") == (None, [])  # a bot that is gone
+
 
 def test_the_send_gate_releases_the_quote_guard_in_its_own_step_even_when_it_refuses(world_a: Any) -> None:
     """A re-quote's stored rows hand the (account, pair) guard to the send gate (``gate._release_at_send``):
