@@ -391,9 +391,12 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
             runner.perf_due_at = now + period
             if first:
                 # bots that start together (a mass start, a worker restart) spread their periodic work
-                # over its period instead of all snapshotting / fully cycling in the same second
+                # over its period instead of all snapshotting / fully cycling in the same second; a bot's
+                # later full cycles keep its phase, so a burst of first ones is spread over 90 % of the period
+                # (half of it before 2026-12-07: a slow mass start bunched its periodic full cycles twice as
+                # densely, and they bunched into the calm bench's window)
                 runner.perf_due_at = now + period * random.uniform(0.1, 1.0)
-                runner.last_full_at = now - settings.ENGINE_FULL_CYCLE_SECS * random.uniform(0.0, 0.5)
+                runner.last_full_at = now - settings.ENGINE_FULL_CYCLE_SECS * random.uniform(0.0, 0.9)
             runner.high_water = float(engine.bot.equity_high_water_quote)
             runner.high_water_dirty = False
 
