@@ -24,6 +24,8 @@ statement's SQL once per shape (``functools.lru_cache``) and only bind the new v
 * ``open_rows``: a bot's open rows (of one position), ``select_rows`` on the (bot, status) index.
 * ``raise_high_water``: the flush's equity high-water marks, one ``UPDATE ... FROM unnest(...)`` (Postgres).
 * ``fence_and_open_rows``: a fill sync's first statement, the cycle's fence and the position's open rows.
+* ``fence_and_other_bots``: a re-quote's first statement under the quote guard, the cycle's fence and the
+  account's other bots' open rows on the pair.
 * ``save_fields_then``: ``save_fields`` as a WITH of another statement (a re-quote's answers and its event).
 * ``bots_fingerprint``: one value that moves when anything the driver reads of the running bots does.
 (A fill sync's booking statements are in ``bots/engine/booking.py``.)
