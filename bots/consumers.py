@@ -16,6 +16,9 @@ cycle time, status, open orders and current "not quoting" reasons of every bot a
 (``{"type": "counters"}``) shows (one query and one Redis round trip for all sockets) and sends each
 socket a ``counters`` frame when its bots changed (``bots.wire.counters_json``).
 
+Each socket marks its group listened (``keys.listening``) before it joins it, and the membership watcher renews
+the marks of a process's open sockets at each step: the dashboard sender publishes only to marked groups.
+
 Close codes: 4401 not signed in (or signed out), 4403 membership lost, 4404 no such bot for you.
 """
 
@@ -39,8 +42,10 @@ from django.utils.crypto import constant_time_compare
 from django.utils.module_loading import import_string
 
 from bots import quoting, selectors, wire
+from bots.engine import keys
 from bots.events import bot_group, tenant_group
 from bots.models import OPEN_ORDER_STATUSES, Bot, Order
+from mmplatform.redis_client import get_async_redis
 from mmplatform.tenancy.middleware import current_tenant
 from mmplatform.tenancy.models import Membership, Tenant
 from mmplatform.tenancy.scoping import tenants_for_user
@@ -161,6 +166,10 @@ class MembershipWatch(SocketWatch):
         return RECHECK_SECS
 
     async def step(self, sockets: list[DashboardConsumer]) -> None:
+        try:
+            await mark_listening({s.group for s in sockets if not s.closing})
+        except Exception:  # a Redis hiccup: the marks live LISTENING_SECS, ten steps
+            logger.warning("dashboard listening marks not renewed", exc_info=True)
         await self.check(sockets)
 
     async def check(self, sockets: list[DashboardConsumer]) -> None:
@@ -176,6 +185,17 @@ class MembershipWatch(SocketWatch):
                 consumer.checked_at = now
             else:
                 await consumer.close_for(reason)
+
+
+async def mark_listening(groups: set[str]) -> None:
+    """Mark the channel groups dashboard sockets listen to (``keys.listening``, one pipeline): the dashboard sender
+    publishes only to marked groups (``bots.events._drain``)."""
+    if not groups:
+        return
+    pipe = get_async_redis().pipeline(transaction=False)
+    for group in groups:
+        pipe.set(keys.listening(group), 1, ex=keys.LISTENING_SECS)
+    await pipe.execute()
 
 
 def membership_watch() -> MembershipWatch:
@@ -256,6 +276,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.tenant_id, self.group = target
         self.checked_at = time.monotonic()
         self.closing = False
+        await mark_listening({self.group})  # before it joins: every push sent after its hello reaches it
         await self.channel_layer.group_add(self.group, self.channel_name)
         membership_watch().add(self)
         self.counters_sent: list[dict[str, Any]] | None = None

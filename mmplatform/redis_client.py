@@ -1,14 +1,29 @@
-"""The process's Redis client (sync), from settings.REDIS_URL. Re-created after a fork."""
+"""The process's Redis client (sync), from settings.REDIS_URL. Re-created after a fork. And an asyncio client per
+event loop (``get_async_redis``: redis.asyncio connections are bound to the loop that opened them)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import weakref
 
 import redis
+import redis.asyncio as redis_asyncio
 from django.conf import settings
 
 _client: redis.Redis | None = None
 _pid: int | None = None
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis_asyncio.Redis] = weakref.WeakKeyDictionary()
+
+
+def get_async_redis() -> redis_asyncio.Redis:
+    """The running event loop's asyncio client of settings.REDIS_URL."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = _async_clients[loop] = redis_asyncio.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5, health_check_interval=30)
+    return client
 
 
 def get_redis() -> redis.Redis:

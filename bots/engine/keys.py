@@ -113,6 +113,14 @@ Per exchange account and pair (shared by every bot quoting the pair on the accou
                                  owed (``mm:trades:owed``); the next check reads from there. Writer:
                                  ``trade_marks.pair_checked``. TTL ``PAIR_THROUGH_TTL_SECS``.
 
+Dashboards
+----------
+``mm:listening:<group>``         flag: a dashboard websocket (of any process) is subscribed to the channel group
+                                 (``tenant.<id>``, ``bot.<id>``). Writer: ``bots.consumers`` (a socket's, before it
+                                 joins the group, then every ``RECHECK_SECS`` for every open socket of a process, in
+                                 one pipeline). TTL ``LISTENING_SECS``. Reader: the dashboard sender
+                                 (``bots.events._drain``), which publishes a batch's pushes only to listened groups.
+
 Per venue and pair (shared by every bot on it)
 ----------------------------------------------
 ``mm:md:book:<venue>:<pair>``    JSON book {bids, asks, fetched_at}. Writers: the driver's feeder and
@@ -211,6 +219,16 @@ def start_queued(bot_id: int) -> str:
 
 
 START_QUEUED_SECS = 300
+
+
+def listening(group: str) -> str:
+    """A dashboard socket listens to the channel group ``group`` (TTL LISTENING_SECS)."""
+    return f"mm:listening:{group}"
+
+
+LISTENING_SECS = 30
+"""How long a dashboard socket's mark on its group lives: renewed every ``bots.consumers.RECHECK_SECS`` while it is
+open; a closed socket's mark lapses within this (its group's pushes go out to nobody until then)."""
 
 
 def daily_reset(bot_id: int) -> str:

@@ -106,6 +106,7 @@ KEY_MODULES = {
     "risk_rejected": ("bots.engine.quotes", set()),
     "daily_reset": ("bots.engine.cycle", set()),
     "start_queued": ("bots.tasks", set()),
+    "listening": ("bots.consumers", {"bots.events"}),
     "performance_due": ("bots.engine.performance", set()),
     "trades_pending": ("bots.engine.trade_marks", set()),
     "trades_recent": ("bots.engine.trade_marks", set()),

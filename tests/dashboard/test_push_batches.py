@@ -5,6 +5,7 @@ messages, whole and in order, as ``group_send`` would deliver them."""
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from channels.layers import get_channel_layer
 from django.db import connection
 
 from bots import events
+from bots.consumers import mark_listening
 from bots.events import bot_group, flush_pushes, push, tenant_group
 from mmplatform.channel_batch import group_send_batch
 
@@ -52,6 +54,7 @@ async def test_the_dashboard_sender_delivers_a_backlog_larger_than_a_batch_in_or
     await layer.group_add(bot_group(77), channel)
     tenant_channel = await layer.new_channel()
     await layer.group_add(tenant_group(76), tenant_channel)
+    await mark_listening({bot_group(77), tenant_group(76)})  # as a dashboard socket does before it joins
     count = events.PUSH_BATCH * 2 + 7
 
     def queue_pushes() -> None:
@@ -65,6 +68,42 @@ async def test_the_dashboard_sender_delivers_a_backlog_larger_than_a_batch_in_or
         got = await receive_all(layer, listener, count)
         assert [m["data"]["i"] for m in got] == list(range(count))
         assert got[0]["kind"] == "orders" and got[0]["bot_id"] == 77 and got[0]["tenant_id"] == 76
+
+
+async def test_pushes_go_only_to_the_groups_a_dashboard_socket_listens_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A push to a group no dashboard socket listens to is not published (``events._listened``: the sockets' marks,
+    ``keys.listening``); one to a marked group is, and a group marked later gets the pushes sent after that."""
+    base = random.randrange(10**6, 10**9)  # ids no other test marks (the marks live LISTENING_SECS)
+    tenant, heard_bot, unheard_bot = base, base + 1, base + 2
+    layer = get_channel_layer()
+    heard = await layer.new_channel()
+    await layer.group_add(bot_group(heard_bot), heard)
+    await mark_listening({bot_group(heard_bot)})
+    published: list[str] = []
+    real = events.group_send_batch
+
+    async def counting(layer: Any, sends: list[tuple[str, dict[str, Any]]]) -> int:
+        published.extend(group for group, _ in sends)
+        return await real(layer, sends)
+
+    monkeypatch.setattr(events, "group_send_batch", counting)
+
+    def queue(n: int) -> None:
+        push(tenant_id=tenant, bot_id=heard_bot, kind="orders", data={"n": n})
+        push(tenant_id=tenant, bot_id=unheard_bot, kind="orders", data={"n": n})
+        flush_pushes()
+        connection.close()
+
+    await sync_to_async(queue)(0)
+    assert published == [bot_group(heard_bot)]  # not the tenant's group, not the other bot's: nobody listens
+    assert (await receive_all(layer, heard, 1))[0]["data"] == {"n": 0}
+    tenant_channel = await layer.new_channel()
+    await mark_listening({tenant_group(tenant)})  # a tenant dashboard opens
+    await layer.group_add(tenant_group(tenant), tenant_channel)
+    published.clear()
+    await sync_to_async(queue)(1)
+    assert sorted(published) == sorted([tenant_group(tenant), bot_group(heard_bot), tenant_group(tenant)])
+    assert [m["data"]["n"] for m in await receive_all(layer, tenant_channel, 2)] == [1, 1]
 
 
 async def test_another_layer_gets_one_group_send_per_message() -> None:
