@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from bots.engine.bot import MarketMakingBot
 from bots.engine.lease import BotLease
 from bots.models import Order
+
+
+class BotSignature(NamedTuple):
+    """What the driver read of a bot's row (``ShardsMixin._refresh_bots``): a change drops the kept engine, except a
+    ``baseline`` the engine already holds (its own daily reset's write)."""
+
+    epoch: int
+    status: str
+    interval: float
+    error_delay: float
+    updated: Any
+    kill: bool
+    tenant_kill: bool
+    baseline: Any
 
 
 @dataclass
@@ -44,7 +58,7 @@ class Runner:
     chain: str
     interval: float
     error_delay: float
-    signature: tuple
+    signature: BotSignature
     next_due: float
     engine: MarketMakingBot | None = None
     live: dict[int | None, list[Order]] = field(default_factory=dict)  # position id -> open quote rows

@@ -22,7 +22,7 @@ from bots.engine import keys
 from bots.engine.driver_state import DriverState
 from bots.engine.lease import _RELEASE, new_chain
 from bots.engine.rows import bots_fingerprint
-from bots.engine.runner import Runner
+from bots.engine.runner import BotSignature, Runner
 from bots.models import Bot, BotStatus
 from exchanges.gateway import ExchangeGateway
 from mmplatform.redis_client import get_redis
@@ -137,7 +137,7 @@ class ShardsMixin(DriverState):
             if shard_of(pk, first_account.get(pk)) not in self.owned:
                 continue
             seen.add(pk)
-            signature = (epoch, status, interval, error_delay, updated, kill, tenant_kill, baseline)
+            signature = BotSignature(epoch, status, interval, error_delay, updated, kill, tenant_kill, baseline)
             runner = self.runners.get(pk)
             if runner is None or runner.epoch != epoch:
                 if runner is not None:
@@ -150,7 +150,8 @@ class ShardsMixin(DriverState):
                 # a daily P&L baseline the kept engine holds already is its own daily reset's (``Verdict("reset")``;
                 # set in memory before the row is written: read here even while a pool thread holds the runner)
                 held = runner.engine.bot.daily_pnl_baseline_quote if runner.engine is not None else None
-                moved = signature[:-1] != runner.signature[:-1] or baseline != held
+                rest_moved = signature._replace(baseline=None) != runner.signature._replace(baseline=None)
+                moved = rest_moved or baseline != held
                 runner.signature = signature
                 runner.interval, runner.error_delay = interval, error_delay
                 if not moved:
