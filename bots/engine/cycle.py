@@ -20,7 +20,7 @@ from bots.engine import keys
 from bots.engine.bot_state import BotState, CycleReport
 from bots.engine.market_data import BALANCE_SECS, AccountView, book_reader, shared_book, to_snapshot, without_own
 from bots.engine.performance import PerformanceFigures, claim_performance_due, write_performance
-from bots.engine.rows import fence_and_open_rows, fence_and_other_bots, fence_sql, open_rows
+from bots.engine.rows import fence_and_open_rows, fence_and_other_bots, fence_row, open_rows
 from bots.engine.venues import Slot, exchange_key, venue_backoff
 from bots.events import announce
 from bots.models import (
@@ -43,12 +43,7 @@ def begin_fenced_cycle(bot_id: int, epoch: int) -> int | None:
     """Count a cycle and check the placement fence in the same statement: the cycle number, or None
     when the bot is no longer RUNNING at ``epoch`` or a bot/tenant kill switch is engaged (the same
     conditions as ``MarketMakingBot._still_current``, one round trip instead of two)."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(fence_sql(connection.vendor), [timezone.now(), bot_id])
-        row = cursor.fetchone()
-    return _fenced_number(row, epoch)
+    return _fenced_number(fence_row(bot_id, timezone.now()), epoch)
 
 
 def begin_fenced_requote(bot_id: int, epoch: int, account_id: int,

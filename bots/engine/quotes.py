@@ -50,6 +50,7 @@ NumberCycle = Callable[[int, str], tuple[int, list[checks.RestingOrder]]]
 open rows on the pair (the exchange account id, the pair): (the cycle number, those rows as the check reads them);
 raises ``FencedError`` when the bot was stopped, killed or restarted since the check."""
 
+
 class QuotesMixin(BotState):
     """The quote path of ``MarketMakingBot``: decide -> check -> act for one pair."""
 

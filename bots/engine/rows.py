@@ -23,6 +23,7 @@ statement's SQL once per shape (``functools.lru_cache``) and only bind the new v
   walks the (bot, status) index of each bot linked to the account (the no-self-trade check).
 * ``open_rows``: a bot's open rows (of one position), ``select_rows`` on the (bot, status) index.
 * ``raise_high_water``: the flush's equity high-water marks, one ``UPDATE ... FROM unnest(...)`` (Postgres).
+* ``fence_row``: a cycle's fence alone (a re-quote's number where no other statement carries it).
 * ``fence_and_open_rows``: a fill sync's first statement, the cycle's fence and the position's open rows.
 * ``fence_and_other_bots``: a re-quote's first statement under the quote guard, the cycle's fence and the
   account's other bots' open rows on the pair.
@@ -269,16 +270,22 @@ def fence_sql(vendor: str) -> str:
             f"(SELECT t.kill_switch_engaged FROM {tenants} t WHERE t.id = {table}.tenant_id)")
 
 
+def fence_row(bot_id: int, now: Any) -> tuple[Any, ...] | None:
+    """The cycle's fence alone (``fence_sql``, one statement): its row, None when the bot is gone."""
+    with connection.cursor() as cursor:
+        cursor.execute(fence_sql(connection.vendor), [now, bot_id])
+        fence = cursor.fetchone()
+    return tuple(fence) if fence else None
+
+
 def fence_and_other_bots(bot_id: int, now: Any, account_id: int,
                           pair: str) -> tuple[tuple[Any, ...] | None, list[tuple[str, object, int]]]:
     """A re-quote's fence (``fence_sql``) and the account's other bots' open rows on ``pair``
     (``other_bots_open_orders``) in one round trip on Postgres (two elsewhere), run under the quote guard: (the
     fence's row, None when the bot is gone; (side, price, bot id) of each other bot's open row)."""
     if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(fence_sql(connection.vendor), [now, bot_id])
-            fence = cursor.fetchone()
-        return (tuple(fence), other_bots_open_orders(bot_id, account_id, pair)) if fence else (None, [])
+        fence = fence_row(bot_id, now)
+        return (fence, other_bots_open_orders(bot_id, account_id, pair)) if fence else (None, [])
     sql = (f"WITH f AS ({fence_sql(connection.vendor)}) SELECT f.*, o.* FROM f "
            f"LEFT JOIN ({_other_bots_sql(connection.vendor)}) o ON TRUE")
     with connection.cursor() as cursor:
@@ -295,10 +302,8 @@ def fence_and_open_rows(bot_id: int, now: Any, position_id: int) -> tuple[tuple[
     (``open_rows``) in one round trip on Postgres (two elsewhere). (The fence's row, None when the bot is gone;
     the rows, oldest first.)"""
     if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(fence_sql(connection.vendor), [now, bot_id])
-            fence = cursor.fetchone()
-        return (tuple(fence), open_rows(bot_id, position_id)) if fence else (None, [])
+        fence = fence_row(bot_id, now)
+        return (fence, open_rows(bot_id, position_id)) if fence else (None, [])
     select, names, converters = _select_sql(Order, OPEN_WHERE + " AND position_id = %s", "", False, connection.vendor)
     quote = connection.ops.quote_name
     sql = (f"WITH f AS ({fence_sql(connection.vendor)}) SELECT f.*, o.* FROM f LEFT JOIN ({select}) o ON TRUE "
