@@ -137,6 +137,20 @@ def shared_book(
         r.delete(lock_key)
 
 
+def read_shared_books(books: list[tuple[str, str]]) -> dict[tuple[str, str], BookData]:
+    """The shared copies of these (venue key, pair) books that exist, whatever their age, in one round trip:
+    another process's (or host's) depth read serves this one's feeder (``FeedMixin._read_books``)."""
+    if not books:
+        return {}
+    found = {}
+    for book, raw in zip(books, get_redis().mget([_key(venue, pair, "book") for venue, pair in books]), strict=True):
+        if raw is not None:
+            data = json.loads(raw)
+            found[book] = BookData([tuple(b) for b in data["bids"]], [tuple(a) for a in data["asks"]],
+                                   data["fetched_at"])
+    return found
+
+
 def store_books(books: list[tuple[str, str, BookData]], *, max_age_secs: float | None = None) -> None:
     """Share freshly read books (venue key, pair, book) and append their mids to the history, in one
     Redis round trip (the engine driver's feeder reads many books at once)."""

@@ -18,7 +18,7 @@ import time
 from django.conf import settings
 from django.db import close_old_connections
 
-from bots.engine import keys
+from bots.engine import gc_timer, keys
 from bots.engine.driver_state import DriverState
 from bots.engine.lease import _RELEASE, new_chain
 from bots.engine.rows import bots_fingerprint
@@ -109,7 +109,7 @@ class ShardsMixin(DriverState):
                  "pool_queue": self.pool.qsize(), "due_now": sum(
                      1 for r in self.runners.values() if not r.busy and r.next_due <= now),
                  "order_streams_live": len(self.order_streams_live), **self.stats, **self.feed_stats,
-                 **self.shared.stats}
+                 **self.shared.stats, **gc_timer.totals()}
         pipe = r.pipeline(transaction=False)
         pipe.hset(keys.driver_stats(self.token), mapping={k: str(v) for k, v in stats.items()})
         pipe.expire(keys.driver_stats(self.token), int(SHARD_TTL_SECS * 3))

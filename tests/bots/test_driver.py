@@ -301,6 +301,41 @@ def test_own_top_on_a_stale_depth_read_is_not_quoted_off(running_bot: Bot, drive
     assert max([*handed, driver._books[(venue, pair)][1].fetched_at]) > old
 
 
+def test_a_depth_read_another_process_shared_serves_this_feeder(running_bot: Bot, driver: Driver,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every worker process (every host) used to read each wanted book's depth itself: a copy another one read
+    within the interval serves as it is, and only a book nobody read recently is read here."""
+    from bots.engine.market_data import BookData, store_books
+
+    settle(driver, running_bot, lambda r: r.engine is not None)
+    (venue, pair), gateway = next(iter(driver.wanted_books.items()))
+    reads: list[str] = []
+    real = gateway.fetch_order_book
+
+    async def counted(pair: str, depth: int = 20) -> Any:  # the real read, counted
+        reads.append(pair)
+        return await real(pair, depth)
+
+    monkeypatch.setattr(gateway, "fetch_order_book", counted)
+
+    # another process read the book a moment ago: this feeder takes that copy instead of reading
+    theirs = BookData([(99.0, 1.5)], [(101.0, 2.5)], time.time())
+    store_books([(venue, pair, theirs)])
+    driver._books.pop((venue, pair), None)
+    driver._feed_once(time.time())
+    assert reads == []
+    assert driver._books[(venue, pair)] == (theirs.fetched_at, theirs)
+    assert driver.feed_stats["books_shared"] >= 1
+
+    # a shared copy as old as the interval is no better than none: read, and shared in turn
+    old = BookData([(99.0, 1.5)], [(101.0, 2.5)], time.time() - 10)
+    store_books([(venue, pair, old)])
+    driver._books[(venue, pair)] = (old.fetched_at, old)
+    driver._feed_once(time.time())
+    assert reads == [pair]
+    assert driver._books[(venue, pair)][0] > theirs.fetched_at
+
+
 def test_bots_started_together_spread_their_periodic_work(running_bot: Bot, driver: Driver, settings: Any) -> None:
     """A mass start (or a worker restart) must not put every bot's performance snapshot and periodic full
     cycle in the same second: the first full cycle picks a random phase for both."""
