@@ -32,7 +32,8 @@ class QuietInputs:
 
     engine: MarketMakingBot  # the kept engine it was decided on
     until: float  # reused no later than this: the reuse cap, and the live orders' first refresh age
-    books: dict[Any, tuple]  # slot -> the book it was decided on (bids, asks, a merged pushed top or not)
+    books: dict[Any, tuple]  # slot -> the book its snapshot was last taken from (bids, asks, a merged pushed top)
+    decided: dict[Any, tuple]  # slot -> what of that snapshot the decision read (``verdict._decided_on``)
     views: dict[int, tuple[Any, Any, Any]]  # account -> its view's orders, balances, free (the objects)
     equity: float  # ``risk_in_memory``'s equity (it found no breach)
     no_rebalance: bool  # ``rebalancing_needs``: no pair wanted a trade, none held back by the retry window

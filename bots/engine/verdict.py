@@ -43,6 +43,13 @@ def _same(now: dict, then: dict) -> bool:
     return now is then or now == then
 
 
+def _decided_on(snapshot: Any) -> tuple[float, float, float, float, float]:
+    """What of a slot's snapshot a decision reads (``strategies.pipeline.decide``: the best bid and ask less the
+    bot's own orders, whose mid also values the inventory, and the market's rules). A new depth read behind an
+    unchanged top changes the book but not these: the quiet decision on them still holds."""
+    return snapshot.best_bid, snapshot.best_ask, snapshot.tick_size, snapshot.lot_size, snapshot.min_notional
+
+
 def _held(view: AccountView) -> tuple[Any, Any, Any]:
     """What a quiet decision holds of an account view (``QuietInputs.views``): its orders, balances, free."""
     return view.orders, view.balances, view.free
@@ -53,8 +60,9 @@ class VerdictMixin(DriverState):
 
     def _check(self, runner: Runner, now: float, books: dict[tuple[str, str], BookData],
                reset_pending: bool) -> Verdict:
-        """Quiet, a re-quote only, or a full cycle (with the reason). A check whose books and account data
-        are those the bot's last quiet check decided on, with no cycle of the bot since, reuses that
+        """Quiet, a re-quote only, or a full cycle (with the reason). A check whose snapshots read as those the
+        bot's last quiet check decided on (``_decided_on``: the best prices less its own orders, the rules) and
+        whose account data are those it saw, with no cycle of the bot since, reuses that
         decision (``QuietInputs``; ``quiet_reused``): it still takes the books, judges their staleness, the
         new market analysis (adaptation, the volatility limit) and the hedge retry, but does not value the
         inventory, assess the other risk limits or decide the quotes again."""
@@ -115,12 +123,14 @@ class VerdictMixin(DriverState):
         except DepthPending as pending:  # checked again when the depth arrives (``Driver._take_depth``)
             return Verdict("wait", "depth read", detail=f"{pending.args[0]} {pending.args[1]}",
                            retry_secs=WAIT_LIMIT_SECS)
-        reuse = last if last is not None and books_seen == last.books and all(  # every book and view as then:
+        decided = {slot: _decided_on(snapshot) for slot, snapshot in snapshots.items()}
+        reuse = last if last is not None and decided == last.decided and all(  # every quote and view as then:
             (view := self.accounts.get(a)) is not None and _same(view.orders, held[0])  # the same objects
             and _same(view.balances, held[1]) and _same(view.free, held[2])  # (pushed), or equal (a REST re-read)
             for a, held in last.views.items()) else None
         if reuse is not None:  # views equal to the held ones are held instead: the next checks compare identities
             reuse.views = {a: _held(self.accounts[a]) for a in reuse.views}
+            reuse.books = books_seen  # (the snapshots were taken from these: the next check's as-it-was test)
         for slot, position in engine.active_positions.items():
             pair = position.trading_pair
             view = self.accounts[position.exchange_account_id]
@@ -195,7 +205,8 @@ class VerdictMixin(DriverState):
             return Verdict("requote", "quotes moved", pairs=requote, cancels=cancels)
         if reusable:
             runner.quiet = QuietInputs(
-                engine=engine, until=until, books=books_seen, equity=equity, no_rebalance=no_rebalance,
+                engine=engine, until=until, books=books_seen, decided=decided, equity=equity,
+                no_rebalance=no_rebalance,
                 views={a: _held(self.accounts[a]) for a in engine.exchanges},
                 uptime=uptime)
         return self._quiet_or_snapshot(runner, engine, now, uptime)

@@ -159,3 +159,37 @@ def test_a_reused_check_still_stops_on_a_volatility_breach(world_a: Any, frozen_
     monkeypatch.setattr(driver, "_analysis", volatile)
     assert check_now(driver, runner).startswith("full: risk status"), runner.last_verdict
     assert "MarketVolatility" in runner.last_verdict or "VOLATILITY" in runner.last_verdict.upper()
+
+
+def test_a_new_depth_read_behind_the_same_top_keeps_the_decision(
+        world_a: Any, frozen_emulator: EmulatorServer, driver: Driver, no_streams: None,  # noqa: F811
+        monkeypatch: Any) -> None:
+    """A decision reads the best bid and ask less the bot's own orders (and the market's rules), not the levels
+    behind them: a depth read that changed only those is still the same decision (before, every new depth read,
+    every 2 s per book, made every bot of the pair decide again); a best price that moved is not."""
+    from bots.engine.market_data import BookData
+    from bots.engine.venues import exchange_key
+
+    bot = quiet_bot(world_a, frozen_emulator)
+    runner = settle(driver, bot, lambda r: r.engine is not None)
+    assert check_now(driver, runner).startswith("quiet")
+    monkeypatch.setattr(driver, "_feed_once", lambda now: None)  # the books are the test's from here
+    decided = count_decisions(runner, monkeypatch)
+    engine = runner.engine
+    position = next(iter(engine.active_positions.values()))
+    key = (exchange_key(engine.accounts[position.exchange_account_id]), position.trading_pair)
+    held = driver._books[key][1]
+    reused = driver.stats["quiet_reused"]
+
+    deeper = BookData([*held.bids, (held.bids[-1][0] * 0.9, 7.0)], [*held.asks, (held.asks[-1][0] * 1.1, 7.0)],
+                      time.time())
+    driver._books[key] = (deeper.fetched_at, deeper)
+    assert check_now(driver, runner).startswith("quiet")
+    assert decided == [] and driver.stats["quiet_reused"] == reused + 1
+    assert engine.snapshots[(position.exchange_account_id, position.trading_pair)].bids[-1][1] == 7.0  # (taken)
+
+    top_moved = BookData([(deeper.bids[0][0] * (1 - 1e-6), deeper.bids[0][1]), *deeper.bids[1:]], deeper.asks,
+                         time.time())
+    driver._books[key] = (top_moved.fetched_at, top_moved)
+    assert check_now(driver, runner).startswith("quiet")  # (a hundredth of a bps: within the tolerance)
+    assert len(decided) == 1, "a moved best price is decided on again"
