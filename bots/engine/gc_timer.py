@@ -26,8 +26,11 @@ def _on_collection(phase: str, info: dict[str, Any]) -> None:
     _totals[f"gc_runs_{generation}"] += 1
 
 
-def install() -> None:
-    """Start timing collections in this process (once; later calls do nothing)."""
+def install(thresholds: tuple[int, ...] | None = None) -> None:
+    """Start timing collections in this process (once; later calls do nothing), with ``gc.set_threshold(*thresholds)``
+    when given."""
+    if thresholds:
+        gc.set_threshold(*thresholds)
     if _on_collection not in gc.callbacks:
         gc.callbacks.append(_on_collection)
 
