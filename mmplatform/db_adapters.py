@@ -18,6 +18,7 @@ def _choices_classes() -> list[type]:
     found: list[type] = []
     todo: list[type] = [models.TextChoices]
     while todo:
+        sub: type
         for sub in todo.pop().__subclasses__():
             found.append(sub)
             todo.append(sub)

@@ -285,12 +285,15 @@ ENGINE_DRIVER_ENABLED = env_bool("ENGINE_DRIVER_ENABLED", True)
 ENGINE_SHARDS = env_int("ENGINE_SHARDS", 16)
 ENGINE_CYCLE_THREADS = env_int("ENGINE_CYCLE_THREADS", 8)
 ENGINE_FULL_CYCLE_SECS = env_float("ENGINE_FULL_CYCLE_SECS", 300.0)
-_gc_thresholds = env_list("ENGINE_GC_THRESHOLDS", ["700", "10", "10"])
+_gc_thresholds = env_list("ENGINE_GC_THRESHOLDS", ["50000", "20", "100"])
 if len(_gc_thresholds) != 3 or not all(v.isdigit() for v in _gc_thresholds) or int(_gc_thresholds[0]) < 1:
     raise ImproperlyConfigured("ENGINE_GC_THRESHOLDS must be three whole numbers separated by commas, the first at "
                                f"least 1, got {os.environ.get('ENGINE_GC_THRESHOLDS')!r}")
 ENGINE_GC_THRESHOLDS = tuple(int(v) for v in _gc_thresholds)
-"""``gc.set_threshold`` of an engine worker process (bots/engine/gc_timer.py says why and what was measured)."""
+"""``gc.set_threshold`` of an engine worker process (Python's default: 700, 10, 10); bots/engine/gc_timer.py says
+why and what was measured."""
+ENGINE_GC_FULL_SECS = env_float("ENGINE_GC_FULL_SECS", 900.0)
+"""An engine worker's driver runs a full collection this often (the thresholds above leave it to that)."""
 ENGINE_QUIET_REUSE_SECS = env_float("ENGINE_QUIET_REUSE_SECS", 10.0)
 """A quiet check whose inputs did not change since the bot's last quiet decision (the same books, the same
 account data, no cycle of the bot between) reuses that verdict instead of deciding again, for at most this

@@ -103,6 +103,7 @@ class ShardsMixin(DriverState):
         self.by_pair = by_pair  # rebuilt too (``Driver._index_quoted`` keeps it between two passes)
         self._ensure_streams()
         self._ensure_order_streams()
+        gc_timer.collect_if_due(settings.ENGINE_GC_FULL_SECS)  # (the engine worker's thresholds leave it to this)
         busy = sum(r.busy for r in self.runners.values())
         self.stats["driver_cpu_ms"] = int(1000 * time.thread_time())  # the driver thread's CPU so far (a gauge)
         stats = {"bots": len(self.runners), "shards": len(self.owned), "busy": busy,
