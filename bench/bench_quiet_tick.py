@@ -204,11 +204,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         setup_django(database.url, redis.url)
         import gc
 
+        from django.conf import settings
+
+        from bots.engine import gc_timer
         from bots.engine.driver import Driver
         from bots.engine.gateways import warm_up
 
         warm_up()
         gc.freeze()  # as a worker does at start (bots/engine/bootstep.py)
+        gc_timer.install(settings.ENGINE_GC_THRESHOLDS)
 
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
