@@ -202,17 +202,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         os.environ.update(CELERY_TASK_ALWAYS_EAGER="1", ENGINE_BOOK_STREAMS="0", ENGINE_ORDER_STREAMS="0",
                           ENGINE_FULL_CYCLE_SECS="3600", ENGINE_DRIVER_ENABLED="0")
         setup_django(database.url, redis.url)
-        import gc
-
-        from django.conf import settings
-
-        from bots.engine import gc_timer
+        from bots.engine.bootstep import prepare_process
         from bots.engine.driver import Driver
-        from bots.engine.gateways import warm_up
 
-        warm_up()
-        gc.freeze()  # as a worker does at start (bots/engine/bootstep.py)
-        gc_timer.install(settings.ENGINE_GC_THRESHOLDS)
+        prepare_process()  # as a worker does at start: ccxt imported, start-up objects frozen, its gc thresholds
 
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"

@@ -66,18 +66,24 @@ def engine_mode(pool_cls: Any) -> str:
     return mode
 
 
-def _start_here() -> None:
+def prepare_process() -> None:
+    """What a process that runs a driver does before it starts one (the worker here; ``bench_quiet_tick`` too)."""
     import gc
 
     from django.conf import settings
 
     from bots.engine import gc_timer
-    from bots.engine.driver import start_driver
     from bots.engine.gateways import warm_up
 
     warm_up()  # import ccxt once at start, not inside the first bot cycle
     gc.freeze()  # the imported code lives as long as the process: keep it out of GC passes mid-cycle
     gc_timer.install(settings.ENGINE_GC_THRESHOLDS)  # what the collections still cost, in the driver's stats
+
+
+def _start_here() -> None:
+    from bots.engine.driver import start_driver
+
+    prepare_process()
     driver = start_driver()
     if driver is not None:
         logger.info("engine driver %s started (pool %s)", driver.token, _pool_name)

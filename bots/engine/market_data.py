@@ -123,9 +123,9 @@ def shared_book(
     while True:
         raw = r.get(cache_key)
         if raw is not None:
-            data = json.loads(raw)
-            if time.time() - data["fetched_at"] <= max_age:
-                return BookData([tuple(b) for b in data["bids"]], [tuple(a) for a in data["asks"]], data["fetched_at"])
+            book = _decoded_book(raw)
+            if time.time() - book.fetched_at <= max_age:
+                return book
         if r.set(lock_key, "1", nx=True, px=LOCK_TTL_MS) or time.monotonic() > deadline:
             break
         time.sleep(0.005)
@@ -142,13 +142,14 @@ def read_shared_books(books: list[tuple[str, str]]) -> dict[tuple[str, str], Boo
     another process's (or host's) depth read serves this one's feeder (``FeedMixin._read_books``)."""
     if not books:
         return {}
-    found = {}
-    for book, raw in zip(books, get_redis().mget([_key(venue, pair, "book") for venue, pair in books]), strict=True):
-        if raw is not None:
-            data = json.loads(raw)
-            found[book] = BookData([tuple(b) for b in data["bids"]], [tuple(a) for a in data["asks"]],
-                                   data["fetched_at"])
-    return found
+    shared = get_redis().mget([_key(venue, pair, "book") for venue, pair in books])
+    return {book: _decoded_book(raw) for book, raw in zip(books, shared, strict=True) if raw is not None}
+
+
+def _decoded_book(raw: bytes | str) -> BookData:
+    """A book as ``store_books`` shares it."""
+    data = json.loads(raw)
+    return BookData([tuple(b) for b in data["bids"]], [tuple(a) for a in data["asks"]], data["fetched_at"])
 
 
 def store_books(books: list[tuple[str, str, BookData]], *, max_age_secs: float | None = None) -> None:
