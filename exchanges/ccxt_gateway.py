@@ -192,9 +192,10 @@ class CcxtGateway(ExchangeGateway):
         entry = self._clients.get(id(loop))
         if entry is not None and entry[0] is loop:
             return entry[1]
-        for key, (other, _) in list(self._clients.items()):  # a copy: another thread's loop may add its client
+        for key, (other, dead) in list(self._clients.items()):  # a copy: another thread's loop may add its client
             if other.is_closed():
                 self._clients.pop(key, None)  # a finished asyncio.run(): its sessions died with it
+                _forget(dead)
         client = getattr(ccxt_async, self.exchange_id)(self._config())
         if self._markets is not None:
             client.set_markets(self._markets)
@@ -210,15 +211,35 @@ class CcxtGateway(ExchangeGateway):
                 await client.close()
             elif not loop.is_closed():
                 asyncio.run_coroutine_threadsafe(client.close(), loop)
+            else:
+                _forget(client)
         if self._own_limiter and isinstance(self.rate_limiter, RedisTokenBucket):
             await self.rate_limiter.close()
 
-    def discard(self) -> None:
-        """Schedule ``close`` from sync code (a cached gateway replaced after a credential rotation)."""
+    def discard(self, wait_secs: float = 0.0) -> None:
+        """Close every ccxt client from sync code (a cached gateway replaced after a credential rotation): a client
+        on a running loop is closed there (scheduled; ``wait_secs`` > 0: waited for that long, unless called on
+        that loop's own thread), one on a loop that is not running is closed on it here, one whose loop is gone
+        is let go (its sockets died with the loop)."""
         clients, self._clients = self._clients, {}
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
         for loop, client in clients.values():
-            if not loop.is_closed() and loop.is_running():
-                asyncio.run_coroutine_threadsafe(client.close(), loop)
+            if loop.is_closed():
+                _forget(client)
+            elif loop.is_running():
+                done = asyncio.run_coroutine_threadsafe(client.close(), loop)
+                if wait_secs > 0 and loop is not here:
+                    try:
+                        done.result(timeout=wait_secs)
+                    except Exception as error:  # (closing is best effort: the gateway is dropped either way)
+                        logger.info("closing the %s client of %s: %s", self.exchange_id, self.account_key, error)
+            elif here is None:
+                loop.run_until_complete(client.close())
+            else:
+                _forget(client)
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -755,3 +776,24 @@ class CcxtGateway(ExchangeGateway):
             trades.append(self._trade(raw, pair, client_id))
         trades.sort(key=lambda t: (t.timestamp_ms, int(t.trade_id) if t.trade_id.isdigit() else 0))
         return trades
+
+
+def _forget(client: Any) -> None:
+    """Let go of a ccxt client whose event loop is gone (a finished ``asyncio.run``): its aiohttp session is closed
+    here without a loop (on a closed loop aiohttp's close has nothing to wait for: it only marks the connector
+    closed), so neither ccxt nor aiohttp logs at the client's collection that it was never closed -- at a
+    process's exit, to a stream already closed."""
+    session, client.session = client.session, None
+    client.tcp_connector = None
+    client.socks_proxy_sessions = None
+    if session is None:
+        return
+    closing = session.close()
+    try:
+        closing.send(None)  # (a coroutine that returns at once: StopIteration)
+    except StopIteration:
+        return
+    except Exception as error:  # (letting go is best effort)
+        logger.info("letting go of a %s client: %s", client.id, error)
+        return
+    closing.close()  # it wanted to wait on a loop: abandoned, the session is dropped as it is

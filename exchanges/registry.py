@@ -39,9 +39,10 @@ def get_gateway(credentials: Any, **options: Any) -> ExchangeGateway:
     return gateway
 
 
-def clear_gateway_cache() -> None:
-    """Forget every cached gateway (tests)."""
+def clear_gateway_cache(wait_secs: float = 0.0) -> None:
+    """Forget every cached gateway, its ccxt clients closed (tests; ``wait_secs``: ``CcxtGateway.discard``)."""
     with _cache_lock:
-        for _, gateway in _cache.values():
-            gateway.discard()  # type: ignore[attr-defined]
+        gateways = [gateway for _, gateway in _cache.values()]
         _cache.clear()
+    for gateway in gateways:
+        gateway.discard(wait_secs)  # type: ignore[attr-defined]

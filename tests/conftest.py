@@ -114,6 +114,16 @@ def superuser(db: Any) -> Any:
 PLATFORM_KEY_PATTERNS = ("mm:*", "mmplatform:*", "mmp:*")  # engine and risk state, rate limits, the cache
 
 
+@pytest.fixture(autouse=True, scope="session")
+def gateways_closed_at_the_end() -> Any:
+    """The process's cached gateways are closed when the session ends: a ccxt client never closed logs so when
+    the interpreter collects it, at an xdist worker's exit, to a stream already closed (``--- Logging error``)."""
+    yield
+    from exchanges.registry import clear_gateway_cache
+
+    clear_gateway_cache(wait_secs=2.0)
+
+
 @pytest.fixture(autouse=True)
 def clean_platform_redis_keys() -> None:
     """Each test starts with none of the platform's Redis state (engine drivers and shard leases of
