@@ -77,7 +77,7 @@ def prepare_process() -> None:
 
     warm_up()  # import ccxt once at start, not inside the first bot cycle
     gc.freeze()  # the imported code lives as long as the process: keep it out of GC passes mid-cycle
-    gc_timer.install(settings.ENGINE_GC_THRESHOLDS)  # what the collections still cost, in the driver's stats
+    gc_timer.install(settings.ENGINE_GC_THRESHOLDS, settings.ENGINE_GC_THAW_PASSES)  # (and the costs: driver stats)
 
 
 def _start_here() -> None:

@@ -11,6 +11,12 @@ never by itself) and its driver runs one full pass every ``ENGINE_GC_FULL_SECS``
 what reference cycles remain (a caught exception's traceback, a task's result). A dropped engine is no longer one
 of them (``OrderManager`` holds its gate weakly): ~100 objects per periodic full cycle of a bot.
 
+The periodic pass freezes what survived it (``gc.freeze``), so the next one walks only the objects made since:
+in one process of 1,250 bots (``bench_quiet_tick --bots 1250``) a full pass walked 335,000 objects in ~250 ms, the
+next one after the freeze 20,000 in 15-18 ms. An object frozen is still freed by reference counting; only a
+reference cycle among frozen objects waits, for the pass every ``ENGINE_GC_THAW_PASSES`` (8: two hours at 900 s),
+which unfreezes everything first and walks it all.
+
 ``install`` adds one ``gc.callbacks`` entry (two clock reads per collection); the driver publishes the totals with
 its stats (``gc_us_<generation>``, ``gc_runs_<generation>``).
 """
@@ -25,6 +31,8 @@ from typing import Any
 _totals: Counter[str] = Counter()
 _started: list[float] = [0.0]
 _next_full: list[float] = [0.0]  # time.monotonic() of the next full pass (0: not scheduled yet)
+_passes: list[int] = [0]  # periodic full passes so far
+_thaw_every: list[int] = [0]  # freeze each periodic pass's survivors, thaw every n-th (0: no freezing: ``install``)
 
 
 def _on_collection(phase: str, info: dict[str, Any]) -> None:
@@ -36,18 +44,21 @@ def _on_collection(phase: str, info: dict[str, Any]) -> None:
     _totals[f"gc_runs_{generation}"] += 1
 
 
-def install(thresholds: tuple[int, ...] | None = None) -> None:
+def install(thresholds: tuple[int, ...] | None = None, thaw_every: int = 0) -> None:
     """Start timing collections in this process (once; later calls do nothing), with ``gc.set_threshold(*thresholds)``
-    when given."""
+    when given. ``thaw_every`` > 0: each periodic full pass (``collect_if_due``) freezes what survived it, and every
+    ``thaw_every``-th unfreezes everything first (a process that runs a driver: ``bootstep.prepare_process``)."""
     if thresholds:
         gc.set_threshold(*thresholds)
+    _thaw_every[0] = max(0, thaw_every)
     if _on_collection not in gc.callbacks:
         gc.callbacks.append(_on_collection)
 
 
 def collect_if_due(every_secs: float, now: float | None = None) -> bool:
     """A full collection when ``every_secs`` have passed since the last one (the first call only schedules it);
-    returns whether one ran. The driver thread's housekeeping calls it."""
+    returns whether one ran. The driver thread's housekeeping calls it. Under ``install(thaw_every=n)`` it walks
+    what is not frozen, then freezes the survivors; every n-th pass walks everything (unfrozen first)."""
     now = time.monotonic() if now is None else now
     if _next_full[0] == 0.0:
         _next_full[0] = now + every_secs
@@ -55,7 +66,13 @@ def collect_if_due(every_secs: float, now: float | None = None) -> bool:
     if now < _next_full[0]:
         return False
     _next_full[0] = now + every_secs
+    _passes[0] += 1
+    thaw_every = _thaw_every[0]
+    if thaw_every and _passes[0] % thaw_every == 0:
+        gc.unfreeze()  # (a cycle among objects frozen by earlier passes is freed here, at worst n passes late)
     gc.collect()
+    if thaw_every:
+        gc.freeze()
     return True
 
 

@@ -59,3 +59,34 @@ def test_thresholds_timing_and_the_full_pass_on_a_clock() -> None:
     finally:
         gc.set_threshold(*before)
         gc_timer._next_full[0] = 0.0
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self  # a reference cycle: only the cyclic collector frees it
+
+
+def test_the_periodic_pass_freezes_its_survivors_and_every_nth_walks_everything() -> None:
+    """A pass walks only the objects made since the last one (its survivors frozen); a reference cycle among the
+    frozen waits for the n-th pass, which unfreezes everything first."""
+    before = gc.get_threshold()
+    try:
+        gc_timer.install(before, thaw_every=3)
+        gc_timer._next_full[0], gc_timer._passes[0] = 0.0, 0
+        assert not gc_timer.collect_if_due(900.0, now=0.0)  # (schedules)
+        cycle = _Cycle()
+        gone = weakref.ref(cycle)
+        assert gc_timer.collect_if_due(900.0, now=900.0)  # pass 1: the cycle is alive and survives it: frozen
+        assert gc.get_freeze_count() > 0
+        del cycle
+        gc.collect()
+        assert gone() is not None, "a frozen cycle is walked by no collection"
+        assert gc_timer.collect_if_due(900.0, now=1_800.0)  # pass 2: walks only what is new
+        assert gone() is not None
+        assert gc_timer.collect_if_due(900.0, now=2_700.0)  # pass 3: everything unfrozen and walked
+        assert gone() is None, "the n-th pass frees a cycle among the frozen"
+        assert gc.get_freeze_count() > 0  # (and freezes the survivors again)
+    finally:
+        gc.unfreeze()
+        gc_timer.install(before, thaw_every=0)
+        gc_timer._next_full[0], gc_timer._passes[0] = 0.0, 0
