@@ -325,9 +325,12 @@ def venue_reconnected_resolve(*, account_id: int) -> Raised:
 
 def open_alert_bot_ids(*, kind: str, bot_ids: list[int]) -> set[int]:
     """Of ``bot_ids``, those with an open (unresolved) alert of ``kind`` (the watchdog: whose cycles to
-    report resumed)."""
-    return set(Alert.objects.filter(kind=kind, bot_id__in=bot_ids, resolved_at__isnull=True)
-               .values_list("bot_id", flat=True))
+    report resumed). The open alerts of a kind are few (the partial index ``alert_open``) and ``bot_ids`` are
+    every cycling bot: the open ones are read and intersected here -- an ``IN`` of 1,000 ids every 10 s was 1.5 % of
+    an engine worker's GIL at active N=1,000 (Django preparing the list)."""
+    wanted = set(bot_ids)
+    return {bot_id for bot_id in Alert.objects.filter(kind=kind, resolved_at__isnull=True, bot_id__isnull=False)
+            .values_list("bot_id", flat=True) if bot_id in wanted}
 
 
 def channel_secrets_rotate() -> int:

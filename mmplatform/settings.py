@@ -294,10 +294,10 @@ ENGINE_GC_THRESHOLDS = tuple(int(v) for v in _gc_thresholds)
 why and what was measured."""
 ENGINE_GC_FULL_SECS = env_float("ENGINE_GC_FULL_SECS", 900.0)
 """An engine worker's driver runs a full collection this often (the thresholds above leave it to that)."""
-ENGINE_GC_THAW_PASSES = env_int("ENGINE_GC_THAW_PASSES", 8)
+ENGINE_GC_THAW_PASSES = env_int("ENGINE_GC_THAW_PASSES", 96)
 """Each periodic full collection freezes what survived it, so the next walks only the objects made since; every this
-many passes everything is unfrozen and walked (a reference cycle among frozen objects is freed then); 1: every pass
-walks everything."""
+many passes (96: a day at 900 s) everything is unfrozen and walked (a reference cycle among frozen objects is freed
+then; bots/engine/gc_timer.py has the figures); 1: every pass walks everything."""
 ENGINE_QUIET_REUSE_SECS = env_float("ENGINE_QUIET_REUSE_SECS", 10.0)
 """A quiet check whose inputs did not change since the bot's last quiet decision (the same books, the same
 account data, no cycle of the bot between) reuses that verdict instead of deciding again, for at most this
