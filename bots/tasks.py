@@ -78,7 +78,17 @@ def queue_start(bot_id: int, epoch: int, *, again: bool = False) -> bool:
 
 @shared_task(acks_late=True)
 def start_bot(bot_id: int, epoch: int) -> str:
-    """Connect, reconcile and start market making; then begin the cycle chain."""
+    """Start the bot (``run_start``): on this worker process's start pool when it runs an engine driver
+    (``bots.engine.starts``: a mass start goes ``BOT_START_THREADS`` at a time per process, not one), else here."""
+    from bots.engine import starts
+
+    if starts.hand_over(bot_id, epoch, run_start, requeue=queue_start):
+        return "handed to the start pool"
+    return run_start(bot_id, epoch)
+
+
+def run_start(bot_id: int, epoch: int) -> str:
+    """Connect, reconcile and start market making; the engine driver then cycles the bot."""
     get_redis().eval(_RELEASE, 1, keys.start_queued(bot_id), str(epoch))  # begun: no longer queued
     close_old_connections()
     bot = Bot.objects.filter(pk=bot_id).first()

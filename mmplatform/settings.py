@@ -285,6 +285,8 @@ ENGINE_DRIVER_ENABLED = env_bool("ENGINE_DRIVER_ENABLED", True)
 ENGINE_SHARDS = env_int("ENGINE_SHARDS", 16)
 ENGINE_CYCLE_THREADS = env_int("ENGINE_CYCLE_THREADS", 8)
 ENGINE_FULL_CYCLE_SECS = env_float("ENGINE_FULL_CYCLE_SECS", 300.0)
+BOT_START_THREADS = env_int("BOT_START_THREADS", 8, minimum=0)
+"""Threads per worker process that run bot starts (bots/engine/starts.py); 0: each start on its task's thread."""
 _gc_thresholds = env_list("ENGINE_GC_THRESHOLDS", ["50000", "20", "100"])
 if len(_gc_thresholds) != 3 or not all(v.isdigit() for v in _gc_thresholds) or int(_gc_thresholds[0]) < 1:
     raise ImproperlyConfigured("ENGINE_GC_THRESHOLDS must be three whole numbers separated by commas, the first at "

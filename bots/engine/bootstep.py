@@ -81,17 +81,23 @@ def prepare_process() -> None:
 
 
 def _start_here() -> None:
+    from django.conf import settings
+
+    from bots.engine import starts
     from bots.engine.driver import start_driver
 
     prepare_process()
+    starts.enable(settings.BOT_START_THREADS)  # this process's start tasks start their bots on its start pool
     driver = start_driver()
     if driver is not None:
         logger.info("engine driver %s started (pool %s)", driver.token, _pool_name)
 
 
 def _stop_here() -> None:
+    from bots.engine import starts
     from bots.engine.driver import stop_driver
 
+    starts.stop()  # starts not begun go back to the broker; running ones finish (before the driver stops)
     stop_driver()  # finishes running cycles, gives the shards back at once
 
 
