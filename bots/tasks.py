@@ -22,7 +22,7 @@ from django.db import DatabaseError, close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
-from bots.engine import keys
+from bots.engine import keys, starts
 from bots.engine.core import MarketMakingBot, begin_cycle
 from bots.engine.cycle import LiveViews, end_cycle
 from bots.engine.lease import _RELEASE, BotLease, FencedError, LeaseLostError, current_chain, record_cycle
@@ -80,8 +80,6 @@ def queue_start(bot_id: int, epoch: int, *, again: bool = False) -> bool:
 def start_bot(bot_id: int, epoch: int) -> str:
     """Start the bot (``run_start``): on this worker process's start pool when it runs an engine driver
     (``bots.engine.starts``: a mass start goes ``BOT_START_THREADS`` at a time per process, not one), else here."""
-    from bots.engine import starts
-
     if starts.hand_over(bot_id, epoch, run_start, requeue=queue_start):
         return "handed to the start pool"
     return run_start(bot_id, epoch)

@@ -44,7 +44,7 @@ def _on_collection(phase: str, info: dict[str, Any]) -> None:
 
 
 def install(thresholds: tuple[int, ...] | None = None, thaw_every: int = 0) -> None:
-    """Start timing collections in this process (once; later calls do nothing), with ``gc.set_threshold(*thresholds)``
+    """Start timing collections in this process (the callback added once), with ``gc.set_threshold(*thresholds)``
     when given. ``thaw_every`` > 0: each periodic full pass (``collect_if_due``) freezes what survived it, and every
     ``thaw_every``-th unfreezes everything first (a process that runs a driver: ``bootstep.prepare_process``)."""
     if thresholds:
