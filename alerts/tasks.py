@@ -43,6 +43,30 @@ def resolve_alerts(tenant_id: int, bot_id: int | None, event_type: str, payload:
 
 
 @shared_task(acks_late=True)
+def alert_events(events: list[list[Any]]) -> dict[str, int]:
+    """Several events noticed together (``alerts.hooks``: ``[task name, its arguments]`` each, in the order they
+    happened), each handled as its own task would handle it, in one task: one broker message and one database
+    session for all of them. One that fails is logged and does not stop the others (each is idempotent, as its own
+    task is: a re-run after a lost worker counts repeats, sends nothing twice)."""
+    handlers = {"raise_alerts": raise_alerts, "resolve_alerts": resolve_alerts,
+                "venue_disconnected": venue_disconnected, "venue_reconnected": venue_reconnected}
+    handled = failed = 0
+    for name, args in events:
+        handler = handlers.get(name)
+        if handler is None:
+            logger.error("alert_events: unknown event task %r; skipped", name)
+            failed += 1
+            continue
+        try:
+            handler(*args)  # (the task's body, here and now)
+            handled += 1
+        except Exception:
+            logger.exception("alert_events: %s%s failed", name, tuple(args)[:3])
+            failed += 1
+    return {"handled": handled, "failed": failed}
+
+
+@shared_task(acks_late=True)
 def deliver_alert(delivery_id: int) -> str:
     """One attempt; after a failure the next is scheduled with the backoff the service returned."""
     from alerts.services import delivery_attempt

@@ -570,3 +570,47 @@ def test_the_watchdog_resolves_stale_cycles_once_the_bot_cycles_again(world_a: A
     assert resolved.alert_ids == raised.alert_ids and len(resolved.delivery_ids) == 1
     watchdog()  # cycling, nothing open: nothing to report
     assert enqueued == []
+
+
+@pytest.mark.django_db(transaction=True)  # the tasks close their connection first, as a task does
+def test_events_waiting_together_go_as_one_task_that_handles_each_as_its_own_task_would(
+        world_a: Any, world_b: Any, monkeypatch: Any) -> None:
+    """A watchdog pass that finds many bots stale notices an event per bot: the enqueuer thread sends what waits
+    together as one ``alert_events`` task (one broker message, one database session on the worker), in order;
+    that task raises each alert as ``raise_alerts`` would, and one event that fails stops none of the others."""
+    from alerts import tasks
+
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(tasks.alert_events, "apply_async", lambda args: sent.append(("alert_events", args)))
+    monkeypatch.setattr(tasks.raise_alerts, "apply_async", lambda args: sent.append(("raise_alerts", args)))
+    monkeypatch.setattr(tasks.deliver_alert, "delay", lambda delivery_id: None)  # (no broker: sending not tested)
+    channel = AlertChannel.objects.create(tenant=world_a.tenant, name="mail", kind="email", emails="d@a.example")
+    rule_for(world_a.tenant, [channel], ["kill_switch"])
+    events = [("raise_alerts", (world.tenant.pk, world.bot.pk, "KillSwitchEngaged", {"reason": f"r{n}"}, None, None))
+              for n, world in enumerate([world_a, world_b, world_a])]
+    events.insert(1, ("no_such_task", ()))
+
+    hooks.flush()  # (an enqueuer thread of an earlier test is idle: take it over with a queue of our own)
+    monkeypatch.setattr(hooks, "_queue", hooks.queue.Queue())
+    monkeypatch.setattr(hooks, "_thread", None)
+    for name, args in events:  # all waiting before the thread starts: together
+        hooks._queue.put_nowait((name, args))
+    hooks._ensure_thread()
+    assert hooks.flush()
+    hooks._queue.put_nowait(None)  # (the thread of this test ends)
+    hooks._thread.join(5)
+    assert sent == [("alert_events", ([[name, list(args)] for name, args in events],))]
+
+    outcome = tasks.alert_events(*sent[0][1])
+    assert outcome == {"handled": 3, "failed": 1}
+    # world A's two kill switch events: one alert (the second a repeat within the dedup window); world B: no rule
+    alerts = list(Alert.objects.filter(tenant=world_a.tenant))
+    assert [(a.kind, a.occurrences) for a in alerts] == [("kill_switch", 2)]
+    assert not Alert.objects.filter(tenant=world_b.tenant).exists()
+
+    sent.clear()
+    hooks._put("raise_alerts", events[0][1])  # one on its own: its own task, as before
+    assert hooks.flush()
+    hooks._queue.put_nowait(None)
+    hooks._thread.join(5)
+    assert sent == [("raise_alerts", events[0][1])]
