@@ -33,6 +33,8 @@ class InventoryManager:
         self.free: dict[int, dict[str, Decimal]] = {}  # the venue's free (not locked) balances, as last read
         self.current_inventory: dict[Slot, PairInventory] = {}
         self.unread: dict[int, str] = {}  # account -> why its last balance read failed (its venue is down)
+        # the last ``aggregated`` and the (slot, inventory) items it was summed from: a check reads it twice
+        self._aggregated: tuple[tuple[tuple[Slot, PairInventory], ...], dict[str, PairInventory]] | None = None
 
     def target_ratio(self, pair: str) -> float:
         return float(self.config.target_ratios.get(pair, self.default_target))
@@ -149,9 +151,17 @@ class InventoryManager:
         return venues
 
     def aggregated(self) -> dict[str, PairInventory]:
-        """pair -> its inventory summed over every venue it is quoted on."""
-        return {pair: aggregate_inventories(pair, list(venues.values()), self.target_ratio(pair))
-                for pair, venues in self.by_pair().items()}
+        """pair -> its inventory summed over every venue it is quoted on. Summed again only when a slot's
+        inventory is another object than the last sum's (an assessment replaces it; inventories are frozen)."""
+        items = tuple(self.current_inventory.items())
+        held = self._aggregated
+        if held is not None and len(held[0]) == len(items) and all(
+                old[0] == new[0] and old[1] is new[1] for old, new in zip(held[0], items, strict=True)):
+            return dict(held[1])
+        summed = {pair: aggregate_inventories(pair, list(venues.values()), self.target_ratio(pair))
+                  for pair, venues in self.by_pair().items()}
+        self._aggregated = (items, summed)
+        return dict(summed)
 
     def complete(self, pair: str, accounts: set[int]) -> bool:
         """Every one of ``accounts`` (the pair's venues) has a current inventory of the pair: an

@@ -180,18 +180,26 @@ class OrderManager(FillSyncMixin):
 
     @staticmethod
     def as_live(orders: Iterable[Order]) -> list[LiveOrder]:
-        return [
-            LiveOrder(
-                order_id=o.client_order_id,
-                side=o.side,
-                price=float(o.price),
-                size=float(o.amount - o.filled),
-                level=o.level,
-                placed_at=o.created_at.timestamp(),
-            )
-            for o in orders
-            if o.purpose == OrderPurpose.QUOTE and o.status != OrderStatus.CANCEL_PENDING
-        ]
+        """The resting quotes among ``orders`` as the pipeline's diff reads them. Each row keeps the one it was last
+        seen as (``_as_live``, with the price, amount and fill it was made from): the driver's every check of a bot
+        reads the same rows again until a cycle changes them."""
+        live = []
+        for o in orders:
+            if o.purpose != OrderPurpose.QUOTE or o.status == OrderStatus.CANCEL_PENDING:
+                continue
+            price, amount, filled = o.price, o.amount, o.filled
+            held = o.__dict__.get("_as_live")
+            if held is None or held[0] != price or held[1] != amount or held[2] != filled:
+                held = o.__dict__["_as_live"] = (price, amount, filled, LiveOrder(
+                    order_id=o.client_order_id,
+                    side=o.side,
+                    price=float(price),
+                    size=float(amount - filled),
+                    level=o.level,
+                    placed_at=o.created_at.timestamp(),
+                ))
+            live.append(held[3])
+        return live
 
     # --- placement ------------------------------------------------------------------------------
 

@@ -184,7 +184,12 @@ class QuotesMixin(BotState):
         return account.exchange_id if account is not None else str(account_id)
 
     def quoting_rules(self) -> pipeline.QuotingRules:
-        return self.config.quoting_rules()  # the backtester builds it the same way
+        """The config's order settings as the pipeline applies them (the backtester builds them the same way):
+        a frozen value of the engine's config, which is the engine's for life, built once."""
+        rules = self.__dict__.get("_quoting_rules")
+        if rules is None:
+            rules = self.__dict__["_quoting_rules"] = self.config.quoting_rules()
+        return rules
 
     def _adjust_orders(self, position: LiquidityPosition, *, initial: bool, live_rows: list[Order] | None = None,
                        others_open: int | None = None, begin_cycle_now: NumberCycle | None = None,

@@ -30,6 +30,7 @@ class MarketMakingRiskManager:
         self.limits = limits
         self.config = config
         self.adjustments: dict[str, PairRiskAdjustments] = {}
+        self._pair_limits: dict[float, RiskContext] = {}  # by spread multiplier (the config is the engine's for life)
 
     def adjustment(self, pair: str) -> PairRiskAdjustments:
         """The pair's risk adjustments in this cycle (created neutral on first use)."""
@@ -43,8 +44,12 @@ class MarketMakingRiskManager:
         )
 
     def get_pair_limits(self, pair: str) -> RiskContext:
-        adjust = self.adjustments.get(pair, PairRiskAdjustments())
-        return self.config.pair_risk(adjust.spread_multiplier)  # the backtester builds it the same way
+        adjust = self.adjustments.get(pair)
+        multiplier = adjust.spread_multiplier if adjust is not None else 1.0
+        limits = self._pair_limits.get(multiplier)
+        if limits is None:  # (a frozen value of the engine's config: built once per multiplier, every check reads it)
+            limits = self._pair_limits[multiplier] = self.config.pair_risk(multiplier)  # as the backtester builds it
+        return limits
 
     def active_key(self) -> str:
         return keys.risk_active(self.bot.pk)

@@ -9,7 +9,7 @@ import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
@@ -36,6 +36,40 @@ def db_value(field: Field, value: Any) -> Any:
     conn = connections[DEFAULT_DB_ALIAS]
     same = _value_plan((field,), conn.vendor)[0][2]
     return value if same(value) else field.get_db_prep_save(value, conn)
+
+
+def db_values(model: type[Model], names: tuple[str, ...], values: Sequence[Any]) -> list[Any]:
+    """``db_value`` of each of ``values`` for ``model``'s fields ``names`` (in order), the connection and the plan
+    looked up once (each ``db_value`` looks both up: the connection handler's per-thread lookup and the hash of
+    the field were most of its cost)."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    return [value if same(value) else field.get_db_prep_save(value, conn)
+            for (field, _, same, _), value in zip(_named_plan(model, names, conn.vendor), values, strict=True)]
+
+
+def rows_db_values(rows: Sequence[Model], names: tuple[str, ...], *, pk_first: bool) -> list[Any]:
+    """The ``db_value`` of ``names`` of each of ``rows`` (their model's fields), one row after the other, each
+    row's pk before (``pk_first``) or after its values: ``rows.save_statement``'s parameters."""
+    conn = connections[DEFAULT_DB_ALIAS]
+    plan = _named_plan(type(rows[0]), names, conn.vendor)
+    params: list[Any] = []
+    append = params.append
+    for row in rows:
+        if pk_first:
+            append(row.pk)
+        for field, attname, same, _ in plan:
+            value = getattr(row, attname)
+            append(value if same(value) else field.get_db_prep_save(value, conn))
+        if not pk_first:
+            append(row.pk)
+    return params
+
+
+@functools.lru_cache(maxsize=256)
+def _named_plan(model: type[Model], names: tuple[str, ...], vendor: str
+                ) -> tuple[tuple[Field, str, Callable[[Any], bool], bool], ...]:
+    """``_value_plan`` of ``model``'s fields ``names`` (a key of strings: cheaper to hash than the fields)."""
+    return _value_plan(tuple(cast(Field, model._meta.get_field(name)) for name in names), vendor)
 
 
 def _is_str(value: Any) -> bool:

@@ -45,7 +45,7 @@ from django.db import connection
 from django.db.models import F, Field, Model
 from django.utils import timezone
 
-from bots.engine.row_values import db_value, insert_params, mark_stored
+from bots.engine.row_values import insert_params, mark_stored, rows_db_values
 from bots.models import OPEN_ORDER_STATUSES, Bot, Order, OrderStatus
 
 M = TypeVar("M", bound=Model)
@@ -140,16 +140,11 @@ def save_statement(rows: Sequence[Model], field_names: Sequence[str]) -> tuple[s
     ``updated_at`` stamped now when listed)."""
     _stamp(rows, field_names)
     model = type(rows[0])
-    fields = [cast(Field, model._meta.get_field(name)) for name in field_names]
+    names = tuple(field_names)
+    vendor = connection.vendor
     if len(rows) == 1:
-        row = rows[0]
-        return (_update_one_sql(model, tuple(field_names), connection.vendor),
-                [*(db_value(f, getattr(row, f.attname)) for f in fields), row.pk])
-    params: list[Any] = []
-    for row in rows:
-        params.append(row.pk)
-        params.extend(db_value(f, getattr(row, f.attname)) for f in fields)
-    return _update_many_sql(model, tuple(field_names), len(rows), connection.vendor), params
+        return _update_one_sql(model, names, vendor), rows_db_values(rows, names, pk_first=False)
+    return _update_many_sql(model, names, len(rows), vendor), rows_db_values(rows, names, pk_first=True)
 
 
 @functools.lru_cache(maxsize=64)

@@ -49,7 +49,7 @@ def bot_key(cid: str) -> str | None:
 class AccountIndex:
     """One account view's orders (``AccountView.orders``, client id -> order), grouped once."""
 
-    __slots__ = ("_resting", "by_bot", "orders")
+    __slots__ = ("_others", "_resting", "by_bot", "orders")
 
     def __init__(self, orders: Mapping[str, ExchangeOrder]):
         self.orders = orders
@@ -60,6 +60,7 @@ class AccountIndex:
                 by_bot.setdefault(key, []).append(cid)
         self.by_bot = by_bot  # bot id text -> its client ids, in the view's order
         self._resting: dict[str, list[tuple[str | None, RestingOrder]]] = {}
+        self._others: dict[tuple[int, str], tuple[RestingOrder, ...]] = {}  # a bot checked again on this view
 
     def own(self, bot_id: int) -> list[str]:
         """The client ids of ``bot_id``'s orders the venue lists, in the view's order."""
@@ -76,8 +77,11 @@ class AccountIndex:
 
     def others(self, bot_id: int, pair: str) -> tuple[RestingOrder, ...]:
         """``self_trades.from_view(bot_id, orders, pair)``: the account's orders on ``pair`` but the bot's."""
-        mine = str(bot_id)
-        return tuple(order for key, order in self.resting(pair) if key != mine)
+        held = self._others.get((bot_id, pair))
+        if held is None:
+            mine = str(bot_id)
+            held = self._others[(bot_id, pair)] = tuple(order for key, order in self.resting(pair) if key != mine)
+        return held
 
 
 def _level_index(levels: list[tuple[float, float]]) -> dict[float, int] | None:

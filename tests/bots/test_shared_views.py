@@ -55,6 +55,7 @@ def test_an_account_index_gives_each_bot_what_from_view_and_the_stray_scan_give(
             assert index.own(bot_id) == [c for c in orders if c.startswith(client_id_prefix(bot_id))]
             for pair in PAIRS:
                 assert index.others(bot_id, pair) == from_view(bot_id, orders.values(), pair)
+                assert index.others(bot_id, pair) == from_view(bot_id, orders.values(), pair)  # (held: asked again)
 
 
 def test_bot_key_names_the_bot_exactly_when_the_prefix_matches() -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -114,3 +116,38 @@ async def test_another_layer_gets_one_group_send_per_message() -> None:
     await layer.group_add("tenant.5", channel)
     assert await group_send_batch(layer, [("tenant.5", {"type": "a", "n": n}) for n in range(3)]) == 3
     assert [(await layer.receive(channel))["n"] for _ in range(3)] == [0, 1, 2]
+
+
+async def test_a_push_is_made_json_ready_on_the_loop_and_only_for_a_group_someone_listens_to(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``push`` leaves its data as built (decimals, datetimes); the sender converts a message once it knows a
+    dashboard listens (``events._made_jsonable``): a heard push arrives with exact decimal strings and ISO times,
+    one to nobody is never converted."""
+    base = random.randrange(10**6, 10**9)
+    tenant, heard_bot, unheard_bot = base, base + 1, base + 2
+    layer = get_channel_layer()
+    heard = await layer.new_channel()
+    await layer.group_add(bot_group(heard_bot), heard)
+    await mark_listening({bot_group(heard_bot)})
+    converted: list[Any] = []
+    real = events.jsonable
+
+    def counting(value: Any) -> Any:
+        converted.append(value)
+        return real(value)
+
+    monkeypatch.setattr(events, "jsonable", counting)
+    at = datetime(2026, 12, 7, 13, 30, tzinfo=UTC)
+    heard_data = {"placed": [{"price": Decimal("100.50"), "filled": Decimal("0E-12"), "at": at}]}
+    unheard_data = {"placed": [{"price": Decimal("7")}]}
+
+    def queue() -> None:
+        push(tenant_id=tenant, bot_id=heard_bot, kind="orders", data=heard_data)
+        push(tenant_id=tenant, bot_id=unheard_bot, kind="orders", data=unheard_data)
+        flush_pushes()
+        connection.close()
+
+    await sync_to_async(queue)()
+    message = (await receive_all(layer, heard, 1))[0]
+    assert message["data"] == {"placed": [{"price": "100.50", "filled": "0", "at": "2026-12-07T13:30:00+00:00"}]}
+    assert converted == [heard_data]  # once, though pushed to two groups; the unheard push never
