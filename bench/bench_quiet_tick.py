@@ -14,6 +14,12 @@ the figures. Modes:
   of a bps (a new top, as the venue's bookTicker stream hands it over): the quotes stay within tolerance,
   so every check is quiet, but the book each check reads is new;
 * ``static``: nothing moved between two ticks (the account views and books are the same objects);
+* ``requote``: before each tick the pushed best bid/ask of every pair jumps by ``REQUOTE_JUMP`` (8 bps, one tick up,
+  the next back), past the bots' 5 bps refresh tolerance: every check's verdict is a re-quote on the kept engine,
+  and the cycles the driver hands to its pool run on the ticking thread, so the figures are the check plus one
+  re-quote (the quote guard, the fenced read of the account's other bots' rows, the decision, the orders stored,
+  sent by cancel-replace or placed first and answered, the event): its wall time includes the emulator's answers,
+  its CPU time does not include the I/O loop's (ccxt's requests);
 * ``full``: every bot's check finds its periodic full cycle due (``ENGINE_FULL_CYCLE_SECS``), and the cycles
   the driver hands to its pool run on the ticking thread instead, so the figures are what one full cycle
   (a new engine from the rows, the venue reads, the decision, the rows and pushes) costs: its wall time
@@ -24,7 +30,7 @@ prints cProfile's top functions of the timed ticks. A database of the run's own 
 server, else SQLite) and a private redis-server, both gone at the end. Prints figures and writes
 ``bench/results/quiet_tick.json`` (``full``: ``bench/results/full_cycle.json``); it never fails on a time.
 
-    python -m bench.bench_quiet_tick [--bots 200] [--ticks 40] [--mode moving|static|full] [--profile]
+    python -m bench.bench_quiet_tick [--bots 200] [--ticks 40] [--mode moving|static|requote|full] [--profile]
 """
 
 from __future__ import annotations
@@ -102,13 +108,19 @@ def settle(driver: Any, bot_ids: list[int], timeout_secs: float) -> int:
     return ready
 
 
-def move_tops(driver: Any, rng: random.Random) -> None:
-    """A new pushed best bid/ask for every quoted pair: the depth read's top moved by < 0.05 bps."""
+REQUOTE_JUMP = 8e-4
+"""``requote`` mode: how far the pushed top jumps each tick (8 bps: past the 5 bps tolerance, short of the 20 bps
+spread, so a new bid never crosses the bot's own old ask)."""
+
+
+def move_tops(driver: Any, rng: random.Random, jump: float = 0.0) -> None:
+    """A new pushed best bid/ask for every quoted pair: the depth read's top moved by < 0.05 bps (``jump``: by
+    that fraction instead)."""
     now = time.time()
     for key, (_, book) in list(driver._books.items()):
         if not book.bids or not book.asks:
             continue
-        shift = 1 + rng.uniform(-5e-6, 5e-6)
+        shift = 1 + (jump or rng.uniform(-5e-6, 5e-6))
         (bid, bid_size), (ask, ask_size) = book.bids[0], book.asks[0]
         driver.tops[key] = (bid * shift, bid_size, ask * shift, ask_size, now)
 
@@ -128,13 +140,15 @@ def measure(driver: Any, ticks: int, mode: str, profile: bool) -> dict[str, Any]
     per_bot_cpu_us: list[float] = []  # the driver thread's CPU (time.thread_time): what other load does not inflate
     verdicts: Counter[str] = Counter()
     profiler = cProfile.Profile() if profile else None
-    if mode == "full":  # the pool's cycles run here, on the thread being timed
+    if mode in ("full", "requote"):  # the pool's cycles run here, on the thread being timed
         driver.pool.submit = lambda fn, *args, deadline, on_cancel=None: fn(*args)
-    for _ in range(ticks):
+    for tick in range(ticks):
         driver._feed_once(time.time())  # the feeder's pass: untimed (its own thread in a worker)
         drain(driver)
         if mode == "moving":
             move_tops(driver, rng)
+        elif mode == "requote":
+            move_tops(driver, rng, REQUOTE_JUMP if tick % 2 == 0 else 0.0)  # up, then back where it was
         now = time.time()
         due = [r for r in driver.runners.values() if not r.busy and r.engine is not None]
         for runner in due:
@@ -188,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bots", type=int, default=200)
     parser.add_argument("--ticks", type=int, default=40)
-    parser.add_argument("--mode", choices=["moving", "static", "full"], default="moving")
+    parser.add_argument("--mode", choices=["moving", "static", "requote", "full"], default="moving")
     parser.add_argument("--bots-per-symbol", type=int, default=20)
     parser.add_argument("--bots-per-account", type=int, default=10)
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions of the ticks")
@@ -221,14 +235,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figures.update(bots=options.bots, mode=options.mode, bots_per_symbol=options.bots_per_symbol,
                        bots_per_account=options.bots_per_account)
         profile = figures.pop("profile", None)
-        label = "full cycle" if options.mode == "full" else f"quiet tick, {options.mode}"
+        label = {"full": "full cycle", "requote": "check and re-quote"}.get(options.mode, f"quiet tick, {options.mode}")
         print(f"{label}, N={options.bots}: per bot wall p50 {figures['per_bot_us']['p50']} us, "
               f"p90 {figures['per_bot_us']['p90']} us, min {figures['per_bot_us']['min']} us; driver-thread CPU "
               f"p50 {figures['per_bot_cpu_us']['p50']} us, min {figures['per_bot_cpu_us']['min']} us "
               f"(ticks {options.ticks}); flush {figures['flush_ms']} ms; verdicts {figures['verdicts']}")
         if profile:
             print(profile)
-        write_result("full_cycle" if options.mode == "full" else "quiet_tick", figures)
+        write_result({"full": "full_cycle", "requote": "requote_tick"}.get(options.mode, "quiet_tick"), figures)
         return figures
     finally:
         if driver is not None:
