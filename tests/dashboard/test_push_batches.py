@@ -72,15 +72,21 @@ async def test_the_dashboard_sender_delivers_a_backlog_larger_than_a_batch_in_or
         assert got[0]["kind"] == "orders" and got[0]["bot_id"] == 77 and got[0]["tenant_id"] == 76
 
 
+async def one_bot_heard() -> tuple[int, int, int, Any, str]:
+    """A tenant and two bots of ids no other test marks (the marks live LISTENING_SECS), a channel of the layer in
+    the first bot's group with the group marked listened: (tenant, heard bot, unheard bot, layer, that channel)."""
+    base = random.randrange(10**6, 10**9)
+    layer = get_channel_layer()
+    heard = await layer.new_channel()
+    await layer.group_add(bot_group(base + 1), heard)
+    await mark_listening({bot_group(base + 1)})
+    return base, base + 1, base + 2, layer, heard
+
+
 async def test_pushes_go_only_to_the_groups_a_dashboard_socket_listens_to(monkeypatch: pytest.MonkeyPatch) -> None:
     """A push to a group no dashboard socket listens to is not published (``events._listened``: the sockets' marks,
     ``keys.listening``); one to a marked group is, and a group marked later gets the pushes sent after that."""
-    base = random.randrange(10**6, 10**9)  # ids no other test marks (the marks live LISTENING_SECS)
-    tenant, heard_bot, unheard_bot = base, base + 1, base + 2
-    layer = get_channel_layer()
-    heard = await layer.new_channel()
-    await layer.group_add(bot_group(heard_bot), heard)
-    await mark_listening({bot_group(heard_bot)})
+    tenant, heard_bot, unheard_bot, layer, heard = await one_bot_heard()
     published: list[str] = []
     real = events.group_send_batch
 
@@ -123,12 +129,7 @@ async def test_a_push_is_made_json_ready_on_the_loop_and_only_for_a_group_someon
     """``push`` leaves its data as built (decimals, datetimes); the sender converts a message once it knows a
     dashboard listens (``events._made_jsonable``): a heard push arrives with exact decimal strings and ISO times,
     one to nobody is never converted."""
-    base = random.randrange(10**6, 10**9)
-    tenant, heard_bot, unheard_bot = base, base + 1, base + 2
-    layer = get_channel_layer()
-    heard = await layer.new_channel()
-    await layer.group_add(bot_group(heard_bot), heard)
-    await mark_listening({bot_group(heard_bot)})
+    tenant, heard_bot, unheard_bot, layer, heard = await one_bot_heard()
     converted: list[Any] = []
     real = events.jsonable
 
