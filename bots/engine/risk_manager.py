@@ -48,6 +48,8 @@ class MarketMakingRiskManager:
         multiplier = adjust.spread_multiplier if adjust is not None else 1.0
         limits = self._pair_limits.get(multiplier)
         if limits is None:  # (a frozen value of the engine's config: built once per multiplier, every check reads it)
+            if len(self._pair_limits) >= 8:  # (1.0 and the widen factor in practice: a bound all the same)
+                self._pair_limits.clear()
             limits = self._pair_limits[multiplier] = self.config.pair_risk(multiplier)  # as the backtester builds it
         return limits
 
