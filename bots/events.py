@@ -232,11 +232,12 @@ def record_routine(*, bot: Bot, event_type: str, payload: dict[str, Any], at: da
     now = at or timezone.now()
     if connection.vendor == "postgresql":
         return _upsert_routine(bot, event_type, payload, now)
-    summed, params, table, columns, conflict, placeholders = _routine_parts(bot, event_type, payload, now)
+    params = _routine_params(bot, event_type, payload, now)
+    table, columns, conflict, placeholders = _routine_sql_parts(connection.vendor)
     meta = BotEvent._meta
     sums = ", ".join(
         f"'$.totals.{key}', COALESCE(json_extract({table}.payload, '$.totals.{key}'), 0) "
-        f"+ COALESCE(json_extract(EXCLUDED.payload, '$.totals.{key}'), 0)" for key in summed)
+        f"+ COALESCE(json_extract(EXCLUDED.payload, '$.totals.{key}'), 0)" for key in ROUTINE_EVENTS[event_type])
     with connection.cursor() as cursor:
         # the event's own id: the next of the table's AUTOINCREMENT sequence (none yet: a first row)
         cursor.execute("UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = %s RETURNING seq",
@@ -268,19 +269,18 @@ def publish_routine_with_saved(*, bot: Bot, event_type: str, payload: dict[str, 
 
 _ROUTINE_NAMES = ("tenant", "bot", "event_type", "payload", "created_at", "trading_pair", "bucket_start", "occurrences",
                   "last_at")
-"""The columns of a routine event's summary row its upsert writes (``_routine_parts``)."""
+"""The columns of a routine event's summary row its upsert writes (``_routine_params``)."""
 
 
-def _routine_parts(bot: Bot, event_type: str, payload: dict[str, Any], now: datetime
-                   ) -> tuple[tuple[str, ...], list[Any], str, str, str, str]:
-    """What both databases' upserts of a routine event share: its summed keys, the row's values, the table, its
-    columns, the ON CONFLICT head and the placeholders."""
+def _routine_params(bot: Bot, event_type: str, payload: dict[str, Any], now: datetime) -> list[Any]:
+    """A routine event's values for its summary row's upsert (``_ROUTINE_NAMES``, as the ORM binds them): its
+    payload with the summed keys' ``totals``; both databases' upserts take them."""
     summed = ROUTINE_EVENTS[event_type]
     totals = {key: payload[key] for key in summed if isinstance(payload.get(key), (int, float))}
     stored = {**payload, "totals": totals}
     pair = str(payload.get("trading_pair") or "")[:40]
     values = [bot.tenant_id, bot.pk, event_type, stored, now, pair, minute_of(now), 1, now]
-    return (summed, db_values(BotEvent, _ROUTINE_NAMES, values), *_routine_sql_parts(connection.vendor))
+    return db_values(BotEvent, _ROUTINE_NAMES, values)
 
 
 @functools.lru_cache(maxsize=4)
@@ -303,8 +303,8 @@ def _upsert_routine(bot: Bot, event_type: str, payload: dict[str, Any], now: dat
                     rows: Sequence[Model] = (), fields: Sequence[str] = ()) -> BotEvent:
     """Postgres: a routine event's summary upsert, one statement drawing the event's id from the table's sequence
     (``fields`` of ``rows`` saved in it first: ``rows.save_fields_then``); the summary row as it left it."""
-    _, params, *_ = _routine_parts(bot, event_type, payload, now)
-    pk, occurrences = save_fields_then(rows, fields, _postgres_upsert_sql(event_type), params)
+    pk, occurrences = save_fields_then(rows, fields, _postgres_upsert_sql(event_type),
+                                       _routine_params(bot, event_type, payload, now))
     return _routine_row(bot, event_type, payload, now, pk, occurrences)
 
 

@@ -1,7 +1,7 @@
 """A model's values as the ORM binds them, for the engine's one-statement writes (``bots/engine/rows.py``,
-``booking.py``, ``bots/events.py``): ``insert_params`` (every column of new rows, ``pre_save`` first), ``db_value``
-(one value), without Django's per-field calls where they would hand a value back unchanged (``_value_plan``), and
-``mark_stored`` (what ``save`` leaves on an instance)."""
+``booking.py``, ``bots/events.py``): ``insert_params`` (every column of new rows, ``pre_save`` first), ``db_values``
+(some fields' values), ``rows_db_values`` (some fields of several rows), without Django's per-field calls where they
+would hand a value back unchanged (``_value_plan``), and ``mark_stored`` (what ``save`` leaves on an instance)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from django.db.models import Field, Model
 
 def insert_params(rows: Sequence[Model], fields: list[Field]) -> list[Any]:
     """The parameters of new ``rows``' ``fields`` (``pre_save`` first: auto_now columns are stamped), as the ORM
-    would bind them (``db_value``)."""
+    would bind them (``get_db_prep_save``, skipped where it would hand a value back unchanged: ``_value_plan``)."""
     conn = connections[DEFAULT_DB_ALIAS]
     plan = _value_plan(tuple(fields), conn.vendor)
     params: list[Any] = []
@@ -30,26 +30,18 @@ def insert_params(rows: Sequence[Model], fields: list[Field]) -> list[Any]:
     return params
 
 
-def db_value(field: Field, value: Any) -> Any:
-    """``value`` as the ORM binds it for ``field`` (``get_db_prep_save``), without its per-field calls where they
-    would hand it back unchanged (``_value_plan``)."""
-    conn = connections[DEFAULT_DB_ALIAS]
-    same = _value_plan((field,), conn.vendor)[0][2]
-    return value if same(value) else field.get_db_prep_save(value, conn)
-
-
 def db_values(model: type[Model], names: tuple[str, ...], values: Sequence[Any]) -> list[Any]:
-    """``db_value`` of each of ``values`` for ``model``'s fields ``names`` (in order), the connection and the plan
-    looked up once (each ``db_value`` looks both up: the connection handler's per-thread lookup and the hash of
-    the field were most of its cost)."""
+    """``values`` as the ORM binds them for ``model``'s fields ``names`` (in order), the connection and the plan
+    looked up once per call, by model and field names (a lookup per value, the connection handler's per-thread
+    lookup and the hash of the field, was most of the cost before)."""
     conn = connections[DEFAULT_DB_ALIAS]
     return [value if same(value) else field.get_db_prep_save(value, conn)
             for (field, _, same, _), value in zip(_named_plan(model, names, conn.vendor), values, strict=True)]
 
 
 def rows_db_values(rows: Sequence[Model], names: tuple[str, ...], *, pk_first: bool) -> list[Any]:
-    """The ``db_value`` of ``names`` of each of ``rows`` (their model's fields), one row after the other, each
-    row's pk before (``pk_first``) or after its values: ``rows.save_statement``'s parameters."""
+    """``db_values`` of ``names`` of each of ``rows`` (their model's fields), one row after the other, each row's pk
+    before (``pk_first``) or after its values: ``rows.save_statement``'s parameters."""
     conn = connections[DEFAULT_DB_ALIAS]
     plan = _named_plan(type(rows[0]), names, conn.vendor)
     params: list[Any] = []
