@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import threading
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
@@ -64,28 +66,70 @@ def bot_group(bot_id: int) -> str:
     return f"bot.{bot_id}"
 
 
-_pending: deque[tuple[list[str], dict[str, Any]]] = deque()
+_incoming: deque[tuple[list[str], dict[str, Any]]] = deque()  # any thread appends; the sender takes
+_pending: deque[tuple[list[str], dict[str, Any]]] = deque()  # the I/O loop's: taken from ``_incoming``, in order
 _sender: asyncio.Task | None = None
+_wake_lock = threading.Lock()
+_wake_scheduled = False  # (under ``_wake_lock``) a push since the sender last took ``_incoming`` woke the loop
 MAX_PENDING_PUSHES = 10_000
 """Beyond this many unsent pushes in one process the oldest are dropped (the rows stay the truth)."""
+PUSH_COALESCE_SECS = 0.005
+"""A sender the loop starts waits this long before it takes the queued pushes: a cycle's pushes (its orders, its
+fills, their events) and those of the cycles beside it go in one batch, with one read of the listening marks and one
+Redis round trip, instead of one batch each (a fill sync's ~5 pushes were ~5 ``MGET``s, ~0.5 ms of the loop's CPU)."""
 
 
 def _send(tenant_id: int, bot_id: int | None, message: dict[str, Any]) -> None:
     """Queue the push for this process's sender on the I/O loop and return at once: a cycle never
-    waits for the channel layer, and one sender keeps the process's pushes in order."""
+    waits for the channel layer, and one sender keeps the process's pushes in order. Only the first push
+    since the sender last took the queue wakes the loop (one ``call_soon_threadsafe`` for a burst)."""
+    global _wake_scheduled
     groups = [tenant_group(tenant_id)] + ([bot_group(bot_id)] if bot_id is not None else [])
-    aio.get_loop().call_soon_threadsafe(_enqueue, groups, message)
+    _incoming.append((groups, message))
+    with _wake_lock:
+        if _wake_scheduled:
+            return
+        _wake_scheduled = True
+    try:
+        aio.get_loop().call_soon_threadsafe(_start_sender)
+    except BaseException:  # (no loop to wake: the next push tries again)
+        with _wake_lock:
+            _wake_scheduled = False
+        raise
 
 
-def _enqueue(groups: list[str], message: dict[str, Any]) -> None:
-    """On the I/O loop: append, and start the sender if it is not running."""
+def _after_fork_in_child() -> None:
+    """A forked process (a prefork pool's child) starts with no pushes of its parent's and no wake pending."""
+    global _wake_lock, _wake_scheduled, _sender
+    _wake_lock, _wake_scheduled, _sender = threading.Lock(), False, None
+    _incoming.clear()
+    _pending.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _start_sender() -> None:
+    """On the I/O loop: start the sender if it is not running (a running one takes what was queued)."""
     global _sender
-    if len(_pending) >= MAX_PENDING_PUSHES:
-        _pending.popleft()
-        logger.warning("dashboard pushes backed up; dropped the oldest")
-    _pending.append((groups, message))
     if _sender is None or _sender.done():
         _sender = asyncio.get_running_loop().create_task(_drain())
+
+
+def _take_incoming() -> None:
+    """On the I/O loop: what the threads queued joins the sender's queue, the oldest dropped past the bound; from
+    here a new push wakes the loop again."""
+    global _wake_scheduled
+    with _wake_lock:
+        _wake_scheduled = False
+    dropped = 0
+    while _incoming:
+        if len(_pending) >= MAX_PENDING_PUSHES:
+            _pending.popleft()
+            dropped += 1
+        _pending.append(_incoming.popleft())
+    if dropped:
+        logger.warning("dashboard pushes backed up; dropped the %d oldest", dropped)
 
 
 PUSH_BATCH = 200
@@ -95,11 +139,15 @@ PUSH_BATCH = 200
 async def _drain() -> None:
     """Send the queued pushes in order, each backlog (up to ``PUSH_BATCH``) in one Redis round trip
     (``mmplatform.channel_batch``): under load the loop publishes a burst at once instead of awaiting two
-    ``PUBLISH`` per push."""
+    ``PUBLISH`` per push. Starts ``PUSH_COALESCE_SECS`` after the push that woke it."""
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
-    while _pending:
+    await asyncio.sleep(PUSH_COALESCE_SECS)
+    while True:
+        _take_incoming()
+        if not _pending:
+            return
         batch = [_pending.popleft() for _ in range(min(len(_pending), PUSH_BATCH))]
         if layer is None:
             continue
@@ -145,7 +193,7 @@ async def _listened(sends: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, 
 def flush_pushes(timeout_secs: float = 5.0) -> None:
     """Wait until this process's queued pushes are sent (tests, and before a process exits)."""
     async def wait() -> None:
-        while _pending or (_sender is not None and not _sender.done()):
+        while _incoming or _pending or (_sender is not None and not _sender.done()):
             await asyncio.sleep(0.005)
 
     aio.run(wait(), timeout_secs=timeout_secs)

@@ -10,6 +10,7 @@ class MmplatformConfig(AppConfig):
 
     def ready(self) -> None:
         import mmplatform.celery  # noqa: F401
-        from mmplatform.db_adapters import register_choice_dumpers
+        from mmplatform.db_adapters import cache_statement_parses, register_choice_dumpers
 
         register_choice_dumpers()  # (every app's models are imported before any ready)
+        cache_statement_parses()

@@ -43,7 +43,8 @@ def text(value: bytes | str) -> str:
 
 # One Lua program for many small writes, in ONE argument: operations separated by \x1e, each one's fields by
 # \x1f: an op letter, the key, then its arguments. l: LPUSH value; t: LTRIM start stop; h: HINCRBY field
-# amount; r: DEL the key if it holds the token (a token-checked release). Returns the number of operations.
+# amount; r: DEL the key if it holds the token (a token-checked release); d: DEL the key. Returns the number of
+# operations.
 SPLIT_LUA = """
 local function fields(s)
   local out, start = {}, 1
@@ -68,6 +69,8 @@ for op in string.gmatch(ARGV[1], '[^\\30]+') do
     redis.call('hincrby', key, f[3], f[4])
   elseif kind == 'r' then
     if redis.call('get', key) == f[3] then redis.call('del', key) end
+  elseif kind == 'd' then
+    redis.call('del', key)
   else
     return redis.error_reply('unknown batch operation ' .. tostring(kind))
   end
@@ -92,7 +95,7 @@ class WriteBatch:
     pipeline of one command each: redis-py's cost is per command and per argument (its packing copies
     the buffer for every argument), so a tick's thousand writes cost about what one command does. Speaks
     the subset of the pipeline's interface the engine's record writers use (``lpush``, ``ltrim``,
-    ``hincrby``), so the one function that writes a key (``lease.add_cycle_record``,
+    ``hincrby``, ``delete``), so the one function that writes a key (``lease.add_cycle_record``,
     ``performance.count_quoting``) writes it into either; ``release`` is the token-checked delete of a
     lease. The keys travel inside the program, not in KEYS (one Redis server, never a cluster). The
     script runs atomically in Redis: keep a batch to what one tick writes (a few thousand operations)."""
@@ -112,6 +115,10 @@ class WriteBatch:
     def release(self, key: str, token: str) -> None:
         """Delete ``key`` if it still holds ``token`` (a lease this process holds)."""
         self.ops.append(joined("r", key, token))
+
+    def delete(self, key: str) -> None:
+        """Delete ``key`` (``trade_marks.trades_synced_in``)."""
+        self.ops.append(joined("d", key))
 
     def __len__(self) -> int:
         return len(self.ops)

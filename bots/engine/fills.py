@@ -81,6 +81,7 @@ class FillSyncMixin:
     booked_trades: set[tuple[int, str]]  # (account, trade id) of pushed trades known booked: not asked about again
     closed_by_venue: dict[str, float]  # client id -> when: rows this object saw the venue close (orders.py)
     deferred_marks: set[int] | None  # during sync_position: the trades-pending marks its acknowledgements owe
+    synced_marks: list[int] | None  # during a kept cycle: positions whose marks go with its record (orders.py)
     venues: dict[int, str]  # account -> its venue's id (the OrderFilled events' ``venue``)
     fill_events: list[BotEvent]  # the OrderFilled rows stored with their fills, until the bot announces them
     unsaved_answers: list[Order]  # during a sync's booking: the rows its venue answers changed, saved with the fills
@@ -412,8 +413,11 @@ class FillSyncMixin:
                 logger.warning("bot %s: the check of %s found unbooked trades of positions %s", self.bot.pk,
                                position.trading_pair, sorted(owing))
             pair_checked(position.exchange_account_id, position.trading_pair, since_ms, through_ms, owing)
-        trades_synced(position.pk, by_rest=by_rest, safety_secs=safety_secs,
-                      owed_paid=owed_ms if by_rest else None)
+        if by_rest or self.synced_marks is None:
+            trades_synced(position.pk, by_rest=by_rest, safety_secs=safety_secs,
+                          owed_paid=owed_ms if by_rest else None)
+        else:  # (pushed trades on a kept engine: the mark goes with the cycle's record, ``gate.end_kept_cycle``)
+            self.synced_marks.append(position.pk)
         self.fills_seen.discard(position.pk)
         self.fill_rows.pop(position.pk, None)
         if by_rest:

@@ -10,6 +10,7 @@ from typing import Any
 from bots.engine.bot_state import BotState, CycleReport
 from bots.engine.lease import FencedError, LeaseLostError, check_send
 from bots.engine.self_trades import QuoteGuard
+from bots.engine.trade_marks import trades_synced_in
 from bots.models import Bot, BotStatus
 from mmplatform.redis_client import WriteBatch
 
@@ -32,11 +33,15 @@ class GateMixin(BotState):
 
     def end_kept_cycle(self) -> WriteBatch:
         """The cycle on the kept engine ended: returns its Redis writes still to send (its quote-uptime
-        counts), which the caller sends with the cycle's record and its lease's release (one round trip)."""
+        counts, the trades-pending marks of the positions whose pushed trades it booked), which the caller sends
+        with the cycle's record and its lease's release (one round trip)."""
         self.fenced_at_begin = False
         self.balance_read = None  # a read a failed sync never took in is dropped, never applied later
         self.guard_at_send = None
-        return self.performance_tracker.take_batch()
+        batch = self.performance_tracker.take_batch()
+        for position_id in self.order_manager.take_synced_marks():
+            trades_synced_in(batch, position_id)
+        return batch
 
     def _check_send(self) -> None:
         """The send gate (``OrderManager.send`` calls it right before any order leaves): the bot's

@@ -133,6 +133,9 @@ class OrderManager(FillSyncMixin):
         # during a sync_position: the positions whose trades-pending marks its acknowledgements owe (written
         # in the one pipeline that reads the trade-sync state, before any trade is booked); None otherwise
         self.deferred_marks: set[int] | None = None
+        # during a cycle on the kept engine (``gate.begin_kept_cycle``): positions whose pushed trades were booked,
+        # their trades-pending marks deleted with the cycle's record (``end_kept_cycle``); None: at once
+        self.synced_marks: list[int] | None = None
         # how the fill syncs booked the trades since ``take_counts`` (the driver's stats: ``trades_pushed``,
         # ``trades_rest_<why>``)
         self.counts: Counter[str] = Counter()
@@ -169,8 +172,16 @@ class OrderManager(FillSyncMixin):
         return self.synced_rows.pop(position_id, [])
 
     def reset_stored(self) -> None:
-        """A new kept cycle: forget the rows stored before it."""
+        """A new kept cycle: forget the rows stored before it; the trades-pending marks of the positions whose
+        pushed trades it books are held for its record (``take_synced_marks``)."""
         self.stored = []
+        self.synced_marks = []
+
+    def take_synced_marks(self) -> list[int]:
+        """The positions whose pushed trades the kept cycle booked (their marks to delete with its record), handed
+        over once; from here until the next kept cycle, marks are deleted at once again."""
+        marks, self.synced_marks = self.synced_marks or [], None
+        return marks
 
     # --- reads ----------------------------------------------------------------------------------
 

@@ -17,11 +17,14 @@ from typing import Any
 
 import pytest
 
+from bots.engine import keys
 from bots.engine.core import MarketMakingBot, begin_cycle
 from bots.engine.market_data import BALANCE_SECS, AccountView
+from bots.engine.trade_marks import trades_synced_in
 from bots.models import Fill, LiquidityPosition, Order, OrderStatus
 from exchanges.streams import OrderUpdateStream
 from mmplatform import aio
+from mmplatform.redis_client import WriteBatch, get_redis
 from tests.bots.conftest import TAKER_KEY, start_with_taker, started_bot
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -173,8 +176,18 @@ def test_pushed_trades_are_booked_without_a_read_while_they_account_for_every_fi
         view = AccountView(taken_at=now, balances={}, read_at=now, orders={o.client_order_id: o for o in listed},
                            closed={bid.client_order_id: (now, final)}, trades={t.trade_id: (now, t) for t in trades})
         calls.update(dict.fromkeys(calls, 0))
+        manager.reset_stored()  # as a cycle on the kept engine begins (``gate.begin_kept_cycle``)
         booked = manager.sync_position(position, mid=float("nan"), view=view)
         assert calls == {"fetch_open_orders": 0, "fetch_order": 0, "fetch_my_trades": 0}
+        # the trades-pending mark the sync's acknowledgements set goes with the cycle's record, not on its own
+        pending = keys.trades_pending(position.pk)
+        assert get_redis().exists(pending), "deleted before the cycle's record went"
+        batch = WriteBatch()
+        for position_id in manager.take_synced_marks():
+            trades_synced_in(batch, position_id)
+        assert len(batch) == 1 and manager.take_synced_marks() == []
+        batch.execute()
+        assert not get_redis().exists(pending)
         venue = [t for t in aio.run(gateway.fetch_my_trades("BTC/USDT"))
                  if t.exchange_order_id == bid.exchange_order_id]
         assert sorted((f.exchange_trade_id, f.price, f.amount, f.fee, f.fee_currency) for f in booked) == sorted(

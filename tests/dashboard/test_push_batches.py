@@ -152,3 +152,36 @@ async def test_a_push_is_made_json_ready_on_the_loop_and_only_for_a_group_someon
     message = (await receive_all(layer, heard, 1))[0]
     assert message["data"] == {"placed": [{"price": "100.50", "filled": "0", "at": "2026-12-07T13:30:00+00:00"}]}
     assert converted == [heard_data]  # once, though pushed to two groups; the unheard push never
+
+
+async def test_a_burst_of_pushes_wakes_the_loop_once_and_goes_as_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pushes queued close together (a cycle's orders, fills and events, from a pool thread) wake the I/O loop once
+    and go in one batch: one read of the listening marks and one round trip, in order (``PUSH_COALESCE_SECS``)."""
+    tenant, heard_bot, unheard_bot, layer, heard = await one_bot_heard()
+    reads: list[int] = []
+    wakes: list[int] = []
+    real_listened, real_start = events._listened, events._start_sender
+
+    async def counted_listened(sends: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+        reads.append(len(sends))
+        return await real_listened(sends)
+
+    def counted_start() -> None:
+        wakes.append(1)
+        real_start()
+
+    monkeypatch.setattr(events, "_listened", counted_listened)
+    monkeypatch.setattr(events, "_start_sender", counted_start)
+
+    def queue() -> None:
+        for n in range(5):  # faster than the coalescing window
+            push(tenant_id=tenant, bot_id=heard_bot if n % 2 == 0 else unheard_bot, kind="orders", data={"n": n})
+        flush_pushes()
+        connection.close()
+
+    await sync_to_async(queue)()
+    assert wakes == [1] and reads == [10]  # one wake, one batch of five pushes to two groups each
+    assert [m["data"]["n"] for m in await receive_all(layer, heard, 3)] == [0, 2, 4]
+    # the next burst wakes the loop again
+    await sync_to_async(queue)()
+    assert wakes == [1, 1] and reads == [10, 10]
