@@ -26,6 +26,7 @@ from bots.engine.runner import Runner, next_due
 from bots.engine.self_trades import from_rows, resting_from
 from bots.engine.venues import Slot
 from bots.engine.verdict import Verdict
+from bots.events import pushes_held
 from bots.models import OPEN_ORDER_STATUSES, Bot, LiquidityPosition, Order, OrderPurpose
 from mmplatform import aio
 from mmplatform.errors import ExchangeError
@@ -37,7 +38,12 @@ class RequoteMixin(DriverState):
     """The driver's pool-thread cycles (part of ``Driver``)."""
 
     def _cycle(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float) -> None:
-        """A pool thread: a re-quote on the kept engine, or a full cycle."""
+        """A pool thread: a re-quote on the kept engine, or a full cycle. Its dashboard pushes go together at its
+        end (``events.pushes_held``: one wake of the I/O loop, one batch), not one by one while its orders fly."""
+        with pushes_held():
+            self._run_cycle(runner, lease, verdict, scheduled)
+
+    def _run_cycle(self, runner: Runner, lease: BotLease, verdict: Verdict, scheduled: float) -> None:
         from bots.tasks import execute_cycle
 
         started = time.time()

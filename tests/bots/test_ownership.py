@@ -41,7 +41,7 @@ THREAD = {
     "OrderFeedMixin._ensure_order_streams": "driver",
     "FeedMixin._feed_once": "feeder", "OrderFeedMixin._apply_pushed_orders": "feeder", "FeedMixin._feed": "feeder",
     "OrderFeedMixin._apply_pushes": "feeder", "ScheduleMixin._bring_traded": "driver",
-    "RequoteMixin._cycle": "pool", "RequoteMixin._sync_and_requote": "pool",
+    "RequoteMixin._cycle": "pool", "RequoteMixin._run_cycle": "pool", "RequoteMixin._sync_and_requote": "pool",
     "RequoteMixin._ready_connection": "pool", "RequoteMixin._store_snapshots": "pool",
     "Driver._hand_snapshot": "driver", "Driver._hand_snapshots": "driver",
     "FeedMixin._book": "driver or pool", "FeedMixin._snapshot": "driver or pool",  # the check, or a fill sync

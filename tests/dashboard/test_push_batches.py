@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -154,9 +155,10 @@ async def test_a_push_is_made_json_ready_on_the_loop_and_only_for_a_group_someon
     assert converted == [heard_data]  # once, though pushed to two groups; the unheard push never
 
 
-async def test_a_burst_of_pushes_wakes_the_loop_once_and_goes_as_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pushes queued close together (a cycle's orders, fills and events, from a pool thread) wake the I/O loop once
-    and go in one batch: one read of the listening marks and one round trip, in order (``PUSH_COALESCE_SECS``)."""
+async def test_a_cycles_pushes_wake_the_loop_once_and_go_as_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pushes a cycle sends (its orders, fills and events, on a pool thread: ``events.pushes_held``) are held
+    until it ends, then wake the I/O loop once and go in one batch: one read of the listening marks and one round
+    trip, in order. A push outside such a block goes at once, as before."""
     tenant, heard_bot, unheard_bot, layer, heard = await one_bot_heard()
     reads: list[int] = []
     wakes: list[int] = []
@@ -174,14 +176,28 @@ async def test_a_burst_of_pushes_wakes_the_loop_once_and_goes_as_one_batch(monke
     monkeypatch.setattr(events, "_start_sender", counted_start)
 
     def queue() -> None:
-        for n in range(5):  # faster than the coalescing window
-            push(tenant_id=tenant, bot_id=heard_bot if n % 2 == 0 else unheard_bot, kind="orders", data={"n": n})
+        woken = len(wakes)
+        with events.pushes_held():
+            for n in range(5):
+                push(tenant_id=tenant, bot_id=heard_bot if n % 2 == 0 else unheard_bot, kind="orders",
+                     data={"n": n})
+                time.sleep(0.01)  # (a cycle's pushes come milliseconds apart)
+            assert len(wakes) == woken and not events._incoming  # held: nothing queued yet
         flush_pushes()
         connection.close()
 
     await sync_to_async(queue)()
     assert wakes == [1] and reads == [10]  # one wake, one batch of five pushes to two groups each
     assert [m["data"]["n"] for m in await receive_all(layer, heard, 3)] == [0, 2, 4]
-    # the next burst wakes the loop again
+    # the next cycle wakes the loop again; a push outside a cycle goes on its own
     await sync_to_async(queue)()
     assert wakes == [1, 1] and reads == [10, 10]
+
+    def one() -> None:
+        push(tenant_id=tenant, bot_id=heard_bot, kind="orders", data={"n": 5})
+        flush_pushes()
+        connection.close()
+
+    await sync_to_async(one)()
+    assert wakes == [1, 1, 1] and reads == [10, 10, 2]
+    assert [m["data"]["n"] for m in await receive_all(layer, heard, 4)] == [0, 2, 4, 5]
