@@ -50,6 +50,7 @@ import os
 import pstats
 import random
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -150,10 +151,9 @@ def make_taker(base_url: str, symbols: list[str]) -> Any:
     return client
 
 
-def sweep(driver: Any, taker: Any, side: str) -> int:
+def sweep(driver: Any, taker: Any, side: str) -> None:
     """Fill the bots' resting ``side`` quotes (``buy``: their bids, hit by a sell) of every pair: an IOC limit at the
-    worst of them for everything the book shows at or better than it (the emulator's ladder in front included).
-    Returns the taker orders sent."""
+    worst of them for everything the book shows at or better than it (the emulator's ladder in front included)."""
     worst: dict[str, float] = {}
     for runner in driver.runners.values():
         for row in runner.rows:
@@ -170,7 +170,6 @@ def sweep(driver: Any, taker: Any, side: str) -> int:
         if amount > 0:
             taker.create_order(pair, "limit", "sell" if side == "buy" else "buy", amount, price,
                                {"timeInForce": "IOC"})
-    return len(worst)
 
 
 def apply_pushes(driver: Any, settle_secs: float = 0.4) -> None:
@@ -253,9 +252,7 @@ def measure(driver: Any, ticks: int, mode: str, profile: bool, base_url: str = "
         "bots_per_tick": len(driver.runners),
         "per_bot_us": {"p50": round(percentile(per_bot_us, 50), 1), "p90": round(percentile(per_bot_us, 90), 1),
                        "min": round(per_bot_us[0], 1), "mean": round(sum(per_bot_us) / len(per_bot_us), 1)},
-        "per_bot_cpu_us": {"p50": round(percentile(per_bot_cpu_us, 50), 1),
-                           "min": round(per_bot_cpu_us[0], 1),
-                           "mean": round(sum(per_bot_cpu_us) / len(per_bot_cpu_us), 1)},
+        "per_bot_cpu_us": _spread(per_bot_cpu_us),
         "flush_ms": round(flush_ms, 2),
         **({"per_fill_cpu_us": _spread(per_fill_cpu_us), "per_fill_process_cpu_us": _spread(per_fill_process_cpu_us),
             "per_fill_cpu_us_by_thread": {name: round(us / fills_run, 1) for name, us in by_thread.most_common()
@@ -279,8 +276,6 @@ def measure(driver: Any, ticks: int, mode: str, profile: bool, base_url: str = "
 
 def threads_cpu() -> dict[str, float]:
     """CPU seconds of every live thread of this process, by thread name (``time.pthread_getcpuclockid``)."""
-    import threading
-
     cpu: dict[str, float] = {}
     for thread in threading.enumerate():
         if thread.ident is None:

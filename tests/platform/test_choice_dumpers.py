@@ -34,7 +34,7 @@ def test_choices_bind_as_plain_strings_through_their_own_dumpers() -> None:
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="psycopg's statement parse cache: Postgres only")
-def test_a_statement_of_more_than_fifty_parameters_is_parsed_once() -> None:
+def test_a_statement_of_more_than_fifty_parameters_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """A statement of 60 parameters (a fill sync's booking with the venue's answers passes 50) is split into its
     parts once, then taken from psycopg's cache; the app raised the limits at start (``cache_statement_parses``)."""
     from psycopg import _queries
@@ -48,15 +48,10 @@ def test_a_statement_of_more_than_fifty_parameters_is_parsed_once() -> None:
         return parse(query, encoding)
 
     sql = "SELECT " + ", ".join(f"%s::int AS c{i}" for i in range(60))
-    original_cached = _queries._query2pg
-    _queries._query2pg_nocache = counted
-    _queries._query2pg = functools.lru_cache(counted)  # (a fresh cache: the count starts at the first parse)
-    try:
-        with connection.cursor() as cursor:
-            for n in range(3):
-                cursor.execute(sql, list(range(n, n + 60)))
-                assert cursor.fetchone() == tuple(range(n, n + 60))
-    finally:
-        _queries._query2pg_nocache = parse
-        _queries._query2pg = original_cached
+    monkeypatch.setattr(_queries, "_query2pg_nocache", counted)
+    monkeypatch.setattr(_queries, "_query2pg", functools.lru_cache(counted))  # (a fresh cache: counted from 0)
+    with connection.cursor() as cursor:
+        for n in range(3):
+            cursor.execute(sql, list(range(n, n + 60)))
+            assert cursor.fetchone() == tuple(range(n, n + 60))
     assert len(calls) == 1, "parsed on every execution: the statement is over psycopg's cache limits"
