@@ -289,7 +289,12 @@ STALE_BOOK_SECS = env_float("STALE_BOOK_SECS", 5.0)
 # The engine driver (bots/engine/driver.py): one per Celery worker process runs the bots of its shards.
 ENGINE_DRIVER_ENABLED = env_bool("ENGINE_DRIVER_ENABLED", True)
 ENGINE_SHARDS = env_int("ENGINE_SHARDS", 16)
-ENGINE_CYCLE_THREADS = env_int("ENGINE_CYCLE_THREADS", 8)
+ENGINE_CYCLE_THREADS = env_int("ENGINE_CYCLE_THREADS", 16)
+"""Pool threads per worker process for the cycles the driver's checks hand over (bots/engine/pool.py), started as
+work arrives; each holds a database connection of its own. 16: a noise order fills the ~20 bots quoting a symbol's
+top at once, and their fill syncs are mostly waits (the quote guard, statements, the venue), so 8 threads left the
+burst queued (active N=1,000: p99 1.29-1.46 s with 8, 0.59-0.67 s with 16; docs/performance.md). Postgres needs
+``max_connections`` above workers x processes x (this + BOT_START_THREADS + ~4)."""
 ENGINE_FULL_CYCLE_SECS = env_float("ENGINE_FULL_CYCLE_SECS", 300.0)
 BOT_START_THREADS = env_int("BOT_START_THREADS", 8, minimum=0)
 """Threads per worker process that run bot starts (bots/engine/starts.py); 0: each start on its task's thread."""
