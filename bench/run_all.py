@@ -574,7 +574,8 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
 
 
 def measured_on() -> dict[str, Any]:
-    """The machine the results were measured on (the fullest description among them), not this one."""
+    """The machine the results were measured on, not this one: the first description with a CPU model, naming
+    every model among them (rows of different days may come from different machines)."""
     described = []
     for result in EXTRACTORS:
         try:
@@ -582,7 +583,10 @@ def measured_on() -> dict[str, Any]:
         except (OSError, ValueError):
             continue
     with_model = [m for m in described if m.get("cpu_model")]
-    return with_model[0] if with_model else (described[0] if described else machine())
+    if not with_model:
+        return described[0] if described else machine()
+    models = list(dict.fromkeys(m["cpu_model"] for m in with_model))  # rows of other days: other machines
+    return {**with_model[0], "cpu_model": " or ".join(models)}
 
 
 def render_table() -> str:
