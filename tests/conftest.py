@@ -114,6 +114,22 @@ def superuser(db: Any) -> Any:
 PLATFORM_KEY_PATTERNS = ("mm:*", "mmplatform:*", "mmp:*")  # engine and risk state, rate limits, the cache
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Any:
+    """pytest-django's test database, whose other sessions are ended before it is dropped: a connection a
+    thread of this process never closed (an engine pool thread of an in-process driver) made the drop fail
+    ("is being accessed by other users") and left ``test_test_gw<n>`` behind on the server after CI's
+    Postgres pass. Every process the session started is gone by then, so what is left is this process's own."""
+    yield django_db_setup
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                       " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def gateways_closed_at_the_end() -> Any:
     """The process's cached gateways are closed when the session ends: a ccxt client never closed logs so when
