@@ -116,10 +116,11 @@ PLATFORM_KEY_PATTERNS = ("mm:*", "mmplatform:*", "mmp:*")  # engine and risk sta
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> Any:
-    """pytest-django's test database, whose other sessions are ended before it is dropped: a connection a
-    thread of this process never closed (an engine pool thread of an in-process driver) made the drop fail
-    ("is being accessed by other users") and left ``test_test_gw<n>`` behind on the server after CI's
-    Postgres pass. Every process the session started is gone by then, so what is left is this process's own."""
+    """pytest-django's test database, whose other sessions are ended before it is dropped: connections that
+    threads of this process never closed (which threads was not traced; a daemon thread holding one reproduces
+    it) made the drop fail ("is being accessed by other users") and left ``test_test_gw<n>`` behind on the server
+    after CI's Postgres pass. The fixtures that start processes using the database depend on this one, so they
+    are stopped by then."""
     yield django_db_setup
     from django.db import connection
 
