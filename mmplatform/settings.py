@@ -293,7 +293,8 @@ ENGINE_CYCLE_THREADS = env_int("ENGINE_CYCLE_THREADS", 16)
 """Pool threads per worker process for the cycles the driver's checks hand over (bots/engine/pool.py), started as
 work arrives; each holds a database connection of its own. 16: a noise order fills the ~20 bots quoting a symbol's
 top at once, and their fill syncs are mostly waits (the quote guard, statements, the venue), so 8 threads left the
-burst queued (active N=1,000: p99 1.29-1.46 s with 8, 0.59-0.67 s with 16; docs/performance.md). Postgres needs
+burst queued (active N=1,000: p99 1.29-1.46 s in four runs with 8; with 16 five runs of six at 0.55-0.99 s, one
+at 1.54 s; docs/performance.md). Postgres needs
 ``max_connections`` above workers x processes x (this + BOT_START_THREADS + ~4)."""
 ENGINE_FULL_CYCLE_SECS = env_float("ENGINE_FULL_CYCLE_SECS", 300.0)
 BOT_START_THREADS = env_int("BOT_START_THREADS", 8, minimum=0)
