@@ -105,6 +105,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
         self._books: dict[tuple[str, str], tuple[float, BookData]] = {}  # in-process copy of shared books
         self.wanted_accounts: dict[int, tuple[ExchangeGateway, float]] = {}  # feeder: account -> (gateway, every)
         self.wanted_books: dict[tuple[str, str], ExchangeGateway] = {}  # feeder: (venue, pair) -> gateway
+        self.wanted_venues: dict[str, Any] = {}  # driver thread: venue -> an account of it (its book streams)
         self.feeder: threading.Thread | None = None
         self._urgent = 0  # urgent re-quotes in flight
         self.finished: deque[tuple[Runner, str, bool, bool, int, int, Counter[str] | None]] = deque()  # pool -> driver
@@ -218,7 +219,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
             if runner.stale:  # changed while the cycle ran: the next cycle is a full one, on the bot as it is now
                 runner.engine, runner.stale = None, False
             elif runner.engine is not None and not runner.dropped:
-                self._want(runner, runner.engine)  # its accounts and books, for the feeder
+                self._want(runner, runner.engine, fresh=True)  # its accounts and books, for the feeder
             runner.touched = True
             runner.busy, runner.lease = False, None
             self._index_quoted(runner)

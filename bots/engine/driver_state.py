@@ -55,6 +55,7 @@ class DriverState:
     shared: SharedViews  # what the bots of an account / a venue's pair share, per version (shared_views.py)
     wanted_accounts: dict[int, tuple[ExchangeGateway, float]]  # what the feeder reads: account -> (gateway, every)
     wanted_books: dict[tuple[str, str], ExchangeGateway]  # ... and (venue, pair) -> gateway (replaced whole)
+    wanted_venues: dict[str, Any]  # venue -> an account of it, for its book stream (driver thread; replaced whole)
     bots_read: tuple[str, frozenset[int]] | None  # (bots' fingerprint, owned shards) at the last read of the bots;
     # None: read them at the next housekeeping pass (a runner was dropped) (shards.py, driver.py)
     _housekeeping_at: float
@@ -99,7 +100,7 @@ class DriverState:
 
     if TYPE_CHECKING:  # provided by a sibling part (the real method overrides these)
 
-        def _want(self, runner: Runner, engine: MarketMakingBot) -> None:
+        def _want(self, runner: Runner, engine: MarketMakingBot, *, fresh: bool = False) -> None:
             raise NotImplementedError
 
         def _ensure_streams(self) -> None:

@@ -93,6 +93,7 @@ class ShardsMixin(DriverState):
         accounts: dict[int, tuple[ExchangeGateway, float]] = {}
         books: dict[tuple[str, str], ExchangeGateway] = {}
         self.wanted_accounts, self.wanted_books = accounts, books  # rebuilt: bots that left drop out
+        self.wanted_venues = {}
         by_pair: dict[tuple[str, str], dict[int, Runner]] = {}
         for runner in list(self.runners.values()):
             if runner.engine is not None:

@@ -53,7 +53,7 @@ THREAD = {
 OWNER = {
     "owned": "driver", "runners": "driver", "stats": "driver", "analyses": "driver", "_urgent": "driver",
     "due_queue": "driver", "shared": "driver", "by_pair": "driver", "bots_read": "driver", "snapshots_due": "driver",
-    "wanted_accounts": "driver", "wanted_books": "driver", "streams": "driver", "stream_tasks": "driver",
+    "wanted_accounts": "driver", "wanted_books": "driver", "wanted_venues": "driver", "streams": "driver", "stream_tasks": "driver",
     "stream_symbols": "driver", "_housekeeping_at": "driver", "_flush_at": "driver",
     "accounts": "feeder", "_books": "feeder", "feed_stats": "feeder", "loop_probe": "feeder",
     "mids": "feeder", "mids_read_at": "feeder", "resync_wanted": "feeder",
@@ -215,7 +215,8 @@ def test_a_bots_components_are_written_by_their_own_methods() -> None:
 # ``busy``, else the driver thread)
 RUNNER_DRIVER_ONLY = {"busy", "dropped", "stale", "signature", "interval", "error_delay", "woken", "wake_after",
                       "wait_until",
-                      "last_verdict", "quiet_cycles", "touched", "indexed", "lease", "lease_until", "quiet"}
+                      "last_verdict", "quiet_cycles", "touched", "indexed", "lease", "lease_until", "quiet",
+                      "wants"}
 RUNNER_CYCLE = {"engine", "rows", "live", "open_count", "known", "gone", "quoted_mid", "last_full_at", "perf_due_at",
                 "high_water", "high_water_dirty", "next_due"}
 
