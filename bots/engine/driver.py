@@ -99,6 +99,8 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
         self.traded_bots: deque[int] = deque()  # feeder -> driver: bots whose orders the pushes showed trading
         self.bots_read = None
         self._housekeeping_at = 0.0
+        self.wants_moved = True  # driver thread: a cycle moved a bot's wants since the last rebuild (shards.py)
+        self._wants_at = 0.0  # driver thread: when the wants were last rebuilt whole
         self._flush_at = 0.0
         self._pool_connections: dict[int, Any] = {}  # pool thread id -> its database connection
         self._connection_checked: dict[int, float] = {}  # pool thread id -> last close_old_connections()
@@ -114,6 +116,8 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
         # pool -> feeder: balances a fill sync read after the fill (account, read at, totals, free)
         self.fresh_balances: deque[tuple[int, float, dict[str, Decimal], dict[str, Decimal]]] = deque()
         self.analyses: dict[Any, tuple[float, MarketAnalysis]] = {}
+        self.history_figures: dict[tuple[str, str], tuple[tuple, Any]] = {}  # driver thread: (venue, pair)
+        # -> (what its mid history was, ``strategies.analysis.HistoryEstimates`` of it) (analyses.py)
         self.shared = SharedViews()
         self.by_pair: dict[tuple[str, str], dict[int, Runner]] = {}  # (venue, pair) -> bots quoting it
         self.stats: Counter[str] = Counter()  # cycles by verdict and full-cycle reason, since start

@@ -326,9 +326,12 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
                 if book_gateway is not None:
                     account = engine.accounts[position.exchange_account_id]
                     books.append(((exchange_key(account), position.trading_pair), book_gateway, account))
-            wants = runner.wants = Wants(engine, runner.interval,
-                                         tuple((a, gateway, every) for a, gateway in engine.exchanges.items()),
-                                         tuple(books))
+            held_wants, wants = wants, Wants(engine, runner.interval,
+                                             tuple((a, gateway, every) for a, gateway in engine.exchanges.items()),
+                                             tuple(books))
+            runner.wants = wants
+            if held_wants is None or held_wants.accounts != wants.accounts or held_wants.books != wants.books:
+                self.wants_moved = True  # (another gateway, account or pair: rebuild the wants whole, so the old go)
         wanted_accounts, wanted_books, wanted_venues = self.wanted_accounts, self.wanted_books, self.wanted_venues
         for account_id, gateway, every in wants.accounts:
             held = wanted_accounts.get(account_id)
