@@ -73,7 +73,7 @@ for op in string.gmatch(ARGV[1], '[^\\30]+') do
   elseif kind == 'h' then
     redis.call('hincrby', key, f[3], f[4])
   elseif kind == 'm' then
-    for i = 3, #f - 1, 2 do redis.call('hincrby', key, f[i], f[i + 1]) end
+    for i = 4, #f do redis.call('hincrby', key, f[i], f[3]) end
   elseif kind == 'r' then
     if redis.call('get', key) == f[3] then redis.call('del', key) end
   elseif kind == 'd' then
@@ -125,9 +125,9 @@ class WriteBatch:
     def hincrby(self, key: str, field: str, amount: int = 1) -> None:
         self.ops.append(joined("h", key, field, amount))
 
-    def hincrby_many(self, key: str, amounts: dict[str, int]) -> None:
-        """HINCRBY of each field of ``amounts`` in one record."""
-        self.ops.append(joined("m", key, *(part for item in amounts.items() for part in item)))
+    def hincrby_many(self, key: str, fields: tuple[str, ...], amount: int = 1) -> None:
+        """HINCRBY of each of ``fields`` by ``amount``, in one record."""
+        self.ops.append(joined("m", key, amount, *fields))
 
     def release(self, key: str, token: str) -> None:
         """Delete ``key`` if it still holds ``token`` (a lease this process holds)."""
@@ -155,11 +155,11 @@ def capped_lpush(pipe: Any, key: str, value: str, keep: int) -> None:
         pipe.ltrim(key, 0, keep - 1)
 
 
-def hincrby_many(pipe: Any, key: str, amounts: dict[str, int]) -> None:
-    """HINCRBY each field of ``amounts`` in ``key``, on a ``WriteBatch`` (one record) or a pipeline (one command
-    each)."""
+def hincrby_many(pipe: Any, key: str, fields: tuple[str, ...], amount: int = 1) -> None:
+    """HINCRBY each of ``fields`` of ``key`` by ``amount``, on a ``WriteBatch`` (one record) or a pipeline (one
+    command each)."""
     if isinstance(pipe, WriteBatch):
-        pipe.hincrby_many(key, amounts)
+        pipe.hincrby_many(key, fields, amount)
     else:
-        for field, amount in amounts.items():
+        for field in fields:
             pipe.hincrby(key, field, amount)

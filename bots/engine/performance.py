@@ -156,7 +156,7 @@ def count_quoting(pipe: Any, bot_id: int, pair: str, quoted_both_sides: bool) ->
     """The one writer of ``keys.uptime``: a cycle of ``pair`` (quoted on both sides or not), on ``pipe``
     (the engine's cycles through ``record_quoting``, the driver's quiet cycles in one pipeline)."""
     hincrby_many(pipe, keys.uptime(bot_id),
-                 {f"{pair}:cycles": 1, f"{pair}:quoted": 1} if quoted_both_sides else {f"{pair}:cycles": 1})
+                 (f"{pair}:cycles", f"{pair}:quoted") if quoted_both_sides else (f"{pair}:cycles",))
 
 
 class PerformanceTracker:

@@ -40,11 +40,12 @@ def test_hincrby_many_in_a_batch_counts_as_a_pipeline_does() -> None:
     batched, piped = _keys()
     try:
         batch, pipe = WriteBatch(), r.pipeline(transaction=False)
-        for amounts in ({"BTC/USDT:cycles": 1, "BTC/USDT:quoted": 1}, {"BTC/USDT:cycles": 1},
-                        {"ETH/USDT:cycles": 2, "ETH/USDT:quoted": -1, "BTC/USDT:quoted": 3}):
-            hincrby_many(batch, batched, amounts)
-            hincrby_many(pipe, piped, amounts)
-        assert len(batch) == 3
+        for fields, amount in ((("BTC/USDT:cycles", "BTC/USDT:quoted"), 1), (("BTC/USDT:cycles",), 1),
+                               (("ETH/USDT:cycles",), 2), (("ETH/USDT:quoted", "BTC/USDT:quoted"), -1),
+                               (("BTC/USDT:quoted",), 4)):
+            hincrby_many(batch, batched, fields, amount)
+            hincrby_many(pipe, piped, fields, amount)
+        assert len(batch) == 5
         batch.execute()
         pipe.execute()
         assert r.hgetall(batched) == r.hgetall(piped) == {
@@ -56,7 +57,7 @@ def test_hincrby_many_in_a_batch_counts_as_a_pipeline_does() -> None:
 def test_a_field_holding_a_separator_is_refused_before_anything_is_written() -> None:
     batch = WriteBatch()
     with pytest.raises(ValueError, match="separator"):
-        batch.hincrby_many("test:batch:x", {"bad\x1ffield": 1})
+        batch.hincrby_many("test:batch:x", ("bad\x1ffield",))
     with pytest.raises(ValueError, match="separator"):
         batch.capped_lpush("test:batch:x", "bad\x1evalue", 3)
     assert len(batch) == 0
