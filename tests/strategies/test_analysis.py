@@ -6,12 +6,8 @@ import math
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from strategies.analysis import (
-    MIN_VOLATILITY_RETURNS,
-    VOLATILITY_SAMPLE_SECS,
     MarketAnalysis,
     analyze_market,
     book_depth_quote,
@@ -165,96 +161,6 @@ def test_a_mid_that_never_moved_falls_back_to_the_configured_volatility() -> Non
 
     strategy = create_strategy(select_strategy_type(analysis, config), "ETH/BTC", analysis, config, OrderConfig())
     assert strategy.parameters.volatility_bps_per_sqrt_sec > 0  # it was InvalidStrategyError before
-
-
-# --- the estimators' fast paths give the loops' results, to the bit ---------------------------------------
-
-
-def _volatility_loop(times, prices, half_life_secs=None, min_interval_secs=0.0):  # the estimator as first written
-    n = len(prices)
-    if n < 2 or len(times) != n:
-        return None
-    t_last = times[-1]
-    decay = math.log(2.0) / half_life_secs if half_life_secs else 0.0
-    num = den = 0.0
-    used = 0
-    prev_t, prev_p = times[0], prices[0]
-    for i in range(1, n):
-        t, p = times[i], prices[i]
-        dt = t - prev_t
-        if dt < min_interval_secs:
-            continue
-        if dt > 0 and p > 0 and prev_p > 0:
-            r = math.log(p / prev_p)
-            w = math.exp(-decay * (t_last - t)) if decay else 1.0
-            num += w * r * r
-            den += w * dt
-            used += 1
-        prev_t, prev_p = t, p
-    if used < MIN_VOLATILITY_RETURNS or den <= 0:
-        return None
-    return math.sqrt(num / den)
-
-
-def _trend_loop(prices):
-    if len(prices) < 3:
-        return 0.0, 0
-    logs = [math.log(p) for p in prices if p > 0]
-    if len(logs) < 3:
-        return 0.0, 0
-    path = 0.0
-    for i in range(1, len(logs)):
-        path += abs(logs[i] - logs[i - 1])
-    if path <= 0:
-        return 0.0, 0
-    net = logs[-1] - logs[0]
-    return min(1.0, abs(net) / path), 1 if net > 0 else -1 if net < 0 else 0
-
-
-def _same(a, b) -> bool:
-    return repr(a) == repr(b)  # (bit for bit, NaN included)
-
-
-_gaps = st.one_of(st.floats(0.0, 30.0), st.sampled_from([0.0, 0.1, 9.999999999999998, 10.0, 10.000000000000002]))
-_prices = st.one_of(st.floats(90.0, 110.0), st.sampled_from([0.0, -1.0, float("nan"), 100.0]))
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(start=st.floats(0.0, 2e9), gaps=st.lists(_gaps, min_size=0, max_size=80),
-       prices=st.lists(_prices, min_size=81, max_size=81), shuffle=st.booleans(),
-       half_life=st.sampled_from([None, 300.0, 5.0]), spacing=st.sampled_from([0.0, 10.0, 1.0, 0.3]))
-def test_the_volatility_estimator_takes_the_loops_returns(start, gaps, prices, shuffle, half_life, spacing) -> None:
-    """The bisection over a non-decreasing history (``analysis._spaced``) takes exactly the returns the loop took,
-    edges of the spacing included; an unsorted history or one with NaN times goes through the loop."""
-    times = [start]
-    for gap in gaps:
-        times.append(times[-1] + gap)
-    if shuffle and len(times) > 2:
-        times[1], times[-1] = times[-1], times[1]
-    mids = prices[:len(times)]
-    assert _same(realised_volatility_per_sec(times, mids, half_life, spacing),
-                 _volatility_loop(times, mids, half_life, spacing))
-
-
-def test_the_volatility_estimator_on_the_engines_history_shape() -> None:
-    """~600 mids about a second apart (the engine's history), sampled 10 s apart: the same figure as the loop."""
-    rng = random.Random(7)
-    times, mids, t, mid = [], [], 1.7e9, 100.0
-    for _ in range(600):
-        t += rng.choice([0.2, 0.9, 1.0, 1.1, 2.5, 10.0])
-        mid *= math.exp(rng.gauss(0.0, 3e-5))
-        times.append(t)
-        mids.append(mid)
-    for half_life in (None, 300.0):
-        fast = realised_volatility_per_sec(times, mids, half_life, VOLATILITY_SAMPLE_SECS)
-        assert fast is not None and _same(fast, _volatility_loop(times, mids, half_life, VOLATILITY_SAMPLE_SECS))
-    assert _same(trend_strength(mids), _trend_loop(mids))
-
-
-@settings(max_examples=300, deadline=None)
-@given(prices=st.lists(_prices, min_size=0, max_size=60))
-def test_the_trend_estimator_sums_as_the_loop_did(prices) -> None:
-    assert _same(trend_strength(prices), _trend_loop(prices))
 
 
 def test_held_history_figures_give_the_same_analysis() -> None:
