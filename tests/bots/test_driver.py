@@ -723,3 +723,43 @@ def test_a_performance_snapshot_is_taken_at_the_check_and_stored_without_holding
     assert snapshot.equity_quote > 0 and snapshot.tenant_id == running_bot.tenant_id
     assert InventorySnapshot.objects.filter(bot=running_bot).count() == inventory_before + 1  # one pair
     assert 0 < snapshot.quote_uptime_ratio <= 1
+
+
+def test_the_feeders_wants_follow_the_bots_without_a_walk_every_second(running_bot: Bot, driver: Driver) -> None:
+    """Each runner keeps what it asks the feeder to read (``Runner.wants``); a housekeeping pass rebuilds the
+    wants whole only when the bots were read again or a cycle moved a bot's wants (else every
+    ``WANTS_REBUILD_SECS``): a cycle on the same engine moves nothing, a new gateway does (and replaces the
+    old one in the wants at the next pass), and a bot that stops takes its account and book out."""
+    from bots.engine.venues import exchange_key
+
+    runner = settle(driver, running_bot, lambda r: r.engine is not None)
+    engine = runner.engine
+    assert engine is not None
+    account_id = running_bot.exchange_accounts.get().pk
+    book = (exchange_key(engine.accounts[account_id]), "BTC/USDT")
+    driver._housekeep(time.time())
+    assert not driver.wants_moved and runner.wants is not None and runner.wants.engine is engine
+    assert driver.wanted_accounts[account_id][0] is engine.exchanges[account_id] and book in driver.wanted_books
+    held = driver.wanted_books
+    driver._want(runner, engine, fresh=True)  # a cycle on the kept engine handed back: the same wants
+    driver._housekeep(time.time())
+    assert not driver.wants_moved and driver.wanted_books is held  # nothing moved: not rebuilt
+
+    real = engine.exchanges[account_id]
+    other = object()  # a cycle connected another gateway for the account (rotated keys)
+    engine.exchanges[account_id] = other  # type: ignore[assignment]
+    try:
+        driver._want(runner, engine, fresh=True)
+        assert driver.wants_moved
+        driver._housekeep(time.time())
+        assert driver.wanted_accounts[account_id][0] is other and driver.wanted_books is not held
+    finally:
+        engine.exchanges[account_id] = real
+    driver._want(runner, engine, fresh=True)
+    driver._housekeep(time.time())
+    assert driver.wanted_accounts[account_id][0] is real
+
+    Bot.objects.filter(pk=running_bot.pk).update(status=BotStatus.STOPPED)  # the bot leaves this driver
+    driver._housekeep(time.time())
+    assert running_bot.pk not in driver.runners
+    assert book not in driver.wanted_books and account_id not in driver.wanted_accounts
