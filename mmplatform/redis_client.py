@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from typing import Any
 
 import redis
 import redis.asyncio as redis_asyncio
@@ -43,10 +42,9 @@ def text(value: bytes | str) -> str:
 
 
 # One Lua program for many small writes, in ONE argument: operations separated by \x1e, each one's fields by
-# \x1f: an op letter, the key, then its arguments. l: LPUSH value; t: LTRIM start stop; c: LPUSH value then
-# LTRIM to the newest ``keep`` (a capped list); h: HINCRBY field amount; m: HINCRBY of several fields (field
-# amount field amount ...); r: DEL the key if it holds the token (a token-checked release); d: DEL the key.
-# Returns the number of operations.
+# \x1f: an op letter, the key, then its arguments. l: LPUSH value; t: LTRIM start stop; h: HINCRBY field
+# amount; r: DEL the key if it holds the token (a token-checked release); d: DEL the key. Returns the number of
+# operations.
 SPLIT_LUA = """
 local function fields(s)
   local out, start = {}, 1
@@ -67,13 +65,8 @@ for op in string.gmatch(ARGV[1], '[^\\30]+') do
     redis.call('lpush', key, f[3])
   elseif kind == 't' then
     redis.call('ltrim', key, f[3], f[4])
-  elseif kind == 'c' then
-    redis.call('lpush', key, f[3])
-    redis.call('ltrim', key, 0, tonumber(f[4]) - 1)
   elseif kind == 'h' then
     redis.call('hincrby', key, f[3], f[4])
-  elseif kind == 'm' then
-    for i = 4, #f do redis.call('hincrby', key, f[i], f[3]) end
   elseif kind == 'r' then
     if redis.call('get', key) == f[3] then redis.call('del', key) end
   elseif kind == 'd' then
@@ -103,10 +96,9 @@ class WriteBatch:
     the buffer for every argument), so a tick's thousand writes cost about what one command does. Speaks
     the subset of the pipeline's interface the engine's record writers use (``lpush``, ``ltrim``,
     ``hincrby``, ``delete``), so the one function that writes a key (``lease.add_cycle_record``,
-    ``performance.count_quoting``) writes it into either (``capped_lpush`` and ``hincrby_many`` below take
-    either and write one record to a batch where a pipeline takes two commands); ``release`` is the
-    token-checked delete of a lease. The keys travel inside the program, not in KEYS (one Redis server, never a
-    cluster). The script runs atomically in Redis: keep a batch to what one tick writes (a few thousand operations)."""
+    ``performance.count_quoting``) writes it into either; ``release`` is the token-checked delete of a
+    lease. The keys travel inside the program, not in KEYS (one Redis server, never a cluster). The
+    script runs atomically in Redis: keep a batch to what one tick writes (a few thousand operations)."""
 
     def __init__(self) -> None:
         self.ops: list[str] = []
@@ -117,17 +109,8 @@ class WriteBatch:
     def ltrim(self, key: str, start: int, end: int) -> None:
         self.ops.append(joined("t", key, start, end))
 
-    def capped_lpush(self, key: str, value: str, keep: int) -> None:
-        """LPUSH ``value``, then keep the newest ``keep`` (one record where ``lpush`` + ``ltrim`` are two: a
-        quiet check's batch is a few records a bot, each costing the driver thread its joining)."""
-        self.ops.append(joined("c", key, value, keep))
-
     def hincrby(self, key: str, field: str, amount: int = 1) -> None:
         self.ops.append(joined("h", key, field, amount))
-
-    def hincrby_many(self, key: str, fields: tuple[str, ...], amount: int = 1) -> None:
-        """HINCRBY of each of ``fields`` by ``amount``, in one record."""
-        self.ops.append(joined("m", key, amount, *fields))
 
     def release(self, key: str, token: str) -> None:
         """Delete ``key`` if it still holds ``token`` (a lease this process holds)."""
@@ -143,23 +126,3 @@ class WriteBatch:
     def execute(self) -> None:
         if self.ops:
             get_redis().eval(_BATCH_LUA, 0, RECORD.join(self.ops))
-
-
-def capped_lpush(pipe: Any, key: str, value: str, keep: int) -> None:
-    """LPUSH ``value`` to ``key`` and keep its newest ``keep``, on a ``WriteBatch`` (one record) or a redis-py
-    pipeline (two commands)."""
-    if isinstance(pipe, WriteBatch):
-        pipe.capped_lpush(key, value, keep)
-    else:
-        pipe.lpush(key, value)
-        pipe.ltrim(key, 0, keep - 1)
-
-
-def hincrby_many(pipe: Any, key: str, fields: tuple[str, ...], amount: int = 1) -> None:
-    """HINCRBY each of ``fields`` of ``key`` by ``amount``, on a ``WriteBatch`` (one record) or a pipeline (one
-    command each)."""
-    if isinstance(pipe, WriteBatch):
-        pipe.hincrby_many(key, fields, amount)
-    else:
-        for field in fields:
-            pipe.hincrby(key, field, amount)

@@ -169,51 +169,28 @@ def order_arrival_intensity(
     return n / (2.0 * window_secs), n / total
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEstimates:
-    """What ``analyze_market`` takes from the mid history alone: the same history (and half-life) gives the same
-    figures, so a caller that holds them for an unchanged history passes them instead of recomputing."""
-
-    sigma: float | None  # ``realised_volatility_per_sec`` sampled ``VOLATILITY_SAMPLE_SECS`` apart
-    trend_strength: float
-    trend_direction: int
-
-
-def history_estimates(config: StrategyConfig, mid_times: Sequence[float], mids: Sequence[float]) -> HistoryEstimates:
-    """The volatility and trend of a mid history (oldest first), as ``analyze_market`` computes them."""
-    sigma = realised_volatility_per_sec(mid_times, mids, config.volatility_half_life_secs, VOLATILITY_SAMPLE_SECS)
-    strength, direction = trend_strength(mids)
-    return HistoryEstimates(sigma, strength, direction)
-
-
 def analyze_market(
     snapshot: MarketSnapshot,
     config: StrategyConfig,
     mid_times: Sequence[float] = (),
     mids: Sequence[float] = (),
-    history: HistoryEstimates | None = None,
 ) -> MarketAnalysis:
     """Combine the estimators on a snapshot and the mid history the engine kept (oldest first).
 
     Without a mid history the snapshot's trade prices stand in for it. Too little data falls
     back to the config's sigma, A and k (flagged in ``volatility_measured``/``arrival_measured``).
-    ``history``: ``history_estimates`` of these ``mid_times`` and ``mids`` under this config, held by the
-    caller (the engine driver's analyses of an unchanged history); computed here when None.
     """
     if not mids:
         mid_times = [t[0] for t in snapshot.trades]
         mids = [t[1] for t in snapshot.trades]
-        history = None  # (the trades stand in: not the history the caller held figures of)
-    if history is None:
-        history = history_estimates(config, mid_times, mids)
-    sigma = history.sigma
+    sigma = realised_volatility_per_sec(mid_times, mids, config.volatility_half_life_secs, VOLATILITY_SAMPLE_SECS)
     # a mid that never moved (a wide tick, a quiet pair) measures zero: no information, not "no risk"
     volatility_measured = sigma is not None and sigma > 0
     if sigma is None or not volatility_measured:
         sigma_bps = config.volatility_fallback_bps_per_sqrt_sec
     else:
         sigma_bps = sigma * BPS
-    strength, direction = history.trend_strength, history.trend_direction
+    strength, direction = trend_strength(mids)
 
     trades = snapshot.trades
     fitted = None

@@ -69,12 +69,6 @@ class MarketSnapshot:
     """The price quotes are centred on when it is not this book's own mid (a pair quoted on several
     venues: ``strategies.reference``); 0 = the book's mid."""
 
-    def at(self, now: float) -> MarketSnapshot:
-        """This snapshot taken again at ``now`` (a quiet check's unchanged book): ``dataclasses.replace`` is
-        several times slower (it walks the fields), which was 2.5 % of the engine driver at calm N=3,000."""
-        return MarketSnapshot(self.symbol, self.best_bid, self.best_ask, now, self.bids, self.asks, self.trades,
-                              self.tick_size, self.lot_size, self.min_notional, self.reference_mid)
-
     @property
     def mid(self) -> float:
         """Mid price in quote currency: the reference when one is set, else the book's."""

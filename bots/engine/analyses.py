@@ -11,7 +11,7 @@ from bots.engine.bot import MarketMakingBot
 from bots.engine.driver_state import DriverState
 from bots.engine.market_data import mid_history
 from bots.engine.venues import exchange_key
-from strategies.analysis import MarketAnalysis, analyze_market, history_estimates
+from strategies.analysis import MarketAnalysis, analyze_market
 
 ANALYSIS_SECS = 1.0
 """Market analysis (volatility, trend, liquidity) is recomputed at most this often per venue and pair."""
@@ -45,19 +45,7 @@ class AnalysisMixin(DriverState):
             times, mids = held[1], held[2]
         else:  # a pair the feeder does not read yet (a bot's first checks), or a stalled feeder
             times, mids = mid_history(venue, pair)
-        estimates = None
-        if mids:  # the history's own figures, kept while it is the same history (~half the analyses at calm N=3,000)
-            same_as = (len(times), times[0], times[-1], mids[0], mids[-1], config.volatility_half_life_secs)
-            kept = self.history_figures.get((venue, pair))
-            if kept is not None and kept[0] == same_as:
-                estimates = kept[1]
-                self.stats["analysis_history_reused"] += 1
-            else:
-                estimates = history_estimates(config, times, mids)
-                if len(self.history_figures) > 10_000:
-                    self.history_figures.clear()
-                self.history_figures[(venue, pair)] = (same_as, estimates)
-        analysis = analyze_market(snapshot, config, times, mids, estimates)
+        analysis = analyze_market(snapshot, config, times, mids)
         if len(self.analyses) > 10_000:
             self.analyses.clear()
         self.analyses[key] = (now, analysis)

@@ -99,15 +99,12 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
         self.traded_bots: deque[int] = deque()  # feeder -> driver: bots whose orders the pushes showed trading
         self.bots_read = None
         self._housekeeping_at = 0.0
-        self.wants_moved = True  # driver thread: a cycle moved a bot's wants since the last rebuild (shards.py)
-        self._wants_at = 0.0  # driver thread: when the wants were last rebuilt whole
         self._flush_at = 0.0
         self._pool_connections: dict[int, Any] = {}  # pool thread id -> its database connection
         self._connection_checked: dict[int, float] = {}  # pool thread id -> last close_old_connections()
         self._books: dict[tuple[str, str], tuple[float, BookData]] = {}  # in-process copy of shared books
         self.wanted_accounts: dict[int, tuple[ExchangeGateway, float]] = {}  # feeder: account -> (gateway, every)
         self.wanted_books: dict[tuple[str, str], ExchangeGateway] = {}  # feeder: (venue, pair) -> gateway
-        self.wanted_venues: dict[str, Any] = {}  # driver thread: venue -> an account of it (its book streams)
         self.feeder: threading.Thread | None = None
         self._urgent = 0  # urgent re-quotes in flight
         self.finished: deque[tuple[Runner, str, bool, bool, int, int, Counter[str] | None]] = deque()  # pool -> driver
@@ -116,8 +113,6 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
         # pool -> feeder: balances a fill sync read after the fill (account, read at, totals, free)
         self.fresh_balances: deque[tuple[int, float, dict[str, Decimal], dict[str, Decimal]]] = deque()
         self.analyses: dict[Any, tuple[float, MarketAnalysis]] = {}
-        self.history_figures: dict[tuple[str, str], tuple[tuple, Any]] = {}  # driver thread: (venue, pair)
-        # -> (what its mid history was, ``strategies.analysis.HistoryEstimates`` of it) (analyses.py)
         self.shared = SharedViews()
         self.by_pair: dict[tuple[str, str], dict[int, Runner]] = {}  # (venue, pair) -> bots quoting it
         self.stats: Counter[str] = Counter()  # cycles by verdict and full-cycle reason, since start
@@ -223,7 +218,7 @@ class Driver(ShardsMixin, FeedMixin, VerdictMixin, RequoteMixin, ScheduleMixin):
             if runner.stale:  # changed while the cycle ran: the next cycle is a full one, on the bot as it is now
                 runner.engine, runner.stale = None, False
             elif runner.engine is not None and not runner.dropped:
-                self._want(runner, runner.engine, fresh=True)  # its accounts and books, for the feeder
+                self._want(runner, runner.engine)  # its accounts and books, for the feeder
             runner.touched = True
             runner.busy, runner.lease = False, None
             self._index_quoted(runner)

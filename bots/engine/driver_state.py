@@ -51,17 +51,13 @@ class DriverState:
     due_queue: DueQueue  # when each runner is next looked at: the tick pops the due ones (due.py)
     stats: Counter[str]  # cycles by verdict, timings (pool timings arrive through ``finished``)
     analyses: dict[Any, tuple[float, MarketAnalysis]]  # shared market analyses (feed.py ``_analysis``)
-    history_figures: dict[tuple[str, str], tuple[tuple, Any]]  # (venue, pair) -> its history's figures (analyses.py)
     by_pair: dict[tuple[str, str], dict[int, Runner]]  # (venue, pair) -> the bots quoting it (driver.py, shards.py)
     shared: SharedViews  # what the bots of an account / a venue's pair share, per version (shared_views.py)
     wanted_accounts: dict[int, tuple[ExchangeGateway, float]]  # what the feeder reads: account -> (gateway, every)
     wanted_books: dict[tuple[str, str], ExchangeGateway]  # ... and (venue, pair) -> gateway (replaced whole)
-    wanted_venues: dict[str, Any]  # venue -> an account of it, for its book stream (driver thread; replaced whole)
     bots_read: tuple[str, frozenset[int]] | None  # (bots' fingerprint, owned shards) at the last read of the bots;
     # None: read them at the next housekeeping pass (a runner was dropped) (shards.py, driver.py)
     _housekeeping_at: float
-    wants_moved: bool  # a bot's wants moved (``FeedMixin._want``) or the bots were read: rebuild them (shards.py)
-    _wants_at: float  # when ``_rebuild_wants`` last ran
     _flush_at: float
     snapshots_due: list[tuple[float, PerformanceFigures]]  # (deadline, figures) the checks took; handed to
     # a pool thread in one batch at the next flush (``_hand_snapshots``, driver.py)
@@ -103,7 +99,7 @@ class DriverState:
 
     if TYPE_CHECKING:  # provided by a sibling part (the real method overrides these)
 
-        def _want(self, runner: Runner, engine: MarketMakingBot, *, fresh: bool = False) -> None:
+        def _want(self, runner: Runner, engine: MarketMakingBot) -> None:
             raise NotImplementedError
 
         def _ensure_streams(self) -> None:

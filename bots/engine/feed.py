@@ -38,7 +38,7 @@ from bots.engine.market_data import (
     without_own,
 )
 from bots.engine.order_feed import OrderFeedMixin
-from bots.engine.runner import Runner, Wants
+from bots.engine.runner import Runner
 from bots.engine.shared_views import SharedViews
 from bots.engine.venues import exchange_key
 from exchanges.gateway import ExchangeGateway
@@ -107,6 +107,21 @@ def _best(levels: list[tuple[float, float]]) -> float | None:
 class FeedMixin(AnalysisMixin, OrderFeedMixin):
     """The driver's feeder thread and the snapshots built from what it fed (part of ``Driver``)."""
 
+    def _books_wanted(self) -> dict[str, tuple[Any, set[str]]]:
+        """venue -> (an account of it, pairs quoted there by the bots this driver holds)."""
+        wanted: dict[str, tuple[Any, set[str]]] = {}
+        for runner in self.runners.values():
+            engine = runner.engine
+            if engine is None:
+                continue
+            for position in engine.active_positions.values():
+                account = engine.accounts.get(position.exchange_account_id)
+                if account is None:
+                    continue
+                venue = exchange_key(account)
+                wanted.setdefault(venue, (account, set()))[1].add(position.trading_pair)
+        return wanted
+
     def _ensure_streams(self) -> None:
         if not settings.ENGINE_BOOK_STREAMS:
             return
@@ -114,11 +129,7 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
             from exchanges.streams import BookTickerStream
         except ImportError:
             return
-        wanted: dict[str, set[str]] = {}  # venue -> the pairs its bots quote (from the bots' wants: ~ a pair each)
-        for venue, pair in self.wanted_books:
-            wanted.setdefault(venue, set()).add(pair)
-        for venue, pairs in wanted.items():
-            account = self.wanted_venues[venue]
+        for venue, (account, pairs) in self._books_wanted().items():
             symbols = tuple(sorted(pairs))
             if self.stream_symbols.get(venue) == symbols:
                 continue
@@ -313,34 +324,19 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
                                                 balances=kept(view.balances, result.totals()),
                                                 free=kept(view.free, result.free_amounts()))
 
-    def _want(self, runner: Runner, engine: MarketMakingBot, *, fresh: bool = False) -> None:
-        """Tell the feeder what this bot needs read: its accounts and its pairs' books. Taken from the engine
-        when ``fresh`` (a cycle just ended: it may have connected a gateway) or the engine or interval changed,
-        else as kept (``Runner.wants``: the housekeeping pass gathers every bot's each second)."""
-        wants = runner.wants
-        if fresh or wants is None or wants.engine is not engine or wants.interval != runner.interval:
-            every = max(runner.interval * 0.9, ACCOUNT_READ_MIN_SECS)
-            books = []
-            for position in engine.active_positions.values():
-                book_gateway = engine.exchanges.get(position.exchange_account_id)
-                if book_gateway is not None:
-                    account = engine.accounts[position.exchange_account_id]
-                    books.append(((exchange_key(account), position.trading_pair), book_gateway, account))
-            held_wants, wants = wants, Wants(engine, runner.interval,
-                                             tuple((a, gateway, every) for a, gateway in engine.exchanges.items()),
-                                             tuple(books))
-            runner.wants = wants
-            if held_wants is None or held_wants.accounts != wants.accounts or held_wants.books != wants.books:
-                self.wants_moved = True  # (another gateway, account or pair: rebuild the wants whole, so the old go)
-        wanted_accounts, wanted_books, wanted_venues = self.wanted_accounts, self.wanted_books, self.wanted_venues
-        for account_id, gateway, every in wants.accounts:
-            held = wanted_accounts.get(account_id)
+    def _want(self, runner: Runner, engine: MarketMakingBot) -> None:
+        """Tell the feeder what this bot needs read: its accounts and its pairs' books."""
+        every = max(runner.interval * 0.9, ACCOUNT_READ_MIN_SECS)
+        for account_id, gateway in engine.exchanges.items():
+            held = self.wanted_accounts.get(account_id)
             if held is None or every < held[1]:
-                wanted_accounts[account_id] = (gateway, every)
-        for key, book_gateway, account in wants.books:
-            if key not in wanted_books:
-                wanted_books[key] = book_gateway
-                wanted_venues.setdefault(key[0], account)
+                self.wanted_accounts[account_id] = (gateway, every)
+        for position in engine.active_positions.values():
+            book_gateway = engine.exchanges.get(position.exchange_account_id)
+            if book_gateway is not None:
+                self.wanted_books.setdefault(
+                    (exchange_key(engine.accounts[position.exchange_account_id]), position.trading_pair),
+                    book_gateway)
 
     def _book(self, engine: MarketMakingBot, account_id: int, pair: str,
               books: dict[tuple[str, str], BookData], fresh: dict[tuple[str, str], BookData] | None = None) -> BookData:
@@ -392,7 +388,7 @@ class FeedMixin(AnalysisMixin, OrderFeedMixin):
             seen[slot] = key = keyed[1]
             held = engine.snapshots.get(slot)
             if same is not None and held is not None and same.get(slot) == key:
-                snapshot = held.at(now)  # the same book less the same orders: the same snapshot
+                snapshot = replace(held, now=now)  # the same book less the same orders: the same snapshot
                 engine.observe_market(slot, snapshot, book.fetched_at)
                 return snapshot
         own = [(o.side, float(o.price), float(o.amount - o.filled)) for o in runner.live.get(position.pk, [])]

@@ -24,7 +24,7 @@ from typing import Any
 
 from bots.engine import keys
 from mmplatform.errors import MarketMakingError
-from mmplatform.redis_client import RECORD, SPLIT_LUA, WriteBatch, capped_lpush, get_redis, joined, text
+from mmplatform.redis_client import RECORD, SPLIT_LUA, WriteBatch, get_redis, joined, text
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
@@ -309,8 +309,9 @@ def add_cycle_record(pipe: Any, bot_id: int, scheduled_at: float, started_at: fl
                      worker: str) -> None:
     """The one writer of ``keys.cycles``, on ``pipe`` (a cycle's ``record_cycle``, or the driver's quiet
     cycles in one pipeline)."""
-    capped_lpush(pipe, keys.cycles(bot_id), f"{scheduled_at:.6f} {started_at:.6f} {finished_at:.6f} {worker}",
-                 keys.CYCLE_RECORDS)  # (pipe: a pipeline or a WriteBatch)
+    key = keys.cycles(bot_id)
+    pipe.lpush(key, f"{scheduled_at:.6f} {started_at:.6f} {finished_at:.6f} {worker}")  # (or a WriteBatch)
+    pipe.ltrim(key, 0, keys.CYCLE_RECORDS - 1)
 
 
 def cycle_records(bot_id: int) -> list[tuple[float, float, float, str]]:

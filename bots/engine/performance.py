@@ -21,7 +21,7 @@ from bots.models import (
     OrderSide,
     PerformanceSnapshot,
 )
-from mmplatform.redis_client import WriteBatch, get_redis, hincrby_many, text
+from mmplatform.redis_client import WriteBatch, get_redis, text
 
 
 @dataclass(frozen=True)
@@ -155,8 +155,10 @@ def spread_captures_bps_of(bot_ids: Sequence[int]) -> dict[int, float]:
 def count_quoting(pipe: Any, bot_id: int, pair: str, quoted_both_sides: bool) -> None:
     """The one writer of ``keys.uptime``: a cycle of ``pair`` (quoted on both sides or not), on ``pipe``
     (the engine's cycles through ``record_quoting``, the driver's quiet cycles in one pipeline)."""
-    hincrby_many(pipe, keys.uptime(bot_id),
-                 (f"{pair}:cycles", f"{pair}:quoted") if quoted_both_sides else (f"{pair}:cycles",))
+    key = keys.uptime(bot_id)
+    pipe.hincrby(key, f"{pair}:cycles", 1)
+    if quoted_both_sides:
+        pipe.hincrby(key, f"{pair}:quoted", 1)
 
 
 class PerformanceTracker:

@@ -10,18 +10,6 @@ from bots.engine.lease import BotLease
 from bots.models import Order
 
 
-class Wants(NamedTuple):
-    """What a bot needs the feeder to read (``FeedMixin._want``), kept while its engine and interval are those it
-    was taken from: the housekeeping pass gathers every bot's each second without walking its engine again. A
-    cycle may connect another gateway on the same engine (``MarketMakingBot.initialize_exchanges``), so taking
-    a runner back after a cycle takes them again."""
-
-    engine: MarketMakingBot
-    interval: float
-    accounts: tuple[tuple[int, Any, float], ...]  # (account id, its gateway, read at least this often)
-    books: tuple[tuple[tuple[str, str], Any, Any], ...]  # ((venue, pair), the gateway to read it, the account)
-
-
 class BotSignature(NamedTuple):
     """What the driver read of a bot's row (``ShardsMixin._refresh_bots``): a change drops the kept engine, except a
     ``baseline`` the engine already holds (its own daily reset's write)."""
@@ -59,7 +47,7 @@ class Runner:
     Writers (docs/architecture.md, "Who owns what"): the driver thread alone writes ``busy`` (set before a
     cycle is submitted, cleared when the cycle is handed back), ``dropped``, ``stale``, ``signature``,
     ``interval``, ``error_delay``, ``woken``, ``wake_after``, ``wait_until``,
-    ``last_verdict``, ``quiet_cycles``, ``touched``, ``indexed``, ``wants``, ``lease`` (the lease its check took, kept
+    ``last_verdict``, ``quiet_cycles``, ``touched``, ``indexed``, ``lease`` (the lease its check took, kept
     alive while the cycle is queued or running: ``Driver._keep_leases``), ``lease_until`` and ``quiet`` (what
     its last full quiet check saw). The cycle fields (``engine``, ``rows``, ``live``, ``open_count``, ``known``,
     ``gone``, ``quoted_mid``, ``last_full_at``, ``perf_due_at``, ``high_water*``, ``next_due``) belong to whoever
@@ -98,7 +86,6 @@ class Runner:
     lease: BotLease | None = None  # while ``busy``: the lease its check took (the driver extends it)
     lease_until: float = 0.0  # when that lease expires unless extended (the driver's reckoning)
     quiet: QuietInputs | None = None  # the last quiet check's inputs, while a check may reuse its verdict
-    wants: Wants | None = None  # what the feeder reads for it, as last taken from its engine (driver thread)
 
 def next_due(scheduled: float, interval: float, now: float) -> float:
     """Fixed rate (the lag of a late cycle does not shift the ones after it), but a bot more than an

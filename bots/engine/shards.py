@@ -37,10 +37,6 @@ DRIVERS_KEY = keys.DRIVERS
 
 HOUSEKEEPING_SECS = 1.0
 
-WANTS_REBUILD_SECS = 10.0
-"""The feeder's wants and ``by_pair`` are rebuilt whole at least this often (``_rebuild_wants``); sooner when the
-bots were read again or a cycle moved a bot's wants."""
-
 
 def shard_key(shard: int) -> str:
     return keys.shard(shard)
@@ -94,8 +90,17 @@ class ShardsMixin(DriverState):
                     if len(self.owned) >= share:
                         break
         self._refresh_bots(now)
-        if self.wants_moved or now >= self._wants_at + WANTS_REBUILD_SECS:
-            self._rebuild_wants(now)
+        accounts: dict[int, tuple[ExchangeGateway, float]] = {}
+        books: dict[tuple[str, str], ExchangeGateway] = {}
+        self.wanted_accounts, self.wanted_books = accounts, books  # rebuilt: bots that left drop out
+        by_pair: dict[tuple[str, str], dict[int, Runner]] = {}
+        for runner in list(self.runners.values()):
+            if runner.engine is not None:
+                self._want(runner, runner.engine)
+            runner.indexed = tuple(runner.quoted_mid)  # (a busy one's too: a move during its cycle wakes it after)
+            for key in runner.indexed:
+                by_pair.setdefault(key, {})[runner.bot_id] = runner
+        self.by_pair = by_pair  # rebuilt too (``Driver._index_quoted`` keeps it between two passes)
         self._ensure_streams()
         self._ensure_order_streams()
         gc_timer.collect_if_due(settings.ENGINE_GC_FULL_SECS)  # (the engine worker's thresholds leave it to this)
@@ -111,26 +116,6 @@ class ShardsMixin(DriverState):
         pipe.expire(keys.driver_stats(self.token), int(SHARD_TTL_SECS * 3))
         pipe.execute()
 
-    def _rebuild_wants(self, now: float) -> None:
-        """What the feeder reads (``wanted_*``) and ``by_pair``, rebuilt whole from the runners, so that bots that
-        left or stopped quoting a pair drop out (a cycle's ``_want`` / ``_index_quoted`` only add and move). Done
-        when the bots were read again or a cycle changed a bot's wants (``wants_moved``: a new engine, another
-        gateway or pair), else every ``WANTS_REBUILD_SECS``: every second, it was ~9 % of the driver thread at
-        calm N=3,000 (1,500 runners a process)."""
-        self.wants_moved, self._wants_at = False, now
-        accounts: dict[int, tuple[ExchangeGateway, float]] = {}
-        books: dict[tuple[str, str], ExchangeGateway] = {}
-        self.wanted_accounts, self.wanted_books = accounts, books  # rebuilt: bots that left drop out
-        self.wanted_venues = {}
-        by_pair: dict[tuple[str, str], dict[int, Runner]] = {}
-        for runner in list(self.runners.values()):
-            if runner.engine is not None:
-                self._want(runner, runner.engine)
-            runner.indexed = tuple(runner.quoted_mid)  # (a busy one's too: a move during its cycle wakes it after)
-            for key in runner.indexed:
-                by_pair.setdefault(key, {})[runner.bot_id] = runner
-        self.by_pair = by_pair  # rebuilt too (``Driver._index_quoted`` keeps it between two rebuilds)
-
     def _refresh_bots(self, now: float) -> None:
         """The runners of the running and paused bots of the owned shards, as the rows say now. Read only when
         something the driver reads of them moved (``rows.bots_fingerprint``), the shards changed hands, or a
@@ -141,7 +126,6 @@ class ShardsMixin(DriverState):
             self.stats["bots_read_skipped"] += 1
             return
         self.stats["bots_read"] += 1
-        self.wants_moved = True  # runners may have come or gone: the feeder's wants are rebuilt in this pass
         rows = Bot.objects.filter(status__in=statuses).values_list(
             "pk", "epoch", "status", "monitoring_interval_secs", "error_recovery_delay_secs", "updated_at",
             "kill_switch_engaged", "tenant__kill_switch_engaged", "daily_pnl_baseline_quote")

@@ -32,7 +32,6 @@ THREAD = {
     "ScheduleMixin.bring_forward": "driver",  # (tests and tools, from the thread that ticks the driver)
     "Driver._flush": "driver", "Driver._keep_leases": "driver",
     "ShardsMixin._housekeep": "driver",
-    "ShardsMixin._rebuild_wants": "driver",
     "ShardsMixin._refresh_bots": "driver", "FeedMixin._want": "driver", "FeedMixin._ensure_streams": "driver",
     "AnalysisMixin._analysis": "driver",  # only from VerdictMixin._check
     "FeedMixin._read_books": "feeder", "FeedMixin._read_accounts": "feeder", "FeedMixin._read_balances": "feeder",
@@ -52,11 +51,9 @@ THREAD = {
 
 # attribute -> its owner thread (the only one whose methods write it)
 OWNER = {
-    "owned": "driver", "runners": "driver", "stats": "driver", "analyses": "driver", "history_figures": "driver",
-    "_urgent": "driver",
+    "owned": "driver", "runners": "driver", "stats": "driver", "analyses": "driver", "_urgent": "driver",
     "due_queue": "driver", "shared": "driver", "by_pair": "driver", "bots_read": "driver", "snapshots_due": "driver",
-    "wanted_accounts": "driver", "wanted_books": "driver", "wanted_venues": "driver", "streams": "driver",
-    "stream_tasks": "driver", "wants_moved": "driver", "_wants_at": "driver",
+    "wanted_accounts": "driver", "wanted_books": "driver", "streams": "driver", "stream_tasks": "driver",
     "stream_symbols": "driver", "_housekeeping_at": "driver", "_flush_at": "driver",
     "accounts": "feeder", "_books": "feeder", "feed_stats": "feeder", "loop_probe": "feeder",
     "mids": "feeder", "mids_read_at": "feeder", "resync_wanted": "feeder",
@@ -218,8 +215,7 @@ def test_a_bots_components_are_written_by_their_own_methods() -> None:
 # ``busy``, else the driver thread)
 RUNNER_DRIVER_ONLY = {"busy", "dropped", "stale", "signature", "interval", "error_delay", "woken", "wake_after",
                       "wait_until",
-                      "last_verdict", "quiet_cycles", "touched", "indexed", "lease", "lease_until", "quiet",
-                      "wants"}
+                      "last_verdict", "quiet_cycles", "touched", "indexed", "lease", "lease_until", "quiet"}
 RUNNER_CYCLE = {"engine", "rows", "live", "open_count", "known", "gone", "quoted_mid", "last_full_at", "perf_due_at",
                 "high_water", "high_water_dirty", "next_due"}
 

@@ -11,7 +11,6 @@ from strategies.analysis import (
     MarketAnalysis,
     analyze_market,
     book_depth_quote,
-    history_estimates,
     order_arrival_intensity,
     realised_volatility_per_sec,
     trend_strength,
@@ -161,19 +160,3 @@ def test_a_mid_that_never_moved_falls_back_to_the_configured_volatility() -> Non
 
     strategy = create_strategy(select_strategy_type(analysis, config), "ETH/BTC", analysis, config, OrderConfig())
     assert strategy.parameters.volatility_bps_per_sqrt_sec > 0  # it was InvalidStrategyError before
-
-
-def test_held_history_figures_give_the_same_analysis() -> None:
-    """``analyze_market`` with the caller's ``history_estimates`` of the same history equals the one computing
-    them (the engine driver holds them while a pair's history is unchanged); without mids the snapshot's trades
-    stand in and held figures are ignored."""
-    times, mids = random_walk(600, 3e-5, seed=11)
-    config = StrategyConfig()
-    snapshot = MarketSnapshot("BTC/USDT", mids[-1] - 0.01, mids[-1] + 0.01, times[-1],
-                              bids=((mids[-1] - 0.01, 2.0),), asks=((mids[-1] + 0.01, 3.0),),
-                              trades=tuple((times[-1] - 30 + i, mids[-1], 0.1, "buy") for i in range(30)))
-    held = history_estimates(config, times, mids)
-    assert held.sigma is not None and held.sigma > 0
-    assert analyze_market(snapshot, config, times, mids, held) == analyze_market(snapshot, config, times, mids)
-    other = history_estimates(config, *random_walk(600, 3e-4, seed=12))
-    assert analyze_market(snapshot, config, (), (), other) == analyze_market(snapshot, config)

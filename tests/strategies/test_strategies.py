@@ -360,18 +360,3 @@ def test_diff_orders_never_keeps_an_order_that_crosses_a_new_one() -> None:
     diff = diff_orders(live, intents, tolerance_bps=5.0, refresh_secs=60.0, now=1.0)
     assert diff.keep == [] and {o.order_id for o in diff.cancel} == {"ask", "bid"}
     assert diff.place == intents
-
-
-def test_snapshot_at_is_replace_of_now_over_every_field() -> None:
-    """``MarketSnapshot.at`` lists the fields by hand (it is the quiet check's fast copy): a field added to the
-    snapshot and not to ``at`` would be dropped from a reused snapshot; this fails then."""
-    values = {}
-    for number, field in enumerate(dataclasses.fields(MarketSnapshot), start=1):
-        default = field.default
-        values[field.name] = (f"X{number}/Y" if isinstance(default, str) or field.name == "symbol" else
-                              ((float(number), 1.0),) if isinstance(default, tuple) else float(number))
-    snapshot = MarketSnapshot(**values)
-    again = snapshot.at(123.5)
-    assert again == dataclasses.replace(snapshot, now=123.5)
-    assert [getattr(again, f.name) for f in dataclasses.fields(MarketSnapshot) if f.name != "now"] == [
-        values[f.name] for f in dataclasses.fields(MarketSnapshot) if f.name != "now"]
